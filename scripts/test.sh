@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: Python venv, Rust tests, Python tests.
+# README's test command and .ci/run both call this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+bash scripts/setup-python.sh
+export HEINFER_PYTHON="$PWD/.venv/bin/python"
+
+echo "== cargo test (workspace)"
+cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log | grep -E "^(test result|running|error|warning: unused)|FAILED|panicked" || true
+test "${PIPESTATUS[0]}" -eq 0
+
+if [ -d tests/python ] && ls tests/python/test_*.py >/dev/null 2>&1; then
+  echo "== pytest"
+  .venv/bin/python -m pytest -q tests/python
+fi
