@@ -25,13 +25,7 @@ impl Modulus {
         let mu = (1u128 << (2 * bits)) / q as u128;
         // floor(2^128 / q) = floor((2^128 - 1) / q) because q is odd (never divides 2^128).
         let ratio = u128::MAX / q as u128;
-        Self {
-            q,
-            bits,
-            mu,
-            ratio_lo: ratio as u64,
-            ratio_hi: (ratio >> 64) as u64,
-        }
+        Self { q, bits, mu, ratio_lo: ratio as u64, ratio_hi: (ratio >> 64) as u64 }
     }
 
     #[inline(always)]
@@ -102,13 +96,9 @@ impl Modulus {
         let hi_lo = xhi as u128 * self.ratio_lo as u128;
         let lo_hi = xlo as u128 * self.ratio_hi as u128;
         // Only qhat mod 2^64 matters: the true remainder is below 2^64.
-        let mid = hi_lo
-            .wrapping_add(lo_hi)
-            .wrapping_add(lo_lo as u128);
+        let mid = hi_lo.wrapping_add(lo_hi).wrapping_add(lo_lo as u128);
         // Carries out of `mid` weigh 2^128 / 2^64 = 2^64 ≡ 0 (mod 2^64), so wrapping is exact here.
-        let qhat = xhi
-            .wrapping_mul(self.ratio_hi)
-            .wrapping_add((mid >> 64) as u64);
+        let qhat = xhi.wrapping_mul(self.ratio_hi).wrapping_add((mid >> 64) as u64);
         let mut r = xlo.wrapping_sub(qhat.wrapping_mul(self.q));
         while r >= self.q {
             r -= self.q;

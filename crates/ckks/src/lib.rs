@@ -6,14 +6,29 @@
 //! [`eval`], and the versioned [`wire`] format. Nothing here knows about neural networks.
 
 pub mod arith;
+pub mod encoding;
+pub mod encryption;
 pub mod error;
+pub mod eval;
+pub mod keys;
 pub mod ntt;
 #[cfg(target_arch = "x86_64")]
 mod ntt_simd;
 pub mod params;
+mod poly;
 pub mod primes;
 mod rns;
+mod sampling;
 pub mod wire;
 
+pub use encoding::{Encoder, Plaintext};
+#[cfg(feature = "secret-key")]
+pub use encryption::Decryptor;
+pub use encryption::{Ciphertext, Encryptor, SeededCiphertext};
 pub use error::{Error, ParamError, Result, WireError};
+pub use eval::{Decomposed, Evaluator};
+pub use keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
+#[cfg(feature = "secret-key")]
+pub use keys::{KeyGenerator, SecretKey};
+pub use num_complex::Complex64;
 pub use params::{max_log_qp, Parameters, ParametersBuilder, ParamsSpec};

@@ -1,13 +1,15 @@
 //! CKKS parameter sets: the prime chain, special primes, their security check and
 //! every constant precomputed from them.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::arith::{is_prime, Modulus};
+use crate::encoding::EncodingTables;
 use crate::error::ParamError;
 use crate::ntt::NttTable;
 use crate::primes::ntt_primes;
@@ -126,9 +128,7 @@ impl ParametersBuilder {
             all.push(pr);
             p.push(pr);
         }
-        let log_scale = self
-            .log_scale
-            .unwrap_or(*self.q_bits.get(1).unwrap_or(&self.q_bits[0]) as f64);
+        let log_scale = self.log_scale.unwrap_or(*self.q_bits.get(1).unwrap_or(&self.q_bits[0]) as f64);
         Ok(ParamsSpec { log_n: self.log_n, q, p, dnum, log_scale })
     }
 
@@ -174,6 +174,27 @@ pub(crate) struct Context {
     pub ntt_exponent: Vec<u32>,
     /// position of odd exponent e (indexed by e/2)
     pub ntt_position: Vec<u32>,
+    pub encoding: OnceLock<EncodingTables>,
+    pub galois_perms: RwLock<HashMap<u64, Arc<Vec<u32>>>>,
+}
+
+impl Context {
+    pub fn encoding(&self) -> &EncodingTables {
+        self.encoding.get_or_init(|| EncodingTables::new(self.n))
+    }
+
+    /// The automorphism X → X^g as a permutation of NTT positions: out[k] = in[perm[k]].
+    pub fn galois_perm(&self, g: u64) -> Arc<Vec<u32>> {
+        if let Some(p) = self.galois_perms.read().unwrap_or_else(|e| e.into_inner()).get(&g) {
+            return p.clone();
+        }
+        let two_n = 2 * self.n as u64;
+        let perm: Vec<u32> =
+            self.ntt_exponent.iter().map(|&e| self.ntt_position[((g * e as u64 % two_n) / 2) as usize]).collect();
+        let perm = Arc::new(perm);
+        self.galois_perms.write().unwrap_or_else(|e| e.into_inner()).insert(g, perm.clone());
+        perm
+    }
 }
 
 impl Parameters {
@@ -263,7 +284,8 @@ impl Parameters {
                     .filter(|d| d * alpha <= level)
                     .map(|d| {
                         let from: Vec<usize> = (d * alpha..((d + 1) * alpha).min(level + 1)).collect();
-                        let to: Vec<usize> = (0..=level).filter(|i| !from.contains(i)).chain(p_idx.iter().copied()).collect();
+                        let to: Vec<usize> =
+                            (0..=level).filter(|i| !from.contains(i)).chain(p_idx.iter().copied()).collect();
                         BaseConverter::new(&moduli, from, to)
                     })
                     .collect()
@@ -310,6 +332,8 @@ impl Parameters {
             moddown,
             ntt_exponent,
             ntt_position,
+            encoding: OnceLock::new(),
+            galois_perms: RwLock::new(HashMap::new()),
         })))
     }
 
@@ -482,7 +506,8 @@ mod tests {
 
     #[test]
     fn primes_are_ntt_friendly_distinct_and_of_the_asked_size() {
-        let p = Parameters::builder().log_n(14).q_bits(&[60, 40, 40, 40, 40, 40, 40]).p_bits(&[60, 60]).build().unwrap();
+        let p =
+            Parameters::builder().log_n(14).q_bits(&[60, 40, 40, 40, 40, 40, 40]).p_bits(&[60, 60]).build().unwrap();
         let all: Vec<u64> = p.q().iter().chain(p.p()).copied().collect();
         for (i, &q) in all.iter().enumerate() {
             assert!(is_prime(q));

@@ -21,7 +21,8 @@ impl BaseConverter {
             .iter()
             .map(|&i| {
                 let m = &moduli[i];
-                let hat = from.iter().filter(|&&j| j != i).fold(1u64, |acc, &j| m.mul(acc, m.reduce(moduli[j].value())));
+                let hat =
+                    from.iter().filter(|&&j| j != i).fold(1u64, |acc, &j| m.mul(acc, m.reduce(moduli[j].value())));
                 let inv = m.inv(hat);
                 (inv, m.shoup(inv))
             })

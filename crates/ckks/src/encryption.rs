@@ -1,0 +1,143 @@
+//! Ciphertexts, encryption (public-key, and seeded symmetric) and decryption.
+
+use crate::encoding::Plaintext;
+use crate::error::{Error, Result};
+use crate::keys::PublicKey;
+#[cfg(feature = "secret-key")]
+use crate::keys::SecretKey;
+use crate::params::Parameters;
+use crate::poly::Poly;
+#[cfg(feature = "secret-key")]
+use crate::sampling::fresh_seed;
+use crate::sampling::Sampler;
+
+/// A CKKS ciphertext (c0, c1) in NTT form: it knows its parameters, level and scale.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ciphertext {
+    pub(crate) params: Parameters,
+    pub(crate) c0: Poly,
+    pub(crate) c1: Poly,
+    pub(crate) scale: f64,
+}
+
+impl Ciphertext {
+    /// Number of rescales left.
+    pub fn level(&self) -> usize {
+        self.c0.limbs() - 1
+    }
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+    /// Overrides the recorded scale (e.g. after multiplying by a known integer factor).
+    pub fn set_scale(&mut self, scale: f64) -> Result<()> {
+        crate::encoding::check_scale(scale)?;
+        self.scale = scale;
+        Ok(())
+    }
+}
+
+/// A fresh symmetric ciphertext whose c1 is the expansion of a 32-byte seed:
+/// half the size on the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeededCiphertext {
+    pub(crate) params: Parameters,
+    pub(crate) c0: Poly,
+    pub(crate) seed: [u8; 32],
+    pub(crate) scale: f64,
+}
+
+impl SeededCiphertext {
+    pub fn level(&self) -> usize {
+        self.c0.limbs() - 1
+    }
+    /// Re-derives c1 from the seed.
+    pub fn expand(&self) -> Ciphertext {
+        let ctx = self.params.ctx();
+        let moduli: Vec<_> = ctx.moduli[..=self.level()].iter().collect();
+        let c1 = Sampler::from_seed(self.seed).uniform(ctx.n, &moduli);
+        Ciphertext { params: self.params.clone(), c0: self.c0.clone(), c1, scale: self.scale }
+    }
+}
+
+/// Public-key encryption: anyone holding the public key can encrypt.
+pub struct Encryptor {
+    pk: PublicKey,
+    sampler: Sampler,
+}
+
+impl Encryptor {
+    pub fn new(pk: &PublicKey) -> Self {
+        Self { pk: pk.clone(), sampler: Sampler::new() }
+    }
+
+    /// (v·b + e0 + m, v·a + e1) with v ternary and e0, e1 Gaussian.
+    pub fn encrypt(&mut self, pt: &Plaintext) -> Result<Ciphertext> {
+        let params = &self.pk.params;
+        if !params.same(&pt.params) {
+            return Err(Error::ParamsMismatch);
+        }
+        let ctx = params.ctx();
+        let level = pt.level();
+        let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
+        let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
+        let n = ctx.n;
+        let mut v = Poly::from_signed(&self.sampler.ternary(n), &moduli);
+        let mut c0 = Poly::from_signed(&self.sampler.gaussian(n), &moduli);
+        let mut c1 = Poly::from_signed(&self.sampler.gaussian(n), &moduli);
+        rayon::join(|| v.ntt(&tables), || rayon::join(|| c0.ntt(&tables), || c1.ntt(&tables)));
+        c0.mul_add_assign(&v, &self.pk.b, &moduli);
+        c0.add_assign(&pt.poly, &moduli);
+        c1.mul_add_assign(&v, &self.pk.a, &moduli);
+        Ok(Ciphertext { params: params.clone(), c0, c1, scale: pt.scale })
+    }
+}
+
+/// Decryption, and symmetric encryption, with the secret key.
+#[cfg(feature = "secret-key")]
+pub struct Decryptor<'a> {
+    sk: &'a SecretKey,
+    sampler: Sampler,
+}
+
+#[cfg(feature = "secret-key")]
+impl<'a> Decryptor<'a> {
+    pub fn new(sk: &'a SecretKey) -> Self {
+        Self { sk, sampler: Sampler::new() }
+    }
+
+    /// m ≈ c0 + c1·s
+    pub fn decrypt(&self, ct: &Ciphertext) -> Result<Plaintext> {
+        let params = &self.sk.params;
+        if !params.same(&ct.params) {
+            return Err(Error::ParamsMismatch);
+        }
+        let moduli: Vec<_> = params.ctx().moduli[..=ct.level()].iter().collect();
+        let mut m = ct.c0.clone();
+        m.mul_add_assign(&ct.c1, &self.sk.ntt, &moduli);
+        Ok(Plaintext { params: params.clone(), poly: m, scale: ct.scale })
+    }
+
+    /// Symmetric encryption (-a·s + e + m, a) with a drawn from a fresh seed, kept in
+    /// place of a: the result is half the size of a public-key ciphertext.
+    pub fn encrypt_symmetric(&mut self, pt: &Plaintext) -> Result<SeededCiphertext> {
+        let params = &self.sk.params;
+        if !params.same(&pt.params) {
+            return Err(Error::ParamsMismatch);
+        }
+        let ctx = params.ctx();
+        let level = pt.level();
+        let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
+        let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
+        let seed = fresh_seed();
+        let mut a = Sampler::from_seed(seed).uniform(ctx.n, &moduli);
+        let mut c0 = Poly::from_signed(&self.sampler.gaussian(ctx.n), &moduli);
+        c0.ntt(&tables);
+        c0.add_assign(&pt.poly, &moduli);
+        a.mul_assign(&self.sk.ntt, &moduli);
+        c0.sub_assign(&a, &moduli);
+        Ok(SeededCiphertext { params: params.clone(), c0, seed, scale: pt.scale })
+    }
+}

@@ -1,0 +1,540 @@
+//! Homomorphic evaluation on ciphertexts. Operands must share parameters, level and
+//! (for additions) scale; mismatches are errors, never silent fixes.
+//!
+//! Key switching is hybrid: the component to switch is split into `dnum` digits of
+//! about α primes, each raised to the basis Q·P (fast base conversion), multiplied
+//! by the key and brought back by dividing by P. Hoisted rotations share the costly
+//! split-and-raise among many Galois elements: in NTT form an automorphism is a
+//! permutation, so it can be applied to the raised digits on the fly.
+
+use rayon::prelude::*;
+
+use crate::arith::Modulus;
+use crate::encoding::{check_scale, Plaintext};
+use crate::encryption::Ciphertext;
+use crate::error::{Error, Result};
+use crate::keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, RelinKey};
+use crate::params::{Context, Parameters};
+use crate::poly::Poly;
+
+/// Relative tolerance under which two scales count as equal.
+const SCALE_TOLERANCE: f64 = 1e-9;
+
+/// Evaluates operations under one parameter set. Holds no key: it is given the
+/// public evaluation keys per call, so one evaluator serves any number of clients.
+#[derive(Clone, Debug)]
+pub struct Evaluator {
+    params: Parameters,
+}
+
+/// The component to key-switch, split into digits and raised to Q·P (NTT form).
+pub struct Decomposed {
+    level: usize,
+    digits: Vec<Poly>,
+}
+
+impl Evaluator {
+    pub fn new(params: &Parameters) -> Self {
+        Self { params: params.clone() }
+    }
+
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+
+    fn ctx(&self) -> &Context {
+        self.params.ctx()
+    }
+
+    fn q_moduli(&self, level: usize) -> Vec<&Modulus> {
+        self.ctx().moduli[..=level].iter().collect()
+    }
+
+    fn check_params(&self, p: &Parameters) -> Result<()> {
+        if self.params.same(p) {
+            Ok(())
+        } else {
+            Err(Error::ParamsMismatch)
+        }
+    }
+
+    fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<()> {
+        self.check_params(&a.params)?;
+        self.check_params(&b.params)?;
+        if a.level() != b.level() {
+            return Err(Error::LevelMismatch { left: a.level(), right: b.level() });
+        }
+        Ok(())
+    }
+
+    fn check_scales(a: f64, b: f64) -> Result<()> {
+        if ((a - b) / a).abs() > SCALE_TOLERANCE {
+            return Err(Error::ScaleMismatch { left: a.log2(), right: b.log2() });
+        }
+        Ok(())
+    }
+
+    fn check_mul_scale(&self, scale: f64, level: usize) -> Result<()> {
+        let log_q = self.params.log_q_at(level);
+        if scale.log2() >= log_q - 1.0 {
+            return Err(Error::ScaleOverflow { log_scale: scale.log2(), log_q });
+        }
+        Ok(())
+    }
+
+    // ---- additive operations -------------------------------------------------
+
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        let mut r = a.clone();
+        self.add_assign(&mut r, b)?;
+        Ok(r)
+    }
+
+    pub fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<()> {
+        self.check_pair(a, b)?;
+        Self::check_scales(a.scale, b.scale)?;
+        let m = self.q_moduli(a.level());
+        a.c0.add_assign(&b.c0, &m);
+        a.c1.add_assign(&b.c1, &m);
+        Ok(())
+    }
+
+    pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        self.check_pair(a, b)?;
+        Self::check_scales(a.scale, b.scale)?;
+        let m = self.q_moduli(a.level());
+        let mut r = a.clone();
+        r.c0.sub_assign(&b.c0, &m);
+        r.c1.sub_assign(&b.c1, &m);
+        Ok(r)
+    }
+
+    pub fn neg(&self, a: &Ciphertext) -> Result<Ciphertext> {
+        self.check_params(&a.params)?;
+        let m = self.q_moduli(a.level());
+        let mut r = a.clone();
+        r.c0.neg_assign(&m);
+        r.c1.neg_assign(&m);
+        Ok(r)
+    }
+
+    fn check_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<()> {
+        self.check_params(&ct.params)?;
+        self.check_params(&pt.params)?;
+        // A plaintext encoded at a higher level serves every lower one: its extra limbs are ignored.
+        if pt.level() < ct.level() {
+            return Err(Error::LevelMismatch { left: ct.level(), right: pt.level() });
+        }
+        Ok(())
+    }
+
+    pub fn add_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        self.check_plain(ct, pt)?;
+        Self::check_scales(ct.scale, pt.scale)?;
+        let mut r = ct.clone();
+        r.c0.add_assign(&pt.poly, &self.q_moduli(ct.level()));
+        Ok(r)
+    }
+
+    pub fn sub_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        self.check_plain(ct, pt)?;
+        Self::check_scales(ct.scale, pt.scale)?;
+        let mut r = ct.clone();
+        r.c0.sub_assign(&pt.poly, &self.q_moduli(ct.level()));
+        Ok(r)
+    }
+
+    /// Adds the real constant c to every slot.
+    pub fn add_const(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        let v = Self::scaled_integer(c, ct.scale)?;
+        let m = self.q_moduli(ct.level());
+        let consts: Vec<u64> = m.iter().map(|m| signed_mod(v, m)).collect();
+        let mut r = ct.clone();
+        // A constant polynomial is the same constant at every NTT point.
+        r.c0.add_scalar_assign(&consts, &m);
+        Ok(r)
+    }
+
+    // ---- multiplicative operations ------------------------------------------
+
+    /// Slot-wise product with a plaintext; the scales multiply.
+    pub fn mul_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
+        self.check_plain(ct, pt)?;
+        let scale = ct.scale * pt.scale;
+        self.check_mul_scale(scale, ct.level())?;
+        let m = self.q_moduli(ct.level());
+        let mut r = ct.clone();
+        r.c0.mul_assign(&pt.poly, &m);
+        r.c1.mul_assign(&pt.poly, &m);
+        r.scale = scale;
+        Ok(r)
+    }
+
+    /// ct + ct2 · pt, without the intermediate ciphertext (the inner loop of a
+    /// matrix–vector product). Scales must agree after the product.
+    pub fn mul_plain_add_assign(&self, acc: &mut Ciphertext, ct: &Ciphertext, pt: &Plaintext) -> Result<()> {
+        self.check_plain(ct, pt)?;
+        self.check_pair(acc, ct)?;
+        Self::check_scales(acc.scale, ct.scale * pt.scale)?;
+        let m = self.q_moduli(ct.level());
+        acc.c0.mul_add_assign(&ct.c0, &pt.poly, &m);
+        acc.c1.mul_add_assign(&ct.c1, &pt.poly, &m);
+        Ok(())
+    }
+
+    /// Multiplies every slot by the real constant c. The constant is encoded at the
+    /// scale of the top prime q_level, so a following rescale restores the scale exactly.
+    pub fn mul_const(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        let level = ct.level();
+        let q_top = self.params.q()[level] as f64;
+        let v = Self::scaled_integer(c, q_top)?;
+        let scale = ct.scale * q_top;
+        self.check_mul_scale(scale, level)?;
+        let m = self.q_moduli(level);
+        let consts: Vec<u64> = m.iter().map(|m| signed_mod(v, m)).collect();
+        let mut r = ct.clone();
+        r.c0.mul_scalar_assign(&consts, &m);
+        r.c1.mul_scalar_assign(&consts, &m);
+        r.scale = scale;
+        Ok(r)
+    }
+
+    /// Multiplies every slot by an integer; the scale is unchanged.
+    pub fn mul_int(&self, ct: &Ciphertext, k: i64) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        let m = self.q_moduli(ct.level());
+        let consts: Vec<u64> = m.iter().map(|m| signed_mod(k as i128, m)).collect();
+        let mut r = ct.clone();
+        r.c0.mul_scalar_assign(&consts, &m);
+        r.c1.mul_scalar_assign(&consts, &m);
+        Ok(r)
+    }
+
+    fn scaled_integer(c: f64, scale: f64) -> Result<i128> {
+        if !c.is_finite() {
+            return Err(Error::NotFinite(c));
+        }
+        let v = (c * scale).round();
+        if v.abs() >= 2f64.powi(120) {
+            return Err(Error::ValueTooLarge { value: c, log_scale: scale.log2() });
+        }
+        Ok(v as i128)
+    }
+
+    /// Ciphertext product with relinearization; the scales multiply (rescale after).
+    pub fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext, rk: &RelinKey) -> Result<Ciphertext> {
+        self.check_pair(a, b)?;
+        self.check_params(&rk.0.params)?;
+        let scale = a.scale * b.scale;
+        self.check_mul_scale(scale, a.level())?;
+        let m = self.q_moduli(a.level());
+        let mut d0 = a.c0.clone();
+        d0.mul_assign(&b.c0, &m);
+        let mut d1 = a.c0.clone();
+        d1.mul_assign(&b.c1, &m);
+        d1.mul_add_assign(&a.c1, &b.c0, &m);
+        let mut d2 = a.c1.clone();
+        d2.mul_assign(&b.c1, &m);
+        let (k0, k1) = self.key_switch(&d2, a.level(), &rk.0);
+        d0.add_assign(&k0, &m);
+        d1.add_assign(&k1, &m);
+        Ok(Ciphertext { params: self.params.clone(), c0: d0, c1: d1, scale })
+    }
+
+    /// The same as `mul_relin(a, a, rk)`, one product cheaper.
+    pub fn square_relin(&self, a: &Ciphertext, rk: &RelinKey) -> Result<Ciphertext> {
+        self.check_params(&a.params)?;
+        self.check_params(&rk.0.params)?;
+        let scale = a.scale * a.scale;
+        self.check_mul_scale(scale, a.level())?;
+        let m = self.q_moduli(a.level());
+        let mut d0 = a.c0.clone();
+        d0.mul_assign(&a.c0, &m);
+        let mut d1 = a.c0.clone();
+        d1.mul_assign(&a.c1, &m);
+        let d1c = d1.clone();
+        d1.add_assign(&d1c, &m);
+        let mut d2 = a.c1.clone();
+        d2.mul_assign(&a.c1, &m);
+        let (k0, k1) = self.key_switch(&d2, a.level(), &rk.0);
+        d0.add_assign(&k0, &m);
+        d1.add_assign(&k1, &m);
+        Ok(Ciphertext { params: self.params.clone(), c0: d0, c1: d1, scale })
+    }
+
+    // ---- levels ---------------------------------------------------------------
+
+    /// Divides by the top prime q_level, rounding: one level down, scale / q_level.
+    pub fn rescale(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        let level = ct.level();
+        if level == 0 {
+            return Err(Error::LevelExhausted);
+        }
+        let mut r = ct.clone();
+        let (c0, c1) = (&mut r.c0, &mut r.c1);
+        rayon::join(|| self.rescale_poly(c0, level), || self.rescale_poly(c1, level));
+        r.scale /= self.params.q()[level] as f64;
+        Ok(r)
+    }
+
+    fn rescale_poly(&self, p: &mut Poly, level: usize) {
+        let ctx = self.ctx();
+        let n = ctx.n;
+        let mut last = p.limb(level).to_vec();
+        ctx.ntt[level].inverse(&mut last);
+        let q_top = ctx.moduli[level];
+        let half = q_top.value() / 2;
+        let inv = &ctx.rescale_inv[level];
+        p.truncate(level);
+        p.data.par_chunks_mut(n).enumerate().for_each(|(i, x)| {
+            let m = &ctx.moduli[i];
+            let qtop_mod = m.reduce(q_top.value());
+            // Centered lift of the last limb, so the division rounds to nearest.
+            let mut t: Vec<u64> =
+                last.iter().map(|&v| if v > half { m.sub(m.reduce(v), qtop_mod) } else { m.reduce(v) }).collect();
+            ctx.ntt[i].forward(&mut t);
+            let (w, ws) = inv[i];
+            for (a, &b) in x.iter_mut().zip(&t) {
+                *a = m.mul_shoup(m.sub(*a, b), w, ws);
+            }
+        });
+    }
+
+    /// Drops primes to reach `level` (no division: the scale is unchanged).
+    pub fn drop_level(&self, ct: &Ciphertext, level: usize) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        if level > ct.level() {
+            return Err(Error::LevelRaise { from: ct.level(), to: level });
+        }
+        let mut r = ct.clone();
+        r.c0.truncate(level + 1);
+        r.c1.truncate(level + 1);
+        Ok(r)
+    }
+
+    // ---- rotations ------------------------------------------------------------
+
+    /// Cyclic left rotation of the N/2 slots by `step` (negative: right).
+    pub fn rotate(&self, ct: &Ciphertext, step: i64, keys: &GaloisKeys) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        if step.rem_euclid(self.params.slots() as i64) == 0 {
+            return Ok(ct.clone());
+        }
+        let g = self.params.galois_element(step);
+        let key = keys.get(g).ok_or_else(|| Error::MissingGaloisKey { what: format!("rotation by {step}") })?;
+        self.apply_galois(ct, g, key)
+    }
+
+    /// Complex conjugation of every slot.
+    pub fn conjugate(&self, ct: &Ciphertext, keys: &GaloisKeys) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        let g = self.params.conjugation_element();
+        let key = keys.get(g).ok_or_else(|| Error::MissingGaloisKey { what: "conjugation".into() })?;
+        self.apply_galois(ct, g, key)
+    }
+
+    fn apply_galois(&self, ct: &Ciphertext, g: u64, key: &KeySwitchKey) -> Result<Ciphertext> {
+        self.check_params(&key.params)?;
+        let level = ct.level();
+        let perm = self.ctx().galois_perm(g);
+        let c1 = ct.c1.permute(&perm);
+        let (k0, k1) = self.key_switch(&c1, level, key);
+        let mut c0 = ct.c0.permute(&perm);
+        c0.add_assign(&k0, &self.q_moduli(level));
+        Ok(Ciphertext { params: self.params.clone(), c0, c1: k1, scale: ct.scale })
+    }
+
+    /// Splits and raises c1 once, for any number of rotations of `ct` (see `rotate_decomposed`).
+    pub fn decompose(&self, ct: &Ciphertext) -> Result<Decomposed> {
+        self.check_params(&ct.params)?;
+        Ok(self.decompose_poly(&ct.c1, ct.level()))
+    }
+
+    /// A rotation of `ct` reusing its decomposition: the cost of the split and of the
+    /// raise to Q·P is paid once for all the steps (hoisting).
+    pub fn rotate_decomposed(
+        &self,
+        ct: &Ciphertext,
+        dec: &Decomposed,
+        step: i64,
+        keys: &GaloisKeys,
+    ) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        if dec.level != ct.level() {
+            return Err(Error::LevelMismatch { left: ct.level(), right: dec.level });
+        }
+        if step.rem_euclid(self.params.slots() as i64) == 0 {
+            return Ok(ct.clone());
+        }
+        let g = self.params.galois_element(step);
+        let key = keys.get(g).ok_or_else(|| Error::MissingGaloisKey { what: format!("rotation by {step}") })?;
+        self.check_params(&key.params)?;
+        let perm = self.ctx().galois_perm(g);
+        let level = ct.level();
+        let (a0, a1) = self.inner_product(dec, Some(&perm), key);
+        let (k0, k1) = rayon::join(|| self.mod_down(a0, level), || self.mod_down(a1, level));
+        let mut c0 = ct.c0.permute(&perm);
+        c0.add_assign(&k0, &self.q_moduli(level));
+        Ok(Ciphertext { params: self.params.clone(), c0, c1: k1, scale: ct.scale })
+    }
+
+    /// Rotations of one ciphertext by many steps, hoisted.
+    pub fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64], keys: &GaloisKeys) -> Result<Vec<Ciphertext>> {
+        let dec = self.decompose(ct)?;
+        steps.iter().map(|&s| self.rotate_decomposed(ct, &dec, s, keys)).collect()
+    }
+
+    /// Every slot becomes the sum of all slots (needs the power-of-two rotation keys).
+    pub fn sum_slots(&self, ct: &Ciphertext, keys: &GaloisKeys) -> Result<Ciphertext> {
+        let mut acc = ct.clone();
+        let mut step = 1;
+        while step < self.params.slots() {
+            let r = self.rotate(&acc, step as i64, keys)?;
+            self.add_assign(&mut acc, &r)?;
+            step *= 2;
+        }
+        Ok(acc)
+    }
+
+    /// Checks that a key bundle is usable here.
+    pub fn check_keys(&self, keys: &EvaluationKeys) -> Result<()> {
+        self.check_params(&keys.params)
+    }
+
+    // ---- key switching -----------------------------------------------------------
+
+    /// Switches d (NTT form at `level`, under the key's source secret) to the secret s:
+    /// returns (k0, k1) with k0 + k1·s ≈ d·s'.
+    fn key_switch(&self, d: &Poly, level: usize, key: &KeySwitchKey) -> (Poly, Poly) {
+        let dec = self.decompose_poly(d, level);
+        let (a0, a1) = self.inner_product(&dec, None, key);
+        rayon::join(|| self.mod_down(a0, level), || self.mod_down(a1, level))
+    }
+
+    /// Position of prime `k` (index into the moduli list) in a raised polynomial at `level`.
+    fn ext_pos(&self, k: usize, level: usize) -> usize {
+        let l = self.params.q().len();
+        if k < l {
+            k
+        } else {
+            level + 1 + (k - l)
+        }
+    }
+
+    fn ext_prime(&self, pos: usize, level: usize) -> usize {
+        if pos <= level {
+            pos
+        } else {
+            self.params.q().len() + pos - level - 1
+        }
+    }
+
+    fn decompose_poly(&self, d: &Poly, level: usize) -> Decomposed {
+        let ctx = self.ctx();
+        let n = ctx.n;
+        let k = self.params.p().len();
+        let mut coeff = d.clone();
+        coeff.intt(&ctx.ntt[..=level].iter().collect::<Vec<_>>());
+        let digits = ctx.modup[level]
+            .par_iter()
+            .map(|conv| {
+                let mut ext = Poly::zero(n, level + 1 + k);
+                for &i in &conv.from {
+                    ext.limb_mut(i).copy_from_slice(d.limb(i));
+                }
+                let input: Vec<&[u64]> = conv.from.iter().map(|&i| coeff.limb(i)).collect();
+                let mut out = Poly::zero(n, conv.to.len());
+                {
+                    let mut slices: Vec<&mut [u64]> = out.data.chunks_mut(n).collect();
+                    let mut scratch = Vec::new();
+                    conv.convert(&ctx.moduli, &input, &mut slices, &mut scratch);
+                }
+                out.data.par_chunks_mut(n).zip(conv.to.par_iter()).for_each(|(c, &t)| ctx.ntt[t].forward(c));
+                for (j, &t) in conv.to.iter().enumerate() {
+                    ext.limb_mut(self.ext_pos(t, level)).copy_from_slice(out.limb(j));
+                }
+                ext
+            })
+            .collect();
+        Decomposed { level, digits }
+    }
+
+    /// Σ_digits raised_digit · key, over Q·P, with the digits optionally permuted
+    /// (an automorphism applied on the fly, for hoisted rotations).
+    fn inner_product(&self, dec: &Decomposed, perm: Option<&[u32]>, key: &KeySwitchKey) -> (Poly, Poly) {
+        let ctx = self.ctx();
+        let n = ctx.n;
+        let level = dec.level;
+        let limbs = level + 1 + self.params.p().len();
+        let mut out0 = Poly::zero(n, limbs);
+        let mut out1 = Poly::zero(n, limbs);
+        out0.data.par_chunks_mut(n).zip(out1.data.par_chunks_mut(n)).enumerate().for_each(|(pos, (o0, o1))| {
+            let prime = self.ext_prime(pos, level);
+            let m = &ctx.moduli[prime];
+            let srcs: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(pos)).collect();
+            let bs: Vec<&[u64]> = key.b.iter().map(|b| b.limb(prime)).collect();
+            let as_: Vec<&[u64]> = key.a.iter().map(|a| a.limb(prime)).collect();
+            for c in 0..n {
+                let src = match perm {
+                    Some(p) => p[c] as usize,
+                    None => c,
+                };
+                let mut acc0 = 0u128;
+                let mut acc1 = 0u128;
+                for d in 0..srcs.len() {
+                    let x = srcs[d][src] as u128;
+                    acc0 += x * bs[d][c] as u128;
+                    acc1 += x * as_[d][c] as u128;
+                }
+                o0[c] = m.reduce_u128(acc0);
+                o1[c] = m.reduce_u128(acc1);
+            }
+        });
+        (out0, out1)
+    }
+
+    /// Divides a polynomial over Q·P by P (rounding), leaving it over Q.
+    fn mod_down(&self, mut x: Poly, level: usize) -> Poly {
+        let ctx = self.ctx();
+        let n = ctx.n;
+        let l = self.params.q().len();
+        let k = self.params.p().len();
+        let mut p_part = Poly { data: x.data[(level + 1) * n..].to_vec(), n };
+        p_part.intt(&ctx.ntt[l..l + k].iter().collect::<Vec<_>>());
+        let input: Vec<&[u64]> = p_part.data.chunks(n).collect();
+        let mut conv = Poly::zero(n, level + 1);
+        {
+            let mut slices: Vec<&mut [u64]> = conv.data.chunks_mut(n).collect();
+            let mut scratch = Vec::new();
+            ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch);
+        }
+        x.truncate(level + 1);
+        x.data.par_chunks_mut(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
+            ctx.ntt[i].forward(ci);
+            let m = &ctx.moduli[i];
+            let (w, ws) = ctx.p_inv_mod_q[i];
+            for (a, &b) in xi.iter_mut().zip(ci.iter()) {
+                *a = m.mul_shoup(m.sub(*a, b), w, ws);
+            }
+        });
+        x
+    }
+}
+
+fn signed_mod(v: i128, m: &Modulus) -> u64 {
+    let r = m.reduce_u128(v.unsigned_abs());
+    if v < 0 {
+        m.neg(r)
+    } else {
+        r
+    }
+}
+
+/// Keeps the scale check available to other modules.
+#[allow(dead_code)]
+pub(crate) fn valid_scale(s: f64) -> bool {
+    check_scale(s).is_ok()
+}

@@ -1,0 +1,241 @@
+//! Keys: the ternary secret (client only), the public key, and key-switching keys
+//! (relinearization, Galois) in the hybrid form of Han–Ki: `dnum` digits over the
+//! basis Q·P, each digit's uniform half drawn from a 32-byte seed.
+
+use std::collections::BTreeMap;
+
+use zeroize::Zeroize;
+
+use crate::params::Parameters;
+use crate::poly::Poly;
+#[cfg(feature = "secret-key")]
+use crate::sampling::{fresh_seed, Sampler};
+
+/// The secret key: a uniform ternary polynomial. Zeroized on drop, never serialized
+/// except to the owner's own file (see `wire`).
+#[cfg(feature = "secret-key")]
+pub struct SecretKey {
+    pub(crate) params: Parameters,
+    /// coefficients in {-1, 0, 1}
+    pub(crate) coeffs: Vec<i64>,
+    /// NTT form over every prime, q chain then special primes
+    pub(crate) ntt: Poly,
+}
+
+#[cfg(feature = "secret-key")]
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.coeffs.zeroize();
+        self.ntt.zeroize();
+    }
+}
+
+#[cfg(feature = "secret-key")]
+impl SecretKey {
+    pub(crate) fn from_coeffs(params: &Parameters, coeffs: Vec<i64>) -> Self {
+        let ctx = params.ctx();
+        let moduli: Vec<_> = ctx.moduli.iter().collect();
+        let mut ntt = Poly::from_signed(&coeffs, &moduli);
+        ntt.ntt(&ctx.ntt.iter().collect::<Vec<_>>());
+        Self { params: params.clone(), coeffs, ntt }
+    }
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+}
+
+#[cfg(feature = "secret-key")]
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+/// Public key (b, a) = (-a·s + e, a) over the q chain.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    pub(crate) params: Parameters,
+    pub(crate) b: Poly,
+    pub(crate) a: Poly,
+    pub(crate) seed: [u8; 32],
+}
+
+impl PublicKey {
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+}
+
+/// Switches a ciphertext component from some key s' to the secret s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeySwitchKey {
+    pub(crate) params: Parameters,
+    /// per digit, over all q and p primes, NTT form
+    pub(crate) b: Vec<Poly>,
+    pub(crate) a: Vec<Poly>,
+    pub(crate) seed: [u8; 32],
+}
+
+impl KeySwitchKey {
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+    pub fn digits(&self) -> usize {
+        self.b.len()
+    }
+}
+
+/// Relinearization key: switches s² to s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelinKey(pub(crate) KeySwitchKey);
+
+/// Galois keys, by Galois element.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GaloisKeys {
+    pub(crate) keys: BTreeMap<u64, KeySwitchKey>,
+}
+
+impl GaloisKeys {
+    pub fn get(&self, element: u64) -> Option<&KeySwitchKey> {
+        self.keys.get(&element)
+    }
+    pub fn elements(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.keys().copied()
+    }
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Everything a server needs to evaluate for one client: the public evaluation keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvaluationKeys {
+    pub params: Parameters,
+    pub relin: Option<RelinKey>,
+    pub galois: GaloisKeys,
+}
+
+impl EvaluationKeys {
+    /// Whether the bundle can rotate by `step` slots.
+    pub fn has_rotation(&self, step: i64) -> bool {
+        step.rem_euclid(self.params.slots() as i64) == 0 || self.galois.get(self.params.galois_element(step)).is_some()
+    }
+}
+
+/// Generates keys from a CSPRNG seeded by the operating system.
+#[cfg(feature = "secret-key")]
+pub struct KeyGenerator {
+    params: Parameters,
+    sampler: Sampler,
+}
+
+#[cfg(feature = "secret-key")]
+impl KeyGenerator {
+    pub fn new(params: &Parameters) -> Self {
+        Self { params: params.clone(), sampler: Sampler::new() }
+    }
+
+    pub fn secret_key(&mut self) -> SecretKey {
+        let coeffs = self.sampler.ternary(self.params.n());
+        SecretKey::from_coeffs(&self.params, coeffs)
+    }
+
+    pub fn public_key(&mut self, sk: &SecretKey) -> PublicKey {
+        let ctx = self.params.ctx();
+        let levels = self.params.q().len();
+        let moduli: Vec<_> = ctx.moduli[..levels].iter().collect();
+        let tables: Vec<_> = ctx.ntt[..levels].iter().collect();
+        let seed = fresh_seed();
+        let a = Sampler::from_seed(seed).uniform(ctx.n, &moduli);
+        let mut b = Poly::from_signed(&self.sampler.gaussian(ctx.n), &moduli);
+        b.ntt(&tables);
+        let mut as_ = a.clone();
+        let mut s = sk.ntt.clone();
+        s.truncate(levels);
+        as_.mul_assign(&s, &moduli);
+        s.zeroize();
+        b.sub_assign(&as_, &moduli);
+        PublicKey { params: self.params.clone(), b, a, seed }
+    }
+
+    pub fn relin_key(&mut self, sk: &SecretKey) -> RelinKey {
+        let moduli: Vec<_> = self.params.ctx().moduli.iter().collect();
+        let mut s2 = sk.ntt.clone();
+        s2.mul_assign(&sk.ntt, &moduli);
+        let k = self.keyswitch_key(sk, &s2);
+        s2.zeroize();
+        RelinKey(k)
+    }
+
+    /// Galois keys for left rotations by each of `steps` (negative: right) and, if
+    /// asked, for complex conjugation. Steps that are multiples of N/2 need none.
+    pub fn galois_keys(&mut self, sk: &SecretKey, steps: &[i64], conjugation: bool) -> GaloisKeys {
+        let mut elements: Vec<u64> = steps
+            .iter()
+            .filter(|&&s| s.rem_euclid(self.params.slots() as i64) != 0)
+            .map(|&s| self.params.galois_element(s))
+            .collect();
+        if conjugation {
+            elements.push(self.params.conjugation_element());
+        }
+        elements.sort_unstable();
+        elements.dedup();
+        let mut keys = BTreeMap::new();
+        for g in elements {
+            let perm = self.params.ctx().galois_perm(g);
+            let mut sg = sk.ntt.permute(&perm);
+            keys.insert(g, self.keyswitch_key(sk, &sg));
+            sg.zeroize();
+        }
+        GaloisKeys { keys }
+    }
+
+    /// The bundle a client registers with a server.
+    pub fn evaluation_keys(&mut self, sk: &SecretKey, steps: &[i64], conjugation: bool, relin: bool) -> EvaluationKeys {
+        EvaluationKeys {
+            params: self.params.clone(),
+            relin: relin.then(|| self.relin_key(sk)),
+            galois: self.galois_keys(sk, steps, conjugation),
+        }
+    }
+
+    /// Key switching s' → s, with s' in NTT form over every prime.
+    fn keyswitch_key(&mut self, sk: &SecretKey, s_prime: &Poly) -> KeySwitchKey {
+        let ctx = self.params.ctx();
+        let levels = self.params.q().len();
+        let moduli: Vec<_> = ctx.moduli.iter().collect();
+        let tables: Vec<_> = ctx.ntt.iter().collect();
+        let digits = levels.div_ceil(ctx.alpha);
+        let seed = fresh_seed();
+        let a = expand_keyswitch_a(&self.params, seed, digits);
+        let mut bs = Vec::with_capacity(digits);
+        for (d, a_d) in a.iter().enumerate() {
+            let mut b = Poly::from_signed(&self.sampler.gaussian(ctx.n), &moduli);
+            b.ntt(&tables);
+            let mut as_ = a_d.clone();
+            as_.mul_assign(&sk.ntt, &moduli);
+            b.sub_assign(&as_, &moduli);
+            for i in d * ctx.alpha..((d + 1) * ctx.alpha).min(levels) {
+                let m = &ctx.moduli[i];
+                let (pm, pms) = ctx.p_mod_q[i];
+                let src = s_prime.limb(i);
+                for (o, &s) in b.limb_mut(i).iter_mut().zip(src) {
+                    *o = m.add(*o, m.mul_shoup(s, pm, pms));
+                }
+            }
+            bs.push(b);
+        }
+        KeySwitchKey { params: self.params.clone(), b: bs, a, seed }
+    }
+}
+
+/// The uniform halves of a key-switching key, re-derived from its seed.
+pub(crate) fn expand_keyswitch_a(params: &Parameters, seed: [u8; 32], digits: usize) -> Vec<Poly> {
+    let ctx = params.ctx();
+    let moduli: Vec<_> = ctx.moduli.iter().collect();
+    let mut stream = crate::sampling::Sampler::from_seed(seed);
+    (0..digits).map(|_| stream.uniform(ctx.n, &moduli)).collect()
+}

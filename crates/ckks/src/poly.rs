@@ -1,0 +1,143 @@
+//! RNS polynomials: `limbs` residue vectors of N words, limb-major in one buffer.
+//! Which prime each limb belongs to is the caller's knowledge (a ciphertext's limb i
+//! is q_i); these helpers take the moduli explicitly.
+
+use rayon::prelude::*;
+use zeroize::Zeroize;
+
+use crate::arith::Modulus;
+use crate::ntt::NttTable;
+
+/// Work below this many words stays on the calling thread: spawning costs more.
+const PAR_MIN_WORDS: usize = 1 << 14;
+
+#[derive(Clone, Debug, PartialEq, Eq, Zeroize)]
+pub(crate) struct Poly {
+    pub data: Vec<u64>,
+    pub n: usize,
+}
+
+impl Poly {
+    pub fn zero(n: usize, limbs: usize) -> Self {
+        Self { data: vec![0; n * limbs], n }
+    }
+    #[inline]
+    pub fn limbs(&self) -> usize {
+        self.data.len() / self.n
+    }
+    #[inline]
+    pub fn limb(&self, i: usize) -> &[u64] {
+        &self.data[i * self.n..(i + 1) * self.n]
+    }
+    #[inline]
+    pub fn limb_mut(&mut self, i: usize) -> &mut [u64] {
+        &mut self.data[i * self.n..(i + 1) * self.n]
+    }
+    pub fn truncate(&mut self, limbs: usize) {
+        self.data.truncate(limbs * self.n);
+    }
+    fn chunks_mut(&mut self) -> std::slice::ChunksMut<'_, u64> {
+        let n = self.n;
+        self.data.chunks_mut(n)
+    }
+
+    /// Forward NTT of every limb; `tables[i]` belongs to limb i.
+    pub fn ntt(&mut self, tables: &[&NttTable]) {
+        let n = self.n;
+        self.data.par_chunks_mut(n).zip(tables.par_iter()).for_each(|(c, t)| t.forward(c));
+    }
+    pub fn intt(&mut self, tables: &[&NttTable]) {
+        let n = self.n;
+        self.data.par_chunks_mut(n).zip(tables.par_iter()).for_each(|(c, t)| t.inverse(c));
+    }
+
+    /// Fills limb i from small signed integers (secret, error or message coefficients).
+    pub fn from_signed(values: &[i64], moduli: &[&Modulus]) -> Self {
+        let n = values.len();
+        let mut p = Self::zero(n, moduli.len());
+        for (chunk, m) in p.chunks_mut().zip(moduli) {
+            let q = m.value();
+            for (o, &v) in chunk.iter_mut().zip(values) {
+                *o = if v >= 0 { m.reduce(v as u64) } else { m.neg(m.reduce(v.unsigned_abs())) };
+                debug_assert!(*o < q);
+            }
+        }
+        p
+    }
+
+    pub fn add_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
+        self.zip_apply(other, moduli, |m, a, b| m.add(a, b));
+    }
+    pub fn sub_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
+        self.zip_apply(other, moduli, |m, a, b| m.sub(a, b));
+    }
+    /// Pointwise product (both operands in NTT form).
+    pub fn mul_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
+        self.zip_apply(other, moduli, |m, a, b| m.mul(a, b));
+    }
+    pub fn neg_assign(&mut self, moduli: &[&Modulus]) {
+        for (c, m) in self.chunks_mut().zip(moduli) {
+            for x in c.iter_mut() {
+                *x = m.neg(*x);
+            }
+        }
+    }
+    /// self += a · b, pointwise.
+    pub fn mul_add_assign(&mut self, a: &Poly, b: &Poly, moduli: &[&Modulus]) {
+        let n = self.n;
+        let work = |((o, (x, y)), m): ((&mut [u64], (&[u64], &[u64])), &&Modulus)| {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                *o = m.add(*o, m.mul(x, y));
+            }
+        };
+        if self.data.len() >= PAR_MIN_WORDS {
+            self.data.par_chunks_mut(n).zip(a.data.par_chunks(n).zip(b.data.par_chunks(n))).zip(moduli).for_each(work);
+        } else {
+            self.data.chunks_mut(n).zip(a.data.chunks(n).zip(b.data.chunks(n))).zip(moduli).for_each(work);
+        }
+    }
+    /// Multiplies limb i by the constant c_i.
+    pub fn mul_scalar_assign(&mut self, consts: &[u64], moduli: &[&Modulus]) {
+        for ((c, m), &k) in self.chunks_mut().zip(moduli).zip(consts) {
+            let ks = m.shoup(k);
+            for x in c.iter_mut() {
+                *x = m.mul_shoup(*x, k, ks);
+            }
+        }
+    }
+    /// Adds the constant c_i to every value of limb i (in NTT form this adds a constant polynomial).
+    pub fn add_scalar_assign(&mut self, consts: &[u64], moduli: &[&Modulus]) {
+        for ((c, m), &k) in self.chunks_mut().zip(moduli).zip(consts) {
+            for x in c.iter_mut() {
+                *x = m.add(*x, k);
+            }
+        }
+    }
+
+    fn zip_apply(&mut self, other: &Poly, moduli: &[&Modulus], f: impl Fn(&Modulus, u64, u64) -> u64 + Sync) {
+        let n = self.n;
+        debug_assert!(other.data.len() >= self.data.len());
+        let work = |((a, b), m): ((&mut [u64], &[u64]), &&Modulus)| {
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x = f(m, *x, y);
+            }
+        };
+        if self.data.len() >= PAR_MIN_WORDS {
+            self.data.par_chunks_mut(n).zip(other.data.par_chunks(n)).zip(moduli).for_each(work);
+        } else {
+            self.data.chunks_mut(n).zip(other.data.chunks(n)).zip(moduli).for_each(work);
+        }
+    }
+
+    /// Applies a permutation of NTT positions to every limb: out[k] = in[perm[k]].
+    pub fn permute(&self, perm: &[u32]) -> Poly {
+        let n = self.n;
+        let mut out = Poly::zero(n, self.limbs());
+        for (o, i) in out.data.chunks_mut(n).zip(self.data.chunks(n)) {
+            for (x, &p) in o.iter_mut().zip(perm) {
+                *x = i[p as usize];
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,142 @@
+//! Randomness: a ChaCha20 CSPRNG seeded by the operating system, and the
+//! distributions CKKS needs (uniform mod q, uniform ternary, discrete Gaussian).
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{OsRng, RngCore, SeedableRng};
+
+use crate::arith::Modulus;
+use crate::params::ERROR_STDDEV;
+use crate::poly::Poly;
+
+/// Tail cut of the discrete Gaussian, in standard deviations.
+const GAUSS_TAIL: f64 = 6.0;
+
+pub(crate) struct Sampler {
+    rng: ChaCha20Rng,
+    /// cumulative distribution of |e| for the discrete Gaussian, scaled to 2^64
+    cdt: Vec<u64>,
+}
+
+impl Sampler {
+    /// Seeded by the operating system's generator.
+    pub fn new() -> Self {
+        Self::from_seed(fresh_seed())
+    }
+
+    /// Deterministic stream from a seed (expanding the public halves of seeded objects).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        let bound = (ERROR_STDDEV * GAUSS_TAIL).ceil() as i64;
+        let weights: Vec<f64> = (0..=bound)
+            .map(|k| {
+                let w = (-(k * k) as f64 / (2.0 * ERROR_STDDEV * ERROR_STDDEV)).exp();
+                // |e| = k > 0 stands for two values, ±k.
+                if k == 0 {
+                    w
+                } else {
+                    2.0 * w
+                }
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut acc = 0.0;
+        let mut cdt: Vec<u64> = weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                (acc * 18446744073709551615.0).min(18446744073709551615.0) as u64
+            })
+            .collect();
+        *cdt.last_mut().unwrap() = u64::MAX;
+        Self { rng: ChaCha20Rng::from_seed(seed), cdt }
+    }
+
+    pub fn fill_bytes(&mut self, out: &mut [u8]) {
+        self.rng.fill_bytes(out)
+    }
+
+    /// Uniform ternary coefficients in {-1, 0, 1}.
+    pub fn ternary(&mut self, n: usize) -> Vec<i64> {
+        let mut out = Vec::with_capacity(n);
+        let mut buf = [0u8; 64];
+        while out.len() < n {
+            self.rng.fill_bytes(&mut buf);
+            for &b in &buf {
+                // 255 = 3·85: reject it so the three values are exactly equally likely.
+                if b < 255 && out.len() < n {
+                    out.push((b % 3) as i64 - 1);
+                }
+            }
+        }
+        out
+    }
+
+    /// Discrete Gaussian with σ = 3.2 cut at 6σ, by inversion of its table.
+    pub fn gaussian(&mut self, n: usize) -> Vec<i64> {
+        (0..n)
+            .map(|_| {
+                let r = self.rng.next_u64();
+                let k = self.cdt.partition_point(|&c| c <= r).min(self.cdt.len() - 1) as i64;
+                if k != 0 && self.rng.next_u32() & 1 == 1 {
+                    -k
+                } else {
+                    k
+                }
+            })
+            .collect()
+    }
+
+    /// Uniform residues for every limb; in NTT form this is a uniform polynomial.
+    pub fn uniform(&mut self, n: usize, moduli: &[&Modulus]) -> Poly {
+        let mut p = Poly::zero(n, moduli.len());
+        for (i, m) in moduli.iter().enumerate() {
+            let q = m.value();
+            let mask = u64::MAX >> q.leading_zeros();
+            for x in p.limb_mut(i) {
+                *x = loop {
+                    let v = self.rng.next_u64() & mask;
+                    if v < q {
+                        break v;
+                    }
+                };
+            }
+        }
+        p
+    }
+}
+
+/// 32 bytes from the operating system's CSPRNG.
+pub(crate) fn fresh_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaussian_has_the_right_spread_and_ternary_is_balanced() {
+        let mut s = Sampler::new();
+        let e = s.gaussian(200_000);
+        let mean = e.iter().sum::<i64>() as f64 / e.len() as f64;
+        let var = e.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / e.len() as f64;
+        assert!(mean.abs() < 0.05, "mean {mean}");
+        assert!((var.sqrt() - ERROR_STDDEV).abs() < 0.05, "sd {}", var.sqrt());
+        assert!(e.iter().all(|x| x.abs() <= 20));
+        let t = s.ternary(300_000);
+        for v in [-1, 0, 1] {
+            let c = t.iter().filter(|&&x| x == v).count() as f64 / t.len() as f64;
+            assert!((c - 1.0 / 3.0).abs() < 0.01, "{v}: {c}");
+        }
+    }
+
+    #[test]
+    fn seeded_streams_repeat_and_fresh_ones_differ() {
+        let m = Modulus::new(1099511922689);
+        let a = Sampler::from_seed([7; 32]).uniform(64, &[&m]);
+        let b = Sampler::from_seed([7; 32]).uniform(64, &[&m]);
+        assert_eq!(a, b);
+        assert_ne!(fresh_seed(), fresh_seed());
+    }
+}
