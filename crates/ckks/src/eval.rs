@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, RelinKey};
 use crate::params::{Context, Parameters};
 use crate::poly::Poly;
+use crate::simd;
 
 /// Relative tolerance under which two scales count as equal.
 const SCALE_TOLERANCE: f64 = 1e-9;
@@ -297,9 +298,7 @@ impl Evaluator {
                 last.iter().map(|&v| if v > half { m.sub(m.reduce(v), qtop_mod) } else { m.reduce(v) }).collect();
             ctx.ntt[i].forward(&mut t);
             let (w, ws) = inv[i];
-            for (a, &b) in x.iter_mut().zip(&t) {
-                *a = m.mul_shoup(m.sub(*a, b), w, ws);
-            }
+            simd::sub_mul_const(x, &t, w, ws, m);
         });
     }
 
@@ -474,24 +473,22 @@ impl Evaluator {
         out0.data.par_chunks_mut(n).zip(out1.data.par_chunks_mut(n)).enumerate().for_each(|(pos, (o0, o1))| {
             let prime = self.ext_prime(pos, level);
             let m = &ctx.moduli[prime];
-            let srcs: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(pos)).collect();
-            let bs: Vec<&[u64]> = key.b.iter().map(|b| b.limb(prime)).collect();
-            let as_: Vec<&[u64]> = key.a.iter().map(|a| a.limb(prime)).collect();
-            for c in 0..n {
+            let mut gathered = Vec::new();
+            for d in 0..dec.digits.len() {
+                let src = dec.digits[d].limb(pos);
                 let src = match perm {
-                    Some(p) => p[c] as usize,
-                    None => c,
+                    Some(p) => {
+                        gathered.clear();
+                        gathered.extend(p.iter().map(|&i| src[i as usize]));
+                        &gathered[..]
+                    }
+                    None => src,
                 };
-                let mut acc0 = 0u128;
-                let mut acc1 = 0u128;
-                for d in 0..srcs.len() {
-                    let x = srcs[d][src] as u128;
-                    acc0 += x * bs[d][c] as u128;
-                    acc1 += x * as_[d][c] as u128;
-                }
-                o0[c] = m.reduce_u128(acc0);
-                o1[c] = m.reduce_u128(acc1);
+                simd::mul_shoup_acc(o0, src, key.b[d].limb(prime), key.bp[d].limb(prime), m);
+                simd::mul_shoup_acc(o1, src, key.a[d].limb(prime), key.ap[d].limb(prime), m);
             }
+            simd::reduce_2q(o0, m);
+            simd::reduce_2q(o1, m);
         });
         (out0, out1)
     }
@@ -516,9 +513,7 @@ impl Evaluator {
             ctx.ntt[i].forward(ci);
             let m = &ctx.moduli[i];
             let (w, ws) = ctx.p_inv_mod_q[i];
-            for (a, &b) in xi.iter_mut().zip(ci.iter()) {
-                *a = m.mul_shoup(m.sub(*a, b), w, ws);
-            }
+            simd::sub_mul_const(xi, ci, w, ws, m);
         });
         x
     }

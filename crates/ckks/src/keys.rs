@@ -73,10 +73,33 @@ pub struct KeySwitchKey {
     /// per digit, over all q and p primes, NTT form
     pub(crate) b: Vec<Poly>,
     pub(crate) a: Vec<Poly>,
+    /// Shoup companions of b and a (memory only: re-derived on load)
+    pub(crate) bp: Vec<Poly>,
+    pub(crate) ap: Vec<Poly>,
     pub(crate) seed: [u8; 32],
 }
 
 impl KeySwitchKey {
+    pub(crate) fn new(params: &Parameters, b: Vec<Poly>, a: Vec<Poly>, seed: [u8; 32]) -> Self {
+        let ctx = params.ctx();
+        let companions = |polys: &[Poly]| -> Vec<Poly> {
+            polys
+                .iter()
+                .map(|p| {
+                    let mut c = p.clone();
+                    for (i, m) in ctx.moduli.iter().enumerate() {
+                        for x in c.limb_mut(i) {
+                            *x = m.shoup(*x);
+                        }
+                    }
+                    c
+                })
+                .collect()
+        };
+        let (bp, ap) = (companions(&b), companions(&a));
+        Self { params: params.clone(), b, a, bp, ap, seed }
+    }
+
     pub fn params(&self) -> &Parameters {
         &self.params
     }
@@ -228,7 +251,7 @@ impl KeyGenerator {
             }
             bs.push(b);
         }
-        KeySwitchKey { params: self.params.clone(), b: bs, a, seed }
+        KeySwitchKey::new(&self.params, bs, a, seed)
     }
 }
 

@@ -19,6 +19,7 @@ mod poly;
 pub mod primes;
 mod rns;
 mod sampling;
+mod simd;
 pub mod wire;
 
 pub use encoding::{Encoder, Plaintext};

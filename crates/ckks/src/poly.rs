@@ -7,6 +7,7 @@ use zeroize::Zeroize;
 
 use crate::arith::Modulus;
 use crate::ntt::NttTable;
+use crate::simd;
 
 /// Work below this many words stays on the calling thread: spawning costs more.
 const PAR_MIN_WORDS: usize = 1 << 14;
@@ -73,7 +74,13 @@ impl Poly {
     }
     /// Pointwise product (both operands in NTT form).
     pub fn mul_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
-        self.zip_apply(other, moduli, |m, a, b| m.mul(a, b));
+        let n = self.n;
+        let work = |((a, b), m): ((&mut [u64], &[u64]), &&Modulus)| simd::mul_assign(a, b, m);
+        if self.data.len() >= PAR_MIN_WORDS {
+            self.data.par_chunks_mut(n).zip(other.data.par_chunks(n)).zip(moduli).for_each(work);
+        } else {
+            self.data.chunks_mut(n).zip(other.data.chunks(n)).zip(moduli).for_each(work);
+        }
     }
     pub fn neg_assign(&mut self, moduli: &[&Modulus]) {
         for (c, m) in self.chunks_mut().zip(moduli) {
@@ -86,8 +93,10 @@ impl Poly {
     pub fn mul_add_assign(&mut self, a: &Poly, b: &Poly, moduli: &[&Modulus]) {
         let n = self.n;
         let work = |((o, (x, y)), m): ((&mut [u64], (&[u64], &[u64])), &&Modulus)| {
-            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                *o = m.add(*o, m.mul(x, y));
+            let mut t = x.to_vec();
+            simd::mul_assign(&mut t, y, m);
+            for (o, &t) in o.iter_mut().zip(&t) {
+                *o = m.add(*o, t);
             }
         };
         if self.data.len() >= PAR_MIN_WORDS {

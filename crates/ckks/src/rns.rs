@@ -1,6 +1,7 @@
 //! Residue-number-system helpers: fast base conversion between sets of primes.
 
 use crate::arith::Modulus;
+use crate::simd;
 
 /// Converts residues in basis `from` to residues in basis `to` by the fast (approximate)
 /// base conversion of Bajard et al.: y = Σ_i [x_i · B̂_i^{-1}]_{b_i} · B̂_i mod t. The
@@ -11,8 +12,8 @@ pub(crate) struct BaseConverter {
     pub to: Vec<usize>,
     /// (B̂_i^{-1} mod b_i, Shoup companion)
     hat_inv: Vec<(u64, u64)>,
-    /// `hat_mod[t][i]` = B̂_i mod to_t
-    hat_mod: Vec<Vec<u64>>,
+    /// `hat_mod[t][i]` = B̂_i mod to_t, with Shoup companion
+    hat_mod: Vec<Vec<(u64, u64)>>,
 }
 
 impl BaseConverter {
@@ -33,7 +34,11 @@ impl BaseConverter {
                 let mt = &moduli[t];
                 from.iter()
                     .map(|&i| {
-                        from.iter().filter(|&&j| j != i).fold(1u64, |acc, &j| mt.mul(acc, mt.reduce(moduli[j].value())))
+                        let c = from
+                            .iter()
+                            .filter(|&&j| j != i)
+                            .fold(1u64, |acc, &j| mt.mul(acc, mt.reduce(moduli[j].value())));
+                        (c, mt.shoup(c))
                     })
                     .collect()
             })
@@ -42,36 +47,19 @@ impl BaseConverter {
     }
 
     /// `input[k]` holds the coefficients (not NTT values) of residue `from[k]`;
-    /// `output[t]` receives those of `to[t]`. `scratch` holds `from.len() * n` words.
+    /// `output[t]` receives those of `to[t]` (a prefix of `to` may be asked for).
+    /// `scratch` holds `from.len() * n` words.
     pub fn convert(&self, moduli: &[Modulus], input: &[&[u64]], output: &mut [&mut [u64]], scratch: &mut Vec<u64>) {
         let n = input[0].len();
         let k = self.from.len();
         scratch.clear();
         scratch.resize(k * n, 0);
-        for (j, (&fi, &(w, ws))) in self.from.iter().zip(&self.hat_inv).enumerate() {
-            let m = &moduli[fi];
-            for (y, &x) in scratch[j * n..(j + 1) * n].iter_mut().zip(input[j]) {
-                *y = m.mul_shoup(x, w, ws);
-            }
+        for (j, (y, &pair)) in scratch.chunks_mut(n).zip(&self.hat_inv).enumerate() {
+            simd::dot_const(y, &[input[j]], &[pair], &moduli[self.from[j]]);
         }
+        let ys: Vec<&[u64]> = scratch.chunks(n).collect();
         for (t, out) in output.iter_mut().enumerate() {
-            let mt = &moduli[self.to[t]];
-            let coef = &self.hat_mod[t];
-            if k == 1 {
-                let c = coef[0];
-                let cs = mt.shoup(c);
-                for (o, &y) in out.iter_mut().zip(&scratch[..n]) {
-                    *o = mt.mul_shoup(mt.reduce(y), c, cs);
-                }
-                continue;
-            }
-            for (c, o) in out.iter_mut().enumerate() {
-                let mut acc = 0u128;
-                for j in 0..k {
-                    acc += scratch[j * n + c] as u128 * coef[j] as u128;
-                }
-                *o = mt.reduce_u128(acc);
-            }
+            simd::dot_const(out, &ys, &self.hat_mod[t], &moduli[self.to[t]]);
         }
     }
 }

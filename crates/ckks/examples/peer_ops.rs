@@ -1,0 +1,89 @@
+//! Times the operations that `bench/peers.sh ckks` compares against TenSEAL and
+//! OpenFHE, on the same ring degrees and moduli, and prints one JSON line.
+//! Run single-threaded for the comparison: `RAYON_NUM_THREADS=1`.
+
+use std::time::Instant;
+
+use ckks::*;
+
+// The hot paths allocate and free megabyte buffers; glibc returns them to the OS
+// and faults them back in on every operation. mimalloc keeps them.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
+    f(); // warm-up: caches, lazily built tables
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    t[reps / 2]
+}
+
+fn main() {
+    // Run on the pool's own thread: calls from outside it pay a cross-thread hand-off per parallel region.
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(run);
+}
+
+fn run() {
+    let sets: [(&str, u32, Vec<u32>, Vec<u32>, usize); 2] = [
+        ("n8192", 13, vec![60, 40, 40], vec![60], 25),
+        ("n16384", 14, vec![60, 40, 40, 40, 40, 40, 40], vec![60, 60], 10),
+    ];
+    let mut results = Vec::new();
+    let mut push = |set: &str, op: &str, ms: f64, note: &str| {
+        eprintln!("{set:>7} {op:<18} {ms:9.3} ms");
+        results.push(serde_json::json!({"set": set, "op": op, "ms": ms, "note": note}));
+    };
+    for (name, log_n, q, p, reps) in sets {
+        let params = Parameters::builder().log_n(log_n).q_bits(&q).p_bits(&p).log_scale(40.0).build().unwrap();
+        let note = format!("dnum={}, special primes {:?} bits", params.dnum(), p);
+        let mut kg = KeyGenerator::new(&params);
+        let sk = kg.secret_key();
+        let pk = kg.public_key(&sk);
+        let rk = kg.relin_key(&sk);
+        let steps: Vec<i64> = (1..=8).collect();
+        let gk = kg.galois_keys(&sk, &steps, false);
+        let enc = Encoder::new(&params);
+        let eval = Evaluator::new(&params);
+        let mut encryptor = Encryptor::new(&pk);
+        let dec = Decryptor::new(&sk);
+        let v: Vec<f64> = (0..params.slots()).map(|i| ((i * 7919) % 1000) as f64 / 1000.0).collect();
+        let top = params.max_level();
+        let scale = params.default_scale();
+        let a = encryptor.encrypt(&enc.encode(&v, top, scale).unwrap()).unwrap();
+        let b = encryptor.encrypt(&enc.encode(&v, top, scale).unwrap()).unwrap();
+
+        let table = ckks::ntt::NttTable::new(ckks::arith::Modulus::new(params.q()[1]), params.n()).unwrap();
+        let mut buf: Vec<u64> = (0..params.n() as u64).map(|i| i * 31 % params.q()[1]).collect();
+        push(name, "ntt_forward", median_ms(|| table.forward(&mut buf), reps * 20), "one 40-bit limb");
+        push(name, "mul_relin", median_ms(|| drop(eval.mul_relin(&a, &b, &rk).unwrap()), reps), &note);
+        push(name, "rotate", median_ms(|| drop(eval.rotate(&a, 1, &gk).unwrap()), reps), &note);
+        push(name, "hoisted_rotate_8", median_ms(|| drop(eval.rotate_hoisted(&a, &steps, &gk).unwrap()), reps), &note);
+        let prod = eval.mul_relin(&a, &b, &rk).unwrap();
+        push(name, "rescale", median_ms(|| drop(eval.rescale(&prod).unwrap()), reps), "");
+        push(
+            name,
+            "encrypt",
+            median_ms(|| drop(encryptor.encrypt(&enc.encode(&v, top, scale).unwrap()).unwrap()), reps),
+            "encode + public-key encrypt, full slots",
+        );
+        push(
+            name,
+            "decrypt",
+            median_ms(|| drop(enc.decode(&dec.decrypt(&a).unwrap()).unwrap()), reps),
+            "decrypt + decode",
+        );
+    }
+    let threads = rayon::current_num_threads();
+    println!(
+        "{}",
+        serde_json::json!({"impl": "heinfer", "version": env!("CARGO_PKG_VERSION"), "threads": threads, "results": results})
+    );
+}

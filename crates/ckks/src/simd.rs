@@ -1,0 +1,266 @@
+//! Vectorised slice kernels for the hot loops outside the NTT: products by
+//! precomputed constants (Shoup), accumulation of key-switching inner products, and
+//! Barrett products of two variable operands. Each kernel has a portable scalar
+//! twin; the AVX-512 paths are chosen at run time and tested against it.
+
+use crate::arith::Modulus;
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::env::var_os("HEINFER_NO_SIMD").is_none()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512dq")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_ifma() -> bool {
+    has_avx512() && is_x86_feature_detected!("avx512ifma")
+}
+
+/// acc = (acc + x·w) mod q, lazily: acc stays in [0, 2q). `w` comes with Shoup companions `wp`.
+pub(crate) fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() && acc.len() % 8 == 0 {
+        // SAFETY: features checked above; all slices are at least acc.len() long (asserted inside).
+        unsafe { avx512::mul_shoup_acc(acc, x, w, wp, m.value()) };
+        return;
+    }
+    let q2 = 2 * m.value();
+    for (((a, &x), &w), &wp) in acc.iter_mut().zip(x).zip(w).zip(wp) {
+        let s = *a + m.mul_shoup_lazy(x, w, wp);
+        *a = if s >= q2 { s - q2 } else { s };
+    }
+}
+
+/// Brings lazily reduced values from [0, 2q) to [0, q).
+pub(crate) fn reduce_2q(a: &mut [u64], m: &Modulus) {
+    let q = m.value();
+    for x in a.iter_mut() {
+        if *x >= q {
+            *x -= q;
+        }
+    }
+}
+
+/// out[i] = Σ_j y_j[i]·c_j mod q for constants c_j (Shoup pairs); y values may exceed q.
+pub(crate) fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() && out.len() % 8 == 0 {
+        // SAFETY: features checked above; every ys[j] is out.len() long (asserted inside).
+        unsafe { avx512::dot_const(out, ys, cs, m.value()) };
+        return;
+    }
+    let q = m.value();
+    let q2 = 2 * q;
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut acc = 0u64;
+        for (y, &(c, cp)) in ys.iter().zip(cs) {
+            acc += m.mul_shoup_lazy(y[i], c, cp);
+            if acc >= q2 {
+                acc -= q2;
+            }
+        }
+        *o = if acc >= q { acc - q } else { acc };
+    }
+}
+
+/// x = (x - y)·w mod q for a constant w (Shoup pair); x, y in [0, q).
+pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() && x.len() % 8 == 0 {
+        // SAFETY: features checked above; y is at least x.len() long (asserted inside).
+        unsafe { avx512::sub_mul_const(x, y, w, wp, m.value()) };
+        return;
+    }
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a = m.mul_shoup(m.sub(*a, b), w, wp);
+    }
+}
+
+/// a = a·b mod q, both variable, a and b in [0, q).
+pub(crate) fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if m.value() < (1 << 50) && has_ifma() && a.len() % 8 == 0 {
+        // SAFETY: features checked above; b is at least a.len() long (asserted inside).
+        unsafe { avx512::mul_barrett_ifma(a, b, m) };
+        return;
+    }
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = m.mul(*x, y);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use crate::arith::Modulus;
+
+    /// High 64 bits of a·b, lane-wise, from four 32×32 products.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn mulhi(a: __m512i, b: __m512i) -> __m512i {
+        let a_hi = _mm512_srli_epi64::<32>(a);
+        let b_hi = _mm512_srli_epi64::<32>(b);
+        let lolo = _mm512_mul_epu32(a, b);
+        let lohi = _mm512_mul_epu32(a, b_hi);
+        let hilo = _mm512_mul_epu32(a_hi, b);
+        let hihi = _mm512_mul_epu32(a_hi, b_hi);
+        let mask = _mm512_set1_epi64(0xffff_ffff);
+        let mid = _mm512_add_epi64(
+            _mm512_srli_epi64::<32>(lolo),
+            _mm512_add_epi64(_mm512_and_si512(lohi, mask), _mm512_and_si512(hilo, mask)),
+        );
+        _mm512_add_epi64(
+            _mm512_add_epi64(hihi, _mm512_srli_epi64::<32>(lohi)),
+            _mm512_add_epi64(_mm512_srli_epi64::<32>(hilo), _mm512_srli_epi64::<32>(mid)),
+        )
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    fn mul_shoup_lazy(x: __m512i, w: __m512i, wp: __m512i, q: __m512i) -> __m512i {
+        _mm512_sub_epi64(_mm512_mullo_epi64(x, w), _mm512_mullo_epi64(mulhi(x, wp), q))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn reduce_once(x: __m512i, b: __m512i) -> __m512i {
+        _mm512_min_epu64(x, _mm512_sub_epi64(x, b))
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub unsafe fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+        let n = acc.len();
+        assert!(x.len() >= n && w.len() >= n && wp.len() >= n);
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= every slice's length.
+            let a = _mm512_loadu_si512(acc.as_ptr().add(i) as *const _);
+            let xv = _mm512_loadu_si512(x.as_ptr().add(i) as *const _);
+            let wv = _mm512_loadu_si512(w.as_ptr().add(i) as *const _);
+            let pv = _mm512_loadu_si512(wp.as_ptr().add(i) as *const _);
+            let s = reduce_once(_mm512_add_epi64(a, mul_shoup_lazy(xv, wv, pv, qv)), q2);
+            _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, s);
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+        let n = out.len();
+        assert!(ys.len() == cs.len() && ys.iter().all(|y| y.len() >= n));
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let consts: Vec<(__m512i, __m512i)> =
+            cs.iter().map(|&(c, cp)| (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp as i64))).collect();
+        for i in (0..n).step_by(8) {
+            let mut acc = _mm512_setzero_si512();
+            for (y, &(c, cp)) in ys.iter().zip(&consts) {
+                // SAFETY: i + 8 <= n <= y.len().
+                let yv = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
+                acc = reduce_once(_mm512_add_epi64(acc, mul_shoup_lazy(yv, c, cp, qv)), q2);
+            }
+            _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, reduce_once(acc, qv));
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
+        let n = x.len();
+        assert!(y.len() >= n);
+        let qv = _mm512_set1_epi64(q as i64);
+        let wv = _mm512_set1_epi64(w as i64);
+        let pv = _mm512_set1_epi64(wp as i64);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            let a = _mm512_loadu_si512(x.as_ptr().add(i) as *const _);
+            let b = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
+            let d = _mm512_sub_epi64(_mm512_add_epi64(a, qv), b);
+            let r = reduce_once(mul_shoup_lazy(d, wv, pv, qv), qv);
+            _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, r);
+        }
+    }
+
+    /// Barrett product with IFMA for q < 2^50 (L = bit length of q):
+    /// x = a·b as 52-bit halves; qhat = ⌊⌊x / 2^(L-1)⌋ · ⌊2^(L+51)/q⌋ / 2^52⌋ ≥ ⌊x/q⌋ - 2.
+    #[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
+    pub unsafe fn mul_barrett_ifma(a: &mut [u64], b: &[u64], m: &Modulus) {
+        let n = a.len();
+        assert!(b.len() >= n);
+        let q = m.value();
+        let l = m.bits() as u64;
+        let mu = ((1u128 << (l + 51)) / q as u128) as u64;
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let muv = _mm512_set1_epi64(mu as i64);
+        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
+        let zero = _mm512_setzero_si512();
+        let sl = _mm_set_epi64x(0, (53 - l) as i64);
+        let sr = _mm_set_epi64x(0, (l - 1) as i64);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            let av = _mm512_loadu_si512(a.as_ptr().add(i) as *const _);
+            let bv = _mm512_loadu_si512(b.as_ptr().add(i) as *const _);
+            let lo = _mm512_madd52lo_epu64(zero, av, bv);
+            let hi = _mm512_madd52hi_epu64(zero, av, bv);
+            let c1 = _mm512_or_si512(_mm512_sll_epi64(hi, sl), _mm512_srl_epi64(lo, sr));
+            let c1 = _mm512_and_si512(c1, mask);
+            let qhat = _mm512_madd52hi_epu64(zero, c1, muv);
+            let r = _mm512_and_si512(_mm512_sub_epi64(lo, _mm512_madd52lo_epu64(zero, qhat, qv)), mask);
+            let r = reduce_once(reduce_once(r, q2), qv);
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, q: u64, seed: u64) -> Vec<u64> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % q
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kernels_agree_with_scalar_arithmetic() {
+        for q in [1099511922689u64, 1125899906826241, 1152921504606584833] {
+            let m = Modulus::new(q);
+            let n = 64;
+            let (a, b, c) = (data(n, q, 1), data(n, q, 2), data(n, q, 3));
+            let mut prod = a.clone();
+            mul_assign(&mut prod, &b, &m);
+            for i in 0..n {
+                assert_eq!(prod[i], m.mul(a[i], b[i]), "q {q}");
+            }
+            let bp: Vec<u64> = b.iter().map(|&w| m.shoup(w)).collect();
+            let mut acc = c.clone();
+            mul_shoup_acc(&mut acc, &a, &b, &bp, &m);
+            reduce_2q(&mut acc, &m);
+            for i in 0..n {
+                assert_eq!(acc[i], m.add(c[i], m.mul(a[i], b[i])));
+            }
+            let mut d = a.clone();
+            sub_mul_const(&mut d, &b, 7, m.shoup(7), &m);
+            for i in 0..n {
+                assert_eq!(d[i], m.mul(m.sub(a[i], b[i]), 7));
+            }
+            let big: Vec<u64> = a.iter().map(|x| x | (1 << 61)).collect();
+            let cs = [(5u64, m.shoup(5)), (q - 1, m.shoup(q - 1))];
+            let mut out = vec![0; n];
+            dot_const(&mut out, &[&big, &b], &cs, &m);
+            for i in 0..n {
+                let want = m.add(m.mul(m.reduce(big[i]), 5), m.mul(b[i], q - 1));
+                assert_eq!(out[i], want);
+            }
+        }
+    }
+}
