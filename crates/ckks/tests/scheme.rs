@@ -6,6 +6,8 @@ use common::*;
 /// With scale 2^40, fresh noise is ~2^-30 of a unit value; one product and rescale stays near 2^-20.
 const FRESH: f64 = 1e-6;
 const AFTER_MUL: f64 = 1e-4;
+/// Key switching (rotation) adds ~N·σ·dnum/P-scaled noise: about 2^-20 here.
+const KEYSWITCHED: f64 = 1e-5;
 
 #[test]
 fn public_key_and_symmetric_encryption_round_trip() {
@@ -114,18 +116,20 @@ fn rotation_by_every_power_of_two_both_directions_and_hoisted() {
     let rotated = |st: i64| -> Vec<f64> { (0..s).map(|j| v[(j + st).rem_euclid(s) as usize]).collect() };
     for &st in &steps {
         let r = k.eval.rotate(&ct, st, &gk).unwrap();
-        assert!(max_err(&k.decrypt(&r), &rotated(st)) < FRESH, "step {st}");
+        let e = max_err(&k.decrypt(&r), &rotated(st));
+        assert!(e < KEYSWITCHED, "step {st}: error {e:e}");
     }
     let hoisted = k.eval.rotate_hoisted(&ct, &steps[..8], &gk).unwrap();
     for (r, &st) in hoisted.iter().zip(&steps[..8]) {
-        assert!(max_err(&k.decrypt(r), &rotated(st)) < FRESH, "hoisted step {st}");
+        assert!(max_err(&k.decrypt(r), &rotated(st)) < KEYSWITCHED, "hoisted step {st}");
     }
     // Rotation after a rescale (a lower level) still works.
     let low = k.eval.rescale(&k.eval.mul_const(&ct, 1.0).unwrap()).unwrap();
     assert!(max_err(&k.decrypt(&k.eval.rotate(&low, 1, &gk).unwrap()), &rotated(1)) < AFTER_MUL);
     let sum: f64 = v.iter().sum();
     let total = k.eval.sum_slots(&ct, &gk).unwrap();
-    assert!(k.decrypt(&total).iter().all(|x| (x - sum).abs() < 1e-3));
+    let worst = k.decrypt(&total).iter().map(|x| (x - sum).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-3, "sum_slots error {worst:e} (sum {sum})");
 }
 
 #[test]
@@ -138,7 +142,7 @@ fn conjugation_of_complex_slots() {
     let r = k.eval.conjugate(&ct, &gk).unwrap();
     let back = k.enc.decode_complex(&Decryptor::new(&k.sk).decrypt(&r).unwrap()).unwrap();
     for (a, b) in z.iter().zip(&back) {
-        assert!((a.conj() - b).norm() < FRESH);
+        assert!((a.conj() - b).norm() < KEYSWITCHED);
     }
 }
 
