@@ -404,7 +404,7 @@ impl Parameters {
     pub fn keyswitch_key_bytes(&self) -> usize {
         let all = self.0.moduli.len();
         let digits = self.0.modup[self.max_level()].len();
-        8 + 32 + digits * self.poly_bytes(0..all)
+        crate::wire::KEY_META_LEN + digits * self.poly_bytes(0..all)
     }
 
     pub(crate) fn poly_bytes(&self, limbs: impl Iterator<Item = usize>) -> usize {

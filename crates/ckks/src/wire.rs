@@ -1,3 +1,515 @@
-//! Versioned little-endian wire format.
+//! The versioned little-endian wire format.
+//!
+//! Every object: magic `HEIN`, format version (u16), kind (u8), flags (u8, zero),
+//! the SHA-256 fingerprint of its parameters, then its body. Polynomials are stored
+//! in NTT form, limb by limb, each value in exactly as many bits as its prime has.
+//! Seeded objects store 32 bytes in place of their uniform half. Readers compute the
+//! exact size from the parameters and the header before allocating anything, check
+//! every value against its modulus, and return `WireError`, never panic.
+
+use crate::encryption::{Ciphertext, SeededCiphertext};
+use crate::error::WireError;
+#[cfg(feature = "secret-key")]
+use crate::keys::SecretKey;
+use crate::keys::{expand_keyswitch_a, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
+use crate::params::{hex, Parameters};
+use crate::poly::Poly;
+use crate::sampling::Sampler;
+
+pub const MAGIC: [u8; 4] = *b"HEIN";
+pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 1 + 32;
+/// level (u16), scale (f64), polynomial count (u8)
 pub const CIPHERTEXT_META_LEN: usize = 2 + 8 + 1;
+/// Galois element (u64), digit count (u16), seed
+pub(crate) const KEY_META_LEN: usize = 8 + 2 + 32;
+
+/// What a serialized object is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Ciphertext = 1,
+    SeededCiphertext = 2,
+    PublicKey = 3,
+    RelinKey = 4,
+    GaloisKeys = 5,
+    EvaluationKeys = 6,
+    SecretKey = 7,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ciphertext => "ciphertext",
+            Kind::SeededCiphertext => "seeded ciphertext",
+            Kind::PublicKey => "public key",
+            Kind::RelinKey => "relinearization key",
+            Kind::GaloisKeys => "Galois key set",
+            Kind::EvaluationKeys => "evaluation key bundle",
+            Kind::SecretKey => "secret key",
+        }
+    }
+}
+
+/// The header of a serialized object, readable without its parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kind: u8,
+    pub fingerprint: [u8; 32],
+}
+
+/// Reads the header alone (e.g. to route an object to its parameter set).
+pub fn peek_header(bytes: &[u8]) -> Result<Header, WireError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let magic = r.take(4)?;
+    if magic != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    let version = r.u16()?;
+    if version != VERSION {
+        return Err(WireError::Version { found: version, supported: VERSION });
+    }
+    let kind = r.u8()?;
+    let flags = r.u8()?;
+    if flags != 0 {
+        return Err(WireError::OutOfRange { field: "flags", detail: format!("{flags} (must be 0)") });
+    }
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(r.take(32)?);
+    Ok(Header { kind, fingerprint })
+}
+
+// ---- writing ------------------------------------------------------------------
+
+struct Writer {
+    out: Vec<u8>,
+}
+
+impl Writer {
+    fn new(params: &Parameters, kind: Kind, capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.push(kind as u8);
+        out.push(0);
+        out.extend_from_slice(params.fingerprint());
+        Self { out }
+    }
+
+    /// Packs each limb's values in `bits(q_i)` bits, least significant first.
+    fn poly(&mut self, params: &Parameters, p: &Poly, primes: impl Iterator<Item = usize>) {
+        let ctx = params.ctx();
+        for (limb, prime) in primes.enumerate() {
+            let bits = ctx.moduli[prime].bits();
+            let mut acc: u128 = 0;
+            let mut filled = 0u32;
+            for &v in p.limb(limb) {
+                acc |= (v as u128) << filled;
+                filled += bits;
+                while filled >= 8 {
+                    self.out.push(acc as u8);
+                    acc >>= 8;
+                    filled -= 8;
+                }
+            }
+            if filled > 0 {
+                self.out.push(acc as u8);
+            }
+        }
+    }
+}
+
+// ---- reading ------------------------------------------------------------------
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let available = self.buf.len() - self.pos;
+        if n > available {
+            return Err(WireError::Truncated { needed: self.pos + n, available: self.buf.len() });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn f64(&mut self) -> Result<f64, WireError> {
+        Ok(f64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn seed(&mut self) -> Result<[u8; 32], WireError> {
+        Ok(self.take(32)?.try_into().unwrap())
+    }
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Opens an object of `kind` under `params`: checks magic, version, kind and fingerprint.
+    fn open(buf: &'a [u8], params: &Parameters, kind: Kind) -> Result<Self, WireError> {
+        let h = peek_header(buf)?;
+        if h.kind != kind as u8 {
+            return Err(WireError::WrongKind { expected: kind.name(), found: h.kind });
+        }
+        if &h.fingerprint != params.fingerprint() {
+            return Err(WireError::ForeignParameters {
+                found: hex(&h.fingerprint),
+                expected: params.fingerprint_hex(),
+            });
+        }
+        Ok(Self { buf, pos: HEADER_LEN })
+    }
+
+    /// Fails unless exactly `n` bytes remain: checked before any allocation.
+    fn expect_exact(&self, n: usize) -> Result<(), WireError> {
+        let rem = self.remaining();
+        match rem.cmp(&n) {
+            std::cmp::Ordering::Less => Err(WireError::Truncated { needed: self.pos + n, available: self.buf.len() }),
+            std::cmp::Ordering::Greater => Err(WireError::Trailing { extra: rem - n }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
+    fn poly(&mut self, params: &Parameters, primes: &[usize]) -> Result<Poly, WireError> {
+        let ctx = params.ctx();
+        let n = ctx.n;
+        let bytes = params.poly_bytes(primes.iter().copied());
+        let src = self.take(bytes)?;
+        let mut p = Poly::zero(n, primes.len());
+        let mut at = 0usize;
+        for (limb, &prime) in primes.iter().enumerate() {
+            let m = &ctx.moduli[prime];
+            let bits = m.bits();
+            let mask = (1u128 << bits) - 1;
+            let mut acc: u128 = 0;
+            let mut filled = 0u32;
+            for v in p.limb_mut(limb) {
+                while filled < bits {
+                    acc |= (src[at] as u128) << filled;
+                    at += 1;
+                    filled += 8;
+                }
+                let x = (acc & mask) as u64;
+                acc >>= bits;
+                filled -= bits;
+                if x >= m.value() {
+                    return Err(WireError::Coefficient { value: x, modulus: m.value() });
+                }
+                *v = x;
+            }
+            if acc != 0 {
+                return Err(WireError::OutOfRange { field: "padding", detail: "non-zero padding bits".into() });
+            }
+        }
+        Ok(p)
+    }
+
+    fn level_and_scale(&mut self, params: &Parameters) -> Result<(usize, f64), WireError> {
+        let level = self.u16()? as usize;
+        if level > params.max_level() {
+            return Err(WireError::OutOfRange {
+                field: "level",
+                detail: format!("{level} above the chain's top level {}", params.max_level()),
+            });
+        }
+        let scale = self.f64()?;
+        if !(scale.is_finite() && (1.0..=2f64.powi(120)).contains(&scale)) {
+            return Err(WireError::OutOfRange { field: "scale", detail: format!("{scale}") });
+        }
+        Ok((level, scale))
+    }
+}
+
+// ---- ciphertexts -------------------------------------------------------------------
+
+impl Ciphertext {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let level = self.level();
+        let mut w = Writer::new(p, Kind::Ciphertext, p.ciphertext_bytes(level, false));
+        w.out.extend_from_slice(&(level as u16).to_le_bytes());
+        w.out.extend_from_slice(&self.scale.to_le_bytes());
+        w.out.push(2);
+        w.poly(p, &self.c0, 0..=level);
+        w.poly(p, &self.c1, 0..=level);
+        w.out
+    }
+
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::Ciphertext)?;
+        let (level, scale) = r.level_and_scale(params)?;
+        let polys = r.u8()?;
+        if polys != 2 {
+            return Err(WireError::OutOfRange { field: "polynomial count", detail: format!("{polys} (must be 2)") });
+        }
+        r.expect_exact(2 * params.poly_bytes(0..=level))?;
+        let primes: Vec<usize> = (0..=level).collect();
+        let c0 = r.poly(params, &primes)?;
+        let c1 = r.poly(params, &primes)?;
+        Ok(Ciphertext { params: params.clone(), c0, c1, scale })
+    }
+}
+
+impl SeededCiphertext {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let level = self.level();
+        let mut w = Writer::new(p, Kind::SeededCiphertext, p.ciphertext_bytes(level, true));
+        w.out.extend_from_slice(&(level as u16).to_le_bytes());
+        w.out.extend_from_slice(&self.scale.to_le_bytes());
+        w.out.push(1);
+        w.poly(p, &self.c0, 0..=level);
+        w.out.extend_from_slice(&self.seed);
+        w.out
+    }
+
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::SeededCiphertext)?;
+        let (level, scale) = r.level_and_scale(params)?;
+        let polys = r.u8()?;
+        if polys != 1 {
+            return Err(WireError::OutOfRange { field: "polynomial count", detail: format!("{polys} (must be 1)") });
+        }
+        r.expect_exact(params.poly_bytes(0..=level) + 32)?;
+        let primes: Vec<usize> = (0..=level).collect();
+        let c0 = r.poly(params, &primes)?;
+        let seed = r.seed()?;
+        Ok(SeededCiphertext { params: params.clone(), c0, seed, scale })
+    }
+}
+
+/// Reads either ciphertext form, expanding a seeded one.
+pub fn read_any_ciphertext(params: &Parameters, bytes: &[u8]) -> Result<Ciphertext, WireError> {
+    match peek_header(bytes)?.kind {
+        k if k == Kind::SeededCiphertext as u8 => Ok(SeededCiphertext::from_bytes(params, bytes)?.expand()),
+        _ => Ciphertext::from_bytes(params, bytes),
+    }
+}
+
+// ---- keys -------------------------------------------------------------------------------
+
+impl PublicKey {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let levels = p.q().len();
+        let mut w = Writer::new(p, Kind::PublicKey, HEADER_LEN + 32 + p.poly_bytes(0..levels));
+        w.out.extend_from_slice(&self.seed);
+        w.poly(p, &self.b, 0..levels);
+        w.out
+    }
+
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::PublicKey)?;
+        let levels = params.q().len();
+        r.expect_exact(32 + params.poly_bytes(0..levels))?;
+        let seed = r.seed()?;
+        let primes: Vec<usize> = (0..levels).collect();
+        let b = r.poly(params, &primes)?;
+        let moduli: Vec<_> = params.ctx().moduli[..levels].iter().collect();
+        let a = Sampler::from_seed(seed).uniform(params.n(), &moduli);
+        Ok(PublicKey { params: params.clone(), b, a, seed })
+    }
+}
+
+fn key_record_len(params: &Parameters) -> usize {
+    params.keyswitch_key_bytes()
+}
+
+fn write_key(w: &mut Writer, params: &Parameters, element: u64, k: &KeySwitchKey) {
+    let all = params.ctx().moduli.len();
+    w.out.extend_from_slice(&element.to_le_bytes());
+    w.out.extend_from_slice(&(k.b.len() as u16).to_le_bytes());
+    w.out.extend_from_slice(&k.seed);
+    for b in &k.b {
+        w.poly(params, b, 0..all);
+    }
+}
+
+fn read_key(r: &mut Reader, params: &Parameters) -> Result<(u64, KeySwitchKey), WireError> {
+    let element = r.u64()?;
+    let digits = r.u16()? as usize;
+    let want = params.q().len().div_ceil(params.ctx().alpha);
+    if digits != want {
+        return Err(WireError::OutOfRange {
+            field: "digits",
+            detail: format!("{digits} (these parameters use {want})"),
+        });
+    }
+    let seed = r.seed()?;
+    let primes: Vec<usize> = (0..params.ctx().moduli.len()).collect();
+    let b = (0..digits).map(|_| r.poly(params, &primes)).collect::<Result<Vec<_>, _>>()?;
+    let a = expand_keyswitch_a(params, seed, digits);
+    Ok((element, KeySwitchKey::new(params, b, a, seed)))
+}
+
+fn check_galois_element(params: &Parameters, g: u64) -> Result<(), WireError> {
+    let two_n = 2 * params.n() as u64;
+    if g % 2 == 0 || g >= two_n || g == 1 {
+        return Err(WireError::OutOfRange {
+            field: "Galois element",
+            detail: format!("{g} is not an odd unit below 2N other than 1"),
+        });
+    }
+    Ok(())
+}
+
+impl RelinKey {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.0.params;
+        let mut w = Writer::new(p, Kind::RelinKey, HEADER_LEN + key_record_len(p));
+        write_key(&mut w, p, 0, &self.0);
+        w.out
+    }
+
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::RelinKey)?;
+        r.expect_exact(key_record_len(params))?;
+        let (element, k) = read_key(&mut r, params)?;
+        if element != 0 {
+            return Err(WireError::OutOfRange {
+                field: "element",
+                detail: "a relinearization key has element 0".into(),
+            });
+        }
+        Ok(RelinKey(k))
+    }
+}
+
+fn write_galois(w: &mut Writer, params: &Parameters, g: &GaloisKeys) {
+    w.out.extend_from_slice(&(g.keys.len() as u32).to_le_bytes());
+    for (&e, k) in &g.keys {
+        write_key(w, params, e, k);
+    }
+}
+
+fn read_galois(r: &mut Reader, params: &Parameters) -> Result<GaloisKeys, WireError> {
+    let count = r.u32()? as usize;
+    // Bounded by what the buffer can hold before anything is allocated.
+    let need = count
+        .checked_mul(key_record_len(params))
+        .ok_or(WireError::OutOfRange { field: "key count", detail: format!("{count}") })?;
+    r.expect_exact(need)?;
+    let mut keys = std::collections::BTreeMap::new();
+    for _ in 0..count {
+        let (e, k) = read_key(r, params)?;
+        check_galois_element(params, e)?;
+        if keys.insert(e, k).is_some() {
+            return Err(WireError::OutOfRange { field: "Galois element", detail: format!("{e} appears twice") });
+        }
+    }
+    Ok(GaloisKeys { keys })
+}
+
+impl GaloisKeys {
+    pub fn to_bytes(&self, params: &Parameters) -> Vec<u8> {
+        let mut w = Writer::new(params, Kind::GaloisKeys, HEADER_LEN + 4 + self.len() * key_record_len(params));
+        write_galois(&mut w, params, self);
+        w.out
+    }
+
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::GaloisKeys)?;
+        read_galois(&mut r, params)
+    }
+}
+
+impl EvaluationKeys {
+    /// Serialized size, without serializing.
+    pub fn serialized_len(&self) -> usize {
+        let rec = key_record_len(&self.params);
+        HEADER_LEN + 1 + self.relin.as_ref().map_or(0, |_| rec) + 4 + self.galois.len() * rec
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let mut w = Writer::new(p, Kind::EvaluationKeys, self.serialized_len());
+        match &self.relin {
+            Some(rk) => {
+                w.out.push(1);
+                write_key(&mut w, p, 0, &rk.0);
+            }
+            None => w.out.push(0),
+        }
+        write_galois(&mut w, p, &self.galois);
+        w.out
+    }
+
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::EvaluationKeys)?;
+        let relin = match r.u8()? {
+            0 => None,
+            1 => {
+                if r.remaining() < key_record_len(params) {
+                    return Err(WireError::Truncated {
+                        needed: r.pos + key_record_len(params),
+                        available: bytes.len(),
+                    });
+                }
+                let (e, k) = read_key(&mut r, params)?;
+                if e != 0 {
+                    return Err(WireError::OutOfRange {
+                        field: "element",
+                        detail: "relinearization key element must be 0".into(),
+                    });
+                }
+                Some(RelinKey(k))
+            }
+            x => return Err(WireError::OutOfRange { field: "relinearization flag", detail: format!("{x}") }),
+        };
+        let galois = read_galois(&mut r, params)?;
+        Ok(EvaluationKeys { params: params.clone(), relin, galois })
+    }
+}
+
+#[cfg(feature = "secret-key")]
+impl SecretKey {
+    /// For the owner's own key file only: 2 bits per coefficient.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let p = &self.params;
+        let mut w = Writer::new(p, Kind::SecretKey, HEADER_LEN + p.n() / 4);
+        for chunk in self.coeffs.chunks(4) {
+            let mut b = 0u8;
+            for (i, &c) in chunk.iter().enumerate() {
+                let code = match c {
+                    0 => 0u8,
+                    1 => 1,
+                    _ => 2,
+                };
+                b |= code << (2 * i);
+            }
+            w.out.push(b);
+        }
+        zeroize::Zeroizing::new(w.out)
+    }
+
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::SecretKey)?;
+        r.expect_exact(params.n() / 4)?;
+        let src = r.take(params.n() / 4)?;
+        let mut coeffs = zeroize::Zeroizing::new(Vec::with_capacity(params.n()));
+        for &b in src {
+            for i in 0..4 {
+                coeffs.push(match (b >> (2 * i)) & 3 {
+                    0 => 0,
+                    1 => 1,
+                    2 => -1,
+                    _ => return Err(WireError::OutOfRange { field: "secret coefficient", detail: "code 3".into() }),
+                });
+            }
+        }
+        Ok(SecretKey::from_coeffs(params, std::mem::take(&mut *coeffs)))
+    }
+}
