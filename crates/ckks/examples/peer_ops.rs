@@ -27,8 +27,8 @@ fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
 fn main() {
     // Run on the pool's own thread: calls from outside it pay a cross-thread hand-off per parallel region.
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    pool.install(run);
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).use_current_thread().build_global();
+    run();
 }
 
 fn run() {
