@@ -89,7 +89,7 @@ impl KeySwitchKey {
                     let mut c = p.clone();
                     for (i, m) in ctx.moduli.iter().enumerate() {
                         for x in c.limb_mut(i) {
-                            *x = m.shoup(*x);
+                            *x = crate::simd::shoup_companion(*x, m);
                         }
                     }
                     c

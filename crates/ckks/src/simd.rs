@@ -17,8 +17,38 @@ fn has_ifma() -> bool {
     has_avx512() && is_x86_feature_detected!("avx512ifma")
 }
 
-/// acc = (acc + x·w) mod q, lazily: acc stays in [0, 2q). `w` comes with Shoup companions `wp`.
+/// Whether vector Shoup products for this prime use IFMA, whose companions are
+/// ⌊w·2^52/q⌋ instead of ⌊w·2^64/q⌋ (see `shoup_companion`).
+pub(crate) fn uses_ifma(m: &Modulus) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        m.value() < (1 << 50) && has_ifma()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = m;
+        false
+    }
+}
+
+/// The Shoup companion of a constant w that `mul_shoup_acc` expects for this prime.
+pub(crate) fn shoup_companion(w: u64, m: &Modulus) -> u64 {
+    if uses_ifma(m) {
+        (((w as u128) << 52) / m.value() as u128) as u64
+    } else {
+        m.shoup(w)
+    }
+}
+
+/// acc = (acc + x·w) mod q, lazily: acc stays in [0, 2q). `w` comes with companions
+/// `wp` from `shoup_companion`; x must be below q.
 pub(crate) fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if uses_ifma(m) && acc.len() % 8 == 0 {
+        // SAFETY: IFMA checked by uses_ifma; slice lengths asserted inside.
+        unsafe { avx512::mul_shoup_acc_ifma(acc, x, w, wp, m.value()) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx512() && acc.len() % 8 == 0 {
         // SAFETY: features checked above; all slices are at least acc.len() long (asserted inside).
@@ -146,6 +176,28 @@ mod avx512 {
         }
     }
 
+    #[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
+    pub unsafe fn mul_shoup_acc_ifma(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+        let n = acc.len();
+        assert!(x.len() >= n && w.len() >= n && wp.len() >= n);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
+        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
+        let zero = _mm512_setzero_si512();
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= every slice's length.
+            let a = _mm512_loadu_si512(acc.as_ptr().add(i) as *const _);
+            let xv = _mm512_loadu_si512(x.as_ptr().add(i) as *const _);
+            let wv = _mm512_loadu_si512(w.as_ptr().add(i) as *const _);
+            let pv = _mm512_loadu_si512(wp.as_ptr().add(i) as *const _);
+            let qhat = _mm512_madd52hi_epu64(zero, pv, xv);
+            let t = _mm512_madd52lo_epu64(zero, wv, xv);
+            let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
+            let s = reduce_once(_mm512_add_epi64(a, t), q2);
+            _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, s);
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512dq")]
     pub unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
         let n = out.len();
@@ -241,7 +293,7 @@ mod tests {
             for i in 0..n {
                 assert_eq!(prod[i], m.mul(a[i], b[i]), "q {q}");
             }
-            let bp: Vec<u64> = b.iter().map(|&w| m.shoup(w)).collect();
+            let bp: Vec<u64> = b.iter().map(|&w| shoup_companion(w, &m)).collect();
             let mut acc = c.clone();
             mul_shoup_acc(&mut acc, &a, &b, &bp, &m);
             reduce_2q(&mut acc, &m);
