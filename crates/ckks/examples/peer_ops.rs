@@ -32,7 +32,8 @@ fn main() {
 }
 
 fn run() {
-    let sets: [(&str, u32, Vec<u32>, Vec<u32>, usize); 2] = [
+    type Set = (&'static str, u32, Vec<u32>, Vec<u32>, usize);
+    let sets: [Set; 2] = [
         ("n8192", 13, vec![60, 40, 40], vec![60], 25),
         ("n16384", 14, vec![60, 40, 40, 40, 40, 40, 40], vec![60, 60], 10),
     ];

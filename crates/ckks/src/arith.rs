@@ -190,13 +190,13 @@ pub fn is_prime(n: u64) -> bool {
         return false;
     }
     for p in [2u64, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37] {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
     let mut d = n - 1;
     let mut s = 0;
-    while d % 2 == 0 {
+    while d.is_multiple_of(2) {
         d /= 2;
         s += 1;
     }
@@ -231,7 +231,7 @@ pub fn is_prime(n: u64) -> bool {
 /// A primitive `order`-th root of unity modulo the prime q (order a power of two dividing q-1).
 pub fn primitive_root_of_unity(m: &Modulus, order: u64) -> Option<u64> {
     let q = m.value();
-    if (q - 1) % order != 0 {
+    if !(q - 1).is_multiple_of(order) {
         return None;
     }
     let cofactor = (q - 1) / order;
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn miller_rabin_agrees_with_trial_division() {
-        let slow = |n: u64| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
+        let slow = |n: u64| n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d));
         for n in 0..5000u64 {
             assert_eq!(is_prime(n), slow(n), "n = {n}");
         }

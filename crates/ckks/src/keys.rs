@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "secret-key")]
 use zeroize::Zeroize;
 
 use crate::params::Parameters;

@@ -92,7 +92,8 @@ impl Poly {
     /// self += a · b, pointwise.
     pub fn mul_add_assign(&mut self, a: &Poly, b: &Poly, moduli: &[&Modulus]) {
         let n = self.n;
-        let work = |((o, (x, y)), m): ((&mut [u64], (&[u64], &[u64])), &&Modulus)| {
+        type Item<'a> = ((&'a mut [u64], (&'a [u64], &'a [u64])), &'a &'a Modulus);
+        let work = |((o, (x, y)), m): Item| {
             let mut t = x.to_vec();
             simd::mul_assign(&mut t, y, m);
             for (o, &t) in o.iter_mut().zip(&t) {

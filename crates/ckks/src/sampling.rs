@@ -3,6 +3,7 @@
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{OsRng, RngCore, SeedableRng};
+use zeroize::Zeroize;
 
 use crate::arith::Modulus;
 use crate::params::ERROR_STDDEV;
@@ -20,7 +21,10 @@ pub(crate) struct Sampler {
 impl Sampler {
     /// Seeded by the operating system's generator.
     pub fn new() -> Self {
-        Self::from_seed(fresh_seed())
+        let mut seed = fresh_seed();
+        let s = Self::from_seed(seed);
+        seed.zeroize();
+        s
     }
 
     /// Deterministic stream from a seed (expanding the public halves of seeded objects).
@@ -97,6 +101,14 @@ impl Sampler {
             }
         }
         p
+    }
+}
+
+impl Drop for Sampler {
+    /// The generator's state would replay every value it produced (secrets among
+    /// them): overwrite it in place.
+    fn drop(&mut self) {
+        self.rng = ChaCha20Rng::from_seed([0; 32]);
     }
 }
 

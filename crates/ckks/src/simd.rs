@@ -44,13 +44,13 @@ pub(crate) fn shoup_companion(w: u64, m: &Modulus) -> u64 {
 /// `wp` from `shoup_companion`; x must be below q.
 pub(crate) fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if uses_ifma(m) && acc.len() % 8 == 0 {
+    if uses_ifma(m) && acc.len().is_multiple_of(8) {
         // SAFETY: IFMA checked by uses_ifma; slice lengths asserted inside.
         unsafe { avx512::mul_shoup_acc_ifma(acc, x, w, wp, m.value()) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && acc.len() % 8 == 0 {
+    if has_avx512() && acc.len().is_multiple_of(8) {
         // SAFETY: features checked above; all slices are at least acc.len() long (asserted inside).
         unsafe { avx512::mul_shoup_acc(acc, x, w, wp, m.value()) };
         return;
@@ -75,7 +75,7 @@ pub(crate) fn reduce_2q(a: &mut [u64], m: &Modulus) {
 /// out[i] = Σ_j y_j[i]·c_j mod q for constants c_j (Shoup pairs); y values may exceed q.
 pub(crate) fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && out.len() % 8 == 0 {
+    if has_avx512() && out.len().is_multiple_of(8) {
         // SAFETY: features checked above; every ys[j] is out.len() long (asserted inside).
         unsafe { avx512::dot_const(out, ys, cs, m.value()) };
         return;
@@ -97,7 +97,7 @@ pub(crate) fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &M
 /// x = (x - y)·w mod q for a constant w (Shoup pair); x, y in [0, q).
 pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && x.len() % 8 == 0 {
+    if has_avx512() && x.len().is_multiple_of(8) {
         // SAFETY: features checked above; y is at least x.len() long (asserted inside).
         unsafe { avx512::sub_mul_const(x, y, w, wp, m.value()) };
         return;
@@ -110,7 +110,7 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
 /// a = a·b mod q, both variable, a and b in [0, q).
 pub(crate) fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if m.value() < (1 << 50) && has_ifma() && a.len() % 8 == 0 {
+    if m.value() < (1 << 50) && has_ifma() && a.len().is_multiple_of(8) {
         // SAFETY: features checked above; b is at least a.len() long (asserted inside).
         unsafe { avx512::mul_barrett_ifma(a, b, m) };
         return;

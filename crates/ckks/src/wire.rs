@@ -357,7 +357,7 @@ fn read_key(r: &mut Reader, params: &Parameters) -> Result<(u64, KeySwitchKey), 
 
 fn check_galois_element(params: &Parameters, g: u64) -> Result<(), WireError> {
     let two_n = 2 * params.n() as u64;
-    if g % 2 == 0 || g >= two_n || g == 1 {
+    if g.is_multiple_of(2) || g >= two_n || g == 1 {
         return Err(WireError::OutOfRange {
             field: "Galois element",
             detail: format!("{g} is not an odd unit below 2N other than 1"),
