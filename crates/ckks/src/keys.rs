@@ -143,6 +143,14 @@ pub struct EvaluationKeys {
 }
 
 impl EvaluationKeys {
+    /// Bytes held in memory (both halves of every key and their Shoup companions).
+    pub fn memory_bytes(&self) -> usize {
+        let per_key = |k: &KeySwitchKey| {
+            k.b.iter().chain(&k.a).chain(&k.bp).chain(&k.ap).map(|p| p.data.len() * 8).sum::<usize>()
+        };
+        self.relin.as_ref().map_or(0, |r| per_key(&r.0)) + self.galois.keys.values().map(per_key).sum::<usize>()
+    }
+
     /// Whether the bundle can rotate by `step` slots.
     pub fn has_rotation(&self, step: i64) -> bool {
         step.rem_euclid(self.params.slots() as i64) == 0 || self.galois.get(self.params.galois_element(step)).is_some()
