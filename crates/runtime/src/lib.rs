@@ -1,0 +1,9 @@
+//! # runtime — encrypted evaluation on the server side
+//!
+//! Holds evaluation keys (public), model weights (plaintext) and ciphertexts; never a
+//! secret key: it depends on `ckks` without the `secret-key` feature. Network code
+//! lives in `server` and `triton`, above this crate.
+
+pub mod keystore;
+
+pub use keystore::{KeyId, KeyStore, KeyStoreError};
