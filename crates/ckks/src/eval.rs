@@ -4,8 +4,10 @@
 //! Key switching is hybrid: the component to switch is split into `dnum` digits of
 //! about α primes, each raised to the basis Q·P (fast base conversion), multiplied
 //! by the key and brought back by dividing by P. Hoisted rotations share the costly
-//! split-and-raise among many Galois elements: in NTT form an automorphism is a
-//! permutation, so it can be applied to the raised digits on the fly.
+//! split-and-raise among many Galois elements: in NTT form an automorphism σ is a
+//! permutation, and Σ σ(d_j)·k_j = σ(Σ d_j·σ⁻¹(k_j)), so Galois keys are kept
+//! permuted by σ⁻¹ in memory and σ is applied once, to the two result polynomials,
+//! instead of to every raised digit.
 
 use rayon::prelude::*;
 
@@ -337,13 +339,18 @@ impl Evaluator {
 
     fn apply_galois(&self, ct: &Ciphertext, g: u64, key: &KeySwitchKey) -> Result<Ciphertext> {
         self.check_params(&key.params)?;
+        let dec = self.decompose_poly(&ct.c1, ct.level());
+        Ok(self.finish_galois(ct, &dec, g, key))
+    }
+
+    /// (σ(c0 + k0), σ(k1)) where (k0, k1) switches the decomposed c1 with the σ⁻¹-permuted key.
+    fn finish_galois(&self, ct: &Ciphertext, dec: &Decomposed, g: u64, key: &KeySwitchKey) -> Ciphertext {
         let level = ct.level();
+        let (a0, a1) = self.inner_product(dec, key);
+        let (mut k0, k1) = rayon::join(|| self.mod_down(a0, level), || self.mod_down(a1, level));
+        k0.add_assign(&ct.c0, &self.q_moduli(level));
         let perm = self.ctx().galois_perm(g);
-        let c1 = ct.c1.permute(&perm);
-        let (k0, k1) = self.key_switch(&c1, level, key);
-        let mut c0 = ct.c0.permute(&perm);
-        c0.add_assign(&k0, &self.q_moduli(level));
-        Ok(Ciphertext { params: self.params.clone(), c0, c1: k1, scale: ct.scale })
+        Ciphertext { params: self.params.clone(), c0: k0.permute(&perm), c1: k1.permute(&perm), scale: ct.scale }
     }
 
     /// Splits and raises c1 once, for any number of rotations of `ct` (see `rotate_decomposed`).
@@ -371,13 +378,7 @@ impl Evaluator {
         let g = self.params.galois_element(step);
         let key = keys.get(g).ok_or_else(|| Error::MissingGaloisKey { what: format!("rotation by {step}") })?;
         self.check_params(&key.params)?;
-        let perm = self.ctx().galois_perm(g);
-        let level = ct.level();
-        let (a0, a1) = self.inner_product(dec, Some(&perm), key);
-        let (k0, k1) = rayon::join(|| self.mod_down(a0, level), || self.mod_down(a1, level));
-        let mut c0 = ct.c0.permute(&perm);
-        c0.add_assign(&k0, &self.q_moduli(level));
-        Ok(Ciphertext { params: self.params.clone(), c0, c1: k1, scale: ct.scale })
+        Ok(self.finish_galois(ct, dec, g, key))
     }
 
     /// Rotations of one ciphertext by many steps, hoisted.
@@ -409,7 +410,7 @@ impl Evaluator {
     /// returns (k0, k1) with k0 + k1·s ≈ d·s'.
     fn key_switch(&self, d: &Poly, level: usize, key: &KeySwitchKey) -> (Poly, Poly) {
         let dec = self.decompose_poly(d, level);
-        let (a0, a1) = self.inner_product(&dec, None, key);
+        let (a0, a1) = self.inner_product(&dec, key);
         rayon::join(|| self.mod_down(a0, level), || self.mod_down(a1, level))
     }
 
@@ -461,9 +462,8 @@ impl Evaluator {
         Decomposed { level, digits }
     }
 
-    /// Σ_digits raised_digit · key, over Q·P, with the digits optionally permuted
-    /// (an automorphism applied on the fly, for hoisted rotations).
-    fn inner_product(&self, dec: &Decomposed, perm: Option<&[u32]>, key: &KeySwitchKey) -> (Poly, Poly) {
+    /// Σ_digits raised_digit · key, over Q·P.
+    fn inner_product(&self, dec: &Decomposed, key: &KeySwitchKey) -> (Poly, Poly) {
         let ctx = self.ctx();
         let n = ctx.n;
         let level = dec.level;
@@ -473,17 +473,8 @@ impl Evaluator {
         out0.data.par_chunks_mut(n).zip(out1.data.par_chunks_mut(n)).enumerate().for_each(|(pos, (o0, o1))| {
             let prime = self.ext_prime(pos, level);
             let m = &ctx.moduli[prime];
-            let mut gathered = Vec::new();
             for d in 0..dec.digits.len() {
                 let src = dec.digits[d].limb(pos);
-                let src = match perm {
-                    Some(p) => {
-                        gathered.clear();
-                        gathered.extend(p.iter().map(|&i| src[i as usize]));
-                        &gathered[..]
-                    }
-                    None => src,
-                };
                 simd::mul_shoup_acc(o0, src, key.b[d].limb(prime), key.bp[d].limb(prime), m);
                 simd::mul_shoup_acc(o1, src, key.a[d].limb(prime), key.ap[d].limb(prime), m);
             }

@@ -107,13 +107,27 @@ impl KeySwitchKey {
     pub fn digits(&self) -> usize {
         self.b.len()
     }
+
+    /// The same key with every polynomial (and companion) permuted.
+    pub(crate) fn permuted(&self, perm: &[u32]) -> Self {
+        let p = |v: &[Poly]| v.iter().map(|x| x.permute(perm)).collect();
+        Self {
+            params: self.params.clone(),
+            b: p(&self.b),
+            a: p(&self.a),
+            bp: p(&self.bp),
+            ap: p(&self.ap),
+            seed: self.seed,
+        }
+    }
 }
 
 /// Relinearization key: switches s² to s.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RelinKey(pub(crate) KeySwitchKey);
 
-/// Galois keys, by Galois element.
+/// Galois keys, by Galois element. In memory each key is held permuted by σ⁻¹
+/// (see `eval`); the wire form is the canonical one.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GaloisKeys {
     pub(crate) keys: BTreeMap<u64, KeySwitchKey>,
@@ -217,10 +231,12 @@ impl KeyGenerator {
         elements.dedup();
         let mut keys = BTreeMap::new();
         for g in elements {
-            let perm = self.params.ctx().galois_perm(g);
-            let mut sg = sk.ntt.permute(&perm);
-            keys.insert(g, self.keyswitch_key(sk, &sg));
+            let params = self.params.clone();
+            let ctx = params.ctx();
+            let mut sg = sk.ntt.permute(&ctx.galois_perm(g));
+            let canonical = self.keyswitch_key(sk, &sg);
             sg.zeroize();
+            keys.insert(g, canonical.permuted(&ctx.galois_perm(ctx.galois_inverse(g))));
         }
         GaloisKeys { keys }
     }

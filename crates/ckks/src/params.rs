@@ -184,6 +184,20 @@ impl Context {
         self.encoding.get_or_init(|| EncodingTables::new(self.n))
     }
 
+    /// g⁻¹ in Z_2N^* (a group of order N, so g⁻¹ = g^(N-1)).
+    pub fn galois_inverse(&self, g: u64) -> u64 {
+        let two_n = 2 * self.n as u64;
+        let (mut r, mut b, mut e) = (1u64, g % two_n, self.n as u64 - 1);
+        while e > 0 {
+            if e & 1 == 1 {
+                r = r * b % two_n;
+            }
+            b = b * b % two_n;
+            e >>= 1;
+        }
+        r
+    }
+
     /// The automorphism X → X^g as a permutation of NTT positions: out[k] = in[perm[k]].
     pub fn galois_perm(&self, g: u64) -> Arc<Vec<u32>> {
         if let Some(p) = self.galois_perms.read().unwrap_or_else(|e| e.into_inner()).get(&g) {

@@ -328,13 +328,17 @@ fn key_record_len(params: &Parameters) -> usize {
     params.keyswitch_key_bytes()
 }
 
-fn write_key(w: &mut Writer, params: &Parameters, element: u64, k: &KeySwitchKey) {
+/// Writes a key record; `perm`, if given, is applied to each b first.
+fn write_key(w: &mut Writer, params: &Parameters, element: u64, k: &KeySwitchKey, perm: Option<&[u32]>) {
     let all = params.ctx().moduli.len();
     w.out.extend_from_slice(&element.to_le_bytes());
     w.out.extend_from_slice(&(k.b.len() as u16).to_le_bytes());
     w.out.extend_from_slice(&k.seed);
     for b in &k.b {
-        w.poly(params, b, 0..all);
+        match perm {
+            Some(p) => w.poly(params, &b.permute(p), 0..all),
+            None => w.poly(params, b, 0..all),
+        }
     }
 }
 
@@ -370,7 +374,7 @@ impl RelinKey {
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.0.params;
         let mut w = Writer::new(p, Kind::RelinKey, HEADER_LEN + key_record_len(p));
-        write_key(&mut w, p, 0, &self.0);
+        write_key(&mut w, p, 0, &self.0, None);
         w.out
     }
 
@@ -391,7 +395,8 @@ impl RelinKey {
 fn write_galois(w: &mut Writer, params: &Parameters, g: &GaloisKeys) {
     w.out.extend_from_slice(&(g.keys.len() as u32).to_le_bytes());
     for (&e, k) in &g.keys {
-        write_key(w, params, e, k);
+        // Memory holds σ⁻¹(key); the wire holds the key itself.
+        write_key(w, params, e, k, Some(&params.ctx().galois_perm(e)));
     }
 }
 
@@ -406,6 +411,8 @@ fn read_galois(r: &mut Reader, params: &Parameters) -> Result<GaloisKeys, WireEr
     for _ in 0..count {
         let (e, k) = read_key(r, params)?;
         check_galois_element(params, e)?;
+        let ctx = params.ctx();
+        let k = k.permuted(&ctx.galois_perm(ctx.galois_inverse(e)));
         if keys.insert(e, k).is_some() {
             return Err(WireError::OutOfRange { field: "Galois element", detail: format!("{e} appears twice") });
         }
@@ -439,7 +446,7 @@ impl EvaluationKeys {
         match &self.relin {
             Some(rk) => {
                 w.out.push(1);
-                write_key(&mut w, p, 0, &rk.0);
+                write_key(&mut w, p, 0, &rk.0, None);
             }
             None => w.out.push(0),
         }
