@@ -79,6 +79,51 @@ pub fn peek_header(bytes: &[u8]) -> Result<Header, WireError> {
     Ok(Header { kind, fingerprint })
 }
 
+/// Content address of a serialized evaluation-key bundle: its SHA-256. Servers name
+/// a registered bundle by it; registering the same bytes twice is the same key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub [u8; 32]);
+
+impl KeyId {
+    pub fn of_bundle(bytes: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        KeyId(Sha256::digest(bytes).into())
+    }
+
+    /// Parses 64 hexadecimal digits (either case).
+    pub fn parse(s: &str) -> Result<Self, WireError> {
+        let s = s.trim();
+        let bad = || WireError::OutOfRange {
+            field: "key id",
+            detail: format!("{:?} is not 64 hexadecimal digits", s.chars().take(80).collect::<String>()),
+        };
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(KeyId(out))
+    }
+
+    pub fn hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyId({})", self.hex())
+    }
+}
+
 // ---- writing ------------------------------------------------------------------
 
 struct Writer {

@@ -8,58 +8,17 @@
 //! looks on disk, re-checks the hash, and loads.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use ckks::KeyId;
 use ckks::{EvaluationKeys, Parameters, WireError};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
-
-/// SHA-256 of a serialized evaluation-key bundle.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KeyId(pub [u8; 32]);
-
-impl KeyId {
-    pub fn of_bundle(bytes: &[u8]) -> Self {
-        KeyId(Sha256::digest(bytes).into())
-    }
-
-    /// Parses 64 hex digits (either case).
-    pub fn parse(s: &str) -> Result<Self, KeyStoreError> {
-        let s = s.trim();
-        let bad = || KeyStoreError::BadKeyId(s.chars().take(80).collect());
-        if s.len() != 64 {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-        }
-        Ok(KeyId(out))
-    }
-
-    pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.hex())
-    }
-}
-
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({})", self.hex())
-    }
-}
 
 #[derive(Debug, Error)]
 pub enum KeyStoreError {
-    #[error("KEY_ID must be 64 hexadecimal digits (the SHA-256 of the key bundle), got {0:?}")]
-    BadKeyId(String),
+    #[error("KEY_ID must be the SHA-256 of a key bundle: {0}")]
+    BadKeyId(WireError),
     #[error("unknown key id {0}: register the evaluation-key bundle first (send it as EVALUATION_KEYS)")]
     UnknownKey(KeyId),
     #[error("evaluation-key bundle rejected: {0}")]

@@ -24,8 +24,9 @@ fn registration_is_idempotent_and_content_addressed() {
     assert!(keys.has_rotation(1) && !keys.has_rotation(2));
     assert_eq!(KeyId::parse(&id.hex()).unwrap(), id);
     assert_eq!(KeyId::parse(&id.hex().to_uppercase()).unwrap(), id);
-    assert!(matches!(KeyId::parse("zz"), Err(KeyStoreError::BadKeyId(_))));
-    assert!(matches!(KeyId::parse(&"g".repeat(64)), Err(KeyStoreError::BadKeyId(_))));
+    assert!(KeyId::parse("zz").is_err());
+    assert!(KeyId::parse(&"g".repeat(64)).is_err());
+    assert!(KeyId::parse(&"é".repeat(32)).is_err());
 }
 
 #[test]

@@ -1,0 +1,84 @@
+//! The client's keys: the secret key stays in a file only its owner can read; the
+//! evaluation-key bundle (relinearization and exactly the Galois keys asked for)
+//! goes to the server once, and is named by its SHA-256 (`KeyId`) afterwards.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use ckks::{KeyGenerator, KeyId, Parameters, SecretKey, WireError};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("secret key file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("secret key file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
+    Permissions { path: String, mode: u32 },
+    #[error("secret key file {path} does not match these parameters: {source}")]
+    Wire { path: String, source: WireError },
+}
+
+/// A client's secret key and the parameters it belongs to.
+pub struct ClientKeys {
+    params: Parameters,
+    sk: SecretKey,
+}
+
+impl ClientKeys {
+    /// Fresh keys from the operating system's randomness.
+    pub fn generate(params: &Parameters) -> Self {
+        let sk = KeyGenerator::new(params).secret_key();
+        Self { params: params.clone(), sk }
+    }
+
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.sk
+    }
+
+    /// Writes the secret key to a new file with mode 0600; never overwrites one.
+    pub fn save_secret(&self, path: &Path) -> Result<(), ClientError> {
+        let io = |source| ClientError::Io { path: path.display().to_string(), source };
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(path).map_err(io)?;
+        f.write_all(&self.sk.to_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)
+    }
+
+    /// Reads a secret key file, refusing one that others can read.
+    pub fn load_secret(params: &Parameters, path: &Path) -> Result<Self, ClientError> {
+        let p = path.display().to_string();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path).map_err(|source| ClientError::Io { path: p.clone(), source })?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(ClientError::Permissions { path: p, mode });
+            }
+        }
+        let bytes =
+            zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| ClientError::Io { path: p.clone(), source })?);
+        let sk = SecretKey::from_bytes(params, &bytes).map_err(|source| ClientError::Wire { path: p, source })?;
+        Ok(Self { params: params.clone(), sk })
+    }
+
+    /// The evaluation-key bundle with the relinearization key (if `relin`) and a Galois
+    /// key for each rotation step (and conjugation, if asked), serialized, with its key id.
+    pub fn evaluation_bundle(&self, steps: &[i64], conjugation: bool, relin: bool) -> (Vec<u8>, KeyId) {
+        let keys = KeyGenerator::new(&self.params).evaluation_keys(&self.sk, steps, conjugation, relin);
+        let bytes = keys.to_bytes();
+        let id = KeyId::of_bundle(&bytes);
+        (bytes, id)
+    }
+}
