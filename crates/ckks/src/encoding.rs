@@ -117,6 +117,41 @@ impl Plaintext {
     }
 }
 
+/// A plaintext with the Shoup companion of every value, for repeated products:
+/// each multiplication then costs two multiply-highs per value instead of a Barrett
+/// reduction (the weights of a model are multiplied by every request).
+#[derive(Clone, Debug)]
+pub struct PreparedPlaintext {
+    pub(crate) pt: Plaintext,
+    pub(crate) companions: Poly,
+}
+
+impl PreparedPlaintext {
+    pub fn new(pt: Plaintext) -> Self {
+        let ctx = pt.params.ctx();
+        let mut companions = pt.poly.clone();
+        for (i, m) in ctx.moduli[..=pt.level()].iter().enumerate() {
+            for x in companions.limb_mut(i) {
+                *x = crate::simd::shoup_companion(*x, m);
+            }
+        }
+        Self { pt, companions }
+    }
+    pub fn plaintext(&self) -> &Plaintext {
+        &self.pt
+    }
+    pub fn level(&self) -> usize {
+        self.pt.level()
+    }
+    pub fn scale(&self) -> f64 {
+        self.pt.scale
+    }
+    /// Bytes held in memory.
+    pub fn memory_bytes(&self) -> usize {
+        16 * self.pt.poly.data.len()
+    }
+}
+
 /// Encodes real or complex vectors of up to N/2 values into plaintexts, and back.
 #[derive(Clone)]
 pub struct Encoder {

@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use crate::arith::Modulus;
-use crate::encoding::{check_scale, Plaintext};
+use crate::encoding::{check_scale, Plaintext, PreparedPlaintext};
 use crate::encryption::Ciphertext;
 use crate::error::{Error, Result};
 use crate::keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, RelinKey};
@@ -184,6 +184,44 @@ impl Evaluator {
         acc.c0.mul_add_assign(&ct.c0, &pt.poly, &m);
         acc.c1.mul_add_assign(&ct.c1, &pt.poly, &m);
         Ok(())
+    }
+
+    /// Slot-wise product with a prepared plaintext; the scales multiply.
+    pub fn mul_prepared(&self, ct: &Ciphertext, pp: &PreparedPlaintext) -> Result<Ciphertext> {
+        self.check_plain(ct, &pp.pt)?;
+        let scale = ct.scale * pp.pt.scale;
+        self.check_mul_scale(scale, ct.level())?;
+        let mut r = Ciphertext {
+            params: self.params.clone(),
+            c0: Poly::zero(ct.c0.n, ct.level() + 1),
+            c1: Poly::zero(ct.c0.n, ct.level() + 1),
+            scale,
+        };
+        self.accumulate_prepared(&mut r, ct, pp);
+        Ok(r)
+    }
+
+    /// acc += ct · pp (the inner loop of a matrix–vector product).
+    pub fn mul_prepared_add_assign(&self, acc: &mut Ciphertext, ct: &Ciphertext, pp: &PreparedPlaintext) -> Result<()> {
+        self.check_plain(ct, &pp.pt)?;
+        self.check_pair(acc, ct)?;
+        Self::check_scales(acc.scale, ct.scale * pp.pt.scale)?;
+        self.accumulate_prepared(acc, ct, pp);
+        Ok(())
+    }
+
+    fn accumulate_prepared(&self, acc: &mut Ciphertext, ct: &Ciphertext, pp: &PreparedPlaintext) {
+        let ctx = self.ctx();
+        let n = ctx.n;
+        let w = &pp.pt.poly;
+        let wp = &pp.companions;
+        for (dst, src) in [(&mut acc.c0, &ct.c0), (&mut acc.c1, &ct.c1)] {
+            dst.data.par_chunks_mut(n).enumerate().for_each(|(i, d)| {
+                let m = &ctx.moduli[i];
+                simd::mul_shoup_acc(d, src.limb(i), w.limb(i), wp.limb(i), m);
+                simd::reduce_2q(d, m);
+            });
+        }
     }
 
     /// Multiplies every slot by the real constant c. The constant is encoded at the

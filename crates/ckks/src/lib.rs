@@ -22,7 +22,7 @@ mod sampling;
 mod simd;
 pub mod wire;
 
-pub use encoding::{Encoder, Plaintext};
+pub use encoding::{Encoder, Plaintext, PreparedPlaintext};
 #[cfg(feature = "secret-key")]
 pub use encryption::Decryptor;
 pub use encryption::{Ciphertext, Encryptor, SeededCiphertext};

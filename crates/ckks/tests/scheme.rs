@@ -69,9 +69,18 @@ fn plaintext_constant_and_ciphertext_products_with_rescale() {
     let r = k.eval.rescale(&k.eval.square_relin(&ca, &k.rk).unwrap()).unwrap();
     assert!(max_err(&k.decrypt(&r), &sq) < AFTER_MUL);
 
+    let pp = PreparedPlaintext::new(pb.clone());
+    let r = k.eval.rescale(&k.eval.mul_prepared(&ca, &pp).unwrap()).unwrap();
+    assert!(max_err(&k.decrypt(&r), &prod) < AFTER_MUL);
+    let mut acc2 = k.eval.mul_prepared(&ca, &pp).unwrap();
+    k.eval.mul_prepared_add_assign(&mut acc2, &ca, &pp).unwrap();
+    let twice: Vec<f64> = prod.iter().map(|x| 2.0 * x).collect();
+    assert!(max_err(&k.decrypt(&k.eval.rescale(&acc2).unwrap()), &twice) < AFTER_MUL);
+    assert!(k.eval.mul_prepared_add_assign(&mut acc2, &cb, &pp).is_ok());
+    assert!(matches!(k.eval.mul_prepared_add_assign(&mut acc2, &r, &pp), Err(Error::LevelMismatch { .. })));
+
     let mut acc = k.eval.mul_plain(&ca, &pb).unwrap();
     k.eval.mul_plain_add_assign(&mut acc, &cb, &k.enc.encode(&a, 2, k.params.q()[2] as f64).unwrap()).unwrap();
-    let twice: Vec<f64> = prod.iter().map(|x| 2.0 * x).collect();
     assert!(max_err(&k.decrypt(&k.eval.rescale(&acc).unwrap()), &twice) < AFTER_MUL);
 }
 
