@@ -33,4 +33,4 @@ pub use keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
 pub use keys::{KeyGenerator, SecretKey};
 pub use num_complex::Complex64;
 pub use params::{max_log_qp, Parameters, ParametersBuilder, ParamsSpec};
-pub use wire::KeyId;
+pub use wire::{read_any_ciphertext, read_any_ciphertext_limited, KeyId};

@@ -338,6 +338,29 @@ impl SeededCiphertext {
 
 /// Reads either ciphertext form, expanding a seeded one.
 pub fn read_any_ciphertext(params: &Parameters, bytes: &[u8]) -> Result<Ciphertext, WireError> {
+    read_any_ciphertext_limited(params, bytes, None)
+}
+
+/// Like `read_any_ciphertext`, refusing (before allocating) a level above `max_level`:
+/// a server knows the level its inputs come at.
+pub fn read_any_ciphertext_limited(
+    params: &Parameters,
+    bytes: &[u8],
+    max_level: Option<usize>,
+) -> Result<Ciphertext, WireError> {
+    if let Some(max) = max_level {
+        let h = peek_header(bytes)?;
+        if bytes.len() >= HEADER_LEN + 2 && (h.kind == Kind::Ciphertext as u8 || h.kind == Kind::SeededCiphertext as u8)
+        {
+            let level = u16::from_le_bytes([bytes[HEADER_LEN], bytes[HEADER_LEN + 1]]) as usize;
+            if level > max {
+                return Err(WireError::OutOfRange {
+                    field: "level",
+                    detail: format!("{level}, above the expected {max}"),
+                });
+            }
+        }
+    }
     match peek_header(bytes)?.kind {
         k if k == Kind::SeededCiphertext as u8 => Ok(SeededCiphertext::from_bytes(params, bytes)?.expand()),
         _ => Ciphertext::from_bytes(params, bytes),

@@ -5,5 +5,7 @@
 //! lives in `server` and `triton`, above this crate.
 
 pub mod keystore;
+pub mod service;
 
 pub use keystore::{KeyId, KeyStore, KeyStoreError};
+pub use service::{Executable, Request, Response, RunError, Service, ServiceError};

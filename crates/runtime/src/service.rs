@@ -1,0 +1,179 @@
+//! One request, as every front end sees it: registered or inline evaluation keys, a
+//! list of serialized ciphertexts in, a list out. The Triton backend and
+//! `heinfer serve` both call `Service::infer`, so the protocol's semantics (and its
+//! errors) are implemented once. No network code here.
+
+use std::sync::Arc;
+
+use ckks::{read_any_ciphertext_limited, Ciphertext, EvaluationKeys, Evaluator, KeyId, Parameters, WireError};
+use thiserror::Error;
+
+use crate::keystore::{KeyStore, KeyStoreError};
+
+/// A compiled model the runtime can evaluate on ciphertexts.
+pub trait Executable: Send + Sync {
+    fn params(&self) -> &Parameters;
+    /// How many ciphertexts one request carries.
+    fn input_count(&self) -> usize;
+    /// Rotation steps the evaluation uses; the key bundle must cover them.
+    fn rotation_steps(&self) -> &[i64];
+    /// Whether ciphertext products (and so a relinearization key) are needed.
+    fn needs_relinearization(&self) -> bool;
+    fn run(
+        &self,
+        eval: &Evaluator,
+        keys: &EvaluationKeys,
+        inputs: Vec<Ciphertext>,
+    ) -> Result<Vec<Ciphertext>, RunError>;
+}
+
+/// A failure inside an evaluation (the inputs passed every check before it).
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct RunError(pub String);
+
+impl From<ckks::Error> for RunError {
+    fn from(e: ckks::Error) -> Self {
+        RunError(e.to_string())
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error("missing input tensor {0}")]
+    MissingInput(&'static str),
+    #[error("KEY_ID {given} does not name the EVALUATION_KEYS sent with it (their key id is {actual})")]
+    KeyIdMismatch { given: KeyId, actual: KeyId },
+    #[error(transparent)]
+    Keys(#[from] KeyStoreError),
+    #[error("the key bundle cannot serve this model: {0}")]
+    IncompleteKeys(String),
+    #[error("ENCRYPTED_INPUT holds {got} ciphertexts; this model takes {expected}")]
+    WrongCount { expected: usize, got: usize },
+    #[error("ENCRYPTED_INPUT[{index}] is not a valid ciphertext for this model: {source}")]
+    Malformed { index: usize, source: WireError },
+    #[error("ENCRYPTED_INPUT[{index}] is at level {level} with scale 2^{log_scale:.2}; this model expects level {want_level} and scale 2^{want_log_scale:.2}")]
+    WrongLevel { index: usize, level: usize, log_scale: f64, want_level: usize, want_log_scale: f64 },
+    #[error("evaluation failed: {0}")]
+    Run(#[from] RunError),
+}
+
+/// What a front end hands over for one request.
+#[derive(Default)]
+pub struct Request<'a> {
+    pub ciphertexts: Vec<&'a [u8]>,
+    /// hex SHA-256 of a registered bundle
+    pub key_id: Option<&'a [u8]>,
+    /// a bundle to register (idempotent) and use
+    pub evaluation_keys: Option<&'a [u8]>,
+}
+
+pub struct Response {
+    pub ciphertexts: Vec<Vec<u8>>,
+    pub key_id: KeyId,
+}
+
+/// A model being served, with the key store it shares with other models.
+pub struct Service {
+    exe: Arc<dyn Executable>,
+    keys: Arc<KeyStore>,
+    eval: Evaluator,
+    /// level and scale the inputs must have, if the model fixes them
+    input_level: Option<(usize, f64)>,
+}
+
+impl Service {
+    pub fn new(exe: Arc<dyn Executable>, keys: Arc<KeyStore>) -> Self {
+        let eval = Evaluator::new(exe.params());
+        Self { exe, keys, eval, input_level: None }
+    }
+
+    /// Requires inputs at this level and scale (the client spec says which).
+    pub fn with_input_level(mut self, level: usize, scale: f64) -> Self {
+        self.input_level = Some((level, scale));
+        self
+    }
+
+    pub fn executable(&self) -> &Arc<dyn Executable> {
+        &self.exe
+    }
+
+    pub fn key_store(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Registers a bundle for this model's parameters, checking it covers the model.
+    pub fn register(&self, bundle: &[u8]) -> Result<KeyId, ServiceError> {
+        let id = self.keys.register(self.exe.params(), bundle)?;
+        let keys = self.keys.get(self.exe.params(), id)?;
+        self.check_coverage(&keys)?;
+        Ok(id)
+    }
+
+    fn check_coverage(&self, keys: &EvaluationKeys) -> Result<(), ServiceError> {
+        if self.exe.needs_relinearization() && keys.relin.is_none() {
+            return Err(ServiceError::IncompleteKeys("no relinearization key".into()));
+        }
+        let missing: Vec<i64> = self.exe.rotation_steps().iter().copied().filter(|&s| !keys.has_rotation(s)).collect();
+        if !missing.is_empty() {
+            return Err(ServiceError::IncompleteKeys(format!("no Galois keys for rotation steps {missing:?}")));
+        }
+        Ok(())
+    }
+
+    pub fn infer(&self, req: Request<'_>) -> Result<Response, ServiceError> {
+        let params = self.exe.params();
+        let id = match (req.evaluation_keys, req.key_id) {
+            (Some(bundle), given) => {
+                let id = self.register(bundle)?;
+                if let Some(g) = given {
+                    let g = parse_key_id(g)?;
+                    if g != id {
+                        return Err(ServiceError::KeyIdMismatch { given: g, actual: id });
+                    }
+                }
+                id
+            }
+            (None, Some(g)) => parse_key_id(g)?,
+            (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
+        };
+        let keys = self.keys.get(params, id)?;
+        self.check_coverage(&keys)?;
+        if req.ciphertexts.is_empty() {
+            return Err(ServiceError::MissingInput("ENCRYPTED_INPUT"));
+        }
+        if req.ciphertexts.len() != self.exe.input_count() {
+            return Err(ServiceError::WrongCount { expected: self.exe.input_count(), got: req.ciphertexts.len() });
+        }
+        let max_level = self.input_level.map(|(l, _)| l);
+        let inputs = req
+            .ciphertexts
+            .iter()
+            .enumerate()
+            .map(|(index, b)| {
+                let ct = read_any_ciphertext_limited(params, b, max_level)
+                    .map_err(|source| ServiceError::Malformed { index, source })?;
+                if let Some((level, scale)) = self.input_level {
+                    if ct.level() != level || ((ct.scale() - scale) / scale).abs() > 1e-9 {
+                        return Err(ServiceError::WrongLevel {
+                            index,
+                            level: ct.level(),
+                            log_scale: ct.scale().log2(),
+                            want_level: level,
+                            want_log_scale: scale.log2(),
+                        });
+                    }
+                }
+                Ok(ct)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self.exe.run(&self.eval, &keys, inputs)?;
+        Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id })
+    }
+}
+
+fn parse_key_id(raw: &[u8]) -> Result<KeyId, ServiceError> {
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| KeyStoreError::BadKeyId(WireError::OutOfRange { field: "key id", detail: "not UTF-8".into() }))?;
+    Ok(KeyId::parse(s).map_err(KeyStoreError::BadKeyId)?)
+}
