@@ -67,20 +67,14 @@ impl Poly {
     }
 
     pub fn add_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
-        self.zip_apply(other, moduli, |m, a, b| m.add(a, b));
+        self.zip_slices(other, moduli, simd::add_assign);
     }
     pub fn sub_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
-        self.zip_apply(other, moduli, |m, a, b| m.sub(a, b));
+        self.zip_slices(other, moduli, simd::sub_assign);
     }
     /// Pointwise product (both operands in NTT form).
     pub fn mul_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
-        let n = self.n;
-        let work = |((a, b), m): ((&mut [u64], &[u64]), &&Modulus)| simd::mul_assign(a, b, m);
-        if self.data.len() >= PAR_MIN_WORDS {
-            self.data.par_chunks_mut(n).zip(other.data.par_chunks(n)).zip(moduli).for_each(work);
-        } else {
-            self.data.chunks_mut(n).zip(other.data.chunks(n)).zip(moduli).for_each(work);
-        }
+        self.zip_slices(other, moduli, simd::mul_assign);
     }
     pub fn neg_assign(&mut self, moduli: &[&Modulus]) {
         for (c, m) in self.chunks_mut().zip(moduli) {
@@ -96,9 +90,7 @@ impl Poly {
         let work = |((o, (x, y)), m): Item| {
             let mut t = x.to_vec();
             simd::mul_assign(&mut t, y, m);
-            for (o, &t) in o.iter_mut().zip(&t) {
-                *o = m.add(*o, t);
-            }
+            simd::add_assign(o, &t, m);
         };
         if self.data.len() >= PAR_MIN_WORDS {
             self.data.par_chunks_mut(n).zip(a.data.par_chunks(n).zip(b.data.par_chunks(n))).zip(moduli).for_each(work);
@@ -124,14 +116,10 @@ impl Poly {
         }
     }
 
-    fn zip_apply(&mut self, other: &Poly, moduli: &[&Modulus], f: impl Fn(&Modulus, u64, u64) -> u64 + Sync) {
+    fn zip_slices(&mut self, other: &Poly, moduli: &[&Modulus], f: fn(&mut [u64], &[u64], &Modulus)) {
         let n = self.n;
         debug_assert!(other.data.len() >= self.data.len());
-        let work = |((a, b), m): ((&mut [u64], &[u64]), &&Modulus)| {
-            for (x, &y) in a.iter_mut().zip(b) {
-                *x = f(m, *x, y);
-            }
-        };
+        let work = |((a, b), m): ((&mut [u64], &[u64]), &&Modulus)| f(a, b, m);
         if self.data.len() >= PAR_MIN_WORDS {
             self.data.par_chunks_mut(n).zip(other.data.par_chunks(n)).zip(moduli).for_each(work);
         } else {

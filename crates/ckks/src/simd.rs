@@ -5,16 +5,26 @@
 
 use crate::arith::Modulus;
 
+/// CPU features, read once. `HEINFER_NO_SIMD=1` forces the portable paths.
 #[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
-    std::env::var_os("HEINFER_NO_SIMD").is_none()
-        && is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512dq")
+fn features() -> (bool, bool) {
+    static F: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
+    *F.get_or_init(|| {
+        let avx512 = std::env::var_os("HEINFER_NO_SIMD").is_none()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512dq");
+        (avx512, avx512 && is_x86_feature_detected!("avx512ifma"))
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_ifma() -> bool {
-    has_avx512() && is_x86_feature_detected!("avx512ifma")
+pub(crate) fn has_avx512() -> bool {
+    features().0
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_ifma() -> bool {
+    features().1
 }
 
 /// Whether vector Shoup products for this prime use IFMA, whose companions are
@@ -64,11 +74,41 @@ pub(crate) fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m
 
 /// Brings lazily reduced values from [0, 2q) to [0, q).
 pub(crate) fn reduce_2q(a: &mut [u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() && a.len().is_multiple_of(8) {
+        // SAFETY: features checked above.
+        unsafe { avx512::binary(a, None, m.value(), avx512::Op::Reduce) };
+        return;
+    }
     let q = m.value();
     for x in a.iter_mut() {
-        if *x >= q {
-            *x -= q;
-        }
+        *x = (*x).min(x.wrapping_sub(q));
+    }
+}
+
+/// a = a + b mod q (a, b in [0, q)).
+pub(crate) fn add_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() && a.len().is_multiple_of(8) {
+        // SAFETY: features checked above; b's length is asserted inside.
+        unsafe { avx512::binary(a, Some(b), m.value(), avx512::Op::Add) };
+        return;
+    }
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = m.add(*x, y);
+    }
+}
+
+/// a = a - b mod q (a, b in [0, q)).
+pub(crate) fn sub_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() && a.len().is_multiple_of(8) {
+        // SAFETY: features checked above; b's length is asserted inside.
+        unsafe { avx512::binary(a, Some(b), m.value(), avx512::Op::Sub) };
+        return;
+    }
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = m.sub(*x, y);
     }
 }
 
@@ -173,6 +213,36 @@ mod avx512 {
             let pv = _mm512_loadu_si512(wp.as_ptr().add(i) as *const _);
             let s = reduce_once(_mm512_add_epi64(a, mul_shoup_lazy(xv, wv, pv, qv)), q2);
             _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, s);
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    pub enum Op {
+        Add,
+        Sub,
+        Reduce,
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn binary(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
+        let n = a.len();
+        assert!(b.is_none_or(|b| b.len() >= n));
+        let qv = _mm512_set1_epi64(q as i64);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            let x = _mm512_loadu_si512(a.as_ptr().add(i) as *const _);
+            let r = match (op, b) {
+                (Op::Add, Some(b)) => {
+                    let s = _mm512_add_epi64(x, _mm512_loadu_si512(b.as_ptr().add(i) as *const _));
+                    reduce_once(s, qv)
+                }
+                (Op::Sub, Some(b)) => {
+                    let d = _mm512_sub_epi64(x, _mm512_loadu_si512(b.as_ptr().add(i) as *const _));
+                    _mm512_min_epu64(d, _mm512_add_epi64(d, qv))
+                }
+                _ => reduce_once(x, qv),
+            };
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, r);
         }
     }
 
@@ -299,6 +369,17 @@ mod tests {
             reduce_2q(&mut acc, &m);
             for i in 0..n {
                 assert_eq!(acc[i], m.add(c[i], m.mul(a[i], b[i])));
+            }
+            let mut s = a.clone();
+            add_assign(&mut s, &b, &m);
+            let mut d2 = a.clone();
+            sub_assign(&mut d2, &b, &m);
+            let mut r2: Vec<u64> = a.iter().map(|x| x + q).collect();
+            reduce_2q(&mut r2, &m);
+            for i in 0..n {
+                assert_eq!(s[i], m.add(a[i], b[i]));
+                assert_eq!(d2[i], m.sub(a[i], b[i]));
+                assert_eq!(r2[i], a[i]);
             }
             let mut d = a.clone();
             sub_mul_const(&mut d, &b, 7, m.shoup(7), &m);
