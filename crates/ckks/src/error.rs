@@ -26,6 +26,11 @@ pub enum ParamError {
     Dnum { dnum: usize, levels: usize },
     #[error("scale 2^{log_scale} is invalid: it must be between 2^1 and 2^60, and below the top prime")]
     Scale { log_scale: f64 },
+    #[error(
+        "special primes of {log_p:.1} bits are smaller than a key-switching digit of {log_digit:.1} bits; \
+         use more or larger special primes, or more digits (dnum)"
+    )]
+    SpecialPrimesTooSmall { log_p: f64, log_digit: f64 },
     #[error("these parameters are marked insecure and are refused here")]
     InsecureRefused,
 }

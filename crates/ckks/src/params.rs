@@ -253,6 +253,15 @@ impl Parameters {
             }
         }
         let log_qp: f64 = all.iter().map(|&q| (q as f64).log2()).sum();
+        // Hybrid key switching divides the digit-sized error by P: a P smaller than a
+        // digit multiplies the noise of every relinearization and rotation.
+        let alpha = levels.div_ceil(spec.dnum);
+        let log_p: f64 = spec.p.iter().map(|&p| (p as f64).log2()).sum();
+        let log_digit =
+            spec.q.chunks(alpha).map(|d| d.iter().map(|&q| (q as f64).log2()).sum::<f64>()).fold(0.0, f64::max);
+        if log_p + 1.0 < log_digit {
+            return Err(ParamError::SpecialPrimesTooSmall { log_p, log_digit });
+        }
         let secure = match max_log_qp(log_n) {
             Some(bound) if log_qp <= bound as f64 => true,
             Some(bound) => {
@@ -272,7 +281,6 @@ impl Parameters {
             .map(|&m| NttTable::new(m, n).ok_or(ParamError::BadModulus { q: m.value(), n }))
             .collect::<Result<_, _>>()?;
 
-        let alpha = levels.div_ceil(spec.dnum);
         let rescale_inv = (0..levels)
             .map(|l| {
                 (0..l)
@@ -502,7 +510,7 @@ mod tests {
     #[test]
     fn refuses_sets_over_the_2024_bound_and_names_the_numbers() {
         // TenSEAL's usual 218-bit modulus at N = 8192 passes 2018's table, not 2024's.
-        let err = Parameters::builder().log_n(13).q_bits(&[60, 40, 40, 60]).p_bits(&[18 + 20]).build();
+        let err = Parameters::builder().log_n(13).q_bits(&[60, 40, 40, 60]).p_bits(&[60]).build();
         match err {
             Err(ParamError::Insecure { n, bound, log_qp }) => {
                 assert_eq!(n, 8192);
@@ -546,6 +554,13 @@ mod tests {
         let mut bad = a.spec().clone();
         bad.q[0] += 2;
         assert!(matches!(Parameters::from_spec(&bad), Err(ParamError::BadModulus { .. })));
+    }
+
+    #[test]
+    fn special_primes_smaller_than_a_digit_are_refused() {
+        let r = Parameters::builder().log_n(13).q_bits(&[60, 40, 40]).p_bits(&[40]).dnum(3).build();
+        assert!(matches!(r, Err(ParamError::SpecialPrimesTooSmall { .. })), "{r:?}");
+        assert!(r.unwrap_err().to_string().contains("dnum"));
     }
 
     #[test]

@@ -44,7 +44,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let params = Parameters::builder().log_n(12).q_bits(&[40, 30]).p_bits(&[36]).build().unwrap();
+    let params = Parameters::builder().log_n(12).q_bits(&[36, 30]).p_bits(&[36]).build().unwrap();
     let mut kg = KeyGenerator::new(&params);
     let sk = kg.secret_key();
     let bundle = kg.evaluation_keys(&sk, &[1], false, true).to_bytes();
@@ -114,7 +114,7 @@ fn every_bad_request_fails_alone_with_a_clear_message() {
     assert!(call(vec![], kid, None).contains("ENCRYPTED_INPUT"));
     assert!(call(vec![&f.input, &f.input], kid, None).contains("holds 2 ciphertexts; this model takes 1"));
     assert!(call(vec![&f.input[..100]], kid, None).contains("ENCRYPTED_INPUT[0]"));
-    let other = Parameters::builder().log_n(12).q_bits(&[40, 30]).p_bits(&[35]).build().unwrap();
+    let other = Parameters::builder().log_n(12).q_bits(&[36, 30]).p_bits(&[35]).build().unwrap();
     let osk = KeyGenerator::new(&other).secret_key();
     let foreign = Decryptor::new(&osk)
         .encrypt_symmetric(&Encoder::new(&other).encode(&[1.0], 1, 2f64.powi(30)).unwrap())
