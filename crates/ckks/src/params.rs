@@ -548,7 +548,8 @@ mod tests {
         let b = Parameters::from_spec(&a.spec().clone()).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         let mut other = a.spec().clone();
-        other.dnum = 1;
+        let used: Vec<u64> = other.q.iter().chain(&other.p).copied().collect();
+        other.p = ntt_primes(36, 4096, 1, &used).unwrap();
         let c = Parameters::from_spec(&other).unwrap();
         assert_ne!(a.fingerprint(), c.fingerprint());
         let mut bad = a.spec().clone();
