@@ -259,7 +259,7 @@ impl Parameters {
         let log_p: f64 = spec.p.iter().map(|&p| (p as f64).log2()).sum();
         let log_digit =
             spec.q.chunks(alpha).map(|d| d.iter().map(|&q| (q as f64).log2()).sum::<f64>()).fold(0.0, f64::max);
-        if log_p + 1.0 < log_digit {
+        if log_p + 2.0 < log_digit {
             return Err(ParamError::SpecialPrimesTooSmall { log_p, log_digit });
         }
         let secure = match max_log_qp(log_n) {

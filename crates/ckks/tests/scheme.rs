@@ -172,7 +172,7 @@ fn mismatches_are_errors_not_panics() {
     let gk = k.galois(&[1], false);
     assert!(matches!(k.eval.rotate(&ct, 3, &gk), Err(Error::MissingGaloisKey { .. })));
     assert!(matches!(k.eval.conjugate(&ct, &gk), Err(Error::MissingGaloisKey { .. })));
-    let other = Kit::new(Parameters::builder().log_n(13).q_bits(&[60, 40, 40]).p_bits(&[59]).build().unwrap());
+    let other = Kit::new(Parameters::builder().log_n(13).q_bits(&[60, 40, 40]).p_bits(&[61]).build().unwrap());
     let foreign = other.encrypt(&v);
     assert!(matches!(k.eval.add(&ct, &foreign), Err(Error::ParamsMismatch)));
     assert!(matches!(k.eval.mul_relin(&ct, &ct, &other.rk), Err(Error::ParamsMismatch)));
