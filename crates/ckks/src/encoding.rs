@@ -259,8 +259,17 @@ fn crt_to_f64(params: &Parameters, poly: &Poly) -> Vec<f64> {
     if limbs == 1 {
         return poly.limb(0).iter().map(|&x| mods[0].center(x) as f64).collect();
     }
-    // inv[i][j] = q_j^{-1} mod q_i for j < i
-    let inv: Vec<Vec<u64>> = (0..limbs).map(|i| (0..i).map(|j| mods[i].inv(mods[j].value())).collect()).collect();
+    // inv[i][j] = q_j^{-1} mod q_i for j < i, with its Shoup companion
+    let inv: Vec<Vec<(u64, u64)>> = (0..limbs)
+        .map(|i| {
+            (0..i)
+                .map(|j| {
+                    let w = mods[i].inv(mods[j].value());
+                    (w, mods[i].shoup(w))
+                })
+                .collect()
+        })
+        .collect();
     let qf: Vec<f64> = mods.iter().map(|m| m.value() as f64).collect();
     let mut digits = vec![0u64; limbs];
     (0..n)
@@ -269,7 +278,9 @@ fn crt_to_f64(params: &Parameters, poly: &Poly) -> Vec<f64> {
                 let m = &mods[i];
                 let mut t = poly.limb(i)[c];
                 for j in 0..i {
-                    t = m.mul(m.sub(t, m.reduce(digits[j])), inv[i][j]);
+                    // (t - d_j)·w = t·w - d_j·w; Shoup accepts a digit d_j ≥ q_i without a division.
+                    let (w, wp) = inv[i][j];
+                    t = m.sub(m.mul_shoup(t, w, wp), m.mul_shoup(digits[j], w, wp));
                 }
                 digits[i] = t;
             }
