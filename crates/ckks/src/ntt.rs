@@ -25,7 +25,7 @@ pub struct NttTable {
     /// the chosen ψ
     pub(crate) psi: u64,
     #[cfg(target_arch = "x86_64")]
-    simd: Option<crate::ntt_simd::IfmaTable>,
+    simd: Option<crate::ntt_simd::SimdTable>,
 }
 
 impl NttTable {
@@ -59,7 +59,7 @@ impl NttTable {
         let inv_shoup = inv.iter().map(|&w| m.shoup(w)).collect();
         let n_inv = m.inv(n as u64);
         #[cfg(target_arch = "x86_64")]
-        let simd = crate::ntt_simd::IfmaTable::new(&m, &fwd, &inv, n_inv);
+        let simd = crate::ntt_simd::SimdTable::new(&m, &fwd, &inv, n_inv);
         Some(Self {
             m,
             n,

@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 use crate::arith::Modulus;
 
 #[derive(Clone, Debug)]
-pub(crate) struct IfmaTable {
+pub(crate) struct SimdTable {
     ifma: bool,
     q: u64,
     n: usize,
@@ -41,7 +41,7 @@ fn detected(ifma: bool) -> bool {
         && (!ifma || is_x86_feature_detected!("avx512ifma"))
 }
 
-impl IfmaTable {
+impl SimdTable {
     pub fn new(m: &Modulus, fwd: &[u64], inv: &[u64], n_inv: u64) -> Option<Self> {
         let n = fwd.len();
         let q = m.value();
@@ -153,7 +153,7 @@ fn reduce_once(x: __m512i, b: __m512i) -> __m512i {
 macro_rules! simd_ntt {
     ($fwd:ident, $inv:ident, $features:literal, $mul:ident, $mulc:expr) => {
         #[target_feature(enable = $features)]
-        unsafe fn $fwd(t: &IfmaTable, a: &mut [u64]) {
+        unsafe fn $fwd(t: &SimdTable, a: &mut [u64]) {
             let n = t.n;
             let p = a.as_mut_ptr();
             let q = _mm512_set1_epi64(t.q as i64);
@@ -219,7 +219,7 @@ macro_rules! simd_ntt {
         }
 
         #[target_feature(enable = $features)]
-        unsafe fn $inv(t: &IfmaTable, a: &mut [u64]) {
+        unsafe fn $inv(t: &SimdTable, a: &mut [u64]) {
             let n = t.n;
             let p = a.as_mut_ptr();
             let q = _mm512_set1_epi64(t.q as i64);
