@@ -18,7 +18,7 @@ fn sets() -> Vec<(&'static str, Parameters)> {
         ("n8192", Parameters::builder().log_n(13).q_bits(&[60, 40, 40]).p_bits(&[60]).build().unwrap()),
         (
             "n16384",
-            Parameters::builder().log_n(14).q_bits(&[60, 40, 40, 40, 40, 40, 40]).p_bits(&[60, 60]).build().unwrap(),
+            Parameters::builder().log_n(14).q_bits(&[60, 40, 40, 40, 40, 40, 40]).p_bits(&[50, 50]).build().unwrap(),
         ),
     ]
 }
