@@ -94,7 +94,6 @@ impl ParametersBuilder {
         if levels == 0 {
             return Err(ParamError::EmptyChain);
         }
-        let max_q_bits = *self.q_bits.iter().max().unwrap();
         let (dnum, p_bits) = match (&self.p_bits, self.dnum) {
             (Some(p), Some(d)) => (d, p.clone()),
             (Some(p), None) => {
