@@ -65,6 +65,12 @@ fn run() {
         let mut buf: Vec<u64> = (0..params.n() as u64).map(|i| i * 31 % params.q()[1]).collect();
         push(name, "ntt_forward", median_ms(|| table.forward(&mut buf), reps * 20), "one 40-bit limb");
         push(name, "mul_relin", median_ms(|| drop(eval.mul_relin(&a, &b, &rk).unwrap()), reps), &note);
+        push(
+            name,
+            "mul_relin_rescale",
+            median_ms(|| drop(eval.rescale(&eval.mul_relin(&a, &b, &rk).unwrap()).unwrap()), reps),
+            &note,
+        );
         push(name, "rotate", median_ms(|| drop(eval.rotate(&a, 1, &gk).unwrap()), reps), &note);
         push(name, "hoisted_rotate_8", median_ms(|| drop(eval.rotate_hoisted(&a, &steps, &gk).unwrap()), reps), &note);
         let prod = eval.mul_relin(&a, &b, &rk).unwrap();
