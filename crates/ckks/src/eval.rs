@@ -484,16 +484,13 @@ impl Evaluator {
                     ext.limb_mut(i).copy_from_slice(d.limb(i));
                 }
                 let input: Vec<&[u64]> = conv.from.iter().map(|&i| coeff.limb(i)).collect();
-                let mut out = Poly::zero(n, conv.to.len());
-                {
-                    let mut slices: Vec<&mut [u64]> = out.data.chunks_mut(n).collect();
-                    let mut scratch = Vec::new();
-                    conv.convert(&ctx.moduli, &input, &mut slices, &mut scratch);
-                }
-                out.data.par_chunks_mut(n).zip(conv.to.par_iter()).for_each(|(c, &t)| ctx.ntt[t].forward(c));
-                for (j, &t) in conv.to.iter().enumerate() {
-                    ext.limb_mut(self.ext_pos(t, level)).copy_from_slice(out.limb(j));
-                }
+                // Convert straight into the raised polynomial's limbs, then transform them in place.
+                let mut by_pos: Vec<Option<&mut [u64]>> = ext.data.chunks_mut(n).map(Some).collect();
+                let mut targets: Vec<&mut [u64]> =
+                    conv.to.iter().map(|&t| by_pos[self.ext_pos(t, level)].take().expect("distinct targets")).collect();
+                let mut scratch = Vec::new();
+                conv.convert(&ctx.moduli, &input, &mut targets, &mut scratch);
+                targets.par_iter_mut().zip(conv.to.par_iter()).for_each(|(c, &t)| ctx.ntt[t].forward(c));
                 ext
             })
             .collect();

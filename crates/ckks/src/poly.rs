@@ -12,15 +12,65 @@ use crate::simd;
 /// Work below this many words stays on the calling thread: spawning costs more.
 const PAR_MIN_WORDS: usize = 1 << 14;
 
-#[derive(Clone, Debug, PartialEq, Eq, Zeroize)]
+#[derive(Debug, PartialEq, Eq, Zeroize)]
 pub(crate) struct Poly {
     pub data: Vec<u64>,
     pub n: usize,
 }
 
+/// Buffers of dropped polynomials, per thread, for the next ones: fresh megabyte
+/// allocations come from the OS as untouched pages, and faulting them in (the kernel
+/// zeroes each page) cost a tenth of a key switch.
+const POOL_MAX_BUFFERS: usize = 48;
+const POOL_MIN_WORDS: usize = 1 << 12;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<u64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn pooled(len: usize) -> Vec<u64> {
+    let reused = POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.iter().position(|v| v.capacity() >= len && v.capacity() <= 2 * len)?;
+        Some(p.swap_remove(i))
+    });
+    match reused {
+        Some(mut v) => {
+            v.clear();
+            v.resize(len, 0);
+            v
+        }
+        None => vec![0; len],
+    }
+}
+
+impl Drop for Poly {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.data);
+        if v.capacity() >= POOL_MIN_WORDS {
+            // try_with: the pool may already be gone while a thread exits.
+            let _ = POOL.try_with(|p| {
+                if let Ok(mut p) = p.try_borrow_mut() {
+                    if p.len() < POOL_MAX_BUFFERS {
+                        p.push(v);
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Clone for Poly {
+    fn clone(&self) -> Self {
+        let mut data = pooled(self.data.len());
+        data.copy_from_slice(&self.data);
+        Self { data, n: self.n }
+    }
+}
+
 impl Poly {
     pub fn zero(n: usize, limbs: usize) -> Self {
-        Self { data: vec![0; n * limbs], n }
+        Self { data: pooled(n * limbs), n }
     }
     #[inline]
     pub fn limbs(&self) -> usize {

@@ -55,11 +55,14 @@ impl BaseConverter {
         scratch.clear();
         scratch.resize(k * n, 0);
         for (j, (y, &pair)) in scratch.chunks_mut(n).zip(&self.hat_inv).enumerate() {
-            simd::dot_const(y, &[input[j]], &[pair], &moduli[self.from[j]]);
+            let m = &moduli[self.from[j]];
+            simd::dot_const_bounded(y, &[input[j]], &[pair], m, m.value());
         }
+        // Every y_j is below its own prime b_j.
+        let bound = self.from.iter().map(|&i| moduli[i].value()).max().unwrap_or(0);
         let ys: Vec<&[u64]> = scratch.chunks(n).collect();
         for (t, out) in output.iter_mut().enumerate() {
-            simd::dot_const(out, &ys, &self.hat_mod[t], &moduli[self.to[t]]);
+            simd::dot_const_bounded(out, &ys, &self.hat_mod[t], &moduli[self.to[t]], bound);
         }
     }
 }

@@ -114,6 +114,19 @@ pub(crate) fn sub_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
 
 /// out[i] = Σ_j y_j[i]·c_j mod q for constants c_j (Shoup pairs); y values may exceed q.
 pub(crate) fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &Modulus) {
+    dot_const_bounded(out, ys, cs, m, u64::MAX)
+}
+
+/// `dot_const` for inputs known to be below `bound`: with inputs and q small enough
+/// for IFMA, the constants are taken as (w, ⌊w·2^52/q⌋) instead — see `shoup_companion`.
+pub(crate) fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &Modulus, bound: u64) {
+    #[cfg(target_arch = "x86_64")]
+    if bound <= (1 << 52) && uses_ifma(m) && out.len().is_multiple_of(8) {
+        let cs52: Vec<(u64, u64)> = cs.iter().map(|&(c, _)| (c, shoup_companion(c, m))).collect();
+        // SAFETY: IFMA checked by uses_ifma; slice lengths asserted inside.
+        unsafe { avx512::dot_const_ifma(out, ys, &cs52, m.value()) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx512() && out.len().is_multiple_of(8) {
         // SAFETY: features checked above; every ys[j] is out.len() long (asserted inside).
@@ -153,6 +166,12 @@ pub(crate) fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     if m.value() < (1 << 50) && has_ifma() && a.len().is_multiple_of(8) {
         // SAFETY: features checked above; b is at least a.len() long (asserted inside).
         unsafe { avx512::mul_barrett_ifma(a, b, m) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() && a.len().is_multiple_of(8) {
+        // SAFETY: features checked above; b is at least a.len() long (asserted inside).
+        unsafe { avx512::mul_montgomery(a, b, m) };
         return;
     }
     for (x, &y) in a.iter_mut().zip(b) {
@@ -304,6 +323,64 @@ mod avx512 {
         }
     }
 
+    #[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
+    pub unsafe fn dot_const_ifma(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+        let n = out.len();
+        assert!(ys.len() == cs.len() && ys.iter().all(|y| y.len() >= n));
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
+        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
+        let zero = _mm512_setzero_si512();
+        let consts: Vec<(__m512i, __m512i)> =
+            cs.iter().map(|&(c, cp)| (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp as i64))).collect();
+        for i in (0..n).step_by(8) {
+            let mut acc = zero;
+            for (y, &(c, cp)) in ys.iter().zip(&consts) {
+                // SAFETY: i + 8 <= n <= y.len().
+                let yv = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
+                let qhat = _mm512_madd52hi_epu64(zero, cp, yv);
+                let t = _mm512_madd52lo_epu64(zero, c, yv);
+                let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
+                acc = reduce_once(_mm512_add_epi64(acc, t), q2);
+            }
+            _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, reduce_once(acc, qv));
+        }
+    }
+
+    /// a·b mod q for q < 2^62 with 64-bit lanes: a Montgomery product (a·b·2^-64),
+    /// then a Shoup product by 2^64 mod q to undo the Montgomery factor.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub unsafe fn mul_montgomery(a: &mut [u64], b: &[u64], m: &Modulus) {
+        let n = a.len();
+        assert!(b.len() >= n);
+        let q = m.value();
+        // -q^{-1} mod 2^64 by Newton's iteration (each step doubles the correct bits).
+        let mut inv = q;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(q.wrapping_mul(inv)));
+        }
+        let r = ((1u128 << 64) % q as u128) as u64;
+        let qv = _mm512_set1_epi64(q as i64);
+        let qneg = _mm512_set1_epi64(inv.wrapping_neg() as i64);
+        let rv = _mm512_set1_epi64(r as i64);
+        let rp = _mm512_set1_epi64(m.shoup(r) as i64);
+        let one = _mm512_set1_epi64(1);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            let av = _mm512_loadu_si512(a.as_ptr().add(i) as *const _);
+            let bv = _mm512_loadu_si512(b.as_ptr().add(i) as *const _);
+            let lo = _mm512_mullo_epi64(av, bv);
+            let hi = mulhi(av, bv);
+            let mq_hi = mulhi(_mm512_mullo_epi64(lo, qneg), qv);
+            // lo + low(m·q) is 0 or 2^64: it carries exactly when lo != 0.
+            let t = _mm512_add_epi64(_mm512_add_epi64(hi, mq_hi), _mm512_min_epu64(lo, one));
+            let t = reduce_once(t, qv);
+            let t = reduce_once(mul_shoup_lazy(t, rv, rp, qv), qv);
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, t);
+        }
+    }
+
     /// Barrett product with IFMA for q < 2^50 (L = bit length of q):
     /// x = a·b as 52-bit halves; qhat = ⌊⌊x / 2^(L-1)⌋ · ⌊2^(L+51)/q⌋ / 2^52⌋ ≥ ⌊x/q⌋ - 2.
     #[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
@@ -392,6 +469,12 @@ mod tests {
             dot_const(&mut out, &[&big, &b], &cs, &m);
             for i in 0..n {
                 let want = m.add(m.mul(m.reduce(big[i]), 5), m.mul(b[i], q - 1));
+                assert_eq!(out[i], want);
+            }
+            let small: Vec<u64> = a.iter().map(|x| x & ((1 << 50) - 1)).collect();
+            dot_const_bounded(&mut out, &[&small, &b], &cs, &m, 1 << 50);
+            for i in 0..n {
+                let want = m.add(m.mul(m.reduce(small[i]), 5), m.mul(b[i], q - 1));
                 assert_eq!(out[i], want);
             }
         }
