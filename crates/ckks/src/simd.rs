@@ -112,12 +112,8 @@ pub(crate) fn sub_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     }
 }
 
-/// out[i] = Σ_j y_j[i]·c_j mod q for constants c_j (Shoup pairs); y values may exceed q.
-pub(crate) fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &Modulus) {
-    dot_const_bounded(out, ys, cs, m, u64::MAX)
-}
-
-/// `dot_const` for inputs known to be below `bound`: with inputs and q small enough
+/// out[i] = Σ_j y_j[i]·c_j mod q for constants c_j (Shoup pairs), all inputs below
+/// `bound` (which may exceed q). With inputs and q small enough
 /// for IFMA, the constants are taken as (w, ⌊w·2^52/q⌋) instead — see `shoup_companion`.
 pub(crate) fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &Modulus, bound: u64) {
     #[cfg(target_arch = "x86_64")]
@@ -466,7 +462,7 @@ mod tests {
             let big: Vec<u64> = a.iter().map(|x| x | (1 << 61)).collect();
             let cs = [(5u64, m.shoup(5)), (q - 1, m.shoup(q - 1))];
             let mut out = vec![0; n];
-            dot_const(&mut out, &[&big, &b], &cs, &m);
+            dot_const_bounded(&mut out, &[&big, &b], &cs, &m, u64::MAX);
             for i in 0..n {
                 let want = m.add(m.mul(m.reduce(big[i]), 5), m.mul(b[i], q - 1));
                 assert_eq!(out[i], want);
