@@ -324,8 +324,9 @@ impl Evaluator {
     fn rescale_poly(&self, p: &mut Poly, level: usize) {
         let ctx = self.ctx();
         let n = ctx.n;
-        let mut last = p.limb(level).to_vec();
-        ctx.ntt[level].inverse(&mut last);
+        let mut last = Poly::zero(n, 1);
+        last.data.copy_from_slice(p.limb(level));
+        ctx.ntt[level].inverse(&mut last.data);
         let q_top = ctx.moduli[level];
         let half = q_top.value() / 2;
         let inv = &ctx.rescale_inv[level];
@@ -334,11 +335,14 @@ impl Evaluator {
             let m = &ctx.moduli[i];
             let qtop_mod = m.reduce(q_top.value());
             // Centered lift of the last limb, so the division rounds to nearest.
-            let mut t: Vec<u64> =
-                last.iter().map(|&v| if v > half { m.sub(m.reduce(v), qtop_mod) } else { m.reduce(v) }).collect();
-            ctx.ntt[i].forward(&mut t);
+            let mut t = Poly::zero(n, 1);
+            for (o, &v) in t.data.iter_mut().zip(&last.data) {
+                let r = m.reduce_u128(v as u128);
+                *o = if v > half { m.sub(r, qtop_mod) } else { r };
+            }
+            ctx.ntt[i].forward(&mut t.data);
             let (w, ws) = inv[i];
-            simd::sub_mul_const(x, &t, w, ws, m);
+            simd::sub_mul_const(x, &t.data, w, ws, m);
         });
     }
 
@@ -525,7 +529,8 @@ impl Evaluator {
         let n = ctx.n;
         let l = self.params.q().len();
         let k = self.params.p().len();
-        let mut p_part = Poly { data: x.data[(level + 1) * n..].to_vec(), n };
+        let mut p_part = Poly::zero(n, k);
+        p_part.data.copy_from_slice(&x.data[(level + 1) * n..]);
         p_part.intt(&ctx.ntt[l..l + k].iter().collect::<Vec<_>>());
         let input: Vec<&[u64]> = p_part.data.chunks(n).collect();
         let mut conv = Poly::zero(n, level + 1);

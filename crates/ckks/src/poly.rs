@@ -138,9 +138,10 @@ impl Poly {
         let n = self.n;
         type Item<'a> = ((&'a mut [u64], (&'a [u64], &'a [u64])), &'a &'a Modulus);
         let work = |((o, (x, y)), m): Item| {
-            let mut t = x.to_vec();
-            simd::mul_assign(&mut t, y, m);
-            simd::add_assign(o, &t, m);
+            let mut t = Poly::zero(x.len(), 1);
+            t.data.copy_from_slice(x);
+            simd::mul_assign(&mut t.data, y, m);
+            simd::add_assign(o, &t.data, m);
         };
         if self.data.len() >= PAR_MIN_WORDS {
             self.data.par_chunks_mut(n).zip(a.data.par_chunks(n).zip(b.data.par_chunks(n))).zip(moduli).for_each(work);
