@@ -329,17 +329,17 @@ impl Evaluator {
         ctx.ntt[level].inverse(&mut last.data);
         let q_top = ctx.moduli[level];
         let half = q_top.value() / 2;
+        // Rounding division: shift by q_top/2 before the exact floor division, and back after.
+        for v in last.data.iter_mut() {
+            *v = q_top.add(*v, half);
+        }
         let inv = &ctx.rescale_inv[level];
         p.truncate(level);
         p.data.par_chunks_mut(n).enumerate().for_each(|(i, x)| {
             let m = &ctx.moduli[i];
-            let qtop_mod = m.reduce(q_top.value());
-            // Centered lift of the last limb, so the division rounds to nearest.
             let mut t = Poly::zero(n, 1);
-            for (o, &v) in t.data.iter_mut().zip(&last.data) {
-                let r = m.reduce_u128(v as u128);
-                *o = if v > half { m.sub(r, qtop_mod) } else { r };
-            }
+            simd::dot_const_bounded(&mut t.data, &[&last.data], &[(1, m.shoup(1))], m, q_top.value());
+            simd::sub_const(&mut t.data, m.reduce(half), m);
             ctx.ntt[i].forward(&mut t.data);
             let (w, ws) = inv[i];
             simd::sub_mul_const(x, &t.data, w, ws, m);

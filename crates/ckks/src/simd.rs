@@ -99,6 +99,19 @@ pub(crate) fn add_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     }
 }
 
+/// a = a - c mod q for a constant c < q.
+pub(crate) fn sub_const(a: &mut [u64], c: u64, m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() && a.len().is_multiple_of(8) {
+        // SAFETY: features checked above.
+        unsafe { avx512::sub_const(a, c, m.value()) };
+        return;
+    }
+    for x in a.iter_mut() {
+        *x = m.sub(*x, c);
+    }
+}
+
 /// a = a - b mod q (a, b in [0, q)).
 pub(crate) fn sub_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
@@ -258,6 +271,17 @@ mod avx512 {
                 _ => reduce_once(x, qv),
             };
             _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, r);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sub_const(a: &mut [u64], c: u64, q: u64) {
+        let qv = _mm512_set1_epi64(q as i64);
+        let cv = _mm512_set1_epi64(c as i64);
+        for i in (0..a.len()).step_by(8) {
+            // SAFETY: i + 8 <= a.len().
+            let d = _mm512_sub_epi64(_mm512_loadu_si512(a.as_ptr().add(i) as *const _), cv);
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, _mm512_min_epu64(d, _mm512_add_epi64(d, qv)));
         }
     }
 
@@ -447,6 +471,11 @@ mod tests {
             add_assign(&mut s, &b, &m);
             let mut d2 = a.clone();
             sub_assign(&mut d2, &b, &m);
+            let mut c2 = a.clone();
+            sub_const(&mut c2, 12345 % q, &m);
+            for i in 0..n {
+                assert_eq!(c2[i], m.sub(a[i], 12345 % q));
+            }
             let mut r2: Vec<u64> = a.iter().map(|x| x + q).collect();
             reduce_2q(&mut r2, &m);
             for i in 0..n {
