@@ -228,10 +228,17 @@ impl Evaluator {
     /// scale of the top prime q_level, so a following rescale restores the scale exactly.
     pub fn mul_const(&self, ct: &Ciphertext, c: f64) -> Result<Ciphertext> {
         self.check_params(&ct.params)?;
+        self.mul_const_scaled(ct, c, self.params.q()[ct.level()] as f64)
+    }
+
+    /// Multiplies every slot by the real constant c encoded at `const_scale`; the
+    /// result's scale is the product of the two.
+    pub fn mul_const_scaled(&self, ct: &Ciphertext, c: f64, const_scale: f64) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        check_scale(const_scale)?;
         let level = ct.level();
-        let q_top = self.params.q()[level] as f64;
-        let v = Self::scaled_integer(c, q_top)?;
-        let scale = ct.scale * q_top;
+        let v = Self::scaled_integer(c, const_scale)?;
+        let scale = ct.scale * const_scale;
         self.check_mul_scale(scale, level)?;
         let m = self.q_moduli(level);
         let consts: Vec<u64> = m.iter().map(|m| signed_mod(v, m)).collect();
@@ -557,10 +564,4 @@ fn signed_mod(v: i128, m: &Modulus) -> u64 {
     } else {
         r
     }
-}
-
-/// Keeps the scale check available to other modules.
-#[allow(dead_code)]
-pub(crate) fn valid_scale(s: f64) -> bool {
-    check_scale(s).is_ok()
 }

@@ -63,6 +63,11 @@ fn plaintext_constant_and_ciphertext_products_with_rescale() {
     let want: Vec<f64> = a.iter().map(|x| x * -0.375).collect();
     assert!(max_err(&k.decrypt(&r), &want) < AFTER_MUL);
 
+    let r = k.eval.mul_const_scaled(&ca, 1.5, 2f64.powi(30)).unwrap();
+    assert_eq!(r.scale(), ca.scale() * 2f64.powi(30));
+    let want: Vec<f64> = a.iter().map(|x| x * 1.5).collect();
+    assert!(max_err(&k.decrypt(&k.eval.rescale(&r).unwrap()), &want) < AFTER_MUL);
+
     let r = k.eval.rescale(&k.eval.mul_relin(&ca, &cb, &k.rk).unwrap()).unwrap();
     assert!(max_err(&k.decrypt(&r), &prod) < AFTER_MUL);
     let sq: Vec<f64> = a.iter().map(|x| x * x).collect();
