@@ -1,0 +1,208 @@
+//! `heinfer`: compile ONNX models for encrypted inference and inspect compiled ones.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "heinfer", version, about = "Neural-network inference on CKKS-encrypted data")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MaxPool {
+    /// refuse MaxPool with an explanation
+    Refuse,
+    /// rewrite MaxPool as AveragePool (the report shows the accuracy cost)
+    Avg,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile an ONNX model into a Triton model directory (config.pbtxt + 1/model.hem) and print its report
+    Compile {
+        /// the ONNX model
+        model: PathBuf,
+        /// calibration inputs (.npy, shape [n, ...input shape]): activation ranges
+        #[arg(long)]
+        calibration: PathBuf,
+        /// evaluation inputs for the accuracy report (.npy); default: the calibration data
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// labels of the evaluation inputs (.npy of integers)
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// model repository directory; the model goes to <repo>/<name>/
+        #[arg(long, short = 'o', default_value = "model_repository")]
+        output: PathBuf,
+        /// model name (default: the ONNX file's stem)
+        #[arg(long)]
+        name: Option<String>,
+        /// polynomial degree for every non-square activation (default: smallest meeting --target-agreement)
+        #[arg(long)]
+        degree: Option<usize>,
+        /// top-1 agreement with the original model the automatic degree must reach on calibration data
+        #[arg(long, default_value_t = 0.995)]
+        target_agreement: f64,
+        /// largest degree the automatic choice tries
+        #[arg(long, default_value_t = 15)]
+        max_degree: usize,
+        /// widen the seen activation range by this fraction on each side
+        #[arg(long, default_value_t = 0.1)]
+        margin: f64,
+        #[arg(long, value_enum, default_value_t = MaxPool::Refuse)]
+        maxpool: MaxPool,
+        /// log2 of the CKKS scale (default: the largest of 22..30 that fits)
+        #[arg(long)]
+        scale_bits: Option<u32>,
+        /// smallest log2(N) to consider
+        #[arg(long, default_value_t = 12)]
+        min_log_n: u32,
+        /// refuse parameter sets whose evaluation keys exceed this many MB
+        #[arg(long)]
+        key_budget_mb: Option<f64>,
+        /// Python with onnxruntime for the reference (default: $HEINFER_PYTHON, then python3)
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// skip onnxruntime; compare with heinfer's own f64 interpreter of the graph
+        #[arg(long)]
+        no_onnxruntime: bool,
+        /// print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the report of a compiled model (a model.hem file or a model directory)
+    Inspect {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// print the client spec JSON instead
+        #[arg(long)]
+        client_spec: bool,
+        /// list every HE operation
+        #[arg(long)]
+        ops: bool,
+    },
+}
+
+fn spinner() -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap());
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+fn load_npy(p: &Path) -> Result<compiler::Array, String> {
+    compiler::npy::read(p).map_err(|e| e.to_string())
+}
+
+fn find_hem(p: &Path) -> PathBuf {
+    if p.is_dir() {
+        if p.join("1").join("model.hem").exists() {
+            return p.join("1").join("model.hem");
+        }
+        return p.join("model.hem");
+    }
+    p.to_path_buf()
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Compile {
+            model,
+            calibration,
+            data,
+            labels,
+            output,
+            name,
+            degree,
+            target_agreement,
+            max_degree,
+            margin,
+            maxpool,
+            scale_bits,
+            min_log_n,
+            key_budget_mb,
+            python,
+            no_onnxruntime,
+            json,
+        } => {
+            let bytes = std::fs::read(&model).map_err(|e| format!("cannot read {}: {e}", model.display()))?;
+            let cal = load_npy(&calibration).map_err(|e| format!("calibration file: {e}"))?;
+            let ev = data.as_deref().map(load_npy).transpose().map_err(|e| format!("data file: {e}"))?;
+            let lab = labels.as_deref().map(load_npy).transpose().map_err(|e| format!("labels file: {e}"))?;
+            let name = name.unwrap_or_else(|| {
+                model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or("model".into())
+            });
+            let opts = compiler::Options {
+                name,
+                degree,
+                target_agreement,
+                max_degree,
+                margin,
+                maxpool: match maxpool {
+                    MaxPool::Refuse => compiler::MaxPoolPolicy::Refuse,
+                    MaxPool::Avg => compiler::MaxPoolPolicy::Average,
+                },
+                scale_bits,
+                min_log_n,
+                key_budget_bytes: key_budget_mb.map(|m| (m * 1024.0 * 1024.0) as usize),
+                python,
+                use_onnxruntime: !no_onnxruntime,
+            };
+            let pb = spinner();
+            let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };
+            let res = compiler::compile(&bytes, Some(&model), &d, &opts, &|m| pb.set_message(m.to_string()));
+            pb.finish_and_clear();
+            let c = res.map_err(|e| e.to_string())?;
+            let dir = compiler::write_repository(&output, &c).map_err(|e| e.to_string())?;
+            let r = c.model.report.as_ref().expect("compile makes a report");
+            if json {
+                println!("{}", serde_json::to_string_pretty(r).unwrap());
+            } else {
+                print!("{}", r.to_text());
+                println!("written: {}", dir.display());
+            }
+            Ok(())
+        }
+        Cmd::Inspect { path, json, client_spec, ops } => {
+            let m = model::HeModel::read_file(find_hem(&path)).map_err(|e| e.to_string())?;
+            if client_spec {
+                println!("{}", serde_json::to_string_pretty(&m.client).unwrap());
+                return Ok(());
+            }
+            if ops {
+                for (i, n) in m.nodes.iter().enumerate() {
+                    println!(
+                        "%{i} = {:?}  (level {}, scale 2^{:.3}, layer {})",
+                        n.op,
+                        n.level,
+                        n.scale.log2(),
+                        n.layer
+                    );
+                }
+            }
+            match (&m.report, json) {
+                (Some(r), true) => println!("{}", serde_json::to_string_pretty(r).unwrap()),
+                (Some(r), false) => print!("{}", r.to_text()),
+                (None, _) => println!("{} nodes, no report stored", m.nodes.len()),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

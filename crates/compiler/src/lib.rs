@@ -1,0 +1,743 @@
+//! # compiler — ONNX in, encrypted-inference model out
+//!
+//! [`compile`] imports an ONNX model ([`onnx`], [`import`]: linear ops fused, batch
+//! norm folded, trailing softmax/argmax moved to the client), replaces activations by
+//! polynomials fitted on calibration data ([`approx`]), packs every layer into one
+//! ciphertext with few, shared, power-of-two rotations ([`lower`]), picks the smallest
+//! secure parameters ([`params`]), checks the program against the f64 model, and
+//! reports cost and accuracy (against onnxruntime when Python has it, [`ort`]).
+//! [`write_repository`] writes the Triton model directory.
+
+pub mod approx;
+pub mod import;
+pub mod lower;
+pub mod npy;
+pub mod onnx;
+pub mod ort;
+pub mod params;
+pub mod svg;
+pub mod triton;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use model::report::{Accuracy, ActivationReport, LayerReport, Report};
+use model::{ClientSpec, HeModel, InputSpec, LayerInfo, Op, OutputSpec, PostOp};
+
+pub use import::{ActFn, MaxPoolPolicy};
+pub use npy::Array;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("malformed ONNX model: {0}")]
+    BadOnnx(String),
+    #[error("unsupported: {node} (op {op}): {hint}")]
+    Unsupported { node: String, op: String, hint: String },
+    #[error("shape: {0}")]
+    Shape(String),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("layout: {0}")]
+    Layout(String),
+    #[error("parameters: {0}")]
+    Params(String),
+    #[error("activation: {0}")]
+    Accuracy(String),
+    #[error("internal check failed: {0}")]
+    Internal(String),
+    #[error("I/O: {0}")]
+    Io(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub name: String,
+    /// Polynomial degree for every non-square activation; None: the smallest meeting `target_agreement`.
+    pub degree: Option<usize>,
+    pub target_agreement: f64,
+    pub max_degree: usize,
+    /// Fit range = seen range widened by this fraction of its width on each side.
+    pub margin: f64,
+    pub maxpool: MaxPoolPolicy,
+    pub scale_bits: Option<u32>,
+    pub min_log_n: u32,
+    pub key_budget_bytes: Option<usize>,
+    /// Python with onnxruntime for the reference; None: $HEINFER_PYTHON, then python3.
+    pub python: Option<PathBuf>,
+    pub use_onnxruntime: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            name: "model".into(),
+            degree: None,
+            target_agreement: 0.995,
+            max_degree: 15,
+            margin: 0.1,
+            maxpool: MaxPoolPolicy::Refuse,
+            scale_bits: None,
+            min_log_n: 12,
+            key_budget_bytes: None,
+            python: None,
+            use_onnxruntime: true,
+        }
+    }
+}
+
+/// Data for calibration and the accuracy report.
+pub struct Data<'a> {
+    pub calibration: &'a Array,
+    pub eval: Option<&'a Array>,
+    pub labels: Option<&'a Array>,
+}
+
+pub struct Compiled {
+    pub model: HeModel,
+    /// (file name, SVG text) of the activation plots.
+    pub plots: Vec<(String, String)>,
+}
+
+/// A stage after approximation, with affine folds applied.
+#[derive(Clone, Debug)]
+enum LStage {
+    Linear { name: String, kind: String, map: import::Affine },
+    Square { name: String, kind: String },
+    Poly { name: String, kind: String, coef: Vec<f64>, exact_zero: bool },
+}
+
+impl LStage {
+    fn apply(&self, v: &[f64]) -> Vec<f64> {
+        match self {
+            LStage::Linear { map, .. } => map.apply(v),
+            LStage::Square { .. } => v.iter().map(|x| x * x).collect(),
+            LStage::Poly { coef, .. } => v.iter().map(|&x| coef.iter().rev().fold(0.0, |a, &c| a * x + c)).collect(),
+        }
+    }
+    fn depth(&self) -> u32 {
+        match self {
+            LStage::Linear { .. } | LStage::Square { .. } => 1,
+            LStage::Poly { coef, .. } => approx::depth_rec(coef),
+        }
+    }
+    fn info(&self) -> LayerInfo {
+        let (n, k) = match self {
+            LStage::Linear { name, kind, .. } | LStage::Square { name, kind } | LStage::Poly { name, kind, .. } => {
+                (name, kind)
+            }
+        };
+        LayerInfo { name: n.clone(), kind: k.clone() }
+    }
+}
+
+fn forward(stages: &[LStage], x: &[f64]) -> Vec<f64> {
+    stages.iter().fold(x.to_vec(), |v, s| s.apply(&v))
+}
+
+fn top1(post: &[PostOp], v: &[f64]) -> usize {
+    let f = model::apply_postprocess(post, v);
+    if post.last() == Some(&PostOp::ArgMax) {
+        f[0] as usize
+    } else {
+        model::argmax(&f)
+    }
+}
+
+/// Fits every activation at `degree` and folds normalisations into the neighbouring linear maps.
+fn approximate(
+    imp: &import::Imported,
+    ranges: &[(f64, f64, Vec<f64>)],
+    degree: usize,
+    margin: f64,
+) -> (Vec<LStage>, Vec<(approx::Fit, ActFn, String, usize)>) {
+    let mut out: Vec<LStage> = vec![];
+    let mut fits = vec![];
+    let mut pending_after: Option<(f64, f64)> = None; // next linear: W ← a·W, b ← b + c·rowsum(W)
+    let mut act_i = 0;
+    for st in &imp.stages {
+        match st {
+            import::Stage::Linear { name, kind, map, .. } => {
+                let mut map = map.clone();
+                if let Some((a, c)) = pending_after.take() {
+                    for (r, b) in map.rows.iter_mut().zip(map.bias.iter_mut()) {
+                        let rs: f64 = r.iter().map(|e| e.1).sum();
+                        *b += c * rs;
+                        for e in r.iter_mut() {
+                            e.1 *= a;
+                        }
+                    }
+                }
+                out.push(LStage::Linear { name: name.clone(), kind: kind.clone(), map });
+            }
+            import::Stage::Act { name, f } => {
+                let (lo, hi, samples) = &ranges[act_i];
+                act_i += 1;
+                if let Some((a, c)) = pending_after.take() {
+                    // Two activations in a row: apply the pending affine explicitly.
+                    out.push(LStage::Poly {
+                        name: format!("{name} (affine)"),
+                        kind: "affine".into(),
+                        coef: vec![c, a],
+                        exact_zero: c == 0.0,
+                    });
+                }
+                let prev_linear = matches!(out.last(), Some(LStage::Linear { .. }));
+                if *f == ActFn::Square {
+                    out.push(LStage::Square { name: name.clone(), kind: "square (exact)".into() });
+                    continue;
+                }
+                let w = (hi - lo).max(1e-6);
+                let (flo, fhi) = (lo - margin * w, hi + margin * w);
+                let fit = approx::fit(&|x| f.eval(x), flo, fhi, degree, samples);
+                let cx = fit.coef_in_x();
+                let kind = format!("{} ~ poly deg {}", f.name(), degree);
+                fits.push((fit.clone(), *f, name.clone(), out.len()));
+                if degree == 2 && prev_linear && cx[2].abs() > 1e-12 {
+                    // p(x) = A (x + h)^2 + c: h into the previous bias, A and c into the next layer.
+                    let (a2, b1, c0) = (cx[2], cx[1], cx[0]);
+                    let h = b1 / (2.0 * a2);
+                    let c = c0 - b1 * b1 / (4.0 * a2);
+                    if let Some(LStage::Linear { map, .. }) = out.last_mut() {
+                        for b in map.bias.iter_mut() {
+                            *b += h;
+                        }
+                    }
+                    out.push(LStage::Square { name: name.clone(), kind: kind + " (folded)" });
+                    pending_after = Some((a2, c));
+                } else if prev_linear {
+                    if let Some(LStage::Linear { map, .. }) = out.last_mut() {
+                        for (r, b) in map.rows.iter_mut().zip(map.bias.iter_mut()) {
+                            for e in r.iter_mut() {
+                                e.1 /= fit.radius;
+                            }
+                            *b = (*b - fit.center) / fit.radius;
+                        }
+                    }
+                    let z = fit.coef[0] == 0.0;
+                    out.push(LStage::Poly { name: name.clone(), kind, coef: fit.coef.clone(), exact_zero: z });
+                } else {
+                    out.push(LStage::Poly { name: name.clone(), kind, coef: cx.clone(), exact_zero: cx[0] == 0.0 });
+                }
+            }
+        }
+    }
+    if let Some((a, c)) = pending_after {
+        out.push(LStage::Poly {
+            name: "output affine".into(),
+            kind: "affine".into(),
+            coef: vec![c, a],
+            exact_zero: c == 0.0,
+        });
+    }
+    (out, fits)
+}
+
+/// Builds the HE program for `stages` on S slots with primes `q`.
+struct Built {
+    b: lower::Builder,
+    client_map: Vec<i32>,
+    out: lower::V,
+    out_layout: Vec<i32>,
+    input_level: u32,
+    input_scale: f64,
+    layout_desc: String,
+}
+
+fn build(stages: &[LStage], q: &[u64], slots: usize, scale: f64) -> Result<Built, CompileError> {
+    let mut b = lower::Builder::new(q.to_vec(), slots);
+    let top = q.len() as u32 - 1;
+    let x = b.input(0, top, scale);
+    let (mut v, mut layout, client_map, desc) = match stages.first() {
+        Some(LStage::Linear { map, .. }) => {
+            let plan = lower::plan_first(map, slots)?;
+            let desc = format!(
+                "{} window(s) x {} outputs: output (window w, member c) at slot w + {}*c, period {}; client puts window w's tap t in column w (see slot_map), replicated every {} slots",
+                plan.groups.len(),
+                plan.cp,
+                plan.wp,
+                plan.period(),
+                plan.period() * plan.rr
+            );
+            let (v, l, c) = lower::first_layer(&mut b, x, map, &plan);
+            (v, l, c, desc)
+        }
+        _ => {
+            return Err(CompileError::Layout("the model must begin with a linear layer (Gemm, MatMul or Conv)".into()))
+        }
+    };
+    for (i, st) in stages.iter().enumerate().skip(1) {
+        b.layer = i as u32;
+        match st {
+            LStage::Linear { map, .. } => {
+                let plan = lower::plan_dense(map, &layout)?;
+                let (nv, nl) = lower::dense_layer(&mut b, v, map, &layout, &plan);
+                v = nv;
+                layout = nl;
+            }
+            LStage::Square { .. } => {
+                v = b.square_rescale(v);
+            }
+            LStage::Poly { coef, exact_zero, .. } => {
+                if v.level < approx::depth_rec(coef) {
+                    return Err(CompileError::Internal("out of levels".into()));
+                }
+                v = lower::poly(&mut b, v, coef);
+                if !exact_zero {
+                    for e in layout.iter_mut() {
+                        if *e == lower::ZERO {
+                            *e = lower::GARBAGE;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Built { b, client_map, out: v, out_layout: layout, input_level: top, input_scale: scale, layout_desc: desc })
+}
+
+fn est_node_ms(op: &Op, level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
+    let n = (1u64 << log_n) as f64;
+    let ntt = n * log_n as f64 * 2.0e-7; // ms per limb NTT (rough, one core)
+    let limbs = level as f64 + 1.0;
+    let alpha = (l_total as f64 / dnum as f64).ceil();
+    let digits = (limbs / alpha).ceil();
+    let ks = ntt * (limbs + digits * (limbs + k as f64) + 2.0 * k as f64 + 2.0 * limbs)
+        + n * 1e-6 * digits * (limbs + k as f64) * 2.0;
+    match op {
+        Op::Rotate { .. } => ks,
+        Op::MulRelin { .. } | Op::Square { .. } => ks + n * 4e-6 * limbs,
+        Op::Rescale { .. } => 2.0 * ntt * (limbs + 1.0),
+        Op::MulPlain { .. } | Op::MulConst { .. } => n * 2e-6 * limbs,
+        Op::Input { .. } | Op::DropLevel { .. } => 0.0,
+        _ => n * 1e-6 * limbs,
+    }
+}
+
+/// Compiles ONNX bytes. `progress` receives a short message per phase.
+pub fn compile(
+    onnx_bytes: &[u8],
+    onnx_path: Option<&Path>,
+    data: &Data,
+    opts: &Options,
+    progress: &dyn Fn(&str),
+) -> Result<Compiled, CompileError> {
+    let t0 = Instant::now();
+    progress("parsing ONNX");
+    let m = onnx::parse_model(onnx_bytes)?;
+    let imp = import::import(&m, opts.maxpool)?;
+    let numel: usize = imp.input_shape.iter().product();
+    let calib = data.calibration;
+    if calib.rows() == 0 || calib.data.len() != calib.rows() * numel {
+        return Err(CompileError::Data(format!(
+            "calibration data has shape {:?}; the model's input '{}' needs rows of {:?} ({numel} values)",
+            calib.shape, imp.input_name, imp.input_shape
+        )));
+    }
+    if let Some(e) = data.eval {
+        if e.rows() == 0 || e.data.len() != e.rows() * numel {
+            return Err(CompileError::Data(format!(
+                "evaluation data has shape {:?}; rows of {numel} values needed",
+                e.shape
+            )));
+        }
+    }
+    if let (Some(l), Some(e)) = (data.labels, data.eval.or(Some(calib))) {
+        if l.data.len() != e.rows() {
+            return Err(CompileError::Data(format!("{} labels for {} samples", l.data.len(), e.rows())));
+        }
+    }
+    // Ranges seen at every activation's input.
+    progress("calibrating activation ranges");
+    let n_acts = imp.stages.iter().filter(|s| matches!(s, import::Stage::Act { .. })).count();
+    let mut ranges: Vec<(f64, f64, Vec<f64>)> = vec![(f64::INFINITY, f64::NEG_INFINITY, vec![]); n_acts];
+    let cal_rows = calib.rows().min(2000);
+    let mut ref_cal: Vec<Vec<f64>> = Vec::with_capacity(cal_rows);
+    for r in 0..cal_rows {
+        let mut v = calib.row(r).to_vec();
+        let mut a = 0;
+        for s in &imp.stages {
+            v = match s {
+                import::Stage::Linear { map, .. } => map.apply(&v),
+                import::Stage::Act { f, .. } => {
+                    let rg = &mut ranges[a];
+                    for &t in &v {
+                        rg.0 = rg.0.min(t);
+                        rg.1 = rg.1.max(t);
+                    }
+                    if rg.2.len() < 20000 {
+                        rg.2.extend_from_slice(&v);
+                    }
+                    a += 1;
+                    v.iter().map(|&t| f.eval(t)).collect()
+                }
+            };
+        }
+        ref_cal.push(v);
+    }
+    // Degree: given, or the smallest meeting the target agreement on calibration data.
+    progress("fitting activation polynomials");
+    let needs_fit = imp.stages.iter().any(|s| matches!(s, import::Stage::Act { f, .. } if *f != ActFn::Square));
+    let mut notes = imp.notes.clone();
+    let degrees: Vec<usize> = match (opts.degree, needs_fit) {
+        (_, false) => vec![2],
+        (Some(d), true) => vec![d.max(1)],
+        (None, true) => (2..=opts.max_degree.max(2)).collect(),
+    };
+    let mut chosen = None;
+    for &d in &degrees {
+        let (st, fits) = approximate(&imp, &ranges, d, opts.margin);
+        let agree = (0..cal_rows)
+            .filter(|&r| top1(&imp.postprocess, &forward(&st, calib.row(r))) == top1(&imp.postprocess, &ref_cal[r]))
+            .count() as f64
+            / cal_rows as f64;
+        let ok = agree >= opts.target_agreement;
+        chosen = Some((d, st, fits, agree));
+        if ok || opts.degree.is_some() {
+            break;
+        }
+    }
+    let (degree, stages, fits, cal_agree) = chosen.expect("at least one degree tried");
+    if needs_fit {
+        if cal_agree < opts.target_agreement && opts.degree.is_none() {
+            notes.push(format!(
+                "no degree up to {} reaches {:.2}% agreement on calibration data (best tried: {:.2}% at degree {degree})",
+                opts.max_degree,
+                100.0 * opts.target_agreement,
+                100.0 * cal_agree
+            ));
+        }
+        notes
+            .push(format!("activation degree {degree}: {:.2}% top-1 agreement on calibration data", 100.0 * cal_agree));
+    }
+    let depth: u32 = stages.iter().map(|s| s.depth()).sum();
+    let max_out = (0..cal_rows)
+        .map(|r| forward(&stages, calib.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
+        .fold(1.0f64, f64::max);
+    let headroom = (max_out.log2().ceil().max(0.0) as u32 + 4).max(6);
+
+    // Layout feasibility and rotation count on the smallest ring that holds it.
+    progress("packing and choosing parameters");
+    let mut last_err = None;
+    let mut choice = None;
+    for log_n in opts.min_log_n.max(12)..=16 {
+        let slots = 1usize << (log_n - 1);
+        let dummy_q = vec![1u64 << 40; depth as usize + 1];
+        match build(&stages, &dummy_q, slots, 2f64.powi(30)) {
+            Ok(bt) => {
+                let steps = lower::rotation_steps(&bt.b.nodes);
+                let relin = bt.b.nodes.iter().any(|n| matches!(n.op, Op::Square { .. } | Op::MulRelin { .. }));
+                let req = params::ParamRequest {
+                    depth,
+                    scale_bits: opts.scale_bits,
+                    headroom_bits: headroom,
+                    min_slots: slots,
+                    galois_keys: steps.len(),
+                    relin,
+                    min_log_n: log_n,
+                    key_budget_bytes: opts.key_budget_bytes,
+                };
+                match params::choose(&req) {
+                    Ok(c) if c.params.log_n() == log_n => {
+                        choice = Some(c);
+                        break;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let choice = match choice {
+        Some(c) => c,
+        None => return Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),
+    };
+    let params = choice.params.clone();
+    let slots = params.slots();
+    progress("lowering to CKKS operations");
+    let bt = build(&stages, params.q(), slots, params.default_scale())?;
+    let steps = lower::rotation_steps(&bt.b.nodes);
+    let relin = bt.b.nodes.iter().any(|n| matches!(n.op, Op::Square { .. } | Op::MulRelin { .. }));
+    let n_out =
+        match stages
+            .iter()
+            .rev()
+            .find_map(|s| if let LStage::Linear { map, .. } = s { Some(map.n_out()) } else { None })
+        {
+            Some(n) => n,
+            None => 0,
+        };
+    let mut out_slots = Vec::with_capacity(n_out);
+    for o in 0..n_out {
+        let s = bt
+            .out_layout
+            .iter()
+            .position(|&e| e == o as i32)
+            .ok_or_else(|| CompileError::Internal(format!("output {o} has no slot")))?;
+        out_slots.push((0u32, s as u32));
+    }
+    let out_node = &bt.b.nodes[bt.out.id as usize];
+    let client = ClientSpec {
+        version: model::CLIENT_SPEC_VERSION,
+        model: opts.name.clone(),
+        params: params.spec().clone(),
+        input: InputSpec {
+            name: imp.input_name.clone(),
+            shape: imp.input_shape.clone(),
+            level: bt.input_level,
+            scale: bt.input_scale,
+            slot_map: vec![bt.client_map.clone()],
+            layout: bt.layout_desc.clone(),
+        },
+        rotation_steps: steps.clone(),
+        galois_elements: steps.iter().map(|&s| params.galois_element(s)).collect(),
+        relinearization: relin,
+        output: OutputSpec {
+            name: imp.he_output.clone(),
+            shape: vec![n_out],
+            ciphertexts: 1,
+            slots: out_slots,
+            multiplier: 1.0,
+            level: out_node.level,
+            scale: out_node.scale,
+            final_name: imp.final_output.clone(),
+        },
+        postprocess: imp.postprocess.clone(),
+    };
+    let mut hem = HeModel {
+        name: opts.name.clone(),
+        client,
+        layers: stages.iter().map(|s| s.info()).collect(),
+        nodes: bt.b.nodes,
+        plaintexts: bt.b.plains,
+        outputs: vec![bt.out.id],
+        report: None,
+    };
+    hem.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
+
+    // The program must compute exactly the approximated network.
+    progress("checking the program against the f64 network");
+    for r in (0..cal_rows).step_by((cal_rows / 8).max(1)) {
+        let x = calib.row(r);
+        let sim = simulate_one(&hem, x)?;
+        let want = forward(&stages, x);
+        for (a, b) in sim.iter().zip(&want) {
+            if (a - b).abs() > 1e-6 * (1.0 + b.abs()) {
+                return Err(CompileError::Internal(format!("packed program differs from the network: {a} vs {b}")));
+            }
+        }
+    }
+
+    // Accuracy against the original model.
+    progress("measuring accuracy");
+    let eval = data.eval.unwrap_or(calib);
+    let sims: Vec<Vec<f64>> = (0..eval.rows()).map(|r| simulate_one(&hem, eval.row(r))).collect::<Result<_, _>>()?;
+    let mut reference_name = "heinfer f64 interpreter of the original graph".to_string();
+    let mut ref_final: Option<Vec<Vec<f64>>> = None;
+    let mut ref_he: Option<Vec<Vec<f64>>> = None;
+    if opts.use_onnxruntime {
+        if let Some(path) = onnx_path {
+            match ort::run(opts.python.as_deref(), path, eval, &imp.input_shape, &imp.final_output, &imp.he_output) {
+                Ok(r) => {
+                    reference_name = r.version;
+                    ref_final = Some(r.final_out);
+                    ref_he = r.he_out;
+                }
+                Err(e) => notes.push(format!("onnxruntime reference unavailable ({e}); using the f64 interpreter")),
+            }
+        }
+    }
+    let sim_final: Vec<Vec<f64>> = sims.iter().map(|v| model::apply_postprocess(&imp.postprocess, v)).collect();
+    let (ref_cmp, sim_cmp): (Vec<Vec<f64>>, &Vec<Vec<f64>>) = match (&ref_he, &ref_final) {
+        (Some(h), _) => (h.clone(), &sims),
+        (None, Some(f)) => (f.clone(), &sim_final),
+        (None, None) => ((0..eval.rows()).map(|r| imp.reference(eval.row(r))).collect(), &sims),
+    };
+    let ref_top: Vec<usize> = match &ref_final {
+        Some(f) if imp.postprocess.last() == Some(&PostOp::ArgMax) => f.iter().map(|v| v[0] as usize).collect(),
+        Some(f) => f.iter().map(|v| model::argmax(v)).collect(),
+        None => (0..eval.rows()).map(|r| top1(&imp.postprocess, &imp.reference(eval.row(r)))).collect(),
+    };
+    let sim_top: Vec<usize> = sims.iter().map(|v| top1(&imp.postprocess, v)).collect();
+    let mut max_err = 0.0f64;
+    let mut sum_err = 0.0;
+    let mut cnt = 0usize;
+    for (a, b) in sim_cmp.iter().zip(&ref_cmp) {
+        if a.len() != b.len() {
+            return Err(CompileError::Internal(format!(
+                "reference output has {} values, the model {}",
+                b.len(),
+                a.len()
+            )));
+        }
+        for (x, y) in a.iter().zip(b) {
+            max_err = max_err.max((x - y).abs());
+            sum_err += (x - y).abs();
+            cnt += 1;
+        }
+    }
+    let agree = sim_top.iter().zip(&ref_top).filter(|(a, b)| a == b).count() as f64 / eval.rows() as f64;
+    let (ref_acc, sim_acc) = match data.labels {
+        Some(l) => {
+            let lab: Vec<usize> = l.data.iter().map(|&v| v as usize).collect();
+            let ra = ref_top.iter().zip(&lab).filter(|(a, b)| a == b).count() as f64 / lab.len() as f64;
+            let sa = sim_top.iter().zip(&lab).filter(|(a, b)| a == b).count() as f64 / lab.len() as f64;
+            (Some(ra), Some(sa))
+        }
+        None => (None, None),
+    };
+    let accuracy = Accuracy {
+        reference: reference_name,
+        samples: eval.rows(),
+        top1_agreement: agree,
+        max_abs_error: max_err,
+        mean_abs_error: sum_err / cnt.max(1) as f64,
+        reference_accuracy: ref_acc,
+        simulated_accuracy: sim_acc,
+    };
+
+    // Report.
+    let mut plots = vec![];
+    let mut acts = vec![];
+    for (i, (fit, f, name, _)) in fits.iter().enumerate() {
+        let seen = ranges.iter().filter(|_| true).nth(act_index(&imp, name)).cloned().unwrap_or((0.0, 0.0, vec![]));
+        let file = format!("activation_{i}_{}.svg", sanitize(name));
+        plots
+            .push((file.clone(), svg::plot(&format!("{} ({}) ~ degree {}", name, f.name(), degree), fit, *f, &seen.2)));
+        acts.push(ActivationReport {
+            layer: name.clone(),
+            function: f.name(),
+            degree,
+            lo: fit.center - fit.radius,
+            hi: fit.center + fit.radius,
+            seen_lo: seen.0,
+            seen_hi: seen.1,
+            coefficients: fit.coef_in_x(),
+            max_abs_error: fit.max_abs_error,
+            plot: Some(file),
+        });
+    }
+    let report = make_report(
+        &hem,
+        &params,
+        choice.key_bytes_each,
+        depth,
+        acts,
+        Some(accuracy),
+        notes,
+        t0.elapsed().as_secs_f64(),
+    );
+    hem.report = Some(report);
+    Ok(Compiled { model: hem, plots })
+}
+
+fn act_index(imp: &import::Imported, name: &str) -> usize {
+    imp.stages
+        .iter()
+        .filter(|s| matches!(s, import::Stage::Act { .. }))
+        .position(|s| matches!(s, import::Stage::Act { name: n, .. } if n == name))
+        .unwrap_or(0)
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// Client packing + plaintext simulation + unpacking for one sample.
+pub fn simulate_one(m: &HeModel, x: &[f64]) -> Result<Vec<f64>, CompileError> {
+    let cts = m.client.pack_input(x).map_err(|e| CompileError::Shape(e.to_string()))?;
+    let out = model::simulate(m, &cts).map_err(|e| CompileError::Internal(e.to_string()))?;
+    m.client.unpack_output(&out).map_err(|e| CompileError::Internal(e.to_string()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_report(
+    m: &HeModel,
+    params: &ckks::Parameters,
+    key_each: usize,
+    depth: u32,
+    activations: Vec<ActivationReport>,
+    accuracy: Option<Accuracy>,
+    notes: Vec<String>,
+    secs: f64,
+) -> Report {
+    let spec = params.spec();
+    let l_total = spec.q.len();
+    let mut layers: Vec<LayerReport> = m
+        .layers
+        .iter()
+        .map(|l| LayerReport { name: l.name.clone(), kind: l.kind.clone(), ..Default::default() })
+        .collect();
+    let mut prev_level = m.client.input.level;
+    for n in &m.nodes {
+        let lr = &mut layers[n.layer as usize];
+        let ms = est_node_ms(&n.op, n.level, spec.log_n, spec.dnum, spec.p.len(), l_total);
+        lr.est_ms += ms;
+        match n.op {
+            Op::Rotate { step, .. } => {
+                lr.rotations += 1;
+                if !lr.rotation_steps.contains(&step) {
+                    lr.rotation_steps.push(step);
+                }
+            }
+            Op::MulPlain { .. } => lr.mul_plain += 1,
+            Op::MulRelin { .. } | Op::Square { .. } => lr.ct_mults += 1,
+            Op::Rescale { .. } => lr.rescales += 1,
+            Op::Input { .. } => {}
+            _ => lr.other_ops += 1,
+        }
+        lr.level_out = n.level;
+    }
+    for lr in layers.iter_mut() {
+        lr.depth = prev_level.saturating_sub(lr.level_out);
+        prev_level = lr.level_out;
+    }
+    let steps = m.client.rotation_steps.clone();
+    let keys = steps.len() + usize::from(m.client.relinearization);
+    let est: f64 = layers.iter().map(|l| l.est_ms).sum();
+    Report {
+        model: m.name.clone(),
+        log_n: spec.log_n,
+        slots: params.slots(),
+        q_bits: spec.q.iter().map(|&q| (q as f64).log2()).collect(),
+        p_bits: spec.p.iter().map(|&q| (q as f64).log2()).collect(),
+        dnum: spec.dnum,
+        log_qp: params.log_qp(),
+        security_bound: ckks::max_log_qp(spec.log_n).unwrap_or(0),
+        log_scale: spec.log_scale,
+        depth,
+        total_rotations: layers.iter().map(|l| l.rotations).sum(),
+        layers,
+        galois_keys: steps.len(),
+        rotation_steps: steps,
+        relinearization: m.client.relinearization,
+        evaluation_key_bytes: keys * key_each,
+        input_ciphertexts: m.client.input.slot_map.len(),
+        query_bytes: m.client.input.slot_map.len() * params.ciphertext_bytes(params.max_level(), true),
+        response_bytes: m.outputs.len() * params.ciphertext_bytes(m.client.output.level as usize, false),
+        plaintext_memory_bytes: m.plaintexts.iter().map(|p| params.n() * (p.level as usize + 1) * 8).sum(),
+        est_latency_ms: est,
+        activations,
+        accuracy,
+        notes,
+        compile_seconds: secs,
+    }
+}
+
+/// Writes `<repo>/<name>/config.pbtxt`, `<repo>/<name>/1/model.hem`, the report (text and
+/// JSON) and the activation plots. Returns the model directory.
+pub fn write_repository(repo: &Path, c: &Compiled) -> Result<PathBuf, CompileError> {
+    let dir = repo.join(&c.model.name);
+    let io = |e: std::io::Error| CompileError::Io(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir.join("1")).map_err(io)?;
+    std::fs::write(dir.join("config.pbtxt"), triton::config_pbtxt(&c.model)).map_err(io)?;
+    c.model.write_file(dir.join("1").join("model.hem")).map_err(|e| CompileError::Io(e.to_string()))?;
+    if let Some(r) = &c.model.report {
+        std::fs::write(dir.join("report.txt"), r.to_text()).map_err(io)?;
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(r).unwrap()).map_err(io)?;
+    }
+    for (f, svg) in &c.plots {
+        std::fs::write(dir.join(f), svg).map_err(io)?;
+    }
+    Ok(dir)
+}

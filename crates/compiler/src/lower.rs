@@ -1,0 +1,532 @@
+//! Packing and lowering: each stage becomes CKKS ops over one ciphertext.
+//!
+//! A *layout* says, for every slot, which tensor element it holds (`>= 0`), or that it
+//! is zero (`ZERO`) or holds a value nobody may read unmasked (`GARBAGE`). Linear layers
+//! always multiply by their plaintext weights *before* any rotation, and the weights
+//! are zero on slots that are not elements, so garbage never reaches a result.
+//!
+//! Designs (S = N/2 slots, all rotations left, sums by rotate-and-add "trees"):
+//!
+//! * **first layer** (the client lays the input out): the outputs are grouped by their
+//!   input support (a convolution's window; a dense layer is one group). With `Wp`
+//!   windows and `Cp` outputs per window (powers of two), outputs live at
+//!   `w + Wp·c` with period `P = Wp·Cp`; the client places window `w`'s taps down its
+//!   column so that `G` weight products, a rotation tree by `Wp·2^i` and a sum over
+//!   `P·2^i` give every output in every period: one ciphertext, no input rotations, and
+//!   an output already replicated for the next layer.
+//! * **dense on a periodic input** (period `P_in`): blocks of `b` slots; output `t` at
+//!   slot `b·t` sums `G = P_in/b` consecutive blocks (one whole period): `G` products,
+//!   a tree by `b·2^i`, a sum over `1..b/2`.
+//! * **dense on a strided input** (elements at `base + p·k`): one product per output
+//!   row, a tree by `2^i` that moves row `r` to offset `−r`, and a sum over `p·2^i`.
+//!
+//! All layers share power-of-two rotation steps, so a whole network needs few Galois keys.
+
+use std::collections::BTreeSet;
+
+use model::{Node, Op, PlainVec};
+
+use crate::import::Affine;
+use crate::CompileError;
+
+pub const ZERO: i32 = -1;
+pub const GARBAGE: i32 = -2;
+
+/// A ciphertext value during building.
+#[derive(Clone, Copy, Debug)]
+pub struct V {
+    pub id: u32,
+    pub level: u32,
+    pub scale: f64,
+}
+
+pub struct Builder {
+    pub q: Vec<u64>,
+    pub slots: usize,
+    pub nodes: Vec<Node>,
+    pub plains: Vec<PlainVec>,
+    pub layer: u32,
+}
+
+impl Builder {
+    pub fn new(q: Vec<u64>, slots: usize) -> Self {
+        Builder { q, slots, nodes: vec![], plains: vec![], layer: 0 }
+    }
+    fn push(&mut self, op: Op, level: u32, scale: f64) -> V {
+        self.nodes.push(Node { op, level, scale, layer: self.layer });
+        V { id: self.nodes.len() as u32 - 1, level, scale }
+    }
+    pub fn input(&mut self, index: u32, level: u32, scale: f64) -> V {
+        self.push(Op::Input { index }, level, scale)
+    }
+    fn plain(&mut self, mut values: Vec<f64>, level: u32, scale: f64) -> u32 {
+        while values.last() == Some(&0.0) {
+            values.pop();
+        }
+        self.plains.push(PlainVec { level, scale, values });
+        self.plains.len() as u32 - 1
+    }
+    /// x ⊙ values, encoded at q_level so that the rescale that follows restores the scale.
+    pub fn mul_plain_rescale(&mut self, x: V, values: Vec<f64>) -> V {
+        let ps = self.q[x.level as usize] as f64;
+        let pt = self.plain(values, x.level, ps);
+        let m = self.push(Op::MulPlain { a: x.id, pt }, x.level, x.scale * ps);
+        self.rescale(m)
+    }
+    pub fn rescale(&mut self, x: V) -> V {
+        let q = self.q[x.level as usize] as f64;
+        self.push(Op::Rescale { a: x.id }, x.level - 1, x.scale / q)
+    }
+    pub fn add_plain(&mut self, x: V, values: Vec<f64>) -> V {
+        if values.iter().all(|&v| v == 0.0) {
+            return x;
+        }
+        let pt = self.plain(values, x.level, x.scale);
+        self.push(Op::AddPlain { a: x.id, pt }, x.level, x.scale)
+    }
+    pub fn add(&mut self, a: V, b: V) -> V {
+        debug_assert_eq!(a.level, b.level);
+        self.push(Op::Add { a: a.id, b: b.id }, a.level, a.scale)
+    }
+    pub fn rotate(&mut self, x: V, step: i64) -> V {
+        let s = self.slots as i64;
+        let mut k = step.rem_euclid(s);
+        if k > s / 2 {
+            k -= s;
+        }
+        if k == 0 {
+            return x;
+        }
+        self.push(Op::Rotate { a: x.id, step: k }, x.level, x.scale)
+    }
+    pub fn square_rescale(&mut self, x: V) -> V {
+        let m = self.push(Op::Square { a: x.id }, x.level, x.scale * x.scale);
+        self.rescale(m)
+    }
+    pub fn mul_relin_rescale(&mut self, a: V, b: V) -> V {
+        let m = self.push(Op::MulRelin { a: a.id, b: b.id }, a.level, a.scale * b.scale);
+        self.rescale(m)
+    }
+    pub fn drop_to(&mut self, x: V, level: u32) -> V {
+        if x.level == level {
+            return x;
+        }
+        self.push(Op::DropLevel { a: x.id, level }, level, x.scale)
+    }
+    /// c·x at (x.level − 1, target_scale).
+    pub fn mul_const_to(&mut self, x: V, c: f64, target_scale: f64) -> V {
+        let q = self.q[x.level as usize] as f64;
+        let ps = target_scale * q / x.scale;
+        let m = self.push(Op::MulConst { a: x.id, c, pt_scale: ps }, x.level, x.scale * ps);
+        let mut r = self.rescale(m);
+        r.scale = target_scale; // equal up to rounding; recorded exactly
+        self.nodes[r.id as usize].scale = target_scale;
+        r
+    }
+    pub fn add_const(&mut self, x: V, c: f64) -> V {
+        if c == 0.0 {
+            return x;
+        }
+        self.push(Op::AddConst { a: x.id, c }, x.level, x.scale)
+    }
+    /// Σ_g rot(v_g, g·step) by a binary tree (len−1 rotations, steps step·2^i).
+    pub fn rot_tree(&mut self, mut vs: Vec<V>, step: i64) -> V {
+        let mut s = step;
+        while vs.len() > 1 {
+            let mut next = Vec::with_capacity(vs.len().div_ceil(2));
+            for pair in vs.chunks(2) {
+                if pair.len() == 2 {
+                    let r = self.rotate(pair[1], s);
+                    next.push(self.add(pair[0], r));
+                } else {
+                    next.push(pair[0]);
+                }
+            }
+            vs = next;
+            s *= 2;
+        }
+        vs[0]
+    }
+    /// x + rot(x, s) for s in steps.
+    pub fn rot_sum(&mut self, mut x: V, steps: impl IntoIterator<Item = i64>) -> V {
+        for s in steps {
+            let r = self.rotate(x, s);
+            x = self.add(x, r);
+        }
+        x
+    }
+}
+
+fn pow2(n: usize) -> usize {
+    n.max(1).next_power_of_two()
+}
+
+fn log2(n: usize) -> usize {
+    n.trailing_zeros() as usize
+}
+
+/// The client-side layout and cost of a first layer, without building it.
+pub struct FirstPlan {
+    pub groups: Vec<(Vec<u32>, Vec<usize>)>,
+    pub wp: usize,
+    pub cp: usize,
+    pub g: usize,
+    pub rr: usize,
+}
+
+impl FirstPlan {
+    pub fn rotations(&self) -> usize {
+        self.g - 1 + log2(self.rr)
+    }
+    pub fn period(&self) -> usize {
+        self.wp * self.cp
+    }
+}
+
+/// Groups a map's rows by identical support.
+pub fn plan_first(map: &Affine, slots: usize) -> Result<FirstPlan, CompileError> {
+    let mut groups: Vec<(Vec<u32>, Vec<usize>)> = vec![];
+    let mut index: std::collections::HashMap<Vec<u32>, usize> = Default::default();
+    for (o, r) in map.rows.iter().enumerate() {
+        let sup: Vec<u32> = r.iter().map(|e| e.0).collect();
+        match index.get(&sup) {
+            Some(&g) => groups[g].1.push(o),
+            None => {
+                index.insert(sup.clone(), groups.len());
+                groups.push((sup, vec![o]));
+            }
+        }
+    }
+    // Many tiny groups (a dense layer with some exact zeros) are better as one dense group.
+    if groups.len() > 1 && groups.iter().map(|g| g.0.len()).max().unwrap_or(0) * 2 > map.n_in {
+        let all: Vec<u32> = (0..map.n_in as u32).collect();
+        groups = vec![(all, (0..map.n_out()).collect())];
+    }
+    let wp = pow2(groups.len());
+    let k = groups.iter().map(|g| g.0.len()).max().unwrap_or(1).max(1);
+    let mut cp = pow2(groups.iter().map(|g| g.1.len()).max().unwrap_or(1));
+    loop {
+        let p = wp * cp;
+        if p > slots {
+            return Err(CompileError::Layout(format!(
+                "the first layer needs {p} slots per period ({} windows × {} outputs) but N/2 = {slots}",
+                groups.len(),
+                cp
+            )));
+        }
+        let r = slots / p;
+        let (g, rr) = if k <= r { (1, pow2(k)) } else { (pow2(k.div_ceil(r)), r) };
+        if g <= cp {
+            return Ok(FirstPlan { groups, wp, cp, g, rr });
+        }
+        cp *= 2;
+    }
+}
+
+/// Builds the first layer. Returns the result, its layout, and the client's slot map.
+pub fn first_layer(b: &mut Builder, x: V, map: &Affine, plan: &FirstPlan) -> (V, Vec<i32>, Vec<i32>) {
+    let s = b.slots;
+    let (wp, cp, g, rr) = (plan.wp, plan.cp, plan.g, plan.rr);
+    let p = wp * cp;
+    let qq = p * rr;
+    // Client layout, periodic with period qq.
+    let tap_of = |slot: usize| -> (usize, usize) {
+        let slot = slot % qq;
+        let w = slot % wp;
+        let rho = slot / wp;
+        let (r2, m2) = (rho % cp, rho / cp);
+        (w, (r2 % g) * rr + m2)
+    };
+    let client: Vec<i32> = (0..s)
+        .map(|slot| {
+            let (w, t) = tap_of(slot);
+            match plan.groups.get(w) {
+                Some((sup, _)) if t < sup.len() => sup[t] as i32,
+                _ => ZERO,
+            }
+        })
+        .collect();
+    let row_of = |j: usize| -> Option<usize> {
+        let j = j % p;
+        plan.groups.get(j % wp).and_then(|(_, rows)| rows.get(j / wp).copied())
+    };
+    let mut vs = Vec::with_capacity(g);
+    for gi in 0..g {
+        let d: Vec<f64> = (0..s)
+            .map(|slot| {
+                let el = client[slot];
+                if el < 0 {
+                    return 0.0;
+                }
+                let j = (slot + s - (wp * gi) % s) % p;
+                match row_of(j) {
+                    Some(o) => map.rows[o].iter().find(|e| e.0 == el as u32).map(|e| e.1).unwrap_or(0.0),
+                    None => 0.0,
+                }
+            })
+            .collect();
+        vs.push(b.mul_plain_rescale(x, d));
+    }
+    let u = b.rot_tree(vs, wp as i64);
+    let mut y = b.rot_sum(u, (0..log2(rr)).map(|i| (p << i) as i64));
+    let layout: Vec<i32> = (0..s).map(|j| row_of(j).map(|o| o as i32).unwrap_or(ZERO)).collect();
+    let bias: Vec<f64> = layout.iter().map(|&o| if o >= 0 { map.bias[o as usize] } else { 0.0 }).collect();
+    y = b.add_plain(y, bias);
+    (y, layout, client)
+}
+
+/// Smallest power-of-two period of the element positions of a layout.
+pub fn period_of(layout: &[i32]) -> usize {
+    let s = layout.len();
+    let mut p = 1;
+    while p < s {
+        if (0..s).all(|i| {
+            let base = layout[i % p];
+            base < 0 || layout[i] == base
+        }) && (0..s).all(|i| layout[i] < 0 || layout[i % p] == layout[i])
+        {
+            return p;
+        }
+        p *= 2;
+    }
+    s
+}
+
+/// Canonical (first) slot of each element in `[0, limit)`.
+fn first_pos(layout: &[i32], n: usize, limit: usize) -> Vec<Option<usize>> {
+    let mut pos = vec![None; n];
+    for (sl, &e) in layout[..limit].iter().enumerate() {
+        if e >= 0 && (e as usize) < n && pos[e as usize].is_none() {
+            pos[e as usize] = Some(sl);
+        }
+    }
+    pos
+}
+
+pub enum DensePlan {
+    Periodic { pin: usize, bsz: usize },
+    Strided { base: usize, stride: usize, k: usize },
+}
+
+impl DensePlan {
+    pub fn rotations(&self, n_out: usize) -> usize {
+        match *self {
+            DensePlan::Periodic { pin, bsz } => pin / bsz - 1 + log2(bsz),
+            DensePlan::Strided { k, .. } => tree_rotations(n_out) + log2(k),
+        }
+    }
+}
+
+fn tree_rotations(n: usize) -> usize {
+    let mut len = n;
+    let mut r = 0;
+    while len > 1 {
+        r += len / 2;
+        len = len.div_ceil(2);
+    }
+    r
+}
+
+/// Chooses the cheapest design for a dense map on an input layout.
+pub fn plan_dense(map: &Affine, layout: &[i32]) -> Result<DensePlan, CompileError> {
+    let s = layout.len();
+    let n_in = map.n_in;
+    let n_out = map.n_out();
+    let np = pow2(n_out);
+    let mut best: Option<(usize, DensePlan)> = None;
+    let pin = period_of(layout);
+    let pos = first_pos(layout, n_in, pin);
+    let missing = pos
+        .iter()
+        .enumerate()
+        .find(|(i, p)| p.is_none() && map.rows.iter().any(|r| r.iter().any(|e| e.0 == *i as u32)));
+    if missing.is_none() {
+        let mut bsz = 1;
+        while bsz <= pin {
+            if s / bsz >= np {
+                let c = DensePlan::Periodic { pin, bsz };
+                let cost = c.rotations(n_out);
+                if best.as_ref().map(|b| cost < b.0).unwrap_or(true) {
+                    best = Some((cost, c));
+                }
+            }
+            bsz *= 2;
+        }
+    }
+    // Strided: canonical positions base + stride·k.
+    let pos_all = first_pos(layout, n_in, s);
+    if pos_all.iter().all(|p| p.is_some()) && n_in > 0 {
+        let ps: Vec<usize> = pos_all.iter().map(|p| p.unwrap()).collect();
+        let base = *ps.iter().min().unwrap();
+        let mut stride = s;
+        for &p in &ps {
+            let d = p - base;
+            if d > 0 {
+                stride = stride.min(1 << d.trailing_zeros());
+            }
+        }
+        if n_in == 1 {
+            stride = s;
+        }
+        let k = pow2((ps.iter().max().unwrap() - base) / stride + 1);
+        if np <= stride && stride * k <= s {
+            let c = DensePlan::Strided { base, stride, k };
+            let cost = c.rotations(n_out);
+            if best.as_ref().map(|b| cost < b.0).unwrap_or(true) {
+                best = Some((cost, c));
+            }
+        }
+    }
+    best.map(|b| b.1).ok_or_else(|| {
+        CompileError::Layout(format!(
+            "no packing found for a dense layer {n_in} -> {n_out} on this layout (N/2 = {s} slots)"
+        ))
+    })
+}
+
+pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &DensePlan) -> (V, Vec<i32>) {
+    let s = b.slots;
+    let n_in = map.n_in;
+    let n_out = map.n_out();
+    let np = pow2(n_out);
+    let weight = |o: usize, i: usize| map.rows[o].iter().find(|e| e.0 as usize == i).map(|e| e.1).unwrap_or(0.0);
+    match *plan {
+        DensePlan::Periodic { pin, bsz } => {
+            let g = pin / bsz;
+            let pos = first_pos(layout, n_in, pin);
+            let mut vs = Vec::with_capacity(g);
+            for gi in 0..g {
+                let d: Vec<f64> = (0..s)
+                    .map(|sl| {
+                        let e = layout[sl];
+                        if e < 0 || pos[e as usize] != Some(sl % pin) {
+                            return 0.0;
+                        }
+                        let t = ((sl / bsz) + s / bsz - gi) % (s / bsz);
+                        let o = t % np;
+                        if o < n_out {
+                            weight(o, e as usize)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                vs.push(b.mul_plain_rescale(x, d));
+            }
+            let u = b.rot_tree(vs, bsz as i64);
+            let mut y = b.rot_sum(u, (0..log2(bsz)).map(|i| 1i64 << i));
+            let out: Vec<i32> = (0..s)
+                .map(|sl| {
+                    if sl % bsz != 0 {
+                        return GARBAGE;
+                    }
+                    let o = (sl / bsz) % np;
+                    if o < n_out {
+                        o as i32
+                    } else {
+                        ZERO
+                    }
+                })
+                .collect();
+            let bias = out.iter().map(|&o| if o >= 0 { map.bias[o as usize] } else { 0.0 }).collect();
+            y = b.add_plain(y, bias);
+            (y, out)
+        }
+        DensePlan::Strided { base, stride, k } => {
+            let pos = first_pos(layout, n_in, s);
+            let mut vs = Vec::with_capacity(n_out);
+            for o in 0..n_out {
+                let mut d = vec![0.0; s];
+                for (i, p) in pos.iter().enumerate() {
+                    if let Some(p) = p {
+                        d[*p] = weight(o, i);
+                    }
+                }
+                vs.push(b.mul_plain_rescale(x, d));
+            }
+            let u = b.rot_tree(vs, 1);
+            let mut y = b.rot_sum(u, (0..log2(k)).map(|i| (stride << i) as i64));
+            let mut out = vec![GARBAGE; s];
+            for o in 0..n_out {
+                out[(base + s - o) % s] = o as i32;
+            }
+            let _ = np;
+            let bias = out.iter().map(|&o| if o >= 0 { map.bias[o as usize] } else { 0.0 }).collect();
+            y = b.add_plain(y, bias);
+            (y, out)
+        }
+    }
+}
+
+/// Evaluates p(x) = Σ coef[k] x^k (x already normalised) at depth ⌈log2(deg+1)⌉-ish.
+/// The result has level `x.level − depth` and scale `x.scale`.
+pub fn poly(b: &mut Builder, x: V, coef: &[f64]) -> V {
+    let depth = crate::approx::depth_rec(coef);
+    let out_level = x.level - depth;
+    // Powers x^(2^k) by repeated squaring.
+    let mut pows = vec![x];
+    let d = crate::approx::degree_of(coef);
+    while (1usize << pows.len()) <= d {
+        let last = *pows.last().unwrap();
+        let sq = b.square_rescale(last);
+        pows.push(sq);
+    }
+    match eval_rec(b, &pows, coef, out_level, x.scale) {
+        Term::Ct(v) => v,
+        Term::Const(c) => {
+            // A constant polynomial: 0·x + c.
+            let z = b.mul_const_to(x, 0.0, x.scale);
+            let z = b.drop_to(z, out_level);
+            b.add_const(z, c)
+        }
+    }
+}
+
+enum Term {
+    Ct(V),
+    Const(f64),
+}
+
+fn eval_rec(b: &mut Builder, pows: &[V], c: &[f64], level: u32, scale: f64) -> Term {
+    let d = crate::approx::degree_of(c);
+    if d == 0 {
+        return Term::Const(c[0]);
+    }
+    if d == 1 {
+        let x = pows[0];
+        let t = if c[1] == 1.0 && x.level == level && (x.scale / scale - 1.0).abs() < 1e-12 {
+            x
+        } else {
+            let xd = b.drop_to(x, level + 1);
+            b.mul_const_to(xd, c[1], scale)
+        };
+        return Term::Ct(b.add_const(t, c[0]));
+    }
+    let k = 63 - (d as u64).leading_zeros() as usize;
+    let split = 1usize << k;
+    let p = pows[k];
+    let pd = b.drop_to(p, level + 1);
+    let qs = scale * b.q[(level + 1) as usize] as f64 / pd.scale;
+    let prod = match eval_rec(b, pows, &c[split..=d], level + 1, qs) {
+        Term::Const(cq) => b.mul_const_to(pd, cq, scale),
+        Term::Ct(qv) => {
+            let m = b.mul_relin_rescale(qv, pd);
+            b.nodes[m.id as usize].scale = scale;
+            V { scale, ..m }
+        }
+    };
+    match eval_rec(b, pows, &c[..split], level, scale) {
+        Term::Const(c0) => Term::Ct(b.add_const(prod, c0)),
+        Term::Ct(r) => {
+            let r = b.drop_to(r, level);
+            Term::Ct(b.add(prod, r))
+        }
+    }
+}
+
+/// Distinct rotation steps used by nodes.
+pub fn rotation_steps(nodes: &[Node]) -> Vec<i64> {
+    let set: BTreeSet<i64> =
+        nodes.iter().filter_map(|n| if let Op::Rotate { step, .. } = n.op { Some(step) } else { None }).collect();
+    set.into_iter().collect()
+}
