@@ -4,8 +4,10 @@
 //! secret key: it depends on `ckks` without the `secret-key` feature. Network code
 //! lives in `server` and `triton`, above this crate.
 
+pub mod exec;
 pub mod keystore;
 pub mod service;
 
+pub use exec::{CompiledModel, LoadError};
 pub use keystore::{KeyId, KeyStore, KeyStoreError};
 pub use service::{Executable, Request, Response, RunError, Service, ServiceError};

@@ -1,0 +1,189 @@
+//! Runs a compiled model (`model::HeModel`) on ciphertexts.
+//!
+//! At load: the parameters are rebuilt from the client spec (and must be secure),
+//! every plaintext operand is encoded once, in NTT form at its level and with Shoup
+//! companions, and the last use of every value is noted so that intermediate
+//! ciphertexts are freed as soon as nothing reads them. At run time the op list is
+//! interpreted in order; consecutive rotations of one value share one decomposition
+//! (hoisting) and run in parallel.
+
+use std::sync::Arc;
+
+use ckks::{Ciphertext, Encoder, EvaluationKeys, Evaluator, Parameters, PreparedPlaintext};
+use model::{HeModel, Op};
+use rayon::prelude::*;
+use thiserror::Error;
+
+use crate::service::{Executable, RunError};
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Model(#[from] model::ModelError),
+    #[error("the model's CKKS parameters are refused: {0}")]
+    Params(#[from] ckks::ParamError),
+    #[error("cannot encode the model's plaintext {index}: {source}")]
+    Encode { index: usize, source: ckks::Error },
+}
+
+/// A model ready to serve: parameters, encoded weights, the program.
+pub struct CompiledModel {
+    model: HeModel,
+    params: Parameters,
+    plaintexts: Vec<PreparedPlaintext>,
+    /// for each node, the index of the last node reading it (or `usize::MAX` for outputs)
+    last_use: Vec<usize>,
+    steps: Vec<i64>,
+}
+
+impl CompiledModel {
+    /// Prepares a model read from `model.hem` (which the reader has validated).
+    pub fn load(model: HeModel) -> Result<Self, LoadError> {
+        model.validate()?;
+        let params = Parameters::from_spec(&model.client.params)?;
+        params.require_secure()?;
+        let enc = Encoder::new(&params);
+        let plaintexts = model
+            .plaintexts
+            .par_iter()
+            .enumerate()
+            .map(|(index, p)| {
+                enc.encode(&p.values, p.level as usize, p.scale)
+                    .map(PreparedPlaintext::new)
+                    .map_err(|source| LoadError::Encode { index, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut last_use = vec![0usize; model.nodes.len()];
+        for (i, n) in model.nodes.iter().enumerate() {
+            for o in n.op.operands() {
+                last_use[o as usize] = i;
+            }
+        }
+        for &o in &model.outputs {
+            last_use[o as usize] = usize::MAX;
+        }
+        let steps = model.client.rotation_steps.clone();
+        Ok(Self { model, params, plaintexts, last_use, steps })
+    }
+
+    pub fn load_file(path: &std::path::Path) -> Result<Self, LoadError> {
+        Self::load(HeModel::read_file(path)?)
+    }
+
+    pub fn model(&self) -> &HeModel {
+        &self.model
+    }
+
+    /// Bytes held by the encoded plaintext operands.
+    pub fn weight_memory_bytes(&self) -> usize {
+        self.plaintexts.iter().map(PreparedPlaintext::memory_bytes).sum()
+    }
+
+    pub fn into_executable(self) -> Arc<dyn Executable> {
+        Arc::new(self)
+    }
+}
+
+impl Executable for CompiledModel {
+    fn params(&self) -> &Parameters {
+        &self.params
+    }
+
+    fn input_count(&self) -> usize {
+        self.model.client.input.slot_map.len()
+    }
+
+    fn rotation_steps(&self) -> &[i64] {
+        &self.steps
+    }
+
+    fn needs_relinearization(&self) -> bool {
+        self.model.client.relinearization
+    }
+
+    fn run(
+        &self,
+        eval: &Evaluator,
+        keys: &EvaluationKeys,
+        inputs: Vec<Ciphertext>,
+    ) -> Result<Vec<Ciphertext>, RunError> {
+        let nodes = &self.model.nodes;
+        let mut inputs: Vec<Option<Ciphertext>> = inputs.into_iter().map(Some).collect();
+        let mut values: Vec<Option<Ciphertext>> = (0..nodes.len()).map(|_| None).collect();
+        let relin = || keys.relin.as_ref().ok_or_else(|| RunError("no relinearization key".into()));
+        let mut i = 0;
+        while i < nodes.len() {
+            // A run of rotations of one value: one decomposition, the rotations in parallel.
+            if let Op::Rotate { a, .. } = nodes[i].op {
+                let end = (i..nodes.len())
+                    .find(|&j| !matches!(nodes[j].op, Op::Rotate { a: b, .. } if b == a))
+                    .unwrap_or(nodes.len());
+                let src = get(&values, a)?;
+                let rotated: Vec<Ciphertext> = if end - i == 1 {
+                    let Op::Rotate { step, .. } = nodes[i].op else { unreachable!() };
+                    vec![eval.rotate(src, step, &keys.galois)?]
+                } else {
+                    let dec = eval.decompose(src)?;
+                    nodes[i..end]
+                        .par_iter()
+                        .map(|n| {
+                            let Op::Rotate { step, .. } = n.op else { unreachable!() };
+                            eval.rotate_decomposed(src, &dec, step, &keys.galois)
+                        })
+                        .collect::<Result<_, _>>()?
+                };
+                for (k, ct) in rotated.into_iter().enumerate() {
+                    values[i + k] = Some(ct);
+                }
+                for j in i..end {
+                    self.release(&mut values, j);
+                }
+                i = end;
+                continue;
+            }
+            let out = match nodes[i].op {
+                Op::Input { index } => inputs
+                    .get_mut(index as usize)
+                    .and_then(Option::take)
+                    .ok_or_else(|| RunError(format!("input {index} missing or used twice")))?,
+                Op::Add { a, b } => eval.add(get(&values, a)?, get(&values, b)?)?,
+                Op::Sub { a, b } => eval.sub(get(&values, a)?, get(&values, b)?)?,
+                Op::AddPlain { a, pt } => eval.add_plain(get(&values, a)?, self.plaintexts[pt as usize].plaintext())?,
+                Op::MulPlain { a, pt } => eval.mul_prepared(get(&values, a)?, &self.plaintexts[pt as usize])?,
+                Op::AddConst { a, c } => eval.add_const(get(&values, a)?, c)?,
+                Op::MulConst { a, c, pt_scale } => eval.mul_const_scaled(get(&values, a)?, c, pt_scale)?,
+                Op::MulRelin { a, b } => eval.mul_relin(get(&values, a)?, get(&values, b)?, relin()?)?,
+                Op::Square { a } => eval.square_relin(get(&values, a)?, relin()?)?,
+                Op::Rescale { a } => eval.rescale(get(&values, a)?)?,
+                Op::DropLevel { a, level } => eval.drop_level(get(&values, a)?, level as usize)?,
+                Op::Rotate { .. } => unreachable!("handled above"),
+            };
+            values[i] = Some(out);
+            self.release(&mut values, i);
+            i += 1;
+        }
+        self.model
+            .outputs
+            .iter()
+            .map(|&o| values[o as usize].take().ok_or_else(|| RunError(format!("output value {o} was not computed"))))
+            .collect()
+    }
+}
+
+impl CompiledModel {
+    /// Frees the operands of node `i` that no later node reads.
+    fn release(&self, values: &mut [Option<Ciphertext>], i: usize) {
+        for o in self.model.nodes[i].op.operands() {
+            if self.last_use[o as usize] == i {
+                values[o as usize] = None;
+            }
+        }
+    }
+}
+
+fn get(values: &[Option<Ciphertext>], v: u32) -> Result<&Ciphertext, RunError> {
+    values
+        .get(v as usize)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| RunError(format!("value {v} is not available (freed or never computed)")))
+}
