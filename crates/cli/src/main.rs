@@ -46,11 +46,11 @@ enum Cmd {
         /// polynomial degree for every non-square activation (default: smallest meeting --target-agreement)
         #[arg(long)]
         degree: Option<usize>,
-        /// top-1 agreement with the original model the automatic degree must reach on calibration data
-        #[arg(long, default_value_t = 0.995)]
+        /// share of calibration samples whose top-1 class must agree with the original, with a margin of twice the output error, for the automatic degree
+        #[arg(long, default_value_t = 0.999)]
         target_agreement: f64,
         /// largest degree the automatic choice tries
-        #[arg(long, default_value_t = 15)]
+        #[arg(long, default_value_t = 31)]
         max_degree: usize,
         /// widen the seen activation range by this fraction on each side
         #[arg(long, default_value_t = 0.1)]

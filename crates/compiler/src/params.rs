@@ -42,6 +42,7 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
             Some(s) => vec![s],
             None => SCALE_RANGE.rev().collect(),
         };
+        let mut found: Vec<(u32, usize, Parameters)> = vec![];
         for s in scales {
             let q0 = (s + req.headroom_bits).min(60);
             let l = req.depth as usize + 1;
@@ -88,10 +89,15 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
                     best = Some((total, params));
                 }
             }
-            if let Some((_, params)) = best {
-                let each = params.keyswitch_key_bytes();
-                return Ok(Choice { params, scale_bits: s, key_bytes_each: each });
+            if let Some((total, params)) = best {
+                found.push((s, total, params));
             }
+        }
+        // Precision against key size: the largest scale whose keys stay within 1.5× the smallest.
+        if let Some(min) = found.iter().map(|f| f.1).min() {
+            let (s, _, params) = found.into_iter().filter(|f| f.1 * 2 <= min * 3).max_by_key(|f| f.0).unwrap();
+            let each = params.keyswitch_key_bytes();
+            return Ok(Choice { params, scale_bits: s, key_bytes_each: each });
         }
         if why.is_empty() {
             why = format!("depth {} does not fit 2^{log_n}'s bound of {bound} bits", req.depth);
