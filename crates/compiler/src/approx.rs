@@ -181,7 +181,7 @@ mod tests {
         let p = fit(&f, -4.0, 4.0, 8, &[]);
         assert!(p.max_abs_error < 0.25, "{}", p.max_abs_error);
         let cx = p.coef_in_x();
-        for x in [-3.0, -1.0, 0.5, 2.0] {
+        for x in [-3.0f64, -1.0, 0.5, 2.0] {
             let direct: f64 = cx.iter().enumerate().map(|(k, c)| c * x.powi(k as i32)).sum();
             assert!((direct - p.eval(x)).abs() < 1e-9);
         }

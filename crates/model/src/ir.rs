@@ -85,7 +85,6 @@ impl Op {
 /// (an index into `HeModel::layers`, for reports).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Node {
-    #[serde(flatten)]
     pub op: Op,
     pub level: u32,
     pub scale: f64,

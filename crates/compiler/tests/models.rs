@@ -1,0 +1,147 @@
+//! End-to-end: the reference models compile, their packed programs reproduce the
+//! network, and bad inputs give clear errors.
+
+use std::path::PathBuf;
+
+use compiler::{compile, npy, CompileError, Data, Options};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn load(p: &str) -> npy::Array {
+    npy::read(&root().join(p)).unwrap()
+}
+
+fn run(model: &str, cal: &str, test: &str, labels: &str, ort: bool) -> model::HeModel {
+    let bytes = std::fs::read(root().join(model)).unwrap();
+    let (c, t, l) = (load(cal), load(test), load(labels));
+    let mut opts = Options { name: "m".into(), use_onnxruntime: ort, ..Default::default() };
+    if ort {
+        match std::env::var_os("HEINFER_PYTHON") {
+            Some(p) => opts.python = Some(p.into()),
+            None => {
+                eprintln!("HEINFER_PYTHON unset: skipping the onnxruntime comparison (scripts/test.sh sets it)");
+                opts.use_onnxruntime = false;
+            }
+        }
+    }
+    let d = Data { calibration: &c, eval: Some(&t), labels: Some(&l) };
+    let out = compile(&bytes, Some(&root().join(model)), &d, &opts, &|_| {}).unwrap();
+    let r = out.model.report.clone().unwrap();
+    let acc = r.accuracy.unwrap();
+    if ort && opts.use_onnxruntime {
+        assert!(acc.reference.starts_with("onnxruntime"), "reference was {}", acc.reference);
+    }
+    let (ra, sa) = (acc.reference_accuracy.unwrap(), acc.simulated_accuracy.unwrap());
+    assert!((ra - sa).abs() <= 0.01, "accuracy {ra} vs {sa}");
+    assert!(acc.top1_agreement >= 0.995, "agreement {}", acc.top1_agreement);
+    assert!(r.log_qp <= r.security_bound as f64);
+    // The file round-trips and still simulates the same.
+    let m2 = model::HeModel::from_bytes(&out.model.to_bytes()).unwrap();
+    assert!(m2.nodes == out.model.nodes && m2.plaintexts == out.model.plaintexts, "program differs after a round trip");
+    assert!(m2.client.to_json() == out.model.client.to_json(), "client spec differs after a round trip");
+    m2
+}
+
+#[test]
+fn breast_cancer_lr() {
+    let m = run(
+        "models/breast_cancer_lr.onnx",
+        "models/data/breast_cancer_train_x.npy",
+        "models/data/breast_cancer_test_x.npy",
+        "models/data/breast_cancer_test_y.npy",
+        true,
+    );
+    assert_eq!(m.client.params.log_n, 12);
+}
+
+#[test]
+fn digits_mlp() {
+    run(
+        "models/digits_mlp.onnx",
+        "models/data/digits_train_img.npy",
+        "models/data/digits_test_img.npy",
+        "models/data/digits_test_y.npy",
+        true,
+    );
+}
+
+#[test]
+fn digits_cnn() {
+    run(
+        "models/digits_cnn.onnx",
+        "models/data/digits_train_img.npy",
+        "models/data/digits_test_img.npy",
+        "models/data/digits_test_y.npy",
+        true,
+    );
+}
+
+#[test]
+fn digits_cryptonets_exact_and_small() {
+    let m = run(
+        "models/digits_cryptonets.onnx",
+        "models/data/digits_train_img.npy",
+        "models/data/digits_test_img.npy",
+        "models/data/digits_test_y.npy",
+        false,
+    );
+    assert_eq!(m.client.params.log_n, 13);
+    let r = m.report.unwrap();
+    assert!(r.accuracy.unwrap().max_abs_error < 1e-6);
+    assert!(r.galois_keys <= 12);
+    // Only the steps the program uses are requested.
+    let used: std::collections::BTreeSet<i64> = m
+        .nodes
+        .iter()
+        .filter_map(|n| if let model::Op::Rotate { step, .. } = n.op { Some(step) } else { None })
+        .collect();
+    assert_eq!(used.into_iter().collect::<Vec<_>>(), m.client.rotation_steps);
+}
+
+fn compile_err(bytes: &[u8], cal: &npy::Array) -> CompileError {
+    let opts = Options { use_onnxruntime: false, ..Default::default() };
+    match compile(bytes, None, &Data { calibration: cal, eval: None, labels: None }, &opts, &|_| {}) {
+        Err(e) => e,
+        Ok(_) => panic!("expected an error"),
+    }
+}
+
+#[test]
+fn truncated_and_garbage_onnx_are_errors() {
+    let cal = load("models/data/digits_train_img.npy");
+    let bytes = std::fs::read(root().join("models/digits_cnn.onnx")).unwrap();
+    for cut in [1, 10, bytes.len() / 2, bytes.len() - 3] {
+        let e = compile_err(&bytes[..cut], &cal);
+        assert!(matches!(e, CompileError::BadOnnx(_) | CompileError::Shape(_)), "{e}");
+    }
+    let e = compile_err(b"definitely not onnx", &cal);
+    assert!(matches!(e, CompileError::BadOnnx(_)), "{e}");
+}
+
+#[test]
+fn wrong_calibration_shape_is_an_error() {
+    let bytes = std::fs::read(root().join("models/digits_cnn.onnx")).unwrap();
+    let cal = load("models/data/breast_cancer_test_x.npy");
+    let e = compile_err(&bytes, &cal);
+    assert!(e.to_string().contains("calibration data"), "{e}");
+}
+
+#[test]
+fn maxpool_is_refused_with_advice() {
+    let mut bytes = std::fs::read(root().join("models/digits_cnn.onnx")).unwrap();
+    // Same length op name: turn the AveragePool node into a MaxPool-like unknown by renaming.
+    let pos = bytes.windows(11).position(|w| w == b"AveragePool").unwrap();
+    bytes[pos..pos + 11].copy_from_slice(b"MaxPoolXXXX");
+    let cal = load("models/data/digits_train_img.npy");
+    let e = compile_err(&bytes, &cal);
+    match e {
+        CompileError::Unsupported { node, op, hint } => {
+            assert_eq!(op, "MaxPoolXXXX");
+            assert!(node.contains("pool1"));
+            assert!(hint.contains("supported"));
+        }
+        e => panic!("{e}"),
+    }
+}
