@@ -32,18 +32,54 @@ pub type ValueId = u32;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    Input { index: u32 },
-    Add { a: ValueId, b: ValueId },
-    Sub { a: ValueId, b: ValueId },
-    AddPlain { a: ValueId, pt: u32 },
-    MulPlain { a: ValueId, pt: u32 },
-    AddConst { a: ValueId, c: f64 },
-    MulConst { a: ValueId, c: f64, pt_scale: f64 },
-    MulRelin { a: ValueId, b: ValueId },
-    Square { a: ValueId },
-    Rescale { a: ValueId },
-    DropLevel { a: ValueId, level: u32 },
-    Rotate { a: ValueId, step: i64 },
+    Input {
+        index: u32,
+    },
+    Add {
+        a: ValueId,
+        b: ValueId,
+    },
+    Sub {
+        a: ValueId,
+        b: ValueId,
+    },
+    AddPlain {
+        a: ValueId,
+        pt: u32,
+    },
+    MulPlain {
+        a: ValueId,
+        pt: u32,
+    },
+    AddConst {
+        a: ValueId,
+        c: f64,
+    },
+    MulConst {
+        a: ValueId,
+        c: f64,
+        pt_scale: f64,
+    },
+    MulRelin {
+        a: ValueId,
+        b: ValueId,
+    },
+    Square {
+        a: ValueId,
+    },
+    Rescale {
+        a: ValueId,
+    },
+    /// (`target_level` on disk: a node's own `level` field sits beside the op's.)
+    DropLevel {
+        a: ValueId,
+        #[serde(rename = "target_level")]
+        level: u32,
+    },
+    Rotate {
+        a: ValueId,
+        step: i64,
+    },
 }
 
 impl Op {

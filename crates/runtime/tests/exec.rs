@@ -35,6 +35,7 @@ fn program() -> (HeModel, Parameters) {
         node(Op::Add { a: 10, b: 11 }, 1, sq),                       // 12
         node(Op::Rescale { a: 12 }, 0, s2),                          // 13
         node(Op::MulConst { a: 13, c: -2.0, pt_scale: 1.0 }, 0, s2), // 14
+        node(Op::DropLevel { a: 14, level: 0 }, 0, s2),              // 15
     ];
     let client = ClientSpec {
         version: model::CLIENT_SPEC_VERSION,
@@ -69,7 +70,7 @@ fn program() -> (HeModel, Parameters) {
         layers: vec![LayerInfo { name: "all".into(), kind: "test".into() }],
         nodes,
         plaintexts,
-        outputs: vec![14],
+        outputs: vec![15],
         report: None,
     };
     (m, params)
