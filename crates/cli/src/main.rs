@@ -22,6 +22,8 @@ enum MaxPool {
     Avg,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Compile an ONNX model into a Triton model directory (config.pbtxt + 1/model.hem) and print its report

@@ -213,12 +213,12 @@ impl<'a> Chain<'a> {
             )
         })?;
         let mut a = Affine::identity(numel);
-        for i in 0..numel {
+        for (i, &vi) in v.iter().enumerate().take(numel) {
             match op {
-                "Add" => a.bias[i] = v[i],
-                "Sub" => a.bias[i] = -v[i],
-                "Mul" => a.rows[i][0].1 = v[i],
-                "Div" => a.rows[i][0].1 = 1.0 / v[i],
+                "Add" => a.bias[i] = vi,
+                "Sub" => a.bias[i] = -vi,
+                "Mul" => a.rows[i][0].1 = vi,
+                "Div" => a.rows[i][0].1 = 1.0 / vi,
                 _ => unreachable!(),
             }
         }
@@ -432,7 +432,7 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
             }
             return Err(unsupported(n, "only tensor-valued Constant nodes are supported"));
         }
-        let on_chain = n.inputs.iter().any(|i| *i == ch.cur);
+        let on_chain = n.inputs.contains(&ch.cur);
         if !on_chain {
             if matches!(n.op_type.as_str(), "Shape" | "Gather" | "Unsqueeze" | "Concat" | "Cast" | "ZipMap") {
                 continue; // shape plumbing or a side output; Reshape handles a missing target

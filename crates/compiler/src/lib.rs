@@ -143,13 +143,16 @@ fn top1(post: &[PostOp], v: &[f64]) -> usize {
     }
 }
 
+/// An activation's fitted polynomial, its function, its node name and its degree.
+type FittedActivation = (approx::Fit, ActFn, String, usize);
+
 /// Fits every activation at `degree` and folds normalisations into the neighbouring linear maps.
 fn approximate(
     imp: &import::Imported,
     ranges: &[(f64, f64, Vec<f64>)],
     degree: usize,
     margin: f64,
-) -> (Vec<LStage>, Vec<(approx::Fit, ActFn, String, usize)>) {
+) -> (Vec<LStage>, Vec<FittedActivation>) {
     let mut out: Vec<LStage> = vec![];
     let mut fits = vec![];
     let mut pending_after: Option<(f64, f64)> = None; // next linear: W ← a·W, b ← b + c·rowsum(W)
@@ -472,15 +475,11 @@ pub fn compile(
     let bt = build(&stages, params.q(), slots, params.default_scale())?;
     let steps = lower::rotation_steps(&bt.b.nodes);
     let relin = bt.b.nodes.iter().any(|n| matches!(n.op, Op::Square { .. } | Op::MulRelin { .. }));
-    let n_out =
-        match stages
-            .iter()
-            .rev()
-            .find_map(|s| if let LStage::Linear { map, .. } = s { Some(map.n_out()) } else { None })
-        {
-            Some(n) => n,
-            None => 0,
-        };
+    let n_out = stages
+        .iter()
+        .rev()
+        .find_map(|s| if let LStage::Linear { map, .. } = s { Some(map.n_out()) } else { None })
+        .unwrap_or_default();
     let mut out_slots = Vec::with_capacity(n_out);
     for o in 0..n_out {
         let s = bt

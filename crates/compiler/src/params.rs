@@ -47,7 +47,7 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
             let q0 = (s + req.headroom_bits).min(60);
             let l = req.depth as usize + 1;
             let mut q_bits = vec![q0];
-            q_bits.extend(std::iter::repeat(s).take(req.depth as usize));
+            q_bits.extend(std::iter::repeat_n(s, req.depth as usize));
             let log_q: u32 = q_bits.iter().sum();
             let mut best: Option<(usize, Parameters)> = None;
             for dnum in 1..=l {
