@@ -6,7 +6,7 @@ import time
 
 # (name, log2 N, ciphertext prime sizes) — the same as heinfer's crates/ckks/examples/peer_ops.rs
 SETS = [("n8192", 13, [60, 40, 40]), ("n16384", 14, [60] + [40] * 6)]
-REPS = {"n8192": 25, "n16384": 10}
+REPS = {"n8192": 60, "n16384": 25}
 
 
 def median_ms(fn, reps):

@@ -34,8 +34,8 @@ fn main() {
 fn run() {
     type Set = (&'static str, u32, Vec<u32>, Vec<u32>, usize);
     let sets: [Set; 2] = [
-        ("n8192", 13, vec![60, 40, 40], vec![60], 25),
-        ("n16384", 14, vec![60, 40, 40, 40, 40, 40, 40], vec![50, 50], 10),
+        ("n8192", 13, vec![60, 40, 40], vec![60], 60),
+        ("n16384", 14, vec![60, 40, 40, 40, 40, 40, 40], vec![50, 50], 25),
     ];
     let mut results = Vec::new();
     let mut push = |set: &str, op: &str, ms: f64, note: &str| {
