@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod run;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -75,6 +80,23 @@ enum Cmd {
         #[arg(long)]
         no_onnxruntime: bool,
         /// print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Encrypted evaluation in this process: keys, encryption, the runtime, decryption, against the simulation
+    Run {
+        /// a model directory (from `heinfer compile`) or its model.hem
+        path: PathBuf,
+        /// inputs (.npy, shape [n, ...input shape])
+        #[arg(long)]
+        input: PathBuf,
+        /// labels (.npy of integers), for accuracy
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// how many samples (default: all)
+        #[arg(long)]
+        samples: Option<usize>,
+        /// print one JSON summary
         #[arg(long)]
         json: bool,
     },
@@ -171,6 +193,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("written: {}", dir.display());
             }
             Ok(())
+        }
+        Cmd::Run { path, input, labels, samples, json } => {
+            run::run(run::RunArgs { hem: &find_hem(&path), input: &input, labels: labels.as_deref(), samples, json })
         }
         Cmd::Inspect { path, json, client_spec, ops } => {
             let m = model::HeModel::read_file(find_hem(&path)).map_err(|e| e.to_string())?;
