@@ -82,7 +82,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
             .iter()
             .map(|b| {
                 let ct = Ciphertext::from_bytes(&params, b)?;
-                Ok(enc.decode(&dec.decrypt(&ct)?)?)
+                enc.decode(&dec.decrypt(&ct)?)
             })
             .collect::<Result<Vec<Vec<f64>>, ckks::Error>>()
             .map_err(|e| e.to_string())?;
