@@ -124,23 +124,7 @@ fn mul_shoup_ifma(a: __m512i, w: __m512i, wp: __m512i, negq: __m512i) -> __m512i
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
 fn mul_shoup_avx512(a: __m512i, w: __m512i, wp: __m512i, q: __m512i) -> __m512i {
-    // high 64 bits of a·wp from four 32×32 products
-    let a_hi = _mm512_srli_epi64::<32>(a);
-    let b_hi = _mm512_srli_epi64::<32>(wp);
-    let lolo = _mm512_mul_epu32(a, wp);
-    let lohi = _mm512_mul_epu32(a, b_hi);
-    let hilo = _mm512_mul_epu32(a_hi, wp);
-    let hihi = _mm512_mul_epu32(a_hi, b_hi);
-    let mask = _mm512_set1_epi64(0xffff_ffff);
-    let mid = _mm512_add_epi64(
-        _mm512_srli_epi64::<32>(lolo),
-        _mm512_add_epi64(_mm512_and_si512(lohi, mask), _mm512_and_si512(hilo, mask)),
-    );
-    let hi = _mm512_add_epi64(
-        _mm512_add_epi64(hihi, _mm512_srli_epi64::<32>(lohi)),
-        _mm512_add_epi64(_mm512_srli_epi64::<32>(hilo), _mm512_srli_epi64::<32>(mid)),
-    );
-    _mm512_sub_epi64(_mm512_mullo_epi64(a, w), _mm512_mullo_epi64(hi, q))
+    crate::simd::avx512::mul_shoup_lazy(a, w, wp, q)
 }
 
 /// Reduces lanes from [0, 2b) to [0, b) (b = q or 2q): min(x, x - b) unsigned.

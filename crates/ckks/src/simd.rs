@@ -189,7 +189,7 @@ pub(crate) fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use crate::arith::Modulus;
@@ -215,9 +215,10 @@ mod avx512 {
         )
     }
 
+    /// x·w mod q in [0, 2q) for a constant w with its 64-bit Shoup companion wp.
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
-    fn mul_shoup_lazy(x: __m512i, w: __m512i, wp: __m512i, q: __m512i) -> __m512i {
+    pub(crate) fn mul_shoup_lazy(x: __m512i, w: __m512i, wp: __m512i, q: __m512i) -> __m512i {
         _mm512_sub_epi64(_mm512_mullo_epi64(x, w), _mm512_mullo_epi64(mulhi(x, wp), q))
     }
 
