@@ -1,8 +1,12 @@
 //! # client — the side that holds the secret key
 //!
 //! Key generation from a model's parameters, the secret-key file (readable by its
-//! owner only), the evaluation-key bundle a server registers, and its key id.
+//! owner only), the evaluation-key bundle a server registers and its key id, and
+//! [`Session`]: encrypt a sample into `ENCRYPTED_INPUT`, decrypt `ENCRYPTED_OUTPUT`.
 
 pub mod keys;
+pub mod session;
 
 pub use keys::{ClientError, ClientKeys};
+pub use model::ClientSpec;
+pub use session::{Session, SessionError};

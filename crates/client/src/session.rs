@@ -1,0 +1,125 @@
+//! A client of one served model: its spec, the secret key, and the three things a
+//! client does — make the evaluation-key bundle, encrypt a sample into the bytes of
+//! `ENCRYPTED_INPUT`, decrypt the bytes of `ENCRYPTED_OUTPUT` into the model's output.
+//! Everything a front end (CLI, Python, tests) needs, with no network code.
+
+use std::path::Path;
+
+use ckks::{Ciphertext, Decryptor, Encoder, KeyId, Parameters};
+use model::ClientSpec;
+use thiserror::Error;
+
+use crate::keys::{ClientError, ClientKeys};
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("the client spec names parameters this client refuses: {0}")]
+    Params(#[from] ckks::ParamError),
+    #[error(transparent)]
+    Keys(#[from] ClientError),
+    #[error("input: {0}")]
+    Input(String),
+    #[error("ENCRYPTED_OUTPUT holds {got} ciphertexts; this model returns {expected}")]
+    OutputCount { expected: usize, got: usize },
+    #[error("ENCRYPTED_OUTPUT[{index}] is not a ciphertext under this model's parameters: {source}")]
+    Output { index: usize, source: ckks::WireError },
+    #[error("encryption failed: {0}")]
+    Ckks(#[from] ckks::Error),
+}
+
+/// A model's client: spec + secret key. Encrypts samples, decrypts results.
+pub struct Session {
+    spec: ClientSpec,
+    keys: ClientKeys,
+    encoder: Encoder,
+}
+
+impl Session {
+    /// New keys (from the OS CSPRNG) for the model this spec describes.
+    pub fn generate(spec: ClientSpec) -> Result<Self, SessionError> {
+        let params = Parameters::from_spec(&spec.params)?;
+        Ok(Self::with_keys(spec, ClientKeys::generate(&params)))
+    }
+
+    /// A session over a secret key saved earlier (see [`ClientKeys::save_secret`]).
+    pub fn load(spec: ClientSpec, secret_key_file: &Path) -> Result<Self, SessionError> {
+        let params = Parameters::from_spec(&spec.params)?;
+        let keys = ClientKeys::load_secret(&params, secret_key_file)?;
+        Ok(Self::with_keys(spec, keys))
+    }
+
+    fn with_keys(spec: ClientSpec, keys: ClientKeys) -> Self {
+        let encoder = Encoder::new(keys.params());
+        Self { spec, keys, encoder }
+    }
+
+    pub fn spec(&self) -> &ClientSpec {
+        &self.spec
+    }
+
+    pub fn keys(&self) -> &ClientKeys {
+        &self.keys
+    }
+
+    pub fn params(&self) -> &Parameters {
+        self.keys.params()
+    }
+
+    /// Writes the secret key to a new file readable by its owner only.
+    pub fn save_secret(&self, path: &Path) -> Result<(), SessionError> {
+        Ok(self.keys.save_secret(path)?)
+    }
+
+    /// The evaluation-key bundle for this model — the relinearization key if it needs
+    /// one and a Galois key for exactly the rotation steps its spec lists — and its id.
+    pub fn evaluation_bundle(&self) -> (Vec<u8>, KeyId) {
+        self.keys.evaluation_bundle(&self.spec.rotation_steps, false, self.spec.relinearization)
+    }
+
+    /// How many values one sample has (the product of the input shape).
+    pub fn input_len(&self) -> usize {
+        self.spec.input.shape.iter().product()
+    }
+
+    /// One sample (flattened row-major) → the elements of `ENCRYPTED_INPUT`, one
+    /// seeded ciphertext each (half the bytes of a full one).
+    pub fn encrypt(&self, x: &[f64]) -> Result<Vec<Vec<u8>>, SessionError> {
+        if let Some(bad) = x.iter().position(|v| !v.is_finite()) {
+            return Err(SessionError::Input(format!("value {bad} of the input is not finite")));
+        }
+        let slots = self.spec.pack_input(x).map_err(|e| SessionError::Input(e.to_string()))?;
+        let mut dec = Decryptor::new(self.keys.secret_key());
+        slots
+            .iter()
+            .map(|v| {
+                let pt = self.encoder.encode(v, self.spec.input.level as usize, self.spec.input.scale)?;
+                Ok(dec.encrypt_symmetric(&pt)?.to_bytes())
+            })
+            .collect()
+    }
+
+    /// The elements of `ENCRYPTED_OUTPUT` → the model's output vector before the
+    /// client-side post-processing (logits, typically).
+    pub fn decrypt<B: AsRef<[u8]>>(&self, outputs: &[B]) -> Result<Vec<f64>, SessionError> {
+        let expected = self.spec.output.ciphertexts as usize;
+        if outputs.len() != expected {
+            return Err(SessionError::OutputCount { expected, got: outputs.len() });
+        }
+        let dec = Decryptor::new(self.keys.secret_key());
+        let slots = outputs
+            .iter()
+            .enumerate()
+            .map(|(index, b)| {
+                let ct = Ciphertext::from_bytes(self.params(), b.as_ref())
+                    .map_err(|source| SessionError::Output { index, source })?;
+                Ok(self.encoder.decode(&dec.decrypt(&ct)?)?)
+            })
+            .collect::<Result<Vec<_>, SessionError>>()?;
+        self.spec.unpack_output(&slots).map_err(|e| SessionError::Input(e.to_string()))
+    }
+
+    /// The recorded post-processing (softmax, argmax, …) applied to a decrypted output.
+    pub fn postprocess(&self, y: &[f64]) -> Vec<f64> {
+        self.spec.postprocess(y)
+    }
+}
