@@ -1,0 +1,613 @@
+"""heinfer: neural-network inference on CKKS-encrypted data — the Python client.
+
+The server (NVIDIA Triton with the heinfer backend, or ``heinfer serve``) never sees
+the input or the output in the clear. This package holds the client side:
+
+* :func:`client_spec_from_config` reads the client spec from a model config
+  (``tritonclient`` HTTP or gRPC ``get_model_config``), a model directory, or JSON;
+* :class:`Client` makes keys (or loads a saved secret key), encrypts numpy arrays
+  into the elements of ``ENCRYPTED_INPUT``, builds the ``tritonclient`` ``InferInput``
+  list, and decrypts ``ENCRYPTED_OUTPUT`` into numpy;
+* :func:`compile` turns an ONNX model into a Triton model directory (model owners).
+
+``tritonclient`` is optional: it is imported only by the helpers that need it.
+
+Example::
+
+    import tritonclient.http as httpclient, heinfer
+    triton = httpclient.InferenceServerClient("localhost:8000")
+    c = heinfer.Client.from_server(triton, "digits_cryptonets")
+    res = triton.infer("digits_cryptonets", c.infer_inputs(x, send_keys=True))
+    logits = c.decrypt(res.as_numpy("ENCRYPTED_OUTPUT"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _native
+from .errors import CompileError, HeinferError, InputError, KeyFileError, OutputError, SpecError
+
+__all__ = [
+    "Client",
+    "client_spec_from_config",
+    "compile",
+    "HeinferError",
+    "SpecError",
+    "KeyFileError",
+    "InputError",
+    "OutputError",
+    "CompileError",
+    "SPEC_PARAMETER",
+    "__version__",
+]
+
+__version__: str = _native.__version__
+
+#: The model-config parameter that carries the client spec (JSON).
+SPEC_PARAMETER = "heinfer_client_spec"
+
+#: Tensor names of an heinfer model.
+ENCRYPTED_INPUT = "ENCRYPTED_INPUT"
+KEY_ID = "KEY_ID"
+EVALUATION_KEYS = "EVALUATION_KEYS"
+ENCRYPTED_OUTPUT = "ENCRYPTED_OUTPUT"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+# --------------------------------------------------------------------------- spec
+
+
+def _pbtxt_unescape(s: str) -> str:
+    out = []
+    i = 0
+    simple = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\"}
+    while i < len(s):
+        ch = s[i]
+        if ch != "\\" or i + 1 == len(s):
+            out.append(ch)
+            i += 1
+            continue
+        nxt = s[i + 1]
+        if nxt in simple:
+            out.append(simple[nxt])
+            i += 2
+        elif nxt in "01234567":
+            m = re.match(r"[0-7]{1,3}", s[i + 1 :])
+            assert m is not None
+            out.append(chr(int(m.group(0), 8)))
+            i += 1 + len(m.group(0))
+        else:
+            out.append(nxt)
+            i += 2
+    return "".join(out)
+
+
+def _spec_from_pbtxt(text: str, where: str) -> str:
+    m = re.search(
+        r'key:\s*"' + SPEC_PARAMETER + r'"\s*value:\s*\{\s*string_value:\s*"((?:[^"\\]|\\.)*)"', text, re.S
+    )
+    if not m:
+        raise SpecError(f"{where} has no parameter '{SPEC_PARAMETER}': is it an heinfer model (backend: \"heinfer\")?")
+    return _pbtxt_unescape(m.group(1))
+
+
+def _spec_from_path(path: str) -> str:
+    if os.path.isdir(path):
+        for cand in (os.path.join(path, "1", "model.hem"), os.path.join(path, "model.hem")):
+            if os.path.isfile(cand):
+                return _native.client_spec_from_model_file(cand)
+        cfg = os.path.join(path, "config.pbtxt")
+        if os.path.isfile(cfg):
+            path = cfg
+        else:
+            raise SpecError(f"{path}: neither 1/model.hem nor config.pbtxt found; pass an heinfer model directory")
+    if path.endswith(".hem"):
+        return _native.client_spec_from_model_file(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise SpecError(f"cannot read {path}: {e}") from e
+    if text.lstrip().startswith("{"):
+        return client_spec_from_config(text)
+    return _spec_from_pbtxt(text, path)
+
+
+def _param_value(v: Any) -> Optional[str]:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict):
+        for k in ("string_value", "stringValue"):
+            if k in v:
+                return str(v[k])
+        return None
+    sv = getattr(v, "string_value", None)
+    return sv if isinstance(sv, str) else None
+
+
+def client_spec_from_config(cfg: Any) -> str:
+    """The client spec (JSON text) of an heinfer model.
+
+    ``cfg`` may be:
+
+    * what ``tritonclient.http.InferenceServerClient.get_model_config`` returns (a dict);
+    * what ``tritonclient.grpc.InferenceServerClient.get_model_config`` returns
+      (a ``ModelConfigResponse``), its ``.config`` (a ``ModelConfig``), or the dict
+      it returns with ``as_json=True``;
+    * a model directory, a ``config.pbtxt`` or a ``model.hem`` path;
+    * the client spec itself, as JSON text or as a dict.
+
+    The spec is read from the config parameter ``heinfer_client_spec`` and checked
+    (a malformed one raises :class:`SpecError`).
+    """
+    spec: Optional[str] = None
+    where = "the model config"
+    if isinstance(cfg, bytes):
+        cfg = cfg.decode("utf-8")
+    if isinstance(cfg, os.PathLike):
+        cfg = os.fspath(cfg)
+    if isinstance(cfg, str):
+        s = cfg.strip()
+        if s.startswith("{"):
+            try:
+                cfg = json.loads(s)
+            except ValueError as e:
+                raise SpecError(f"not JSON: {e}") from e
+        else:
+            spec = _spec_from_path(cfg)
+    if spec is None and isinstance(cfg, dict):
+        if "params" in cfg and "input" in cfg:  # the spec itself
+            spec = json.dumps(cfg)
+        else:
+            if isinstance(cfg.get("config"), dict):  # grpc, as_json=True
+                cfg = cfg["config"]
+            where = f"the config of model '{cfg.get('name', '?')}'"
+            params = cfg.get("parameters") or {}
+            spec = _param_value(params.get(SPEC_PARAMETER)) if isinstance(params, dict) else None
+            if spec is None:
+                raise SpecError(
+                    f"{where} has no parameter '{SPEC_PARAMETER}' (parameters: {sorted(params) if isinstance(params, dict) else params!r}); "
+                    "is it an heinfer model (backend: \"heinfer\")?"
+                )
+    if spec is None and not isinstance(cfg, dict):
+        if not hasattr(cfg, "parameters") and hasattr(getattr(cfg, "config", None), "parameters"):
+            cfg = cfg.config  # grpc ModelConfigResponse -> ModelConfig
+        if hasattr(cfg, "parameters"):
+            where = f"the config of model '{getattr(cfg, 'name', '?')}'"
+            params = cfg.parameters
+            if SPEC_PARAMETER not in params:
+                raise SpecError(
+                    f"{where} has no parameter '{SPEC_PARAMETER}' (parameters: {sorted(params.keys())}); "
+                    "is it an heinfer model (backend: \"heinfer\")?"
+                )
+            spec = _param_value(params[SPEC_PARAMETER])
+    if spec is None:
+        raise SpecError(
+            f"cannot read a client spec from a {type(cfg).__name__}: pass the result of get_model_config "
+            "(tritonclient http or grpc), a model directory, or the spec JSON"
+        )
+    try:
+        parsed = json.loads(spec)
+    except ValueError as e:
+        raise SpecError(f"parameter '{SPEC_PARAMETER}' of {where} is not JSON: {e}") from e
+    if not isinstance(parsed, dict) or "params" not in parsed:
+        raise SpecError(f"parameter '{SPEC_PARAMETER}' of {where} is not an heinfer client spec")
+    return spec
+
+
+# --------------------------------------------------------------------------- tritonclient glue
+
+
+def _protocol_name(protocol: Any) -> str:
+    if isinstance(protocol, str):
+        p = protocol.lower()
+        if p in ("http", "https", "rest"):
+            return "http"
+        if p == "grpc":
+            return "grpc"
+        raise ValueError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
+    mod = getattr(protocol, "__module__", None) or type(protocol).__module__ or ""
+    if not mod.startswith("tritonclient"):
+        mod = type(protocol).__module__
+    if mod.startswith("tritonclient.grpc"):
+        return "grpc"
+    if mod.startswith("tritonclient.http"):
+        return "http"
+    raise ValueError(f"cannot tell the protocol of {type(protocol).__name__}: pass 'http' or 'grpc'")
+
+
+def _triton(protocol: str) -> Any:
+    try:
+        if protocol == "grpc":
+            import tritonclient.grpc as m
+        else:
+            import tritonclient.http as m
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"tritonclient[{protocol}] is needed for this: pip install 'tritonclient[{protocol}]'"
+        ) from e
+    return m
+
+
+def _bytes_array(items: Sequence[bytes]) -> np.ndarray:
+    a = np.empty(len(items), dtype=np.object_)
+    for i, b in enumerate(items):
+        a[i] = b
+    return a
+
+
+def _infer_input(mod: Any, protocol: str, name: str, items: Sequence[bytes]) -> Any:
+    inp = mod.InferInput(name, [len(items)], "BYTES")
+    if protocol == "http":
+        inp.set_data_from_numpy(_bytes_array(items), binary_data=True)
+    else:
+        inp.set_data_from_numpy(_bytes_array(items))
+    return inp
+
+
+def _output_elements(outputs: Any) -> List[Any]:
+    if isinstance(outputs, (bytes, bytearray, memoryview)):
+        return [outputs]
+    if isinstance(outputs, np.ndarray):
+        flat = outputs.reshape(-1)
+        if flat.dtype.kind == "S":
+            # Fixed-width bytes: numpy strips trailing NULs from elements, so take
+            # the raw rows (every result ciphertext of a model has the same length).
+            w = flat.dtype.itemsize
+            raw = flat.tobytes()
+            return [raw[i * w : (i + 1) * w] for i in range(len(flat))]
+        if flat.dtype.kind != "O":
+            raise OutputError(
+                f"ENCRYPTED_OUTPUT must hold bytes, got an array of {flat.dtype}: "
+                "pass result.as_numpy(\"ENCRYPTED_OUTPUT\")"
+            )
+        return list(flat)
+    if isinstance(outputs, (list, tuple)):
+        return list(outputs)
+    raise OutputError(
+        f"cannot decrypt a {type(outputs).__name__}: pass result.as_numpy(\"ENCRYPTED_OUTPUT\") or a list of bytes"
+    )
+
+
+# --------------------------------------------------------------------------- the client
+
+
+class Client:
+    """A client of one heinfer model: its spec and a secret key.
+
+    ``Client(spec)`` makes fresh keys from the operating system's CSPRNG; ``spec`` is
+    the client spec JSON (or anything :func:`client_spec_from_config` accepts).
+    The secret key never leaves this object unless :meth:`save_secret_key` writes it.
+    """
+
+    def __init__(self, spec: Any, *, model_name: Optional[str] = None, _session: Any = None) -> None:
+        spec_json = spec if isinstance(spec, str) and spec.lstrip().startswith("{") else client_spec_from_config(spec)
+        self._session = _session if _session is not None else _native.Session.generate(spec_json)
+        self._spec: Dict[str, Any] = json.loads(self._session.spec_json())
+        self._bundle: Optional[Tuple[bytes, str]] = None
+        self._registered: set = set()
+        self.model_name: str = model_name or self._spec.get("model", "model")
+
+    # -- construction ----------------------------------------------------------
+
+    @classmethod
+    def load(cls, spec: Any, secret_key_path: PathLike, *, model_name: Optional[str] = None) -> "Client":
+        """A client over a secret key saved earlier by :meth:`save_secret_key`.
+
+        Refuses a key file that others can read, or one made for other parameters.
+        """
+        spec_json = spec if isinstance(spec, str) and spec.lstrip().startswith("{") else client_spec_from_config(spec)
+        session = _native.Session.load(spec_json, os.fspath(secret_key_path))
+        return cls(spec_json, model_name=model_name, _session=session)
+
+    @classmethod
+    def from_server(
+        cls,
+        triton_client: Any,
+        model_name: str,
+        model_version: str = "",
+        *,
+        secret_key_path: Optional[PathLike] = None,
+    ) -> "Client":
+        """Reads the model's client spec from a server (a ``tritonclient.http`` or
+        ``tritonclient.grpc`` ``InferenceServerClient``) and makes keys — or loads
+        them from ``secret_key_path`` when given."""
+        cfg = triton_client.get_model_config(model_name, model_version)
+        spec_json = client_spec_from_config(cfg)
+        if secret_key_path is not None:
+            return cls.load(spec_json, secret_key_path, model_name=model_name)
+        return cls(spec_json, model_name=model_name)
+
+    # -- keys -----------------------------------------------------------------
+
+    def save_secret_key(self, path: PathLike) -> None:
+        """Writes the secret key to a new file readable by its owner only (mode 0600).
+
+        Never overwrites: raises :class:`KeyFileError` if the file exists."""
+        self._session.save_secret(os.fspath(path))
+
+    def _evaluation_bundle(self) -> Tuple[bytes, str]:
+        if self._bundle is None:
+            self._bundle = self._session.evaluation_bundle()
+        return self._bundle
+
+    @property
+    def evaluation_keys(self) -> bytes:
+        """The evaluation-key bundle (public) the server needs for this model:
+        the relinearization key and the Galois keys the spec lists. Computed once."""
+        return self._evaluation_bundle()[0]
+
+    @property
+    def key_id(self) -> str:
+        """Hex SHA-256 of :attr:`evaluation_keys`: the ``KEY_ID`` the server knows them by."""
+        return self._evaluation_bundle()[1]
+
+    # -- the spec --------------------------------------------------------------
+
+    @property
+    def spec(self) -> Dict[str, Any]:
+        """The client spec (parsed JSON): parameters, input layout, rotation steps, output layout."""
+        return self._spec
+
+    @property
+    def spec_json(self) -> str:
+        """The client spec as JSON text."""
+        return self._session.spec_json()
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        """Shape of one sample (without a batch dimension)."""
+        return tuple(self._spec["input"]["shape"])
+
+    @property
+    def input_size(self) -> int:
+        """Number of values in one sample."""
+        return int(self._session.input_len())
+
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        """Shape of the model's output (what :meth:`decrypt` returns, flattened)."""
+        return tuple(self._spec["output"]["shape"])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of values in the decrypted output (classes, for a classifier)."""
+        return len(self._spec["output"]["slots"])
+
+    @property
+    def num_input_ciphertexts(self) -> int:
+        """How many ciphertexts one sample becomes (elements of ``ENCRYPTED_INPUT``)."""
+        return len(self._spec["input"]["slot_map"])
+
+    @property
+    def num_output_ciphertexts(self) -> int:
+        """How many ciphertexts the server returns (elements of ``ENCRYPTED_OUTPUT``)."""
+        return int(self._spec["output"]["ciphertexts"])
+
+    @property
+    def postprocess_ops(self) -> List[str]:
+        """The post-processing moved from the server to the client, in order (e.g. ``['softmax']``)."""
+        return [op.get("op", "?") for op in self._spec.get("postprocess", [])]
+
+    # -- encryption -------------------------------------------------------------
+
+    def _as_f64(self, x: Any) -> np.ndarray:
+        try:
+            return np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError) as e:
+            raise InputError(f"the input cannot be read as float64 numbers: {e}") from e
+
+    def encrypt(self, x: Any) -> List[bytes]:
+        """Encrypts ONE sample into the elements of ``ENCRYPTED_INPUT``.
+
+        ``x``: array-like of any shape whose size is the model's input size (e.g. the
+        input shape, or it with a leading batch dimension of 1); converted to float64
+        and flattened in row-major order. Values must be finite.
+        """
+        a = self._as_f64(x)
+        n = self.input_size
+        if a.size != n:
+            raise InputError(
+                f"input of shape {a.shape} has {a.size} values; this model takes one sample of shape "
+                f"{self.input_shape} ({n} values) — use encrypt_batch for several"
+            )
+        return self._session.encrypt_rows(a.reshape(-1), 1)[0]
+
+    def encrypt_batch(self, xs: Any) -> List[List[bytes]]:
+        """Encrypts several samples (first dimension = samples); one list of bytes each."""
+        a = self._as_f64(xs)
+        n = self.input_size
+        if a.ndim == 0 or a.shape[0] == 0 or a.size != a.shape[0] * n:
+            raise InputError(
+                f"batch of shape {a.shape} is not a list of samples of shape {self.input_shape} ({n} values each)"
+            )
+        return self._session.encrypt_rows(a.reshape(-1), int(a.shape[0]))
+
+    # -- decryption ---------------------------------------------------------------
+
+    def decrypt(self, outputs: Any, postprocess: bool = False) -> np.ndarray:
+        """Decrypts ``ENCRYPTED_OUTPUT`` into the model's output vector (float64, 1-D).
+
+        ``outputs``: ``result.as_numpy("ENCRYPTED_OUTPUT")`` (an object array of bytes)
+        or a list of bytes. With ``postprocess=True`` the post-processing the compiler
+        moved to the client (softmax, argmax, ...) is applied; otherwise the raw
+        outputs (logits, typically) are returned.
+        """
+        y = self._session.decrypt(_output_elements(outputs))
+        if postprocess:
+            y = self._session.postprocess(y)
+        return np.asarray(y, dtype=np.float64)
+
+    def postprocess(self, y: Any) -> np.ndarray:
+        """Applies the client-side post-processing to a decrypted output vector."""
+        v = np.asarray(y, dtype=np.float64).reshape(-1)
+        return np.asarray(self._session.postprocess(v.tolist()), dtype=np.float64)
+
+    # -- tritonclient ---------------------------------------------------------------
+
+    def infer_inputs(self, x: Any, protocol: Any = "http", send_keys: bool = False) -> List[Any]:
+        """Encrypts one sample and builds the ``tritonclient`` inputs of a request:
+        ``ENCRYPTED_INPUT``, ``KEY_ID`` and, when ``send_keys``, ``EVALUATION_KEYS``
+        (registers the keys on the server; idempotent, send them once).
+
+        ``protocol``: ``"http"`` (binary data) or ``"grpc"``, or an
+        ``InferenceServerClient`` of either.
+        """
+        p = _protocol_name(protocol)
+        mod = _triton(p)
+        cts = self.encrypt(x)
+        inputs = [
+            _infer_input(mod, p, ENCRYPTED_INPUT, cts),
+            _infer_input(mod, p, KEY_ID, [self.key_id.encode("ascii")]),
+        ]
+        if send_keys:
+            inputs.append(_infer_input(mod, p, EVALUATION_KEYS, [self.evaluation_keys]))
+        return inputs
+
+    def infer_outputs(self, protocol: Any = "http") -> List[Any]:
+        """The requested-output list (``ENCRYPTED_OUTPUT``, binary data over HTTP)."""
+        p = _protocol_name(protocol)
+        mod = _triton(p)
+        if p == "http":
+            return [mod.InferRequestedOutput(ENCRYPTED_OUTPUT, binary_data=True)]
+        return [mod.InferRequestedOutput(ENCRYPTED_OUTPUT)]
+
+    def infer(
+        self,
+        triton_client: Any,
+        x: Any,
+        model_name: Optional[str] = None,
+        *,
+        send_keys: Optional[bool] = None,
+        postprocess: bool = False,
+        **infer_kwargs: Any,
+    ) -> np.ndarray:
+        """Encrypts ``x``, runs the model on a server and decrypts the result.
+
+        ``send_keys=None`` sends the evaluation keys with the first request through
+        this ``triton_client`` (and again if the server answers that it does not know
+        the key id); ``True``/``False`` force it.
+        """
+        model = model_name or self.model_name
+        slot = (id(triton_client), model)
+        first = send_keys if send_keys is not None else slot not in self._registered
+        p = _protocol_name(triton_client)
+
+        def call(with_keys: bool) -> Any:
+            return triton_client.infer(
+                model, self.infer_inputs(x, p, send_keys=with_keys), outputs=self.infer_outputs(p), **infer_kwargs
+            )
+
+        try:
+            res = call(first)
+        except Exception as e:  # tritonclient.utils.InferenceServerException
+            if send_keys is not None or first or "key" not in str(e).lower():
+                raise
+            res = call(True)
+        self._registered.add(slot)
+        return self.decrypt(res.as_numpy(ENCRYPTED_OUTPUT), postprocess=postprocess)
+
+    def __repr__(self) -> str:
+        return (
+            f"heinfer.Client(model={self.model_name!r}, input_shape={self.input_shape}, "
+            f"log_n={self._spec['params'].get('log_n')}, rotations={len(self._spec.get('rotation_steps', []))})"
+        )
+
+
+# --------------------------------------------------------------------------- compile
+
+
+def compile(  # noqa: A001 - the natural name for model owners
+    onnx_path: PathLike,
+    calibration: Any,
+    output_dir: PathLike,
+    name: Optional[str] = None,
+    scale_bits: Optional[int] = None,
+    degree: Optional[int] = None,
+    *,
+    data: Any = None,
+    labels: Any = None,
+    target_agreement: float = 0.999,
+    max_degree: int = 31,
+    margin: float = 0.1,
+    maxpool: str = "refuse",
+    min_log_n: int = 12,
+    key_budget_mb: Optional[float] = None,
+    reference: str = "auto",
+    python: Optional[PathLike] = None,
+    progress: Optional[Any] = None,
+) -> Dict[str, Any]:
+    """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
+    (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
+
+    ``calibration``: inputs (array of shape ``[n, *input_shape]``, or a ``.npy`` path)
+    whose activation ranges the polynomial approximations must cover. ``data`` and
+    ``labels``: evaluation set for the accuracy report (default: the calibration data).
+    ``maxpool``: ``"refuse"`` or ``"avg"`` (rewrite as AveragePool). ``reference``:
+    ``"onnxruntime"``, ``"interpreter"`` (heinfer's own f64 interpreter) or ``"auto"``
+    (onnxruntime when this Python has it). ``progress``: called with a short message per phase.
+
+    Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
+    """
+
+    def arr(what: str, v: Any) -> np.ndarray:
+        if isinstance(v, (str, os.PathLike)):
+            try:
+                v = np.load(os.fspath(v))
+            except (OSError, ValueError) as e:
+                raise CompileError(f"{what}: cannot load {os.fspath(v)}: {e}") from e
+        try:
+            return np.ascontiguousarray(np.asarray(v, dtype=np.float64))
+        except (TypeError, ValueError) as e:
+            raise CompileError(f"{what} cannot be read as float64 numbers: {e}") from e
+
+    onnx_path = os.fspath(onnx_path)
+    if name is None:
+        name = os.path.splitext(os.path.basename(onnx_path))[0] or "model"
+    if maxpool not in ("refuse", "avg", "average"):
+        raise CompileError(f"maxpool must be 'refuse' or 'avg', not {maxpool!r}")
+    if reference == "auto":
+        import importlib.util
+
+        use_ort = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+    elif reference in ("onnxruntime", "interpreter"):
+        use_ort = reference == "onnxruntime"
+    else:
+        raise CompileError(f"reference must be 'auto', 'onnxruntime' or 'interpreter', not {reference!r}")
+    cal = arr("calibration", calibration)
+    ev = arr("data", data) if data is not None else None
+    lab = arr("labels", labels).reshape(-1) if labels is not None else None
+    report_json, model_dir = _native.compile(
+        onnx_path,
+        cal.reshape(-1),
+        list(cal.shape),
+        os.fspath(output_dir),
+        name,
+        degree,
+        float(target_agreement),
+        int(max_degree),
+        float(margin),
+        maxpool != "refuse",
+        scale_bits,
+        int(min_log_n),
+        int(key_budget_mb * 1024 * 1024) if key_budget_mb is not None else None,
+        os.fspath(python) if python is not None else sys.executable,
+        use_ort,
+        ev.reshape(-1) if ev is not None else None,
+        list(ev.shape) if ev is not None else None,
+        lab,
+        progress,
+    )
+    report: Dict[str, Any] = json.loads(report_json)
+    report["model_dir"] = model_dir
+    return report
