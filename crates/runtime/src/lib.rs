@@ -7,7 +7,9 @@
 pub mod exec;
 pub mod keystore;
 pub mod service;
+pub mod tensor;
 
 pub use exec::{CompiledModel, LoadError};
 pub use keystore::{KeyId, KeyStore, KeyStoreError};
 pub use service::{Executable, Request, Response, RunError, Service, ServiceError};
+pub use tensor::TensorError;

@@ -1,0 +1,504 @@
+//! # libtriton_heinfer — heinfer as a Triton Inference Server backend
+//!
+//! Triton loads this library from `<backend-directory>/heinfer/libtriton_heinfer.so`
+//! for every model whose `config.pbtxt` says `backend: "heinfer"` (what `heinfer
+//! compile` writes). Each model directory holds `<version>/model.hem`; the backend
+//! loads it into a [`runtime::Service`] — the same request path `heinfer serve`
+//! uses — and answers each request's `ENCRYPTED_INPUT` with `ENCRYPTED_OUTPUT`.
+//!
+//! Settings, from the model's `parameters` (or, as a default for every model, from
+//! `--backend-config=heinfer,<key>=<value>`):
+//!
+//! | parameter | meaning | default |
+//! |-----------|---------|---------|
+//! | `heinfer_key_store_mb` | memory bound of the evaluation-key store (LRU) | 2048 |
+//! | `heinfer_key_store_dir` | directory of content-addressed key bundles, shared by replicas | none |
+//! | `heinfer_max_request_mb` | largest request (all input tensors together) accepted | 512 |
+//!
+//! Every entry point catches panics and turns them into a Triton error (for the
+//! request that caused it, if any): a bad request never takes the server down and
+//! every request gets a response.
+
+// The entry points take Triton's handles as raw pointers and pass them back to
+// Triton's own API; only Triton calls them, with handles it owns.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+mod ffi;
+mod glue;
+
+use std::ffi::{c_void, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ffi::*;
+use glue::{check, cstr, entry, log, now_ns, BackendError, Result};
+use runtime::{tensor, CompiledModel, KeyStore, Request, Service};
+
+/// Backend-wide defaults from `--backend-config=heinfer,...`.
+#[derive(Default)]
+struct BackendState {
+    settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One loaded model: its service (model, key store), shared by its instances.
+struct ModelState {
+    name: String,
+    service: Arc<Service>,
+    max_request_bytes: usize,
+}
+
+struct InstanceState {
+    name: String,
+    model: Arc<ModelState>,
+}
+
+const INPUT: &str = "ENCRYPTED_INPUT";
+const KEY_ID: &str = "KEY_ID";
+const KEYS: &str = "EVALUATION_KEYS";
+const OUTPUT: &str = "ENCRYPTED_OUTPUT";
+
+#[no_mangle]
+pub extern "C" fn TRITONBACKEND_Initialize(backend: *mut TRITONBACKEND_Backend) -> *mut TRITONSERVER_Error {
+    entry("TRITONBACKEND_Initialize", || {
+        let (mut major, mut minor) = (0u32, 0u32);
+        // SAFETY: Triton's API function writing two u32 out-parameters we own.
+        check(unsafe { TRITONBACKEND_ApiVersion(&mut major, &mut minor) })?;
+        if major != API_VERSION_MAJOR || minor < API_VERSION_MINOR {
+            return Err(BackendError::unsupported(format!(
+                "heinfer backend needs Triton backend API {API_VERSION_MAJOR}.{API_VERSION_MINOR} or a later 1.x; \
+                 this tritonserver has {major}.{minor} (Triton 2.51 or later)"
+            )));
+        }
+        let mut msg = std::ptr::null_mut();
+        // SAFETY: `backend` is the handle Triton passed us; `msg` is an out-parameter.
+        check(unsafe { TRITONBACKEND_BackendConfig(backend, &mut msg) })?;
+        let cfg = glue::message_json(msg, false)?;
+        // Backend config arrives as {"cmdline": {"key": "value", ...}}; keys may use - or _.
+        let settings = cfg
+            .get("cmdline")
+            .and_then(|c| c.as_object())
+            .map(|m| m.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect())
+            .unwrap_or_default();
+        let state = Box::new(BackendState { settings });
+        log(LOG_INFO, &format!("heinfer backend initialized (API {major}.{minor})"));
+        // SAFETY: ownership of the box passes to Triton until TRITONBACKEND_Finalize.
+        check(unsafe { TRITONBACKEND_BackendSetState(backend, Box::into_raw(state) as *mut c_void) })
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn TRITONBACKEND_Finalize(backend: *mut TRITONBACKEND_Backend) -> *mut TRITONSERVER_Error {
+    entry("TRITONBACKEND_Finalize", || {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: reads back the pointer we stored at initialize.
+        check(unsafe { TRITONBACKEND_BackendState(backend, &mut p) })?;
+        if !p.is_null() {
+            // SAFETY: `p` came from Box::into_raw in TRITONBACKEND_Initialize and is dropped once.
+            drop(unsafe { Box::from_raw(p as *mut BackendState) });
+        }
+        Ok(())
+    })
+}
+
+/// A setting from the model's parameters, else the backend config.
+fn setting(model_cfg: &serde_json::Value, backend: &BackendState, key: &str) -> Option<String> {
+    let from_model = model_cfg
+        .get("parameters")
+        .and_then(|p| p.get(key))
+        .and_then(|v| v.get("string_value"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let short = key.trim_start_matches("heinfer_");
+    from_model.or_else(|| {
+        backend.settings.get(key).or_else(|| backend.settings.get(short)).and_then(|v| v.as_str()).map(str::to_owned)
+    })
+}
+
+fn megabytes(key: &str, v: Option<String>, default: usize) -> Result<usize> {
+    match v {
+        None => Ok(default << 20),
+        Some(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|m| m.is_finite() && *m > 0.0)
+            .map(|m| (m * 1048576.0) as usize)
+            .ok_or_else(|| {
+                BackendError::invalid(format!("parameter {key} must be a positive number of MB, got {s:?}"))
+            }),
+    }
+}
+
+fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
+    let mut p = std::ptr::null();
+    // SAFETY: `model` is Triton's handle; the name it returns lives as long as the model.
+    check(unsafe { TRITONBACKEND_ModelName(model, &mut p) })?;
+    let name = cstr(p);
+    let mut version = 0u64;
+    // SAFETY: out-parameter we own.
+    check(unsafe { TRITONBACKEND_ModelVersion(model, &mut version) })?;
+    let (mut kind, mut loc) = (0u32, std::ptr::null());
+    // SAFETY: out-parameters we own; the location string lives as long as the model.
+    check(unsafe { TRITONBACKEND_ModelRepository(model, &mut kind, &mut loc) })?;
+    if kind != ARTIFACT_FILESYSTEM {
+        return Err(BackendError::unsupported(format!("model {name}: heinfer reads models from a file system only")));
+    }
+    let dir = PathBuf::from(cstr(loc));
+    let mut msg = std::ptr::null_mut();
+    // SAFETY: out-parameter; the message is ours to delete (message_json does).
+    check(unsafe { TRITONBACKEND_ModelConfig(model, 1, &mut msg) })?;
+    let cfg = glue::message_json(msg, true)?;
+    let mut backend = std::ptr::null_mut();
+    // SAFETY: out-parameters we own; the backend state pointer is ours from initialize.
+    check(unsafe { TRITONBACKEND_ModelBackend(model, &mut backend) })?;
+    let mut bp = std::ptr::null_mut();
+    // SAFETY: as above.
+    check(unsafe { TRITONBACKEND_BackendState(backend, &mut bp) })?;
+    let fallback = BackendState::default();
+    // SAFETY: set at TRITONBACKEND_Initialize to a live BackendState that outlives every model.
+    let bstate: &BackendState = if bp.is_null() { &fallback } else { unsafe { &*(bp as *const BackendState) } };
+
+    let file =
+        cfg.get("default_model_filename").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).unwrap_or("model.hem");
+    let hem = dir.join(version.to_string()).join(file);
+    let exe = CompiledModel::load_file(&hem)
+        .map_err(|e| BackendError::invalid(format!("model {name}: cannot load {}: {e}", hem.display())))?;
+
+    // The config's client spec is what clients read; it must describe this model.hem.
+    if let Some(s) = setting(&cfg, bstate, "heinfer_client_spec") {
+        let spec = model::ClientSpec::from_json(&s)
+            .map_err(|e| BackendError::invalid(format!("model {name}: parameter heinfer_client_spec: {e}")))?;
+        if spec != exe.model().client {
+            return Err(BackendError::invalid(format!(
+                "model {name}: config.pbtxt's heinfer_client_spec does not describe {}; write both with `heinfer compile`",
+                hem.display()
+            )));
+        }
+    } else {
+        log(
+            LOG_WARN,
+            &format!("model {name}: config has no heinfer_client_spec parameter; clients cannot read the spec"),
+        );
+    }
+
+    let capacity = megabytes("heinfer_key_store_mb", setting(&cfg, bstate, "heinfer_key_store_mb"), 2048)?;
+    let max_request_bytes = megabytes("heinfer_max_request_mb", setting(&cfg, bstate, "heinfer_max_request_mb"), 512)?;
+    let key_dir = setting(&cfg, bstate, "heinfer_key_store_dir").filter(|s| !s.is_empty()).map(PathBuf::from);
+    let store =
+        KeyStore::new(capacity, key_dir.as_deref()).map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
+    let spec = exe.model().client.clone();
+    let weights = exe.weight_memory_bytes();
+    let service = Service::new(exe.into_executable(), Arc::new(store))
+        .with_input_level(spec.input.level as usize, spec.input.scale);
+    log(
+        LOG_INFO,
+        &format!(
+            "heinfer model {name} v{version} loaded: N = 2^{}, {} input ciphertext(s), {} rotation keys, weights {:.1} MB, key store {} MB{}",
+            spec.params.log_n,
+            spec.input.slot_map.len(),
+            spec.rotation_steps.len(),
+            weights as f64 / 1e6,
+            capacity >> 20,
+            key_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
+        ),
+    );
+    Ok(ModelState { name, service: Arc::new(service), max_request_bytes })
+}
+
+#[no_mangle]
+pub extern "C" fn TRITONBACKEND_ModelInitialize(model: *mut TRITONBACKEND_Model) -> *mut TRITONSERVER_Error {
+    entry("TRITONBACKEND_ModelInitialize", || {
+        let state = Arc::new(load_model(model)?);
+        // SAFETY: ownership passes to Triton until TRITONBACKEND_ModelFinalize.
+        check(unsafe { TRITONBACKEND_ModelSetState(model, Arc::into_raw(state) as *mut c_void) })
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn TRITONBACKEND_ModelFinalize(model: *mut TRITONBACKEND_Model) -> *mut TRITONSERVER_Error {
+    entry("TRITONBACKEND_ModelFinalize", || {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: reads back the pointer stored at model initialize.
+        check(unsafe { TRITONBACKEND_ModelState(model, &mut p) })?;
+        if !p.is_null() {
+            // SAFETY: `p` came from Arc::into_raw in TRITONBACKEND_ModelInitialize; released once.
+            drop(unsafe { Arc::from_raw(p as *const ModelState) });
+        }
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn TRITONBACKEND_ModelInstanceInitialize(
+    instance: *mut TRITONBACKEND_ModelInstance,
+) -> *mut TRITONSERVER_Error {
+    entry("TRITONBACKEND_ModelInstanceInitialize", || {
+        let (mut p, mut kind, mut model) = (std::ptr::null(), 0u32, std::ptr::null_mut());
+        // SAFETY: out-parameters we own; `instance` is Triton's handle.
+        check(unsafe { TRITONBACKEND_ModelInstanceName(instance, &mut p) })?;
+        let name = cstr(p);
+        // SAFETY: as above.
+        check(unsafe { TRITONBACKEND_ModelInstanceKind(instance, &mut kind) })?;
+        if kind != KIND_CPU && kind != KIND_AUTO {
+            return Err(BackendError::unsupported(format!(
+                "instance {name}: heinfer runs on CPUs; use instance_group [ {{ kind: KIND_CPU }} ]"
+            )));
+        }
+        // SAFETY: as above.
+        check(unsafe { TRITONBACKEND_ModelInstanceModel(instance, &mut model) })?;
+        let mut mp = std::ptr::null_mut();
+        // SAFETY: as above.
+        check(unsafe { TRITONBACKEND_ModelState(model, &mut mp) })?;
+        if mp.is_null() {
+            return Err(BackendError::internal("model state missing at instance initialize".into()));
+        }
+        // SAFETY: `mp` is the Arc<ModelState> stored at model initialize, alive until model
+        // finalize (after every instance's finalize); we take one more strong count.
+        let model_state = unsafe {
+            Arc::increment_strong_count(mp as *const ModelState);
+            Arc::from_raw(mp as *const ModelState)
+        };
+        let state = Box::new(InstanceState { name, model: model_state });
+        // SAFETY: ownership passes to Triton until TRITONBACKEND_ModelInstanceFinalize.
+        check(unsafe { TRITONBACKEND_ModelInstanceSetState(instance, Box::into_raw(state) as *mut c_void) })
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn TRITONBACKEND_ModelInstanceFinalize(
+    instance: *mut TRITONBACKEND_ModelInstance,
+) -> *mut TRITONSERVER_Error {
+    entry("TRITONBACKEND_ModelInstanceFinalize", || {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: reads back the pointer stored at instance initialize.
+        check(unsafe { TRITONBACKEND_ModelInstanceState(instance, &mut p) })?;
+        if !p.is_null() {
+            // SAFETY: `p` came from Box::into_raw in instance initialize; dropped once.
+            drop(unsafe { Box::from_raw(p as *mut InstanceState) });
+        }
+        Ok(())
+    })
+}
+
+/// The bytes of one input tensor (None if the request lacks it), as one contiguous
+/// buffer in CPU memory, with its element count from the shape.
+fn read_input(request: *mut TRITONBACKEND_Request, name: &str, budget: &mut usize) -> Result<Option<(Vec<u8>, usize)>> {
+    let cname = CString::new(name).expect("tensor names have no NUL");
+    let mut input = std::ptr::null_mut();
+    // SAFETY: `request` is live until we release it; out-parameter we own.
+    let err = unsafe { TRITONBACKEND_RequestInput(request, cname.as_ptr(), &mut input) };
+    if !err.is_null() {
+        glue::delete_error(err);
+        return Ok(None);
+    }
+    let (mut n, mut dt, mut shape, mut dims, mut size, mut bufs) =
+        (std::ptr::null(), 0u32, std::ptr::null(), 0u32, 0u64, 0u32);
+    // SAFETY: `input` belongs to the live request; all out-parameters are ours.
+    check(unsafe {
+        TRITONBACKEND_InputProperties(input, &mut n, &mut dt, &mut shape, &mut dims, &mut size, &mut bufs)
+    })?;
+    if dt != TYPE_BYTES {
+        return Err(BackendError::invalid(format!("input {name} must be BYTES (TYPE_STRING)")));
+    }
+    let shape: &[i64] = if dims == 0 || shape.is_null() {
+        &[]
+    } else {
+        // SAFETY: Triton guarantees `shape` points at `dims` values for the life of the request.
+        unsafe { std::slice::from_raw_parts(shape, dims as usize) }
+    };
+    let elements = shape.iter().try_fold(1usize, |a, &d| usize::try_from(d).ok().and_then(|d| a.checked_mul(d)));
+    let elements =
+        elements.ok_or_else(|| BackendError::invalid(format!("input {name} has an invalid shape {shape:?}")))?;
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if size > *budget {
+        return Err(BackendError::invalid(format!(
+            "request too large: input {name} is {size} bytes, more than the {} bytes left of this model's limit \
+             (parameter heinfer_max_request_mb)",
+            *budget
+        )));
+    }
+    *budget -= size;
+    let mut data = Vec::with_capacity(size);
+    for i in 0..bufs {
+        let (mut b, mut len, mut mt, mut mid) = (std::ptr::null(), 0u64, MEMORY_CPU, 0i64);
+        // SAFETY: index < buffer_count; out-parameters are ours.
+        check(unsafe { TRITONBACKEND_InputBuffer(input, i, &mut b, &mut len, &mut mt, &mut mid) })?;
+        if mt != MEMORY_CPU && mt != MEMORY_CPU_PINNED {
+            return Err(BackendError::invalid(format!("input {name} is in GPU memory; heinfer takes CPU tensors")));
+        }
+        if len as usize > size - data.len() {
+            return Err(BackendError::internal(format!("input {name}: buffers exceed the advertised size")));
+        }
+        if len > 0 {
+            // SAFETY: Triton guarantees `b` points at `len` readable bytes while the request lives.
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(b as *const u8, len as usize) });
+        }
+    }
+    Ok(Some((data, elements)))
+}
+
+fn split<'a>(name: &str, t: &'a Option<(Vec<u8>, usize)>) -> Result<Option<Vec<&'a [u8]>>> {
+    t.as_ref()
+        .map(|(d, n)| tensor::split_bytes(name, d, Some(*n)).map_err(|e| BackendError::invalid(e.to_string())))
+        .transpose()
+}
+
+fn one<'a>(name: &str, v: Option<Vec<&'a [u8]>>) -> Result<Option<&'a [u8]>> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.len() == 1 => Ok(Some(v[0])),
+        Some(v) => Err(BackendError::invalid(format!("input {name} must hold exactly one element, got {}", v.len()))),
+    }
+}
+
+/// Runs one request; returns the output elements and the compute window.
+fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(Vec<Vec<u8>>, u64, u64)> {
+    let mut budget = model.max_request_bytes;
+    let input = read_input(request, INPUT, &mut budget)?;
+    let key_id = read_input(request, KEY_ID, &mut budget)?;
+    let keys = read_input(request, KEYS, &mut budget)?;
+    let cts = split(INPUT, &input)?.ok_or_else(|| {
+        BackendError::invalid(format!("missing input tensor {INPUT}: send the serialized ciphertexts"))
+    })?;
+    let key_id = one(KEY_ID, split(KEY_ID, &key_id)?)?;
+    let keys = one(KEYS, split(KEYS, &keys)?)?;
+    let compute_start = now_ns();
+    let resp = model
+        .service
+        .infer(Request { ciphertexts: cts, key_id, evaluation_keys: keys })
+        .map_err(|e| BackendError::invalid(e.to_string()))?;
+    Ok((resp.ciphertexts, compute_start, now_ns()))
+}
+
+fn send_output(response: *mut TRITONBACKEND_Response, elements: &[Vec<u8>]) -> Result<()> {
+    let shape = [elements.len() as i64];
+    let name = CString::new(OUTPUT).expect("no NUL");
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `response` is ours until sent; shape and name outlive the call.
+    check(unsafe { TRITONBACKEND_ResponseOutput(response, &mut out, name.as_ptr(), TYPE_BYTES, shape.as_ptr(), 1) })?;
+    let len = tensor::encoded_len(elements);
+    let (mut buf, mut mt, mut mid) = (std::ptr::null_mut(), MEMORY_CPU, 0i64);
+    // SAFETY: `out` belongs to the response; we ask for CPU memory of `len` bytes.
+    check(unsafe { TRITONBACKEND_OutputBuffer(out, &mut buf, len as u64, &mut mt, &mut mid) })?;
+    if mt != MEMORY_CPU && mt != MEMORY_CPU_PINNED {
+        return Err(BackendError::internal("Triton gave a GPU output buffer for a CPU model".into()));
+    }
+    if len > 0 {
+        // SAFETY: Triton allocated `len` writable bytes at `buf` (CPU memory, checked above).
+        let dst = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, len) };
+        tensor::write_bytes_into(elements, dst);
+    }
+    Ok(())
+}
+
+/// Sends the one response this request gets: the result, or its error.
+fn respond(request: *mut TRITONBACKEND_Request, result: &Result<Vec<Vec<u8>>>) -> bool {
+    let mut response = std::ptr::null_mut();
+    // SAFETY: `request` is live; out-parameter ours.
+    if let Err(e) = check(unsafe { TRITONBACKEND_ResponseNew(&mut response, request) }) {
+        log(LOG_ERROR, &format!("cannot create a response: {}", e.message));
+        return false;
+    }
+    let outcome = match result {
+        Ok(elements) => send_output(response, elements),
+        Err(e) => Err(e.clone()),
+    };
+    let ok = outcome.is_ok();
+    let err = match outcome {
+        Ok(()) => std::ptr::null_mut(),
+        Err(e) => e.into_raw(),
+    };
+    // SAFETY: sending transfers `response` to Triton; we keep and then delete `err`.
+    let sent = unsafe { TRITONBACKEND_ResponseSend(response, RESPONSE_COMPLETE_FINAL, err) };
+    if !err.is_null() {
+        glue::delete_error(err);
+    }
+    if let Err(e) = check(sent) {
+        log(LOG_ERROR, &format!("cannot send a response: {}", e.message));
+        return false;
+    }
+    ok
+}
+
+#[no_mangle]
+pub extern "C" fn TRITONBACKEND_ModelInstanceExecute(
+    instance: *mut TRITONBACKEND_ModelInstance,
+    requests: *mut *mut TRITONBACKEND_Request,
+    request_count: u32,
+) -> *mut TRITONSERVER_Error {
+    // Every request is answered and released here, whatever happens: returning an
+    // error from execute would leave Triton owning requests nobody answers.
+    let requests: Vec<*mut TRITONBACKEND_Request> = if requests.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: Triton passes `request_count` valid request pointers.
+        unsafe { std::slice::from_raw_parts(requests, request_count as usize) }.to_vec()
+    };
+    let mut p = std::ptr::null_mut();
+    // SAFETY: reads back the pointer stored at instance initialize.
+    let state = match check(unsafe { TRITONBACKEND_ModelInstanceState(instance, &mut p) }) {
+        // SAFETY: the instance state lives until instance finalize, which cannot run during execute.
+        Ok(()) if !p.is_null() => Some(unsafe { &*(p as *const InstanceState) }),
+        _ => None,
+    };
+    for &request in &requests {
+        let exec_start = now_ns();
+        let result = match state {
+            None => Err(BackendError::internal("model instance state missing".into())),
+            Some(s) => match catch_unwind(AssertUnwindSafe(|| process(&s.model, request))) {
+                Ok(r) => r,
+                Err(panic) => {
+                    let what = glue::panic_message(&panic);
+                    log(LOG_ERROR, &format!("panic while serving a request (the server keeps running): {what}"));
+                    Err(BackendError::internal(format!("internal error in the heinfer backend: {what}")))
+                }
+            },
+        };
+        let (compute_start, compute_end) = match &result {
+            Ok((_, a, b)) => (*a, *b),
+            Err(_) => (exec_start, exec_start),
+        };
+        if let (Err(e), Some(s)) = (&result, state) {
+            log(LOG_INFO, &format!("{} ({}): request failed: {}", s.model.name, s.name, e.message));
+        }
+        let result = result.map(|(out, _, _)| out);
+        let sent = catch_unwind(AssertUnwindSafe(|| respond(request, &result))).unwrap_or(false);
+        let exec_end = now_ns();
+        if let Some(s) = state {
+            let success = sent && result.is_ok();
+            // SAFETY: statistics must be reported before the request is released, as here.
+            let e = unsafe {
+                TRITONBACKEND_ModelInstanceReportStatistics(
+                    instance,
+                    request,
+                    success,
+                    exec_start,
+                    compute_start,
+                    compute_end,
+                    exec_end,
+                )
+            };
+            glue::log_error("report statistics", e);
+            if success {
+                // SAFETY: plain call with scalars on the live instance.
+                let e = unsafe {
+                    TRITONBACKEND_ModelInstanceReportBatchStatistics(
+                        instance,
+                        1,
+                        exec_start,
+                        compute_start,
+                        compute_end,
+                        exec_end,
+                    )
+                };
+                glue::log_error("report batch statistics", e);
+            }
+            let _ = s;
+        }
+        // SAFETY: we are done with the request and every pointer into it.
+        let e = unsafe { TRITONBACKEND_RequestRelease(request, REQUEST_RELEASE_ALL) };
+        glue::log_error("release request", e);
+    }
+    std::ptr::null_mut()
+}
