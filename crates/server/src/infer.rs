@@ -1,0 +1,195 @@
+//! One inference, as both protocols see it once their framing is undone: named
+//! BYTES tensors in, `ENCRYPTED_OUTPUT` out. Checks the tensors against the model's
+//! config the way Triton does (names, datatypes, shapes, required inputs), waits for
+//! a free model instance, and runs `runtime::Service::infer` on a blocking thread —
+//! an evaluation takes the CPU for a long time and must not stall the executor.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use runtime::Request;
+use thiserror::Error;
+
+use crate::repo::{LoadedModel, Timings};
+
+/// A request that failed; its message goes back to the client verbatim.
+#[derive(Debug, Error)]
+pub enum RequestError {
+    /// malformed framing, wrong tensors, or the runtime refused the inputs
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl RequestError {
+    pub fn bad(msg: impl Into<String>) -> Self {
+        RequestError::BadRequest(msg.into())
+    }
+
+    pub fn unknown_model(name: &str, version: Option<&str>) -> Self {
+        // Triton's wording, which clients and tests match on.
+        match version {
+            Some(v) if !v.is_empty() => {
+                RequestError::NotFound(format!("Request for unknown model: '{name}' version {v} is not found"))
+            }
+            _ => RequestError::NotFound(format!("Request for unknown model: '{name}' is not found")),
+        }
+    }
+}
+
+/// One input tensor, its elements already split out of the wire format.
+pub struct InputTensor {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    pub elements: Vec<Bytes>,
+}
+
+/// Element count of a shape; negative dims are refused.
+pub fn element_count(name: &str, shape: &[i64]) -> Result<usize, RequestError> {
+    let mut n: usize = 1;
+    for &d in shape {
+        let d = usize::try_from(d)
+            .map_err(|_| RequestError::bad(format!("input '{name}' has a negative dimension in shape {shape:?}")))?;
+        n = n
+            .checked_mul(d)
+            .ok_or_else(|| RequestError::bad(format!("input '{name}': shape {shape:?} is too large")))?;
+    }
+    Ok(n)
+}
+
+/// Splits a BYTES tensor (each element a 4-byte little-endian length, then the
+/// bytes) into exactly `expected` elements with the runtime's reader (one
+/// implementation for both front ends), as zero-copy views of `raw`.
+pub fn split_bytes(name: &str, raw: Bytes, expected: usize) -> Result<Vec<Bytes>, RequestError> {
+    let parts =
+        runtime::tensor::split_bytes(name, &raw, Some(expected)).map_err(|e| RequestError::bad(e.to_string()))?;
+    Ok(parts.into_iter().map(|p| raw.slice_ref(p)).collect())
+}
+
+/// Serializes BYTES elements the same way.
+pub fn join_bytes(elements: &[Vec<u8>]) -> Vec<u8> {
+    runtime::tensor::join_bytes(elements)
+}
+
+/// Checks the request's tensors against the config, as Triton does before a
+/// backend sees them.
+fn check_inputs(model: &LoadedModel, inputs: &[InputTensor]) -> Result<(), RequestError> {
+    let m = &model.name;
+    for (i, t) in inputs.iter().enumerate() {
+        let Some(cfg) = model.config.input(&t.name) else {
+            let allowed: Vec<&str> = model.config.inputs.iter().map(|t| t.name.as_str()).collect();
+            return Err(RequestError::bad(format!(
+                "unexpected inference input '{}' for model '{m}'; its inputs are {allowed:?}",
+                t.name
+            )));
+        };
+        if inputs[..i].iter().any(|o| o.name == t.name) {
+            return Err(RequestError::bad(format!("input '{}' appears twice in the request", t.name)));
+        }
+        if t.datatype != cfg.datatype() {
+            return Err(RequestError::bad(format!(
+                "inference input '{}' data-type is '{}', but model '{m}' expects '{}'",
+                t.name,
+                t.datatype,
+                cfg.datatype()
+            )));
+        }
+        let fits = t.shape.len() == cfg.dims.len() && t.shape.iter().zip(&cfg.dims).all(|(&s, &d)| d < 0 || s == d);
+        if !fits {
+            return Err(RequestError::bad(format!(
+                "unexpected shape for input '{}' for model '{m}'. Expected {:?}, got {:?}",
+                t.name, cfg.dims, t.shape
+            )));
+        }
+    }
+    let missing: Vec<&str> = model
+        .config
+        .inputs
+        .iter()
+        .filter(|c| !c.optional && !inputs.iter().any(|t| t.name == c.name))
+        .map(|c| c.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(RequestError::bad(format!("model '{m}' is missing required input(s) {missing:?}")));
+    }
+    Ok(())
+}
+
+fn single<'a>(inputs: &'a [InputTensor], name: &str) -> Result<Option<&'a Bytes>, RequestError> {
+    match inputs.iter().find(|t| t.name == name) {
+        None => Ok(None),
+        Some(t) if t.elements.len() == 1 => Ok(Some(&t.elements[0])),
+        Some(t) => {
+            Err(RequestError::bad(format!("input '{name}' must hold exactly one element, not {}", t.elements.len())))
+        }
+    }
+}
+
+/// Runs one request. `received` is when the request arrived (for the statistics).
+pub async fn run(
+    model: &Arc<LoadedModel>,
+    inputs: Vec<InputTensor>,
+    received: Instant,
+) -> Result<(Vec<Vec<u8>>, Timings), RequestError> {
+    check_inputs(model, &inputs)?;
+    single(&inputs, "KEY_ID")?;
+    single(&inputs, "EVALUATION_KEYS")?;
+    let input_ns = received.elapsed().as_nanos() as u64;
+
+    let queued = Instant::now();
+    let _permit =
+        model.slots.acquire().await.map_err(|_| RequestError::Unavailable("the server is shutting down".into()))?;
+    let queue_ns = queued.elapsed().as_nanos() as u64;
+
+    let started = Instant::now();
+    let m = model.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let key_id = single(&inputs, "KEY_ID").ok().flatten().map(|b| &b[..]);
+        let evaluation_keys = single(&inputs, "EVALUATION_KEYS").ok().flatten().map(|b| &b[..]);
+        let ciphertexts = inputs
+            .iter()
+            .find(|t| t.name == "ENCRYPTED_INPUT")
+            .map(|t| t.elements.iter().map(|b| &b[..]).collect())
+            .unwrap_or_default();
+        m.service.infer(Request { ciphertexts, key_id, evaluation_keys })
+    })
+    .await;
+    let infer_ns = started.elapsed().as_nanos() as u64;
+    let out = match res {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(RequestError::BadRequest(e.to_string())),
+        Err(e) => {
+            tracing::error!(model = %model.name, error = %e, "evaluation panicked");
+            return Err(RequestError::Internal(format!("evaluation of model '{}' failed unexpectedly", model.name)));
+        }
+    };
+    Ok((out.ciphertexts, Timings { queue_ns, input_ns, infer_ns, output_ns: 0 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_trip_and_errors() {
+        let els = vec![b"ab".to_vec(), vec![], vec![7u8; 300]];
+        let raw = Bytes::from(join_bytes(&els));
+        let back = split_bytes("X", raw.clone(), 3).unwrap();
+        assert_eq!(back.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), els);
+        assert!(split_bytes("X", raw.clone(), 2).is_err());
+        assert!(split_bytes("X", raw.slice(..raw.len() - 1), 3).is_err());
+        assert!(split_bytes("X", Bytes::from_static(&[1, 0]), 1).is_err());
+        assert!(split_bytes("X", Bytes::from_static(&[255, 255, 255, 255]), 1).is_err());
+        assert_eq!(split_bytes("X", Bytes::new(), 0).unwrap().len(), 0);
+        assert!(element_count("X", &[-1]).is_err());
+        assert!(element_count("X", &[i64::MAX, i64::MAX]).is_err());
+        assert_eq!(element_count("X", &[2, 3]).unwrap(), 6);
+    }
+}

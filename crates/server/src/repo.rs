@@ -1,0 +1,331 @@
+//! The model repository as `heinfer compile` writes it (`<repo>/<model>/config.pbtxt`,
+//! `<repo>/<model>/<version>/model.hem`), loaded into one `runtime::Service` per
+//! model over one shared key store, plus the per-model statistics Triton reports.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use runtime::{CompiledModel, KeyStore, Service};
+use serde_json::{json, Value as Json};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use crate::config::{ConfigError, ModelConfig};
+
+/// Config parameters the Triton backend reads too.
+pub const KEY_STORE_MB_PARAM: &str = "heinfer_key_store_mb";
+pub const KEY_STORE_DIR_PARAM: &str = "heinfer_key_store_dir";
+pub const CLIENT_SPEC_PARAM: &str = "heinfer_client_spec";
+pub const DEFAULT_KEY_STORE_MB: usize = 2048;
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("model repository {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("model repository {0} holds no heinfer model (expected <model>/config.pbtxt and <model>/1/model.hem, as `heinfer compile` writes)")]
+    Empty(PathBuf),
+    #[error("model '{model}': {source}")]
+    Config { model: String, source: ConfigError },
+    #[error("model '{model}': no version directory with a model.hem (expected {dir}/1/model.hem)")]
+    NoVersion { model: String, dir: PathBuf },
+    #[error("model '{model}': {path}: {msg}")]
+    Model { model: String, path: PathBuf, msg: String },
+    #[error("model '{model}': {msg}")]
+    Tensors { model: String, msg: String },
+    #[error("model '{model}': parameter {param}: {msg}")]
+    Param { model: String, param: &'static str, msg: String },
+    #[error("key store: {0}")]
+    KeyStore(#[from] runtime::KeyStoreError),
+}
+
+/// Where the key store's size and directory come from: command-line flags win over
+/// the model configs' `heinfer_key_store_mb` / `heinfer_key_store_dir`.
+#[derive(Debug, Clone, Default)]
+pub struct KeyStoreOptions {
+    pub capacity_mb: Option<usize>,
+    pub dir: Option<PathBuf>,
+}
+
+/// Counters behind `/v2/models/<m>/stats` (Triton's shape: counts and nanoseconds).
+#[derive(Default)]
+pub struct Stats {
+    pub success_count: AtomicU64,
+    pub success_ns: AtomicU64,
+    pub fail_count: AtomicU64,
+    pub fail_ns: AtomicU64,
+    pub queue_ns: AtomicU64,
+    pub compute_input_ns: AtomicU64,
+    pub compute_infer_ns: AtomicU64,
+    pub compute_output_ns: AtomicU64,
+    /// milliseconds since the epoch
+    pub last_inference_ms: AtomicU64,
+}
+
+pub struct Timings {
+    pub queue_ns: u64,
+    pub input_ns: u64,
+    pub infer_ns: u64,
+    pub output_ns: u64,
+}
+
+impl Stats {
+    pub fn record_success(&self, total_ns: u64, t: &Timings) {
+        self.success_count.fetch_add(1, Ordering::Relaxed);
+        self.success_ns.fetch_add(total_ns, Ordering::Relaxed);
+        self.queue_ns.fetch_add(t.queue_ns, Ordering::Relaxed);
+        self.compute_input_ns.fetch_add(t.input_ns, Ordering::Relaxed);
+        self.compute_infer_ns.fetch_add(t.infer_ns, Ordering::Relaxed);
+        self.compute_output_ns.fetch_add(t.output_ns, Ordering::Relaxed);
+        self.touch();
+    }
+
+    pub fn record_failure(&self, total_ns: u64) {
+        self.fail_count.fetch_add(1, Ordering::Relaxed);
+        self.fail_ns.fetch_add(total_ns, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn touch(&self) {
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        self.last_inference_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+pub struct LoadedModel {
+    pub name: String,
+    pub version: String,
+    pub config: ModelConfig,
+    /// rendered once: it never changes while serving
+    pub config_json: Json,
+    pub service: Service,
+    pub stats: Stats,
+    /// bounds concurrent evaluations to the configured instance count, as Triton does;
+    /// waiting requests count as queue time
+    pub slots: Semaphore,
+}
+
+impl LoadedModel {
+    pub fn metadata_json(&self) -> Json {
+        let t = |ts: &[crate::config::TensorConfig]| -> Vec<Json> {
+            ts.iter().map(|t| json!({"name": t.name, "datatype": t.datatype(), "shape": t.dims})).collect()
+        };
+        json!({
+            "name": self.name,
+            "versions": [self.version],
+            "platform": self.platform(),
+            "inputs": t(&self.config.inputs),
+            "outputs": t(&self.config.outputs),
+        })
+    }
+
+    /// Triton reports the backend name as the platform of backend models.
+    pub fn platform(&self) -> &str {
+        if self.config.platform.is_empty() {
+            &self.config.backend
+        } else {
+            &self.config.platform
+        }
+    }
+
+    pub fn stats_json(&self) -> Json {
+        let s = &self.stats;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let ok = g(&s.success_count);
+        let d = |count: u64, ns: u64| json!({"count": count, "ns": ns});
+        json!({
+            "name": self.name,
+            "version": self.version,
+            "last_inference": g(&s.last_inference_ms),
+            "inference_count": ok,
+            "execution_count": ok,
+            "inference_stats": {
+                "success": d(ok, g(&s.success_ns)),
+                "fail": d(g(&s.fail_count), g(&s.fail_ns)),
+                "queue": d(ok, g(&s.queue_ns)),
+                "compute_input": d(ok, g(&s.compute_input_ns)),
+                "compute_infer": d(ok, g(&s.compute_infer_ns)),
+                "compute_output": d(ok, g(&s.compute_output_ns)),
+                "cache_hit": d(0, 0),
+                "cache_miss": d(0, 0),
+            },
+            "response_stats": {},
+            "batch_stats": [],
+            "memory_usage": [],
+        })
+    }
+
+    pub fn stats_proto(&self) -> crate::pb::ModelStatistics {
+        use crate::pb::{InferStatistics, ModelStatistics, StatisticDuration};
+        let s = &self.stats;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let ok = g(&s.success_count);
+        let d = |count: u64, ns: u64| Some(StatisticDuration { count, ns });
+        ModelStatistics {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            last_inference: g(&s.last_inference_ms),
+            inference_count: ok,
+            execution_count: ok,
+            inference_stats: Some(InferStatistics {
+                success: d(ok, g(&s.success_ns)),
+                fail: d(g(&s.fail_count), g(&s.fail_ns)),
+                queue: d(ok, g(&s.queue_ns)),
+                compute_input: d(ok, g(&s.compute_input_ns)),
+                compute_infer: d(ok, g(&s.compute_infer_ns)),
+                compute_output: d(ok, g(&s.compute_output_ns)),
+                cache_hit: d(0, 0),
+                cache_miss: d(0, 0),
+            }),
+        }
+    }
+}
+
+pub struct Repository {
+    pub path: PathBuf,
+    pub models: BTreeMap<String, Arc<LoadedModel>>,
+    pub keys: Arc<KeyStore>,
+}
+
+/// The tensors `Service` understands; a config naming others cannot be served.
+const INPUTS: [&str; 3] = ["ENCRYPTED_INPUT", "KEY_ID", "EVALUATION_KEYS"];
+const OUTPUT: &str = "ENCRYPTED_OUTPUT";
+
+fn highest_version(model: &str, dir: &Path) -> Result<(String, PathBuf), LoadError> {
+    let rd = std::fs::read_dir(dir).map_err(|source| LoadError::Io { path: dir.into(), source })?;
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in rd.flatten() {
+        let Some(v) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else { continue };
+        let hem = e.path().join("model.hem");
+        if hem.is_file() && best.as_ref().is_none_or(|(b, _)| v > *b) {
+            best = Some((v, hem));
+        }
+    }
+    best.map(|(v, p)| (v.to_string(), p)).ok_or_else(|| LoadError::NoVersion { model: model.into(), dir: dir.into() })
+}
+
+fn check_tensors(c: &ModelConfig) -> Result<(), String> {
+    for t in c.inputs.iter().chain(&c.outputs) {
+        if t.datatype() != "BYTES" {
+            return Err(format!("tensor {} is {}; heinfer tensors are TYPE_STRING", t.name, t.data_type));
+        }
+    }
+    for t in &c.inputs {
+        if !INPUTS.contains(&t.name.as_str()) {
+            return Err(format!("input {} is not one of {INPUTS:?}", t.name));
+        }
+    }
+    for need in ["ENCRYPTED_INPUT", "KEY_ID"] {
+        if c.input(need).is_none() {
+            return Err(format!("config.pbtxt declares no input {need}"));
+        }
+    }
+    if c.outputs.len() != 1 || c.outputs[0].name != OUTPUT {
+        return Err(format!("the only output must be {OUTPUT}"));
+    }
+    Ok(())
+}
+
+struct Found {
+    dir_name: String,
+    config: ModelConfig,
+    hem: PathBuf,
+    version: String,
+}
+
+/// Loads every heinfer model of the repository. Directories without a
+/// `config.pbtxt`, and models of other backends, are skipped with a warning;
+/// a broken heinfer model stops the load, as Triton's default strict mode does.
+pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> {
+    let rd = std::fs::read_dir(path).map_err(|source| LoadError::Io { path: path.into(), source })?;
+    let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    let mut found = Vec::new();
+    for dir in dirs {
+        let dir_name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let cfg_path = dir.join("config.pbtxt");
+        let src = match std::fs::read_to_string(&cfg_path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %dir.display(), "skipped: no config.pbtxt");
+                continue;
+            }
+            Err(source) => return Err(LoadError::Io { path: cfg_path, source }),
+        };
+        let config = ModelConfig::parse(&src, &dir_name)
+            .map_err(|source| LoadError::Config { model: dir_name.clone(), source })?;
+        if config.backend != "heinfer" {
+            tracing::warn!(model = %dir_name, backend = %config.backend, "skipped: not an heinfer model");
+            continue;
+        }
+        check_tensors(&config).map_err(|msg| LoadError::Tensors { model: dir_name.clone(), msg })?;
+        let (version, hem) = highest_version(&dir_name, &dir)?;
+        found.push(Found { dir_name, config, hem, version });
+    }
+    if found.is_empty() {
+        return Err(LoadError::Empty(path.into()));
+    }
+
+    // One key store for the whole server (a client's keys serve every model with the
+    // same parameters). Flags win; otherwise the largest size and the first directory
+    // any config asks for.
+    let mut mb = ko.capacity_mb;
+    let mut dir = ko.dir.clone();
+    for f in &found {
+        if let Some(v) = f.config.parameters.get(KEY_STORE_MB_PARAM) {
+            let v: usize = v.trim().parse().map_err(|_| LoadError::Param {
+                model: f.dir_name.clone(),
+                param: KEY_STORE_MB_PARAM,
+                msg: format!("'{v}' is not a whole number of megabytes"),
+            })?;
+            if ko.capacity_mb.is_none() {
+                mb = Some(mb.map_or(v, |m| m.max(v)));
+            }
+        }
+        if let Some(d) = f.config.parameters.get(KEY_STORE_DIR_PARAM) {
+            if dir.is_none() && !d.trim().is_empty() {
+                dir = Some(PathBuf::from(d.trim()));
+            }
+        }
+    }
+    let capacity = mb.unwrap_or(DEFAULT_KEY_STORE_MB).saturating_mul(1 << 20);
+    let keys = Arc::new(KeyStore::new(capacity, dir.as_deref())?);
+    tracing::info!(capacity_mb = capacity >> 20, dir = ?dir, "key store");
+
+    let mut models = BTreeMap::new();
+    for f in found {
+        let err = |msg: String| LoadError::Model { model: f.dir_name.clone(), path: f.hem.clone(), msg };
+        let m = model::HeModel::read_file(&f.hem).map_err(|e| err(e.to_string()))?;
+        let (level, scale) = (m.client.input.level as usize, m.client.input.scale);
+        if let Some(spec) = f.config.parameters.get(CLIENT_SPEC_PARAM) {
+            // The config is what clients read; if it disagrees with the model they
+            // would encrypt under the wrong parameters. Compare as JSON values.
+            let a: Result<Json, _> = serde_json::from_str(spec);
+            let b: Result<Json, _> = serde_json::from_str(&m.client.to_json());
+            if a.ok() != b.ok() {
+                return Err(err(format!("config parameter {CLIENT_SPEC_PARAM} differs from the model's client spec; recompile or fix config.pbtxt")));
+            }
+        }
+        let exe = CompiledModel::load(m).map_err(|e| err(e.to_string()))?;
+        let weights = exe.weight_memory_bytes();
+        let service = Service::new(exe.into_executable(), keys.clone()).with_input_level(level, scale);
+        let instances = f.config.instance_count();
+        tracing::info!(model = %f.dir_name, version = %f.version, weights_mb = weights >> 20, instances, "loaded");
+        let config_json = f.config.to_json();
+        models.insert(
+            f.dir_name.clone(),
+            Arc::new(LoadedModel {
+                name: f.dir_name,
+                version: f.version,
+                config: f.config,
+                config_json,
+                service,
+                stats: Stats::default(),
+                slots: Semaphore::new(instances),
+            }),
+        );
+    }
+    Ok(Repository { path: path.into(), models, keys })
+}
