@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod demo;
 mod run;
+mod serve;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -99,6 +101,39 @@ enum Cmd {
         /// print one JSON summary
         #[arg(long)]
         json: bool,
+    },
+    /// Serve a model repository over KServe v2 (HTTP with binary data, and gRPC), as Triton with the heinfer backend would
+    Serve {
+        /// the model repository (`heinfer compile -o DIR` writes one)
+        model_repository: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// 0 picks a free port (printed in the ready line)
+        #[arg(long, default_value_t = 8000)]
+        http_port: u16,
+        #[arg(long, default_value_t = 8001)]
+        grpc_port: u16,
+        /// evaluation-key store size in MB [default: a config's heinfer_key_store_mb, else 2048]
+        #[arg(long)]
+        key_store_mb: Option<usize>,
+        /// keep registered key bundles in this directory (shared by replicas) [default: a config's heinfer_key_store_dir]
+        #[arg(long)]
+        key_store_dir: Option<PathBuf>,
+        /// largest HTTP request body / gRPC message, in MB
+        #[arg(long, default_value_t = 256)]
+        max_request_mb: usize,
+    },
+    /// One command end to end: compile the bundled digits CNN, serve it, and infer on encrypted digits over HTTP
+    Demo {
+        /// how many test digits
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// print one JSON summary
+        #[arg(long)]
+        json: bool,
+        /// the bundled models directory (default: models/ of the checkout holding the executable)
+        #[arg(long)]
+        models: Option<PathBuf>,
     },
     /// Print the report of a compiled model (a model.hem file or a model directory)
     Inspect {
@@ -197,6 +232,18 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Run { path, input, labels, samples, json } => {
             run::run(run::RunArgs { hem: &find_hem(&path), input: &input, labels: labels.as_deref(), samples, json })
         }
+        Cmd::Serve { model_repository, host, http_port, grpc_port, key_store_mb, key_store_dir, max_request_mb } => {
+            serve::serve(serve::ServeArgs {
+                repository: model_repository,
+                host,
+                http_port,
+                grpc_port,
+                key_store_mb,
+                key_store_dir,
+                max_request_mb,
+            })
+        }
+        Cmd::Demo { samples, json, models } => demo::demo(demo::DemoArgs { samples, json, models }),
         Cmd::Inspect { path, json, client_spec, ops } => {
             let m = model::HeModel::read_file(find_hem(&path)).map_err(|e| e.to_string())?;
             if client_spec {
