@@ -83,6 +83,7 @@ impl Grpc {
             if i.parameters.contains_key("shared_memory_region") {
                 return Err(RequestError::bad("shared-memory inputs are not supported by heinfer serve"));
             }
+            infer::check_input_header(m, &i.name, &i.datatype)?;
             let count = element_count(&i.name, &i.shape)?;
             let contents = i.contents.map(|c| c.bytes_contents).unwrap_or_default();
             let elements = match raw.next() {
@@ -91,12 +92,6 @@ impl Grpc {
                         return Err(RequestError::bad(format!(
                             "input '{}' has both contents and raw_input_contents",
                             i.name
-                        )));
-                    }
-                    if i.datatype != "BYTES" {
-                        return Err(RequestError::bad(format!(
-                            "inference input '{}' data-type is '{}', but model '{}' expects 'BYTES'",
-                            i.name, i.datatype, m.name
                         )));
                     }
                     split_bytes(&i.name, r, count)?

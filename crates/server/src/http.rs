@@ -315,6 +315,7 @@ async fn infer_inner(
         if i.parameters.contains_key("shared_memory_region") {
             return Err(RequestError::bad("shared-memory inputs are not supported by heinfer serve"));
         }
+        infer::check_input_header(m, &i.name, &i.datatype)?;
         let count = element_count(&i.name, &i.shape)?;
         let elements = match (i.parameters.get("binary_data_size"), &i.data) {
             (Some(size), _) => {
@@ -329,12 +330,6 @@ async fn infer_inner(
                     )));
                 }
                 let raw = binary.split_to(size);
-                if i.datatype != "BYTES" {
-                    return Err(RequestError::bad(format!(
-                        "inference input '{}' data-type is '{}', but model '{}' expects 'BYTES'",
-                        i.name, i.datatype, m.name
-                    )));
-                }
                 split_bytes(&i.name, raw, count)?
             }
             (None, Some(data)) => {

@@ -78,6 +78,25 @@ pub fn join_bytes(elements: &[Vec<u8>]) -> Vec<u8> {
     runtime::tensor::join_bytes(elements)
 }
 
+/// Checks one input's name and datatype before its data is read, so that a
+/// wrong tensor is reported as such rather than as undecodable data.
+pub fn check_input_header(model: &LoadedModel, name: &str, datatype: &str) -> Result<(), RequestError> {
+    let m = &model.name;
+    let Some(cfg) = model.config.input(name) else {
+        let allowed: Vec<&str> = model.config.inputs.iter().map(|t| t.name.as_str()).collect();
+        return Err(RequestError::bad(format!(
+            "unexpected inference input '{name}' for model '{m}'; its inputs are {allowed:?}"
+        )));
+    };
+    if datatype != cfg.datatype() {
+        return Err(RequestError::bad(format!(
+            "inference input '{name}' data-type is '{datatype}', but model '{m}' expects '{}'",
+            cfg.datatype()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the request's tensors against the config, as Triton does before a
 /// backend sees them.
 fn check_inputs(model: &LoadedModel, inputs: &[InputTensor]) -> Result<(), RequestError> {
