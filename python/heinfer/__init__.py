@@ -448,6 +448,13 @@ class Client:
             y = self._session.postprocess(y)
         return np.asarray(y, dtype=np.float64)
 
+    def decrypt_input(self, inputs: Any) -> np.ndarray:
+        """Decrypts the elements of ``ENCRYPTED_INPUT`` (encrypted under this secret key)
+        back into the sample, shaped as :attr:`input_shape` — to check a saved key, or
+        what was sent. Values carry CKKS noise (about 2^-20 relative)."""
+        x = self._session.decrypt_input(_output_elements(inputs))
+        return np.asarray(x, dtype=np.float64).reshape(self.input_shape)
+
     def postprocess(self, y: Any) -> np.ndarray:
         """Applies the client-side post-processing to a decrypted output vector."""
         v = np.asarray(y, dtype=np.float64).reshape(-1)

@@ -220,6 +220,44 @@ impl Session {
         run(py, "decrypting", || Ok(self.inner.decrypt(&bytes)?))
     }
 
+    /// The elements of ENCRYPTED_INPUT (made under this secret key) → the sample
+    /// (flattened), read back from the slots. For checking a saved key and debugging.
+    fn decrypt_input(&self, py: Python<'_>, inputs: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<f64>> {
+        let bytes = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| element_bytes(i, o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|f| f.into_py(py))?;
+        run(py, "decrypting the input", || {
+            let spec = self.inner.spec();
+            let maps = &spec.input.slot_map;
+            if bytes.len() != maps.len() {
+                return Err(Failure(
+                    Kind::Input,
+                    format!("ENCRYPTED_INPUT holds {} ciphertexts; this model takes {}", bytes.len(), maps.len()),
+                ));
+            }
+            let params = self.inner.params();
+            let dec = ckks::Decryptor::new(self.inner.keys().secret_key());
+            let enc = ckks::Encoder::new(params);
+            let mut x = vec![f64::NAN; self.inner.input_len()];
+            for (i, (b, map)) in bytes.iter().zip(maps).enumerate() {
+                let ct = ckks::read_any_ciphertext(params, b).map_err(|e| {
+                    Failure(Kind::Input, format!("ENCRYPTED_INPUT[{i}] is not a ciphertext of this model: {e}"))
+                })?;
+                let pt = dec.decrypt(&ct).map_err(|e| Failure(Kind::Base, e.to_string()))?;
+                let v = enc.decode(&pt).map_err(|e| Failure(Kind::Base, e.to_string()))?;
+                for (j, &k) in map.iter().enumerate() {
+                    if k >= 0 && x[k as usize].is_nan() {
+                        x[k as usize] = v[j];
+                    }
+                }
+            }
+            Ok(x)
+        })
+    }
+
     /// The client-side post-processing recorded in the spec (softmax, argmax, …).
     fn postprocess(&self, y: Vec<f64>) -> Vec<f64> {
         self.inner.postprocess(&y)
