@@ -136,7 +136,17 @@ fn check_inputs(model: &LoadedModel, inputs: &[InputTensor]) -> Result<(), Reque
         .map(|c| c.name.as_str())
         .collect();
     if !missing.is_empty() {
-        return Err(RequestError::bad(format!("model '{m}' is missing required input(s) {missing:?}")));
+        // Triton's wording, so that one test suite matches both servers.
+        let q = |v: Vec<&str>| format!("[{}]", v.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(","));
+        let required = model.config.inputs.iter().filter(|c| !c.optional).count();
+        let got: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
+        return Err(RequestError::bad(format!(
+            "expected number of inputs between {required} and {} but got {} inputs for model '{m}'. Got input(s) {}, but missing required input(s) {}. Please provide all required input(s).",
+            model.config.inputs.len(),
+            got.len(),
+            q(got),
+            q(missing)
+        )));
     }
     Ok(())
 }
