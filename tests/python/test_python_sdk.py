@@ -276,10 +276,10 @@ def test_http_end_to_end(server, digits, tmp_path):
     c.save_secret_key(tmp_path / "sk.bin")
     loaded = heinfer.Client.load(c.spec_json, tmp_path / "sk.bin")
     res = triton.infer(server.model, c.infer_inputs(x[0], "http"))
-    assert np.allclose(loaded.decrypt(res.as_numpy("ENCRYPTED_OUTPUT")), logits[0], atol=0.05)
+    assert np.allclose(loaded.decrypt(res.as_numpy("ENCRYPTED_OUTPUT")), logits[0], atol=0.5)
     # post-processing on the client, as asked
     y = c.decrypt(res.as_numpy("ENCRYPTED_OUTPUT"), postprocess=True)
-    assert np.allclose(y, c.postprocess(c.decrypt(res.as_numpy("ENCRYPTED_OUTPUT"))), atol=0.05)
+    assert np.allclose(y, c.postprocess(c.decrypt(res.as_numpy("ENCRYPTED_OUTPUT"))), atol=1e-9)
 
 
 def test_grpc_end_to_end(server, digits):
