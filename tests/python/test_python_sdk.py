@@ -309,3 +309,16 @@ def test_server_errors_reach_tritonclient(server, digits):
     c._registered.add((id(triton), server.model))
     assert c.infer(triton, digits[0]).shape == (c.num_classes,)
     assert triton.is_server_live()
+
+
+def test_example_python_client(server):
+    """examples/python_client.py, as the README runs it."""
+    import subprocess
+    import sys
+
+    for args in (["--url", server.http_url], ["--url", server.grpc_url, "--grpc"]):
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python_client.py"), "-n", "3", *args,
+                            "--model", server.model], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        preds = [line for line in r.stdout.splitlines() if line.startswith("digit ")]
+        assert len(preds) == 3 and sum(p.split()[3].rstrip(",") == p.split()[-1] for p in preds) >= 2, r.stdout
