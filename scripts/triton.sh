@@ -23,7 +23,10 @@ tritonserver_bin() {
 }
 
 setup() {
-  bash "$ROOT/scripts/setup-python.sh"   # installs nvidia-pytriton and tritonclient[all] (requirements-test.txt)
+  # nvidia-pytriton and tritonclient[all] come from requirements-test.txt
+  if ! "$PY" -c 'import pytriton, tritonclient.grpc, tritonclient.http' 2>/dev/null; then
+    bash "$ROOT/scripts/setup-python.sh"
+  fi
   (cd "$ROOT" && cargo build --release -q -p triton)
   mkdir -p "$RUN/backends/heinfer"
   # Triton looks for <backend-directory>/<backend>/libtriton_<backend>.so

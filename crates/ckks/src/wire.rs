@@ -350,6 +350,10 @@ pub fn read_any_ciphertext_limited(
 ) -> Result<Ciphertext, WireError> {
     if let Some(max) = max_level {
         let h = peek_header(bytes)?;
+        // Foreign parameters first: that is the mistake to report, not its level.
+        if &h.fingerprint != params.fingerprint() {
+            return Err(WireError::ForeignParameters { found: hex(&h.fingerprint), expected: params.fingerprint_hex() });
+        }
         if bytes.len() >= HEADER_LEN + 2 && (h.kind == Kind::Ciphertext as u8 || h.kind == Kind::SeededCiphertext as u8)
         {
             let level = u16::from_le_bytes([bytes[HEADER_LEN], bytes[HEADER_LEN + 1]]) as usize;

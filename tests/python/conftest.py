@@ -1,0 +1,119 @@
+"""Shared fixtures: a compiled model repository, and the two servers that serve it —
+real NVIDIA Triton with heinfer's backend (started by scripts/triton.sh) and
+`heinfer serve` — so that one suite runs, unchanged, against both."""
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(ROOT, "models", "data")
+# CryptoNets (reference model d) is the quick one for many encrypted samples; the digits
+# CNN (reference model c) has the larger keys (tens of MB) and the heavier evaluation.
+MODEL = "digits_cryptonets"
+BIG_MODEL = "digits_cnn"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def heinfer_bin():
+    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cli"], cwd=ROOT, check=True)
+    return os.path.join(ROOT, "target", "release", "heinfer")
+
+
+def compile_model(heinfer_bin, onnx, out, *extra):
+    env = dict(os.environ, HEINFER_PYTHON=sys.executable)
+    subprocess.run([heinfer_bin, "compile", os.path.join(ROOT, "models", onnx + ".onnx"),
+                    "--calibration", os.path.join(DATA, "digits_train_img.npy"), "--no-onnxruntime",
+                    "-o", str(out), "--json", *extra], env=env, capture_output=True, text=True, check=True)
+    return os.path.join(str(out), onnx)
+
+
+@pytest.fixture(scope="session")
+def model_repo(heinfer_bin, tmp_path_factory):
+    """A model repository as `heinfer compile` writes it, at the compiler's default
+    settings: CryptoNets and the digits CNN, under different CKKS parameters."""
+    repo = tmp_path_factory.mktemp("model_repository")
+    compile_model(heinfer_bin, MODEL, repo)
+    compile_model(heinfer_bin, BIG_MODEL, repo)
+    return str(repo)
+
+
+class Server:
+    def __init__(self, kind, http_port, grpc_port, proc=None, stop=None):
+        self.kind = kind
+        self.http_url = f"127.0.0.1:{http_port}"
+        self.grpc_url = f"127.0.0.1:{grpc_port}"
+        self.model = MODEL
+        self.big_model = BIG_MODEL
+        self.proc = proc
+        self._stop = stop
+
+    def alive(self):
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/live", timeout=5) as r:
+                return r.status == 200
+        except Exception:
+            return False
+
+    def __repr__(self):
+        return f"<{self.kind} http={self.http_url} grpc={self.grpc_url}>"
+
+
+def start_triton(repo, run_dir):
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    env = dict(os.environ, TRITON_HTTP_PORT=str(http), TRITON_GRPC_PORT=str(grpc),
+               TRITON_METRICS_PORT=str(metrics), TRITON_RUN_DIR=str(run_dir))
+    script = os.path.join(ROOT, "scripts", "triton.sh")
+    subprocess.run(["bash", script, "setup"], env=env, check=True, capture_output=True)
+    subprocess.run(["bash", script, "start", repo], env=env, check=True)
+    return Server("triton", http, grpc, stop=lambda: subprocess.run(["bash", script, "stop"], env=env, check=False))
+
+
+def start_heinfer(heinfer_bin, repo, log_path):
+    log = open(log_path, "w+")
+    proc = subprocess.Popen([heinfer_bin, "serve", repo, "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"heinfer serve exited with {proc.returncode}:\n{log.read()[-3000:]}")
+        log.seek(0)
+        m = re.search(r"ready.*http=[\w.]+:(\d+).*grpc=[\w.]+:(\d+)", log.read())
+        if m:
+            def stop():
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                log.close()
+            return Server("heinfer", int(m.group(1)), int(m.group(2)), proc=proc, stop=stop)
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("heinfer serve did not report ready within 120 s")
+
+
+SERVERS = [s for s in os.environ.get("HEINFER_TEST_SERVERS", "triton,heinfer").split(",") if s]
+
+
+@pytest.fixture(scope="session", params=SERVERS)
+def server(request, model_repo, heinfer_bin, tmp_path_factory):
+    """The model repository served by real Triton, then by `heinfer serve`."""
+    if request.param == "triton":
+        s = start_triton(model_repo, tmp_path_factory.mktemp("triton"))
+    else:
+        s = start_heinfer(heinfer_bin, model_repo, tmp_path_factory.mktemp("serve") / "serve.log")
+    yield s
+    s._stop()
