@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod bench;
+mod client_cmds;
 mod demo;
 mod run;
 mod serve;
@@ -135,6 +137,75 @@ enum Cmd {
         #[arg(long)]
         models: Option<PathBuf>,
     },
+    /// Make a secret key (a new 0600 file) and the evaluation-key bundle for a model; prints the key id
+    Keygen {
+        /// a model directory, its model.hem, or a client-spec JSON file
+        model: PathBuf,
+        /// where to write the secret key (never overwritten)
+        #[arg(long)]
+        secret_key: PathBuf,
+        /// where to write the evaluation-key bundle (sent to the server once)
+        #[arg(long)]
+        keys_out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Encrypt samples into ciphertext files (one per sample: -o is a file for one sample, else a directory)
+    Encrypt {
+        /// a model directory, its model.hem, or a client-spec JSON file
+        model: PathBuf,
+        #[arg(long)]
+        secret_key: PathBuf,
+        /// inputs (.npy, shape [n, ...input shape])
+        #[arg(long)]
+        input: PathBuf,
+        /// encrypt only the first n samples
+        #[arg(long)]
+        samples: Option<usize>,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// Evaluate encrypted queries in this process (the server's step, no network) into result files
+    Evaluate {
+        /// a model directory or its model.hem
+        model: PathBuf,
+        /// the evaluation-key bundle from `heinfer keygen`
+        #[arg(long)]
+        keys: PathBuf,
+        /// query files from `heinfer encrypt`
+        #[arg(required = true)]
+        queries: Vec<PathBuf>,
+        /// result file (one query) or directory
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// Decrypt result files into the model's outputs (and classes)
+    Decrypt {
+        /// a model directory, its model.hem, or a client-spec JSON file
+        model: PathBuf,
+        #[arg(long)]
+        secret_key: PathBuf,
+        /// result files
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// apply the model's recorded post-processing (softmax, sigmoid, argmax)
+        #[arg(long)]
+        postprocess: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Latency breakdown (encrypt, evaluate, decrypt), sizes and server memory of encrypted inference
+    Bench {
+        /// a model directory or its model.hem
+        model: PathBuf,
+        /// inputs (.npy); default: pseudo-random values in [0, 1)
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        samples: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the report of a compiled model (a model.hem file or a model directory)
     Inspect {
         path: PathBuf,
@@ -244,6 +315,17 @@ fn run(cli: Cli) -> Result<(), String> {
             })
         }
         Cmd::Demo { samples, json, models } => demo::demo(demo::DemoArgs { samples, json, models }),
+        Cmd::Keygen { model, secret_key, keys_out, json } => client_cmds::keygen(&model, &secret_key, &keys_out, json),
+        Cmd::Encrypt { model, secret_key, input, samples, output } => {
+            client_cmds::encrypt(&model, &secret_key, &input, samples, &output)
+        }
+        Cmd::Evaluate { model, keys, queries, output } => client_cmds::evaluate(&model, &keys, &queries, &output),
+        Cmd::Decrypt { model, secret_key, results, postprocess, json } => {
+            client_cmds::decrypt(&model, &secret_key, &results, postprocess, json)
+        }
+        Cmd::Bench { model, input, samples, json } => {
+            bench::bench(bench::BenchArgs { model: &model, input: input.as_deref(), samples, json })
+        }
         Cmd::Inspect { path, json, client_spec, ops } => {
             let m = model::HeModel::read_file(find_hem(&path)).map_err(|e| e.to_string())?;
             if client_spec {

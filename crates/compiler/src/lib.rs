@@ -11,6 +11,7 @@
 pub mod approx;
 pub mod import;
 pub mod lower;
+pub mod noise;
 pub mod npy;
 pub mod onnx;
 pub mod ort;
@@ -98,12 +99,34 @@ pub struct Compiled {
     pub plots: Vec<(String, String)>,
 }
 
+/// Calibration samples the noise analysis simulates.
+const NOISE_SAMPLES: usize = 64;
+/// Share of them that must keep their top-1 class under `NOISE_SAFETY` × the modelled noise.
+const NOISE_QUANTILE: f64 = 0.99;
+const NOISE_SAFETY: f64 = 4.0;
+/// Never below this scale, whatever the analysis says (constants and weights lose
+/// precision below it).
+const MIN_SCALE_BITS: u32 = 24;
+
 /// A stage after approximation, with affine folds applied.
 #[derive(Clone, Debug)]
 enum LStage {
-    Linear { name: String, kind: String, map: import::Affine },
-    Square { name: String, kind: String },
-    Poly { name: String, kind: String, coef: Vec<f64>, exact_zero: bool },
+    Linear {
+        name: String,
+        kind: String,
+        map: import::Affine,
+    },
+    Square {
+        name: String,
+        kind: String,
+    },
+    /// A polynomial in its input, by its Chebyshev coefficients (see [`lower::poly`]).
+    Poly {
+        name: String,
+        kind: String,
+        cheb: Vec<f64>,
+        exact_zero: bool,
+    },
 }
 
 impl LStage {
@@ -111,13 +134,13 @@ impl LStage {
         match self {
             LStage::Linear { map, .. } => map.apply(v),
             LStage::Square { .. } => v.iter().map(|x| x * x).collect(),
-            LStage::Poly { coef, .. } => v.iter().map(|&x| coef.iter().rev().fold(0.0, |a, &c| a * x + c)).collect(),
+            LStage::Poly { cheb, .. } => v.iter().map(|&x| approx::cheb_eval(cheb, x)).collect(),
         }
     }
     fn depth(&self) -> u32 {
         match self {
             LStage::Linear { .. } | LStage::Square { .. } => 1,
-            LStage::Poly { coef, .. } => approx::depth_rec(coef),
+            LStage::Poly { cheb, .. } => approx::depth_rec(cheb),
         }
     }
     fn info(&self) -> LayerInfo {
@@ -180,7 +203,7 @@ fn approximate(
                     out.push(LStage::Poly {
                         name: format!("{name} (affine)"),
                         kind: "affine".into(),
-                        coef: vec![c, a],
+                        cheb: vec![c, a],
                         exact_zero: c == 0.0,
                     });
                 }
@@ -217,9 +240,10 @@ fn approximate(
                         }
                     }
                     let z = fit.coef[0] == 0.0;
-                    out.push(LStage::Poly { name: name.clone(), kind, coef: fit.coef.clone(), exact_zero: z });
+                    out.push(LStage::Poly { name: name.clone(), kind, cheb: fit.cheb.clone(), exact_zero: z });
                 } else {
-                    out.push(LStage::Poly { name: name.clone(), kind, coef: cx.clone(), exact_zero: cx[0] == 0.0 });
+                    let cheb = approx::power_to_cheb(&cx);
+                    out.push(LStage::Poly { name: name.clone(), kind, cheb, exact_zero: cx[0] == 0.0 });
                 }
             }
         }
@@ -228,7 +252,7 @@ fn approximate(
         out.push(LStage::Poly {
             name: "output affine".into(),
             kind: "affine".into(),
-            coef: vec![c, a],
+            cheb: vec![c, a],
             exact_zero: c == 0.0,
         });
     }
@@ -280,11 +304,11 @@ fn build(stages: &[LStage], q: &[u64], slots: usize, scale: f64) -> Result<Built
             LStage::Square { .. } => {
                 v = b.square_rescale(v);
             }
-            LStage::Poly { coef, exact_zero, .. } => {
-                if v.level < approx::depth_rec(coef) {
+            LStage::Poly { cheb, exact_zero, .. } => {
+                if v.level < approx::depth_rec(cheb) {
                     return Err(CompileError::Internal("out of levels".into()));
                 }
-                v = lower::poly(&mut b, v, coef);
+                v = lower::poly(&mut b, v, cheb);
                 if !exact_zero {
                     for e in layout.iter_mut() {
                         if *e == lower::ZERO {
@@ -436,16 +460,51 @@ pub fn compile(
     progress("packing and choosing parameters");
     let mut last_err = None;
     let mut choice = None;
+    let mut noise_note = String::new();
+    let mut noise_at: Option<(u32, noise::NoiseEstimate)> = None;
+    let noise_rows: Vec<usize> = (0..cal_rows).step_by((cal_rows / NOISE_SAMPLES).max(1)).collect();
     for log_n in opts.min_log_n.max(12)..=16 {
         let slots = 1usize << (log_n - 1);
-        let dummy_q = vec![1u64 << 40; depth as usize + 1];
-        match build(&stages, &dummy_q, slots, 2f64.powi(30)) {
+        // Every prime and the scale at 2^S_REF: the program for the noise analysis.
+        let dummy_q = vec![1u64 << noise::S_REF; depth as usize + 1];
+        match build(&stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32)) {
             Ok(bt) => {
                 let steps = lower::rotation_steps(&bt.b.nodes);
                 let relin = bt.b.nodes.iter().any(|n| matches!(n.op, Op::Square { .. } | Op::MulRelin { .. }));
+                let inputs: Vec<Vec<f64>> = noise_rows
+                    .iter()
+                    .map(|&r| {
+                        let x = calib.row(r);
+                        bt.client_map.iter().map(|&i| if i >= 0 { x[i as usize] } else { 0.0 }).collect()
+                    })
+                    .collect();
+                let n_out = bt.out_layout.iter().filter(|&&e| e >= 0).map(|&e| e as usize + 1).max().unwrap_or(0);
+                let out_slots: Vec<usize> =
+                    (0..n_out).filter_map(|o| bt.out_layout.iter().position(|&e| e == o as i32)).collect();
+                // Simulated once, on the smallest ring the layout fits; larger rings scale it.
+                let est = match &noise_at {
+                    Some((k, e)) => noise::NoiseEstimate::for_larger_ring(e, log_n - k),
+                    None => {
+                        let e = noise::analyse(
+                            &bt.b.nodes,
+                            &bt.b.plains,
+                            bt.out.id as usize,
+                            &inputs,
+                            &out_slots,
+                            slots,
+                            log_n,
+                            NOISE_SAFETY,
+                        );
+                        noise_at = Some((log_n, e.clone()));
+                        e
+                    }
+                };
                 let req = params::ParamRequest {
                     depth,
                     scale_bits: opts.scale_bits,
+                    min_scale_bits: MIN_SCALE_BITS,
+                    noise: Some(est.clone()),
+                    noise_quantile: NOISE_QUANTILE,
                     headroom_bits: headroom,
                     min_slots: slots,
                     galois_keys: steps.len(),
@@ -455,6 +514,19 @@ pub fn compile(
                 };
                 match params::choose(&req) {
                     Ok(c) if c.params.log_n() == log_n => {
+                        let s = c.scale_bits;
+                        let min_bits = c.needed_scale_bits;
+                        noise_note = format!(
+                            "scale 2^{s}: CKKS noise (encryption, rescale, key switch) simulated on {} calibration samples needs at least 2^{min_bits} for {:.0}% of them to keep their top-1 class under {NOISE_SAFETY}x the modelled noise; predicted max output error from noise at 2^{s}: {:.2e}",
+                            inputs.len(),
+                            100.0 * NOISE_QUANTILE,
+                            est.max_err_at(s, c.ks_factor)
+                        );
+                        if s < min_bits {
+                            noise_note += &format!(
+                                " — below the 2^{min_bits} the noise analysis asks for: expect errors under encryption"
+                            );
+                        }
                         choice = Some(c);
                         break;
                     }
@@ -469,6 +541,7 @@ pub fn compile(
         Some(c) => c,
         None => return Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),
     };
+    notes.push(noise_note);
     let params = choice.params.clone();
     let slots = params.slots();
     progress("lowering to CKKS operations");

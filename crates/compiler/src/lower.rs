@@ -458,18 +458,22 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
     }
 }
 
-/// Evaluates p(x) = Σ coef[k] x^k (x already normalised) at depth ⌈log2(deg+1)⌉-ish.
-/// The result has level `x.level − depth` and scale `x.scale`.
+/// Evaluates p(x) = Σ cheb[k] T_k(x) (x already normalised to [−1, 1]) at depth
+/// ⌈log2(deg+1)⌉-ish: T_(2^k) by doubling (T_2m = 2·T_m² − 1), then p = q·T_m + r
+/// recursively. In the Chebyshev basis the coefficients of a fitted activation stay
+/// near its values (the power basis of a degree-31 ReLU fit reaches 10^8, which
+/// multiplies CKKS noise by as much). The result has level `x.level − depth` and
+/// scale `x.scale`.
 pub fn poly(b: &mut Builder, x: V, coef: &[f64]) -> V {
     let depth = crate::approx::depth_rec(coef);
     let out_level = x.level - depth;
-    // Powers x^(2^k) by repeated squaring.
     let mut pows = vec![x];
     let d = crate::approx::degree_of(coef);
     while (1usize << pows.len()) <= d {
         let last = *pows.last().unwrap();
         let sq = b.square_rescale(last);
-        pows.push(sq);
+        let twice = b.add(sq, sq);
+        pows.push(b.add_const(twice, -1.0));
     }
     match eval_rec(b, &pows, coef, out_level, x.scale) {
         Term::Ct(v) => v,
@@ -507,7 +511,8 @@ fn eval_rec(b: &mut Builder, pows: &[V], c: &[f64], level: u32, scale: f64) -> T
     let p = pows[k];
     let pd = b.drop_to(p, level + 1);
     let qs = scale * b.q[(level + 1) as usize] as f64 / pd.scale;
-    let prod = match eval_rec(b, pows, &c[split..=d], level + 1, qs) {
+    let (qc, rc) = crate::approx::cheb_split(&c[..=d], split);
+    let prod = match eval_rec(b, pows, &qc, level + 1, qs) {
         Term::Const(cq) => b.mul_const_to(pd, cq, scale),
         Term::Ct(qv) => {
             let m = b.mul_relin_rescale(qv, pd);
@@ -515,7 +520,7 @@ fn eval_rec(b: &mut Builder, pows: &[V], c: &[f64], level: u32, scale: f64) -> T
             V { scale, ..m }
         }
     };
-    match eval_rec(b, pows, &c[..split], level, scale) {
+    match eval_rec(b, pows, &rc, level, scale) {
         Term::Const(c0) => Term::Ct(b.add_const(prod, c0)),
         Term::Ct(r) => {
             let r = b.drop_to(r, level);

@@ -4,6 +4,7 @@
 
 use ckks::{max_log_qp, Parameters};
 
+use crate::noise::{ks_factor, NoiseEstimate};
 use crate::CompileError;
 
 #[derive(Clone, Debug)]
@@ -11,6 +12,12 @@ pub struct ParamRequest {
     pub depth: u32,
     /// log2 of the scale (bits of every rescaling prime).
     pub scale_bits: Option<u32>,
+    /// Smallest scale bits whatever the noise analysis says, when not fixed.
+    pub min_scale_bits: u32,
+    /// CKKS noise analysis: a set is taken only if its scale keeps `noise_quantile` of
+    /// the calibration samples' top-1 class under its key-switching split's noise.
+    pub noise: Option<NoiseEstimate>,
+    pub noise_quantile: f64,
     /// Bits of q0 above the scale (room for the output's magnitude).
     pub headroom_bits: u32,
     pub min_slots: usize,
@@ -25,10 +32,15 @@ pub struct Choice {
     pub params: Parameters,
     pub scale_bits: u32,
     pub key_bytes_each: usize,
+    /// Key-switch noise factor of this set (see [`crate::noise::ks_factor`]).
+    pub ks_factor: f64,
+    /// Scale bits the noise analysis asks for with this set's key switching.
+    pub needed_scale_bits: u32,
 }
 
-/// Scale bits tried, best precision first, when the user does not fix them.
-const SCALE_RANGE: std::ops::RangeInclusive<u32> = 22..=30;
+/// Scale bits tried, best precision first, when the user does not fix them (from
+/// `min_scale_bits` up; q0 = scale + headroom must stay within 60 bits).
+const SCALE_RANGE: std::ops::RangeInclusive<u32> = 20..=50;
 
 pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
     let mut why = String::new();
@@ -40,16 +52,27 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
         let bound = max_log_qp(log_n).unwrap_or(0);
         let scales: Vec<u32> = match req.scale_bits {
             Some(s) => vec![s],
-            None => SCALE_RANGE.rev().collect(),
+            None => SCALE_RANGE.rev().filter(|&s| s >= req.min_scale_bits && s + req.headroom_bits <= 60).collect(),
         };
-        let mut found: Vec<(u32, usize, Parameters)> = vec![];
+        // Candidates from bit sizes alone (building a parameter set costs its NTT
+        // tables): per scale, the split with the smallest evaluation keys.
+        struct Cand {
+            s: u32,
+            bytes: f64,
+            q_bits: Vec<u32>,
+            p_bits: Vec<u32>,
+            dnum: usize,
+            ks: f64,
+            needed: u32,
+        }
+        let mut found: Vec<Cand> = vec![];
         for s in scales {
             let q0 = (s + req.headroom_bits).min(60);
             let l = req.depth as usize + 1;
             let mut q_bits = vec![q0];
             q_bits.extend(std::iter::repeat_n(s, req.depth as usize));
             let log_q: u32 = q_bits.iter().sum();
-            let mut best: Option<(usize, Parameters)> = None;
+            let mut best: Option<Cand> = None;
             for dnum in 1..=l {
                 let alpha = l.div_ceil(dnum);
                 if l.div_ceil(alpha) != dnum {
@@ -63,48 +86,72 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
                 if log_q + each * k as u32 > bound {
                     continue;
                 }
-                let built = Parameters::builder()
-                    .log_n(log_n)
-                    .q_bits(&q_bits)
-                    .p_bits(&p_bits)
-                    .dnum(dnum)
-                    .log_scale(s as f64)
-                    .build();
-                let params = match built {
-                    Ok(p) => p,
-                    Err(e) => {
-                        why = e.to_string();
-                        continue;
-                    }
-                };
+                // Noise: the largest digit over P scales every key switch's noise.
+                let ks = ks_factor(dnum, 2f64.powi(digit as i32 - (each * k as u32) as i32));
+                let needed = req
+                    .noise
+                    .as_ref()
+                    .map(|n| n.min_scale_bits(req.noise_quantile, ks))
+                    .unwrap_or(0)
+                    .max(req.min_scale_bits);
+                if req.scale_bits.is_none() && s < needed {
+                    why = format!("CKKS noise needs a scale of 2^{needed} with dnum {dnum}");
+                    continue;
+                }
                 let keys = req.galois_keys + usize::from(req.relin);
-                let total = keys * params.keyswitch_key_bytes();
+                let bytes = (keys * dnum) as f64 * (1u64 << log_n) as f64 * (log_q + each * k as u32) as f64 / 8.0;
                 if let Some(b) = req.key_budget_bytes {
-                    if total > b {
-                        why = format!("evaluation keys {total} bytes exceed the budget {b}");
+                    if bytes > b as f64 * 1.01 {
+                        why = format!("evaluation keys ~{:.0} bytes exceed the budget {b}", bytes);
                         continue;
                     }
                 }
-                if best.as_ref().map(|(t, _)| total < *t).unwrap_or(true) {
-                    best = Some((total, params));
+                if best.as_ref().map(|c| bytes < c.bytes).unwrap_or(true) {
+                    best = Some(Cand { s, bytes, q_bits: q_bits.clone(), p_bits, dnum, ks, needed });
                 }
             }
-            if let Some((total, params)) = best {
-                found.push((s, total, params));
-            }
+            found.extend(best);
         }
         // Precision against key size: the largest scale whose keys stay within 1.5× the smallest.
-        if let Some(min) = found.iter().map(|f| f.1).min() {
-            let (s, _, params) = found.into_iter().filter(|f| f.1 * 2 <= min * 3).max_by_key(|f| f.0).unwrap();
+        while let Some(min) = found.iter().map(|f| f.bytes).min_by(f64::total_cmp) {
+            let i = (0..found.len()).filter(|&i| found[i].bytes <= min * 1.5).max_by_key(|&i| found[i].s).unwrap();
+            let c = found.swap_remove(i);
+            let built = Parameters::builder()
+                .log_n(log_n)
+                .q_bits(&c.q_bits)
+                .p_bits(&c.p_bits)
+                .dnum(c.dnum)
+                .log_scale(c.s as f64)
+                .build();
+            let params = match built {
+                Ok(p) => p,
+                Err(e) => {
+                    why = e.to_string();
+                    continue;
+                }
+            };
             let each = params.keyswitch_key_bytes();
-            return Ok(Choice { params, scale_bits: s, key_bytes_each: each });
+            let total = each * (req.galois_keys + usize::from(req.relin));
+            if let Some(b) = req.key_budget_bytes {
+                if total > b {
+                    why = format!("evaluation keys {total} bytes exceed the budget {b}");
+                    continue;
+                }
+            }
+            return Ok(Choice {
+                params,
+                scale_bits: c.s,
+                key_bytes_each: each,
+                ks_factor: c.ks,
+                needed_scale_bits: c.needed,
+            });
         }
         if why.is_empty() {
             why = format!("depth {} does not fit 2^{log_n}'s bound of {bound} bits", req.depth);
         }
     }
     Err(CompileError::Params(format!(
-        "no 128-bit secure parameter set holds depth {} with {} slots ({why}); lower the depth (smaller activation degree, fewer layers) or the precision",
-        req.depth, req.min_slots
+        "no 128-bit secure parameter set holds depth {} with {} slots at a scale of at least 2^{} ({why}); lower the depth (smaller activation degree, fewer layers) or the precision",
+        req.depth, req.min_slots, req.scale_bits.unwrap_or(req.min_scale_bits)
     )))
 }

@@ -1,0 +1,245 @@
+//! `heinfer keygen`, `encrypt`, `evaluate`, `decrypt`: the client's three steps and the
+//! server's one, each as a command over files, so a model can be tried step by step
+//! (and each step's bad inputs seen) without a server.
+//!
+//! Encrypted queries and results are stored as *ciphertext files*:
+//!
+//! ```text
+//! "HECT"  u16 version (1)  u16 kind (1 query, 2 result)  u32 count
+//! count × ( u32 length  bytes )        all integers little-endian
+//! ```
+//!
+//! The part after the 12-byte header is exactly the KServe/Triton BYTES tensor of
+//! `ENCRYPTED_INPUT` / `ENCRYPTED_OUTPUT` (each element one serialized ciphertext in
+//! the `ckks` wire format), so a file's tail can be sent as is.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use client::Session;
+use model::{ClientSpec, HeModel};
+use runtime::{CompiledModel, KeyStore, Request, Service};
+
+use crate::{find_hem, spinner};
+
+pub const MAGIC: &[u8; 4] = b"HECT";
+pub const VERSION: u16 = 1;
+pub const KIND_QUERY: u16 = 1;
+pub const KIND_RESULT: u16 = 2;
+const HEADER: usize = 12;
+
+fn kind_name(k: u16) -> &'static str {
+    match k {
+        KIND_QUERY => "encrypted query",
+        KIND_RESULT => "encrypted result",
+        _ => "unknown",
+    }
+}
+
+/// A ciphertext file's bytes.
+pub fn write_container(kind: u16, elements: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + runtime::tensor::encoded_len(elements));
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&kind.to_le_bytes());
+    out.extend_from_slice(&(elements.len() as u32).to_le_bytes());
+    out.extend_from_slice(&runtime::tensor::join_bytes(elements));
+    out
+}
+
+/// Parses a ciphertext file of `kind`, checking header, count and every length.
+pub fn read_container<'a>(what: &str, kind: u16, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, String> {
+    if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+        return Err(format!(
+            "{what}: not a heinfer ciphertext file (expected the magic \"HECT\" and a 12-byte header; {} bytes)",
+            bytes.len()
+        ));
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != VERSION {
+        return Err(format!("{what}: ciphertext file version {version}; this heinfer reads version {VERSION}"));
+    }
+    let k = u16::from_le_bytes([bytes[6], bytes[7]]);
+    if k != kind {
+        return Err(format!("{what}: holds an {} (kind {k}), expected an {}", kind_name(k), kind_name(kind)));
+    }
+    let count = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    runtime::tensor::split_bytes(what, &bytes[HEADER..], Some(count)).map_err(|e| format!("{what}: {e}"))
+}
+
+/// The client spec of a model directory, a model.hem, or a client-spec JSON file.
+pub fn load_spec(path: &Path) -> Result<ClientSpec, String> {
+    let is_json = path.extension().map(|e| e == "json").unwrap_or(false);
+    if is_json {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return ClientSpec::from_json(&text).map_err(|e| format!("{}: not a client spec: {e}", path.display()));
+    }
+    Ok(load_model(path)?.client)
+}
+
+pub fn load_model(path: &Path) -> Result<HeModel, String> {
+    let hem = find_hem(path);
+    HeModel::read_file(&hem).map_err(|e| format!("{}: {e}", hem.display()))
+}
+
+fn session(model: &Path, secret_key: &Path) -> Result<Session, String> {
+    let spec = load_spec(model)?;
+    Session::load(spec, secret_key).map_err(|e| e.to_string())
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// `heinfer keygen`: a new secret key (0600, never overwritten) and the evaluation-key bundle.
+pub fn keygen(model: &Path, secret_key: &Path, keys_out: &Path, json: bool) -> Result<(), String> {
+    let spec = load_spec(model)?;
+    if secret_key.exists() {
+        return Err(format!("{} exists; heinfer never overwrites a secret key", secret_key.display()));
+    }
+    let pb = spinner();
+    pb.set_message(format!(
+        "generating keys: relinearization {} + {} Galois keys at N = 2^{}",
+        spec.relinearization,
+        spec.rotation_steps.len(),
+        spec.params.log_n
+    ));
+    let t = std::time::Instant::now();
+    let s = Session::generate(spec).map_err(|e| e.to_string());
+    let s = match s {
+        Ok(s) => s,
+        Err(e) => {
+            pb.finish_and_clear();
+            return Err(e);
+        }
+    };
+    let (bundle, id) = s.evaluation_bundle();
+    pb.finish_and_clear();
+    s.save_secret(secret_key).map_err(|e| e.to_string())?;
+    write_new(keys_out, &bundle)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"key_id": id.hex(), "bundle_bytes": bundle.len(), "seconds": t.elapsed().as_secs_f64(),
+                "secret_key": secret_key, "keys_out": keys_out})
+        );
+    } else {
+        println!("{}", id.hex());
+        eprintln!(
+            "secret key: {} (mode 0600, keep it); evaluation keys: {} ({:.2} MB, send once); {:.2} s",
+            secret_key.display(),
+            keys_out.display(),
+            bundle.len() as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// `heinfer encrypt`: one ciphertext file per sample.
+pub fn encrypt(
+    model: &Path,
+    secret_key: &Path,
+    input: &Path,
+    samples: Option<usize>,
+    out: &Path,
+) -> Result<(), String> {
+    let s = session(model, secret_key)?;
+    let xs = compiler::npy::read(input).map_err(|e| format!("input file {}: {e}", input.display()))?;
+    let n = s.input_len();
+    if xs.data.len() % n.max(1) != 0 || xs.data.is_empty() {
+        return Err(format!(
+            "input file {} has shape {:?}; the model takes samples of shape {:?} ({n} values)",
+            input.display(),
+            xs.shape,
+            s.spec().input.shape
+        ));
+    }
+    let rows = xs.data.len() / n;
+    let count = samples.unwrap_or(rows).min(rows);
+    let files: Vec<PathBuf> = if count == 1 && !out.is_dir() {
+        vec![out.to_path_buf()]
+    } else {
+        std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+        (0..count).map(|i| out.join(format!("query_{i:05}.hect"))).collect()
+    };
+    for (i, f) in files.iter().enumerate() {
+        let cts = s.encrypt(&xs.data[i * n..(i + 1) * n]).map_err(|e| format!("sample {i}: {e}"))?;
+        write_new(f, &write_container(KIND_QUERY, &cts))?;
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+/// `heinfer evaluate`: the server's step, in this process — a result file per query file.
+pub fn evaluate(model: &Path, keys: &Path, queries: &[PathBuf], out: &Path) -> Result<(), String> {
+    let m = load_model(model)?;
+    let spec = m.client.clone();
+    let exe = CompiledModel::load(m).map_err(|e| e.to_string())?;
+    let store = KeyStore::new(usize::MAX, None).map_err(|e| e.to_string())?;
+    let service = Service::new(exe.into_executable(), Arc::new(store))
+        .with_input_level(spec.input.level as usize, spec.input.scale);
+    let bundle = read(keys)?;
+    let id = service.register(&bundle).map_err(|e| format!("evaluation keys {}: {e}", keys.display()))?;
+    let hex = id.hex();
+    let many = queries.len() > 1 || out.is_dir();
+    if many {
+        std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    }
+    let pb = if queries.len() > 1 { Some(indicatif::ProgressBar::new(queries.len() as u64)) } else { None };
+    for q in queries {
+        let bytes = read(q)?;
+        let what = q.display().to_string();
+        let cts = read_container(&what, KIND_QUERY, &bytes)?;
+        let resp = service
+            .infer(Request { ciphertexts: cts, key_id: Some(hex.as_bytes()), evaluation_keys: None })
+            .map_err(|e| format!("{what}: {e}"))?;
+        let dest = if many {
+            let stem = q.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or("query".into());
+            out.join(format!("{}.hect", stem.replace("query", "result")))
+        } else {
+            out.to_path_buf()
+        };
+        write_new(&dest, &write_container(KIND_RESULT, &resp.ciphertexts))?;
+        if let Some(pb) = &pb {
+            pb.inc(1);
+        }
+        pb.as_ref()
+            .map(|p| p.suspend(|| println!("{}", dest.display())))
+            .unwrap_or_else(|| println!("{}", dest.display()));
+    }
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    Ok(())
+}
+
+/// `heinfer decrypt`: each result file → its output vector (and class).
+pub fn decrypt(
+    model: &Path,
+    secret_key: &Path,
+    results: &[PathBuf],
+    postprocess: bool,
+    json: bool,
+) -> Result<(), String> {
+    let s = session(model, secret_key)?;
+    for r in results {
+        let bytes = read(r)?;
+        let what = r.display().to_string();
+        let cts = read_container(&what, KIND_RESULT, &bytes)?;
+        let y = s.decrypt(&cts).map_err(|e| format!("{what}: {e}"))?;
+        let class = model::argmax(&y);
+        let shown = if postprocess { s.postprocess(&y) } else { y };
+        if json {
+            println!("{}", serde_json::json!({"file": what, "output": shown, "class": class}));
+        } else {
+            let v: Vec<String> = shown.iter().map(|v| format!("{v:.4}")).collect();
+            println!("{what}: class {class} [{}]", v.join(", "));
+        }
+    }
+    Ok(())
+}
