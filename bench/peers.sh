@@ -2,7 +2,7 @@
 # heinfer beside its peers, single-threaded, on this machine, in one run.
 #
 #   bench/peers.sh ckks    CKKS operations against TenSEAL and OpenFHE (PyPI), same N, moduli and scale
-#   bench/peers.sh mnist   (to be added: encrypted MNIST inference end to end)
+#   bench/peers.sh mnist   TenSEAL's encrypted-MNIST tutorial network end to end, heinfer against TenSEAL (2 threads)
 #
 # The peers are installed on first use, from PyPI, into git-ignored venvs:
 #   bench/.venv-openfhe  (openfhe + numpy; the wheel is a CPython 3.10 module)
@@ -87,16 +87,57 @@ ckks() {
   echo "peers.sh: done in $((SECONDS - started)) s" >&2
 }
 
-# mnist() { ... }   — the `mnist` subcommand goes here (encrypted MNIST end to end against a peer);
-#                     add its case below and its scripts under bench/peers/.
+# mnist: TenSEAL's encrypted-MNIST tutorial network (models/tenseal_mnist.onnx, random weights
+# from models/make_tenseal_mnist.py) compiled by heinfer twice — at its default (noise-aware)
+# settings and at TenSEAL's scale 2^26 — and run by TenSEAL with its tutorial parameters, on
+# scikit-learn digits upsampled to 28x28. heinfer: `heinfer bench` for the timings and sizes,
+# keygen/encrypt/evaluate/decrypt for the outputs checked against the plaintext network.
+# MNIST_SAMPLES (default 10) images timed and checked per heinfer configuration,
+# MNIST_TS_SAMPLES (default 3) for TenSEAL; 2 threads each (MNIST_THREADS).
+mnist() {
+  local threads=${MNIST_THREADS:-2} n=${MNIST_SAMPLES:-10}
+  export RAYON_NUM_THREADS=$threads MNIST_THREADS=$threads
+  echo "peers.sh: building heinfer (release) ..." >&2
+  cargo build --release -q -p cli >&2
+  local heinfer=target/release/heinfer py=.venv/bin/python
+  [ -x "$py" ] || py=python3
+  mkdir -p "$out/data"
+  "$py" models/make_tenseal_mnist.py --data "$out/data" >&2
+  local cfg extra dir
+  for cfg in default scale26; do
+    extra=""; [ $cfg = scale26 ] && extra="--scale-bits 26"
+    echo "peers.sh: heinfer compile ($cfg) ..." >&2
+    # shellcheck disable=SC2086
+    HEINFER_PYTHON=${HEINFER_PYTHON:-$py} "$heinfer" compile models/tenseal_mnist.onnx \
+      --calibration "$out/data/mnist28_train_img.npy" --data "$out/data/mnist28_test_img.npy" \
+      -o "$out/repo_$cfg" --json $extra > "$out/heinfer_${cfg}_compile.json"
+    dir="$out/repo_$cfg/tenseal_mnist"
+    echo "peers.sh: heinfer bench ($cfg, $n images) ..." >&2
+    "$heinfer" bench "$dir" --input "$out/data/mnist28_test_img.npy" --samples "$n" --json > "$out/heinfer_${cfg}_bench.json"
+    echo "peers.sh: heinfer keygen/encrypt/evaluate/decrypt ($cfg) ..." >&2
+    "$heinfer" keygen "$dir" --secret-key "$out/sk_$cfg.bin" --keys-out "$out/keys_$cfg.hek" > /dev/null 2>&1
+    "$heinfer" encrypt "$dir" --secret-key "$out/sk_$cfg.bin" --input "$out/data/mnist28_test_img.npy" \
+      --samples "$n" -o "$out/q_$cfg" > /dev/null
+    "$heinfer" evaluate "$dir" --keys "$out/keys_$cfg.hek" "$out/q_$cfg"/*.hect -o "$out/r_$cfg" > /dev/null
+    "$heinfer" decrypt "$dir" --secret-key "$out/sk_$cfg.bin" "$out/r_$cfg"/*.hect --json > "$out/heinfer_${cfg}_decrypt.jsonl"
+  done
+  local py311
+  py311=$(find_python 3.11 "${PYTHON311:-}" python3.11 /root/.pyenv/versions/3.11.*/bin/python)
+  if peer_venv "$here/.venv-tenseal" "$py311" tenseal tenseal numpy; then
+    export MNIST_DATA="$out/data"
+    run_peer tenseal .venv-tenseal tenseal_mnist.py
+  fi
+  "$py" "$here/peers/mnist_report.py" "$out"
+  echo "peers.sh: done in $((SECONDS - started)) s" >&2
+}
 
 case "${1:-}" in
   ckks) ckks ;;
-  mnist) echo "peers.sh: 'mnist' is not implemented yet" >&2; exit 2 ;;
+  mnist) mnist ;;
   *)
     echo "usage: bench/peers.sh SUBCOMMAND" >&2
     echo "  ckks    heinfer's CKKS operations against OpenFHE and TenSEAL (PyPI), single-threaded" >&2
-    echo "  mnist   (not implemented yet)" >&2
+    echo "  mnist   TenSEAL's encrypted-MNIST network: heinfer against TenSEAL, 2 threads, one table" >&2
     exit 2
     ;;
 esac

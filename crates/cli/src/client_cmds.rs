@@ -177,6 +177,11 @@ pub fn encrypt(
 
 /// `heinfer evaluate`: the server's step, in this process — a result file per query file.
 pub fn evaluate(model: &Path, keys: &Path, queries: &[PathBuf], out: &Path) -> Result<(), String> {
+    // Malformed query files are refused before the (slower) model and key loading.
+    let files: Vec<Vec<u8>> = queries.iter().map(|q| read(q)).collect::<Result<_, _>>()?;
+    for (q, bytes) in queries.iter().zip(&files) {
+        read_container(&q.display().to_string(), KIND_QUERY, bytes)?;
+    }
     let m = load_model(model)?;
     let spec = m.client.clone();
     let exe = CompiledModel::load(m).map_err(|e| e.to_string())?;
@@ -191,10 +196,9 @@ pub fn evaluate(model: &Path, keys: &Path, queries: &[PathBuf], out: &Path) -> R
         std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     }
     let pb = if queries.len() > 1 { Some(indicatif::ProgressBar::new(queries.len() as u64)) } else { None };
-    for q in queries {
-        let bytes = read(q)?;
+    for (q, bytes) in queries.iter().zip(&files) {
         let what = q.display().to_string();
-        let cts = read_container(&what, KIND_QUERY, &bytes)?;
+        let cts = read_container(&what, KIND_QUERY, bytes)?;
         let resp = service
             .infer(Request { ciphertexts: cts, key_id: Some(hex.as_bytes()), evaluation_keys: None })
             .map_err(|e| format!("{what}: {e}"))?;

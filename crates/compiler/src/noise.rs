@@ -83,13 +83,12 @@ impl Rng {
     fn new(seed: u64) -> Self {
         let mut r = Rng(seed, vec![]);
         let mut t: Vec<f64> = (0..2048)
-            .map(|_| {
+            .flat_map(|_| {
                 let (u, v) = (r.next(), r.next());
                 let m = (-2.0 * u.ln()).sqrt();
                 let a = 2.0 * std::f64::consts::PI * v;
                 [m * a.cos(), m * a.sin()]
             })
-            .flatten()
             .collect();
         t.sort_by(f64::total_cmp);
         r.1 = t;
@@ -115,6 +114,7 @@ impl Rng {
 /// Runs `nodes` on one input slot vector three times — clean, with the noise that
 /// does not depend on key switching, with key-switch noise only (N per event) — and
 /// returns the three output vectors. Values are freed after their last use.
+#[allow(clippy::too_many_arguments)]
 fn run_three(
     nodes: &[Node],
     plains: &[PlainVec],

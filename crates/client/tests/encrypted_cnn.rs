@@ -1,0 +1,65 @@
+//! The digits CNN (depth 13: two degree-31 ReLU polynomials) compiled at its DEFAULT
+//! settings must work under real encryption: this is what broke when the compiler chose
+//! its scale on the noiseless simulation alone (2^25, power-basis polynomials: 7.5 %
+//! agreement). Samples spread over the test split; client::Session on the client side,
+//! runtime::Service on the server side.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use client::Session;
+use compiler::{npy, Data, Options};
+use runtime::{CompiledModel, KeyStore, Request, Service};
+
+fn repo_file(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
+}
+
+#[test]
+fn encrypted_cnn_at_default_settings_agrees_with_the_simulation() {
+    let onnx = std::fs::read(repo_file("models/digits_cnn.onnx")).unwrap();
+    let calib = npy::read(&repo_file("models/data/digits_train_img.npy")).unwrap();
+    let test = npy::read(&repo_file("models/data/digits_test_img.npy")).unwrap();
+    let labels = npy::read(&repo_file("models/data/digits_test_y.npy")).unwrap();
+    let opts = Options { name: "cnn".into(), use_onnxruntime: false, ..Options::default() };
+    let compiled =
+        compiler::compile(&onnx, None, &Data { calibration: &calib, eval: None, labels: None }, &opts, &|_| {})
+            .expect("compiles");
+    let m = compiled.model;
+    assert!(m.client.params.log_scale >= 28.0, "scale 2^{} is below what CKKS noise allows", m.client.params.log_scale);
+    let spec = m.client.clone();
+    let exe = CompiledModel::load(m.clone()).unwrap();
+    let session = Session::generate(spec.clone()).unwrap();
+    let (bundle, id) = session.evaluation_bundle();
+    let service = Service::new(exe.into_executable(), Arc::new(KeyStore::new(1 << 34, None).unwrap()))
+        .with_input_level(spec.input.level as usize, spec.input.scale);
+    service.register(&bundle).unwrap();
+    let hex = id.hex();
+
+    let samples: usize = std::env::var("HEINFER_CNN_SAMPLES").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let stride = test.rows() / samples;
+    let (mut agree, mut correct) = (0, 0);
+    let mut max_err: f64 = 0.0;
+    for k in 0..samples {
+        let i = k * stride;
+        let cts = session.encrypt(test.row(i)).unwrap();
+        let out = service
+            .infer(Request {
+                ciphertexts: cts.iter().map(|c| &c[..]).collect(),
+                key_id: Some(hex.as_bytes()),
+                evaluation_keys: None,
+            })
+            .unwrap();
+        let logits = session.decrypt(&out.ciphertexts).unwrap();
+        let slots = spec.pack_input(test.row(i)).unwrap();
+        let sim = spec.unpack_output(&model::simulate(&m, &slots).unwrap()).unwrap();
+        for (a, b) in logits.iter().zip(&sim) {
+            max_err = max_err.max((a - b).abs());
+        }
+        agree += (model::argmax(&logits) == model::argmax(&sim)) as usize;
+        correct += (model::argmax(&logits) == labels.row(i)[0] as usize) as usize;
+    }
+    // Broken noise handling gives ~10 % agreement and errors of several units.
+    assert_eq!(agree, samples, "top-1 agreement with the simulation {agree}/{samples} (max error {max_err})");
+    assert!(max_err < 0.5, "max logit error against the simulation {max_err}");
+    assert!(correct as f64 / samples as f64 >= 0.75, "accuracy against labels {correct}/{samples}");
+}
