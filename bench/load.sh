@@ -33,15 +33,23 @@ load() {
   echo "$name: request body $blen bytes (JSON header $hlen), key bundle $klen bytes, first answer class $cls" >&2
   for c in 1 2 4; do
     local n=$(( N > c ? N : c ))
-    hey -n "$n" -c "$c" -t 0 -m POST -T application/octet-stream \
+    local t0=$SECONDS
+    hey -n "$n" -c "$c" -t 0 -m POST -T application/octet-stream -o csv \
       -H "Inference-Header-Content-Length: $hlen" -D "$W/body.bin" \
-      "http://127.0.0.1:$port/v2/models/$MODEL/infer" >"$W/hey-$name-$c.txt"
-    local ok rps p50 p99
-    ok=$(grep -E '^\s+\[200\]' "$W/hey-$name-$c.txt" | awk '{print $2}')
-    rps=$(awk '/Requests\/sec/ {print $2}' "$W/hey-$name-$c.txt")
-    p50=$(awk '/50% in/ {print $3}' "$W/hey-$name-$c.txt")
-    p99=$(awk '/99% in/ {print $3}' "$W/hey-$name-$c.txt")
-    [ "${ok:-0}" = "$n" ] || { echo "$name c=$c: only ${ok:-0}/$n requests answered 200" >&2; cat "$W/hey-$name-$c.txt" >&2; exit 1; }
+      "http://127.0.0.1:$port/v2/models/$MODEL/infer" >"$W/hey-$name-$c.csv"
+    local wall=$(( SECONDS - t0 )) ok rps p50 p99
+    # hey's CSV: response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset
+    read -r ok rps p50 p99 < <("$PY" - "$W/hey-$name-$c.csv" "$n" <<'PY'
+import csv, sys
+import numpy as np
+rows = list(csv.DictReader(open(sys.argv[1])))
+t = np.array([float(r["response-time"]) for r in rows])
+ok = sum(r["status-code"] == "200" for r in rows)
+span = max(float(r["offset"]) + float(r["response-time"]) for r in rows)
+print(ok, len(rows) / span, np.percentile(t, 50), np.percentile(t, 99))
+PY
+)
+    [ "$ok" = "$n" ] || { echo "$name c=$c: only $ok/$n requests answered 200 (${wall}s)" >&2; exit 1; }
     echo "$name $c $n $rps $p50 $p99" >>"$W/rows"
   done
 }
