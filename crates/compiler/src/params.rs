@@ -73,13 +73,15 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
             q_bits.extend(std::iter::repeat_n(s, req.depth as usize));
             let log_q: u32 = q_bits.iter().sum();
             let mut best: Option<Cand> = None;
-            for dnum in 1..=l {
+            // P a little above the largest digit divides every key switch's noise by
+            // 2^(P − digit) for a few bits of the security budget: let the noise decide.
+            for (dnum, extra) in (1..=l).flat_map(|d| [0u32, 3, 6, 10].map(|e| (d, e))) {
                 let alpha = l.div_ceil(dnum);
                 if l.div_ceil(alpha) != dnum {
                     continue;
                 }
                 let digit: u32 = q_bits.chunks(alpha).map(|c| c.iter().sum::<u32>()).max().unwrap();
-                let p_total = digit.saturating_sub(1).max(20);
+                let p_total = (digit.saturating_sub(1) + extra).max(20);
                 let k = p_total.div_ceil(60) as usize;
                 let each = p_total.div_ceil(k as u32).max(20);
                 let p_bits = vec![each; k];
@@ -106,7 +108,9 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
                         continue;
                     }
                 }
-                if best.as_ref().map(|c| bytes < c.bytes).unwrap_or(true) {
+                // A fixed scale below what noise asks for: the least noisy split first.
+                let rank = |needed: u32, bytes: f64| (if req.scale_bits.is_some() { needed.max(s) } else { 0 }, bytes);
+                if best.as_ref().map(|c| rank(needed, bytes) < rank(c.needed, c.bytes)).unwrap_or(true) {
                     best = Some(Cand { s, bytes, q_bits: q_bits.clone(), p_bits, dnum, ks, needed });
                 }
             }
