@@ -1,5 +1,7 @@
 //! `heinfer demo`: the whole story in one command, with nothing set up beyond the
-//! build. Compiles the bundled digits CNN into a temporary model repository, starts
+//! build. Compiles a bundled digits CNN (CryptoNets-shaped by default: convolution,
+//! x², dense, x², dense — a few hundred digits take about a minute; `--model
+//! digits_cnn` for the ReLU CNN, seconds per digit) into a temporary model repository, starts
 //! `heinfer serve` in this process on free localhost ports, and plays the client
 //! over real HTTP (KServe v2 + binary data, the bytes tritonclient would send):
 //! reads the client spec from the model config, generates keys, registers them
@@ -17,19 +19,19 @@ pub struct DemoArgs {
     pub samples: usize,
     pub json: bool,
     pub models: Option<PathBuf>,
+    /// a bundled model: `models/<model>.onnx`
+    pub model: String,
 }
-
-const MODEL: &str = "digits_cnn";
 
 /// The bundled models: `--models`, else `models/` beside an ancestor of the
 /// executable (target/release/heinfer → the checkout) or of the working directory.
-fn find_models(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
-    let has = |d: &Path| d.join(format!("{MODEL}.onnx")).is_file() && d.join("data").is_dir();
+fn find_models(explicit: Option<PathBuf>, model: &str) -> Result<PathBuf, String> {
+    let has = |d: &Path| d.join(format!("{model}.onnx")).is_file() && d.join("data").is_dir();
     if let Some(d) = explicit {
         return if has(&d) {
             Ok(d)
         } else {
-            Err(format!("{} has no {MODEL}.onnx and data/ (pass the checkout's models/ directory)", d.display()))
+            Err(format!("{} has no {model}.onnx and data/ (pass the checkout's models/ directory)", d.display()))
         };
     }
     let mut starts = Vec::new();
@@ -47,7 +49,7 @@ fn find_models(explicit: Option<PathBuf>) -> Result<PathBuf, String> {
             }
         }
     }
-    Err(format!("cannot find the bundled models (models/{MODEL}.onnx) above the executable or the working directory; pass --models DIR"))
+    Err(format!("cannot find the bundled models (models/{model}.onnx) above the executable or the working directory; pass --models DIR"))
 }
 
 fn status(json: bool, msg: &str) {
@@ -132,7 +134,8 @@ pub fn demo(a: DemoArgs) -> Result<(), String> {
     if a.samples == 0 {
         return Err("--samples must be at least 1".into());
     }
-    let models = find_models(a.models)?;
+    let models = find_models(a.models, &a.model)?;
+    let name = a.model.as_str();
     let data = models.join("data");
     let read = |f: &str| compiler::npy::read(&data.join(f)).map_err(|e| format!("{}: {e}", data.join(f).display()));
     let cal = read("digits_train_img.npy")?;
@@ -141,13 +144,12 @@ pub fn demo(a: DemoArgs) -> Result<(), String> {
     let count = a.samples.min(xs.rows());
 
     // 1. Compile, as `heinfer compile` would, into a temporary model repository.
-    status(a.json, &format!("compiling {} ...", models.join(format!("{MODEL}.onnx")).display()));
+    status(a.json, &format!("compiling {} ...", models.join(format!("{name}.onnx")).display()));
     let t = Instant::now();
-    let onnx_path = models.join(format!("{MODEL}.onnx"));
+    let onnx_path = models.join(format!("{name}.onnx"));
     let onnx = std::fs::read(&onnx_path).map_err(|e| format!("{}: {e}", onnx_path.display()))?;
     let opts = compiler::Options {
-        name: MODEL.into(),
-        scale_bits: Some(30),
+        name: name.into(),
         // The demo needs nothing but the build: heinfer's own f64 interpreter is the reference.
         use_onnxruntime: false,
         ..Default::default()
@@ -172,7 +174,7 @@ pub fn demo(a: DemoArgs) -> Result<(), String> {
     let srv = rt.block_on(server::Server::start(repo, &server::Options::default())).map_err(|e| e.to_string())?;
     let load_s = t.elapsed().as_secs_f64();
     status(a.json, &srv.ready_line());
-    let base = format!("http://{}/v2/models/{MODEL}", srv.http_addr());
+    let base = format!("http://{}/v2/models/{name}", srv.http_addr());
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(600)).build();
 
     let result = (|| -> Result<Json, String> {
@@ -241,7 +243,7 @@ pub fn demo(a: DemoArgs) -> Result<(), String> {
         let n = count as f64;
         let acc = report.as_ref().and_then(|r| r.accuracy.as_ref());
         Ok(json!({
-            "model": MODEL,
+            "model": name,
             "samples": count,
             "server": {"http": srv.http_addr().to_string(), "grpc": srv.grpc_addr().to_string()},
             "parameters": report.as_ref().map(|r| json!({"log_n": r.log_n, "depth": r.depth, "log_scale": r.log_scale})),
@@ -271,7 +273,7 @@ pub fn demo(a: DemoArgs) -> Result<(), String> {
     }
     let ms = &s["ms_per_sample"];
     let f = |v: &Json| v.as_f64().unwrap_or(f64::NAN);
-    println!("heinfer demo — {MODEL}, {count} test digits encrypted, served over HTTP (KServe v2), decrypted");
+    println!("heinfer demo — {name}, {count} test digits encrypted, served over HTTP (KServe v2), decrypted");
     if let Some(r) = &report {
         println!(
             "model: compiled in {:.1} s; N = 2^{}, depth {}, scale 2^{}",

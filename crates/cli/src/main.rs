@@ -125,11 +125,14 @@ enum Cmd {
         #[arg(long, default_value_t = 256)]
         max_request_mb: usize,
     },
-    /// One command end to end: compile the bundled digits CNN, serve it, and infer on encrypted digits over HTTP
+    /// One command end to end: compile a bundled digits CNN, serve it, and infer on encrypted digits over HTTP
     Demo {
         /// how many test digits
         #[arg(long, default_value_t = 200)]
         samples: usize,
+        /// the bundled model to compile and serve (models/<model>.onnx): digits_cryptonets (conv, x², dense), or digits_cnn (conv, BatchNorm, ReLU, pool, dense; seconds per digit)
+        #[arg(long, default_value = "digits_cryptonets")]
+        model: String,
         /// print one JSON summary
         #[arg(long)]
         json: bool,
@@ -314,7 +317,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 max_request_mb,
             })
         }
-        Cmd::Demo { samples, json, models } => demo::demo(demo::DemoArgs { samples, json, models }),
+        Cmd::Demo { samples, json, models, model } => demo::demo(demo::DemoArgs { samples, json, models, model }),
         Cmd::Keygen { model, secret_key, keys_out, json } => client_cmds::keygen(&model, &secret_key, &keys_out, json),
         Cmd::Encrypt { model, secret_key, input, samples, output } => {
             client_cmds::encrypt(&model, &secret_key, &input, samples, &output)
