@@ -352,7 +352,10 @@ pub fn read_any_ciphertext_limited(
         let h = peek_header(bytes)?;
         // Foreign parameters first: that is the mistake to report, not its level.
         if &h.fingerprint != params.fingerprint() {
-            return Err(WireError::ForeignParameters { found: hex(&h.fingerprint), expected: params.fingerprint_hex() });
+            return Err(WireError::ForeignParameters {
+                found: hex(&h.fingerprint),
+                expected: params.fingerprint_hex(),
+            });
         }
         if bytes.len() >= HEADER_LEN + 2 && (h.kind == Kind::Ciphertext as u8 || h.kind == Kind::SeededCiphertext as u8)
         {

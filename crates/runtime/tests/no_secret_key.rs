@@ -5,9 +5,20 @@
 
 #[test]
 fn runtime_resolves_ckks_without_the_secret_key_feature() {
+    no_secret_key_in("runtime");
+}
+
+/// The two front ends a server operator runs: `heinfer serve` and the Triton backend.
+#[test]
+fn servers_resolve_ckks_without_the_secret_key_feature() {
+    no_secret_key_in("server");
+    no_secret_key_in("triton");
+}
+
+fn no_secret_key_in(package: &str) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["tree", "-p", "runtime", "-e", "normal", "--format", "{p} [{f}]", "--offline"])
+        .args(["tree", "-p", package, "-e", "normal", "--format", "{p} [{f}]", "--offline"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
@@ -16,6 +27,8 @@ fn runtime_resolves_ckks_without_the_secret_key_feature() {
     let ckks: Vec<&str> = tree.lines().filter(|l| l.contains("ckks v")).collect();
     assert!(!ckks.is_empty(), "ckks not found in:\n{tree}");
     for line in ckks {
-        assert!(!line.contains("secret-key"), "runtime pulls in ckks's secret key: {line}");
+        assert!(!line.contains("secret-key"), "{package} pulls in ckks's secret key: {line}");
     }
+    // The client crate holds the secret key; no server may depend on it.
+    assert!(!tree.lines().any(|l| l.contains("client v")), "{package} depends on the client crate:\n{tree}");
 }
