@@ -53,6 +53,11 @@ struct InstanceState {
     model: Arc<ModelState>,
 }
 
+// Rust allocations of this library only; memory is never freed across the boundary
+// (inputs are copied out of Triton's buffers, outputs into buffers Triton allocates).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const INPUT: &str = "ENCRYPTED_INPUT";
 const KEY_ID: &str = "KEY_ID";
 const KEYS: &str = "EVALUATION_KEYS";
