@@ -55,6 +55,10 @@ PY
 }
 
 rm -f "$W/rows"
+# The runtime called directly, one request at a time (same model, same 2 cores): before
+# and after the servers, averaged, since this machine's speed drifts by ~10 % over minutes.
+direct() { "$HEINFER" run "$W/repo/$MODEL" --input models/data/digits_test_img.npy --samples "$N" --json >"$W/direct-$1.json"; }
+direct before
 # Real Triton with the backend.
 export TRITON_HTTP_PORT=$(free_port) TRITON_GRPC_PORT=$(free_port) TRITON_METRICS_PORT=$(free_port) TRITON_RUN_DIR=$W/triton
 bash scripts/triton.sh stop >/dev/null 2>&1 || true
@@ -72,14 +76,13 @@ for _ in $(seq 1 600); do grep -q "ready" "$W/serve.log" && break; sleep 0.2; do
 sport=$(grep -o 'http=[0-9.]*:[0-9]*' "$W/serve.log" | head -1 | sed 's/.*://')
 load heinfer-serve "$sport"
 kill -TERM $spid; wait $spid || true
-# The runtime called directly, one request at a time (same model, same 2 cores).
-"$HEINFER" run "$W/repo/$MODEL" --input models/data/digits_test_img.npy --samples "$N" --json >"$W/direct.json"
+direct after
 
 "$PY" - "$W" <<'PY'
 import json, sys
 w = sys.argv[1]
 rows = [l.split() for l in open(f"{w}/rows")]
-direct_ms = json.load(open(f"{w}/direct.json"))["ms_per_sample"]["evaluate"]
+direct_ms = sum(json.load(open(f"{w}/direct-{t}.json"))["ms_per_sample"]["evaluate"] for t in ("before", "after")) / 2
 st = json.load(open(f"{w}/triton-stats.json"))["model_stats"][0]["inference_stats"]
 compute_ms = st["compute_infer"]["ns"] / max(1, st["compute_infer"]["count"]) / 1e6
 print(f"{'server':<14} {'conc':>4} {'reqs':>4} {'req/s':>7} {'p50 ms':>9} {'p99 ms':>9} {'overhead vs runtime':>20}")
@@ -90,6 +93,7 @@ for name, c, n, rps, p50, p99 in rows:
     print(f"{name:<14} {c:>4} {n:>4} {float(rps):>7.3f} {p50:>9.1f} {p99:>9.1f} {('%+.1f%%' % (100 * over)) if over is not None else '':>20}")
     out["rows"].append({"server": name, "concurrency": int(c), "requests": int(n), "rps": float(rps),
                         "p50_ms": p50, "p99_ms": p99, "overhead_vs_runtime": over})
-print(f"runtime directly (heinfer run, no network): {direct_ms:.1f} ms per request; Triton's compute_infer: {compute_ms:.1f} ms")
+print(f"runtime directly (heinfer run, no network, mean of before and after): {direct_ms:.1f} ms per request; "
+      f"Triton's compute_infer: {compute_ms:.1f} ms")
 print(json.dumps(out))
 PY
