@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use client::Session;
-use runtime::{CompiledModel, KeyStore, Request, Service};
+use runtime::{CompiledModel, KeyStore, Request};
 
 use crate::client_cmds::load_model;
 
@@ -68,8 +68,7 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
     let load_s = t.elapsed().as_secs_f64();
     let weights = exe.weight_memory_bytes();
     let store = Arc::new(KeyStore::new(usize::MAX, None).map_err(|e| e.to_string())?);
-    let service = Service::new(exe.into_executable(), store.clone())
-        .with_input_level(spec.input.level as usize, spec.input.scale);
+    let service = exe.into_service(store.clone());
 
     let pb = crate::spinner();
     pb.set_message("generating keys");

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use client::Session;
 use model::{ClientSpec, HeModel};
-use runtime::{CompiledModel, KeyStore, Request, Service};
+use runtime::{CompiledModel, KeyStore, Request};
 
 use crate::{find_hem, spinner};
 
@@ -183,11 +183,9 @@ pub fn evaluate(model: &Path, keys: &Path, queries: &[PathBuf], out: &Path) -> R
         read_container(&q.display().to_string(), KIND_QUERY, bytes)?;
     }
     let m = load_model(model)?;
-    let spec = m.client.clone();
     let exe = CompiledModel::load(m).map_err(|e| e.to_string())?;
     let store = KeyStore::new(usize::MAX, None).map_err(|e| e.to_string())?;
-    let service = Service::new(exe.into_executable(), Arc::new(store))
-        .with_input_level(spec.input.level as usize, spec.input.scale);
+    let service = exe.into_service(Arc::new(store));
     let bundle = read(keys)?;
     let id = service.register(&bundle).map_err(|e| format!("evaluation keys {}: {e}", keys.display()))?;
     let hex = id.hex();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use client::Session;
 use compiler::{npy, Data, Options};
-use runtime::{CompiledModel, KeyStore, Request, Service};
+use runtime::{CompiledModel, KeyStore, Request};
 
 fn repo_file(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
@@ -30,8 +30,7 @@ fn encrypted_cnn_at_default_settings_agrees_with_the_simulation() {
     let exe = CompiledModel::load(m.clone()).unwrap();
     let session = Session::generate(spec.clone()).unwrap();
     let (bundle, id) = session.evaluation_bundle();
-    let service = Service::new(exe.into_executable(), Arc::new(KeyStore::new(1 << 34, None).unwrap()))
-        .with_input_level(spec.input.level as usize, spec.input.scale);
+    let service = exe.into_service(Arc::new(KeyStore::new(1 << 34, None).unwrap()));
     service.register(&bundle).unwrap();
     let hex = id.hex();
 

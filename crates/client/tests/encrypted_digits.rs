@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ckks::{Ciphertext, Decryptor, Encoder, KeyGenerator, Parameters};
 use compiler::{npy, Data, Options};
-use runtime::{CompiledModel, Executable, KeyStore, Request, Service};
+use runtime::{CompiledModel, Executable, KeyStore, Request};
 
 fn repo_file(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
@@ -31,8 +31,7 @@ fn encrypted_cryptonets_agrees_with_the_simulation_on_real_digits() {
     let mut kg = KeyGenerator::new(&params);
     let sk = kg.secret_key();
     let bundle = kg.evaluation_keys(&sk, exe.rotation_steps(), false, exe.needs_relinearization()).to_bytes();
-    let service = Service::new(exe.into_executable(), Arc::new(KeyStore::new(1 << 32, None).unwrap()))
-        .with_input_level(spec.input.level as usize, spec.input.scale);
+    let service = exe.into_service(Arc::new(KeyStore::new(1 << 32, None).unwrap()));
     let id = service.register(&bundle).unwrap().hex();
     let enc = Encoder::new(&params);
     let mut dec = Decryptor::new(&sk);

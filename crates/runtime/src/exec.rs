@@ -82,6 +82,15 @@ impl CompiledModel {
     pub fn into_executable(self) -> Arc<dyn Executable> {
         Arc::new(self)
     }
+
+    /// The model served with `keys`: a [`Service`] that takes inputs only at the level
+    /// and scale the client spec tells clients to encrypt at. Every front end (Triton,
+    /// `heinfer serve`, the CLI) builds its service this way.
+    pub fn into_service(self, keys: Arc<crate::KeyStore>) -> crate::Service {
+        let input = &self.model.client.input;
+        let (level, scale) = (input.level as usize, input.scale);
+        crate::Service::new(self.into_executable(), keys).with_input_level(level, scale)
+    }
 }
 
 impl Executable for CompiledModel {

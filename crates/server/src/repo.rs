@@ -298,7 +298,6 @@ pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> 
     for f in found {
         let err = |msg: String| LoadError::Model { model: f.dir_name.clone(), path: f.hem.clone(), msg };
         let m = model::HeModel::read_file(&f.hem).map_err(|e| err(e.to_string()))?;
-        let (level, scale) = (m.client.input.level as usize, m.client.input.scale);
         if let Some(spec) = f.config.parameters.get(CLIENT_SPEC_PARAM) {
             // The config is what clients read; if it disagrees with the model they
             // would encrypt under the wrong parameters. Compare as JSON values.
@@ -310,7 +309,7 @@ pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> 
         }
         let exe = CompiledModel::load(m).map_err(|e| err(e.to_string()))?;
         let weights = exe.weight_memory_bytes();
-        let service = Service::new(exe.into_executable(), keys.clone()).with_input_level(level, scale);
+        let service = exe.into_service(keys.clone());
         let instances = f.config.instance_count();
         tracing::info!(model = %f.dir_name, version = %f.version, weights_mb = weights >> 20, instances, "loaded");
         let config_json = f.config.to_json();

@@ -194,8 +194,7 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
         KeyStore::new(capacity, key_dir.as_deref()).map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
     let spec = exe.model().client.clone();
     let weights = exe.weight_memory_bytes();
-    let service = Service::new(exe.into_executable(), Arc::new(store))
-        .with_input_level(spec.input.level as usize, spec.input.scale);
+    let service = exe.into_service(Arc::new(store));
     log(
         LOG_INFO,
         &format!(
