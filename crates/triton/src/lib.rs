@@ -469,7 +469,7 @@ pub extern "C" fn TRITONBACKEND_ModelInstanceExecute(
         let result = result.map(|(out, _, _)| out);
         let sent = catch_unwind(AssertUnwindSafe(|| respond(request, &result))).unwrap_or(false);
         let exec_end = now_ns();
-        if let Some(s) = state {
+        if state.is_some() {
             let success = sent && result.is_ok();
             // SAFETY: statistics must be reported before the request is released, as here.
             let e = unsafe {
@@ -498,7 +498,6 @@ pub extern "C" fn TRITONBACKEND_ModelInstanceExecute(
                 };
                 glue::log_error("report batch statistics", e);
             }
-            let _ = s;
         }
         // SAFETY: we are done with the request and every pointer into it.
         let e = unsafe { TRITONBACKEND_RequestRelease(request, REQUEST_RELEASE_ALL) };
