@@ -3,9 +3,9 @@
 use crate::arith::Modulus;
 use crate::simd;
 
-/// Converts residues in basis `from` to residues in basis `to` by the fast (approximate)
-/// base conversion of Bajard et al.: y = Σ_i [x_i · B̂_i^{-1}]_{b_i} · B̂_i mod t. The
-/// result is x + u·B for a small u ≥ 0, an excess that key switching and rescaling absorb.
+/// Converts residues in basis `from` to residues in basis `to`: the fast base conversion
+/// of Bajard et al., y = Σ_i [x_i · B̂_i^{-1}]_{b_i} · B̂_i mod t, with its excess u·B
+/// removed and the input centered, so the result is exact (see [`BaseConverter::convert`]).
 #[derive(Clone, Debug)]
 pub(crate) struct BaseConverter {
     pub from: Vec<usize>,
@@ -14,6 +14,13 @@ pub(crate) struct BaseConverter {
     hat_inv: Vec<(u64, u64)>,
     /// `hat_mod[t][i]` = B̂_i mod to_t, with Shoup companion
     hat_mod: Vec<Vec<(u64, u64)>>,
+    /// ⌊B/2⌋ mod each `from` prime (added before a centered conversion)
+    half_from: Vec<u64>,
+    /// `fix_to[t][u]` = (u·B + ⌊B/2⌋) mod to_t, for u = 0..=from.len(): what a centered,
+    /// exact conversion subtracts once it knows the overflow u
+    fix_to: Vec<Vec<u64>>,
+    /// 1 / b_i, to find the overflow u = ⌊Σ y_i / b_i⌋
+    inv_from: Vec<f64>,
 }
 
 impl BaseConverter {
@@ -43,26 +50,67 @@ impl BaseConverter {
                     .collect()
             })
             .collect();
-        Self { from, to, hat_inv, hat_mod }
+        // B is odd, so ⌊B/2⌋ = (B − 1)/2 ≡ (B − 1)·2⁻¹ modulo any odd prime.
+        let half_mod = |m: &Modulus| {
+            let b = from.iter().fold(1u64, |acc, &j| m.mul(acc, m.reduce(moduli[j].value())));
+            m.mul(m.sub(b, 1), m.inv(2))
+        };
+        let half_from = from.iter().map(|&i| half_mod(&moduli[i])).collect();
+        let fix_to = to
+            .iter()
+            .map(|&t| {
+                let m = &moduli[t];
+                let b = from.iter().fold(1u64, |acc, &j| m.mul(acc, m.reduce(moduli[j].value())));
+                let h = half_mod(m);
+                (0..=from.len() as u64).map(|u| m.add(m.mul(m.reduce(u), b), h)).collect()
+            })
+            .collect();
+        let inv_from = from.iter().map(|&i| 1.0 / moduli[i].value() as f64).collect();
+        Self { from, to, hat_inv, hat_mod, half_from, fix_to, inv_from }
     }
 
-    /// `input[k]` holds the coefficients (not NTT values) of residue `from[k]`;
-    /// `output[t]` receives those of `to[t]` (a prefix of `to` may be asked for).
-    /// `scratch` holds `from.len() * n` words.
+    /// Exact conversion of the centered representative: `output[t]` receives x mod to_t
+    /// for the x ≡ input with |x| ≤ B/2. `input[k]` holds the coefficients (not NTT
+    /// values) of residue `from[k]`; a prefix of `to` may be asked for; `scratch` holds
+    /// `from.len() * n` words. Key switching needs this rather than the fast
+    /// conversion: the fast one's excess u·B (u ∈ [0, k)) and an unsigned lift both
+    /// leave every coefficient biased the same way, and a constant bias in every
+    /// coefficient is not spread over the slots like noise but piles up in the few slots
+    /// near the root 1 — multiplied by the secret, it dominated rotation noise (50× the
+    /// rms in the worst slot). The overflow u = ⌊Σ y_i / b_i⌋ is found in floating point,
+    /// which is exact except within 2^-40 or so of a boundary, where either
+    /// representative is ±B/2 and the error stays bounded.
     pub fn convert(&self, moduli: &[Modulus], input: &[&[u64]], output: &mut [&mut [u64]], scratch: &mut Vec<u64>) {
         let n = input[0].len();
         let k = self.from.len();
         scratch.clear();
         scratch.resize(k * n, 0);
-        for (j, (y, &pair)) in scratch.chunks_mut(n).zip(&self.hat_inv).enumerate() {
+        // y_j = [(x_j + h)·B̂_j⁻¹]_{b_j}: the shift by h = ⌊B/2⌋ makes the lifted value
+        // x + h ∈ [0, B), and subtracting h at the end leaves the centered x.
+        for (j, y) in scratch.chunks_mut(n).enumerate() {
             let m = &moduli[self.from[j]];
-            simd::dot_const_bounded(y, &[input[j]], &[pair], m, m.value());
+            let (c, cp) = self.hat_inv[j];
+            let h = self.half_from[j];
+            for (o, &x) in y.iter_mut().zip(input[j]) {
+                *o = m.mul_shoup(m.add(x, h), c, cp);
+            }
         }
-        // Every y_j is below its own prime b_j.
+        let mut over = vec![0.0f64; n];
+        for (y, &inv) in scratch.chunks(n).zip(&self.inv_from) {
+            for (o, &v) in over.iter_mut().zip(y) {
+                *o += v as f64 * inv;
+            }
+        }
+        let over: Vec<u8> = over.iter().map(|&f| (f.floor() as usize).min(k) as u8).collect();
         let bound = self.from.iter().map(|&i| moduli[i].value()).max().unwrap_or(0);
         let ys: Vec<&[u64]> = scratch.chunks(n).collect();
         for (t, out) in output.iter_mut().enumerate() {
-            simd::dot_const_bounded(out, &ys, &self.hat_mod[t], &moduli[self.to[t]], bound);
+            let m = &moduli[self.to[t]];
+            simd::dot_const_bounded(out, &ys, &self.hat_mod[t], m, bound);
+            let fix = &self.fix_to[t];
+            for (o, &u) in out.iter_mut().zip(&over) {
+                *o = m.sub(*o, fix[u as usize]);
+            }
         }
     }
 }

@@ -185,3 +185,37 @@ fn mismatches_are_errors_not_panics() {
     let sq = k.eval.mul_relin(&ct, &ct, &k.rk).unwrap();
     assert!(matches!(k.eval.mul_relin(&sq, &sq, &k.rk), Err(Error::ScaleOverflow { .. })));
 }
+
+/// Key-switching noise must be spread over the slots like any other noise. A biased
+/// base conversion (unsigned lift, or the fast conversion's excess u·P) puts the same
+/// small error in every coefficient, which the canonical embedding piles up in the
+/// few slots near the root 1: there the error was ~50× its rms, 13× the rescale's.
+/// Measured here in units of the scale, against a rescale at the same level.
+#[test]
+fn keyswitch_noise_is_not_concentrated_in_a_few_slots() {
+    // TenSEAL-like small primes and a small special prime: the case where it showed.
+    let params = Parameters::builder()
+        .log_n(13)
+        .q_bits(&[32, 26, 26, 26, 26, 26])
+        .p_bits(&[34])
+        .dnum(6)
+        .log_scale(26.0)
+        .build()
+        .unwrap();
+    let k = Kit::new(params);
+    let s = k.params.slots();
+    let v = rand_vec(s, 11, 0.5);
+    let ct = k.encrypt(&v);
+    let gk = k.galois(&[1], false);
+    let stats = |got: &[f64], want: &[f64]| {
+        let e: Vec<f64> = got.iter().zip(want).map(|(g, w)| (g - w) * ct.scale()).collect();
+        let rms = (e.iter().map(|x| x * x).sum::<f64>() / e.len() as f64).sqrt();
+        (rms, e.iter().fold(0.0f64, |m, x| m.max(x.abs())))
+    };
+    let rotated: Vec<f64> = (0..s).map(|j| v[(j + 1) % s]).collect();
+    let (rot_rms, rot_max) = stats(&k.decrypt(&k.eval.rotate(&ct, 1, &gk).unwrap()), &rotated);
+    let resc = k.eval.rescale(&k.eval.mul_const_scaled(&ct, 1.0, k.params.q()[5] as f64).unwrap()).unwrap();
+    let (_, resc_max) = stats(&k.decrypt(&resc), &v);
+    assert!(rot_max < 15.0 * rot_rms, "rotation: max {rot_max:.0} vs rms {rot_rms:.0}");
+    assert!(rot_max < 4.0 * resc_max, "rotation max {rot_max:.0} vs rescale max {resc_max:.0}");
+}
