@@ -16,7 +16,10 @@ pub enum ActFn {
     LeakyRelu(f64),
     Sigmoid,
     Tanh,
+    /// GELU, x·Φ(x) (erf form).
     Gelu,
+    /// GELU's tanh approximation, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    GeluTanh,
     Softplus,
     /// x², kept exact.
     Square,
@@ -36,6 +39,7 @@ impl ActFn {
             ActFn::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             ActFn::Tanh => x.tanh(),
             ActFn::Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+            ActFn::GeluTanh => 0.5 * x * (1.0 + (GELU_TANH_C * (x + 0.044715 * x * x * x)).tanh()),
             ActFn::Softplus => {
                 if x > 30.0 {
                     x
@@ -53,11 +57,15 @@ impl ActFn {
             ActFn::Sigmoid => "sigmoid".into(),
             ActFn::Tanh => "tanh".into(),
             ActFn::Gelu => "gelu".into(),
+            ActFn::GeluTanh => "gelu_tanh".into(),
             ActFn::Softplus => "softplus".into(),
             ActFn::Square => "square".into(),
         }
     }
 }
+
+/// √(2/π), the constant of GELU's tanh form.
+const GELU_TANH_C: f64 = 0.797_884_560_802_865_4;
 
 /// Abramowitz–Stegun 7.1.26 is too coarse for a reference; use a series / continued fraction.
 fn erf(x: f64) -> f64 {
@@ -100,6 +108,23 @@ impl Affine {
             .map(|(r, b)| b + r.iter().map(|&(i, w)| w * x[i as usize]).sum::<f64>())
             .collect()
     }
+    /// x ↦ self(x) + sign·other(x) (both over the same input).
+    pub fn plus(&self, other: &Affine, sign: f64) -> Affine {
+        let rows = self
+            .rows
+            .iter()
+            .zip(&other.rows)
+            .map(|(r, o)| {
+                let mut acc: std::collections::BTreeMap<u32, f64> = r.iter().copied().collect();
+                for &(i, w) in o {
+                    *acc.entry(i).or_insert(0.0) += sign * w;
+                }
+                acc.into_iter().filter(|e| e.1 != 0.0).collect()
+            })
+            .collect();
+        let bias = self.bias.iter().zip(&other.bias).map(|(a, b)| a + sign * b).collect();
+        Affine { n_in: self.n_in, rows, bias }
+    }
     /// self ∘ inner: x ↦ self(inner(x)).
     pub fn compose(&self, inner: &Affine) -> Affine {
         let mut acc: HashMap<u32, f64> = HashMap::new();
@@ -128,10 +153,41 @@ impl Affine {
     }
 }
 
+/// One step of the imported network. Values are numbered: value 0 is the model's
+/// input and stage `i` produces value `i + 1`; every stage names the value(s) it reads,
+/// so branches and residual connections form a DAG (in topological order).
 #[derive(Clone, Debug)]
 pub enum Stage {
-    Linear { name: String, kind: String, map: Affine, out_shape: Vec<usize> },
-    Act { name: String, f: ActFn },
+    Linear {
+        name: String,
+        kind: String,
+        map: Affine,
+        out_shape: Vec<usize>,
+        src: usize,
+    },
+    Act {
+        name: String,
+        f: ActFn,
+        src: usize,
+    },
+    /// value a + value b (a − b with `sub`): a residual connection of two computed tensors of `n` elements.
+    Add {
+        name: String,
+        a: usize,
+        b: usize,
+        sub: bool,
+        n: usize,
+    },
+}
+
+impl Stage {
+    /// The values this stage reads.
+    pub fn sources(&self) -> Vec<usize> {
+        match *self {
+            Stage::Linear { src, .. } | Stage::Act { src, .. } => vec![src],
+            Stage::Add { a, b, .. } => vec![a, b],
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -139,24 +195,53 @@ pub struct Imported {
     pub input_name: String,
     pub input_shape: Vec<usize>,
     pub stages: Vec<Stage>,
-    /// Name of the tensor the HE part computes.
+    /// Name of the tensor the HE part computes (the last stage's value).
     pub he_output: String,
     pub final_output: String,
     pub postprocess: Vec<PostOp>,
     pub notes: Vec<String>,
 }
 
+/// An activation's exact evaluation during a run: (index, function, input) → output.
+pub type ActEval<'a> = dyn FnMut(usize, ActFn, &[f64]) -> Vec<f64> + 'a;
+
 impl Imported {
+    /// Runs the network in f64, calling `act(k, f, input)` for the k-th activation to
+    /// get its output. Returns the last stage's value.
+    pub fn run_with(&self, x: &[f64], act: &mut ActEval) -> Vec<f64> {
+        let mut vals: Vec<Vec<f64>> = Vec::with_capacity(self.stages.len() + 1);
+        vals.push(x.to_vec());
+        let mut k = 0;
+        for s in &self.stages {
+            let v = match s {
+                Stage::Linear { map, src, .. } => map.apply(&vals[*src]),
+                Stage::Act { f, src, .. } => {
+                    k += 1;
+                    act(k - 1, *f, &vals[*src])
+                }
+                Stage::Add { a, b, sub, .. } => {
+                    let sg = if *sub { -1.0 } else { 1.0 };
+                    vals[*a].iter().zip(&vals[*b]).map(|(x, y)| x + sg * y).collect()
+                }
+            };
+            vals.push(v);
+        }
+        vals.pop().unwrap_or_default()
+    }
     /// The original model in f64 (exact activations): the reference when onnxruntime is absent.
     pub fn reference(&self, x: &[f64]) -> Vec<f64> {
-        let mut v = x.to_vec();
+        self.run_with(x, &mut |_, f, v| v.iter().map(|&t| f.eval(t)).collect())
+    }
+    /// How many stages read each value (the output counts as one more reader).
+    pub fn uses(&self) -> Vec<usize> {
+        let mut u = vec![0; self.stages.len() + 1];
         for s in &self.stages {
-            v = match s {
-                Stage::Linear { map, .. } => map.apply(&v),
-                Stage::Act { f, .. } => v.iter().map(|&t| f.eval(t)).collect(),
-            };
+            for v in s.sources() {
+                u[v] += 1;
+            }
         }
-        v
+        u[self.stages.len()] += 1;
+        u
     }
 }
 
@@ -167,12 +252,19 @@ pub enum MaxPoolPolicy {
     Average,
 }
 
+/// A computed tensor: an affine map (not yet materialised, so that consecutive linear
+/// ops fuse) of a value of the stage list.
+#[derive(Clone, Debug)]
+struct Tv {
+    base: usize,
+    pending: Option<(Affine, Vec<String>)>,
+    shape: Vec<usize>,
+}
+
 struct Chain<'a> {
     init: &'a HashMap<String, onnx::Tensor>,
     consts: HashMap<String, onnx::Tensor>,
-    cur: String,
-    shape: Vec<usize>,
-    pending: Option<(Affine, Vec<String>)>,
+    vals: HashMap<String, Tv>,
     stages: Vec<Stage>,
     notes: Vec<String>,
 }
@@ -185,32 +277,49 @@ impl<'a> Chain<'a> {
     fn tensor(&self, name: &str) -> Option<&onnx::Tensor> {
         self.init.get(name).or_else(|| self.consts.get(name))
     }
-    fn numel(&self) -> usize {
-        self.shape.iter().product()
+    fn shape(&self, name: &str) -> Vec<usize> {
+        self.vals.get(name).map(|t| t.shape.clone()).unwrap_or_default()
     }
-    fn push_linear(&mut self, a: Affine, label: String, shape: Vec<usize>) {
-        let (acc, mut names) = match self.pending.take() {
-            None => (a, vec![]),
-            Some((p, names)) => (a.compose(&p), names),
+    /// `out` = a ∘ `input`, fused with whatever is pending on `input`.
+    fn push_linear(&mut self, input: &str, out: &str, a: Affine, label: String, shape: Vec<usize>) {
+        let tv = self.vals[input].clone();
+        let pending = match tv.pending {
+            None => (a, vec![label]),
+            Some((p, mut names)) => {
+                names.push(label);
+                (a.compose(&p), names)
+            }
         };
-        names.push(label);
-        self.pending = Some((acc, names));
-        self.shape = shape;
+        self.vals.insert(out.to_string(), Tv { base: tv.base, pending: Some(pending), shape });
     }
-    fn flush(&mut self) {
-        if let Some((map, names)) = self.pending.take() {
+    /// Emits the pending linear stage of `name`, if any; returns its value.
+    fn materialise(&mut self, name: &str) -> usize {
+        let Some(tv) = self.vals.get_mut(name) else { return 0 };
+        if let Some((map, names)) = tv.pending.take() {
             let kind = names.join(" + ");
-            let name = names.first().cloned().unwrap_or_default();
-            self.stages.push(Stage::Linear { name, kind, map, out_shape: self.shape.clone() });
+            let nm = names.first().cloned().unwrap_or_default();
+            self.stages.push(Stage::Linear { name: nm, kind, map, out_shape: tv.shape.clone(), src: tv.base });
+            tv.base = self.stages.len();
         }
+        tv.base
     }
-    fn elementwise_const(&mut self, n: &Node, other: &onnx::Tensor, op: &str) -> Result<(), CompileError> {
-        let numel = self.numel();
-        let v = broadcast(other, &self.shape).ok_or_else(|| {
-            unsupported(
-                n,
-                &format!("the constant operand of shape {:?} does not broadcast to {:?}", other.dims, self.shape),
-            )
+    /// A stage reading one value: `out` becomes its result.
+    fn push_stage(&mut self, out: &str, st: Stage, shape: Vec<usize>) {
+        self.stages.push(st);
+        self.vals.insert(out.to_string(), Tv { base: self.stages.len(), pending: None, shape });
+    }
+    fn elementwise_const(
+        &mut self,
+        n: &Node,
+        input: &str,
+        out: &str,
+        other: &onnx::Tensor,
+        op: &str,
+    ) -> Result<(), CompileError> {
+        let shape = self.shape(input);
+        let numel: usize = shape.iter().product();
+        let v = broadcast(other, &shape).ok_or_else(|| {
+            unsupported(n, &format!("the constant operand of shape {:?} does not broadcast to {:?}", other.dims, shape))
         })?;
         let mut a = Affine::identity(numel);
         for (i, &vi) in v.iter().enumerate().take(numel) {
@@ -222,7 +331,7 @@ impl<'a> Chain<'a> {
                 _ => unreachable!(),
             }
         }
-        self.push_linear(a, format!("{} {}", op.to_lowercase(), n.name), self.shape.clone());
+        self.push_linear(input, out, a, format!("{} {}", op.to_lowercase(), n.name), shape);
         Ok(())
     }
 }
@@ -373,7 +482,221 @@ fn pool_affine(n: &Node, shape: &[usize], global: bool) -> Result<(Affine, Vec<u
     Ok((Affine { n_in: c * h * w, rows, bias: vec![0.0; nr] }, vec![c, oh, ow]))
 }
 
-/// Imports a parsed ONNX model as a chain of stages.
+/// Ops a GELU written out in elementary ops may use (scalar constants only).
+fn is_scalar_elementwise(op: &str) -> bool {
+    matches!(op, "Add" | "Sub" | "Mul" | "Div" | "Erf" | "Tanh" | "Pow")
+}
+
+/// Finds GELUs written out in elementary ops — PyTorch at opset 13/14 exports
+/// `nn.GELU()` as x·0.5·(1 + Erf(x/√2)) (Div, Erf, Add, Mul, Mul) and
+/// `nn.GELU(approximate="tanh")` as 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³))) — and
+/// replaces each by one `Gelu` node (attribute `approximate` = "tanh" for the second).
+/// A candidate region is a set of element-wise nodes with scalar constants that
+/// computes its output from one tensor x, contains an Erf or a Tanh, and whose
+/// intermediate tensors are read nowhere else; it is accepted when it agrees with
+/// GELU numerically on [−8, 8], whatever the order or association of its ops.
+fn fuse_gelu(nodes: &[Node], init: &HashMap<String, onnx::Tensor>, outputs: &[String]) -> Vec<Node> {
+    let mut consts: HashMap<&str, f64> = HashMap::new();
+    for (k, t) in init {
+        if t.data.len() == 1 {
+            consts.insert(k.as_str(), t.data[0]);
+        }
+    }
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if n.op_type == "Constant" {
+            if let (Some(o), Some(t)) = (n.outputs.first(), n.attrs.get("value").and_then(|a| a.t.as_ref())) {
+                if t.data.len() == 1 {
+                    consts.insert(o.as_str(), t.data[0]);
+                }
+            }
+        }
+        for o in &n.outputs {
+            producer.insert(o.as_str(), i);
+        }
+        for inp in &n.inputs {
+            readers.entry(inp.as_str()).or_default().push(i);
+        }
+    }
+    if !nodes.iter().any(|n| n.op_type == "Erf" || n.op_type == "Tanh") {
+        return nodes.to_vec();
+    }
+    let elementwise = |i: usize| {
+        let n = &nodes[i];
+        is_scalar_elementwise(&n.op_type)
+            && n.domain.is_empty()
+            && n.outputs.len() == 1
+            && n.inputs.iter().filter(|t| !consts.contains_key(t.as_str())).count() >= 1
+    };
+    let mut used = vec![false; nodes.len()];
+    let mut replace: HashMap<usize, Node> = HashMap::new();
+    for y in 0..nodes.len() {
+        if used[y] || !elementwise(y) {
+            continue;
+        }
+        // Every non-constant tensor y depends on through element-wise nodes (at most 16 of them).
+        let mut cands: Vec<&str> = vec![];
+        let mut stack = vec![y];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(i) = stack.pop() {
+            if !seen.insert(i) || seen.len() > 16 {
+                continue;
+            }
+            for t in &nodes[i].inputs {
+                if consts.contains_key(t.as_str()) {
+                    continue;
+                }
+                if !cands.contains(&t.as_str()) {
+                    cands.push(t.as_str());
+                }
+                if let Some(&p) = producer.get(t.as_str()) {
+                    if elementwise(p) && !used[p] {
+                        stack.push(p);
+                    }
+                }
+            }
+        }
+        for &x in &cands {
+            let Some(region) = gelu_region(nodes, y, x, &producer, &consts, &elementwise, &used) else { continue };
+            if !region.iter().any(|&i| nodes[i].op_type == "Erf" || nodes[i].op_type == "Tanh") {
+                continue;
+            }
+            // Intermediates are read only inside the region and are no graph output.
+            let private = region.iter().filter(|&&i| i != y).all(|&i| {
+                let o = nodes[i].outputs[0].as_str();
+                !outputs.iter().any(|g| g == o)
+                    && readers.get(o).map(|r| r.iter().all(|k| region.contains(k))).unwrap_or(true)
+            });
+            if !private {
+                continue;
+            }
+            let grid: Vec<f64> = (0..=64).map(|k| -8.0 + 0.25 * k as f64).collect();
+            let Some(got) = eval_region(nodes, &region, x, &consts, &grid) else { continue };
+            let close =
+                |f: ActFn| grid.iter().zip(&got).all(|(&t, &v)| (f.eval(t) - v).abs() <= 1e-4 * (1.0 + t.abs()));
+            let approx = if close(ActFn::Gelu) {
+                "none"
+            } else if close(ActFn::GeluTanh) {
+                "tanh"
+            } else {
+                continue;
+            };
+            let core = region.iter().find(|&&i| nodes[i].op_type == "Erf" || nodes[i].op_type == "Tanh").unwrap();
+            let name =
+                if nodes[*core].name.is_empty() { nodes[y].outputs[0].clone() } else { nodes[*core].name.clone() };
+            let mut attrs = HashMap::new();
+            attrs.insert(
+                "approximate".to_string(),
+                onnx::Attribute { name: "approximate".into(), s: Some(approx.into()), ..Default::default() },
+            );
+            replace.insert(
+                y,
+                Node {
+                    name: format!("{name} (GELU from {} ops)", region.len()),
+                    op_type: "Gelu".into(),
+                    domain: String::new(),
+                    inputs: vec![x.to_string()],
+                    outputs: nodes[y].outputs.clone(),
+                    attrs,
+                },
+            );
+            for &i in &region {
+                used[i] = true;
+            }
+            break;
+        }
+    }
+    nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match replace.remove(&i) {
+            Some(r) => Some(r),
+            None if used[i] => None,
+            None => Some(n.clone()),
+        })
+        .collect()
+}
+
+/// The element-wise nodes computing node `y`'s output from tensor `x` alone (and
+/// scalar constants), in graph order; None when it reads anything else.
+fn gelu_region(
+    nodes: &[Node],
+    y: usize,
+    x: &str,
+    producer: &HashMap<&str, usize>,
+    consts: &HashMap<&str, f64>,
+    elementwise: &dyn Fn(usize) -> bool,
+    used: &[bool],
+) -> Option<Vec<usize>> {
+    let mut region = vec![];
+    let mut stack = vec![y];
+    while let Some(i) = stack.pop() {
+        if region.contains(&i) {
+            continue;
+        }
+        if region.len() >= 16 || used[i] || !elementwise(i) {
+            return None;
+        }
+        region.push(i);
+        for t in &nodes[i].inputs {
+            if t == x || consts.contains_key(t.as_str()) {
+                continue;
+            }
+            stack.push(*producer.get(t.as_str())?);
+        }
+    }
+    region.sort_unstable();
+    Some(region)
+}
+
+/// The region's output for x = each of `grid`.
+fn eval_region(
+    nodes: &[Node],
+    region: &[usize],
+    x: &str,
+    consts: &HashMap<&str, f64>,
+    grid: &[f64],
+) -> Option<Vec<f64>> {
+    let mut vals: HashMap<&str, Vec<f64>> = HashMap::new();
+    vals.insert(x, grid.to_vec());
+    let mut last = vec![];
+    for &i in region {
+        let n = &nodes[i];
+        let arg = |k: usize| -> Option<Vec<f64>> {
+            let t = n.inputs.get(k)?.as_str();
+            match consts.get(t) {
+                Some(&c) => Some(vec![c; grid.len()]),
+                None => vals.get(t).cloned(),
+            }
+        };
+        let a = arg(0)?;
+        let out: Vec<f64> = match n.op_type.as_str() {
+            "Erf" => a.iter().map(|&v| erf(v)).collect(),
+            "Tanh" => a.iter().map(|&v| v.tanh()).collect(),
+            op => {
+                let b = arg(1)?;
+                a.iter()
+                    .zip(&b)
+                    .map(|(&p, &q)| match op {
+                        "Add" => p + q,
+                        "Sub" => p - q,
+                        "Mul" => p * q,
+                        "Div" => p / q,
+                        _ => p.powf(q),
+                    })
+                    .collect()
+            }
+        };
+        last = out.clone();
+        vals.insert(n.outputs[0].as_str(), out);
+    }
+    Some(last)
+}
+
+const SUPPORTED_OPS: &str = "supported: Gemm, MatMul, Conv, BatchNormalization, AveragePool, GlobalAveragePool, Flatten, Reshape, Add/Sub/Mul/Div by constants, Add/Sub of two computed tensors (residual connections), Mul(x,x), Pow(x,2), Relu, LeakyRelu, Sigmoid, Tanh, Gelu (also as PyTorch's Erf or Tanh subgraph), Softplus, Identity, Dropout, trailing Softmax/LogSoftmax/ArgMax";
+
+/// Imports a parsed ONNX model as a DAG of stages (see [`Stage`]).
 pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, CompileError> {
     if m.opset != 0 && m.opset < 13 {
         return Err(CompileError::BadOnnx(format!(
@@ -411,20 +734,16 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
     if shape.is_empty() {
         return Err(CompileError::Shape(format!("input '{}' has no shape information", inp.name)));
     }
-    let mut ch = Chain {
-        init: &g.initializers,
-        consts: HashMap::new(),
-        cur: inp.name.clone(),
-        shape: shape.clone(),
-        pending: None,
-        stages: vec![],
-        notes: vec![],
-    };
+    let mut ch =
+        Chain { init: &g.initializers, consts: HashMap::new(), vals: HashMap::new(), stages: vec![], notes: vec![] };
+    ch.vals.insert(inp.name.clone(), Tv { base: 0, pending: None, shape: shape.clone() });
     let mut post: Vec<PostOp> = vec![];
     let mut he_output = inp.name.clone();
     let mut final_output = inp.name.clone();
-    let mut side: HashMap<String, String> = HashMap::new(); // label outputs derived from the chain
-    for n in &g.nodes {
+    let mut last = inp.name.clone();
+    let graph_outputs: Vec<String> = g.outputs.iter().map(|o| o.name.clone()).collect();
+    let nodes = fuse_gelu(&g.nodes, &g.initializers, &graph_outputs);
+    for n in &nodes {
         if n.op_type == "Constant" {
             if let (Some(o), Some(t)) = (n.outputs.first(), n.attrs.get("value").and_then(|a| a.t.clone())) {
                 ch.consts.insert(o.clone(), t);
@@ -432,55 +751,82 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
             }
             return Err(unsupported(n, "only tensor-valued Constant nodes are supported"));
         }
-        let on_chain = n.inputs.contains(&ch.cur);
-        if !on_chain {
+        let computed: Vec<usize> = (0..n.inputs.len()).filter(|&k| ch.vals.contains_key(&n.inputs[k])).collect();
+        if computed.is_empty() {
             if matches!(n.op_type.as_str(), "Shape" | "Gather" | "Unsqueeze" | "Concat" | "Cast" | "ZipMap") {
                 continue; // shape plumbing or a side output; Reshape handles a missing target
             }
+            if n.op_type == "Erf" {
+                return Err(unsupported(n, ERF_HINT));
+            }
             return Err(unsupported(
                 n,
-                "it does not read the single chain of activations (branches and residual connections are not supported yet)",
+                "it reads none of the tensors computed from the model's input (a computation on constants only); fold it into an initializer",
             ));
         }
+        let cur = n.inputs[computed[0]].clone();
         let out = n.outputs.first().cloned().unwrap_or_default();
         if !post.is_empty() && !matches!(n.op_type.as_str(), "ArgMax" | "Softmax" | "LogSoftmax" | "Identity" | "Cast")
         {
             return Err(unsupported(n, "only Softmax/LogSoftmax/ArgMax may follow the model's final post-processing"));
         }
-        let numel = ch.numel();
+        let shape_in = ch.shape(&cur);
+        let numel: usize = shape_in.iter().product();
         let other = |ch: &Chain, k: usize| n.inputs.get(k).and_then(|nm| ch.tensor(nm).cloned());
+        let alias = |ch: &mut Chain, shape: Vec<usize>| {
+            let mut tv = ch.vals[&cur].clone();
+            tv.shape = shape;
+            ch.vals.insert(out.clone(), tv);
+        };
         match n.op_type.as_str() {
-            "Identity" | "Dropout" => {}
+            "Identity" | "Dropout" => alias(&mut ch, shape_in.clone()),
             "Flatten" => {
                 let axis = n.attr_i("axis").unwrap_or(1);
                 if axis != 1 && axis != 0 {
                     return Err(unsupported(n, "Flatten is supported with axis=1 only"));
                 }
-                ch.shape = vec![numel];
+                alias(&mut ch, vec![numel]);
             }
             "Reshape" | "Squeeze" | "Unsqueeze" => {
                 let target = n.inputs.get(1).and_then(|t| ch.tensor(t));
-                let new: Vec<usize> = match target {
-                    Some(t) if n.op_type == "Reshape" => {
-                        let mut dims: Vec<i64> = t.data.iter().map(|&v| v as i64).collect();
-                        if dims.first() == Some(&1) || dims.first() == Some(&-1) && dims.len() > 1 {
-                            dims.remove(0);
+                let new: Vec<usize> =
+                    match target {
+                        Some(t) if n.op_type == "Reshape" => {
+                            let mut dims: Vec<i64> = t.data.iter().map(|&v| v as i64).collect();
+                            if dims.first() == Some(&1) || dims.first() == Some(&-1) && dims.len() > 1 {
+                                dims.remove(0);
+                            }
+                            let known: i64 = dims.iter().filter(|&&d| d > 0).product();
+                            dims.iter()
+                                .map(|&d| {
+                                    if d == -1 || d == 0 {
+                                        (numel as i64 / known.max(1)) as usize
+                                    } else {
+                                        d as usize
+                                    }
+                                })
+                                .collect()
                         }
-                        let known: i64 = dims.iter().filter(|&&d| d > 0).product();
-                        dims.iter().map(|&d| if d == -1 || d == 0 { (numel as i64 / known.max(1)) as usize } else { d as usize }).collect()
-                    }
-                    _ => vec![numel],
-                };
+                        _ => vec![numel],
+                    };
                 if new.iter().product::<usize>() != numel {
-                    return Err(CompileError::Shape(format!("{}: cannot reshape {:?} to {new:?}", n.describe(), ch.shape)));
+                    return Err(CompileError::Shape(format!(
+                        "{}: cannot reshape {:?} to {new:?}",
+                        n.describe(),
+                        shape_in
+                    )));
                 }
-                ch.shape = new;
+                alias(&mut ch, new);
             }
             "Gemm" | "MatMul" => {
-                if ch.shape.len() != 1 {
-                    ch.shape = vec![numel];
+                if computed[0] != 0 || computed.len() > 1 {
+                    return Err(unsupported(
+                        n,
+                        "the weight matrix must be a constant initializer and the activation the left operand",
+                    ));
                 }
-                let b = other(&ch, 1).ok_or_else(|| unsupported(n, "the weight matrix must be a constant initializer"))?;
+                let b =
+                    other(&ch, 1).ok_or_else(|| unsupported(n, "the weight matrix must be a constant initializer"))?;
                 let trans_b = n.attr_i("transB").unwrap_or(0) == 1;
                 if n.attr_i("transA").unwrap_or(0) == 1 {
                     return Err(unsupported(n, "transA=1 is not supported; the activation must be the left operand"));
@@ -490,9 +836,16 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
                 if b.dims.len() != 2 {
                     return Err(unsupported(n, "the weight must be a 2-D matrix"));
                 }
-                let (k, mo) = if trans_b { (b.dims[1] as usize, b.dims[0] as usize) } else { (b.dims[0] as usize, b.dims[1] as usize) };
+                let (k, mo) = if trans_b {
+                    (b.dims[1] as usize, b.dims[0] as usize)
+                } else {
+                    (b.dims[0] as usize, b.dims[1] as usize)
+                };
                 if k != numel {
-                    return Err(CompileError::Shape(format!("{}: weight expects {k} inputs, the activation has {numel}", n.describe())));
+                    return Err(CompileError::Shape(format!(
+                        "{}: weight expects {k} inputs, the activation has {numel}",
+                        n.describe()
+                    )));
                 }
                 let rows = (0..mo)
                     .map(|o| {
@@ -503,25 +856,32 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
                     })
                     .collect();
                 let bias = match (n.op_type.as_str(), other(&ch, 2)) {
-                    ("Gemm", Some(c)) => {
-                        broadcast(&c, &[mo]).ok_or_else(|| unsupported(n, "bias shape"))?.iter().map(|v| beta * v).collect()
-                    }
+                    ("Gemm", Some(c)) => broadcast(&c, &[mo])
+                        .ok_or_else(|| unsupported(n, "bias shape"))?
+                        .iter()
+                        .map(|v| beta * v)
+                        .collect(),
                     _ => vec![0.0; mo],
                 };
-                ch.push_linear(Affine { n_in: k, rows, bias }, format!("dense {k}->{mo}"), vec![mo]);
+                ch.push_linear(&cur, &out, Affine { n_in: k, rows, bias }, format!("dense {k}->{mo}"), vec![mo]);
             }
             "Conv" => {
                 let w = other(&ch, 1).ok_or_else(|| unsupported(n, "the kernel must be a constant initializer"))?;
                 let b = other(&ch, 2);
-                let (a, s) = conv_affine(n, &ch.shape, &w, b.as_ref())?;
-                let label = format!("conv {}x{}x{}->{}x{}x{} k{}x{}", ch.shape[0], ch.shape[1], ch.shape[2], s[0], s[1], s[2], w.dims[2], w.dims[3]);
-                ch.push_linear(a, label, s);
+                let (a, s) = conv_affine(n, &shape_in, &w, b.as_ref())?;
+                let label = format!(
+                    "conv {}x{}x{}->{}x{}x{} k{}x{}",
+                    shape_in[0], shape_in[1], shape_in[2], s[0], s[1], s[2], w.dims[2], w.dims[3]
+                );
+                ch.push_linear(&cur, &out, a, label, s);
             }
             "BatchNormalization" => {
-                let get = |k: usize| other(&ch, k).ok_or_else(|| unsupported(n, "BatchNormalization parameters must be initializers"));
+                let get = |k: usize| {
+                    other(&ch, k).ok_or_else(|| unsupported(n, "BatchNormalization parameters must be initializers"))
+                };
                 let (sc, bi, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
                 let eps = n.attr_f("epsilon").unwrap_or(1e-5) as f64;
-                let c = ch.shape[0];
+                let c = shape_in[0];
                 let per = numel / c;
                 let mut a = Affine::identity(numel);
                 for i in 0..numel {
@@ -530,11 +890,11 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
                     a.rows[i][0].1 = s;
                     a.bias[i] = bi.data[k] - s * mean.data[k];
                 }
-                ch.push_linear(a, "batchnorm (folded)".into(), ch.shape.clone());
+                ch.push_linear(&cur, &out, a, "batchnorm (folded)".into(), shape_in.clone());
             }
             "AveragePool" | "GlobalAveragePool" => {
-                let (a, s) = pool_affine(n, &ch.shape, n.op_type == "GlobalAveragePool")?;
-                ch.push_linear(a, format!("avgpool {:?}->{:?}", ch.shape, s), s);
+                let (a, s) = pool_affine(n, &shape_in, n.op_type == "GlobalAveragePool")?;
+                ch.push_linear(&cur, &out, a, format!("avgpool {:?}->{:?}", shape_in, s), s);
             }
             "MaxPool" => {
                 if maxpool == MaxPoolPolicy::Refuse {
@@ -543,33 +903,75 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
                         "max is not a polynomial, so CKKS cannot evaluate it; retrain with AveragePool, or pass --maxpool=avg to rewrite it as AveragePool (the report then shows the accuracy cost)",
                     ));
                 }
-                let (a, s) = pool_affine(n, &ch.shape, false)?;
+                let (a, s) = pool_affine(n, &shape_in, false)?;
                 ch.notes.push(format!("{} rewritten as AveragePool (--maxpool=avg)", n.describe()));
-                ch.push_linear(a, format!("maxpool->avgpool {:?}->{:?}", ch.shape, s), s);
+                ch.push_linear(&cur, &out, a, format!("maxpool->avgpool {:?}->{:?}", shape_in, s), s);
+            }
+            "Add" | "Sub" | "Mul" | "Div" if computed.len() == 2 => {
+                let (x, y) = (n.inputs[0].clone(), n.inputs[1].clone());
+                if n.op_type == "Mul" && x == y {
+                    let src = ch.materialise(&x);
+                    let nm = if n.name.is_empty() { out.clone() } else { n.name.clone() };
+                    ch.push_stage(&out, Stage::Act { name: nm, f: ActFn::Square, src }, shape_in.clone());
+                } else if matches!(n.op_type.as_str(), "Mul" | "Div") {
+                    return Err(unsupported(
+                        n,
+                        "both operands are computed tensors: only x*x of one tensor (a square) is supported, not a product or quotient of two different ones",
+                    ));
+                } else {
+                    let (sx, sy) = (ch.shape(&x), ch.shape(&y));
+                    if sx.iter().product::<usize>() != sy.iter().product::<usize>() {
+                        return Err(unsupported(
+                            n,
+                            &format!("a residual Add/Sub needs operands of one shape, got {sx:?} and {sy:?} (broadcasting between computed tensors is not supported)"),
+                        ));
+                    }
+                    let sign = if n.op_type == "Sub" { -1.0 } else { 1.0 };
+                    let (tx, ty) = (ch.vals[&x].clone(), ch.vals[&y].clone());
+                    if tx.base == ty.base {
+                        // Two affine maps of one value: their sum is affine too (no HE addition).
+                        let whole = |t: &Tv| {
+                            t.pending.clone().map(|p| p.0).unwrap_or_else(|| Affine::identity(t.shape.iter().product()))
+                        };
+                        let (ax, ay) = (whole(&tx), whole(&ty));
+                        if ax.n_in != ay.n_in {
+                            return Err(CompileError::Internal(format!(
+                                "{}: operands read one value with different sizes",
+                                n.describe()
+                            )));
+                        }
+                        let mut names = tx.pending.map(|p| p.1).unwrap_or_default();
+                        names.extend(ty.pending.map(|p| p.1).unwrap_or_default());
+                        names.push(format!("{} (fused)", n.op_type.to_lowercase()));
+                        ch.vals.insert(
+                            out.clone(),
+                            Tv { base: tx.base, pending: Some((ax.plus(&ay, sign), names)), shape: sx },
+                        );
+                    } else {
+                        let a = ch.materialise(&x);
+                        let b = ch.materialise(&y);
+                        let nm = if n.name.is_empty() { out.clone() } else { n.name.clone() };
+                        ch.push_stage(&out, Stage::Add { name: nm, a, b, sub: sign < 0.0, n: sx.iter().product() }, sx);
+                    }
+                }
             }
             "Add" | "Sub" | "Mul" | "Div" => {
-                let both_chain = n.inputs.len() == 2 && n.inputs[0] == ch.cur && n.inputs[1] == ch.cur;
-                if both_chain && n.op_type == "Mul" {
-                    ch.flush();
-                    ch.stages.push(Stage::Act { name: n.name.clone(), f: ActFn::Square });
-                } else {
-                    let oi = if n.inputs[0] == ch.cur { 1 } else { 0 };
-                    let t = other(&ch, oi).ok_or_else(|| {
-                        unsupported(n, "both operands are computed tensors (residual connections are not supported yet)")
-                    })?;
-                    if oi == 0 && matches!(n.op_type.as_str(), "Sub" | "Div") {
-                        return Err(unsupported(n, "constant − x and constant / x are not supported"));
-                    }
-                    ch.elementwise_const(n, &t, &n.op_type)?;
+                let oi = if computed[0] == 0 { 1 } else { 0 };
+                let t = other(&ch, oi).ok_or_else(|| {
+                    unsupported(n, "the other operand is neither a constant nor a tensor computed from the input")
+                })?;
+                if oi == 0 && matches!(n.op_type.as_str(), "Sub" | "Div") {
+                    return Err(unsupported(n, "constant − x and constant / x are not supported"));
                 }
+                ch.elementwise_const(n, &cur, &out, &t, &n.op_type)?;
             }
             "Pow" => {
                 let e = other(&ch, 1).map(|t| t.data.first().copied().unwrap_or(0.0));
                 if e != Some(2.0) {
                     return Err(unsupported(n, "only Pow(x, 2) is supported"));
                 }
-                ch.flush();
-                ch.stages.push(Stage::Act { name: n.name.clone(), f: ActFn::Square });
+                let src = ch.materialise(&cur);
+                ch.push_stage(&out, Stage::Act { name: n.name.clone(), f: ActFn::Square, src }, shape_in.clone());
             }
             "Relu" | "LeakyRelu" | "Sigmoid" | "Tanh" | "Gelu" | "Softplus" => {
                 let f = match n.op_type.as_str() {
@@ -577,30 +979,33 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
                     "LeakyRelu" => ActFn::LeakyRelu(n.attr_f("alpha").unwrap_or(0.01) as f64),
                     "Sigmoid" => ActFn::Sigmoid,
                     "Tanh" => ActFn::Tanh,
+                    "Gelu" if n.attr_s("approximate") == Some("tanh") => ActFn::GeluTanh,
                     "Gelu" => ActFn::Gelu,
                     _ => ActFn::Softplus,
                 };
                 // A Sigmoid that ends the graph is post-processing.
                 let is_last = g.outputs.iter().any(|o| o.name == out);
+                let src = ch.materialise(&cur);
                 if f == ActFn::Sigmoid && is_last {
-                    ch.flush();
-                    he_output = ch.cur.clone();
+                    he_output = cur.clone();
                     post.push(PostOp::Sigmoid);
+                    alias(&mut ch, shape_in.clone());
                 } else {
-                    ch.flush();
-                    ch.stages.push(Stage::Act { name: if n.name.is_empty() { out.clone() } else { n.name.clone() }, f });
+                    let nm = if n.name.is_empty() { out.clone() } else { n.name.clone() };
+                    ch.push_stage(&out, Stage::Act { name: nm, f, src }, shape_in.clone());
                 }
             }
             "Softmax" | "LogSoftmax" | "ArgMax" => {
-                ch.flush();
+                ch.materialise(&cur);
                 if post.is_empty() {
-                    he_output = ch.cur.clone();
+                    he_output = cur.clone();
                 }
                 post.push(match n.op_type.as_str() {
                     "Softmax" => PostOp::Softmax,
                     "LogSoftmax" => PostOp::LogSoftmax,
                     _ => PostOp::ArgMax,
                 });
+                alias(&mut ch, shape_in.clone());
             }
             "LinearClassifier" | "LinearRegressor" => {
                 let coef = n.attrs.get("coefficients").map(|a| a.floats.clone()).unwrap_or_default();
@@ -612,8 +1017,9 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
                 let mo = coef.len() / k;
                 let rows = (0..mo).map(|o| (0..k).map(|i| (i as u32, coef[o * k + i] as f64)).collect()).collect();
                 let bias = (0..mo).map(|o| inter.get(o).copied().unwrap_or(0.0) as f64).collect();
-                ch.push_linear(Affine { n_in: k, rows, bias }, format!("linear {k}->{mo}"), vec![mo]);
-                ch.flush();
+                let scores = n.outputs.get(1).cloned().unwrap_or(out.clone());
+                ch.push_linear(&cur, &scores, Affine { n_in: k, rows, bias }, format!("linear {k}->{mo}"), vec![mo]);
+                ch.materialise(&scores);
                 he_output = format!("{}:scores", n.outputs.get(1).cloned().unwrap_or_default());
                 let pt = n.attr_s("post_transform").unwrap_or("NONE");
                 let nlab = n.attrs.get("classlabels_ints").map(|a| a.ints.len()).unwrap_or(0)
@@ -627,51 +1033,48 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
                 if n.op_type == "LinearClassifier" && mo == 1 && nlab == 2 {
                     post.push(PostOp::BinaryProbabilities);
                 }
-                if let Some(label) = n.outputs.first() {
-                    side.insert(label.clone(), "label".into());
-                }
-                ch.cur = n.outputs.get(1).cloned().unwrap_or(out);
-                final_output = ch.cur.clone();
+                last = scores.clone();
+                final_output = scores;
                 continue;
             }
             "Scaler" => {
                 let off = n.attrs.get("offset").map(|a| a.floats.clone()).unwrap_or_default();
                 let sc = n.attrs.get("scale").map(|a| a.floats.clone()).unwrap_or_default();
-                let pick = |v: &[f32], i: usize, d: f32| if v.len() == 1 { v[0] } else { v.get(i).copied().unwrap_or(d) };
+                let pick =
+                    |v: &[f32], i: usize, d: f32| if v.len() == 1 { v[0] } else { v.get(i).copied().unwrap_or(d) };
                 let mut a = Affine::identity(numel);
                 for i in 0..numel {
                     let (o, s) = (pick(&off, i, 0.0) as f64, pick(&sc, i, 1.0) as f64);
                     a.rows[i][0].1 = s;
                     a.bias[i] = -o * s;
                 }
-                ch.push_linear(a, "scaler".into(), ch.shape.clone());
+                ch.push_linear(&cur, &out, a, "scaler".into(), shape_in.clone());
             }
             "Normalizer" => {
                 // L1 normalisation of probabilities that already sum to 1 (skl2onnx emits it after LOGISTIC).
                 if post.is_empty() {
                     return Err(unsupported(n, "Normalizer is supported only after a classifier's probabilities"));
                 }
+                alias(&mut ch, shape_in.clone());
             }
-            "Erf" => {
-                return Err(unsupported(n, "GELU exported as Erf: export with opset >= 20 (a single Gelu op) or use ReLU"))
-            }
-            _ => {
-                return Err(unsupported(
-                    n,
-                    "this op is not supported; supported: Gemm, MatMul, Conv, BatchNormalization, AveragePool, GlobalAveragePool, Flatten, Reshape, Add/Sub/Mul/Div by constants, Mul(x,x), Pow(x,2), Relu, LeakyRelu, Sigmoid, Tanh, Gelu, Softplus, Identity, Dropout, trailing Softmax/LogSoftmax/ArgMax",
-                ))
-            }
+            "Erf" => return Err(unsupported(n, ERF_HINT)),
+            _ => return Err(unsupported(n, &format!("this op is not supported; {SUPPORTED_OPS}"))),
         }
-        ch.cur = out;
-        final_output = ch.cur.clone();
+        last = out.clone();
+        final_output = out;
     }
-    ch.flush();
     if post.is_empty() {
-        he_output = ch.cur.clone();
+        he_output = last.clone();
     }
-    let _ = side;
+    let he_tensor = if ch.vals.contains_key(&he_output) { he_output.clone() } else { last.clone() };
+    let out_value = ch.materialise(&he_tensor);
     if !ch.stages.iter().any(|s| matches!(s, Stage::Linear { .. })) {
         return Err(CompileError::BadOnnx("the model has no linear layer".into()));
+    }
+    if out_value != ch.stages.len() {
+        return Err(CompileError::BadOnnx(format!(
+            "the output '{he_tensor}' is not the last tensor computed: the graph has branches that do not reach the output; remove them"
+        )));
     }
     Ok(Imported {
         input_name: inp.name.clone(),
@@ -683,3 +1086,5 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
         notes: ch.notes,
     })
 }
+
+const ERF_HINT: &str = "Erf is supported only inside GELU, x*0.5*(1 + Erf(x/sqrt(2))), as PyTorch exports nn.GELU at opset 13/14 (that subgraph becomes one Gelu activation); this Erf is not part of such a pattern: use nn.GELU, or ReLU";

@@ -16,6 +16,7 @@ pub mod npy;
 pub mod onnx;
 pub mod ort;
 pub mod params;
+pub mod residual;
 pub mod svg;
 pub mod triton;
 
@@ -108,17 +109,20 @@ const NOISE_SAFETY: f64 = 4.0;
 /// precision below it).
 const MIN_SCALE_BITS: u32 = 24;
 
-/// A stage after approximation, with affine folds applied.
+/// A stage after approximation, with affine folds applied. As in [`import::Stage`],
+/// value 0 is the input and stage `i` produces value `i + 1`; the last stage is the output.
 #[derive(Clone, Debug)]
 enum LStage {
     Linear {
         name: String,
         kind: String,
         map: import::Affine,
+        src: usize,
     },
     Square {
         name: String,
         kind: String,
+        src: usize,
     },
     /// A polynomial in its input, by its Chebyshev coefficients (see [`lower::poly`]).
     Poly {
@@ -126,35 +130,72 @@ enum LStage {
         kind: String,
         cheb: Vec<f64>,
         exact_zero: bool,
+        src: usize,
+    },
+    /// value a ± value b, `n` elements (see [`residual::add`]).
+    Add {
+        name: String,
+        kind: String,
+        a: usize,
+        b: usize,
+        sub: bool,
+        n: usize,
     },
 }
 
 impl LStage {
-    fn apply(&self, v: &[f64]) -> Vec<f64> {
+    fn apply(&self, vals: &[Vec<f64>]) -> Vec<f64> {
         match self {
-            LStage::Linear { map, .. } => map.apply(v),
-            LStage::Square { .. } => v.iter().map(|x| x * x).collect(),
-            LStage::Poly { cheb, .. } => v.iter().map(|&x| approx::cheb_eval(cheb, x)).collect(),
+            LStage::Linear { map, src, .. } => map.apply(&vals[*src]),
+            LStage::Square { src, .. } => vals[*src].iter().map(|x| x * x).collect(),
+            LStage::Poly { cheb, src, .. } => vals[*src].iter().map(|&x| approx::cheb_eval(cheb, x)).collect(),
+            LStage::Add { a, b, sub, .. } => {
+                let sg = if *sub { -1.0 } else { 1.0 };
+                vals[*a].iter().zip(&vals[*b]).map(|(x, y)| x + sg * y).collect()
+            }
         }
     }
+    /// Levels this stage consumes on its path (an upper bound for an addition, which
+    /// may re-pack one operand and align scales).
     fn depth(&self) -> u32 {
         match self {
             LStage::Linear { .. } | LStage::Square { .. } => 1,
             LStage::Poly { cheb, .. } => approx::depth_rec(cheb),
+            LStage::Add { .. } => residual::MAX_DEPTH,
         }
     }
     fn info(&self) -> LayerInfo {
         let (n, k) = match self {
-            LStage::Linear { name, kind, .. } | LStage::Square { name, kind } | LStage::Poly { name, kind, .. } => {
-                (name, kind)
-            }
+            LStage::Linear { name, kind, .. }
+            | LStage::Square { name, kind, .. }
+            | LStage::Poly { name, kind, .. }
+            | LStage::Add { name, kind, .. } => (name, kind),
         };
         LayerInfo { name: n.clone(), kind: k.clone() }
     }
 }
 
 fn forward(stages: &[LStage], x: &[f64]) -> Vec<f64> {
-    stages.iter().fold(x.to_vec(), |v, s| s.apply(&v))
+    let mut vals: Vec<Vec<f64>> = Vec::with_capacity(stages.len() + 1);
+    vals.push(x.to_vec());
+    for s in stages {
+        let v = s.apply(&vals);
+        vals.push(v);
+    }
+    vals.pop().unwrap_or_default()
+}
+
+/// Upper bound of the program's depth: the longest path, each addition at its worst.
+fn depth_bound(stages: &[LStage]) -> u32 {
+    let mut d = vec![0u32; stages.len() + 1];
+    for (i, s) in stages.iter().enumerate() {
+        let inp = match s {
+            LStage::Linear { src, .. } | LStage::Square { src, .. } | LStage::Poly { src, .. } => d[*src],
+            LStage::Add { a, b, .. } => d[*a].max(d[*b]),
+        };
+        d[i + 1] = inp + s.depth();
+    }
+    d.last().copied().unwrap_or(0)
 }
 
 fn top1(post: &[PostOp], v: &[f64]) -> usize {
@@ -169,22 +210,37 @@ fn top1(post: &[PostOp], v: &[f64]) -> usize {
 /// An activation's fitted polynomial, its function, its node name and its degree.
 type FittedActivation = (approx::Fit, ActFn, String, usize);
 
-/// Fits every activation at `degree` and folds normalisations into the neighbouring linear maps.
+/// Fits every activation at `degree` and folds normalisations into the neighbouring
+/// linear maps — where those maps feed nothing else: a value that also feeds a residual
+/// branch is kept as it is, and the normalisation becomes an explicit affine stage.
 fn approximate(
     imp: &import::Imported,
     ranges: &[(f64, f64, Vec<f64>)],
     degree: usize,
     margin: f64,
 ) -> (Vec<LStage>, Vec<FittedActivation>) {
+    use import::Stage;
+    let uses = imp.uses();
+    // Import values read by exactly one stage, a linear one.
+    let mut only_linear = vec![false; imp.stages.len() + 1];
+    for s in &imp.stages {
+        if let Stage::Linear { src, .. } = s {
+            only_linear[*src] = uses[*src] == 1;
+        }
+    }
     let mut out: Vec<LStage> = vec![];
     let mut fits = vec![];
-    let mut pending_after: Option<(f64, f64)> = None; // next linear: W ← a·W, b ← b + c·rowsum(W)
+    // Import value → LStage value; and an affine a·v + c still owed to a value's (linear) reader.
+    let mut vmap = vec![0usize; imp.stages.len() + 1];
+    let mut pending: Vec<Option<(f64, f64)>> = vec![None; imp.stages.len() + 1];
     let mut act_i = 0;
-    for st in &imp.stages {
+    for (si, st) in imp.stages.iter().enumerate() {
+        let iv = si + 1;
         match st {
-            import::Stage::Linear { name, kind, map, .. } => {
+            Stage::Linear { name, kind, map, src, .. } => {
                 let mut map = map.clone();
-                if let Some((a, c)) = pending_after.take() {
+                if let Some((a, c)) = pending[*src].take() {
+                    // W ← a·W, b ← b + c·rowsum(W)
                     for (r, b) in map.rows.iter_mut().zip(map.bias.iter_mut()) {
                         let rs: f64 = r.iter().map(|e| e.1).sum();
                         *b += c * rs;
@@ -193,23 +249,27 @@ fn approximate(
                         }
                     }
                 }
-                out.push(LStage::Linear { name: name.clone(), kind: kind.clone(), map });
+                out.push(LStage::Linear { name: name.clone(), kind: kind.clone(), map, src: vmap[*src] });
             }
-            import::Stage::Act { name, f } => {
+            Stage::Add { name, a, b, sub, n } => {
+                out.push(LStage::Add {
+                    name: name.clone(),
+                    kind: if *sub { "residual sub".into() } else { "residual add".into() },
+                    a: vmap[*a],
+                    b: vmap[*b],
+                    sub: *sub,
+                    n: *n,
+                });
+            }
+            Stage::Act { name, f, src } => {
                 let (lo, hi, samples) = &ranges[act_i];
                 act_i += 1;
-                if let Some((a, c)) = pending_after.take() {
-                    // Two activations in a row: apply the pending affine explicitly.
-                    out.push(LStage::Poly {
-                        name: format!("{name} (affine)"),
-                        kind: "affine".into(),
-                        cheb: vec![c, a],
-                        exact_zero: c == 0.0,
-                    });
-                }
-                let prev_linear = matches!(out.last(), Some(LStage::Linear { .. }));
+                let s = vmap[*src];
+                // The producing linear stage, when this activation is its only reader.
+                let prev_linear = s > 0 && uses[*src] == 1 && matches!(out.get(s - 1), Some(LStage::Linear { .. }));
                 if *f == ActFn::Square {
-                    out.push(LStage::Square { name: name.clone(), kind: "square (exact)".into() });
+                    out.push(LStage::Square { name: name.clone(), kind: "square (exact)".into(), src: s });
+                    vmap[iv] = out.len();
                     continue;
                 }
                 let w = (hi - lo).max(1e-6);
@@ -223,15 +283,25 @@ fn approximate(
                     let (a2, b1, c0) = (cx[2], cx[1], cx[0]);
                     let h = b1 / (2.0 * a2);
                     let c = c0 - b1 * b1 / (4.0 * a2);
-                    if let Some(LStage::Linear { map, .. }) = out.last_mut() {
+                    if let Some(LStage::Linear { map, .. }) = out.get_mut(s - 1) {
                         for b in map.bias.iter_mut() {
                             *b += h;
                         }
                     }
-                    out.push(LStage::Square { name: name.clone(), kind: kind + " (folded)" });
-                    pending_after = Some((a2, c));
+                    out.push(LStage::Square { name: name.clone(), kind: kind + " (folded)", src: s });
+                    if only_linear[iv] {
+                        pending[iv] = Some((a2, c));
+                    } else {
+                        out.push(LStage::Poly {
+                            name: format!("{name} (affine)"),
+                            kind: "affine".into(),
+                            cheb: vec![c, a2],
+                            exact_zero: c == 0.0,
+                            src: out.len(),
+                        });
+                    }
                 } else if prev_linear {
-                    if let Some(LStage::Linear { map, .. }) = out.last_mut() {
+                    if let Some(LStage::Linear { map, .. }) = out.get_mut(s - 1) {
                         for (r, b) in map.rows.iter_mut().zip(map.bias.iter_mut()) {
                             for e in r.iter_mut() {
                                 e.1 /= fit.radius;
@@ -240,21 +310,32 @@ fn approximate(
                         }
                     }
                     let z = fit.coef[0] == 0.0;
-                    out.push(LStage::Poly { name: name.clone(), kind, cheb: fit.cheb.clone(), exact_zero: z });
-                } else {
+                    out.push(LStage::Poly { name: name.clone(), kind, cheb: fit.cheb.clone(), exact_zero: z, src: s });
+                } else if degree <= 3 {
                     let cheb = approx::power_to_cheb(&cx);
-                    out.push(LStage::Poly { name: name.clone(), kind, cheb, exact_zero: cx[0] == 0.0 });
+                    out.push(LStage::Poly { name: name.clone(), kind, cheb, exact_zero: cx[0] == 0.0, src: s });
+                } else {
+                    // Normalise explicitly (one level): the power basis in x is unstable at high degree.
+                    let c0 = -fit.center / fit.radius;
+                    out.push(LStage::Poly {
+                        name: format!("{name} (normalise)"),
+                        kind: "affine".into(),
+                        cheb: vec![c0, 1.0 / fit.radius],
+                        exact_zero: c0 == 0.0,
+                        src: s,
+                    });
+                    let z = fit.coef[0] == 0.0;
+                    out.push(LStage::Poly {
+                        name: name.clone(),
+                        kind,
+                        cheb: fit.cheb.clone(),
+                        exact_zero: z,
+                        src: out.len(),
+                    });
                 }
             }
         }
-    }
-    if let Some((a, c)) = pending_after {
-        out.push(LStage::Poly {
-            name: "output affine".into(),
-            kind: "affine".into(),
-            cheb: vec![c, a],
-            exact_zero: c == 0.0,
-        });
+        vmap[iv] = out.len();
     }
     (out, fits)
 }
@@ -274,8 +355,8 @@ fn build(stages: &[LStage], q: &[u64], slots: usize, scale: f64) -> Result<Built
     let mut b = lower::Builder::new(q.to_vec(), slots);
     let top = q.len() as u32 - 1;
     let x = b.input(0, top, scale);
-    let (mut v, mut layout, client_map, desc) = match stages.first() {
-        Some(LStage::Linear { map, .. }) => {
+    let (v0, layout0, client_map, desc) = match stages.first() {
+        Some(LStage::Linear { map, src: 0, .. }) => {
             let plan = lower::plan_first(map, slots)?;
             let desc = format!(
                 "{} window(s) x {} outputs: output (window w, member c) at slot w + {}*c, period {}; client puts window w's tap t in column w (see slot_map), replicated every {} slots",
@@ -292,23 +373,31 @@ fn build(stages: &[LStage], q: &[u64], slots: usize, scale: f64) -> Result<Built
             return Err(CompileError::Layout("the model must begin with a linear layer (Gemm, MatMul or Conv)".into()))
         }
     };
+    // Every value with its layout (the input's is the client's slot map).
+    let mut vals: Vec<(lower::V, Vec<i32>)> = Vec::with_capacity(stages.len() + 1);
+    vals.push((x, client_map.clone()));
+    vals.push((v0, layout0));
     for (i, st) in stages.iter().enumerate().skip(1) {
         b.layer = i as u32;
-        match st {
-            LStage::Linear { map, .. } => {
-                let plan = lower::plan_dense(map, &layout)?;
-                let (nv, nl) = lower::dense_layer(&mut b, v, map, &layout, &plan);
-                v = nv;
-                layout = nl;
+        let next = match st {
+            LStage::Linear { map, src, .. } => {
+                let (v, layout) = &vals[*src];
+                let plan = lower::plan_dense(map, layout)?;
+                lower::dense_layer(&mut b, *v, map, layout, &plan)
             }
-            LStage::Square { .. } => {
-                v = b.square_rescale(v);
+            LStage::Square { src, .. } => {
+                let (v, layout) = vals[*src].clone();
+                if v.level < 1 {
+                    return Err(CompileError::Internal("out of levels".into()));
+                }
+                (b.square_rescale(v), layout)
             }
-            LStage::Poly { cheb, exact_zero, .. } => {
+            LStage::Poly { cheb, exact_zero, src, .. } => {
+                let (v, mut layout) = vals[*src].clone();
                 if v.level < approx::depth_rec(cheb) {
                     return Err(CompileError::Internal("out of levels".into()));
                 }
-                v = lower::poly(&mut b, v, cheb);
+                let y = lower::poly(&mut b, v, cheb);
                 if !exact_zero {
                     for e in layout.iter_mut() {
                         if *e == lower::ZERO {
@@ -316,10 +405,19 @@ fn build(stages: &[LStage], q: &[u64], slots: usize, scale: f64) -> Result<Built
                         }
                     }
                 }
+                (y, layout)
             }
-        }
+            LStage::Add { name, a, b: bb, sub, n, .. } => {
+                let (va, la) = vals[*a].clone();
+                let (vb, lb) = vals[*bb].clone();
+                residual::add(&mut b, (va, &la), (vb, &lb), *n, *sub)
+                    .map_err(|e| CompileError::Layout(format!("residual connection '{name}': {e}")))?
+            }
+        };
+        vals.push(next);
     }
-    Ok(Built { b, client_map, out: v, out_layout: layout, input_level: top, input_scale: scale, layout_desc: desc })
+    let (out, out_layout) = vals.pop().expect("at least one stage");
+    Ok(Built { b, client_map, out, out_layout, input_level: top, input_scale: scale, layout_desc: desc })
 }
 
 fn est_node_ms(op: &Op, level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
@@ -380,25 +478,17 @@ pub fn compile(
     let cal_rows = calib.rows().min(2000);
     let mut ref_cal: Vec<Vec<f64>> = Vec::with_capacity(cal_rows);
     for r in 0..cal_rows {
-        let mut v = calib.row(r).to_vec();
-        let mut a = 0;
-        for s in &imp.stages {
-            v = match s {
-                import::Stage::Linear { map, .. } => map.apply(&v),
-                import::Stage::Act { f, .. } => {
-                    let rg = &mut ranges[a];
-                    for &t in &v {
-                        rg.0 = rg.0.min(t);
-                        rg.1 = rg.1.max(t);
-                    }
-                    if rg.2.len() < 20000 {
-                        rg.2.extend_from_slice(&v);
-                    }
-                    a += 1;
-                    v.iter().map(|&t| f.eval(t)).collect()
-                }
-            };
-        }
+        let v = imp.run_with(calib.row(r), &mut |a, f, v| {
+            let rg = &mut ranges[a];
+            for &t in v {
+                rg.0 = rg.0.min(t);
+                rg.1 = rg.1.max(t);
+            }
+            if rg.2.len() < 20000 {
+                rg.2.extend_from_slice(v);
+            }
+            v.iter().map(|&t| f.eval(t)).collect()
+        });
         ref_cal.push(v);
     }
     // Degree: given, or the smallest meeting the target agreement on calibration data.
@@ -450,7 +540,10 @@ pub fn compile(
             100.0 * cal_agree
         ));
     }
-    let depth: u32 = stages.iter().map(|s| s.depth()).sum();
+    // Residual additions make the depth depend on the packing: each ring's program is
+    // built on a chain long enough for the worst case and its depth measured.
+    let depth_ub = depth_bound(&stages);
+    let mut depth = depth_ub;
     let max_out = (0..cal_rows)
         .map(|r| forward(&stages, calib.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
         .fold(1.0f64, f64::max);
@@ -465,10 +558,14 @@ pub fn compile(
     let noise_rows: Vec<usize> = (0..cal_rows).step_by((cal_rows / NOISE_SAMPLES).max(1)).collect();
     for log_n in opts.min_log_n.max(12)..=16 {
         let slots = 1usize << (log_n - 1);
-        // Every prime and the scale at 2^S_REF: the program for the noise analysis.
-        let dummy_q = vec![1u64 << noise::S_REF; depth as usize + 1];
+        // Every prime and the scale near 2^S_REF: the program for the noise analysis.
+        // The primes differ (by 2^-16 relative) as real ones do, so that scales that
+        // will differ under real primes differ here too and get the same alignment.
+        let dummy_q: Vec<u64> =
+            (0..=depth_ub as u64).map(|i| (1u64 << noise::S_REF) + ((2 * i + 1) << (noise::S_REF - 16)) + 1).collect();
         match build(&stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32)) {
             Ok(bt) => {
+                depth = depth_ub - bt.b.nodes.iter().map(|n| n.level).min().unwrap_or(depth_ub);
                 let steps = lower::rotation_steps(&bt.b.nodes);
                 let relin = bt.b.nodes.iter().any(|n| matches!(n.op, Op::Square { .. } | Op::MulRelin { .. }));
                 let inputs: Vec<Vec<f64>> = noise_rows
@@ -548,11 +645,7 @@ pub fn compile(
     let bt = build(&stages, params.q(), slots, params.default_scale())?;
     let steps = lower::rotation_steps(&bt.b.nodes);
     let relin = bt.b.nodes.iter().any(|n| matches!(n.op, Op::Square { .. } | Op::MulRelin { .. }));
-    let n_out = stages
-        .iter()
-        .rev()
-        .find_map(|s| if let LStage::Linear { map, .. } = s { Some(map.n_out()) } else { None })
-        .unwrap_or_default();
+    let n_out = forward(&stages, calib.row(0)).len();
     let mut out_slots = Vec::with_capacity(n_out);
     for o in 0..n_out {
         let s = bt
