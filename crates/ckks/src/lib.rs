@@ -13,6 +13,8 @@ pub mod eval;
 pub mod keys;
 pub mod ntt;
 #[cfg(target_arch = "x86_64")]
+mod ntt_avx2;
+#[cfg(target_arch = "x86_64")]
 mod ntt_simd;
 pub mod params;
 mod poly;

@@ -13,19 +13,25 @@ use crate::arith::{bit_reverse, primitive_root_of_unity, Modulus};
 pub struct NttTable {
     pub(crate) m: Modulus,
     pub(crate) n: usize,
-    log_n: u32,
+    pub(crate) log_n: u32,
     /// ψ^{brev(i)}, ψ a primitive 2N-th root of unity, and its Shoup companions.
-    fwd: Vec<u64>,
-    fwd_shoup: Vec<u64>,
+    pub(crate) fwd: Vec<u64>,
+    pub(crate) fwd_shoup: Vec<u64>,
     /// ψ^{-brev(i)}, with Shoup companions.
-    inv: Vec<u64>,
-    inv_shoup: Vec<u64>,
-    n_inv: u64,
-    n_inv_shoup: u64,
+    pub(crate) inv: Vec<u64>,
+    pub(crate) inv_shoup: Vec<u64>,
+    pub(crate) n_inv: u64,
+    pub(crate) n_inv_shoup: u64,
+    /// inv[1] / N: the inverse's last twiddle with the final scaling folded in.
+    pub(crate) last_inv: u64,
+    pub(crate) last_inv_shoup: u64,
     /// the chosen ψ
     pub(crate) psi: u64,
     #[cfg(target_arch = "x86_64")]
     simd: Option<crate::ntt_simd::SimdTable>,
+    /// Whether the AVX2 transform serves this table (no AVX-512 table, AVX2 present).
+    #[cfg(target_arch = "x86_64")]
+    avx2: bool,
 }
 
 impl NttTable {
@@ -60,6 +66,9 @@ impl NttTable {
         let n_inv = m.inv(n as u64);
         #[cfg(target_arch = "x86_64")]
         let simd = crate::ntt_simd::SimdTable::new(&m, &fwd, &inv, n_inv);
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = simd.is_none() && crate::ntt_avx2::usable(m.value(), n);
+        let last_inv = m.mul(inv[1], n_inv);
         Some(Self {
             m,
             n,
@@ -70,9 +79,13 @@ impl NttTable {
             inv_shoup,
             n_inv,
             n_inv_shoup: m.shoup(n_inv),
+            last_inv,
+            last_inv_shoup: m.shoup(last_inv),
             psi,
             #[cfg(target_arch = "x86_64")]
             simd,
+            #[cfg(target_arch = "x86_64")]
+            avx2,
         })
     }
 
@@ -88,6 +101,11 @@ impl NttTable {
             t.forward(a);
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            crate::ntt_avx2::forward(self, a);
+            return;
+        }
         self.forward_scalar(a)
     }
 
@@ -97,6 +115,11 @@ impl NttTable {
         #[cfg(target_arch = "x86_64")]
         if let Some(t) = &self.simd {
             t.inverse(a);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            crate::ntt_avx2::inverse(self, a);
             return;
         }
         self.inverse_scalar(a)
@@ -244,6 +267,45 @@ mod tests {
             t.inverse_scalar(&mut y);
             assert_eq!(x, a);
             assert_eq!(y, a);
+        }
+    }
+
+    /// Every size from 16 up, primes of every width up to 61 bits, random inputs and
+    /// inputs at the edges (0, 1, q − 1): the dispatched transform (AVX2 or AVX-512 where
+    /// present) must equal the scalar one exactly and invert it.
+    #[test]
+    fn dispatched_transform_matches_scalar_on_edges_and_random() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for log_n in 4..=14u32 {
+            let n = 1usize << log_n;
+            for bits in [30u32, 40, 50, 52, 59, 60, 61] {
+                let Ok(qs) = ntt_primes(bits, n, 1, &[]) else { continue };
+                let q = qs[0];
+                let t = NttTable::new(Modulus::new(q), n).unwrap();
+                let inputs: [Vec<u64>; 3] = [
+                    (0..n).map(|_| next() % q).collect(),
+                    (0..n).map(|i| [0, 1, q - 1, q - 2][i % 4]).collect(),
+                    vec![q - 1; n],
+                ];
+                for a in inputs {
+                    let (mut x, mut y) = (a.clone(), a.clone());
+                    t.forward(&mut x);
+                    t.forward_scalar(&mut y);
+                    assert_eq!(x, y, "forward n {n} bits {bits}");
+                    let (mut u, mut v) = (a.clone(), a.clone());
+                    t.inverse(&mut u);
+                    t.inverse_scalar(&mut v);
+                    assert_eq!(u, v, "inverse n {n} bits {bits}");
+                    t.inverse(&mut x);
+                    assert_eq!(x, a, "round trip n {n} bits {bits}");
+                }
+            }
         }
     }
 }
