@@ -10,8 +10,8 @@ pub struct Modulus {
     q: u64,
     /// bit length of q
     bits: u32,
-    /// floor(2^(2·bits) / q), for Barrett on products below q².
-    mu: u128,
+    /// floor(2^(bits+62) / q) ≤ 2^63, for Barrett on products below q² (`reduce_product`).
+    mu: u64,
     /// floor(2^128 / q) split in two words, for reducing any u128.
     ratio_lo: u64,
     ratio_hi: u64,
@@ -22,7 +22,8 @@ impl Modulus {
     pub fn new(q: u64) -> Self {
         assert!(q > 2 && q < (1 << 62) && q & 1 == 1, "modulus out of range");
         let bits = 64 - q.leading_zeros();
-        let mu = (1u128 << (2 * bits)) / q as u128;
+        // q ≥ 2^(bits-1), so mu ≤ 2^63: one word, and the quotient is one high product.
+        let mu = ((1u128 << (bits + 62)) / q as u128) as u64;
         // floor(2^128 / q) = floor((2^128 - 1) / q) because q is odd (never divides 2^128).
         let ratio = u128::MAX / q as u128;
         Self { q, bits, mu, ratio_lo: ratio as u64, ratio_hi: (ratio >> 64) as u64 }
@@ -68,18 +69,21 @@ impl Modulus {
     }
 
     /// x mod q for x < q² (a single product).
+    ///
+    /// Barrett with t = ⌊x / 2^(bits−2)⌋ < 2^64 and qhat = ⌊t·mu / 2^64⌋: the estimate is
+    /// at most 2 below ⌊x/q⌋ (the two truncations cost below 1/2 and 1), so the remainder
+    /// is below 3q < 2^64 and two branch-free conditional subtractions finish it.
+    /// No variable 128-bit shifts and no branches: data-dependent branches here were
+    /// mispredicted about half the time.
     #[inline(always)]
     pub fn reduce_product(&self, x: u128) -> u64 {
-        let t = (x >> (self.bits - 1)) as u64;
-        let qhat = ((t as u128 * self.mu) >> (self.bits + 1)) as u64;
-        let mut r = (x as u64).wrapping_sub(qhat.wrapping_mul(self.q));
-        if r >= self.q {
-            r -= self.q;
-        }
-        if r >= self.q {
-            r -= self.q;
-        }
-        r
+        let (lo, hi) = (x as u64, (x >> 64) as u64);
+        let s = self.bits - 2; // 0 ≤ s ≤ 59
+        let t = ((hi << 1) << (63 - s)) | (lo >> s);
+        let qhat = ((t as u128 * self.mu as u128) >> 64) as u64;
+        let r = lo.wrapping_sub(qhat.wrapping_mul(self.q));
+        let r = r.min(r.wrapping_sub(self.q));
+        r.min(r.wrapping_sub(self.q))
     }
 
     /// x mod q for any x < 2^128 (sums of many products).
