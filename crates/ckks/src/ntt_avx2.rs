@@ -24,7 +24,7 @@ pub(crate) fn usable(q: u64, n: usize) -> bool {
 
 /// A twiddle with its Shoup companion, both split for 32-bit multiplies.
 #[derive(Clone, Copy)]
-struct Tw {
+pub(crate) struct Tw {
     w: __m256i,
     w_hi: __m256i,
     wp: __m256i,
@@ -33,10 +33,10 @@ struct Tw {
 
 /// The prime as vectors.
 #[derive(Clone, Copy)]
-struct Q {
-    q: __m256i,
+pub(crate) struct Q {
+    pub q: __m256i,
     q_hi: __m256i,
-    two_q: __m256i,
+    pub two_q: __m256i,
     /// half the bound between layers: 2q, or 4q when FAST (q < 2^60)
     l: __m256i,
 }
@@ -46,25 +46,25 @@ struct Q {
 /// 64-bit high products and "optimises" them into scalar `mul` instructions, lane by lane.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn hi32(x: __m256i) -> __m256i {
+pub(crate) fn hi32(x: __m256i) -> __m256i {
     _mm256_shuffle_epi32::<0b10_11_00_01>(x)
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tw(w: __m256i, wp: __m256i) -> Tw {
+pub(crate) fn tw(w: __m256i, wp: __m256i) -> Tw {
     Tw { w, w_hi: hi32(w), wp, wp_hi: hi32(wp) }
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn tw1(w: u64, wp: u64) -> Tw {
+pub(crate) fn tw1(w: u64, wp: u64) -> Tw {
     tw(_mm256_set1_epi64x(w as i64), _mm256_set1_epi64x(wp as i64))
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn qv<const FAST: bool>(q: u64) -> Q {
+pub(crate) fn qv<const FAST: bool>(q: u64) -> Q {
     let v = _mm256_set1_epi64x(q as i64);
     let l = if FAST { 4 * q } else { 2 * q };
     Q { q: v, q_hi: hi32(v), two_q: _mm256_set1_epi64x(2 * q as i64), l: _mm256_set1_epi64x(l as i64) }
@@ -78,7 +78,7 @@ fn qv<const FAST: bool>(q: u64) -> Q {
 /// the cross terms only matter modulo 2^32: one 32-bit `vpmulld` gives both of them.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn mul_shoup(x: __m256i, t: Tw, q: Q) -> __m256i {
+pub(crate) fn mul_shoup(x: __m256i, t: Tw, q: Q) -> __m256i {
     let x_hi = hi32(x);
     let qhat = _mm256_add_epi64(
         _mm256_mul_epu32(x_hi, t.wp_hi),
@@ -111,7 +111,7 @@ fn mul_lazy<const FAST: bool>(x: __m256i, t: Tw, q: Q) -> __m256i {
 /// x mod b for x in [0, 2b), b < 2^63 (so x < 2^64 but x − b's sign tells).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn reduce(x: __m256i, b: __m256i) -> __m256i {
+pub(crate) fn reduce(x: __m256i, b: __m256i) -> __m256i {
     let d = _mm256_sub_epi64(x, b);
     // d's sign bit is set exactly when x < b (x < 2^63 whenever that matters: x < 2b < 2^63... see callers)
     _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(d), _mm256_castsi256_pd(x), _mm256_castsi256_pd(d)))

@@ -27,6 +27,20 @@ pub(crate) fn has_ifma() -> bool {
     features().1
 }
 
+/// AVX2 kernels serve where AVX-512 does not: every prime is below 2^61.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2() -> bool {
+    static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *F.get_or_init(|| std::env::var_os("HEINFER_NO_SIMD").is_none() && is_x86_feature_detected!("avx2"))
+        && !has_avx512()
+}
+
+/// Whether the AVX2 kernels take slices of this length modulo this prime.
+#[cfg(target_arch = "x86_64")]
+fn avx2_for(len: usize, m: &Modulus) -> bool {
+    has_avx2() && len.is_multiple_of(4) && m.value() < (1 << 61)
+}
+
 /// Whether vector Shoup products for this prime use IFMA, whose companions are
 /// ⌊w·2^52/q⌋ instead of ⌊w·2^64/q⌋ (see `shoup_companion`).
 pub(crate) fn uses_ifma(m: &Modulus) -> bool {
@@ -65,6 +79,12 @@ pub(crate) fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m
         unsafe { avx512::mul_shoup_acc(acc, x, w, wp, m.value()) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(acc.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for; slice lengths asserted inside.
+        unsafe { avx2::mul_shoup_acc(acc, x, w, wp, m.value()) };
+        return;
+    }
     let q2 = 2 * m.value();
     for (((a, &x), &w), &wp) in acc.iter_mut().zip(x).zip(w).zip(wp) {
         let s = *a + m.mul_shoup_lazy(x, w, wp);
@@ -78,6 +98,12 @@ pub(crate) fn reduce_2q(a: &mut [u64], m: &Modulus) {
     if has_avx512() && a.len().is_multiple_of(8) {
         // SAFETY: features checked above.
         unsafe { avx512::binary(a, None, m.value(), avx512::Op::Reduce) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(a.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for.
+        unsafe { avx2::binary(a, None, m.value(), avx2::Op::Reduce) };
         return;
     }
     let q = m.value();
@@ -94,6 +120,12 @@ pub(crate) fn add_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
         unsafe { avx512::binary(a, Some(b), m.value(), avx512::Op::Add) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(a.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for; b's length is asserted inside.
+        unsafe { avx2::binary(a, Some(b), m.value(), avx2::Op::Add) };
+        return;
+    }
     for (x, &y) in a.iter_mut().zip(b) {
         *x = m.add(*x, y);
     }
@@ -107,6 +139,12 @@ pub(crate) fn sub_const(a: &mut [u64], c: u64, m: &Modulus) {
         unsafe { avx512::sub_const(a, c, m.value()) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(a.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for.
+        unsafe { avx2::sub_const(a, c, m.value()) };
+        return;
+    }
     for x in a.iter_mut() {
         *x = m.sub(*x, c);
     }
@@ -118,6 +156,12 @@ pub(crate) fn sub_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     if has_avx512() && a.len().is_multiple_of(8) {
         // SAFETY: features checked above; b's length is asserted inside.
         unsafe { avx512::binary(a, Some(b), m.value(), avx512::Op::Sub) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(a.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for; b's length is asserted inside.
+        unsafe { avx2::binary(a, Some(b), m.value(), avx2::Op::Sub) };
         return;
     }
     for (x, &y) in a.iter_mut().zip(b) {
@@ -142,6 +186,12 @@ pub(crate) fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)
         unsafe { avx512::dot_const(out, ys, cs, m.value()) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if bound <= (1 << 63) && avx2_for(out.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for; every ys[j] is out.len() long (asserted inside).
+        unsafe { avx2::dot_const(out, ys, cs, m.value()) };
+        return;
+    }
     let q = m.value();
     let q2 = 2 * q;
     for (i, o) in out.iter_mut().enumerate() {
@@ -162,6 +212,12 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
     if has_avx512() && x.len().is_multiple_of(8) {
         // SAFETY: features checked above; y is at least x.len() long (asserted inside).
         unsafe { avx512::sub_mul_const(x, y, w, wp, m.value()) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(x.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for; y is at least x.len() long (asserted inside).
+        unsafe { avx2::sub_mul_const(x, y, w, wp, m.value()) };
         return;
     }
     for (a, &b) in x.iter_mut().zip(y) {
@@ -434,6 +490,126 @@ pub(crate) mod avx512 {
     }
 }
 
+/// AVX2 twins of the kernels above (four lanes; primes below 2^61, so every lazy value
+/// here is below 2^63 and signed compares and sign-bit blends are exact). The Shoup
+/// product is the NTT's (`ntt_avx2::mul_shoup`, result in [0, 4q)).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    use crate::ntt_avx2::{mul_shoup, qv, reduce, tw, tw1};
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+        let n = acc.len();
+        assert!(x.len() >= n && w.len() >= n && wp.len() >= n && n.is_multiple_of(4));
+        let qs = qv::<false>(q);
+        for i in (0..n).step_by(4) {
+            // SAFETY: i + 4 <= n <= every slice's length.
+            unsafe {
+                let a = _mm256_loadu_si256(acc.as_ptr().add(i) as *const __m256i);
+                let xv = _mm256_loadu_si256(x.as_ptr().add(i) as *const __m256i);
+                let wv = _mm256_loadu_si256(w.as_ptr().add(i) as *const __m256i);
+                let pv = _mm256_loadu_si256(wp.as_ptr().add(i) as *const __m256i);
+                let r = reduce(mul_shoup(xv, tw(wv, pv), qs), qs.two_q);
+                let s = reduce(_mm256_add_epi64(a, r), qs.two_q);
+                _mm256_storeu_si256(acc.as_mut_ptr().add(i) as *mut __m256i, s);
+            }
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    pub enum Op {
+        Add,
+        Sub,
+        Reduce,
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn binary(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
+        let n = a.len();
+        assert!(b.is_none_or(|b| b.len() >= n) && n.is_multiple_of(4));
+        let qv = _mm256_set1_epi64x(q as i64);
+        for i in (0..n).step_by(4) {
+            // SAFETY: i + 4 <= n <= both lengths.
+            unsafe {
+                let x = _mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i);
+                let r = match (op, b) {
+                    (Op::Add, Some(b)) => {
+                        reduce(_mm256_add_epi64(x, _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i)), qv)
+                    }
+                    (Op::Sub, Some(b)) => add_if_negative(
+                        _mm256_sub_epi64(x, _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i)),
+                        qv,
+                    ),
+                    _ => reduce(x, qv),
+                };
+                _mm256_storeu_si256(a.as_mut_ptr().add(i) as *mut __m256i, r);
+            }
+        }
+    }
+
+    /// d + q where d (read as signed) is negative, d elsewhere.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn add_if_negative(d: __m256i, q: __m256i) -> __m256i {
+        let t = _mm256_add_epi64(d, q);
+        _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(d), _mm256_castsi256_pd(t), _mm256_castsi256_pd(d)))
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sub_const(a: &mut [u64], c: u64, q: u64) {
+        let qv = _mm256_set1_epi64x(q as i64);
+        let cv = _mm256_set1_epi64x(c as i64);
+        assert!(a.len().is_multiple_of(4));
+        for i in (0..a.len()).step_by(4) {
+            // SAFETY: i + 4 <= a.len().
+            unsafe {
+                let d = _mm256_sub_epi64(_mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i), cv);
+                _mm256_storeu_si256(a.as_mut_ptr().add(i) as *mut __m256i, add_if_negative(d, qv));
+            }
+        }
+    }
+
+    /// Inputs below 2^63, constants below q with 64-bit Shoup companions.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+        let n = out.len();
+        assert!(ys.len() == cs.len() && ys.iter().all(|y| y.len() >= n) && n.is_multiple_of(4));
+        let qs = qv::<false>(q);
+        let consts: Vec<_> = cs.iter().map(|&(c, cp)| tw1(c, cp)).collect();
+        for i in (0..n).step_by(4) {
+            let mut acc = _mm256_setzero_si256();
+            for (y, &c) in ys.iter().zip(&consts) {
+                // SAFETY: i + 4 <= n <= y.len().
+                let yv = unsafe { _mm256_loadu_si256(y.as_ptr().add(i) as *const __m256i) };
+                let r = reduce(mul_shoup(yv, c, qs), qs.two_q);
+                acc = reduce(_mm256_add_epi64(acc, r), qs.two_q);
+            }
+            // SAFETY: i + 4 <= n.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, reduce(acc, qs.q)) };
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
+        let n = x.len();
+        assert!(y.len() >= n && n.is_multiple_of(4));
+        let qs = qv::<false>(q);
+        let c = tw1(w, wp);
+        for i in (0..n).step_by(4) {
+            // SAFETY: i + 4 <= n <= both lengths.
+            unsafe {
+                let a = _mm256_loadu_si256(x.as_ptr().add(i) as *const __m256i);
+                let b = _mm256_loadu_si256(y.as_ptr().add(i) as *const __m256i);
+                let d = _mm256_sub_epi64(_mm256_add_epi64(a, qs.q), b);
+                let r = reduce(reduce(mul_shoup(d, c, qs), qs.two_q), qs.q);
+                _mm256_storeu_si256(x.as_mut_ptr().add(i) as *mut __m256i, r);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,6 +678,89 @@ mod tests {
             for i in 0..n {
                 let want = m.add(m.mul(m.reduce(small[i]), 5), m.mul(b[i], q - 1));
                 assert_eq!(out[i], want);
+            }
+        }
+    }
+
+    /// The AVX2 kernels against scalar arithmetic, called directly (whatever the dispatch
+    /// picks on this CPU), on random values and the edges of each lazy range: 0, 1, q − 1,
+    /// 2q − 1 accumulators, Shoup inputs up to 8q − 1 and 2^63 − 1, base-conversion inputs
+    /// near 2^62.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_kernels_agree_with_scalar_on_edges() {
+        use std::arch::x86_64::*;
+        if !is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for q in [65537u64, 1099511922689, 1125899906826241, 1152921504606584833, 2305843009213554689] {
+            assert!(q < 1 << 61);
+            let m = Modulus::new(q);
+            let n = 64;
+            let edges = |i: usize, top: u64| [0, 1, q - 1, q - 2, top - 1, top / 2][i % 6];
+            let mix = |seed: u64, top: u64| -> Vec<u64> {
+                data(n, q, seed).iter().enumerate().map(|(i, &r)| if i % 3 == 0 { edges(i, top) } else { r }).collect()
+            };
+            let (a, b) = (mix(1, q), mix(2, q));
+            let w: Vec<u64> = mix(3, q);
+            let wp: Vec<u64> = w.iter().map(|&x| m.shoup(x)).collect();
+            // Shoup product on the widest inputs the NTT feeds it.
+            let xs: Vec<u64> = (0..n as u64)
+                .map(|i| {
+                    [0, 1, 4 * q - 1, 8 * q - 1, (1 << 63) - 1, i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1]
+                        [i as usize % 6]
+                })
+                .collect();
+            for c in (0..n).step_by(4) {
+                let mut out = [0u64; 4];
+                // SAFETY: AVX2 detected above; four words read and written at each pointer.
+                unsafe {
+                    let qs = crate::ntt_avx2::qv::<false>(q);
+                    let t = crate::ntt_avx2::tw(
+                        _mm256_loadu_si256(w.as_ptr().add(c) as *const __m256i),
+                        _mm256_loadu_si256(wp.as_ptr().add(c) as *const __m256i),
+                    );
+                    let x = _mm256_loadu_si256(xs.as_ptr().add(c) as *const __m256i);
+                    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, crate::ntt_avx2::mul_shoup(x, t, qs));
+                }
+                for k in 0..4 {
+                    let want = ((xs[c + k] as u128 * w[c + k] as u128) % q as u128) as u64;
+                    assert!(out[k] < 4 * q && out[k] % q == want, "q {q} x {} w {}", xs[c + k], w[c + k]);
+                }
+            }
+            // SAFETY (all calls below): AVX2 detected above; every slice is n long, n a multiple of 4.
+            let acc0: Vec<u64> = mix(4, 2 * q);
+            let mut acc = acc0.clone();
+            unsafe { avx2::mul_shoup_acc(&mut acc, &a, &w, &wp, q) };
+            for i in 0..n {
+                assert!(acc[i] < 2 * q);
+                assert_eq!(acc[i] % q, (acc0[i] % q + m.mul(a[i], w[i])) % q);
+            }
+            for (op, f) in [(avx2::Op::Add, 0), (avx2::Op::Sub, 1)] {
+                let mut r = a.clone();
+                unsafe { avx2::binary(&mut r, Some(&b), q, op) };
+                for i in 0..n {
+                    assert_eq!(r[i], if f == 0 { m.add(a[i], b[i]) } else { m.sub(a[i], b[i]) });
+                }
+            }
+            let mut r = acc0.clone();
+            unsafe { avx2::binary(&mut r, None, q, avx2::Op::Reduce) };
+            assert!(r.iter().zip(&acc0).all(|(&r, &x)| r == x % q));
+            let mut r = a.clone();
+            unsafe { avx2::sub_const(&mut r, q - 1, q) };
+            assert!(r.iter().zip(&a).all(|(&r, &x)| r == m.sub(x, q - 1)));
+            let mut r = a.clone();
+            unsafe { avx2::sub_mul_const(&mut r, &b, w[5], wp[5], q) };
+            for i in 0..n {
+                assert_eq!(r[i], m.mul(m.sub(a[i], b[i]), w[5]));
+            }
+            let big: Vec<u64> = mix(5, 1 << 62).iter().map(|&x| x | (1 << 61)).collect();
+            let cs = [(q - 1, m.shoup(q - 1)), (1, m.shoup(1)), (w[7], wp[7])];
+            let mut out = vec![0; n];
+            unsafe { avx2::dot_const(&mut out, &[&big, &a, &b], &cs, q) };
+            for i in 0..n {
+                let want = m.add(m.add(m.mul(m.reduce(big[i]), q - 1), a[i]), m.mul(b[i], w[7]));
+                assert_eq!(out[i], want, "q {q}");
             }
         }
     }
