@@ -4,6 +4,8 @@
 
 digits_resmlp:       Gemm 64->32, Relu = h;  h + Gemm 32->32(Relu(Gemm 32->32(h)));  Gemm 32->10
                      (a skip connection: both operands of the Add are computed tensors)
+digits_ressq:        digits_resmlp with x*x (Mul(z, z)) for Relu: a small residual net for encrypted tests, whose
+                     two Add operands differ in scale (a square's scale is Δ²/q) as well as in level
 digits_rescnn:       Conv 3x3 stride 2 pad 1 (4 ch), Relu = h (4x4x4);  h + Conv 3x3 (4->4)(Relu(Conv 3x3 (4->4)(h)));
                      Gemm 64->10 (the inner convolutions pad 1, so the skip keeps the shape)
 digits_gelu_mlp:     Gemm 64->32, GELU, Gemm 32->10, with GELU written out the way torch.onnx.export
@@ -116,6 +118,43 @@ def make_resmlp():
     print("resmlp: test accuracy", (fwd(Xte)[-1].argmax(1) == yte).mean())
 
 
+# ---------------------------------------------------------------- residual net with squares
+def make_ressq():
+    Xtr, Xte, ytr, yte = digits()
+    rng = np.random.default_rng(4)
+    W1, W2, W3, W4 = he(rng, 64, 32) * 0.5, he(rng, 32, 32) * 0.5, he(rng, 32, 32) * 0.25, he(rng, 32, 10)
+    b1, b2, b3, b4 = np.zeros(32), np.zeros(32), np.zeros(32), np.zeros(10)
+    params = [W1, b1, W2, b2, W3, b3, W4, b4]
+
+    def fwd(X):
+        z1 = X @ W1 + b1; h = z1 * z1
+        z2 = h @ W2 + b2; r = z2 * z2
+        y = h + r @ W3 + b3
+        return z1, h, z2, r, y, y @ W4 + b4
+
+    def grads(X, Y):
+        z1, h, z2, r, y, out = fwd(X)
+        g = softmax_grad(out, Y)
+        gy = g @ W4.T
+        gz2 = (gy @ W3.T) * 2 * z2
+        gz1 = (gy + gz2 @ W2.T) * 2 * z1
+        return [X.T @ gz1, gz1.sum(0), h.T @ gz2, gz2.sum(0), r.T @ gy, gy.sum(0), y.T @ g, g.sum(0)]
+
+    adam(params, grads, Xtr, np.eye(10)[ytr], epochs=60, lr=0.002)
+    nodes = [
+        helper.make_node("Gemm", ["input", "W1", "b1"], ["z1"], name="fc1"),
+        helper.make_node("Mul", ["z1", "z1"], ["h"], name="square1"),
+        helper.make_node("Gemm", ["h", "W2", "b2"], ["z2"], name="fc2"),
+        helper.make_node("Mul", ["z2", "z2"], ["r"], name="square2"),
+        helper.make_node("Gemm", ["r", "W3", "b3"], ["t"], name="fc3"),
+        helper.make_node("Add", ["h", "t"], ["y"], name="skip"),
+        helper.make_node("Gemm", ["y", "W4", "b4"], ["logits"], name="fc4"),
+    ]
+    inits = [init(n, p) for n, p in zip(["W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4"], params)]
+    save(nodes, inits, [64], "digits_ressq")
+    print("ressq: test accuracy", (fwd(Xte)[-1].argmax(1) == yte).mean())
+
+
 # ---------------------------------------------------------------- residual CNN
 def conv(X, W, b, stride=1):
     """X (n, c, h, w), W (m, c, 3, 3), pad 1."""
@@ -219,5 +258,6 @@ def make_gelu():
 
 if __name__ == "__main__":
     make_resmlp()
+    make_ressq()
     make_rescnn()
     make_gelu()

@@ -67,6 +67,15 @@ fn residual_mlp() {
 }
 
 #[test]
+fn residual_with_squares() {
+    let m = run("models/digits_ressq.onnx", None);
+    assert!(has_add_of_two_values(&m));
+    // The operands' scales differ (squares): one is brought to the other's by ×1.
+    assert!(m.nodes.iter().any(|n| matches!(n.op, model::Op::MulConst { c, .. } if c == 1.0)));
+    assert!(m.report.unwrap().accuracy.unwrap().max_abs_error < 1e-3, "exact up to float32");
+}
+
+#[test]
 fn residual_cnn() {
     let m = run("models/digits_rescnn.onnx", None);
     assert!(has_add_of_two_values(&m));
