@@ -331,7 +331,7 @@ impl Evaluator {
     fn rescale_poly(&self, p: &mut Poly, level: usize) {
         let ctx = self.ctx();
         let n = ctx.n;
-        let mut last = Poly::zero(n, 1);
+        let mut last = Poly::scratch(n, 1);
         last.data.copy_from_slice(p.limb(level));
         ctx.ntt[level].inverse(&mut last.data);
         let q_top = ctx.moduli[level];
@@ -344,7 +344,7 @@ impl Evaluator {
         p.truncate(level);
         p.data.par_chunks_mut(n).enumerate().for_each(|(i, x)| {
             let m = &ctx.moduli[i];
-            let mut t = Poly::zero(n, 1);
+            let mut t = Poly::scratch(n, 1);
             simd::dot_const_bounded(&mut t.data, &[&last.data], &[(1, m.shoup(1))], m, q_top.value());
             simd::sub_const(&mut t.data, m.reduce(half), m);
             ctx.ntt[i].forward(&mut t.data);
@@ -490,7 +490,8 @@ impl Evaluator {
         let digits = ctx.modup[level]
             .par_iter()
             .map(|conv| {
-                let mut ext = Poly::zero(n, level + 1 + k);
+                // Every limb is written: the digit's own primes copied, all others converted.
+                let mut ext = Poly::scratch(n, level + 1 + k);
                 for &i in &conv.from {
                     ext.limb_mut(i).copy_from_slice(d.limb(i));
                 }
@@ -536,11 +537,11 @@ impl Evaluator {
         let n = ctx.n;
         let l = self.params.q().len();
         let k = self.params.p().len();
-        let mut p_part = Poly::zero(n, k);
+        let mut p_part = Poly::scratch(n, k);
         p_part.data.copy_from_slice(&x.data[(level + 1) * n..]);
         p_part.intt(&ctx.ntt[l..l + k].iter().collect::<Vec<_>>());
         let input: Vec<&[u64]> = p_part.data.chunks(n).collect();
-        let mut conv = Poly::zero(n, level + 1);
+        let mut conv = Poly::scratch(n, level + 1); // every limb is a conversion output
         {
             let mut slices: Vec<&mut [u64]> = conv.data.chunks_mut(n).collect();
             let mut scratch = Vec::new();

@@ -90,18 +90,17 @@ impl BaseConverter {
         for (j, y) in scratch.chunks_mut(n).enumerate() {
             let m = &moduli[self.from[j]];
             let (c, cp) = self.hat_inv[j];
-            let h = self.half_from[j];
-            for (o, &x) in y.iter_mut().zip(input[j]) {
-                *o = m.mul_shoup(m.add(x, h), c, cp);
-            }
+            simd::add_mul_const(y, input[j], self.half_from[j], c, cp, m);
         }
         let mut over = vec![0.0f64; n];
         for (y, &inv) in scratch.chunks(n).zip(&self.inv_from) {
             for (o, &v) in over.iter_mut().zip(y) {
-                *o += v as f64 * inv;
+                // v < 2^61: the signed conversion is one instruction and rounds the same.
+                *o += (v as i64) as f64 * inv;
             }
         }
-        let over: Vec<u8> = over.iter().map(|&f| (f.floor() as usize).min(k) as u8).collect();
+        // f ≥ 0, so truncation is the floor (and `as` is inline, `floor` a libm call here).
+        let over: Vec<u8> = over.iter().map(|&f| (f as usize).min(k) as u8).collect();
         let bound = self.from.iter().map(|&i| moduli[i].value()).max().unwrap_or(0);
         let ys: Vec<&[u64]> = scratch.chunks(n).collect();
         for (t, out) in output.iter_mut().enumerate() {

@@ -206,6 +206,19 @@ pub(crate) fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)
     }
 }
 
+/// out = ((x + h) mod q)·c mod q for constants h < q and c < q (Shoup pair); x in [0, q).
+pub(crate) fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(out.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for; x is at least out.len() long (asserted inside).
+        unsafe { avx2::add_mul_const(out, x, h, c, cp, m.value()) };
+        return;
+    }
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = m.mul_shoup(m.add(v, h), c, cp);
+    }
+}
+
 /// x = (x - y)·w mod q for a constant w (Shoup pair); x, y in [0, q).
 pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
@@ -592,6 +605,23 @@ pub(crate) mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
+    pub unsafe fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, q: u64) {
+        let n = out.len();
+        assert!(x.len() >= n && n.is_multiple_of(4));
+        let qs = qv::<false>(q);
+        let (hv, cv) = (_mm256_set1_epi64x(h as i64), tw1(c, cp));
+        for i in (0..n).step_by(4) {
+            // SAFETY: i + 4 <= n <= both lengths.
+            unsafe {
+                // (x + h)·c ≡ ((x + h) mod q)·c: the sum (< 2q) goes into the product unreduced.
+                let s = _mm256_add_epi64(_mm256_loadu_si256(x.as_ptr().add(i) as *const __m256i), hv);
+                let r = reduce(reduce(mul_shoup(s, cv, qs), qs.two_q), qs.q);
+                _mm256_storeu_si256(out.as_mut_ptr().add(i) as *mut __m256i, r);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
     pub unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
         let n = x.len();
         assert!(y.len() >= n && n.is_multiple_of(4));
@@ -749,6 +779,11 @@ mod tests {
             let mut r = a.clone();
             unsafe { avx2::sub_const(&mut r, q - 1, q) };
             assert!(r.iter().zip(&a).all(|(&r, &x)| r == m.sub(x, q - 1)));
+            let mut r = vec![0; n];
+            unsafe { avx2::add_mul_const(&mut r, &a, q - 1, w[4], wp[4], q) };
+            for i in 0..n {
+                assert_eq!(r[i], m.mul(m.add(a[i], q - 1), w[4]));
+            }
             let mut r = a.clone();
             unsafe { avx2::sub_mul_const(&mut r, &b, w[5], wp[5], q) };
             for i in 0..n {
