@@ -515,18 +515,17 @@ impl Evaluator {
         let n = ctx.n;
         let level = dec.level;
         let limbs = level + 1 + self.params.p().len();
-        let mut out0 = Poly::zero(n, limbs);
-        let mut out1 = Poly::zero(n, limbs);
+        // key_dot overwrites every limb of both.
+        let mut out0 = Poly::scratch(n, limbs);
+        let mut out1 = Poly::scratch(n, limbs);
+        let digits = dec.digits.len();
         out0.data.par_chunks_mut(n).zip(out1.data.par_chunks_mut(n)).enumerate().for_each(|(pos, (o0, o1))| {
             let prime = self.ext_prime(pos, level);
             let m = &ctx.moduli[prime];
-            for d in 0..dec.digits.len() {
-                let src = dec.digits[d].limb(pos);
-                simd::mul_shoup_acc(o0, src, key.b[d].limb(prime), key.bp[d].limb(prime), m);
-                simd::mul_shoup_acc(o1, src, key.a[d].limb(prime), key.ap[d].limb(prime), m);
-            }
-            simd::reduce_2q(o0, m);
-            simd::reduce_2q(o1, m);
+            let src: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(pos)).collect();
+            let (b, bp) = (limbs_of(&key.b[..digits], prime), limbs_of(&key.bp[..digits], prime));
+            let (a, ap) = (limbs_of(&key.a[..digits], prime), limbs_of(&key.ap[..digits], prime));
+            simd::key_dot(o0, o1, &src, &b, &bp, &a, &ap, m);
         });
         (out0, out1)
     }
@@ -556,6 +555,11 @@ impl Evaluator {
         });
         x
     }
+}
+
+/// Limb `i` of each polynomial.
+fn limbs_of(polys: &[Poly], i: usize) -> Vec<&[u64]> {
+    polys.iter().map(|p| p.limb(i)).collect()
 }
 
 fn signed_mod(v: i128, m: &Modulus) -> u64 {

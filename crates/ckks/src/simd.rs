@@ -92,6 +92,39 @@ pub(crate) fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m
     }
 }
 
+/// The key-switching inner product of one limb, both halves at once:
+/// o0 = Σ_d src_d·b_d, o1 = Σ_d src_d·a_d mod q, fully reduced; o0 and o1 are
+/// overwritten. `b`, `a` come with companions `bp`, `ap` from `shoup_companion`.
+/// The AVX2 path walks the digits inside each group of lanes, so each source word is
+/// read once and the accumulators never leave registers (the digit-by-digit loop
+/// re-read and re-wrote both outputs for every digit: it was memory-bound).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn key_dot(
+    o0: &mut [u64],
+    o1: &mut [u64],
+    src: &[&[u64]],
+    b: &[&[u64]],
+    bp: &[&[u64]],
+    a: &[&[u64]],
+    ap: &[&[u64]],
+    m: &Modulus,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(o0.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for; every slice's length is asserted inside.
+        unsafe { avx2::key_dot(o0, o1, src, b, bp, a, ap, m.value()) };
+        return;
+    }
+    o0.fill(0);
+    o1.fill(0);
+    for d in 0..src.len() {
+        mul_shoup_acc(o0, src[d], b[d], bp[d], m);
+        mul_shoup_acc(o1, src[d], a[d], ap[d], m);
+    }
+    reduce_2q(o0, m);
+    reduce_2q(o1, m);
+}
+
 /// Brings lazily reduced values from [0, 2q) to [0, q).
 pub(crate) fn reduce_2q(a: &mut [u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
@@ -531,6 +564,45 @@ pub(crate) mod avx2 {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn key_dot(
+        o0: &mut [u64],
+        o1: &mut [u64],
+        src: &[&[u64]],
+        b: &[&[u64]],
+        bp: &[&[u64]],
+        a: &[&[u64]],
+        ap: &[&[u64]],
+        q: u64,
+    ) {
+        let n = o0.len();
+        let digits = src.len();
+        assert!(o1.len() == n && n.is_multiple_of(4));
+        assert!([b, bp, a, ap].iter().all(|v| v.len() == digits));
+        assert!([src, b, bp, a, ap].iter().all(|v| v.iter().all(|s| s.len() >= n)));
+        let qs = qv::<false>(q);
+        for i in (0..n).step_by(4) {
+            let (mut acc0, mut acc1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for d in 0..digits {
+                // SAFETY: i + 4 <= n <= every slice's length (asserted above).
+                unsafe {
+                    let ld = |s: &[u64]| _mm256_loadu_si256(s.as_ptr().add(i) as *const __m256i);
+                    let x = ld(src[d]);
+                    let r0 = reduce(mul_shoup(x, tw(ld(b[d]), ld(bp[d])), qs), qs.two_q);
+                    let r1 = reduce(mul_shoup(x, tw(ld(a[d]), ld(ap[d])), qs), qs.two_q);
+                    acc0 = reduce(_mm256_add_epi64(acc0, r0), qs.two_q);
+                    acc1 = reduce(_mm256_add_epi64(acc1, r1), qs.two_q);
+                }
+            }
+            // SAFETY: i + 4 <= n = both lengths.
+            unsafe {
+                _mm256_storeu_si256(o0.as_mut_ptr().add(i) as *mut __m256i, reduce(acc0, qs.q));
+                _mm256_storeu_si256(o1.as_mut_ptr().add(i) as *mut __m256i, reduce(acc1, qs.q));
+            }
+        }
+    }
+
     #[derive(Clone, Copy, PartialEq)]
     pub enum Op {
         Add,
@@ -765,6 +837,14 @@ mod tests {
             for i in 0..n {
                 assert!(acc[i] < 2 * q);
                 assert_eq!(acc[i] % q, (acc0[i] % q + m.mul(a[i], w[i])) % q);
+            }
+            let (mut k0, mut k1) = (vec![7; n], vec![7; n]);
+            let c = mix(6, q);
+            let cp: Vec<u64> = c.iter().map(|&x| m.shoup(x)).collect();
+            unsafe { avx2::key_dot(&mut k0, &mut k1, &[&a, &b], &[&w, &c], &[&wp, &cp], &[&c, &w], &[&cp, &wp], q) };
+            for i in 0..n {
+                assert_eq!(k0[i], m.add(m.mul(a[i], w[i]), m.mul(b[i], c[i])));
+                assert_eq!(k1[i], m.add(m.mul(a[i], c[i]), m.mul(b[i], w[i])));
             }
             for (op, f) in [(avx2::Op::Add, 0), (avx2::Op::Sub, 1)] {
                 let mut r = a.clone();
