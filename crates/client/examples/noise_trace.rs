@@ -31,6 +31,7 @@ fn main() {
     let n = model.nodes.len();
     let mut added: Vec<f64> = vec![0.0; n];
     let mut total: Vec<f64> = vec![0.0; n];
+    let mut time: Vec<f64> = vec![0.0; n];
     for s in 0..samples {
         let x = data.row(s);
         let inputs = model.client.pack_input(x).unwrap();
@@ -39,6 +40,7 @@ fn main() {
         let mut err = vec![0.0f64; n];
         for (i, node) in model.nodes.iter().enumerate() {
             let v = |a: u32| &vals[a as usize];
+            let t0 = std::time::Instant::now();
             let ct = match node.op {
                 Op::Input { index } => {
                     let pt = enc.encode(&inputs[index as usize], node.level as usize, node.scale).unwrap();
@@ -56,6 +58,7 @@ fn main() {
                 Op::DropLevel { a, level } => eval.drop_level(v(a), level as usize).unwrap(),
                 Op::Rotate { a, step } => eval.rotate(v(a), step, &keys.galois).unwrap(),
             };
+            time[i] += t0.elapsed().as_secs_f64() / samples as f64;
             let got = enc.decode(&dec.decrypt(&ct).unwrap()).unwrap();
             err[i] = got.iter().zip(&sim[i]).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
             let before = node.op.operands().iter().map(|&o| err[o as usize]).fold(0.0, f64::max);
@@ -75,14 +78,16 @@ fn main() {
             added[i]
         );
     }
-    let mut by: BTreeMap<(u32, &str), (usize, f64)> = BTreeMap::new();
+    let mut by: BTreeMap<(u32, &str), (usize, f64, f64)> = BTreeMap::new();
     for (i, node) in model.nodes.iter().enumerate() {
         let e = by.entry((node.layer, node.op.name())).or_default();
         e.0 += 1;
         e.1 = e.1.max(added[i]);
+        e.2 += time[i];
     }
-    println!("\nper layer and op: count, largest error added by one node");
-    for ((l, op), (c, m)) in by {
-        println!("layer {l} {op:>10}: {c:>4}  {m:.3e}");
+    println!("\nper layer and op: count, largest error added by one node, ms (one thread, not hoisted)");
+    for ((l, op), (c, m, t)) in by {
+        println!("layer {l} {op:>10}: {c:>4}  {m:.3e}  {:>8.2}", t * 1e3);
     }
+    println!("total {:.2} ms", time.iter().sum::<f64>() * 1e3);
 }

@@ -66,12 +66,16 @@ impl Builder {
         self.plains.push(PlainVec { level, scale, values });
         self.plains.len() as u32 - 1
     }
-    /// x ⊙ values, encoded at q_level so that the rescale that follows restores the scale.
-    pub fn mul_plain_rescale(&mut self, x: V, values: Vec<f64>) -> V {
+    /// x ⊙ values at scale x.scale·q_level (the rescale that follows restores the
+    /// scale), not yet rescaled. Linear layers sum their
+    /// products (rotations included) at this scale and rescale once: a rescale's
+    /// rounding is then added once instead of to every product before the
+    /// rotate-and-sum tree adds them all up, and the tree's key-switch noise is
+    /// 2^-(log q) smaller relative to the doubled scale.
+    pub fn mul_plain(&mut self, x: V, values: Vec<f64>) -> V {
         let ps = self.q[x.level as usize] as f64;
         let pt = self.plain(values, x.level, ps);
-        let m = self.push(Op::MulPlain { a: x.id, pt }, x.level, x.scale * ps);
-        self.rescale(m)
+        self.push(Op::MulPlain { a: x.id, pt }, x.level, x.scale * ps)
     }
     pub fn rescale(&mut self, x: V) -> V {
         let q = self.q[x.level as usize] as f64;
@@ -146,6 +150,40 @@ impl Builder {
             s *= 2;
         }
         vs[0]
+    }
+    /// Σ_g rot(x ⊙ d_g, g·step), not rescaled, as baby-step/giant-step: with g = j·B + b,
+    /// rot(x ⊙ d_g, g·step) = rot(rot(x, b·step) ⊙ rot(d_g, b·step), j·B·step), so the
+    /// B − 1 baby rotations are of `x` alone and share one key-switch decomposition
+    /// (the runtime hoists consecutive rotations of one value), and only G/B − 1 giant
+    /// rotations remain, by a tree. `max_babies` 2 needs no key beyond the power-of-two
+    /// steps every layer already uses; 4 needs one more (3·step).
+    pub fn products_tree(&mut self, x: V, diags: Vec<Vec<f64>>, step: i64, max_babies: usize) -> V {
+        let g = diags.len();
+        let babies = g.min(max_babies).max(1);
+        let slots = self.slots as i64;
+        let mut xs = vec![x];
+        for b in 1..babies {
+            xs.push(self.rotate(x, b as i64 * step));
+        }
+        let mut giants = Vec::with_capacity(g.div_ceil(babies));
+        for chunk in diags.chunks(babies) {
+            let mut acc: Option<V> = None;
+            for (bi, d) in chunk.iter().enumerate() {
+                let k = (bi as i64 * step).rem_euclid(slots) as usize;
+                let rd: Vec<f64> = d[k..].iter().chain(&d[..k]).copied().collect();
+                if rd.iter().all(|&v| v == 0.0) {
+                    continue;
+                }
+                let m = self.mul_plain(xs[bi], rd);
+                acc = Some(match acc {
+                    Some(a) => self.add(a, m),
+                    None => m,
+                });
+            }
+            // An all-zero group still needs a value of the right level and scale.
+            giants.push(acc.unwrap_or_else(|| self.mul_plain(x, vec![0.0])));
+        }
+        self.rot_tree(giants, babies as i64 * step)
     }
     /// x + rot(x, s) for s in steps.
     pub fn rot_sum(&mut self, mut x: V, steps: impl IntoIterator<Item = i64>) -> V {
@@ -250,7 +288,7 @@ pub fn first_layer(b: &mut Builder, x: V, map: &Affine, plan: &FirstPlan) -> (V,
         let j = j % p;
         plan.groups.get(j % wp).and_then(|(_, rows)| rows.get(j / wp).copied())
     };
-    let mut vs = Vec::with_capacity(g);
+    let mut diags = Vec::with_capacity(g);
     for gi in 0..g {
         let d: Vec<f64> = (0..s)
             .map(|slot| {
@@ -265,10 +303,11 @@ pub fn first_layer(b: &mut Builder, x: V, map: &Affine, plan: &FirstPlan) -> (V,
                 }
             })
             .collect();
-        vs.push(b.mul_plain_rescale(x, d));
+        diags.push(d);
     }
-    let u = b.rot_tree(vs, wp as i64);
-    let mut y = b.rot_sum(u, (0..log2(rr)).map(|i| (p << i) as i64));
+    let u = b.products_tree(x, diags, wp as i64, 4);
+    let u = b.rot_sum(u, (0..log2(rr)).map(|i| (p << i) as i64));
+    let mut y = b.rescale(u);
     let layout: Vec<i32> = (0..s).map(|j| row_of(j).map(|o| o as i32).unwrap_or(ZERO)).collect();
     let bias: Vec<f64> = layout.iter().map(|&o| if o >= 0 { map.bias[o as usize] } else { 0.0 }).collect();
     y = b.add_plain(y, bias);
@@ -394,7 +433,7 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
         DensePlan::Periodic { pin, bsz } => {
             let g = pin / bsz;
             let pos = first_pos(layout, n_in, pin);
-            let mut vs = Vec::with_capacity(g);
+            let mut diags = Vec::with_capacity(g);
             for gi in 0..g {
                 let d: Vec<f64> = (0..s)
                     .map(|sl| {
@@ -411,10 +450,11 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
                         }
                     })
                     .collect();
-                vs.push(b.mul_plain_rescale(x, d));
+                diags.push(d);
             }
-            let u = b.rot_tree(vs, bsz as i64);
-            let mut y = b.rot_sum(u, (0..log2(bsz)).map(|i| 1i64 << i));
+            let u = b.products_tree(x, diags, bsz as i64, 4);
+            let u = b.rot_sum(u, (0..log2(bsz)).map(|i| 1i64 << i));
+            let mut y = b.rescale(u);
             let out: Vec<i32> = (0..s)
                 .map(|sl| {
                     if sl % bsz != 0 {
@@ -434,7 +474,7 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
         }
         DensePlan::Strided { base, stride, k } => {
             let pos = first_pos(layout, n_in, s);
-            let mut vs = Vec::with_capacity(n_out);
+            let mut diags = Vec::with_capacity(n_out);
             for o in 0..n_out {
                 let mut d = vec![0.0; s];
                 for (i, p) in pos.iter().enumerate() {
@@ -442,10 +482,12 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
                         d[*p] = weight(o, i);
                     }
                 }
-                vs.push(b.mul_plain_rescale(x, d));
+                diags.push(d);
             }
-            let u = b.rot_tree(vs, 1);
-            let mut y = b.rot_sum(u, (0..log2(k)).map(|i| (stride << i) as i64));
+            // Steps 1 and 2^i only: a baby step of 3 would cost a Galois key for this layer alone.
+            let u = b.products_tree(x, diags, 1, 2);
+            let u = b.rot_sum(u, (0..log2(k)).map(|i| (stride << i) as i64));
+            let mut y = b.rescale(u);
             let mut out = vec![GARBAGE; s];
             for o in 0..n_out {
                 out[(base + s - o) % s] = o as i32;

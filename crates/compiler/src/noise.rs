@@ -13,8 +13,9 @@
 //! - plaintext encoding: √(N/12), relative to the plaintext's scale;
 //! - rescale (rounding c0 + c1·s): √(N·(1 + h)/12) ≈ 0.24·N;
 //! - key switch (rotation, relinearization): the same rounding in ModDown plus the
-//!   digits' key noise Σ d_j·e_j / P ≈ σ·N·√(dnum/12) (P at least a digit), with
-//!   dnum taken as its largest possible value (one prime per digit).
+//!   digits' key noise Σ d_j·e_j / P ≈ σ·N·√(dnum/12)·(digit / P), digits centered
+//!   (the engine's base conversions are exact), weighted per parameter set by
+//!   [`ks_factor`].
 //!
 //! Checked against real ciphertexts (`heinfer run`): the prediction is within a small
 //! factor of the measured max logit error (see docs/ARCHITECTURE.md).
@@ -36,9 +37,11 @@ pub struct NoiseEstimate {
 }
 
 /// Key-switch noise per event, in units of N: σ·√(dnum/12)·(largest digit / P), plus
-/// the ModDown rounding.
+/// the ModDown rounding. A P larger than the digits makes the first term vanish; it is
+/// not floored at 1 since the base conversions became exact (a biased conversion's
+/// error did not shrink with P).
 pub fn ks_factor(dnum: usize, digit_over_p: f64) -> f64 {
-    SIGMA * (dnum as f64 / 12.0).sqrt() * digit_over_p.max(1.0) + 0.25
+    SIGMA * (dnum as f64 / 12.0).sqrt() * digit_over_p + 0.25
 }
 
 impl NoiseEstimate {
