@@ -271,6 +271,35 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
     }
 }
 
+/// out = a·b mod q (a, b in [0, q)), without first copying a into out.
+pub(crate) fn mul_into(out: &mut [u64], a: &[u64], b: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        out.copy_from_slice(a);
+        mul_assign(out, b, m);
+        return;
+    }
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = m.mul(x, y);
+    }
+}
+
+/// out = a·b + c·d mod q (all in [0, q)): one reduction for the two products.
+pub(crate) fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        out.copy_from_slice(a);
+        mul_assign(out, b, m);
+        let mut t = c.to_vec();
+        mul_assign(&mut t, d, m);
+        add_assign(out, &t, m);
+        return;
+    }
+    for ((((o, &x), &y), &z), &w) in out.iter_mut().zip(a).zip(b).zip(c).zip(d) {
+        *o = m.reduce_product_sum(x as u128 * y as u128 + z as u128 * w as u128);
+    }
+}
+
 /// a = a·b mod q, both variable, a and b in [0, q).
 pub(crate) fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
