@@ -165,7 +165,8 @@ impl Poly {
     pub fn product(a: &Poly, b: &Poly, moduli: &[&Modulus]) -> Poly {
         let n = a.n;
         let mut out = Poly::scratch(n, moduli.len());
-        let work = |((o, (x, y)), m): ((&mut [u64], (&[u64], &[u64])), &&Modulus)| simd::mul_into(o, x, y, m);
+        type Item<'a> = ((&'a mut [u64], (&'a [u64], &'a [u64])), &'a &'a Modulus);
+        let work = |((o, (x, y)), m): Item| simd::mul_into(o, x, y, m);
         if out.data.len() >= PAR_MIN_WORDS {
             out.data.par_chunks_mut(n).zip(a.data.par_chunks(n).zip(b.data.par_chunks(n))).zip(moduli).for_each(work);
         } else {
