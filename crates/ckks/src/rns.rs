@@ -92,24 +92,14 @@ impl BaseConverter {
             let (c, cp) = self.hat_inv[j];
             simd::add_mul_const(y, input[j], self.half_from[j], c, cp, m);
         }
-        let mut over = vec![0.0f64; n];
-        for (y, &inv) in scratch.chunks(n).zip(&self.inv_from) {
-            for (o, &v) in over.iter_mut().zip(y) {
-                // v < 2^61: the signed conversion is one instruction and rounds the same.
-                *o += (v as i64) as f64 * inv;
-            }
-        }
-        // f ≥ 0, so truncation is the floor (and `as` is inline, `floor` a libm call here).
-        let over: Vec<u8> = over.iter().map(|&f| (f as usize).min(k) as u8).collect();
-        let bound = self.from.iter().map(|&i| moduli[i].value()).max().unwrap_or(0);
         let ys: Vec<&[u64]> = scratch.chunks(n).collect();
+        let mut over = vec![0u32; n];
+        simd::overflow_counts(&mut over, &ys, &self.inv_from);
+        let bound = self.from.iter().map(|&i| moduli[i].value()).max().unwrap_or(0);
         for (t, out) in output.iter_mut().enumerate() {
             let m = &moduli[self.to[t]];
             simd::dot_const_bounded(out, &ys, &self.hat_mod[t], m, bound);
-            let fix = &self.fix_to[t];
-            for (o, &u) in out.iter_mut().zip(&over) {
-                *o = m.sub(*o, fix[u as usize]);
-            }
+            simd::sub_table(out, &over, &self.fix_to[t], m);
         }
     }
 }

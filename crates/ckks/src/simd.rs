@@ -252,6 +252,40 @@ pub(crate) fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64,
     }
 }
 
+/// u[i] = min(⌊Σ_j ys[j][i]·invs[j]⌋, ys.len()) in f64 (the overflow count of a base
+/// conversion, see `rns`): the sum of the products in order j = 0, 1, …, each value
+/// converted to the nearest f64, then truncated (the sum is ≥ 0). Every value is below 2^61.
+pub(crate) fn overflow_counts(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
+    let k = ys.len() as u32;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && u.len().is_multiple_of(4) {
+        // SAFETY: AVX2 checked above; every ys[j] is at least u.len() long (asserted inside).
+        unsafe { avx2::overflow_counts(u, ys, invs) };
+        return;
+    }
+    for (i, o) in u.iter_mut().enumerate() {
+        let mut f = 0.0f64;
+        for (y, &inv) in ys.iter().zip(invs) {
+            // y < 2^61: the signed conversion rounds the same as the unsigned one.
+            f += (y[i] as i64) as f64 * inv;
+        }
+        *o = (f as u32).min(k);
+    }
+}
+
+/// a[i] = a[i] − table[u[i]] mod q (a and the table in [0, q)).
+pub(crate) fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(a.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for; lengths and indices are asserted inside.
+        unsafe { avx2::sub_table(a, u, table, m.value()) };
+        return;
+    }
+    for (x, &i) in a.iter_mut().zip(u) {
+        *x = m.sub(*x, table[i as usize]);
+    }
+}
+
 /// x = (x - y)·w mod q for a constant w (Shoup pair); x, y in [0, q).
 pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
@@ -736,6 +770,51 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// See `super::overflow_counts`. u64 → f64 without AVX-512: the high and low 32-bit
+    /// halves become exact doubles (2^84 + hi·2^32 and 2^52 + lo, by their bit patterns),
+    /// whose difference with the offsets and sum round once, as the scalar conversion does.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn overflow_counts(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
+        let n = u.len();
+        assert!(ys.len() == invs.len() && ys.iter().all(|y| y.len() >= n) && n.is_multiple_of(4));
+        let k = _mm_set1_epi32(ys.len() as i32);
+        let lo_bits = _mm256_set1_epi64x(0x4330_0000_0000_0000);
+        let hi_bits = _mm256_set1_epi64x(0x4530_0000_0000_0000);
+        let offset = _mm256_set1_pd(19342813118337666422669312.0); // 2^84 + 2^52
+        let low_mask = _mm256_set1_epi64x(0xffff_ffff);
+        for i in (0..n).step_by(4) {
+            let mut f = _mm256_setzero_pd();
+            for (y, &inv) in ys.iter().zip(invs) {
+                // SAFETY: i + 4 <= n <= y.len().
+                let v = unsafe { _mm256_loadu_si256(y.as_ptr().add(i) as *const __m256i) };
+                let lo = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(v, low_mask), lo_bits));
+                let hi = _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64::<32>(v), hi_bits));
+                let d = _mm256_add_pd(_mm256_sub_pd(hi, offset), lo);
+                f = _mm256_add_pd(f, _mm256_mul_pd(d, _mm256_set1_pd(inv)));
+            }
+            let t = _mm_min_epu32(_mm256_cvttpd_epi32(f), k);
+            // SAFETY: i + 4 <= n.
+            unsafe { _mm_storeu_si128(u.as_mut_ptr().add(i) as *mut __m128i, t) };
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], q: u64) {
+        let n = a.len();
+        assert!(u.len() >= n && n.is_multiple_of(4));
+        assert!(u[..n].iter().all(|&i| (i as usize) < table.len()));
+        let qv = _mm256_set1_epi64x(q as i64);
+        for i in (0..n).step_by(4) {
+            // SAFETY: i + 4 <= n <= both lengths; every index is inside the table (asserted).
+            unsafe {
+                let idx = _mm_loadu_si128(u.as_ptr().add(i) as *const __m128i);
+                let f = _mm256_i32gather_epi64::<8>(table.as_ptr() as *const i64, idx);
+                let x = _mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i);
+                _mm256_storeu_si256(a.as_mut_ptr().add(i) as *mut __m256i, add_if_negative(_mm256_sub_epi64(x, f), qv));
+            }
+        }
+    }
+
     #[target_feature(enable = "avx2")]
     pub unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
         let n = x.len();
@@ -888,6 +967,22 @@ mod tests {
             for i in 0..n {
                 assert_eq!(k0[i], m.add(m.mul(a[i], w[i]), m.mul(b[i], c[i])));
                 assert_eq!(k1[i], m.add(m.mul(a[i], c[i]), m.mul(b[i], w[i])));
+            }
+            // overflow counts: both paths, values near 2^61 and 0, and sub_table.
+            let y0: Vec<u64> = mix(8, 1 << 61);
+            let y1: Vec<u64> = mix(9, q);
+            let invs = [1.0 / q as f64, 1.0 / 1099511922689f64];
+            let mut u_avx = vec![0u32; n];
+            unsafe { avx2::overflow_counts(&mut u_avx, &[&y0, &y1], &invs) };
+            for i in 0..n {
+                let f = (y0[i] as f64) * invs[0] + (y1[i] as f64) * invs[1];
+                assert_eq!(u_avx[i], (f.floor() as u32).min(2), "{} {}", y0[i], y1[i]);
+            }
+            let table = [3 % q, q - 1, q / 2];
+            let mut r = a.clone();
+            unsafe { avx2::sub_table(&mut r, &u_avx, &table, q) };
+            for i in 0..n {
+                assert_eq!(r[i], m.sub(a[i], table[u_avx[i] as usize]));
             }
             for (op, f) in [(avx2::Op::Add, 0), (avx2::Op::Sub, 1)] {
                 let mut r = a.clone();
