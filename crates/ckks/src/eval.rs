@@ -294,14 +294,9 @@ impl Evaluator {
         let scale = a.scale * a.scale;
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());
-        let mut d0 = a.c0.clone();
-        d0.mul_assign(&a.c0, &m);
-        let mut d1 = a.c0.clone();
-        d1.mul_assign(&a.c1, &m);
-        let d1c = d1.clone();
-        d1.add_assign(&d1c, &m);
-        let mut d2 = a.c1.clone();
-        d2.mul_assign(&a.c1, &m);
+        let mut d0 = Poly::product(&a.c0, &a.c0, &m);
+        let mut d1 = Poly::product_sum(&a.c0, &a.c1, &a.c0, &a.c1, &m);
+        let d2 = Poly::product(&a.c1, &a.c1, &m);
         let (k0, k1) = self.key_switch(&d2, a.level(), &rk.0);
         d0.add_assign(&k0, &m);
         d1.add_assign(&k1, &m);
