@@ -16,6 +16,19 @@ use thiserror::Error;
 
 use crate::service::{Executable, RunError};
 
+/// The model-config parameter that holds the client spec (JSON), which clients read
+/// with a stock `get_model_config` call.
+pub const CLIENT_SPEC_PARAM: &str = "heinfer_client_spec";
+
+/// A model config's client spec that cannot serve this model's clients.
+#[derive(Debug, Error)]
+pub enum SpecError {
+    #[error("config parameter {CLIENT_SPEC_PARAM} is not a client spec: {0}")]
+    Malformed(model::ModelError),
+    #[error("config parameter {CLIENT_SPEC_PARAM} does not describe this model.hem (clients would encrypt under the wrong parameters or layout); write both with `heinfer compile`")]
+    Differs,
+}
+
 #[derive(Debug, Error)]
 pub enum LoadError {
     #[error(transparent)]
@@ -72,6 +85,17 @@ impl CompiledModel {
 
     pub fn model(&self) -> &HeModel {
         &self.model
+    }
+
+    /// Checks the client spec a model config publishes (parameter [`CLIENT_SPEC_PARAM`])
+    /// against the one inside `model.hem`: both servers refuse to load a model whose
+    /// config would send clients the wrong spec.
+    pub fn check_client_spec(&self, json: &str) -> Result<(), SpecError> {
+        let spec = model::ClientSpec::from_json(json).map_err(SpecError::Malformed)?;
+        if spec != self.model.client {
+            return Err(SpecError::Differs);
+        }
+        Ok(())
     }
 
     /// Bytes held by the encoded plaintext operands.

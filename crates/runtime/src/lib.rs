@@ -9,7 +9,7 @@ pub mod keystore;
 pub mod service;
 pub mod tensor;
 
-pub use exec::{CompiledModel, LoadError};
+pub use exec::{CompiledModel, LoadError, SpecError, CLIENT_SPEC_PARAM};
 pub use keystore::{KeyId, KeyStore, KeyStoreError};
 pub use service::{Executable, Request, Response, RunError, Service, ServiceError};
 pub use tensor::TensorError;

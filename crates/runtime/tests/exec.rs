@@ -115,3 +115,19 @@ fn insecure_or_inconsistent_models_are_refused_at_load() {
     m.nodes[2].level = 2;
     assert!(CompiledModel::load(m).is_err());
 }
+
+/// Both servers publish the config's client spec to clients; it must be the model's own.
+#[test]
+fn a_config_client_spec_is_checked_against_the_model() {
+    let (m, _) = program();
+    let own = m.client.to_json();
+    let mut other = m.client.clone();
+    other.input.scale *= 2.0;
+    let compiled = CompiledModel::load(m).unwrap();
+    assert!(compiled.check_client_spec(&own).is_ok());
+    let e = compiled.check_client_spec(&other.to_json()).unwrap_err();
+    assert!(matches!(e, runtime::SpecError::Differs), "{e}");
+    assert!(e.to_string().contains("heinfer compile"), "{e}");
+    let e = compiled.check_client_spec("{\"not\": \"a spec\"}").unwrap_err();
+    assert!(matches!(e, runtime::SpecError::Malformed(_)), "{e}");
+}

@@ -18,7 +18,7 @@ use crate::config::{ConfigError, ModelConfig};
 /// Config parameters the Triton backend reads too.
 pub const KEY_STORE_MB_PARAM: &str = "heinfer_key_store_mb";
 pub const KEY_STORE_DIR_PARAM: &str = "heinfer_key_store_dir";
-pub const CLIENT_SPEC_PARAM: &str = "heinfer_client_spec";
+pub use runtime::CLIENT_SPEC_PARAM;
 pub const DEFAULT_KEY_STORE_MB: usize = 2048;
 
 #[derive(Debug, Error)]
@@ -298,16 +298,10 @@ pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> 
     for f in found {
         let err = |msg: String| LoadError::Model { model: f.dir_name.clone(), path: f.hem.clone(), msg };
         let m = model::HeModel::read_file(&f.hem).map_err(|e| err(e.to_string()))?;
-        if let Some(spec) = f.config.parameters.get(CLIENT_SPEC_PARAM) {
-            // The config is what clients read; if it disagrees with the model they
-            // would encrypt under the wrong parameters. Compare as JSON values.
-            let a: Result<Json, _> = serde_json::from_str(spec);
-            let b: Result<Json, _> = serde_json::from_str(&m.client.to_json());
-            if a.ok() != b.ok() {
-                return Err(err(format!("config parameter {CLIENT_SPEC_PARAM} differs from the model's client spec; recompile or fix config.pbtxt")));
-            }
-        }
         let exe = CompiledModel::load(m).map_err(|e| err(e.to_string()))?;
+        if let Some(spec) = f.config.parameters.get(CLIENT_SPEC_PARAM) {
+            exe.check_client_spec(spec).map_err(|e| err(e.to_string()))?;
+        }
         let weights = exe.weight_memory_bytes();
         let service = exe.into_service(keys.clone());
         let instances = f.config.instance_count();

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use ffi::*;
 use glue::{check, cstr, entry, log, now_ns, BackendError, Result};
-use runtime::{tensor, CompiledModel, KeyStore, Request, Service};
+use runtime::{tensor, CompiledModel, KeyStore, Request, Service, CLIENT_SPEC_PARAM};
 
 /// Backend-wide defaults from `--backend-config=heinfer,...`.
 #[derive(Default)]
@@ -171,15 +171,9 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
         .map_err(|e| BackendError::invalid(format!("model {name}: cannot load {}: {e}", hem.display())))?;
 
     // The config's client spec is what clients read; it must describe this model.hem.
-    if let Some(s) = setting(&cfg, bstate, "heinfer_client_spec") {
-        let spec = model::ClientSpec::from_json(&s)
-            .map_err(|e| BackendError::invalid(format!("model {name}: parameter heinfer_client_spec: {e}")))?;
-        if spec != exe.model().client {
-            return Err(BackendError::invalid(format!(
-                "model {name}: config.pbtxt's heinfer_client_spec does not describe {}; write both with `heinfer compile`",
-                hem.display()
-            )));
-        }
+    if let Some(s) = setting(&cfg, bstate, CLIENT_SPEC_PARAM) {
+        exe.check_client_spec(&s)
+            .map_err(|e| BackendError::invalid(format!("model {name} ({}): {e}", hem.display())))?;
     } else {
         log(
             LOG_WARN,
