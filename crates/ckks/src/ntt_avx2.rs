@@ -113,7 +113,8 @@ fn mul_lazy<const FAST: bool>(x: __m256i, t: Tw, q: Q) -> __m256i {
 #[target_feature(enable = "avx2")]
 pub(crate) fn reduce(x: __m256i, b: __m256i) -> __m256i {
     let d = _mm256_sub_epi64(x, b);
-    // d's sign bit is set exactly when x < b (x < 2^63 whenever that matters: x < 2b < 2^63... see callers)
+    // Every caller has x < 2b ≤ 2^63: then x − b is in [−b, b), and its sign bit is set
+    // exactly when x < b, so the blend keeps x there and x − b elsewhere.
     _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(d), _mm256_castsi256_pd(x), _mm256_castsi256_pd(d)))
 }
 
