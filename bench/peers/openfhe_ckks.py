@@ -102,5 +102,6 @@ emit(
     VERSION,
     res,
     omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
-    key_switching="HYBRID with OpenFHE's default digits (dnum 2 for n8192, 3 for n16384) and its own special primes",
+    key_switching="HYBRID with OpenFHE's default digits (dnum 2 for n8192, 3 for n16384) and special primes "
+    "(ceil(largest digit's bits / 60) primes of 60 bits: 2 for n8192, 3 for n16384)",
 )
