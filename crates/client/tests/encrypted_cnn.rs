@@ -1,7 +1,8 @@
 //! The digits CNN (depth 13: two degree-31 ReLU polynomials) compiled at its DEFAULT
 //! settings must work under real encryption: this is what broke when the compiler chose
 //! its scale on the noiseless simulation alone (2^25, power-basis polynomials: 7.5 %
-//! agreement). Samples spread over the test split; client::Session on the client side,
+//! agreement). The scale is the noise analysis's business (2^25 again now that key
+//! switching is exact and linear layers rescale once); this checks its outcome. Samples spread over the test split; client::Session on the client side,
 //! runtime::Service on the server side.
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +26,6 @@ fn encrypted_cnn_at_default_settings_agrees_with_the_simulation() {
         compiler::compile(&onnx, None, &Data { calibration: &calib, eval: None, labels: None }, &opts, &|_| {})
             .expect("compiles");
     let m = compiled.model;
-    assert!(m.client.params.log_scale >= 28.0, "scale 2^{} is below what CKKS noise allows", m.client.params.log_scale);
     let spec = m.client.clone();
     let exe = CompiledModel::load(m.clone()).unwrap();
     let session = Session::generate(spec.clone()).unwrap();
@@ -59,6 +59,7 @@ fn encrypted_cnn_at_default_settings_agrees_with_the_simulation() {
     }
     // Broken noise handling gives ~10 % agreement and errors of several units.
     assert_eq!(agree, samples, "top-1 agreement with the simulation {agree}/{samples} (max error {max_err})");
-    assert!(max_err < 0.5, "max logit error against the simulation {max_err}");
+    // Measured: 0.063 over all 360 test digits (N = 2^14, scale 2^25).
+    assert!(max_err < 0.2, "max logit error against the simulation {max_err}");
     assert!(correct as f64 / samples as f64 >= 0.75, "accuracy against labels {correct}/{samples}");
 }
