@@ -39,6 +39,11 @@ impl Modulus {
         self.bits
     }
 
+    /// ⌊2^(bits+62) / q⌋, the Barrett constant of `reduce_product` (for vector twins).
+    pub(crate) fn barrett_mu(&self) -> u64 {
+        self.mu
+    }
+
     /// a + b mod q for a, b < q (branch-free: the smaller of s and s - q wins).
     #[inline(always)]
     pub fn add(&self, a: u64, b: u64) -> u64 {

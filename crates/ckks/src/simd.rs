@@ -313,6 +313,13 @@ pub(crate) fn mul_into(out: &mut [u64], a: &[u64], b: &[u64], m: &Modulus) {
         mul_assign(out, b, m);
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(out.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for, which also guarantees q < 2^61 and a length
+        // that is a multiple of 4; the slice lengths are asserted inside.
+        unsafe { avx2::mul_barrett(out, Some(a), b, None, m) };
+        return;
+    }
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
         *o = m.mul(x, y);
     }
@@ -327,6 +334,13 @@ pub(crate) fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: 
         let mut t = c.to_vec();
         mul_assign(&mut t, d, m);
         add_assign(out, &t, m);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(out.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for, which also guarantees q < 2^61 and a length
+        // that is a multiple of 4; the slice lengths are asserted inside.
+        unsafe { avx2::mul_barrett(out, Some(a), b, Some((c, d)), m) };
         return;
     }
     for ((((o, &x), &y), &z), &w) in out.iter_mut().zip(a).zip(b).zip(c).zip(d) {
@@ -346,6 +360,13 @@ pub(crate) fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     if has_avx512() && a.len().is_multiple_of(8) {
         // SAFETY: features checked above; b is at least a.len() long (asserted inside).
         unsafe { avx512::mul_montgomery(a, b, m) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_for(a.len(), m) {
+        // SAFETY: AVX2 checked by avx2_for, which also guarantees q < 2^61 and a length
+        // that is a multiple of 4; the slice lengths are asserted inside.
+        unsafe { avx2::mul_barrett(a, None, b, None, m) };
         return;
     }
     for (x, &y) in a.iter_mut().zip(b) {
@@ -606,7 +627,87 @@ pub(crate) mod avx512 {
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    use crate::ntt_avx2::{mul_shoup, qv, reduce, tw, tw1};
+    use crate::arith::Modulus;
+    use crate::ntt_avx2::{hi32, mul_shoup, qv, reduce, tw, tw1};
+
+    /// The 128-bit product of two lanes below 2^61, as (low 32 bits of the low word in
+    /// the low half, everything above 2^32 except the top product, the top product):
+    /// a·b = (p00 mod 2^32) + mid·2^32 + p11·2^64, mid = a0·b1 + a1·b0 + ⌊p00/2^32⌋ < 2^63.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn mul_wide(a: __m256i, b: __m256i) -> (__m256i, __m256i, __m256i) {
+        let (a1, b1) = (hi32(a), hi32(b));
+        let p00 = _mm256_mul_epu32(a, b);
+        let mid = _mm256_add_epi64(_mm256_mul_epu32(a, b1), _mm256_mul_epu32(a1, b));
+        let mid = _mm256_add_epi64(mid, _mm256_srli_epi64::<32>(p00));
+        (p00, mid, _mm256_mul_epu32(a1, b1))
+    }
+
+    /// out = a·b (+ c·d) mod q, both factors variable, every value in [0, q), q < 2^61
+    /// (a = None: a is out itself). The scalar `Modulus::reduce_product` lane by lane:
+    /// t = ⌊x / 2^(bits−2)⌋ < 2^64 (x < 2q²), qhat = ⌊t·mu / 2^64⌋ exactly, from four
+    /// 32-bit products, then x − qhat·q < 3q mod 2^64 and two conditional subtractions,
+    /// so both agree bit for bit.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn mul_barrett(
+        out: &mut [u64],
+        a: Option<&[u64]>,
+        b: &[u64],
+        cd: Option<(&[u64], &[u64])>,
+        m: &Modulus,
+    ) {
+        let n = out.len();
+        assert!(a.is_none_or(|a| a.len() >= n) && b.len() >= n && n.is_multiple_of(4));
+        assert!(cd.is_none_or(|(c, d)| c.len() >= n && d.len() >= n));
+        let q = m.value();
+        assert!(q < (1 << 61));
+        let s = m.bits() as i64 - 2;
+        let (sr, sl) = (_mm_set_epi64x(0, s), _mm_set_epi64x(0, 64 - s));
+        let mu = _mm256_set1_epi64x(m.barrett_mu() as i64);
+        let mu1 = hi32(mu);
+        let qs = qv::<false>(q);
+        let q1 = hi32(qs.q);
+        let low = _mm256_set1_epi64x(0xffff_ffff);
+        let op = out.as_mut_ptr();
+        let ap = a.map_or(op as *const u64, |a| a.as_ptr());
+        for i in (0..n).step_by(4) {
+            // SAFETY: i + 4 <= n <= every slice's length (asserted above); each lane of out is
+            // read (when a is None) before it is written, through the same pointer.
+            unsafe {
+                let ld = |p: *const u64| _mm256_loadu_si256(p.add(i) as *const __m256i);
+                let (p00, mid, p11) = mul_wide(ld(ap), ld(b.as_ptr()));
+                let (l32, mid, p11) = match cd {
+                    None => (_mm256_and_si256(p00, low), mid, p11),
+                    Some((c, d)) => {
+                        // Sum the pieces: low halves < 2^33, mids < 2^63 + 2^33, no overflow.
+                        let (r00, rmid, r11) = mul_wide(ld(c.as_ptr()), ld(d.as_ptr()));
+                        let l = _mm256_add_epi64(_mm256_and_si256(p00, low), _mm256_and_si256(r00, low));
+                        let mid = _mm256_add_epi64(_mm256_add_epi64(mid, rmid), _mm256_srli_epi64::<32>(l));
+                        (_mm256_and_si256(l, low), mid, _mm256_add_epi64(p11, r11))
+                    }
+                };
+                let lo = _mm256_or_si256(l32, _mm256_slli_epi64::<32>(mid));
+                let hi = _mm256_add_epi64(p11, _mm256_srli_epi64::<32>(mid));
+                // t = x >> s (a shift by 64 when s = 0 gives 0, as wanted).
+                let t = _mm256_or_si256(_mm256_srl_epi64(lo, sr), _mm256_sll_epi64(hi, sl));
+                // qhat = ⌊t·mu / 2^64⌋: t1·m0 + ⌊t0·m0/2^32⌋ ≤ (2^32−1)² + 2^32 − 1 < 2^64 and
+                // t0·m1 < 2^63 (mu ≤ 2^63), so no sum overflows.
+                let t1 = hi32(t);
+                let m1 = _mm256_add_epi64(_mm256_mul_epu32(t1, mu), _mm256_srli_epi64::<32>(_mm256_mul_epu32(t, mu)));
+                let m2 = _mm256_add_epi64(_mm256_and_si256(m1, low), _mm256_mul_epu32(t, mu1));
+                let qhat = _mm256_add_epi64(
+                    _mm256_mul_epu32(t1, mu1),
+                    _mm256_add_epi64(_mm256_srli_epi64::<32>(m1), _mm256_srli_epi64::<32>(m2)),
+                );
+                // qhat·q mod 2^64.
+                let cross = _mm256_add_epi64(_mm256_mul_epu32(qhat, q1), _mm256_mul_epu32(hi32(qhat), qs.q));
+                let qq = _mm256_add_epi64(_mm256_mul_epu32(qhat, qs.q), _mm256_slli_epi64::<32>(cross));
+                let r = _mm256_sub_epi64(lo, qq);
+                let r = reduce(reduce(r, qs.two_q), qs.q);
+                _mm256_storeu_si256(op.add(i) as *mut __m256i, r);
+            }
+        }
+    }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
@@ -861,6 +962,13 @@ mod tests {
             for i in 0..n {
                 assert_eq!(prod[i], m.mul(a[i], b[i]), "q {q}");
             }
+            let mut prod2 = vec![0; n];
+            mul_into(&mut prod2, &a, &b, &m);
+            assert_eq!(prod2, prod);
+            mul_add_into(&mut prod2, &a, &b, &c, &a, &m);
+            for i in 0..n {
+                assert_eq!(prod2[i], m.add(m.mul(a[i], b[i]), m.mul(c[i], a[i])), "q {q}");
+            }
             let bp: Vec<u64> = b.iter().map(|&w| shoup_companion(w, &m)).collect();
             let mut acc = c.clone();
             mul_shoup_acc(&mut acc, &a, &b, &bp, &m);
@@ -902,6 +1010,52 @@ mod tests {
             for i in 0..n {
                 let want = m.add(m.mul(m.reduce(small[i]), 5), m.mul(b[i], q - 1));
                 assert_eq!(out[i], want);
+            }
+        }
+    }
+
+    /// The AVX2 product of two variables against u128 arithmetic on many random values
+    /// and the extremes (0, 1, q − 1, 2^32 ± 1), for primes of every size from 20 to 61 bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_variable_products_agree_with_scalar() {
+        if !is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for bits in [20u32, 31, 32, 33, 40, 47, 50, 55, 59, 60, 61] {
+            let q = crate::primes::ntt_primes(bits, 8, 1, &[]).unwrap()[0];
+            let m = Modulus::new(q);
+            let n = 4096;
+            let edge = [0, 1, q - 1, q - 2, (1u64 << 32) % q, ((1u64 << 32) + 1) % q, ((1u64 << 32) - 1) % q, q / 2];
+            let mk = |seed: u64| -> Vec<u64> {
+                data(n, q, seed)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &r)| if i % 5 == 0 { edge[(i / 5) % 8] } else { r })
+                    .collect()
+            };
+            let (a, b, c, d) = (mk(21), mk(22), mk(23), mk(24));
+            // Every pair of edges too.
+            let (mut ea, mut eb) = (Vec::new(), Vec::new());
+            for &x in &edge {
+                for &y in &edge {
+                    ea.push(x);
+                    eb.push(y);
+                }
+            }
+            for (a, b, c, d) in [(&a, &b, &c, &d), (&ea, &eb, &eb, &ea)] {
+                let n = a.len();
+                let (mut r, mut r2) = (vec![0; n], vec![0; n]);
+                // SAFETY: AVX2 detected above; every slice is n long, n a multiple of 4, q < 2^61.
+                unsafe {
+                    avx2::mul_barrett(&mut r, Some(a), b, None, &m);
+                    avx2::mul_barrett(&mut r2, Some(a), b, Some((c, d)), &m);
+                }
+                for i in 0..n {
+                    assert_eq!(r[i], (a[i] as u128 * b[i] as u128 % q as u128) as u64, "q {q} {} {}", a[i], b[i]);
+                    let x = a[i] as u128 * b[i] as u128 + c[i] as u128 * d[i] as u128;
+                    assert_eq!(r2[i], (x % q as u128) as u64, "q {q}");
+                }
             }
         }
     }
@@ -1006,6 +1160,23 @@ mod tests {
             unsafe { avx2::sub_mul_const(&mut r, &b, w[5], wp[5], q) };
             for i in 0..n {
                 assert_eq!(r[i], m.mul(m.sub(a[i], b[i]), w[5]));
+            }
+            // Products of two variables: out of place, in place, and the sum of two products,
+            // against u128 arithmetic and the scalar Barrett.
+            let (c, d) = (mix(10, q), mix(11, q));
+            let mut r = vec![0; n];
+            unsafe { avx2::mul_barrett(&mut r, Some(&a), &b, None, &m) };
+            let mut r_in = a.clone();
+            unsafe { avx2::mul_barrett(&mut r_in, None, &b, None, &m) };
+            let mut r2 = vec![0; n];
+            unsafe { avx2::mul_barrett(&mut r2, Some(&a), &b, Some((&c, &d)), &m) };
+            for i in 0..n {
+                let want = (a[i] as u128 * b[i] as u128 % q as u128) as u64;
+                assert_eq!((r[i], r_in[i]), (want, want), "q {q} a {} b {}", a[i], b[i]);
+                assert_eq!(r[i], m.mul(a[i], b[i]));
+                let x = a[i] as u128 * b[i] as u128 + c[i] as u128 * d[i] as u128;
+                assert_eq!(r2[i], (x % q as u128) as u64, "q {q}");
+                assert_eq!(r2[i], m.reduce_product_sum(x));
             }
             let big: Vec<u64> = mix(5, 1 << 62).iter().map(|&x| x | (1 << 61)).collect();
             let cs = [(q - 1, m.shoup(q - 1)), (1, m.shoup(1)), (w[7], wp[7])];
