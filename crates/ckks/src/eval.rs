@@ -278,13 +278,11 @@ impl Evaluator {
         let scale = a.scale * b.scale;
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());
-        let mut d0 = Poly::product(&a.c0, &b.c0, &m);
-        let mut d1 = Poly::product_sum(&a.c0, &b.c1, &a.c1, &b.c0, &m);
+        let d0 = Poly::product(&a.c0, &b.c0, &m);
+        let d1 = Poly::product_sum(&a.c0, &b.c1, &a.c1, &b.c0, &m);
         let d2 = Poly::product(&a.c1, &b.c1, &m);
-        let (k0, k1) = self.key_switch(&d2, a.level(), &rk.0);
-        d0.add_assign(&k0, &m);
-        d1.add_assign(&k1, &m);
-        Ok(Ciphertext { params: self.params.clone(), c0: d0, c1: d1, scale })
+        let (c0, c1) = self.key_switch_add(&d2, a.level(), &rk.0, &d0, &d1);
+        Ok(Ciphertext { params: self.params.clone(), c0, c1, scale })
     }
 
     /// The same as `mul_relin(a, a, rk)`, one product cheaper.
@@ -294,13 +292,11 @@ impl Evaluator {
         let scale = a.scale * a.scale;
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());
-        let mut d0 = Poly::product(&a.c0, &a.c0, &m);
-        let mut d1 = Poly::product_sum(&a.c0, &a.c1, &a.c0, &a.c1, &m);
+        let d0 = Poly::product(&a.c0, &a.c0, &m);
+        let d1 = Poly::product_sum(&a.c0, &a.c1, &a.c0, &a.c1, &m);
         let d2 = Poly::product(&a.c1, &a.c1, &m);
-        let (k0, k1) = self.key_switch(&d2, a.level(), &rk.0);
-        d0.add_assign(&k0, &m);
-        d1.add_assign(&k1, &m);
-        Ok(Ciphertext { params: self.params.clone(), c0: d0, c1: d1, scale })
+        let (c0, c1) = self.key_switch_add(&d2, a.level(), &rk.0, &d0, &d1);
+        Ok(Ciphertext { params: self.params.clone(), c0, c1, scale })
     }
 
     // ---- levels ---------------------------------------------------------------
@@ -387,10 +383,13 @@ impl Evaluator {
     fn finish_galois(&self, ct: &Ciphertext, dec: &Decomposed, g: u64, key: &KeySwitchKey) -> Ciphertext {
         let level = ct.level();
         let (a0, a1) = self.inner_product(dec, key);
-        let (mut k0, k1) = rayon::join(|| self.mod_down(a0, level), || self.mod_down(a1, level));
-        k0.add_assign(&ct.c0, &self.q_moduli(level));
         let perm = self.ctx().galois_perm(g);
-        Ciphertext { params: self.params.clone(), c0: k0.permute(&perm), c1: k1.permute(&perm), scale: ct.scale }
+        // σ is applied as ModDown writes each limb (while it is in cache), c0 added first.
+        let (c0, c1) = rayon::join(
+            || self.mod_down(a0, level, Some(&ct.c0), Some(&perm)),
+            || self.mod_down(a1, level, None, Some(&perm)),
+        );
+        Ciphertext { params: self.params.clone(), c0, c1, scale: ct.scale }
     }
 
     /// Splits and raises c1 once, for any number of rotations of `ct` (see `rotate_decomposed`).
@@ -447,11 +446,11 @@ impl Evaluator {
     // ---- key switching -----------------------------------------------------------
 
     /// Switches d (NTT form at `level`, under the key's source secret) to the secret s:
-    /// returns (k0, k1) with k0 + k1·s ≈ d·s'.
-    fn key_switch(&self, d: &Poly, level: usize, key: &KeySwitchKey) -> (Poly, Poly) {
+    /// returns (e0 + k0, e1 + k1) with k0 + k1·s ≈ d·s'.
+    fn key_switch_add(&self, d: &Poly, level: usize, key: &KeySwitchKey, e0: &Poly, e1: &Poly) -> (Poly, Poly) {
         let dec = self.decompose_poly(d, level);
         let (a0, a1) = self.inner_product(&dec, key);
-        rayon::join(|| self.mod_down(a0, level), || self.mod_down(a1, level))
+        rayon::join(|| self.mod_down(a0, level, Some(e0), None), || self.mod_down(a1, level, Some(e1), None))
     }
 
     /// Position of prime `k` (index into the moduli list) in a raised polynomial at `level`.
@@ -521,8 +520,10 @@ impl Evaluator {
         (out0, out1)
     }
 
-    /// Divides a polynomial over Q·P by P (rounding), leaving it over Q.
-    fn mod_down(&self, mut x: Poly, level: usize) -> Poly {
+    /// Divides a polynomial over Q·P by P (rounding), leaving it over Q; then adds `add`
+    /// (over Q, at least `level` + 1 limbs) and applies the NTT-position permutation `perm`
+    /// (out[k] = in[perm[k]]), limb by limb while each limb is in cache.
+    fn mod_down(&self, mut x: Poly, level: usize, add: Option<&Poly>, perm: Option<&[u32]>) -> Poly {
         let ctx = self.ctx();
         let n = ctx.n;
         let l = self.params.q().len();
@@ -538,13 +539,33 @@ impl Evaluator {
             ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch);
         }
         x.truncate(level + 1);
-        x.data.par_chunks_mut(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
+        let finish = |i: usize, xi: &mut [u64], ci: &mut [u64]| {
             ctx.ntt[i].forward(ci);
             let m = &ctx.moduli[i];
             let (w, ws) = ctx.p_inv_mod_q[i];
             simd::sub_mul_const(xi, ci, w, ws, m);
-        });
-        x
+            if let Some(e) = add {
+                simd::add_assign(xi, e.limb(i), m);
+            }
+        };
+        match perm {
+            None => {
+                x.data.par_chunks_mut(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
+                    finish(i, xi, ci);
+                });
+                x
+            }
+            Some(perm) => {
+                // The permuted limbs go into the conversion's buffer once each limb is done.
+                x.data.par_chunks_mut(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
+                    finish(i, xi, ci);
+                    for (o, &p) in ci.iter_mut().zip(perm) {
+                        *o = xi[p as usize];
+                    }
+                });
+                conv
+            }
+        }
     }
 }
 
