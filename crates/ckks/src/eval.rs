@@ -490,8 +490,9 @@ impl Evaluator {
                 let mut by_pos: Vec<Option<&mut [u64]>> = ext.data.chunks_mut(n).map(Some).collect();
                 let mut targets: Vec<&mut [u64]> =
                     conv.to.iter().map(|&t| by_pos[self.ext_pos(t, level)].take().expect("distinct targets")).collect();
-                let mut scratch = Vec::new();
-                conv.convert(&ctx.moduli, &input, &mut targets, &mut scratch);
+                // Pooled: a fresh buffer each time was freshly faulted pages, zeroed twice.
+                let mut scratch = Poly::scratch(n, conv.from.len());
+                conv.convert(&ctx.moduli, &input, &mut targets, &mut scratch.data);
                 targets.par_iter_mut().zip(conv.to.par_iter()).for_each(|(c, &t)| ctx.ntt[t].forward(c));
                 ext
             })
@@ -535,8 +536,8 @@ impl Evaluator {
         let mut conv = Poly::scratch(n, level + 1); // every limb is a conversion output
         {
             let mut slices: Vec<&mut [u64]> = conv.data.chunks_mut(n).collect();
-            let mut scratch = Vec::new();
-            ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch);
+            let mut scratch = Poly::scratch(n, k);
+            ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch.data);
         }
         x.truncate(level + 1);
         let finish = |i: usize, xi: &mut [u64], ci: &mut [u64]| {

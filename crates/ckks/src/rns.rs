@@ -71,8 +71,8 @@ impl BaseConverter {
 
     /// Exact conversion of the centered representative: `output[t]` receives x mod to_t
     /// for the x ≡ input with |x| ≤ B/2. `input[k]` holds the coefficients (not NTT
-    /// values) of residue `from[k]`; a prefix of `to` may be asked for; `scratch` holds
-    /// `from.len() * n` words. Key switching needs this rather than the fast
+    /// values) of residue `from[k]`; a prefix of `to` may be asked for; `scratch` must hold
+    /// at least `from.len() * n` words, whose values do not matter (all are overwritten). Key switching needs this rather than the fast
     /// conversion: the fast one's excess u·B (u ∈ [0, k)) and an unsigned lift both
     /// leave every coefficient biased the same way, and a constant bias in every
     /// coefficient is not spread over the slots like noise but piles up in the few slots
@@ -80,11 +80,10 @@ impl BaseConverter {
     /// rms in the worst slot). The overflow u = ⌊Σ y_i / b_i⌋ is found in floating point,
     /// which is exact except within 2^-40 or so of a boundary, where either
     /// representative is ±B/2 and the error stays bounded.
-    pub fn convert(&self, moduli: &[Modulus], input: &[&[u64]], output: &mut [&mut [u64]], scratch: &mut Vec<u64>) {
+    pub fn convert(&self, moduli: &[Modulus], input: &[&[u64]], output: &mut [&mut [u64]], scratch: &mut [u64]) {
         let n = input[0].len();
         let k = self.from.len();
-        scratch.clear();
-        scratch.resize(k * n, 0);
+        let scratch = &mut scratch[..k * n];
         // y_j = [(x_j + h)·B̂_j⁻¹]_{b_j}: the shift by h = ⌊B/2⌋ makes the lifted value
         // x + h ∈ [0, B), and subtracting h at the end leaves the centered x.
         for (j, y) in scratch.chunks_mut(n).enumerate() {

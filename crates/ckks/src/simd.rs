@@ -903,8 +903,30 @@ pub(crate) mod avx2 {
     pub unsafe fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], q: u64) {
         let n = a.len();
         assert!(u.len() >= n && n.is_multiple_of(4));
-        assert!(u[..n].iter().all(|&i| (i as usize) < table.len()));
         let qv = _mm256_set1_epi64x(q as i64);
+        if !table.is_empty() && table.len() <= 8 {
+            // A short table (the overflow counts go up to the number of primes) is selected
+            // with compares and blends: a gather is far slower on Zen 2. Every index is
+            // below the table's length (the callers' counts are capped), checked in tests.
+            debug_assert!(u[..n].iter().all(|&i| (i as usize) < table.len()));
+            let entries: Vec<__m256i> = table.iter().map(|&t| _mm256_set1_epi64x(t as i64)).collect();
+            for i in (0..n).step_by(4) {
+                // SAFETY: i + 4 <= n <= both lengths.
+                unsafe {
+                    let idx = _mm256_cvtepu32_epi64(_mm_loadu_si128(u.as_ptr().add(i) as *const __m128i));
+                    let mut f = entries[0];
+                    for (j, &e) in entries.iter().enumerate().skip(1) {
+                        let hit = _mm256_cmpeq_epi64(idx, _mm256_set1_epi64x(j as i64));
+                        f = _mm256_blendv_epi8(f, e, hit);
+                    }
+                    let x = _mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i);
+                    let r = add_if_negative(_mm256_sub_epi64(x, f), qv);
+                    _mm256_storeu_si256(a.as_mut_ptr().add(i) as *mut __m256i, r);
+                }
+            }
+            return;
+        }
+        assert!(u[..n].iter().all(|&i| (i as usize) < table.len()));
         for i in (0..n).step_by(4) {
             // SAFETY: i + 4 <= n <= both lengths; every index is inside the table (asserted).
             unsafe {
@@ -1137,6 +1159,17 @@ mod tests {
             unsafe { avx2::sub_table(&mut r, &u_avx, &table, q) };
             for i in 0..n {
                 assert_eq!(r[i], m.sub(a[i], table[u_avx[i] as usize]));
+            }
+            // Tables of every length up to the blend path's 8 entries, and the gather beyond.
+            for len in 1..=10usize {
+                let table: Vec<u64> = (0..len as u64).map(|j| [0, q - 1, 1, q / 2][j as usize % 4] ^ (j & 1)).collect();
+                let table: Vec<u64> = table.iter().map(|&t| t % q).collect();
+                let u: Vec<u32> = (0..n).map(|i| ((i * 7 + i / 5) % len) as u32).collect();
+                let mut r = a.clone();
+                unsafe { avx2::sub_table(&mut r, &u, &table, q) };
+                for i in 0..n {
+                    assert_eq!(r[i], m.sub(a[i], table[u[i] as usize]), "len {len}");
+                }
             }
             for (op, f) in [(avx2::Op::Add, 0), (avx2::Op::Sub, 1)] {
                 let mut r = a.clone();
