@@ -529,12 +529,12 @@ impl Evaluator {
         let n = ctx.n;
         let l = self.params.q().len();
         let k = self.params.p().len();
-        let mut p_part = Poly::scratch(n, k);
-        p_part.data.copy_from_slice(&x.data[(level + 1) * n..]);
-        p_part.intt(&ctx.ntt[l..l + k].iter().collect::<Vec<_>>());
-        let input: Vec<&[u64]> = p_part.data.chunks(n).collect();
+        // The P limbs are transformed in place (x is ours and they are dropped below).
+        let p_part = &mut x.data[(level + 1) * n..];
+        p_part.par_chunks_mut(n).zip(ctx.ntt[l..l + k].par_iter()).for_each(|(c, t)| t.inverse(c));
         let mut conv = Poly::scratch(n, level + 1); // every limb is a conversion output
         {
+            let input: Vec<&[u64]> = p_part.chunks(n).collect();
             let mut slices: Vec<&mut [u64]> = conv.data.chunks_mut(n).collect();
             let mut scratch = Poly::scratch(n, k);
             ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch.data);
