@@ -92,6 +92,10 @@ impl Builder {
         debug_assert_eq!(a.level, b.level);
         self.push(Op::Add { a: a.id, b: b.id }, a.level, a.scale)
     }
+    pub fn sub(&mut self, a: V, b: V) -> V {
+        debug_assert_eq!(a.level, b.level);
+        self.push(Op::Sub { a: a.id, b: b.id }, a.level, a.scale)
+    }
     pub fn rotate(&mut self, x: V, step: i64) -> V {
         let s = self.slots as i64;
         let mut k = step.rem_euclid(s);
@@ -342,6 +346,26 @@ fn first_pos(layout: &[i32], n: usize, limit: usize) -> Vec<Option<usize>> {
     pos
 }
 
+/// The layout a block-design dense layer of `n` outputs and block size `bsz` produces:
+/// element t at slot `bsz·(t + np·k)` (np = n rounded up to a power of two), garbage
+/// between the blocks' first slots.
+pub fn block_layout(slots: usize, bsz: usize, n: usize) -> Vec<i32> {
+    let np = pow2(n);
+    (0..slots)
+        .map(|sl| {
+            if sl % bsz != 0 {
+                return GARBAGE;
+            }
+            let o = (sl / bsz) % np;
+            if o < n {
+                o as i32
+            } else {
+                ZERO
+            }
+        })
+        .collect()
+}
+
 pub enum DensePlan {
     Periodic { pin: usize, bsz: usize },
     Strided { base: usize, stride: usize, k: usize },
@@ -455,19 +479,7 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
             let u = b.products_tree(x, diags, bsz as i64, 4);
             let u = b.rot_sum(u, (0..log2(bsz)).map(|i| 1i64 << i));
             let mut y = b.rescale(u);
-            let out: Vec<i32> = (0..s)
-                .map(|sl| {
-                    if sl % bsz != 0 {
-                        return GARBAGE;
-                    }
-                    let o = (sl / bsz) % np;
-                    if o < n_out {
-                        o as i32
-                    } else {
-                        ZERO
-                    }
-                })
-                .collect();
+            let out = block_layout(s, bsz, n_out);
             let bias = out.iter().map(|&o| if o >= 0 { map.bias[o as usize] } else { 0.0 }).collect();
             y = b.add_plain(y, bias);
             (y, out)

@@ -18,10 +18,10 @@
 //!   the rescale lands exactly on the other's scale; at equal levels one operand pays a
 //!   level for it and the other is dropped to match.
 
-use model::{Node, Op};
+use model::ir::same_scale;
 
 use crate::import::Affine;
-use crate::lower::{self, Builder, DensePlan, GARBAGE, V, ZERO};
+use crate::lower::{self, block_layout, Builder, DensePlan, GARBAGE, V, ZERO};
 
 /// Levels an addition may consume beyond its deeper operand (re-packing both operands
 /// through an intermediate layout, then a scale alignment): a bound for chain sizing.
@@ -31,10 +31,6 @@ pub const MAX_DEPTH: u32 = 3;
 type Packed = (V, Vec<i32>);
 /// Re-packing option: ((levels lost, rotations), blocks for a, blocks for b).
 type RepackOption = ((u32, usize), Vec<usize>, Vec<usize>);
-
-fn same_scale(a: f64, b: f64) -> bool {
-    ((a - b) / a).abs() <= model::ir::SCALE_RTOL
-}
 
 /// Slot-wise layout of a + b: an element where both agree or the other is zero.
 pub fn merge(la: &[i32], lb: &[i32]) -> Vec<i32> {
@@ -65,25 +61,6 @@ fn covers(l: &[i32], n: usize) -> bool {
     seen.into_iter().all(|s| s)
 }
 
-/// The layout an identity dense layer with block size `bsz` produces: element t at
-/// slot `bsz·(t + np·k)`.
-fn block_layout(slots: usize, bsz: usize, n: usize) -> Vec<i32> {
-    let np = n.max(1).next_power_of_two();
-    (0..slots)
-        .map(|sl| {
-            if sl % bsz != 0 {
-                return GARBAGE;
-            }
-            let o = (sl / bsz) % np;
-            if o < n {
-                o as i32
-            } else {
-                ZERO
-            }
-        })
-        .collect()
-}
-
 /// Rotations of re-packing layout `l` into [`block_layout`]`(bsz)` in one identity
 /// dense layer, or None when the block design cannot take it (period shorter than the
 /// block, an element missing from the first period, too few slots).
@@ -97,7 +74,7 @@ fn step_cost(l: &[i32], bsz: usize, n: usize) -> Option<usize> {
     if !covers(&l[..pin], n) {
         return None;
     }
-    Some(pin / bsz - 1 + bsz.trailing_zeros() as usize)
+    Some(DensePlan::Periodic { pin, bsz }.rotations(n))
 }
 
 /// The cheapest chain of at most two identity layers taking `l` to block size `bsz`:
@@ -216,9 +193,7 @@ fn align_levels(b: &mut Builder, a: V, c: V) -> Result<(V, V), String> {
 pub fn add(b: &mut Builder, a: (V, &[i32]), c: (V, &[i32]), n: usize, sub: bool) -> Result<Packed, String> {
     let ((va, la), (vc, lc)) = align_layouts(b, a, c, n)?;
     let (va, vc) = align_levels(b, va, vc)?;
-    let op = if sub { Op::Sub { a: va.id, b: vc.id } } else { Op::Add { a: va.id, b: vc.id } };
-    b.nodes.push(Node { op, level: va.level, scale: va.scale, layer: b.layer });
-    let y = V { id: b.nodes.len() as u32 - 1, level: va.level, scale: va.scale };
+    let y = if sub { b.sub(va, vc) } else { b.add(va, vc) };
     let layout = merge(&la, &lc);
     if !covers(&layout, n) {
         return Err("internal: the aligned layouts do not hold every element".into());
@@ -229,6 +204,7 @@ pub fn add(b: &mut Builder, a: (V, &[i32]), c: (V, &[i32]), n: usize, sub: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::{Node, Op};
 
     fn values(nodes: &[Node], plains: &[model::PlainVec], slots: usize, input: &[f64]) -> Vec<Vec<f64>> {
         let ops: Vec<Op> = nodes.iter().map(|n| n.op.clone()).collect();

@@ -139,7 +139,8 @@ pub struct PlainVec {
 /// Relative tolerance when comparing scales (the ckks engine's own tolerance is 1e-9).
 pub const SCALE_RTOL: f64 = 1e-9;
 
-fn same_scale(a: f64, b: f64) -> bool {
+/// Whether two scales are equal within [`SCALE_RTOL`] (what `Add`/`Sub` require).
+pub fn same_scale(a: f64, b: f64) -> bool {
     ((a - b) / a).abs() <= SCALE_RTOL
 }
 
