@@ -293,7 +293,9 @@ impl Evaluator {
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());
         let d0 = Poly::product(&a.c0, &a.c0, &m);
-        let d1 = Poly::product_sum(&a.c0, &a.c1, &a.c0, &a.c1, &m);
+        let mut d1 = Poly::product(&a.c0, &a.c1, &m);
+        let twice = d1.clone();
+        d1.add_assign(&twice, &m);
         let d2 = Poly::product(&a.c1, &a.c1, &m);
         let (c0, c1) = self.key_switch_add(&d2, a.level(), &rk.0, &d0, &d1);
         Ok(Ciphertext { params: self.params.clone(), c0, c1, scale })

@@ -31,7 +31,7 @@ pub struct NttTable {
     simd: Option<crate::ntt_simd::SimdTable>,
     /// Whether the AVX2 transform serves this table (no AVX-512 table, AVX2 present).
     #[cfg(target_arch = "x86_64")]
-    avx2: bool,
+    pub(crate) avx2: bool,
 }
 
 impl NttTable {

@@ -168,7 +168,9 @@ unsafe fn pairs(w: *const u64, wp: *const u64) -> Tw {
 pub(crate) fn forward(t: &NttTable, a: &mut [u64]) {
     assert_eq!(a.len(), t.n);
     assert!(t.n >= 16 && t.m.value() < (1 << 61));
-    // SAFETY: `usable` found AVX2 before the table enabled this path; the length is checked.
+    // The table enabled this path only where `usable` found AVX2: checked, not assumed.
+    assert!(t.avx2, "AVX2 NTT called on a table that did not enable it");
+    // SAFETY: `t.avx2` (asserted) is set only where `usable` detected AVX2; the length is checked.
     unsafe {
         if t.m.value() < (1 << 60) {
             forward_avx2::<true>(t, a)
@@ -182,6 +184,8 @@ pub(crate) fn forward(t: &NttTable, a: &mut [u64]) {
 pub(crate) fn inverse(t: &NttTable, a: &mut [u64]) {
     assert_eq!(a.len(), t.n);
     assert!(t.n >= 16 && t.m.value() < (1 << 61));
+    // The table enabled this path only where `usable` found AVX2: checked, not assumed.
+    assert!(t.avx2, "AVX2 NTT called on a table that did not enable it");
     // SAFETY: as in `forward`.
     unsafe {
         if t.m.value() < (1 << 60) {

@@ -164,6 +164,8 @@ impl Poly {
     /// a · b, pointwise, into a new polynomial (no copy of a first).
     pub fn product(a: &Poly, b: &Poly, moduli: &[&Modulus]) -> Poly {
         let n = a.n;
+        // The output comes from the pool unzeroed: every limb must be written.
+        assert!(a.limbs() >= moduli.len() && b.limbs() >= moduli.len());
         let mut out = Poly::scratch(n, moduli.len());
         type Item<'a> = ((&'a mut [u64], (&'a [u64], &'a [u64])), &'a &'a Modulus);
         let work = |((o, (x, y)), m): Item| simd::mul_into(o, x, y, m);
@@ -177,6 +179,8 @@ impl Poly {
     /// a · b + c · d, pointwise, into a new polynomial.
     pub fn product_sum(a: &Poly, b: &Poly, c: &Poly, d: &Poly, moduli: &[&Modulus]) -> Poly {
         let n = a.n;
+        // The output comes from the pool unzeroed: every limb must be written.
+        assert!([a, b, c, d].iter().all(|p| p.limbs() >= moduli.len()));
         let mut out = Poly::scratch(n, moduli.len());
         type Item<'a> = ((&'a mut [u64], ((&'a [u64], &'a [u64]), (&'a [u64], &'a [u64]))), &'a &'a Modulus);
         let work = |((o, ((x, y), (z, w))), m): Item| simd::mul_add_into(o, x, y, z, w, m);
@@ -238,6 +242,7 @@ impl Poly {
     /// Applies a permutation of NTT positions to every limb: out[k] = in[perm[k]].
     pub fn permute(&self, perm: &[u32]) -> Poly {
         let n = self.n;
+        assert_eq!(perm.len(), n, "a permutation of every position (the output is unzeroed)");
         let mut out = Poly::scratch(n, self.limbs());
         for (o, i) in out.data.chunks_mut(n).zip(self.data.chunks(n)) {
             for (x, &p) in o.iter_mut().zip(perm) {

@@ -331,9 +331,14 @@ pub(crate) fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: 
     if has_avx512() {
         out.copy_from_slice(a);
         mul_assign(out, b, m);
-        let mut t = c.to_vec();
-        mul_assign(&mut t, d, m);
-        add_assign(out, &t, m);
+        // c·d through a stack block: no heap buffer per limb of every product.
+        let mut t = [0u64; 512];
+        for ((o, c), d) in out.chunks_mut(512).zip(c.chunks(512)).zip(d.chunks(512)) {
+            let t = &mut t[..o.len()];
+            t.copy_from_slice(c);
+            mul_assign(t, d, m);
+            add_assign(o, t, m);
+        }
         return;
     }
     #[cfg(target_arch = "x86_64")]
