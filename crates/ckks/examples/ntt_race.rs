@@ -21,7 +21,7 @@ fn main() {
     println!("{:>6} {:>4} {:>8} {:>12} {:>12} {:>7}", "n", "bits", "dir", "heinfer µs", "tfhe-ntt µs", "ratio");
     for log_n in [13u32, 14] {
         let n = 1usize << log_n;
-        for bits in [40u32, 60] {
+        for bits in [40u32, 50, 60] {
             let q = ntt_primes(bits, n, 1, &[]).unwrap()[0];
             let table = NttTable::new(Modulus::new(q), n).unwrap();
             let plan = tfhe_ntt::prime64::Plan::try_new(n, q).unwrap();

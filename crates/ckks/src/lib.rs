@@ -10,10 +10,14 @@ pub mod encoding;
 pub mod encryption;
 pub mod error;
 pub mod eval;
+#[cfg(target_arch = "x86_64")]
+mod fma;
 pub mod keys;
 pub mod ntt;
 #[cfg(target_arch = "x86_64")]
 mod ntt_avx2;
+#[cfg(target_arch = "x86_64")]
+mod ntt_fma;
 #[cfg(target_arch = "x86_64")]
 mod ntt_simd;
 pub mod params;

@@ -29,6 +29,9 @@ pub struct NttTable {
     pub(crate) psi: u64,
     #[cfg(target_arch = "x86_64")]
     simd: Option<crate::ntt_simd::SimdTable>,
+    /// The floating-point transform, where AVX-512 does not serve and q < 2^47.
+    #[cfg(target_arch = "x86_64")]
+    fma: Option<crate::ntt_fma::FmaTable>,
     /// Whether the AVX2 transform serves this table (no AVX-512 table, AVX2 present).
     #[cfg(target_arch = "x86_64")]
     pub(crate) avx2: bool,
@@ -66,9 +69,11 @@ impl NttTable {
         let n_inv = m.inv(n as u64);
         #[cfg(target_arch = "x86_64")]
         let simd = crate::ntt_simd::SimdTable::new(&m, &fwd, &inv, n_inv);
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = simd.is_none() && crate::ntt_avx2::usable(m.value(), n);
         let last_inv = m.mul(inv[1], n_inv);
+        #[cfg(target_arch = "x86_64")]
+        let fma = if simd.is_none() { crate::ntt_fma::FmaTable::new(&m, &fwd, &inv, n_inv, last_inv) } else { None };
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = simd.is_none() && fma.is_none() && crate::ntt_avx2::usable(m.value(), n);
         Some(Self {
             m,
             n,
@@ -84,6 +89,8 @@ impl NttTable {
             psi,
             #[cfg(target_arch = "x86_64")]
             simd,
+            #[cfg(target_arch = "x86_64")]
+            fma,
             #[cfg(target_arch = "x86_64")]
             avx2,
         })
@@ -102,6 +109,11 @@ impl NttTable {
             return;
         }
         #[cfg(target_arch = "x86_64")]
+        if let Some(t) = &self.fma {
+            t.forward(a);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             crate::ntt_avx2::forward(self, a);
             return;
@@ -114,6 +126,11 @@ impl NttTable {
         debug_assert_eq!(a.len(), self.n);
         #[cfg(target_arch = "x86_64")]
         if let Some(t) = &self.simd {
+            t.inverse(a);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = &self.fma {
             t.inverse(a);
             return;
         }
@@ -284,7 +301,7 @@ mod tests {
         };
         for log_n in 4..=14u32 {
             let n = 1usize << log_n;
-            for bits in [30u32, 40, 50, 52, 59, 60, 61] {
+            for bits in [30u32, 40, 46, 47, 48, 50, 52, 59, 60, 61] {
                 let Ok(qs) = ntt_primes(bits, n, 1, &[]) else { continue };
                 let q = qs[0];
                 let t = NttTable::new(Modulus::new(q), n).unwrap();

@@ -31,7 +31,11 @@ thread_local! {
 fn take_pooled(len: usize) -> Option<Vec<u64>> {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
-        let i = p.iter().position(|v| v.capacity() >= len && v.capacity() <= 2 * len)?;
+        // Best fit: a first fit let small requests take the buffers of large ones, which
+        // then came fresh from the OS (page faults were ~4% of a key switch).
+        let i = (0..p.len())
+            .filter(|&i| p[i].capacity() >= len && p[i].capacity() <= 2 * len)
+            .min_by_key(|&i| p[i].capacity())?;
         Some(p.swap_remove(i))
     })
 }

@@ -35,6 +35,13 @@ pub(crate) fn has_avx2() -> bool {
         && !has_avx512()
 }
 
+/// AVX2 with FMA, for the floating-point NTT, where AVX-512 does not serve.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    has_avx2() && *F.get_or_init(|| is_x86_feature_detected!("fma"))
+}
+
 /// Whether the AVX2 kernels take slices of this length modulo this prime.
 #[cfg(target_arch = "x86_64")]
 fn avx2_for(len: usize, m: &Modulus) -> bool {
@@ -109,6 +116,12 @@ pub(crate) fn key_dot(
     ap: &[&[u64]],
     m: &Modulus,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::fma::usable(m.value()) && o0.len().is_multiple_of(4) {
+        // SAFETY: AVX2 and FMA checked by fma::usable; q < 2^50; lengths asserted inside.
+        unsafe { crate::fma::key_dot(o0, o1, src, b, a, m.value()) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if avx2_for(o0.len(), m) {
         // SAFETY: AVX2 checked by avx2_for; every slice's length is asserted inside.

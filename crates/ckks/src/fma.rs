@@ -1,0 +1,241 @@
+//! Modular arithmetic in double precision, for primes below 2^50 on AVX2 CPUs with FMA.
+//!
+//! AVX2 has no 64-bit integer multiply: an integer Shoup product takes seven 32-bit
+//! multiplies. For q < 2^50 a double does the same work in four operations. With w < q
+//! and an integer-valued y (|y| < 2^52):
+//!
+//! ```text
+//! h = fl(y·w)            the product, rounded
+//! l = fma(y, w, −h)      its rounding error, exactly (so y·w = h + l)
+//! k = round(y · (w/q))   the quotient to the nearest integer, off by at most 1
+//! r = fma(−k, q, h) + l  = y·w − k·q exactly: an integer below 2^53 on both steps
+//! ```
+//!
+//! so r ≡ y·w (mod q) with |r| ≤ q·(1/2 + |y|·2^-52): centered, and small enough that a
+//! few can be added before a reduction. Values live in the caller's u64 buffers as f64
+//! bit patterns between kernels' first and last passes; both ends convert exactly.
+
+use std::arch::x86_64::*;
+
+/// Primes below this take the floating-point kernels.
+pub(crate) const MAX_Q: u64 = 1 << 50;
+/// 2^52: adding it to a double in [0, 2^52) puts the integer in the low mantissa bits.
+pub(crate) const MAGIC: f64 = 4_503_599_627_370_496.0;
+
+/// Whether the floating-point kernels serve this prime on this CPU.
+pub(crate) fn usable(q: u64) -> bool {
+    q < MAX_Q && crate::simd::has_avx2_fma()
+}
+
+/// A twiddle and its quotient factor w/q, broadcast or per lane.
+#[derive(Clone, Copy)]
+pub(crate) struct Tw {
+    pub w: __m256d,
+    pub wq: __m256d,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Q {
+    pub q: __m256d,
+    pub q_inv: __m256d,
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn tw1(w: f64, wq: f64) -> Tw {
+    Tw { w: _mm256_set1_pd(w), wq: _mm256_set1_pd(wq) }
+}
+
+/// y·w mod q, centered: |result| ≤ q·(1/2 + |y|·2^-52) (module comment).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn mul_mod(y: __m256d, t: Tw, q: Q) -> __m256d {
+    let h = _mm256_mul_pd(y, t.w);
+    let l = _mm256_fmsub_pd(y, t.w, h);
+    let k = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_pd(y, t.wq));
+    _mm256_add_pd(_mm256_fnmadd_pd(k, q.q, h), l)
+}
+
+/// x mod q, centered: |result| ≤ q/2 + |x|·2^-52 + 1.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn reduce(x: __m256d, q: Q) -> __m256d {
+    let k = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_pd(x, q.q_inv));
+    _mm256_fnmadd_pd(k, q.q, x)
+}
+
+/// A centered value (|x| < q·(1 + 2^-5)) to its residue in [0, q) as an integer lane.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn to_u64(x: __m256d, q: Q) -> __m256i {
+    let r = reduce(x, q);
+    // r in (−q, q): add q where negative.
+    let r = _mm256_add_pd(r, _mm256_and_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(r, _mm256_setzero_pd()), q.q));
+    let m = _mm256_set1_pd(MAGIC);
+    _mm256_xor_si256(_mm256_castpd_si256(_mm256_add_pd(r, m)), _mm256_castpd_si256(m))
+}
+
+/// Words below 2^52 to doubles, exactly.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn to_f64(x: __m256i) -> __m256d {
+    let m = _mm256_set1_pd(MAGIC);
+    _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(x, _mm256_castpd_si256(m))), m)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn ld(p: *const f64) -> __m256d {
+    // SAFETY: the caller guarantees four readable words at p.
+    unsafe { _mm256_loadu_pd(p) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn st(p: *mut f64, v: __m256d) {
+    // SAFETY: the caller guarantees four writable words at p.
+    unsafe { _mm256_storeu_pd(p, v) }
+}
+
+/// Two twiddles at i as [w_i, w_i, w_i+1, w_i+1].
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {
+    let dup = |v: &[f64]| {
+        // SAFETY: the slice index below checked two readable values.
+        let lo = unsafe { _mm256_castpd128_pd256(_mm_loadu_pd(v[i..i + 2].as_ptr())) };
+        _mm256_permute4x64_pd::<0b01_01_00_00>(lo)
+    };
+    Tw { w: dup(w), wq: dup(wq) }
+}
+
+/// The key-switching inner product of one limb: o0 = Σ_d src_d·b_d, o1 = Σ_d src_d·a_d
+/// mod q, fully reduced. Unlike the integer kernel it reads no Shoup companions (the
+/// quotient comes from h/q), which halves the key's memory traffic: the inner product
+/// streams the whole key and was memory-bound.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; q < 2^50; inputs below q.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn key_dot(o0: &mut [u64], o1: &mut [u64], src: &[&[u64]], b: &[&[u64]], a: &[&[u64]], q: u64) {
+    let n = o0.len();
+    let digits = src.len();
+    assert!(o1.len() == n && n.is_multiple_of(4) && q < MAX_Q);
+    assert!(b.len() == digits && a.len() == digits);
+    assert!([src, b, a].iter().all(|v| v.iter().all(|s| s.len() >= n)));
+    if digits == 0 {
+        o0.fill(0);
+        o1.fill(0);
+        return;
+    }
+    let qf = q as f64;
+    let qs = Q { q: _mm256_set1_pd(qf), q_inv: _mm256_set1_pd(1.0 / qf) };
+    // Each product is below 0.75q (|src| < q, so the quotient error is below 2^-2); the
+    // sums stay below 2^51 by reducing them (to q/2 + 1) where one more would pass it.
+    let product = 0.75 * qf + 1.0;
+    let mut reduce_before = vec![false; digits];
+    let mut bound = 0.0;
+    for r in reduce_before.iter_mut() {
+        if bound + product > (1u64 << 51) as f64 {
+            *r = true;
+            bound = 0.5 * qf + 1.0;
+        }
+        bound += product;
+    }
+    let (p0, p1) = (o0.as_mut_ptr() as *mut f64, o1.as_mut_ptr() as *mut f64);
+    // Blocks small enough that both accumulators stay in L1 while each digit streams by.
+    const BLOCK: usize = 512;
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        for d in 0..digits {
+            let (x, kb, ka) = (src[d].as_ptr(), b[d].as_ptr(), a[d].as_ptr());
+            let red = reduce_before[d];
+            for i in (start..end).step_by(4) {
+                // SAFETY: i + 4 <= n <= every slice's length (asserted above).
+                unsafe {
+                    let ldu = |p: *const u64| to_f64(_mm256_loadu_si256(p.add(i) as *const __m256i));
+                    let xv = ldu(x);
+                    let r0 = mul_mod_q(xv, ldu(kb), qs);
+                    let r1 = mul_mod_q(xv, ldu(ka), qs);
+                    let (s0, s1) = if d == 0 {
+                        (r0, r1)
+                    } else {
+                        let (a0, a1) = (ld(p0.add(i)), ld(p1.add(i)));
+                        let (a0, a1) = if red { (reduce(a0, qs), reduce(a1, qs)) } else { (a0, a1) };
+                        (_mm256_add_pd(a0, r0), _mm256_add_pd(a1, r1))
+                    };
+                    if d + 1 == digits {
+                        _mm256_storeu_si256(p0.add(i) as *mut __m256i, to_u64(s0, qs));
+                        _mm256_storeu_si256(p1.add(i) as *mut __m256i, to_u64(s1, qs));
+                    } else {
+                        st(p0.add(i), s0);
+                        st(p1.add(i), s1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// x·y mod q for two variables below q < 2^50, centered: the quotient from fl(x·y)/q.
+/// |result| ≤ q·(1/2 + q·2^-52) + 1 < 0.75q + 1.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn mul_mod_q(x: __m256d, y: __m256d, q: Q) -> __m256d {
+    let h = _mm256_mul_pd(x, y);
+    let l = _mm256_fmsub_pd(x, y, h);
+    let k = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_pd(h, q.q_inv));
+    _mm256_add_pd(_mm256_fnmadd_pd(k, q.q, h), l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arith::Modulus;
+    use crate::primes::ntt_primes;
+
+    /// Against u128 arithmetic: primes of 30 to 49 bits (narrow and wide), 1 to 12 digits
+    /// (the sums must be reduced on the way for the wide ones), edge values 0, 1, q − 1.
+    #[test]
+    fn key_dot_matches_exact_arithmetic() {
+        if !crate::simd::has_avx2_fma() {
+            return;
+        }
+        let n = 1 << 10;
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for bits in [30u32, 40, 46, 47, 49, 50] {
+            let q = ntt_primes(bits, n, 1, &[]).unwrap()[0];
+            assert!(usable(q));
+            let m = Modulus::new(q);
+            let mut vec = |i: usize| -> Vec<u64> {
+                (0..n)
+                    .map(|j| {
+                        s ^= s << 13;
+                        s ^= s >> 7;
+                        s ^= s << 17;
+                        if (i + j).is_multiple_of(5) {
+                            [0, 1, q - 1, q - 2][j % 4]
+                        } else {
+                            s % q
+                        }
+                    })
+                    .collect()
+            };
+            for digits in [1usize, 2, 3, 5, 12] {
+                let src: Vec<Vec<u64>> = (0..digits).map(&mut vec).collect();
+                let b: Vec<Vec<u64>> = (0..digits).map(|i| vec(i + 7)).collect();
+                let a: Vec<Vec<u64>> = (0..digits).map(|i| vec(i + 3)).collect();
+                let slices = |v: &[Vec<u64>]| -> Vec<&[u64]> { v.iter().map(|x| x.as_slice()).collect() };
+                let (sr, br, ar) = (slices(&src), slices(&b), slices(&a));
+                let (mut o0, mut o1) = (vec![u64::MAX; n], vec![u64::MAX; n]);
+                // SAFETY: AVX2 and FMA detected above; q < 2^50; every slice is n long.
+                unsafe { key_dot(&mut o0, &mut o1, &sr, &br, &ar, q) };
+                for i in 0..n {
+                    let dot = |k: &[Vec<u64>]| (0..digits).fold(0u64, |acc, d| m.add(acc, m.mul(src[d][i], k[d][i])));
+                    assert_eq!(o0[i], dot(&b), "bits {bits} digits {digits} i {i}");
+                    assert_eq!(o1[i], dot(&a), "bits {bits} digits {digits} i {i}");
+                }
+            }
+        }
+    }
+}
