@@ -194,6 +194,10 @@ mod tests {
     use crate::arith::Modulus;
     use crate::primes::ntt_primes;
 
+    fn slices(v: &[Vec<u64>]) -> Vec<&[u64]> {
+        v.iter().map(|x| x.as_slice()).collect()
+    }
+
     /// Against u128 arithmetic: primes of 30 to 49 bits (narrow and wide), 1 to 12 digits
     /// (the sums must be reduced on the way for the wide ones), edge values 0, 1, q − 1.
     #[test]
@@ -225,7 +229,6 @@ mod tests {
                 let src: Vec<Vec<u64>> = (0..digits).map(&mut vec).collect();
                 let b: Vec<Vec<u64>> = (0..digits).map(|i| vec(i + 7)).collect();
                 let a: Vec<Vec<u64>> = (0..digits).map(|i| vec(i + 3)).collect();
-                let slices = |v: &[Vec<u64>]| -> Vec<&[u64]> { v.iter().map(|x| x.as_slice()).collect() };
                 let (sr, br, ar) = (slices(&src), slices(&b), slices(&a));
                 let (mut o0, mut o1) = (vec![u64::MAX; n], vec![u64::MAX; n]);
                 // SAFETY: AVX2 and FMA detected above; q < 2^50; every slice is n long.
