@@ -177,6 +177,143 @@ pub(crate) unsafe fn key_dot(o0: &mut [u64], o1: &mut [u64], src: &[&[u64]], b: 
     }
 }
 
+/// out[i] = Σ_j y_j[i]·c_j mod q, fully reduced, for constants c_j < q < 2^50 and inputs
+/// y below 2^50 (the base conversions' inner products).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; q < 2^50; every input below 2^50.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[u64], q: u64) {
+    let n = out.len();
+    assert!(n.is_multiple_of(4) && q < MAX_Q && cs.len() == ys.len());
+    assert!(ys.iter().all(|y| y.len() >= n));
+    let qf = q as f64;
+    let qs = Q { q: _mm256_set1_pd(qf), q_inv: _mm256_set1_pd(1.0 / qf) };
+    // Products below q·(1/2 + 2^50·2^-52) + 1 = 0.75q + 1; sums reduced before they could pass 2^51.
+    let product = 0.75 * qf + 1.0;
+    let o = out.as_mut_ptr();
+    // Groups of inputs whose products can be summed unreduced.
+    let per_group = ((((1u64 << 51) as f64) / product) as usize).clamp(1, 8);
+    let tws: Vec<Tw> = cs.iter().map(|&c| tw1(c as f64, c as f64 / qf)).collect();
+    for i in (0..n).step_by(4) {
+        let mut acc = _mm256_setzero_pd();
+        for (g, (chunk, tws)) in ys.chunks(per_group).zip(tws.chunks(per_group)).enumerate() {
+            if g > 0 {
+                acc = reduce(acc, qs);
+            }
+            for (y, &t) in chunk.iter().zip(tws) {
+                // SAFETY: i + 4 <= n <= y.len() (asserted above).
+                let yv = unsafe { to_f64(_mm256_loadu_si256(y.as_ptr().add(i) as *const __m256i)) };
+                acc = _mm256_add_pd(acc, mul_mod(yv, t, qs));
+            }
+        }
+        // SAFETY: i + 4 <= n.
+        unsafe { _mm256_storeu_si256(o.add(i) as *mut __m256i, to_u64(acc, qs)) };
+    }
+}
+
+/// Where `convert` splits an input of 2^50 or more: both halves below 2^35.
+const SPLIT: i32 = 26;
+
+/// One output prime of an exact base conversion (see `rns::BaseConverter::convert`).
+pub(crate) struct ConvTarget<'a> {
+    pub out: &'a mut [u64],
+    pub q: u64,
+    /// B̂_j mod q, one per input
+    pub hat: Vec<u64>,
+    /// B mod q and ⌊B/2⌋ mod q: the output is Σ_j y_j·B̂_j − u·B − ⌊B/2⌋
+    pub b: u64,
+    pub half: u64,
+}
+
+/// The exact, centered base conversion's inner products for every target at once, with
+/// its correction folded in: out = Σ_j y_j·B̂_j − u·B − ⌊B/2⌋ mod q, with the overflow
+/// counts u given. Lanes go in blocks that stay in L1 while every target reads them
+/// (one target at a time over all N lanes streamed the inputs from L3 once per target).
+///
+/// Inputs at or above 2^50 (residues of wider primes, below 2^61) are split at bit 26
+/// into two exact doubles, y_hi·(2^26·B̂_j) + y_lo·B̂_j: one more product for that input.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; every target prime below 2^50; every input below 2^61,
+/// and below 2^50 where `wide[j]` is false.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[bool], over: &[u32]) {
+    let n = over.len();
+    let k = ys.len();
+    assert!(n.is_multiple_of(4) && ys.iter().all(|y| y.len() >= n));
+    assert!(targets.iter().all(|t| t.q < MAX_Q && t.out.len() >= n && t.hat.len() == k));
+    assert!(wide.len() == k);
+    struct Prep {
+        qs: Q,
+        tws: Vec<Tw>,
+        /// 2^26·B̂_j for the split inputs
+        tws_hi: Vec<Tw>,
+        b: __m256d,
+        half: __m256d,
+        per_group: usize,
+    }
+    let prep: Vec<Prep> = targets
+        .iter()
+        .map(|t| {
+            let qf = t.q as f64;
+            // Products below 0.75q + 1 (inputs below 2^50); sums reduced before passing 2^51.
+            let per_group = ((((1u64 << 51) as f64) / (0.75 * qf + 1.0)) as usize).clamp(1, 8);
+            Prep {
+                qs: Q { q: _mm256_set1_pd(qf), q_inv: _mm256_set1_pd(1.0 / qf) },
+                tws: t.hat.iter().map(|&c| tw1(c as f64, c as f64 / qf)).collect(),
+                tws_hi: t
+                    .hat
+                    .iter()
+                    .map(|&c| {
+                        let c = ((c as u128) << SPLIT) % t.q as u128;
+                        tw1(c as f64, c as f64 / qf)
+                    })
+                    .collect(),
+                b: _mm256_set1_pd(t.b as f64),
+                half: _mm256_set1_pd(t.half as f64),
+                per_group,
+            }
+        })
+        .collect();
+    let yp: Vec<*const u64> = ys.iter().map(|y| y.as_ptr()).collect();
+    const BLOCK: usize = 256;
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        for (t, p) in targets.iter_mut().zip(&prep) {
+            let o = t.out.as_mut_ptr();
+            for i in (start..end).step_by(4) {
+                let mut acc = _mm256_setzero_pd();
+                let mut in_group = 0;
+                let mut add = |v: __m256d, tw: Tw| {
+                    if in_group == p.per_group {
+                        acc = reduce(acc, p.qs);
+                        in_group = 0;
+                    }
+                    in_group += 1;
+                    acc = _mm256_add_pd(acc, mul_mod(v, tw, p.qs));
+                };
+                for (j, &y) in yp.iter().enumerate() {
+                    // SAFETY: i + 4 <= n <= the input's length (asserted above).
+                    let yv = unsafe { _mm256_loadu_si256(y.add(i) as *const __m256i) };
+                    if wide[j] {
+                        add(to_f64(_mm256_srli_epi64::<SPLIT>(yv)), p.tws_hi[j]);
+                        add(to_f64(_mm256_and_si256(yv, _mm256_set1_epi64x((1 << SPLIT) - 1))), p.tws[j]);
+                    } else {
+                        add(to_f64(yv), p.tws[j]);
+                    }
+                }
+                // SAFETY: i + 4 <= n = over.len().
+                let u = unsafe { _mm256_cvtepi32_pd(_mm_loadu_si128(over.as_ptr().add(i) as *const __m128i)) };
+                // u ≤ k and B, ⌊B/2⌋ < q: the corrected sum stays far below 2^52.
+                let acc = _mm256_sub_pd(_mm256_fnmadd_pd(u, p.b, acc), p.half);
+                // SAFETY: i + 4 <= n <= out.len().
+                unsafe { _mm256_storeu_si256(o.add(i) as *mut __m256i, to_u64(acc, p.qs)) };
+            }
+        }
+    }
+}
+
 /// x·y mod q for two variables below q < 2^50, centered: the quotient from fl(x·y)/q.
 /// |result| ≤ q·(1/2 + q·2^-52) + 1 < 0.75q + 1.
 #[inline]
@@ -237,6 +374,43 @@ mod tests {
                     let dot = |k: &[Vec<u64>]| (0..digits).fold(0u64, |acc, d| m.add(acc, m.mul(src[d][i], k[d][i])));
                     assert_eq!(o0[i], dot(&b), "bits {bits} digits {digits} i {i}");
                     assert_eq!(o1[i], dot(&a), "bits {bits} digits {digits} i {i}");
+                }
+            }
+        }
+    }
+
+    /// Base-conversion products: inputs anywhere below 2^50 (other primes' residues), 1 to
+    /// 12 of them (sums reduced on the way), against u128 arithmetic.
+    #[test]
+    fn dot_const_matches_exact_arithmetic() {
+        if !crate::simd::has_avx2_fma() {
+            return;
+        }
+        let n = 256;
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for bits in [30u32, 40, 47, 50] {
+            let q = ntt_primes(bits, n, 1, &[]).unwrap()[0];
+            for k in [1usize, 2, 3, 7, 12] {
+                let ys: Vec<Vec<u64>> = (0..k)
+                    .map(|j| {
+                        (0..n)
+                            .map(|i| if (i + j) % 7 == 0 { (1 << 50) - 1 - (i as u64 % 2) } else { next() >> 14 })
+                            .collect()
+                    })
+                    .collect();
+                let cs: Vec<u64> = (0..k).map(|j| if j == 0 { q - 1 } else { next() % q }).collect();
+                let mut out = vec![u64::MAX; n];
+                // SAFETY: AVX2 and FMA detected above; q and the inputs below 2^50; every slice n long.
+                unsafe { dot_const(&mut out, &slices(&ys), &cs, q) };
+                for i in 0..n {
+                    let want = (0..k).fold(0u128, |acc, j| (acc + ys[j][i] as u128 * cs[j] as u128) % q as u128);
+                    assert_eq!(out[i] as u128, want, "bits {bits} k {k} i {i}");
                 }
             }
         }

@@ -95,10 +95,95 @@ impl BaseConverter {
         let mut over = vec![0u32; n];
         simd::overflow_counts(&mut over, &ys, &self.inv_from);
         let bound = self.from.iter().map(|&i| moduli[i].value()).max().unwrap_or(0);
+        #[cfg(target_arch = "x86_64")]
+        let mut fp_targets = Vec::new();
         for (t, out) in output.iter_mut().enumerate() {
             let m = &moduli[self.to[t]];
+            #[cfg(target_arch = "x86_64")]
+            if bound < (1 << 61) && crate::fma::usable(m.value()) && n.is_multiple_of(4) {
+                let fix = &self.fix_to[t];
+                fp_targets.push(crate::fma::ConvTarget {
+                    out: &mut out[..],
+                    q: m.value(),
+                    hat: self.hat_mod[t].iter().map(|&(c, _)| c).collect(),
+                    b: m.sub(fix[1], fix[0]),
+                    half: fix[0],
+                });
+                continue;
+            }
             simd::dot_const_bounded(out, &ys, &self.hat_mod[t], m, bound);
             simd::sub_table(out, &over, &self.fix_to[t], m);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if !fp_targets.is_empty() {
+            // SAFETY: fma::usable checked AVX2, FMA and each target prime; inputs below bound < 2^61, split where ≥ 2^50.
+            let wide: Vec<bool> = self.from.iter().map(|&i| moduli[i].value() >= crate::fma::MAX_Q).collect();
+            unsafe { crate::fma::convert(&mut fp_targets, &ys, &wide, &over) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primes::ntt_primes;
+
+    /// The conversion is exact for the centered representative, on every kernel path: the
+    /// floating-point one (inputs and targets below 2^50) and the integer one (a 60-bit
+    /// prime on either side). x = ±(B/2 − small) and 0 are in the inputs.
+    #[test]
+    fn conversion_is_exact_for_the_centered_value() {
+        let n = 64;
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for (from_bits, to_bits) in
+            [(vec![40u32, 40, 40], vec![50u32, 40, 60]), (vec![60, 40], vec![50, 50, 40]), (vec![49], vec![40, 60, 50])]
+        {
+            let mut used = Vec::new();
+            let mut primes = |bits: &[u32]| -> Vec<u64> {
+                bits.iter()
+                    .map(|&b| {
+                        let p = ntt_primes(b, n, 1, &used).unwrap()[0];
+                        used.push(p);
+                        p
+                    })
+                    .collect()
+            };
+            let (fp, tp) = (primes(&from_bits), primes(&to_bits));
+            let moduli: Vec<Modulus> = fp.iter().chain(&tp).map(|&p| Modulus::new(p)).collect();
+            let k = fp.len();
+            let conv = BaseConverter::new(&moduli, (0..k).collect(), (k..k + tp.len()).collect());
+            let big_b: u128 = fp.iter().map(|&p| p as u128).product();
+            let xs: Vec<i128> = (0..n)
+                .map(|i| {
+                    let r = ((next() as u128) << 64 | next() as u128) % (big_b / 2);
+                    match i % 8 {
+                        0 => 0,
+                        // Not within 2^-40·B of ±B/2, where the overflow estimate may take the other representative.
+                        1 => (big_b / 2 - big_b / (1 << 30)) as i128,
+                        2 => -((big_b / 2 - big_b / (1 << 30)) as i128),
+                        _ if i % 2 == 0 => r as i128,
+                        _ => -(r as i128),
+                    }
+                })
+                .collect();
+            let residues = |p: u64| -> Vec<u64> { xs.iter().map(|&x| x.rem_euclid(p as i128) as u64).collect() };
+            let input: Vec<Vec<u64>> = fp.iter().map(|&p| residues(p)).collect();
+            let mut out: Vec<Vec<u64>> = tp.iter().map(|_| vec![u64::MAX; n]).collect();
+            let mut scratch = vec![0u64; k * n];
+            {
+                let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+                let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
+                conv.convert(&moduli, &inp, &mut outs, &mut scratch);
+            }
+            for (t, &p) in tp.iter().enumerate() {
+                assert_eq!(out[t], residues(p), "from {from_bits:?} to {p} ({} bits)", to_bits[t]);
+            }
         }
     }
 }

@@ -233,6 +233,13 @@ pub(crate) fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)
         return;
     }
     #[cfg(target_arch = "x86_64")]
+    if bound <= (1 << 50) && crate::fma::usable(m.value()) && out.len().is_multiple_of(4) {
+        let cs: Vec<u64> = cs.iter().map(|&(c, _)| c).collect();
+        // SAFETY: AVX2 and FMA checked by fma::usable; q and the inputs below 2^50; lengths asserted inside.
+        unsafe { crate::fma::dot_const(out, ys, &cs, m.value()) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if bound <= (1 << 63) && avx2_for(out.len(), m) {
         // SAFETY: AVX2 checked by avx2_for; every ys[j] is out.len() long (asserted inside).
         unsafe { avx2::dot_const(out, ys, cs, m.value()) };
