@@ -314,6 +314,87 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
     }
 }
 
+/// Runs `f` on every group of four lanes i < n, with the inputs' lanes loaded as doubles
+/// and a fully reduced store to `out`, which may be one of the inputs (each group of lanes
+/// is read before it is written). The element-wise kernels below are this loop.
+///
+/// # Safety
+/// AVX2 and FMA; n a multiple of 4; n words readable at every input and writable at out.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lanes<const K: usize>(
+    out: *mut u64,
+    n: usize,
+    ins: [*const u64; K],
+    q: u64,
+    f: impl Fn(&[__m256d; K], Q) -> __m256d,
+) {
+    assert!(n.is_multiple_of(4) && q < MAX_Q);
+    let qf = q as f64;
+    let qs = Q { q: _mm256_set1_pd(qf), q_inv: _mm256_set1_pd(1.0 / qf) };
+    for i in (0..n).step_by(4) {
+        // SAFETY: i + 4 <= n words at each pointer (the caller's contract).
+        unsafe {
+            let v = ins.map(|x| to_f64(_mm256_loadu_si256(x.add(i) as *const __m256i)));
+            _mm256_storeu_si256(out.add(i) as *mut __m256i, to_u64(f(&v, qs), qs));
+        }
+    }
+}
+
+/// out = a·b mod q. Products of two variables below q: |each| < 0.75q + 1.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; q < 2^50; inputs below q.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn mul_into(out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
+    let n = out.len();
+    assert!(a.len() >= n && b.len() >= n);
+    // SAFETY: lengths checked; the caller guarantees the features and q.
+    unsafe { lanes(out.as_mut_ptr(), n, [a.as_ptr(), b.as_ptr()], q, |v, qs| mul_mod_q(v[0], v[1], qs)) };
+}
+
+/// out = a·b + c·d mod q.
+///
+/// # Safety
+/// As `mul_into`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: &[u64], q: u64) {
+    let n = out.len();
+    assert!([a, b, c, d].iter().all(|x| x.len() >= n));
+    let ins = [a.as_ptr(), b.as_ptr(), c.as_ptr(), d.as_ptr()];
+    let f = |v: &[__m256d; 4], qs| _mm256_add_pd(mul_mod_q(v[0], v[1], qs), mul_mod_q(v[2], v[3], qs));
+    // SAFETY: lengths checked; the caller guarantees the features and q.
+    unsafe { lanes(out.as_mut_ptr(), n, ins, q, f) };
+}
+
+/// x = (x − y)·w mod q for a constant w < q.
+///
+/// # Safety
+/// As `mul_into`; w < q.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, q: u64) {
+    let t = tw1(w as f64, w as f64 / q as f64);
+    let n = x.len();
+    assert!(y.len() >= n);
+    let p = x.as_mut_ptr();
+    // SAFETY: lengths checked; x is read and written in place (allowed by `lanes`).
+    unsafe { lanes(p, n, [p as *const u64, y.as_ptr()], q, |v, qs| mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs)) };
+}
+
+/// out = (x + h)·c mod q for constants h, c < q.
+///
+/// # Safety
+/// As `mul_into`; h, c < q.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, q: u64) {
+    let t = tw1(c as f64, c as f64 / q as f64);
+    let hv = _mm256_set1_pd(h as f64);
+    let n = out.len();
+    assert!(x.len() >= n);
+    // SAFETY: lengths checked; the caller guarantees the features and q.
+    unsafe { lanes(out.as_mut_ptr(), n, [x.as_ptr()], q, |v, qs| mul_mod(_mm256_add_pd(v[0], hv), t, qs)) };
+}
+
 /// x·y mod q for two variables below q < 2^50, centered: the quotient from fl(x·y)/q.
 /// |result| ≤ q·(1/2 + q·2^-52) + 1 < 0.75q + 1.
 #[inline]
@@ -412,6 +493,44 @@ mod tests {
                     let want = (0..k).fold(0u128, |acc, j| (acc + ys[j][i] as u128 * cs[j] as u128) % q as u128);
                     assert_eq!(out[i] as u128, want, "bits {bits} k {k} i {i}");
                 }
+            }
+        }
+    }
+
+    /// The element-wise kernels against `Modulus` arithmetic, edges included, in place too.
+    #[test]
+    fn elementwise_kernels_match_modulus_arithmetic() {
+        if !crate::simd::has_avx2_fma() {
+            return;
+        }
+        let n = 512;
+        for bits in [30u32, 40, 47, 50] {
+            let q = ntt_primes(bits, n, 1, &[]).unwrap()[0];
+            let m = Modulus::new(q);
+            let v = |seed: u64| -> Vec<u64> {
+                (0..n as u64)
+                    .map(|i| {
+                        if i % 5 == 0 {
+                            [0, 1, q - 1][(i / 5 % 3) as usize]
+                        } else {
+                            (i * 0x9e37_79b9 + seed).wrapping_mul(0x2545_f491_4f6c_dd1d) % q
+                        }
+                    })
+                    .collect()
+            };
+            let (a, b, c, d) = (v(1), v(2), v(3), v(4));
+            let mut out = vec![u64::MAX; n];
+            // SAFETY (all four): AVX2 and FMA detected above; q < 2^50; inputs below q; equal lengths.
+            unsafe { mul_into(&mut out, &a, &b, q) };
+            assert!((0..n).all(|i| out[i] == m.mul(a[i], b[i])), "mul_into, {bits} bits");
+            unsafe { mul_add_into(&mut out, &a, &b, &c, &d, q) };
+            assert!((0..n).all(|i| out[i] == m.add(m.mul(a[i], b[i]), m.mul(c[i], d[i]))), "mul_add_into, {bits} bits");
+            for w in [0, 1, q - 1, q / 3] {
+                let mut x = a.clone();
+                unsafe { sub_mul_const(&mut x, &b, w, q) };
+                assert!((0..n).all(|i| x[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, {bits} bits");
+                unsafe { add_mul_const(&mut out, &a, q - 1 - w % q, w, q) };
+                assert!((0..n).all(|i| out[i] == m.mul(m.add(a[i], q - 1 - w % q), w)), "add_mul_const, {bits} bits");
             }
         }
     }

@@ -42,6 +42,12 @@ pub(crate) fn has_avx2_fma() -> bool {
     has_avx2() && *F.get_or_init(|| is_x86_feature_detected!("fma"))
 }
 
+/// Whether the floating-point kernels take slices of this length modulo this prime.
+#[cfg(target_arch = "x86_64")]
+fn fma_for(len: usize, m: &Modulus) -> bool {
+    len.is_multiple_of(4) && crate::fma::usable(m.value())
+}
+
 /// Whether the AVX2 kernels take slices of this length modulo this prime.
 #[cfg(target_arch = "x86_64")]
 fn avx2_for(len: usize, m: &Modulus) -> bool {
@@ -262,6 +268,12 @@ pub(crate) fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)
 /// out = ((x + h) mod q)·c mod q for constants h < q and c < q (Shoup pair); x in [0, q).
 pub(crate) fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
+    if fma_for(out.len(), m) {
+        // SAFETY: fma_for checked the features, q < 2^50 and the length; x's length is asserted inside.
+        unsafe { crate::fma::add_mul_const(out, x, h, c, m.value()) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if avx2_for(out.len(), m) {
         // SAFETY: AVX2 checked by avx2_for; x is at least out.len() long (asserted inside).
         unsafe { avx2::add_mul_const(out, x, h, c, cp, m.value()) };
@@ -315,6 +327,12 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
         return;
     }
     #[cfg(target_arch = "x86_64")]
+    if fma_for(x.len(), m) {
+        // SAFETY: fma_for checked the features, q < 2^50 and the length; y's length is asserted inside.
+        unsafe { crate::fma::sub_mul_const(x, y, w, m.value()) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if avx2_for(x.len(), m) {
         // SAFETY: AVX2 checked by avx2_for; y is at least x.len() long (asserted inside).
         unsafe { avx2::sub_mul_const(x, y, w, wp, m.value()) };
@@ -331,6 +349,12 @@ pub(crate) fn mul_into(out: &mut [u64], a: &[u64], b: &[u64], m: &Modulus) {
     if has_avx512() {
         out.copy_from_slice(a);
         mul_assign(out, b, m);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if fma_for(out.len(), m) {
+        // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
+        unsafe { crate::fma::mul_into(out, a, b, m.value()) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -359,6 +383,12 @@ pub(crate) fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: 
             mul_assign(t, d, m);
             add_assign(o, t, m);
         }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if fma_for(out.len(), m) {
+        // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
+        unsafe { crate::fma::mul_add_into(out, a, b, c, d, m.value()) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
