@@ -105,6 +105,45 @@ fn ct<const WIDE: bool>(x: __m256d, y: __m256d, t: Tw, q: Q) -> (__m256d, __m256
     (_mm256_add_pd(x, r), _mm256_sub_pd(x, r))
 }
 
+/// Two independent Gentleman–Sande butterflies, interleaved.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn gs2<const RED: bool>(
+    (x0, y0, t0): (__m256d, __m256d, Tw),
+    (x1, y1, t1): (__m256d, __m256d, Tw),
+    q: Q,
+) -> ((__m256d, __m256d), (__m256d, __m256d)) {
+    let (s0, s1) = (_mm256_add_pd(x0, y0), _mm256_add_pd(x1, y1));
+    let (d0, d1) = (_mm256_sub_pd(x0, y0), _mm256_sub_pd(x1, y1));
+    let (s0, s1) = if RED { (reduce(s0, q), reduce(s1, q)) } else { (s0, s1) };
+    let (h0, h1) = (_mm256_mul_pd(d0, t0.w), _mm256_mul_pd(d1, t1.w));
+    let (k0, k1) = (_mm256_mul_pd(d0, t0.wq), _mm256_mul_pd(d1, t1.wq));
+    let (l0, l1) = (_mm256_fmsub_pd(d0, t0.w, h0), _mm256_fmsub_pd(d1, t1.w, h1));
+    const R: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    let (k0, k1) = (_mm256_round_pd::<R>(k0), _mm256_round_pd::<R>(k1));
+    let (r0, r1) = (_mm256_fnmadd_pd(k0, q.q, h0), _mm256_fnmadd_pd(k1, q.q, h1));
+    ((s0, _mm256_add_pd(r0, l0)), (s1, _mm256_add_pd(r1, l1)))
+}
+
+/// Two independent butterflies, their operations interleaved (see the forward's last pass).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn ct2<const WIDE: bool>(
+    (x0, y0, t0): (__m256d, __m256d, Tw),
+    (x1, y1, t1): (__m256d, __m256d, Tw),
+    q: Q,
+) -> ((__m256d, __m256d), (__m256d, __m256d)) {
+    let (x0, x1) = if WIDE { (reduce(x0, q), reduce(x1, q)) } else { (x0, x1) };
+    let (h0, h1) = (_mm256_mul_pd(y0, t0.w), _mm256_mul_pd(y1, t1.w));
+    let (k0, k1) = (_mm256_mul_pd(y0, t0.wq), _mm256_mul_pd(y1, t1.wq));
+    let (l0, l1) = (_mm256_fmsub_pd(y0, t0.w, h0), _mm256_fmsub_pd(y1, t1.w, h1));
+    const R: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    let (k0, k1) = (_mm256_round_pd::<R>(k0), _mm256_round_pd::<R>(k1));
+    let (r0, r1) = (_mm256_fnmadd_pd(k0, q.q, h0), _mm256_fnmadd_pd(k1, q.q, h1));
+    let (r0, r1) = (_mm256_add_pd(r0, l0), _mm256_add_pd(r1, l1));
+    ((_mm256_add_pd(x0, r0), _mm256_sub_pd(x0, r0)), (_mm256_add_pd(x1, r1), _mm256_sub_pd(x1, r1)))
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn gs<const RED: bool>(x: __m256d, y: __m256d, t: Tw, q: Q) -> (__m256d, __m256d) {
@@ -169,26 +208,45 @@ unsafe fn forward_fma<const WIDE: bool>(tab: &FmaTable, a: &mut [u64]) {
     }
     debug_assert_eq!(m, n / 8);
     let pw = a.as_mut_ptr() as *mut __m256i;
-    // Gaps 4, 2, 1 and the final reduction, one 8-word chunk at a time.
-    for c in 0..n / 8 {
-        // SAFETY: 8c + 8 <= n; twiddle reads are slice-checked.
+    // Gaps 4, 2, 1 and the final reduction, two 8-word chunks at a time: one chunk is a
+    // single chain of three dependent butterflies, and a second one interleaved with it
+    // keeps the FP units busy while the first waits on its latencies.
+    for c in (0..n / 8).step_by(2) {
+        // SAFETY: 8c + 16 <= n (n/8 is even, n ≥ 16); twiddle reads are slice-checked.
         unsafe {
-            let pc = p.add(8 * c);
-            let (x, y) = ct::<WIDE>(ld(pc), ld(pc.add(4)), tw1(fw[n / 8 + c], fq[n / 8 + c]), q);
-            let u = _mm256_permute2f128_pd::<0x20>(x, y); // 0 1 4 5
-            let v = _mm256_permute2f128_pd::<0x31>(x, y); // 2 3 6 7
-            let (u, v) = ct::<WIDE>(u, v, pairs(fw, fq, n / 4 + 2 * c), q);
-            let x = _mm256_unpacklo_pd(u, v); // 0 2 4 6
-            let y = _mm256_unpackhi_pd(u, v); // 1 3 5 7
+            let (p0, p1) = (p.add(8 * c), p.add(8 * c + 8));
+            let ((x0, y0), (x1, y1)) = ct2::<WIDE>(
+                (ld(p0), ld(p0.add(4)), tw1(fw[n / 8 + c], fq[n / 8 + c])),
+                (ld(p1), ld(p1.add(4)), tw1(fw[n / 8 + c + 1], fq[n / 8 + c + 1])),
+                q,
+            );
+            let ((u0, v0), (u1, v1)) = ct2::<WIDE>(
+                (
+                    _mm256_permute2f128_pd::<0x20>(x0, y0), // 0 1 4 5
+                    _mm256_permute2f128_pd::<0x31>(x0, y0), // 2 3 6 7
+                    pairs(fw, fq, n / 4 + 2 * c),
+                ),
+                (
+                    _mm256_permute2f128_pd::<0x20>(x1, y1),
+                    _mm256_permute2f128_pd::<0x31>(x1, y1),
+                    pairs(fw, fq, n / 4 + 2 * c + 2),
+                ),
+                q,
+            );
             let k = n / 2 + 4 * c;
-            let w = Tw { w: _mm256_loadu_pd(fw[k..k + 4].as_ptr()), wq: _mm256_loadu_pd(fq[k..k + 4].as_ptr()) };
-            let (x, y) = ct::<WIDE>(x, y, w, q);
-            let u = _mm256_unpacklo_pd(x, y); // 0 1 4 5
-            let v = _mm256_unpackhi_pd(x, y); // 2 3 6 7
-            let lo = _mm256_permute2f128_pd::<0x20>(u, v);
-            let hi = _mm256_permute2f128_pd::<0x31>(u, v);
-            _mm256_storeu_si256(pw.add(2 * c), to_u64(lo, q));
-            _mm256_storeu_si256(pw.add(2 * c + 1), to_u64(hi, q));
+            let w =
+                |k: usize| Tw { w: _mm256_loadu_pd(fw[k..k + 4].as_ptr()), wq: _mm256_loadu_pd(fq[k..k + 4].as_ptr()) };
+            let ((x0, y0), (x1, y1)) = ct2::<WIDE>(
+                (_mm256_unpacklo_pd(u0, v0), _mm256_unpackhi_pd(u0, v0), w(k)), // 0 2 4 6 | 1 3 5 7
+                (_mm256_unpacklo_pd(u1, v1), _mm256_unpackhi_pd(u1, v1), w(k + 4)),
+                q,
+            );
+            let (u0, v0) = (_mm256_unpacklo_pd(x0, y0), _mm256_unpackhi_pd(x0, y0)); // 0 1 4 5 | 2 3 6 7
+            let (u1, v1) = (_mm256_unpacklo_pd(x1, y1), _mm256_unpackhi_pd(x1, y1));
+            _mm256_storeu_si256(pw.add(2 * c), to_u64(_mm256_permute2f128_pd::<0x20>(u0, v0), q));
+            _mm256_storeu_si256(pw.add(2 * c + 1), to_u64(_mm256_permute2f128_pd::<0x31>(u0, v0), q));
+            _mm256_storeu_si256(pw.add(2 * c + 2), to_u64(_mm256_permute2f128_pd::<0x20>(u1, v1), q));
+            _mm256_storeu_si256(pw.add(2 * c + 3), to_u64(_mm256_permute2f128_pd::<0x31>(u1, v1), q));
         }
     }
 }
@@ -211,29 +269,46 @@ unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, a: &mut [u64]) {
     let (iw, iq) = (&tab.inv, &tab.inv_q);
     let p = a.as_mut_ptr() as *mut f64;
     let pi = a.as_ptr() as *const __m256i;
-    // Gaps 1, 2, 4, one 8-word chunk at a time, converting as it loads. Inputs below q,
-    // so sums stay below 8q < 2^50 for narrow primes; wide ones reduce every sum here.
-    for c in 0..n / 8 {
-        // SAFETY: 8c + 8 <= n; twiddle reads are slice-checked.
+    // Gaps 1, 2, 4, two 8-word chunks at a time (interleaved, as in the forward's last
+    // pass), converting as it loads. Inputs below q, so sums stay below 8q < 2^50 for
+    // narrow primes; wide ones reduce every sum here.
+    for c in (0..n / 8).step_by(2) {
+        // SAFETY: 8c + 16 <= n (n/8 is even); twiddle reads are slice-checked.
         unsafe {
-            let pc = p.add(8 * c);
-            let a0 = to_f64(_mm256_loadu_si256(pi.add(2 * c)));
-            let a1 = to_f64(_mm256_loadu_si256(pi.add(2 * c + 1)));
-            let u = _mm256_permute2f128_pd::<0x20>(a0, a1); // 0 1 4 5
-            let v = _mm256_permute2f128_pd::<0x31>(a0, a1); // 2 3 6 7
-            let x = _mm256_unpacklo_pd(u, v); // 0 2 4 6
-            let y = _mm256_unpackhi_pd(u, v); // 1 3 5 7
+            let ldc = |i: usize| {
+                let (a0, a1) = (to_f64(_mm256_loadu_si256(pi.add(i))), to_f64(_mm256_loadu_si256(pi.add(i + 1))));
+                let u = _mm256_permute2f128_pd::<0x20>(a0, a1); // 0 1 4 5
+                let v = _mm256_permute2f128_pd::<0x31>(a0, a1); // 2 3 6 7
+                (_mm256_unpacklo_pd(u, v), _mm256_unpackhi_pd(u, v)) // 0 2 4 6 | 1 3 5 7
+            };
+            let ((x0, y0), (x1, y1)) = (ldc(2 * c), ldc(2 * c + 2));
             let k = n / 2 + 4 * c;
-            let w = Tw { w: _mm256_loadu_pd(iw[k..k + 4].as_ptr()), wq: _mm256_loadu_pd(iq[k..k + 4].as_ptr()) };
-            let (x, y) = gs::<WIDE>(x, y, w, q);
-            let u = _mm256_unpacklo_pd(x, y); // 0 1 4 5
-            let v = _mm256_unpackhi_pd(x, y); // 2 3 6 7
-            let (u, v) = gs::<WIDE>(u, v, pairs(iw, iq, n / 4 + 2 * c), q);
-            let x = _mm256_permute2f128_pd::<0x20>(u, v); // 0 1 2 3
-            let y = _mm256_permute2f128_pd::<0x31>(u, v); // 4 5 6 7
-            let (x, y) = gs::<WIDE>(x, y, tw1(iw[n / 8 + c], iq[n / 8 + c]), q);
-            st(pc, x);
-            st(pc.add(4), y);
+            let w =
+                |k: usize| Tw { w: _mm256_loadu_pd(iw[k..k + 4].as_ptr()), wq: _mm256_loadu_pd(iq[k..k + 4].as_ptr()) };
+            let ((x0, y0), (x1, y1)) = gs2::<WIDE>((x0, y0, w(k)), (x1, y1, w(k + 4)), q);
+            let ((u0, v0), (u1, v1)) = gs2::<WIDE>(
+                (_mm256_unpacklo_pd(x0, y0), _mm256_unpackhi_pd(x0, y0), pairs(iw, iq, n / 4 + 2 * c)), // 0 1 4 5 | 2 3 6 7
+                (_mm256_unpacklo_pd(x1, y1), _mm256_unpackhi_pd(x1, y1), pairs(iw, iq, n / 4 + 2 * c + 2)),
+                q,
+            );
+            let ((x0, y0), (x1, y1)) = gs2::<WIDE>(
+                (
+                    _mm256_permute2f128_pd::<0x20>(u0, v0), // 0 1 2 3
+                    _mm256_permute2f128_pd::<0x31>(u0, v0), // 4 5 6 7
+                    tw1(iw[n / 8 + c], iq[n / 8 + c]),
+                ),
+                (
+                    _mm256_permute2f128_pd::<0x20>(u1, v1),
+                    _mm256_permute2f128_pd::<0x31>(u1, v1),
+                    tw1(iw[n / 8 + c + 1], iq[n / 8 + c + 1]),
+                ),
+                q,
+            );
+            let pc = p.add(8 * c);
+            st(pc, x0);
+            st(pc.add(4), y0);
+            st(pc.add(8), x1);
+            st(pc.add(12), y1);
         }
     }
     // Every value is now below 8q (narrow), or below q + 2 (wide: sums reduced, differences
@@ -270,18 +345,12 @@ unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, a: &mut [u64]) {
             // SAFETY: j + g + 4 <= n.
             unsafe {
                 let (x, y) = gs_last(ld(p.add(j)), ld(p.add(j + g)), ninv, wlast, q);
-                st(p.add(j), x);
-                st(p.add(j + g), y);
+                st_u64(p.add(j), x, q);
+                st_u64(p.add(j + g), y, q);
             }
         }
     }
     debug_assert!(bound < SUM_LIMIT);
-    // The last layer left centered values below q·(1 + 2^-2): to residues in [0, q).
-    let pw = a.as_mut_ptr() as *mut __m256i;
-    for j in (0..n).step_by(4) {
-        // SAFETY: j + 4 <= n.
-        unsafe { _mm256_storeu_si256(pw.add(j / 4), to_u64(ld(p.add(j)), q)) };
-    }
 }
 
 /// Layers of gaps g and 2g; RED1/RED2 reduce their sums; LAST makes the second the final layer.
@@ -311,13 +380,23 @@ unsafe fn gs_pair<const RED1: bool, const RED2: bool, const LAST: bool>(
                 } else {
                     (gs::<RED2>(a0, a2, w3, q), gs::<RED2>(a1, a3, w3, q))
                 };
-                st(p.add(j), a0);
-                st(p.add(j + g), a1);
-                st(p.add(j + 2 * g), a2);
-                st(p.add(j + 3 * g), a3);
+                // The last layer stores residues in [0, q): the words are integers again.
+                let put = |at: *mut f64, v| if LAST { st_u64(at, v, q) } else { st(at, v) };
+                put(p.add(j), a0);
+                put(p.add(j + g), a1);
+                put(p.add(j + 2 * g), a2);
+                put(p.add(j + 3 * g), a3);
             }
         }
     }
+}
+
+/// Stores a centered value (|v| < 2^51) as its residue in [0, q), a u64 word.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn st_u64(p: *mut f64, v: __m256d, q: Q) {
+    // SAFETY: the caller guarantees four writable words at p.
+    unsafe { _mm256_storeu_si256(p as *mut __m256i, to_u64(v, q)) }
 }
 
 /// The inverse's last butterfly with 1/N folded in: ((x + y)/N, (x − y)·w/N), centered.
