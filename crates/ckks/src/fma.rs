@@ -277,38 +277,55 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
         })
         .collect();
     let yp: Vec<*const u64> = ys.iter().map(|y| y.as_ptr()).collect();
+    // Blocks of lanes that stay in L1 while every target reads them. Within a block the
+    // sums go input by input through a small accumulator array: each step is then a short,
+    // independent chain (load, product, add), where summing all inputs of four lanes at
+    // once made one long chain per lane group and left the FP units waiting on latency.
     const BLOCK: usize = 256;
+    let mut acc = [_mm256_setzero_pd(); BLOCK / 4];
+    let mask = _mm256_set1_epi64x((1 << SPLIT) - 1);
     for start in (0..n).step_by(BLOCK) {
-        let end = (start + BLOCK).min(n);
+        let lanes = (start + BLOCK).min(n) - start;
+        let acc = &mut acc[..lanes / 4];
         for (t, p) in targets.iter_mut().zip(&prep) {
-            let o = t.out.as_mut_ptr();
-            for i in (start..end).step_by(4) {
-                let mut acc = _mm256_setzero_pd();
-                let mut in_group = 0;
-                let mut add = |v: __m256d, tw: Tw| {
-                    if in_group == p.per_group {
-                        acc = reduce(acc, p.qs);
-                        in_group = 0;
-                    }
-                    in_group += 1;
-                    acc = _mm256_add_pd(acc, mul_mod(v, tw, p.qs));
-                };
-                for (j, &y) in yp.iter().enumerate() {
-                    // SAFETY: i + 4 <= n <= the input's length (asserted above).
-                    let yv = unsafe { _mm256_loadu_si256(y.add(i) as *const __m256i) };
-                    if wide[j] {
-                        add(to_f64(_mm256_srli_epi64::<SPLIT>(yv)), p.tws_hi[j]);
-                        add(to_f64(_mm256_and_si256(yv, _mm256_set1_epi64x((1 << SPLIT) - 1))), p.tws[j]);
-                    } else {
-                        add(to_f64(yv), p.tws[j]);
+            let mut terms = 0;
+            for (j, &y) in yp.iter().enumerate() {
+                // SAFETY: start + lanes <= n <= the input's length (asserted above).
+                let y = unsafe { y.add(start) };
+                let halves = if wide[j] { 2 } else { 1 };
+                for half in 0..halves {
+                    let (first, red) = (terms == 0, terms > 0 && terms % p.per_group == 0);
+                    terms += 1;
+                    let tw = if wide[j] && half == 0 { p.tws_hi[j] } else { p.tws[j] };
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: 4v + 4 <= lanes words from y.
+                        let yv = unsafe { _mm256_loadu_si256(y.add(4 * v) as *const __m256i) };
+                        let x = match (wide[j], half) {
+                            (false, _) => to_f64(yv),
+                            (true, 0) => to_f64(_mm256_srli_epi64::<SPLIT>(yv)),
+                            _ => to_f64(_mm256_and_si256(yv, mask)),
+                        };
+                        let r = mul_mod(x, tw, p.qs);
+                        *a = if first {
+                            r
+                        } else if red {
+                            _mm256_add_pd(reduce(*a, p.qs), r)
+                        } else {
+                            _mm256_add_pd(*a, r)
+                        };
                     }
                 }
-                // SAFETY: i + 4 <= n = over.len().
-                let u = unsafe { _mm256_cvtepi32_pd(_mm_loadu_si128(over.as_ptr().add(i) as *const __m128i)) };
-                // u ≤ k and B, ⌊B/2⌋ < q: the corrected sum stays far below 2^52.
-                let acc = _mm256_sub_pd(_mm256_fnmadd_pd(u, p.b, acc), p.half);
-                // SAFETY: i + 4 <= n <= out.len().
-                unsafe { _mm256_storeu_si256(o.add(i) as *mut __m256i, to_u64(acc, p.qs)) };
+            }
+            // SAFETY: start + lanes <= n = over.len() <= out.len().
+            let (o, u) = unsafe { (t.out.as_mut_ptr().add(start), over.as_ptr().add(start)) };
+            for (v, a) in acc.iter().enumerate() {
+                // SAFETY: 4v + 4 <= lanes words at o and u.
+                unsafe {
+                    let c = _mm256_cvtepi32_pd(_mm_loadu_si128(u.add(4 * v) as *const __m128i));
+                    // u ≤ k and B, ⌊B/2⌋ < q: the corrected sum stays far below 2^52.
+                    let a = _mm256_sub_pd(_mm256_fnmadd_pd(c, p.b, *a), p.half);
+                    _mm256_storeu_si256(o.add(4 * v) as *mut __m256i, to_u64(a, p.qs));
+                }
             }
         }
     }
