@@ -477,8 +477,7 @@ impl Evaluator {
         let ctx = self.ctx();
         let n = ctx.n;
         let k = self.params.p().len();
-        let mut coeff = d.clone();
-        coeff.intt(&ctx.ntt[..=level].iter().collect::<Vec<_>>());
+        let coeff = Poly::intt_of(d, &ctx.ntt[..=level].iter().collect::<Vec<_>>());
         let digits = ctx.modup[level]
             .par_iter()
             .map(|conv| {

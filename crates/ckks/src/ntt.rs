@@ -142,6 +142,19 @@ impl NttTable {
         self.inverse_scalar(a)
     }
 
+    /// The inverse transform of `src` into `dst`, both in [0, q): saves the copy of an
+    /// in-place transform where the input must be kept (the floating-point transform reads
+    /// `src` in its first pass).
+    pub fn inverse_into(&self, src: &[u64], dst: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = &self.fma {
+            t.inverse_into(src, dst);
+            return;
+        }
+        dst.copy_from_slice(src);
+        self.inverse(dst);
+    }
+
     /// The portable transform, always available (and the reference for the SIMD one).
     pub fn forward_scalar(&self, a: &mut [u64]) {
         let q = self.m.value();
@@ -319,6 +332,9 @@ mod tests {
                     t.inverse(&mut u);
                     t.inverse_scalar(&mut v);
                     assert_eq!(u, v, "inverse n {n} bits {bits}");
+                    let mut z = vec![u64::MAX; n];
+                    t.inverse_into(&a, &mut z);
+                    assert_eq!(z, v, "inverse_into n {n} bits {bits}");
                     t.inverse(&mut x);
                     assert_eq!(x, a, "round trip n {n} bits {bits}");
                 }

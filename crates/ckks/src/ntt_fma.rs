@@ -86,12 +86,27 @@ impl FmaTable {
     /// In-place inverse transform; input in [0, q) bit-reversed, output in [0, q).
     pub(crate) fn inverse(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.n);
-        // SAFETY: as in `forward`.
+        let src = a.as_ptr();
+        // SAFETY: as in `forward`; the first pass reads each chunk before writing it.
+        unsafe { self.inverse_raw(src, a) }
+    }
+
+    /// The inverse of `src` into `dst` (no copy first: the first pass reads `src`).
+    pub(crate) fn inverse_into(&self, src: &[u64], dst: &mut [u64]) {
+        assert!(src.len() == self.n && dst.len() == self.n);
+        // SAFETY: as in `forward`; both lengths checked.
+        unsafe { self.inverse_raw(src.as_ptr(), dst) }
+    }
+
+    /// # Safety
+    /// `src` holds n readable words; it may be `dst` itself.
+    unsafe fn inverse_raw(&self, src: *const u64, dst: &mut [u64]) {
+        // SAFETY: a table exists only where `usable` detected AVX2 and FMA; the caller's contract.
         unsafe {
             if self.wide {
-                inverse_fma::<true>(self, a)
+                inverse_fma::<true>(self, src, dst)
             } else {
-                inverse_fma::<false>(self, a)
+                inverse_fma::<false>(self, src, dst)
             }
         }
     }
@@ -263,12 +278,12 @@ fn gs_layer(b: f64, q: f64) -> (f64, bool) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, a: &mut [u64]) {
+unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, src: *const u64, a: &mut [u64]) {
     let n = tab.n;
     let q = Q { q: _mm256_set1_pd(tab.q), q_inv: _mm256_set1_pd(1.0 / tab.q) };
     let (iw, iq) = (&tab.inv, &tab.inv_q);
     let p = a.as_mut_ptr() as *mut f64;
-    let pi = a.as_ptr() as *const __m256i;
+    let pi = src as *const __m256i;
     // Gaps 1, 2, 4, two 8-word chunks at a time (interleaved, as in the forward's last
     // pass), converting as it loads. Inputs below q, so sums stay below 8q < 2^50 for
     // narrow primes; wide ones reduce every sum here.

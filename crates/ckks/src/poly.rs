@@ -131,6 +131,17 @@ impl Poly {
         let n = self.n;
         self.data.par_chunks_mut(n).zip(tables.par_iter()).for_each(|(c, t)| t.forward(c));
     }
+    /// The inverse transform of the first `tables.len()` limbs of `src`, into a new polynomial.
+    pub fn intt_of(src: &Poly, tables: &[&NttTable]) -> Poly {
+        let n = src.n;
+        assert!(src.limbs() >= tables.len());
+        // Every limb is written by the transform.
+        let mut out = Poly::scratch(n, tables.len());
+        out.data.par_chunks_mut(n).zip(src.data.par_chunks(n)).zip(tables.par_iter()).for_each(|((o, i), t)| {
+            t.inverse_into(i, o);
+        });
+        out
+    }
     pub fn intt(&mut self, tables: &[&NttTable]) {
         let n = self.n;
         self.data.par_chunks_mut(n).zip(tables.par_iter()).for_each(|(c, t)| t.inverse(c));
