@@ -9,7 +9,8 @@
 #   bench/.venv-tenseal  (tenseal + numpy; CPython 3.11)
 # Override the interpreters with PYTHON310=/path/python3.10, PYTHON311=/path/python3.11.
 # A peer that cannot be installed or fails is reported and left out (its ratios read n/a).
-# PEERS_MIN_SECONDS (default 2.0) and PEERS_MIN_REPS (default 30) set the peers' timing loops.
+# PEERS_MIN_SECONDS (default 2.0) and PEERS_MIN_REPS (default 30) set the peers' timing loops;
+# PEERS_ROUNDS (default 2) how many times the libraries take turns (ckks: fastest median kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=bench
@@ -67,23 +68,32 @@ ckks() {
     echo "peers.sh: heinfer's example crates/ckks/examples/peer_ops.rs failed to build — nothing to compare" >&2
     exit 1
   fi
-  echo "peers.sh: timing heinfer ..." >&2
-  if ! cargo run --release -q -p ckks --example peer_ops -- --json > "$out/heinfer.json"; then
-    echo "peers.sh: heinfer's peer_ops example failed — nothing to compare" >&2
-    exit 1
-  fi
-
-  local py310 py311
+  local py310 py311 have_openfhe=0 have_tenseal=0 round files=()
   py310=$(find_python 3.10 "${PYTHON310:-}" python3.10 /root/.pyenv/versions/3.10.*/bin/python)
-  if peer_venv "$here/.venv-openfhe" "$py310" openfhe openfhe numpy; then
-    run_peer openfhe .venv-openfhe openfhe_ckks.py
-  fi
+  peer_venv "$here/.venv-openfhe" "$py310" openfhe openfhe numpy && have_openfhe=1
   py311=$(find_python 3.11 "${PYTHON311:-}" python3.11 /root/.pyenv/versions/3.11.*/bin/python)
-  if peer_venv "$here/.venv-tenseal" "$py311" tenseal tenseal numpy; then
-    run_peer tenseal .venv-tenseal tenseal_ckks.py
-  fi
+  peer_venv "$here/.venv-tenseal" "$py311" tenseal tenseal numpy && have_tenseal=1
+  # The libraries take turns, PEERS_ROUNDS times: on a shared machine the load changes over
+  # minutes, and one run each, one after the other, gave ratios that mixed two load levels.
+  # The report keeps each library's fastest median per operation over the rounds.
+  for round in $(seq "${PEERS_ROUNDS:-2}"); do
+    echo "peers.sh: round $round: timing heinfer ..." >&2
+    if ! target/release/examples/peer_ops --json > "$out/heinfer.$round.json"; then
+      echo "peers.sh: heinfer's peer_ops example failed — nothing to compare" >&2
+      exit 1
+    fi
+    files+=("$out/heinfer.$round.json")
+    if [ $have_openfhe = 1 ]; then
+      run_peer openfhe .venv-openfhe openfhe_ckks.py && mv "$out/openfhe.json" "$out/openfhe.$round.json" 2>/dev/null || true
+      files+=("$out/openfhe.$round.json")
+    fi
+    if [ $have_tenseal = 1 ]; then
+      run_peer tenseal .venv-tenseal tenseal_ckks.py && mv "$out/tenseal.json" "$out/tenseal.$round.json" 2>/dev/null || true
+      files+=("$out/tenseal.$round.json")
+    fi
+  done
 
-  python3 "$here/peers/report.py" "$out/heinfer.json" "$out/openfhe.json" "$out/tenseal.json"
+  python3 "$here/peers/report.py" "${files[@]}"
   echo "peers.sh: done in $((SECONDS - started)) s" >&2
 }
 

@@ -2,7 +2,8 @@
 
 Usage: report.py HEINFER.json [PEER.json ...]
 A missing or empty file, or one without a JSON line, counts as a peer that did not run:
-its columns show '—' and its ratios 'n/a'.
+its columns show '—' and its ratios 'n/a'. Several files of one library are rounds: the
+fastest median of each operation is kept.
 
 Prints the machine, versions and threads, a table of median milliseconds with the
 speed-ups peer ms / heinfer ms (4.0x = heinfer four times faster), what each peer's
@@ -40,15 +41,22 @@ def cpu():
     return platform.processor() or "unknown CPU"
 
 
+# Several files of one library are rounds of the same run (bench/peers.sh takes turns):
+# the fastest median of each operation is kept.
 runs = {}
+table = {}
 for path in sys.argv[1:]:
     r = load(path)
     if r:
-        runs[r["impl"]] = r
+        runs.setdefault(r["impl"], r)
+        t = table.setdefault(r["impl"], {})
+        for x in r["results"]:
+            key = (x["set"], x["op"])
+            t[key] = min(t.get(key, x["ms"]), x["ms"])
 if "heinfer" not in runs:
     sys.exit("report.py: no heinfer results (the Rust example did not run or printed no JSON line)")
+rounds = {impl: sum(1 for p in sys.argv[1:] if (load(p) or {}).get("impl") == impl) for impl in runs}
 
-table = {impl: {(x["set"], x["op"]): x["ms"] for x in r["results"]} for impl, r in runs.items()}
 notes = {impl: {x["op"]: x.get("note", "") for x in r["results"]} for impl, r in runs.items()}
 
 print(f"machine: {cpu()} ({platform.system()} {platform.machine()})")
@@ -59,7 +67,8 @@ for impl, label in PEERS:
         print(f"{label:8} {r['version']:34} threads {r.get('threads', '?')}")
     else:
         print(f"{label:8} not run (see the messages above): its ratios are n/a")
-print("times: median ms over repeated runs, each op on fresh top-level ciphertexts of full-slot random reals")
+print("times: median ms over repeated runs, each op on fresh top-level ciphertexts of full-slot random reals;")
+print(f"the fastest of {max(rounds.values())} rounds, the libraries taking turns ({', '.join(f'{k} {v}' for k, v in rounds.items())})")
 print()
 
 ops = OPS + sorted({op for t in table.values() for (_, op) in t} - set(OPS))

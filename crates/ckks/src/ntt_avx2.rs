@@ -17,9 +17,11 @@ use std::arch::x86_64::*;
 
 use crate::ntt::NttTable;
 
-/// Whether the AVX2 transform can run for this prime on this CPU.
+/// Whether the AVX2 transform can run for this prime on this CPU. The one feature policy
+/// of the crate (`simd::has_avx2`: read once, off under `HEINFER_NO_SIMD`, off where
+/// AVX-512 serves — there `ntt_simd` covers every prime).
 pub(crate) fn usable(q: u64, n: usize) -> bool {
-    q < (1 << 61) && n >= 16 && std::env::var_os("HEINFER_NO_SIMD").is_none() && is_x86_feature_detected!("avx2")
+    q < (1 << 61) && n >= 16 && crate::simd::has_avx2()
 }
 
 /// A twiddle with its Shoup companion, both split for 32-bit multiplies.
