@@ -36,22 +36,26 @@ fn run() {
     // dnum 2 for depth ≤ 3 and 3 above, and ⌈largest digit's bits / 60⌉ special primes
     // (bench/peers/openfhe_ckks.py). The same number of digits and of special primes on
     // both sides: those set how many NTTs a key switch costs. Each library picks the size
-    // of its special primes: OpenFHE 60 bits (its word), heinfer 50 bits, the largest its
-    // floating-point kernels take, and as many bits as the largest digit (≥ 100 and 140),
-    // so key-switching noise is no larger. Like OpenFHE's (run with HEStd_NotSet), these
+    // of its special primes: OpenFHE 60 bits (its word); heinfer the fewest bits that still
+    // cover the largest digit (⌈digit bits / count⌉: 50 and 47 here), so its primes take the
+    // floating-point kernels and key-switching noise stays below one digit's share. Like
+    // OpenFHE's (run with HEStd_NotSet), these
     // Q·P exceed the 128-bit bound for their N, so they are built with the test-only
     // constructor; the cost of each operation does not depend on that check.
-    type Set = (&'static str, u32, Vec<u32>, usize, Vec<u32>, usize);
+    type Set = (&'static str, u32, Vec<u32>, usize, usize, usize);
     let sets: [Set; 2] = [
-        ("n8192", 13, vec![60, 40, 40], 2, vec![50, 50], 60),
-        ("n16384", 14, vec![60, 40, 40, 40, 40, 40, 40], 3, vec![50, 50, 50], 25),
+        ("n8192", 13, vec![60, 40, 40], 2, 2, 60),
+        ("n16384", 14, vec![60, 40, 40, 40, 40, 40, 40], 3, 3, 25),
     ];
     let mut results = Vec::new();
     let mut push = |set: &str, op: &str, ms: f64, note: &str| {
         eprintln!("{set:>7} {op:<18} {ms:9.3} ms");
         results.push(serde_json::json!({"set": set, "op": op, "ms": ms, "note": note}));
     };
-    for (name, log_n, q, dnum, p, reps) in sets {
+    for (name, log_n, q, dnum, specials, reps) in sets {
+        let alpha = q.len().div_ceil(dnum);
+        let digit: u32 = q.chunks(alpha).map(|c| c.iter().sum()).max().unwrap_or(0);
+        let p = vec![digit.div_ceil(specials as u32); specials];
         let params = Parameters::builder()
             .log_n(log_n)
             .q_bits(&q)

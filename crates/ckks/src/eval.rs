@@ -545,9 +545,9 @@ impl Evaluator {
             ctx.ntt[i].forward(ci);
             let m = &ctx.moduli[i];
             let (w, ws) = ctx.p_inv_mod_q[i];
-            simd::sub_mul_const(xi, ci, w, ws, m);
-            if let Some(e) = add {
-                simd::add_assign(xi, e.limb(i), m);
+            match add {
+                Some(e) => simd::sub_mul_const_add(xi, ci, w, ws, e.limb(i), m),
+                None => simd::sub_mul_const(xi, ci, w, ws, m),
             }
         };
         match perm {

@@ -398,6 +398,21 @@ pub(crate) unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, q: u64) {
     unsafe { lanes(p, n, [p as *const u64, y.as_ptr()], q, |v, qs| mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs)) };
 }
 
+/// x = (x − y)·w + e mod q for a constant w < q.
+///
+/// # Safety
+/// As `mul_into`; w < q.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, e: &[u64], q: u64) {
+    let t = tw1(w as f64, w as f64 / q as f64);
+    let n = x.len();
+    assert!(y.len() >= n && e.len() >= n);
+    let p = x.as_mut_ptr();
+    let f = |v: &[__m256d; 3], qs| _mm256_add_pd(mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs), v[2]);
+    // SAFETY: lengths checked; x is read and written in place (allowed by `lanes`).
+    unsafe { lanes(p, n, [p as *const u64, y.as_ptr(), e.as_ptr()], q, f) };
+}
+
 /// out = (x + h)·c mod q for constants h, c < q.
 ///
 /// # Safety
@@ -546,6 +561,12 @@ mod tests {
                 let mut x = a.clone();
                 unsafe { sub_mul_const(&mut x, &b, w, q) };
                 assert!((0..n).all(|i| x[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, {bits} bits");
+                let mut x = a.clone();
+                unsafe { sub_mul_const_add(&mut x, &b, w, &c, q) };
+                assert!(
+                    (0..n).all(|i| x[i] == m.add(m.mul(m.sub(a[i], b[i]), w), c[i])),
+                    "sub_mul_const_add, {bits} bits"
+                );
                 unsafe { add_mul_const(&mut out, &a, q - 1 - w % q, w, q) };
                 assert!((0..n).all(|i| out[i] == m.mul(m.add(a[i], q - 1 - w % q), w)), "add_mul_const, {bits} bits");
             }

@@ -343,6 +343,19 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
     }
 }
 
+/// x = (x − y)·w + e mod q for a constant w (Shoup pair): ModDown's last step with the
+/// addend folded in (one pass over the limb instead of two).
+pub(crate) fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if fma_for(x.len(), m) {
+        // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
+        unsafe { crate::fma::sub_mul_const_add(x, y, w, e, m.value()) };
+        return;
+    }
+    sub_mul_const(x, y, w, wp, m);
+    add_assign(x, e, m);
+}
+
 /// out = a·b mod q (a, b in [0, q)), without first copying a into out.
 pub(crate) fn mul_into(out: &mut [u64], a: &[u64], b: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
