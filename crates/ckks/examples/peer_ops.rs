@@ -43,10 +43,8 @@ fn run() {
     // Q·P exceed the 128-bit bound for their N, so they are built with the test-only
     // constructor; the cost of each operation does not depend on that check.
     type Set = (&'static str, u32, Vec<u32>, usize, usize, usize);
-    let sets: [Set; 2] = [
-        ("n8192", 13, vec![60, 40, 40], 2, 2, 60),
-        ("n16384", 14, vec![60, 40, 40, 40, 40, 40, 40], 3, 3, 25),
-    ];
+    let sets: [Set; 2] =
+        [("n8192", 13, vec![60, 40, 40], 2, 2, 60), ("n16384", 14, vec![60, 40, 40, 40, 40, 40, 40], 3, 3, 25)];
     let mut results = Vec::new();
     let mut push = |set: &str, op: &str, ms: f64, note: &str| {
         eprintln!("{set:>7} {op:<18} {ms:9.3} ms");

@@ -110,12 +110,12 @@ pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {
 }
 
 /// The key-switching inner product of one limb: o0 = Σ_d src_d·b_d, o1 = Σ_d src_d·a_d
-/// mod q, fully reduced. Unlike the integer kernel it reads no Shoup companions (the
-/// quotient comes from h/q), which halves the key's memory traffic: the inner product
-/// streams the whole key and was memory-bound.
+/// mod q, fully reduced, with the key words b, a given as f64 bit patterns
+/// (`simd::key_companion`). Unlike the integer kernel it needs no Shoup companions (the
+/// quotient comes from h/q): it streams half the words of the integer one.
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA; q < 2^50; inputs below q.
+/// The CPU must have AVX2 and FMA; q < 2^50; src words below q; b, a doubles of integers below q.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn key_dot(o0: &mut [u64], o1: &mut [u64], src: &[&[u64]], b: &[&[u64]], a: &[&[u64]], q: u64) {
     let n = o0.len();
@@ -153,10 +153,10 @@ pub(crate) unsafe fn key_dot(o0: &mut [u64], o1: &mut [u64], src: &[&[u64]], b: 
             for i in (start..end).step_by(4) {
                 // SAFETY: i + 4 <= n <= every slice's length (asserted above).
                 unsafe {
-                    let ldu = |p: *const u64| to_f64(_mm256_loadu_si256(p.add(i) as *const __m256i));
-                    let xv = ldu(x);
-                    let r0 = mul_mod_q(xv, ldu(kb), qs);
-                    let r1 = mul_mod_q(xv, ldu(ka), qs);
+                    let xv = to_f64(_mm256_loadu_si256(x.add(i) as *const __m256i));
+                    let ldf = |p: *const u64| _mm256_loadu_pd(p.add(i) as *const f64);
+                    let r0 = mul_mod_q(xv, ldf(kb), qs);
+                    let r1 = mul_mod_q(xv, ldf(ka), qs);
                     let (s0, s1) = if d == 0 {
                         (r0, r1)
                     } else {
@@ -479,8 +479,14 @@ mod tests {
                 let src: Vec<Vec<u64>> = (0..digits).map(&mut vec).collect();
                 let b: Vec<Vec<u64>> = (0..digits).map(|i| vec(i + 7)).collect();
                 let a: Vec<Vec<u64>> = (0..digits).map(|i| vec(i + 3)).collect();
-                let (sr, br, ar) = (slices(&src), slices(&b), slices(&a));
+                let sr = slices(&src);
                 let (mut o0, mut o1) = (vec![u64::MAX; n], vec![u64::MAX; n]);
+                // The key words as the kernel reads them: f64 bit patterns.
+                let as_f64 = |v: &[Vec<u64>]| -> Vec<Vec<u64>> {
+                    v.iter().map(|l| l.iter().map(|&w| (w as f64).to_bits()).collect()).collect()
+                };
+                let (bf, af) = (as_f64(&b), as_f64(&a));
+                let (br, ar) = (slices(&bf), slices(&af));
                 // SAFETY: AVX2 and FMA detected above; q < 2^50; every slice is n long.
                 unsafe { key_dot(&mut o0, &mut o1, &sr, &br, &ar, q) };
                 for i in 0..n {

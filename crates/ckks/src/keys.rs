@@ -90,7 +90,7 @@ impl KeySwitchKey {
                     let mut c = p.clone();
                     for (i, m) in ctx.moduli.iter().enumerate() {
                         for x in c.limb_mut(i) {
-                            *x = crate::simd::shoup_companion(*x, m);
+                            *x = crate::simd::key_companion(*x, m);
                         }
                     }
                     c

@@ -68,6 +68,17 @@ pub(crate) fn uses_ifma(m: &Modulus) -> bool {
     }
 }
 
+/// What `key_dot` reads beside each key word w: the word as an f64 bit pattern where the
+/// floating-point kernel serves this prime (it needs no quotient constant, and saves the
+/// conversion), else its Shoup companion.
+pub(crate) fn key_companion(w: u64, m: &Modulus) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::fma::usable(m.value()) {
+        return (w as f64).to_bits();
+    }
+    shoup_companion(w, m)
+}
+
 /// The Shoup companion of a constant w that `mul_shoup_acc` expects for this prime.
 pub(crate) fn shoup_companion(w: u64, m: &Modulus) -> u64 {
     if uses_ifma(m) {
@@ -107,7 +118,7 @@ pub(crate) fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m
 
 /// The key-switching inner product of one limb, both halves at once:
 /// o0 = Σ_d src_d·b_d, o1 = Σ_d src_d·a_d mod q, fully reduced; o0 and o1 are
-/// overwritten. `b`, `a` come with companions `bp`, `ap` from `shoup_companion`.
+/// overwritten. `b`, `a` come with companions `bp`, `ap` from `key_companion`.
 /// The AVX2 path walks the digits inside each group of lanes, so each source word is
 /// read once and the accumulators never leave registers (the digit-by-digit loop
 /// re-read and re-wrote both outputs for every digit: it was memory-bound).
@@ -124,8 +135,9 @@ pub(crate) fn key_dot(
 ) {
     #[cfg(target_arch = "x86_64")]
     if crate::fma::usable(m.value()) && o0.len().is_multiple_of(4) {
-        // SAFETY: AVX2 and FMA checked by fma::usable; q < 2^50; lengths asserted inside.
-        unsafe { crate::fma::key_dot(o0, o1, src, b, a, m.value()) };
+        // SAFETY: AVX2 and FMA checked by fma::usable; q < 2^50; lengths asserted inside;
+        // the companions are the key words as f64 bit patterns (`key_companion`).
+        unsafe { crate::fma::key_dot(o0, o1, src, bp, ap, m.value()) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
