@@ -540,34 +540,41 @@ impl Evaluator {
             let mut scratch = Poly::scratch(n, k);
             ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch.data);
         }
-        x.truncate(level + 1);
-        let finish = |i: usize, xi: &mut [u64], ci: &mut [u64]| {
-            ctx.ntt[i].forward(ci);
-            let m = &ctx.moduli[i];
-            let (w, ws) = ctx.p_inv_mod_q[i];
-            match add {
-                Some(e) => simd::sub_mul_const_add(xi, ci, w, ws, e.limb(i), m),
-                None => simd::sub_mul_const(xi, ci, w, ws, m),
-            }
-        };
-        match perm {
-            None => {
-                x.data.par_chunks_mut(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
-                    finish(i, xi, ci);
+        // x keeps its P limbs (unread from here on): dropped whole, its buffer goes back to
+        // the pool at full length, so the next key switch's outputs need no zero-fill.
+        let q_part = &mut x.data[..(level + 1) * n];
+        match (perm, add) {
+            (None, Some(e)) => {
+                // The result goes into the conversion's buffer: conv = (x − conv)·P⁻¹ + e.
+                q_part.par_chunks(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
+                    ctx.ntt[i].forward(ci);
+                    let (w, ws) = ctx.p_inv_mod_q[i];
+                    simd::sub_from_mul_const_add(ci, xi, w, ws, e.limb(i), &ctx.moduli[i]);
                 });
-                x
             }
-            Some(perm) => {
-                // The permuted limbs go into the conversion's buffer once each limb is done.
-                x.data.par_chunks_mut(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
-                    finish(i, xi, ci);
-                    for (o, &p) in ci.iter_mut().zip(perm) {
-                        *o = xi[p as usize];
+            (perm, add) => {
+                // Finished in x, then (permuted) into the conversion's buffer, limb by
+                // limb while each is in cache.
+                q_part.par_chunks_mut(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
+                    ctx.ntt[i].forward(ci);
+                    let m = &ctx.moduli[i];
+                    let (w, ws) = ctx.p_inv_mod_q[i];
+                    match add {
+                        Some(e) => simd::sub_mul_const_add(xi, ci, w, ws, e.limb(i), m),
+                        None => simd::sub_mul_const(xi, ci, w, ws, m),
+                    }
+                    match perm {
+                        Some(perm) => {
+                            for (o, &p) in ci.iter_mut().zip(perm) {
+                                *o = xi[p as usize];
+                            }
+                        }
+                        None => ci.copy_from_slice(xi),
                     }
                 });
-                conv
             }
         }
+        conv
     }
 }
 

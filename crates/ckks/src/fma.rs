@@ -64,12 +64,12 @@ pub(crate) fn reduce(x: __m256d, q: Q) -> __m256d {
     _mm256_fnmadd_pd(k, q.q, x)
 }
 
-/// A centered value (|x| < q·(1 + 2^-5)) to its residue in [0, q) as an integer lane.
+/// Any integer-valued |x| < 2^51 to its residue in [0, q) as an integer lane: the centered
+/// reduction leaves |r| ≤ q/2 + 1, then q is added where r is negative.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn to_u64(x: __m256d, q: Q) -> __m256i {
     let r = reduce(x, q);
-    // r in (−q, q): add q where negative.
     let r = _mm256_add_pd(r, _mm256_and_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(r, _mm256_setzero_pd()), q.q));
     let m = _mm256_set1_pd(MAGIC);
     _mm256_xor_si256(_mm256_castpd_si256(_mm256_add_pd(r, m)), _mm256_castpd_si256(m))
@@ -413,6 +413,21 @@ pub(crate) unsafe fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, e: &[u6
     unsafe { lanes(p, n, [p as *const u64, y.as_ptr(), e.as_ptr()], q, f) };
 }
 
+/// y = (x − y)·w + e mod q for a constant w < q (the result in y's buffer).
+///
+/// # Safety
+/// As `mul_into`; w < q.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, e: &[u64], q: u64) {
+    let t = tw1(w as f64, w as f64 / q as f64);
+    let n = y.len();
+    assert!(x.len() >= n && e.len() >= n);
+    let p = y.as_mut_ptr();
+    let f = |v: &[__m256d; 3], qs| _mm256_add_pd(mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs), v[2]);
+    // SAFETY: lengths checked; y is read and written in place (allowed by `lanes`).
+    unsafe { lanes(p, n, [x.as_ptr(), p as *const u64, e.as_ptr()], q, f) };
+}
+
 /// out = (x + h)·c mod q for constants h, c < q.
 ///
 /// # Safety
@@ -573,6 +588,9 @@ mod tests {
                     (0..n).all(|i| x[i] == m.add(m.mul(m.sub(a[i], b[i]), w), c[i])),
                     "sub_mul_const_add, {bits} bits"
                 );
+                let mut y = b.clone();
+                unsafe { sub_from_mul_const_add(&mut y, &a, w, &c, q) };
+                assert_eq!(y, x, "sub_from_mul_const_add, {bits} bits");
                 unsafe { add_mul_const(&mut out, &a, q - 1 - w % q, w, q) };
                 assert!((0..n).all(|i| out[i] == m.mul(m.add(a[i], q - 1 - w % q), w)), "add_mul_const, {bits} bits");
             }

@@ -355,6 +355,20 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
     }
 }
 
+/// y = (x − y)·w + e mod q for a constant w (Shoup pair): `sub_mul_const_add` with the
+/// result in y's buffer.
+pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if fma_for(y.len(), m) {
+        // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
+        unsafe { crate::fma::sub_from_mul_const_add(y, x, w, e, m.value()) };
+        return;
+    }
+    for ((b, &a), &c) in y.iter_mut().zip(x).zip(e) {
+        *b = m.add(m.mul_shoup(m.sub(a, *b), w, wp), c);
+    }
+}
+
 /// x = (x − y)·w + e mod q for a constant w (Shoup pair): ModDown's last step with the
 /// addend folded in (one pass over the limb instead of two).
 pub(crate) fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus) {
