@@ -484,7 +484,15 @@ impl Evaluator {
                 // Every limb is written: the digit's own primes copied, all others converted.
                 let mut ext = Poly::scratch(n, level + 1 + k);
                 for &i in &conv.from {
-                    ext.limb_mut(i).copy_from_slice(d.limb(i));
+                    if f64_limb(ctx, i) {
+                        // SAFETY: f64_limb found the floating-point transform, so AVX2 and FMA.
+                        #[cfg(target_arch = "x86_64")]
+                        unsafe {
+                            crate::fma::to_f64_slice(ext.limb_mut(i), d.limb(i))
+                        };
+                    } else {
+                        ext.limb_mut(i).copy_from_slice(d.limb(i));
+                    }
                 }
                 let input: Vec<&[u64]> = conv.from.iter().map(|&i| coeff.limb(i)).collect();
                 // Convert straight into the raised polynomial's limbs, then transform them in place.
@@ -493,8 +501,18 @@ impl Evaluator {
                     conv.to.iter().map(|&t| by_pos[self.ext_pos(t, level)].take().expect("distinct targets")).collect();
                 // Pooled: a fresh buffer each time was freshly faulted pages, zeroed twice.
                 let mut scratch = Poly::scratch(n, conv.from.len());
-                conv.convert(&ctx.moduli, &input, &mut targets, &mut scratch.data);
-                targets.par_iter_mut().zip(conv.to.par_iter()).for_each(|(c, &t)| ctx.ntt[t].forward(c));
+                // Limbs of primes the floating-point kernels serve stay doubles from the
+                // conversion through the transform to the inner product (no round trips).
+                let f64_out: Vec<bool> = conv.to.iter().map(|&t| f64_limb(ctx, t)).collect();
+                conv.convert(&ctx.moduli, &input, &mut targets, &mut scratch.data, &f64_out);
+                targets.par_iter_mut().zip(conv.to.par_iter()).for_each(|(c, &t)| {
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(f) = ctx.ntt[t].fma() {
+                        f.forward_f64(c);
+                        return;
+                    }
+                    ctx.ntt[t].forward(c)
+                });
                 ext
             })
             .collect();
@@ -517,7 +535,7 @@ impl Evaluator {
             let src: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(pos)).collect();
             let (b, bp) = (limbs_of(&key.b[..digits], prime), limbs_of(&key.bp[..digits], prime));
             let (a, ap) = (limbs_of(&key.a[..digits], prime), limbs_of(&key.ap[..digits], prime));
-            simd::key_dot(o0, o1, &src, &b, &bp, &a, &ap, m);
+            simd::key_dot(o0, o1, &src, &b, &bp, &a, &ap, m, f64_limb(ctx, prime));
         });
         (out0, out1)
     }
@@ -538,7 +556,7 @@ impl Evaluator {
             let input: Vec<&[u64]> = p_part.chunks(n).collect();
             let mut slices: Vec<&mut [u64]> = conv.data.chunks_mut(n).collect();
             let mut scratch = Poly::scratch(n, k);
-            ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch.data);
+            ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch.data, &[]);
         }
         // x keeps its P limbs (unread from here on): dropped whole, its buffer goes back to
         // the pool at full length, so the next key switch's outputs need no zero-fill.
@@ -575,6 +593,20 @@ impl Evaluator {
             }
         }
         conv
+    }
+}
+
+/// Whether a raised digit keeps its limb of `prime` as doubles (see `decompose_poly`):
+/// exactly where the floating-point transform serves the prime.
+fn f64_limb(ctx: &Context, prime: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ctx.ntt[prime].fma().is_some()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ctx, prime);
+        false
     }
 }
 

@@ -114,10 +114,21 @@ pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {
 /// (`simd::key_companion`). Unlike the integer kernel it needs no Shoup companions (the
 /// quotient comes from h/q): it streams half the words of the integer one.
 ///
+/// With SRC_F64 the source limbs are doubles too (|x| < q, as `ntt_fma`'s `forward_f64`
+/// leaves them).
+///
 /// # Safety
-/// The CPU must have AVX2 and FMA; q < 2^50; src words below q; b, a doubles of integers below q.
+/// The CPU must have AVX2 and FMA; q < 2^50; src words below q (or, with SRC_F64, doubles
+/// of integers |x| < q); b, a doubles of integers below q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn key_dot(o0: &mut [u64], o1: &mut [u64], src: &[&[u64]], b: &[&[u64]], a: &[&[u64]], q: u64) {
+pub(crate) unsafe fn key_dot<const SRC_F64: bool>(
+    o0: &mut [u64],
+    o1: &mut [u64],
+    src: &[&[u64]],
+    b: &[&[u64]],
+    a: &[&[u64]],
+    q: u64,
+) {
     let n = o0.len();
     let digits = src.len();
     assert!(o1.len() == n && n.is_multiple_of(4) && q < MAX_Q);
@@ -153,7 +164,11 @@ pub(crate) unsafe fn key_dot(o0: &mut [u64], o1: &mut [u64], src: &[&[u64]], b: 
             for i in (start..end).step_by(4) {
                 // SAFETY: i + 4 <= n <= every slice's length (asserted above).
                 unsafe {
-                    let xv = to_f64(_mm256_loadu_si256(x.add(i) as *const __m256i));
+                    let xv = if SRC_F64 {
+                        _mm256_loadu_pd(x.add(i) as *const f64)
+                    } else {
+                        to_f64(_mm256_loadu_si256(x.add(i) as *const __m256i))
+                    };
                     let ldf = |p: *const u64| _mm256_loadu_pd(p.add(i) as *const f64);
                     let r0 = mul_mod_q(xv, ldf(kb), qs);
                     let r1 = mul_mod_q(xv, ldf(ka), qs);
@@ -224,6 +239,9 @@ pub(crate) struct ConvTarget<'a> {
     /// B mod q and ⌊B/2⌋ mod q: the output is Σ_j y_j·B̂_j − u·B − ⌊B/2⌋
     pub b: u64,
     pub half: u64,
+    /// Leave the output as centered doubles (|x| ≤ q/2 + 1, f64 bit patterns) for the
+    /// floating-point transform that reads it next, instead of words in [0, q).
+    pub f64_out: bool,
 }
 
 /// The exact, centered base conversion's inner products for every target at once, with
@@ -324,9 +342,29 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
                     let c = _mm256_cvtepi32_pd(_mm_loadu_si128(u.add(4 * v) as *const __m128i));
                     // u ≤ k and B, ⌊B/2⌋ < q: the corrected sum stays far below 2^52.
                     let a = _mm256_sub_pd(_mm256_fnmadd_pd(c, p.b, *a), p.half);
-                    _mm256_storeu_si256(o.add(4 * v) as *mut __m256i, to_u64(a, p.qs));
+                    if t.f64_out {
+                        st(o.add(4 * v) as *mut f64, reduce(a, p.qs));
+                    } else {
+                        _mm256_storeu_si256(o.add(4 * v) as *mut __m256i, to_u64(a, p.qs));
+                    }
                 }
             }
+        }
+    }
+}
+
+/// dst = src as doubles (f64 bit patterns), for words below 2^52.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn to_f64_slice(dst: &mut [u64], src: &[u64]) {
+    assert!(dst.len() == src.len() && dst.len().is_multiple_of(4));
+    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+        // SAFETY: four words in each chunk.
+        unsafe {
+            let v = to_f64(_mm256_loadu_si256(s.as_ptr() as *const __m256i));
+            _mm256_storeu_pd(d.as_mut_ptr() as *mut f64, v);
         }
     }
 }
@@ -503,7 +541,12 @@ mod tests {
                 let (bf, af) = (as_f64(&b), as_f64(&a));
                 let (br, ar) = (slices(&bf), slices(&af));
                 // SAFETY: AVX2 and FMA detected above; q < 2^50; every slice is n long.
-                unsafe { key_dot(&mut o0, &mut o1, &sr, &br, &ar, q) };
+                unsafe { key_dot::<false>(&mut o0, &mut o1, &sr, &br, &ar, q) };
+                let srcf = as_f64(&src);
+                let (mut f0, mut f1) = (vec![u64::MAX; n], vec![u64::MAX; n]);
+                // SAFETY: as above, the sources as doubles.
+                unsafe { key_dot::<true>(&mut f0, &mut f1, &slices(&srcf), &br, &ar, q) };
+                assert!(f0 == o0 && f1 == o1, "bits {bits} digits {digits}: f64 sources");
                 for i in 0..n {
                     let dot = |k: &[Vec<u64>]| (0..digits).fold(0u64, |acc, d| m.add(acc, m.mul(src[d][i], k[d][i])));
                     assert_eq!(o0[i], dot(&b), "bits {bits} digits {digits} i {i}");

@@ -96,6 +96,12 @@ impl NttTable {
         })
     }
 
+    /// The floating-point transform, where it serves this prime (see `ntt_fma`).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn fma(&self) -> Option<&crate::ntt_fma::FmaTable> {
+        self.fma.as_ref()
+    }
+
     pub fn modulus(&self) -> &Modulus {
         &self.m
     }
@@ -335,6 +341,21 @@ mod tests {
                     let mut z = vec![u64::MAX; n];
                     t.inverse_into(&a, &mut z);
                     assert_eq!(z, v, "inverse_into n {n} bits {bits}");
+                    // The transform on doubles: centered outputs congruent to the words'.
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(f) = t.fma() {
+                        let mut d: Vec<u64> = a.iter().map(|&x| (x as f64).to_bits()).collect();
+                        f.forward_f64(&mut d);
+                        let back: Vec<u64> = d
+                            .iter()
+                            .map(|&w| {
+                                let x = f64::from_bits(w);
+                                assert!(x.abs() <= (q / 2 + 1) as f64 && x.fract() == 0.0);
+                                (x as i64).rem_euclid(q as i64) as u64
+                            })
+                            .collect();
+                        assert_eq!(back, y, "forward_f64 n {n} bits {bits}");
+                    }
                     t.inverse(&mut x);
                     assert_eq!(x, a, "round trip n {n} bits {bits}");
                 }

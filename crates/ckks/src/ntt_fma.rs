@@ -76,9 +76,25 @@ impl FmaTable {
         // SAFETY: a table exists only where `usable` detected AVX2 and FMA; the length is checked.
         unsafe {
             if self.wide {
-                forward_fma::<true>(self, a)
+                forward_fma::<true, false>(self, a)
             } else {
-                forward_fma::<false>(self, a)
+                forward_fma::<false, false>(self, a)
+            }
+        }
+    }
+
+    /// The forward transform on doubles: `a` holds integers |x| < q as f64 bit patterns
+    /// and receives the transform the same way, centered (|x| ≤ q/2 + 1). Key switching
+    /// keeps a raised digit's limbs so between the base conversion, this transform and the
+    /// inner product: each would otherwise convert to words and back.
+    pub(crate) fn forward_f64(&self, a: &mut [u64]) {
+        assert_eq!(a.len(), self.n);
+        // SAFETY: as in `forward`.
+        unsafe {
+            if self.wide {
+                forward_fma::<true, true>(self, a)
+            } else {
+                forward_fma::<false, true>(self, a)
             }
         }
     }
@@ -168,7 +184,7 @@ fn gs<const RED: bool>(x: __m256d, y: __m256d, t: Tw, q: Q) -> (__m256d, __m256d
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_fma<const WIDE: bool>(tab: &FmaTable, a: &mut [u64]) {
+unsafe fn forward_fma<const WIDE: bool, const F64: bool>(tab: &FmaTable, a: &mut [u64]) {
     let n = tab.n;
     let q = Q { q: _mm256_set1_pd(tab.q), q_inv: _mm256_set1_pd(1.0 / tab.q) };
     let (fw, fq) = (&tab.fwd, &tab.fwd_q);
@@ -183,15 +199,18 @@ unsafe fn forward_fma<const WIDE: bool>(tab: &FmaTable, a: &mut [u64]) {
         for j in (0..gap).step_by(4) {
             // SAFETY: j + gap + 4 <= n.
             unsafe {
-                let x = to_f64(_mm256_loadu_si256(pi.add(j / 4)));
-                let y = to_f64(_mm256_loadu_si256(pi.add((j + gap) / 4)));
+                let (x, y) = if F64 {
+                    (ld(p.add(j)), ld(p.add(j + gap)))
+                } else {
+                    (to_f64(_mm256_loadu_si256(pi.add(j / 4))), to_f64(_mm256_loadu_si256(pi.add((j + gap) / 4))))
+                };
                 let (x, y) = ct::<WIDE>(x, y, w, q);
                 st(p.add(j), x);
                 st(p.add(j + gap), y);
             }
         }
         m = 2;
-    } else {
+    } else if !F64 {
         for j in (0..n).step_by(4) {
             // SAFETY: j + 4 <= n.
             unsafe { st(p.add(j), to_f64(_mm256_loadu_si256(pi.add(j / 4)))) };
@@ -258,10 +277,19 @@ unsafe fn forward_fma<const WIDE: bool>(tab: &FmaTable, a: &mut [u64]) {
             );
             let (u0, v0) = (_mm256_unpacklo_pd(x0, y0), _mm256_unpackhi_pd(x0, y0)); // 0 1 4 5 | 2 3 6 7
             let (u1, v1) = (_mm256_unpacklo_pd(x1, y1), _mm256_unpackhi_pd(x1, y1));
-            _mm256_storeu_si256(pw.add(2 * c), to_u64(_mm256_permute2f128_pd::<0x20>(u0, v0), q));
-            _mm256_storeu_si256(pw.add(2 * c + 1), to_u64(_mm256_permute2f128_pd::<0x31>(u0, v0), q));
-            _mm256_storeu_si256(pw.add(2 * c + 2), to_u64(_mm256_permute2f128_pd::<0x20>(u1, v1), q));
-            _mm256_storeu_si256(pw.add(2 * c + 3), to_u64(_mm256_permute2f128_pd::<0x31>(u1, v1), q));
+            let out = [
+                _mm256_permute2f128_pd::<0x20>(u0, v0),
+                _mm256_permute2f128_pd::<0x31>(u0, v0),
+                _mm256_permute2f128_pd::<0x20>(u1, v1),
+                _mm256_permute2f128_pd::<0x31>(u1, v1),
+            ];
+            for (k, v) in out.into_iter().enumerate() {
+                if F64 {
+                    st(p.add(8 * c + 4 * k), reduce(v, q));
+                } else {
+                    _mm256_storeu_si256(pw.add(2 * c + k), to_u64(v, q));
+                }
+            }
         }
     }
 }

@@ -80,7 +80,19 @@ impl BaseConverter {
     /// rms in the worst slot). The overflow u = ⌊Σ y_i / b_i⌋ is found in floating point,
     /// which is exact except within 2^-40 or so of a boundary, where either
     /// representative is ±B/2 and the error stays bounded.
-    pub fn convert(&self, moduli: &[Modulus], input: &[&[u64]], output: &mut [&mut [u64]], scratch: &mut [u64]) {
+    ///
+    /// Targets t with `f64_out[t]` (a prefix may be given; missing entries are false)
+    /// receive centered doubles (f64 bit patterns, |x| ≤ q/2 + 1) instead of words in
+    /// [0, q): the caller transforms them with `forward_f64` next. Only targets the
+    /// floating-point kernels serve may ask for it.
+    pub fn convert(
+        &self,
+        moduli: &[Modulus],
+        input: &[&[u64]],
+        output: &mut [&mut [u64]],
+        scratch: &mut [u64],
+        f64_out: &[bool],
+    ) {
         let n = input[0].len();
         let k = self.from.len();
         let scratch = &mut scratch[..k * n];
@@ -108,9 +120,11 @@ impl BaseConverter {
                     hat: self.hat_mod[t].iter().map(|&(c, _)| c).collect(),
                     b: m.sub(fix[1], fix[0]),
                     half: fix[0],
+                    f64_out: f64_out.get(t).copied().unwrap_or(false),
                 });
                 continue;
             }
+            assert!(!f64_out.get(t).copied().unwrap_or(false), "doubles asked of an integer target");
             simd::dot_const_bounded(out, &ys, &self.hat_mod[t], m, bound);
             simd::sub_table(out, &over, &self.fix_to[t], m);
         }
@@ -179,10 +193,33 @@ mod tests {
             {
                 let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
                 let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
-                conv.convert(&moduli, &inp, &mut outs, &mut scratch);
+                conv.convert(&moduli, &inp, &mut outs, &mut scratch, &[]);
             }
             for (t, &p) in tp.iter().enumerate() {
                 assert_eq!(out[t], residues(p), "from {from_bits:?} to {p} ({} bits)", to_bits[t]);
+            }
+            // Centered doubles where the floating-point kernels serve the target.
+            #[cfg(target_arch = "x86_64")]
+            {
+                let f64_out: Vec<bool> = tp.iter().map(|&p| crate::fma::usable(p)).collect();
+                let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
+                let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
+                conv.convert(&moduli, &inp, &mut outs, &mut scratch, &f64_out);
+                for (t, &p) in tp.iter().enumerate() {
+                    if f64_out[t] {
+                        let got: Vec<u64> = out[t]
+                            .iter()
+                            .map(|&w| {
+                                let x = f64::from_bits(w);
+                                assert!(x.abs() <= (p / 2 + 1) as f64 && x.fract() == 0.0);
+                                (x as i64).rem_euclid(p as i64) as u64
+                            })
+                            .collect();
+                        assert_eq!(got, residues(p), "doubles, from {from_bits:?} to {p}");
+                    } else {
+                        assert_eq!(out[t], residues(p));
+                    }
+                }
             }
         }
     }
