@@ -338,7 +338,7 @@ impl Evaluator {
             simd::sub_const(&mut t.data, m.reduce(half), m);
             ctx.ntt[i].forward(&mut t.data);
             let (w, ws) = inv[i];
-            simd::sub_mul_const(x, &t.data, w, ws, m);
+            simd::sub_mul_const(x, &t.data, w, ws, m, false);
         });
     }
 
@@ -552,12 +552,23 @@ impl Evaluator {
         let p_part = &mut x.data[(level + 1) * n..];
         p_part.par_chunks_mut(n).zip(ctx.ntt[l..l + k].par_iter()).for_each(|(c, t)| t.inverse(c));
         let mut conv = Poly::scratch(n, level + 1); // every limb is a conversion output
+                                                    // As in ModUp, limbs of FMA-served primes stay doubles from the conversion through
+                                                    // the transform into the last step, which writes words.
+        let f64_out: Vec<bool> = (0..=level).map(|i| f64_limb(ctx, i)).collect();
         {
             let input: Vec<&[u64]> = p_part.chunks(n).collect();
             let mut slices: Vec<&mut [u64]> = conv.data.chunks_mut(n).collect();
             let mut scratch = Poly::scratch(n, k);
-            ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch.data, &[]);
+            ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch.data, &f64_out);
         }
+        let forward = |i: usize, c: &mut [u64]| {
+            #[cfg(target_arch = "x86_64")]
+            if f64_out[i] {
+                ctx.ntt[i].fma().expect("f64_limb found it").forward_f64(c);
+                return;
+            }
+            ctx.ntt[i].forward(c)
+        };
         // x keeps its P limbs (unread from here on): dropped whole, its buffer goes back to
         // the pool at full length, so the next key switch's outputs need no zero-fill.
         let q_part = &mut x.data[..(level + 1) * n];
@@ -565,21 +576,21 @@ impl Evaluator {
             (None, Some(e)) => {
                 // The result goes into the conversion's buffer: conv = (x − conv)·P⁻¹ + e.
                 q_part.par_chunks(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
-                    ctx.ntt[i].forward(ci);
+                    forward(i, ci);
                     let (w, ws) = ctx.p_inv_mod_q[i];
-                    simd::sub_from_mul_const_add(ci, xi, w, ws, e.limb(i), &ctx.moduli[i]);
+                    simd::sub_from_mul_const_add(ci, xi, w, ws, e.limb(i), &ctx.moduli[i], f64_out[i]);
                 });
             }
             (perm, add) => {
                 // Finished in x, then (permuted) into the conversion's buffer, limb by
                 // limb while each is in cache.
                 q_part.par_chunks_mut(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
-                    ctx.ntt[i].forward(ci);
+                    forward(i, ci);
                     let m = &ctx.moduli[i];
                     let (w, ws) = ctx.p_inv_mod_q[i];
                     match add {
-                        Some(e) => simd::sub_mul_const_add(xi, ci, w, ws, e.limb(i), m),
-                        None => simd::sub_mul_const(xi, ci, w, ws, m),
+                        Some(e) => simd::sub_mul_const_add(xi, ci, w, ws, e.limb(i), m, f64_out[i]),
+                        None => simd::sub_mul_const(xi, ci, w, ws, m, f64_out[i]),
                     }
                     match perm {
                         Some(perm) => {

@@ -370,14 +370,15 @@ pub(crate) unsafe fn to_f64_slice(dst: &mut [u64], src: &[u64]) {
 }
 
 /// Runs `f` on every group of four lanes i < n, with the inputs' lanes loaded as doubles
-/// and a fully reduced store to `out`, which may be one of the inputs (each group of lanes
-/// is read before it is written). The element-wise kernels below are this loop.
+/// (converted from words; with Y_F64 the second input holds doubles of integers |x| < q,
+/// as `forward_f64` leaves them) and a fully reduced store to `out`, which may be one of the inputs
+/// (each group of lanes is read before it is written). The element-wise kernels are this loop.
 ///
 /// # Safety
 /// AVX2 and FMA; n a multiple of 4; n words readable at every input and writable at out.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn lanes<const K: usize>(
+unsafe fn lanes<const K: usize, const Y_F64: bool>(
     out: *mut u64,
     n: usize,
     ins: [*const u64; K],
@@ -390,7 +391,15 @@ unsafe fn lanes<const K: usize>(
     for i in (0..n).step_by(4) {
         // SAFETY: i + 4 <= n words at each pointer (the caller's contract).
         unsafe {
-            let v = ins.map(|x| to_f64(_mm256_loadu_si256(x.add(i) as *const __m256i)));
+            let mut v = [_mm256_setzero_pd(); K];
+            for (k, x) in ins.iter().enumerate() {
+                // Input 1 (y) is already doubles where Y_F64 says so.
+                v[k] = if Y_F64 && k == 1 {
+                    _mm256_loadu_pd(x.add(i) as *const f64)
+                } else {
+                    to_f64(_mm256_loadu_si256(x.add(i) as *const __m256i))
+                };
+            }
             _mm256_storeu_si256(out.add(i) as *mut __m256i, to_u64(f(&v, qs), qs));
         }
     }
@@ -405,7 +414,7 @@ pub(crate) unsafe fn mul_into(out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
     let n = out.len();
     assert!(a.len() >= n && b.len() >= n);
     // SAFETY: lengths checked; the caller guarantees the features and q.
-    unsafe { lanes(out.as_mut_ptr(), n, [a.as_ptr(), b.as_ptr()], q, |v, qs| mul_mod_q(v[0], v[1], qs)) };
+    unsafe { lanes::<_, false>(out.as_mut_ptr(), n, [a.as_ptr(), b.as_ptr()], q, |v, qs| mul_mod_q(v[0], v[1], qs)) };
 }
 
 /// out = a·b + c·d mod q.
@@ -419,7 +428,7 @@ pub(crate) unsafe fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u6
     let ins = [a.as_ptr(), b.as_ptr(), c.as_ptr(), d.as_ptr()];
     let f = |v: &[__m256d; 4], qs| _mm256_add_pd(mul_mod_q(v[0], v[1], qs), mul_mod_q(v[2], v[3], qs));
     // SAFETY: lengths checked; the caller guarantees the features and q.
-    unsafe { lanes(out.as_mut_ptr(), n, ins, q, f) };
+    unsafe { lanes::<_, false>(out.as_mut_ptr(), n, ins, q, f) };
 }
 
 /// x = (x − y)·w mod q for a constant w < q.
@@ -427,13 +436,15 @@ pub(crate) unsafe fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u6
 /// # Safety
 /// As `mul_into`; w < q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, q: u64) {
+pub(crate) unsafe fn sub_mul_const<const Y_F64: bool>(x: &mut [u64], y: &[u64], w: u64, q: u64) {
     let t = tw1(w as f64, w as f64 / q as f64);
     let n = x.len();
     assert!(y.len() >= n);
     let p = x.as_mut_ptr();
     // SAFETY: lengths checked; x is read and written in place (allowed by `lanes`).
-    unsafe { lanes(p, n, [p as *const u64, y.as_ptr()], q, |v, qs| mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs)) };
+    unsafe {
+        lanes::<_, Y_F64>(p, n, [p as *const u64, y.as_ptr()], q, |v, qs| mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs))
+    };
 }
 
 /// x = (x − y)·w + e mod q for a constant w < q.
@@ -441,14 +452,14 @@ pub(crate) unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, q: u64) {
 /// # Safety
 /// As `mul_into`; w < q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, e: &[u64], q: u64) {
+pub(crate) unsafe fn sub_mul_const_add<const Y_F64: bool>(x: &mut [u64], y: &[u64], w: u64, e: &[u64], q: u64) {
     let t = tw1(w as f64, w as f64 / q as f64);
     let n = x.len();
     assert!(y.len() >= n && e.len() >= n);
     let p = x.as_mut_ptr();
     let f = |v: &[__m256d; 3], qs| _mm256_add_pd(mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs), v[2]);
     // SAFETY: lengths checked; x is read and written in place (allowed by `lanes`).
-    unsafe { lanes(p, n, [p as *const u64, y.as_ptr(), e.as_ptr()], q, f) };
+    unsafe { lanes::<_, Y_F64>(p, n, [p as *const u64, y.as_ptr(), e.as_ptr()], q, f) };
 }
 
 /// y = (x − y)·w + e mod q for a constant w < q (the result in y's buffer).
@@ -456,14 +467,14 @@ pub(crate) unsafe fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, e: &[u6
 /// # Safety
 /// As `mul_into`; w < q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, e: &[u64], q: u64) {
+pub(crate) unsafe fn sub_from_mul_const_add<const Y_F64: bool>(y: &mut [u64], x: &[u64], w: u64, e: &[u64], q: u64) {
     let t = tw1(w as f64, w as f64 / q as f64);
     let n = y.len();
     assert!(x.len() >= n && e.len() >= n);
     let p = y.as_mut_ptr();
     let f = |v: &[__m256d; 3], qs| _mm256_add_pd(mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs), v[2]);
     // SAFETY: lengths checked; y is read and written in place (allowed by `lanes`).
-    unsafe { lanes(p, n, [x.as_ptr(), p as *const u64, e.as_ptr()], q, f) };
+    unsafe { lanes::<_, Y_F64>(p, n, [x.as_ptr(), p as *const u64, e.as_ptr()], q, f) };
 }
 
 /// out = (x + h)·c mod q for constants h, c < q.
@@ -477,7 +488,7 @@ pub(crate) unsafe fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, q
     let n = out.len();
     assert!(x.len() >= n);
     // SAFETY: lengths checked; the caller guarantees the features and q.
-    unsafe { lanes(out.as_mut_ptr(), n, [x.as_ptr()], q, |v, qs| mul_mod(_mm256_add_pd(v[0], hv), t, qs)) };
+    unsafe { lanes::<_, false>(out.as_mut_ptr(), n, [x.as_ptr()], q, |v, qs| mul_mod(_mm256_add_pd(v[0], hv), t, qs)) };
 }
 
 /// x·y mod q for two variables below q < 2^50, centered: the quotient from fl(x·y)/q.
@@ -623,17 +634,30 @@ mod tests {
             assert!((0..n).all(|i| out[i] == m.add(m.mul(a[i], b[i]), m.mul(c[i], d[i]))), "mul_add_into, {bits} bits");
             for w in [0, 1, q - 1, q / 3] {
                 let mut x = a.clone();
-                unsafe { sub_mul_const(&mut x, &b, w, q) };
+                unsafe { sub_mul_const::<false>(&mut x, &b, w, q) };
                 assert!((0..n).all(|i| x[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, {bits} bits");
                 let mut x = a.clone();
-                unsafe { sub_mul_const_add(&mut x, &b, w, &c, q) };
+                unsafe { sub_mul_const_add::<false>(&mut x, &b, w, &c, q) };
                 assert!(
                     (0..n).all(|i| x[i] == m.add(m.mul(m.sub(a[i], b[i]), w), c[i])),
                     "sub_mul_const_add, {bits} bits"
                 );
                 let mut y = b.clone();
-                unsafe { sub_from_mul_const_add(&mut y, &a, w, &c, q) };
+                unsafe { sub_from_mul_const_add::<false>(&mut y, &a, w, &c, q) };
                 assert_eq!(y, x, "sub_from_mul_const_add, {bits} bits");
+                // y given as centered doubles (as `forward_f64` leaves it).
+                let centered = |v: &[u64]| -> Vec<u64> {
+                    v.iter().map(|&w| (if w > q / 2 { w as f64 - q as f64 } else { w as f64 }).to_bits()).collect()
+                };
+                let mut y = centered(&b);
+                unsafe { sub_from_mul_const_add::<true>(&mut y, &a, w, &c, q) };
+                assert_eq!(y, x, "sub_from_mul_const_add, y doubles, {bits} bits");
+                let mut z = a.clone();
+                unsafe { sub_mul_const_add::<true>(&mut z, &centered(&b), w, &c, q) };
+                assert_eq!(z, x, "sub_mul_const_add, y doubles, {bits} bits");
+                let mut z = a.clone();
+                unsafe { sub_mul_const::<true>(&mut z, &centered(&b), w, q) };
+                assert!((0..n).all(|i| z[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, y doubles, {bits} bits");
                 unsafe { add_mul_const(&mut out, &a, q - 1 - w % q, w, q) };
                 assert!((0..n).all(|i| out[i] == m.mul(m.add(a[i], q - 1 - w % q), w)), "add_mul_const, {bits} bits");
             }

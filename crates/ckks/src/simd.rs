@@ -340,7 +340,9 @@ pub(crate) fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], m: &Modulus) {
 }
 
 /// x = (x - y)·w mod q for a constant w (Shoup pair); x, y in [0, q).
-pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus) {
+pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus, y_f64: bool) {
+    #[cfg(target_arch = "x86_64")]
+    assert!(!y_f64 || fma_for(x.len(), m), "doubles only where the floating-point kernels serve the prime");
     #[cfg(target_arch = "x86_64")]
     if has_avx512() && x.len().is_multiple_of(8) {
         // SAFETY: features checked above; y is at least x.len() long (asserted inside).
@@ -350,7 +352,13 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
     #[cfg(target_arch = "x86_64")]
     if fma_for(x.len(), m) {
         // SAFETY: fma_for checked the features, q < 2^50 and the length; y's length is asserted inside.
-        unsafe { crate::fma::sub_mul_const(x, y, w, m.value()) };
+        unsafe {
+            if y_f64 {
+                crate::fma::sub_mul_const::<true>(x, y, w, m.value())
+            } else {
+                crate::fma::sub_mul_const::<false>(x, y, w, m.value())
+            }
+        };
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -366,11 +374,19 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
 
 /// y = (x − y)·w + e mod q for a constant w (Shoup pair): `sub_mul_const_add` with the
 /// result in y's buffer.
-pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus) {
+pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus, y_f64: bool) {
+    #[cfg(target_arch = "x86_64")]
+    assert!(!y_f64 || fma_for(y.len(), m), "doubles only where the floating-point kernels serve the prime");
     #[cfg(target_arch = "x86_64")]
     if fma_for(y.len(), m) {
         // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
-        unsafe { crate::fma::sub_from_mul_const_add(y, x, w, e, m.value()) };
+        unsafe {
+            if y_f64 {
+                crate::fma::sub_from_mul_const_add::<true>(y, x, w, e, m.value())
+            } else {
+                crate::fma::sub_from_mul_const_add::<false>(y, x, w, e, m.value())
+            }
+        };
         return;
     }
     for ((b, &a), &c) in y.iter_mut().zip(x).zip(e) {
@@ -380,14 +396,22 @@ pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, 
 
 /// x = (x − y)·w + e mod q for a constant w (Shoup pair): ModDown's last step with the
 /// addend folded in (one pass over the limb instead of two).
-pub(crate) fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus) {
+pub(crate) fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus, y_f64: bool) {
+    #[cfg(target_arch = "x86_64")]
+    assert!(!y_f64 || fma_for(x.len(), m), "doubles only where the floating-point kernels serve the prime");
     #[cfg(target_arch = "x86_64")]
     if fma_for(x.len(), m) {
         // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
-        unsafe { crate::fma::sub_mul_const_add(x, y, w, e, m.value()) };
+        unsafe {
+            if y_f64 {
+                crate::fma::sub_mul_const_add::<true>(x, y, w, e, m.value())
+            } else {
+                crate::fma::sub_mul_const_add::<false>(x, y, w, e, m.value())
+            }
+        };
         return;
     }
-    sub_mul_const(x, y, w, wp, m);
+    sub_mul_const(x, y, w, wp, m, y_f64);
     add_assign(x, e, m);
 }
 
@@ -1118,7 +1142,7 @@ mod tests {
                 assert_eq!(r2[i], a[i]);
             }
             let mut d = a.clone();
-            sub_mul_const(&mut d, &b, 7, m.shoup(7), &m);
+            sub_mul_const(&mut d, &b, 7, m.shoup(7), &m, false);
             for i in 0..n {
                 assert_eq!(d[i], m.mul(m.sub(a[i], b[i]), 7));
             }
