@@ -112,7 +112,7 @@ pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {
 /// The key-switching inner product of one limb: o0 = Σ_d src_d·b_d, o1 = Σ_d src_d·a_d
 /// mod q, fully reduced, with the key words b, a given as f64 bit patterns
 /// (`simd::key_companion`). Unlike the integer kernel it needs no Shoup companions (the
-/// quotient comes from h/q): it streams half the words of the integer one.
+/// quotient comes from h/q): three streams per digit instead of five.
 ///
 /// With SRC_F64 the source limbs are doubles too (|x| < q, as `ntt_fma`'s `forward_f64`
 /// leaves them).
@@ -141,9 +141,10 @@ pub(crate) unsafe fn key_dot<const SRC_F64: bool>(
     }
     let qf = q as f64;
     let qs = Q { q: _mm256_set1_pd(qf), q_inv: _mm256_set1_pd(1.0 / qf) };
-    // Each product is below 0.75q (|src| < q, so the quotient error is below 2^-2); the
+    // Each product is below 0.875q + 1 (|src| < q; three roundings put the quotient within
+    // 3/8 of its nearest integer); the
     // sums stay below 2^51 by reducing them (to q/2 + 1) where one more would pass it.
-    let product = 0.75 * qf + 1.0;
+    let product = 0.875 * qf + 1.0;
     let mut reduce_before = vec![false; digits];
     let mut bound = 0.0;
     for r in reduce_before.iter_mut() {
@@ -267,16 +268,27 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
         tws: Vec<Tw>,
         /// 2^26·B̂_j for the split inputs
         tws_hi: Vec<Tw>,
-        b: __m256d,
+        b: Tw,
         half: __m256d,
         per_group: usize,
+        /// The sum, minus u·B and ⌊B/2⌋ unreduced, stays below 2^52 (exact): else the
+        /// sum is reduced and u·B taken modulo q first.
+        direct: bool,
     }
+    assert!(k > 0, "a conversion from no primes");
+    let terms = k + wide.iter().filter(|&&w| w).count();
     let prep: Vec<Prep> = targets
         .iter()
         .map(|t| {
             let qf = t.q as f64;
-            // Products below 0.75q + 1 (inputs below 2^50); sums reduced before passing 2^51.
-            let per_group = ((((1u64 << 51) as f64) / (0.75 * qf + 1.0)) as usize).clamp(1, 8);
+            // Products below 0.75q + 1 (inputs below 2^50); a sum is reduced (to q/2 + 1)
+            // before the product that could take it past 2^51.
+            let product = 0.75 * qf + 1.0;
+            let per_group = ((((1u64 << 51) as f64) / product) as usize).clamp(1, 8);
+            let sum =
+                if terms <= per_group { terms as f64 * product } else { 0.5 * qf + 1.0 + per_group as f64 * product };
+            // u ≤ k, B mod q and ⌊B/2⌋ mod q below q.
+            let direct = sum + (k as f64 + 1.0) * qf < MAGIC;
             Prep {
                 qs: Q { q: _mm256_set1_pd(qf), q_inv: _mm256_set1_pd(1.0 / qf) },
                 tws: t.hat.iter().map(|&c| tw1(c as f64, c as f64 / qf)).collect(),
@@ -288,9 +300,10 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
                         tw1(c as f64, c as f64 / qf)
                     })
                     .collect(),
-                b: _mm256_set1_pd(t.b as f64),
+                b: tw1(t.b as f64, t.b as f64 / qf),
                 half: _mm256_set1_pd(t.half as f64),
                 per_group,
+                direct,
             }
         })
         .collect();
@@ -306,14 +319,14 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
         let lanes = (start + BLOCK).min(n) - start;
         let acc = &mut acc[..lanes / 4];
         for (t, p) in targets.iter_mut().zip(&prep) {
-            let mut terms = 0;
+            let mut done = 0usize;
             for (j, &y) in yp.iter().enumerate() {
                 // SAFETY: start + lanes <= n <= the input's length (asserted above).
                 let y = unsafe { y.add(start) };
                 let halves = if wide[j] { 2 } else { 1 };
                 for half in 0..halves {
-                    let (first, red) = (terms == 0, terms > 0 && terms % p.per_group == 0);
-                    terms += 1;
+                    let (first, red) = (done == 0, done > 0 && done.is_multiple_of(p.per_group));
+                    done += 1;
                     let tw = if wide[j] && half == 0 { p.tws_hi[j] } else { p.tws[j] };
                     for (v, a) in acc.iter_mut().enumerate() {
                         // SAFETY: 4v + 4 <= lanes words from y.
@@ -340,8 +353,12 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
                 // SAFETY: 4v + 4 <= lanes words at o and u.
                 unsafe {
                     let c = _mm256_cvtepi32_pd(_mm_loadu_si128(u.add(4 * v) as *const __m128i));
-                    // u ≤ k and B, ⌊B/2⌋ < q: the corrected sum stays far below 2^52.
-                    let a = _mm256_sub_pd(_mm256_fnmadd_pd(c, p.b, *a), p.half);
+                    let a = if p.direct {
+                        _mm256_sub_pd(_mm256_fnmadd_pd(c, p.b.w, *a), p.half)
+                    } else {
+                        // Many inputs, or wide targets: every term below 2q first.
+                        _mm256_sub_pd(_mm256_sub_pd(reduce(*a, p.qs), mul_mod(c, p.b, p.qs)), p.half)
+                    };
                     if t.f64_out {
                         st(o.add(4 * v) as *mut f64, reduce(a, p.qs));
                     } else {
@@ -405,7 +422,7 @@ unsafe fn lanes<const K: usize, const Y_F64: bool>(
     }
 }
 
-/// out = a·b mod q. Products of two variables below q: |each| < 0.75q + 1.
+/// out = a·b mod q. Products of two variables below q: |each| < 0.875q + 1.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; q < 2^50; inputs below q.
@@ -491,8 +508,8 @@ pub(crate) unsafe fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, q
     unsafe { lanes::<_, false>(out.as_mut_ptr(), n, [x.as_ptr()], q, |v, qs| mul_mod(_mm256_add_pd(v[0], hv), t, qs)) };
 }
 
-/// x·y mod q for two variables below q < 2^50, centered: the quotient from fl(x·y)/q.
-/// |result| ≤ q·(1/2 + q·2^-52) + 1 < 0.75q + 1.
+/// x·y mod q for two variables below q < 2^50, centered: the quotient from fl(x·y)/q,
+/// three roundings from the exact one: |result| ≤ q·(1/2 + 1.5·q·2^-52) + 1 < 0.875q + 1.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn mul_mod_q(x: __m256d, y: __m256d, q: Q) -> __m256d {
@@ -508,6 +525,12 @@ mod tests {
     use crate::arith::Modulus;
     use crate::primes::ntt_primes;
 
+    /// The kernels' own requirement, not the dispatch policy (which turns them off under
+    /// HEINFER_NO_SIMD or on AVX-512 CPUs): the tests call them directly.
+    fn features() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+
     fn slices(v: &[Vec<u64>]) -> Vec<&[u64]> {
         v.iter().map(|x| x.as_slice()).collect()
     }
@@ -516,14 +539,14 @@ mod tests {
     /// (the sums must be reduced on the way for the wide ones), edge values 0, 1, q − 1.
     #[test]
     fn key_dot_matches_exact_arithmetic() {
-        if !crate::simd::has_avx2_fma() {
+        if !features() {
             return;
         }
         let n = 1 << 10;
         let mut s = 0x9e37_79b9_7f4a_7c15u64;
         for bits in [30u32, 40, 46, 47, 49, 50] {
             let q = ntt_primes(bits, n, 1, &[]).unwrap()[0];
-            assert!(usable(q));
+            assert!(q < MAX_Q);
             let m = Modulus::new(q);
             let mut vec = |i: usize| -> Vec<u64> {
                 (0..n)
@@ -571,7 +594,7 @@ mod tests {
     /// 12 of them (sums reduced on the way), against u128 arithmetic.
     #[test]
     fn dot_const_matches_exact_arithmetic() {
-        if !crate::simd::has_avx2_fma() {
+        if !features() {
             return;
         }
         let n = 256;
@@ -607,7 +630,7 @@ mod tests {
     /// The element-wise kernels against `Modulus` arithmetic, edges included, in place too.
     #[test]
     fn elementwise_kernels_match_modulus_arithmetic() {
-        if !crate::simd::has_avx2_fma() {
+        if !features() {
             return;
         }
         let n = 512;
@@ -661,6 +684,38 @@ mod tests {
                 unsafe { add_mul_const(&mut out, &a, q - 1 - w % q, w, q) };
                 assert!((0..n).all(|i| out[i] == m.mul(m.add(a[i], q - 1 - w % q), w)), "add_mul_const, {bits} bits");
             }
+        }
+    }
+
+    /// Sums at their largest: every product ≡ (q − 1)/2 (centered value q/2), 24 digits,
+    /// sources and keys at q − 1 and (q − 1)/2 — a kernel that skipped its reductions
+    /// would pass 2^53 and round.
+    #[test]
+    fn key_dot_sums_of_the_largest_products() {
+        if !features() {
+            return;
+        }
+        let n = 64;
+        for bits in [40u32, 47, 50] {
+            let q = ntt_primes(bits, n, 1, &[]).unwrap()[0];
+            let m = Modulus::new(q);
+            let digits = 24;
+            // (q − 1)·(q − 1)/2 ≡ −(q − 1)/2 ≡ (q + 1)/2: every product as far from 0 as a residue gets.
+            let src = vec![vec![q - 1; n]; digits];
+            let key = vec![vec![(q - 1) / 2; n]; digits];
+            let keyf: Vec<Vec<u64>> = key.iter().map(|l| l.iter().map(|&w| (w as f64).to_bits()).collect()).collect();
+            let (mut o0, mut o1) = (vec![0; n], vec![0; n]);
+            // SAFETY: AVX2 and FMA detected above; q < 2^50; every slice n long.
+            unsafe { key_dot::<false>(&mut o0, &mut o1, &slices(&src), &slices(&keyf), &slices(&keyf), q) };
+            let want = (0..digits).fold(0, |acc, _| m.add(acc, m.mul(q - 1, (q - 1) / 2)));
+            assert!(o0.iter().chain(&o1).all(|&x| x == want), "{bits} bits");
+            let ys = vec![vec![(1u64 << 50) - 1; n]; 12];
+            let cs = vec![q - 1; 12];
+            let mut out = vec![0; n];
+            // SAFETY: as above; inputs below 2^50.
+            unsafe { dot_const(&mut out, &slices(&ys), &cs, q) };
+            let want = (0..12).fold(0, |acc, _| m.add(acc, m.mul(m.reduce((1 << 50) - 1), q - 1)));
+            assert!(out.iter().all(|&x| x == want), "dot_const, {bits} bits");
         }
     }
 }

@@ -74,7 +74,8 @@ pub struct KeySwitchKey {
     /// per digit, over all q and p primes, NTT form
     pub(crate) b: Vec<Poly>,
     pub(crate) a: Vec<Poly>,
-    /// Shoup companions of b and a (memory only: re-derived on load)
+    /// What `key_dot` reads beside b and a (`simd::key_companion`: Shoup companions, or the
+    /// words as doubles for primes the FMA kernels serve); memory only, re-derived on load
     pub(crate) bp: Vec<Poly>,
     pub(crate) ap: Vec<Poly>,
     pub(crate) seed: [u8; 32],
@@ -157,7 +158,7 @@ pub struct EvaluationKeys {
 }
 
 impl EvaluationKeys {
-    /// Bytes held in memory (both halves of every key and their Shoup companions).
+    /// Bytes held in memory (both halves of every key and their companions).
     pub fn memory_bytes(&self) -> usize {
         let per_key = |k: &KeySwitchKey| {
             k.b.iter().chain(&k.a).chain(&k.bp).chain(&k.ap).map(|p| p.data.len() * 8).sum::<usize>()

@@ -29,10 +29,10 @@ pub struct NttTable {
     pub(crate) psi: u64,
     #[cfg(target_arch = "x86_64")]
     simd: Option<crate::ntt_simd::SimdTable>,
-    /// The floating-point transform, where AVX-512 does not serve and q < 2^47.
+    /// The floating-point transform, where AVX-512 does not serve and q < 2^50.
     #[cfg(target_arch = "x86_64")]
     fma: Option<crate::ntt_fma::FmaTable>,
-    /// Whether the AVX2 transform serves this table (no AVX-512 table, AVX2 present).
+    /// Whether the integer AVX2 transform serves this table (neither of the above, AVX2 present).
     #[cfg(target_arch = "x86_64")]
     pub(crate) avx2: bool,
 }

@@ -17,11 +17,11 @@ use std::arch::x86_64::*;
 
 use crate::ntt::NttTable;
 
-/// Whether the AVX2 transform can run for this prime on this CPU. The one feature policy
-/// of the crate (`simd::has_avx2`: read once, off under `HEINFER_NO_SIMD`, off where
-/// AVX-512 serves — there `ntt_simd` covers every prime).
+/// Whether the AVX2 transform can run for this prime on this CPU (features read once, off
+/// under `HEINFER_NO_SIMD`). It also serves AVX-512 CPUs without IFMA for the primes
+/// below 2^50 that `ntt_simd` declines there: `NttTable::new` gives `ntt_simd` precedence.
 pub(crate) fn usable(q: u64, n: usize) -> bool {
-    q < (1 << 61) && n >= 16 && crate::simd::has_avx2()
+    q < (1 << 61) && n >= 16 && n.is_power_of_two() && crate::simd::avx2_detected()
 }
 
 /// A twiddle with its Shoup companion, both split for 32-bit multiplies.

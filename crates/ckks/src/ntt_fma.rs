@@ -28,7 +28,7 @@ const SUM_LIMIT: f64 = (1u64 << 50) as f64;
 
 /// Whether this transform can run for this prime and size on this CPU.
 pub(crate) fn usable(q: u64, n: usize) -> bool {
-    crate::fma::usable(q) && n >= 16 && n.trailing_zeros() <= MAX_LOG_N
+    crate::fma::usable(q) && n >= 16 && n.is_power_of_two() && n.trailing_zeros() <= MAX_LOG_N
 }
 
 /// The twiddles as doubles, each with w/q for the quotient.
@@ -102,21 +102,22 @@ impl FmaTable {
     /// In-place inverse transform; input in [0, q) bit-reversed, output in [0, q).
     pub(crate) fn inverse(&self, a: &mut [u64]) {
         assert_eq!(a.len(), self.n);
-        let src = a.as_ptr();
-        // SAFETY: as in `forward`; the first pass reads each chunk before writing it.
-        unsafe { self.inverse_raw(src, a) }
+        // One pointer for both ends: the first pass reads each chunk before writing it.
+        let p = a.as_mut_ptr();
+        // SAFETY: as in `forward`; n words at p.
+        unsafe { self.inverse_raw(p, p) }
     }
 
     /// The inverse of `src` into `dst` (no copy first: the first pass reads `src`).
     pub(crate) fn inverse_into(&self, src: &[u64], dst: &mut [u64]) {
         assert!(src.len() == self.n && dst.len() == self.n);
         // SAFETY: as in `forward`; both lengths checked.
-        unsafe { self.inverse_raw(src.as_ptr(), dst) }
+        unsafe { self.inverse_raw(src.as_ptr(), dst.as_mut_ptr()) }
     }
 
     /// # Safety
-    /// `src` holds n readable words; it may be `dst` itself.
-    unsafe fn inverse_raw(&self, src: *const u64, dst: &mut [u64]) {
+    /// n readable words at `src`, n writable words at `dst`; `src` may be `dst`.
+    unsafe fn inverse_raw(&self, src: *const u64, dst: *mut u64) {
         // SAFETY: a table exists only where `usable` detected AVX2 and FMA; the caller's contract.
         unsafe {
             if self.wide {
@@ -188,9 +189,11 @@ unsafe fn forward_fma<const WIDE: bool, const F64: bool>(tab: &FmaTable, a: &mut
     let n = tab.n;
     let q = Q { q: _mm256_set1_pd(tab.q), q_inv: _mm256_set1_pd(1.0 / tab.q) };
     let (fw, fq) = (&tab.fwd, &tab.fwd_q);
-    // The words become doubles in place (the same 8 bytes): the first layer converts as it loads.
-    let p = a.as_mut_ptr() as *mut f64;
-    let pi = a.as_ptr() as *const __m256i;
+    // The words become doubles in place (the same 8 bytes): the first layer converts as it
+    // loads. Every access goes through pointers derived from one `as_mut_ptr`.
+    let base = a.as_mut_ptr();
+    let p = base as *mut f64;
+    let pi = base as *const __m256i;
     let big_layers = tab.log_n - 3;
     let mut m = 1usize;
     if big_layers % 2 == 1 {
@@ -241,7 +244,7 @@ unsafe fn forward_fma<const WIDE: bool, const F64: bool>(tab: &FmaTable, a: &mut
         m *= 4;
     }
     debug_assert_eq!(m, n / 8);
-    let pw = a.as_mut_ptr() as *mut __m256i;
+    let pw = base as *mut __m256i;
     // Gaps 4, 2, 1 and the final reduction, two 8-word chunks at a time: one chunk is a
     // single chain of three dependent butterflies, and a second one interleaved with it
     // keeps the FP units busy while the first waits on its latencies.
@@ -306,11 +309,11 @@ fn gs_layer(b: f64, q: f64) -> (f64, bool) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, src: *const u64, a: &mut [u64]) {
+unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, src: *const u64, dst: *mut u64) {
     let n = tab.n;
     let q = Q { q: _mm256_set1_pd(tab.q), q_inv: _mm256_set1_pd(1.0 / tab.q) };
     let (iw, iq) = (&tab.inv, &tab.inv_q);
-    let p = a.as_mut_ptr() as *mut f64;
+    let p = dst as *mut f64;
     let pi = src as *const __m256i;
     // Gaps 1, 2, 4, two 8-word chunks at a time (interleaved, as in the forward's last
     // pass), converting as it loads. Inputs below q, so sums stay below 8q < 2^50 for
@@ -356,7 +359,7 @@ unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, src: *const u64, a: &mut
     }
     // Every value is now below 8q (narrow), or below q + 2 (wide: sums reduced, differences
     // |x − y| ≤ 2q give products below q·(1/2 + 2q·2^-52) < q).
-    let mut bound = if WIDE { 2.0 * tab.q } else { 8.0 * tab.q };
+    let mut bound = if WIDE { tab.q + 2.0 } else { 8.0 * tab.q };
     // Gaps 8 … n/2, two layers (g, 2g) at a time; with an odd count, gap n/2 goes alone
     // last. The last layer scales by 1/N and reduces fully.
     let big_layers = tab.log_n - 3;
@@ -393,7 +396,8 @@ unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, src: *const u64, a: &mut
             }
         }
     }
-    debug_assert!(bound < SUM_LIMIT);
+    // The last layer's products take sums and differences below 2·bound: below 2^52.
+    debug_assert!(2.0 * bound < MAGIC);
 }
 
 /// Layers of gaps g and 2g; RED1/RED2 reduce their sums; LAST makes the second the final layer.

@@ -31,10 +31,10 @@ thread_local! {
 fn take_pooled(len: usize) -> Option<Vec<u64>> {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
-        // Best fit, so that small requests leave the large buffers to large ones; among
-        // those, one whose length already covers the request: `pooled_any` then writes
-        // nothing (ModDown truncates its 10-limb buffers to 7, and zero-filling 3 limbs
-        // again on reuse was 2% of a key switch).
+        // First a buffer whose length already covers the request (`pooled_any` then writes
+        // nothing: zero-filling the tail of a truncated buffer on reuse was 2% of a key
+        // switch), then the tightest capacity, so that small requests leave the large
+        // buffers to large ones.
         let i = (0..p.len())
             .filter(|&i| p[i].capacity() >= len && p[i].capacity() <= 2 * len)
             .min_by_key(|&i| (p[i].len() < len, p[i].capacity()))?;

@@ -147,7 +147,6 @@ mod tests {
     /// prime on either side). x = ±(B/2 − small) and 0 are in the inputs.
     #[test]
     fn conversion_is_exact_for_the_centered_value() {
-        let n = 64;
         let mut s = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             s ^= s << 13;
@@ -155,9 +154,19 @@ mod tests {
             s ^= s << 17;
             s
         };
-        for (from_bits, to_bits) in
-            [(vec![40u32, 40, 40], vec![50u32, 40, 60]), (vec![60, 40], vec![50, 50, 40]), (vec![49], vec![40, 60, 50])]
-        {
+        // The last two: many inputs (u·B reaches 14·2^50, past what a double holds exactly
+        // unreduced), wide ones among them, into 50-bit targets.
+        let many = (vec![61u32; 14], vec![50u32; 6]);
+        let mixed = (vec![49u32, 61, 49, 61, 49, 61, 49], vec![50u32, 49, 40, 61]);
+        for (from_bits, to_bits) in [
+            (vec![40u32, 40, 40], vec![50u32, 40, 60]),
+            (vec![60, 40], vec![50, 50, 40]),
+            (vec![49], vec![40, 60, 50]),
+            many,
+            mixed,
+        ] {
+            let many = from_bits.len() >= 10;
+            let n = if many { 1024 } else { 64 };
             let mut used = Vec::new();
             let mut primes = |bits: &[u32]| -> Vec<u64> {
                 bits.iter()
@@ -168,11 +177,27 @@ mod tests {
                     })
                     .collect()
             };
-            let (fp, tp) = (primes(&from_bits), primes(&to_bits));
+            let fp = primes(&from_bits);
+            let tp = if many {
+                // Targets where B mod q is near q, so that u·B is near its largest.
+                let b_mod = |q: u64| {
+                    let m = Modulus::new(q);
+                    fp.iter().fold(1, |acc, &p| m.mul(acc, m.reduce(p)))
+                };
+                let cands = ntt_primes(50, n, 600, &fp).unwrap();
+                let tp: Vec<u64> = cands.into_iter().filter(|&q| b_mod(q) > q / 100 * 95).take(to_bits.len()).collect();
+                assert_eq!(tp.len(), to_bits.len());
+                tp
+            } else {
+                primes(&to_bits)
+            };
             let moduli: Vec<Modulus> = fp.iter().chain(&tp).map(|&p| Modulus::new(p)).collect();
             let k = fp.len();
             let conv = BaseConverter::new(&moduli, (0..k).collect(), (k..k + tp.len()).collect());
-            let big_b: u128 = fp.iter().map(|&p| p as u128).product();
+            // Half of B, capped to what i128 arithmetic checks (the overflow counts u depend
+            // on the shifted values, not on the size of x, so small x still give large u).
+            let log_b: u32 = from_bits.iter().sum();
+            let big_b: u128 = if log_b < 126 { fp.iter().map(|&p| p as u128).product() } else { 1u128 << 125 };
             let xs: Vec<i128> = (0..n)
                 .map(|i| {
                     let r = ((next() as u128) << 64 | next() as u128) % (big_b / 2);

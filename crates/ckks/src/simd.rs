@@ -30,12 +30,17 @@ pub(crate) fn has_ifma() -> bool {
 /// AVX2 kernels serve where AVX-512 does not: every prime is below 2^61.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn has_avx2() -> bool {
-    static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *F.get_or_init(|| std::env::var_os("HEINFER_NO_SIMD").is_none() && is_x86_feature_detected!("avx2"))
-        && !has_avx512()
+    avx2_detected() && !has_avx512()
 }
 
-/// AVX2 with FMA, for the floating-point NTT, where AVX-512 does not serve.
+/// AVX2 present (and `HEINFER_NO_SIMD` unset), whatever else the CPU has.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_detected() -> bool {
+    static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *F.get_or_init(|| std::env::var_os("HEINFER_NO_SIMD").is_none() && is_x86_feature_detected!("avx2"))
+}
+
+/// AVX2 with FMA, for the floating-point kernels (`fma`, `ntt_fma`), where AVX-512 does not serve.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn has_avx2_fma() -> bool {
     static F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -135,8 +140,10 @@ pub(crate) fn key_dot(
     m: &Modulus,
     src_f64: bool,
 ) {
+    // The key's companions are f64 bit patterns exactly where fma::usable holds
+    // (`key_companion`): that alone picks the kernel (lengths are multiples of 4, asserted).
     #[cfg(target_arch = "x86_64")]
-    if crate::fma::usable(m.value()) && o0.len().is_multiple_of(4) {
+    if crate::fma::usable(m.value()) {
         // SAFETY: AVX2 and FMA checked by fma::usable; q < 2^50; lengths asserted inside;
         // the companions are the key words as f64 bit patterns (`key_companion`).
         unsafe {
@@ -389,9 +396,11 @@ pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, 
         };
         return;
     }
-    for ((b, &a), &c) in y.iter_mut().zip(x).zip(e) {
-        *b = m.add(m.mul_shoup(m.sub(a, *b), w, wp), c);
-    }
+    let _ = wp;
+    // (x − y)·w = (y − x)·(q − w): the vectorised kernels of the other orientation.
+    let w_neg = m.neg(w);
+    sub_mul_const(y, x, w_neg, m.shoup(w_neg), m, false);
+    add_assign(y, e, m);
 }
 
 /// x = (x − y)·w + e mod q for a constant w (Shoup pair): ModDown's last step with the
