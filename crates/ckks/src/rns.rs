@@ -82,7 +82,7 @@ impl BaseConverter {
     /// representative is ±B/2 and the error stays bounded.
     ///
     /// Targets t with `f64_out[t]` (a prefix may be given; missing entries are false)
-    /// receive centered doubles (f64 bit patterns, |x| ≤ q/2 + 1) instead of words in
+    /// receive centered doubles (f64 bit patterns, integers |x| < q) instead of words in
     /// [0, q): the caller transforms them with `forward_f64` next. Only targets the
     /// floating-point kernels serve may ask for it.
     pub fn convert(
@@ -111,6 +111,16 @@ impl BaseConverter {
         let mut fp_targets = Vec::new();
         for (t, out) in output.iter_mut().enumerate() {
             let m = &moduli[self.to[t]];
+            // From one prime b, the centered value x itself is the answer: as a double it is
+            // a valid input for the floating-point transform of any target above b/2, so it
+            // is copied instead of converted (a single-prime digit raised to every other prime).
+            #[cfg(target_arch = "x86_64")]
+            if k == 1 && f64_out.get(t).copied().unwrap_or(false) && bound < crate::fma::MAX_Q && bound / 2 < m.value()
+            {
+                // SAFETY: f64_out is asked only where the FMA kernels serve the target (so AVX2 and FMA).
+                unsafe { crate::fma::centered_f64(out, input[0], bound) };
+                continue;
+            }
             #[cfg(target_arch = "x86_64")]
             if bound < (1 << 61) && crate::fma::usable(m.value()) && n.is_multiple_of(4) {
                 let fix = &self.fix_to[t];
@@ -162,6 +172,8 @@ mod tests {
             (vec![40u32, 40, 40], vec![50u32, 40, 60]),
             (vec![60, 40], vec![50, 50, 40]),
             (vec![49], vec![40, 60, 50]),
+            (vec![40], vec![40, 47, 50, 60, 30]),
+            (vec![60], vec![40, 50]),
             many,
             mixed,
         ] {
@@ -236,7 +248,8 @@ mod tests {
                             .iter()
                             .map(|&w| {
                                 let x = f64::from_bits(w);
-                                assert!(x.abs() <= (p / 2 + 1) as f64 && x.fract() == 0.0);
+                                // The contract: integers |x| < q (what `forward_f64` takes).
+                                assert!(x.abs() < p as f64 && x.fract() == 0.0);
                                 (x as i64).rem_euclid(p as i64) as u64
                             })
                             .collect();
