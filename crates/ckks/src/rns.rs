@@ -115,9 +115,13 @@ impl BaseConverter {
             // a valid input for the floating-point transform of any target above b/2, so it
             // is copied instead of converted (a single-prime digit raised to every other prime).
             #[cfg(target_arch = "x86_64")]
-            if k == 1 && f64_out.get(t).copied().unwrap_or(false) && bound < crate::fma::MAX_Q && bound / 2 < m.value()
+            if k == 1
+                && f64_out.get(t).copied().unwrap_or(false)
+                && crate::fma::usable(m.value())
+                && bound < crate::fma::MAX_Q
+                && bound / 2 < m.value()
             {
-                // SAFETY: f64_out is asked only where the FMA kernels serve the target (so AVX2 and FMA).
+                // SAFETY: fma::usable checked AVX2 and FMA; b < 2^50 and the inputs below it.
                 unsafe { crate::fma::centered_f64(out, input[0], bound) };
                 continue;
             }

@@ -350,8 +350,10 @@ pub(crate) fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], m: &Modulus) {
 pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus, y_f64: bool) {
     #[cfg(target_arch = "x86_64")]
     assert!(!y_f64 || fma_for(x.len(), m), "doubles only where the floating-point kernels serve the prime");
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(!y_f64, "doubles only where the floating-point kernels serve the prime");
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && x.len().is_multiple_of(8) {
+    if !y_f64 && has_avx512() && x.len().is_multiple_of(8) {
         // SAFETY: features checked above; y is at least x.len() long (asserted inside).
         unsafe { avx512::sub_mul_const(x, y, w, wp, m.value()) };
         return;
@@ -384,6 +386,8 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
 pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus, y_f64: bool) {
     #[cfg(target_arch = "x86_64")]
     assert!(!y_f64 || fma_for(y.len(), m), "doubles only where the floating-point kernels serve the prime");
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(!y_f64, "doubles only where the floating-point kernels serve the prime");
     #[cfg(target_arch = "x86_64")]
     if fma_for(y.len(), m) {
         // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
@@ -408,6 +412,8 @@ pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, 
 pub(crate) fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus, y_f64: bool) {
     #[cfg(target_arch = "x86_64")]
     assert!(!y_f64 || fma_for(x.len(), m), "doubles only where the floating-point kernels serve the prime");
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(!y_f64, "doubles only where the floating-point kernels serve the prime");
     #[cfg(target_arch = "x86_64")]
     if fma_for(x.len(), m) {
         // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
