@@ -142,18 +142,8 @@ pub(crate) unsafe fn key_dot<const SRC_F64: bool>(
     let qf = q as f64;
     let qs = Q { q: _mm256_set1_pd(qf), q_inv: _mm256_set1_pd(1.0 / qf) };
     // Each product is below 0.875q + 1 (|src| < q; three roundings put the quotient within
-    // 3/8 of its nearest integer); the
-    // sums stay below 2^51 by reducing them (to q/2 + 1) where one more would pass it.
-    let product = 0.875 * qf + 1.0;
-    let mut reduce_before = vec![false; digits];
-    let mut bound = 0.0;
-    for r in reduce_before.iter_mut() {
-        if bound + product > (1u64 << 51) as f64 {
-            *r = true;
-            bound = 0.5 * qf + 1.0;
-        }
-        bound += product;
-    }
+    // 3/8 of its nearest integer); the sums are reduced every `per_group` digits.
+    let per_group = terms_per_reduction(0.875 * qf + 1.0, qf);
     let (p0, p1) = (o0.as_mut_ptr() as *mut f64, o1.as_mut_ptr() as *mut f64);
     // Blocks small enough that both accumulators stay in L1 while each digit streams by.
     const BLOCK: usize = 512;
@@ -161,7 +151,7 @@ pub(crate) unsafe fn key_dot<const SRC_F64: bool>(
         let end = (start + BLOCK).min(n);
         for d in 0..digits {
             let (x, kb, ka) = (src[d].as_ptr(), b[d].as_ptr(), a[d].as_ptr());
-            let red = reduce_before[d];
+            let red = d > 0 && d.is_multiple_of(per_group);
             for i in (start..end).step_by(4) {
                 // SAFETY: i + 4 <= n <= every slice's length (asserted above).
                 unsafe {
@@ -209,7 +199,7 @@ pub(crate) unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[u64], q: u6
     let product = 0.75 * qf + 1.0;
     let o = out.as_mut_ptr();
     // Groups of inputs whose products can be summed unreduced.
-    let per_group = ((((1u64 << 51) as f64) / product) as usize).clamp(1, 8);
+    let per_group = terms_per_reduction(product, qf);
     let tws: Vec<Tw> = cs.iter().map(|&c| tw1(c as f64, c as f64 / qf)).collect();
     for i in (0..n).step_by(4) {
         let mut acc = _mm256_setzero_pd();
@@ -226,6 +216,13 @@ pub(crate) unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[u64], q: u6
         // SAFETY: i + 4 <= n.
         unsafe { _mm256_storeu_si256(o.add(i) as *mut __m256i, to_u64(acc, qs)) };
     }
+}
+
+/// How many products (each below `product`) a sum takes between centered reductions, the
+/// first group included, so that it stays below 2^51 (each reduction leaves q/2 + 1): the
+/// one schedule of `key_dot`, `dot_const` and `convert`.
+fn terms_per_reduction(product: f64, q: f64) -> usize {
+    ((((1u64 << 51) as f64 - (0.5 * q + 1.0)) / product) as usize).max(1)
 }
 
 /// Where `convert` splits an input of 2^50 or more: both halves below 2^35.
@@ -284,7 +281,7 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
             // Products below 0.75q + 1 (inputs below 2^50); a sum is reduced (to q/2 + 1)
             // before the product that could take it past 2^51.
             let product = 0.75 * qf + 1.0;
-            let per_group = ((((1u64 << 51) as f64) / product) as usize).clamp(1, 8);
+            let per_group = terms_per_reduction(product, qf);
             let sum =
                 if terms <= per_group { terms as f64 * product } else { 0.5 * qf + 1.0 + per_group as f64 * product };
             // u ≤ k, B mod q and ⌊B/2⌋ mod q below q.
@@ -486,31 +483,45 @@ pub(crate) unsafe fn sub_mul_const<const Y_F64: bool>(x: &mut [u64], y: &[u64], 
 /// x = (x − y)·w + e mod q for a constant w < q.
 ///
 /// # Safety
-/// As `mul_into`; w < q.
+/// As `mul_into`; w < q; with Y_F64, y holds doubles of integers |y| < q.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn sub_mul_const_add<const Y_F64: bool>(x: &mut [u64], y: &[u64], w: u64, e: &[u64], q: u64) {
-    let t = tw1(w as f64, w as f64 / q as f64);
-    let n = x.len();
-    assert!(y.len() >= n && e.len() >= n);
+    assert!(y.len() >= x.len() && e.len() >= x.len());
     let p = x.as_mut_ptr();
-    let f = |v: &[__m256d; 3], qs| _mm256_add_pd(mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs), v[2]);
     // SAFETY: lengths checked; x is read and written in place (allowed by `lanes`).
-    unsafe { lanes::<_, Y_F64>(p, n, [p as *const u64, y.as_ptr(), e.as_ptr()], q, f) };
+    unsafe { sub_mul_const_add_raw::<Y_F64>(p, p, y.as_ptr(), e.as_ptr(), x.len(), w, q) }
 }
 
 /// y = (x − y)·w + e mod q for a constant w < q (the result in y's buffer).
 ///
 /// # Safety
-/// As `mul_into`; w < q.
+/// As `sub_mul_const_add`.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn sub_from_mul_const_add<const Y_F64: bool>(y: &mut [u64], x: &[u64], w: u64, e: &[u64], q: u64) {
-    let t = tw1(w as f64, w as f64 / q as f64);
-    let n = y.len();
-    assert!(x.len() >= n && e.len() >= n);
+    assert!(x.len() >= y.len() && e.len() >= y.len());
     let p = y.as_mut_ptr();
-    let f = |v: &[__m256d; 3], qs| _mm256_add_pd(mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs), v[2]);
     // SAFETY: lengths checked; y is read and written in place (allowed by `lanes`).
-    unsafe { lanes::<_, Y_F64>(p, n, [x.as_ptr(), p as *const u64, e.as_ptr()], q, f) };
+    unsafe { sub_mul_const_add_raw::<Y_F64>(p, x.as_ptr(), p, e.as_ptr(), y.len(), w, q) }
+}
+
+/// out = (x − y)·w + e mod q, out being x or y or neither.
+///
+/// # Safety
+/// As `lanes`, with x, y, e its inputs.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sub_mul_const_add_raw<const Y_F64: bool>(
+    out: *mut u64,
+    x: *const u64,
+    y: *const u64,
+    e: *const u64,
+    n: usize,
+    w: u64,
+    q: u64,
+) {
+    let t = tw1(w as f64, w as f64 / q as f64);
+    let f = |v: &[__m256d; 3], qs| _mm256_add_pd(mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs), v[2]);
+    // SAFETY: the caller's contract.
+    unsafe { lanes::<_, Y_F64>(out, n, [x, y, e], q, f) };
 }
 
 /// out = (x + h)·c mod q for constants h, c < q.
