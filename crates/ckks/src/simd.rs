@@ -888,32 +888,25 @@ pub(crate) mod avx2 {
         assert!([b, bp, a, ap].iter().all(|v| v.len() == digits));
         assert!([src, b, bp, a, ap].iter().all(|v| v.iter().all(|s| s.len() >= n)));
         let qs = qv::<false>(q);
-        // Blocks of lanes small enough that both outputs stay in L1 while every digit
-        // streams through (5 input streams at a time: more defeats the prefetchers).
-        const BLOCK: usize = 512;
-        for start in (0..n).step_by(BLOCK) {
-            let end = (start + BLOCK).min(n);
-            for d in 0..digits {
-                let (x, b, bp, a, ap) = (src[d], b[d], bp[d], a[d], ap[d]);
-                for i in (start..end).step_by(4) {
-                    // SAFETY: i + 4 <= n <= every slice's length (asserted above).
-                    unsafe {
-                        let ld = |s: &[u64]| _mm256_loadu_si256(s.as_ptr().add(i) as *const __m256i);
-                        let xv = ld(x);
-                        let r0 = reduce(mul_shoup(xv, tw(ld(b), ld(bp)), qs), qs.two_q);
-                        let r1 = reduce(mul_shoup(xv, tw(ld(a), ld(ap)), qs), qs.two_q);
-                        let (s0, s1) = if d == 0 {
-                            (r0, r1)
-                        } else {
-                            (
-                                reduce(_mm256_add_epi64(ld(o0), r0), qs.two_q),
-                                reduce(_mm256_add_epi64(ld(o1), r1), qs.two_q),
-                            )
-                        };
-                        let (s0, s1) = if d + 1 == digits { (reduce(s0, qs.q), reduce(s1, qs.q)) } else { (s0, s1) };
-                        _mm256_storeu_si256(o0.as_mut_ptr().add(i) as *mut __m256i, s0);
-                        _mm256_storeu_si256(o1.as_mut_ptr().add(i) as *mut __m256i, s1);
-                    }
+        // One digit at a time over the whole limb, as in `fma::key_dot` (long sequential
+        // streams for the prefetchers: the key comes from memory at N = 2^14).
+        for d in 0..digits {
+            let (x, b, bp, a, ap) = (src[d], b[d], bp[d], a[d], ap[d]);
+            for i in (0..n).step_by(4) {
+                // SAFETY: i + 4 <= n <= every slice's length (asserted above).
+                unsafe {
+                    let ld = |s: &[u64]| _mm256_loadu_si256(s.as_ptr().add(i) as *const __m256i);
+                    let xv = ld(x);
+                    let r0 = reduce(mul_shoup(xv, tw(ld(b), ld(bp)), qs), qs.two_q);
+                    let r1 = reduce(mul_shoup(xv, tw(ld(a), ld(ap)), qs), qs.two_q);
+                    let (s0, s1) = if d == 0 {
+                        (r0, r1)
+                    } else {
+                        (reduce(_mm256_add_epi64(ld(o0), r0), qs.two_q), reduce(_mm256_add_epi64(ld(o1), r1), qs.two_q))
+                    };
+                    let (s0, s1) = if d + 1 == digits { (reduce(s0, qs.q), reduce(s1, qs.q)) } else { (s0, s1) };
+                    _mm256_storeu_si256(o0.as_mut_ptr().add(i) as *mut __m256i, s0);
+                    _mm256_storeu_si256(o1.as_mut_ptr().add(i) as *mut __m256i, s1);
                 }
             }
         }
