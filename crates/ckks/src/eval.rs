@@ -278,10 +278,12 @@ impl Evaluator {
         let scale = a.scale * b.scale;
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());
-        let d0 = Poly::product(&a.c0, &b.c0, &m);
-        let d1 = Poly::product_sum(&a.c0, &b.c1, &a.c1, &b.c0, &m);
         let d2 = Poly::product(&a.c1, &b.c1, &m);
-        let (c0, c1) = self.key_switch_add(&d2, a.level(), &rk.0, &d0, &d1);
+        // d0 = a0·b0 and d1 = a0·b1 + a1·b0 are computed in the key switch's last step,
+        // never stored.
+        let add = [Addend::Products(&[(&a.c0, &b.c0)]), Addend::Products(&[(&a.c0, &b.c1), (&a.c1, &b.c0)])];
+        let dec = self.decompose_poly(&d2, a.level());
+        let (c0, c1) = self.switch_finish(&dec, &rk.0, add, None);
         Ok(Ciphertext { params: self.params.clone(), c0, c1, scale })
     }
 
@@ -292,12 +294,10 @@ impl Evaluator {
         let scale = a.scale * a.scale;
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());
-        let d0 = Poly::product(&a.c0, &a.c0, &m);
-        let mut d1 = Poly::product(&a.c0, &a.c1, &m);
-        let twice = d1.clone();
-        d1.add_assign(&twice, &m);
         let d2 = Poly::product(&a.c1, &a.c1, &m);
-        let (c0, c1) = self.key_switch_add(&d2, a.level(), &rk.0, &d0, &d1);
+        let add = [Addend::Products(&[(&a.c0, &a.c0)]), Addend::Products(&[(&a.c0, &a.c1), (&a.c1, &a.c0)])];
+        let dec = self.decompose_poly(&d2, a.level());
+        let (c0, c1) = self.switch_finish(&dec, &rk.0, add, None);
         Ok(Ciphertext { params: self.params.clone(), c0, c1, scale })
     }
 
@@ -384,13 +384,10 @@ impl Evaluator {
     /// (σ(c0 + k0), σ(k1)) where (k0, k1) switches the decomposed c1 with the σ⁻¹-permuted key.
     fn finish_galois(&self, ct: &Ciphertext, dec: &Decomposed, g: u64, key: &KeySwitchKey) -> Ciphertext {
         let level = ct.level();
-        let (a0, a1) = self.inner_product(dec, key);
+        debug_assert_eq!(dec.level, level);
         let perm = self.ctx().galois_perm(g);
-        // σ is applied as ModDown writes each limb (while it is in cache), c0 added first.
-        let (c0, c1) = rayon::join(
-            || self.mod_down(a0, level, Some(&ct.c0), Some(&perm)),
-            || self.mod_down(a1, level, None, Some(&perm)),
-        );
+        // c0 is added before σ.
+        let (c0, c1) = self.switch_finish(dec, key, [Addend::Poly(&ct.c0), Addend::Products(&[])], Some(&perm));
         Ciphertext { params: self.params.clone(), c0, c1, scale: ct.scale }
     }
 
@@ -446,14 +443,6 @@ impl Evaluator {
     }
 
     // ---- key switching -----------------------------------------------------------
-
-    /// Switches d (NTT form at `level`, under the key's source secret) to the secret s:
-    /// returns (e0 + k0, e1 + k1) with k0 + k1·s ≈ d·s'.
-    fn key_switch_add(&self, d: &Poly, level: usize, key: &KeySwitchKey, e0: &Poly, e1: &Poly) -> (Poly, Poly) {
-        let dec = self.decompose_poly(d, level);
-        let (a0, a1) = self.inner_product(&dec, key);
-        rayon::join(|| self.mod_down(a0, level, Some(e0), None), || self.mod_down(a1, level, Some(e1), None))
-    }
 
     /// Position of prime `k` (index into the moduli list) in a raised polynomial at `level`.
     fn ext_pos(&self, k: usize, level: usize) -> usize {
@@ -519,92 +508,125 @@ impl Evaluator {
         Decomposed { level, digits }
     }
 
-    /// Σ_digits raised_digit · key, over Q·P.
-    fn inner_product(&self, dec: &Decomposed, key: &KeySwitchKey) -> (Poly, Poly) {
+    /// The key switch's second half: the inner product Σ_digits raised_digit · key over
+    /// Q·P, divided by P with rounding (ModDown), plus an addend per half, then permuted by
+    /// `perm` (out[k] = in[perm[k]]). Returns both halves over Q.
+    ///
+    /// Memory traffic is what this order saves (at N = 2^14 a key switch streams ~50 MB,
+    /// and on a shared machine its time follows the memory's): the inner product's limbs
+    /// over Q go through one reused, cache-resident pair of buffers instead of two
+    /// polynomials written and read back; each limb of the conversion of its P limbs is
+    /// transformed just before it is used; and a product addend (the tensor product's
+    /// d0, d1) is computed in the last step rather than stored first.
+    fn switch_finish(
+        &self,
+        dec: &Decomposed,
+        key: &KeySwitchKey,
+        add: [Addend; 2],
+        perm: Option<&[u32]>,
+    ) -> (Poly, Poly) {
         let ctx = self.ctx();
         let n = ctx.n;
         let level = dec.level;
-        let limbs = level + 1 + self.params.p().len();
-        // key_dot overwrites every limb of both.
-        let mut out0 = Poly::scratch(n, limbs);
-        let mut out1 = Poly::scratch(n, limbs);
+        let k = self.params.p().len();
         let digits = dec.digits.len();
-        out0.data.par_chunks_mut(n).zip(out1.data.par_chunks_mut(n)).enumerate().for_each(|(pos, (o0, o1))| {
+        let dot = |pos: usize, o0: &mut [u64], o1: &mut [u64]| {
             let prime = self.ext_prime(pos, level);
-            let m = &ctx.moduli[prime];
             let src: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(pos)).collect();
             let (b, bp) = (limbs_of(&key.b[..digits], prime), limbs_of(&key.bp[..digits], prime));
             let (a, ap) = (limbs_of(&key.a[..digits], prime), limbs_of(&key.ap[..digits], prime));
-            simd::key_dot(o0, o1, &src, &b, &bp, &a, &ap, m, f64_limb(ctx, prime));
+            simd::key_dot(o0, o1, &src, &b, &bp, &a, &ap, &ctx.moduli[prime], f64_limb(ctx, prime));
+        };
+        // The P limbs, whole (their conversion needs all of them); key_dot writes every word.
+        let mut xp0 = Poly::scratch(n, k);
+        let mut xp1 = Poly::scratch(n, k);
+        xp0.data.par_chunks_mut(n).zip(xp1.data.par_chunks_mut(n)).enumerate().for_each(|(j, (o0, o1))| {
+            dot(level + 1 + j, o0, o1);
         });
-        (out0, out1)
+        // As in ModUp, limbs of FMA-served primes stay doubles from the conversion through
+        // the transform into the last step, which writes words.
+        let f64_out: Vec<bool> = (0..=level).map(|i| f64_limb(ctx, i)).collect();
+        let (mut conv0, mut conv1) =
+            rayon::join(|| self.convert_down(xp0, level, &f64_out), || self.convert_down(xp1, level, &f64_out));
+        let mut outs = perm.map(|_| (Poly::scratch(n, level + 1), Poly::scratch(n, level + 1)));
+        // Per limb of Q: both halves' conversions, and where σ goes, both output limbs.
+        type Limb<'a> = (usize, &'a mut [u64], &'a mut [u64], Option<[&'a mut [u64]; 2]>);
+        let mut limbs: Vec<Limb> = conv0
+            .data
+            .chunks_mut(n)
+            .zip(conv1.data.chunks_mut(n))
+            .enumerate()
+            .map(|(i, (c0, c1))| (i, c0, c1, None))
+            .collect();
+        if let Some((o0, o1)) = outs.as_mut() {
+            for (l, (o0, o1)) in limbs.iter_mut().zip(o0.data.chunks_mut(n).zip(o1.data.chunks_mut(n))) {
+                l.3 = Some([o0, o1]);
+            }
+        }
+        limbs.into_par_iter().for_each(|(i, c0, c1, out)| {
+            let m = &ctx.moduli[i];
+            let (w, ws) = ctx.p_inv_mod_q[i];
+            // The inner product's limb i (pooled buffers: the same ones from limb to limb).
+            let mut t = Poly::scratch(n, 3);
+            let (t0, rest) = t.data.split_at_mut(n);
+            let (t1, scratch) = rest.split_at_mut(n);
+            dot(i, t0, t1);
+            for (h, (c, t)) in [(&mut *c0, &*t0), (&mut *c1, &*t1)].into_iter().enumerate() {
+                // Transformed here, just before the last step reads it: still in cache.
+                #[cfg(target_arch = "x86_64")]
+                if f64_out[i] {
+                    ctx.ntt[i].fma().expect("f64_limb found it").forward_f64(c);
+                } else {
+                    ctx.ntt[i].forward(c);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                ctx.ntt[i].forward(c);
+                match add[h] {
+                    Addend::Poly(e) => simd::sub_from_mul_const_add(c, t, w, ws, e.limb(i), m, f64_out[i]),
+                    Addend::Products(ps) => {
+                        let ps: Vec<(&[u64], &[u64])> = ps.iter().map(|(a, b)| (a.limb(i), b.limb(i))).collect();
+                        simd::sub_from_mul_const_add_products(c, t, w, ws, &ps, m, f64_out[i], scratch);
+                    }
+                }
+            }
+            if let (Some(perm), Some([o0, o1])) = (perm, out) {
+                for (o, c) in [(o0, &*c0), (o1, &*c1)] {
+                    for (o, &p) in o.iter_mut().zip(perm) {
+                        *o = c[p as usize];
+                    }
+                }
+            }
+        });
+        match outs {
+            Some(o) => o,
+            None => (conv0, conv1),
+        }
     }
 
-    /// Divides a polynomial over Q·P by P (rounding), leaving it over Q; then adds `add`
-    /// (over Q, at least `level` + 1 limbs) and applies the NTT-position permutation `perm`
-    /// (out[k] = in[perm[k]]), limb by limb while each limb is in cache.
-    fn mod_down(&self, mut x: Poly, level: usize, add: Option<&Poly>, perm: Option<&[u32]>) -> Poly {
+    /// ModDown's first half: the P limbs `x` (NTT form) to coefficients, converted exactly
+    /// to every prime of Q up to `level` (as doubles where `f64_out`), not yet transformed.
+    fn convert_down(&self, mut x: Poly, level: usize, f64_out: &[bool]) -> Poly {
         let ctx = self.ctx();
         let n = ctx.n;
         let l = self.params.q().len();
         let k = self.params.p().len();
-        // The P limbs are transformed in place (x is ours and they are dropped below).
-        let p_part = &mut x.data[(level + 1) * n..];
-        p_part.par_chunks_mut(n).zip(ctx.ntt[l..l + k].par_iter()).for_each(|(c, t)| t.inverse(c));
+        x.data.par_chunks_mut(n).zip(ctx.ntt[l..l + k].par_iter()).for_each(|(c, t)| t.inverse(c));
         let mut conv = Poly::scratch(n, level + 1); // every limb is a conversion output
-                                                    // As in ModUp, limbs of FMA-served primes stay doubles from the conversion through
-                                                    // the transform into the last step, which writes words.
-        let f64_out: Vec<bool> = (0..=level).map(|i| f64_limb(ctx, i)).collect();
-        {
-            let input: Vec<&[u64]> = p_part.chunks(n).collect();
-            let mut slices: Vec<&mut [u64]> = conv.data.chunks_mut(n).collect();
-            let mut scratch = Poly::scratch(n, k);
-            ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch.data, &f64_out);
-        }
-        let forward = |i: usize, c: &mut [u64]| {
-            #[cfg(target_arch = "x86_64")]
-            if f64_out[i] {
-                ctx.ntt[i].fma().expect("f64_limb found it").forward_f64(c);
-                return;
-            }
-            ctx.ntt[i].forward(c)
-        };
-        // x keeps its P limbs (unread from here on): dropped whole, its buffer goes back to
-        // the pool at full length, so the next key switch's outputs need no zero-fill.
-        let q_part = &mut x.data[..(level + 1) * n];
-        match (perm, add) {
-            (None, Some(e)) => {
-                // The result goes into the conversion's buffer: conv = (x − conv)·P⁻¹ + e.
-                q_part.par_chunks(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
-                    forward(i, ci);
-                    let (w, ws) = ctx.p_inv_mod_q[i];
-                    simd::sub_from_mul_const_add(ci, xi, w, ws, e.limb(i), &ctx.moduli[i], f64_out[i]);
-                });
-            }
-            (perm, add) => {
-                // Finished in x, then (permuted) into the conversion's buffer, limb by
-                // limb while each is in cache.
-                q_part.par_chunks_mut(n).zip(conv.data.par_chunks_mut(n)).enumerate().for_each(|(i, (xi, ci))| {
-                    forward(i, ci);
-                    let m = &ctx.moduli[i];
-                    let (w, ws) = ctx.p_inv_mod_q[i];
-                    match add {
-                        Some(e) => simd::sub_mul_const_add(xi, ci, w, ws, e.limb(i), m, f64_out[i]),
-                        None => simd::sub_mul_const(xi, ci, w, ws, m, f64_out[i]),
-                    }
-                    match perm {
-                        Some(perm) => {
-                            for (o, &p) in ci.iter_mut().zip(perm) {
-                                *o = xi[p as usize];
-                            }
-                        }
-                        None => ci.copy_from_slice(xi),
-                    }
-                });
-            }
-        }
+        let input: Vec<&[u64]> = x.data.chunks(n).collect();
+        let mut slices: Vec<&mut [u64]> = conv.data.chunks_mut(n).collect();
+        let mut scratch = Poly::scratch(n, k);
+        ctx.moddown.convert(&ctx.moduli, &input, &mut slices, &mut scratch.data, f64_out);
+        drop(slices);
         conv
     }
+}
+
+/// What a key switch adds to one half of its result before σ: a polynomial, or products
+/// of polynomials (none, one or two) computed as the last step goes.
+#[derive(Clone, Copy)]
+enum Addend<'a> {
+    Poly(&'a Poly),
+    Products(&'a [(&'a Poly, &'a Poly)]),
 }
 
 /// Whether a raised digit keeps its limb of `prime` as doubles (see `decompose_poly`):

@@ -480,28 +480,56 @@ pub(crate) unsafe fn sub_mul_const<const Y_F64: bool>(x: &mut [u64], y: &[u64], 
     };
 }
 
-/// x = (x − y)·w + e mod q for a constant w < q.
-///
-/// # Safety
-/// As `mul_into`; w < q; with Y_F64, y holds doubles of integers |y| < q.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn sub_mul_const_add<const Y_F64: bool>(x: &mut [u64], y: &[u64], w: u64, e: &[u64], q: u64) {
-    assert!(y.len() >= x.len() && e.len() >= x.len());
-    let p = x.as_mut_ptr();
-    // SAFETY: lengths checked; x is read and written in place (allowed by `lanes`).
-    unsafe { sub_mul_const_add_raw::<Y_F64>(p, p, y.as_ptr(), e.as_ptr(), x.len(), w, q) }
-}
-
 /// y = (x − y)·w + e mod q for a constant w < q (the result in y's buffer).
 ///
 /// # Safety
-/// As `sub_mul_const_add`.
+/// As `mul_into`; w < q; with Y_F64, y holds doubles of integers |y| < q.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn sub_from_mul_const_add<const Y_F64: bool>(y: &mut [u64], x: &[u64], w: u64, e: &[u64], q: u64) {
     assert!(x.len() >= y.len() && e.len() >= y.len());
     let p = y.as_mut_ptr();
     // SAFETY: lengths checked; y is read and written in place (allowed by `lanes`).
     unsafe { sub_mul_const_add_raw::<Y_F64>(p, x.as_ptr(), p, e.as_ptr(), y.len(), w, q) }
+}
+
+/// y = (x − y)·w + Σ a_k·b_k mod q, with no, one or two products (a_k, b_k): ModDown's
+/// last step with the tensor product's d0 = a0·b0 or d1 = a0·b1 + a1·b0 computed here
+/// instead of being stored by an earlier pass and read back.
+///
+/// # Safety
+/// As `sub_from_mul_const_add`; every product's inputs below q; at most two products.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn sub_from_mul_const_add_products<const Y_F64: bool>(
+    y: &mut [u64],
+    x: &[u64],
+    w: u64,
+    prods: &[(&[u64], &[u64])],
+    q: u64,
+) {
+    let n = y.len();
+    assert!(x.len() >= n && prods.iter().all(|(a, b)| a.len() >= n && b.len() >= n));
+    let t = tw1(w as f64, w as f64 / q as f64);
+    let (p, xp) = (y.as_mut_ptr(), x.as_ptr());
+    // |(x − y)·w| < 0.75q + 1 (|x − y| < 2q) and each product below 0.875q + 1: one product
+    // leaves the sum below 2^51 as `to_u64` needs; with two, their sum is reduced first.
+    let head = move |v0: __m256d, v1: __m256d, qs| mul_mod(_mm256_sub_pd(v0, v1), t, qs);
+    // SAFETY (all arms): lengths checked; y read and written in place (allowed by `lanes`).
+    unsafe {
+        match prods {
+            [] => lanes::<_, Y_F64>(p, n, [xp, p as *const u64], q, |v, qs| head(v[0], v[1], qs)),
+            [(a, b)] => lanes::<_, Y_F64>(p, n, [xp, p as *const u64, a.as_ptr(), b.as_ptr()], q, |v, qs| {
+                _mm256_add_pd(head(v[0], v[1], qs), mul_mod_q(v[2], v[3], qs))
+            }),
+            [(a, b), (c, d)] => {
+                let ins = [xp, p as *const u64, a.as_ptr(), b.as_ptr(), c.as_ptr(), d.as_ptr()];
+                lanes::<_, Y_F64>(p, n, ins, q, |v, qs| {
+                    let e = reduce(_mm256_add_pd(mul_mod_q(v[2], v[3], qs), mul_mod_q(v[4], v[5], qs)), qs);
+                    _mm256_add_pd(head(v[0], v[1], qs), e)
+                })
+            }
+            _ => panic!("at most two products"),
+        }
+    }
 }
 
 /// out = (x − y)·w + e mod q, out being x or y or neither.
@@ -689,12 +717,7 @@ mod tests {
                 let mut x = a.clone();
                 unsafe { sub_mul_const::<false>(&mut x, &b, w, q) };
                 assert!((0..n).all(|i| x[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, {bits} bits");
-                let mut x = a.clone();
-                unsafe { sub_mul_const_add::<false>(&mut x, &b, w, &c, q) };
-                assert!(
-                    (0..n).all(|i| x[i] == m.add(m.mul(m.sub(a[i], b[i]), w), c[i])),
-                    "sub_mul_const_add, {bits} bits"
-                );
+                let x: Vec<u64> = (0..n).map(|i| m.add(m.mul(m.sub(a[i], b[i]), w), c[i])).collect();
                 let mut y = b.clone();
                 unsafe { sub_from_mul_const_add::<false>(&mut y, &a, w, &c, q) };
                 assert_eq!(y, x, "sub_from_mul_const_add, {bits} bits");
@@ -705,9 +728,23 @@ mod tests {
                 let mut y = centered(&b);
                 unsafe { sub_from_mul_const_add::<true>(&mut y, &a, w, &c, q) };
                 assert_eq!(y, x, "sub_from_mul_const_add, y doubles, {bits} bits");
-                let mut z = a.clone();
-                unsafe { sub_mul_const_add::<true>(&mut z, &centered(&b), w, &c, q) };
-                assert_eq!(z, x, "sub_mul_const_add, y doubles, {bits} bits");
+                // With the addend computed: no, one or two products (c·d, a·c), y as words
+                // and as doubles.
+                let head = |i: usize| m.mul(m.sub(a[i], b[i]), w);
+                let want: [Vec<u64>; 3] = [
+                    (0..n).map(head).collect(),
+                    (0..n).map(|i| m.add(head(i), m.mul(c[i], d[i]))).collect(),
+                    (0..n).map(|i| m.add(head(i), m.add(m.mul(c[i], d[i]), m.mul(a[i], c[i])))).collect(),
+                ];
+                let prods: [(&[u64], &[u64]); 2] = [(&c, &d), (&a, &c)];
+                for (k, want) in want.iter().enumerate() {
+                    let mut y = b.clone();
+                    unsafe { sub_from_mul_const_add_products::<false>(&mut y, &a, w, &prods[..k], q) };
+                    assert_eq!(&y, want, "{k} products, {bits} bits");
+                    let mut y = centered(&b);
+                    unsafe { sub_from_mul_const_add_products::<true>(&mut y, &a, w, &prods[..k], q) };
+                    assert_eq!(&y, want, "{k} products, y doubles, {bits} bits");
+                }
                 let mut z = a.clone();
                 unsafe { sub_mul_const::<true>(&mut z, &centered(&b), w, q) };
                 assert!((0..n).all(|i| z[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, y doubles, {bits} bits");

@@ -193,24 +193,6 @@ impl Poly {
         }
         out
     }
-    /// a · b + c · d, pointwise, into a new polynomial.
-    pub fn product_sum(a: &Poly, b: &Poly, c: &Poly, d: &Poly, moduli: &[&Modulus]) -> Poly {
-        let n = a.n;
-        // The output comes from the pool unzeroed: every limb must be written.
-        assert!([a, b, c, d].iter().all(|p| p.limbs() >= moduli.len()));
-        let mut out = Poly::scratch(n, moduli.len());
-        type Item<'a> = ((&'a mut [u64], ((&'a [u64], &'a [u64]), (&'a [u64], &'a [u64]))), &'a &'a Modulus);
-        let work = |((o, ((x, y), (z, w))), m): Item| simd::mul_add_into(o, x, y, z, w, m);
-        if out.data.len() >= PAR_MIN_WORDS {
-            let (ab, cd) =
-                (a.data.par_chunks(n).zip(b.data.par_chunks(n)), c.data.par_chunks(n).zip(d.data.par_chunks(n)));
-            out.data.par_chunks_mut(n).zip(ab.zip(cd)).zip(moduli).for_each(work);
-        } else {
-            let (ab, cd) = (a.data.chunks(n).zip(b.data.chunks(n)), c.data.chunks(n).zip(d.data.chunks(n)));
-            out.data.chunks_mut(n).zip(ab.zip(cd)).zip(moduli).for_each(work);
-        }
-        out
-    }
     /// self += a · b, pointwise.
     pub fn mul_add_assign(&mut self, a: &Poly, b: &Poly, moduli: &[&Modulus]) {
         let n = self.n;

@@ -381,8 +381,45 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
     }
 }
 
-/// y = (x − y)·w + e mod q for a constant w (Shoup pair): `sub_mul_const_add` with the
-/// result in y's buffer.
+/// y = (x − y)·w + Σ a_k·b_k mod q for a constant w (Shoup pair) and no, one or two
+/// products: ModDown's last step with the addend computed as it goes. `scratch` (at
+/// least y.len() words, any contents) holds the addend where no fused kernel serves q.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sub_from_mul_const_add_products(
+    y: &mut [u64],
+    x: &[u64],
+    w: u64,
+    wp: u64,
+    prods: &[(&[u64], &[u64])],
+    m: &Modulus,
+    y_f64: bool,
+    scratch: &mut [u64],
+) {
+    assert!(prods.len() <= 2, "at most two products");
+    #[cfg(target_arch = "x86_64")]
+    if fma_for(y.len(), m) {
+        // SAFETY: fma_for checked the features, q < 2^50 and the length; the rest is asserted inside.
+        unsafe {
+            if y_f64 {
+                crate::fma::sub_from_mul_const_add_products::<true>(y, x, w, prods, m.value())
+            } else {
+                crate::fma::sub_from_mul_const_add_products::<false>(y, x, w, prods, m.value())
+            }
+        };
+        return;
+    }
+    let e = &mut scratch[..y.len()];
+    match prods {
+        [] => e.fill(0),
+        [(a, b)] => mul_into(e, a, b, m),
+        [(a, b), (c, d)] => mul_add_into(e, a, b, c, d, m),
+        _ => unreachable!(),
+    }
+    sub_from_mul_const_add(y, x, w, wp, e, m, y_f64);
+}
+
+/// y = (x − y)·w + e mod q for a constant w (Shoup pair), the result in y's buffer:
+/// ModDown's last step with the addend folded in (one pass over the limb, not two).
 pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus, y_f64: bool) {
     #[cfg(target_arch = "x86_64")]
     assert!(!y_f64 || fma_for(y.len(), m), "doubles only where the floating-point kernels serve the prime");
@@ -405,29 +442,6 @@ pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, 
     let w_neg = m.neg(w);
     sub_mul_const(y, x, w_neg, m.shoup(w_neg), m, false);
     add_assign(y, e, m);
-}
-
-/// x = (x − y)·w + e mod q for a constant w (Shoup pair): ModDown's last step with the
-/// addend folded in (one pass over the limb instead of two).
-pub(crate) fn sub_mul_const_add(x: &mut [u64], y: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus, y_f64: bool) {
-    #[cfg(target_arch = "x86_64")]
-    assert!(!y_f64 || fma_for(x.len(), m), "doubles only where the floating-point kernels serve the prime");
-    #[cfg(not(target_arch = "x86_64"))]
-    assert!(!y_f64, "doubles only where the floating-point kernels serve the prime");
-    #[cfg(target_arch = "x86_64")]
-    if fma_for(x.len(), m) {
-        // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
-        unsafe {
-            if y_f64 {
-                crate::fma::sub_mul_const_add::<true>(x, y, w, e, m.value())
-            } else {
-                crate::fma::sub_mul_const_add::<false>(x, y, w, e, m.value())
-            }
-        };
-        return;
-    }
-    sub_mul_const(x, y, w, wp, m, y_f64);
-    add_assign(x, e, m);
 }
 
 /// out = a·b mod q (a, b in [0, q)), without first copying a into out.
