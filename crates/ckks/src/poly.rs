@@ -38,7 +38,8 @@ fn take_pooled(len: usize) -> Option<Vec<u64>> {
         let i = (0..p.len())
             .filter(|&i| p[i].capacity() >= len && p[i].capacity() <= 2 * len)
             .min_by_key(|&i| (p[i].len() < len, p[i].capacity()))?;
-        Some(p.swap_remove(i))
+        // `remove`, not `swap_remove`: the pool stays in order of return, oldest first.
+        Some(p.remove(i))
     })
 }
 
@@ -75,9 +76,14 @@ impl Drop for Poly {
             // try_with: the pool may already be gone while a thread exits.
             let _ = POOL.try_with(|p| {
                 if let Ok(mut p) = p.try_borrow_mut() {
-                    if p.len() < POOL_MAX_BUFFERS {
-                        p.push(v);
+                    // Full: the buffer that went unused longest makes room. Keeping the
+                    // first 48 instead let sizes nothing asks for any more (key generation's)
+                    // fill the pool for good, and every key switch then faulted fresh pages
+                    // in again (a third of its time in the peer benchmark).
+                    if p.len() >= POOL_MAX_BUFFERS {
+                        p.remove(0);
                     }
+                    p.push(v);
                 }
             });
         }
