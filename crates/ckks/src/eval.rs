@@ -16,7 +16,7 @@ use crate::encoding::{check_scale, Plaintext, PreparedPlaintext};
 use crate::encryption::Ciphertext;
 use crate::error::{Error, Result};
 use crate::keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, RelinKey};
-use crate::params::{Context, Parameters};
+use crate::params::{Context, GaloisPerm, Parameters};
 use crate::poly::Poly;
 use crate::simd;
 
@@ -523,7 +523,7 @@ impl Evaluator {
         dec: &Decomposed,
         key: &KeySwitchKey,
         add: [Addend; 2],
-        perm: Option<&[u32]>,
+        perm: Option<&GaloisPerm>,
     ) -> (Poly, Poly) {
         let ctx = self.ctx();
         let n = ctx.n;
@@ -548,22 +548,14 @@ impl Evaluator {
         let f64_out: Vec<bool> = (0..=level).map(|i| f64_limb(ctx, i)).collect();
         let (mut conv0, mut conv1) =
             rayon::join(|| self.convert_down(xp0, level, &f64_out), || self.convert_down(xp1, level, &f64_out));
-        let mut outs = perm.map(|_| (Poly::scratch(n, level + 1), Poly::scratch(n, level + 1)));
-        // Per limb of Q: both halves' conversions, and where σ goes, both output limbs.
-        type Limb<'a> = (usize, &'a mut [u64], &'a mut [u64], Option<[&'a mut [u64]; 2]>);
-        let mut limbs: Vec<Limb> = conv0
+        let limbs: Vec<(usize, &mut [u64], &mut [u64])> = conv0
             .data
             .chunks_mut(n)
             .zip(conv1.data.chunks_mut(n))
             .enumerate()
-            .map(|(i, (c0, c1))| (i, c0, c1, None))
+            .map(|(i, (c0, c1))| (i, c0, c1))
             .collect();
-        if let Some((o0, o1)) = outs.as_mut() {
-            for (l, (o0, o1)) in limbs.iter_mut().zip(o0.data.chunks_mut(n).zip(o1.data.chunks_mut(n))) {
-                l.3 = Some([o0, o1]);
-            }
-        }
-        limbs.into_par_iter().for_each(|(i, c0, c1, out)| {
+        limbs.into_par_iter().for_each(|(i, c0, c1)| {
             let m = &ctx.moduli[i];
             let (w, ws) = ctx.p_inv_mod_q[i];
             // The inner product's limb i (pooled buffers: the same ones from limb to limb).
@@ -589,18 +581,16 @@ impl Evaluator {
                     }
                 }
             }
-            if let (Some(perm), Some([o0, o1])) = (perm, out) {
-                for (o, c) in [(o0, &*c0), (o1, &*c1)] {
-                    for (o, &p) in o.iter_mut().zip(perm) {
-                        *o = c[p as usize];
-                    }
+            if let Some(perm) = perm {
+                // Through the (cache-resident) scratch and back: the result stays in the
+                // conversion's buffers, with no fresh output polynomials to fault in.
+                for (c, t) in [(c0, &mut *t0), (c1, &mut *t1)] {
+                    simd::permute_into(t, c, perm);
+                    c.copy_from_slice(t);
                 }
             }
         });
-        match outs {
-            Some(o) => o,
-            None => (conv0, conv1),
-        }
+        (conv0, conv1)
     }
 
     /// ModDown's first half: the P limbs `x` (NTT form) to coefficients, converted exactly

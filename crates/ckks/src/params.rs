@@ -186,7 +186,50 @@ pub(crate) struct Context {
     /// position of odd exponent e (indexed by e/2)
     pub ntt_position: Vec<u32>,
     pub encoding: OnceLock<EncodingTables>,
-    pub galois_perms: RwLock<HashMap<u64, Arc<Vec<u32>>>>,
+    pub galois_perms: RwLock<HashMap<u64, Arc<GaloisPerm>>>,
+}
+
+/// A Galois automorphism as a permutation of NTT positions (out[k] = in[perm[k]]; derefs
+/// to `perm`), with its block form when it has one: in the bit-reversed order, positions
+/// that differ only in their two lowest bits hold exponents that differ by multiples of
+/// N/2, and multiplying by g keeps that, so aligned blocks of four go to aligned blocks of
+/// four, each in one of a few orders. Gathering by blocks (one load, one shuffle, one
+/// store per four words) is what makes a rotation's permutation cheap.
+#[derive(Debug)]
+pub struct GaloisPerm {
+    perm: Vec<u32>,
+    /// Per output block b: (source block << 8) | the four source offsets, two bits each.
+    blocks: Option<Vec<u32>>,
+}
+
+impl GaloisPerm {
+    fn new(perm: Vec<u32>) -> Self {
+        let blocks = (perm.len().is_multiple_of(4) && perm.len() < 1 << 26)
+            .then(|| {
+                perm.chunks(4)
+                    .map(|c| {
+                        let block = c[0] / 4;
+                        c.iter().all(|&p| p / 4 == block).then(|| {
+                            (block << 8) | c.iter().enumerate().fold(0, |acc, (t, &p)| acc | (p % 4) << (2 * t))
+                        })
+                    })
+                    .collect::<Option<Vec<u32>>>()
+            })
+            .flatten();
+        Self { perm, blocks }
+    }
+
+    /// The block form (see the type), if the permutation has one.
+    pub(crate) fn blocks(&self) -> Option<&[u32]> {
+        self.blocks.as_deref()
+    }
+}
+
+impl std::ops::Deref for GaloisPerm {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        &self.perm
+    }
 }
 
 impl Context {
@@ -209,14 +252,14 @@ impl Context {
     }
 
     /// The automorphism X → X^g as a permutation of NTT positions: out[k] = in[perm[k]].
-    pub fn galois_perm(&self, g: u64) -> Arc<Vec<u32>> {
+    pub fn galois_perm(&self, g: u64) -> Arc<GaloisPerm> {
         if let Some(p) = self.galois_perms.read().unwrap_or_else(|e| e.into_inner()).get(&g) {
             return p.clone();
         }
         let two_n = 2 * self.n as u64;
         let perm: Vec<u32> =
             self.ntt_exponent.iter().map(|&e| self.ntt_position[((g * e as u64 % two_n) / 2) as usize]).collect();
-        let perm = Arc::new(perm);
+        let perm = Arc::new(GaloisPerm::new(perm));
         self.galois_perms.write().unwrap_or_else(|e| e.into_inner()).insert(g, perm.clone());
         perm
     }
@@ -516,6 +559,34 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every rotation's and the conjugation's permutation has the block form, and the
+    /// block gather gives the word-by-word one's result.
+    #[test]
+    fn galois_permutations_go_by_blocks_of_four() {
+        for log_n in [12u32, 13] {
+            let params = Parameters::builder().log_n(log_n).q_bits(&[30, 25]).p_bits(&[30]).build().unwrap();
+            let ctx = params.ctx();
+            let n = params.n();
+            let src: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+            let steps = [1i64, -1, 2, 5, 64, n as i64 / 4 - 1];
+            let gs = steps.iter().map(|&s| params.galois_element(s)).chain([params.conjugation_element()]);
+            for g in gs {
+                let perm = ctx.galois_perm(g);
+                assert!(perm.blocks().is_some(), "g = {g}, N = {n}: no block form");
+                let mut by_blocks = vec![0u64; n];
+                crate::simd::permute_into(&mut by_blocks, &src, &perm);
+                let by_words: Vec<u64> = perm.iter().map(|&p| src[p as usize]).collect();
+                assert_eq!(by_blocks, by_words, "g = {g}, N = {n}");
+            }
+        }
+        // A permutation without the form falls back to words.
+        let odd = GaloisPerm::new(vec![1, 4, 2, 3, 0, 5, 6, 7]);
+        assert!(odd.blocks().is_none());
+        let mut out = vec![0u64; 8];
+        crate::simd::permute_into(&mut out, &[10, 11, 12, 13, 14, 15, 16, 17], &odd);
+        assert_eq!(out, [11, 14, 12, 13, 10, 15, 16, 17]);
+    }
 
     #[test]
     fn refuses_sets_over_the_2024_bound_and_names_the_numbers() {

@@ -381,6 +381,31 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
     }
 }
 
+/// dst[k] = src[perm[k]] for every position: by blocks of four where the permutation has
+/// its block form (see `GaloisPerm`), else word by word.
+pub(crate) fn permute_into(dst: &mut [u64], src: &[u64], perm: &crate::params::GaloisPerm) {
+    let n = dst.len();
+    assert!(src.len() == n && perm.len() == n, "a permutation of every position");
+    let Some(blocks) = perm.blocks() else {
+        for (o, &p) in dst.iter_mut().zip(perm.iter()) {
+            *o = src[p as usize];
+        }
+        return;
+    };
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() || has_avx512() {
+        // SAFETY: AVX2 detected (AVX-512 CPUs have it); lengths checked above, block indices inside.
+        unsafe { avx2::permute_blocks(dst, src, blocks) };
+        return;
+    }
+    for (o, &e) in dst.chunks_exact_mut(4).zip(blocks) {
+        let s = &src[(e >> 8) as usize * 4..][..4];
+        for (t, o) in o.iter_mut().enumerate() {
+            *o = s[(e >> (2 * t) & 3) as usize];
+        }
+    }
+}
+
 /// y = (x − y)·w + Σ a_k·b_k mod q for a constant w (Shoup pair) and no, one or two
 /// products: ModDown's last step with the addend computed as it goes. `scratch` (at
 /// least y.len() words, any contents) holds the addend where no fused kernel serves q.
@@ -927,6 +952,40 @@ pub(crate) mod avx2 {
         if digits == 0 {
             o0.fill(0);
             o1.fill(0);
+        }
+    }
+
+    /// The 32-bit lane indices that put 64-bit words o0..o3 (two bits each of `e`) in order.
+    const fn block_indices() -> [[i32; 8]; 256] {
+        let mut t = [[0i32; 8]; 256];
+        let mut e = 0;
+        while e < 256 {
+            let mut k = 0;
+            while k < 4 {
+                let o = ((e >> (2 * k)) & 3) as i32;
+                t[e][2 * k] = 2 * o;
+                t[e][2 * k + 1] = 2 * o + 1;
+                k += 1;
+            }
+            e += 1;
+        }
+        t
+    }
+    static BLOCK_INDICES: [[i32; 8]; 256] = block_indices();
+
+    /// dst by blocks of four: block b is src's block (blocks[b] >> 8), reordered by the two-bit
+    /// offsets in the low byte (one load, one lane shuffle, one store).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn permute_blocks(dst: &mut [u64], src: &[u64], blocks: &[u32]) {
+        assert!(dst.len() == 4 * blocks.len());
+        for (o, &e) in dst.chunks_exact_mut(4).zip(blocks) {
+            let s = &src[(e >> 8) as usize * 4..][..4];
+            // SAFETY: four words at s and at o (slice-checked); the table has 8 lanes per entry.
+            unsafe {
+                let idx = _mm256_loadu_si256(BLOCK_INDICES[(e & 0xff) as usize].as_ptr() as *const __m256i);
+                let v = _mm256_loadu_si256(s.as_ptr() as *const __m256i);
+                _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, _mm256_permutevar8x32_epi32(v, idx));
+            }
         }
     }
 
