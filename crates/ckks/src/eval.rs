@@ -493,13 +493,32 @@ impl Evaluator {
                 // Limbs of primes the floating-point kernels serve stay doubles from the
                 // conversion through the transform to the inner product (no round trips).
                 let f64_out: Vec<bool> = conv.to.iter().map(|&t| f64_limb(ctx, t)).collect();
-                conv.convert(&ctx.moduli, &input, &mut targets, &mut scratch.data, &f64_out);
-                targets.par_iter_mut().zip(conv.to.par_iter()).for_each(|(c, &t)| {
+                // A digit of one prime b: its centered value is already the answer for every
+                // FMA-served target above b/2, and the transform reads it straight from the
+                // digit's coefficients (no conversion, no copy).
+                let b = ctx.moduli[conv.from[0]].value();
+                let direct: Vec<bool> = conv
+                    .to
+                    .iter()
+                    .zip(&f64_out)
+                    .map(|(&t, &f)| f && conv.from.len() == 1 && b < MAX_DIRECT && b / 2 < ctx.moduli[t].value())
+                    .collect();
+                {
+                    let mut converted: Vec<&mut [u64]> =
+                        targets.iter_mut().zip(&direct).map(|(c, &d)| if d { &mut [][..] } else { &mut **c }).collect();
+                    conv.convert(&ctx.moduli, &input, &mut converted, &mut scratch.data, &f64_out);
+                }
+                targets.par_iter_mut().zip(conv.to.par_iter().zip(direct.par_iter())).for_each(|(c, (&t, &d))| {
                     #[cfg(target_arch = "x86_64")]
                     if let Some(f) = ctx.ntt[t].fma() {
-                        f.forward_f64(c);
+                        if d {
+                            f.forward_f64_centered(coeff.limb(conv.from[0]), b, c);
+                        } else {
+                            f.forward_f64(c);
+                        }
                         return;
                     }
+                    debug_assert!(!d, "direct targets are FMA-served");
                     ctx.ntt[t].forward(c)
                 });
                 ext
@@ -618,6 +637,13 @@ enum Addend<'a> {
     Poly(&'a Poly),
     Products(&'a [(&'a Poly, &'a Poly)]),
 }
+
+/// Below this a one-prime digit's centered value goes straight into the floating-point
+/// transform (it must be exact as a double and fit that transform's inputs).
+#[cfg(target_arch = "x86_64")]
+const MAX_DIRECT: u64 = crate::fma::MAX_Q;
+#[cfg(not(target_arch = "x86_64"))]
+const MAX_DIRECT: u64 = 0;
 
 /// Whether a raised digit keeps its limb of `prime` as doubles (see `decompose_poly`):
 /// exactly where the floating-point transform serves the prime.

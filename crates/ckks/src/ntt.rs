@@ -357,6 +357,18 @@ mod tests {
                             })
                             .collect();
                         assert_eq!(back, y, "forward_f64 n {n} bits {bits}");
+                        // Straight from words modulo b, centered on the way in: b = q gives the
+                        // same doubles; so does a smaller b against its centered copy.
+                        let mut e = vec![u64::MAX; n];
+                        f.forward_f64_centered(&a, q, &mut e);
+                        assert_eq!(e, d, "forward_f64_centered n {n} bits {bits}");
+                        let b = ntt_primes(29, 16, 1, &[]).unwrap()[0];
+                        let small: Vec<u64> = a.iter().map(|&x| x % b).collect();
+                        let cb = |x: u64| if x > b / 2 { x as f64 - b as f64 } else { x as f64 };
+                        let mut want: Vec<u64> = small.iter().map(|&x| cb(x).to_bits()).collect();
+                        f.forward_f64(&mut want);
+                        f.forward_f64_centered(&small, b, &mut e);
+                        assert_eq!(e, want, "forward_f64_centered from 29 bits, n {n} bits {bits}");
                     }
                     t.inverse(&mut x);
                     assert_eq!(x, a, "round trip n {n} bits {bits}");

@@ -75,10 +75,11 @@ impl FmaTable {
         assert_eq!(a.len(), self.n);
         // SAFETY: a table exists only where `usable` detected AVX2 and FMA; the length is checked.
         unsafe {
+            let src = Source { words: std::ptr::null(), b: 0.0 };
             if self.wide {
-                forward_fma::<true, false>(self, a)
+                forward_fma::<true, false, false>(self, a, src)
             } else {
-                forward_fma::<false, false>(self, a)
+                forward_fma::<false, false, false>(self, a, src)
             }
         }
     }
@@ -91,10 +92,28 @@ impl FmaTable {
         assert_eq!(a.len(), self.n);
         // SAFETY: as in `forward`.
         unsafe {
+            let src = Source { words: std::ptr::null(), b: 0.0 };
             if self.wide {
-                forward_fma::<true, true>(self, a)
+                forward_fma::<true, true, false>(self, a, src)
             } else {
-                forward_fma::<false, true>(self, a)
+                forward_fma::<false, true, false>(self, a, src)
+            }
+        }
+    }
+
+    /// `forward_f64` of the centered representatives of `src`'s words, residues modulo b
+    /// (x − b where x > b/2), into `dst`: for a digit of one prime b raised to this prime,
+    /// whose centered value is already the answer (b/2 < q), with no copy first.
+    pub(crate) fn forward_f64_centered(&self, src: &[u64], b: u64, dst: &mut [u64]) {
+        assert!(src.len() == self.n && dst.len() == self.n);
+        assert!(b < crate::fma::MAX_Q && b / 2 < self.q as u64, "|x| ≤ b/2 must be below q");
+        let src = Source { words: src.as_ptr(), b: b as f64 };
+        // SAFETY: as in `forward`; src holds n words and cannot overlap dst (a &mut borrow).
+        unsafe {
+            if self.wide {
+                forward_fma::<true, true, true>(self, dst, src)
+            } else {
+                forward_fma::<false, true, true>(self, dst, src)
             }
         }
     }
@@ -184,8 +203,22 @@ fn gs<const RED: bool>(x: __m256d, y: __m256d, t: Tw, q: Q) -> (__m256d, __m256d
     (s, mul_mod(_mm256_sub_pd(x, y), t, q))
 }
 
+/// `forward_fma`'s input: the buffer itself (words, or doubles with F64), or with CENTERED
+/// another buffer's words below b, read as their centered representatives (x − b above b/2).
+struct Source {
+    words: *const u64,
+    b: f64,
+}
+
+/// # Safety
+/// AVX2 and FMA; a holds n words; with CENTERED, `src.words` points at n readable words
+/// below b < 2^50 that do not overlap a, and F64 is set.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_fma<const WIDE: bool, const F64: bool>(tab: &FmaTable, a: &mut [u64]) {
+unsafe fn forward_fma<const WIDE: bool, const F64: bool, const CENTERED: bool>(
+    tab: &FmaTable,
+    a: &mut [u64],
+    src: Source,
+) {
     let n = tab.n;
     let q = Q { q: _mm256_set1_pd(tab.q), q_inv: _mm256_set1_pd(1.0 / tab.q) };
     let (fw, fq) = (&tab.fwd, &tab.fwd_q);
@@ -193,7 +226,17 @@ unsafe fn forward_fma<const WIDE: bool, const F64: bool>(tab: &FmaTable, a: &mut
     // loads. Every access goes through pointers derived from one `as_mut_ptr`.
     let base = a.as_mut_ptr();
     let p = base as *mut f64;
-    let pi = base as *const __m256i;
+    let pi = (if CENTERED { src.words } else { base }) as *const __m256i;
+    let (b, half) = (_mm256_set1_pd(src.b), _mm256_set1_pd((src.b / 2.0).floor()));
+    // SAFETY (callers): four words at pi + j/4, inside the input.
+    let load = |j: usize| unsafe {
+        let v = to_f64(_mm256_loadu_si256(pi.add(j / 4)));
+        if CENTERED {
+            _mm256_sub_pd(v, _mm256_and_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(v, half), b))
+        } else {
+            v
+        }
+    };
     let big_layers = tab.log_n - 3;
     let mut m = 1usize;
     if big_layers % 2 == 1 {
@@ -202,21 +245,18 @@ unsafe fn forward_fma<const WIDE: bool, const F64: bool>(tab: &FmaTable, a: &mut
         for j in (0..gap).step_by(4) {
             // SAFETY: j + gap + 4 <= n.
             unsafe {
-                let (x, y) = if F64 {
-                    (ld(p.add(j)), ld(p.add(j + gap)))
-                } else {
-                    (to_f64(_mm256_loadu_si256(pi.add(j / 4))), to_f64(_mm256_loadu_si256(pi.add((j + gap) / 4))))
-                };
+                let (x, y) =
+                    if F64 && !CENTERED { (ld(p.add(j)), ld(p.add(j + gap))) } else { (load(j), load(j + gap)) };
                 let (x, y) = ct::<WIDE>(x, y, w, q);
                 st(p.add(j), x);
                 st(p.add(j + gap), y);
             }
         }
         m = 2;
-    } else if !F64 {
+    } else if !F64 || CENTERED {
         for j in (0..n).step_by(4) {
             // SAFETY: j + 4 <= n.
-            unsafe { st(p.add(j), to_f64(_mm256_loadu_si256(pi.add(j / 4)))) };
+            unsafe { st(p.add(j), load(j)) };
         }
     }
     while m < n / 8 {

@@ -84,7 +84,7 @@ impl BaseConverter {
     /// Targets t with `f64_out[t]` (a prefix may be given; missing entries are false)
     /// receive centered doubles (f64 bit patterns, integers |x| < q) instead of words in
     /// [0, q): the caller transforms them with `forward_f64` next. Only targets the
-    /// floating-point kernels serve may ask for it.
+    /// floating-point kernels serve may ask for it. An empty output slice skips its target.
     pub fn convert(
         &self,
         moduli: &[Modulus],
@@ -110,6 +110,9 @@ impl BaseConverter {
         #[cfg(target_arch = "x86_64")]
         let mut fp_targets = Vec::new();
         for (t, out) in output.iter_mut().enumerate() {
+            if out.is_empty() {
+                continue; // the caller fills this target itself
+            }
             let m = &moduli[self.to[t]];
             // From one prime b, the centered value x itself is the answer: as a double it is
             // a valid input for the floating-point transform of any target above b/2, so it
