@@ -33,7 +33,11 @@ pub struct Evaluator {
 /// The component to key-switch, split into digits and raised to Q·P (NTT form).
 pub struct Decomposed {
     level: usize,
+    /// Digit j's limbs over every prime but its own (those limbs are left unwritten:
+    /// the inner product reads them from `source`).
     digits: Vec<Poly>,
+    /// The component itself (NTT form, over Q at `level`).
+    source: Poly,
 }
 
 impl Evaluator {
@@ -282,7 +286,7 @@ impl Evaluator {
         // d0 = a0·b0 and d1 = a0·b1 + a1·b0 are computed in the key switch's last step,
         // never stored.
         let add = [Addend::Products(&[(&a.c0, &b.c0)]), Addend::Products(&[(&a.c0, &b.c1), (&a.c1, &b.c0)])];
-        let dec = self.decompose_poly(&d2, a.level());
+        let dec = self.decompose_poly(d2, a.level());
         let (c0, c1) = self.switch_finish(&dec, &rk.0, add, None);
         Ok(Ciphertext { params: self.params.clone(), c0, c1, scale })
     }
@@ -296,7 +300,7 @@ impl Evaluator {
         let m = self.q_moduli(a.level());
         let d2 = Poly::product(&a.c1, &a.c1, &m);
         let add = [Addend::Products(&[(&a.c0, &a.c0)]), Addend::Products(&[(&a.c0, &a.c1), (&a.c1, &a.c0)])];
-        let dec = self.decompose_poly(&d2, a.level());
+        let dec = self.decompose_poly(d2, a.level());
         let (c0, c1) = self.switch_finish(&dec, &rk.0, add, None);
         Ok(Ciphertext { params: self.params.clone(), c0, c1, scale })
     }
@@ -377,7 +381,7 @@ impl Evaluator {
 
     fn apply_galois(&self, ct: &Ciphertext, g: u64, key: &KeySwitchKey) -> Result<Ciphertext> {
         self.check_params(&key.params)?;
-        let dec = self.decompose_poly(&ct.c1, ct.level());
+        let dec = self.decompose_poly(ct.c1.clone(), ct.level());
         Ok(self.finish_galois(ct, &dec, g, key))
     }
 
@@ -394,7 +398,7 @@ impl Evaluator {
     /// Splits and raises c1 once, for any number of rotations of `ct` (see `rotate_decomposed`).
     pub fn decompose(&self, ct: &Ciphertext) -> Result<Decomposed> {
         self.check_params(&ct.params)?;
-        Ok(self.decompose_poly(&ct.c1, ct.level()))
+        Ok(self.decompose_poly(ct.c1.clone(), ct.level()))
     }
 
     /// A rotation of `ct` reusing its decomposition: the cost of the split and of the
@@ -462,27 +466,16 @@ impl Evaluator {
         }
     }
 
-    fn decompose_poly(&self, d: &Poly, level: usize) -> Decomposed {
+    fn decompose_poly(&self, d: Poly, level: usize) -> Decomposed {
         let ctx = self.ctx();
         let n = ctx.n;
         let k = self.params.p().len();
-        let coeff = Poly::intt_of(d, &ctx.ntt[..=level].iter().collect::<Vec<_>>());
+        let coeff = Poly::intt_of(&d, &ctx.ntt[..=level].iter().collect::<Vec<_>>());
         let digits = ctx.modup[level]
             .par_iter()
             .map(|conv| {
-                // Every limb is written: the digit's own primes copied, all others converted.
+                // Every limb but the digit's own primes' is written (those are d's own).
                 let mut ext = Poly::scratch(n, level + 1 + k);
-                for &i in &conv.from {
-                    if f64_limb(ctx, i) {
-                        // SAFETY: f64_limb found the floating-point transform, so AVX2 and FMA.
-                        #[cfg(target_arch = "x86_64")]
-                        unsafe {
-                            crate::fma::to_f64_slice(ext.limb_mut(i), d.limb(i))
-                        };
-                    } else {
-                        ext.limb_mut(i).copy_from_slice(d.limb(i));
-                    }
-                }
                 let input: Vec<&[u64]> = conv.from.iter().map(|&i| coeff.limb(i)).collect();
                 // Convert straight into the raised polynomial's limbs, then transform them in place.
                 let mut by_pos: Vec<Option<&mut [u64]>> = ext.data.chunks_mut(n).map(Some).collect();
@@ -524,7 +517,7 @@ impl Evaluator {
                 ext
             })
             .collect();
-        Decomposed { level, digits }
+        Decomposed { level, digits, source: d }
     }
 
     /// The key switch's second half: the inner product Σ_digits raised_digit · key over
@@ -549,12 +542,23 @@ impl Evaluator {
         let level = dec.level;
         let k = self.params.p().len();
         let digits = dec.digits.len();
+        let convs = &ctx.modup[level];
         let dot = |pos: usize, o0: &mut [u64], o1: &mut [u64]| {
             let prime = self.ext_prime(pos, level);
-            let src: Vec<&[u64]> = dec.digits.iter().map(|d| d.limb(pos)).collect();
+            // A digit's limb of one of its own primes is the component's (words); the
+            // others are raised limbs, doubles where the FMA kernels serve the prime.
+            let (src, src_f64): (Vec<&[u64]>, Vec<bool>) = dec
+                .digits
+                .iter()
+                .zip(convs)
+                .map(|(d, conv)| match conv.from.contains(&prime) {
+                    true => (dec.source.limb(pos), false),
+                    false => (d.limb(pos), f64_limb(ctx, prime)),
+                })
+                .unzip();
             let (b, bp) = (limbs_of(&key.b[..digits], prime), limbs_of(&key.bp[..digits], prime));
             let (a, ap) = (limbs_of(&key.a[..digits], prime), limbs_of(&key.ap[..digits], prime));
-            simd::key_dot(o0, o1, &src, &b, &bp, &a, &ap, &ctx.moduli[prime], f64_limb(ctx, prime));
+            simd::key_dot(o0, o1, &src, &src_f64, &b, &bp, &a, &ap, &ctx.moduli[prime]);
         };
         // The P limbs, whole (their conversion needs all of them); key_dot writes every word.
         let mut xp0 = Poly::scratch(n, k);

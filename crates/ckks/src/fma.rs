@@ -118,13 +118,14 @@ pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {
 /// leaves them).
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA; q < 2^50; src words below q (or, with SRC_F64, doubles
-/// of integers |x| < q); b, a doubles of integers below q.
+/// The CPU must have AVX2 and FMA; q < 2^50; src words below q (or, where `src_f64`,
+/// doubles of integers |x| < q); b, a doubles of integers below q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn key_dot<const SRC_F64: bool>(
+pub(crate) unsafe fn key_dot(
     o0: &mut [u64],
     o1: &mut [u64],
     src: &[&[u64]],
+    src_f64: &[bool],
     b: &[&[u64]],
     a: &[&[u64]],
     q: u64,
@@ -132,7 +133,7 @@ pub(crate) unsafe fn key_dot<const SRC_F64: bool>(
     let n = o0.len();
     let digits = src.len();
     assert!(o1.len() == n && n.is_multiple_of(4) && q < MAX_Q);
-    assert!(b.len() == digits && a.len() == digits);
+    assert!(b.len() == digits && a.len() == digits && src_f64.len() == digits);
     assert!([src, b, a].iter().all(|v| v.iter().all(|s| s.len() >= n)));
     if digits == 0 {
         o0.fill(0);
@@ -152,11 +153,11 @@ pub(crate) unsafe fn key_dot<const SRC_F64: bool>(
     // whole-limb order made a key switch 5% faster.
     for d in 0..digits {
         let (x, kb, ka) = (src[d].as_ptr(), b[d].as_ptr(), a[d].as_ptr());
-        let red = d > 0 && d.is_multiple_of(per_group);
+        let (red, x_f64) = (d > 0 && d.is_multiple_of(per_group), src_f64[d]);
         for i in (0..n).step_by(4) {
             // SAFETY: i + 4 <= n <= every slice's length (asserted above).
             unsafe {
-                let xv = if SRC_F64 {
+                let xv = if x_f64 {
                     _mm256_loadu_pd(x.add(i) as *const f64)
                 } else {
                     to_f64(_mm256_loadu_si256(x.add(i) as *const __m256i))
@@ -381,22 +382,6 @@ pub(crate) unsafe fn centered_f64(dst: &mut [u64], src: &[u64], b: u64) {
         unsafe {
             let v = to_f64(_mm256_loadu_si256(s.as_ptr() as *const __m256i));
             let v = _mm256_sub_pd(v, _mm256_and_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(v, half), bf));
-            _mm256_storeu_pd(d.as_mut_ptr() as *mut f64, v);
-        }
-    }
-}
-
-/// dst = src as doubles (f64 bit patterns), for words below 2^52.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn to_f64_slice(dst: &mut [u64], src: &[u64]) {
-    assert!(dst.len() == src.len() && dst.len().is_multiple_of(4));
-    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-        // SAFETY: four words in each chunk.
-        unsafe {
-            let v = to_f64(_mm256_loadu_si256(s.as_ptr() as *const __m256i));
             _mm256_storeu_pd(d.as_mut_ptr() as *mut f64, v);
         }
     }
@@ -633,12 +618,19 @@ mod tests {
                 let (bf, af) = (as_f64(&b), as_f64(&a));
                 let (br, ar) = (slices(&bf), slices(&af));
                 // SAFETY: AVX2 and FMA detected above; q < 2^50; every slice is n long.
-                unsafe { key_dot::<false>(&mut o0, &mut o1, &sr, &br, &ar, q) };
+                unsafe { key_dot(&mut o0, &mut o1, &sr, &vec![false; digits], &br, &ar, q) };
                 let srcf = as_f64(&src);
                 let (mut f0, mut f1) = (vec![u64::MAX; n], vec![u64::MAX; n]);
                 // SAFETY: as above, the sources as doubles.
-                unsafe { key_dot::<true>(&mut f0, &mut f1, &slices(&srcf), &br, &ar, q) };
+                unsafe { key_dot(&mut f0, &mut f1, &slices(&srcf), &vec![true; digits], &br, &ar, q) };
                 assert!(f0 == o0 && f1 == o1, "bits {bits} digits {digits}: f64 sources");
+                // Mixed: every other digit as doubles (a digit's own primes stay words).
+                let mixed: Vec<&[u64]> =
+                    (0..digits).map(|d| if d % 2 == 0 { &srcf[d][..] } else { &src[d][..] }).collect();
+                let kinds: Vec<bool> = (0..digits).map(|d| d % 2 == 0).collect();
+                // SAFETY: as above.
+                unsafe { key_dot(&mut f0, &mut f1, &mixed, &kinds, &br, &ar, q) };
+                assert!(f0 == o0 && f1 == o1, "bits {bits} digits {digits}: mixed sources");
                 for i in 0..n {
                     let dot = |k: &[Vec<u64>]| (0..digits).fold(0u64, |acc, d| m.add(acc, m.mul(src[d][i], k[d][i])));
                     assert_eq!(o0[i], dot(&b), "bits {bits} digits {digits} i {i}");
@@ -773,7 +765,7 @@ mod tests {
             let keyf: Vec<Vec<u64>> = key.iter().map(|l| l.iter().map(|&w| (w as f64).to_bits()).collect()).collect();
             let (mut o0, mut o1) = (vec![0; n], vec![0; n]);
             // SAFETY: AVX2 and FMA detected above; q < 2^50; every slice n long.
-            unsafe { key_dot::<false>(&mut o0, &mut o1, &slices(&src), &slices(&keyf), &slices(&keyf), q) };
+            unsafe { key_dot(&mut o0, &mut o1, &slices(&src), &[false; 24], &slices(&keyf), &slices(&keyf), q) };
             let want = (0..digits).fold(0, |acc, _| m.add(acc, m.mul(q - 1, (q - 1) / 2)));
             assert!(o0.iter().chain(&o1).all(|&x| x == want), "{bits} bits");
             let ys = vec![vec![(1u64 << 50) - 1; n]; 12];

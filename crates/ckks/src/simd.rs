@@ -123,22 +123,21 @@ pub(crate) fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m
 
 /// The key-switching inner product of one limb, both halves at once:
 /// o0 = Σ_d src_d·b_d, o1 = Σ_d src_d·a_d mod q, fully reduced; o0 and o1 are
-/// overwritten. `b`, `a` come with companions `bp`, `ap` from `key_companion`. With
-/// `src_f64` the sources are centered doubles (`ntt_fma`'s `forward_f64` output).
-/// The AVX2 path walks the digits inside each group of lanes, so each source word is
-/// read once and the accumulators never leave registers (the digit-by-digit loop
-/// re-read and re-wrote both outputs for every digit: it was memory-bound).
+/// overwritten. `b`, `a` come with companions `bp`, `ap` from `key_companion`. Sources
+/// with `src_f64` set are centered doubles (`ntt_fma`'s `forward_f64` output), the
+/// others words below q. Both vector kernels go one digit at a time over the whole limb
+/// (long sequential streams: at N = 2^14 the key comes from memory).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn key_dot(
     o0: &mut [u64],
     o1: &mut [u64],
     src: &[&[u64]],
+    src_f64: &[bool],
     b: &[&[u64]],
     bp: &[&[u64]],
     a: &[&[u64]],
     ap: &[&[u64]],
     m: &Modulus,
-    src_f64: bool,
 ) {
     // The key's companions are f64 bit patterns exactly where fma::usable holds
     // (`key_companion`): that alone picks the kernel (lengths are multiples of 4, asserted).
@@ -146,16 +145,10 @@ pub(crate) fn key_dot(
     if crate::fma::usable(m.value()) {
         // SAFETY: AVX2 and FMA checked by fma::usable; q < 2^50; lengths asserted inside;
         // the companions are the key words as f64 bit patterns (`key_companion`).
-        unsafe {
-            if src_f64 {
-                crate::fma::key_dot::<true>(o0, o1, src, bp, ap, m.value())
-            } else {
-                crate::fma::key_dot::<false>(o0, o1, src, bp, ap, m.value())
-            }
-        };
+        unsafe { crate::fma::key_dot(o0, o1, src, src_f64, bp, ap, m.value()) };
         return;
     }
-    assert!(!src_f64, "sources as doubles only where the floating-point kernel serves the prime");
+    assert!(!src_f64.contains(&true), "sources as doubles only where the floating-point kernel serves the prime");
     #[cfg(target_arch = "x86_64")]
     if avx2_for(o0.len(), m) {
         // SAFETY: AVX2 checked by avx2_for; every slice's length is asserted inside.
