@@ -2,7 +2,7 @@
 //! (for additions) scale; mismatches are errors, never silent fixes.
 //!
 //! Key switching is hybrid: the component to switch is split into `dnum` digits of
-//! about α primes, each raised to the basis Q·P (fast base conversion), multiplied
+//! about α primes, each raised to the basis Q·P (exact, centered base conversion), multiplied
 //! by the key and brought back by dividing by P. Hoisted rotations share the costly
 //! split-and-raise among many Galois elements: in NTT form an automorphism σ is a
 //! permutation, and Σ σ(d_j)·k_j = σ(Σ d_j·σ⁻¹(k_j)), so Galois keys are kept
@@ -33,8 +33,9 @@ pub struct Evaluator {
 /// The component to key-switch, split into digits and raised to Q·P (NTT form).
 pub struct Decomposed {
     level: usize,
-    /// Digit j's limbs over every prime but its own (those limbs are left unwritten:
-    /// the inner product reads them from `source`).
+    /// Digit j's limbs over every prime but its own, in the order of its converter's
+    /// targets (`modup[level][j].to`); the inner product reads its own primes' limbs
+    /// from `source`.
     digits: Vec<Poly>,
     /// The component itself (NTT form, over Q at `level`).
     source: Poly,
@@ -342,7 +343,7 @@ impl Evaluator {
             simd::sub_const(&mut t.data, m.reduce(half), m);
             ctx.ntt[i].forward(&mut t.data);
             let (w, ws) = inv[i];
-            simd::sub_mul_const(x, &t.data, w, ws, m, false);
+            simd::sub_mul_const(x, &t.data, w, ws, m);
         });
     }
 
@@ -448,16 +449,8 @@ impl Evaluator {
 
     // ---- key switching -----------------------------------------------------------
 
-    /// Position of prime `k` (index into the moduli list) in a raised polynomial at `level`.
-    fn ext_pos(&self, k: usize, level: usize) -> usize {
-        let l = self.params.q().len();
-        if k < l {
-            k
-        } else {
-            level + 1 + (k - l)
-        }
-    }
-
+    /// The prime (index into the moduli list) of position `pos` of a polynomial over Q·P
+    /// at `level`: the q chain up to `level`, then the special primes.
     fn ext_prime(&self, pos: usize, level: usize) -> usize {
         if pos <= level {
             pos
@@ -469,18 +462,16 @@ impl Evaluator {
     fn decompose_poly(&self, d: Poly, level: usize) -> Decomposed {
         let ctx = self.ctx();
         let n = ctx.n;
-        let k = self.params.p().len();
         let coeff = Poly::intt_of(&d, &ctx.ntt[..=level].iter().collect::<Vec<_>>());
         let digits = ctx.modup[level]
             .par_iter()
             .map(|conv| {
-                // Every limb but the digit's own primes' is written (those are d's own).
-                let mut ext = Poly::scratch(n, level + 1 + k);
+                // The raised digit's limbs over every other prime, in the order of `conv.to`
+                // (its own primes' limbs are d's). Converted straight into them, then
+                // transformed in place; every limb is written.
+                let mut ext = Poly::scratch(n, conv.to.len());
                 let input: Vec<&[u64]> = conv.from.iter().map(|&i| coeff.limb(i)).collect();
-                // Convert straight into the raised polynomial's limbs, then transform them in place.
-                let mut by_pos: Vec<Option<&mut [u64]>> = ext.data.chunks_mut(n).map(Some).collect();
-                let mut targets: Vec<&mut [u64]> =
-                    conv.to.iter().map(|&t| by_pos[self.ext_pos(t, level)].take().expect("distinct targets")).collect();
+                let mut targets: Vec<&mut [u64]> = ext.data.chunks_mut(n).collect();
                 // Pooled: a fresh buffer each time was freshly faulted pages, zeroed twice.
                 let mut scratch = Poly::scratch(n, conv.from.len());
                 // Limbs of primes the floating-point kernels serve stay doubles from the
@@ -494,7 +485,7 @@ impl Evaluator {
                     .to
                     .iter()
                     .zip(&f64_out)
-                    .map(|(&t, &f)| f && conv.from.len() == 1 && b < MAX_DIRECT && b / 2 < ctx.moduli[t].value())
+                    .map(|(&t, &f)| f && conv.from.len() == 1 && direct_ok(b, ctx.moduli[t].value()))
                     .collect();
                 {
                     let mut converted: Vec<&mut [u64]> =
@@ -551,9 +542,9 @@ impl Evaluator {
                 .digits
                 .iter()
                 .zip(convs)
-                .map(|(d, conv)| match conv.from.contains(&prime) {
-                    true => (dec.source.limb(pos), false),
-                    false => (d.limb(pos), f64_limb(ctx, prime)),
+                .map(|(d, conv)| match conv.to.iter().position(|&t| t == prime) {
+                    Some(slot) => (d.limb(slot), f64_limb(ctx, prime)),
+                    None => (dec.source.limb(pos), false), // one of the digit's own primes
                 })
                 .unzip();
             let (b, bp) = (limbs_of(&key.b[..digits], prime), limbs_of(&key.bp[..digits], prime));
@@ -642,12 +633,19 @@ enum Addend<'a> {
     Products(&'a [(&'a Poly, &'a Poly)]),
 }
 
-/// Below this a one-prime digit's centered value goes straight into the floating-point
-/// transform (it must be exact as a double and fit that transform's inputs).
-#[cfg(target_arch = "x86_64")]
-const MAX_DIRECT: u64 = crate::fma::MAX_Q;
-#[cfg(not(target_arch = "x86_64"))]
-const MAX_DIRECT: u64 = 0;
+/// Whether a one-prime digit's centered value (modulo b) can go straight into the
+/// floating-point transform of prime q: exact as a double, and |x| ≤ b/2 below q.
+fn direct_ok(b: u64, q: u64) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        b < crate::fma::MAX_Q && b / 2 < q
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (b, q);
+        false
+    }
+}
 
 /// Whether a raised digit keeps its limb of `prime` as doubles (see `decompose_poly`):
 /// exactly where the floating-point transform serves the prime.

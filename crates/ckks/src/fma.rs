@@ -114,8 +114,8 @@ pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {
 /// (`simd::key_companion`). Unlike the integer kernel it needs no Shoup companions (the
 /// quotient comes from h/q): three streams per digit instead of five.
 ///
-/// With SRC_F64 the source limbs are doubles too (|x| < q, as `ntt_fma`'s `forward_f64`
-/// leaves them).
+/// Sources d with `src_f64[d]` are doubles too (|x| < q, as `ntt_fma`'s `forward_f64`
+/// leaves them); the others words (a digit's limbs of its own primes).
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; q < 2^50; src words below q (or, where `src_f64`,
@@ -454,14 +454,14 @@ pub(crate) unsafe fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u6
 /// # Safety
 /// As `mul_into`; w < q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn sub_mul_const<const Y_F64: bool>(x: &mut [u64], y: &[u64], w: u64, q: u64) {
+pub(crate) unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, q: u64) {
     let t = tw1(w as f64, w as f64 / q as f64);
     let n = x.len();
     assert!(y.len() >= n);
     let p = x.as_mut_ptr();
     // SAFETY: lengths checked; x is read and written in place (allowed by `lanes`).
     unsafe {
-        lanes::<_, Y_F64>(p, n, [p as *const u64, y.as_ptr()], q, |v, qs| mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs))
+        lanes::<_, false>(p, n, [p as *const u64, y.as_ptr()], q, |v, qs| mul_mod(_mm256_sub_pd(v[0], v[1]), t, qs))
     };
 }
 
@@ -495,8 +495,10 @@ pub(crate) unsafe fn sub_from_mul_const_add_products<const Y_F64: bool>(
     assert!(x.len() >= n && prods.iter().all(|(a, b)| a.len() >= n && b.len() >= n));
     let t = tw1(w as f64, w as f64 / q as f64);
     let (p, xp) = (y.as_mut_ptr(), x.as_ptr());
-    // |(x − y)·w| < 0.75q + 1 (|x − y| < 2q) and each product below 0.875q + 1: one product
-    // leaves the sum below 2^51 as `to_u64` needs; with two, their sum is reduced first.
+    // |(x − y)·w| ≤ q·(1/2 + 2q·2^-52) < q (|x − y| < 2q) and each product below
+    // 0.875q + 1: one product leaves the sum below 1.9q + 1 < 2^51 as `to_u64` needs; with
+    // two, their sum (up to 1.75q + 2, which could take the total past 2^51 for q near
+    // 2^50) is reduced first.
     let head = move |v0: __m256d, v1: __m256d, qs| mul_mod(_mm256_sub_pd(v0, v1), t, qs);
     // SAFETY (all arms): lengths checked; y read and written in place (allowed by `lanes`).
     unsafe {
@@ -707,7 +709,7 @@ mod tests {
             assert!((0..n).all(|i| out[i] == m.add(m.mul(a[i], b[i]), m.mul(c[i], d[i]))), "mul_add_into, {bits} bits");
             for w in [0, 1, q - 1, q / 3] {
                 let mut x = a.clone();
-                unsafe { sub_mul_const::<false>(&mut x, &b, w, q) };
+                unsafe { sub_mul_const(&mut x, &b, w, q) };
                 assert!((0..n).all(|i| x[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, {bits} bits");
                 let x: Vec<u64> = (0..n).map(|i| m.add(m.mul(m.sub(a[i], b[i]), w), c[i])).collect();
                 let mut y = b.clone();
@@ -737,9 +739,6 @@ mod tests {
                     unsafe { sub_from_mul_const_add_products::<true>(&mut y, &a, w, &prods[..k], q) };
                     assert_eq!(&y, want, "{k} products, y doubles, {bits} bits");
                 }
-                let mut z = a.clone();
-                unsafe { sub_mul_const::<true>(&mut z, &centered(&b), w, q) };
-                assert!((0..n).all(|i| z[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, y doubles, {bits} bits");
                 unsafe { add_mul_const(&mut out, &a, q - 1 - w % q, w, q) };
                 assert!((0..n).all(|i| out[i] == m.mul(m.add(a[i], q - 1 - w % q), w)), "add_mul_const, {bits} bits");
             }

@@ -324,10 +324,12 @@ mod tests {
                 let Ok(qs) = ntt_primes(bits, n, 1, &[]) else { continue };
                 let q = qs[0];
                 let t = NttTable::new(Modulus::new(q), n).unwrap();
-                let inputs: [Vec<u64>; 3] = [
+                let inputs: [Vec<u64>; 4] = [
                     (0..n).map(|_| next() % q).collect(),
                     (0..n).map(|i| [0, 1, q - 1, q - 2][i % 4]).collect(),
                     vec![q - 1; n],
+                    // Where centering turns: q/2 stays, q/2 + 1 becomes negative.
+                    (0..n).map(|i| [q / 2, q / 2 + 1, q / 2 - 1, q - 1][i % 4]).collect(),
                 ];
                 for a in inputs {
                     let (mut x, mut y) = (a.clone(), a.clone());
@@ -362,13 +364,21 @@ mod tests {
                         let mut e = vec![u64::MAX; n];
                         f.forward_f64_centered(&a, q, &mut e);
                         assert_eq!(e, d, "forward_f64_centered n {n} bits {bits}");
-                        let b = ntt_primes(29, 16, 1, &[]).unwrap()[0];
-                        let small: Vec<u64> = a.iter().map(|&x| x % b).collect();
-                        let cb = |x: u64| if x > b / 2 { x as f64 - b as f64 } else { x as f64 };
-                        let mut want: Vec<u64> = small.iter().map(|&x| cb(x).to_bits()).collect();
-                        f.forward_f64(&mut want);
-                        f.forward_f64_centered(&small, b, &mut e);
-                        assert_eq!(e, want, "forward_f64_centered from 29 bits, n {n} bits {bits}");
+                        // From a smaller prime b, and from one just above q (b/2 < q < b),
+                        // whose centered values reach ±q/2: at b/2 and b/2 + 1 too.
+                        let above = ntt_primes(bits, 16, 8, &[q]).unwrap().into_iter().find(|&b| b > q && b < 2 * q);
+                        for b in [ntt_primes(29, 16, 1, &[]).unwrap()[0]].into_iter().chain(above) {
+                            if b >= crate::fma::MAX_Q {
+                                continue;
+                            }
+                            let mut src: Vec<u64> = a.iter().map(|&x| x % b).collect();
+                            src[..4].copy_from_slice(&[b / 2, b / 2 + 1, 0, b - 1]);
+                            let cb = |x: u64| if x > b / 2 { x as f64 - b as f64 } else { x as f64 };
+                            let mut want: Vec<u64> = src.iter().map(|&x| cb(x).to_bits()).collect();
+                            f.forward_f64(&mut want);
+                            f.forward_f64_centered(&src, b, &mut e);
+                            assert_eq!(e, want, "forward_f64_centered from b = {b}, n {n} bits {bits}");
+                        }
                     }
                     t.inverse(&mut x);
                     assert_eq!(x, a, "round trip n {n} bits {bits}");

@@ -223,7 +223,8 @@ unsafe fn forward_fma<const WIDE: bool, const F64: bool, const CENTERED: bool>(
     let q = Q { q: _mm256_set1_pd(tab.q), q_inv: _mm256_set1_pd(1.0 / tab.q) };
     let (fw, fq) = (&tab.fwd, &tab.fwd_q);
     // The words become doubles in place (the same 8 bytes): the first layer converts as it
-    // loads. Every access goes through pointers derived from one `as_mut_ptr`.
+    // loads. Every access to `a` goes through pointers derived from one `as_mut_ptr`; with
+    // CENTERED the first pass reads `src` instead, a separate buffer (only read).
     let base = a.as_mut_ptr();
     let p = base as *mut f64;
     let pi = (if CENTERED { src.words } else { base }) as *const __m256i;

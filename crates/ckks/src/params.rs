@@ -196,7 +196,7 @@ pub(crate) struct Context {
 /// four, each in one of a few orders. Gathering by blocks (one load, one shuffle, one
 /// store per four words) is what makes a rotation's permutation cheap.
 #[derive(Debug)]
-pub struct GaloisPerm {
+pub(crate) struct GaloisPerm {
     perm: Vec<u32>,
     /// Per output block b: (source block << 8) | the four source offsets, two bits each.
     blocks: Option<Vec<u32>>,

@@ -340,13 +340,9 @@ pub(crate) fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], m: &Modulus) {
 }
 
 /// x = (x - y)·w mod q for a constant w (Shoup pair); x, y in [0, q).
-pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus, y_f64: bool) {
+pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    assert!(!y_f64 || fma_for(x.len(), m), "doubles only where the floating-point kernels serve the prime");
-    #[cfg(not(target_arch = "x86_64"))]
-    assert!(!y_f64, "doubles only where the floating-point kernels serve the prime");
-    #[cfg(target_arch = "x86_64")]
-    if !y_f64 && has_avx512() && x.len().is_multiple_of(8) {
+    if has_avx512() && x.len().is_multiple_of(8) {
         // SAFETY: features checked above; y is at least x.len() long (asserted inside).
         unsafe { avx512::sub_mul_const(x, y, w, wp, m.value()) };
         return;
@@ -354,13 +350,7 @@ pub(crate) fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modul
     #[cfg(target_arch = "x86_64")]
     if fma_for(x.len(), m) {
         // SAFETY: fma_for checked the features, q < 2^50 and the length; y's length is asserted inside.
-        unsafe {
-            if y_f64 {
-                crate::fma::sub_mul_const::<true>(x, y, w, m.value())
-            } else {
-                crate::fma::sub_mul_const::<false>(x, y, w, m.value())
-            }
-        };
+        unsafe { crate::fma::sub_mul_const(x, y, w, m.value()) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -386,8 +376,8 @@ pub(crate) fn permute_into(dst: &mut [u64], src: &[u64], perm: &crate::params::G
         return;
     };
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() || has_avx512() {
-        // SAFETY: AVX2 detected (AVX-512 CPUs have it); lengths checked above, block indices inside.
+    if avx2_detected() {
+        // SAFETY: AVX2 detected; lengths checked above, block indices inside.
         unsafe { avx2::permute_blocks(dst, src, blocks) };
         return;
     }
@@ -458,7 +448,7 @@ pub(crate) fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, 
     let _ = wp;
     // (x − y)·w = (y − x)·(q − w): the vectorised kernels of the other orientation.
     let w_neg = m.neg(w);
-    sub_mul_const(y, x, w_neg, m.shoup(w_neg), m, false);
+    sub_mul_const(y, x, w_neg, m.shoup(w_neg), m);
     add_assign(y, e, m);
 }
 
@@ -1216,7 +1206,7 @@ mod tests {
                 assert_eq!(r2[i], a[i]);
             }
             let mut d = a.clone();
-            sub_mul_const(&mut d, &b, 7, m.shoup(7), &m, false);
+            sub_mul_const(&mut d, &b, 7, m.shoup(7), &m);
             for i in 0..n {
                 assert_eq!(d[i], m.mul(m.sub(a[i], b[i]), 7));
             }

@@ -15,7 +15,7 @@ fn main() {
     let dir = std::path::Path::new(&args[1]);
     let data = compiler::npy::read(std::path::Path::new(&args[2])).expect("inputs");
     let samples: usize = args.get(3).map(|s| s.parse().unwrap()).unwrap_or(2);
-    let model = HeModel::read_file(&dir.join("1/model.hem")).expect("model.hem");
+    let model = HeModel::read_file(dir.join("1/model.hem")).expect("model.hem");
     let params = Parameters::from_spec(&model.client.params).unwrap();
     let enc = Encoder::new(&params);
     let eval = Evaluator::new(&params);
