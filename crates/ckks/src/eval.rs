@@ -31,14 +31,14 @@ pub struct Evaluator {
 }
 
 /// The component to key-switch, split into digits and raised to Q·P (NTT form).
-pub struct Decomposed {
+pub struct Decomposed<'a> {
     level: usize,
     /// Digit j's limbs over every prime but its own, in the order of its converter's
     /// targets (`modup[level][j].to`); the inner product reads its own primes' limbs
     /// from `source`.
     digits: Vec<Poly>,
-    /// The component itself (NTT form, over Q at `level`).
-    source: Poly,
+    /// The component itself (NTT form, over Q at `level`), borrowed: no copy.
+    source: &'a Poly,
 }
 
 impl Evaluator {
@@ -287,7 +287,7 @@ impl Evaluator {
         // d0 = a0·b0 and d1 = a0·b1 + a1·b0 are computed in the key switch's last step,
         // never stored.
         let add = [Addend::Products(&[(&a.c0, &b.c0)]), Addend::Products(&[(&a.c0, &b.c1), (&a.c1, &b.c0)])];
-        let dec = self.decompose_poly(d2, a.level());
+        let dec = self.decompose_poly(&d2, a.level());
         let (c0, c1) = self.switch_finish(&dec, &rk.0, add, None);
         Ok(Ciphertext { params: self.params.clone(), c0, c1, scale })
     }
@@ -301,7 +301,7 @@ impl Evaluator {
         let m = self.q_moduli(a.level());
         let d2 = Poly::product(&a.c1, &a.c1, &m);
         let add = [Addend::Products(&[(&a.c0, &a.c0)]), Addend::Products(&[(&a.c0, &a.c1), (&a.c1, &a.c0)])];
-        let dec = self.decompose_poly(d2, a.level());
+        let dec = self.decompose_poly(&d2, a.level());
         let (c0, c1) = self.switch_finish(&dec, &rk.0, add, None);
         Ok(Ciphertext { params: self.params.clone(), c0, c1, scale })
     }
@@ -382,7 +382,7 @@ impl Evaluator {
 
     fn apply_galois(&self, ct: &Ciphertext, g: u64, key: &KeySwitchKey) -> Result<Ciphertext> {
         self.check_params(&key.params)?;
-        let dec = self.decompose_poly(ct.c1.clone(), ct.level());
+        let dec = self.decompose_poly(&ct.c1, ct.level());
         Ok(self.finish_galois(ct, &dec, g, key))
     }
 
@@ -397,9 +397,9 @@ impl Evaluator {
     }
 
     /// Splits and raises c1 once, for any number of rotations of `ct` (see `rotate_decomposed`).
-    pub fn decompose(&self, ct: &Ciphertext) -> Result<Decomposed> {
+    pub fn decompose<'a>(&self, ct: &'a Ciphertext) -> Result<Decomposed<'a>> {
         self.check_params(&ct.params)?;
-        Ok(self.decompose_poly(ct.c1.clone(), ct.level()))
+        Ok(self.decompose_poly(&ct.c1, ct.level()))
     }
 
     /// A rotation of `ct` reusing its decomposition: the cost of the split and of the
@@ -459,10 +459,10 @@ impl Evaluator {
         }
     }
 
-    fn decompose_poly(&self, d: Poly, level: usize) -> Decomposed {
+    fn decompose_poly<'a>(&self, d: &'a Poly, level: usize) -> Decomposed<'a> {
         let ctx = self.ctx();
         let n = ctx.n;
-        let coeff = Poly::intt_of(&d, &ctx.ntt[..=level].iter().collect::<Vec<_>>());
+        let coeff = Poly::intt_of(d, &ctx.ntt[..=level].iter().collect::<Vec<_>>());
         let digits = ctx.modup[level]
             .par_iter()
             .map(|conv| {
