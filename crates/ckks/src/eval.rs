@@ -494,16 +494,13 @@ impl Evaluator {
                 }
                 targets.par_iter_mut().zip(conv.to.par_iter().zip(direct.par_iter())).for_each(|(c, (&t, &d))| {
                     #[cfg(target_arch = "x86_64")]
-                    if let Some(f) = ctx.ntt[t].fma() {
-                        if d {
-                            f.forward_f64_centered(coeff.limb(conv.from[0]), b, c);
-                        } else {
-                            f.forward_f64(c);
-                        }
+                    if d {
+                        let f = ctx.ntt[t].fma().expect("direct targets are FMA-served");
+                        f.forward_f64_centered(coeff.limb(conv.from[0]), b, c);
                         return;
                     }
                     debug_assert!(!d, "direct targets are FMA-served");
-                    ctx.ntt[t].forward(c)
+                    forward_limb(ctx, t, c)
                 });
                 ext
             })
@@ -579,14 +576,7 @@ impl Evaluator {
             dot(i, t0, t1);
             for (h, (c, t)) in [(&mut *c0, &*t0), (&mut *c1, &*t1)].into_iter().enumerate() {
                 // Transformed here, just before the last step reads it: still in cache.
-                #[cfg(target_arch = "x86_64")]
-                if f64_out[i] {
-                    ctx.ntt[i].fma().expect("f64_limb found it").forward_f64(c);
-                } else {
-                    ctx.ntt[i].forward(c);
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                ctx.ntt[i].forward(c);
+                forward_limb(ctx, i, c);
                 match add[h] {
                     Addend::Poly(e) => simd::sub_from_mul_const_add(c, t, w, ws, e.limb(i), m, f64_out[i]),
                     Addend::Products(ps) => {
@@ -645,6 +635,17 @@ fn direct_ok(b: u64, q: u64) -> bool {
         let _ = (b, q);
         false
     }
+}
+
+/// The forward transform of a key-switching limb of `prime`: on doubles (`forward_f64`)
+/// exactly where `f64_limb` says the limb is kept as doubles, else on words.
+fn forward_limb(ctx: &Context, prime: usize, c: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) = ctx.ntt[prime].fma() {
+        f.forward_f64(c);
+        return;
+    }
+    ctx.ntt[prime].forward(c)
 }
 
 /// Whether a raised digit keeps its limb of `prime` as doubles (see `decompose_poly`):

@@ -368,25 +368,6 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
     }
 }
 
-/// dst = the centered representatives of src's residues modulo b (x − b where x > b/2),
-/// as doubles (f64 bit patterns).
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA; b < 2^52, src words below b.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn centered_f64(dst: &mut [u64], src: &[u64], b: u64) {
-    assert!(dst.len() == src.len() && dst.len().is_multiple_of(4) && b < (1 << 52));
-    let (bf, half) = (_mm256_set1_pd(b as f64), _mm256_set1_pd((b / 2) as f64));
-    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-        // SAFETY: four words in each chunk.
-        unsafe {
-            let v = to_f64(_mm256_loadu_si256(s.as_ptr() as *const __m256i));
-            let v = _mm256_sub_pd(v, _mm256_and_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(v, half), bf));
-            _mm256_storeu_pd(d.as_mut_ptr() as *mut f64, v);
-        }
-    }
-}
-
 /// Runs `f` on every group of four lanes i < n, with the inputs' lanes loaded as doubles
 /// (converted from words; with Y_F64 the second input holds doubles of integers |x| < q,
 /// as `forward_f64` leaves them) and a fully reduced store to `out`, which may be one of the inputs

@@ -117,20 +117,6 @@ impl BaseConverter {
                 continue; // the caller fills this target itself
             }
             let m = &moduli[self.to[t]];
-            // From one prime b, the centered value x itself is the answer: as a double it is
-            // a valid input for the floating-point transform of any target above b/2, so it
-            // is copied instead of converted (a single-prime digit raised to every other prime).
-            #[cfg(target_arch = "x86_64")]
-            if k == 1
-                && f64_out.get(t).copied().unwrap_or(false)
-                && crate::fma::usable(m.value())
-                && bound < crate::fma::MAX_Q
-                && bound / 2 < m.value()
-            {
-                // SAFETY: fma::usable checked AVX2 and FMA; b < 2^50 and the inputs below it.
-                unsafe { crate::fma::centered_f64(out, input[0], bound) };
-                continue;
-            }
             #[cfg(target_arch = "x86_64")]
             if bound < (1 << 61) && crate::fma::usable(m.value()) && n.is_multiple_of(4) {
                 let fix = &self.fix_to[t];

@@ -418,7 +418,12 @@ pub(crate) fn sub_from_mul_const_add_products(
     }
     let e = &mut scratch[..y.len()];
     match prods {
-        [] => e.fill(0),
+        [] => {
+            // Nothing to add: (x − y)·w = (y − x)·(q − w), in place in y.
+            assert!(!y_f64, "doubles only where the floating-point kernels serve the prime");
+            let w_neg = m.neg(w);
+            return sub_mul_const(y, x, w_neg, m.shoup(w_neg), m);
+        }
         [(a, b)] => mul_into(e, a, b, m),
         [(a, b), (c, d)] => mul_add_into(e, a, b, c, d, m),
         _ => unreachable!(),
