@@ -6,13 +6,13 @@ use rand_core::{OsRng, RngCore, SeedableRng};
 use zeroize::Zeroize;
 
 use crate::arith::Modulus;
-use crate::params::ERROR_STDDEV;
 use crate::poly::Poly;
 
 /// Tail cut of the discrete Gaussian, in standard deviations.
 const GAUSS_TAIL: f64 = 6.0;
 
-pub(crate) struct Sampler {
+/// A ChaCha20 stream and the distributions drawn from it.
+pub struct Sampler {
     rng: ChaCha20Rng,
     /// cumulative distribution of |e| for the discrete Gaussian, scaled to 2^64
     cdt: Vec<u64>,
@@ -20,19 +20,19 @@ pub(crate) struct Sampler {
 
 impl Sampler {
     /// Seeded by the operating system's generator.
-    pub fn new() -> Self {
+    pub fn new(sigma: f64) -> Self {
         let mut seed = fresh_seed();
-        let s = Self::from_seed(seed);
+        let s = Self::from_seed(seed, sigma);
         seed.zeroize();
         s
     }
 
     /// Deterministic stream from a seed (expanding the public halves of seeded objects).
-    pub fn from_seed(seed: [u8; 32]) -> Self {
-        let bound = (ERROR_STDDEV * GAUSS_TAIL).ceil() as i64;
+    pub fn from_seed(seed: [u8; 32], sigma: f64) -> Self {
+        let bound = (sigma * GAUSS_TAIL).ceil() as i64;
         let weights: Vec<f64> = (0..=bound)
             .map(|k| {
-                let w = (-(k * k) as f64 / (2.0 * ERROR_STDDEV * ERROR_STDDEV)).exp();
+                let w = (-(k * k) as f64 / (2.0 * sigma * sigma)).exp();
                 // |e| = k > 0 stands for two values, ±k.
                 if k == 0 {
                     w
@@ -113,7 +113,7 @@ impl Drop for Sampler {
 }
 
 /// 32 bytes from the operating system's CSPRNG.
-pub(crate) fn fresh_seed() -> [u8; 32] {
+pub fn fresh_seed() -> [u8; 32] {
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
     seed
@@ -123,9 +123,11 @@ pub(crate) fn fresh_seed() -> [u8; 32] {
 mod tests {
     use super::*;
 
+    const ERROR_STDDEV: f64 = 3.2;
+
     #[test]
     fn gaussian_has_the_right_spread_and_ternary_is_balanced() {
-        let mut s = Sampler::new();
+        let mut s = Sampler::new(ERROR_STDDEV);
         let e = s.gaussian(200_000);
         let mean = e.iter().sum::<i64>() as f64 / e.len() as f64;
         let var = e.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / e.len() as f64;
@@ -142,8 +144,8 @@ mod tests {
     #[test]
     fn seeded_streams_repeat_and_fresh_ones_differ() {
         let m = Modulus::new(1099511922689);
-        let a = Sampler::from_seed([7; 32]).uniform(64, &[&m]);
-        let b = Sampler::from_seed([7; 32]).uniform(64, &[&m]);
+        let a = Sampler::from_seed([7; 32], 3.2).uniform(64, &[&m]);
+        let b = Sampler::from_seed([7; 32], 3.2).uniform(64, &[&m]);
         assert_eq!(a, b);
         assert_ne!(fresh_seed(), fresh_seed());
     }

@@ -1,14 +1,16 @@
 //! Residue-number-system helpers: fast base conversion between sets of primes.
 
 use crate::arith::Modulus;
-use crate::simd;
+use crate::kernels as simd;
 
 /// Converts residues in basis `from` to residues in basis `to`: the fast base conversion
 /// of Bajard et al., y = Σ_i [x_i · B̂_i^{-1}]_{b_i} · B̂_i mod t, with its excess u·B
 /// removed and the input centered, so the result is exact (see [`BaseConverter::convert`]).
 #[derive(Clone, Debug)]
-pub(crate) struct BaseConverter {
+pub struct BaseConverter {
+    /// Indices (into the caller's moduli) of the source primes.
     pub from: Vec<usize>,
+    /// Indices of the target primes, in the order of the outputs.
     pub to: Vec<usize>,
     /// (B̂_i^{-1} mod b_i, Shoup companion)
     hat_inv: Vec<(u64, u64)>,
@@ -24,6 +26,7 @@ pub(crate) struct BaseConverter {
 }
 
 impl BaseConverter {
+    /// The constants for converting from the primes `from` to the primes `to` (indices into `moduli`).
     pub fn new(moduli: &[Modulus], from: Vec<usize>, to: Vec<usize>) -> Self {
         let hat_inv = from
             .iter()
@@ -118,9 +121,9 @@ impl BaseConverter {
             }
             let m = &moduli[self.to[t]];
             #[cfg(target_arch = "x86_64")]
-            if bound < (1 << 61) && crate::fma::usable(m.value()) && n.is_multiple_of(4) {
+            if bound < (1 << 61) && crate::x86_64::fma::usable(m.value()) && n.is_multiple_of(4) {
                 let fix = &self.fix_to[t];
-                fp_targets.push(crate::fma::ConvTarget {
+                fp_targets.push(crate::x86_64::fma::ConvTarget {
                     out: &mut out[..],
                     q: m.value(),
                     hat: self.hat_mod[t].iter().map(|&(c, _)| c).collect(),
@@ -137,8 +140,8 @@ impl BaseConverter {
         #[cfg(target_arch = "x86_64")]
         if !fp_targets.is_empty() {
             // SAFETY: fma::usable checked AVX2, FMA and each target prime; inputs below bound < 2^61, split where ≥ 2^50.
-            let wide: Vec<bool> = self.from.iter().map(|&i| moduli[i].value() >= crate::fma::MAX_Q).collect();
-            unsafe { crate::fma::convert(&mut fp_targets, &ys, &wide, &over) };
+            let wide: Vec<bool> = self.from.iter().map(|&i| moduli[i].value() >= crate::x86_64::fma::MAX_Q).collect();
+            unsafe { crate::x86_64::fma::convert(&mut fp_targets, &ys, &wide, &over) };
         }
     }
 }
@@ -234,7 +237,7 @@ mod tests {
             // Centered doubles where the floating-point kernels serve the target.
             #[cfg(target_arch = "x86_64")]
             {
-                let f64_out: Vec<bool> = tp.iter().map(|&p| crate::fma::usable(p)).collect();
+                let f64_out: Vec<bool> = tp.iter().map(|&p| crate::x86_64::fma::usable(p)).collect();
                 let inp: Vec<&[u64]> = input.iter().map(|v| v.as_slice()).collect();
                 let mut outs: Vec<&mut [u64]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
                 conv.convert(&moduli, &inp, &mut outs, &mut scratch, &f64_out);

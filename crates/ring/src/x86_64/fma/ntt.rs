@@ -16,8 +16,8 @@
 
 use std::arch::x86_64::*;
 
+use super::*;
 use crate::arith::Modulus;
-use crate::fma::*;
 
 /// Primes below this need no reduction in the forward transform.
 const NARROW_Q: u64 = 1 << 47;
@@ -28,7 +28,7 @@ const SUM_LIMIT: f64 = (1u64 << 50) as f64;
 
 /// Whether this transform can run for this prime and size on this CPU.
 pub(crate) fn usable(q: u64, n: usize) -> bool {
-    crate::fma::usable(q) && n >= 16 && n.is_power_of_two() && n.trailing_zeros() <= MAX_LOG_N
+    super::usable(q) && n >= 16 && n.is_power_of_two() && n.trailing_zeros() <= MAX_LOG_N
 }
 
 /// The twiddles as doubles, each with w/q for the quotient.
@@ -106,7 +106,7 @@ impl FmaTable {
     /// whose centered value is already the answer (b/2 < q), with no copy first.
     pub(crate) fn forward_f64_centered(&self, src: &[u64], b: u64, dst: &mut [u64]) {
         assert!(src.len() == self.n && dst.len() == self.n);
-        assert!(b < crate::fma::MAX_Q && b / 2 < self.q as u64, "|x| ≤ b/2 must be below q");
+        assert!(b < super::MAX_Q && b / 2 < self.q as u64, "|x| ≤ b/2 must be below q");
         let src = Source { words: src.as_ptr(), b: b as f64 };
         // SAFETY: as in `forward`; src holds n words and cannot overlap dst (a &mut borrow).
         unsafe {

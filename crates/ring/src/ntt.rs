@@ -6,146 +6,168 @@
 //! so each butterfly costs one high multiply and no division. Where the CPU has
 //! AVX-512 IFMA and q < 2^50, the 52-bit multiplier does eight butterflies at once.
 
-use crate::arith::{bit_reverse, primitive_root_of_unity, Modulus};
+use crate::arith::Modulus;
+pub use crate::twiddles::Twiddles;
 
-/// Precomputed twiddles for one prime and one ring degree.
+/// Which transform serves a table: chosen once, when the table is built, from the
+/// process's instruction set ([`crate::isa`]) and the prime's size.
+#[derive(Clone, Debug)]
+enum Backend {
+    Scalar,
+    /// AVX-512 (IFMA below 2^50, an emulated 64-bit high product above).
+    #[cfg(target_arch = "x86_64")]
+    Avx512(crate::x86_64::avx512::ntt::SimdTable),
+    /// Double precision on AVX2 + FMA, for primes below 2^50 where AVX-512 does not serve.
+    #[cfg(target_arch = "x86_64")]
+    Fma(crate::x86_64::fma::ntt::FmaTable),
+    /// The integer AVX2 transform.
+    #[cfg(target_arch = "x86_64")]
+    Avx2(crate::isa::Avx2),
+}
+
+/// Precomputed twiddles for one prime and one ring degree, and the transform that serves them.
 #[derive(Clone, Debug)]
 pub struct NttTable {
-    pub(crate) m: Modulus,
-    pub(crate) n: usize,
-    pub(crate) log_n: u32,
-    /// ψ^{brev(i)}, ψ a primitive 2N-th root of unity, and its Shoup companions.
-    pub(crate) fwd: Vec<u64>,
-    pub(crate) fwd_shoup: Vec<u64>,
-    /// ψ^{-brev(i)}, with Shoup companions.
-    pub(crate) inv: Vec<u64>,
-    pub(crate) inv_shoup: Vec<u64>,
-    pub(crate) n_inv: u64,
-    pub(crate) n_inv_shoup: u64,
-    /// inv[1] / N: the inverse's last twiddle with the final scaling folded in.
-    pub(crate) last_inv: u64,
-    pub(crate) last_inv_shoup: u64,
-    /// the chosen ψ
-    pub(crate) psi: u64,
-    #[cfg(target_arch = "x86_64")]
-    simd: Option<crate::ntt_simd::SimdTable>,
-    /// The floating-point transform, where AVX-512 does not serve and q < 2^50.
-    #[cfg(target_arch = "x86_64")]
-    fma: Option<crate::ntt_fma::FmaTable>,
-    /// Whether the integer AVX2 transform serves this table (neither of the above, AVX2 present).
-    #[cfg(target_arch = "x86_64")]
-    pub(crate) avx2: bool,
+    tw: Twiddles,
+    backend: Backend,
+}
+
+impl std::ops::Deref for NttTable {
+    type Target = Twiddles;
+    fn deref(&self) -> &Twiddles {
+        &self.tw
+    }
 }
 
 impl NttTable {
-    /// `q` must be a prime ≡ 1 (mod 2N).
+    /// `q` must be a prime ≡ 1 (mod 2N); None otherwise.
     pub fn new(m: Modulus, n: usize) -> Option<Self> {
-        let log_n = n.trailing_zeros();
-        let psi = primitive_root_of_unity(&m, 2 * n as u64)?;
-        // Take the smallest primitive root among the odd powers so the table is canonical.
-        let psi2 = m.mul(psi, psi);
-        let mut best = psi;
-        let mut cur = psi;
-        for _ in 0..n {
-            if cur < best {
-                best = cur;
+        let tw = Twiddles::new(m, n)?;
+        let backend = Self::backend(&tw);
+        Some(Self { tw, backend })
+    }
+
+    /// The fastest transform for these twiddles on this CPU: AVX-512 first, then the
+    /// floating-point one (q < 2^50), then integer AVX2 — which also serves AVX-512 CPUs
+    /// without IFMA where the AVX-512 table declines — then the portable one.
+    fn backend(tw: &Twiddles) -> Backend {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::x86_64::{avx2, avx512, fma};
+            if let Some(t) = avx512::ntt::SimdTable::new(&tw.m, &tw.fwd, &tw.inv, tw.n_inv) {
+                return Backend::Avx512(t);
             }
-            cur = m.mul(cur, psi2);
+            if let Some(t) = fma::ntt::FmaTable::new(&tw.m, &tw.fwd, &tw.inv, tw.n_inv, tw.last_inv) {
+                return Backend::Fma(t);
+            }
+            if let Some(tok) = crate::isa::Avx2::get().filter(|_| avx2::ntt::usable(tw.m.value(), tw.n)) {
+                return Backend::Avx2(tok);
+            }
         }
-        let psi = best;
-        let psi_inv = m.inv(psi);
-        let mut fwd = vec![0u64; n];
-        let mut inv = vec![0u64; n];
-        let mut p = 1u64;
-        let mut pi = 1u64;
-        for i in 0..n {
-            fwd[bit_reverse(i, log_n)] = p;
-            inv[bit_reverse(i, log_n)] = pi;
-            p = m.mul(p, psi);
-            pi = m.mul(pi, psi_inv);
-        }
-        let fwd_shoup = fwd.iter().map(|&w| m.shoup(w)).collect();
-        let inv_shoup = inv.iter().map(|&w| m.shoup(w)).collect();
-        let n_inv = m.inv(n as u64);
-        #[cfg(target_arch = "x86_64")]
-        let simd = crate::ntt_simd::SimdTable::new(&m, &fwd, &inv, n_inv);
-        let last_inv = m.mul(inv[1], n_inv);
-        #[cfg(target_arch = "x86_64")]
-        let fma = if simd.is_none() { crate::ntt_fma::FmaTable::new(&m, &fwd, &inv, n_inv, last_inv) } else { None };
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = simd.is_none() && fma.is_none() && crate::ntt_avx2::usable(m.value(), n);
-        Some(Self {
-            m,
-            n,
-            log_n,
-            fwd,
-            fwd_shoup,
-            inv,
-            inv_shoup,
-            n_inv,
-            n_inv_shoup: m.shoup(n_inv),
-            last_inv,
-            last_inv_shoup: m.shoup(last_inv),
-            psi,
-            #[cfg(target_arch = "x86_64")]
-            simd,
-            #[cfg(target_arch = "x86_64")]
-            fma,
-            #[cfg(target_arch = "x86_64")]
-            avx2,
-        })
+        let _ = tw;
+        Backend::Scalar
     }
 
-    /// The floating-point transform, where it serves this prime (see `ntt_fma`).
+    /// The floating-point transform, where it serves this prime (see `x86_64::fma::ntt`).
     #[cfg(target_arch = "x86_64")]
-    pub(crate) fn fma(&self) -> Option<&crate::ntt_fma::FmaTable> {
-        self.fma.as_ref()
+    pub(crate) fn fma(&self) -> Option<&crate::x86_64::fma::ntt::FmaTable> {
+        match &self.backend {
+            Backend::Fma(t) => Some(t),
+            _ => None,
+        }
     }
 
+    /// Whether this prime's transform works on centered doubles: the key-switching
+    /// kernels then keep its limbs as doubles from one kernel to the next (no word round
+    /// trips). Callers pass such limbs with their `f64` flags set (see [`crate::kernels`]).
+    pub fn carries_f64(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.fma().is_some()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The forward transform of a key-switching limb, left in the representation the
+    /// kernels read next: centered doubles where [`carries_f64`](Self::carries_f64), else
+    /// words in [0, q).
+    pub fn forward_for_kernels(&self, a: &mut [u64]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = self.fma() {
+            f.forward_f64(a);
+            return;
+        }
+        self.forward(a)
+    }
+
+    /// Whether [`forward_centered_from`](Self::forward_centered_from) serves residues
+    /// modulo `b`: this prime carries doubles, and a centered residue (|x| ≤ b/2) is exact
+    /// as a double and already below q.
+    pub fn takes_centered_from(&self, b: u64) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.carries_f64() && b < crate::x86_64::fma::MAX_Q && b / 2 < self.m.value()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = b;
+            false
+        }
+    }
+
+    /// The forward transform (as doubles, see `forward_for_kernels`) of residues `src`
+    /// modulo another prime `b`, taken as their centered values: a one-prime digit raised
+    /// to this prime with no conversion and no copy. Panics unless
+    /// [`takes_centered_from`](Self::takes_centered_from)`(b)`.
+    pub fn forward_centered_from(&self, src: &[u64], b: u64, dst: &mut [u64]) {
+        assert!(self.takes_centered_from(b), "forward_centered_from: this prime does not take residues modulo {b}");
+        #[cfg(target_arch = "x86_64")]
+        if let Some(f) = self.fma() {
+            f.forward_f64_centered(src, b, dst);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (src, dst);
+    }
+
+    /// The prime.
     pub fn modulus(&self) -> &Modulus {
         &self.m
+    }
+
+    /// The chosen primitive 2N-th root of unity ψ (the smallest among the candidates).
+    pub fn psi(&self) -> u64 {
+        self.psi
     }
 
     /// In-place forward transform; input and output in [0, q).
     pub fn forward(&self, a: &mut [u64]) {
         debug_assert_eq!(a.len(), self.n);
-        #[cfg(target_arch = "x86_64")]
-        if let Some(t) = &self.simd {
-            t.forward(a);
-            return;
+        match &self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(t) => t.forward(a),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Fma(t) => t.forward(a),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(tok) => crate::x86_64::avx2::ntt::forward(*tok, &self.tw, a),
+            Backend::Scalar => self.forward_scalar(a),
         }
-        #[cfg(target_arch = "x86_64")]
-        if let Some(t) = &self.fma {
-            t.forward(a);
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            crate::ntt_avx2::forward(self, a);
-            return;
-        }
-        self.forward_scalar(a)
     }
 
     /// In-place inverse transform; input and output in [0, q).
     pub fn inverse(&self, a: &mut [u64]) {
         debug_assert_eq!(a.len(), self.n);
-        #[cfg(target_arch = "x86_64")]
-        if let Some(t) = &self.simd {
-            t.inverse(a);
-            return;
+        match &self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(t) => t.inverse(a),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Fma(t) => t.inverse(a),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(tok) => crate::x86_64::avx2::ntt::inverse(*tok, &self.tw, a),
+            Backend::Scalar => self.inverse_scalar(a),
         }
-        #[cfg(target_arch = "x86_64")]
-        if let Some(t) = &self.fma {
-            t.inverse(a);
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            crate::ntt_avx2::inverse(self, a);
-            return;
-        }
-        self.inverse_scalar(a)
     }
 
     /// The inverse transform of `src` into `dst`, both in [0, q): saves the copy of an
@@ -153,7 +175,7 @@ impl NttTable {
     /// `src` in its first pass).
     pub fn inverse_into(&self, src: &[u64], dst: &mut [u64]) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(t) = &self.fma {
+        if let Backend::Fma(t) = &self.backend {
             t.inverse_into(src, dst);
             return;
         }
@@ -199,6 +221,7 @@ impl NttTable {
         }
     }
 
+    /// The portable inverse transform (the reference for the vector ones).
     pub fn inverse_scalar(&self, a: &mut [u64]) {
         let q = self.m.value();
         let two_q = 2 * q;
@@ -232,6 +255,7 @@ impl NttTable {
         }
     }
 
+    /// log2 N.
     pub fn log_n(&self) -> u32 {
         self.log_n
     }
@@ -368,7 +392,7 @@ mod tests {
                         // whose centered values reach ±q/2: at b/2 and b/2 + 1 too.
                         let above = ntt_primes(bits, 16, 8, &[q]).unwrap().into_iter().find(|&b| b > q && b < 2 * q);
                         for b in [ntt_primes(29, 16, 1, &[]).unwrap()[0]].into_iter().chain(above) {
-                            if b >= crate::fma::MAX_Q {
+                            if b >= crate::x86_64::fma::MAX_Q {
                                 continue;
                             }
                             let mut src: Vec<u64> = a.iter().map(|&x| x % b).collect();

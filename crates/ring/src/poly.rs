@@ -6,16 +6,18 @@ use rayon::prelude::*;
 use zeroize::Zeroize;
 
 use crate::arith::Modulus;
+use crate::kernels as simd;
 use crate::ntt::NttTable;
-use crate::simd;
 
 /// Work below this many words stays on the calling thread: spawning costs more.
 const PAR_MIN_WORDS: usize = 1 << 14;
 
+/// An RNS polynomial: `limbs` residue vectors of N words each, limb-major in one
+/// buffer that comes from (and returns to) a per-thread pool.
 #[derive(Debug, PartialEq, Eq, Zeroize)]
-pub(crate) struct Poly {
-    pub data: Vec<u64>,
-    pub n: usize,
+pub struct Poly {
+    pub(crate) data: Vec<u64>,
+    pub(crate) n: usize,
 }
 
 /// Buffers of dropped polynomials, per thread, for the next ones: fresh megabyte
@@ -105,6 +107,7 @@ impl Clone for Poly {
 }
 
 impl Poly {
+    /// `limbs` zero limbs of degree `n`.
     pub fn zero(n: usize, limbs: usize) -> Self {
         Self { data: pooled(n * limbs), n }
     }
@@ -113,19 +116,38 @@ impl Poly {
         Self { data: pooled_any(n * limbs), n }
     }
     #[inline]
+    /// Number of limbs (primes).
     pub fn limbs(&self) -> usize {
         self.data.len() / self.n
     }
     #[inline]
+    /// Limb i: N residues.
     pub fn limb(&self, i: usize) -> &[u64] {
         &self.data[i * self.n..(i + 1) * self.n]
     }
     #[inline]
+    /// Limb i, writable.
     pub fn limb_mut(&mut self, i: usize) -> &mut [u64] {
         &mut self.data[i * self.n..(i + 1) * self.n]
     }
+    /// Keeps the first `limbs` limbs (drops the top primes).
     pub fn truncate(&mut self, limbs: usize) {
         self.data.truncate(limbs * self.n);
+    }
+    /// The ring degree N.
+    #[inline]
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Every limb, limb-major.
+    #[inline]
+    pub fn data(&self) -> &[u64] {
+        &self.data
+    }
+    /// Every limb, limb-major, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u64] {
+        &mut self.data
     }
     fn chunks_mut(&mut self) -> std::slice::ChunksMut<'_, u64> {
         let n = self.n;
@@ -148,6 +170,7 @@ impl Poly {
         });
         out
     }
+    /// Inverse NTT of every limb; `tables[i]` belongs to limb i.
     pub fn intt(&mut self, tables: &[&NttTable]) {
         let n = self.n;
         self.data.par_chunks_mut(n).zip(tables.par_iter()).for_each(|(c, t)| t.inverse(c));
@@ -167,9 +190,11 @@ impl Poly {
         p
     }
 
+    /// self += other, limb by limb.
     pub fn add_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
         self.zip_slices(other, moduli, simd::add_assign);
     }
+    /// self −= other, limb by limb.
     pub fn sub_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
         self.zip_slices(other, moduli, simd::sub_assign);
     }
@@ -177,6 +202,7 @@ impl Poly {
     pub fn mul_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
         self.zip_slices(other, moduli, simd::mul_assign);
     }
+    /// self = −self.
     pub fn neg_assign(&mut self, moduli: &[&Modulus]) {
         for (c, m) in self.chunks_mut().zip(moduli) {
             for x in c.iter_mut() {

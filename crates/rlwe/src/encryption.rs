@@ -1,17 +1,18 @@
-//! Ciphertexts, encryption (public-key, and seeded symmetric) and decryption.
+//! Ciphertexts, encryption (public-key, and seeded symmetric) and decryption of ring
+//! elements (plaintexts the schemes' encoders made).
 
-use crate::encoding::Plaintext;
 use crate::error::{Error, Result};
 use crate::keys::PublicKey;
 #[cfg(feature = "secret-key")]
 use crate::keys::SecretKey;
-use crate::params::Parameters;
-use crate::poly::Poly;
+use crate::params::{Parameters, ERROR_STDDEV};
+use crate::plaintext::{check_scale, Plaintext};
 #[cfg(feature = "secret-key")]
-use crate::sampling::fresh_seed;
-use crate::sampling::Sampler;
+use ring::fresh_seed;
+use ring::Poly;
+use ring::Sampler;
 
-/// A CKKS ciphertext (c0, c1) in NTT form: it knows its parameters, level and scale.
+/// A ciphertext (c0, c1) in NTT form: it knows its parameters, level and scale.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ciphertext {
     pub(crate) params: Parameters,
@@ -31,9 +32,28 @@ impl Ciphertext {
     pub fn params(&self) -> &Parameters {
         &self.params
     }
+    /// A ciphertext from its two halves (NTT form over q_0..q_level). Both must have the
+    /// same number of limbs, at most the chain's, and the set's ring degree.
+    pub fn from_parts(params: &Parameters, c0: Poly, c1: Poly, scale: f64) -> Result<Self> {
+        check_scale(scale)?;
+        let limbs = c0.limbs();
+        if c1.limbs() != limbs || limbs == 0 || limbs > params.q().len() || c0.n() != params.n() || c1.n() != params.n()
+        {
+            return Err(Error::LevelMismatch { left: limbs.saturating_sub(1), right: c1.limbs().saturating_sub(1) });
+        }
+        Ok(Self { params: params.clone(), c0, c1, scale })
+    }
+    /// The two halves (c0, c1).
+    pub fn parts(&self) -> (&Poly, &Poly) {
+        (&self.c0, &self.c1)
+    }
+    /// The two halves, writable. Callers keep both at the same number of limbs.
+    pub fn parts_mut(&mut self) -> (&mut Poly, &mut Poly) {
+        (&mut self.c0, &mut self.c1)
+    }
     /// Overrides the recorded scale (e.g. after multiplying by a known integer factor).
     pub fn set_scale(&mut self, scale: f64) -> Result<()> {
-        crate::encoding::check_scale(scale)?;
+        check_scale(scale)?;
         self.scale = scale;
         Ok(())
     }
@@ -57,7 +77,7 @@ impl SeededCiphertext {
     pub fn expand(&self) -> Ciphertext {
         let ctx = self.params.ctx();
         let moduli: Vec<_> = ctx.moduli[..=self.level()].iter().collect();
-        let c1 = Sampler::from_seed(self.seed).uniform(ctx.n, &moduli);
+        let c1 = Sampler::from_seed(self.seed, ERROR_STDDEV).uniform(ctx.n, &moduli);
         Ciphertext { params: self.params.clone(), c0: self.c0.clone(), c1, scale: self.scale }
     }
 }
@@ -70,7 +90,7 @@ pub struct Encryptor {
 
 impl Encryptor {
     pub fn new(pk: &PublicKey) -> Self {
-        Self { pk: pk.clone(), sampler: Sampler::new() }
+        Self { pk: pk.clone(), sampler: Sampler::new(ERROR_STDDEV) }
     }
 
     /// (v·b + e0 + m, v·a + e1) with v ternary and e0, e1 Gaussian.
@@ -105,7 +125,7 @@ pub struct Decryptor<'a> {
 #[cfg(feature = "secret-key")]
 impl<'a> Decryptor<'a> {
     pub fn new(sk: &'a SecretKey) -> Self {
-        Self { sk, sampler: Sampler::new() }
+        Self { sk, sampler: Sampler::new(ERROR_STDDEV) }
     }
 
     /// m ≈ c0 + c1·s
@@ -132,7 +152,7 @@ impl<'a> Decryptor<'a> {
         let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
         let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
         let seed = fresh_seed();
-        let mut a = Sampler::from_seed(seed).uniform(ctx.n, &moduli);
+        let mut a = Sampler::from_seed(seed, ERROR_STDDEV).uniform(ctx.n, &moduli);
         let mut c0 = Poly::from_signed(&self.sampler.gaussian(ctx.n), &moduli);
         c0.ntt(&tables);
         c0.add_assign(&pt.poly, &moduli);

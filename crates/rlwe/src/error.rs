@@ -1,4 +1,4 @@
-//! Errors of the CKKS engine. Each message says what was expected, so the caller can act.
+//! Errors of the RLWE layer and the schemes on it. Each message says what was expected, so the caller can act.
 
 use thiserror::Error;
 
@@ -86,3 +86,12 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<ring::PrimeError> for ParamError {
+    fn from(e: ring::PrimeError) -> Self {
+        match e {
+            ring::PrimeError::PrimeBits { bits } => ParamError::PrimeBits { bits },
+            ring::PrimeError::NotEnoughPrimes { bits, n, count } => ParamError::NotEnoughPrimes { bits, n, count },
+        }
+    }
+}

@@ -15,6 +15,8 @@
 //! few can be added before a reduction. Values live in the caller's u64 buffers as f64
 //! bit patterns between kernels' first and last passes; both ends convert exactly.
 
+pub(crate) mod ntt;
+
 use std::arch::x86_64::*;
 
 /// Primes below this take the floating-point kernels.
@@ -24,7 +26,7 @@ pub(crate) const MAGIC: f64 = 4_503_599_627_370_496.0;
 
 /// Whether the floating-point kernels serve this prime on this CPU.
 pub(crate) fn usable(q: u64) -> bool {
-    q < MAX_Q && crate::simd::has_avx2_fma()
+    q < MAX_Q && crate::isa::fma_tier().is_some()
 }
 
 /// A twiddle and its quotient factor w/q, broadcast or per lane.

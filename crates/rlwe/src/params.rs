@@ -1,33 +1,18 @@
 //! CKKS parameter sets: the prime chain, special primes, their security check and
 //! every constant precomputed from them.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::arith::{is_prime, Modulus};
-use crate::encoding::EncodingTables;
+use ring::arith::is_prime;
+use ring::primes::ntt_primes;
+use ring::{Automorphisms, BaseConverter, GaloisPerm, Modulus, NttTable};
+
 use crate::error::ParamError;
-use crate::ntt::NttTable;
-use crate::primes::ntt_primes;
-use crate::rns::BaseConverter;
-
-/// Largest log2(Q·P) for 128-bit classical security with a uniform ternary secret,
-/// per the Homomorphic Encryption Security Standard as updated in 2024 (ia.cr/2024/463),
-/// indexed by log2(N) from 10 to 16.
-const MAX_LOG_QP_2024: [(u32, u32); 7] = [(10, 26), (11, 53), (12, 106), (13, 214), (14, 430), (15, 868), (16, 1747)];
-
-/// Smallest and largest ring degree accepted for use (as log2 N).
-pub const MIN_LOG_N: u32 = 12;
-pub const MAX_LOG_N: u32 = 16;
-
-/// The 128-bit bound on log2(QP) for ring degree 2^log_n, if the standard tabulates it.
-pub fn max_log_qp(log_n: u32) -> Option<u32> {
-    MAX_LOG_QP_2024.iter().find(|(l, _)| *l == log_n).map(|&(_, b)| b)
-}
+pub use crate::security::{max_log_qp, MAX_LOG_N, MIN_LOG_N};
 
 /// Standard deviation of the discrete Gaussian error.
 pub const ERROR_STDDEV: f64 = 3.2;
@@ -157,9 +142,11 @@ fn default_special_primes(q_bits: &[u32], dnum: usize) -> Vec<u32> {
 
 /// A validated parameter set with all its precomputed tables. Cheap to clone.
 #[derive(Clone)]
-pub struct Parameters(pub(crate) Arc<Context>);
+pub struct Parameters(Arc<Context>);
 
-pub(crate) struct Context {
+/// Every table precomputed from a parameter set, shared (`Arc`) by all its objects.
+/// Public for the scheme crates built on this one; nothing here is secret.
+pub struct Context {
     pub spec: ParamsSpec,
     pub n: usize,
     pub log_n: u32,
@@ -181,87 +168,19 @@ pub(crate) struct Context {
     pub modup: Vec<Vec<BaseConverter>>,
     /// P basis to the whole q chain (a prefix of the targets serves lower levels)
     pub moddown: BaseConverter,
-    /// NTT output position k holds a(ψ^{exponent[k]})
-    pub ntt_exponent: Vec<u32>,
-    /// position of odd exponent e (indexed by e/2)
-    pub ntt_position: Vec<u32>,
-    pub encoding: OnceLock<EncodingTables>,
-    pub galois_perms: RwLock<HashMap<u64, Arc<GaloisPerm>>>,
-}
-
-/// A Galois automorphism as a permutation of NTT positions (out[k] = in[perm[k]]; derefs
-/// to `perm`), with its block form when it has one: in the bit-reversed order, positions
-/// that differ only in their two lowest bits hold exponents that differ by multiples of
-/// N/2, and multiplying by g keeps that, so aligned blocks of four go to aligned blocks of
-/// four, each in one of a few orders. Gathering by blocks (one load, one shuffle, one
-/// store per four words) is what makes a rotation's permutation cheap.
-#[derive(Debug)]
-pub(crate) struct GaloisPerm {
-    perm: Vec<u32>,
-    /// Per output block b: (source block << 8) | the four source offsets, two bits each.
-    blocks: Option<Vec<u32>>,
-}
-
-impl GaloisPerm {
-    fn new(perm: Vec<u32>) -> Self {
-        let blocks = (perm.len().is_multiple_of(4) && perm.len() < 1 << 26)
-            .then(|| {
-                perm.chunks(4)
-                    .map(|c| {
-                        let block = c[0] / 4;
-                        c.iter().all(|&p| p / 4 == block).then(|| {
-                            (block << 8) | c.iter().enumerate().fold(0, |acc, (t, &p)| acc | (p % 4) << (2 * t))
-                        })
-                    })
-                    .collect::<Option<Vec<u32>>>()
-            })
-            .flatten();
-        Self { perm, blocks }
-    }
-
-    /// The block form (see the type), if the permutation has one.
-    pub(crate) fn blocks(&self) -> Option<&[u32]> {
-        self.blocks.as_deref()
-    }
-}
-
-impl std::ops::Deref for GaloisPerm {
-    type Target = [u32];
-    fn deref(&self) -> &[u32] {
-        &self.perm
-    }
+    /// Galois automorphisms as permutations of NTT positions
+    pub automorphisms: Automorphisms,
 }
 
 impl Context {
-    pub fn encoding(&self) -> &EncodingTables {
-        self.encoding.get_or_init(|| EncodingTables::new(self.n))
-    }
-
-    /// g⁻¹ in Z_2N^* (a group of order N, so g⁻¹ = g^(N-1)).
+    /// g⁻¹ in Z_2N^*.
     pub fn galois_inverse(&self, g: u64) -> u64 {
-        let two_n = 2 * self.n as u64;
-        let (mut r, mut b, mut e) = (1u64, g % two_n, self.n as u64 - 1);
-        while e > 0 {
-            if e & 1 == 1 {
-                r = r * b % two_n;
-            }
-            b = b * b % two_n;
-            e >>= 1;
-        }
-        r
+        self.automorphisms.galois_inverse(g)
     }
 
-    /// The automorphism X → X^g as a permutation of NTT positions: out[k] = in[perm[k]].
+    /// The automorphism X → X^g as a permutation of NTT positions (kept for reuse).
     pub fn galois_perm(&self, g: u64) -> Arc<GaloisPerm> {
-        if let Some(p) = self.galois_perms.read().unwrap_or_else(|e| e.into_inner()).get(&g) {
-            return p.clone();
-        }
-        let two_n = 2 * self.n as u64;
-        let perm: Vec<u32> =
-            self.ntt_exponent.iter().map(|&e| self.ntt_position[((g * e as u64 % two_n) / 2) as usize]).collect();
-        let perm = Arc::new(GaloisPerm::new(perm));
-        self.galois_perms.write().unwrap_or_else(|e| e.into_inner()).insert(g, perm.clone());
-        perm
+        self.automorphisms.perm(g)
     }
 }
 
@@ -369,26 +288,7 @@ impl Parameters {
             .collect();
         let moddown = BaseConverter::new(&moduli, p_idx.clone(), (0..levels).collect());
 
-        // Locate each evaluation point: transform the polynomial X and read off the exponents.
-        let t0 = &ntt[0];
-        let mut x = vec![0u64; n];
-        if n > 1 {
-            x[1] = 1;
-        }
-        t0.forward_scalar(&mut x);
-        let m0 = &moduli[0];
-        let mut exp_of = std::collections::HashMap::with_capacity(n);
-        let mut pw = t0.psi;
-        let psi2 = m0.mul(t0.psi, t0.psi);
-        for e in (1..2 * n as u32).step_by(2) {
-            exp_of.insert(pw, e);
-            pw = m0.mul(pw, psi2);
-        }
-        let ntt_exponent: Vec<u32> = x.iter().map(|v| exp_of[v]).collect();
-        let mut ntt_position = vec![0u32; n];
-        for (k, &e) in ntt_exponent.iter().enumerate() {
-            ntt_position[(e / 2) as usize] = k as u32;
-        }
+        let automorphisms = Automorphisms::new(&ntt[0]);
 
         let fingerprint = fingerprint_of(spec);
         Ok(Self(Arc::new(Context {
@@ -406,10 +306,7 @@ impl Parameters {
             p_inv_mod_q,
             modup,
             moddown,
-            ntt_exponent,
-            ntt_position,
-            encoding: OnceLock::new(),
-            galois_perms: RwLock::new(HashMap::new()),
+            automorphisms,
         })))
     }
 
@@ -483,15 +380,18 @@ impl Parameters {
         crate::wire::KEY_META_LEN + digits * self.poly_bytes(0..all)
     }
 
-    pub(crate) fn poly_bytes(&self, limbs: impl Iterator<Item = usize>) -> usize {
+    /// Bytes of the given limbs of one polynomial on the wire.
+    pub fn poly_bytes(&self, limbs: impl Iterator<Item = usize>) -> usize {
         limbs.map(|i| (self.0.n * self.0.moduli[i].bits() as usize).div_ceil(8)).sum()
     }
 
-    pub(crate) fn ctx(&self) -> &Context {
+    /// The precomputed tables (for scheme crates).
+    pub fn ctx(&self) -> &Context {
         &self.0
     }
 
-    pub(crate) fn same(&self, other: &Parameters) -> bool {
+    /// Whether both are the same set (same object, or same fingerprint).
+    pub fn same(&self, other: &Parameters) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || self.0.fingerprint == other.0.fingerprint
     }
 
@@ -552,41 +452,14 @@ fn fingerprint_of(spec: &ParamsSpec) -> [u8; 32] {
     h.finalize().into()
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every rotation's and the conjugation's permutation has the block form, and the
-    /// block gather gives the word-by-word one's result.
-    #[test]
-    fn galois_permutations_go_by_blocks_of_four() {
-        for log_n in [12u32, 13] {
-            let params = Parameters::builder().log_n(log_n).q_bits(&[30, 25]).p_bits(&[30]).build().unwrap();
-            let ctx = params.ctx();
-            let n = params.n();
-            let src: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
-            let steps = [1i64, -1, 2, 5, 64, n as i64 / 4 - 1];
-            let gs = steps.iter().map(|&s| params.galois_element(s)).chain([params.conjugation_element()]);
-            for g in gs {
-                let perm = ctx.galois_perm(g);
-                assert!(perm.blocks().is_some(), "g = {g}, N = {n}: no block form");
-                let mut by_blocks = vec![0u64; n];
-                crate::simd::permute_into(&mut by_blocks, &src, &perm);
-                let by_words: Vec<u64> = perm.iter().map(|&p| src[p as usize]).collect();
-                assert_eq!(by_blocks, by_words, "g = {g}, N = {n}");
-            }
-        }
-        // A permutation without the form falls back to words.
-        let odd = GaloisPerm::new(vec![1, 4, 2, 3, 0, 5, 6, 7]);
-        assert!(odd.blocks().is_none());
-        let mut out = vec![0u64; 8];
-        crate::simd::permute_into(&mut out, &[10, 11, 12, 13, 14, 15, 16, 17], &odd);
-        assert_eq!(out, [11, 14, 12, 13, 10, 15, 16, 17]);
-    }
 
     #[test]
     fn refuses_sets_over_the_2024_bound_and_names_the_numbers() {

@@ -30,11 +30,13 @@ impl Modulus {
     }
 
     #[inline(always)]
+    /// The prime q.
     pub fn value(&self) -> u64 {
         self.q
     }
 
     #[inline(always)]
+    /// Bits of q: what one residue takes on the wire.
     pub fn bits(&self) -> u32 {
         self.bits
     }
@@ -59,6 +61,7 @@ impl Modulus {
     }
 
     #[inline(always)]
+    /// −a mod q, for a in [0, q).
     pub fn neg(&self, a: u64) -> u64 {
         if a == 0 {
             0
@@ -145,6 +148,7 @@ impl Modulus {
         a.rem_euclid(self.q as i128) as u64
     }
 
+    /// base^exp mod q.
     pub fn pow(&self, mut base: u64, mut exp: u64) -> u64 {
         let mut acc = 1u64;
         base = self.reduce(base);

@@ -15,13 +15,14 @@
 
 use std::arch::x86_64::*;
 
-use crate::ntt::NttTable;
+use crate::isa::Avx2;
+use crate::ntt::Twiddles;
 
 /// Whether the AVX2 transform can run for this prime on this CPU (features read once, off
 /// under `HEINFER_NO_SIMD`). It also serves AVX-512 CPUs without IFMA for the primes
 /// below 2^50 that `ntt_simd` declines there: `NttTable::new` gives `ntt_simd` precedence.
 pub(crate) fn usable(q: u64, n: usize) -> bool {
-    q < (1 << 61) && n >= 16 && n.is_power_of_two() && crate::simd::avx2_detected()
+    q < (1 << 61) && n >= 16 && n.is_power_of_two()
 }
 
 /// A twiddle with its Shoup companion, both split for 32-bit multiplies.
@@ -167,12 +168,10 @@ unsafe fn pairs(w: *const u64, wp: *const u64) -> Tw {
 }
 
 /// In-place forward transform; input in [0, q), output in [0, q), bit-reversed order.
-pub(crate) fn forward(t: &NttTable, a: &mut [u64]) {
+pub(crate) fn forward(_: Avx2, t: &Twiddles, a: &mut [u64]) {
     assert_eq!(a.len(), t.n);
     assert!(t.n >= 16 && t.m.value() < (1 << 61));
-    // The table enabled this path only where `usable` found AVX2: checked, not assumed.
-    assert!(t.avx2, "AVX2 NTT called on a table that did not enable it");
-    // SAFETY: `t.avx2` (asserted) is set only where `usable` detected AVX2; the length is checked.
+    // SAFETY: the token proves AVX2; the length and the prime's size are asserted above.
     unsafe {
         if t.m.value() < (1 << 60) {
             forward_avx2::<true>(t, a)
@@ -183,11 +182,9 @@ pub(crate) fn forward(t: &NttTable, a: &mut [u64]) {
 }
 
 /// In-place inverse transform; input in [0, q), output in [0, q), natural order.
-pub(crate) fn inverse(t: &NttTable, a: &mut [u64]) {
+pub(crate) fn inverse(_: Avx2, t: &Twiddles, a: &mut [u64]) {
     assert_eq!(a.len(), t.n);
     assert!(t.n >= 16 && t.m.value() < (1 << 61));
-    // The table enabled this path only where `usable` found AVX2: checked, not assumed.
-    assert!(t.avx2, "AVX2 NTT called on a table that did not enable it");
     // SAFETY: as in `forward`.
     unsafe {
         if t.m.value() < (1 << 60) {
@@ -199,7 +196,7 @@ pub(crate) fn inverse(t: &NttTable, a: &mut [u64]) {
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn forward_avx2<const FAST: bool>(tab: &NttTable, a: &mut [u64]) {
+unsafe fn forward_avx2<const FAST: bool>(tab: &Twiddles, a: &mut [u64]) {
     let n = tab.n;
     let p = a.as_mut_ptr();
     let q = qv::<FAST>(tab.m.value());
@@ -272,7 +269,7 @@ unsafe fn forward_avx2<const FAST: bool>(tab: &NttTable, a: &mut [u64]) {
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn inverse_avx2<const FAST: bool>(tab: &NttTable, a: &mut [u64]) {
+unsafe fn inverse_avx2<const FAST: bool>(tab: &Twiddles, a: &mut [u64]) {
     let n = tab.n;
     let p = a.as_mut_ptr();
     let q = qv::<FAST>(tab.m.value());

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 #[cfg(feature = "secret-key")]
 use zeroize::Zeroize;
 
-use crate::params::Parameters;
-use crate::poly::Poly;
+use crate::params::{Parameters, ERROR_STDDEV};
 #[cfg(feature = "secret-key")]
-use crate::sampling::{fresh_seed, Sampler};
+use ring::fresh_seed;
+use ring::{Poly, Sampler};
 
 /// The secret key: a uniform ternary polynomial. Zeroized on drop, never serialized
 /// except to the owner's own file (see `wire`).
@@ -91,7 +91,7 @@ impl KeySwitchKey {
                     let mut c = p.clone();
                     for (i, m) in ctx.moduli.iter().enumerate() {
                         for x in c.limb_mut(i) {
-                            *x = crate::simd::key_companion(*x, m);
+                            *x = ring::kernels::key_companion(*x, m);
                         }
                     }
                     c
@@ -127,6 +127,13 @@ impl KeySwitchKey {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RelinKey(pub(crate) KeySwitchKey);
 
+impl RelinKey {
+    /// The key-switching key s² → s.
+    pub fn key(&self) -> &KeySwitchKey {
+        &self.0
+    }
+}
+
 /// Galois keys, by Galois element. In memory each key is held permuted by σ⁻¹
 /// (see `eval`); the wire form is the canonical one.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -161,7 +168,7 @@ impl EvaluationKeys {
     /// Bytes held in memory (both halves of every key and their companions).
     pub fn memory_bytes(&self) -> usize {
         let per_key = |k: &KeySwitchKey| {
-            k.b.iter().chain(&k.a).chain(&k.bp).chain(&k.ap).map(|p| p.data.len() * 8).sum::<usize>()
+            k.b.iter().chain(&k.a).chain(&k.bp).chain(&k.ap).map(|p| p.data().len() * 8).sum::<usize>()
         };
         self.relin.as_ref().map_or(0, |r| per_key(&r.0)) + self.galois.keys.values().map(per_key).sum::<usize>()
     }
@@ -182,7 +189,7 @@ pub struct KeyGenerator {
 #[cfg(feature = "secret-key")]
 impl KeyGenerator {
     pub fn new(params: &Parameters) -> Self {
-        Self { params: params.clone(), sampler: Sampler::new() }
+        Self { params: params.clone(), sampler: Sampler::new(ERROR_STDDEV) }
     }
 
     pub fn secret_key(&mut self) -> SecretKey {
@@ -196,7 +203,7 @@ impl KeyGenerator {
         let moduli: Vec<_> = ctx.moduli[..levels].iter().collect();
         let tables: Vec<_> = ctx.ntt[..levels].iter().collect();
         let seed = fresh_seed();
-        let a = Sampler::from_seed(seed).uniform(ctx.n, &moduli);
+        let a = Sampler::from_seed(seed, ERROR_STDDEV).uniform(ctx.n, &moduli);
         let mut b = Poly::from_signed(&self.sampler.gaussian(ctx.n), &moduli);
         b.ntt(&tables);
         let mut as_ = a.clone();
@@ -285,6 +292,6 @@ impl KeyGenerator {
 pub(crate) fn expand_keyswitch_a(params: &Parameters, seed: [u8; 32], digits: usize) -> Vec<Poly> {
     let ctx = params.ctx();
     let moduli: Vec<_> = ctx.moduli.iter().collect();
-    let mut stream = crate::sampling::Sampler::from_seed(seed);
+    let mut stream = Sampler::from_seed(seed, ERROR_STDDEV);
     (0..digits).map(|_| stream.uniform(ctx.n, &moduli)).collect()
 }
