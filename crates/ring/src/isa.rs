@@ -2,7 +2,7 @@
 //! (`HEINFER_NO_SIMD=1` turns every vector path off), and everything above asks here.
 //!
 //! Kernels per instruction set live side by side under `x86_64/` (`avx2`, `fma`,
-//! `avx512`); the dispatching modules ([`crate::kernels`], [`crate::ntt`]) pick one
+//! `avx512`); the dispatching modules (`kernels`, `ntt`) pick one
 //! with the tokens below. A token is a zero-sized proof that the CPU has a feature set
 //! (as `pulp`'s `V3`/`V4` are for tfhe-ntt): it can only be obtained from the detection
 //! here, so a kernel taking one needs no further `unsafe` for its target features.

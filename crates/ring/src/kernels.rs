@@ -678,15 +678,15 @@ mod tests {
                 let mut out = [0u64; 4];
                 // SAFETY: AVX2 detected above; four words read and written at each pointer.
                 unsafe {
-                    let qs = crate::x86_64::avx2::ntt::qv::<false>(q);
-                    let t = crate::x86_64::avx2::ntt::tw(
+                    let qs = crate::x86_64::avx2::transform::qv::<false>(q);
+                    let t = crate::x86_64::avx2::transform::tw(
                         _mm256_loadu_si256(w.as_ptr().add(c) as *const __m256i),
                         _mm256_loadu_si256(wp.as_ptr().add(c) as *const __m256i),
                     );
                     let x = _mm256_loadu_si256(xs.as_ptr().add(c) as *const __m256i);
                     _mm256_storeu_si256(
                         out.as_mut_ptr() as *mut __m256i,
-                        crate::x86_64::avx2::ntt::mul_shoup(x, t, qs),
+                        crate::x86_64::avx2::transform::mul_shoup(x, t, qs),
                     );
                 }
                 for k in 0..4 {

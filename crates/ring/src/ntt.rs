@@ -16,10 +16,10 @@ enum Backend {
     Scalar,
     /// AVX-512 (IFMA below 2^50, an emulated 64-bit high product above).
     #[cfg(target_arch = "x86_64")]
-    Avx512(crate::x86_64::avx512::ntt::SimdTable),
+    Avx512(crate::x86_64::avx512::transform::SimdTable),
     /// Double precision on AVX2 + FMA, for primes below 2^50 where AVX-512 does not serve.
     #[cfg(target_arch = "x86_64")]
-    Fma(crate::x86_64::fma::ntt::FmaTable),
+    Fma(crate::x86_64::fma::transform::FmaTable),
     /// The integer AVX2 transform.
     #[cfg(target_arch = "x86_64")]
     Avx2(crate::isa::Avx2),
@@ -54,13 +54,13 @@ impl NttTable {
         #[cfg(target_arch = "x86_64")]
         {
             use crate::x86_64::{avx2, avx512, fma};
-            if let Some(t) = avx512::ntt::SimdTable::new(&tw.m, &tw.fwd, &tw.inv, tw.n_inv) {
+            if let Some(t) = avx512::transform::SimdTable::new(&tw.m, &tw.fwd, &tw.inv, tw.n_inv) {
                 return Backend::Avx512(t);
             }
-            if let Some(t) = fma::ntt::FmaTable::new(&tw.m, &tw.fwd, &tw.inv, tw.n_inv, tw.last_inv) {
+            if let Some(t) = fma::transform::FmaTable::new(&tw.m, &tw.fwd, &tw.inv, tw.n_inv, tw.last_inv) {
                 return Backend::Fma(t);
             }
-            if let Some(tok) = crate::isa::Avx2::get().filter(|_| avx2::ntt::usable(tw.m.value(), tw.n)) {
+            if let Some(tok) = crate::isa::Avx2::get().filter(|_| avx2::transform::usable(tw.m.value(), tw.n)) {
                 return Backend::Avx2(tok);
             }
         }
@@ -70,7 +70,7 @@ impl NttTable {
 
     /// The floating-point transform, where it serves this prime (see `x86_64::fma::ntt`).
     #[cfg(target_arch = "x86_64")]
-    pub(crate) fn fma(&self) -> Option<&crate::x86_64::fma::ntt::FmaTable> {
+    pub(crate) fn fma(&self) -> Option<&crate::x86_64::fma::transform::FmaTable> {
         match &self.backend {
             Backend::Fma(t) => Some(t),
             _ => None,
@@ -79,7 +79,7 @@ impl NttTable {
 
     /// Whether this prime's transform works on centered doubles: the key-switching
     /// kernels then keep its limbs as doubles from one kernel to the next (no word round
-    /// trips). Callers pass such limbs with their `f64` flags set (see [`crate::kernels`]).
+    /// trips). Callers pass such limbs with their `f64` flags set (see the `kernels` module).
     pub fn carries_f64(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
@@ -151,7 +151,7 @@ impl NttTable {
             #[cfg(target_arch = "x86_64")]
             Backend::Fma(t) => t.forward(a),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2(tok) => crate::x86_64::avx2::ntt::forward(*tok, &self.tw, a),
+            Backend::Avx2(tok) => crate::x86_64::avx2::transform::forward(*tok, &self.tw, a),
             Backend::Scalar => self.forward_scalar(a),
         }
     }
@@ -165,7 +165,7 @@ impl NttTable {
             #[cfg(target_arch = "x86_64")]
             Backend::Fma(t) => t.inverse(a),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2(tok) => crate::x86_64::avx2::ntt::inverse(*tok, &self.tw, a),
+            Backend::Avx2(tok) => crate::x86_64::avx2::transform::inverse(*tok, &self.tw, a),
             Backend::Scalar => self.inverse_scalar(a),
         }
     }

@@ -67,20 +67,31 @@ impl Sampler {
                 }
             }
         }
+        buf.zeroize();
         out
     }
 
-    /// Discrete Gaussian with σ = 3.2 cut at 6σ, by inversion of its table.
+    /// A polynomial in NTT-ready form (coefficients reduced into every limb) of secret
+    /// small values: the Gaussian error (or ternary values when `ternary`). The signed
+    /// draws are wiped once reduced; callers wipe the polynomial when done with it.
+    pub fn small_poly(&mut self, n: usize, moduli: &[&Modulus], ternary: bool) -> Poly {
+        let mut v = if ternary { self.ternary(n) } else { self.gaussian(n) };
+        let p = Poly::from_signed(&v, moduli);
+        v.zeroize();
+        p
+    }
+
+    /// Discrete Gaussian with the stream's σ, cut at 6σ, by inversion of its table.
+    /// Constant time: every table entry is compared (no search whose branches follow
+    /// the secret value) and a sign bit is drawn for every sample, zero included.
     pub fn gaussian(&mut self, n: usize) -> Vec<i64> {
         (0..n)
             .map(|_| {
                 let r = self.rng.next_u64();
-                let k = self.cdt.partition_point(|&c| c <= r).min(self.cdt.len() - 1) as i64;
-                if k != 0 && self.rng.next_u32() & 1 == 1 {
-                    -k
-                } else {
-                    k
-                }
+                // The number of entries ≤ r is |e|; the last entry is u64::MAX, so at most len − 1 … len.
+                let k = self.cdt[..self.cdt.len() - 1].iter().fold(0i64, |acc, &c| acc + (c <= r) as i64);
+                let sign = (self.rng.next_u32() & 1) as i64;
+                k * (1 - 2 * sign)
             })
             .collect()
     }

@@ -1,5 +1,5 @@
 //! The twiddle factors of the negacyclic NTT: the tables every backend of
-//! [`crate::ntt`] reads (the vector kernels under `x86_64` take them from here, so
+//! the NTT reads (the vector kernels under `x86_64` take them from here, so
 //! they need nothing of the dispatch above them).
 
 use crate::arith::{bit_reverse, primitive_root_of_unity, Modulus};

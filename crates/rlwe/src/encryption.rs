@@ -11,6 +11,7 @@ use crate::plaintext::{check_scale, Plaintext};
 use ring::fresh_seed;
 use ring::Poly;
 use ring::Sampler;
+use zeroize::Zeroize;
 
 /// A ciphertext (c0, c1) in NTT form: it knows its parameters, level and scale.
 #[derive(Clone, Debug, PartialEq)]
@@ -104,13 +105,15 @@ impl Encryptor {
         let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
         let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
         let n = ctx.n;
-        let mut v = Poly::from_signed(&self.sampler.ternary(n), &moduli);
-        let mut c0 = Poly::from_signed(&self.sampler.gaussian(n), &moduli);
-        let mut c1 = Poly::from_signed(&self.sampler.gaussian(n), &moduli);
+        let mut v = self.sampler.small_poly(n, &moduli, true);
+        let mut c0 = self.sampler.small_poly(n, &moduli, false);
+        let mut c1 = self.sampler.small_poly(n, &moduli, false);
         rayon::join(|| v.ntt(&tables), || rayon::join(|| c0.ntt(&tables), || c1.ntt(&tables)));
         c0.mul_add_assign(&v, &self.pk.b, &moduli);
         c0.add_assign(&pt.poly, &moduli);
         c1.mul_add_assign(&v, &self.pk.a, &moduli);
+        // v alone would decrypt the message from the ciphertext: wiped before its buffer is pooled.
+        v.zeroize();
         Ok(Ciphertext { params: params.clone(), c0, c1, scale: pt.scale })
     }
 }
@@ -153,11 +156,12 @@ impl<'a> Decryptor<'a> {
         let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
         let seed = fresh_seed();
         let mut a = Sampler::from_seed(seed, ERROR_STDDEV).uniform(ctx.n, &moduli);
-        let mut c0 = Poly::from_signed(&self.sampler.gaussian(ctx.n), &moduli);
+        let mut c0 = self.sampler.small_poly(ctx.n, &moduli, false);
         c0.ntt(&tables);
         c0.add_assign(&pt.poly, &moduli);
         a.mul_assign(&self.sk.ntt, &moduli);
         c0.sub_assign(&a, &moduli);
+        a.zeroize(); // a·s
         Ok(SeededCiphertext { params: params.clone(), c0, seed, scale: pt.scale })
     }
 }

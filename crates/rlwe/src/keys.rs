@@ -204,7 +204,7 @@ impl KeyGenerator {
         let tables: Vec<_> = ctx.ntt[..levels].iter().collect();
         let seed = fresh_seed();
         let a = Sampler::from_seed(seed, ERROR_STDDEV).uniform(ctx.n, &moduli);
-        let mut b = Poly::from_signed(&self.sampler.gaussian(ctx.n), &moduli);
+        let mut b = self.sampler.small_poly(ctx.n, &moduli, false);
         b.ntt(&tables);
         let mut as_ = a.clone();
         let mut s = sk.ntt.clone();
@@ -212,6 +212,7 @@ impl KeyGenerator {
         as_.mul_assign(&s, &moduli);
         s.zeroize();
         b.sub_assign(&as_, &moduli);
+        as_.zeroize(); // a·s
         PublicKey { params: self.params.clone(), b, a, seed }
     }
 
@@ -269,11 +270,12 @@ impl KeyGenerator {
         let a = expand_keyswitch_a(&self.params, seed, digits);
         let mut bs = Vec::with_capacity(digits);
         for (d, a_d) in a.iter().enumerate() {
-            let mut b = Poly::from_signed(&self.sampler.gaussian(ctx.n), &moduli);
+            let mut b = self.sampler.small_poly(ctx.n, &moduli, false);
             b.ntt(&tables);
             let mut as_ = a_d.clone();
             as_.mul_assign(&sk.ntt, &moduli);
             b.sub_assign(&as_, &moduli);
+            as_.zeroize(); // a·s
             for i in d * ctx.alpha..((d + 1) * ctx.alpha).min(levels) {
                 let m = &ctx.moduli[i];
                 let (pm, pms) = ctx.p_mod_q[i];

@@ -368,18 +368,6 @@ impl Parameters {
         hex(&self.0.fingerprint)
     }
 
-    /// Bytes of a serialized ciphertext at `level` (two polynomials, or one and a seed).
-    pub fn ciphertext_bytes(&self, level: usize, seeded: bool) -> usize {
-        let poly = self.poly_bytes(0..=level);
-        crate::wire::HEADER_LEN + crate::wire::CIPHERTEXT_META_LEN + if seeded { poly + 32 } else { 2 * poly }
-    }
-    /// Bytes of one serialized key-switching key (relinearization or one Galois key), seeded.
-    pub fn keyswitch_key_bytes(&self) -> usize {
-        let all = self.0.moduli.len();
-        let digits = self.0.modup[self.max_level()].len();
-        crate::wire::KEY_META_LEN + digits * self.poly_bytes(0..all)
-    }
-
     /// Bytes of the given limbs of one polynomial on the wire.
     pub fn poly_bytes(&self, limbs: impl Iterator<Item = usize>) -> usize {
         limbs.map(|i| (self.0.n * self.0.moduli[i].bits() as usize).div_ceil(8)).sum()

@@ -24,6 +24,21 @@ pub const CIPHERTEXT_META_LEN: usize = 2 + 8 + 1;
 /// Galois element (u64), digit count (u16), seed
 pub(crate) const KEY_META_LEN: usize = 8 + 2 + 32;
 
+/// Sizes on the wire, from the parameters alone (servers size requests before reading them).
+impl Parameters {
+    /// Bytes of a serialized ciphertext at `level` (two polynomials, or one and a seed).
+    pub fn ciphertext_bytes(&self, level: usize, seeded: bool) -> usize {
+        let poly = self.poly_bytes(0..=level);
+        HEADER_LEN + CIPHERTEXT_META_LEN + if seeded { poly + 32 } else { 2 * poly }
+    }
+    /// Bytes of one serialized key-switching key (relinearization or one Galois key), seeded.
+    pub fn keyswitch_key_bytes(&self) -> usize {
+        let all = self.ctx().moduli.len();
+        let digits = self.ctx().modup[self.max_level()].len();
+        KEY_META_LEN + digits * self.poly_bytes(0..all)
+    }
+}
+
 /// What a serialized object is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

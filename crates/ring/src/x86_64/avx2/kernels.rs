@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::ntt::{hi32, mul_shoup, qv, reduce, tw, tw1};
+use super::transform::{hi32, mul_shoup, qv, reduce, tw, tw1};
 use crate::arith::Modulus;
 
 /// The 128-bit product of two lanes below 2^61, as (low 32 bits of the low word in

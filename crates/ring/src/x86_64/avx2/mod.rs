@@ -2,4 +2,4 @@
 //! and the slice kernels (`kernels`).
 
 pub(crate) mod kernels;
-pub(crate) mod ntt;
+pub(crate) mod transform;

@@ -1,6 +1,6 @@
 //! AVX-512 slice kernels (and the IFMA ones for primes below 2^50).
 
-pub(crate) mod ntt;
+pub(crate) mod transform;
 
 use std::arch::x86_64::*;
 

@@ -15,7 +15,7 @@
 //! few can be added before a reduction. Values live in the caller's u64 buffers as f64
 //! bit patterns between kernels' first and last passes; both ends convert exactly.
 
-pub(crate) mod ntt;
+pub(crate) mod transform;
 
 use std::arch::x86_64::*;
 

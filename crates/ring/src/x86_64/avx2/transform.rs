@@ -16,7 +16,7 @@
 use std::arch::x86_64::*;
 
 use crate::isa::Avx2;
-use crate::ntt::Twiddles;
+use crate::twiddles::Twiddles;
 
 /// Whether the AVX2 transform can run for this prime on this CPU (features read once, off
 /// under `HEINFER_NO_SIMD`). It also serves AVX-512 CPUs without IFMA for the primes
