@@ -264,7 +264,7 @@ impl Evaluator {
     /// Ciphertext product with relinearization; the scales multiply (rescale after).
     pub fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext, rk: &RelinKey) -> Result<Ciphertext> {
         self.check_pair(a, b)?;
-        self.check_params(&rk.key().params())?;
+        self.check_params(rk.key().params())?;
         let scale = a.scale() * b.scale();
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());
@@ -283,7 +283,7 @@ impl Evaluator {
     /// The same as `mul_relin(a, a, rk)`, one product cheaper.
     pub fn square_relin(&self, a: &Ciphertext, rk: &RelinKey) -> Result<Ciphertext> {
         self.check_params(a.params())?;
-        self.check_params(&rk.key().params())?;
+        self.check_params(rk.key().params())?;
         let scale = a.scale() * a.scale();
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());

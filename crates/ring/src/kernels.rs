@@ -697,6 +697,7 @@ mod tests {
             // SAFETY (all calls below): AVX2 detected above; every slice is n long, n a multiple of 4.
             let acc0: Vec<u64> = mix(4, 2 * q);
             let mut acc = acc0.clone();
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::mul_shoup_acc(&mut acc, &a, &w, &wp, q) };
             for i in 0..n {
                 assert!(acc[i] < 2 * q);
@@ -705,6 +706,7 @@ mod tests {
             let (mut k0, mut k1) = (vec![7; n], vec![7; n]);
             let c = mix(6, q);
             let cp: Vec<u64> = c.iter().map(|&x| m.shoup(x)).collect();
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::key_dot(&mut k0, &mut k1, &[&a, &b], &[&w, &c], &[&wp, &cp], &[&c, &w], &[&cp, &wp], q) };
             for i in 0..n {
                 assert_eq!(k0[i], m.add(m.mul(a[i], w[i]), m.mul(b[i], c[i])));
@@ -715,6 +717,7 @@ mod tests {
             let y1: Vec<u64> = mix(9, q);
             let invs = [1.0 / q as f64, 1.0 / 1099511922689f64];
             let mut u_avx = vec![0u32; n];
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::overflow_counts(&mut u_avx, &[&y0, &y1], &invs) };
             for i in 0..n {
                 let f = (y0[i] as f64) * invs[0] + (y1[i] as f64) * invs[1];
@@ -722,6 +725,7 @@ mod tests {
             }
             let table = [3 % q, q - 1, q / 2];
             let mut r = a.clone();
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::sub_table(&mut r, &u_avx, &table, q) };
             for i in 0..n {
                 assert_eq!(r[i], m.sub(a[i], table[u_avx[i] as usize]));
@@ -732,6 +736,7 @@ mod tests {
                 let table: Vec<u64> = table.iter().map(|&t| t % q).collect();
                 let u: Vec<u32> = (0..n).map(|i| ((i * 7 + i / 5) % len) as u32).collect();
                 let mut r = a.clone();
+                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
                 unsafe { avx2::sub_table(&mut r, &u, &table, q) };
                 for i in 0..n {
                     assert_eq!(r[i], m.sub(a[i], table[u[i] as usize]), "len {len}");
@@ -739,23 +744,28 @@ mod tests {
             }
             for (op, f) in [(avx2::Op::Add, 0), (avx2::Op::Sub, 1)] {
                 let mut r = a.clone();
+                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
                 unsafe { avx2::binary(&mut r, Some(&b), q, op) };
                 for i in 0..n {
                     assert_eq!(r[i], if f == 0 { m.add(a[i], b[i]) } else { m.sub(a[i], b[i]) });
                 }
             }
             let mut r = acc0.clone();
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::binary(&mut r, None, q, avx2::Op::Reduce) };
             assert!(r.iter().zip(&acc0).all(|(&r, &x)| r == x % q));
             let mut r = a.clone();
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::sub_const(&mut r, q - 1, q) };
             assert!(r.iter().zip(&a).all(|(&r, &x)| r == m.sub(x, q - 1)));
             let mut r = vec![0; n];
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::add_mul_const(&mut r, &a, q - 1, w[4], wp[4], q) };
             for i in 0..n {
                 assert_eq!(r[i], m.mul(m.add(a[i], q - 1), w[4]));
             }
             let mut r = a.clone();
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::sub_mul_const(&mut r, &b, w[5], wp[5], q) };
             for i in 0..n {
                 assert_eq!(r[i], m.mul(m.sub(a[i], b[i]), w[5]));
@@ -764,10 +774,13 @@ mod tests {
             // against u128 arithmetic and the scalar Barrett.
             let (c, d) = (mix(10, q), mix(11, q));
             let mut r = vec![0; n];
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::mul_barrett(&mut r, Some(&a), &b, None, &m) };
             let mut r_in = a.clone();
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::mul_barrett(&mut r_in, None, &b, None, &m) };
             let mut r2 = vec![0; n];
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::mul_barrett(&mut r2, Some(&a), &b, Some((&c, &d)), &m) };
             for i in 0..n {
                 let want = (a[i] as u128 * b[i] as u128 % q as u128) as u64;
@@ -780,6 +793,7 @@ mod tests {
             let big: Vec<u64> = mix(5, 1 << 62).iter().map(|&x| x | (1 << 61)).collect();
             let cs = [(q - 1, m.shoup(q - 1)), (1, m.shoup(1)), (w[7], wp[7])];
             let mut out = vec![0; n];
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { avx2::dot_const(&mut out, &[&big, &a, &b], &cs, q) };
             for i in 0..n {
                 let want = m.add(m.add(m.mul(m.reduce(big[i]), q - 1), a[i]), m.mul(b[i], w[7]));

@@ -11,6 +11,9 @@ pub use crate::twiddles::Twiddles;
 
 /// Which transform serves a table: chosen once, when the table is built, from the
 /// process's instruction set ([`crate::isa`]) and the prime's size.
+// One table per prime, built once: the variants' sizes do not matter, one pointer
+// chase per transform would.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Backend {
     Scalar,

@@ -483,7 +483,7 @@ pub(crate) unsafe fn sub_from_mul_const_add_products<const Y_F64: bool>(
     // two, their sum (up to 1.75q + 2, which could take the total past 2^51 for q near
     // 2^50) is reduced first.
     let head = move |v0: __m256d, v1: __m256d, qs| mul_mod(_mm256_sub_pd(v0, v1), t, qs);
-    // SAFETY (all arms): lengths checked; y read and written in place (allowed by `lanes`).
+    // SAFETY: (all arms) lengths checked; y read and written in place (allowed by `lanes`).
     unsafe {
         match prods {
             [] => lanes::<_, Y_F64>(p, n, [xp, p as *const u64], q, |v, qs| head(v[0], v[1], qs)),
@@ -686,16 +686,20 @@ mod tests {
             let (a, b, c, d) = (v(1), v(2), v(3), v(4));
             let mut out = vec![u64::MAX; n];
             // SAFETY (all four): AVX2 and FMA detected above; q < 2^50; inputs below q; equal lengths.
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { mul_into(&mut out, &a, &b, q) };
             assert!((0..n).all(|i| out[i] == m.mul(a[i], b[i])), "mul_into, {bits} bits");
+            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
             unsafe { mul_add_into(&mut out, &a, &b, &c, &d, q) };
             assert!((0..n).all(|i| out[i] == m.add(m.mul(a[i], b[i]), m.mul(c[i], d[i]))), "mul_add_into, {bits} bits");
             for w in [0, 1, q - 1, q / 3] {
                 let mut x = a.clone();
+                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
                 unsafe { sub_mul_const(&mut x, &b, w, q) };
                 assert!((0..n).all(|i| x[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, {bits} bits");
                 let x: Vec<u64> = (0..n).map(|i| m.add(m.mul(m.sub(a[i], b[i]), w), c[i])).collect();
                 let mut y = b.clone();
+                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
                 unsafe { sub_from_mul_const_add::<false>(&mut y, &a, w, &c, q) };
                 assert_eq!(y, x, "sub_from_mul_const_add, {bits} bits");
                 // y given as centered doubles (as `forward_f64` leaves it).
@@ -703,6 +707,7 @@ mod tests {
                     v.iter().map(|&w| (if w > q / 2 { w as f64 - q as f64 } else { w as f64 }).to_bits()).collect()
                 };
                 let mut y = centered(&b);
+                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
                 unsafe { sub_from_mul_const_add::<true>(&mut y, &a, w, &c, q) };
                 assert_eq!(y, x, "sub_from_mul_const_add, y doubles, {bits} bits");
                 // With the addend computed: no, one or two products (c·d, a·c), y as words
@@ -716,12 +721,15 @@ mod tests {
                 let prods: [(&[u64], &[u64]); 2] = [(&c, &d), (&a, &c)];
                 for (k, want) in want.iter().enumerate() {
                     let mut y = b.clone();
+                    // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
                     unsafe { sub_from_mul_const_add_products::<false>(&mut y, &a, w, &prods[..k], q) };
                     assert_eq!(&y, want, "{k} products, {bits} bits");
                     let mut y = centered(&b);
+                    // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
                     unsafe { sub_from_mul_const_add_products::<true>(&mut y, &a, w, &prods[..k], q) };
                     assert_eq!(&y, want, "{k} products, y doubles, {bits} bits");
                 }
+                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
                 unsafe { add_mul_const(&mut out, &a, q - 1 - w % q, w, q) };
                 assert!((0..n).all(|i| out[i] == m.mul(m.add(a[i], q - 1 - w % q), w)), "add_mul_const, {bits} bits");
             }

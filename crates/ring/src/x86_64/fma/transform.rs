@@ -229,7 +229,7 @@ unsafe fn forward_fma<const WIDE: bool, const F64: bool, const CENTERED: bool>(
     let p = base as *mut f64;
     let pi = (if CENTERED { src.words } else { base }) as *const __m256i;
     let (b, half) = (_mm256_set1_pd(src.b), _mm256_set1_pd((src.b / 2.0).floor()));
-    // SAFETY (callers): four words at pi + j/4, inside the input.
+    // SAFETY: (callers) four words at pi + j/4, inside the input.
     let load = |j: usize| unsafe {
         let v = to_f64(_mm256_loadu_si256(pi.add(j / 4)));
         if CENTERED {
