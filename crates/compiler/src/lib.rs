@@ -8,7 +8,10 @@
 //! reports cost and accuracy (against onnxruntime when Python has it, [`ort`]).
 //! [`write_repository`] writes the Triton model directory.
 
+pub mod activation;
+pub mod affine;
 pub mod approx;
+pub mod cheb;
 pub mod import;
 pub mod lower;
 pub mod noise;
@@ -16,6 +19,7 @@ pub mod npy;
 pub mod onnx;
 pub mod ort;
 pub mod params;
+pub mod passes;
 pub mod residual;
 pub mod svg;
 pub mod triton;
@@ -26,7 +30,8 @@ use std::time::Instant;
 use model::report::{Accuracy, ActivationReport, LayerReport, Report};
 use model::{ClientSpec, HeModel, InputSpec, LayerInfo, Op, OutputSpec, PostOp};
 
-pub use import::{ActFn, MaxPoolPolicy};
+pub use activation::ActFn;
+pub use import::MaxPoolPolicy;
 pub use npy::Array;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +121,7 @@ enum LStage {
     Linear {
         name: String,
         kind: String,
-        map: import::Affine,
+        map: affine::Affine,
         src: usize,
     },
     Square {
@@ -148,7 +153,7 @@ impl LStage {
         match self {
             LStage::Linear { map, src, .. } => map.apply(&vals[*src]),
             LStage::Square { src, .. } => vals[*src].iter().map(|x| x * x).collect(),
-            LStage::Poly { cheb, src, .. } => vals[*src].iter().map(|&x| approx::cheb_eval(cheb, x)).collect(),
+            LStage::Poly { cheb, src, .. } => vals[*src].iter().map(|&x| cheb::cheb_eval(cheb, x)).collect(),
             LStage::Add { a, b, sub, .. } => {
                 let sg = if *sub { -1.0 } else { 1.0 };
                 vals[*a].iter().zip(&vals[*b]).map(|(x, y)| x + sg * y).collect()
@@ -160,7 +165,7 @@ impl LStage {
     fn depth(&self) -> u32 {
         match self {
             LStage::Linear { .. } | LStage::Square { .. } => 1,
-            LStage::Poly { cheb, .. } => approx::depth_rec(cheb),
+            LStage::Poly { cheb, .. } => cheb::depth_rec(cheb),
             LStage::Add { .. } => residual::MAX_DEPTH,
         }
     }
@@ -312,7 +317,7 @@ fn approximate(
                     let z = fit.coef[0] == 0.0;
                     out.push(LStage::Poly { name: name.clone(), kind, cheb: fit.cheb.clone(), exact_zero: z, src: s });
                 } else if degree <= 3 {
-                    let cheb = approx::power_to_cheb(&cx);
+                    let cheb = cheb::power_to_cheb(&cx);
                     out.push(LStage::Poly { name: name.clone(), kind, cheb, exact_zero: cx[0] == 0.0, src: s });
                 } else {
                     // Normalise explicitly (one level): the power basis in x is unstable at high degree.
@@ -394,7 +399,7 @@ fn build(stages: &[LStage], q: &[u64], slots: usize, scale: f64) -> Result<Built
             }
             LStage::Poly { cheb, exact_zero, src, .. } => {
                 let (v, mut layout) = vals[*src].clone();
-                if v.level < approx::depth_rec(cheb) {
+                if v.level < cheb::depth_rec(cheb) {
                     return Err(CompileError::Internal("out of levels".into()));
                 }
                 let y = lower::poly(&mut b, v, cheb);
@@ -448,7 +453,8 @@ pub fn compile(
 ) -> Result<Compiled, CompileError> {
     let t0 = Instant::now();
     progress("parsing ONNX");
-    let m = onnx::parse_model(onnx_bytes)?;
+    let mut m = onnx::parse_model(onnx_bytes)?;
+    passes::run(&mut m.graph);
     let imp = import::import(&m, opts.maxpool)?;
     let numel: usize = imp.input_shape.iter().product();
     let calib = data.calibration;
