@@ -5,7 +5,8 @@
 /// Multiplicative depth of evaluating a polynomial given by power-basis coefficients
 /// with the recursive Chebyshev split of the HE evaluation (⌈log2(d+1)⌉, plus one when the
 /// leading part needs a constant product).
-pub fn poly_depth(coef: &[f64]) -> u32 {
+#[cfg(test)]
+fn poly_depth(coef: &[f64]) -> u32 {
     depth_rec(&power_to_cheb(coef))
 }
 

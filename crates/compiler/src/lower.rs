@@ -217,9 +217,6 @@ pub struct FirstPlan {
 }
 
 impl FirstPlan {
-    pub fn rotations(&self) -> usize {
-        self.g - 1 + log2(self.rr)
-    }
     pub fn period(&self) -> usize {
         self.wp * self.cp
     }

@@ -91,7 +91,7 @@ impl<'a> Chain<'a> {
         if let Some((map, names)) = tv.pending.take() {
             let kind = names.join(" + ");
             let nm = names.first().cloned().unwrap_or_default();
-            self.stages.push(Stage::Linear { name: nm, kind, map, out_shape: tv.shape.clone(), src: tv.base });
+            self.stages.push(Stage::Linear { name: nm, kind, map, src: tv.base });
             tv.base = self.stages.len();
         }
         tv.base

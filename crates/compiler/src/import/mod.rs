@@ -29,7 +29,6 @@ pub enum Stage {
         name: String,
         kind: String,
         map: Affine,
-        out_shape: Vec<usize>,
         src: usize,
     },
     Act {

@@ -22,7 +22,7 @@ fn linear_model(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     let coef = n.attrs.get("coefficients").map(|a| a.floats.clone()).unwrap_or_default();
     let inter = n.attrs.get("intercepts").map(|a| a.floats.clone()).unwrap_or_default();
     let k = op.numel;
-    if coef.is_empty() || coef.len() % k != 0 {
+    if coef.is_empty() || !coef.len().is_multiple_of(k) {
         return Err(unsupported(n, "coefficients do not match the input size"));
     }
     let mo = coef.len() / k;
