@@ -120,42 +120,8 @@ pub enum MaxPoolPolicy {
 
 /// Imports a parsed ONNX model (after [`crate::passes`]) as a DAG of stages (see [`Stage`]).
 pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, CompileError> {
-    if m.opset != 0 && m.opset < 13 {
-        return Err(CompileError::BadOnnx(format!(
-            "opset {} is older than 13; re-export with opset_version >= 13 (torch.onnx.export(..., opset_version=13))",
-            m.opset
-        )));
-    }
+    let (inp, shape) = data_input(m)?;
     let g = &m.graph;
-    let data_inputs: Vec<&onnx::ValueInfo> =
-        g.inputs.iter().filter(|v| !g.initializers.contains_key(&v.name)).collect();
-    if data_inputs.len() != 1 {
-        return Err(CompileError::BadOnnx(format!(
-            "the model must have exactly one data input, it has {}",
-            data_inputs.len()
-        )));
-    }
-    let inp = data_inputs[0];
-    let mut shape: Vec<usize> = Vec::new();
-    for (i, d) in inp.shape.iter().enumerate() {
-        match d {
-            Some(v) if *v > 0 => {
-                if i > 0 || inp.shape.len() == 1 {
-                    shape.push(*v as usize)
-                }
-            }
-            _ if i == 0 => {}
-            _ => {
-                return Err(CompileError::Shape(format!(
-                    "input '{}' has a symbolic dimension {i}; only the batch dimension may be symbolic",
-                    inp.name
-                )))
-            }
-        }
-    }
-    if shape.is_empty() {
-        return Err(CompileError::Shape(format!("input '{}' has no shape information", inp.name)));
-    }
     let mut ch = Chain {
         init: &g.initializers,
         consts: HashMap::new(),
@@ -232,4 +198,46 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
         postprocess: ch.post,
         notes: ch.notes,
     })
+}
+
+/// The model's one data input and its shape without the batch dimension; refuses what
+/// the exporters we support would not produce.
+fn data_input(m: &onnx::Model) -> Result<(&onnx::ValueInfo, Vec<usize>), CompileError> {
+    if m.opset != 0 && m.opset < 13 {
+        return Err(CompileError::BadOnnx(format!(
+            "opset {} is older than 13; re-export with opset_version >= 13 (torch.onnx.export(..., opset_version=13))",
+            m.opset
+        )));
+    }
+    let g = &m.graph;
+    let data_inputs: Vec<&onnx::ValueInfo> =
+        g.inputs.iter().filter(|v| !g.initializers.contains_key(&v.name)).collect();
+    if data_inputs.len() != 1 {
+        return Err(CompileError::BadOnnx(format!(
+            "the model must have exactly one data input, it has {}",
+            data_inputs.len()
+        )));
+    }
+    let inp = data_inputs[0];
+    let mut shape: Vec<usize> = Vec::new();
+    for (i, d) in inp.shape.iter().enumerate() {
+        match d {
+            Some(v) if *v > 0 => {
+                if i > 0 || inp.shape.len() == 1 {
+                    shape.push(*v as usize)
+                }
+            }
+            _ if i == 0 => {}
+            _ => {
+                return Err(CompileError::Shape(format!(
+                    "input '{}' has a symbolic dimension {i}; only the batch dimension may be symbolic",
+                    inp.name
+                )))
+            }
+        }
+    }
+    if shape.is_empty() {
+        return Err(CompileError::Shape(format!("input '{}' has no shape information", inp.name)));
+    }
+    Ok((inp, shape))
 }
