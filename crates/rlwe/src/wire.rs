@@ -105,14 +105,14 @@ impl KeyId {
         KeyId(Sha256::digest(bytes).into())
     }
 
-    /// Parses 64 hexadecimal digits (either case).
+    /// Parses exactly 64 hexadecimal digits (either case): no sign, no whitespace, no
+    /// prefix — one key has one spelling per case, so a store keyed by it is not fooled.
     pub fn parse(s: &str) -> Result<Self, WireError> {
-        let s = s.trim();
         let bad = || WireError::OutOfRange {
             field: "key id",
             detail: format!("{:?} is not 64 hexadecimal digits", s.chars().take(80).collect::<String>()),
         };
-        if s.len() != 64 || !s.is_ascii() {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut out = [0u8; 32];
@@ -608,5 +608,27 @@ impl SecretKey {
             }
         }
         Ok(SecretKey::from_coeffs(params, std::mem::take(&mut *coeffs)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyId;
+
+    /// `u8::from_str_radix` takes a leading '+': "+f" would parse, and one key would have
+    /// many spellings. Only the 64 digits themselves are a key id.
+    #[test]
+    fn key_ids_are_exactly_64_hex_digits() {
+        let id = KeyId::of_bundle(b"bundle");
+        let hex = id.hex();
+        assert_eq!(KeyId::parse(&hex).unwrap(), id);
+        assert_eq!(KeyId::parse(&hex.to_uppercase()).unwrap(), id);
+        let plus = format!("+{}", &hex[1..]);
+        assert!(KeyId::parse(&plus).is_err(), "{plus}");
+        let plus_mid = format!("{}+{}", &hex[..10], &hex[11..]);
+        assert!(KeyId::parse(&plus_mid).is_err());
+        assert!(KeyId::parse(&format!(" {}", &hex[1..])).is_err());
+        assert!(KeyId::parse(&format!("{hex}\n")).is_err());
+        assert!(KeyId::parse(&format!("0x{}", &hex[2..])).is_err());
     }
 }
