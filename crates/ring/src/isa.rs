@@ -84,6 +84,17 @@ macro_rules! token {
             pub(crate) fn get() -> Option<Self> {
                 features().$feat.then_some(Self(()))
             }
+
+            /// The token without the process's policy (`HEINFER_NO_SIMD`, AVX-512
+            /// precedence): for tests that call a kernel directly.
+            ///
+            /// # Safety
+            /// The CPU must have the features (the test checked them itself).
+            #[cfg(test)]
+            #[allow(dead_code)] // not every token has a kernel test calling it directly
+            pub(crate) unsafe fn assume() -> Self {
+                Self(())
+            }
         }
     };
 }

@@ -18,22 +18,16 @@ fn has_ifma() -> bool {
     isa::Ifma::get().is_some()
 }
 
-/// AVX2 kernels serve where AVX-512 does not: every prime is below 2^61.
+/// The floating-point kernels' token, where they take slices of this length modulo this prime.
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    isa::avx2_tier().is_some()
+fn fma_for(len: usize, m: &Modulus) -> Option<isa::Fma> {
+    fma::token(m.value()).filter(|_| len.is_multiple_of(4))
 }
 
-/// Whether the floating-point kernels take slices of this length modulo this prime.
+/// The AVX2 kernels' token, where they take slices of this length modulo this prime.
 #[cfg(target_arch = "x86_64")]
-fn fma_for(len: usize, m: &Modulus) -> bool {
-    len.is_multiple_of(4) && fma::usable(m.value())
-}
-
-/// Whether the AVX2 kernels take slices of this length modulo this prime.
-#[cfg(target_arch = "x86_64")]
-fn avx2_for(len: usize, m: &Modulus) -> bool {
-    has_avx2() && len.is_multiple_of(4) && m.value() < (1 << 61)
+fn avx2_for(len: usize, m: &Modulus) -> Option<isa::Avx2> {
+    isa::avx2_tier().filter(|_| len.is_multiple_of(4) && m.value() < (1 << 61))
 }
 
 /// Whether vector Shoup products for this prime use IFMA, whose companions are
@@ -86,9 +80,8 @@ pub fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m: &Modu
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(acc.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for; slice lengths asserted inside.
-        unsafe { avx2::mul_shoup_acc(acc, x, w, wp, m.value()) };
+    if let Some(t) = avx2_for(acc.len(), m) {
+        avx2::mul_shoup_acc(t, acc, x, w, wp, m.value());
         return;
     }
     let q2 = 2 * m.value();
@@ -119,17 +112,14 @@ pub fn key_dot(
     // The key's companions are f64 bit patterns exactly where fma::usable holds
     // (`key_companion`): that alone picks the kernel (lengths are multiples of 4, asserted).
     #[cfg(target_arch = "x86_64")]
-    if fma::usable(m.value()) {
-        // SAFETY: AVX2 and FMA checked by fma::usable; q < 2^50; lengths asserted inside;
-        // the companions are the key words as f64 bit patterns (`key_companion`).
-        unsafe { fma::key_dot(o0, o1, src, src_f64, bp, ap, m.value()) };
+    if let Some(t) = fma::token(m.value()) {
+        fma::key_dot(t, o0, o1, src, src_f64, bp, ap, m.value());
         return;
     }
     assert!(!src_f64.contains(&true), "sources as doubles only where the floating-point kernel serves the prime");
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(o0.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for; every slice's length is asserted inside.
-        unsafe { avx2::key_dot(o0, o1, src, b, bp, a, ap, m.value()) };
+    if let Some(t) = avx2_for(o0.len(), m) {
+        avx2::key_dot(t, o0, o1, src, b, bp, a, ap, m.value());
         return;
     }
     o0.fill(0);
@@ -151,9 +141,8 @@ pub fn reduce_2q(a: &mut [u64], m: &Modulus) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(a.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for.
-        unsafe { avx2::binary(a, None, m.value(), avx2::Op::Reduce) };
+    if let Some(t) = avx2_for(a.len(), m) {
+        avx2::binary(t, a, None, m.value(), avx2::Op::Reduce);
         return;
     }
     let q = m.value();
@@ -171,9 +160,8 @@ pub fn add_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(a.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for; b's length is asserted inside.
-        unsafe { avx2::binary(a, Some(b), m.value(), avx2::Op::Add) };
+    if let Some(t) = avx2_for(a.len(), m) {
+        avx2::binary(t, a, Some(b), m.value(), avx2::Op::Add);
         return;
     }
     for (x, &y) in a.iter_mut().zip(b) {
@@ -190,9 +178,8 @@ pub fn sub_const(a: &mut [u64], c: u64, m: &Modulus) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(a.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for.
-        unsafe { avx2::sub_const(a, c, m.value()) };
+    if let Some(t) = avx2_for(a.len(), m) {
+        avx2::sub_const(t, a, c, m.value());
         return;
     }
     for x in a.iter_mut() {
@@ -209,9 +196,8 @@ pub fn sub_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(a.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for; b's length is asserted inside.
-        unsafe { avx2::binary(a, Some(b), m.value(), avx2::Op::Sub) };
+    if let Some(t) = avx2_for(a.len(), m) {
+        avx2::binary(t, a, Some(b), m.value(), avx2::Op::Sub);
         return;
     }
     for (x, &y) in a.iter_mut().zip(b) {
@@ -237,16 +223,14 @@ pub fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if bound <= (1 << 50) && fma::usable(m.value()) && out.len().is_multiple_of(4) {
+    if let Some(t) = fma_for(out.len(), m).filter(|_| bound <= (1 << 50)) {
         let cs: Vec<u64> = cs.iter().map(|&(c, _)| c).collect();
-        // SAFETY: AVX2 and FMA checked by fma::usable; q and the inputs below 2^50; lengths asserted inside.
-        unsafe { fma::dot_const(out, ys, &cs, m.value()) };
+        fma::dot_const(t, out, ys, &cs, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if bound <= (1 << 63) && avx2_for(out.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for; every ys[j] is out.len() long (asserted inside).
-        unsafe { avx2::dot_const(out, ys, cs, m.value()) };
+    if let Some(t) = avx2_for(out.len(), m).filter(|_| bound <= (1 << 63)) {
+        avx2::dot_const(t, out, ys, cs, m.value());
         return;
     }
     let q = m.value();
@@ -266,15 +250,13 @@ pub fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &
 /// out = ((x + h) mod q)·c mod q for constants h < q and c < q (Shoup pair); x in [0, q).
 pub fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if fma_for(out.len(), m) {
-        // SAFETY: fma_for checked the features, q < 2^50 and the length; x's length is asserted inside.
-        unsafe { fma::add_mul_const(out, x, h, c, m.value()) };
+    if let Some(t) = fma_for(out.len(), m) {
+        fma::add_mul_const(t, out, x, h, c, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(out.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for; x is at least out.len() long (asserted inside).
-        unsafe { avx2::add_mul_const(out, x, h, c, cp, m.value()) };
+    if let Some(t) = avx2_for(out.len(), m) {
+        avx2::add_mul_const(t, out, x, h, c, cp, m.value());
         return;
     }
     for (o, &v) in out.iter_mut().zip(x) {
@@ -288,9 +270,8 @@ pub fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, m: &Mo
 pub fn overflow_counts(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
     let k = ys.len() as u32;
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() && u.len().is_multiple_of(4) {
-        // SAFETY: AVX2 checked above; every ys[j] is at least u.len() long (asserted inside).
-        unsafe { avx2::overflow_counts(u, ys, invs) };
+    if let Some(t) = isa::avx2_tier().filter(|_| u.len().is_multiple_of(4)) {
+        avx2::overflow_counts(t, u, ys, invs);
         return;
     }
     for (i, o) in u.iter_mut().enumerate() {
@@ -306,9 +287,8 @@ pub fn overflow_counts(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
 /// a[i] = a[i] − table[u[i]] mod q (a and the table in [0, q)).
 pub fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(a.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for; lengths and indices are asserted inside.
-        unsafe { avx2::sub_table(a, u, table, m.value()) };
+    if let Some(t) = avx2_for(a.len(), m) {
+        avx2::sub_table(t, a, u, table, m.value());
         return;
     }
     for (x, &i) in a.iter_mut().zip(u) {
@@ -325,15 +305,13 @@ pub fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if fma_for(x.len(), m) {
-        // SAFETY: fma_for checked the features, q < 2^50 and the length; y's length is asserted inside.
-        unsafe { fma::sub_mul_const(x, y, w, m.value()) };
+    if let Some(t) = fma_for(x.len(), m) {
+        fma::sub_mul_const(t, x, y, w, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(x.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for; y is at least x.len() long (asserted inside).
-        unsafe { avx2::sub_mul_const(x, y, w, wp, m.value()) };
+    if let Some(t) = avx2_for(x.len(), m) {
+        avx2::sub_mul_const(t, x, y, w, wp, m.value());
         return;
     }
     for (a, &b) in x.iter_mut().zip(y) {
@@ -353,9 +331,8 @@ pub fn permute_into(dst: &mut [u64], src: &[u64], perm: &[u32], blocks: Option<&
         return;
     };
     #[cfg(target_arch = "x86_64")]
-    if isa::Avx2::get().is_some() {
-        // SAFETY: AVX2 detected; lengths checked above, block indices inside.
-        unsafe { avx2::permute_blocks(dst, src, blocks) };
+    if let Some(t) = isa::Avx2::get() {
+        avx2::permute_blocks(t, dst, src, blocks);
         return;
     }
     for (o, &e) in dst.chunks_exact_mut(4).zip(blocks) {
@@ -382,15 +359,12 @@ pub fn sub_from_mul_const_add_products(
 ) {
     assert!(prods.len() <= 2, "at most two products");
     #[cfg(target_arch = "x86_64")]
-    if fma_for(y.len(), m) {
-        // SAFETY: fma_for checked the features, q < 2^50 and the length; the rest is asserted inside.
-        unsafe {
-            if y_f64 {
-                fma::sub_from_mul_const_add_products::<true>(y, x, w, prods, m.value())
-            } else {
-                fma::sub_from_mul_const_add_products::<false>(y, x, w, prods, m.value())
-            }
-        };
+    if let Some(t) = fma_for(y.len(), m) {
+        if y_f64 {
+            fma::sub_from_mul_const_add_products::<true>(t, y, x, w, prods, m.value())
+        } else {
+            fma::sub_from_mul_const_add_products::<false>(t, y, x, w, prods, m.value())
+        }
         return;
     }
     let e = &mut scratch[..y.len()];
@@ -412,19 +386,16 @@ pub fn sub_from_mul_const_add_products(
 /// ModDown's last step with the addend folded in (one pass over the limb, not two).
 pub fn sub_from_mul_const_add(y: &mut [u64], x: &[u64], w: u64, wp: u64, e: &[u64], m: &Modulus, y_f64: bool) {
     #[cfg(target_arch = "x86_64")]
-    assert!(!y_f64 || fma_for(y.len(), m), "doubles only where the floating-point kernels serve the prime");
+    assert!(!y_f64 || fma_for(y.len(), m).is_some(), "doubles only where the floating-point kernels serve the prime");
     #[cfg(not(target_arch = "x86_64"))]
     assert!(!y_f64, "doubles only where the floating-point kernels serve the prime");
     #[cfg(target_arch = "x86_64")]
-    if fma_for(y.len(), m) {
-        // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
-        unsafe {
-            if y_f64 {
-                fma::sub_from_mul_const_add::<true>(y, x, w, e, m.value())
-            } else {
-                fma::sub_from_mul_const_add::<false>(y, x, w, e, m.value())
-            }
-        };
+    if let Some(t) = fma_for(y.len(), m) {
+        if y_f64 {
+            fma::sub_from_mul_const_add::<true>(t, y, x, w, e, m.value())
+        } else {
+            fma::sub_from_mul_const_add::<false>(t, y, x, w, e, m.value())
+        }
         return;
     }
     let _ = wp;
@@ -443,16 +414,13 @@ pub fn mul_into(out: &mut [u64], a: &[u64], b: &[u64], m: &Modulus) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if fma_for(out.len(), m) {
-        // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
-        unsafe { fma::mul_into(out, a, b, m.value()) };
+    if let Some(t) = fma_for(out.len(), m) {
+        fma::mul_into(t, out, a, b, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(out.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for, which also guarantees q < 2^61 and a length
-        // that is a multiple of 4; the slice lengths are asserted inside.
-        unsafe { avx2::mul_barrett(out, Some(a), b, None, m) };
+    if let Some(t) = avx2_for(out.len(), m) {
+        avx2::mul_barrett(t, out, Some(a), b, None, m);
         return;
     }
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
@@ -477,16 +445,13 @@ pub fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: &[u64],
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if fma_for(out.len(), m) {
-        // SAFETY: fma_for checked the features, q < 2^50 and the length; the others' lengths are asserted inside.
-        unsafe { fma::mul_add_into(out, a, b, c, d, m.value()) };
+    if let Some(t) = fma_for(out.len(), m) {
+        fma::mul_add_into(t, out, a, b, c, d, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(out.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for, which also guarantees q < 2^61 and a length
-        // that is a multiple of 4; the slice lengths are asserted inside.
-        unsafe { avx2::mul_barrett(out, Some(a), b, Some((c, d)), m) };
+    if let Some(t) = avx2_for(out.len(), m) {
+        avx2::mul_barrett(t, out, Some(a), b, Some((c, d)), m);
         return;
     }
     for ((((o, &x), &y), &z), &w) in out.iter_mut().zip(a).zip(b).zip(c).zip(d) {
@@ -509,10 +474,8 @@ pub fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_for(a.len(), m) {
-        // SAFETY: AVX2 checked by avx2_for, which also guarantees q < 2^61 and a length
-        // that is a multiple of 4; the slice lengths are asserted inside.
-        unsafe { avx2::mul_barrett(a, None, b, None, m) };
+    if let Some(t) = avx2_for(a.len(), m) {
+        avx2::mul_barrett(t, a, None, b, None, m);
         return;
     }
     for (x, &y) in a.iter_mut().zip(b) {
@@ -607,6 +570,8 @@ mod tests {
         if !is_x86_feature_detected!("avx2") {
             return;
         }
+        // SAFETY: AVX2 detected just above.
+        let tok = unsafe { crate::isa::Avx2::assume() };
         for bits in [20u32, 31, 32, 33, 40, 47, 50, 55, 59, 60, 61] {
             let q = crate::primes::ntt_primes(bits, 8, 1, &[]).unwrap()[0];
             let m = Modulus::new(q);
@@ -631,11 +596,8 @@ mod tests {
             for (a, b, c, d) in [(&a, &b, &c, &d), (&ea, &eb, &eb, &ea)] {
                 let n = a.len();
                 let (mut r, mut r2) = (vec![0; n], vec![0; n]);
-                // SAFETY: AVX2 detected above; every slice is n long, n a multiple of 4, q < 2^61.
-                unsafe {
-                    avx2::mul_barrett(&mut r, Some(a), b, None, &m);
-                    avx2::mul_barrett(&mut r2, Some(a), b, Some((c, d)), &m);
-                }
+                avx2::mul_barrett(tok, &mut r, Some(a), b, None, &m);
+                avx2::mul_barrett(tok, &mut r2, Some(a), b, Some((c, d)), &m);
                 for i in 0..n {
                     assert_eq!(r[i], (a[i] as u128 * b[i] as u128 % q as u128) as u64, "q {q} {} {}", a[i], b[i]);
                     let x = a[i] as u128 * b[i] as u128 + c[i] as u128 * d[i] as u128;
@@ -656,6 +618,8 @@ mod tests {
         if !is_x86_feature_detected!("avx2") {
             return;
         }
+        // SAFETY: AVX2 detected just above.
+        let tok = unsafe { crate::isa::Avx2::assume() };
         for q in [65537u64, 1099511922689, 1125899906826241, 1152921504606584833, 2305843009213554689] {
             assert!(q < 1 << 61);
             let m = Modulus::new(q);
@@ -697,8 +661,7 @@ mod tests {
             // SAFETY (all calls below): AVX2 detected above; every slice is n long, n a multiple of 4.
             let acc0: Vec<u64> = mix(4, 2 * q);
             let mut acc = acc0.clone();
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::mul_shoup_acc(&mut acc, &a, &w, &wp, q) };
+            avx2::mul_shoup_acc(tok, &mut acc, &a, &w, &wp, q);
             for i in 0..n {
                 assert!(acc[i] < 2 * q);
                 assert_eq!(acc[i] % q, (acc0[i] % q + m.mul(a[i], w[i])) % q);
@@ -706,8 +669,7 @@ mod tests {
             let (mut k0, mut k1) = (vec![7; n], vec![7; n]);
             let c = mix(6, q);
             let cp: Vec<u64> = c.iter().map(|&x| m.shoup(x)).collect();
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::key_dot(&mut k0, &mut k1, &[&a, &b], &[&w, &c], &[&wp, &cp], &[&c, &w], &[&cp, &wp], q) };
+            avx2::key_dot(tok, &mut k0, &mut k1, &[&a, &b], &[&w, &c], &[&wp, &cp], &[&c, &w], &[&cp, &wp], q);
             for i in 0..n {
                 assert_eq!(k0[i], m.add(m.mul(a[i], w[i]), m.mul(b[i], c[i])));
                 assert_eq!(k1[i], m.add(m.mul(a[i], c[i]), m.mul(b[i], w[i])));
@@ -717,16 +679,14 @@ mod tests {
             let y1: Vec<u64> = mix(9, q);
             let invs = [1.0 / q as f64, 1.0 / 1099511922689f64];
             let mut u_avx = vec![0u32; n];
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::overflow_counts(&mut u_avx, &[&y0, &y1], &invs) };
+            avx2::overflow_counts(tok, &mut u_avx, &[&y0, &y1], &invs);
             for i in 0..n {
                 let f = (y0[i] as f64) * invs[0] + (y1[i] as f64) * invs[1];
                 assert_eq!(u_avx[i], (f.floor() as u32).min(2), "{} {}", y0[i], y1[i]);
             }
             let table = [3 % q, q - 1, q / 2];
             let mut r = a.clone();
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::sub_table(&mut r, &u_avx, &table, q) };
+            avx2::sub_table(tok, &mut r, &u_avx, &table, q);
             for i in 0..n {
                 assert_eq!(r[i], m.sub(a[i], table[u_avx[i] as usize]));
             }
@@ -736,37 +696,31 @@ mod tests {
                 let table: Vec<u64> = table.iter().map(|&t| t % q).collect();
                 let u: Vec<u32> = (0..n).map(|i| ((i * 7 + i / 5) % len) as u32).collect();
                 let mut r = a.clone();
-                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-                unsafe { avx2::sub_table(&mut r, &u, &table, q) };
+                avx2::sub_table(tok, &mut r, &u, &table, q);
                 for i in 0..n {
                     assert_eq!(r[i], m.sub(a[i], table[u[i] as usize]), "len {len}");
                 }
             }
             for (op, f) in [(avx2::Op::Add, 0), (avx2::Op::Sub, 1)] {
                 let mut r = a.clone();
-                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-                unsafe { avx2::binary(&mut r, Some(&b), q, op) };
+                avx2::binary(tok, &mut r, Some(&b), q, op);
                 for i in 0..n {
                     assert_eq!(r[i], if f == 0 { m.add(a[i], b[i]) } else { m.sub(a[i], b[i]) });
                 }
             }
             let mut r = acc0.clone();
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::binary(&mut r, None, q, avx2::Op::Reduce) };
+            avx2::binary(tok, &mut r, None, q, avx2::Op::Reduce);
             assert!(r.iter().zip(&acc0).all(|(&r, &x)| r == x % q));
             let mut r = a.clone();
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::sub_const(&mut r, q - 1, q) };
+            avx2::sub_const(tok, &mut r, q - 1, q);
             assert!(r.iter().zip(&a).all(|(&r, &x)| r == m.sub(x, q - 1)));
             let mut r = vec![0; n];
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::add_mul_const(&mut r, &a, q - 1, w[4], wp[4], q) };
+            avx2::add_mul_const(tok, &mut r, &a, q - 1, w[4], wp[4], q);
             for i in 0..n {
                 assert_eq!(r[i], m.mul(m.add(a[i], q - 1), w[4]));
             }
             let mut r = a.clone();
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::sub_mul_const(&mut r, &b, w[5], wp[5], q) };
+            avx2::sub_mul_const(tok, &mut r, &b, w[5], wp[5], q);
             for i in 0..n {
                 assert_eq!(r[i], m.mul(m.sub(a[i], b[i]), w[5]));
             }
@@ -774,14 +728,11 @@ mod tests {
             // against u128 arithmetic and the scalar Barrett.
             let (c, d) = (mix(10, q), mix(11, q));
             let mut r = vec![0; n];
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::mul_barrett(&mut r, Some(&a), &b, None, &m) };
+            avx2::mul_barrett(tok, &mut r, Some(&a), &b, None, &m);
             let mut r_in = a.clone();
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::mul_barrett(&mut r_in, None, &b, None, &m) };
+            avx2::mul_barrett(tok, &mut r_in, None, &b, None, &m);
             let mut r2 = vec![0; n];
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::mul_barrett(&mut r2, Some(&a), &b, Some((&c, &d)), &m) };
+            avx2::mul_barrett(tok, &mut r2, Some(&a), &b, Some((&c, &d)), &m);
             for i in 0..n {
                 let want = (a[i] as u128 * b[i] as u128 % q as u128) as u64;
                 assert_eq!((r[i], r_in[i]), (want, want), "q {q} a {} b {}", a[i], b[i]);
@@ -793,8 +744,7 @@ mod tests {
             let big: Vec<u64> = mix(5, 1 << 62).iter().map(|&x| x | (1 << 61)).collect();
             let cs = [(q - 1, m.shoup(q - 1)), (1, m.shoup(1)), (w[7], wp[7])];
             let mut out = vec![0; n];
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { avx2::dot_const(&mut out, &[&big, &a, &b], &cs, q) };
+            avx2::dot_const(tok, &mut out, &[&big, &a, &b], &cs, q);
             for i in 0..n {
                 let want = m.add(m.add(m.mul(m.reduce(big[i]), q - 1), a[i]), m.mul(b[i], w[7]));
                 assert_eq!(out[i], want, "q {q}");

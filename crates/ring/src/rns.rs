@@ -140,8 +140,9 @@ impl BaseConverter {
         #[cfg(target_arch = "x86_64")]
         if !fp_targets.is_empty() {
             let wide: Vec<bool> = self.from.iter().map(|&i| moduli[i].value() >= crate::x86_64::fma::MAX_Q).collect();
-            // SAFETY: fma::usable checked AVX2, FMA and each target prime; inputs below bound < 2^61, split where ≥ 2^50.
-            unsafe { crate::x86_64::fma::convert(&mut fp_targets, &ys, &wide, &over) };
+            // Targets were chosen where the kernels serve their primes, so the token exists.
+            let t = crate::isa::fma_tier().expect("floating-point targets only where FMA runs");
+            crate::x86_64::fma::convert(t, &mut fp_targets, &ys, &wide, &over);
         }
     }
 }

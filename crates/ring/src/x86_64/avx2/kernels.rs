@@ -6,6 +6,7 @@ use std::arch::x86_64::*;
 
 use super::transform::{hi32, mul_shoup, qv, reduce, tw, tw1};
 use crate::arith::Modulus;
+use crate::isa::Avx2;
 
 /// The 128-bit product of two lanes below 2^61, as (low 32 bits of the low word in
 /// the low half, everything above 2^32 except the top product, the top product):
@@ -26,7 +27,13 @@ fn mul_wide(a: __m256i, b: __m256i) -> (__m256i, __m256i, __m256i) {
 /// 32-bit products, then x − qhat·q < 3q mod 2^64 and two conditional subtractions,
 /// so both agree bit for bit.
 #[target_feature(enable = "avx2")]
-pub unsafe fn mul_barrett(out: &mut [u64], a: Option<&[u64]>, b: &[u64], cd: Option<(&[u64], &[u64])>, m: &Modulus) {
+unsafe fn mul_barrett_unchecked(
+    out: &mut [u64],
+    a: Option<&[u64]>,
+    b: &[u64],
+    cd: Option<(&[u64], &[u64])>,
+    m: &Modulus,
+) {
     let n = out.len();
     assert!(a.is_none_or(|a| a.len() >= n) && b.len() >= n && n.is_multiple_of(4));
     assert!(cd.is_none_or(|(c, d)| c.len() >= n && d.len() >= n));
@@ -80,8 +87,23 @@ pub unsafe fn mul_barrett(out: &mut [u64], a: Option<&[u64]>, b: &[u64], cd: Opt
     }
 }
 
+/// [`mul_barrett_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn mul_barrett(
+    _: Avx2,
+    out: &mut [u64],
+    a: Option<&[u64]>,
+    b: &[u64],
+    cd: Option<(&[u64], &[u64])>,
+    m: &Modulus,
+) {
+    // SAFETY: the token proves the CPU features `mul_barrett_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { mul_barrett_unchecked(out, a, b, cd, m) }
+}
+
 #[target_feature(enable = "avx2")]
-pub unsafe fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+unsafe fn mul_shoup_acc_unchecked(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
     let n = acc.len();
     assert!(x.len() >= n && w.len() >= n && wp.len() >= n && n.is_multiple_of(4));
     let qs = qv::<false>(q);
@@ -99,9 +121,17 @@ pub unsafe fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q
     }
 }
 
+/// [`mul_shoup_acc_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn mul_shoup_acc(_: Avx2, acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+    // SAFETY: the token proves the CPU features `mul_shoup_acc_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { mul_shoup_acc_unchecked(acc, x, w, wp, q) }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
-pub unsafe fn key_dot(
+unsafe fn key_dot_unchecked(
     o0: &mut [u64],
     o1: &mut [u64],
     src: &[&[u64]],
@@ -145,6 +175,25 @@ pub unsafe fn key_dot(
     }
 }
 
+/// [`key_dot_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn key_dot(
+    _: Avx2,
+    o0: &mut [u64],
+    o1: &mut [u64],
+    src: &[&[u64]],
+    b: &[&[u64]],
+    bp: &[&[u64]],
+    a: &[&[u64]],
+    ap: &[&[u64]],
+    q: u64,
+) {
+    // SAFETY: the token proves the CPU features `key_dot_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { key_dot_unchecked(o0, o1, src, b, bp, a, ap, q) }
+}
+
 /// The 32-bit lane indices that put 64-bit words o0..o3 (two bits each of `e`) in order.
 const fn block_indices() -> [[i32; 8]; 256] {
     let mut t = [[0i32; 8]; 256];
@@ -166,7 +215,7 @@ static BLOCK_INDICES: [[i32; 8]; 256] = block_indices();
 /// dst by blocks of four: block b is src's block (blocks[b] >> 8), reordered by the two-bit
 /// offsets in the low byte (one load, one lane shuffle, one store).
 #[target_feature(enable = "avx2")]
-pub unsafe fn permute_blocks(dst: &mut [u64], src: &[u64], blocks: &[u32]) {
+unsafe fn permute_blocks_unchecked(dst: &mut [u64], src: &[u64], blocks: &[u32]) {
     assert!(dst.len() == 4 * blocks.len());
     for (o, &e) in dst.chunks_exact_mut(4).zip(blocks) {
         let s = &src[(e >> 8) as usize * 4..][..4];
@@ -179,6 +228,14 @@ pub unsafe fn permute_blocks(dst: &mut [u64], src: &[u64], blocks: &[u32]) {
     }
 }
 
+/// [`permute_blocks_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn permute_blocks(_: Avx2, dst: &mut [u64], src: &[u64], blocks: &[u32]) {
+    // SAFETY: the token proves the CPU features `permute_blocks_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { permute_blocks_unchecked(dst, src, blocks) }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 pub enum Op {
     Add,
@@ -187,7 +244,7 @@ pub enum Op {
 }
 
 #[target_feature(enable = "avx2")]
-pub unsafe fn binary(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
+unsafe fn binary_unchecked(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
     let n = a.len();
     assert!(b.is_none_or(|b| b.len() >= n) && n.is_multiple_of(4));
     let qv = _mm256_set1_epi64x(q as i64);
@@ -209,6 +266,14 @@ pub unsafe fn binary(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
     }
 }
 
+/// [`binary_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn binary(_: Avx2, a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
+    // SAFETY: the token proves the CPU features `binary_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { binary_unchecked(a, b, q, op) }
+}
+
 /// d + q where d (read as signed) is negative, d elsewhere.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -218,7 +283,7 @@ fn add_if_negative(d: __m256i, q: __m256i) -> __m256i {
 }
 
 #[target_feature(enable = "avx2")]
-pub unsafe fn sub_const(a: &mut [u64], c: u64, q: u64) {
+unsafe fn sub_const_unchecked(a: &mut [u64], c: u64, q: u64) {
     let qv = _mm256_set1_epi64x(q as i64);
     let cv = _mm256_set1_epi64x(c as i64);
     assert!(a.len().is_multiple_of(4));
@@ -231,9 +296,17 @@ pub unsafe fn sub_const(a: &mut [u64], c: u64, q: u64) {
     }
 }
 
+/// [`sub_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn sub_const(_: Avx2, a: &mut [u64], c: u64, q: u64) {
+    // SAFETY: the token proves the CPU features `sub_const_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { sub_const_unchecked(a, c, q) }
+}
+
 /// Inputs below 2^63, constants below q with 64-bit Shoup companions.
 #[target_feature(enable = "avx2")]
-pub unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+unsafe fn dot_const_unchecked(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
     let n = out.len();
     assert!(ys.len() == cs.len() && ys.iter().all(|y| y.len() >= n) && n.is_multiple_of(4));
     let qs = qv::<false>(q);
@@ -251,8 +324,16 @@ pub unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u6
     }
 }
 
+/// [`dot_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn dot_const(_: Avx2, out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+    // SAFETY: the token proves the CPU features `dot_const_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { dot_const_unchecked(out, ys, cs, q) }
+}
+
 #[target_feature(enable = "avx2")]
-pub unsafe fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, q: u64) {
+unsafe fn add_mul_const_unchecked(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, q: u64) {
     let n = out.len();
     assert!(x.len() >= n && n.is_multiple_of(4));
     let qs = qv::<false>(q);
@@ -268,11 +349,19 @@ pub unsafe fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64,
     }
 }
 
+/// [`add_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn add_mul_const(_: Avx2, out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, q: u64) {
+    // SAFETY: the token proves the CPU features `add_mul_const_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { add_mul_const_unchecked(out, x, h, c, cp, q) }
+}
+
 /// See `super::overflow_counts`. u64 → f64 without AVX-512: the high and low 32-bit
 /// halves become exact doubles (2^84 + hi·2^32 and 2^52 + lo, by their bit patterns),
 /// whose difference with the offsets and sum round once, as the scalar conversion does.
 #[target_feature(enable = "avx2")]
-pub unsafe fn overflow_counts(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
+unsafe fn overflow_counts_unchecked(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
     let n = u.len();
     assert!(ys.len() == invs.len() && ys.iter().all(|y| y.len() >= n) && n.is_multiple_of(4));
     let k = _mm_set1_epi32(ys.len() as i32);
@@ -296,8 +385,16 @@ pub unsafe fn overflow_counts(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
     }
 }
 
+/// [`overflow_counts_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn overflow_counts(_: Avx2, u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
+    // SAFETY: the token proves the CPU features `overflow_counts_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { overflow_counts_unchecked(u, ys, invs) }
+}
+
 #[target_feature(enable = "avx2")]
-pub unsafe fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], q: u64) {
+unsafe fn sub_table_unchecked(a: &mut [u64], u: &[u32], table: &[u64], q: u64) {
     let n = a.len();
     assert!(u.len() >= n && n.is_multiple_of(4));
     let qv = _mm256_set1_epi64x(q as i64);
@@ -335,8 +432,16 @@ pub unsafe fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], q: u64) {
     }
 }
 
+/// [`sub_table_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn sub_table(_: Avx2, a: &mut [u64], u: &[u32], table: &[u64], q: u64) {
+    // SAFETY: the token proves the CPU features `sub_table_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { sub_table_unchecked(a, u, table, q) }
+}
+
 #[target_feature(enable = "avx2")]
-pub unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
+unsafe fn sub_mul_const_unchecked(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
     let n = x.len();
     assert!(y.len() >= n && n.is_multiple_of(4));
     let qs = qv::<false>(q);
@@ -351,4 +456,12 @@ pub unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
             _mm256_storeu_si256(x.as_mut_ptr().add(i) as *mut __m256i, r);
         }
     }
+}
+
+/// [`sub_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn sub_mul_const(_: Avx2, x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
+    // SAFETY: the token proves the CPU features `sub_mul_const_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { sub_mul_const_unchecked(x, y, w, wp, q) }
 }

@@ -17,6 +17,8 @@
 
 pub(crate) mod transform;
 
+use crate::isa::Fma;
+
 use std::arch::x86_64::*;
 
 /// Primes below this take the floating-point kernels.
@@ -26,7 +28,12 @@ pub(crate) const MAGIC: f64 = 4_503_599_627_370_496.0;
 
 /// Whether the floating-point kernels serve this prime on this CPU.
 pub(crate) fn usable(q: u64) -> bool {
-    q < MAX_Q && crate::isa::fma_tier().is_some()
+    token(q).is_some()
+}
+
+/// The token the kernels here take, where they serve this prime on this CPU.
+pub(crate) fn token(q: u64) -> Option<Fma> {
+    crate::isa::fma_tier().filter(|_| q < MAX_Q)
 }
 
 /// A twiddle and its quotient factor w/q, broadcast or per lane.
@@ -123,7 +130,7 @@ pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {
 /// The CPU must have AVX2 and FMA; q < 2^50; src words below q (or, where `src_f64`,
 /// doubles of integers |x| < q); b, a doubles of integers below q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn key_dot(
+unsafe fn key_dot_unchecked(
     o0: &mut [u64],
     o1: &mut [u64],
     src: &[&[u64]],
@@ -186,13 +193,31 @@ pub(crate) unsafe fn key_dot(
     }
 }
 
+/// [`key_dot_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn key_dot(
+    _: Fma,
+    o0: &mut [u64],
+    o1: &mut [u64],
+    src: &[&[u64]],
+    src_f64: &[bool],
+    b: &[&[u64]],
+    a: &[&[u64]],
+    q: u64,
+) {
+    // SAFETY: the token proves the CPU features `key_dot_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { key_dot_unchecked(o0, o1, src, src_f64, b, a, q) }
+}
+
 /// out[i] = Σ_j y_j[i]·c_j mod q, fully reduced, for constants c_j < q < 2^50 and inputs
 /// y below 2^50 (the base conversions' inner products).
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA; q < 2^50; every input below 2^50.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[u64], q: u64) {
+unsafe fn dot_const_unchecked(out: &mut [u64], ys: &[&[u64]], cs: &[u64], q: u64) {
     let n = out.len();
     assert!(n.is_multiple_of(4) && q < MAX_Q && cs.len() == ys.len());
     assert!(ys.iter().all(|y| y.len() >= n));
@@ -219,6 +244,14 @@ pub(crate) unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[u64], q: u6
         // SAFETY: i + 4 <= n.
         unsafe { _mm256_storeu_si256(o.add(i) as *mut __m256i, to_u64(acc, qs)) };
     }
+}
+
+/// [`dot_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn dot_const(_: Fma, out: &mut [u64], ys: &[&[u64]], cs: &[u64], q: u64) {
+    // SAFETY: the token proves the CPU features `dot_const_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { dot_const_unchecked(out, ys, cs, q) }
 }
 
 /// How many products (each below `product`) a sum takes between centered reductions, the
@@ -257,7 +290,7 @@ pub(crate) struct ConvTarget<'a> {
 /// The CPU must have AVX2 and FMA; every target prime below 2^50; every input below 2^61,
 /// and below 2^50 where `wide[j]` is false.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[bool], over: &[u32]) {
+unsafe fn convert_unchecked(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[bool], over: &[u32]) {
     let n = over.len();
     let k = ys.len();
     assert!(n.is_multiple_of(4) && ys.iter().all(|y| y.len() >= n));
@@ -370,6 +403,14 @@ pub(crate) unsafe fn convert(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[
     }
 }
 
+/// [`convert_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn convert(_: Fma, targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[bool], over: &[u32]) {
+    // SAFETY: the token proves the CPU features `convert_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { convert_unchecked(targets, ys, wide, over) }
+}
+
 /// Runs `f` on every group of four lanes i < n, with the inputs' lanes loaded as doubles
 /// (converted from words; with Y_F64 the second input holds doubles of integers |x| < q,
 /// as `forward_f64` leaves them) and a fully reduced store to `out`, which may be one of the inputs
@@ -411,11 +452,19 @@ unsafe fn lanes<const K: usize, const Y_F64: bool>(
 /// # Safety
 /// The CPU must have AVX2 and FMA; q < 2^50; inputs below q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn mul_into(out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
+unsafe fn mul_into_unchecked(out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
     let n = out.len();
     assert!(a.len() >= n && b.len() >= n);
     // SAFETY: lengths checked; the caller guarantees the features and q.
     unsafe { lanes::<_, false>(out.as_mut_ptr(), n, [a.as_ptr(), b.as_ptr()], q, |v, qs| mul_mod_q(v[0], v[1], qs)) };
+}
+
+/// [`mul_into_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn mul_into(_: Fma, out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
+    // SAFETY: the token proves the CPU features `mul_into_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { mul_into_unchecked(out, a, b, q) }
 }
 
 /// out = a·b + c·d mod q.
@@ -423,7 +472,7 @@ pub(crate) unsafe fn mul_into(out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
 /// # Safety
 /// As `mul_into`.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: &[u64], q: u64) {
+unsafe fn mul_add_into_unchecked(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: &[u64], q: u64) {
     let n = out.len();
     assert!([a, b, c, d].iter().all(|x| x.len() >= n));
     let ins = [a.as_ptr(), b.as_ptr(), c.as_ptr(), d.as_ptr()];
@@ -432,12 +481,20 @@ pub(crate) unsafe fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u6
     unsafe { lanes::<_, false>(out.as_mut_ptr(), n, ins, q, f) };
 }
 
+/// [`mul_add_into_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn mul_add_into(_: Fma, out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: &[u64], q: u64) {
+    // SAFETY: the token proves the CPU features `mul_add_into_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { mul_add_into_unchecked(out, a, b, c, d, q) }
+}
+
 /// x = (x − y)·w mod q for a constant w < q.
 ///
 /// # Safety
 /// As `mul_into`; w < q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, q: u64) {
+unsafe fn sub_mul_const_unchecked(x: &mut [u64], y: &[u64], w: u64, q: u64) {
     let t = tw1(w as f64, w as f64 / q as f64);
     let n = x.len();
     assert!(y.len() >= n);
@@ -448,16 +505,32 @@ pub(crate) unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, q: u64) {
     };
 }
 
+/// [`sub_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn sub_mul_const(_: Fma, x: &mut [u64], y: &[u64], w: u64, q: u64) {
+    // SAFETY: the token proves the CPU features `sub_mul_const_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { sub_mul_const_unchecked(x, y, w, q) }
+}
+
 /// y = (x − y)·w + e mod q for a constant w < q (the result in y's buffer).
 ///
 /// # Safety
 /// As `mul_into`; w < q; with Y_F64, y holds doubles of integers |y| < q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn sub_from_mul_const_add<const Y_F64: bool>(y: &mut [u64], x: &[u64], w: u64, e: &[u64], q: u64) {
+unsafe fn sub_from_mul_const_add_unchecked<const Y_F64: bool>(y: &mut [u64], x: &[u64], w: u64, e: &[u64], q: u64) {
     assert!(x.len() >= y.len() && e.len() >= y.len());
     let p = y.as_mut_ptr();
     // SAFETY: lengths checked; y is read and written in place (allowed by `lanes`).
     unsafe { sub_mul_const_add_raw::<Y_F64>(p, x.as_ptr(), p, e.as_ptr(), y.len(), w, q) }
+}
+
+/// [`sub_from_mul_const_add_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn sub_from_mul_const_add<const Y_F64: bool>(_: Fma, y: &mut [u64], x: &[u64], w: u64, e: &[u64], q: u64) {
+    // SAFETY: the token proves the CPU features `sub_from_mul_const_add_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { sub_from_mul_const_add_unchecked::<Y_F64>(y, x, w, e, q) }
 }
 
 /// y = (x − y)·w + Σ a_k·b_k mod q, with no, one or two products (a_k, b_k): ModDown's
@@ -467,7 +540,7 @@ pub(crate) unsafe fn sub_from_mul_const_add<const Y_F64: bool>(y: &mut [u64], x:
 /// # Safety
 /// As `sub_from_mul_const_add`; every product's inputs below q; at most two products.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn sub_from_mul_const_add_products<const Y_F64: bool>(
+unsafe fn sub_from_mul_const_add_products_unchecked<const Y_F64: bool>(
     y: &mut [u64],
     x: &[u64],
     w: u64,
@@ -502,6 +575,21 @@ pub(crate) unsafe fn sub_from_mul_const_add_products<const Y_F64: bool>(
     }
 }
 
+/// [`sub_from_mul_const_add_products_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn sub_from_mul_const_add_products<const Y_F64: bool>(
+    _: Fma,
+    y: &mut [u64],
+    x: &[u64],
+    w: u64,
+    prods: &[(&[u64], &[u64])],
+    q: u64,
+) {
+    // SAFETY: the token proves the CPU features `sub_from_mul_const_add_products_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { sub_from_mul_const_add_products_unchecked::<Y_F64>(y, x, w, prods, q) }
+}
+
 /// out = (x − y)·w + e mod q, out being x or y or neither.
 ///
 /// # Safety
@@ -527,13 +615,21 @@ unsafe fn sub_mul_const_add_raw<const Y_F64: bool>(
 /// # Safety
 /// As `mul_into`; h, c < q.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, q: u64) {
+unsafe fn add_mul_const_unchecked(out: &mut [u64], x: &[u64], h: u64, c: u64, q: u64) {
     let t = tw1(c as f64, c as f64 / q as f64);
     let hv = _mm256_set1_pd(h as f64);
     let n = out.len();
     assert!(x.len() >= n);
     // SAFETY: lengths checked; the caller guarantees the features and q.
     unsafe { lanes::<_, false>(out.as_mut_ptr(), n, [x.as_ptr()], q, |v, qs| mul_mod(_mm256_add_pd(v[0], hv), t, qs)) };
+}
+
+/// [`add_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+#[inline]
+pub(crate) fn add_mul_const(_: Fma, out: &mut [u64], x: &[u64], h: u64, c: u64, q: u64) {
+    // SAFETY: the token proves the CPU features `add_mul_const_unchecked` is compiled for, and its
+    // body asserts every length and bound its memory accesses rely on.
+    unsafe { add_mul_const_unchecked(out, x, h, c, q) }
 }
 
 /// x·y mod q for two variables below q < 2^50, centered: the quotient from fl(x·y)/q,
@@ -570,6 +666,8 @@ mod tests {
         if !features() {
             return;
         }
+        // SAFETY: AVX2 and FMA detected just above.
+        let tok = unsafe { crate::isa::Fma::assume() };
         let n = 1 << 10;
         let mut s = 0x9e37_79b9_7f4a_7c15u64;
         for bits in [30u32, 40, 46, 47, 49, 50] {
@@ -602,19 +700,16 @@ mod tests {
                 };
                 let (bf, af) = (as_f64(&b), as_f64(&a));
                 let (br, ar) = (slices(&bf), slices(&af));
-                // SAFETY: AVX2 and FMA detected above; q < 2^50; every slice is n long.
-                unsafe { key_dot(&mut o0, &mut o1, &sr, &vec![false; digits], &br, &ar, q) };
+                key_dot(tok, &mut o0, &mut o1, &sr, &vec![false; digits], &br, &ar, q);
                 let srcf = as_f64(&src);
                 let (mut f0, mut f1) = (vec![u64::MAX; n], vec![u64::MAX; n]);
-                // SAFETY: as above, the sources as doubles.
-                unsafe { key_dot(&mut f0, &mut f1, &slices(&srcf), &vec![true; digits], &br, &ar, q) };
+                key_dot(tok, &mut f0, &mut f1, &slices(&srcf), &vec![true; digits], &br, &ar, q);
                 assert!(f0 == o0 && f1 == o1, "bits {bits} digits {digits}: f64 sources");
                 // Mixed: every other digit as doubles (a digit's own primes stay words).
                 let mixed: Vec<&[u64]> =
                     (0..digits).map(|d| if d % 2 == 0 { &srcf[d][..] } else { &src[d][..] }).collect();
                 let kinds: Vec<bool> = (0..digits).map(|d| d % 2 == 0).collect();
-                // SAFETY: as above.
-                unsafe { key_dot(&mut f0, &mut f1, &mixed, &kinds, &br, &ar, q) };
+                key_dot(tok, &mut f0, &mut f1, &mixed, &kinds, &br, &ar, q);
                 assert!(f0 == o0 && f1 == o1, "bits {bits} digits {digits}: mixed sources");
                 for i in 0..n {
                     let dot = |k: &[Vec<u64>]| (0..digits).fold(0u64, |acc, d| m.add(acc, m.mul(src[d][i], k[d][i])));
@@ -632,6 +727,8 @@ mod tests {
         if !features() {
             return;
         }
+        // SAFETY: AVX2 and FMA detected just above.
+        let tok = unsafe { crate::isa::Fma::assume() };
         let n = 256;
         let mut s = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
@@ -652,8 +749,7 @@ mod tests {
                     .collect();
                 let cs: Vec<u64> = (0..k).map(|j| if j == 0 { q - 1 } else { next() % q }).collect();
                 let mut out = vec![u64::MAX; n];
-                // SAFETY: AVX2 and FMA detected above; q and the inputs below 2^50; every slice n long.
-                unsafe { dot_const(&mut out, &slices(&ys), &cs, q) };
+                dot_const(tok, &mut out, &slices(&ys), &cs, q);
                 for i in 0..n {
                     let want = (0..k).fold(0u128, |acc, j| (acc + ys[j][i] as u128 * cs[j] as u128) % q as u128);
                     assert_eq!(out[i] as u128, want, "bits {bits} k {k} i {i}");
@@ -668,6 +764,8 @@ mod tests {
         if !features() {
             return;
         }
+        // SAFETY: AVX2 and FMA detected just above.
+        let tok = unsafe { crate::isa::Fma::assume() };
         let n = 512;
         for bits in [30u32, 40, 47, 50] {
             let q = ntt_primes(bits, n, 1, &[]).unwrap()[0];
@@ -686,29 +784,24 @@ mod tests {
             let (a, b, c, d) = (v(1), v(2), v(3), v(4));
             let mut out = vec![u64::MAX; n];
             // SAFETY (all four): AVX2 and FMA detected above; q < 2^50; inputs below q; equal lengths.
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { mul_into(&mut out, &a, &b, q) };
+            mul_into(tok, &mut out, &a, &b, q);
             assert!((0..n).all(|i| out[i] == m.mul(a[i], b[i])), "mul_into, {bits} bits");
-            // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-            unsafe { mul_add_into(&mut out, &a, &b, &c, &d, q) };
+            mul_add_into(tok, &mut out, &a, &b, &c, &d, q);
             assert!((0..n).all(|i| out[i] == m.add(m.mul(a[i], b[i]), m.mul(c[i], d[i]))), "mul_add_into, {bits} bits");
             for w in [0, 1, q - 1, q / 3] {
                 let mut x = a.clone();
-                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-                unsafe { sub_mul_const(&mut x, &b, w, q) };
+                sub_mul_const(tok, &mut x, &b, w, q);
                 assert!((0..n).all(|i| x[i] == m.mul(m.sub(a[i], b[i]), w)), "sub_mul_const, {bits} bits");
                 let x: Vec<u64> = (0..n).map(|i| m.add(m.mul(m.sub(a[i], b[i]), w), c[i])).collect();
                 let mut y = b.clone();
-                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-                unsafe { sub_from_mul_const_add::<false>(&mut y, &a, w, &c, q) };
+                sub_from_mul_const_add::<false>(tok, &mut y, &a, w, &c, q);
                 assert_eq!(y, x, "sub_from_mul_const_add, {bits} bits");
                 // y given as centered doubles (as `forward_f64` leaves it).
                 let centered = |v: &[u64]| -> Vec<u64> {
                     v.iter().map(|&w| (if w > q / 2 { w as f64 - q as f64 } else { w as f64 }).to_bits()).collect()
                 };
                 let mut y = centered(&b);
-                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-                unsafe { sub_from_mul_const_add::<true>(&mut y, &a, w, &c, q) };
+                sub_from_mul_const_add::<true>(tok, &mut y, &a, w, &c, q);
                 assert_eq!(y, x, "sub_from_mul_const_add, y doubles, {bits} bits");
                 // With the addend computed: no, one or two products (c·d, a·c), y as words
                 // and as doubles.
@@ -721,16 +814,13 @@ mod tests {
                 let prods: [(&[u64], &[u64]); 2] = [(&c, &d), (&a, &c)];
                 for (k, want) in want.iter().enumerate() {
                     let mut y = b.clone();
-                    // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-                    unsafe { sub_from_mul_const_add_products::<false>(&mut y, &a, w, &prods[..k], q) };
+                    sub_from_mul_const_add_products::<false>(tok, &mut y, &a, w, &prods[..k], q);
                     assert_eq!(&y, want, "{k} products, {bits} bits");
                     let mut y = centered(&b);
-                    // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-                    unsafe { sub_from_mul_const_add_products::<true>(&mut y, &a, w, &prods[..k], q) };
+                    sub_from_mul_const_add_products::<true>(tok, &mut y, &a, w, &prods[..k], q);
                     assert_eq!(&y, want, "{k} products, y doubles, {bits} bits");
                 }
-                // SAFETY: (test) the CPU features were detected above and every slice has the kernel's length.
-                unsafe { add_mul_const(&mut out, &a, q - 1 - w % q, w, q) };
+                add_mul_const(tok, &mut out, &a, q - 1 - w % q, w, q);
                 assert!((0..n).all(|i| out[i] == m.mul(m.add(a[i], q - 1 - w % q), w)), "add_mul_const, {bits} bits");
             }
         }
@@ -744,6 +834,8 @@ mod tests {
         if !features() {
             return;
         }
+        // SAFETY: AVX2 and FMA detected just above.
+        let tok = unsafe { crate::isa::Fma::assume() };
         let n = 64;
         for bits in [40u32, 47, 50] {
             let q = ntt_primes(bits, n, 1, &[]).unwrap()[0];
@@ -754,15 +846,13 @@ mod tests {
             let key = vec![vec![(q - 1) / 2; n]; digits];
             let keyf: Vec<Vec<u64>> = key.iter().map(|l| l.iter().map(|&w| (w as f64).to_bits()).collect()).collect();
             let (mut o0, mut o1) = (vec![0; n], vec![0; n]);
-            // SAFETY: AVX2 and FMA detected above; q < 2^50; every slice n long.
-            unsafe { key_dot(&mut o0, &mut o1, &slices(&src), &[false; 24], &slices(&keyf), &slices(&keyf), q) };
+            key_dot(tok, &mut o0, &mut o1, &slices(&src), &[false; 24], &slices(&keyf), &slices(&keyf), q);
             let want = (0..digits).fold(0, |acc, _| m.add(acc, m.mul(q - 1, (q - 1) / 2)));
             assert!(o0.iter().chain(&o1).all(|&x| x == want), "{bits} bits");
             let ys = vec![vec![(1u64 << 50) - 1; n]; 12];
             let cs = vec![q - 1; 12];
             let mut out = vec![0; n];
-            // SAFETY: as above; inputs below 2^50.
-            unsafe { dot_const(&mut out, &slices(&ys), &cs, q) };
+            dot_const(tok, &mut out, &slices(&ys), &cs, q);
             let want = (0..12).fold(0, |acc, _| m.add(acc, m.mul(m.reduce((1 << 50) - 1), q - 1)));
             assert!(out.iter().all(|&x| x == want), "dot_const, {bits} bits");
         }
