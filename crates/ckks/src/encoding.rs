@@ -111,6 +111,8 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// An encoder for `params`. The FFT tables depend on N alone: built on first use
+    /// and shared by every encoder of that degree.
     pub fn new(params: &Parameters) -> Self {
         Self { params: params.clone() }
     }
@@ -121,6 +123,8 @@ impl Encoder {
         self.encode_complex(&z, level, scale)
     }
 
+    /// Encodes complex values (zero-padded to N/2 slots) at `level` and `scale`. Every
+    /// coefficient (the inverse FFT of the values) times the scale must stay below 2^120.
     pub fn encode_complex(&self, values: &[Complex64], level: usize, scale: f64) -> Result<Plaintext> {
         let p = &self.params;
         let slots = p.slots();

@@ -29,10 +29,12 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
+    /// An evaluator for `params`.
     pub fn new(params: &Parameters) -> Self {
         Self { params: params.clone() }
     }
 
+    /// The parameter set.
     pub fn params(&self) -> &Parameters {
         &self.params
     }
@@ -79,12 +81,14 @@ impl Evaluator {
 
     // ---- additive operations -------------------------------------------------
 
+    /// a + b, slot-wise; the operands must share level and scale.
     pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         let mut r = a.clone();
         self.add_assign(&mut r, b)?;
         Ok(r)
     }
 
+    /// a += b (see `add`).
     pub fn add_assign(&self, a: &mut Ciphertext, b: &Ciphertext) -> Result<()> {
         self.check_pair(a, b)?;
         Self::check_scales(a.scale(), b.scale())?;
@@ -94,6 +98,7 @@ impl Evaluator {
         Ok(())
     }
 
+    /// a − b, slot-wise; the operands must share level and scale.
     pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         self.check_pair(a, b)?;
         Self::check_scales(a.scale(), b.scale())?;
@@ -104,6 +109,7 @@ impl Evaluator {
         Ok(r)
     }
 
+    /// −a, slot-wise.
     pub fn neg(&self, a: &Ciphertext) -> Result<Ciphertext> {
         self.check_params(a.params())?;
         let m = self.q_moduli(a.level());
@@ -123,6 +129,8 @@ impl Evaluator {
         Ok(())
     }
 
+    /// ct + pt, slot-wise, at the same scale. The plaintext may be at a higher level than
+    /// the ciphertext (its extra limbs are ignored), not a lower one.
     pub fn add_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
         self.check_plain(ct, pt)?;
         Self::check_scales(ct.scale(), pt.scale())?;
@@ -131,6 +139,7 @@ impl Evaluator {
         Ok(r)
     }
 
+    /// ct − pt, slot-wise (see `add_plain`).
     pub fn sub_plain(&self, ct: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
         self.check_plain(ct, pt)?;
         Self::check_scales(ct.scale(), pt.scale())?;

@@ -7,6 +7,8 @@
 //! instruction set. The `rlwe` types a CKKS user needs are re-exported, so `ckks` is
 //! the one import of a CKKS application.
 
+#![deny(missing_docs)]
+
 pub mod encoding;
 pub mod eval;
 

@@ -27,9 +27,11 @@ impl Ciphertext {
     pub fn level(&self) -> usize {
         self.c0.limbs() - 1
     }
+    /// The scale Δ the message was multiplied by.
     pub fn scale(&self) -> f64 {
         self.scale
     }
+    /// The parameter set.
     pub fn params(&self) -> &Parameters {
         &self.params
     }
@@ -71,6 +73,7 @@ pub struct SeededCiphertext {
 }
 
 impl SeededCiphertext {
+    /// Number of rescales left.
     pub fn level(&self) -> usize {
         self.c0.limbs() - 1
     }
@@ -90,6 +93,7 @@ pub struct Encryptor {
 }
 
 impl Encryptor {
+    /// An encryptor under `pk`, its randomness from the operating system.
     pub fn new(pk: &PublicKey) -> Self {
         Self { pk: pk.clone(), sampler: Sampler::new(ERROR_STDDEV) }
     }
@@ -127,6 +131,7 @@ pub struct Decryptor<'a> {
 
 #[cfg(feature = "secret-key")]
 impl<'a> Decryptor<'a> {
+    /// A decryptor with `sk`, borrowed: the key is not copied.
     pub fn new(sk: &'a SecretKey) -> Self {
         Self { sk, sampler: Sampler::new(ERROR_STDDEV) }
     }

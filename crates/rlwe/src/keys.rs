@@ -40,6 +40,7 @@ impl SecretKey {
         ntt.ntt(&ctx.ntt.iter().collect::<Vec<_>>());
         Self { params: params.clone(), coeffs, ntt }
     }
+    /// The parameter set.
     pub fn params(&self) -> &Parameters {
         &self.params
     }
@@ -62,6 +63,7 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
+    /// The parameter set.
     pub fn params(&self) -> &Parameters {
         &self.params
     }
@@ -102,9 +104,12 @@ impl KeySwitchKey {
         Self { params: params.clone(), b, a, bp, ap, seed }
     }
 
+    /// The parameter set.
     pub fn params(&self) -> &Parameters {
         &self.params
     }
+    /// Number of digits: ⌈L/α⌉ for L ciphertext primes and α per digit, which can be
+    /// fewer than `dnum` (5 primes with dnum = 4 make α = 2 and 3 digits).
     pub fn digits(&self) -> usize {
         self.b.len()
     }
@@ -142,15 +147,19 @@ pub struct GaloisKeys {
 }
 
 impl GaloisKeys {
+    /// The key of a Galois element (`Parameters::galois_element`), held permuted by σ⁻¹.
     pub fn get(&self, element: u64) -> Option<&KeySwitchKey> {
         self.keys.get(&element)
     }
+    /// The Galois elements held, in increasing order.
     pub fn elements(&self) -> impl Iterator<Item = u64> + '_ {
         self.keys.keys().copied()
     }
+    /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
+    /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -159,8 +168,11 @@ impl GaloisKeys {
 /// Everything a server needs to evaluate for one client: the public evaluation keys.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvaluationKeys {
+    /// The set the keys were made under.
     pub params: Parameters,
+    /// The relinearization key, if the client asked for ciphertext products.
     pub relin: Option<RelinKey>,
+    /// The rotation and conjugation keys.
     pub galois: GaloisKeys,
 }
 
@@ -188,15 +200,18 @@ pub struct KeyGenerator {
 
 #[cfg(feature = "secret-key")]
 impl KeyGenerator {
+    /// A generator for keys under `params`.
     pub fn new(params: &Parameters) -> Self {
         Self { params: params.clone(), sampler: Sampler::new(ERROR_STDDEV) }
     }
 
+    /// A fresh uniform ternary secret.
     pub fn secret_key(&mut self) -> SecretKey {
         let coeffs = self.sampler.ternary(self.params.n());
         SecretKey::from_coeffs(&self.params, coeffs)
     }
 
+    /// The public key of `sk`; its uniform half comes from a fresh seed.
     pub fn public_key(&mut self, sk: &SecretKey) -> PublicKey {
         let ctx = self.params.ctx();
         let levels = self.params.q().len();
@@ -216,6 +231,7 @@ impl KeyGenerator {
         PublicKey { params: self.params.clone(), b, a, seed }
     }
 
+    /// The relinearization key of `sk` (s² → s), which ciphertext products need.
     pub fn relin_key(&mut self, sk: &SecretKey) -> RelinKey {
         let moduli: Vec<_> = self.params.ctx().moduli.iter().collect();
         let mut s2 = sk.ntt.clone();

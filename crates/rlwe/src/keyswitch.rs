@@ -87,7 +87,7 @@ pub fn decompose<'a>(params: &Parameters, d: &'a Poly, level: usize) -> Decompos
 
 /// The key switch's second half: the inner product Σ_digits raised_digit · key over
 /// Q·P, divided by P with rounding (ModDown), plus an addend per half, then permuted by
-/// `perm` (out[k] = in[perm[k]]). Returns both halves over Q.
+/// `perm` (`out[k] = in[perm[k]]`). Returns both halves over Q.
 ///
 /// Memory traffic is what this order saves (at N = 2^14 a key switch streams ~50 MB,
 /// and on a shared machine its time follows the memory's): the inner product's limbs

@@ -12,6 +12,8 @@
 //! The secret key, key generation and decryption exist only with feature `secret-key`:
 //! server-side crates depend on this crate without it and cannot name a secret key.
 
+#![deny(missing_docs)]
+
 pub mod encryption;
 pub mod error;
 pub mod keys;

@@ -21,6 +21,7 @@ pub const ERROR_STDDEV: f64 = 3.2;
 /// server must agree on. `Parameters::from_spec` rebuilds every precomputation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParamsSpec {
+    /// log2 of the ring degree N.
     pub log_n: u32,
     /// ciphertext primes q_0 (the base, kept last) … q_L (dropped first by rescale)
     pub q: Vec<u64>,
@@ -43,6 +44,7 @@ pub struct ParametersBuilder {
 }
 
 impl ParametersBuilder {
+    /// log2 of the ring degree N: 12 to 16 (from 4 for sets built for tests).
     pub fn log_n(mut self, log_n: u32) -> Self {
         self.log_n = log_n;
         self
@@ -147,14 +149,21 @@ pub struct Parameters(Arc<Context>);
 /// Every table precomputed from a parameter set, shared (`Arc`) by all its objects.
 /// Public for the scheme crates built on this one; nothing here is secret.
 pub struct Context {
+    /// The description the tables were built from.
     pub spec: ParamsSpec,
+    /// Ring degree N.
     pub n: usize,
+    /// log2 N.
     pub log_n: u32,
     /// q_0..q_L then p_0..p_{K-1}
     pub moduli: Vec<Modulus>,
+    /// Transform tables, one per prime, in the order of `moduli`.
     pub ntt: Vec<NttTable>,
+    /// SHA-256 of the description (see `Parameters::fingerprint`).
     pub fingerprint: [u8; 32],
+    /// log2(Q·P), in bits.
     pub log_qp: f64,
+    /// Whether the set passed the 128-bit check.
     pub secure: bool,
     /// primes per key-switching digit
     pub alpha: usize,
@@ -163,6 +172,7 @@ pub struct Context {
     /// P mod q_i and P^{-1} mod q_i (Shoup pairs), i over the q chain; the first serves key generation only
     #[cfg_attr(not(feature = "secret-key"), allow(dead_code))]
     pub p_mod_q: Vec<(u64, u64)>,
+    /// P^{-1} mod q_i (Shoup pairs), i over the q chain: ModDown's division by P.
     pub p_inv_mod_q: Vec<(u64, u64)>,
     /// mod-up converters, `modup[level][digit]`
     pub modup: Vec<Vec<BaseConverter>>,
@@ -185,6 +195,7 @@ impl Context {
 }
 
 impl Parameters {
+    /// A builder that chooses primes by their sizes.
     pub fn builder() -> ParametersBuilder {
         ParametersBuilder::default()
     }
@@ -310,6 +321,7 @@ impl Parameters {
         })))
     }
 
+    /// The description a client and a server exchange (`from_spec` rebuilds the set).
     pub fn spec(&self) -> &ParamsSpec {
         &self.0.spec
     }
@@ -317,6 +329,7 @@ impl Parameters {
     pub fn n(&self) -> usize {
         self.0.n
     }
+    /// log2 N.
     pub fn log_n(&self) -> u32 {
         self.0.log_n
     }
@@ -328,15 +341,19 @@ impl Parameters {
     pub fn max_level(&self) -> usize {
         self.0.spec.q.len() - 1
     }
+    /// The ciphertext primes, q_0 (the base) first.
     pub fn q(&self) -> &[u64] {
         &self.0.spec.q
     }
+    /// The special primes of hybrid key switching.
     pub fn p(&self) -> &[u64] {
         &self.0.spec.p
     }
+    /// Number of key-switching digits asked for (a key may need fewer: `KeySwitchKey::digits`).
     pub fn dnum(&self) -> usize {
         self.0.spec.dnum
     }
+    /// The default encoding scale, 2^log_scale.
     pub fn default_scale(&self) -> f64 {
         2f64.powf(self.0.spec.log_scale)
     }
@@ -364,6 +381,7 @@ impl Parameters {
     pub fn fingerprint(&self) -> &[u8; 32] {
         &self.0.fingerprint
     }
+    /// The fingerprint in lower-case hexadecimal, as errors show it.
     pub fn fingerprint_hex(&self) -> String {
         hex(&self.0.fingerprint)
     }

@@ -16,8 +16,11 @@ use crate::params::{hex, Parameters, ERROR_STDDEV};
 use ring::Poly;
 use ring::Sampler;
 
+/// The first four bytes of every object.
 pub const MAGIC: [u8; 4] = *b"HEIN";
+/// The format version this build writes, and the only one it reads.
 pub const VERSION: u16 = 1;
+/// Bytes of the header: magic, version, kind, flags, fingerprint.
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 1 + 32;
 /// level (u16), scale (f64), polynomial count (u8)
 pub const CIPHERTEXT_META_LEN: usize = 2 + 8 + 1;
@@ -43,12 +46,19 @@ impl Parameters {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
+    /// A ciphertext: both halves.
     Ciphertext = 1,
+    /// A fresh symmetric ciphertext: c0 and the seed of c1.
     SeededCiphertext = 2,
+    /// A public key: b and the seed of a.
     PublicKey = 3,
+    /// A relinearization key.
     RelinKey = 4,
+    /// A set of Galois keys.
     GaloisKeys = 5,
+    /// An evaluation-key bundle: the relinearization key, if any, and Galois keys.
     EvaluationKeys = 6,
+    /// A secret key (its owner's own file only).
     SecretKey = 7,
 }
 
@@ -69,7 +79,9 @@ impl Kind {
 /// The header of a serialized object, readable without its parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// The kind byte: a [`Kind`], unless the object is of an unknown kind (not checked here).
     pub kind: u8,
+    /// The fingerprint of the object's parameters (`Parameters::fingerprint`).
     pub fingerprint: [u8; 32],
 }
 
@@ -100,6 +112,7 @@ pub fn peek_header(bytes: &[u8]) -> Result<Header, WireError> {
 pub struct KeyId(pub [u8; 32]);
 
 impl KeyId {
+    /// The id of a serialized bundle (`EvaluationKeys::to_bytes`).
     pub fn of_bundle(bytes: &[u8]) -> Self {
         use sha2::{Digest, Sha256};
         KeyId(Sha256::digest(bytes).into())
@@ -122,6 +135,7 @@ impl KeyId {
         Ok(KeyId(out))
     }
 
+    /// The 64 lower-case hexadecimal digits (as `Display` writes them).
     pub fn hex(&self) -> String {
         hex(&self.0)
     }
@@ -296,6 +310,7 @@ impl<'a> Reader<'a> {
 // ---- ciphertexts -------------------------------------------------------------------
 
 impl Ciphertext {
+    /// Serializes both halves: `Parameters::ciphertext_bytes(level, false)` bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.params;
         let level = self.level();
@@ -308,6 +323,7 @@ impl Ciphertext {
         w.out
     }
 
+    /// Reads a ciphertext made under `params`; the input must be exactly one object.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::Ciphertext)?;
         let (level, scale) = r.level_and_scale(params)?;
@@ -324,6 +340,7 @@ impl Ciphertext {
 }
 
 impl SeededCiphertext {
+    /// Serializes c0 and the seed of c1: about half the bytes of a ciphertext.
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.params;
         let level = self.level();
@@ -336,6 +353,7 @@ impl SeededCiphertext {
         w.out
     }
 
+    /// Reads a seeded ciphertext made under `params` (`expand` gives its c1).
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::SeededCiphertext)?;
         let (level, scale) = r.level_and_scale(params)?;
@@ -392,6 +410,7 @@ pub fn read_any_ciphertext_limited(
 // ---- keys -------------------------------------------------------------------------------
 
 impl PublicKey {
+    /// Serializes b and the seed of a.
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.params;
         let levels = p.q().len();
@@ -401,6 +420,7 @@ impl PublicKey {
         w.out
     }
 
+    /// Reads a public key made under `params`, re-deriving a from its seed.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::PublicKey)?;
         let levels = params.q().len();
@@ -461,6 +481,7 @@ fn check_galois_element(params: &Parameters, g: u64) -> Result<(), WireError> {
 }
 
 impl RelinKey {
+    /// Serializes each digit's b and the seed of the a's: `Parameters::keyswitch_key_bytes` plus the header.
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.0.params;
         let mut w = Writer::new(p, Kind::RelinKey, HEADER_LEN + key_record_len(p));
@@ -468,6 +489,7 @@ impl RelinKey {
         w.out
     }
 
+    /// Reads a relinearization key made under `params`.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::RelinKey)?;
         r.expect_exact(key_record_len(params))?;
@@ -511,12 +533,16 @@ fn read_galois(r: &mut Reader, params: &Parameters) -> Result<GaloisKeys, WireEr
 }
 
 impl GaloisKeys {
+    /// Serializes the keys in canonical form (memory holds them permuted by σ⁻¹) under
+    /// `params`, which the set does not record.
     pub fn to_bytes(&self, params: &Parameters) -> Vec<u8> {
         let mut w = Writer::new(params, Kind::GaloisKeys, HEADER_LEN + 4 + self.len() * key_record_len(params));
         write_galois(&mut w, params, self);
         w.out
     }
 
+    /// Reads Galois keys made under `params`, refusing a Galois element that is even,
+    /// 1, not below 2N, or repeated.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::GaloisKeys)?;
         read_galois(&mut r, params)
@@ -530,6 +556,7 @@ impl EvaluationKeys {
         HEADER_LEN + 1 + self.relin.as_ref().map_or(0, |_| rec) + 4 + self.galois.len() * rec
     }
 
+    /// Serializes the bundle a client registers; its [`KeyId`] is the SHA-256 of these bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.params;
         let mut w = Writer::new(p, Kind::EvaluationKeys, self.serialized_len());
@@ -544,6 +571,8 @@ impl EvaluationKeys {
         w.out
     }
 
+    /// Reads a bundle made under `params`. It does not check that the set is secure:
+    /// servers call `Parameters::require_secure` on the sets they accept.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::EvaluationKeys)?;
         let relin = match r.u8()? {
@@ -592,6 +621,7 @@ impl SecretKey {
         zeroize::Zeroizing::new(w.out)
     }
 
+    /// Reads the owner's key file written by `to_bytes`; wiping `bytes` is the caller's part.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::SecretKey)?;
         r.expect_exact(params.n() / 4)?;
