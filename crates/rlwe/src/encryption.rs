@@ -42,7 +42,16 @@ impl Ciphertext {
         let limbs = c0.limbs();
         if c1.limbs() != limbs || limbs == 0 || limbs > params.q().len() || c0.n() != params.n() || c1.n() != params.n()
         {
-            return Err(Error::LevelMismatch { left: limbs.saturating_sub(1), right: c1.limbs().saturating_sub(1) });
+            let detail = format!(
+                "halves of {} and {} limbs and degrees {} and {} (need equal limbs, 1..={}, degree {})",
+                limbs,
+                c1.limbs(),
+                c0.n(),
+                c1.n(),
+                params.q().len(),
+                params.n()
+            );
+            return Err(Error::Shape { what: "a ciphertext", detail });
         }
         Ok(Self { params: params.clone(), c0, c1, scale })
     }
@@ -168,5 +177,30 @@ impl<'a> Decryptor<'a> {
         c0.sub_assign(&a, &moduli);
         a.zeroize(); // a·s
         Ok(SeededCiphertext { params: params.clone(), c0, seed, scale: pt.scale })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scheme crates build ciphertexts from parts: halves that disagree with each other or
+    /// with the parameters are a typed `Shape` error, never a ciphertext whose level lies.
+    #[test]
+    fn from_parts_refuses_halves_that_do_not_fit() {
+        let params = Parameters::builder().log_n(12).q_bits(&[30, 25]).p_bits(&[30]).build().unwrap();
+        let n = params.n();
+        let ok = Ciphertext::from_parts(&params, Poly::zero(n, 2), Poly::zero(n, 2), 2f64.powi(20)).unwrap();
+        assert_eq!(ok.level(), 1);
+        for (c0, c1) in [
+            (Poly::zero(n, 2), Poly::zero(n, 1)),
+            (Poly::zero(n, 3), Poly::zero(n, 3)),
+            (Poly::zero(n / 2, 2), Poly::zero(n / 2, 2)),
+        ] {
+            let err = Ciphertext::from_parts(&params, c0, c1, 2f64.powi(20)).unwrap_err();
+            assert!(matches!(err, Error::Shape { what: "a ciphertext", .. }), "{err}");
+        }
+        let err = Plaintext::new(&params, Poly::zero(n, 3), 2f64.powi(20)).unwrap_err();
+        assert!(matches!(err, Error::Shape { what: "a plaintext", .. }), "{err}");
     }
 }

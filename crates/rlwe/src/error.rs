@@ -229,6 +229,15 @@ pub enum Error {
         /// log2 of the modulus at the operands' level, in bits.
         log_q: f64,
     },
+    /// Polynomials handed to a constructor do not fit the parameter set (a scheme
+    /// crate's bug, or polynomials of another set).
+    #[error("{what} does not fit these parameters: {detail}")]
+    Shape {
+        /// What was being built.
+        what: &'static str,
+        /// Which dimension is off, with both values.
+        detail: String,
+    },
 }
 
 /// The result of an evaluation, encoding or key operation.

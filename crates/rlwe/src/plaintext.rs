@@ -19,7 +19,14 @@ impl Plaintext {
     pub fn new(params: &Parameters, poly: Poly, scale: f64) -> Result<Self> {
         check_scale(scale)?;
         if poly.n() != params.n() || poly.limbs() == 0 || poly.limbs() > params.q().len() {
-            return Err(Error::LevelRaise { from: params.max_level(), to: poly.limbs().saturating_sub(1) });
+            let detail = format!(
+                "{} limbs of degree {} (need 1..={} limbs of degree {})",
+                poly.limbs(),
+                poly.n(),
+                params.q().len(),
+                params.n()
+            );
+            return Err(Error::Shape { what: "a plaintext", detail });
         }
         Ok(Self { params: params.clone(), poly, scale })
     }
