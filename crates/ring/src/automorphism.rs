@@ -120,6 +120,21 @@ impl Automorphisms {
         perm
     }
 
+    /// The permutation of `g`: the kept one if there is one, else built and not kept.
+    /// For elements that come from outside (a key bundle's), which must not grow the cache:
+    /// at N = 2^16 each permutation is 320 KB, and a bundle can name thousands.
+    pub fn perm_transient(&self, g: u64) -> Arc<GaloisPerm> {
+        if let Some(p) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&g) {
+            return p.clone();
+        }
+        Arc::new(self.build(g))
+    }
+
+    /// How many permutations are kept.
+    pub fn cached(&self) -> usize {
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The permutation of `g` without keeping it (for elements no model asked for).
     pub fn build(&self, g: u64) -> GaloisPerm {
         let two_n = 2 * self.n as u64;

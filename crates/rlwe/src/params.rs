@@ -192,6 +192,13 @@ impl Context {
     pub fn galois_perm(&self, g: u64) -> Arc<GaloisPerm> {
         self.automorphisms.perm(g)
     }
+
+    /// The permutation of `g` without keeping it (unless it is kept already): for
+    /// elements named by serialized keys, which must not grow the cache beyond what
+    /// evaluation asks for.
+    pub fn galois_perm_transient(&self, g: u64) -> Arc<GaloisPerm> {
+        self.automorphisms.perm_transient(g)
+    }
 }
 
 impl Parameters {

@@ -508,7 +508,7 @@ fn write_galois(w: &mut Writer, params: &Parameters, g: &GaloisKeys) {
     w.out.extend_from_slice(&(g.keys.len() as u32).to_le_bytes());
     for (&e, k) in &g.keys {
         // Memory holds σ⁻¹(key); the wire holds the key itself.
-        write_key(w, params, e, k, Some(&params.ctx().galois_perm(e)));
+        write_key(w, params, e, k, Some(&params.ctx().galois_perm_transient(e)));
     }
 }
 
@@ -524,7 +524,7 @@ fn read_galois(r: &mut Reader, params: &Parameters) -> Result<GaloisKeys, WireEr
         let (e, k) = read_key(r, params)?;
         check_galois_element(params, e)?;
         let ctx = params.ctx();
-        let k = k.permuted(&ctx.galois_perm(ctx.galois_inverse(e)));
+        let k = k.permuted(&ctx.galois_perm_transient(ctx.galois_inverse(e)));
         if keys.insert(e, k).is_some() {
             return Err(WireError::OutOfRange { field: "Galois element", detail: format!("{e} appears twice") });
         }
@@ -660,5 +660,32 @@ mod tests {
         assert!(KeyId::parse(&format!(" {}", &hex[1..])).is_err());
         assert!(KeyId::parse(&format!("{hex}\n")).is_err());
         assert!(KeyId::parse(&format!("0x{}", &hex[2..])).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use crate::keys::{EvaluationKeys, KeyGenerator};
+    use crate::params::Parameters;
+
+    /// A bundle names its Galois elements; reading one (as a server does for any client's
+    /// upload) must not keep a permutation per element, or a few bundles with thousands of
+    /// elements would hold gigabytes outside every bound at N = 2^16.
+    #[test]
+    fn reading_keys_does_not_grow_the_permutation_cache() {
+        let params = Parameters::builder().log_n(12).q_bits(&[30, 25]).p_bits(&[30]).build().unwrap();
+        let mut kg = KeyGenerator::new(&params);
+        let sk = kg.secret_key();
+        let steps: Vec<i64> = (1..=12).collect();
+        let bytes = kg.evaluation_keys(&sk, &steps, true, false).to_bytes();
+        // A fresh parameter object, as a server has: key generation above filled its own cache.
+        let server = Parameters::from_spec(params.spec()).unwrap();
+        let before = server.ctx().automorphisms.cached();
+        let keys = EvaluationKeys::from_bytes(&server, &bytes).unwrap();
+        assert_eq!(keys.galois.len(), 13);
+        assert_eq!(server.ctx().automorphisms.cached(), before, "reading keys kept permutations");
+        // Writing them back (canonical form) keeps none either, and gives the same bytes.
+        assert_eq!(keys.to_bytes(), bytes);
+        assert_eq!(server.ctx().automorphisms.cached(), before);
     }
 }
