@@ -94,7 +94,7 @@ pub fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m: &Modu
 /// The key-switching inner product of one limb, both halves at once:
 /// o0 = Σ_d src_d·b_d, o1 = Σ_d src_d·a_d mod q, fully reduced; o0 and o1 are
 /// overwritten. `b`, `a` come with companions `bp`, `ap` from `key_companion`. Sources
-/// with `src_f64` set are centered doubles (`ntt_fma`'s `forward_f64` output), the
+/// with `src_f64` set are centered doubles (`NttTable::forward_for_kernels` output), the
 /// others words below q. Both vector kernels go one digit at a time over the whole limb
 /// (long sequential streams: at N = 2^14 the key comes from memory).
 #[allow(clippy::too_many_arguments)]

@@ -76,8 +76,8 @@ pub struct KeySwitchKey {
     /// per digit, over all q and p primes, NTT form
     pub(crate) b: Vec<Poly>,
     pub(crate) a: Vec<Poly>,
-    /// What `key_dot` reads beside b and a (`simd::key_companion`: Shoup companions, or the
-    /// words as doubles for primes the FMA kernels serve); memory only, re-derived on load
+    /// What `key_dot` reads beside b and a (`ring::kernels::key_companion`: Shoup companions, or the
+    /// words as doubles for primes the ring carries as doubles); memory only, re-derived on load
     pub(crate) bp: Vec<Poly>,
     pub(crate) ap: Vec<Poly>,
     pub(crate) seed: [u8; 32],

@@ -62,7 +62,7 @@ pub fn decompose<'a>(params: &Parameters, d: &'a Poly, level: usize) -> Decompos
             // conversion through the transform to the inner product (no round trips).
             let f64_out: Vec<bool> = conv.to.iter().map(|&t| f64_limb(ctx, t)).collect();
             // A digit of one prime b: its centered value is already the answer for every
-            // FMA-served target above b/2, and the transform reads it straight from the
+            // target the ring carries as doubles (NttTable::carries_f64) above b/2, and the transform reads it straight from the
             // digit's coefficients (no conversion, no copy).
             let b = ctx.moduli[conv.from[0]].value();
             let direct: Vec<bool> =
@@ -111,7 +111,7 @@ pub fn switch(
     let dot = |pos: usize, o0: &mut [u64], o1: &mut [u64]| {
         let prime = ext_prime(params, pos, level);
         // A digit's limb of one of its own primes is the component's (words); the
-        // others are raised limbs, doubles where the FMA kernels serve the prime.
+        // others are raised limbs, doubles where the ring carries the prime as doubles.
         let (src, src_f64): (Vec<&[u64]>, Vec<bool>) = dec
             .digits
             .iter()
@@ -131,7 +131,7 @@ pub fn switch(
     xp0.data_mut().par_chunks_mut(n).zip(xp1.data_mut().par_chunks_mut(n)).enumerate().for_each(|(j, (o0, o1))| {
         dot(level + 1 + j, o0, o1);
     });
-    // As in ModUp, limbs of FMA-served primes stay doubles from the conversion through
+    // As in ModUp, limbs of primes carried as doubles stay doubles from the conversion through
     // the transform into the last step, which writes words.
     let f64_out: Vec<bool> = (0..=level).map(|i| f64_limb(ctx, i)).collect();
     let (mut conv0, mut conv1) =

@@ -1,6 +1,6 @@
 //! AVX2 twins of the kernels above (four lanes; primes below 2^61, so every lazy value
 //! here is below 2^63 and signed compares and sign-bit blends are exact). The Shoup
-//! product is the NTT's (`ntt_avx2::mul_shoup`, result in [0, 4q)).
+//! product is the NTT's (`transform::mul_shoup`, result in [0, 4q)).
 
 use std::arch::x86_64::*;
 

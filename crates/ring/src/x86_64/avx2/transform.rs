@@ -20,7 +20,7 @@ use crate::twiddles::Twiddles;
 
 /// Whether the AVX2 transform can run for this prime on this CPU (features read once, off
 /// under `HEINFER_NO_SIMD`). It also serves AVX-512 CPUs without IFMA for the primes
-/// below 2^50 that `ntt_simd` declines there: `NttTable::new` gives `ntt_simd` precedence.
+/// below 2^50 that the AVX-512 transform declines there: `NttTable` gives AVX-512 precedence.
 pub(crate) fn usable(q: u64, n: usize) -> bool {
     q < (1 << 61) && n >= 16 && n.is_power_of_two()
 }

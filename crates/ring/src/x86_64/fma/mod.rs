@@ -120,10 +120,10 @@ pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {
 
 /// The key-switching inner product of one limb: o0 = Σ_d src_d·b_d, o1 = Σ_d src_d·a_d
 /// mod q, fully reduced, with the key words b, a given as f64 bit patterns
-/// (`simd::key_companion`). Unlike the integer kernel it needs no Shoup companions (the
+/// (`crate::kernels::key_companion`). Unlike the integer kernel it needs no Shoup companions (the
 /// quotient comes from h/q): three streams per digit instead of five.
 ///
-/// Sources d with `src_f64[d]` are doubles too (|x| < q, as `ntt_fma`'s `forward_f64`
+/// Sources d with `src_f64[d]` are doubles too (|x| < q, as `transform`'s `forward_f64`
 /// leaves them); the others words (a digit's limbs of its own primes).
 ///
 /// # Safety
