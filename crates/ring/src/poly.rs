@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use zeroize::Zeroize;
 
 use crate::arith::Modulus;
-use crate::kernels as simd;
+use crate::kernels;
 use crate::ntt::NttTable;
 
 /// Work below this many words stays on the calling thread: spawning costs more.
@@ -192,15 +192,15 @@ impl Poly {
 
     /// self += other, limb by limb.
     pub fn add_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
-        self.zip_slices(other, moduli, simd::add_assign);
+        self.zip_slices(other, moduli, kernels::add_assign);
     }
     /// self −= other, limb by limb.
     pub fn sub_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
-        self.zip_slices(other, moduli, simd::sub_assign);
+        self.zip_slices(other, moduli, kernels::sub_assign);
     }
     /// Pointwise product (both operands in NTT form).
     pub fn mul_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
-        self.zip_slices(other, moduli, simd::mul_assign);
+        self.zip_slices(other, moduli, kernels::mul_assign);
     }
     /// self = −self.
     pub fn neg_assign(&mut self, moduli: &[&Modulus]) {
@@ -217,7 +217,7 @@ impl Poly {
         assert!(a.limbs() >= moduli.len() && b.limbs() >= moduli.len());
         let mut out = Poly::scratch(n, moduli.len());
         type Item<'a> = ((&'a mut [u64], (&'a [u64], &'a [u64])), &'a &'a Modulus);
-        let work = |((o, (x, y)), m): Item| simd::mul_into(o, x, y, m);
+        let work = |((o, (x, y)), m): Item| kernels::mul_into(o, x, y, m);
         if out.data.len() >= PAR_MIN_WORDS {
             out.data.par_chunks_mut(n).zip(a.data.par_chunks(n).zip(b.data.par_chunks(n))).zip(moduli).for_each(work);
         } else {
@@ -232,8 +232,8 @@ impl Poly {
         let work = |((o, (x, y)), m): Item| {
             let mut t = Poly::scratch(x.len(), 1);
             t.data.copy_from_slice(x);
-            simd::mul_assign(&mut t.data, y, m);
-            simd::add_assign(o, &t.data, m);
+            kernels::mul_assign(&mut t.data, y, m);
+            kernels::add_assign(o, &t.data, m);
         };
         if self.data.len() >= PAR_MIN_WORDS {
             self.data.par_chunks_mut(n).zip(a.data.par_chunks(n).zip(b.data.par_chunks(n))).zip(moduli).for_each(work);

@@ -1,7 +1,7 @@
 //! Residue-number-system helpers: fast base conversion between sets of primes.
 
 use crate::arith::Modulus;
-use crate::kernels as simd;
+use crate::kernels;
 
 /// Converts residues in basis `from` to residues in basis `to`: the fast base conversion
 /// of Bajard et al., y = Σ_i [x_i · B̂_i^{-1}]_{b_i} · B̂_i mod t, with its excess u·B
@@ -107,11 +107,11 @@ impl BaseConverter {
         for (j, y) in scratch.chunks_mut(n).enumerate() {
             let m = &moduli[self.from[j]];
             let (c, cp) = self.hat_inv[j];
-            simd::add_mul_const(y, input[j], self.half_from[j], c, cp, m);
+            kernels::add_mul_const(y, input[j], self.half_from[j], c, cp, m);
         }
         let ys: Vec<&[u64]> = scratch.chunks(n).collect();
         let mut over = vec![0u32; n];
-        simd::overflow_counts(&mut over, &ys, &self.inv_from);
+        kernels::overflow_counts(&mut over, &ys, &self.inv_from);
         let bound = self.from.iter().map(|&i| moduli[i].value()).max().unwrap_or(0);
         #[cfg(target_arch = "x86_64")]
         let mut fp_targets = Vec::new();
@@ -134,8 +134,8 @@ impl BaseConverter {
                 continue;
             }
             assert!(!f64_out.get(t).copied().unwrap_or(false), "doubles asked of an integer target");
-            simd::dot_const_bounded(out, &ys, &self.hat_mod[t], m, bound);
-            simd::sub_table(out, &over, &self.fix_to[t], m);
+            kernels::dot_const_bounded(out, &ys, &self.hat_mod[t], m, bound);
+            kernels::sub_table(out, &over, &self.fix_to[t], m);
         }
         #[cfg(target_arch = "x86_64")]
         if !fp_targets.is_empty() {
