@@ -27,15 +27,20 @@ pub trait Executable: Send + Sync {
     ) -> Result<Vec<Ciphertext>, RunError>;
 }
 
-/// A failure inside an evaluation (the inputs passed every check before it).
+/// A failure inside an evaluation (the inputs passed every check before it). The
+/// engine's error is kept whole, so a front end can tell its client which check failed.
 #[derive(Debug, Error)]
-#[error("{0}")]
-pub struct RunError(pub String);
-
-impl From<ckks::Error> for RunError {
-    fn from(e: ckks::Error) -> Self {
-        RunError(e.to_string())
-    }
+pub enum RunError {
+    #[error(transparent)]
+    Ckks(#[from] ckks::Error),
+    #[error("no relinearization key")]
+    NoRelinKey,
+    #[error("input {0} missing or used twice")]
+    Input(u32),
+    #[error("value {0} is not available (freed or never computed)")]
+    Value(u32),
+    #[error("output value {0} was not computed")]
+    Output(u32),
 }
 
 #[derive(Debug, Error)]
