@@ -1,5 +1,7 @@
 //! `heinfer`: compile ONNX models for encrypted inference and inspect compiled ones.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;

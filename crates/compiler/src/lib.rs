@@ -8,6 +8,8 @@
 //! reports cost and accuracy (against onnxruntime when Python has it, [`ort`]).
 //! [`write_repository`] writes the Triton model directory.
 
+#![forbid(unsafe_code)]
+
 pub mod approx;
 pub mod import;
 pub mod lower;

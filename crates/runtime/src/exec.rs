@@ -140,7 +140,7 @@ impl Executable for CompiledModel {
         let nodes = &self.model.nodes;
         let mut inputs: Vec<Option<Ciphertext>> = inputs.into_iter().map(Some).collect();
         let mut values: Vec<Option<Ciphertext>> = (0..nodes.len()).map(|_| None).collect();
-        let relin = || keys.relin.as_ref().ok_or_else(|| RunError::NoRelinKey);
+        let relin = || keys.relin.as_ref().ok_or(RunError::NoRelinKey);
         let mut i = 0;
         while i < nodes.len() {
             // A run of rotations of one value: one decomposition, the rotations in parallel.
@@ -173,7 +173,7 @@ impl Executable for CompiledModel {
             }
             let out = match nodes[i].op {
                 Op::Input { index } => {
-                    inputs.get_mut(index as usize).and_then(Option::take).ok_or_else(|| RunError::Input(index))?
+                    inputs.get_mut(index as usize).and_then(Option::take).ok_or(RunError::Input(index))?
                 }
                 Op::Add { a, b } => eval.add(get(&values, a)?, get(&values, b)?)?,
                 Op::Sub { a, b } => eval.sub(get(&values, a)?, get(&values, b)?)?,
@@ -191,7 +191,7 @@ impl Executable for CompiledModel {
             self.release(&mut values, i);
             i += 1;
         }
-        self.model.outputs.iter().map(|&o| values[o as usize].take().ok_or_else(|| RunError::Output(o))).collect()
+        self.model.outputs.iter().map(|&o| values[o as usize].take().ok_or(RunError::Output(o))).collect()
     }
 }
 
@@ -207,5 +207,5 @@ impl CompiledModel {
 }
 
 fn get(values: &[Option<Ciphertext>], v: u32) -> Result<&Ciphertext, RunError> {
-    values.get(v as usize).and_then(Option::as_ref).ok_or_else(|| RunError::Value(v))
+    values.get(v as usize).and_then(Option::as_ref).ok_or(RunError::Value(v))
 }
