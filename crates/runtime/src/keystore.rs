@@ -27,8 +27,61 @@ pub enum KeyStoreError {
     TooLarge { size: usize, capacity: usize },
     #[error("the key bundle lacks what the model needs: {0}")]
     Incomplete(String),
+    #[error("KEY_ID {given} does not name the EVALUATION_KEYS sent with it (their key id is {actual})")]
+    KeyIdMismatch { given: KeyId, actual: KeyId },
+    #[error("the key bundle holds Galois keys this model never uses (elements {0:?}); send exactly the keys the client spec lists")]
+    ExtraKeys(Vec<u64>),
     #[error("key store directory {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+/// What a model needs of a bundle: it is checked whole against this before the store
+/// keeps it (in memory or on disk), so a bundle that cannot serve is never stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    pub relinearization: bool,
+    /// the Galois elements of the model's rotations; the bundle must hold exactly these
+    pub galois_elements: Vec<u64>,
+}
+
+impl Requirements {
+    /// For a model rotating by `steps` (steps that are whole turns need no key).
+    pub fn for_rotations(params: &Parameters, steps: &[i64], relinearization: bool) -> Self {
+        let slots = params.slots() as i64;
+        let mut galois_elements: Vec<u64> =
+            steps.iter().filter(|s| s.rem_euclid(slots) != 0).map(|&s| params.galois_element(s)).collect();
+        galois_elements.sort_unstable();
+        galois_elements.dedup();
+        Self { relinearization, galois_elements }
+    }
+
+    /// Missing keys first (what the client must add), then extra ones.
+    pub fn check(&self, keys: &EvaluationKeys, steps: &[i64]) -> Result<(), KeyStoreError> {
+        if self.relinearization && keys.relin.is_none() {
+            return Err(KeyStoreError::Incomplete("no relinearization key".into()));
+        }
+        let missing: Vec<i64> = steps.iter().copied().filter(|&s| !keys.has_rotation(s)).collect();
+        if !missing.is_empty() {
+            return Err(KeyStoreError::Incomplete(format!("no Galois keys for rotation steps {missing:?}")));
+        }
+        let extra: Vec<u64> =
+            keys.galois.elements().filter(|e| self.galois_elements.binary_search(e).is_err()).collect();
+        if !extra.is_empty() {
+            return Err(KeyStoreError::ExtraKeys(extra));
+        }
+        Ok(())
+    }
+}
+
+/// Memory a bundle of `wire_len` bytes takes once parsed, known before parsing it:
+/// every key-switching key on the wire is its `b` half (the `a` half is a seed), and in
+/// memory it is `b`, `a` and both halves' companions, all as 64-bit words. Exact for a
+/// well-formed bundle (the framing is smaller than one key), an upper bound otherwise.
+pub fn estimated_memory(params: &Parameters, wire_len: usize) -> usize {
+    let levels = params.q().len();
+    let digits = levels.div_ceil(levels.div_ceil(params.dnum().max(1)));
+    let per_key = 4 * digits * (levels + params.p().len()) * params.n() * 8;
+    (wire_len / params.keyswitch_key_bytes().max(1)).saturating_mul(per_key)
 }
 
 struct Entry {
@@ -67,11 +120,51 @@ impl KeyStore {
     /// Parses, checks and stores a bundle made for `params`; returns its key id.
     /// Registering the same bytes again is a cheap no-op.
     pub fn register(&self, params: &Parameters, bundle: &[u8]) -> Result<KeyId, KeyStoreError> {
+        self.register_checked(params, bundle, |_| Ok(()))
+    }
+
+    /// Registers a bundle for a model: the bundle must hold what `need` asks and no
+    /// other Galois key, and hash to `key_id` when the client named one; all checked
+    /// before anything is kept. `steps` are the model's rotations (for the message
+    /// naming what is missing).
+    pub fn register_for(
+        &self,
+        params: &Parameters,
+        bundle: &[u8],
+        key_id: Option<KeyId>,
+        need: &Requirements,
+        steps: &[i64],
+    ) -> Result<KeyId, KeyStoreError> {
+        self.register_checked(params, bundle, |keys| {
+            need.check(keys, steps)?;
+            match key_id {
+                // Checked after the bundle itself, so that a broken bundle is reported as such.
+                Some(given) if given != KeyId::of_bundle(bundle) => {
+                    Err(KeyStoreError::KeyIdMismatch { given, actual: KeyId::of_bundle(bundle) })
+                }
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn register_checked(
+        &self,
+        params: &Parameters,
+        bundle: &[u8],
+        check: impl FnOnce(&EvaluationKeys) -> Result<(), KeyStoreError>,
+    ) -> Result<KeyId, KeyStoreError> {
         let id = KeyId::of_bundle(bundle);
-        if self.lookup(params, id).is_some() {
+        if let Some(keys) = self.lookup(params, id) {
+            check(&keys)?;
             return Ok(id);
         }
+        // Refused before parsing: parsing is what allocates (expanding every `a` half).
+        let estimate = estimated_memory(params, bundle.len());
+        if estimate > self.capacity {
+            return Err(KeyStoreError::TooLarge { size: estimate, capacity: self.capacity });
+        }
         let keys = EvaluationKeys::from_bytes(params, bundle)?;
+        check(&keys)?;
         self.insert(params, id, keys)?;
         if let Some(dir) = &self.dir {
             let path = dir.join(format!("{id}.hek"));

@@ -18,7 +18,7 @@ pub mod tensor;
 /// expects the compiler to refuse it.
 pub use ckks;
 pub use exec::{CompiledModel, LoadError, SpecError};
-pub use keystore::{KeyId, KeyStore, KeyStoreError};
+pub use keystore::{KeyId, KeyStore, KeyStoreError, Requirements};
 pub use loader::{load_model, LoadedModel, ModelLoadError, Settings};
 pub use protocol::CLIENT_SPEC_PARAM;
 pub use service::{Executable, Request, Response, RunError, Service, ServiceError};

@@ -77,3 +77,51 @@ fn replicas_sharing_a_directory_see_each_others_keys() {
     std::fs::write(dir.path().join(format!("{fake}.hek")), &bytes).unwrap();
     assert!(matches!(b.get(&params, fake), Err(KeyStoreError::UnknownKey(_))));
 }
+
+#[test]
+fn a_bundle_is_checked_whole_before_it_is_kept() {
+    let (params, sk) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::new(1 << 30, Some(dir.path())).unwrap();
+    let need = runtime::Requirements::for_rotations(&params, &[1, 2], true);
+    let files = || std::fs::read_dir(dir.path()).unwrap().count();
+    // Missing a rotation, an extra rotation, no relinearization key: refused, nothing kept.
+    for (steps, relin) in [(&[1][..], true), (&[1, 2, 3][..], true), (&[1, 2][..], false)] {
+        let b = KeyGenerator::new(&params).evaluation_keys(&sk, steps, false, relin).to_bytes();
+        let e = store.register_for(&params, &b, None, &need, &[1, 2]).unwrap_err();
+        assert!(matches!(e, KeyStoreError::Incomplete(_) | KeyStoreError::ExtraKeys(_)), "{e}");
+        assert!(store.is_empty() && files() == 0, "{steps:?}: {e}");
+    }
+    let b = KeyGenerator::new(&params).evaluation_keys(&sk, &[3, 1, 2], false, true).to_bytes();
+    assert!(
+        matches!(store.register_for(&params, &b, None, &need, &[1, 2]), Err(KeyStoreError::ExtraKeys(e)) if e == [params.galois_element(3)])
+    );
+    // Exactly the model's keys (a whole turn needs none).
+    let need = runtime::Requirements::for_rotations(&params, &[1, 2, params.slots() as i64], true);
+    let b = bundle(&params, &sk, &[2, 1]);
+    // Named by another key id: refused, nothing kept.
+    let other = Some(KeyId::of_bundle(b"other"));
+    let e = store.register_for(&params, &b, other, &need, &[1, 2]).unwrap_err();
+    assert!(matches!(e, KeyStoreError::KeyIdMismatch { .. }) && store.is_empty() && files() == 0, "{e}");
+    let id = store.register_for(&params, &b, Some(KeyId::of_bundle(&b)), &need, &[1, 2]).unwrap();
+    assert_eq!((store.len(), files()), (1, 1));
+    assert!(store.get(&params, id).is_ok());
+}
+
+#[test]
+fn an_oversized_bundle_is_refused_from_its_size_before_parsing() {
+    let (params, sk) = setup();
+    for p in [&params, &Parameters::builder().log_n(13).q_bits(&[36, 30, 30]).p_bits(&[36]).dnum(3).build().unwrap()] {
+        let keys = KeyGenerator::new(p).evaluation_keys(&KeyGenerator::new(p).secret_key(), &[1, 5], false, true);
+        assert_eq!(runtime::keystore::estimated_memory(p, keys.to_bytes().len()), keys.memory_bytes());
+    }
+    let b = bundle(&params, &sk, &[1]);
+    let size = runtime::keystore::estimated_memory(&params, b.len());
+    // Junk of a real bundle's length: refused as too large, never parsed (it would be BadBundle).
+    let small = KeyStore::new(size - 1, None).unwrap();
+    let junk = vec![0u8; b.len()];
+    assert!(matches!(small.register(&params, &junk), Err(KeyStoreError::TooLarge { size: s, .. }) if s == size));
+    assert!(matches!(small.register(&params, &b), Err(KeyStoreError::TooLarge { .. })));
+    assert!(matches!(KeyStore::new(size, None).unwrap().register(&params, &junk), Err(KeyStoreError::BadBundle(_))));
+    assert!(KeyStore::new(size, None).unwrap().register(&params, &b).is_ok());
+}

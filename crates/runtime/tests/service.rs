@@ -160,12 +160,39 @@ fn engine_errors_stay_typed_up_to_the_service() {
     let f = fixture();
     let store = Arc::new(KeyStore::new(1 << 30, None).unwrap());
     let service = Service::new(Arc::new(RescalesTooFar { params: f.params.clone() }), store);
+    let bundle = KeyGenerator::new(&f.params).evaluation_keys(&f.sk, &[], false, false).to_bytes();
     let e = service
-        .infer(Request { ciphertexts: vec![&f.input], key_id: None, evaluation_keys: Some(&f.bundle) })
+        .infer(Request { ciphertexts: vec![&f.input], key_id: None, evaluation_keys: Some(&bundle) })
         .map(|_| ())
         .unwrap_err();
     assert!(matches!(e, ServiceError::Run(RunError::Ckks(ckks::Error::LevelExhausted))), "{e:?}");
     assert!(e.to_string().starts_with("evaluation failed: "), "{e}");
     let source = std::error::Error::source(&e).expect("the run error is the cause");
     assert!(source.downcast_ref::<RunError>().is_some());
+}
+
+#[test]
+fn a_refused_bundle_leaves_nothing_in_the_store() {
+    let f = fixture();
+    let store = f.service.key_store();
+    let wrong_id = KeyId::of_bundle(b"x").hex();
+    let e = f
+        .service
+        .infer(Request {
+            ciphertexts: vec![&f.input],
+            key_id: Some(wrong_id.as_bytes()),
+            evaluation_keys: Some(&f.bundle),
+        })
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, ServiceError::KeyIdMismatch { .. }), "{e}");
+    assert!(store.is_empty());
+    let mut kg = KeyGenerator::new(&f.params);
+    let extra = kg.evaluation_keys(&f.sk, &[1, 2], false, true).to_bytes();
+    assert!(matches!(f.service.register(&extra), Err(ServiceError::Keys(KeyStoreError::ExtraKeys(_)))));
+    let partial = kg.evaluation_keys(&f.sk, &[2], false, true).to_bytes();
+    assert!(matches!(f.service.register(&partial), Err(ServiceError::IncompleteKeys(_))));
+    assert!(store.is_empty());
+    assert_eq!(f.service.register(&f.bundle).unwrap(), f.id);
+    assert_eq!(store.len(), 1);
 }
