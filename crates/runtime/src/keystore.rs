@@ -197,6 +197,16 @@ impl KeyStore {
         Err(KeyStoreError::UnknownKey(id))
     }
 
+    /// The memory bound, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The directory bundles are kept in, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
     /// Bytes held in memory now.
     pub fn memory_bytes(&self) -> usize {
         self.lock().total

@@ -19,7 +19,7 @@ pub mod tensor;
 pub use ckks;
 pub use exec::{CompiledModel, LoadError, SpecError};
 pub use keystore::{KeyId, KeyStore, KeyStoreError, Requirements};
-pub use loader::{load_model, LoadedModel, ModelLoadError, Settings};
+pub use loader::{load_model, LoadedModel, ModelLoadError, Settings, SharedKeyStore};
 pub use protocol::CLIENT_SPEC_PARAM;
 pub use service::{Executable, Request, Response, RunError, Service, ServiceError};
 pub use tensor::TensorError;

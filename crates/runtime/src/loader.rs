@@ -104,6 +104,32 @@ impl Settings {
     }
 }
 
+/// The one key store of a process, opened by the first model that loads: a client's
+/// keys then serve every model with the same parameters, and the memory bound holds
+/// for the process rather than per model. (Triton loads models one at a time, each
+/// with its own config; `heinfer-server` settles the settings before loading.)
+#[derive(Default)]
+pub struct SharedKeyStore {
+    inner: std::sync::Mutex<Option<(Settings, Arc<KeyStore>)>>,
+}
+
+impl SharedKeyStore {
+    /// The process's store, opened with `settings` if none is open yet. When one is,
+    /// and `settings` ask for another size or directory, the open store is returned
+    /// with the settings it was opened with, for the caller to warn about.
+    pub fn get_or_open(&self, settings: &Settings) -> Result<(Arc<KeyStore>, Option<Settings>), crate::KeyStoreError> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((opened, store)) = g.as_ref() {
+            let same = opened.key_store_bytes_or_default() == settings.key_store_bytes_or_default()
+                && opened.key_store_dir == settings.key_store_dir;
+            return Ok((store.clone(), (!same).then(|| opened.clone())));
+        }
+        let store = Arc::new(settings.open_key_store()?);
+        *g = Some((settings.clone(), store.clone()));
+        Ok((store, None))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +146,20 @@ mod tests {
         assert_eq!(s.max_request_bytes_or_default(), DEFAULT_MAX_REQUEST_MB << 20);
         let e = Settings::from_params(|k| (k == MAX_REQUEST_MB_PARAM).then(|| "x".into())).unwrap_err();
         assert_eq!(e.param, MAX_REQUEST_MB_PARAM);
+    }
+
+    #[test]
+    fn one_key_store_per_process() {
+        let shared = SharedKeyStore::default();
+        let a = Settings { key_store_bytes: Some(1 << 20), ..Settings::default() };
+        let (s1, warn1) = shared.get_or_open(&a).unwrap();
+        let (s2, warn2) = shared.get_or_open(&a.clone()).unwrap();
+        assert!(Arc::ptr_eq(&s1, &s2) && warn1.is_none() && warn2.is_none());
+        // Another model asking for another size gets the same store, and is told which.
+        let b = Settings { key_store_bytes: Some(2 << 20), ..Settings::default() };
+        let (s3, warn3) = shared.get_or_open(&b).unwrap();
+        assert!(Arc::ptr_eq(&s1, &s3));
+        assert_eq!(warn3, Some(a));
     }
 
     #[test]

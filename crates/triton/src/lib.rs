@@ -42,10 +42,12 @@ use runtime::protocol::{
 use runtime::protocol::{KEY_ID, MAX_REQUEST_MB_PARAM};
 use runtime::{tensor, Request, Service, Settings};
 
-/// Backend-wide defaults from `--backend-config=heinfer,...`.
+/// Backend-wide defaults from `--backend-config=heinfer,...`, and the key store every
+/// model of this process shares.
 #[derive(Default)]
 struct BackendState {
     settings: serde_json::Map<String, serde_json::Value>,
+    keys: runtime::SharedKeyStore,
 }
 
 /// One loaded model: its service (model, key store), shared by its instances.
@@ -87,7 +89,7 @@ pub extern "C" fn TRITONBACKEND_Initialize(backend: *mut TRITONBACKEND_Backend) 
             .and_then(|c| c.as_object())
             .map(|m| m.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect())
             .unwrap_or_default();
-        let state = Box::new(BackendState { settings });
+        let state = Box::new(BackendState { settings, keys: Default::default() });
         log(LOG_INFO, &format!("heinfer backend initialized (API {major}.{minor})"));
         // SAFETY: ownership of the box passes to Triton until TRITONBACKEND_Finalize.
         check(unsafe { TRITONBACKEND_BackendSetState(backend, Box::into_raw(state) as *mut c_void) })
@@ -156,10 +158,20 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
 
     let settings = Settings::from_params(|k| setting(&cfg, bstate, k))
         .map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
-    let capacity = settings.key_store_bytes_or_default();
     let max_request_bytes = settings.max_request_bytes_or_default();
-    let key_dir = settings.key_store_dir.clone();
-    let store = settings.open_key_store().map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
+    let (store, opened_with) =
+        bstate.keys.get_or_open(&settings).map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
+    if let Some(o) = opened_with {
+        log(
+            LOG_WARN,
+            &format!(
+                "model {name}: its key-store settings differ from those the process's store was opened with \
+                 ({} MB{}); that store serves it (set them once, with --backend-config=heinfer,...)",
+                o.key_store_bytes_or_default() >> 20,
+                o.key_store_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
+            ),
+        );
+    }
 
     // The config's client spec is what clients read; load_model checks it describes this model.hem.
     let client_spec = setting(&cfg, bstate, CLIENT_SPEC_PARAM);
@@ -170,8 +182,9 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
         );
     }
     let runtime::LoadedModel { service, client: spec, weight_bytes: weights } =
-        runtime::load_model(&hem, client_spec.as_deref(), Arc::new(store))
+        runtime::load_model(&hem, client_spec.as_deref(), store.clone())
             .map_err(|e| BackendError::invalid(format!("model {name}: cannot load {e}")))?;
+    let (keys_mb, keys_dir) = (store.capacity() >> 20, store.dir());
     log(
         LOG_INFO,
         &format!(
@@ -180,8 +193,8 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
             spec.input.slot_map.len(),
             spec.rotation_steps.len(),
             weights as f64 / 1e6,
-            capacity >> 20,
-            key_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
+            keys_mb,
+            keys_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
         ),
     );
     Ok(ModelState { name, service: Arc::new(service), max_request_bytes })
