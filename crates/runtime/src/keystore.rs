@@ -15,6 +15,8 @@ pub use ckks::KeyId;
 use ckks::{EvaluationKeys, Parameters, WireError};
 use thiserror::Error;
 
+use crate::keydir;
+
 #[derive(Debug, Error)]
 pub enum KeyStoreError {
     #[error("KEY_ID must be the SHA-256 of a key bundle: {0}")]
@@ -78,10 +80,19 @@ impl Requirements {
 /// memory it is `b`, `a` and both halves' companions, all as 64-bit words. Exact for a
 /// well-formed bundle (the framing is smaller than one key), an upper bound otherwise.
 pub fn estimated_memory(params: &Parameters, wire_len: usize) -> usize {
+    (wire_len / params.keyswitch_key_bytes().max(1)).saturating_mul(key_memory(params))
+}
+
+fn key_memory(params: &Parameters) -> usize {
     let levels = params.q().len();
     let digits = levels.div_ceil(levels.div_ceil(params.dnum().max(1)));
-    let per_key = 4 * digits * (levels + params.p().len()) * params.n() * 8;
-    (wire_len / params.keyswitch_key_bytes().max(1)).saturating_mul(per_key)
+    4 * digits * (levels + params.p().len()) * params.n() * 8
+}
+
+/// The longest bundle whose [`estimated_memory`] fits in `capacity`.
+fn max_wire_len(params: &Parameters, capacity: usize) -> u64 {
+    let keys = capacity / key_memory(params).max(1);
+    ((keys as u64 + 1) * params.keyswitch_key_bytes() as u64).saturating_sub(1)
 }
 
 struct Entry {
@@ -100,6 +111,8 @@ struct Inner {
 pub struct KeyStore {
     capacity: usize,
     dir: Option<PathBuf>,
+    /// bytes the directory's bundles may take; beyond, the least recently used go
+    dir_quota: Option<u64>,
     inner: Mutex<Inner>,
 }
 
@@ -113,8 +126,16 @@ impl KeyStore {
         Ok(Self {
             capacity,
             dir: dir.map(Path::to_path_buf),
+            dir_quota: None,
             inner: Mutex::new(Inner { entries: HashMap::new(), total: 0, clock: 0 }),
         })
+    }
+
+    /// Bounds the bytes of bundles kept in the directory: after each write, the least
+    /// recently used bundles (registered or read last) are removed until they fit.
+    pub fn with_dir_quota(mut self, bytes: Option<usize>) -> Self {
+        self.dir_quota = bytes.map(|b| b as u64);
+        self
     }
 
     /// Parses, checks and stores a bundle made for `params`; returns its key id.
@@ -167,13 +188,10 @@ impl KeyStore {
         check(&keys)?;
         self.insert(params, id, keys)?;
         if let Some(dir) = &self.dir {
-            let path = dir.join(format!("{id}.hek"));
-            if !path.exists() {
-                // Write then rename, so a replica never reads a half-written file.
-                let tmp = dir.join(format!(".{id}.{}.tmp", std::process::id()));
-                let io = |source| KeyStoreError::Io { path: path.clone(), source };
-                std::fs::write(&tmp, bundle).map_err(io)?;
-                std::fs::rename(&tmp, &path).map_err(io)?;
+            let io = |source| KeyStoreError::Io { path: keydir::bundle_path(dir, id), source };
+            keydir::write(dir, id, bundle).map_err(io)?;
+            if let Some(quota) = self.dir_quota {
+                keydir::collect(dir, quota, id).map_err(|source| KeyStoreError::Io { path: dir.clone(), source })?;
             }
         }
         Ok(id)
@@ -185,13 +203,10 @@ impl KeyStore {
             return Ok(k);
         }
         if let Some(dir) = &self.dir {
-            let path = dir.join(format!("{id}.hek"));
-            if let Ok(bytes) = std::fs::read(&path) {
-                // Content-addressed: a file whose hash differs from its name is ignored.
-                if KeyId::of_bundle(&bytes) == id {
-                    let keys = EvaluationKeys::from_bytes(params, &bytes)?;
-                    return self.insert(params, id, keys);
-                }
+            // A file too large to keep in memory is not even read.
+            if let Some(bytes) = keydir::read(dir, id, max_wire_len(params, self.capacity)) {
+                let keys = EvaluationKeys::from_bytes(params, &bytes)?;
+                return self.insert(params, id, keys);
             }
         }
         Err(KeyStoreError::UnknownKey(id))

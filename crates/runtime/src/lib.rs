@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod exec;
+mod keydir;
 pub mod keystore;
 pub mod loader;
 pub mod protocol;

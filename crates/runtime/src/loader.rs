@@ -10,8 +10,8 @@ use thiserror::Error;
 
 use crate::exec::{CompiledModel, LoadError, SpecError};
 use crate::protocol::{
-    self, SettingError, DEFAULT_KEY_STORE_MB, DEFAULT_MAX_REQUEST_MB, KEY_STORE_DIR_PARAM, KEY_STORE_MB_PARAM,
-    MAX_REQUEST_MB_PARAM, MODEL_FILE,
+    self, SettingError, DEFAULT_KEY_STORE_MB, DEFAULT_MAX_REQUEST_MB, KEY_STORE_DIR_MB_PARAM, KEY_STORE_DIR_PARAM,
+    KEY_STORE_MB_PARAM, MAX_REQUEST_MB_PARAM, MODEL_FILE,
 };
 use crate::{KeyStore, Service};
 
@@ -72,6 +72,8 @@ pub fn load_model(hem: &Path, client_spec: Option<&str>, keys: Arc<KeyStore>) ->
 pub struct Settings {
     pub key_store_bytes: Option<usize>,
     pub key_store_dir: Option<PathBuf>,
+    /// quota of the key directory (unbounded when not set)
+    pub key_store_dir_bytes: Option<usize>,
     pub max_request_bytes: Option<usize>,
 }
 
@@ -86,6 +88,7 @@ impl Settings {
                 .map(|d| d.trim().to_string())
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from),
+            key_store_dir_bytes: mb(KEY_STORE_DIR_MB_PARAM)?,
             max_request_bytes: mb(MAX_REQUEST_MB_PARAM)?,
         })
     }
@@ -100,7 +103,8 @@ impl Settings {
 
     /// The key store these settings describe.
     pub fn open_key_store(&self) -> Result<KeyStore, crate::KeyStoreError> {
-        KeyStore::new(self.key_store_bytes_or_default(), self.key_store_dir.as_deref())
+        Ok(KeyStore::new(self.key_store_bytes_or_default(), self.key_store_dir.as_deref())?
+            .with_dir_quota(self.key_store_dir_bytes))
     }
 }
 
@@ -121,7 +125,8 @@ impl SharedKeyStore {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((opened, store)) = g.as_ref() {
             let same = opened.key_store_bytes_or_default() == settings.key_store_bytes_or_default()
-                && opened.key_store_dir == settings.key_store_dir;
+                && opened.key_store_dir == settings.key_store_dir
+                && opened.key_store_dir_bytes == settings.key_store_dir_bytes;
             return Ok((store.clone(), (!same).then(|| opened.clone())));
         }
         let store = Arc::new(settings.open_key_store()?);
@@ -142,7 +147,7 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!(s, Settings { key_store_bytes: Some(3 << 20), key_store_dir: None, max_request_bytes: None });
+        assert_eq!(s, Settings { key_store_bytes: Some(3 << 20), ..Settings::default() });
         assert_eq!(s.max_request_bytes_or_default(), DEFAULT_MAX_REQUEST_MB << 20);
         let e = Settings::from_params(|k| (k == MAX_REQUEST_MB_PARAM).then(|| "x".into())).unwrap_err();
         assert_eq!(e.param, MAX_REQUEST_MB_PARAM);

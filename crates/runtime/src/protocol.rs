@@ -36,6 +36,8 @@ pub const CLIENT_SPEC_PARAM: &str = "heinfer_client_spec";
 pub const KEY_STORE_MB_PARAM: &str = "heinfer_key_store_mb";
 /// Directory of content-addressed key bundles shared by replicas.
 pub const KEY_STORE_DIR_PARAM: &str = "heinfer_key_store_dir";
+/// Bytes the key directory's bundles may take, in MB (least recently used removed beyond).
+pub const KEY_STORE_DIR_MB_PARAM: &str = "heinfer_key_store_dir_mb";
 /// Largest request accepted, in MB.
 pub const MAX_REQUEST_MB_PARAM: &str = "heinfer_max_request_mb";
 

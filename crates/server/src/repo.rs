@@ -45,6 +45,8 @@ pub enum LoadError {
 pub struct KeyStoreOptions {
     pub capacity_mb: Option<usize>,
     pub dir: Option<PathBuf>,
+    /// quota of the directory's bundles (`heinfer_key_store_dir_mb`)
+    pub dir_quota_mb: Option<usize>,
 }
 
 /// Counters behind `/v2/models/<m>/stats` (Triton's shape: counts and nanoseconds).
@@ -260,6 +262,7 @@ pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> 
     let mut store = runtime::Settings {
         key_store_bytes: ko.capacity_mb.map(|mb| mb.saturating_mul(1 << 20)),
         key_store_dir: ko.dir.clone(),
+        key_store_dir_bytes: ko.dir_quota_mb.map(|mb| mb.saturating_mul(1 << 20)),
         max_request_bytes: None,
     };
     for f in &found {
@@ -270,6 +273,9 @@ pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> 
         }
         if store.key_store_dir.is_none() {
             store.key_store_dir = s.key_store_dir;
+        }
+        if ko.dir_quota_mb.is_none() {
+            store.key_store_dir_bytes = store.key_store_dir_bytes.max(s.key_store_dir_bytes);
         }
     }
     let capacity = store.key_store_bytes_or_default();

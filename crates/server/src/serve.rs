@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// keep registered key bundles in this directory (shared by replicas) [default: a config's heinfer_key_store_dir]
     #[arg(long)]
     pub key_store_dir: Option<PathBuf>,
+    /// bound on the key directory in MB; the least recently used bundles go beyond it [default: a config's heinfer_key_store_dir_mb, else none]
+    #[arg(long)]
+    pub key_store_dir_mb: Option<usize>,
     /// largest HTTP request body / gRPC message, in MB
     #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_MB)]
     pub max_request_mb: usize,
@@ -36,7 +39,8 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
         return Err("--max-request-mb must be at least 1".into());
     }
     // Loading encodes every weight: CPU work, done before the async runtime starts.
-    let ko = crate::KeyStoreOptions { capacity_mb: a.key_store_mb, dir: a.key_store_dir };
+    let ko =
+        crate::KeyStoreOptions { capacity_mb: a.key_store_mb, dir: a.key_store_dir, dir_quota_mb: a.key_store_dir_mb };
     let repo = crate::repo::load(&a.model_repository, &ko).map_err(|e| e.to_string())?;
     let opts = crate::Options {
         host: a.host,
