@@ -13,10 +13,12 @@
 //! |-----------|---------|---------|
 //! | `heinfer_key_store_mb` | memory bound of the evaluation-key store (LRU) | 2048 |
 //! | `heinfer_key_store_dir` | directory of content-addressed key bundles, shared by replicas | none |
+//! | `heinfer_key_store_dir_mb` | bound on that directory (least recently used bundles removed) | none |
 //! | `heinfer_max_request_mb` | largest request (all input tensors together) accepted | 256 |
 //!
 //! (Names and defaults: `runtime::protocol`; loading: `runtime::loader`, shared with
-//! `heinfer-server`.)
+//! `heinfer-server`.) The key store is one per process: the first model to load opens
+//! it with its settings; set them once, in the backend config.
 //!
 //! Every entry point catches panics and turns them into a Triton error (for the
 //! request that caused it, if any): a bad request never takes the server down and
