@@ -21,6 +21,8 @@
 //!
 //! [`write_repository`] writes the Triton model directory.
 
+#![forbid(unsafe_code)]
+
 mod activation;
 mod affine;
 mod approx;

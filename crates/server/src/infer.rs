@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use runtime::Request;
+use runtime::protocol::{ENCRYPTED_INPUT, EVALUATION_KEYS, KEY_ID};
+use runtime::{Request, ServiceError};
 use thiserror::Error;
 
 use crate::repo::{LoadedModel, Timings};
@@ -19,6 +20,10 @@ pub enum RequestError {
     /// malformed framing, wrong tensors, or the runtime refused the inputs
     #[error("{0}")]
     BadRequest(String),
+    /// the runtime refused the request (keys, ciphertexts) or its evaluation failed;
+    /// kept typed so that logs and callers see the cause
+    #[error(transparent)]
+    Refused(#[from] ServiceError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -168,8 +173,8 @@ pub async fn run(
     received: Instant,
 ) -> Result<(Vec<Vec<u8>>, Timings), RequestError> {
     check_inputs(model, &inputs)?;
-    single(&inputs, "KEY_ID")?;
-    single(&inputs, "EVALUATION_KEYS")?;
+    single(&inputs, KEY_ID)?;
+    single(&inputs, EVALUATION_KEYS)?;
     let input_ns = received.elapsed().as_nanos() as u64;
 
     let queued = Instant::now();
@@ -180,11 +185,11 @@ pub async fn run(
     let started = Instant::now();
     let m = model.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let key_id = single(&inputs, "KEY_ID").ok().flatten().map(|b| &b[..]);
-        let evaluation_keys = single(&inputs, "EVALUATION_KEYS").ok().flatten().map(|b| &b[..]);
+        let key_id = single(&inputs, KEY_ID).ok().flatten().map(|b| &b[..]);
+        let evaluation_keys = single(&inputs, EVALUATION_KEYS).ok().flatten().map(|b| &b[..]);
         let ciphertexts = inputs
             .iter()
-            .find(|t| t.name == "ENCRYPTED_INPUT")
+            .find(|t| t.name == ENCRYPTED_INPUT)
             .map(|t| t.elements.iter().map(|b| &b[..]).collect())
             .unwrap_or_default();
         m.service.infer(Request { ciphertexts, key_id, evaluation_keys })
@@ -193,7 +198,7 @@ pub async fn run(
     let infer_ns = started.elapsed().as_nanos() as u64;
     let out = match res {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(RequestError::BadRequest(e.to_string())),
+        Ok(Err(e)) => return Err(RequestError::Refused(e)),
         Err(e) => {
             tracing::error!(model = %model.name, error = %e, "evaluation panicked");
             return Err(RequestError::Internal(format!("evaluation of model '{}' failed unexpectedly", model.name)));
