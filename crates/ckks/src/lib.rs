@@ -8,6 +8,7 @@
 //! the one import of a CKKS application.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod encoding;
 pub mod eval;

@@ -13,6 +13,7 @@
 //! server-side crates depend on this crate without it and cannot name a secret key.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod encryption;
 pub mod error;
