@@ -61,7 +61,7 @@ impl From<client::SessionError> for Failure {
     fn from(e: client::SessionError) -> Self {
         use client::SessionError as E;
         let kind = match &e {
-            E::Params(_) => Kind::Spec,
+            E::Params(_) | E::Spec(_) => Kind::Spec,
             E::Keys(_) => Kind::KeyFile,
             E::Input(_) => Kind::Input,
             E::OutputCount { .. } | E::Output { .. } => Kind::Output,
