@@ -2,16 +2,29 @@
 //! `raw_input_contents` (one entry per input, BYTES serialized with 4-byte length
 //! prefixes, as tritonclient sends them) or as `contents.bytes_contents`; outputs go
 //! back as `raw_output_contents`, as Triton does.
+//!
+//! Before tonic decodes a message, [`AdmissionLayer`] reads it against the limits
+//! (size, bytes in flight, body deadline) and walks its protobuf fields without
+//! decoding them: prost turns each 2-byte empty entry of a repeated field into a
+//! 32-byte or larger value, so counts are refused there, before they are allocated.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use bytes::Bytes;
+use http_body_util::StreamBody;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::infer::{self, element_count, split_bytes, InputTensor, RequestError};
+use crate::admission::{human, Acceptor, BodyReader, Reservation};
+use crate::infer::{self, split_bytes, InputTensor, RequestError, TensorHeader};
 use crate::pb;
-use crate::pb::grpc_inference_service_server::GrpcInferenceService;
+use crate::pb::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use crate::AppState;
 
 impl From<RequestError> for Status {
@@ -21,8 +34,147 @@ impl From<RequestError> for Status {
             RequestError::NotFound(m) => Status::not_found(m),
             RequestError::Unavailable(m) => Status::unavailable(m),
             RequestError::Internal(m) => Status::internal(m),
+            RequestError::TooLarge(m) => Status::resource_exhausted(m),
+            RequestError::Timeout(m) | RequestError::Deadline(m) => Status::deadline_exceeded(m),
         }
     }
+}
+
+/// Serves gRPC until `stop` says true. Connections are capped as for HTTP; each
+/// carries at most `max_streams_per_connection` calls at once.
+pub async fn serve(listener: TcpListener, st: Arc<AppState>, stop: watch::Receiver<bool>) -> Result<(), String> {
+    let limits = st.admission.limits.clone();
+    let max = st.max_request_bytes.saturating_add(FRAME_HEADER);
+    let svc = GrpcInferenceServiceServer::new(Grpc { state: st.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    // A channel between our accept loop (connection cap, first-bytes deadline) and
+    // tonic, which takes a stream of connections.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<crate::admission::LimitedIo, std::io::Error>>(1);
+    let mut acceptor = Acceptor::new(listener, limits.max_connections, limits.header_timeout, stop.clone());
+    let accept = tokio::spawn(async move {
+        while let Some(io) = acceptor.accept().await {
+            if tx.send(Ok(io)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let r = tonic::transport::Server::builder()
+        // Large messages (key bundles, ciphertexts) need more than HTTP/2's 64 KB
+        // default windows to stream at memory speed.
+        .initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .concurrency_limit_per_connection(limits.max_streams_per_connection as usize)
+        // Peers that vanish without closing are found and their connections freed.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .layer(AdmissionLayer { state: st })
+        .add_service(svc)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), crate::stopped(stop))
+        .await
+        .map_err(|e| e.to_string());
+    accept.abort();
+    r
+}
+
+const FRAME_HEADER: usize = 5;
+const INFER_PATH: &str = "/inference.GRPCInferenceService/ModelInfer";
+
+/// Reads each call's message before tonic does; see the module doc.
+#[derive(Clone)]
+pub struct AdmissionLayer {
+    state: Arc<AppState>,
+}
+
+impl<S> tower::Layer<S> for AdmissionLayer {
+    type Service = Admitted<S>;
+    fn layer(&self, inner: S) -> Admitted<S> {
+        Admitted { inner, state: self.state.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Admitted<S> {
+    inner: S,
+    state: Arc<AppState>,
+}
+
+type GrpcRequest = http::Request<tonic::body::Body>;
+type GrpcResponse = http::Response<tonic::body::Body>;
+
+impl<S> tower::Service<GrpcRequest> for Admitted<S>
+where
+    S: tower::Service<GrpcRequest, Response = GrpcResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = GrpcResponse;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<GrpcResponse, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: GrpcRequest) -> Self::Future {
+        // The clone is not ready; the one polled ready is taken (tower's rule).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let st = self.state.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            match admit(&st, parts.uri.path(), body).await {
+                Ok((frames, res)) => {
+                    // Header and message as two frames: no copy of the message here.
+                    let frames = frames.map(|b| Ok::<_, std::convert::Infallible>(http_body::Frame::data(b)));
+                    let body = StreamBody::new(tokio_stream::iter(frames));
+                    let mut req = http::Request::from_parts(parts, tonic::body::Body::new(body));
+                    req.extensions_mut().insert(res.clone());
+                    let r = inner.call(req).await;
+                    drop(res);
+                    r
+                }
+                Err(e) => {
+                    tracing::warn!(proto = "grpc", path = parts.uri.path(), error = %e, "request refused");
+                    Ok(Status::from(e).into_http())
+                }
+            }
+        })
+    }
+}
+
+/// One unary call's message (frame header included), read under the limits and,
+/// for ModelInfer, checked field by field against the model.
+async fn admit(st: &AppState, path: &str, body: tonic::body::Body) -> Result<([Bytes; 2], Reservation), RequestError> {
+    let adm = &st.admission;
+    let is_infer = path == INFER_PATH;
+    let (cap, flag) = if is_infer {
+        (st.max_request_bytes, "--max-request-mb")
+    } else {
+        (adm.limits.max_json_bytes, "--max-json-kb")
+    };
+    let res = adm.reservation();
+    let mut body = BodyReader::new(body, adm.limits.body_timeout, res, true, cap + FRAME_HEADER, flag);
+    let head = body.read_exact(FRAME_HEADER, "the gRPC message header").await?;
+    if head[0] != 0 {
+        return Err(RequestError::bad("compressed gRPC messages are not accepted by heinfer serve"));
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > cap {
+        return Err(RequestError::TooLarge(format!(
+            "gRPC message of {len} bytes exceeds the server's limit of {} (heinfer serve {flag})",
+            human(cap)
+        )));
+    }
+    // The declared message is reserved whole before it is read.
+    body.reservation().grow(len)?;
+    body.set_charge(false);
+    let msg = body.read_exact(len, "the gRPC message").await?;
+    body.expect_end(|n| format!("{n} bytes follow the gRPC message; unary calls carry one")).await?;
+    if is_infer {
+        prescan::infer_request(st, &msg)?;
+    }
+    Ok(([head, msg], body.reservation().clone()))
 }
 
 pub struct Grpc {
@@ -43,10 +195,14 @@ fn log<T>(method: &str, started: Instant, r: &Result<T, Status>) {
 }
 
 impl Grpc {
-    async fn model_infer_inner(&self, req: pb::ModelInferRequest) -> Result<pb::ModelInferResponse, Status> {
+    async fn model_infer_inner(
+        &self,
+        req: pb::ModelInferRequest,
+        res: Reservation,
+    ) -> Result<pb::ModelInferResponse, Status> {
         let received = Instant::now();
         let m = self.state.model(&req.model_name, version(&req.model_version))?;
-        let res = self.infer_checked(&m, req, received).await;
+        let res = self.infer_checked(&m, req, received, res).await;
         let total = received.elapsed().as_nanos() as u64;
         match res {
             Ok((resp, mut t)) => {
@@ -68,7 +224,12 @@ impl Grpc {
         m: &Arc<crate::repo::LoadedModel>,
         req: pb::ModelInferRequest,
         received: Instant,
+        res: Reservation,
     ) -> Result<(pb::ModelInferResponse, crate::repo::Timings), RequestError> {
+        let declared: Vec<TensorHeader> =
+            req.inputs.iter().map(|i| TensorHeader { name: &i.name, datatype: &i.datatype, shape: &i.shape }).collect();
+        let counts = infer::check_headers(m, &declared)?;
+        drop(declared);
         let raw = req.raw_input_contents;
         if !raw.is_empty() && raw.len() != req.inputs.len() {
             return Err(RequestError::bad(format!(
@@ -79,12 +240,10 @@ impl Grpc {
         }
         let mut raw = raw.into_iter();
         let mut inputs = Vec::with_capacity(req.inputs.len());
-        for i in req.inputs {
+        for (i, count) in req.inputs.into_iter().zip(counts) {
             if i.parameters.contains_key("shared_memory_region") {
                 return Err(RequestError::bad("shared-memory inputs are not supported by heinfer serve"));
             }
-            infer::check_input_header(m, &i.name, &i.datatype)?;
-            let count = element_count(&i.name, &i.shape)?;
             let contents = i.contents.map(|c| c.bytes_contents).unwrap_or_default();
             let elements = match raw.next() {
                 Some(r) => {
@@ -120,7 +279,7 @@ impl Grpc {
                 return Err(RequestError::bad("shared-memory outputs are not supported by heinfer serve"));
             }
         }
-        let (outputs, timings) = infer::run(m, inputs, received).await?;
+        let (outputs, timings) = infer::run(&self.state, m, inputs, received, res).await?;
         let resp = pb::ModelInferResponse {
             model_name: m.name.clone(),
             model_version: m.version.clone(),
@@ -220,7 +379,10 @@ impl GrpcInferenceService for Grpc {
         req: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         let t = Instant::now();
-        let r = self.model_infer_inner(req.into_inner()).await.map(Response::new);
+        // Reserved by the admission layer; a call that did not pass it (in-process
+        // tests of the service alone) starts with an empty reservation.
+        let res = req.extensions().get::<Reservation>().cloned().unwrap_or_else(|| self.state.admission.reservation());
+        let r = self.model_infer_inner(req.into_inner(), res).await.map(Response::new);
         log("ModelInfer", t, &r);
         r
     }
@@ -279,5 +441,178 @@ impl GrpcInferenceService for Grpc {
         let r = Ok(Response::new(pb::RepositoryIndexResponse { models }));
         log("RepositoryIndex", t, &r);
         r
+    }
+}
+
+/// Walks a ModelInferRequest's protobuf fields without decoding them.
+mod prescan {
+    use super::*;
+
+    /// Parameters in any one map of a request.
+    const MAX_PARAMS: usize = 64;
+    const MAX_DIMS: usize = 16;
+    /// Elements of a tensor of a model this server does not serve (the call will fail
+    /// as unknown; until then, it must not cost more than this).
+    const MAX_ELEMENTS_UNKNOWN: usize = 16;
+
+    enum Val<'a> {
+        Varint,
+        Len(&'a [u8]),
+    }
+
+    fn malformed(what: &str) -> RequestError {
+        RequestError::bad(format!("malformed ModelInferRequest: {what}"))
+    }
+
+    fn varint(buf: &mut &[u8]) -> Result<u64, RequestError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&b, rest) = buf.split_first().ok_or_else(|| malformed("truncated varint"))?;
+            *buf = rest;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(malformed("varint longer than 10 bytes"))
+    }
+
+    /// Calls `f` with each field's number and value.
+    fn fields<'a>(
+        mut buf: &'a [u8],
+        mut f: impl FnMut(u64, Val<'a>) -> Result<(), RequestError>,
+    ) -> Result<(), RequestError> {
+        while !buf.is_empty() {
+            let key = varint(&mut buf)?;
+            let (no, wire) = (key >> 3, key & 7);
+            let v = match wire {
+                0 => {
+                    varint(&mut buf)?;
+                    Val::Varint
+                }
+                1 | 5 => {
+                    let n = if wire == 1 { 8 } else { 4 };
+                    buf = buf.get(n..).ok_or_else(|| malformed("truncated fixed-width field"))?;
+                    Val::Varint
+                }
+                2 => {
+                    let n = usize::try_from(varint(&mut buf)?).map_err(|_| malformed("field length"))?;
+                    let b = buf.get(..n).ok_or_else(|| malformed("field longer than the message"))?;
+                    buf = &buf[n..];
+                    Val::Len(b)
+                }
+                _ => return Err(malformed("group or unknown wire type")),
+            };
+            f(no, v)?;
+        }
+        Ok(())
+    }
+
+    fn too_many(what: &str, max: usize) -> RequestError {
+        RequestError::bad(format!("the request carries more than {max} {what}"))
+    }
+
+    fn count_params(b: &[u8], field: u64) -> Result<(), RequestError> {
+        let mut n = 0;
+        fields(b, |no, _| {
+            if no == field {
+                n += 1;
+                if n > MAX_PARAMS {
+                    return Err(too_many("parameters in one map", MAX_PARAMS));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) fn infer_request(st: &AppState, msg: &[u8]) -> Result<(), RequestError> {
+        let mut model_name: &[u8] = b"";
+        let mut inputs: Vec<&[u8]> = Vec::new();
+        let (mut outputs, mut raw, mut params) = (0usize, 0usize, 0usize);
+        fields(msg, |no, v| {
+            match (no, v) {
+                (1, Val::Len(b)) => model_name = b,
+                (4, Val::Len(_)) => {
+                    params += 1;
+                    if params > MAX_PARAMS {
+                        return Err(too_many("request parameters", MAX_PARAMS));
+                    }
+                }
+                (5, Val::Len(b)) => {
+                    inputs.push(b);
+                    if inputs.len() > infer::MAX_INPUTS {
+                        return Err(too_many("inputs", infer::MAX_INPUTS));
+                    }
+                }
+                (6, Val::Len(b)) => {
+                    outputs += 1;
+                    if outputs > infer::MAX_INPUTS {
+                        return Err(too_many("requested outputs", infer::MAX_INPUTS));
+                    }
+                    count_params(b, 2)?;
+                }
+                (7, Val::Len(_)) => {
+                    raw += 1;
+                    if raw > infer::MAX_INPUTS {
+                        return Err(too_many("raw_input_contents entries", infer::MAX_INPUTS));
+                    }
+                }
+                (1 | 4..=7, Val::Varint) => return Err(malformed(&format!("field {no} has the wrong wire type"))),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let model = std::str::from_utf8(model_name).ok().and_then(|n| st.repo.models.get(n));
+        for b in inputs {
+            let mut name: &[u8] = b"";
+            let (mut dims, mut elements, mut params) = (0usize, 0usize, 0usize);
+            let mut other_contents = false;
+            fields(b, |no, v| {
+                match (no, v) {
+                    (1, Val::Len(n)) => name = n,
+                    // packed or not, each dim is at least one byte
+                    (3, Val::Len(p)) => dims += p.len(),
+                    (3, Val::Varint) => dims += 1,
+                    (4, _) => {
+                        params += 1;
+                        if params > MAX_PARAMS {
+                            return Err(too_many("parameters in one map", MAX_PARAMS));
+                        }
+                    }
+                    (5, Val::Len(c)) => fields(c, |cno, cv| {
+                        match (cno, cv) {
+                            (8, _) => elements += 1,
+                            (_, Val::Len(p)) => {
+                                other_contents = true;
+                                elements += p.len();
+                            }
+                            (_, Val::Varint) => {
+                                other_contents = true;
+                                elements += 1;
+                            }
+                        }
+                        Ok(())
+                    })?,
+                    _ => {}
+                }
+                Ok(())
+            })?;
+            let name = String::from_utf8_lossy(name);
+            if dims > MAX_DIMS {
+                return Err(RequestError::bad(format!("input '{name}' has more than {MAX_DIMS} dimensions")));
+            }
+            if other_contents {
+                return Err(RequestError::bad(format!(
+                    "input '{name}': heinfer tensors are BYTES; send raw_input_contents or contents.bytes_contents"
+                )));
+            }
+            let max = model.and_then(|m| infer::expected_count(m, &name)).unwrap_or(MAX_ELEMENTS_UNKNOWN);
+            if elements > max {
+                return Err(RequestError::bad(format!(
+                    "input '{name}': bytes_contents holds more than the {max} element(s) the model takes"
+                )));
+            }
+        }
+        Ok(())
     }
 }
