@@ -124,6 +124,8 @@ enum Cmd {
         /// largest HTTP request body / gRPC message, in MB
         #[arg(long, default_value_t = 256)]
         max_request_mb: usize,
+        #[command(flatten)]
+        limits: serve::LimitArgs,
     },
     /// One command end to end: compile a bundled digits CNN, serve it, and infer on encrypted digits over HTTP
     Demo {
@@ -306,17 +308,25 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Run { path, input, labels, samples, json } => {
             run::run(run::RunArgs { hem: &find_hem(&path), input: &input, labels: labels.as_deref(), samples, json })
         }
-        Cmd::Serve { model_repository, host, http_port, grpc_port, key_store_mb, key_store_dir, max_request_mb } => {
-            serve::serve(serve::ServeArgs {
-                repository: model_repository,
-                host,
-                http_port,
-                grpc_port,
-                key_store_mb,
-                key_store_dir,
-                max_request_mb,
-            })
-        }
+        Cmd::Serve {
+            model_repository,
+            host,
+            http_port,
+            grpc_port,
+            key_store_mb,
+            key_store_dir,
+            max_request_mb,
+            limits,
+        } => serve::serve(serve::ServeArgs {
+            repository: model_repository,
+            host,
+            http_port,
+            grpc_port,
+            key_store_mb,
+            key_store_dir,
+            max_request_mb,
+            limits,
+        }),
         Cmd::Demo { samples, json, models, model } => demo::demo(demo::DemoArgs { samples, json, models, model }),
         Cmd::Keygen { model, secret_key, keys_out, json } => client_cmds::keygen(&model, &secret_key, &keys_out, json),
         Cmd::Encrypt { model, secret_key, input, samples, output } => {
