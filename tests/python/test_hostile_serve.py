@@ -161,8 +161,9 @@ def srv(world, tmp_path_factory):
 
 
 def tensor(mod, name, elements, shape=None, dtype="BYTES"):
-    t = mod.InferInput(name, shape or [len(elements)], dtype)
-    t.set_data_from_numpy(np.array(elements, dtype=np.object_))
+    shape = shape or [len(elements)]
+    t = mod.InferInput(name, shape, dtype)
+    t.set_data_from_numpy(np.array(elements, dtype=np.object_).reshape(shape))
     return t
 
 
@@ -266,8 +267,10 @@ def test_json_body_of_30mb_of_zeros(srv, world):
 
 
 def test_json_header_of_zeros_under_the_cap_parses_without_amplification(srv, world):
-    pre = b'{"inputs":[{"name":"ENCRYPTED_INPUT","datatype":"BYTES","shape":[1],"data":['
-    body = pre + b"0," * ((MAX_JSON_KB << 10) // 2 - 100) + b"0]}]}"
+    pre = (b'{"inputs":[{"name":"KEY_ID","datatype":"BYTES","shape":[1],"data":["%s"]},'
+           b'{"name":"ENCRYPTED_INPUT","datatype":"BYTES","shape":[%d],"data":['
+           % (world.key_id.encode(), len(world.queries[0])))
+    body = pre + b"0," * ((MAX_JSON_KB << 10) // 2 - 200) + b"0]}]}"
     for headers in ((), (("Inference-Header-Content-Length", len(body)),)):
         before = srv.mem_mb("VmRSS")
         status, err = raw_http(srv, body, headers)

@@ -242,7 +242,7 @@ pub struct Slow {
 impl Slow {
     pub fn new(steps: usize) -> Arc<Slow> {
         let f = fixture();
-        let m = model::HeModel::read_file(&f.repo.join(MODEL).join("1/model.hem")).unwrap();
+        let m = model::HeModel::read_file(f.repo.join(MODEL).join("1/model.hem")).unwrap();
         let inner = runtime::CompiledModel::load(m).unwrap().into_executable();
         Arc::new(Slow { inner, steps, done: AtomicUsize::new(0) })
     }
