@@ -222,11 +222,8 @@ fn a_full_inflight_budget_answers_503_and_frees_on_close() {
     // One client declares all but 1000 bytes of the budget and sends nothing more.
     let (body, n) = c.request(1);
     let held = (1 << 20) - 1000;
-    let hold = send_head(
-        a,
-        &[("Content-Length", held.to_string()), ("Inference-Header-Content-Length", n.to_string())],
-        b"",
-    );
+    let hold =
+        send_head(a, &[("Content-Length", held.to_string()), ("Inference-Header-Content-Length", n.to_string())], b"");
     let st = s.srv.as_ref().unwrap().state().clone();
     assert!(wait_until(Duration::from_secs(2), || st.admission.inflight_bytes() == held));
     let r = post_infer(a, "/v2/models/bc/infer", &body, n);
