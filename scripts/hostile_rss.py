@@ -9,6 +9,9 @@ reads the server's VmRSS / VmHWM (peak RSS) from /proc/<pid>/status:
   jsonhdr   a JSON header of zeros just under 1 MB (the default --max-json-kb), binary-data framing
   grpc0     a 28 MB gRPC ModelInfer message of empty raw_input_contents entries
   parallel  4 of json0 and 4 of grpc0 at once
+  fill      8 HTTP binary-data requests and 8 gRPC calls at once, each carrying one
+            well-framed junk element of HOSTILE_FILL_MB (default 60) MB: what the
+            in-flight budget (--max-inflight-mb) is for
 
 Usage: scripts/hostile_rss.py HEINFER_BIN REPO [serve flags...]
        (HOSTILE_ATTACKS=json0,grpc0 runs only those; HOSTILE_MODEL names the model)
@@ -100,6 +103,41 @@ def json_zeros(size):
 MODEL = os.environ.get("HOSTILE_MODEL", "breast_cancer_lr")
 
 
+def fill(http, grpc_port, size, report):
+    import grpc
+
+    junk = b"\xab" * size
+    el = len(junk).to_bytes(4, "little") + junk
+    head = ('{"inputs":[{"name":"ENCRYPTED_INPUT","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":%d}},'
+            '{"name":"KEY_ID","datatype":"BYTES","shape":[1],"data":["%s"]}]}' % (len(el), "00" * 32)).encode()
+    body = head + el
+    tensor = lambda name: field(1, name) + field(2, b"BYTES") + field(3, varint(1))  # noqa: E731
+    msg = (field(1, MODEL.encode()) + field(5, tensor(b"ENCRYPTED_INPUT")) + field(5, tensor(b"KEY_ID"))
+           + field(7, el) + field(7, (64).to_bytes(4, "little") + b"00" * 32))
+    opts = [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]
+    results = []
+
+    def g():
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=opts) as ch:
+            try:
+                ch.unary_unary("/inference.GRPCInferenceService/ModelInfer")(msg, timeout=120)
+                results.append("OK")
+            except grpc.RpcError as e:
+                results.append(f"{e.code().name}")
+
+    ts = [threading.Thread(target=lambda: results.append(http_post(http, body, [("Inference-Header-Content-Length", len(head))])))
+          for _ in range(8)]
+    ts += [threading.Thread(target=g) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(180)
+    counts = {}
+    for r in results:
+        counts[r[:30]] = counts.get(r[:30], 0) + 1
+    report("fill", ", ".join(f"{n}x {k}" for k, n in sorted(counts.items())))
+
+
 def main():
     binary, repo, *flags = sys.argv[1:]
     log = open("/tmp/hostile_rss.log", "w+")
@@ -122,7 +160,7 @@ def main():
             m = mem(p.pid)
             print(f"{name:10s} VmRSS {m['VmRSS']:7.0f} MB  peak VmHWM {m['VmHWM']:7.0f} MB  [{status}]", flush=True)
 
-        attacks = os.environ.get("HOSTILE_ATTACKS", "json0,jsonhdr,grpc0,parallel").split(",")
+        attacks = os.environ.get("HOSTILE_ATTACKS", "json0,jsonhdr,grpc0,parallel,fill").split(",")
         body = json_zeros(30 << 20)
         if "json0" in attacks:
             report("json0", http_post(http, body))
@@ -131,6 +169,8 @@ def main():
             report("jsonhdr", http_post(http, hdr, [("Inference-Header-Content-Length", len(hdr))]))
         if "grpc0" in attacks:
             report("grpc0", grpc_flood(grpc_port, 28 << 20))
+        if "fill" in attacks:
+            fill(http, grpc_port, int(os.environ.get("HOSTILE_FILL_MB", "60")) << 20, report)
         if "parallel" not in attacks:
             print("alive" if p.poll() is None else f"EXITED {p.returncode}")
             return

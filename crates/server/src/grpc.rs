@@ -450,7 +450,7 @@ mod prescan {
 
     /// Parameters in any one map of a request.
     const MAX_PARAMS: usize = 64;
-    const MAX_DIMS: usize = 16;
+    use crate::infer::MAX_DIMS;
     /// Elements of a tensor of a model this server does not serve (the call will fail
     /// as unknown; until then, it must not cost more than this).
     const MAX_ELEMENTS_UNKNOWN: usize = 16;

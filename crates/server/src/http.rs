@@ -211,9 +211,9 @@ struct InferRequestJson {
     id: Option<String>,
     #[serde(default)]
     parameters: RequestParams,
-    inputs: Vec<InputJson>,
+    inputs: Bounded<InputJson, { infer::MAX_INPUTS }>,
     #[serde(default)]
-    outputs: Option<Vec<OutputJson>>,
+    outputs: Option<Bounded<OutputJson, { infer::MAX_INPUTS }>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -237,7 +237,7 @@ struct TensorParams {
 #[derive(Deserialize)]
 struct InputJson {
     name: String,
-    shape: Vec<i64>,
+    shape: Bounded<i64, { infer::MAX_DIMS }>,
     datatype: String,
     #[serde(default)]
     parameters: TensorParams,
@@ -250,6 +250,34 @@ struct OutputJson {
     name: String,
     #[serde(default)]
     parameters: TensorParams,
+}
+
+/// A JSON array of at most `N` elements, refused at the element past them: lists
+/// the model bounds (inputs, dims) must not grow while the JSON is parsed, when a
+/// 2-byte element would become an 8-byte number or a 150-byte tensor.
+struct Bounded<T, const N: usize>(Vec<T>);
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Bounded<T, N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for V<T, N> {
+            type Value = Bounded<T, N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "an array of at most {N} elements")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = seq.next_element()? {
+                    if v.len() == N {
+                        return Err(serde::de::Error::custom(format!("an array of more than {N} elements")));
+                    }
+                    v.push(x);
+                }
+                Ok(Bounded(v))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
 }
 
 /// Most BYTES elements accepted as JSON strings in one tensor. Ciphertexts are not
@@ -456,11 +484,11 @@ async fn infer_inner(
     drop(json);
 
     let declared: Vec<TensorHeader> =
-        req.inputs.iter().map(|i| TensorHeader { name: &i.name, datatype: &i.datatype, shape: &i.shape }).collect();
+        req.inputs.0.iter().map(|i| TensorHeader { name: &i.name, datatype: &i.datatype, shape: &i.shape.0 }).collect();
     let counts = infer::check_headers(m, &declared)?;
     drop(declared);
     let mut binary_total: usize = 0;
-    for i in &req.inputs {
+    for i in &req.inputs.0 {
         if i.parameters.shared_memory_region.is_some() {
             return Err(RequestError::bad("shared-memory inputs are not supported by heinfer serve"));
         }
@@ -499,8 +527,8 @@ async fn infer_inner(
         body.set_charge(false);
     }
 
-    let mut inputs = Vec::with_capacity(req.inputs.len());
-    for (i, count) in req.inputs.into_iter().zip(counts) {
+    let mut inputs = Vec::with_capacity(req.inputs.0.len());
+    for (i, count) in req.inputs.0.into_iter().zip(counts) {
         let elements = match (i.parameters.binary_data_size, i.data) {
             (Some(size), _) => {
                 let raw = body.read_exact(size as usize, &format!("input '{}'", i.name)).await?;
@@ -524,7 +552,7 @@ async fn infer_inner(
             }
             (None, None) => unreachable!("refused above"),
         };
-        inputs.push(InputTensor { name: i.name, datatype: i.datatype, shape: i.shape, elements });
+        inputs.push(InputTensor { name: i.name, datatype: i.datatype, shape: i.shape.0, elements });
     }
     body.expect_end(|n| format!("{n} bytes of binary data follow the inputs that the JSON header accounts for"))
         .await?;
@@ -536,7 +564,7 @@ async fn infer_inner(
     // (`binary_data_output`).
     let default_binary = req.parameters.binary_data_output.unwrap_or(false);
     let mut want_binary = default_binary;
-    if let Some(outs) = req.outputs.as_ref().filter(|o| !o.is_empty()) {
+    if let Some(outs) = req.outputs.as_ref().map(|o| &o.0).filter(|o| !o.is_empty()) {
         for o in outs {
             if m.config.output(&o.name).is_none() {
                 return Err(RequestError::bad(format!(

@@ -121,6 +121,8 @@ pub struct TensorHeader<'a> {
 /// Most inputs one request may name: each costs a parse and a check, and the
 /// models take three.
 pub const MAX_INPUTS: usize = 16;
+/// Most dimensions of a declared shape (the models' tensors have one).
+pub const MAX_DIMS: usize = 16;
 
 /// How many elements the model takes in input `name`: the ciphertexts of one sample
 /// for `ENCRYPTED_INPUT`, otherwise what the config's fixed dims hold.

@@ -180,6 +180,12 @@ fn declared_shapes_are_checked_before_the_body_is_read() {
             "unexpected inference input",
         ),
         (json!([{"name": "KEY_ID", "datatype": "BYTES", "shape": [1], "data": ["x"]}]), "missing required input"),
+        // lists the model bounds stop growing while the JSON is parsed
+        (json!([{"name": "ENCRYPTED_INPUT", "datatype": "BYTES", "shape": vec![0; 100_000]}]), "more than 16 elements"),
+        (
+            json!(vec![json!({"name": "KEY_ID", "datatype": "BYTES", "shape": [1], "data": ["x"]}); 1000]),
+            "more than 16 elements",
+        ),
     ] {
         let head = serde_json::to_vec(&json!({ "inputs": inputs })).unwrap();
         let mut conn = send_head(
