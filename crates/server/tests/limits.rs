@@ -489,3 +489,26 @@ fn limits_that_could_never_admit_a_request_are_refused_at_start() {
     let e = rt.block_on(server::Server::start(repo, &o)).err().expect("refused");
     assert!(e.to_string().contains("--max-inflight-mb"), "{e}");
 }
+
+#[test]
+fn the_runtime_stops_a_cancelled_evaluation_before_its_next_operation() {
+    use std::sync::atomic::AtomicBool;
+    let f = fixture();
+    let m = model::HeModel::read_file(f.repo.join("bc/1/model.hem")).unwrap();
+    let keys = std::sync::Arc::new(runtime::KeyStore::new(usize::MAX, None).unwrap());
+    let service = runtime::CompiledModel::load(m).unwrap().into_service(keys);
+    let sess = session();
+    let (bundle, id) = sess.evaluation_bundle();
+    service.register(&bundle).unwrap();
+    let cts = sess.encrypt(f.xs.row(0)).unwrap();
+    let hex = id.hex();
+    let req = || runtime::Request {
+        ciphertexts: cts.iter().map(|c| &c[..]).collect(),
+        key_id: Some(hex.as_bytes()),
+        evaluation_keys: None,
+    };
+    let e = service.infer_cancellable(req(), &AtomicBool::new(true)).err().expect("cancelled");
+    assert!(e.to_string().contains("cancelled after 0 of"), "{e}");
+    let out = service.infer_cancellable(req(), &AtomicBool::new(false)).unwrap();
+    check_result(&sess, 0, &out.ciphertexts);
+}
