@@ -512,3 +512,64 @@ fn the_runtime_stops_a_cancelled_evaluation_before_its_next_operation() {
     let out = service.infer_cancellable(req(), &AtomicBool::new(false)).unwrap();
     check_result(&sess, 0, &out.ciphertexts);
 }
+
+#[test]
+fn grpc_calls_past_the_stream_limit_wait_on_their_connection() {
+    // One instance, no queue: a second evaluation at once is refused — unless the
+    // per-connection stream limit (1) holds it back on its connection until the first ends.
+    let slow = Slow::new(50);
+    let s = Running::start(
+        opts(|o| {
+            o.limits.max_queue = 0;
+            o.limits.max_streams_per_connection = 1;
+        }),
+        Some(&slow),
+    );
+    let url = s.grpc_url();
+    let sess = session();
+    let (bundle, id) = sess.evaluation_bundle();
+    let hex = id.hex();
+    let cts = sess.encrypt(fixture().xs.row(0)).unwrap();
+    s.rt.block_on(async move {
+        let req = |keys: bool| {
+            let mut names = vec![("ENCRYPTED_INPUT", cts.clone()), ("KEY_ID", vec![hex.clone().into_bytes()])];
+            if keys {
+                names.push(("EVALUATION_KEYS", vec![bundle.clone()]));
+            }
+            pb::ModelInferRequest {
+                model_name: "bc".into(),
+                inputs: names
+                    .iter()
+                    .map(|(n, els)| pb::model_infer_request::InferInputTensor {
+                        name: n.to_string(),
+                        datatype: "BYTES".into(),
+                        shape: vec![els.len() as i64],
+                        ..Default::default()
+                    })
+                    .collect(),
+                raw_input_contents: names.iter().map(|(_, els)| bytes_tensor(els).into()).collect(),
+                ..Default::default()
+            }
+        };
+        let connect = || async {
+            let ch = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
+            GrpcInferenceServiceClient::new(ch).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20)
+        };
+        let mut one = connect().await;
+        one.model_infer(req(true)).await.unwrap();
+        // Two calls on one connection: the second waits for its stream, then is served.
+        let (mut a, mut b) = (one.clone(), one.clone());
+        let (ra, rb) = tokio::join!(a.model_infer(req(false)), b.model_infer(req(false)));
+        assert!(ra.is_ok() && rb.is_ok(), "{:?} {:?}", ra.err(), rb.err());
+        // On two connections the second reaches the full instance and is refused.
+        let mut other = connect().await;
+        let (ra, rb) = tokio::join!(a.model_infer(req(false)), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            other.model_infer(req(false)).await
+        });
+        assert!(ra.is_ok());
+        let e = rb.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{}", e.message());
+        assert!(e.message().contains("--max-queue"), "{}", e.message());
+    });
+}
