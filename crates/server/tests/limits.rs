@@ -137,6 +137,45 @@ fn oversized_json_is_refused_from_the_headers_alone() {
     assert_eq!(r.status, 413, "refused after at most 4 KB (write failed: {refused})");
     assert_eq!(s.srv.as_ref().unwrap().state().admission.inflight_bytes(), 0, "nothing stays reserved");
     c.served(a, 1);
+    // A chunked binary-data request (no Content-Length) is charged as it arrives and served.
+    let (body, n) = c.request(2);
+    let mut conn = send_head(
+        a,
+        &[("Transfer-Encoding", "chunked".into()), ("Inference-Header-Content-Length", n.to_string())],
+        b"",
+    );
+    for part in body.chunks(1000) {
+        conn.write_all(format!("{:x}\r\n", part.len()).as_bytes()).unwrap();
+        conn.write_all(part).unwrap();
+        conn.write_all(b"\r\n").unwrap();
+    }
+    conn.write_all(b"0\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    // the reply is kept-alive (no Connection: close sent): read until the whole body is in
+    let r = loop {
+        let k = conn.read(&mut chunk).unwrap();
+        assert!(k > 0, "closed early");
+        buf.extend_from_slice(&chunk[..k]);
+        if let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..split]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap();
+            if buf.len() >= split + 4 + len {
+                let headers = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+                    .collect();
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                break Reply { status, headers, body: buf[split + 4..split + 4 + len].to_vec() };
+            }
+        }
+    };
+    check_result(&c.sess, 2, &outputs_of(&r));
 }
 
 #[test]
