@@ -14,7 +14,9 @@ reads the server's VmRSS / VmHWM (peak RSS) from /proc/<pid>/status:
             in-flight budget (--max-inflight-mb) is for
 
 Usage: scripts/hostile_rss.py HEINFER_BIN REPO [serve flags...]
-       (HOSTILE_ATTACKS=json0,grpc0 runs only those; HOSTILE_MODEL names the model)
+       (HOSTILE_ATTACKS=json0,grpc0 runs only those; HOSTILE_ROUNDS=n repeats them, a
+       bounded soak: VmRSS that keeps growing from round to round is a leak;
+       HOSTILE_MODEL names the model)
 Prints one line per attack: status seen, VmRSS after, VmHWM (peak) so far, in MB.
 Every loop is bounded (a few requests, each with a timeout); it stops by itself.
 """
@@ -161,31 +163,37 @@ def main():
             print(f"{name:10s} VmRSS {m['VmRSS']:7.0f} MB  peak VmHWM {m['VmHWM']:7.0f} MB  [{status}]", flush=True)
 
         attacks = os.environ.get("HOSTILE_ATTACKS", "json0,jsonhdr,grpc0,parallel,fill").split(",")
-        body = json_zeros(30 << 20)
-        if "json0" in attacks:
-            report("json0", http_post(http, body))
-        if "jsonhdr" in attacks:
-            hdr = json_zeros((1 << 20) - 1024)
-            report("jsonhdr", http_post(http, hdr, [("Inference-Header-Content-Length", len(hdr))]))
-        if "grpc0" in attacks:
-            report("grpc0", grpc_flood(grpc_port, 28 << 20))
-        if "fill" in attacks:
-            fill(http, grpc_port, int(os.environ.get("HOSTILE_FILL_MB", "60")) << 20, report)
-        if "parallel" not in attacks:
-            print("alive" if p.poll() is None else f"EXITED {p.returncode}")
-            return
-        results = []
-        ts = [threading.Thread(target=lambda: results.append(http_post(http, body))) for _ in range(4)]
-        ts += [threading.Thread(target=lambda: results.append(grpc_flood(grpc_port, 28 << 20))) for _ in range(4)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(180)
-        report("parallel", "; ".join(sorted(set(r[:40] for r in results))))
+        for r in range(int(os.environ.get("HOSTILE_ROUNDS", "1"))):
+            if r:
+                print(f"-- round {r + 1}")
+            attack(http, grpc_port, attacks, report)
         print("alive" if p.poll() is None else f"EXITED {p.returncode}")
     finally:
         p.terminate()
         p.wait(30)
+
+
+def attack(http, grpc_port, attacks, report):
+    body = json_zeros(30 << 20)
+    if "json0" in attacks:
+        report("json0", http_post(http, body))
+    if "jsonhdr" in attacks:
+        hdr = json_zeros((1 << 20) - 1024)
+        report("jsonhdr", http_post(http, hdr, [("Inference-Header-Content-Length", len(hdr))]))
+    if "grpc0" in attacks:
+        report("grpc0", grpc_flood(grpc_port, 28 << 20))
+    if "fill" in attacks:
+        fill(http, grpc_port, int(os.environ.get("HOSTILE_FILL_MB", "60")) << 20, report)
+    if "parallel" not in attacks:
+        return
+    results = []
+    ts = [threading.Thread(target=lambda: results.append(http_post(http, body))) for _ in range(4)]
+    ts += [threading.Thread(target=lambda: results.append(grpc_flood(grpc_port, 28 << 20))) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(180)
+    report("parallel", "; ".join(sorted(set(r[:40] for r in results))))
 
 
 if __name__ == "__main__":
