@@ -145,10 +145,14 @@ where
         &self.res
     }
 
-    /// Reserves what is about to be read, when frames are not charged one by one
-    /// (a body whose size was declared up front).
-    pub fn set_charge(&mut self, charge: bool) {
-        self.charge = charge;
+    /// Once a body's total size is known (from its own header), reserves what of it
+    /// is not reserved yet, and stops charging frame by frame.
+    pub fn reserve_total(&mut self, total: usize) -> Result<(), RequestError> {
+        if self.charge {
+            self.res.grow(total.saturating_sub(self.read))?;
+            self.charge = false;
+        }
+        Ok(())
     }
 
     async fn frame(&mut self) -> Result<Option<Bytes>, RequestError> {

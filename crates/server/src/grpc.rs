@@ -167,8 +167,7 @@ async fn admit(st: &AppState, path: &str, body: tonic::body::Body) -> Result<([B
         )));
     }
     // The declared message is reserved whole before it is read.
-    body.reservation().grow(len)?;
-    body.set_charge(false);
+    body.reserve_total(FRAME_HEADER + len)?;
     let msg = body.read_exact(len, "the gRPC message").await?;
     body.expect_end(|n| format!("{n} bytes follow the gRPC message; unary calls carry one")).await?;
     if is_infer {

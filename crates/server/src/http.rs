@@ -522,9 +522,8 @@ async fn infer_inner(
         }
     } else if binary_total > cap {
         return Err(too_large(binary_total, cap, cap_flag, "declared binary data"));
-    } else if content_length.is_none() {
-        body.reservation().grow(binary_total)?;
-        body.set_charge(false);
+    } else if let Some(h) = header_length {
+        body.reserve_total(h + binary_total)?;
     }
 
     let mut inputs = Vec::with_capacity(req.inputs.0.len());

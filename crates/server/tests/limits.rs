@@ -612,3 +612,38 @@ fn grpc_calls_past_the_stream_limit_wait_on_their_connection() {
         assert!(e.message().contains("--max-queue"), "{}", e.message());
     });
 }
+
+#[test]
+fn a_largest_grpc_message_fits_a_budget_of_one_largest_request() {
+    // Frames read before the message's length is known are not reserved twice.
+    let s = Running::start(
+        opts(|o| {
+            o.max_request_bytes = 1 << 20;
+            o.limits.max_inflight_bytes = 1 << 20;
+        }),
+        None,
+    );
+    let url = s.grpc_url();
+    s.rt.block_on(async move {
+        let ch = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+        let mut c = GrpcInferenceServiceClient::new(ch).max_encoding_message_size(4 << 20);
+        let tensor = |name: &str| pb::model_infer_request::InferInputTensor {
+            name: name.into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            ..Default::default()
+        };
+        let mut req = pb::ModelInferRequest {
+            model_name: "bc".into(),
+            inputs: vec![tensor("ENCRYPTED_INPUT"), tensor("KEY_ID"), tensor("EVALUATION_KEYS")],
+            raw_input_contents: vec![bytes_tensor(&[b"x"]).into(), bytes_tensor(&[b"00"]).into(), vec![].into()],
+            ..Default::default()
+        };
+        let pad = (1 << 20) - prost::Message::encoded_len(&req) - 16;
+        req.raw_input_contents[2] = bytes_tensor(&[vec![0u8; pad]]).into();
+        assert!(prost::Message::encoded_len(&req) <= 1 << 20);
+        let e = c.model_infer(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "admitted, then refused by the runtime: {}", e.message());
+        assert!(e.message().contains("bundle"), "{}", e.message());
+    });
+}
