@@ -647,3 +647,46 @@ fn a_largest_grpc_message_fits_a_budget_of_one_largest_request() {
         assert!(e.message().contains("bundle"), "{}", e.message());
     });
 }
+
+#[test]
+fn a_cancelled_grpc_call_stops_its_evaluation() {
+    let slow = Slow::new(300);
+    let s = Running::start(server::Options::default(), Some(&slow));
+    let url = s.grpc_url();
+    let sess = session();
+    let (bundle, id) = sess.evaluation_bundle();
+    let hex = id.hex();
+    let cts = sess.encrypt(fixture().xs.row(0)).unwrap();
+    let slow2 = slow.clone();
+    s.rt.block_on(async move {
+        let ch = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+        let mut c = GrpcInferenceServiceClient::new(ch).max_encoding_message_size(64 << 20);
+        let names = [
+            ("ENCRYPTED_INPUT", cts.clone()),
+            ("KEY_ID", vec![hex.clone().into_bytes()]),
+            ("EVALUATION_KEYS", vec![bundle.clone()]),
+        ];
+        let req = pb::ModelInferRequest {
+            model_name: "bc".into(),
+            inputs: names
+                .iter()
+                .map(|(n, els)| pb::model_infer_request::InferInputTensor {
+                    name: n.to_string(),
+                    datatype: "BYTES".into(),
+                    shape: vec![els.len() as i64],
+                    ..Default::default()
+                })
+                .collect(),
+            raw_input_contents: names.iter().map(|(_, els)| bytes_tensor(els).into()).collect(),
+            ..Default::default()
+        };
+        // The client gives up after 300 ms of a 3 s evaluation (its future is dropped:
+        // the stream is reset).
+        let r = tokio::time::timeout(Duration::from_millis(300), c.model_infer(req)).await;
+        assert!(r.is_err(), "still running when the client gave up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let at = slow2.done();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(at < 100 && slow2.done() <= at + 1, "{at} then {} steps: the work went on", slow2.done());
+    });
+}
