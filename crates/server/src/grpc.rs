@@ -171,7 +171,9 @@ async fn admit(st: &AppState, path: &str, body: tonic::body::Body) -> Result<([B
     let msg = body.read_exact(len, "the gRPC message").await?;
     body.expect_end(|n| format!("{n} bytes follow the gRPC message; unary calls carry one")).await?;
     if is_infer {
-        prescan::infer_request(st, &msg)?;
+        let expected =
+            |model: &str, tensor: &str| st.repo.models.get(model).and_then(|m| infer::expected_count(m, tensor));
+        prescan::infer_request(&msg, expected)?;
     }
     Ok(([head, msg], body.reservation().clone()))
 }
@@ -524,7 +526,12 @@ mod prescan {
         })
     }
 
-    pub(super) fn infer_request(st: &AppState, msg: &[u8]) -> Result<(), RequestError> {
+    /// `expected(model, tensor)`: how many elements the model takes in that input, if
+    /// the server serves such a model.
+    pub(super) fn infer_request(
+        msg: &[u8],
+        expected: impl Fn(&str, &str) -> Option<usize>,
+    ) -> Result<(), RequestError> {
         let mut model_name: &[u8] = b"";
         let mut inputs: Vec<&[u8]> = Vec::new();
         let (mut outputs, mut raw, mut params) = (0usize, 0usize, 0usize);
@@ -561,7 +568,7 @@ mod prescan {
             }
             Ok(())
         })?;
-        let model = std::str::from_utf8(model_name).ok().and_then(|n| st.repo.models.get(n));
+        let model = String::from_utf8_lossy(model_name);
         for b in inputs {
             let mut name: &[u8] = b"";
             let (mut dims, mut elements, mut params) = (0usize, 0usize, 0usize);
@@ -605,7 +612,7 @@ mod prescan {
                     "input '{name}': heinfer tensors are BYTES; send raw_input_contents or contents.bytes_contents"
                 )));
             }
-            let max = model.and_then(|m| infer::expected_count(m, &name)).unwrap_or(MAX_ELEMENTS_UNKNOWN);
+            let max = expected(&model, &name).unwrap_or(MAX_ELEMENTS_UNKNOWN);
             if elements > max {
                 return Err(RequestError::bad(format!(
                     "input '{name}': bytes_contents holds more than the {max} element(s) the model takes"
@@ -613,5 +620,97 @@ mod prescan {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prescan::infer_request;
+
+    fn varint(mut n: u64) -> Vec<u8> {
+        let mut out = vec![];
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    fn field(no: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = varint((no << 3) | 2);
+        out.extend(varint(payload.len() as u64));
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn tensor(name: &str, contents: &[u8]) -> Vec<u8> {
+        let mut t = field(1, name.as_bytes());
+        t.extend(field(2, b"BYTES"));
+        t.extend(field(3, &varint(1)));
+        if !contents.is_empty() {
+            t.extend(field(5, contents));
+        }
+        t
+    }
+
+    fn request(extra: &[u8]) -> Vec<u8> {
+        let mut m = field(1, b"m");
+        m.extend(field(5, &tensor("ENCRYPTED_INPUT", b"")));
+        m.extend_from_slice(extra);
+        m
+    }
+
+    fn check(msg: &[u8]) -> Result<(), String> {
+        let expected = |model: &str, t: &str| (model == "m").then_some(if t == "ENCRYPTED_INPUT" { 2 } else { 1 });
+        infer_request(msg, expected).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn counts_are_refused_before_decoding() {
+        assert_eq!(check(&request(&[])), Ok(()));
+        let raw: Vec<u8> = (0..17).flat_map(|_| [0x3a, 0]).collect();
+        assert!(check(&request(&raw)).unwrap_err().contains("raw_input_contents"));
+        let inputs: Vec<u8> = (0..17).flat_map(|_| field(5, b"")).collect();
+        assert!(check(&request(&inputs)).unwrap_err().contains("inputs"));
+        let params: Vec<u8> = (0..65).flat_map(|_| field(4, b"")).collect();
+        assert!(check(&request(&params)).unwrap_err().contains("parameters"));
+        // bytes_contents: as many as the model takes, not one more
+        let two: Vec<u8> = (0..2).flat_map(|_| [0x42, 0]).collect();
+        let mut m = field(1, b"m");
+        m.extend(field(5, &tensor("ENCRYPTED_INPUT", &two)));
+        assert_eq!(check(&m), Ok(()));
+        let three: Vec<u8> = (0..3).flat_map(|_| [0x42, 0]).collect();
+        let mut m = field(1, b"m");
+        m.extend(field(5, &tensor("ENCRYPTED_INPUT", &three)));
+        assert!(check(&m).unwrap_err().contains("bytes_contents"));
+        // an unknown model gets a small fixed allowance
+        let many: Vec<u8> = (0..17).flat_map(|_| [0x42, 0]).collect();
+        let mut m = field(1, b"other");
+        m.extend(field(5, &tensor("ENCRYPTED_INPUT", &many)));
+        assert!(check(&m).unwrap_err().contains("bytes_contents"));
+        // typed contents other than bytes
+        let mut m = field(1, b"m");
+        m.extend(field(5, &tensor("ENCRYPTED_INPUT", &field(6, &[0; 8]))));
+        assert!(check(&m).unwrap_err().contains("BYTES"));
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        for bad in [
+            &[0x0a][..],                                                                   // a length missing
+            &[0x0a, 5, b'a'][..], // a field longer than the message
+            &[0x08, 0x80][..],    // a truncated varint
+            &[0x0b][..],          // a group
+            &[0x09, 1, 2][..],    // a truncated fixed64
+            &[0x28, 1][..],       // inputs as a varint
+            &[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01][..], // 11-byte varint
+        ] {
+            let e = check(bad).unwrap_err();
+            assert!(e.contains("malformed ModelInferRequest"), "{bad:?}: {e}");
+        }
     }
 }
