@@ -7,6 +7,11 @@ export CARGO_TERM_COLOR=never
 bash scripts/setup-python.sh
 export HEINFER_PYTHON="$PWD/.venv/bin/python"
 
+# Before the workspace build: each server-side crate alone, and a probe crate that
+# must not be able to name runtime::ckks::SecretKey (with a positive control).
+echo "== secret-key boundary (server-side crates built alone)"
+bash scripts/check-secret-key-boundary.sh
+
 echo "== cargo test (workspace)"
 cargo test --workspace --all-targets
 

@@ -50,14 +50,16 @@ __all__ = [
 
 __version__: str = _native.__version__
 
-#: The model-config parameter that carries the client spec (JSON).
-SPEC_PARAMETER = "heinfer_client_spec"
+#: The model-config parameter that carries the client spec (JSON). This and the
+#: tensor names below come from the Rust side (``runtime::protocol``), which the
+#: Triton backend and ``heinfer-server`` read too.
+SPEC_PARAMETER: str = _native.CLIENT_SPEC_PARAM
 
 #: Tensor names of an heinfer model.
-ENCRYPTED_INPUT = "ENCRYPTED_INPUT"
-KEY_ID = "KEY_ID"
-EVALUATION_KEYS = "EVALUATION_KEYS"
-ENCRYPTED_OUTPUT = "ENCRYPTED_OUTPUT"
+ENCRYPTED_INPUT: str = _native.ENCRYPTED_INPUT
+KEY_ID: str = _native.KEY_ID
+EVALUATION_KEYS: str = _native.EVALUATION_KEYS
+ENCRYPTED_OUTPUT: str = _native.ENCRYPTED_OUTPUT
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -3,6 +3,13 @@
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 __version__: str
+# runtime::protocol: the names Triton's backend and heinfer-server read
+CLIENT_SPEC_PARAM: str
+ENCRYPTED_INPUT: str
+KEY_ID: str
+EVALUATION_KEYS: str
+ENCRYPTED_OUTPUT: str
+BACKEND: str
 
 class Session:
     """A model's client: its spec and a secret key (wrapped by ``heinfer.Client``)."""

@@ -371,5 +371,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(client_spec_from_model_file, m)?)?;
     m.add_function(wrap_pyfunction!(compile, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The protocol's names come from the servers' own definitions (runtime::protocol), so
+    // the Python client cannot drift from what Triton and heinfer-server read.
+    use runtime::protocol as p;
+    m.add("CLIENT_SPEC_PARAM", p::CLIENT_SPEC_PARAM)?;
+    m.add("ENCRYPTED_INPUT", p::ENCRYPTED_INPUT)?;
+    m.add("KEY_ID", p::KEY_ID)?;
+    m.add("EVALUATION_KEYS", p::EVALUATION_KEYS)?;
+    m.add("ENCRYPTED_OUTPUT", p::ENCRYPTED_OUTPUT)?;
+    m.add("BACKEND", p::BACKEND)?;
     Ok(())
 }

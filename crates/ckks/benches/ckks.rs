@@ -6,9 +6,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
-use ckks::arith::Modulus;
-use ckks::ntt::NttTable;
 use ckks::*;
+use ring::arith::Modulus;
+use ring::ntt::NttTable;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

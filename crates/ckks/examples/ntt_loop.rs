@@ -1,5 +1,5 @@
 //! Loops one transform for a profiler: `ntt_loop <log_n> <bits> <fwd|inv> <reps>`.
-use ckks::{arith::Modulus, ntt::NttTable, primes::ntt_primes};
+use ring::{arith::Modulus, ntt::NttTable, primes::ntt_primes};
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let log_n: u32 = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(14);

@@ -4,9 +4,9 @@
 
 use std::time::Instant;
 
-use ckks::arith::Modulus;
-use ckks::ntt::NttTable;
-use ckks::primes::ntt_primes;
+use ring::arith::Modulus;
+use ring::ntt::NttTable;
+use ring::primes::ntt_primes;
 
 fn time(f: &mut dyn FnMut(), reps: usize) -> f64 {
     let s = Instant::now();

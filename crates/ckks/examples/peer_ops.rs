@@ -85,7 +85,7 @@ fn run() {
         let a = encryptor.encrypt(&enc.encode(&v, top, scale).unwrap()).unwrap();
         let b = encryptor.encrypt(&enc.encode(&v, top, scale).unwrap()).unwrap();
 
-        let table = ckks::ntt::NttTable::new(ckks::arith::Modulus::new(params.q()[1]), params.n()).unwrap();
+        let table = ring::ntt::NttTable::new(ring::arith::Modulus::new(params.q()[1]), params.n()).unwrap();
         let mut buf: Vec<u64> = (0..params.n() as u64).map(|i| i * 31 % params.q()[1]).collect();
         push(name, "ntt_forward", median_ms(|| table.forward(&mut buf), reps * 20), "one 40-bit limb");
         push(name, "mul_relin", median_ms(|| drop(eval.mul_relin(&a, &b, &rk).unwrap()), reps), &note);

@@ -4,13 +4,20 @@
 //! Slot j holds m(ζ^{5^j}) with ζ = e^{iπ/N}, so the automorphism X → X^{5^k}
 //! rotates the slots left by k, and X → X^{2N-1} conjugates them.
 
+use std::sync::OnceLock;
+
 use num_complex::Complex64;
+use ring::Poly;
+use rlwe::{check_scale, Error, Parameters, Plaintext, Result};
 
-use crate::error::{Error, Result};
-use crate::params::Parameters;
-use crate::poly::Poly;
+/// The FFT tables of each ring degree, built on first use and kept: they depend on N
+/// alone, so every parameter set of one degree shares them.
+fn tables(log_n: u32) -> &'static EncodingTables {
+    static TABLES: [OnceLock<EncodingTables>; 17] = [const { OnceLock::new() }; 17];
+    TABLES[log_n as usize].get_or_init(|| EncodingTables::new(1 << log_n))
+}
 
-pub(crate) struct EncodingTables {
+struct EncodingTables {
     /// 5^j mod 2N
     rot_group: Vec<u64>,
     /// e^{2πi k / 2N}, k = 0..=2N
@@ -90,65 +97,10 @@ fn bit_reverse_permute<T>(v: &mut [T]) {
     let n = v.len();
     let bits = n.trailing_zeros();
     for i in 0..n {
-        let j = crate::arith::bit_reverse(i, bits);
+        let j = ring::arith::bit_reverse(i, bits);
         if i < j {
             v.swap(i, j);
         }
-    }
-}
-
-/// An encoded message: a ring element in NTT form at a level, with its scale.
-#[derive(Clone, Debug)]
-pub struct Plaintext {
-    pub(crate) params: Parameters,
-    pub(crate) poly: Poly,
-    pub(crate) scale: f64,
-}
-
-impl Plaintext {
-    pub fn level(&self) -> usize {
-        self.poly.limbs() - 1
-    }
-    pub fn scale(&self) -> f64 {
-        self.scale
-    }
-    pub fn params(&self) -> &Parameters {
-        &self.params
-    }
-}
-
-/// A plaintext with the Shoup companion of every value, for repeated products:
-/// each multiplication then costs two multiply-highs per value instead of a Barrett
-/// reduction (the weights of a model are multiplied by every request).
-#[derive(Clone, Debug)]
-pub struct PreparedPlaintext {
-    pub(crate) pt: Plaintext,
-    pub(crate) companions: Poly,
-}
-
-impl PreparedPlaintext {
-    pub fn new(pt: Plaintext) -> Self {
-        let ctx = pt.params.ctx();
-        let mut companions = pt.poly.clone();
-        for (i, m) in ctx.moduli[..=pt.level()].iter().enumerate() {
-            for x in companions.limb_mut(i) {
-                *x = crate::simd::shoup_companion(*x, m);
-            }
-        }
-        Self { pt, companions }
-    }
-    pub fn plaintext(&self) -> &Plaintext {
-        &self.pt
-    }
-    pub fn level(&self) -> usize {
-        self.pt.level()
-    }
-    pub fn scale(&self) -> f64 {
-        self.pt.scale
-    }
-    /// Bytes held in memory.
-    pub fn memory_bytes(&self) -> usize {
-        16 * self.pt.poly.data.len()
     }
 }
 
@@ -159,6 +111,8 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// An encoder for `params`. The FFT tables depend on N alone: built on first use
+    /// and shared by every encoder of that degree.
     pub fn new(params: &Parameters) -> Self {
         Self { params: params.clone() }
     }
@@ -169,6 +123,8 @@ impl Encoder {
         self.encode_complex(&z, level, scale)
     }
 
+    /// Encodes complex values (zero-padded to N/2 slots) at `level` and `scale`. Every
+    /// coefficient (the inverse FFT of the values) times the scale must stay below 2^120.
     pub fn encode_complex(&self, values: &[Complex64], level: usize, scale: f64) -> Result<Plaintext> {
         let p = &self.params;
         let slots = p.slots();
@@ -186,7 +142,7 @@ impl Encoder {
         }
         let mut u = vec![Complex64::new(0.0, 0.0); slots];
         u[..values.len()].copy_from_slice(values);
-        p.ctx().encoding().fft_special_inv(&mut u);
+        tables(p.log_n()).fft_special_inv(&mut u);
         let n = p.n();
         let mut coeffs = vec![0i128; n];
         let limit = 2f64.powi(120);
@@ -200,7 +156,7 @@ impl Encoder {
             }
         }
         let poly = self.lift(&coeffs, level);
-        Ok(Plaintext { params: p.clone(), poly, scale })
+        Plaintext::new(p, poly, scale)
     }
 
     /// Reduces signed integer coefficients into every limb up to `level`, in NTT form.
@@ -220,19 +176,19 @@ impl Encoder {
 
     /// Decodes into N/2 complex slots.
     pub fn decode_complex(&self, pt: &Plaintext) -> Result<Vec<Complex64>> {
-        if !self.params.same(&pt.params) {
+        if !self.params.same(pt.params()) {
             return Err(Error::ParamsMismatch);
         }
         let ctx = self.params.ctx();
         let level = pt.level();
-        let mut poly = pt.poly.clone();
+        let mut poly = pt.poly().clone();
         poly.intt(&ctx.ntt[..=level].iter().collect::<Vec<_>>());
         let coeffs = crt_to_f64(&self.params, &poly);
         let slots = self.params.slots();
-        let inv = 1.0 / pt.scale;
+        let inv = 1.0 / pt.scale();
         let mut u: Vec<Complex64> =
             (0..slots).map(|i| Complex64::new(coeffs[i] * inv, coeffs[i + slots] * inv)).collect();
-        ctx.encoding().fft_special(&mut u);
+        tables(self.params.log_n()).fft_special(&mut u);
         Ok(u)
     }
 
@@ -242,19 +198,12 @@ impl Encoder {
     }
 }
 
-pub(crate) fn check_scale(scale: f64) -> Result<()> {
-    if !scale.is_finite() || scale < 1.0 || scale > 2f64.powi(120) {
-        return Err(Error::Param(crate::error::ParamError::Scale { log_scale: scale.log2() }));
-    }
-    Ok(())
-}
-
 /// Centered lift of each coefficient (coefficient form, limbs q_0..q_l) to f64, by
 /// Garner's mixed-radix reconstruction: exact digits, then one rounding to f64.
 fn crt_to_f64(params: &Parameters, poly: &Poly) -> Vec<f64> {
     let ctx = params.ctx();
     let limbs = poly.limbs();
-    let n = poly.n;
+    let n = poly.n();
     let mods = &ctx.moduli[..limbs];
     if limbs == 1 {
         return poly.limb(0).iter().map(|&x| mods[0].center(x) as f64).collect();
@@ -321,7 +270,7 @@ fn crt_to_f64(params: &Parameters, poly: &Poly) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::Parameters;
+    use rlwe::Parameters;
 
     fn rand_vec(n: usize, seed: u64) -> Vec<f64> {
         let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;

@@ -1,42 +1,29 @@
 //! # ckks — leveled RNS-CKKS, secure by default
 //!
-//! Layers, bottom up: [`arith`] (word modular arithmetic), [`ntt`] (negacyclic
-//! transforms), [`params`] (prime chains, the 128-bit security check and every
-//! precomputed table), then the scheme: [`encoding`], [`keys`], [`encryption`],
-//! [`eval`], and the versioned [`wire`] format. Nothing here knows about neural networks.
+//! The CKKS scheme on [`rlwe`] (keys, encryption, key switching, wire format) and
+//! [`ring`] (arithmetic): [`encoding`] (complex slots ↔ ring elements through the
+//! canonical embedding) and [`eval`] (the evaluator: scales, rescale, levels, products,
+//! rotations). Nothing here knows about neural networks, and nothing names an
+//! instruction set. The `rlwe` types a CKKS user needs are re-exported, so `ckks` is
+//! the one import of a CKKS application.
 
-pub mod arith;
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
 pub mod encoding;
-pub mod encryption;
-pub mod error;
 pub mod eval;
-#[cfg(target_arch = "x86_64")]
-mod fma;
-pub mod keys;
-pub mod ntt;
-#[cfg(target_arch = "x86_64")]
-mod ntt_avx2;
-#[cfg(target_arch = "x86_64")]
-mod ntt_fma;
-#[cfg(target_arch = "x86_64")]
-mod ntt_simd;
-pub mod params;
-mod poly;
-pub mod primes;
-mod rns;
-mod sampling;
-mod simd;
-pub mod wire;
 
-pub use encoding::{Encoder, Plaintext, PreparedPlaintext};
-#[cfg(feature = "secret-key")]
-pub use encryption::Decryptor;
-pub use encryption::{Ciphertext, Encryptor, SeededCiphertext};
-pub use error::{Error, ParamError, Result, WireError};
-pub use eval::{Decomposed, Evaluator};
-pub use keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
-#[cfg(feature = "secret-key")]
-pub use keys::{KeyGenerator, SecretKey};
+pub use rlwe::{encryption, error, keys, params, plaintext, wire};
+
+pub use encoding::Encoder;
+pub use eval::Evaluator;
 pub use num_complex::Complex64;
-pub use params::{max_log_qp, Parameters, ParametersBuilder, ParamsSpec};
-pub use wire::{read_any_ciphertext, read_any_ciphertext_limited, KeyId};
+#[cfg(feature = "secret-key")]
+pub use rlwe::Decryptor;
+pub use rlwe::{
+    max_log_qp, read_any_ciphertext, read_any_ciphertext_limited, Ciphertext, Decomposed, Encryptor, Error,
+    EvaluationKeys, GaloisKeys, KeyId, KeySwitchKey, ParamError, Parameters, ParametersBuilder, ParamsSpec, Plaintext,
+    PreparedPlaintext, PublicKey, RelinKey, Result, SeededCiphertext, WireError,
+};
+#[cfg(feature = "secret-key")]
+pub use rlwe::{KeyGenerator, SecretKey};

@@ -164,8 +164,9 @@ pub fn demo(a: DemoArgs) -> Result<(), String> {
 
     // 2. The server, in this process, on free ports.
     let t = Instant::now();
-    let repo = server::repo::load(repo_dir.path(), &server::KeyStoreOptions { capacity_mb: Some(1024), dir: None })
-        .map_err(|e| e.to_string())?;
+    let repo =
+        server::repo::load(repo_dir.path(), &server::KeyStoreOptions { capacity_mb: Some(1024), ..Default::default() })
+            .map_err(|e| e.to_string())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

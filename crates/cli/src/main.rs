@@ -1,5 +1,7 @@
 //! `heinfer`: compile ONNX models for encrypted inference and inspect compiled ones.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,7 +12,6 @@ mod bench;
 mod client_cmds;
 mod demo;
 mod run;
-mod serve;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -104,29 +105,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Serve a model repository over KServe v2 (HTTP with binary data, and gRPC), as Triton with the heinfer backend would
-    Serve {
-        /// the model repository (`heinfer compile -o DIR` writes one)
-        model_repository: PathBuf,
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// 0 picks a free port (printed in the ready line)
-        #[arg(long, default_value_t = 8000)]
-        http_port: u16,
-        #[arg(long, default_value_t = 8001)]
-        grpc_port: u16,
-        /// evaluation-key store size in MB [default: a config's heinfer_key_store_mb, else 2048]
-        #[arg(long)]
-        key_store_mb: Option<usize>,
-        /// keep registered key bundles in this directory (shared by replicas) [default: a config's heinfer_key_store_dir]
-        #[arg(long)]
-        key_store_dir: Option<PathBuf>,
-        /// largest HTTP request body / gRPC message, in MB
-        #[arg(long, default_value_t = 256)]
-        max_request_mb: usize,
-        #[command(flatten)]
-        limits: serve::LimitArgs,
-    },
+    /// Serve a model repository over KServe v2 (HTTP with binary data, and gRPC), as Triton with the heinfer backend would (what `heinfer-server` runs)
+    Serve(server::ServeArgs),
     /// One command end to end: compile a bundled digits CNN, serve it, and infer on encrypted digits over HTTP
     Demo {
         /// how many test digits
@@ -308,25 +288,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Run { path, input, labels, samples, json } => {
             run::run(run::RunArgs { hem: &find_hem(&path), input: &input, labels: labels.as_deref(), samples, json })
         }
-        Cmd::Serve {
-            model_repository,
-            host,
-            http_port,
-            grpc_port,
-            key_store_mb,
-            key_store_dir,
-            max_request_mb,
-            limits,
-        } => serve::serve(serve::ServeArgs {
-            repository: model_repository,
-            host,
-            http_port,
-            grpc_port,
-            key_store_mb,
-            key_store_dir,
-            max_request_mb,
-            limits,
-        }),
+        Cmd::Serve(args) => server::serve(args),
         Cmd::Demo { samples, json, models, model } => demo::demo(demo::DemoArgs { samples, json, models, model }),
         Cmd::Keygen { model, secret_key, keys_out, json } => client_cmds::keygen(&model, &secret_key, &keys_out, json),
         Cmd::Encrypt { model, secret_key, input, samples, output } => {

@@ -4,6 +4,8 @@
 //! owner only), the evaluation-key bundle a server registers and its key id, and
 //! [`Session`]: encrypt a sample into `ENCRYPTED_INPUT`, decrypt `ENCRYPTED_OUTPUT`.
 
+#![forbid(unsafe_code)]
+
 pub mod keys;
 pub mod session;
 

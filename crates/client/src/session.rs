@@ -17,6 +17,8 @@ pub enum SessionError {
     Params(#[from] ckks::ParamError),
     #[error(transparent)]
     Keys(#[from] ClientError),
+    #[error("the client spec is not usable: {0}")]
+    Spec(#[from] model::ModelError),
     #[error("input: {0}")]
     Input(String),
     #[error("ENCRYPTED_OUTPUT holds {got} ciphertexts; this model returns {expected}")]
@@ -37,12 +39,14 @@ pub struct Session {
 impl Session {
     /// New keys (from the OS CSPRNG) for the model this spec describes.
     pub fn generate(spec: ClientSpec) -> Result<Self, SessionError> {
+        spec.validate()?;
         let params = Parameters::from_spec(&spec.params)?;
         Ok(Self::with_keys(spec, ClientKeys::generate(&params)))
     }
 
     /// A session over a secret key saved earlier (see [`ClientKeys::save_secret`]).
     pub fn load(spec: ClientSpec, secret_key_file: &Path) -> Result<Self, SessionError> {
+        spec.validate()?;
         let params = Parameters::from_spec(&spec.params)?;
         let keys = ClientKeys::load_secret(&params, secret_key_file)?;
         Ok(Self::with_keys(spec, keys))

@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 
 use model::{Node, Op, PlainVec};
 
-use crate::import::Affine;
+use crate::affine::Affine;
 use crate::CompileError;
 
 pub const ZERO: i32 = -1;
@@ -217,9 +217,6 @@ pub struct FirstPlan {
 }
 
 impl FirstPlan {
-    pub fn rotations(&self) -> usize {
-        self.g - 1 + log2(self.rr)
-    }
     pub fn period(&self) -> usize {
         self.wp * self.cp
     }
@@ -519,10 +516,10 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
 /// multiplies CKKS noise by as much). The result has level `x.level − depth` and
 /// scale `x.scale`.
 pub fn poly(b: &mut Builder, x: V, coef: &[f64]) -> V {
-    let depth = crate::approx::depth_rec(coef);
+    let depth = crate::cheb::depth_rec(coef);
     let out_level = x.level - depth;
     let mut pows = vec![x];
-    let d = crate::approx::degree_of(coef);
+    let d = crate::cheb::degree_of(coef);
     while (1usize << pows.len()) <= d {
         let last = *pows.last().unwrap();
         let sq = b.square_rescale(last);
@@ -546,7 +543,7 @@ enum Term {
 }
 
 fn eval_rec(b: &mut Builder, pows: &[V], c: &[f64], level: u32, scale: f64) -> Term {
-    let d = crate::approx::degree_of(c);
+    let d = crate::cheb::degree_of(c);
     if d == 0 {
         return Term::Const(c[0]);
     }
@@ -565,7 +562,7 @@ fn eval_rec(b: &mut Builder, pows: &[V], c: &[f64], level: u32, scale: f64) -> T
     let p = pows[k];
     let pd = b.drop_to(p, level + 1);
     let qs = scale * b.q[(level + 1) as usize] as f64 / pd.scale;
-    let (qc, rc) = crate::approx::cheb_split(&c[..=d], split);
+    let (qc, rc) = crate::cheb::cheb_split(&c[..=d], split);
     let prod = match eval_rec(b, pows, &qc, level + 1, qs) {
         Term::Const(cq) => b.mul_const_to(pd, cq, scale),
         Term::Ct(qv) => {

@@ -20,7 +20,7 @@
 
 use model::ir::same_scale;
 
-use crate::import::Affine;
+use crate::affine::Affine;
 use crate::lower::{self, block_layout, Builder, DensePlan, GARBAGE, V, ZERO};
 
 /// Levels an addition may consume beyond its deeper operand (re-packing both operands

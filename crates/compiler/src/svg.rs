@@ -1,8 +1,8 @@
 //! SVG picture of an activation's polynomial against the true function over the fitted
 //! range, over the histogram of calibration values.
 
+use crate::activation::ActFn;
 use crate::approx::Fit;
-use crate::import::ActFn;
 
 pub fn plot(title: &str, fit: &Fit, f: ActFn, samples: &[f64]) -> String {
     let (w, h, m) = (640.0, 400.0, 40.0);

@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod file;
 pub mod ir;
 pub mod report;

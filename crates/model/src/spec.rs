@@ -10,6 +10,10 @@ use crate::ModelError;
 /// Version of the client-spec JSON layout.
 pub const CLIENT_SPEC_VERSION: u32 = 1;
 
+/// Most ciphertexts one sample may take in or give back (a bound on what a client
+/// allocates for a spec it did not write).
+pub const MAX_CIPHERTEXTS: usize = 4096;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientSpec {
     pub version: u32,
@@ -125,12 +129,74 @@ impl ClientSpec {
         serde_json::to_string(self).expect("client spec serializes")
     }
 
+    /// Parses and [validates](Self::validate) a spec.
     pub fn from_json(s: &str) -> Result<Self, ModelError> {
         let spec: ClientSpec = serde_json::from_str(s).map_err(|e| ModelError::Invalid(format!("client spec: {e}")))?;
-        if spec.version != CLIENT_SPEC_VERSION {
-            return Err(ModelError::Version { found: spec.version, supported: CLIENT_SPEC_VERSION });
-        }
+        spec.validate()?;
         Ok(spec)
+    }
+
+    /// Checks every index and count the client will use against the others, so that a
+    /// spec from an untrusted server's config fails here, with the field named, instead
+    /// of panicking (or allocating without bound) in packing, key generation or decoding.
+    /// The parameter set itself is checked when it is built (`Parameters::from_spec`).
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |what: String| Err(ModelError::Invalid(format!("client spec: {what}")));
+        if self.version != CLIENT_SPEC_VERSION {
+            return Err(ModelError::Version { found: self.version, supported: CLIENT_SPEC_VERSION });
+        }
+        let log_n = self.params.log_n;
+        if !(1..=ckks::params::MAX_LOG_N).contains(&log_n) {
+            return bad(format!("ring degree 2^{log_n} is out of range"));
+        }
+        let slots = 1usize << (log_n - 1);
+        let levels = self.params.q.len();
+        let n_in = self.input.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let Some(n_in) = n_in.filter(|&n| n > 0 && n <= slots * MAX_CIPHERTEXTS) else {
+            return bad(format!("input shape {:?} is empty or larger than the ciphertexts can hold", self.input.shape));
+        };
+        if self.input.slot_map.is_empty() || self.input.slot_map.len() > MAX_CIPHERTEXTS {
+            return bad(format!("{} input ciphertexts (1..={MAX_CIPHERTEXTS} allowed)", self.input.slot_map.len()));
+        }
+        for (c, m) in self.input.slot_map.iter().enumerate() {
+            if m.len() > slots {
+                return bad(format!("input ciphertext {c} maps {} slots, more than the {slots} it has", m.len()));
+            }
+            if let Some(&i) = m.iter().find(|&&i| i < -1 || i >= 0 && i as usize >= n_in) {
+                return bad(format!("input ciphertext {c} reads value {i}, outside the {n_in} input values"));
+            }
+        }
+        for (what, level, scale) in
+            [("input", self.input.level, self.input.scale), ("output", self.output.level, self.output.scale)]
+        {
+            if level as usize >= levels {
+                return bad(format!(
+                    "{what} level {level} is above the chain's top level {}",
+                    levels.saturating_sub(1)
+                ));
+            }
+            if !scale.is_finite() || scale < 1.0 {
+                return bad(format!("{what} scale {scale} is not a finite number ≥ 1"));
+            }
+        }
+        let cts = self.output.ciphertexts as usize;
+        if cts == 0 || cts > MAX_CIPHERTEXTS {
+            return bad(format!("{cts} output ciphertexts (1..={MAX_CIPHERTEXTS} allowed)"));
+        }
+        if let Some(&(c, s)) = self.output.slots.iter().find(|&&(c, s)| c as usize >= cts || s as usize >= slots) {
+            return bad(format!("output slot ({c}, {s}) is outside {cts} ciphertexts of {slots} slots"));
+        }
+        if !self.output.multiplier.is_finite() {
+            return bad(format!("output multiplier {} is not finite", self.output.multiplier));
+        }
+        // Each rotation key is megabytes: a spec asking for more than there are rotations is hostile.
+        if self.rotation_steps.len() > slots {
+            return bad(format!(
+                "{} rotation keys asked for; there are only {slots} rotations",
+                self.rotation_steps.len()
+            ));
+        }
+        Ok(())
     }
 }
 

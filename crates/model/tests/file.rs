@@ -88,3 +88,40 @@ fn invalid_programs_are_rejected() {
     m.nodes[2].op = Op::Rescale { a: 2 }; // reads itself
     assert!(m.validate().is_err());
 }
+
+/// A spec comes from a server's config: every index in it that the client will follow
+/// is checked first. Each mutation below used to panic (index out of bounds) or ask
+/// for unbounded work in packing, key generation or decoding; now each is an error that
+/// names the field, and the untouched spec still passes.
+#[test]
+fn hostile_client_specs_are_errors_not_panics() {
+    let good = tiny().client;
+    good.validate().unwrap();
+    let slots = 1usize << (good.params.log_n - 1);
+    type Mutation = (&'static str, fn(&mut ClientSpec, usize));
+    let mutations: [Mutation; 10] = [
+        ("reads value", |s, _| s.input.slot_map[0][1] = 7),
+        ("reads value", |s, _| s.input.slot_map[0][0] = -2),
+        ("maps", |s, slots| s.input.slot_map[0] = vec![0; slots + 1]),
+        ("input ciphertexts", |s, _| s.input.slot_map.clear()),
+        ("input shape", |s, _| s.input.shape = vec![usize::MAX, 2]),
+        ("output slot", |s, _| s.output.slots.push((1, 0))),
+        ("output slot", |s, slots| s.output.slots.push((0, slots as u32))),
+        ("level", |s, _| s.input.level = 9),
+        ("scale", |s, _| s.output.scale = f64::NAN),
+        ("rotation keys", |s, slots| s.rotation_steps = (0..slots as i64 + 1).collect()),
+    ];
+    for (what, mutate) in mutations {
+        let mut spec = good.clone();
+        mutate(&mut spec, slots);
+        let err = spec.validate().expect_err(what).to_string();
+        assert!(err.contains(what), "{what}: {err}");
+        // The same through JSON, as a client reads it from a model config.
+        assert!(ClientSpec::from_json(&spec.to_json()).is_err(), "{what}");
+    }
+    // Packing with an unchecked spec is where the panic was: validated specs never get there.
+    let mut spec = good.clone();
+    spec.input.slot_map[0][1] = 7;
+    assert!(spec.validate().is_err());
+    assert_eq!(good.pack_input(&[1.0, 2.0]).unwrap()[0], vec![1.0, 2.0]);
+}

@@ -15,11 +15,8 @@ use model::{HeModel, Op};
 use rayon::prelude::*;
 use thiserror::Error;
 
+use crate::protocol::CLIENT_SPEC_PARAM;
 use crate::service::{Executable, RunError};
-
-/// The model-config parameter that holds the client spec (JSON), which clients read
-/// with a stock `get_model_config` call.
-pub const CLIENT_SPEC_PARAM: &str = "heinfer_client_spec";
 
 /// A model config's client spec that cannot serve this model's clients.
 #[derive(Debug, Error)]
@@ -154,11 +151,11 @@ impl Executable for CompiledModel {
         let nodes = &self.model.nodes;
         let mut inputs: Vec<Option<Ciphertext>> = inputs.into_iter().map(Some).collect();
         let mut values: Vec<Option<Ciphertext>> = (0..nodes.len()).map(|_| None).collect();
-        let relin = || keys.relin.as_ref().ok_or_else(|| RunError("no relinearization key".into()));
+        let relin = || keys.relin.as_ref().ok_or(RunError::NoRelinKey);
         let mut i = 0;
         while i < nodes.len() {
             if cancel.load(Ordering::Relaxed) {
-                return Err(RunError(format!("cancelled after {i} of {} operations", nodes.len())));
+                return Err(RunError::Cancelled { done: i, total: nodes.len() });
             }
             // A run of rotations of one value: one decomposition, the rotations in parallel.
             if let Op::Rotate { a, .. } = nodes[i].op {
@@ -189,10 +186,9 @@ impl Executable for CompiledModel {
                 continue;
             }
             let out = match nodes[i].op {
-                Op::Input { index } => inputs
-                    .get_mut(index as usize)
-                    .and_then(Option::take)
-                    .ok_or_else(|| RunError(format!("input {index} missing or used twice")))?,
+                Op::Input { index } => {
+                    inputs.get_mut(index as usize).and_then(Option::take).ok_or(RunError::Input(index))?
+                }
                 Op::Add { a, b } => eval.add(get(&values, a)?, get(&values, b)?)?,
                 Op::Sub { a, b } => eval.sub(get(&values, a)?, get(&values, b)?)?,
                 Op::AddPlain { a, pt } => eval.add_plain(get(&values, a)?, self.plaintexts[pt as usize].plaintext())?,
@@ -209,11 +205,7 @@ impl Executable for CompiledModel {
             self.release(&mut values, i);
             i += 1;
         }
-        self.model
-            .outputs
-            .iter()
-            .map(|&o| values[o as usize].take().ok_or_else(|| RunError(format!("output value {o} was not computed"))))
-            .collect()
+        self.model.outputs.iter().map(|&o| values[o as usize].take().ok_or(RunError::Output(o))).collect()
     }
 }
 
@@ -229,8 +221,5 @@ impl CompiledModel {
 }
 
 fn get(values: &[Option<Ciphertext>], v: u32) -> Result<&Ciphertext, RunError> {
-    values
-        .get(v as usize)
-        .and_then(Option::as_ref)
-        .ok_or_else(|| RunError(format!("value {v} is not available (freed or never computed)")))
+    values.get(v as usize).and_then(Option::as_ref).ok_or(RunError::Value(v))
 }

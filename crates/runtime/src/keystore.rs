@@ -15,6 +15,8 @@ pub use ckks::KeyId;
 use ckks::{EvaluationKeys, Parameters, WireError};
 use thiserror::Error;
 
+use crate::keydir;
+
 #[derive(Debug, Error)]
 pub enum KeyStoreError {
     #[error("KEY_ID must be the SHA-256 of a key bundle: {0}")]
@@ -27,8 +29,70 @@ pub enum KeyStoreError {
     TooLarge { size: usize, capacity: usize },
     #[error("the key bundle lacks what the model needs: {0}")]
     Incomplete(String),
+    #[error("KEY_ID {given} does not name the EVALUATION_KEYS sent with it (their key id is {actual})")]
+    KeyIdMismatch { given: KeyId, actual: KeyId },
+    #[error("the key bundle holds Galois keys this model never uses (elements {0:?}); send exactly the keys the client spec lists")]
+    ExtraKeys(Vec<u64>),
     #[error("key store directory {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+/// What a model needs of a bundle: it is checked whole against this before the store
+/// keeps it (in memory or on disk), so a bundle that cannot serve is never stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requirements {
+    pub relinearization: bool,
+    /// the Galois elements of the model's rotations; the bundle must hold exactly these
+    pub galois_elements: Vec<u64>,
+}
+
+impl Requirements {
+    /// For a model rotating by `steps` (steps that are whole turns need no key).
+    pub fn for_rotations(params: &Parameters, steps: &[i64], relinearization: bool) -> Self {
+        let slots = params.slots() as i64;
+        let mut galois_elements: Vec<u64> =
+            steps.iter().filter(|s| s.rem_euclid(slots) != 0).map(|&s| params.galois_element(s)).collect();
+        galois_elements.sort_unstable();
+        galois_elements.dedup();
+        Self { relinearization, galois_elements }
+    }
+
+    /// Missing keys first (what the client must add), then extra ones.
+    pub fn check(&self, keys: &EvaluationKeys, steps: &[i64]) -> Result<(), KeyStoreError> {
+        if self.relinearization && keys.relin.is_none() {
+            return Err(KeyStoreError::Incomplete("no relinearization key".into()));
+        }
+        let missing: Vec<i64> = steps.iter().copied().filter(|&s| !keys.has_rotation(s)).collect();
+        if !missing.is_empty() {
+            return Err(KeyStoreError::Incomplete(format!("no Galois keys for rotation steps {missing:?}")));
+        }
+        let extra: Vec<u64> =
+            keys.galois.elements().filter(|e| self.galois_elements.binary_search(e).is_err()).collect();
+        if !extra.is_empty() {
+            return Err(KeyStoreError::ExtraKeys(extra));
+        }
+        Ok(())
+    }
+}
+
+/// Memory a bundle of `wire_len` bytes takes once parsed, known before parsing it:
+/// every key-switching key on the wire is its `b` half (the `a` half is a seed), and in
+/// memory it is `b`, `a` and both halves' companions, all as 64-bit words. Exact for a
+/// well-formed bundle (the framing is smaller than one key), an upper bound otherwise.
+pub fn estimated_memory(params: &Parameters, wire_len: usize) -> usize {
+    (wire_len / params.keyswitch_key_bytes().max(1)).saturating_mul(key_memory(params))
+}
+
+fn key_memory(params: &Parameters) -> usize {
+    let levels = params.q().len();
+    let digits = levels.div_ceil(levels.div_ceil(params.dnum().max(1)));
+    4 * digits * (levels + params.p().len()) * params.n() * 8
+}
+
+/// The longest bundle whose [`estimated_memory`] fits in `capacity`.
+fn max_wire_len(params: &Parameters, capacity: usize) -> u64 {
+    let keys = capacity / key_memory(params).max(1);
+    ((keys as u64 + 1) * params.keyswitch_key_bytes() as u64).saturating_sub(1)
 }
 
 struct Entry {
@@ -47,6 +111,8 @@ struct Inner {
 pub struct KeyStore {
     capacity: usize,
     dir: Option<PathBuf>,
+    /// bytes the directory's bundles may take; beyond, the least recently used go
+    dir_quota: Option<u64>,
     inner: Mutex<Inner>,
 }
 
@@ -60,27 +126,72 @@ impl KeyStore {
         Ok(Self {
             capacity,
             dir: dir.map(Path::to_path_buf),
+            dir_quota: None,
             inner: Mutex::new(Inner { entries: HashMap::new(), total: 0, clock: 0 }),
         })
+    }
+
+    /// Bounds the bytes of bundles kept in the directory: after each write, the least
+    /// recently used bundles (registered or read last) are removed until they fit.
+    pub fn with_dir_quota(mut self, bytes: Option<usize>) -> Self {
+        self.dir_quota = bytes.map(|b| b as u64);
+        self
     }
 
     /// Parses, checks and stores a bundle made for `params`; returns its key id.
     /// Registering the same bytes again is a cheap no-op.
     pub fn register(&self, params: &Parameters, bundle: &[u8]) -> Result<KeyId, KeyStoreError> {
+        self.register_checked(params, bundle, |_| Ok(()))
+    }
+
+    /// Registers a bundle for a model: the bundle must hold what `need` asks and no
+    /// other Galois key, and hash to `key_id` when the client named one; all checked
+    /// before anything is kept. `steps` are the model's rotations (for the message
+    /// naming what is missing).
+    pub fn register_for(
+        &self,
+        params: &Parameters,
+        bundle: &[u8],
+        key_id: Option<KeyId>,
+        need: &Requirements,
+        steps: &[i64],
+    ) -> Result<KeyId, KeyStoreError> {
+        self.register_checked(params, bundle, |keys| {
+            need.check(keys, steps)?;
+            match key_id {
+                // Checked after the bundle itself, so that a broken bundle is reported as such.
+                Some(given) if given != KeyId::of_bundle(bundle) => {
+                    Err(KeyStoreError::KeyIdMismatch { given, actual: KeyId::of_bundle(bundle) })
+                }
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn register_checked(
+        &self,
+        params: &Parameters,
+        bundle: &[u8],
+        check: impl FnOnce(&EvaluationKeys) -> Result<(), KeyStoreError>,
+    ) -> Result<KeyId, KeyStoreError> {
         let id = KeyId::of_bundle(bundle);
-        if self.lookup(params, id).is_some() {
+        if let Some(keys) = self.lookup(params, id) {
+            check(&keys)?;
             return Ok(id);
         }
+        // Refused before parsing: parsing is what allocates (expanding every `a` half).
+        let estimate = estimated_memory(params, bundle.len());
+        if estimate > self.capacity {
+            return Err(KeyStoreError::TooLarge { size: estimate, capacity: self.capacity });
+        }
         let keys = EvaluationKeys::from_bytes(params, bundle)?;
+        check(&keys)?;
         self.insert(params, id, keys)?;
         if let Some(dir) = &self.dir {
-            let path = dir.join(format!("{id}.hek"));
-            if !path.exists() {
-                // Write then rename, so a replica never reads a half-written file.
-                let tmp = dir.join(format!(".{id}.{}.tmp", std::process::id()));
-                let io = |source| KeyStoreError::Io { path: path.clone(), source };
-                std::fs::write(&tmp, bundle).map_err(io)?;
-                std::fs::rename(&tmp, &path).map_err(io)?;
+            let io = |source| KeyStoreError::Io { path: keydir::bundle_path(dir, id), source };
+            keydir::write(dir, id, bundle).map_err(io)?;
+            if let Some(quota) = self.dir_quota {
+                keydir::collect(dir, quota, id).map_err(|source| KeyStoreError::Io { path: dir.clone(), source })?;
             }
         }
         Ok(id)
@@ -92,16 +203,23 @@ impl KeyStore {
             return Ok(k);
         }
         if let Some(dir) = &self.dir {
-            let path = dir.join(format!("{id}.hek"));
-            if let Ok(bytes) = std::fs::read(&path) {
-                // Content-addressed: a file whose hash differs from its name is ignored.
-                if KeyId::of_bundle(&bytes) == id {
-                    let keys = EvaluationKeys::from_bytes(params, &bytes)?;
-                    return self.insert(params, id, keys);
-                }
+            // A file too large to keep in memory is not even read.
+            if let Some(bytes) = keydir::read(dir, id, max_wire_len(params, self.capacity)) {
+                let keys = EvaluationKeys::from_bytes(params, &bytes)?;
+                return self.insert(params, id, keys);
             }
         }
         Err(KeyStoreError::UnknownKey(id))
+    }
+
+    /// The memory bound, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The directory bundles are kept in, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// Bytes held in memory now.

@@ -4,12 +4,23 @@
 //! secret key: it depends on `ckks` without the `secret-key` feature. Network code
 //! lives in `server` and `triton`, above this crate.
 
+#![forbid(unsafe_code)]
+
 pub mod exec;
+mod keydir;
 pub mod keystore;
+pub mod loader;
+pub mod protocol;
 pub mod service;
 pub mod tensor;
 
-pub use exec::{CompiledModel, LoadError, SpecError, CLIENT_SPEC_PARAM};
-pub use keystore::{KeyId, KeyStore, KeyStoreError};
+/// The engine as this crate resolves it: without `secret-key`. The secret-key boundary
+/// check (scripts/check-secret-key-boundary.sh) names `runtime::ckks::SecretKey` and
+/// expects the compiler to refuse it.
+pub use ckks;
+pub use exec::{CompiledModel, LoadError, SpecError};
+pub use keystore::{KeyId, KeyStore, KeyStoreError, Requirements};
+pub use loader::{load_model, LoadedModel, ModelLoadError, Settings, SharedKeyStore};
+pub use protocol::CLIENT_SPEC_PARAM;
 pub use service::{Executable, Request, Response, RunError, Service, ServiceError};
 pub use tensor::TensorError;

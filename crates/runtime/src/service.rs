@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ckks::{read_any_ciphertext_limited, Ciphertext, EvaluationKeys, Evaluator, KeyId, Parameters, WireError};
 use thiserror::Error;
 
-use crate::keystore::{KeyStore, KeyStoreError};
+use crate::keystore::{KeyStore, KeyStoreError, Requirements};
 
 /// A compiled model the runtime can evaluate on ciphertexts.
 pub trait Executable: Send + Sync {
@@ -40,15 +40,23 @@ pub trait Executable: Send + Sync {
     }
 }
 
-/// A failure inside an evaluation (the inputs passed every check before it).
+/// A failure inside an evaluation (the inputs passed every check before it). The
+/// engine's error is kept whole, so a front end can tell its client which check failed.
 #[derive(Debug, Error)]
-#[error("{0}")]
-pub struct RunError(pub String);
-
-impl From<ckks::Error> for RunError {
-    fn from(e: ckks::Error) -> Self {
-        RunError(e.to_string())
-    }
+pub enum RunError {
+    #[error(transparent)]
+    Ckks(#[from] ckks::Error),
+    #[error("no relinearization key")]
+    NoRelinKey,
+    #[error("input {0} missing or used twice")]
+    Input(u32),
+    #[error("value {0} is not available (freed or never computed)")]
+    Value(u32),
+    #[error("output value {0} was not computed")]
+    Output(u32),
+    /// the caller set the cancellation flag ([`Executable::run_cancellable`])
+    #[error("cancelled after {done} of {total} operations")]
+    Cancelled { done: usize, total: usize },
 }
 
 #[derive(Debug, Error)]
@@ -93,12 +101,15 @@ pub struct Service {
     eval: Evaluator,
     /// level and scale the inputs must have, if the model fixes them
     input_level: Option<(usize, f64)>,
+    /// what a bundle registered for this model must hold, exactly
+    needs: Requirements,
 }
 
 impl Service {
     pub fn new(exe: Arc<dyn Executable>, keys: Arc<KeyStore>) -> Self {
         let eval = Evaluator::new(exe.params());
-        Self { exe, keys, eval, input_level: None }
+        let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization());
+        Self { exe, keys, eval, input_level: None, needs }
     }
 
     /// Requires inputs at this level and scale (the client spec says which).
@@ -115,12 +126,19 @@ impl Service {
         &self.keys
     }
 
-    /// Registers a bundle for this model's parameters, checking it covers the model.
+    /// Registers a bundle for this model's parameters. It must hold exactly the keys
+    /// the model uses; nothing of a refused bundle is kept.
     pub fn register(&self, bundle: &[u8]) -> Result<KeyId, ServiceError> {
-        let id = self.keys.register(self.exe.params(), bundle)?;
-        let keys = self.keys.get(self.exe.params(), id)?;
-        self.check_coverage(&keys)?;
-        Ok(id)
+        self.register_as(bundle, None)
+    }
+
+    fn register_as(&self, bundle: &[u8], key_id: Option<KeyId>) -> Result<KeyId, ServiceError> {
+        let steps = self.exe.rotation_steps();
+        self.keys.register_for(self.exe.params(), bundle, key_id, &self.needs, steps).map_err(|e| match e {
+            KeyStoreError::Incomplete(what) => ServiceError::IncompleteKeys(what),
+            KeyStoreError::KeyIdMismatch { given, actual } => ServiceError::KeyIdMismatch { given, actual },
+            e => ServiceError::Keys(e),
+        })
     }
 
     fn check_coverage(&self, keys: &EvaluationKeys) -> Result<(), ServiceError> {
@@ -143,16 +161,9 @@ impl Service {
     pub fn infer_cancellable(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
         let params = self.exe.params();
         let id = match (req.evaluation_keys, req.key_id) {
-            (Some(bundle), given) => {
-                let id = self.register(bundle)?;
-                if let Some(g) = given {
-                    let g = parse_key_id(g)?;
-                    if g != id {
-                        return Err(ServiceError::KeyIdMismatch { given: g, actual: id });
-                    }
-                }
-                id
-            }
+            // A KEY_ID sent with the bundle must name it; checked before the bundle is
+            // stored: a mismatch means the client sent something else than it meant.
+            (Some(bundle), given) => self.register_as(bundle, given.map(parse_key_id).transpose()?)?,
             (None, Some(g)) => parse_key_id(g)?,
             (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
         };

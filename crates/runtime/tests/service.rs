@@ -129,3 +129,70 @@ fn every_bad_request_fails_alone_with_a_clear_message() {
     // And the service still answers a good request.
     assert!(f.service.infer(Request { ciphertexts: vec![&f.input], key_id: kid, evaluation_keys: None }).is_ok());
 }
+
+/// An evaluation that fails in the engine: the engine's own error reaches the front
+/// end as a value it can match on, not only as text.
+struct RescalesTooFar {
+    params: Parameters,
+}
+
+impl Executable for RescalesTooFar {
+    fn params(&self) -> &Parameters {
+        &self.params
+    }
+    fn input_count(&self) -> usize {
+        1
+    }
+    fn rotation_steps(&self) -> &[i64] {
+        &[]
+    }
+    fn needs_relinearization(&self) -> bool {
+        false
+    }
+    fn run(&self, eval: &Evaluator, _: &EvaluationKeys, inputs: Vec<Ciphertext>) -> Result<Vec<Ciphertext>, RunError> {
+        let once = eval.rescale(&inputs[0])?;
+        Ok(vec![eval.rescale(&once)?])
+    }
+}
+
+#[test]
+fn engine_errors_stay_typed_up_to_the_service() {
+    let f = fixture();
+    let store = Arc::new(KeyStore::new(1 << 30, None).unwrap());
+    let service = Service::new(Arc::new(RescalesTooFar { params: f.params.clone() }), store);
+    let bundle = KeyGenerator::new(&f.params).evaluation_keys(&f.sk, &[], false, false).to_bytes();
+    let e = service
+        .infer(Request { ciphertexts: vec![&f.input], key_id: None, evaluation_keys: Some(&bundle) })
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, ServiceError::Run(RunError::Ckks(ckks::Error::LevelExhausted))), "{e:?}");
+    assert!(e.to_string().starts_with("evaluation failed: "), "{e}");
+    let source = std::error::Error::source(&e).expect("the run error is the cause");
+    assert!(source.downcast_ref::<RunError>().is_some());
+}
+
+#[test]
+fn a_refused_bundle_leaves_nothing_in_the_store() {
+    let f = fixture();
+    let store = f.service.key_store();
+    let wrong_id = KeyId::of_bundle(b"x").hex();
+    let e = f
+        .service
+        .infer(Request {
+            ciphertexts: vec![&f.input],
+            key_id: Some(wrong_id.as_bytes()),
+            evaluation_keys: Some(&f.bundle),
+        })
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, ServiceError::KeyIdMismatch { .. }), "{e}");
+    assert!(store.is_empty());
+    let mut kg = KeyGenerator::new(&f.params);
+    let extra = kg.evaluation_keys(&f.sk, &[1, 2], false, true).to_bytes();
+    assert!(matches!(f.service.register(&extra), Err(ServiceError::Keys(KeyStoreError::ExtraKeys(_)))));
+    let partial = kg.evaluation_keys(&f.sk, &[2], false, true).to_bytes();
+    assert!(matches!(f.service.register(&partial), Err(ServiceError::IncompleteKeys(_))));
+    assert!(store.is_empty());
+    assert_eq!(f.service.register(&f.bundle).unwrap(), f.id);
+    assert_eq!(store.len(), 1);
+}

@@ -31,6 +31,7 @@ impl From<RequestError> for Status {
     fn from(e: RequestError) -> Self {
         match e {
             RequestError::BadRequest(m) => Status::invalid_argument(m),
+            RequestError::Refused(e) => Status::invalid_argument(e.to_string()),
             RequestError::NotFound(m) => Status::not_found(m),
             RequestError::Unavailable(m) => Status::unavailable(m),
             RequestError::Internal(m) => Status::internal(m),
@@ -287,7 +288,7 @@ impl Grpc {
             id: req.id,
             parameters: Default::default(),
             outputs: vec![pb::model_infer_response::InferOutputTensor {
-                name: "ENCRYPTED_OUTPUT".into(),
+                name: runtime::protocol::ENCRYPTED_OUTPUT.into(),
                 datatype: "BYTES".into(),
                 shape: vec![outputs.len() as i64],
                 parameters: Default::default(),

@@ -34,7 +34,7 @@ pub const HEADER_LENGTH: &str = "inference-header-content-length";
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         let status = match &self {
-            RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestError::BadRequest(_) | RequestError::Refused(_) => StatusCode::BAD_REQUEST,
             RequestError::NotFound(_) => StatusCode::NOT_FOUND,
             RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -582,7 +582,7 @@ async fn infer_inner(
     }
 
     let (outputs, timings) = infer::run(st, m, inputs, received, res).await?;
-    let name = "ENCRYPTED_OUTPUT";
+    let name = runtime::protocol::ENCRYPTED_OUTPUT;
     // Ciphertexts are not text: when JSON was asked for but the elements are not
     // UTF-8, they go binary anyway (tritonclient reads either form).
     let as_text: Option<Vec<&str>> =

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use runtime::Request;
+use runtime::protocol::{ENCRYPTED_INPUT, EVALUATION_KEYS, KEY_ID};
+use runtime::{Request, ServiceError};
 use thiserror::Error;
 use tokio::sync::TryAcquireError;
 
@@ -24,6 +25,10 @@ pub enum RequestError {
     /// malformed framing, wrong tensors, or the runtime refused the inputs
     #[error("{0}")]
     BadRequest(String),
+    /// the runtime refused the request (keys, ciphertexts) or its evaluation failed;
+    /// kept typed so that logs and callers see the cause
+    #[error(transparent)]
+    Refused(#[from] ServiceError),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -127,7 +132,7 @@ pub const MAX_DIMS: usize = 16;
 /// How many elements the model takes in input `name`: the ciphertexts of one sample
 /// for `ENCRYPTED_INPUT`, otherwise what the config's fixed dims hold.
 pub fn expected_count(model: &LoadedModel, name: &str) -> Option<usize> {
-    if name == "ENCRYPTED_INPUT" {
+    if name == ENCRYPTED_INPUT {
         return Some(model.service.executable().input_count());
     }
     let dims = &model.config.input(name)?.dims;
@@ -165,7 +170,7 @@ pub fn check_headers(model: &LoadedModel, inputs: &[TensorHeader<'_>]) -> Result
         let count = element_count(t.name, t.shape)?;
         if let Some(want) = expected_count(model, t.name) {
             if count != want {
-                return Err(if t.name == "ENCRYPTED_INPUT" {
+                return Err(if t.name == ENCRYPTED_INPUT {
                     RequestError::bad(format!(
                         "ENCRYPTED_INPUT holds {count} ciphertexts; model '{m}' takes {want} (shape [{want}])"
                     ))
@@ -260,11 +265,11 @@ pub async fn run(
         let res = tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let _bytes = res;
-            let key_id = single(&inputs, "KEY_ID").map(|b| &b[..]);
-            let evaluation_keys = single(&inputs, "EVALUATION_KEYS").map(|b| &b[..]);
+            let key_id = single(&inputs, KEY_ID).map(|b| &b[..]);
+            let evaluation_keys = single(&inputs, EVALUATION_KEYS).map(|b| &b[..]);
             let ciphertexts = inputs
                 .iter()
-                .find(|t| t.name == "ENCRYPTED_INPUT")
+                .find(|t| t.name == ENCRYPTED_INPUT)
                 .map(|t| t.elements.iter().map(|b| &b[..]).collect())
                 .unwrap_or_default();
             m.service.infer_cancellable(Request { ciphertexts, key_id, evaluation_keys }, &flag)
@@ -281,7 +286,7 @@ pub async fn run(
     })??;
     let out = match res {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(RequestError::BadRequest(e.to_string())),
+        Ok(Err(e)) => return Err(RequestError::Refused(e)),
         Err(e) => {
             tracing::error!(model = %model.name, error = %e, "evaluation panicked");
             return Err(RequestError::Internal(format!("evaluation of model '{}' failed unexpectedly", model.name)));

@@ -1,4 +1,4 @@
-//! # server — `heinfer serve`
+//! # server — `heinfer-server` (and `heinfer serve`)
 //!
 //! A KServe v2 inference server for a model repository written by `heinfer compile`:
 //! HTTP with Triton's binary-data extension (axum) and gRPC
@@ -6,6 +6,11 @@
 //! as to Triton with the heinfer backend. Every inference goes through
 //! `runtime::Service`, the same request path the Triton backend uses; this crate is
 //! only protocol framing, routing, limits, statistics, logs and lifecycle.
+//!
+//! The `heinfer-server` binary (src/main.rs) is what operators run: it links no client
+//! code, so it cannot name a secret key (`runtime` resolves `ckks` without
+//! `secret-key`; scripts/check-secret-key-boundary.sh proves it on this crate built
+//! alone). `heinfer serve` runs the same [`serve()`].
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), server::ServerError> {
@@ -16,6 +21,8 @@
 //! srv.shutdown().await?;
 //! # Ok(()) }
 //! ```
+
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,10 +41,16 @@ pub mod infer;
 pub mod limits;
 pub mod pbtxt;
 pub mod repo;
+pub mod serve;
 
 pub use infer::RequestError;
 pub use limits::Limits;
 pub use repo::{KeyStoreOptions, LoadError, Repository};
+/// The runtime as this crate resolves it (the secret-key boundary check names
+/// `server::runtime::ckks::SecretKey` and expects it not to exist).
+pub use runtime;
+pub use runtime::protocol::DEFAULT_MAX_REQUEST_MB;
+pub use serve::{serve, ServeArgs};
 
 /// The protocol messages, generated from `proto/inference.proto` by build.rs.
 pub mod pb {
@@ -48,7 +61,6 @@ pub mod pb {
 pub const SERVER_NAME: &str = "heinfer";
 /// KServe/Triton protocol extensions this server implements.
 pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "statistics"];
-pub const DEFAULT_MAX_REQUEST_MB: usize = 256;
 
 pub(crate) fn server_metadata_json() -> serde_json::Value {
     serde_json::json!({ "name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS })

@@ -90,3 +90,47 @@ impl Limits {
         Ok(())
     }
 }
+
+/// The limits as `heinfer-server` / `heinfer serve` flags (flattened into [`crate::ServeArgs`]).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// largest JSON request body, JSON header of a binary-data request, or non-infer gRPC message, in KB
+    #[arg(long, default_value_t = DEFAULT_MAX_JSON_KB)]
+    pub max_json_kb: usize,
+    /// request bytes held at once by all requests being read or evaluated, in MB; beyond, 503 / UNAVAILABLE
+    #[arg(long, default_value_t = DEFAULT_MAX_INFLIGHT_MB)]
+    pub max_inflight_mb: usize,
+    /// requests that may wait for a busy model instance (all models); beyond, 503 / UNAVAILABLE
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUE)]
+    pub max_queue: usize,
+    /// open connections per listener (HTTP, gRPC); more wait in the accept backlog
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// concurrent gRPC calls (HTTP/2 streams) per connection
+    #[arg(long, default_value_t = DEFAULT_MAX_STREAMS)]
+    pub max_streams: u32,
+    /// seconds for a request's header to arrive (from accept, or from the previous request)
+    #[arg(long, default_value_t = DEFAULT_HEADER_TIMEOUT_S)]
+    pub header_timeout_s: u64,
+    /// seconds for a request's body to arrive, after its header
+    #[arg(long, default_value_t = DEFAULT_BODY_TIMEOUT_S)]
+    pub body_timeout_s: u64,
+    /// seconds for an evaluation, its wait for an instance included; past it the work stops
+    #[arg(long, default_value_t = DEFAULT_EVAL_TIMEOUT_S)]
+    pub eval_timeout_s: u64,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_json_bytes: self.max_json_kb.saturating_mul(1 << 10),
+            max_inflight_bytes: self.max_inflight_mb.saturating_mul(1 << 20),
+            max_queue: self.max_queue,
+            max_connections: self.max_connections,
+            max_streams_per_connection: self.max_streams,
+            header_timeout: Duration::from_secs(self.header_timeout_s),
+            body_timeout: Duration::from_secs(self.body_timeout_s),
+            eval_timeout: Duration::from_secs(self.eval_timeout_s),
+        }
+    }
+}

@@ -8,18 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use runtime::{CompiledModel, KeyStore, Service};
+use runtime::protocol::{self, ENCRYPTED_OUTPUT, INPUTS, REQUIRED_INPUTS};
+use runtime::{KeyStore, Service};
 use serde_json::{json, Value as Json};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 
 use crate::config::{ConfigError, ModelConfig};
 
-/// Config parameters the Triton backend reads too.
-pub const KEY_STORE_MB_PARAM: &str = "heinfer_key_store_mb";
-pub const KEY_STORE_DIR_PARAM: &str = "heinfer_key_store_dir";
-pub use runtime::CLIENT_SPEC_PARAM;
-pub const DEFAULT_KEY_STORE_MB: usize = 2048;
+/// Config parameters the Triton backend reads too (defined in `runtime::protocol`).
+pub use runtime::protocol::{CLIENT_SPEC_PARAM, DEFAULT_KEY_STORE_MB, KEY_STORE_DIR_PARAM, KEY_STORE_MB_PARAM};
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -31,12 +29,12 @@ pub enum LoadError {
     Config { model: String, source: ConfigError },
     #[error("model '{model}': no version directory with a model.hem (expected {dir}/1/model.hem)")]
     NoVersion { model: String, dir: PathBuf },
-    #[error("model '{model}': {path}: {msg}")]
-    Model { model: String, path: PathBuf, msg: String },
+    #[error("model '{model}': {source}")]
+    Model { model: String, source: runtime::ModelLoadError },
     #[error("model '{model}': {msg}")]
     Tensors { model: String, msg: String },
-    #[error("model '{model}': parameter {param}: {msg}")]
-    Param { model: String, param: &'static str, msg: String },
+    #[error("model '{model}': {source}")]
+    Param { model: String, source: runtime::protocol::SettingError },
     #[error("key store: {0}")]
     KeyStore(#[from] runtime::KeyStoreError),
 }
@@ -47,6 +45,8 @@ pub enum LoadError {
 pub struct KeyStoreOptions {
     pub capacity_mb: Option<usize>,
     pub dir: Option<PathBuf>,
+    /// quota of the directory's bundles (`heinfer_key_store_dir_mb`)
+    pub dir_quota_mb: Option<usize>,
 }
 
 /// Counters behind `/v2/models/<m>/stats` (Triton's shape: counts and nanoseconds).
@@ -189,20 +189,8 @@ pub struct Repository {
     pub keys: Arc<KeyStore>,
 }
 
-/// The tensors `Service` understands; a config naming others cannot be served.
-const INPUTS: [&str; 3] = ["ENCRYPTED_INPUT", "KEY_ID", "EVALUATION_KEYS"];
-const OUTPUT: &str = "ENCRYPTED_OUTPUT";
-
 fn highest_version(model: &str, dir: &Path) -> Result<(String, PathBuf), LoadError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| LoadError::Io { path: dir.into(), source })?;
-    let mut best: Option<(u64, PathBuf)> = None;
-    for e in rd.flatten() {
-        let Some(v) = e.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else { continue };
-        let hem = e.path().join("model.hem");
-        if hem.is_file() && best.as_ref().is_none_or(|(b, _)| v > *b) {
-            best = Some((v, hem));
-        }
-    }
+    let best = runtime::loader::latest_version(dir).map_err(|source| LoadError::Io { path: dir.into(), source })?;
     best.map(|(v, p)| (v.to_string(), p)).ok_or_else(|| LoadError::NoVersion { model: model.into(), dir: dir.into() })
 }
 
@@ -217,13 +205,13 @@ fn check_tensors(c: &ModelConfig) -> Result<(), String> {
             return Err(format!("input {} is not one of {INPUTS:?}", t.name));
         }
     }
-    for need in ["ENCRYPTED_INPUT", "KEY_ID"] {
+    for need in REQUIRED_INPUTS {
         if c.input(need).is_none() {
             return Err(format!("config.pbtxt declares no input {need}"));
         }
     }
-    if c.outputs.len() != 1 || c.outputs[0].name != OUTPUT {
-        return Err(format!("the only output must be {OUTPUT}"));
+    if c.outputs.len() != 1 || c.outputs[0].name != ENCRYPTED_OUTPUT {
+        return Err(format!("the only output must be {ENCRYPTED_OUTPUT}"));
     }
     Ok(())
 }
@@ -245,7 +233,7 @@ pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> 
     let mut found = Vec::new();
     for dir in dirs {
         let dir_name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let cfg_path = dir.join("config.pbtxt");
+        let cfg_path = dir.join(protocol::CONFIG_FILE);
         let src = match std::fs::read_to_string(&cfg_path) {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -256,7 +244,7 @@ pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> 
         };
         let config = ModelConfig::parse(&src, &dir_name)
             .map_err(|source| LoadError::Config { model: dir_name.clone(), source })?;
-        if config.backend != "heinfer" {
+        if config.backend != protocol::BACKEND {
             tracing::warn!(model = %dir_name, backend = %config.backend, "skipped: not an heinfer model");
             continue;
         }
@@ -271,39 +259,35 @@ pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> 
     // One key store for the whole server (a client's keys serve every model with the
     // same parameters). Flags win; otherwise the largest size and the first directory
     // any config asks for.
-    let mut mb = ko.capacity_mb;
-    let mut dir = ko.dir.clone();
+    let mut store = runtime::Settings {
+        key_store_bytes: ko.capacity_mb.map(|mb| mb.saturating_mul(1 << 20)),
+        key_store_dir: ko.dir.clone(),
+        key_store_dir_bytes: ko.dir_quota_mb.map(|mb| mb.saturating_mul(1 << 20)),
+        max_request_bytes: None,
+    };
     for f in &found {
-        if let Some(v) = f.config.parameters.get(KEY_STORE_MB_PARAM) {
-            let v: usize = v.trim().parse().map_err(|_| LoadError::Param {
-                model: f.dir_name.clone(),
-                param: KEY_STORE_MB_PARAM,
-                msg: format!("'{v}' is not a whole number of megabytes"),
-            })?;
-            if ko.capacity_mb.is_none() {
-                mb = Some(mb.map_or(v, |m| m.max(v)));
-            }
+        let s = runtime::Settings::from_params(|k| f.config.parameters.get(k).cloned())
+            .map_err(|source| LoadError::Param { model: f.dir_name.clone(), source })?;
+        if ko.capacity_mb.is_none() {
+            store.key_store_bytes = store.key_store_bytes.max(s.key_store_bytes);
         }
-        if let Some(d) = f.config.parameters.get(KEY_STORE_DIR_PARAM) {
-            if dir.is_none() && !d.trim().is_empty() {
-                dir = Some(PathBuf::from(d.trim()));
-            }
+        if store.key_store_dir.is_none() {
+            store.key_store_dir = s.key_store_dir;
+        }
+        if ko.dir_quota_mb.is_none() {
+            store.key_store_dir_bytes = store.key_store_dir_bytes.max(s.key_store_dir_bytes);
         }
     }
-    let capacity = mb.unwrap_or(DEFAULT_KEY_STORE_MB).saturating_mul(1 << 20);
-    let keys = Arc::new(KeyStore::new(capacity, dir.as_deref())?);
-    tracing::info!(capacity_mb = capacity >> 20, dir = ?dir, "key store");
+    let capacity = store.key_store_bytes_or_default();
+    let keys = Arc::new(store.open_key_store()?);
+    tracing::info!(capacity_mb = capacity >> 20, dir = ?store.key_store_dir, "key store");
 
     let mut models = BTreeMap::new();
     for f in found {
-        let err = |msg: String| LoadError::Model { model: f.dir_name.clone(), path: f.hem.clone(), msg };
-        let m = model::HeModel::read_file(&f.hem).map_err(|e| err(e.to_string()))?;
-        let exe = CompiledModel::load(m).map_err(|e| err(e.to_string()))?;
-        if let Some(spec) = f.config.parameters.get(CLIENT_SPEC_PARAM) {
-            exe.check_client_spec(spec).map_err(|e| err(e.to_string()))?;
-        }
-        let weights = exe.weight_memory_bytes();
-        let service = exe.into_service(keys.clone());
+        let spec = f.config.parameters.get(CLIENT_SPEC_PARAM).map(String::as_str);
+        let runtime::LoadedModel { service, weight_bytes: weights, .. } =
+            runtime::load_model(&f.hem, spec, keys.clone())
+                .map_err(|source| LoadError::Model { model: f.dir_name.clone(), source })?;
         let instances = f.config.instance_count();
         tracing::info!(model = %f.dir_name, version = %f.version, weights_mb = weights >> 20, instances, "loaded");
         let config_json = f.config.to_json();

@@ -13,7 +13,12 @@
 //! |-----------|---------|---------|
 //! | `heinfer_key_store_mb` | memory bound of the evaluation-key store (LRU) | 2048 |
 //! | `heinfer_key_store_dir` | directory of content-addressed key bundles, shared by replicas | none |
-//! | `heinfer_max_request_mb` | largest request (all input tensors together) accepted | 512 |
+//! | `heinfer_key_store_dir_mb` | bound on that directory (least recently used bundles removed) | none |
+//! | `heinfer_max_request_mb` | largest request (all input tensors together) accepted | 256 |
+//!
+//! (Names and defaults: `runtime::protocol`; loading: `runtime::loader`, shared with
+//! `heinfer-server`.) The key store is one per process: the first model to load opens
+//! it with its settings; set them once, in the backend config.
 //!
 //! Every entry point catches panics and turns them into a Triton error (for the
 //! request that caused it, if any): a bad request never takes the server down and
@@ -33,12 +38,18 @@ use std::sync::Arc;
 
 use ffi::*;
 use glue::{check, cstr, entry, log, now_ns, BackendError, Result};
-use runtime::{tensor, CompiledModel, KeyStore, Request, Service, CLIENT_SPEC_PARAM};
+use runtime::protocol::{
+    CLIENT_SPEC_PARAM, ENCRYPTED_INPUT as INPUT, ENCRYPTED_OUTPUT as OUTPUT, EVALUATION_KEYS as KEYS,
+};
+use runtime::protocol::{KEY_ID, MAX_REQUEST_MB_PARAM};
+use runtime::{tensor, Request, Service, Settings};
 
-/// Backend-wide defaults from `--backend-config=heinfer,...`.
+/// Backend-wide defaults from `--backend-config=heinfer,...`, and the key store every
+/// model of this process shares.
 #[derive(Default)]
 struct BackendState {
     settings: serde_json::Map<String, serde_json::Value>,
+    keys: runtime::SharedKeyStore,
 }
 
 /// One loaded model: its service (model, key store), shared by its instances.
@@ -57,11 +68,6 @@ struct InstanceState {
 // (inputs are copied out of Triton's buffers, outputs into buffers Triton allocates).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const INPUT: &str = "ENCRYPTED_INPUT";
-const KEY_ID: &str = "KEY_ID";
-const KEYS: &str = "EVALUATION_KEYS";
-const OUTPUT: &str = "ENCRYPTED_OUTPUT";
 
 #[no_mangle]
 pub extern "C" fn TRITONBACKEND_Initialize(backend: *mut TRITONBACKEND_Backend) -> *mut TRITONSERVER_Error {
@@ -85,7 +91,7 @@ pub extern "C" fn TRITONBACKEND_Initialize(backend: *mut TRITONBACKEND_Backend) 
             .and_then(|c| c.as_object())
             .map(|m| m.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect())
             .unwrap_or_default();
-        let state = Box::new(BackendState { settings });
+        let state = Box::new(BackendState { settings, keys: Default::default() });
         log(LOG_INFO, &format!("heinfer backend initialized (API {major}.{minor})"));
         // SAFETY: ownership of the box passes to Triton until TRITONBACKEND_Finalize.
         check(unsafe { TRITONBACKEND_BackendSetState(backend, Box::into_raw(state) as *mut c_void) })
@@ -120,21 +126,6 @@ fn setting(model_cfg: &serde_json::Value, backend: &BackendState, key: &str) -> 
     })
 }
 
-fn megabytes(key: &str, v: Option<String>, default: usize) -> Result<usize> {
-    match v {
-        None => Ok(default << 20),
-        Some(s) => s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|m| m.is_finite() && *m > 0.0)
-            .map(|m| (m * 1048576.0) as usize)
-            .ok_or_else(|| {
-                BackendError::invalid(format!("parameter {key} must be a positive number of MB, got {s:?}"))
-            }),
-    }
-}
-
 fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
     let mut p = std::ptr::null();
     // SAFETY: `model` is Triton's handle; the name it returns lives as long as the model.
@@ -164,31 +155,38 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
     // SAFETY: set at TRITONBACKEND_Initialize to a live BackendState that outlives every model.
     let bstate: &BackendState = if bp.is_null() { &fallback } else { unsafe { &*(bp as *const BackendState) } };
 
-    let file =
-        cfg.get("default_model_filename").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).unwrap_or("model.hem");
-    let hem = dir.join(version.to_string()).join(file);
-    let exe = CompiledModel::load_file(&hem)
-        .map_err(|e| BackendError::invalid(format!("model {name}: cannot load {}: {e}", hem.display())))?;
+    let file = cfg.get("default_model_filename").and_then(|v| v.as_str());
+    let hem = runtime::loader::model_path(&dir, &version.to_string(), file);
 
-    // The config's client spec is what clients read; it must describe this model.hem.
-    if let Some(s) = setting(&cfg, bstate, CLIENT_SPEC_PARAM) {
-        exe.check_client_spec(&s)
-            .map_err(|e| BackendError::invalid(format!("model {name} ({}): {e}", hem.display())))?;
-    } else {
+    let settings = Settings::from_params(|k| setting(&cfg, bstate, k))
+        .map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
+    let max_request_bytes = settings.max_request_bytes_or_default();
+    let (store, opened_with) =
+        bstate.keys.get_or_open(&settings).map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
+    if let Some(o) = opened_with {
         log(
             LOG_WARN,
-            &format!("model {name}: config has no heinfer_client_spec parameter; clients cannot read the spec"),
+            &format!(
+                "model {name}: its key-store settings differ from those the process's store was opened with \
+                 ({} MB{}); that store serves it (set them once, with --backend-config=heinfer,...)",
+                o.key_store_bytes_or_default() >> 20,
+                o.key_store_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
+            ),
         );
     }
 
-    let capacity = megabytes("heinfer_key_store_mb", setting(&cfg, bstate, "heinfer_key_store_mb"), 2048)?;
-    let max_request_bytes = megabytes("heinfer_max_request_mb", setting(&cfg, bstate, "heinfer_max_request_mb"), 512)?;
-    let key_dir = setting(&cfg, bstate, "heinfer_key_store_dir").filter(|s| !s.is_empty()).map(PathBuf::from);
-    let store =
-        KeyStore::new(capacity, key_dir.as_deref()).map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
-    let spec = exe.model().client.clone();
-    let weights = exe.weight_memory_bytes();
-    let service = exe.into_service(Arc::new(store));
+    // The config's client spec is what clients read; load_model checks it describes this model.hem.
+    let client_spec = setting(&cfg, bstate, CLIENT_SPEC_PARAM);
+    if client_spec.is_none() {
+        log(
+            LOG_WARN,
+            &format!("model {name}: config has no {CLIENT_SPEC_PARAM} parameter; clients cannot read the spec"),
+        );
+    }
+    let runtime::LoadedModel { service, client: spec, weight_bytes: weights } =
+        runtime::load_model(&hem, client_spec.as_deref(), store.clone())
+            .map_err(|e| BackendError::invalid(format!("model {name}: cannot load {e}")))?;
+    let (keys_mb, keys_dir) = (store.capacity() >> 20, store.dir());
     log(
         LOG_INFO,
         &format!(
@@ -197,8 +195,8 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
             spec.input.slot_map.len(),
             spec.rotation_steps.len(),
             weights as f64 / 1e6,
-            capacity >> 20,
-            key_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
+            keys_mb,
+            keys_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
         ),
     );
     Ok(ModelState { name, service: Arc::new(service), max_request_bytes })
@@ -312,7 +310,7 @@ fn read_input(request: *mut TRITONBACKEND_Request, name: &str, budget: &mut usiz
     if size > *budget {
         return Err(BackendError::invalid(format!(
             "request too large: input {name} is {size} bytes, more than the {} bytes left of this model's limit \
-             (parameter heinfer_max_request_mb)",
+             (parameter {MAX_REQUEST_MB_PARAM})",
             *budget
         )));
     }

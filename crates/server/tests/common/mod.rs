@@ -279,9 +279,9 @@ impl Executable for Slow {
         inputs: Vec<Ciphertext>,
         cancel: &AtomicBool,
     ) -> Result<Vec<Ciphertext>, RunError> {
-        for _ in 0..self.steps {
+        for done in 0..self.steps {
             if cancel.load(Ordering::Relaxed) {
-                return Err(RunError("cancelled".into()));
+                return Err(RunError::Cancelled { done, total: self.steps });
             }
             std::thread::sleep(Duration::from_millis(10));
             self.done.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,224 @@
+//! Linear layers: each becomes an affine map composed onto its input's pending one, so
+//! a run of them between two activations costs one packed layer.
+
+use crate::affine::Affine;
+use crate::import::chain::{broadcast, unsupported, Chain, OpNode};
+use crate::import::registry::OpRegistry;
+use crate::import::MaxPoolPolicy;
+use crate::onnx::{self, Node};
+use crate::CompileError;
+
+pub(super) fn register(reg: &mut OpRegistry) {
+    reg.register("Gemm", gemm);
+    reg.register("MatMul", gemm);
+    reg.register("Conv", conv);
+    reg.register("BatchNormalization", batch_norm);
+    reg.register("AveragePool", average_pool);
+    reg.register("GlobalAveragePool", average_pool);
+    reg.register("MaxPool", max_pool);
+}
+
+fn gemm(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    let (n, numel) = (op.n, op.numel);
+    if op.computed[0] != 0 || op.computed.len() > 1 {
+        return Err(unsupported(
+            n,
+            "the weight matrix must be a constant initializer and the activation the left operand",
+        ));
+    }
+    let b = ch.constant(op, 1).ok_or_else(|| unsupported(n, "the weight matrix must be a constant initializer"))?;
+    let trans_b = n.attr_i("transB").unwrap_or(0) == 1;
+    if n.attr_i("transA").unwrap_or(0) == 1 {
+        return Err(unsupported(n, "transA=1 is not supported; the activation must be the left operand"));
+    }
+    let alpha = n.attr_f("alpha").unwrap_or(1.0) as f64;
+    let beta = n.attr_f("beta").unwrap_or(1.0) as f64;
+    if b.dims.len() != 2 {
+        return Err(unsupported(n, "the weight must be a 2-D matrix"));
+    }
+    let (k, mo) =
+        if trans_b { (b.dims[1] as usize, b.dims[0] as usize) } else { (b.dims[0] as usize, b.dims[1] as usize) };
+    if k != numel {
+        return Err(CompileError::Shape(format!(
+            "{}: weight expects {k} inputs, the activation has {numel}",
+            n.describe()
+        )));
+    }
+    let rows = (0..mo)
+        .map(|o| {
+            (0..k)
+                .map(|i| (i as u32, alpha * if trans_b { b.data[o * k + i] } else { b.data[i * mo + o] }))
+                .filter(|e| e.1 != 0.0)
+                .collect()
+        })
+        .collect();
+    let bias = match (n.op_type.as_str(), ch.constant(op, 2)) {
+        ("Gemm", Some(c)) => {
+            broadcast(&c, &[mo]).ok_or_else(|| unsupported(n, "bias shape"))?.iter().map(|v| beta * v).collect()
+        }
+        _ => vec![0.0; mo],
+    };
+    ch.push_linear(&op.cur, &op.out, Affine { n_in: k, rows, bias }, format!("dense {k}->{mo}"), vec![mo]);
+    Ok(())
+}
+
+fn conv(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    let (n, shape_in) = (op.n, &op.shape_in);
+    let w = ch.constant(op, 1).ok_or_else(|| unsupported(n, "the kernel must be a constant initializer"))?;
+    let b = ch.constant(op, 2);
+    let (a, s) = conv_affine(n, shape_in, &w, b.as_ref())?;
+    let label = format!(
+        "conv {}x{}x{}->{}x{}x{} k{}x{}",
+        shape_in[0], shape_in[1], shape_in[2], s[0], s[1], s[2], w.dims[2], w.dims[3]
+    );
+    ch.push_linear(&op.cur, &op.out, a, label, s);
+    Ok(())
+}
+
+fn batch_norm(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    let (n, numel) = (op.n, op.numel);
+    let get = |k: usize| {
+        ch.constant(op, k).ok_or_else(|| unsupported(n, "BatchNormalization parameters must be initializers"))
+    };
+    let (sc, bi, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+    let eps = n.attr_f("epsilon").unwrap_or(1e-5) as f64;
+    let c = op.shape_in[0];
+    let per = numel / c;
+    let mut a = Affine::identity(numel);
+    for i in 0..numel {
+        let k = i / per;
+        let s = sc.data[k] / (var.data[k] + eps).sqrt();
+        a.rows[i][0].1 = s;
+        a.bias[i] = bi.data[k] - s * mean.data[k];
+    }
+    ch.push_linear(&op.cur, &op.out, a, "batchnorm (folded)".into(), op.shape_in.clone());
+    Ok(())
+}
+
+fn average_pool(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    let (a, s) = pool_affine(op.n, &op.shape_in, op.n.op_type == "GlobalAveragePool")?;
+    ch.push_linear(&op.cur, &op.out, a, format!("avgpool {:?}->{:?}", op.shape_in, s), s);
+    Ok(())
+}
+
+fn max_pool(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    let n = op.n;
+    if ch.maxpool == MaxPoolPolicy::Refuse {
+        return Err(unsupported(
+            n,
+            "max is not a polynomial, so CKKS cannot evaluate it; retrain with AveragePool, or pass --maxpool=avg to rewrite it as AveragePool (the report then shows the accuracy cost)",
+        ));
+    }
+    let (a, s) = pool_affine(n, &op.shape_in, false)?;
+    ch.notes.push(format!("{} rewritten as AveragePool (--maxpool=avg)", n.describe()));
+    ch.push_linear(&op.cur, &op.out, a, format!("maxpool->avgpool {:?}->{:?}", op.shape_in, s), s);
+    Ok(())
+}
+
+fn conv_affine(
+    n: &Node,
+    shape: &[usize],
+    w: &onnx::Tensor,
+    b: Option<&onnx::Tensor>,
+) -> Result<(Affine, Vec<usize>), CompileError> {
+    if shape.len() != 3 {
+        return Err(unsupported(n, &format!("Conv needs a C×H×W input, got shape {shape:?}")));
+    }
+    let (c, h, wd) = (shape[0], shape[1], shape[2]);
+    if w.dims.len() != 4 {
+        return Err(unsupported(n, "only 2-D convolutions are supported"));
+    }
+    let (m, cg, kh, kw) = (w.dims[0] as usize, w.dims[1] as usize, w.dims[2] as usize, w.dims[3] as usize);
+    let group = n.attr_i("group").unwrap_or(1) as usize;
+    if group == 0 || c != cg * group || m % group != 0 {
+        return Err(unsupported(n, "weight shape does not match the input channels"));
+    }
+    let st = n.attr_ints("strides").map(|v| v.to_vec()).unwrap_or(vec![1, 1]);
+    let dl = n.attr_ints("dilations").map(|v| v.to_vec()).unwrap_or(vec![1, 1]);
+    let mut pads = n.attr_ints("pads").map(|v| v.to_vec()).unwrap_or(vec![0, 0, 0, 0]);
+    if let Some(ap) = n.attr_s("auto_pad") {
+        if ap == "SAME_UPPER" || ap == "SAME_LOWER" {
+            let ph = ((h as i64 - 1) / st[0]) * st[0] + (kh as i64 - 1) * dl[0] + 1 - h as i64;
+            let pw = ((wd as i64 - 1) / st[1]) * st[1] + (kw as i64 - 1) * dl[1] + 1 - wd as i64;
+            let (ph, pw) = (ph.max(0), pw.max(0));
+            pads = if ap == "SAME_UPPER" {
+                vec![ph / 2, pw / 2, ph - ph / 2, pw - pw / 2]
+            } else {
+                vec![ph - ph / 2, pw - pw / 2, ph / 2, pw / 2]
+            };
+        }
+    }
+    let oh = ((h as i64 + pads[0] + pads[2] - dl[0] * (kh as i64 - 1) - 1) / st[0] + 1) as usize;
+    let ow = ((wd as i64 + pads[1] + pads[3] - dl[1] * (kw as i64 - 1) - 1) / st[1] + 1) as usize;
+    let mg = m / group;
+    let mut rows = Vec::with_capacity(m * oh * ow);
+    let mut bias = Vec::with_capacity(m * oh * ow);
+    for oc in 0..m {
+        let g = oc / mg;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut row = Vec::new();
+                for ic in 0..cg {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = oy as i64 * st[0] - pads[0] + ky as i64 * dl[0];
+                            let ix = ox as i64 * st[1] - pads[1] + kx as i64 * dl[1];
+                            if iy < 0 || ix < 0 || iy >= h as i64 || ix >= wd as i64 {
+                                continue;
+                            }
+                            let cin = g * cg + ic;
+                            let wv = w.data[((oc * cg + ic) * kh + ky) * kw + kx];
+                            row.push(((cin * h * wd + iy as usize * wd + ix as usize) as u32, wv));
+                        }
+                    }
+                }
+                row.sort_unstable_by_key(|e| e.0);
+                rows.push(row);
+                bias.push(b.map(|b| b.data[oc]).unwrap_or(0.0));
+            }
+        }
+    }
+    Ok((Affine { n_in: c * h * wd, rows, bias }, vec![m, oh, ow]))
+}
+
+fn pool_affine(n: &Node, shape: &[usize], global: bool) -> Result<(Affine, Vec<usize>), CompileError> {
+    if shape.len() != 3 {
+        return Err(unsupported(n, &format!("pooling needs a C×H×W input, got {shape:?}")));
+    }
+    let (c, h, w) = (shape[0], shape[1], shape[2]);
+    let (k, st, pads) = if global {
+        (vec![h as i64, w as i64], vec![1, 1], vec![0, 0, 0, 0])
+    } else {
+        let k =
+            n.attr_ints("kernel_shape").map(|v| v.to_vec()).ok_or_else(|| unsupported(n, "kernel_shape missing"))?;
+        (
+            k.clone(),
+            n.attr_ints("strides").map(|v| v.to_vec()).unwrap_or(vec![1, 1]),
+            n.attr_ints("pads").map(|v| v.to_vec()).unwrap_or(vec![0; 4]),
+        )
+    };
+    let include_pad = n.attr_i("count_include_pad").unwrap_or(0) == 1;
+    let oh = ((h as i64 + pads[0] + pads[2] - k[0]) / st[0] + 1) as usize;
+    let ow = ((w as i64 + pads[1] + pads[3] - k[1]) / st[1] + 1) as usize;
+    let mut rows = Vec::new();
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut idx = Vec::new();
+                for ky in 0..k[0] {
+                    for kx in 0..k[1] {
+                        let iy = oy as i64 * st[0] - pads[0] + ky;
+                        let ix = ox as i64 * st[1] - pads[1] + kx;
+                        if iy >= 0 && ix >= 0 && iy < h as i64 && ix < w as i64 {
+                            idx.push((ch * h * w + iy as usize * w + ix as usize) as u32);
+                        }
+                    }
+                }
+                let div = if include_pad { (k[0] * k[1]) as f64 } else { idx.len() as f64 };
+                rows.push(idx.into_iter().map(|i| (i, 1.0 / div)).collect());
+            }
+        }
+    }
+    let nr = rows.len();
+    Ok((Affine { n_in: c * h * w, rows, bias: vec![0.0; nr] }, vec![c, oh, ow]))
+}

@@ -1,0 +1,158 @@
+//! Stage: layout. Packs the approximated network into one ciphertext and lowers it to
+//! CKKS operations ([`lower`] for linear layers and polynomials, [`residual`] for
+//! additions). The parameter search builds it on trial primes for each ring; the final
+//! build on the chosen primes becomes the model with its client spec.
+
+use model::{ClientSpec, HeModel, InputSpec, Op, OutputSpec};
+
+use crate::import::Imported;
+use crate::network::LStage;
+use crate::{cheb, lower, residual, CompileError};
+
+/// Builds the HE program for `stages` on S slots with primes `q`.
+pub(crate) struct Built {
+    pub b: lower::Builder,
+    pub client_map: Vec<i32>,
+    pub out: lower::V,
+    pub out_layout: Vec<i32>,
+    pub input_level: u32,
+    pub input_scale: f64,
+    pub layout_desc: String,
+}
+
+pub(crate) fn build(stages: &[LStage], q: &[u64], slots: usize, scale: f64) -> Result<Built, CompileError> {
+    let mut b = lower::Builder::new(q.to_vec(), slots);
+    let top = q.len() as u32 - 1;
+    let x = b.input(0, top, scale);
+    let (v0, layout0, client_map, desc) = match stages.first() {
+        Some(LStage::Linear { map, src: 0, .. }) => {
+            let plan = lower::plan_first(map, slots)?;
+            let desc = format!(
+                "{} window(s) x {} outputs: output (window w, member c) at slot w + {}*c, period {}; client puts window w's tap t in column w (see slot_map), replicated every {} slots",
+                plan.groups.len(),
+                plan.cp,
+                plan.wp,
+                plan.period(),
+                plan.period() * plan.rr
+            );
+            let (v, l, c) = lower::first_layer(&mut b, x, map, &plan);
+            (v, l, c, desc)
+        }
+        _ => {
+            return Err(CompileError::Layout("the model must begin with a linear layer (Gemm, MatMul or Conv)".into()))
+        }
+    };
+    // Every value with its layout (the input's is the client's slot map).
+    let mut vals: Vec<(lower::V, Vec<i32>)> = Vec::with_capacity(stages.len() + 1);
+    vals.push((x, client_map.clone()));
+    vals.push((v0, layout0));
+    for (i, st) in stages.iter().enumerate().skip(1) {
+        b.layer = i as u32;
+        let next = match st {
+            LStage::Linear { map, src, .. } => {
+                let (v, layout) = &vals[*src];
+                let plan = lower::plan_dense(map, layout)?;
+                lower::dense_layer(&mut b, *v, map, layout, &plan)
+            }
+            LStage::Square { src, .. } => {
+                let (v, layout) = vals[*src].clone();
+                if v.level < 1 {
+                    return Err(CompileError::Internal("out of levels".into()));
+                }
+                (b.square_rescale(v), layout)
+            }
+            LStage::Poly { cheb, exact_zero, src, .. } => {
+                let (v, mut layout) = vals[*src].clone();
+                if v.level < cheb::depth_rec(cheb) {
+                    return Err(CompileError::Internal("out of levels".into()));
+                }
+                let y = lower::poly(&mut b, v, cheb);
+                if !exact_zero {
+                    for e in layout.iter_mut() {
+                        if *e == lower::ZERO {
+                            *e = lower::GARBAGE;
+                        }
+                    }
+                }
+                (y, layout)
+            }
+            LStage::Add { name, a, b: bb, sub, n, .. } => {
+                let (va, la) = vals[*a].clone();
+                let (vb, lb) = vals[*bb].clone();
+                residual::add(&mut b, (va, &la), (vb, &lb), *n, *sub)
+                    .map_err(|e| CompileError::Layout(format!("residual connection '{name}': {e}")))?
+            }
+        };
+        vals.push(next);
+    }
+    let (out, out_layout) = vals.pop().expect("at least one stage");
+    Ok(Built { b, client_map, out, out_layout, input_level: top, input_scale: scale, layout_desc: desc })
+}
+
+/// Whether the program needs the relinearization key.
+pub(crate) fn needs_relinearization(b: &lower::Builder) -> bool {
+    b.nodes.iter().any(|n| matches!(n.op, Op::Square { .. } | Op::MulRelin { .. }))
+}
+
+/// The model: the network built on `params`' primes, with the client spec that says how
+/// to lay out the input and where the `n_out` outputs are.
+pub(crate) fn program(
+    imp: &Imported,
+    stages: &[LStage],
+    params: &ckks::Parameters,
+    n_out: usize,
+    name: &str,
+) -> Result<HeModel, CompileError> {
+    let slots = params.slots();
+    let bt = build(stages, params.q(), slots, params.default_scale())?;
+    let steps = lower::rotation_steps(&bt.b.nodes);
+    let relin = needs_relinearization(&bt.b);
+    let mut out_slots = Vec::with_capacity(n_out);
+    for o in 0..n_out {
+        let s = bt
+            .out_layout
+            .iter()
+            .position(|&e| e == o as i32)
+            .ok_or_else(|| CompileError::Internal(format!("output {o} has no slot")))?;
+        out_slots.push((0u32, s as u32));
+    }
+    let out_node = &bt.b.nodes[bt.out.id as usize];
+    let client = ClientSpec {
+        version: model::CLIENT_SPEC_VERSION,
+        model: name.to_string(),
+        params: params.spec().clone(),
+        input: InputSpec {
+            name: imp.input_name.clone(),
+            shape: imp.input_shape.clone(),
+            level: bt.input_level,
+            scale: bt.input_scale,
+            slot_map: vec![bt.client_map.clone()],
+            layout: bt.layout_desc.clone(),
+        },
+        rotation_steps: steps.clone(),
+        galois_elements: steps.iter().map(|&s| params.galois_element(s)).collect(),
+        relinearization: relin,
+        output: OutputSpec {
+            name: imp.he_output.clone(),
+            shape: vec![n_out],
+            ciphertexts: 1,
+            slots: out_slots,
+            multiplier: 1.0,
+            level: out_node.level,
+            scale: out_node.scale,
+            final_name: imp.final_output.clone(),
+        },
+        postprocess: imp.postprocess.clone(),
+    };
+    let hem = HeModel {
+        name: name.to_string(),
+        client,
+        layers: stages.iter().map(|s| s.info()).collect(),
+        nodes: bt.b.nodes,
+        plaintexts: bt.b.plains,
+        outputs: vec![bt.out.id],
+        report: None,
+    };
+    hem.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
+    Ok(hem)
+}

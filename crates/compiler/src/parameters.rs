@@ -1,0 +1,125 @@
+//! Stage: parameters. Finds the smallest ring whose layout fits and whose parameter set
+//! ([`params`]) keeps the decisions of calibration samples under the CKKS noise the
+//! [`noise`] analysis predicts for the packed program.
+
+use crate::calibrate::Calibration;
+use crate::network::{depth_bound, forward, LStage};
+use crate::{layout, lower, noise, params, CompileError, Options};
+
+/// Calibration samples the noise analysis simulates.
+const NOISE_SAMPLES: usize = 64;
+/// Share of them that must keep their top-1 class under `NOISE_SAFETY` × the modelled noise.
+const NOISE_QUANTILE: f64 = 0.99;
+const NOISE_SAFETY: f64 = 4.0;
+/// Never below this scale, whatever the analysis says (constants and weights lose
+/// precision below it).
+const MIN_SCALE_BITS: u32 = 24;
+
+pub(crate) struct Chosen {
+    pub choice: params::Choice,
+    /// The program's multiplicative depth as packed.
+    pub depth: u32,
+    /// What the noise analysis asked for and predicts, for the report.
+    pub note: String,
+}
+
+pub(crate) fn choose(stages: &[LStage], cal: &Calibration, opts: &Options) -> Result<Chosen, CompileError> {
+    let (calib, cal_rows) = (cal.data, cal.rows);
+    // Residual additions make the depth depend on the packing: each ring's program is
+    // built on a chain long enough for the worst case and its depth measured.
+    let depth_ub = depth_bound(stages);
+    let mut depth = depth_ub;
+    let max_out = (0..cal_rows)
+        .map(|r| forward(stages, calib.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
+        .fold(1.0f64, f64::max);
+    let headroom = (max_out.log2().ceil().max(0.0) as u32 + 4).max(6);
+
+    // Layout feasibility and rotation count on the smallest ring that holds it.
+    let mut last_err = None;
+    let mut choice = None;
+    let mut noise_note = String::new();
+    let mut noise_at: Option<(u32, noise::NoiseEstimate)> = None;
+    let noise_rows: Vec<usize> = (0..cal_rows).step_by((cal_rows / NOISE_SAMPLES).max(1)).collect();
+    for log_n in opts.min_log_n.max(12)..=16 {
+        let slots = 1usize << (log_n - 1);
+        // Every prime and the scale near 2^S_REF: the program for the noise analysis.
+        // The primes differ (by 2^-16 relative) as real ones do, so that scales that
+        // will differ under real primes differ here too and get the same alignment.
+        let dummy_q: Vec<u64> =
+            (0..=depth_ub as u64).map(|i| (1u64 << noise::S_REF) + ((2 * i + 1) << (noise::S_REF - 16)) + 1).collect();
+        match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32)) {
+            Ok(bt) => {
+                depth = depth_ub - bt.b.nodes.iter().map(|n| n.level).min().unwrap_or(depth_ub);
+                let steps = lower::rotation_steps(&bt.b.nodes);
+                let relin = layout::needs_relinearization(&bt.b);
+                let inputs: Vec<Vec<f64>> = noise_rows
+                    .iter()
+                    .map(|&r| {
+                        let x = calib.row(r);
+                        bt.client_map.iter().map(|&i| if i >= 0 { x[i as usize] } else { 0.0 }).collect()
+                    })
+                    .collect();
+                let n_out = bt.out_layout.iter().filter(|&&e| e >= 0).map(|&e| e as usize + 1).max().unwrap_or(0);
+                let out_slots: Vec<usize> =
+                    (0..n_out).filter_map(|o| bt.out_layout.iter().position(|&e| e == o as i32)).collect();
+                // Simulated once, on the smallest ring the layout fits; larger rings scale it.
+                let est = match &noise_at {
+                    Some((k, e)) => noise::NoiseEstimate::for_larger_ring(e, log_n - k),
+                    None => {
+                        let e = noise::analyse(
+                            &bt.b.nodes,
+                            &bt.b.plains,
+                            bt.out.id as usize,
+                            &inputs,
+                            &out_slots,
+                            slots,
+                            log_n,
+                            NOISE_SAFETY,
+                        );
+                        noise_at = Some((log_n, e.clone()));
+                        e
+                    }
+                };
+                let req = params::ParamRequest {
+                    depth,
+                    scale_bits: opts.scale_bits,
+                    min_scale_bits: MIN_SCALE_BITS,
+                    noise: Some(est.clone()),
+                    noise_quantile: NOISE_QUANTILE,
+                    headroom_bits: headroom,
+                    min_slots: slots,
+                    galois_keys: steps.len(),
+                    relin,
+                    min_log_n: log_n,
+                    key_budget_bytes: opts.key_budget_bytes,
+                };
+                match params::choose(&req) {
+                    Ok(c) if c.params.log_n() == log_n => {
+                        let s = c.scale_bits;
+                        let min_bits = c.needed_scale_bits;
+                        noise_note = format!(
+                            "scale 2^{s}: CKKS noise (encryption, rescale, key switch) simulated on {} calibration samples needs at least 2^{min_bits} for {:.0}% of them to keep their top-1 class under {NOISE_SAFETY}x the modelled noise; predicted max output error from noise at 2^{s}: {:.2e}",
+                            inputs.len(),
+                            100.0 * NOISE_QUANTILE,
+                            est.max_err_at(s, c.ks_factor)
+                        );
+                        if s < min_bits {
+                            noise_note += &format!(
+                                " — below the 2^{min_bits} the noise analysis asks for: expect errors under encryption"
+                            );
+                        }
+                        choice = Some(c);
+                        break;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    match choice {
+        Some(choice) => Ok(Chosen { choice, depth, note: noise_note }),
+        None => Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),
+    }
+}

@@ -1,0 +1,16 @@
+//! Graph passes: rewrites of the parsed ONNX graph, in order, before its ops are
+//! imported. A pattern several ONNX ops spell out becomes the one op the registry
+//! imports, so op handlers never see its pieces.
+
+mod gelu;
+
+use crate::onnx::Graph;
+
+/// The passes, in the order they run; a pass is named by its function.
+const PASSES: &[fn(&mut Graph)] = &[gelu::fuse_gelu];
+
+pub(crate) fn run(g: &mut Graph) {
+    for pass in PASSES {
+        pass(g);
+    }
+}

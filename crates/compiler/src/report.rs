@@ -1,0 +1,146 @@
+//! Stage: report. Per-layer operation counts, depth and estimated latency, sizes of keys
+//! and messages, the activation fits (with plots) and the measured accuracy.
+
+use model::report::{Accuracy, ActivationReport, LayerReport, Report};
+use model::{HeModel, Op};
+
+use crate::approximate::Approximated;
+use crate::calibrate::Range;
+use crate::import::{Imported, Stage};
+use crate::svg;
+
+/// Each fit's report entry and its plot, (file name, SVG).
+pub(crate) fn activations(
+    imp: &Imported,
+    ranges: &[Range],
+    ap: &Approximated,
+) -> (Vec<ActivationReport>, Vec<(String, String)>) {
+    let degree = ap.degree;
+    let mut plots = vec![];
+    let mut acts = vec![];
+    for (i, (fit, f, name, _)) in ap.fits.iter().enumerate() {
+        let seen = ranges.get(act_index(imp, name)).cloned().unwrap_or(Range { lo: 0.0, hi: 0.0, samples: vec![] });
+        let file = format!("activation_{i}_{}.svg", sanitize(name));
+        plots.push((
+            file.clone(),
+            svg::plot(&format!("{} ({}) ~ degree {}", name, f.name(), degree), fit, *f, &seen.samples),
+        ));
+        acts.push(ActivationReport {
+            layer: name.clone(),
+            function: f.name(),
+            degree,
+            lo: fit.center - fit.radius,
+            hi: fit.center + fit.radius,
+            seen_lo: seen.lo,
+            seen_hi: seen.hi,
+            coefficients: fit.coef_in_x(),
+            max_abs_error: fit.max_abs_error,
+            plot: Some(file),
+        });
+    }
+    (acts, plots)
+}
+
+fn act_index(imp: &Imported, name: &str) -> usize {
+    imp.stages
+        .iter()
+        .filter(|s| matches!(s, Stage::Act { .. }))
+        .position(|s| matches!(s, Stage::Act { name: n, .. } if n == name))
+        .unwrap_or(0)
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_report(
+    m: &HeModel,
+    params: &ckks::Parameters,
+    key_each: usize,
+    depth: u32,
+    activations: Vec<ActivationReport>,
+    accuracy: Option<Accuracy>,
+    notes: Vec<String>,
+    secs: f64,
+) -> Report {
+    let spec = params.spec();
+    let l_total = spec.q.len();
+    let mut layers: Vec<LayerReport> = m
+        .layers
+        .iter()
+        .map(|l| LayerReport { name: l.name.clone(), kind: l.kind.clone(), ..Default::default() })
+        .collect();
+    let mut prev_level = m.client.input.level;
+    for n in &m.nodes {
+        let lr = &mut layers[n.layer as usize];
+        let ms = est_node_ms(&n.op, n.level, spec.log_n, spec.dnum, spec.p.len(), l_total);
+        lr.est_ms += ms;
+        match n.op {
+            Op::Rotate { step, .. } => {
+                lr.rotations += 1;
+                if !lr.rotation_steps.contains(&step) {
+                    lr.rotation_steps.push(step);
+                }
+            }
+            Op::MulPlain { .. } => lr.mul_plain += 1,
+            Op::MulRelin { .. } | Op::Square { .. } => lr.ct_mults += 1,
+            Op::Rescale { .. } => lr.rescales += 1,
+            Op::Input { .. } => {}
+            _ => lr.other_ops += 1,
+        }
+        lr.level_out = n.level;
+    }
+    for lr in layers.iter_mut() {
+        lr.depth = prev_level.saturating_sub(lr.level_out);
+        prev_level = lr.level_out;
+    }
+    let steps = m.client.rotation_steps.clone();
+    let keys = steps.len() + usize::from(m.client.relinearization);
+    let est: f64 = layers.iter().map(|l| l.est_ms).sum();
+    Report {
+        model: m.name.clone(),
+        log_n: spec.log_n,
+        slots: params.slots(),
+        q_bits: spec.q.iter().map(|&q| (q as f64).log2()).collect(),
+        p_bits: spec.p.iter().map(|&q| (q as f64).log2()).collect(),
+        dnum: spec.dnum,
+        log_qp: params.log_qp(),
+        security_bound: ckks::max_log_qp(spec.log_n).unwrap_or(0),
+        log_scale: spec.log_scale,
+        depth,
+        total_rotations: layers.iter().map(|l| l.rotations).sum(),
+        layers,
+        galois_keys: steps.len(),
+        rotation_steps: steps,
+        relinearization: m.client.relinearization,
+        evaluation_key_bytes: keys * key_each,
+        input_ciphertexts: m.client.input.slot_map.len(),
+        query_bytes: m.client.input.slot_map.len() * params.ciphertext_bytes(params.max_level(), true),
+        response_bytes: m.outputs.len() * params.ciphertext_bytes(m.client.output.level as usize, false),
+        plaintext_memory_bytes: m.plaintexts.iter().map(|p| params.n() * (p.level as usize + 1) * 8).sum(),
+        est_latency_ms: est,
+        activations,
+        accuracy,
+        notes,
+        compile_seconds: secs,
+    }
+}
+
+fn est_node_ms(op: &Op, level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
+    let n = (1u64 << log_n) as f64;
+    let ntt = n * log_n as f64 * 2.0e-7; // ms per limb NTT (rough, one core)
+    let limbs = level as f64 + 1.0;
+    let alpha = (l_total as f64 / dnum as f64).ceil();
+    let digits = (limbs / alpha).ceil();
+    let ks = ntt * (limbs + digits * (limbs + k as f64) + 2.0 * k as f64 + 2.0 * limbs)
+        + n * 1e-6 * digits * (limbs + k as f64) * 2.0;
+    match op {
+        Op::Rotate { .. } => ks,
+        Op::MulRelin { .. } | Op::Square { .. } => ks + n * 4e-6 * limbs,
+        Op::Rescale { .. } => 2.0 * ntt * (limbs + 1.0),
+        Op::MulPlain { .. } | Op::MulConst { .. } => n * 2e-6 * limbs,
+        Op::Input { .. } | Op::DropLevel { .. } => 0.0,
+        _ => n * 1e-6 * limbs,
+    }
+}

@@ -1,0 +1,163 @@
+//! Randomness: a ChaCha20 CSPRNG seeded by the operating system, and the
+//! distributions CKKS needs (uniform mod q, uniform ternary, discrete Gaussian).
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{OsRng, RngCore, SeedableRng};
+use zeroize::Zeroize;
+
+use crate::arith::Modulus;
+use crate::poly::Poly;
+
+/// Tail cut of the discrete Gaussian, in standard deviations.
+const GAUSS_TAIL: f64 = 6.0;
+
+/// A ChaCha20 stream and the distributions drawn from it.
+pub struct Sampler {
+    rng: ChaCha20Rng,
+    /// cumulative distribution of |e| for the discrete Gaussian, scaled to 2^64
+    cdt: Vec<u64>,
+}
+
+impl Sampler {
+    /// Seeded by the operating system's generator.
+    pub fn new(sigma: f64) -> Self {
+        let mut seed = fresh_seed();
+        let s = Self::from_seed(seed, sigma);
+        seed.zeroize();
+        s
+    }
+
+    /// Deterministic stream from a seed (expanding the public halves of seeded objects).
+    pub fn from_seed(seed: [u8; 32], sigma: f64) -> Self {
+        let bound = (sigma * GAUSS_TAIL).ceil() as i64;
+        let weights: Vec<f64> = (0..=bound)
+            .map(|k| {
+                let w = (-(k * k) as f64 / (2.0 * sigma * sigma)).exp();
+                // |e| = k > 0 stands for two values, ±k.
+                if k == 0 {
+                    w
+                } else {
+                    2.0 * w
+                }
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut acc = 0.0;
+        let mut cdt: Vec<u64> = weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                (acc * 18446744073709551615.0).min(18446744073709551615.0) as u64
+            })
+            .collect();
+        *cdt.last_mut().unwrap() = u64::MAX;
+        Self { rng: ChaCha20Rng::from_seed(seed), cdt }
+    }
+
+    /// Uniform ternary coefficients in {-1, 0, 1}.
+    pub fn ternary(&mut self, n: usize) -> Vec<i64> {
+        let mut out = Vec::with_capacity(n);
+        let mut buf = [0u8; 64];
+        while out.len() < n {
+            self.rng.fill_bytes(&mut buf);
+            for &b in &buf {
+                // 255 = 3·85: reject it so the three values are exactly equally likely.
+                if b < 255 && out.len() < n {
+                    out.push((b % 3) as i64 - 1);
+                }
+            }
+        }
+        buf.zeroize();
+        out
+    }
+
+    /// A polynomial in NTT-ready form (coefficients reduced into every limb) of secret
+    /// small values: the Gaussian error (or ternary values when `ternary`). The signed
+    /// draws are wiped once reduced; callers wipe the polynomial when done with it.
+    pub fn small_poly(&mut self, n: usize, moduli: &[&Modulus], ternary: bool) -> Poly {
+        let mut v = if ternary { self.ternary(n) } else { self.gaussian(n) };
+        let p = Poly::from_signed(&v, moduli);
+        v.zeroize();
+        p
+    }
+
+    /// Discrete Gaussian with the stream's σ, cut at 6σ, by inversion of its table.
+    /// Constant time: every table entry is compared (no search whose branches follow
+    /// the secret value) and a sign bit is drawn for every sample, zero included.
+    pub fn gaussian(&mut self, n: usize) -> Vec<i64> {
+        (0..n)
+            .map(|_| {
+                let r = self.rng.next_u64();
+                // The number of entries ≤ r is |e|; the last entry is u64::MAX, so at most len − 1 … len.
+                let k = self.cdt[..self.cdt.len() - 1].iter().fold(0i64, |acc, &c| acc + (c <= r) as i64);
+                let sign = (self.rng.next_u32() & 1) as i64;
+                k * (1 - 2 * sign)
+            })
+            .collect()
+    }
+
+    /// Uniform residues for every limb; in NTT form this is a uniform polynomial.
+    pub fn uniform(&mut self, n: usize, moduli: &[&Modulus]) -> Poly {
+        let mut p = Poly::zero(n, moduli.len());
+        for (i, m) in moduli.iter().enumerate() {
+            let q = m.value();
+            let mask = u64::MAX >> q.leading_zeros();
+            for x in p.limb_mut(i) {
+                *x = loop {
+                    let v = self.rng.next_u64() & mask;
+                    if v < q {
+                        break v;
+                    }
+                };
+            }
+        }
+        p
+    }
+}
+
+impl Drop for Sampler {
+    /// The generator's state would replay every value it produced (secrets among
+    /// them): overwrite it in place.
+    fn drop(&mut self) {
+        self.rng = ChaCha20Rng::from_seed([0; 32]);
+    }
+}
+
+/// 32 bytes from the operating system's CSPRNG.
+pub fn fresh_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ERROR_STDDEV: f64 = 3.2;
+
+    #[test]
+    fn gaussian_has_the_right_spread_and_ternary_is_balanced() {
+        let mut s = Sampler::new(ERROR_STDDEV);
+        let e = s.gaussian(200_000);
+        let mean = e.iter().sum::<i64>() as f64 / e.len() as f64;
+        let var = e.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / e.len() as f64;
+        assert!(mean.abs() < 0.05, "mean {mean}");
+        assert!((var.sqrt() - ERROR_STDDEV).abs() < 0.05, "sd {}", var.sqrt());
+        assert!(e.iter().all(|x| x.abs() <= 20));
+        let t = s.ternary(300_000);
+        for v in [-1, 0, 1] {
+            let c = t.iter().filter(|&&x| x == v).count() as f64 / t.len() as f64;
+            assert!((c - 1.0 / 3.0).abs() < 0.01, "{v}: {c}");
+        }
+    }
+
+    #[test]
+    fn seeded_streams_repeat_and_fresh_ones_differ() {
+        let m = Modulus::new(1099511922689);
+        let a = Sampler::from_seed([7; 32], 3.2).uniform(64, &[&m]);
+        let b = Sampler::from_seed([7; 32], 3.2).uniform(64, &[&m]);
+        assert_eq!(a, b);
+        assert_ne!(fresh_seed(), fresh_seed());
+    }
+}

@@ -1,0 +1,302 @@
+//! AVX-512 slice kernels (and the IFMA ones for primes below 2^50).
+
+pub(crate) mod transform;
+
+use std::arch::x86_64::*;
+
+use crate::arith::Modulus;
+
+/// High 64 bits of a·b, lane-wise, from four 32×32 products.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+fn mulhi(a: __m512i, b: __m512i) -> __m512i {
+    let a_hi = _mm512_srli_epi64::<32>(a);
+    let b_hi = _mm512_srli_epi64::<32>(b);
+    let lolo = _mm512_mul_epu32(a, b);
+    let lohi = _mm512_mul_epu32(a, b_hi);
+    let hilo = _mm512_mul_epu32(a_hi, b);
+    let hihi = _mm512_mul_epu32(a_hi, b_hi);
+    let mask = _mm512_set1_epi64(0xffff_ffff);
+    let mid = _mm512_add_epi64(
+        _mm512_srli_epi64::<32>(lolo),
+        _mm512_add_epi64(_mm512_and_si512(lohi, mask), _mm512_and_si512(hilo, mask)),
+    );
+    _mm512_add_epi64(
+        _mm512_add_epi64(hihi, _mm512_srli_epi64::<32>(lohi)),
+        _mm512_add_epi64(_mm512_srli_epi64::<32>(hilo), _mm512_srli_epi64::<32>(mid)),
+    )
+}
+
+/// x·w mod q in [0, 2q) for a constant w with its 64-bit Shoup companion wp.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq")]
+pub(crate) fn mul_shoup_lazy(x: __m512i, w: __m512i, wp: __m512i, q: __m512i) -> __m512i {
+    _mm512_sub_epi64(_mm512_mullo_epi64(x, w), _mm512_mullo_epi64(mulhi(x, wp), q))
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce_once(x: __m512i, b: __m512i) -> __m512i {
+    _mm512_min_epu64(x, _mm512_sub_epi64(x, b))
+}
+
+/// # Safety
+/// The CPU must support avx512f,avx512dq (the caller holds the matching `crate::isa` token); pointer and length
+/// requirements are as stated above (lengths are asserted where the body checks them).
+#[target_feature(enable = "avx512f,avx512dq")]
+pub unsafe fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = acc.len();
+        assert!(x.len() >= n && w.len() >= n && wp.len() >= n);
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= every slice's length.
+            let a = _mm512_loadu_si512(acc.as_ptr().add(i) as *const _);
+            let xv = _mm512_loadu_si512(x.as_ptr().add(i) as *const _);
+            let wv = _mm512_loadu_si512(w.as_ptr().add(i) as *const _);
+            let pv = _mm512_loadu_si512(wp.as_ptr().add(i) as *const _);
+            let s = reduce_once(_mm512_add_epi64(a, mul_shoup_lazy(xv, wv, pv, qv)), q2);
+            _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, s);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Op {
+    Add,
+    Sub,
+    Reduce,
+}
+
+/// # Safety
+/// The CPU must support avx512f (the caller holds the matching `crate::isa` token); pointer and length
+/// requirements are as stated above (lengths are asserted where the body checks them).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn binary(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = a.len();
+        assert!(b.is_none_or(|b| b.len() >= n));
+        let qv = _mm512_set1_epi64(q as i64);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            let x = _mm512_loadu_si512(a.as_ptr().add(i) as *const _);
+            let r = match (op, b) {
+                (Op::Add, Some(b)) => {
+                    let s = _mm512_add_epi64(x, _mm512_loadu_si512(b.as_ptr().add(i) as *const _));
+                    reduce_once(s, qv)
+                }
+                (Op::Sub, Some(b)) => {
+                    let d = _mm512_sub_epi64(x, _mm512_loadu_si512(b.as_ptr().add(i) as *const _));
+                    _mm512_min_epu64(d, _mm512_add_epi64(d, qv))
+                }
+                _ => reduce_once(x, qv),
+            };
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, r);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support avx512f (the caller holds the matching `crate::isa` token); pointer and length
+/// requirements are as stated above (lengths are asserted where the body checks them).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn sub_const(a: &mut [u64], c: u64, q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let qv = _mm512_set1_epi64(q as i64);
+        let cv = _mm512_set1_epi64(c as i64);
+        for i in (0..a.len()).step_by(8) {
+            // SAFETY: i + 8 <= a.len().
+            let d = _mm512_sub_epi64(_mm512_loadu_si512(a.as_ptr().add(i) as *const _), cv);
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, _mm512_min_epu64(d, _mm512_add_epi64(d, qv)));
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support avx512f,avx512dq,avx512ifma (the caller holds the matching `crate::isa` token); pointer and length
+/// requirements are as stated above (lengths are asserted where the body checks them).
+#[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
+pub unsafe fn mul_shoup_acc_ifma(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = acc.len();
+        assert!(x.len() >= n && w.len() >= n && wp.len() >= n);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
+        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
+        let zero = _mm512_setzero_si512();
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= every slice's length.
+            let a = _mm512_loadu_si512(acc.as_ptr().add(i) as *const _);
+            let xv = _mm512_loadu_si512(x.as_ptr().add(i) as *const _);
+            let wv = _mm512_loadu_si512(w.as_ptr().add(i) as *const _);
+            let pv = _mm512_loadu_si512(wp.as_ptr().add(i) as *const _);
+            let qhat = _mm512_madd52hi_epu64(zero, pv, xv);
+            let t = _mm512_madd52lo_epu64(zero, wv, xv);
+            let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
+            let s = reduce_once(_mm512_add_epi64(a, t), q2);
+            _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, s);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support avx512f,avx512dq (the caller holds the matching `crate::isa` token); pointer and length
+/// requirements are as stated above (lengths are asserted where the body checks them).
+#[target_feature(enable = "avx512f,avx512dq")]
+pub unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = out.len();
+        assert!(ys.len() == cs.len() && ys.iter().all(|y| y.len() >= n));
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let consts: Vec<(__m512i, __m512i)> =
+            cs.iter().map(|&(c, cp)| (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp as i64))).collect();
+        for i in (0..n).step_by(8) {
+            let mut acc = _mm512_setzero_si512();
+            for (y, &(c, cp)) in ys.iter().zip(&consts) {
+                // SAFETY: i + 8 <= n <= y.len().
+                let yv = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
+                acc = reduce_once(_mm512_add_epi64(acc, mul_shoup_lazy(yv, c, cp, qv)), q2);
+            }
+            _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, reduce_once(acc, qv));
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support avx512f,avx512dq (the caller holds the matching `crate::isa` token); pointer and length
+/// requirements are as stated above (lengths are asserted where the body checks them).
+#[target_feature(enable = "avx512f,avx512dq")]
+pub unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = x.len();
+        assert!(y.len() >= n);
+        let qv = _mm512_set1_epi64(q as i64);
+        let wv = _mm512_set1_epi64(w as i64);
+        let pv = _mm512_set1_epi64(wp as i64);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            let a = _mm512_loadu_si512(x.as_ptr().add(i) as *const _);
+            let b = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
+            let d = _mm512_sub_epi64(_mm512_add_epi64(a, qv), b);
+            let r = reduce_once(mul_shoup_lazy(d, wv, pv, qv), qv);
+            _mm512_storeu_si512(x.as_mut_ptr().add(i) as *mut _, r);
+        }
+    }
+}
+
+/// # Safety
+/// The CPU must support avx512f,avx512dq,avx512ifma (the caller holds the matching `crate::isa` token); pointer and length
+/// requirements are as stated above (lengths are asserted where the body checks them).
+#[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
+pub unsafe fn dot_const_ifma(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = out.len();
+        assert!(ys.len() == cs.len() && ys.iter().all(|y| y.len() >= n));
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
+        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
+        let zero = _mm512_setzero_si512();
+        let consts: Vec<(__m512i, __m512i)> =
+            cs.iter().map(|&(c, cp)| (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp as i64))).collect();
+        for i in (0..n).step_by(8) {
+            let mut acc = zero;
+            for (y, &(c, cp)) in ys.iter().zip(&consts) {
+                // SAFETY: i + 8 <= n <= y.len().
+                let yv = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
+                let qhat = _mm512_madd52hi_epu64(zero, cp, yv);
+                let t = _mm512_madd52lo_epu64(zero, c, yv);
+                let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
+                acc = reduce_once(_mm512_add_epi64(acc, t), q2);
+            }
+            _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, reduce_once(acc, qv));
+        }
+    }
+}
+
+/// a·b mod q for q < 2^62 with 64-bit lanes: a Montgomery product (a·b·2^-64),
+/// then a Shoup product by 2^64 mod q to undo the Montgomery factor.
+///
+/// # Safety
+/// The CPU must support avx512f,avx512dq (the caller holds the matching `crate::isa` token); pointer and length
+/// requirements are as stated above (lengths are asserted where the body checks them).
+#[target_feature(enable = "avx512f,avx512dq")]
+pub unsafe fn mul_montgomery(a: &mut [u64], b: &[u64], m: &Modulus) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = a.len();
+        assert!(b.len() >= n);
+        let q = m.value();
+        // -q^{-1} mod 2^64 by Newton's iteration (each step doubles the correct bits).
+        let mut inv = q;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(q.wrapping_mul(inv)));
+        }
+        let r = ((1u128 << 64) % q as u128) as u64;
+        let qv = _mm512_set1_epi64(q as i64);
+        let qneg = _mm512_set1_epi64(inv.wrapping_neg() as i64);
+        let rv = _mm512_set1_epi64(r as i64);
+        let rp = _mm512_set1_epi64(m.shoup(r) as i64);
+        let one = _mm512_set1_epi64(1);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            let av = _mm512_loadu_si512(a.as_ptr().add(i) as *const _);
+            let bv = _mm512_loadu_si512(b.as_ptr().add(i) as *const _);
+            let lo = _mm512_mullo_epi64(av, bv);
+            let hi = mulhi(av, bv);
+            let mq_hi = mulhi(_mm512_mullo_epi64(lo, qneg), qv);
+            // lo + low(m·q) is 0 or 2^64: it carries exactly when lo != 0.
+            let t = _mm512_add_epi64(_mm512_add_epi64(hi, mq_hi), _mm512_min_epu64(lo, one));
+            let t = reduce_once(t, qv);
+            let t = reduce_once(mul_shoup_lazy(t, rv, rp, qv), qv);
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, t);
+        }
+    }
+}
+
+/// Barrett product with IFMA for q < 2^50 (L = bit length of q):
+/// x = a·b as 52-bit halves; qhat = ⌊⌊x / 2^(L-1)⌋ · ⌊2^(L+51)/q⌋ / 2^52⌋ ≥ ⌊x/q⌋ - 2.
+///
+/// # Safety
+/// The CPU must support avx512f,avx512dq,avx512ifma (the caller holds the matching `crate::isa` token); pointer and length
+/// requirements are as stated above (lengths are asserted where the body checks them).
+#[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
+pub unsafe fn mul_barrett_ifma(a: &mut [u64], b: &[u64], m: &Modulus) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = a.len();
+        assert!(b.len() >= n);
+        let q = m.value();
+        let l = m.bits() as u64;
+        let mu = ((1u128 << (l + 51)) / q as u128) as u64;
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let muv = _mm512_set1_epi64(mu as i64);
+        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
+        let zero = _mm512_setzero_si512();
+        let sl = _mm_set_epi64x(0, (53 - l) as i64);
+        let sr = _mm_set_epi64x(0, (l - 1) as i64);
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            let av = _mm512_loadu_si512(a.as_ptr().add(i) as *const _);
+            let bv = _mm512_loadu_si512(b.as_ptr().add(i) as *const _);
+            let lo = _mm512_madd52lo_epu64(zero, av, bv);
+            let hi = _mm512_madd52hi_epu64(zero, av, bv);
+            let c1 = _mm512_or_si512(_mm512_sll_epi64(hi, sl), _mm512_srl_epi64(lo, sr));
+            let c1 = _mm512_and_si512(c1, mask);
+            let qhat = _mm512_madd52hi_epu64(zero, c1, muv);
+            let r = _mm512_and_si512(_mm512_sub_epi64(lo, _mm512_madd52lo_epu64(zero, qhat, qv)), mask);
+            let r = reduce_once(reduce_once(r, q2), qv);
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, r);
+        }
+    }
+}

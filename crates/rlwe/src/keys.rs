@@ -1,0 +1,315 @@
+//! Keys: the ternary secret (client only), the public key, and key-switching keys
+//! (relinearization, Galois) in the hybrid form of Han–Ki: `dnum` digits over the
+//! basis Q·P, each digit's uniform half drawn from a 32-byte seed.
+
+use std::collections::BTreeMap;
+
+#[cfg(feature = "secret-key")]
+use zeroize::Zeroize;
+
+use crate::params::{Parameters, ERROR_STDDEV};
+#[cfg(feature = "secret-key")]
+use ring::fresh_seed;
+use ring::{Poly, Sampler};
+
+/// The secret key: a uniform ternary polynomial. Zeroized on drop, never serialized
+/// except to the owner's own file (see `wire`).
+#[cfg(feature = "secret-key")]
+pub struct SecretKey {
+    pub(crate) params: Parameters,
+    /// coefficients in {-1, 0, 1}
+    pub(crate) coeffs: Vec<i64>,
+    /// NTT form over every prime, q chain then special primes
+    pub(crate) ntt: Poly,
+}
+
+#[cfg(feature = "secret-key")]
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.coeffs.zeroize();
+        self.ntt.zeroize();
+    }
+}
+
+#[cfg(feature = "secret-key")]
+impl SecretKey {
+    pub(crate) fn from_coeffs(params: &Parameters, coeffs: Vec<i64>) -> Self {
+        let ctx = params.ctx();
+        let moduli: Vec<_> = ctx.moduli.iter().collect();
+        let mut ntt = Poly::from_signed(&coeffs, &moduli);
+        ntt.ntt(&ctx.ntt.iter().collect::<Vec<_>>());
+        Self { params: params.clone(), coeffs, ntt }
+    }
+    /// The parameter set.
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+}
+
+#[cfg(feature = "secret-key")]
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+/// Public key (b, a) = (-a·s + e, a) over the q chain.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    pub(crate) params: Parameters,
+    pub(crate) b: Poly,
+    pub(crate) a: Poly,
+    pub(crate) seed: [u8; 32],
+}
+
+impl PublicKey {
+    /// The parameter set.
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+}
+
+/// Switches a ciphertext component from some key s' to the secret s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeySwitchKey {
+    pub(crate) params: Parameters,
+    /// per digit, over all q and p primes, NTT form
+    pub(crate) b: Vec<Poly>,
+    pub(crate) a: Vec<Poly>,
+    /// What `key_dot` reads beside b and a (`ring::kernels::key_companion`: Shoup companions, or the
+    /// words as doubles for primes the ring carries as doubles); memory only, re-derived on load
+    pub(crate) bp: Vec<Poly>,
+    pub(crate) ap: Vec<Poly>,
+    pub(crate) seed: [u8; 32],
+}
+
+impl KeySwitchKey {
+    pub(crate) fn new(params: &Parameters, b: Vec<Poly>, a: Vec<Poly>, seed: [u8; 32]) -> Self {
+        let ctx = params.ctx();
+        let companions = |polys: &[Poly]| -> Vec<Poly> {
+            polys
+                .iter()
+                .map(|p| {
+                    let mut c = p.clone();
+                    for (i, m) in ctx.moduli.iter().enumerate() {
+                        for x in c.limb_mut(i) {
+                            *x = ring::kernels::key_companion(*x, m);
+                        }
+                    }
+                    c
+                })
+                .collect()
+        };
+        let (bp, ap) = (companions(&b), companions(&a));
+        Self { params: params.clone(), b, a, bp, ap, seed }
+    }
+
+    /// The parameter set.
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+    /// Number of digits: ⌈L/α⌉ for L ciphertext primes and α per digit, which can be
+    /// fewer than `dnum` (5 primes with dnum = 4 make α = 2 and 3 digits).
+    pub fn digits(&self) -> usize {
+        self.b.len()
+    }
+
+    /// The same key with every polynomial (and companion) permuted.
+    pub(crate) fn permuted(&self, perm: &[u32]) -> Self {
+        let p = |v: &[Poly]| v.iter().map(|x| x.permute(perm)).collect();
+        Self {
+            params: self.params.clone(),
+            b: p(&self.b),
+            a: p(&self.a),
+            bp: p(&self.bp),
+            ap: p(&self.ap),
+            seed: self.seed,
+        }
+    }
+}
+
+/// Relinearization key: switches s² to s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelinKey(pub(crate) KeySwitchKey);
+
+impl RelinKey {
+    /// The key-switching key s² → s.
+    pub fn key(&self) -> &KeySwitchKey {
+        &self.0
+    }
+}
+
+/// Galois keys, by Galois element. In memory each key is held permuted by σ⁻¹
+/// (see `eval`); the wire form is the canonical one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GaloisKeys {
+    pub(crate) keys: BTreeMap<u64, KeySwitchKey>,
+}
+
+impl GaloisKeys {
+    /// The key of a Galois element (`Parameters::galois_element`), held permuted by σ⁻¹.
+    pub fn get(&self, element: u64) -> Option<&KeySwitchKey> {
+        self.keys.get(&element)
+    }
+    /// The Galois elements held, in increasing order.
+    pub fn elements(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.keys().copied()
+    }
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Everything a server needs to evaluate for one client: the public evaluation keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvaluationKeys {
+    /// The set the keys were made under.
+    pub params: Parameters,
+    /// The relinearization key, if the client asked for ciphertext products.
+    pub relin: Option<RelinKey>,
+    /// The rotation and conjugation keys.
+    pub galois: GaloisKeys,
+}
+
+impl EvaluationKeys {
+    /// Bytes held in memory (both halves of every key and their companions).
+    pub fn memory_bytes(&self) -> usize {
+        let per_key = |k: &KeySwitchKey| {
+            k.b.iter().chain(&k.a).chain(&k.bp).chain(&k.ap).map(|p| p.data().len() * 8).sum::<usize>()
+        };
+        self.relin.as_ref().map_or(0, |r| per_key(&r.0)) + self.galois.keys.values().map(per_key).sum::<usize>()
+    }
+
+    /// Whether the bundle can rotate by `step` slots.
+    pub fn has_rotation(&self, step: i64) -> bool {
+        step.rem_euclid(self.params.slots() as i64) == 0 || self.galois.get(self.params.galois_element(step)).is_some()
+    }
+}
+
+/// Generates keys from a CSPRNG seeded by the operating system.
+#[cfg(feature = "secret-key")]
+pub struct KeyGenerator {
+    params: Parameters,
+    sampler: Sampler,
+}
+
+#[cfg(feature = "secret-key")]
+impl KeyGenerator {
+    /// A generator for keys under `params`.
+    pub fn new(params: &Parameters) -> Self {
+        Self { params: params.clone(), sampler: Sampler::new(ERROR_STDDEV) }
+    }
+
+    /// A fresh uniform ternary secret.
+    pub fn secret_key(&mut self) -> SecretKey {
+        let coeffs = self.sampler.ternary(self.params.n());
+        SecretKey::from_coeffs(&self.params, coeffs)
+    }
+
+    /// The public key of `sk`; its uniform half comes from a fresh seed.
+    pub fn public_key(&mut self, sk: &SecretKey) -> PublicKey {
+        let ctx = self.params.ctx();
+        let levels = self.params.q().len();
+        let moduli: Vec<_> = ctx.moduli[..levels].iter().collect();
+        let tables: Vec<_> = ctx.ntt[..levels].iter().collect();
+        let seed = fresh_seed();
+        let a = Sampler::from_seed(seed, ERROR_STDDEV).uniform(ctx.n, &moduli);
+        let mut b = self.sampler.small_poly(ctx.n, &moduli, false);
+        b.ntt(&tables);
+        let mut as_ = a.clone();
+        let mut s = sk.ntt.clone();
+        s.truncate(levels);
+        as_.mul_assign(&s, &moduli);
+        s.zeroize();
+        b.sub_assign(&as_, &moduli);
+        as_.zeroize(); // a·s
+        PublicKey { params: self.params.clone(), b, a, seed }
+    }
+
+    /// The relinearization key of `sk` (s² → s), which ciphertext products need.
+    pub fn relin_key(&mut self, sk: &SecretKey) -> RelinKey {
+        let moduli: Vec<_> = self.params.ctx().moduli.iter().collect();
+        let mut s2 = sk.ntt.clone();
+        s2.mul_assign(&sk.ntt, &moduli);
+        let k = self.keyswitch_key(sk, &s2);
+        s2.zeroize();
+        RelinKey(k)
+    }
+
+    /// Galois keys for left rotations by each of `steps` (negative: right) and, if
+    /// asked, for complex conjugation. Steps that are multiples of N/2 need none.
+    pub fn galois_keys(&mut self, sk: &SecretKey, steps: &[i64], conjugation: bool) -> GaloisKeys {
+        let mut elements: Vec<u64> = steps
+            .iter()
+            .filter(|&&s| s.rem_euclid(self.params.slots() as i64) != 0)
+            .map(|&s| self.params.galois_element(s))
+            .collect();
+        if conjugation {
+            elements.push(self.params.conjugation_element());
+        }
+        elements.sort_unstable();
+        elements.dedup();
+        let mut keys = BTreeMap::new();
+        for g in elements {
+            let params = self.params.clone();
+            let ctx = params.ctx();
+            let mut sg = sk.ntt.permute(&ctx.galois_perm(g));
+            let canonical = self.keyswitch_key(sk, &sg);
+            sg.zeroize();
+            keys.insert(g, canonical.permuted(&ctx.galois_perm(ctx.galois_inverse(g))));
+        }
+        GaloisKeys { keys }
+    }
+
+    /// The bundle a client registers with a server.
+    pub fn evaluation_keys(&mut self, sk: &SecretKey, steps: &[i64], conjugation: bool, relin: bool) -> EvaluationKeys {
+        EvaluationKeys {
+            params: self.params.clone(),
+            relin: relin.then(|| self.relin_key(sk)),
+            galois: self.galois_keys(sk, steps, conjugation),
+        }
+    }
+
+    /// Key switching s' → s, with s' in NTT form over every prime.
+    fn keyswitch_key(&mut self, sk: &SecretKey, s_prime: &Poly) -> KeySwitchKey {
+        let ctx = self.params.ctx();
+        let levels = self.params.q().len();
+        let moduli: Vec<_> = ctx.moduli.iter().collect();
+        let tables: Vec<_> = ctx.ntt.iter().collect();
+        let digits = levels.div_ceil(ctx.alpha);
+        let seed = fresh_seed();
+        let a = expand_keyswitch_a(&self.params, seed, digits);
+        let mut bs = Vec::with_capacity(digits);
+        for (d, a_d) in a.iter().enumerate() {
+            let mut b = self.sampler.small_poly(ctx.n, &moduli, false);
+            b.ntt(&tables);
+            let mut as_ = a_d.clone();
+            as_.mul_assign(&sk.ntt, &moduli);
+            b.sub_assign(&as_, &moduli);
+            as_.zeroize(); // a·s
+            for i in d * ctx.alpha..((d + 1) * ctx.alpha).min(levels) {
+                let m = &ctx.moduli[i];
+                let (pm, pms) = ctx.p_mod_q[i];
+                let src = s_prime.limb(i);
+                for (o, &s) in b.limb_mut(i).iter_mut().zip(src) {
+                    *o = m.add(*o, m.mul_shoup(s, pm, pms));
+                }
+            }
+            bs.push(b);
+        }
+        KeySwitchKey::new(&self.params, bs, a, seed)
+    }
+}
+
+/// The uniform halves of a key-switching key, re-derived from its seed.
+pub(crate) fn expand_keyswitch_a(params: &Parameters, seed: [u8; 32], digits: usize) -> Vec<Poly> {
+    let ctx = params.ctx();
+    let moduli: Vec<_> = ctx.moduli.iter().collect();
+    let mut stream = Sampler::from_seed(seed, ERROR_STDDEV);
+    (0..digits).map(|_| stream.uniform(ctx.n, &moduli)).collect()
+}

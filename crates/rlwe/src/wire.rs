@@ -1,0 +1,691 @@
+//! The versioned little-endian wire format.
+//!
+//! Every object: magic `HEIN`, format version (u16), kind (u8), flags (u8, zero),
+//! the SHA-256 fingerprint of its parameters, then its body. Polynomials are stored
+//! in NTT form, limb by limb, each value in exactly as many bits as its prime has.
+//! Seeded objects store 32 bytes in place of their uniform half. Readers compute the
+//! exact size from the parameters and the header before allocating anything, check
+//! every value against its modulus, and return `WireError`, never panic.
+
+use crate::encryption::{Ciphertext, SeededCiphertext};
+use crate::error::WireError;
+#[cfg(feature = "secret-key")]
+use crate::keys::SecretKey;
+use crate::keys::{expand_keyswitch_a, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
+use crate::params::{hex, Parameters, ERROR_STDDEV};
+use ring::Poly;
+use ring::Sampler;
+
+/// The first four bytes of every object.
+pub const MAGIC: [u8; 4] = *b"HEIN";
+/// The format version this build writes, and the only one it reads.
+pub const VERSION: u16 = 1;
+/// Bytes of the header: magic, version, kind, flags, fingerprint.
+pub const HEADER_LEN: usize = 4 + 2 + 1 + 1 + 32;
+/// level (u16), scale (f64), polynomial count (u8)
+pub const CIPHERTEXT_META_LEN: usize = 2 + 8 + 1;
+/// Galois element (u64), digit count (u16), seed
+pub(crate) const KEY_META_LEN: usize = 8 + 2 + 32;
+
+/// Sizes on the wire, from the parameters alone (servers size requests before reading them).
+impl Parameters {
+    /// Bytes of a serialized ciphertext at `level` (two polynomials, or one and a seed).
+    pub fn ciphertext_bytes(&self, level: usize, seeded: bool) -> usize {
+        let poly = self.poly_bytes(0..=level);
+        HEADER_LEN + CIPHERTEXT_META_LEN + if seeded { poly + 32 } else { 2 * poly }
+    }
+    /// Bytes of one serialized key-switching key (relinearization or one Galois key), seeded.
+    pub fn keyswitch_key_bytes(&self) -> usize {
+        let all = self.ctx().moduli.len();
+        let digits = self.ctx().modup[self.max_level()].len();
+        KEY_META_LEN + digits * self.poly_bytes(0..all)
+    }
+}
+
+/// What a serialized object is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// A ciphertext: both halves.
+    Ciphertext = 1,
+    /// A fresh symmetric ciphertext: c0 and the seed of c1.
+    SeededCiphertext = 2,
+    /// A public key: b and the seed of a.
+    PublicKey = 3,
+    /// A relinearization key.
+    RelinKey = 4,
+    /// A set of Galois keys.
+    GaloisKeys = 5,
+    /// An evaluation-key bundle: the relinearization key, if any, and Galois keys.
+    EvaluationKeys = 6,
+    /// A secret key (its owner's own file only).
+    SecretKey = 7,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ciphertext => "ciphertext",
+            Kind::SeededCiphertext => "seeded ciphertext",
+            Kind::PublicKey => "public key",
+            Kind::RelinKey => "relinearization key",
+            Kind::GaloisKeys => "Galois key set",
+            Kind::EvaluationKeys => "evaluation key bundle",
+            Kind::SecretKey => "secret key",
+        }
+    }
+}
+
+/// The header of a serialized object, readable without its parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The kind byte: a [`Kind`], unless the object is of an unknown kind (not checked here).
+    pub kind: u8,
+    /// The fingerprint of the object's parameters (`Parameters::fingerprint`).
+    pub fingerprint: [u8; 32],
+}
+
+/// Reads the header alone (e.g. to route an object to its parameter set).
+pub fn peek_header(bytes: &[u8]) -> Result<Header, WireError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let magic = r.take(4)?;
+    if magic != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    let version = r.u16()?;
+    if version != VERSION {
+        return Err(WireError::Version { found: version, supported: VERSION });
+    }
+    let kind = r.u8()?;
+    let flags = r.u8()?;
+    if flags != 0 {
+        return Err(WireError::OutOfRange { field: "flags", detail: format!("{flags} (must be 0)") });
+    }
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(r.take(32)?);
+    Ok(Header { kind, fingerprint })
+}
+
+/// Content address of a serialized evaluation-key bundle: its SHA-256. Servers name
+/// a registered bundle by it; registering the same bytes twice is the same key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub [u8; 32]);
+
+impl KeyId {
+    /// The id of a serialized bundle (`EvaluationKeys::to_bytes`).
+    pub fn of_bundle(bytes: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        KeyId(Sha256::digest(bytes).into())
+    }
+
+    /// Parses exactly 64 hexadecimal digits (either case): no sign, no whitespace, no
+    /// prefix — one key has one spelling per case, so a store keyed by it is not fooled.
+    pub fn parse(s: &str) -> Result<Self, WireError> {
+        let bad = || WireError::OutOfRange {
+            field: "key id",
+            detail: format!("{:?} is not 64 hexadecimal digits", s.chars().take(80).collect::<String>()),
+        };
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(KeyId(out))
+    }
+
+    /// The 64 lower-case hexadecimal digits (as `Display` writes them).
+    pub fn hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyId({})", self.hex())
+    }
+}
+
+// ---- writing ------------------------------------------------------------------
+
+struct Writer {
+    out: Vec<u8>,
+}
+
+impl Writer {
+    fn new(params: &Parameters, kind: Kind, capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.push(kind as u8);
+        out.push(0);
+        out.extend_from_slice(params.fingerprint());
+        Self { out }
+    }
+
+    /// Packs each limb's values in `bits(q_i)` bits, least significant first.
+    fn poly(&mut self, params: &Parameters, p: &Poly, primes: impl Iterator<Item = usize>) {
+        let ctx = params.ctx();
+        for (limb, prime) in primes.enumerate() {
+            let bits = ctx.moduli[prime].bits();
+            let mut acc: u128 = 0;
+            let mut filled = 0u32;
+            for &v in p.limb(limb) {
+                acc |= (v as u128) << filled;
+                filled += bits;
+                while filled >= 8 {
+                    self.out.push(acc as u8);
+                    acc >>= 8;
+                    filled -= 8;
+                }
+            }
+            if filled > 0 {
+                self.out.push(acc as u8);
+            }
+        }
+    }
+}
+
+// ---- reading ------------------------------------------------------------------
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let available = self.buf.len() - self.pos;
+        if n > available {
+            return Err(WireError::Truncated { needed: self.pos + n, available: self.buf.len() });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn f64(&mut self) -> Result<f64, WireError> {
+        Ok(f64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn seed(&mut self) -> Result<[u8; 32], WireError> {
+        Ok(self.take(32)?.try_into().unwrap())
+    }
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Opens an object of `kind` under `params`: checks magic, version, kind and fingerprint.
+    fn open(buf: &'a [u8], params: &Parameters, kind: Kind) -> Result<Self, WireError> {
+        let h = peek_header(buf)?;
+        if h.kind != kind as u8 {
+            return Err(WireError::WrongKind { expected: kind.name(), found: h.kind });
+        }
+        if &h.fingerprint != params.fingerprint() {
+            return Err(WireError::ForeignParameters {
+                found: hex(&h.fingerprint),
+                expected: params.fingerprint_hex(),
+            });
+        }
+        Ok(Self { buf, pos: HEADER_LEN })
+    }
+
+    /// Fails unless exactly `n` bytes remain: checked before any allocation.
+    fn expect_exact(&self, n: usize) -> Result<(), WireError> {
+        let rem = self.remaining();
+        match rem.cmp(&n) {
+            std::cmp::Ordering::Less => Err(WireError::Truncated { needed: self.pos + n, available: self.buf.len() }),
+            std::cmp::Ordering::Greater => Err(WireError::Trailing { extra: rem - n }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
+    fn poly(&mut self, params: &Parameters, primes: &[usize]) -> Result<Poly, WireError> {
+        let ctx = params.ctx();
+        let n = ctx.n;
+        let bytes = params.poly_bytes(primes.iter().copied());
+        let src = self.take(bytes)?;
+        let mut p = Poly::zero(n, primes.len());
+        let mut at = 0usize;
+        for (limb, &prime) in primes.iter().enumerate() {
+            let m = &ctx.moduli[prime];
+            let bits = m.bits();
+            let mask = (1u128 << bits) - 1;
+            let mut acc: u128 = 0;
+            let mut filled = 0u32;
+            for v in p.limb_mut(limb) {
+                while filled < bits {
+                    acc |= (src[at] as u128) << filled;
+                    at += 1;
+                    filled += 8;
+                }
+                let x = (acc & mask) as u64;
+                acc >>= bits;
+                filled -= bits;
+                if x >= m.value() {
+                    return Err(WireError::Coefficient { value: x, modulus: m.value() });
+                }
+                *v = x;
+            }
+            if acc != 0 {
+                return Err(WireError::OutOfRange { field: "padding", detail: "non-zero padding bits".into() });
+            }
+        }
+        Ok(p)
+    }
+
+    fn level_and_scale(&mut self, params: &Parameters) -> Result<(usize, f64), WireError> {
+        let level = self.u16()? as usize;
+        if level > params.max_level() {
+            return Err(WireError::OutOfRange {
+                field: "level",
+                detail: format!("{level} above the chain's top level {}", params.max_level()),
+            });
+        }
+        let scale = self.f64()?;
+        if !(scale.is_finite() && (1.0..=2f64.powi(120)).contains(&scale)) {
+            return Err(WireError::OutOfRange { field: "scale", detail: format!("{scale}") });
+        }
+        Ok((level, scale))
+    }
+}
+
+// ---- ciphertexts -------------------------------------------------------------------
+
+impl Ciphertext {
+    /// Serializes both halves: `Parameters::ciphertext_bytes(level, false)` bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let level = self.level();
+        let mut w = Writer::new(p, Kind::Ciphertext, p.ciphertext_bytes(level, false));
+        w.out.extend_from_slice(&(level as u16).to_le_bytes());
+        w.out.extend_from_slice(&self.scale.to_le_bytes());
+        w.out.push(2);
+        w.poly(p, &self.c0, 0..=level);
+        w.poly(p, &self.c1, 0..=level);
+        w.out
+    }
+
+    /// Reads a ciphertext made under `params`; the input must be exactly one object.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::Ciphertext)?;
+        let (level, scale) = r.level_and_scale(params)?;
+        let polys = r.u8()?;
+        if polys != 2 {
+            return Err(WireError::OutOfRange { field: "polynomial count", detail: format!("{polys} (must be 2)") });
+        }
+        r.expect_exact(2 * params.poly_bytes(0..=level))?;
+        let primes: Vec<usize> = (0..=level).collect();
+        let c0 = r.poly(params, &primes)?;
+        let c1 = r.poly(params, &primes)?;
+        Ok(Ciphertext { params: params.clone(), c0, c1, scale })
+    }
+}
+
+impl SeededCiphertext {
+    /// Serializes c0 and the seed of c1: about half the bytes of a ciphertext.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let level = self.level();
+        let mut w = Writer::new(p, Kind::SeededCiphertext, p.ciphertext_bytes(level, true));
+        w.out.extend_from_slice(&(level as u16).to_le_bytes());
+        w.out.extend_from_slice(&self.scale.to_le_bytes());
+        w.out.push(1);
+        w.poly(p, &self.c0, 0..=level);
+        w.out.extend_from_slice(&self.seed);
+        w.out
+    }
+
+    /// Reads a seeded ciphertext made under `params` (`expand` gives its c1).
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::SeededCiphertext)?;
+        let (level, scale) = r.level_and_scale(params)?;
+        let polys = r.u8()?;
+        if polys != 1 {
+            return Err(WireError::OutOfRange { field: "polynomial count", detail: format!("{polys} (must be 1)") });
+        }
+        r.expect_exact(params.poly_bytes(0..=level) + 32)?;
+        let primes: Vec<usize> = (0..=level).collect();
+        let c0 = r.poly(params, &primes)?;
+        let seed = r.seed()?;
+        Ok(SeededCiphertext { params: params.clone(), c0, seed, scale })
+    }
+}
+
+/// Reads either ciphertext form, expanding a seeded one.
+pub fn read_any_ciphertext(params: &Parameters, bytes: &[u8]) -> Result<Ciphertext, WireError> {
+    read_any_ciphertext_limited(params, bytes, None)
+}
+
+/// Like `read_any_ciphertext`, refusing (before allocating) a level above `max_level`:
+/// a server knows the level its inputs come at.
+pub fn read_any_ciphertext_limited(
+    params: &Parameters,
+    bytes: &[u8],
+    max_level: Option<usize>,
+) -> Result<Ciphertext, WireError> {
+    if let Some(max) = max_level {
+        let h = peek_header(bytes)?;
+        // Foreign parameters first: that is the mistake to report, not its level.
+        if &h.fingerprint != params.fingerprint() {
+            return Err(WireError::ForeignParameters {
+                found: hex(&h.fingerprint),
+                expected: params.fingerprint_hex(),
+            });
+        }
+        if bytes.len() >= HEADER_LEN + 2 && (h.kind == Kind::Ciphertext as u8 || h.kind == Kind::SeededCiphertext as u8)
+        {
+            let level = u16::from_le_bytes([bytes[HEADER_LEN], bytes[HEADER_LEN + 1]]) as usize;
+            if level > max {
+                return Err(WireError::OutOfRange {
+                    field: "level",
+                    detail: format!("{level}, above the expected {max}"),
+                });
+            }
+        }
+    }
+    match peek_header(bytes)?.kind {
+        k if k == Kind::SeededCiphertext as u8 => Ok(SeededCiphertext::from_bytes(params, bytes)?.expand()),
+        _ => Ciphertext::from_bytes(params, bytes),
+    }
+}
+
+// ---- keys -------------------------------------------------------------------------------
+
+impl PublicKey {
+    /// Serializes b and the seed of a.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let levels = p.q().len();
+        let mut w = Writer::new(p, Kind::PublicKey, HEADER_LEN + 32 + p.poly_bytes(0..levels));
+        w.out.extend_from_slice(&self.seed);
+        w.poly(p, &self.b, 0..levels);
+        w.out
+    }
+
+    /// Reads a public key made under `params`, re-deriving a from its seed.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::PublicKey)?;
+        let levels = params.q().len();
+        r.expect_exact(32 + params.poly_bytes(0..levels))?;
+        let seed = r.seed()?;
+        let primes: Vec<usize> = (0..levels).collect();
+        let b = r.poly(params, &primes)?;
+        let moduli: Vec<_> = params.ctx().moduli[..levels].iter().collect();
+        let a = Sampler::from_seed(seed, ERROR_STDDEV).uniform(params.n(), &moduli);
+        Ok(PublicKey { params: params.clone(), b, a, seed })
+    }
+}
+
+fn key_record_len(params: &Parameters) -> usize {
+    params.keyswitch_key_bytes()
+}
+
+/// Writes a key record; `perm`, if given, is applied to each b first.
+fn write_key(w: &mut Writer, params: &Parameters, element: u64, k: &KeySwitchKey, perm: Option<&[u32]>) {
+    let all = params.ctx().moduli.len();
+    w.out.extend_from_slice(&element.to_le_bytes());
+    w.out.extend_from_slice(&(k.b.len() as u16).to_le_bytes());
+    w.out.extend_from_slice(&k.seed);
+    for b in &k.b {
+        match perm {
+            Some(p) => w.poly(params, &b.permute(p), 0..all),
+            None => w.poly(params, b, 0..all),
+        }
+    }
+}
+
+fn read_key(r: &mut Reader, params: &Parameters) -> Result<(u64, KeySwitchKey), WireError> {
+    let element = r.u64()?;
+    let digits = r.u16()? as usize;
+    let want = params.q().len().div_ceil(params.ctx().alpha);
+    if digits != want {
+        return Err(WireError::OutOfRange {
+            field: "digits",
+            detail: format!("{digits} (these parameters use {want})"),
+        });
+    }
+    let seed = r.seed()?;
+    let primes: Vec<usize> = (0..params.ctx().moduli.len()).collect();
+    let b = (0..digits).map(|_| r.poly(params, &primes)).collect::<Result<Vec<_>, _>>()?;
+    let a = expand_keyswitch_a(params, seed, digits);
+    Ok((element, KeySwitchKey::new(params, b, a, seed)))
+}
+
+fn check_galois_element(params: &Parameters, g: u64) -> Result<(), WireError> {
+    let two_n = 2 * params.n() as u64;
+    if g.is_multiple_of(2) || g >= two_n || g == 1 {
+        return Err(WireError::OutOfRange {
+            field: "Galois element",
+            detail: format!("{g} is not an odd unit below 2N other than 1"),
+        });
+    }
+    Ok(())
+}
+
+impl RelinKey {
+    /// Serializes each digit's b and the seed of the a's: `Parameters::keyswitch_key_bytes` plus the header.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.0.params;
+        let mut w = Writer::new(p, Kind::RelinKey, HEADER_LEN + key_record_len(p));
+        write_key(&mut w, p, 0, &self.0, None);
+        w.out
+    }
+
+    /// Reads a relinearization key made under `params`.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::RelinKey)?;
+        r.expect_exact(key_record_len(params))?;
+        let (element, k) = read_key(&mut r, params)?;
+        if element != 0 {
+            return Err(WireError::OutOfRange {
+                field: "element",
+                detail: "a relinearization key has element 0".into(),
+            });
+        }
+        Ok(RelinKey(k))
+    }
+}
+
+fn write_galois(w: &mut Writer, params: &Parameters, g: &GaloisKeys) {
+    w.out.extend_from_slice(&(g.keys.len() as u32).to_le_bytes());
+    for (&e, k) in &g.keys {
+        // Memory holds σ⁻¹(key); the wire holds the key itself.
+        write_key(w, params, e, k, Some(&params.ctx().galois_perm_transient(e)));
+    }
+}
+
+fn read_galois(r: &mut Reader, params: &Parameters) -> Result<GaloisKeys, WireError> {
+    let count = r.u32()? as usize;
+    // Bounded by what the buffer can hold before anything is allocated.
+    let need = count
+        .checked_mul(key_record_len(params))
+        .ok_or(WireError::OutOfRange { field: "key count", detail: format!("{count}") })?;
+    r.expect_exact(need)?;
+    let mut keys = std::collections::BTreeMap::new();
+    for _ in 0..count {
+        let (e, k) = read_key(r, params)?;
+        check_galois_element(params, e)?;
+        let ctx = params.ctx();
+        let k = k.permuted(&ctx.galois_perm_transient(ctx.galois_inverse(e)));
+        if keys.insert(e, k).is_some() {
+            return Err(WireError::OutOfRange { field: "Galois element", detail: format!("{e} appears twice") });
+        }
+    }
+    Ok(GaloisKeys { keys })
+}
+
+impl GaloisKeys {
+    /// Serializes the keys in canonical form (memory holds them permuted by σ⁻¹) under
+    /// `params`, which the set does not record.
+    pub fn to_bytes(&self, params: &Parameters) -> Vec<u8> {
+        let mut w = Writer::new(params, Kind::GaloisKeys, HEADER_LEN + 4 + self.len() * key_record_len(params));
+        write_galois(&mut w, params, self);
+        w.out
+    }
+
+    /// Reads Galois keys made under `params`, refusing a Galois element that is even,
+    /// 1, not below 2N, or repeated.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::GaloisKeys)?;
+        read_galois(&mut r, params)
+    }
+}
+
+impl EvaluationKeys {
+    /// Serialized size, without serializing.
+    pub fn serialized_len(&self) -> usize {
+        let rec = key_record_len(&self.params);
+        HEADER_LEN + 1 + self.relin.as_ref().map_or(0, |_| rec) + 4 + self.galois.len() * rec
+    }
+
+    /// Serializes the bundle a client registers; its [`KeyId`] is the SHA-256 of these bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let mut w = Writer::new(p, Kind::EvaluationKeys, self.serialized_len());
+        match &self.relin {
+            Some(rk) => {
+                w.out.push(1);
+                write_key(&mut w, p, 0, &rk.0, None);
+            }
+            None => w.out.push(0),
+        }
+        write_galois(&mut w, p, &self.galois);
+        w.out
+    }
+
+    /// Reads a bundle made under `params`. It does not check that the set is secure:
+    /// servers call `Parameters::require_secure` on the sets they accept.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::EvaluationKeys)?;
+        let relin = match r.u8()? {
+            0 => None,
+            1 => {
+                if r.remaining() < key_record_len(params) {
+                    return Err(WireError::Truncated {
+                        needed: r.pos + key_record_len(params),
+                        available: bytes.len(),
+                    });
+                }
+                let (e, k) = read_key(&mut r, params)?;
+                if e != 0 {
+                    return Err(WireError::OutOfRange {
+                        field: "element",
+                        detail: "relinearization key element must be 0".into(),
+                    });
+                }
+                Some(RelinKey(k))
+            }
+            x => return Err(WireError::OutOfRange { field: "relinearization flag", detail: format!("{x}") }),
+        };
+        let galois = read_galois(&mut r, params)?;
+        Ok(EvaluationKeys { params: params.clone(), relin, galois })
+    }
+}
+
+#[cfg(feature = "secret-key")]
+impl SecretKey {
+    /// For the owner's own key file only: 2 bits per coefficient.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let p = &self.params;
+        let mut w = Writer::new(p, Kind::SecretKey, HEADER_LEN + p.n() / 4);
+        for chunk in self.coeffs.chunks(4) {
+            let mut b = 0u8;
+            for (i, &c) in chunk.iter().enumerate() {
+                let code = match c {
+                    0 => 0u8,
+                    1 => 1,
+                    _ => 2,
+                };
+                b |= code << (2 * i);
+            }
+            w.out.push(b);
+        }
+        zeroize::Zeroizing::new(w.out)
+    }
+
+    /// Reads the owner's key file written by `to_bytes`; wiping `bytes` is the caller's part.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::SecretKey)?;
+        r.expect_exact(params.n() / 4)?;
+        let src = r.take(params.n() / 4)?;
+        let mut coeffs = zeroize::Zeroizing::new(Vec::with_capacity(params.n()));
+        for &b in src {
+            for i in 0..4 {
+                coeffs.push(match (b >> (2 * i)) & 3 {
+                    0 => 0,
+                    1 => 1,
+                    2 => -1,
+                    _ => return Err(WireError::OutOfRange { field: "secret coefficient", detail: "code 3".into() }),
+                });
+            }
+        }
+        Ok(SecretKey::from_coeffs(params, std::mem::take(&mut *coeffs)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyId;
+
+    /// `u8::from_str_radix` takes a leading '+': "+f" would parse, and one key would have
+    /// many spellings. Only the 64 digits themselves are a key id.
+    #[test]
+    fn key_ids_are_exactly_64_hex_digits() {
+        let id = KeyId::of_bundle(b"bundle");
+        let hex = id.hex();
+        assert_eq!(KeyId::parse(&hex).unwrap(), id);
+        assert_eq!(KeyId::parse(&hex.to_uppercase()).unwrap(), id);
+        let plus = format!("+{}", &hex[1..]);
+        assert!(KeyId::parse(&plus).is_err(), "{plus}");
+        let plus_mid = format!("{}+{}", &hex[..10], &hex[11..]);
+        assert!(KeyId::parse(&plus_mid).is_err());
+        assert!(KeyId::parse(&format!(" {}", &hex[1..])).is_err());
+        assert!(KeyId::parse(&format!("{hex}\n")).is_err());
+        assert!(KeyId::parse(&format!("0x{}", &hex[2..])).is_err());
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use crate::keys::{EvaluationKeys, KeyGenerator};
+    use crate::params::Parameters;
+
+    /// A bundle names its Galois elements; reading one (as a server does for any client's
+    /// upload) must not keep a permutation per element, or a few bundles with thousands of
+    /// elements would hold gigabytes outside every bound at N = 2^16.
+    #[test]
+    fn reading_keys_does_not_grow_the_permutation_cache() {
+        let params = Parameters::builder().log_n(12).q_bits(&[30, 25]).p_bits(&[30]).build().unwrap();
+        let mut kg = KeyGenerator::new(&params);
+        let sk = kg.secret_key();
+        let steps: Vec<i64> = (1..=12).collect();
+        let bytes = kg.evaluation_keys(&sk, &steps, true, false).to_bytes();
+        // A fresh parameter object, as a server has: key generation above filled its own cache.
+        let server = Parameters::from_spec(params.spec()).unwrap();
+        let before = server.ctx().automorphisms.cached();
+        let keys = EvaluationKeys::from_bytes(&server, &bytes).unwrap();
+        assert_eq!(keys.galois.len(), 13);
+        assert_eq!(server.ctx().automorphisms.cached(), before, "reading keys kept permutations");
+        // Writing them back (canonical form) keeps none either, and gives the same bytes.
+        assert_eq!(keys.to_bytes(), bytes);
+        assert_eq!(server.ctx().automorphisms.cached(), before);
+    }
+}

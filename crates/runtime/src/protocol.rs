@@ -1,0 +1,140 @@
+//! The serving protocol's names and defaults, in one place: the tensors of an heinfer
+//! model, the `config.pbtxt` parameters both front ends read (the Triton backend and
+//! `heinfer-server`), the parameter that publishes the client spec, and the
+//! `config.pbtxt` that `heinfer compile` writes. The compiler, both front ends and the
+//! Python package read them from here, so a rename cannot leave one of them behind.
+
+use std::fmt;
+
+/// Serialized ciphertexts of one sample (BYTES, dims `[-1]`).
+pub const ENCRYPTED_INPUT: &str = "ENCRYPTED_INPUT";
+/// Hex SHA-256 of a registered evaluation-key bundle (BYTES, dims `[1]`).
+pub const KEY_ID: &str = "KEY_ID";
+/// A key bundle to register and use (BYTES, dims `[1]`, optional).
+pub const EVALUATION_KEYS: &str = "EVALUATION_KEYS";
+/// Serialized result ciphertexts (BYTES, dims `[-1]`).
+pub const ENCRYPTED_OUTPUT: &str = "ENCRYPTED_OUTPUT";
+
+/// Every input tensor a model may declare, in the order `config.pbtxt` lists them.
+pub const INPUTS: [&str; 3] = [ENCRYPTED_INPUT, KEY_ID, EVALUATION_KEYS];
+/// Inputs a request cannot do without (a key id, or keys sent with it, is checked later).
+pub const REQUIRED_INPUTS: [&str; 2] = [ENCRYPTED_INPUT, KEY_ID];
+
+/// `backend:` of an heinfer model's `config.pbtxt`; Triton loads `libtriton_heinfer.so` for it.
+pub const BACKEND: &str = "heinfer";
+/// The model file inside a version directory.
+pub const MODEL_FILE: &str = "model.hem";
+/// The model config beside the version directories.
+pub const CONFIG_FILE: &str = "config.pbtxt";
+/// The version directory `heinfer compile` writes.
+pub const MODEL_VERSION: &str = "1";
+
+/// The model-config parameter that holds the client spec (JSON), which clients read
+/// with a stock `get_model_config` call.
+pub const CLIENT_SPEC_PARAM: &str = "heinfer_client_spec";
+/// Memory bound of the evaluation-key store, in MB.
+pub const KEY_STORE_MB_PARAM: &str = "heinfer_key_store_mb";
+/// Directory of content-addressed key bundles shared by replicas.
+pub const KEY_STORE_DIR_PARAM: &str = "heinfer_key_store_dir";
+/// Bytes the key directory's bundles may take, in MB (least recently used removed beyond).
+pub const KEY_STORE_DIR_MB_PARAM: &str = "heinfer_key_store_dir_mb";
+/// Largest request accepted, in MB.
+pub const MAX_REQUEST_MB_PARAM: &str = "heinfer_max_request_mb";
+
+/// Key bundles of a deep model are hundreds of MB; a few clients' worth by default.
+pub const DEFAULT_KEY_STORE_MB: usize = 2048;
+/// A request carries at most a key bundle (tens of MB) and a sample's ciphertexts.
+pub const DEFAULT_MAX_REQUEST_MB: usize = 256;
+
+/// A configuration value that is not what its parameter takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub param: &'static str,
+    pub value: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "parameter {} must be a positive number of MB, got {:?}", self.param, self.value)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// Reads a size parameter given in MB (fractions allowed: tests use small stores) as bytes.
+pub fn megabytes(param: &'static str, value: &str) -> Result<usize, SettingError> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|m| m.is_finite() && *m > 0.0)
+        .map(|m| (m * 1048576.0) as usize)
+        .ok_or_else(|| SettingError { param, value: value.to_string() })
+}
+
+/// A `config.pbtxt` string literal's escaping (the client spec is JSON, full of quotes).
+fn pbtxt_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '"' => o.push_str("\\\""),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The `config.pbtxt` of an heinfer model named `name` whose clients follow
+/// `client_spec_json` (the tensors of DESIGN.md "Serving"). Triton and
+/// `heinfer-server` both read it; the layout is what Triton 2.51 accepts.
+pub fn config_pbtxt(name: &str, client_spec_json: &str) -> String {
+    format!(
+        r#"name: "{name}"
+backend: "{BACKEND}"
+max_batch_size: 0
+input [
+  {{ name: "{ENCRYPTED_INPUT}" data_type: TYPE_STRING dims: [ -1 ] }},
+  {{ name: "{KEY_ID}" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "{EVALUATION_KEYS}" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
+]
+output [
+  {{ name: "{ENCRYPTED_OUTPUT}" data_type: TYPE_STRING dims: [ -1 ] }}
+]
+instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+parameters: {{
+  key: "{CLIENT_SPEC_PARAM}"
+  value: {{ string_value: "{spec}" }}
+}}
+"#,
+        name = pbtxt_escape(name),
+        spec = pbtxt_escape(client_spec_json)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn megabytes_parse_and_refuse() {
+        assert_eq!(megabytes(KEY_STORE_MB_PARAM, "2").unwrap(), 2 << 20);
+        assert_eq!(megabytes(KEY_STORE_MB_PARAM, " 0.5 ").unwrap(), 1 << 19);
+        for bad in ["0", "-1", "lots", "", "NaN", "inf"] {
+            let e = megabytes(MAX_REQUEST_MB_PARAM, bad).unwrap_err();
+            assert!(e.to_string().contains(MAX_REQUEST_MB_PARAM), "{e}");
+        }
+    }
+
+    #[test]
+    fn template_escapes_and_names_every_tensor() {
+        let c = config_pbtxt("m\"x", "{\"a\":\"b\\c\"}\n");
+        assert!(c.starts_with("name: \"m\\\"x\"\n"), "{c}");
+        assert!(c.contains(r#"string_value: "{\"a\":\"b\\c\"}\n""#), "{c}");
+        for t in INPUTS.iter().chain([&ENCRYPTED_OUTPUT]) {
+            assert!(c.contains(&format!("name: \"{t}\"")), "{t}");
+        }
+        assert!(c.contains("backend: \"heinfer\"") && c.contains("key: \"heinfer_client_spec\""));
+    }
+}
