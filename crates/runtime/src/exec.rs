@@ -7,6 +7,7 @@
 //! interpreted in order; consecutive rotations of one value share one decomposition
 //! (hoisting) and run in parallel.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ckks::{Ciphertext, Encoder, EvaluationKeys, Evaluator, Parameters, PreparedPlaintext};
@@ -137,12 +138,25 @@ impl Executable for CompiledModel {
         keys: &EvaluationKeys,
         inputs: Vec<Ciphertext>,
     ) -> Result<Vec<Ciphertext>, RunError> {
+        self.run_cancellable(eval, keys, inputs, &AtomicBool::new(false))
+    }
+
+    fn run_cancellable(
+        &self,
+        eval: &Evaluator,
+        keys: &EvaluationKeys,
+        inputs: Vec<Ciphertext>,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Ciphertext>, RunError> {
         let nodes = &self.model.nodes;
         let mut inputs: Vec<Option<Ciphertext>> = inputs.into_iter().map(Some).collect();
         let mut values: Vec<Option<Ciphertext>> = (0..nodes.len()).map(|_| None).collect();
         let relin = || keys.relin.as_ref().ok_or(RunError::NoRelinKey);
         let mut i = 0;
         while i < nodes.len() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(RunError::Cancelled { done: i, total: nodes.len() });
+            }
             // A run of rotations of one value: one decomposition, the rotations in parallel.
             if let Op::Rotate { a, .. } = nodes[i].op {
                 let end = (i..nodes.len())

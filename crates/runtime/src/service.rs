@@ -3,6 +3,7 @@
 //! `heinfer serve` both call `Service::infer`, so the protocol's semantics (and its
 //! errors) are implemented once. No network code here.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use ckks::{read_any_ciphertext_limited, Ciphertext, EvaluationKeys, Evaluator, KeyId, Parameters, WireError};
@@ -25,6 +26,18 @@ pub trait Executable: Send + Sync {
         keys: &EvaluationKeys,
         inputs: Vec<Ciphertext>,
     ) -> Result<Vec<Ciphertext>, RunError>;
+    /// [`Executable::run`] that gives up between operations once `cancel` is set (the
+    /// client went away or its deadline passed), so abandoned work frees its thread
+    /// and memory early. Executables that cannot stop part-way keep this default.
+    fn run_cancellable(
+        &self,
+        eval: &Evaluator,
+        keys: &EvaluationKeys,
+        inputs: Vec<Ciphertext>,
+        _cancel: &AtomicBool,
+    ) -> Result<Vec<Ciphertext>, RunError> {
+        self.run(eval, keys, inputs)
+    }
 }
 
 /// A failure inside an evaluation (the inputs passed every check before it). The
@@ -41,6 +54,9 @@ pub enum RunError {
     Value(u32),
     #[error("output value {0} was not computed")]
     Output(u32),
+    /// the caller set the cancellation flag ([`Executable::run_cancellable`])
+    #[error("cancelled after {done} of {total} operations")]
+    Cancelled { done: usize, total: usize },
 }
 
 #[derive(Debug, Error)]
@@ -137,6 +153,12 @@ impl Service {
     }
 
     pub fn infer(&self, req: Request<'_>) -> Result<Response, ServiceError> {
+        self.infer_cancellable(req, &AtomicBool::new(false))
+    }
+
+    /// [`Service::infer`] whose evaluation stops between operations once `cancel` is
+    /// set; the caller knows it cancelled and reads the error that way.
+    pub fn infer_cancellable(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
         let params = self.exe.params();
         let id = match (req.evaluation_keys, req.key_id) {
             // A KEY_ID sent with the bundle must name it; checked before the bundle is
@@ -175,7 +197,7 @@ impl Service {
                 Ok(ct)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let out = self.exe.run(&self.eval, &keys, inputs)?;
+        let out = self.exe.run_cancellable(&self.eval, &keys, inputs, cancel)?;
         Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id })
     }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -16,10 +15,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use crate::infer::{self, element_count, split_bytes, InputTensor, RequestError};
+use crate::admission::{self, Acceptor, BodyReader};
+use crate::infer::{self, split_bytes, InputTensor, RequestError, TensorHeader};
 use crate::repo::LoadedModel;
 use crate::AppState;
 
@@ -32,13 +38,18 @@ impl IntoResponse for RequestError {
             RequestError::NotFound(_) => StatusCode::NOT_FOUND,
             RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            RequestError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
         };
         (status, axum::Json(json!({ "error": self.to_string() }))).into_response()
     }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.max_request_bytes;
+    // Infer routes read their bodies themselves, against the request limits; no other
+    // route needs more than a JSON-sized body.
+    let limit = state.admission.limits.max_json_bytes;
     Router::new()
         .route("/v2/health/live", get(|| async { StatusCode::OK }))
         .route("/v2/health/ready", get(server_ready))
@@ -59,6 +70,35 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Serves HTTP/1.1 until `stop` says true, then lets open requests finish. A
+/// connection is accepted only under the connection cap, and closed when a
+/// request's header is not complete within the header timeout (the wait for the
+/// next request on a kept-alive connection counts too).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    st: Arc<AppState>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let limits = &st.admission.limits;
+    let mut acceptor = Acceptor::new(listener, limits.max_connections, limits.header_timeout, stop);
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    while let Some(io) = acceptor.accept().await {
+        let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "HTTP connection closed with an error");
+            }
+        });
+    }
+    drop(acceptor);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// One structured log line per request.
@@ -162,40 +202,170 @@ async fn model_stats_v(State(st): State<Arc<AppState>>, Path((model, v)): Path<(
     }
 }
 
+/// The JSON part of a request. Only what is read is kept: unknown fields and
+/// parameters are skipped without allocating, and `data` is read as strings only,
+/// so a JSON body of numbers cannot grow into a tree of values many times its size.
 #[derive(Deserialize)]
 struct InferRequestJson {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    parameters: Map<String, Json>,
-    inputs: Vec<InputJson>,
+    parameters: RequestParams,
+    inputs: Bounded<InputJson, { infer::MAX_INPUTS }>,
     #[serde(default)]
-    outputs: Option<Vec<OutputJson>>,
+    outputs: Option<Bounded<OutputJson, { infer::MAX_INPUTS }>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RequestParams {
+    #[serde(default)]
+    binary_data_output: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+struct TensorParams {
+    #[serde(default)]
+    binary_data_size: Option<u64>,
+    #[serde(default)]
+    binary_data: Option<bool>,
+    #[serde(default)]
+    shared_memory_region: Option<IgnoredAny>,
+    #[serde(default)]
+    classification: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
 struct InputJson {
     name: String,
-    shape: Vec<i64>,
+    shape: Bounded<i64, { infer::MAX_DIMS }>,
     datatype: String,
     #[serde(default)]
-    parameters: Map<String, Json>,
+    parameters: TensorParams,
     #[serde(default)]
-    data: Option<Json>,
+    data: Option<JsonStrings>,
 }
 
 #[derive(Deserialize)]
 struct OutputJson {
     name: String,
     #[serde(default)]
-    parameters: Map<String, Json>,
+    parameters: TensorParams,
+}
+
+/// A JSON array of at most `N` elements, refused at the element past them: lists
+/// the model bounds (inputs, dims) must not grow while the JSON is parsed, when a
+/// 2-byte element would become an 8-byte number or a 150-byte tensor.
+struct Bounded<T, const N: usize>(Vec<T>);
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Bounded<T, N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for V<T, N> {
+            type Value = Bounded<T, N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "an array of at most {N} elements")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = seq.next_element()? {
+                    if v.len() == N {
+                        return Err(serde::de::Error::custom(format!("an array of more than {N} elements")));
+                    }
+                    v.push(x);
+                }
+                Ok(Bounded(v))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
+/// Most BYTES elements accepted as JSON strings in one tensor. Ciphertexts are not
+/// UTF-8 and travel as binary data; JSON carries only a key id.
+const MAX_JSON_ELEMENTS: usize = 1024;
+
+/// BYTES `data`: strings in nested arrays, flattened. Other values are noted, not
+/// kept (the datatype check reports a wrong datatype first), so a JSON body of
+/// numbers costs nothing beyond its own bytes.
+#[derive(Default)]
+struct JsonStrings {
+    elements: Vec<Bytes>,
+    other: Option<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for JsonStrings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut out = JsonStrings::default();
+        d.deserialize_any(StringsVisitor(&mut out))?;
+        Ok(out)
+    }
+}
+
+struct StringsVisitor<'o>(&'o mut JsonStrings);
+
+impl StringsVisitor<'_> {
+    fn other(self, kind: &'static str) {
+        self.0.other.get_or_insert(kind);
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for StringsVisitor<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringsVisitor<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("tensor data")
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<(), E> {
+        if self.0.elements.len() >= MAX_JSON_ELEMENTS {
+            return Err(E::custom(format!(
+                "more than {MAX_JSON_ELEMENTS} BYTES elements as JSON; send tensors as binary data"
+            )));
+        }
+        self.0.elements.push(Bytes::copy_from_slice(s.as_bytes()));
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(StringsVisitor(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.other("a boolean");
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.other("a number");
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.other("a number");
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.other("a number");
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.other("null");
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.other("an object");
+        Ok(())
+    }
 }
 
 async fn infer_route(
     State(st): State<Arc<AppState>>,
     Path(model): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     infer_http(st, model, None, headers, body).await
 }
@@ -204,7 +374,7 @@ async fn infer_route_v(
     State(st): State<Arc<AppState>>,
     Path((model, v)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     infer_http(st, model, Some(v), headers, body).await
 }
@@ -214,7 +384,7 @@ async fn infer_http(
     model: String,
     version: Option<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let received = Instant::now();
     let m = match lookup(&st, &model, version.as_deref()) {
@@ -233,55 +403,35 @@ async fn infer_http(
         Err(e) => {
             m.stats.record_failure(total);
             tracing::warn!(model = %m.name, error = %e, "inference failed");
-            e.into_response()
+            let mut r = e.into_response();
+            // The body may be partly unread: the connection cannot carry another request.
+            r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
         }
     }
 }
 
-fn param_bool(p: &Map<String, Json>, key: &str) -> Result<Option<bool>, RequestError> {
-    match p.get(key) {
-        None => Ok(None),
-        Some(Json::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(RequestError::bad(format!("parameter '{key}' must be a boolean, not {other}"))),
-    }
-}
-
-fn flatten_strings(name: &str, v: &Json, out: &mut Vec<Bytes>) -> Result<(), RequestError> {
-    match v {
-        Json::Array(a) => a.iter().try_for_each(|x| flatten_strings(name, x, out)),
-        Json::String(s) => {
-            out.push(Bytes::copy_from_slice(s.as_bytes()));
-            Ok(())
-        }
-        other => Err(RequestError::bad(format!(
-            "input '{name}': BYTES data in JSON must be strings, found {}",
-            match other {
-                Json::Number(_) => "a number",
-                Json::Bool(_) => "a boolean",
-                Json::Null => "null",
-                _ => "an object",
-            }
-        ))),
-    }
+fn header_usize(headers: &HeaderMap, name: &str, what: &str) -> Result<Option<usize>, RequestError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| RequestError::bad(format!("{what} must be a non-negative integer")))
+        })
+        .transpose()
 }
 
 async fn infer_inner(
     st: &AppState,
     m: &Arc<LoadedModel>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     received: Instant,
 ) -> Result<(Response, crate::repo::Timings), RequestError> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            RequestError::bad(format!(
-                "request body exceeds the server's limit of {} MB (heinfer serve --max-request-mb)",
-                st.max_request_bytes >> 20
-            ))
-        } else {
-            RequestError::bad(format!("cannot read the request body: {e}"))
-        }
-    })?;
+    let adm = &st.admission;
+    let max_json = adm.limits.max_json_bytes;
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         if enc.as_bytes() != b"identity" {
             return Err(RequestError::bad(format!(
@@ -290,51 +440,106 @@ async fn infer_inner(
             )));
         }
     }
-    let header_len = match headers.get(HEADER_LENGTH) {
-        None => body.len(),
-        Some(v) => {
-            let n =
-                v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).ok_or_else(|| {
-                    RequestError::bad("Inference-Header-Content-Length must be a non-negative integer")
-                })?;
-            if n > body.len() {
-                return Err(RequestError::bad(format!(
-                    "Inference-Header-Content-Length is {n} but the body holds only {} bytes",
-                    body.len()
-                )));
-            }
-            n
-        }
+    let content_length = header_usize(headers, header::CONTENT_LENGTH.as_str(), "Content-Length")?;
+    let header_length = header_usize(headers, HEADER_LENGTH, "Inference-Header-Content-Length")?;
+    let too_large = |n: usize, cap: usize, flag: &str, what: &str| {
+        RequestError::TooLarge(format!(
+            "{what} of {n} bytes exceeds the server's limit of {} (heinfer serve {flag})",
+            admission::human(cap)
+        ))
     };
-    let req: InferRequestJson = serde_json::from_slice(&body[..header_len])
+    // Everything that can be refused from the headers is refused before a byte of
+    // the body is read.
+    let (cap, cap_flag) = match header_length {
+        Some(_) => (st.max_request_bytes, "--max-request-mb"),
+        None => (max_json, "--max-json-kb"),
+    };
+    if let Some(n) = content_length {
+        if n > cap {
+            return Err(too_large(n, cap, cap_flag, "request body"));
+        }
+    }
+    if let Some(h) = header_length {
+        if h > max_json {
+            return Err(too_large(h, max_json, "--max-json-kb", "JSON header (Inference-Header-Content-Length)"));
+        }
+        if let Some(n) = content_length.filter(|&n| h > n) {
+            return Err(RequestError::bad(format!(
+                "Inference-Header-Content-Length is {h} but the body holds only {n} bytes"
+            )));
+        }
+    }
+    let res = adm.reservation();
+    // A declared body is reserved whole before it is read; a chunked one frame by frame.
+    if let Some(n) = content_length {
+        res.grow(n)?;
+    }
+    let mut body = BodyReader::new(body, adm.limits.body_timeout, res, content_length.is_none(), cap, cap_flag);
+    let json = match header_length {
+        Some(h) => body.read_exact(h, "the JSON header").await?,
+        None => body.read_to_end().await?,
+    };
+    let req: InferRequestJson = serde_json::from_slice(&json)
         .map_err(|e| RequestError::bad(format!("failed to parse the request JSON buffer: {e}")))?;
-    let mut binary = body.slice(header_len..);
+    drop(json);
 
-    let mut inputs = Vec::with_capacity(req.inputs.len());
-    for i in req.inputs {
-        if i.parameters.contains_key("shared_memory_region") {
+    let declared: Vec<TensorHeader> =
+        req.inputs.0.iter().map(|i| TensorHeader { name: &i.name, datatype: &i.datatype, shape: &i.shape.0 }).collect();
+    let counts = infer::check_headers(m, &declared)?;
+    drop(declared);
+    let mut binary_total: usize = 0;
+    for i in &req.inputs.0 {
+        if i.parameters.shared_memory_region.is_some() {
             return Err(RequestError::bad("shared-memory inputs are not supported by heinfer serve"));
         }
-        infer::check_input_header(m, &i.name, &i.datatype)?;
-        let count = element_count(&i.name, &i.shape)?;
-        let elements = match (i.parameters.get("binary_data_size"), &i.data) {
+        match (i.parameters.binary_data_size, &i.data) {
+            (Some(size), _) => binary_total = binary_total.saturating_add(size as usize),
+            (None, Some(_)) => {}
+            (None, None) => {
+                return Err(RequestError::bad(format!("input '{}' has neither data nor binary_data_size", i.name)))
+            }
+        }
+    }
+    if binary_total > 0 && header_length.is_none() {
+        return Err(RequestError::bad(
+            "inputs declare binary_data_size but the request has no Inference-Header-Content-Length header",
+        ));
+    }
+    // The binary section must be exactly what the header declares: checked against
+    // Content-Length before it is read.
+    if let (Some(n), Some(h)) = (content_length, header_length) {
+        let rest = n - h;
+        if binary_total > rest {
+            return Err(RequestError::bad(format!(
+                "the inputs' binary_data_size add up to {binary_total} bytes but only {rest} bytes of binary data follow the JSON header"
+            )));
+        }
+        if binary_total < rest {
+            return Err(RequestError::bad(format!(
+                "{} bytes of binary data follow the inputs that the JSON header accounts for",
+                rest - binary_total
+            )));
+        }
+    } else if binary_total > cap {
+        return Err(too_large(binary_total, cap, cap_flag, "declared binary data"));
+    } else if let Some(h) = header_length {
+        body.reserve_total(h + binary_total)?;
+    }
+
+    let mut inputs = Vec::with_capacity(req.inputs.0.len());
+    for (i, count) in req.inputs.0.into_iter().zip(counts) {
+        let elements = match (i.parameters.binary_data_size, i.data) {
             (Some(size), _) => {
-                let size = size.as_u64().ok_or_else(|| {
-                    RequestError::bad(format!("input '{}': binary_data_size must be a non-negative integer", i.name))
-                })? as usize;
-                if size > binary.len() {
-                    return Err(RequestError::bad(format!(
-                        "input '{}': binary_data_size is {size} but only {} bytes of binary data remain",
-                        i.name,
-                        binary.len()
-                    )));
-                }
-                let raw = binary.split_to(size);
+                let raw = body.read_exact(size as usize, &format!("input '{}'", i.name)).await?;
                 split_bytes(&i.name, raw, count)?
             }
-            (None, Some(data)) => {
-                let mut out = Vec::new();
-                flatten_strings(&i.name, data, &mut out)?;
+            (None, Some(JsonStrings { other: Some(kind), .. })) => {
+                return Err(RequestError::bad(format!(
+                    "input '{}': BYTES data in JSON must be strings, found {kind}",
+                    i.name
+                )));
+            }
+            (None, Some(JsonStrings { elements: out, other: None })) => {
                 if out.len() != count {
                     return Err(RequestError::bad(format!(
                         "input '{}': its shape holds {count} elements but the data holds {}",
@@ -344,25 +549,21 @@ async fn infer_inner(
                 }
                 out
             }
-            (None, None) => {
-                return Err(RequestError::bad(format!("input '{}' has neither data nor binary_data_size", i.name)))
-            }
+            (None, None) => unreachable!("refused above"),
         };
-        inputs.push(InputTensor { name: i.name, datatype: i.datatype, shape: i.shape, elements });
+        inputs.push(InputTensor { name: i.name, datatype: i.datatype, shape: i.shape.0, elements });
     }
-    if !binary.is_empty() {
-        return Err(RequestError::bad(format!(
-            "{} bytes of binary data follow the inputs that the JSON header accounts for",
-            binary.len()
-        )));
-    }
+    body.expect_end(|n| format!("{n} bytes of binary data follow the inputs that the JSON header accounts for"))
+        .await?;
+    let res = body.reservation().clone();
+    drop(body);
 
     // Which outputs, and in which form. Triton: all outputs when none are named;
     // binary when the output asks (`binary_data`) or the request does
     // (`binary_data_output`).
-    let default_binary = param_bool(&req.parameters, "binary_data_output")?.unwrap_or(false);
+    let default_binary = req.parameters.binary_data_output.unwrap_or(false);
     let mut want_binary = default_binary;
-    if let Some(outs) = req.outputs.as_ref().filter(|o| !o.is_empty()) {
+    if let Some(outs) = req.outputs.as_ref().map(|o| &o.0).filter(|o| !o.is_empty()) {
         for o in outs {
             if m.config.output(&o.name).is_none() {
                 return Err(RequestError::bad(format!(
@@ -370,17 +571,17 @@ async fn infer_inner(
                     o.name, m.name
                 )));
             }
-            if o.parameters.contains_key("shared_memory_region") {
+            if o.parameters.shared_memory_region.is_some() {
                 return Err(RequestError::bad("shared-memory outputs are not supported by heinfer serve"));
             }
-            if o.parameters.contains_key("classification") {
+            if o.parameters.classification.is_some() {
                 return Err(RequestError::bad("classification outputs are not supported for encrypted tensors"));
             }
-            want_binary = param_bool(&o.parameters, "binary_data")?.unwrap_or(default_binary);
+            want_binary = o.parameters.binary_data.unwrap_or(default_binary);
         }
     }
 
-    let (outputs, timings) = infer::run(m, inputs, received).await?;
+    let (outputs, timings) = infer::run(st, m, inputs, received, res).await?;
     let name = runtime::protocol::ENCRYPTED_OUTPUT;
     // Ciphertexts are not text: when JSON was asked for but the elements are not
     // UTF-8, they go binary anyway (tritonclient reads either form).

@@ -1,9 +1,11 @@
 //! One inference, as both protocols see it once their framing is undone: named
-//! BYTES tensors in, `ENCRYPTED_OUTPUT` out. Checks the tensors against the model's
-//! config the way Triton does (names, datatypes, shapes, required inputs), waits for
-//! a free model instance, and runs `runtime::Service::infer` on a blocking thread —
-//! an evaluation takes the CPU for a long time and must not stall the executor.
+//! BYTES tensors in, `ENCRYPTED_OUTPUT` out. Checks the declared tensors against the
+//! model's config the way Triton does (names, datatypes, shapes, required inputs,
+//! element counts) before their data is read, waits for a free model instance in a
+//! bounded queue, and runs `runtime::Service::infer_cancellable` on a blocking thread
+//! — an evaluation takes the CPU for a long time and must not stall the executor.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,8 +13,11 @@ use bytes::Bytes;
 use runtime::protocol::{ENCRYPTED_INPUT, EVALUATION_KEYS, KEY_ID};
 use runtime::{Request, ServiceError};
 use thiserror::Error;
+use tokio::sync::TryAcquireError;
 
+use crate::admission::Reservation;
 use crate::repo::{LoadedModel, Timings};
+use crate::AppState;
 
 /// A request that failed; its message goes back to the client verbatim.
 #[derive(Debug, Error)]
@@ -30,6 +35,15 @@ pub enum RequestError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// a body, header or message past a configured size
+    #[error("{0}")]
+    TooLarge(String),
+    /// a body that did not arrive in time
+    #[error("{0}")]
+    Timeout(String),
+    /// an evaluation (with its wait for an instance) past its deadline
+    #[error("{0}")]
+    Deadline(String),
 }
 
 impl RequestError {
@@ -102,28 +116,49 @@ pub fn check_input_header(model: &LoadedModel, name: &str, datatype: &str) -> Re
     Ok(())
 }
 
-/// Checks the request's tensors against the config, as Triton does before a
-/// backend sees them.
-fn check_inputs(model: &LoadedModel, inputs: &[InputTensor]) -> Result<(), RequestError> {
+/// One input as the request declares it, before any of its data is read.
+pub struct TensorHeader<'a> {
+    pub name: &'a str,
+    pub datatype: &'a str,
+    pub shape: &'a [i64],
+}
+
+/// Most inputs one request may name: each costs a parse and a check, and the
+/// models take three.
+pub const MAX_INPUTS: usize = 16;
+/// Most dimensions of a declared shape (the models' tensors have one).
+pub const MAX_DIMS: usize = 16;
+
+/// How many elements the model takes in input `name`: the ciphertexts of one sample
+/// for `ENCRYPTED_INPUT`, otherwise what the config's fixed dims hold.
+pub fn expected_count(model: &LoadedModel, name: &str) -> Option<usize> {
+    if name == ENCRYPTED_INPUT {
+        return Some(model.service.executable().input_count());
+    }
+    let dims = &model.config.input(name)?.dims;
+    dims.iter().try_fold(1usize, |n, &d| usize::try_from(d).ok().and_then(|d| n.checked_mul(d)))
+}
+
+/// Checks the declared tensors against the model the way Triton does (names,
+/// datatypes, shapes, required inputs) and their element counts against what the
+/// model takes — before any data is read or split, so that no request makes the
+/// server allocate for elements the model would refuse. Returns each input's
+/// element count.
+pub fn check_headers(model: &LoadedModel, inputs: &[TensorHeader<'_>]) -> Result<Vec<usize>, RequestError> {
     let m = &model.name;
+    if inputs.len() > MAX_INPUTS.max(model.config.inputs.len()) {
+        return Err(RequestError::bad(format!(
+            "the request names {} inputs; model '{m}' has {}",
+            inputs.len(),
+            model.config.inputs.len()
+        )));
+    }
+    let mut counts = Vec::with_capacity(inputs.len());
     for (i, t) in inputs.iter().enumerate() {
-        let Some(cfg) = model.config.input(&t.name) else {
-            let allowed: Vec<&str> = model.config.inputs.iter().map(|t| t.name.as_str()).collect();
-            return Err(RequestError::bad(format!(
-                "unexpected inference input '{}' for model '{m}'; its inputs are {allowed:?}",
-                t.name
-            )));
-        };
+        check_input_header(model, t.name, t.datatype)?;
+        let cfg = model.config.input(t.name).expect("checked above");
         if inputs[..i].iter().any(|o| o.name == t.name) {
             return Err(RequestError::bad(format!("input '{}' appears twice in the request", t.name)));
-        }
-        if t.datatype != cfg.datatype() {
-            return Err(RequestError::bad(format!(
-                "inference input '{}' data-type is '{}', but model '{m}' expects '{}'",
-                t.name,
-                t.datatype,
-                cfg.datatype()
-            )));
         }
         let fits = t.shape.len() == cfg.dims.len() && t.shape.iter().zip(&cfg.dims).all(|(&s, &d)| d < 0 || s == d);
         if !fits {
@@ -132,6 +167,19 @@ fn check_inputs(model: &LoadedModel, inputs: &[InputTensor]) -> Result<(), Reque
                 t.name, cfg.dims, t.shape
             )));
         }
+        let count = element_count(t.name, t.shape)?;
+        if let Some(want) = expected_count(model, t.name) {
+            if count != want {
+                return Err(if t.name == ENCRYPTED_INPUT {
+                    RequestError::bad(format!(
+                        "ENCRYPTED_INPUT holds {count} ciphertexts; model '{m}' takes {want} (shape [{want}])"
+                    ))
+                } else {
+                    RequestError::bad(format!("input '{}' must hold exactly {want} element(s), not {count}", t.name))
+                });
+            }
+        }
+        counts.push(count);
     }
     let missing: Vec<&str> = model
         .config
@@ -144,7 +192,7 @@ fn check_inputs(model: &LoadedModel, inputs: &[InputTensor]) -> Result<(), Reque
         // Triton's wording, so that one test suite matches both servers.
         let q = |v: Vec<&str>| format!("[{}]", v.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(","));
         let required = model.config.inputs.iter().filter(|c| !c.optional).count();
-        let got: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
+        let got: Vec<&str> = inputs.iter().map(|t| t.name).collect();
         return Err(RequestError::bad(format!(
             "expected number of inputs between {required} and {} but got {} inputs for model '{m}'. Got input(s) {}, but missing required input(s) {}. Please provide all required input(s).",
             model.config.inputs.len(),
@@ -153,49 +201,89 @@ fn check_inputs(model: &LoadedModel, inputs: &[InputTensor]) -> Result<(), Reque
             q(missing)
         )));
     }
-    Ok(())
+    Ok(counts)
 }
 
-fn single<'a>(inputs: &'a [InputTensor], name: &str) -> Result<Option<&'a Bytes>, RequestError> {
-    match inputs.iter().find(|t| t.name == name) {
-        None => Ok(None),
-        Some(t) if t.elements.len() == 1 => Ok(Some(&t.elements[0])),
-        Some(t) => {
-            Err(RequestError::bad(format!("input '{name}' must hold exactly one element, not {}", t.elements.len())))
-        }
+fn single<'a>(inputs: &'a [InputTensor], name: &str) -> Option<&'a Bytes> {
+    inputs.iter().find(|t| t.name == name).and_then(|t| t.elements.first())
+}
+
+/// Sets the flag when dropped: the request's future is dropped when its client
+/// disconnects, and is left when its deadline passes; either way the evaluation
+/// stops at its next operation.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
-/// Runs one request. `received` is when the request arrived (for the statistics).
+/// A model instance taken for one evaluation. The blocking work owns it, so the
+/// instance is free only when the work has stopped — not when its client left.
+struct Slot(Arc<LoadedModel>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.slots.add_permits(1);
+    }
+}
+
+/// Runs one request whose tensors passed [`check_headers`]. `received` is when the
+/// request arrived (for the statistics); `res` holds the request's bytes, and a
+/// share of it stays with the evaluation until it ends.
 pub async fn run(
+    st: &AppState,
     model: &Arc<LoadedModel>,
     inputs: Vec<InputTensor>,
     received: Instant,
+    res: Reservation,
 ) -> Result<(Vec<Vec<u8>>, Timings), RequestError> {
-    check_inputs(model, &inputs)?;
-    single(&inputs, KEY_ID)?;
-    single(&inputs, EVALUATION_KEYS)?;
     let input_ns = received.elapsed().as_nanos() as u64;
+    let limits = &st.admission.limits;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let shutting_down = || RequestError::Unavailable("the server is shutting down".into());
 
-    let queued = Instant::now();
-    let _permit =
-        model.slots.acquire().await.map_err(|_| RequestError::Unavailable("the server is shutting down".into()))?;
-    let queue_ns = queued.elapsed().as_nanos() as u64;
+    let work = async {
+        let queued = Instant::now();
+        let permit = match model.slots.try_acquire() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => return Err(shutting_down()),
+            Err(TryAcquireError::NoPermits) => {
+                let _waiting = st.admission.queue.try_acquire().map_err(|_| st.admission.busy_queue())?;
+                model.slots.acquire().await.map_err(|_| shutting_down())?
+            }
+        };
+        permit.forget();
+        let slot = Slot(model.clone());
+        let queue_ns = queued.elapsed().as_nanos() as u64;
 
-    let started = Instant::now();
-    let m = model.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        let key_id = single(&inputs, KEY_ID).ok().flatten().map(|b| &b[..]);
-        let evaluation_keys = single(&inputs, EVALUATION_KEYS).ok().flatten().map(|b| &b[..]);
-        let ciphertexts = inputs
-            .iter()
-            .find(|t| t.name == ENCRYPTED_INPUT)
-            .map(|t| t.elements.iter().map(|b| &b[..]).collect())
-            .unwrap_or_default();
-        m.service.infer(Request { ciphertexts, key_id, evaluation_keys })
-    })
-    .await;
-    let infer_ns = started.elapsed().as_nanos() as u64;
+        let started = Instant::now();
+        let m = model.clone();
+        let flag = cancel.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let _bytes = res;
+            let key_id = single(&inputs, KEY_ID).map(|b| &b[..]);
+            let evaluation_keys = single(&inputs, EVALUATION_KEYS).map(|b| &b[..]);
+            let ciphertexts = inputs
+                .iter()
+                .find(|t| t.name == ENCRYPTED_INPUT)
+                .map(|t| t.elements.iter().map(|b| &b[..]).collect())
+                .unwrap_or_default();
+            m.service.infer_cancellable(Request { ciphertexts, key_id, evaluation_keys }, &flag)
+        })
+        .await;
+        Ok((res, queue_ns, started.elapsed().as_nanos() as u64))
+    };
+    let (res, queue_ns, infer_ns) = tokio::time::timeout(limits.eval_timeout, work).await.map_err(|_| {
+        RequestError::Deadline(format!(
+            "model '{}' did not answer within {} s (heinfer serve --eval-timeout-s); its evaluation was stopped",
+            model.name,
+            limits.eval_timeout.as_secs_f64()
+        ))
+    })??;
     let out = match res {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return Err(RequestError::Refused(e)),

@@ -33,15 +33,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod admission;
 pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod infer;
+pub mod limits;
 pub mod pbtxt;
 pub mod repo;
 pub mod serve;
 
 pub use infer::RequestError;
+pub use limits::Limits;
 pub use repo::{KeyStoreOptions, LoadError, Repository};
 /// The runtime as this crate resolves it (the secret-key boundary check names
 /// `server::runtime::ckks::SecretKey` and expects it not to exist).
@@ -75,6 +78,8 @@ pub enum ServerError {
     Http(std::io::Error),
     #[error("gRPC server: {0}")]
     Grpc(String),
+    #[error(transparent)]
+    Limits(#[from] limits::LimitError),
 }
 
 /// Where and how to listen.
@@ -86,11 +91,19 @@ pub struct Options {
     pub grpc_port: u16,
     /// Largest HTTP body and gRPC message accepted (and sent): key bundles are tens of MB.
     pub max_request_bytes: usize,
+    /// What clients together may make the server hold, and for how long.
+    pub limits: Limits,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { host: "127.0.0.1".into(), http_port: 0, grpc_port: 0, max_request_bytes: DEFAULT_MAX_REQUEST_MB << 20 }
+        Self {
+            host: "127.0.0.1".into(),
+            http_port: 0,
+            grpc_port: 0,
+            max_request_bytes: DEFAULT_MAX_REQUEST_MB << 20,
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -100,6 +113,7 @@ pub struct AppState {
     /// false once shutdown begins: readiness probes fail, in-flight requests finish
     pub ready: AtomicBool,
     pub max_request_bytes: usize,
+    pub admission: admission::Admission,
 }
 
 impl AppState {
@@ -127,7 +141,7 @@ async fn bind(proto: &'static str, host: &str, port: u16) -> Result<TcpListener,
     TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { proto, addr, source })
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
+pub(crate) async fn stopped(mut rx: watch::Receiver<bool>) {
     // Either a `true` arrives or the sender is gone; both mean stop.
     let _ = rx.wait_for(|s| *s).await;
 }
@@ -135,8 +149,13 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 impl Server {
     /// Binds both listeners and starts serving on the current tokio runtime.
     pub async fn start(repo: Repository, opts: &Options) -> Result<Server, ServerError> {
-        let state =
-            Arc::new(AppState { repo, ready: AtomicBool::new(false), max_request_bytes: opts.max_request_bytes });
+        opts.limits.check(opts.max_request_bytes)?;
+        let state = Arc::new(AppState {
+            repo,
+            ready: AtomicBool::new(false),
+            max_request_bytes: opts.max_request_bytes,
+            admission: admission::Admission::new(opts.max_request_bytes, opts.limits.clone()),
+        });
         let http_l = bind("HTTP", &opts.host, opts.http_port).await?;
         let grpc_l = bind("gRPC", &opts.host, opts.grpc_port).await?;
         let http_addr = http_l.local_addr().map_err(ServerError::Http)?;
@@ -144,25 +163,8 @@ impl Server {
         let (stop, rx) = watch::channel(false);
 
         let app = http::router(state.clone());
-        let rx_http = rx.clone();
-        let http = tokio::spawn(async move { axum::serve(http_l, app).with_graceful_shutdown(stopped(rx_http)).await });
-
-        let svc =
-            pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(grpc::Grpc { state: state.clone() })
-                .max_decoding_message_size(opts.max_request_bytes)
-                .max_encoding_message_size(opts.max_request_bytes);
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc_l).with_nodelay(Some(true));
-        let grpc = tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                // Large messages (key bundles, ciphertexts) need more than HTTP/2's 64 KB
-                // default windows to stream at memory speed.
-                .initial_stream_window_size(Some(8 << 20))
-                .initial_connection_window_size(Some(16 << 20))
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, stopped(rx))
-                .await
-                .map_err(|e| e.to_string())
-        });
+        let http = tokio::spawn(http::serve(http_l, app, state.clone(), rx.clone()));
+        let grpc = tokio::spawn(grpc::serve(grpc_l, state.clone(), rx));
         state.ready.store(true, Ordering::Relaxed);
         Ok(Server { state, http_addr, grpc_addr, stop, http, grpc })
     }

@@ -31,6 +31,8 @@ pub struct ServeArgs {
     /// largest HTTP request body / gRPC message, in MB
     #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_MB)]
     pub max_request_mb: usize,
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
 }
 
 pub fn serve(a: ServeArgs) -> Result<(), String> {
@@ -38,6 +40,8 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
     if a.max_request_mb == 0 {
         return Err("--max-request-mb must be at least 1".into());
     }
+    // Settings that could never admit a request are refused before the (slow) load.
+    a.limits.limits().check(a.max_request_mb.saturating_mul(1 << 20)).map_err(|e| e.to_string())?;
     // Loading encodes every weight: CPU work, done before the async runtime starts.
     let ko =
         crate::KeyStoreOptions { capacity_mb: a.key_store_mb, dir: a.key_store_dir, dir_quota_mb: a.key_store_dir_mb };
@@ -47,6 +51,7 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
         http_port: a.http_port,
         grpc_port: a.grpc_port,
         max_request_bytes: a.max_request_mb.saturating_mul(1 << 20),
+        limits: a.limits.limits(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

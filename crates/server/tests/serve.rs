@@ -403,9 +403,9 @@ fn http_bad_requests_get_kserve_errors_and_the_server_lives_on() {
     expect(infer(&body, n), 400, "ENCRYPTED_INPUT[0]");
     let (body, n) = infer_request(&[("ENCRYPTED_INPUT", vec![cts[0].clone(), cts[0].clone()]), key()], json!({}));
     expect(infer(&body, n), 400, "ciphertexts");
-    // over the size limit (2 MB here)
+    // over the size limit (2 MB here): refused from Content-Length, before the body is read
     let (body, n) = infer_request(&[("ENCRYPTED_INPUT", vec![vec![0u8; 3 << 20]]), key()], json!({}));
-    expect(infer(&body, n), 400, "--max-request-mb");
+    expect(infer(&body, n), 413, "--max-request-mb");
     // unknown model on infer
     let (body, n) = infer_request(&[("ENCRYPTED_INPUT", cts.clone()), key()], json!({}));
     expect(post_infer(a, "/v2/models/nope/infer", &body, n), 404, "unknown model");
