@@ -27,7 +27,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
-use crate::infer::RequestError;
+use crate::error::RequestError;
 use crate::limits::Limits;
 
 /// The shared budgets of one server.

@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 
 pub mod admission;
 pub mod config;
+pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod infer;

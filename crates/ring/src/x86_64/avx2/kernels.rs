@@ -87,7 +87,7 @@ unsafe fn mul_barrett_unchecked(
     }
 }
 
-/// [`mul_barrett_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`mul_barrett_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn mul_barrett(
     _: Avx2,
@@ -121,7 +121,7 @@ unsafe fn mul_shoup_acc_unchecked(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u
     }
 }
 
-/// [`mul_shoup_acc_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`mul_shoup_acc_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn mul_shoup_acc(_: Avx2, acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
     // SAFETY: the token proves the CPU features `mul_shoup_acc_unchecked` is compiled for, and its
@@ -175,7 +175,7 @@ unsafe fn key_dot_unchecked(
     }
 }
 
-/// [`key_dot_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`key_dot_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn key_dot(
@@ -228,7 +228,7 @@ unsafe fn permute_blocks_unchecked(dst: &mut [u64], src: &[u64], blocks: &[u32])
     }
 }
 
-/// [`permute_blocks_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`permute_blocks_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn permute_blocks(_: Avx2, dst: &mut [u64], src: &[u64], blocks: &[u32]) {
     // SAFETY: the token proves the CPU features `permute_blocks_unchecked` is compiled for, and its
@@ -266,7 +266,7 @@ unsafe fn binary_unchecked(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
     }
 }
 
-/// [`binary_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`binary_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn binary(_: Avx2, a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
     // SAFETY: the token proves the CPU features `binary_unchecked` is compiled for, and its
@@ -296,7 +296,7 @@ unsafe fn sub_const_unchecked(a: &mut [u64], c: u64, q: u64) {
     }
 }
 
-/// [`sub_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`sub_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn sub_const(_: Avx2, a: &mut [u64], c: u64, q: u64) {
     // SAFETY: the token proves the CPU features `sub_const_unchecked` is compiled for, and its
@@ -324,7 +324,7 @@ unsafe fn dot_const_unchecked(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)],
     }
 }
 
-/// [`dot_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`dot_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn dot_const(_: Avx2, out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
     // SAFETY: the token proves the CPU features `dot_const_unchecked` is compiled for, and its
@@ -349,7 +349,7 @@ unsafe fn add_mul_const_unchecked(out: &mut [u64], x: &[u64], h: u64, c: u64, cp
     }
 }
 
-/// [`add_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`add_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn add_mul_const(_: Avx2, out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, q: u64) {
     // SAFETY: the token proves the CPU features `add_mul_const_unchecked` is compiled for, and its
@@ -385,7 +385,7 @@ unsafe fn overflow_counts_unchecked(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) 
     }
 }
 
-/// [`overflow_counts_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`overflow_counts_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn overflow_counts(_: Avx2, u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
     // SAFETY: the token proves the CPU features `overflow_counts_unchecked` is compiled for, and its
@@ -432,7 +432,7 @@ unsafe fn sub_table_unchecked(a: &mut [u64], u: &[u32], table: &[u64], q: u64) {
     }
 }
 
-/// [`sub_table_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`sub_table_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn sub_table(_: Avx2, a: &mut [u64], u: &[u32], table: &[u64], q: u64) {
     // SAFETY: the token proves the CPU features `sub_table_unchecked` is compiled for, and its
@@ -458,7 +458,7 @@ unsafe fn sub_mul_const_unchecked(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: 
     }
 }
 
-/// [`sub_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`sub_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn sub_mul_const(_: Avx2, x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
     // SAFETY: the token proves the CPU features `sub_mul_const_unchecked` is compiled for, and its

@@ -120,7 +120,7 @@ pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {
 
 /// The key-switching inner product of one limb: o0 = Σ_d src_d·b_d, o1 = Σ_d src_d·a_d
 /// mod q, fully reduced, with the key words b, a given as f64 bit patterns
-/// (`crate::kernels::key_companion`). Unlike the integer kernel it needs no Shoup companions (the
+/// (`key_companion` in the dispatch). Unlike the integer kernel it needs no Shoup companions (the
 /// quotient comes from h/q): three streams per digit instead of five.
 ///
 /// Sources d with `src_f64[d]` are doubles too (|x| < q, as `transform`'s `forward_f64`
@@ -193,7 +193,7 @@ unsafe fn key_dot_unchecked(
     }
 }
 
-/// [`key_dot_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`key_dot_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn key_dot(
@@ -246,7 +246,7 @@ unsafe fn dot_const_unchecked(out: &mut [u64], ys: &[&[u64]], cs: &[u64], q: u64
     }
 }
 
-/// [`dot_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`dot_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn dot_const(_: Fma, out: &mut [u64], ys: &[&[u64]], cs: &[u64], q: u64) {
     // SAFETY: the token proves the CPU features `dot_const_unchecked` is compiled for, and its
@@ -403,7 +403,7 @@ unsafe fn convert_unchecked(targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[b
     }
 }
 
-/// [`convert_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`convert_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn convert(_: Fma, targets: &mut [ConvTarget], ys: &[&[u64]], wide: &[bool], over: &[u32]) {
     // SAFETY: the token proves the CPU features `convert_unchecked` is compiled for, and its
@@ -459,7 +459,7 @@ unsafe fn mul_into_unchecked(out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
     unsafe { lanes::<_, false>(out.as_mut_ptr(), n, [a.as_ptr(), b.as_ptr()], q, |v, qs| mul_mod_q(v[0], v[1], qs)) };
 }
 
-/// [`mul_into_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`mul_into_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn mul_into(_: Fma, out: &mut [u64], a: &[u64], b: &[u64], q: u64) {
     // SAFETY: the token proves the CPU features `mul_into_unchecked` is compiled for, and its
@@ -481,7 +481,7 @@ unsafe fn mul_add_into_unchecked(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64
     unsafe { lanes::<_, false>(out.as_mut_ptr(), n, ins, q, f) };
 }
 
-/// [`mul_add_into_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`mul_add_into_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn mul_add_into(_: Fma, out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: &[u64], q: u64) {
     // SAFETY: the token proves the CPU features `mul_add_into_unchecked` is compiled for, and its
@@ -505,7 +505,7 @@ unsafe fn sub_mul_const_unchecked(x: &mut [u64], y: &[u64], w: u64, q: u64) {
     };
 }
 
-/// [`sub_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`sub_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn sub_mul_const(_: Fma, x: &mut [u64], y: &[u64], w: u64, q: u64) {
     // SAFETY: the token proves the CPU features `sub_mul_const_unchecked` is compiled for, and its
@@ -525,7 +525,7 @@ unsafe fn sub_from_mul_const_add_unchecked<const Y_F64: bool>(y: &mut [u64], x: 
     unsafe { sub_mul_const_add_raw::<Y_F64>(p, x.as_ptr(), p, e.as_ptr(), y.len(), w, q) }
 }
 
-/// [`sub_from_mul_const_add_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`sub_from_mul_const_add_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn sub_from_mul_const_add<const Y_F64: bool>(_: Fma, y: &mut [u64], x: &[u64], w: u64, e: &[u64], q: u64) {
     // SAFETY: the token proves the CPU features `sub_from_mul_const_add_unchecked` is compiled for, and its
@@ -575,7 +575,7 @@ unsafe fn sub_from_mul_const_add_products_unchecked<const Y_F64: bool>(
     }
 }
 
-/// [`sub_from_mul_const_add_products_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`sub_from_mul_const_add_products_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn sub_from_mul_const_add_products<const Y_F64: bool>(
     _: Fma,
@@ -624,7 +624,7 @@ unsafe fn add_mul_const_unchecked(out: &mut [u64], x: &[u64], h: u64, c: u64, q:
     unsafe { lanes::<_, false>(out.as_mut_ptr(), n, [x.as_ptr()], q, |v, qs| mul_mod(_mm256_add_pd(v[0], hv), t, qs)) };
 }
 
-/// [`add_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch in `crate::kernels` calls.
+/// [`add_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
 #[inline]
 pub(crate) fn add_mul_const(_: Fma, out: &mut [u64], x: &[u64], h: u64, c: u64, q: u64) {
     // SAFETY: the token proves the CPU features `add_mul_const_unchecked` is compiled for, and its
