@@ -7,6 +7,13 @@ export CARGO_TERM_COLOR=never
 bash scripts/setup-python.sh
 export HEINFER_PYTHON="$PWD/.venv/bin/python"
 
+# Modules form layers inside every crate: no import cycle (the project's shared checker,
+# where this checkout has it beside it).
+if [ -f ../shared/tools/modcycles.py ]; then
+  echo "== module layers (no import cycle in any crate)"
+  python3 ../shared/tools/modcycles.py crates/*
+fi
+
 # Before the workspace build: each server-side crate alone, and a probe crate that
 # must not be able to name runtime::ckks::SecretKey (with a positive control).
 echo "== secret-key boundary (server-side crates built alone)"

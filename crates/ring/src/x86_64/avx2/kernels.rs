@@ -26,6 +26,10 @@ fn mul_wide(a: __m256i, b: __m256i) -> (__m256i, __m256i, __m256i) {
 /// t = ⌊x / 2^(bits−2)⌋ < 2^64 (x < 2q²), qhat = ⌊t·mu / 2^64⌋ exactly, from four
 /// 32-bit products, then x − qhat·q < 3q mod 2^64 and two conditional subtractions,
 /// so both agree bit for bit.
+///
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn mul_barrett_unchecked(
     out: &mut [u64],
@@ -102,6 +106,9 @@ pub(crate) fn mul_barrett(
     unsafe { mul_barrett_unchecked(out, a, b, cd, m) }
 }
 
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn mul_shoup_acc_unchecked(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
     let n = acc.len();
@@ -129,6 +136,9 @@ pub(crate) fn mul_shoup_acc(_: Avx2, acc: &mut [u64], x: &[u64], w: &[u64], wp: 
     unsafe { mul_shoup_acc_unchecked(acc, x, w, wp, q) }
 }
 
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 unsafe fn key_dot_unchecked(
@@ -214,6 +224,10 @@ static BLOCK_INDICES: [[i32; 8]; 256] = block_indices();
 
 /// dst by blocks of four: block b is src's block (blocks[b] >> 8), reordered by the two-bit
 /// offsets in the low byte (one load, one lane shuffle, one store).
+///
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn permute_blocks_unchecked(dst: &mut [u64], src: &[u64], blocks: &[u32]) {
     assert!(dst.len() == 4 * blocks.len());
@@ -243,6 +257,9 @@ pub enum Op {
     Reduce,
 }
 
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn binary_unchecked(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
     let n = a.len();
@@ -282,6 +299,9 @@ fn add_if_negative(d: __m256i, q: __m256i) -> __m256i {
     _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(d), _mm256_castsi256_pd(t), _mm256_castsi256_pd(d)))
 }
 
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn sub_const_unchecked(a: &mut [u64], c: u64, q: u64) {
     let qv = _mm256_set1_epi64x(q as i64);
@@ -305,6 +325,10 @@ pub(crate) fn sub_const(_: Avx2, a: &mut [u64], c: u64, q: u64) {
 }
 
 /// Inputs below 2^63, constants below q with 64-bit Shoup companions.
+///
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn dot_const_unchecked(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
     let n = out.len();
@@ -332,6 +356,9 @@ pub(crate) fn dot_const(_: Avx2, out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64
     unsafe { dot_const_unchecked(out, ys, cs, q) }
 }
 
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn add_mul_const_unchecked(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, q: u64) {
     let n = out.len();
@@ -360,6 +387,10 @@ pub(crate) fn add_mul_const(_: Avx2, out: &mut [u64], x: &[u64], h: u64, c: u64,
 /// See `super::overflow_counts`. u64 → f64 without AVX-512: the high and low 32-bit
 /// halves become exact doubles (2^84 + hi·2^32 and 2^52 + lo, by their bit patterns),
 /// whose difference with the offsets and sum round once, as the scalar conversion does.
+///
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn overflow_counts_unchecked(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
     let n = u.len();
@@ -393,6 +424,9 @@ pub(crate) fn overflow_counts(_: Avx2, u: &mut [u32], ys: &[&[u64]], invs: &[f64
     unsafe { overflow_counts_unchecked(u, ys, invs) }
 }
 
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn sub_table_unchecked(a: &mut [u64], u: &[u32], table: &[u64], q: u64) {
     let n = a.len();
@@ -440,6 +474,9 @@ pub(crate) fn sub_table(_: Avx2, a: &mut [u64], u: &[u32], table: &[u64], q: u64
     unsafe { sub_table_unchecked(a, u, table, q) }
 }
 
+/// # Safety
+/// The CPU must support AVX2 (the safe twin without the suffix takes the token that
+/// proves it); the body asserts every length its accesses rely on.
 #[target_feature(enable = "avx2")]
 unsafe fn sub_mul_const_unchecked(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
     let n = x.len();

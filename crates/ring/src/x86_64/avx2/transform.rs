@@ -139,6 +139,9 @@ fn gs<const FAST: bool>(x: __m256i, y: __m256i, t: Tw, q: Q) -> (__m256i, __m256
     (s, d)
 }
 
+/// # Safety
+/// `p` must be valid for reading 32 bytes (four lanes), and the CPU must have the
+/// features this file is compiled for.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn ld(p: *const u64) -> __m256i {
@@ -154,6 +157,10 @@ unsafe fn st(p: *mut u64, v: __m256i) {
 }
 
 /// Two twiddles (and companions) at p as [w0, w0, w1, w1].
+///
+/// # Safety
+/// The twiddle pointers (or slices at `i`) must be valid for the lanes read, and the
+/// CPU must have the features this file is compiled for.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn pairs(w: *const u64, wp: *const u64) -> Tw {
@@ -195,6 +202,9 @@ pub(crate) fn inverse(_: Avx2, t: &Twiddles, a: &mut [u64]) {
     }
 }
 
+/// # Safety
+/// The CPU must support AVX2; `a.len() == tab.n`, `tab.n ≥ 16` and q < 2^61 (the safe
+/// `forward` asserts all three).
 #[target_feature(enable = "avx2")]
 unsafe fn forward_avx2<const FAST: bool>(tab: &Twiddles, a: &mut [u64]) {
     let n = tab.n;
@@ -268,6 +278,9 @@ unsafe fn forward_avx2<const FAST: bool>(tab: &Twiddles, a: &mut [u64]) {
     }
 }
 
+/// # Safety
+/// The CPU must support AVX2; `a.len() == tab.n`, `tab.n ≥ 16` and q < 2^61 (the safe
+/// `inverse` asserts all three).
 #[target_feature(enable = "avx2")]
 unsafe fn inverse_avx2<const FAST: bool>(tab: &Twiddles, a: &mut [u64]) {
     let n = tab.n;

@@ -92,6 +92,9 @@ pub(crate) fn to_f64(x: __m256i) -> __m256d {
     _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(x, _mm256_castpd_si256(m))), m)
 }
 
+/// # Safety
+/// `p` must be valid for reading 32 bytes (four lanes), and the CPU must have the
+/// features this file is compiled for.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn ld(p: *const f64) -> __m256d {
@@ -107,6 +110,10 @@ pub(crate) unsafe fn st(p: *mut f64, v: __m256d) {
 }
 
 /// Two twiddles at i as [w_i, w_i, w_i+1, w_i+1].
+///
+/// # Safety
+/// The twiddle pointers (or slices at `i`) must be valid for the lanes read, and the
+/// CPU must have the features this file is compiled for.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn pairs(w: &[f64], wq: &[f64], i: usize) -> Tw {

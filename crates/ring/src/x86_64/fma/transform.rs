@@ -349,6 +349,9 @@ fn gs_layer(b: f64, q: f64) -> (f64, bool) {
     }
 }
 
+/// # Safety
+/// The CPU must support AVX2 and FMA; `src` and `dst` must be valid for `tab.n` words
+/// (they may be the same buffer).
 #[target_feature(enable = "avx2,fma")]
 unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, src: *const u64, dst: *mut u64) {
     let n = tab.n;
@@ -442,6 +445,10 @@ unsafe fn inverse_fma<const WIDE: bool>(tab: &FmaTable, src: *const u64, dst: *m
 }
 
 /// Layers of gaps g and 2g; RED1/RED2 reduce their sums; LAST makes the second the final layer.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; every pointer must be valid for the lanes the
+/// butterflies read and write.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gs_pair<const RED1: bool, const RED2: bool, const LAST: bool>(
     tab: &FmaTable,
@@ -480,6 +487,9 @@ unsafe fn gs_pair<const RED1: bool, const RED2: bool, const LAST: bool>(
 }
 
 /// Stores a centered value (|v| < 2^51) as its residue in [0, q), a u64 word.
+///
+/// # Safety
+/// `p` must be valid for writing four words, and the CPU must support AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn st_u64(p: *mut f64, v: __m256d, q: Q) {
