@@ -18,6 +18,18 @@ fn has_ifma() -> bool {
     isa::Ifma::get().is_some()
 }
 
+/// The AVX-512 kernels' token, where they take slices of this length.
+#[cfg(target_arch = "x86_64")]
+fn avx512_for(len: usize) -> Option<isa::Avx512> {
+    isa::Avx512::get().filter(|_| len.is_multiple_of(8))
+}
+
+/// The IFMA kernels' token, where they take slices of this length modulo this prime.
+#[cfg(target_arch = "x86_64")]
+fn ifma_for(len: usize, m: &Modulus) -> Option<isa::Ifma> {
+    isa::Ifma::get().filter(|_| len.is_multiple_of(8) && m.value() < (1 << 50))
+}
+
 /// The floating-point kernels' token, where they take slices of this length modulo this prime.
 #[cfg(target_arch = "x86_64")]
 fn fma_for(len: usize, m: &Modulus) -> Option<isa::Fma> {
@@ -68,15 +80,13 @@ pub fn shoup_companion(w: u64, m: &Modulus) -> u64 {
 /// `wp` from `shoup_companion`; x must be below q.
 pub fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if uses_ifma(m) && acc.len().is_multiple_of(8) {
-        // SAFETY: IFMA checked by uses_ifma; slice lengths asserted inside.
-        unsafe { avx512::mul_shoup_acc_ifma(acc, x, w, wp, m.value()) };
+    if let Some(t) = ifma_for(acc.len(), m) {
+        avx512::mul_shoup_acc_ifma(t, acc, x, w, wp, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && acc.len().is_multiple_of(8) {
-        // SAFETY: features checked above; all slices are at least acc.len() long (asserted inside).
-        unsafe { avx512::mul_shoup_acc(acc, x, w, wp, m.value()) };
+    if let Some(t) = avx512_for(acc.len()) {
+        avx512::mul_shoup_acc(t, acc, x, w, wp, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -135,9 +145,8 @@ pub fn key_dot(
 /// Brings lazily reduced values from [0, 2q) to [0, q).
 pub fn reduce_2q(a: &mut [u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && a.len().is_multiple_of(8) {
-        // SAFETY: features checked above.
-        unsafe { avx512::binary(a, None, m.value(), avx512::Op::Reduce) };
+    if let Some(t) = avx512_for(a.len()) {
+        avx512::binary(t, a, None, m.value(), avx512::Op::Reduce);
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -154,9 +163,8 @@ pub fn reduce_2q(a: &mut [u64], m: &Modulus) {
 /// a = a + b mod q (a, b in [0, q)).
 pub fn add_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && a.len().is_multiple_of(8) {
-        // SAFETY: features checked above; b's length is asserted inside.
-        unsafe { avx512::binary(a, Some(b), m.value(), avx512::Op::Add) };
+    if let Some(t) = avx512_for(a.len()) {
+        avx512::binary(t, a, Some(b), m.value(), avx512::Op::Add);
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -172,9 +180,8 @@ pub fn add_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
 /// a = a - c mod q for a constant c < q.
 pub fn sub_const(a: &mut [u64], c: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && a.len().is_multiple_of(8) {
-        // SAFETY: features checked above.
-        unsafe { avx512::sub_const(a, c, m.value()) };
+    if let Some(t) = avx512_for(a.len()) {
+        avx512::sub_const(t, a, c, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -190,9 +197,8 @@ pub fn sub_const(a: &mut [u64], c: u64, m: &Modulus) {
 /// a = a - b mod q (a, b in [0, q)).
 pub fn sub_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && a.len().is_multiple_of(8) {
-        // SAFETY: features checked above; b's length is asserted inside.
-        unsafe { avx512::binary(a, Some(b), m.value(), avx512::Op::Sub) };
+    if let Some(t) = avx512_for(a.len()) {
+        avx512::binary(t, a, Some(b), m.value(), avx512::Op::Sub);
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -210,16 +216,14 @@ pub fn sub_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
 /// for IFMA, the constants are taken as (w, ⌊w·2^52/q⌋) instead — see `shoup_companion`.
 pub fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &Modulus, bound: u64) {
     #[cfg(target_arch = "x86_64")]
-    if bound <= (1 << 52) && uses_ifma(m) && out.len().is_multiple_of(8) {
+    if let Some(t) = ifma_for(out.len(), m).filter(|_| bound <= (1 << 52)) {
         let cs52: Vec<(u64, u64)> = cs.iter().map(|&(c, _)| (c, shoup_companion(c, m))).collect();
-        // SAFETY: IFMA checked by uses_ifma; slice lengths asserted inside.
-        unsafe { avx512::dot_const_ifma(out, ys, &cs52, m.value()) };
+        avx512::dot_const_ifma(t, out, ys, &cs52, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && out.len().is_multiple_of(8) {
-        // SAFETY: features checked above; every ys[j] is out.len() long (asserted inside).
-        unsafe { avx512::dot_const(out, ys, cs, m.value()) };
+    if let Some(t) = avx512_for(out.len()) {
+        avx512::dot_const(t, out, ys, cs, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -299,9 +303,8 @@ pub fn sub_table(a: &mut [u64], u: &[u32], table: &[u64], m: &Modulus) {
 /// x = (x - y)·w mod q for a constant w (Shoup pair); x, y in [0, q).
 pub fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && x.len().is_multiple_of(8) {
-        // SAFETY: features checked above; y is at least x.len() long (asserted inside).
-        unsafe { avx512::sub_mul_const(x, y, w, wp, m.value()) };
+    if let Some(t) = avx512_for(x.len()) {
+        avx512::sub_mul_const(t, x, y, w, wp, m.value());
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -462,15 +465,13 @@ pub fn mul_add_into(out: &mut [u64], a: &[u64], b: &[u64], c: &[u64], d: &[u64],
 /// a = a·b mod q, both variable, a and b in [0, q).
 pub fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
-    if m.value() < (1 << 50) && has_ifma() && a.len().is_multiple_of(8) {
-        // SAFETY: features checked above; b is at least a.len() long (asserted inside).
-        unsafe { avx512::mul_barrett_ifma(a, b, m) };
+    if let Some(t) = ifma_for(a.len(), m) {
+        avx512::mul_barrett_ifma(t, a, b, m);
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() && a.len().is_multiple_of(8) {
-        // SAFETY: features checked above; b is at least a.len() long (asserted inside).
-        unsafe { avx512::mul_montgomery(a, b, m) };
+    if let Some(t) = avx512_for(a.len()) {
+        avx512::mul_montgomery(t, a, b, m);
         return;
     }
     #[cfg(target_arch = "x86_64")]

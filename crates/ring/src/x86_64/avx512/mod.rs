@@ -5,6 +5,7 @@ pub(crate) mod transform;
 use std::arch::x86_64::*;
 
 use crate::arith::Modulus;
+use crate::isa::{Avx512, Ifma};
 
 /// High 64 bits of a·b, lane-wise, from four 32×32 products.
 #[inline]
@@ -44,7 +45,7 @@ fn reduce_once(x: __m512i, b: __m512i) -> __m512i {
 /// The CPU must support avx512f,avx512dq (the caller holds the matching `crate::isa` token); pointer and length
 /// requirements are as stated above (lengths are asserted where the body checks them).
 #[target_feature(enable = "avx512f,avx512dq")]
-pub unsafe fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+unsafe fn mul_shoup_acc_unchecked(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
     // SAFETY: the preconditions of this function (its `# Safety` section) hold.
     unsafe {
         let n = acc.len();
@@ -63,6 +64,16 @@ pub unsafe fn mul_shoup_acc(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q
     }
 }
 
+/// [`mul_shoup_acc_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
+/// `acc`'s length must be a multiple of 8 (asserted: the body steps by whole vectors).
+#[inline]
+pub(crate) fn mul_shoup_acc(_: Avx512, acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+    assert!(acc.len().is_multiple_of(8), "AVX-512 kernels take whole vectors of eight lanes");
+    // SAFETY: the token proves the CPU features `mul_shoup_acc_unchecked` is compiled for; the
+    // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
+    unsafe { mul_shoup_acc_unchecked(acc, x, w, wp, q) }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 pub enum Op {
     Add,
@@ -74,7 +85,7 @@ pub enum Op {
 /// The CPU must support avx512f (the caller holds the matching `crate::isa` token); pointer and length
 /// requirements are as stated above (lengths are asserted where the body checks them).
 #[target_feature(enable = "avx512f")]
-pub unsafe fn binary(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
+unsafe fn binary_unchecked(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
     // SAFETY: the preconditions of this function (its `# Safety` section) hold.
     unsafe {
         let n = a.len();
@@ -99,11 +110,21 @@ pub unsafe fn binary(a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
     }
 }
 
+/// [`binary_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
+/// `a`'s length must be a multiple of 8 (asserted: the body steps by whole vectors).
+#[inline]
+pub(crate) fn binary(_: Avx512, a: &mut [u64], b: Option<&[u64]>, q: u64, op: Op) {
+    assert!(a.len().is_multiple_of(8), "AVX-512 kernels take whole vectors of eight lanes");
+    // SAFETY: the token proves the CPU features `binary_unchecked` is compiled for; the
+    // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
+    unsafe { binary_unchecked(a, b, q, op) }
+}
+
 /// # Safety
 /// The CPU must support avx512f (the caller holds the matching `crate::isa` token); pointer and length
 /// requirements are as stated above (lengths are asserted where the body checks them).
 #[target_feature(enable = "avx512f")]
-pub unsafe fn sub_const(a: &mut [u64], c: u64, q: u64) {
+unsafe fn sub_const_unchecked(a: &mut [u64], c: u64, q: u64) {
     // SAFETY: the preconditions of this function (its `# Safety` section) hold.
     unsafe {
         let qv = _mm512_set1_epi64(q as i64);
@@ -116,11 +137,21 @@ pub unsafe fn sub_const(a: &mut [u64], c: u64, q: u64) {
     }
 }
 
+/// [`sub_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
+/// `a`'s length must be a multiple of 8 (asserted: the body steps by whole vectors).
+#[inline]
+pub(crate) fn sub_const(_: Avx512, a: &mut [u64], c: u64, q: u64) {
+    assert!(a.len().is_multiple_of(8), "AVX-512 kernels take whole vectors of eight lanes");
+    // SAFETY: the token proves the CPU features `sub_const_unchecked` is compiled for; the
+    // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
+    unsafe { sub_const_unchecked(a, c, q) }
+}
+
 /// # Safety
 /// The CPU must support avx512f,avx512dq,avx512ifma (the caller holds the matching `crate::isa` token); pointer and length
 /// requirements are as stated above (lengths are asserted where the body checks them).
 #[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
-pub unsafe fn mul_shoup_acc_ifma(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+unsafe fn mul_shoup_acc_ifma_unchecked(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
     // SAFETY: the preconditions of this function (its `# Safety` section) hold.
     unsafe {
         let n = acc.len();
@@ -144,11 +175,21 @@ pub unsafe fn mul_shoup_acc_ifma(acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u6
     }
 }
 
+/// [`mul_shoup_acc_ifma_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
+/// `acc`'s length must be a multiple of 8 (asserted: the body steps by whole vectors).
+#[inline]
+pub(crate) fn mul_shoup_acc_ifma(_: Ifma, acc: &mut [u64], x: &[u64], w: &[u64], wp: &[u64], q: u64) {
+    assert!(acc.len().is_multiple_of(8), "AVX-512 kernels take whole vectors of eight lanes");
+    // SAFETY: the token proves the CPU features `mul_shoup_acc_ifma_unchecked` is compiled for; the
+    // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
+    unsafe { mul_shoup_acc_ifma_unchecked(acc, x, w, wp, q) }
+}
+
 /// # Safety
 /// The CPU must support avx512f,avx512dq (the caller holds the matching `crate::isa` token); pointer and length
 /// requirements are as stated above (lengths are asserted where the body checks them).
 #[target_feature(enable = "avx512f,avx512dq")]
-pub unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+unsafe fn dot_const_unchecked(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
     // SAFETY: the preconditions of this function (its `# Safety` section) hold.
     unsafe {
         let n = out.len();
@@ -169,11 +210,21 @@ pub unsafe fn dot_const(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u6
     }
 }
 
+/// [`dot_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
+/// `out`'s length must be a multiple of 8 (asserted: the body steps by whole vectors).
+#[inline]
+pub(crate) fn dot_const(_: Avx512, out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+    assert!(out.len().is_multiple_of(8), "AVX-512 kernels take whole vectors of eight lanes");
+    // SAFETY: the token proves the CPU features `dot_const_unchecked` is compiled for; the
+    // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
+    unsafe { dot_const_unchecked(out, ys, cs, q) }
+}
+
 /// # Safety
 /// The CPU must support avx512f,avx512dq (the caller holds the matching `crate::isa` token); pointer and length
 /// requirements are as stated above (lengths are asserted where the body checks them).
 #[target_feature(enable = "avx512f,avx512dq")]
-pub unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
+unsafe fn sub_mul_const_unchecked(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
     // SAFETY: the preconditions of this function (its `# Safety` section) hold.
     unsafe {
         let n = x.len();
@@ -192,11 +243,21 @@ pub unsafe fn sub_mul_const(x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
     }
 }
 
+/// [`sub_mul_const_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
+/// `x`'s length must be a multiple of 8 (asserted: the body steps by whole vectors).
+#[inline]
+pub(crate) fn sub_mul_const(_: Avx512, x: &mut [u64], y: &[u64], w: u64, wp: u64, q: u64) {
+    assert!(x.len().is_multiple_of(8), "AVX-512 kernels take whole vectors of eight lanes");
+    // SAFETY: the token proves the CPU features `sub_mul_const_unchecked` is compiled for; the
+    // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
+    unsafe { sub_mul_const_unchecked(x, y, w, wp, q) }
+}
+
 /// # Safety
 /// The CPU must support avx512f,avx512dq,avx512ifma (the caller holds the matching `crate::isa` token); pointer and length
 /// requirements are as stated above (lengths are asserted where the body checks them).
 #[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
-pub unsafe fn dot_const_ifma(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+unsafe fn dot_const_ifma_unchecked(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
     // SAFETY: the preconditions of this function (its `# Safety` section) hold.
     unsafe {
         let n = out.len();
@@ -223,6 +284,16 @@ pub unsafe fn dot_const_ifma(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], 
     }
 }
 
+/// [`dot_const_ifma_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
+/// `out`'s length must be a multiple of 8 (asserted: the body steps by whole vectors).
+#[inline]
+pub(crate) fn dot_const_ifma(_: Ifma, out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], q: u64) {
+    assert!(out.len().is_multiple_of(8), "AVX-512 kernels take whole vectors of eight lanes");
+    // SAFETY: the token proves the CPU features `dot_const_ifma_unchecked` is compiled for; the
+    // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
+    unsafe { dot_const_ifma_unchecked(out, ys, cs, q) }
+}
+
 /// a·b mod q for q < 2^62 with 64-bit lanes: a Montgomery product (a·b·2^-64),
 /// then a Shoup product by 2^64 mod q to undo the Montgomery factor.
 ///
@@ -230,7 +301,7 @@ pub unsafe fn dot_const_ifma(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], 
 /// The CPU must support avx512f,avx512dq (the caller holds the matching `crate::isa` token); pointer and length
 /// requirements are as stated above (lengths are asserted where the body checks them).
 #[target_feature(enable = "avx512f,avx512dq")]
-pub unsafe fn mul_montgomery(a: &mut [u64], b: &[u64], m: &Modulus) {
+unsafe fn mul_montgomery_unchecked(a: &mut [u64], b: &[u64], m: &Modulus) {
     // SAFETY: the preconditions of this function (its `# Safety` section) hold.
     unsafe {
         let n = a.len();
@@ -263,6 +334,16 @@ pub unsafe fn mul_montgomery(a: &mut [u64], b: &[u64], m: &Modulus) {
     }
 }
 
+/// [`mul_montgomery_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
+/// `a`'s length must be a multiple of 8 (asserted: the body steps by whole vectors).
+#[inline]
+pub(crate) fn mul_montgomery(_: Avx512, a: &mut [u64], b: &[u64], m: &Modulus) {
+    assert!(a.len().is_multiple_of(8), "AVX-512 kernels take whole vectors of eight lanes");
+    // SAFETY: the token proves the CPU features `mul_montgomery_unchecked` is compiled for; the
+    // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
+    unsafe { mul_montgomery_unchecked(a, b, m) }
+}
+
 /// Barrett product with IFMA for q < 2^50 (L = bit length of q):
 /// x = a·b as 52-bit halves; qhat = ⌊⌊x / 2^(L-1)⌋ · ⌊2^(L+51)/q⌋ / 2^52⌋ ≥ ⌊x/q⌋ - 2.
 ///
@@ -270,7 +351,7 @@ pub unsafe fn mul_montgomery(a: &mut [u64], b: &[u64], m: &Modulus) {
 /// The CPU must support avx512f,avx512dq,avx512ifma (the caller holds the matching `crate::isa` token); pointer and length
 /// requirements are as stated above (lengths are asserted where the body checks them).
 #[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
-pub unsafe fn mul_barrett_ifma(a: &mut [u64], b: &[u64], m: &Modulus) {
+unsafe fn mul_barrett_ifma_unchecked(a: &mut [u64], b: &[u64], m: &Modulus) {
     // SAFETY: the preconditions of this function (its `# Safety` section) hold.
     unsafe {
         let n = a.len();
@@ -299,4 +380,14 @@ pub unsafe fn mul_barrett_ifma(a: &mut [u64], b: &[u64], m: &Modulus) {
             _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, r);
         }
     }
+}
+
+/// [`mul_barrett_ifma_unchecked`] for a caller holding the token: the safe entry the dispatch calls.
+/// `a`'s length must be a multiple of 8 (asserted: the body steps by whole vectors).
+#[inline]
+pub(crate) fn mul_barrett_ifma(_: Ifma, a: &mut [u64], b: &[u64], m: &Modulus) {
+    assert!(a.len().is_multiple_of(8), "AVX-512 kernels take whole vectors of eight lanes");
+    // SAFETY: the token proves the CPU features `mul_barrett_ifma_unchecked` is compiled for; the
+    // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
+    unsafe { mul_barrett_ifma_unchecked(a, b, m) }
 }
