@@ -19,39 +19,19 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Seeded by the operating system's generator.
+    /// Seeded by the operating system's generator, with the discrete Gaussian of
+    /// standard deviation `sigma` (secrets, errors).
     pub fn new(sigma: f64) -> Self {
         let mut seed = fresh_seed();
-        let s = Self::from_seed(seed, sigma);
+        let s = Self { rng: ChaCha20Rng::from_seed(seed), cdt: gaussian_table(sigma) };
         seed.zeroize();
         s
     }
 
-    /// Deterministic stream from a seed (expanding the public halves of seeded objects).
-    pub fn from_seed(seed: [u8; 32], sigma: f64) -> Self {
-        let bound = (sigma * GAUSS_TAIL).ceil() as i64;
-        let weights: Vec<f64> = (0..=bound)
-            .map(|k| {
-                let w = (-(k * k) as f64 / (2.0 * sigma * sigma)).exp();
-                // |e| = k > 0 stands for two values, ±k.
-                if k == 0 {
-                    w
-                } else {
-                    2.0 * w
-                }
-            })
-            .collect();
-        let total: f64 = weights.iter().sum();
-        let mut acc = 0.0;
-        let mut cdt: Vec<u64> = weights
-            .iter()
-            .map(|w| {
-                acc += w / total;
-                (acc * 18446744073709551615.0).min(18446744073709551615.0) as u64
-            })
-            .collect();
-        *cdt.last_mut().unwrap() = u64::MAX;
-        Self { rng: ChaCha20Rng::from_seed(seed), cdt }
+    /// Deterministic stream from a seed, for the public uniform halves of seeded objects:
+    /// it draws uniform residues only, so it builds no Gaussian table.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self { rng: ChaCha20Rng::from_seed(seed), cdt: Vec::new() }
     }
 
     /// Uniform ternary coefficients in {-1, 0, 1}.
@@ -85,6 +65,7 @@ impl Sampler {
     /// Constant time: every table entry is compared (no search whose branches follow
     /// the secret value) and a sign bit is drawn for every sample, zero included.
     pub fn gaussian(&mut self, n: usize) -> Vec<i64> {
+        assert!(!self.cdt.is_empty(), "a seeded stream draws uniform values only (use Sampler::new)");
         (0..n)
             .map(|_| {
                 let r = self.rng.next_u64();
@@ -123,6 +104,34 @@ impl Drop for Sampler {
     }
 }
 
+/// Cumulative distribution of |e| for the discrete Gaussian of deviation `sigma`, cut at
+/// `GAUSS_TAIL`·σ, scaled to 2^64 (the last entry is 2^64 − 1).
+fn gaussian_table(sigma: f64) -> Vec<u64> {
+    let bound = (sigma * GAUSS_TAIL).ceil() as i64;
+    let weights: Vec<f64> = (0..=bound)
+        .map(|k| {
+            let w = (-(k * k) as f64 / (2.0 * sigma * sigma)).exp();
+            // |e| = k > 0 stands for two values, ±k.
+            if k == 0 {
+                w
+            } else {
+                2.0 * w
+            }
+        })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut acc = 0.0;
+    let mut cdt: Vec<u64> = weights
+        .iter()
+        .map(|w| {
+            acc += w / total;
+            (acc * 18446744073709551615.0).min(18446744073709551615.0) as u64
+        })
+        .collect();
+    *cdt.last_mut().expect("the table has the zero entry") = u64::MAX;
+    cdt
+}
+
 /// 32 bytes from the operating system's CSPRNG.
 pub fn fresh_seed() -> [u8; 32] {
     let mut seed = [0u8; 32];
@@ -155,8 +164,8 @@ mod tests {
     #[test]
     fn seeded_streams_repeat_and_fresh_ones_differ() {
         let m = Modulus::new(1099511922689);
-        let a = Sampler::from_seed([7; 32], 3.2).uniform(64, &[&m]);
-        let b = Sampler::from_seed([7; 32], 3.2).uniform(64, &[&m]);
+        let a = Sampler::from_seed([7; 32]).uniform(64, &[&m]);
+        let b = Sampler::from_seed([7; 32]).uniform(64, &[&m]);
         assert_eq!(a, b);
         assert_ne!(fresh_seed(), fresh_seed());
     }

@@ -90,7 +90,7 @@ impl SeededCiphertext {
     pub fn expand(&self) -> Ciphertext {
         let ctx = self.params.ctx();
         let moduli: Vec<_> = ctx.moduli[..=self.level()].iter().collect();
-        let c1 = Sampler::from_seed(self.seed, ERROR_STDDEV).uniform(ctx.n, &moduli);
+        let c1 = Sampler::from_seed(self.seed).uniform(ctx.n, &moduli);
         Ciphertext { params: self.params.clone(), c0: self.c0.clone(), c1, scale: self.scale }
     }
 }
@@ -169,7 +169,7 @@ impl<'a> Decryptor<'a> {
         let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
         let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
         let seed = fresh_seed();
-        let mut a = Sampler::from_seed(seed, ERROR_STDDEV).uniform(ctx.n, &moduli);
+        let mut a = Sampler::from_seed(seed).uniform(ctx.n, &moduli);
         let mut c0 = self.sampler.small_poly(ctx.n, &moduli, false);
         c0.ntt(&tables);
         c0.add_assign(&pt.poly, &moduli);

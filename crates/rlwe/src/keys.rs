@@ -218,7 +218,7 @@ impl KeyGenerator {
         let moduli: Vec<_> = ctx.moduli[..levels].iter().collect();
         let tables: Vec<_> = ctx.ntt[..levels].iter().collect();
         let seed = fresh_seed();
-        let a = Sampler::from_seed(seed, ERROR_STDDEV).uniform(ctx.n, &moduli);
+        let a = Sampler::from_seed(seed).uniform(ctx.n, &moduli);
         let mut b = self.sampler.small_poly(ctx.n, &moduli, false);
         b.ntt(&tables);
         let mut as_ = a.clone();
@@ -310,6 +310,6 @@ impl KeyGenerator {
 pub(crate) fn expand_keyswitch_a(params: &Parameters, seed: [u8; 32], digits: usize) -> Vec<Poly> {
     let ctx = params.ctx();
     let moduli: Vec<_> = ctx.moduli.iter().collect();
-    let mut stream = Sampler::from_seed(seed, ERROR_STDDEV);
+    let mut stream = Sampler::from_seed(seed);
     (0..digits).map(|_| stream.uniform(ctx.n, &moduli)).collect()
 }

@@ -170,7 +170,6 @@ pub struct Context {
     /// `rescale_inv[l][i]` = q_l^{-1} mod q_i (i < l), with Shoup companion
     pub rescale_inv: Vec<Vec<(u64, u64)>>,
     /// P mod q_i and P^{-1} mod q_i (Shoup pairs), i over the q chain; the first serves key generation only
-    #[cfg_attr(not(feature = "secret-key"), allow(dead_code))]
     pub p_mod_q: Vec<(u64, u64)>,
     /// P^{-1} mod q_i (Shoup pairs), i over the q chain: ModDown's division by P.
     pub p_inv_mod_q: Vec<(u64, u64)>,

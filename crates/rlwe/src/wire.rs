@@ -12,7 +12,7 @@ use crate::error::WireError;
 #[cfg(feature = "secret-key")]
 use crate::keys::SecretKey;
 use crate::keys::{expand_keyswitch_a, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
-use crate::params::{hex, Parameters, ERROR_STDDEV};
+use crate::params::{hex, Parameters};
 use ring::Poly;
 use ring::Sampler;
 
@@ -429,7 +429,7 @@ impl PublicKey {
         let primes: Vec<usize> = (0..levels).collect();
         let b = r.poly(params, &primes)?;
         let moduli: Vec<_> = params.ctx().moduli[..levels].iter().collect();
-        let a = Sampler::from_seed(seed, ERROR_STDDEV).uniform(params.n(), &moduli);
+        let a = Sampler::from_seed(seed).uniform(params.n(), &moduli);
         Ok(PublicKey { params: params.clone(), b, a, seed })
     }
 }
