@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _native
-from .errors import CompileError, HeinferError, InputError, KeyFileError, OutputError, SpecError
+from .errors import CompileError, HeinferError, InputError, KeyFileError, OutputError, ReleaseError, SpecError
 
 __all__ = [
     "Client",
@@ -44,6 +44,7 @@ __all__ = [
     "InputError",
     "OutputError",
     "CompileError",
+    "ReleaseError",
     "SPEC_PARAMETER",
     "__version__",
 ]
@@ -449,6 +450,23 @@ class Client:
         if postprocess:
             y = self._session.postprocess(y)
         return np.asarray(y, dtype=np.float64)
+
+    def decrypt_for_release(self, outputs: Any, policy: str, postprocess: bool = False) -> Tuple[np.ndarray, str]:
+        """Decrypts ``ENCRYPTED_OUTPUT`` for values that leave this client (published,
+        logged, sent to a server or another party), and says what that guarantees.
+
+        A plain :meth:`decrypt` returns m + e; whoever sees such values beside their
+        ciphertexts can recover the secret key (Li–Micciancio). ``policy``:
+        ``"flood:RELEASES:MAX_ERROR[:SECURITY_BITS[:MAX_NOISE]]"`` adds noise that makes
+        up to RELEASES answers statistically independent of the key (2^-SECURITY_BITS,
+        default 40), given MAX_ERROR bounds the decryption error; ``"round:BITS"``
+        rounds to multiples of 2^-BITS (a heuristic). Raises :class:`ReleaseError` when
+        the parameters cannot give the guarantee.
+        """
+        y, guarantee = self._session.decrypt_for_release(_output_elements(outputs), policy)
+        if postprocess:
+            y = self._session.postprocess(y)
+        return np.asarray(y, dtype=np.float64), guarantee
 
     def decrypt_input(self, inputs: Any) -> np.ndarray:
         """Decrypts the elements of ``ENCRYPTED_INPUT`` (encrypted under this secret key)

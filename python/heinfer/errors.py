@@ -7,7 +7,7 @@ derive from the matching built-in exception so that generic handlers keep workin
 
 from __future__ import annotations
 
-__all__ = ["HeinferError", "SpecError", "KeyFileError", "InputError", "OutputError", "CompileError"]
+__all__ = ["HeinferError", "SpecError", "KeyFileError", "InputError", "OutputError", "CompileError", "ReleaseError"]
 
 
 class HeinferError(Exception):
@@ -32,3 +32,7 @@ class OutputError(HeinferError, ValueError):
 
 class CompileError(HeinferError, ValueError):
     """The ONNX model cannot be compiled (unsupported op, bad data, no secure parameters...)."""
+
+
+class ReleaseError(HeinferError, ValueError):
+    """A release-safe decryption was refused: the policy is malformed, or these parameters cannot give it."""

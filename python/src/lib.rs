@@ -29,6 +29,7 @@ enum Kind {
     Input,
     Output,
     Compile,
+    Release,
 }
 
 impl Kind {
@@ -40,6 +41,7 @@ impl Kind {
             Kind::Input => "InputError",
             Kind::Output => "OutputError",
             Kind::Compile => "CompileError",
+            Kind::Release => "ReleaseError",
         }
     }
 }
@@ -65,6 +67,7 @@ impl From<client::SessionError> for Failure {
             E::Keys(_) => Kind::KeyFile,
             E::Input(_) => Kind::Input,
             E::OutputCount { .. } | E::Output { .. } => Kind::Output,
+            E::Release(_) => Kind::Release,
             E::Ckks(_) => Kind::Base,
         };
         Failure(kind, e.to_string())
@@ -218,6 +221,28 @@ impl Session {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|f| f.into_py(py))?;
         run(py, "decrypting", || Ok(self.inner.decrypt(&bytes)?))
+    }
+
+    /// Like `decrypt`, for values that leave the client: `policy` is
+    /// `flood:RELEASES:MAX_ERROR[:SECURITY_BITS[:MAX_NOISE]]` or `round:BITS`; returns
+    /// the values and the guarantee in words.
+    fn decrypt_for_release(
+        &self,
+        py: Python<'_>,
+        outputs: Vec<Bound<'_, PyAny>>,
+        policy: &str,
+    ) -> PyResult<(Vec<f64>, String)> {
+        let bytes = outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| element_bytes(i, o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|f| f.into_py(py))?;
+        let policy = client::Release::parse(policy).map_err(|e| Failure(Kind::Release, e.to_string()).into_py(py))?;
+        run(py, "decrypting for release", || {
+            let (y, g) = self.inner.decrypt_for_release(&bytes, &policy)?;
+            Ok((y, g.to_string()))
+        })
     }
 
     /// The elements of ENCRYPTED_INPUT (made under this secret key) → the sample

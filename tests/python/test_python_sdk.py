@@ -280,6 +280,16 @@ def test_http_end_to_end(server, digits, tmp_path):
     # post-processing on the client, as asked
     y = c.decrypt(res.as_numpy("ENCRYPTED_OUTPUT"), postprocess=True)
     assert np.allclose(y, c.postprocess(c.decrypt(res.as_numpy("ENCRYPTED_OUTPUT"))), atol=1e-9)
+    # values that leave the client: rounded (with the guarantee named), or refused where
+    # these parameters cannot flood at 2^-40
+    out = res.as_numpy("ENCRYPTED_OUTPUT")
+    released, guarantee = c.decrypt_for_release(out, "round:6")
+    assert "rounding" in guarantee and np.all(released * 64 == np.round(released * 64))
+    assert np.abs(released - c.decrypt(out)).max() <= 1 / 128 + 1e-3
+    with pytest.raises(heinfer.ReleaseError, match="cannot release safely"):
+        c.decrypt_for_release(out, "flood:1000:0.01")
+    with pytest.raises(heinfer.ReleaseError, match="expected flood"):
+        c.decrypt_for_release(out, "noise:3")
 
 
 def test_grpc_end_to_end(server, digits):

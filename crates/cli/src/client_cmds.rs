@@ -220,27 +220,39 @@ pub fn evaluate(model: &Path, keys: &Path, queries: &[PathBuf], out: &Path) -> R
     Ok(())
 }
 
-/// `heinfer decrypt`: each result file → its output vector (and class).
+/// `heinfer decrypt`: each result file → its output vector (and class); with
+/// `release`, decrypted for release and with the guarantee it gives.
 pub fn decrypt(
     model: &Path,
     secret_key: &Path,
     results: &[PathBuf],
     postprocess: bool,
+    release: Option<&str>,
     json: bool,
 ) -> Result<(), String> {
     let s = session(model, secret_key)?;
+    let release = release.map(client::Release::parse).transpose().map_err(|e| e.to_string())?;
     for r in results {
         let bytes = read(r)?;
         let what = r.display().to_string();
         let cts = read_container(&what, KIND_RESULT, &bytes)?;
-        let y = s.decrypt(&cts).map_err(|e| format!("{what}: {e}"))?;
+        let (y, guarantee) = match &release {
+            None => (s.decrypt(&cts).map_err(|e| format!("{what}: {e}"))?, None),
+            Some(policy) => {
+                let (y, g) = s.decrypt_for_release(&cts, policy).map_err(|e| format!("{what}: {e}"))?;
+                (y, Some(g.to_string()))
+            }
+        };
         let class = model::argmax(&y);
         let shown = if postprocess { s.postprocess(&y) } else { y };
         if json {
-            println!("{}", serde_json::json!({"file": what, "output": shown, "class": class}));
+            println!("{}", serde_json::json!({"file": what, "output": shown, "class": class, "release": guarantee}));
         } else {
             let v: Vec<String> = shown.iter().map(|v| format!("{v:.4}")).collect();
             println!("{what}: class {class} [{}]", v.join(", "));
+            if let Some(g) = guarantee {
+                println!("  released with {g}");
+            }
         }
     }
     Ok(())

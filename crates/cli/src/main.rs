@@ -176,6 +176,11 @@ enum Cmd {
         /// apply the model's recorded post-processing (softmax, sigmoid, argmax)
         #[arg(long)]
         postprocess: bool,
+        /// the outputs leave this machine: decrypt for release (flood:RELEASES:MAX_ERROR[:SECURITY_BITS[:MAX_NOISE]]
+        /// or round:BITS) and print the guarantee. Plain decryptions reveal the secret key to whoever also sees the
+        /// ciphertexts.
+        #[arg(long, value_name = "POLICY")]
+        release: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -295,8 +300,8 @@ fn run(cli: Cli) -> Result<(), String> {
             client_cmds::encrypt(&model, &secret_key, &input, samples, &output)
         }
         Cmd::Evaluate { model, keys, queries, output } => client_cmds::evaluate(&model, &keys, &queries, &output),
-        Cmd::Decrypt { model, secret_key, results, postprocess, json } => {
-            client_cmds::decrypt(&model, &secret_key, &results, postprocess, json)
+        Cmd::Decrypt { model, secret_key, results, postprocess, release, json } => {
+            client_cmds::decrypt(&model, &secret_key, &results, postprocess, release.as_deref(), json)
         }
         Cmd::Bench { model, input, samples, json } => {
             bench::bench(bench::BenchArgs { model: &model, input: input.as_deref(), samples, json })

@@ -63,6 +63,19 @@ fn client_commands_round_trip_and_refuse_bad_input() {
     let out = ok(&["decrypt", s(&cn), "--secret-key", s(&sk), s(&d.join("r0.hect")), "--json"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["output"].as_array().unwrap().len(), 10);
+    // For release: rounded to 2^-6 with the guarantee named; an infeasible flood refused.
+    let r = ok(&["decrypt", s(&cn), "--secret-key", s(&sk), s(&d.join("r0.hect")), "--release", "round:6", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(r.trim()).unwrap();
+    assert!(r["release"].as_str().unwrap().contains("rounding"), "{r}");
+    for (a, b) in r["output"].as_array().unwrap().iter().zip(v["output"].as_array().unwrap()) {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert_eq!(a * 64.0, (a * 64.0).round());
+        assert!((a - b).abs() <= 1.0 / 128.0 + 1e-9, "{a} vs {b}");
+    }
+    let r0 = d.join("r0.hect");
+    let rel = ["decrypt", s(&cn), "--secret-key", s(&sk), s(&r0), "--release"];
+    fails(&[&rel[..], &["flood:1000:0.01"]].concat(), "cannot release safely");
+    fails(&[&rel[..], &["noise:3"]].concat(), "expected flood");
 
     // keygen never overwrites a secret key.
     fails(&["keygen", s(&cn), "--secret-key", s(&sk), "--keys-out", s(&d.join("k2.hek"))], "never overwrites");

@@ -2,13 +2,16 @@
 //!
 //! Key generation from a model's parameters, the secret-key file (readable by its
 //! owner only), the evaluation-key bundle a server registers and its key id, and
-//! [`Session`]: encrypt a sample into `ENCRYPTED_INPUT`, decrypt `ENCRYPTED_OUTPUT`.
+//! [`Session`]: encrypt a sample into `ENCRYPTED_INPUT`, decrypt `ENCRYPTED_OUTPUT`
+//! (privately, or for release: see [`release`]).
 
 #![forbid(unsafe_code)]
 
 pub mod keys;
+pub mod release;
 pub mod session;
 
 pub use keys::{ClientError, ClientKeys};
 pub use model::ClientSpec;
+pub use release::{decrypt_for_release, Guarantee, Release, ReleaseError};
 pub use session::{Session, SessionError};

@@ -10,6 +10,7 @@ use model::ClientSpec;
 use thiserror::Error;
 
 use crate::keys::{ClientError, ClientKeys};
+use crate::release::{decrypt_for_release, Guarantee, Release, ReleaseError};
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -25,6 +26,8 @@ pub enum SessionError {
     OutputCount { expected: usize, got: usize },
     #[error("ENCRYPTED_OUTPUT[{index}] is not a ciphertext under this model's parameters: {source}")]
     Output { index: usize, source: ckks::WireError },
+    #[error("release refused: {0}")]
+    Release(#[from] ReleaseError),
     #[error("encryption failed: {0}")]
     Ckks(#[from] ckks::Error),
 }
@@ -103,23 +106,60 @@ impl Session {
     }
 
     /// The elements of `ENCRYPTED_OUTPUT` → the model's output vector before the
-    /// client-side post-processing (logits, typically).
+    /// client-side post-processing (logits, typically). For the key's holder only:
+    /// values that leave the client go through [`decrypt_for_release`](Self::decrypt_for_release).
     pub fn decrypt<B: AsRef<[u8]>>(&self, outputs: &[B]) -> Result<Vec<f64>, SessionError> {
+        let cts = self.read_outputs(outputs)?;
+        let dec = Decryptor::new(self.keys.secret_key());
+        let slots = cts
+            .iter()
+            .map(|ct| Ok(self.encoder.decode(&dec.decrypt(ct)?)?))
+            .collect::<Result<Vec<_>, SessionError>>()?;
+        self.spec.unpack_output(&slots).map_err(|e| SessionError::Input(e.to_string()))
+    }
+
+    /// Like [`decrypt`](Self::decrypt), for values that will be published, logged or
+    /// sent to anyone: flooded or rounded as `policy` says (see [`crate::release`]).
+    /// `Release::Flood`'s `releases` counts answers; each of this model's output
+    /// ciphertexts is one decryption, so the bound covers `releases` × that many.
+    pub fn decrypt_for_release<B: AsRef<[u8]>>(
+        &self,
+        outputs: &[B],
+        policy: &Release,
+    ) -> Result<(Vec<f64>, Guarantee), SessionError> {
+        let cts = self.read_outputs(outputs)?;
+        let per_answer = cts.len() as u64;
+        let policy = match *policy {
+            Release::Flood { security_bits, releases, max_error, max_noise } => {
+                Release::Flood { security_bits, releases: releases.saturating_mul(per_answer), max_error, max_noise }
+            }
+            round => round,
+        };
+        let mut guarantee = None;
+        let mut slots = Vec::with_capacity(cts.len());
+        for ct in &cts {
+            let (values, g) = decrypt_for_release(self.keys.secret_key(), &self.encoder, ct, &policy)?;
+            slots.push(values);
+            guarantee = Some(g);
+        }
+        let values = self.spec.unpack_output(&slots).map_err(|e| SessionError::Input(e.to_string()))?;
+        let guarantee = guarantee.ok_or_else(|| SessionError::Input("the model returns no ciphertext".into()))?;
+        Ok((values, guarantee))
+    }
+
+    fn read_outputs<B: AsRef<[u8]>>(&self, outputs: &[B]) -> Result<Vec<Ciphertext>, SessionError> {
         let expected = self.spec.output.ciphertexts as usize;
         if outputs.len() != expected {
             return Err(SessionError::OutputCount { expected, got: outputs.len() });
         }
-        let dec = Decryptor::new(self.keys.secret_key());
-        let slots = outputs
+        outputs
             .iter()
             .enumerate()
             .map(|(index, b)| {
-                let ct = Ciphertext::from_bytes(self.params(), b.as_ref())
-                    .map_err(|source| SessionError::Output { index, source })?;
-                Ok(self.encoder.decode(&dec.decrypt(&ct)?)?)
+                Ciphertext::from_bytes(self.params(), b.as_ref())
+                    .map_err(|source| SessionError::Output { index, source })
             })
-            .collect::<Result<Vec<_>, SessionError>>()?;
-        self.spec.unpack_output(&slots).map_err(|e| SessionError::Input(e.to_string()))
+            .collect()
     }
 
     /// The recorded post-processing (softmax, argmax, …) applied to a decrypted output.
