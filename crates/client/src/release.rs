@@ -13,9 +13,7 @@
 use std::fmt;
 
 use ckks::{Ciphertext, Decryptor, Encoder, Plaintext, SecretKey};
-use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
-use ring::Poly;
+use ring::{Poly, Sampler};
 use thiserror::Error;
 use zeroize::Zeroize;
 
@@ -23,8 +21,8 @@ use zeroize::Zeroize;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Release {
     /// Add to every coefficient of m + e an independent uniform integer from
-    /// [-B', B'], B' = 2^security_bits · releases · N · B, where B bounds |e| (from
-    /// `max_error`). By the smudging lemma the releases, together, are within
+    /// [-B', B'), B' ≥ 2^security_bits · releases · N · B a power of two, where B bounds
+    /// |e| (from `max_error`). By the smudging lemma the releases, together, are within
     /// statistical distance 2^-security_bits of releases made with e = 0: they say
     /// nothing about the key beyond that. The values lose about B'·√(N/6)/Δ of
     /// precision (reported in the [`Guarantee`]).
@@ -89,8 +87,8 @@ pub enum Guarantee {
         security_bits: u32,
         /// releases the bound covers
         releases: u64,
-        /// the flooding bound B' (coefficient units)
-        bound: u128,
+        /// log2 of the flooding bound B' (coefficient units)
+        bound_bits: u32,
         /// standard deviation the noise adds to each released value
         noise_std: f64,
     },
@@ -144,8 +142,8 @@ pub enum ReleaseError {
     Ckks(#[from] ckks::Error),
 }
 
-/// The largest flooding bound sampled: a coefficient stays an `i64` with room for m.
-const MAX_FLOOD_BITS: u32 = 62;
+/// The widest flooding noise sampled (128-bit words, with room for m).
+const MAX_FLOOD_BITS: f64 = 120.0;
 
 /// Decrypts `ct` and makes its N/2 real slot values safe to release under `policy`.
 pub fn decrypt_for_release(
@@ -183,13 +181,14 @@ pub fn decrypt_for_release(
             // of the N slot values (with their conjugates) times Δ.
             let b = (max_error * scale).ceil().max(1.0);
             let log_q = params.log_q_at(level);
-            let needed_bits = security_bits as f64 + (releases as f64).log2() + (n as f64).log2() + b.log2();
-            if needed_bits > MAX_FLOOD_BITS as f64 {
+            // B' = 2^λ·releases·N·B, rounded up to a power of two.
+            let needed_bits = (security_bits as f64 + (releases as f64).log2() + (n as f64).log2() + b.log2()).ceil();
+            if needed_bits > MAX_FLOOD_BITS {
                 return Err(ReleaseError::Infeasible {
                     security_bits,
                     releases,
                     needed_bits,
-                    limit: "2^62, the widest noise sampled",
+                    limit: "2^120, the widest noise sampled",
                     log_q,
                 });
             }
@@ -202,62 +201,38 @@ pub fn decrypt_for_release(
                     log_q,
                 });
             }
-            let bound = (1u128 << security_bits) * releases as u128 * n as u128 * b as u128;
-            let noise_std = bound as f64 * (n as f64 / 6.0).sqrt() / scale;
+            let bound_bits = needed_bits as u32;
+            let noise_std = 2f64.powi(bound_bits as i32) * (n as f64 / 6.0).sqrt() / scale;
             if let Some(max_noise) = max_noise {
                 if noise_std > max_noise {
                     return Err(ReleaseError::TooNoisy { security_bits, noise_std, max_noise });
                 }
             }
-            let flooded = flood(&pt, bound as u64)?;
+            let flooded = flood(&pt, bound_bits)?;
             let values = encoder.decode(&flooded)?;
-            Ok((values, Guarantee::Flooded { security_bits, releases, bound, noise_std }))
+            Ok((values, Guarantee::Flooded { security_bits, releases, bound_bits, noise_std }))
         }
     }
 }
 
-/// m + e + u with u uniform in [-bound, bound]^N, from an OS-seeded ChaCha20 stream.
-fn flood(pt: &Plaintext, bound: u64) -> Result<Plaintext, ReleaseError> {
+/// m + e + u with u uniform in [-2^bits, 2^bits)^N, from an OS-seeded ChaCha20 stream.
+fn flood(pt: &Plaintext, bits: u32) -> Result<Plaintext, ReleaseError> {
     let params = pt.params();
     let ctx = params.ctx();
     let level = pt.level();
     let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
-    let mut rng = ChaCha20Rng::from_entropy();
-    let width = 2 * bound + 1;
-    let mut noise: Vec<i64> = (0..params.n()).map(|_| uniform_below(&mut rng, width) as i64 - bound as i64).collect();
-    let mut poly = Poly::from_signed(&noise, &moduli);
+    // σ is unused: the flooding noise is uniform, drawn from the OS-seeded stream.
+    let mut noise = Sampler::new(3.2).uniform_signed(params.n(), bits);
+    let mut poly = Poly::from_signed_wide(&noise, &moduli);
     noise.zeroize();
     poly.ntt(&ctx.ntt[..=level].iter().collect::<Vec<_>>());
     poly.add_assign(pt.poly(), &moduli);
     Ok(Plaintext::new(params, poly, pt.scale())?)
 }
 
-/// Uniform in [0, width) without bias: draws above the largest multiple of `width`
-/// are rejected.
-fn uniform_below(rng: &mut impl RngCore, width: u64) -> u64 {
-    let zone = u64::MAX - u64::MAX % width;
-    loop {
-        let x = rng.next_u64();
-        if x < zone {
-            return x % width;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uniform_below_covers_its_range_evenly() {
-        let mut rng = ChaCha20Rng::from_seed([7; 32]);
-        let mut counts = [0u32; 5];
-        for _ in 0..50_000 {
-            counts[uniform_below(&mut rng, 5) as usize] += 1;
-        }
-        // 10 000 expected each; 5σ ≈ 450.
-        assert!(counts.iter().all(|&c| (9_550..=10_450).contains(&c)), "{counts:?}");
-    }
 
     #[test]
     fn policies_parse_and_refuse_what_they_cannot_mean() {

@@ -190,6 +190,18 @@ impl Poly {
         p
     }
 
+    /// Fills limb i from wide signed integers (flooding noise beyond 2^63).
+    pub fn from_signed_wide(values: &[i128], moduli: &[&Modulus]) -> Self {
+        let n = values.len();
+        let mut p = Self::zero(n, moduli.len());
+        for (chunk, m) in p.chunks_mut().zip(moduli) {
+            for (o, &v) in chunk.iter_mut().zip(values) {
+                *o = m.reduce_i128(v);
+            }
+        }
+        p
+    }
+
     /// self += other, limb by limb.
     pub fn add_assign(&mut self, other: &Poly, moduli: &[&Modulus]) {
         self.zip_slices(other, moduli, kernels::add_assign);

@@ -94,6 +94,20 @@ impl Sampler {
         }
         p
     }
+
+    /// Uniform integers in [-2^bits, 2^bits): the flooding ("smudging") noise that hides
+    /// a smaller error, e.g. before decrypted values or decryption shares are released.
+    /// Exactly uniform: the draw is `bits` + 1 random bits, no rejection needed.
+    pub fn uniform_signed(&mut self, n: usize, bits: u32) -> Vec<i128> {
+        assert!(bits <= 126, "flooding width 2^{bits} is beyond 128-bit words");
+        let mask = (1u128 << (bits + 1)) - 1;
+        (0..n)
+            .map(|_| {
+                let x = ((self.rng.next_u64() as u128) << 64 | self.rng.next_u64() as u128) & mask;
+                x as i128 - (1i128 << bits)
+            })
+            .collect()
+    }
 }
 
 impl Drop for Sampler {
@@ -144,6 +158,21 @@ mod tests {
     use super::*;
 
     const ERROR_STDDEV: f64 = 3.2;
+
+    #[test]
+    fn uniform_signed_covers_its_range_evenly() {
+        let mut s = Sampler::from_seed([7; 32]);
+        let v = s.uniform_signed(60_000, 2);
+        let mut counts = [0u32; 8];
+        for x in v {
+            counts[(x + 4) as usize] += 1;
+        }
+        // [-4, 4): 7 500 expected each; 5σ ≈ 410.
+        assert!(counts.iter().all(|&c| (7_090..=7_910).contains(&c)), "{counts:?}");
+        let wide = s.uniform_signed(10_000, 100);
+        assert!(wide.iter().all(|&x| (-(1i128 << 100)..1i128 << 100).contains(&x)));
+        assert!(wide.iter().any(|&x| x < -(1i128 << 99)) && wide.iter().any(|&x| x > 1i128 << 99));
+    }
 
     #[test]
     fn gaussian_has_the_right_spread_and_ternary_is_balanced() {

@@ -238,6 +238,21 @@ pub enum Error {
         /// Which dimension is off, with both values.
         detail: String,
     },
+    /// A step of a multiparty protocol given inputs it cannot use (see `multiparty`).
+    #[error("{what}: {detail}")]
+    Protocol {
+        /// The step or object refused.
+        what: &'static str,
+        /// Why, and what to do.
+        detail: String,
+    },
+    /// A committee member's second decryption share of one ciphertext: with fresh
+    /// smudging each time, the difference of two shares averages the noise away.
+    #[error("member {member} already made a decryption share of this ciphertext; a member shares a ciphertext once")]
+    SecondShare {
+        /// The member.
+        member: u32,
+    },
 }
 
 /// The result of an evaluation, encoding or key operation.

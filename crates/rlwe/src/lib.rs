@@ -7,7 +7,8 @@
 //! the versioned wire format. Nothing here encodes a message: that is the schemes'.
 //!
 //! Modules in layers, each using only those before it: [`error`], [`security`] →
-//! [`params`] → [`plaintext`], [`keys`] → [`encryption`] → [`keyswitch`] → [`wire`].
+//! [`params`] → [`plaintext`], [`keys`] → [`encryption`] → [`keyswitch`] → [`wire`] →
+//! [`multiparty`] (collective keys, threshold decryption).
 //!
 //! The secret key, key generation and decryption exist only with feature `secret-key`:
 //! server-side crates depend on this crate without it and cannot name a secret key.
@@ -19,6 +20,7 @@ pub mod encryption;
 pub mod error;
 pub mod keys;
 pub mod keyswitch;
+pub mod multiparty;
 pub mod params;
 pub mod plaintext;
 pub mod security;
