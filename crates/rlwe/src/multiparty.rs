@@ -23,7 +23,9 @@ use std::collections::BTreeSet;
 #[cfg(feature = "secret-key")]
 use std::collections::HashSet;
 
-use ring::{Modulus, Poly, Sampler};
+#[cfg(feature = "secret-key")]
+use ring::Modulus;
+use ring::{Poly, Sampler};
 use sha2::{Digest, Sha256};
 #[cfg(feature = "secret-key")]
 use zeroize::Zeroize;
@@ -195,6 +197,7 @@ pub struct Smudging {
     pub noise_bound: u64,
 }
 
+#[cfg(feature = "secret-key")]
 impl Smudging {
     /// log2 B', B' ≥ 2^λ · N · B a power of two, or an error when it does not fit the
     /// modulus at `level` with room for `shares` of them and the message.
@@ -412,6 +415,7 @@ pub fn ciphertext_digest(ct: &Ciphertext) -> [u8; 32] {
     Sha256::digest(ct.to_bytes()).into()
 }
 
+#[cfg(feature = "secret-key")]
 fn check_committee(params: &Parameters, committee: &[u32], threshold: usize) -> Result<()> {
     let set: BTreeSet<u32> = committee.iter().copied().collect();
     if set.len() != committee.len() || set.contains(&0) {
@@ -429,6 +433,7 @@ fn check_committee(params: &Parameters, committee: &[u32], threshold: usize) -> 
     Ok(())
 }
 
+#[cfg(feature = "secret-key")]
 /// λ_j = Π_{k ∈ T, k ≠ j} k / (k − j) mod q.
 fn lagrange_at_zero(m: &Modulus, j: u32, set: &BTreeSet<u32>) -> u64 {
     let (mut num, mut den) = (1u64, 1u64);
@@ -439,6 +444,7 @@ fn lagrange_at_zero(m: &Modulus, j: u32, set: &BTreeSet<u32>) -> u64 {
     m.mul(num, m.inv(den))
 }
 
+#[cfg(feature = "secret-key")]
 fn scalar_mul_assign(p: &mut Poly, c: u64, moduli: &[&Modulus]) {
     for (i, m) in moduli.iter().enumerate() {
         let c = m.reduce(c);
