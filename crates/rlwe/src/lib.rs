@@ -7,8 +7,8 @@
 //! the versioned wire format. Nothing here encodes a message: that is the schemes'.
 //!
 //! Modules in layers, each using only those before it: [`error`], [`security`] →
-//! [`params`] → [`plaintext`], [`keys`] → [`encryption`] → [`keyswitch`] → [`wire`] →
-//! [`multiparty`] (collective keys, threshold decryption).
+//! [`params`] → [`plaintext`], [`keys`] → [`encryption`] → [`keyswitch`] →
+//! [`multiparty`] (collective keys, threshold decryption) → [`wire`].
 //!
 //! The secret key, key generation and decryption exist only with feature `secret-key`:
 //! server-side crates depend on this crate without it and cannot name a secret key.

@@ -356,11 +356,11 @@ impl ThresholdKey {
 /// One member's decryption share of one ciphertext, for one set of participants.
 #[derive(Clone, Debug)]
 pub struct DecryptionShare {
-    params: Parameters,
-    member: u32,
-    participants: BTreeSet<u32>,
-    ciphertext: [u8; 32],
-    h: Poly,
+    pub(crate) params: Parameters,
+    pub(crate) member: u32,
+    pub(crate) participants: BTreeSet<u32>,
+    pub(crate) ciphertext: [u8; 32],
+    pub(crate) h: Poly,
 }
 
 impl DecryptionShare {
@@ -371,6 +371,10 @@ impl DecryptionShare {
     /// SHA-256 of the wire form of the ciphertext it decrypts.
     pub fn ciphertext(&self) -> &[u8; 32] {
         &self.ciphertext
+    }
+    /// The participants whose Lagrange coefficients it was made with.
+    pub fn participants(&self) -> impl Iterator<Item = u32> + '_ {
+        self.participants.iter().copied()
     }
 }
 
@@ -570,6 +574,15 @@ mod tests {
             a1.add_assign(zero.parts().1, &moduli);
             let shares: Vec<_> =
                 set.iter().map(|&j| members[j as usize - 1].decryption_share(&ct, &set, &smudging).unwrap()).collect();
+            // Through the wire and back, as the server receives them.
+            let shares: Vec<_> = shares
+                .iter()
+                .map(|s| {
+                    let bytes = s.to_bytes();
+                    assert!(DecryptionShare::from_bytes(&w.params, &bytes[..bytes.len() - 1]).is_err());
+                    DecryptionShare::from_bytes(&w.params, &bytes).unwrap()
+                })
+                .collect();
             let pt = combine_decryption_shares(&ct, &shares).unwrap();
             assert_eq!(decode(&w.params, &pt, delta, len as usize), expected, "set {set:?}");
             // A second share of the same ciphertext is refused by the member.

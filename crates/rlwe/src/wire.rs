@@ -12,6 +12,7 @@ use crate::error::WireError;
 #[cfg(feature = "secret-key")]
 use crate::keys::SecretKey;
 use crate::keys::{expand_keyswitch_a, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
+use crate::multiparty::DecryptionShare;
 use crate::params::{hex, Parameters};
 use ring::Poly;
 use ring::Sampler;
@@ -60,6 +61,8 @@ pub enum Kind {
     EvaluationKeys = 6,
     /// A secret key (its owner's own file only).
     SecretKey = 7,
+    /// A committee member's decryption share of one ciphertext (`multiparty`).
+    DecryptionShare = 8,
 }
 
 impl Kind {
@@ -72,6 +75,7 @@ impl Kind {
             Kind::GaloisKeys => "Galois key set",
             Kind::EvaluationKeys => "evaluation key bundle",
             Kind::SecretKey => "secret key",
+            Kind::DecryptionShare => "decryption share",
         }
     }
 }
@@ -638,6 +642,65 @@ impl SecretKey {
             }
         }
         Ok(SecretKey::from_coeffs(params, std::mem::take(&mut *coeffs)))
+    }
+}
+
+// ---- decryption shares ---------------------------------------------------------
+
+/// Participants a share may name: a committee is small, and the count is read before
+/// the ids are.
+const MAX_PARTICIPANTS: usize = 1024;
+
+impl DecryptionShare {
+    /// Serializes the member, the participant set, the ciphertext's digest and h.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let level = self.h.limbs() - 1;
+        let mut w = Writer::new(p, Kind::DecryptionShare, 64 + 4 * self.participants.len() + p.poly_bytes(0..=level));
+        w.out.extend_from_slice(&self.member.to_le_bytes());
+        w.out.extend_from_slice(&(self.participants.len() as u16).to_le_bytes());
+        for m in &self.participants {
+            w.out.extend_from_slice(&m.to_le_bytes());
+        }
+        w.out.extend_from_slice(&self.ciphertext);
+        w.out.extend_from_slice(&(level as u16).to_le_bytes());
+        w.poly(p, &self.h, 0..=level);
+        w.out
+    }
+
+    /// Reads a share made under `params`; the input must be exactly one object.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::DecryptionShare)?;
+        let member = r.u32()?;
+        let count = r.u16()? as usize;
+        if count == 0 || count > MAX_PARTICIPANTS {
+            return Err(WireError::OutOfRange {
+                field: "participants",
+                detail: format!("{count} (1..={MAX_PARTICIPANTS})"),
+            });
+        }
+        let mut participants = std::collections::BTreeSet::new();
+        for _ in 0..count {
+            participants.insert(r.u32()?);
+        }
+        if participants.len() != count || !participants.contains(&member) {
+            return Err(WireError::OutOfRange {
+                field: "participants",
+                detail: "repeated ids, or the member is not among them".into(),
+            });
+        }
+        let ciphertext = r.seed()?;
+        let level = r.u16()? as usize;
+        if level > params.max_level() {
+            return Err(WireError::OutOfRange {
+                field: "level",
+                detail: format!("{level} above the chain's top level {}", params.max_level()),
+            });
+        }
+        r.expect_exact(params.poly_bytes(0..=level))?;
+        let primes: Vec<usize> = (0..=level).collect();
+        let h = r.poly(params, &primes)?;
+        Ok(DecryptionShare { params: params.clone(), member, participants, ciphertext, h })
     }
 }
 
