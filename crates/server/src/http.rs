@@ -66,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v2/models/{model}/versions/{version}/stats", get(model_stats_v))
         .route("/v2/models/{model}/infer", post(infer_route))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer_route_v))
+        .merge(crate::aggregation::routes(state.max_request_bytes))
         .fallback(|| async { RequestError::NotFound("Not Found".into()) })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(log_request))

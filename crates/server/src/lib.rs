@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub mod admission;
+pub mod aggregation;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -81,6 +82,8 @@ pub enum ServerError {
     Grpc(String),
     #[error(transparent)]
     Limits(#[from] limits::LimitError),
+    #[error("{0}")]
+    Aggregation(String),
 }
 
 /// Where and how to listen.
@@ -94,6 +97,8 @@ pub struct Options {
     pub max_request_bytes: usize,
     /// What clients together may make the server hold, and for how long.
     pub limits: Limits,
+    /// Where aggregation rounds are saved (none: in memory only, lost on restart).
+    pub aggregate_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -104,6 +109,7 @@ impl Default for Options {
             grpc_port: 0,
             max_request_bytes: DEFAULT_MAX_REQUEST_MB << 20,
             limits: Limits::default(),
+            aggregate_dir: None,
         }
     }
 }
@@ -115,6 +121,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     pub max_request_bytes: usize,
     pub admission: admission::Admission,
+    /// Secure-aggregation rounds (`aggregation`).
+    pub rounds: aggregation::Rounds,
 }
 
 impl AppState {
@@ -156,6 +164,7 @@ impl Server {
             ready: AtomicBool::new(false),
             max_request_bytes: opts.max_request_bytes,
             admission: admission::Admission::new(opts.max_request_bytes, opts.limits.clone()),
+            rounds: aggregation::Rounds::open(opts.aggregate_dir.clone()).map_err(ServerError::Aggregation)?,
         });
         let http_l = bind("HTTP", &opts.host, opts.http_port).await?;
         let grpc_l = bind("gRPC", &opts.host, opts.grpc_port).await?;

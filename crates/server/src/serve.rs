@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// bound on the key directory in MB; the least recently used bundles go beyond it [default: a config's heinfer_key_store_dir_mb, else none]
     #[arg(long)]
     pub key_store_dir_mb: Option<usize>,
+    /// where secure-aggregation rounds are saved (default: <key-store-dir>/aggregate when
+    /// a key-store directory is given; otherwise rounds live in memory only)
+    #[arg(long)]
+    pub aggregate_dir: Option<PathBuf>,
     /// largest HTTP request body / gRPC message, in MB
     #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_MB)]
     pub max_request_mb: usize,
@@ -43,6 +47,7 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
     // Settings that could never admit a request are refused before the (slow) load.
     a.limits.limits().check(a.max_request_mb.saturating_mul(1 << 20)).map_err(|e| e.to_string())?;
     // Loading encodes every weight: CPU work, done before the async runtime starts.
+    let aggregate_dir = a.aggregate_dir.or_else(|| a.key_store_dir.as_ref().map(|d| d.join("aggregate")));
     let ko =
         crate::KeyStoreOptions { capacity_mb: a.key_store_mb, dir: a.key_store_dir, dir_quota_mb: a.key_store_dir_mb };
     let repo = crate::repo::load(&a.model_repository, &ko).map_err(|e| e.to_string())?;
@@ -52,6 +57,7 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
         grpc_port: a.grpc_port,
         max_request_bytes: a.max_request_mb.saturating_mul(1 << 20),
         limits: a.limits.limits(),
+        aggregate_dir,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

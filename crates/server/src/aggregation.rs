@@ -1,0 +1,308 @@
+//! The secure-aggregation API beside KServe v2, over HTTP (`aggregate` does the work):
+//!
+//! | method and path | body | answer |
+//! |---|---|---|
+//! | `POST /v2/aggregate/rounds` | `HEAN` container: the round's JSON configuration, the collective public key | status JSON |
+//! | `GET /v2/aggregate/rounds/{id}` | — | status JSON |
+//! | `POST /v2/aggregate/rounds/{id}/contributions` | `HEAC` container of ciphertexts; headers `x-heinfer-signer`, `x-heinfer-signature` | status JSON |
+//! | `POST /v2/aggregate/rounds/{id}/close` | — | status JSON |
+//! | `GET /v2/aggregate/rounds/{id}/sum` | — | `HEAC` container of the sum's ciphertexts |
+//! | `POST /v2/aggregate/rounds/{id}/participants` | `{"participants": [..]}` | status JSON |
+//! | `POST /v2/aggregate/rounds/{id}/shares/{member}` | `HEAS` container of decryption shares; signature headers | status JSON |
+//! | `GET /v2/aggregate/rounds/{id}/result` | — | `{"values": [..]}` |
+//!
+//! Each round is saved (one file, atomically) after every accepted change when the
+//! server has a directory for rounds, and read back at start: a restart loses no round.
+//! Rounds in memory are capped; bodies are capped by the server's request limit.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aggregate::round::{join, split, CONTRIBUTION_MAGIC};
+use aggregate::{store, AggregateError, Round, RoundConfig, Status};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+
+use crate::infer::RequestError;
+use crate::AppState;
+
+/// Container magic of a round's creation: configuration JSON, then the public key.
+pub const CREATE_MAGIC: &[u8; 4] = b"HEAN";
+
+/// How many rounds a server holds at once.
+pub const MAX_ROUNDS: usize = 64;
+
+/// The rounds a server holds, and where it saves them.
+pub struct Rounds {
+    dir: Option<PathBuf>,
+    rounds: Mutex<BTreeMap<String, Arc<Mutex<Round>>>>,
+}
+
+impl Rounds {
+    /// The rounds saved in `dir` (created if missing), or none in memory only.
+    pub fn open(dir: Option<PathBuf>) -> Result<Self, String> {
+        let mut rounds = BTreeMap::new();
+        if let Some(d) = &dir {
+            std::fs::create_dir_all(d).map_err(|e| format!("aggregation directory {}: {e}", d.display()))?;
+            let entries = std::fs::read_dir(d).map_err(|e| format!("aggregation directory {}: {e}", d.display()))?;
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let Some(id) = name.strip_suffix(".round") {
+                    match store::load(d, id) {
+                        Ok(r) => {
+                            rounds.insert(id.to_string(), Arc::new(Mutex::new(r)));
+                        }
+                        Err(err) => tracing::warn!(round = id, error = %err, "a saved round does not read; skipped"),
+                    }
+                }
+            }
+        }
+        Ok(Self { dir, rounds: Mutex::new(rounds) })
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Mutex<Round>>, RequestError> {
+        self.rounds
+            .lock()
+            .expect("rounds lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RequestError::NotFound(format!("no aggregation round {id:?}")))
+    }
+
+    fn save(&self, round: &Round) -> Result<(), RequestError> {
+        match &self.dir {
+            Some(d) => store::save(round, d).map_err(|e| RequestError::Internal(e.to_string())),
+            None => Ok(()),
+        }
+    }
+}
+
+pub fn routes(max_body: usize) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v2/aggregate/rounds", post(create).layer(DefaultBodyLimit::max(max_body)))
+        .route("/v2/aggregate/rounds/{id}", get(status))
+        .route("/v2/aggregate/rounds/{id}/contributions", post(contribute).layer(DefaultBodyLimit::max(max_body)))
+        .route("/v2/aggregate/rounds/{id}/close", post(close))
+        .route("/v2/aggregate/rounds/{id}/sum", get(sum))
+        .route("/v2/aggregate/rounds/{id}/participants", post(participants))
+        .route("/v2/aggregate/rounds/{id}/shares/{member}", post(shares).layer(DefaultBodyLimit::max(max_body)))
+        .route("/v2/aggregate/rounds/{id}/result", get(result))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn refused(e: AggregateError) -> RequestError {
+    match e {
+        AggregateError::Io { .. } => RequestError::Internal(e.to_string()),
+        e => RequestError::BadRequest(e.to_string()),
+    }
+}
+
+fn status_json(r: &Round) -> Response {
+    let participants = match r.status() {
+        Status::Decrypting { participants } => participants.clone(),
+        _ => Vec::new(),
+    };
+    axum::Json(json!({
+        "round": r.config().id,
+        "status": r.status().to_string(),
+        "contributions": r.contributions(),
+        "ciphertexts": r.ciphertexts(),
+        "participants": participants,
+        "max_contribution_bytes": r.max_contribution_bytes(),
+    }))
+    .into_response()
+}
+
+fn signature(headers: &HeaderMap) -> Result<(String, Vec<u8>), RequestError> {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| RequestError::BadRequest(format!("header {n} is missing")))
+    };
+    let signer = h("x-heinfer-signer")?;
+    let sig = h("x-heinfer-signature")?;
+    if sig.len() != 128 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(RequestError::BadRequest("x-heinfer-signature: 128 hex digits (an Ed25519 signature)".into()));
+    }
+    let bytes = (0..64).map(|i| u8::from_str_radix(&sig[2 * i..2 * i + 2], 16).expect("hex checked")).collect();
+    Ok((signer, bytes))
+}
+
+/// Runs `f` on the round off the async threads (it parses and adds ciphertexts), then
+/// saves the round if `f` changed it.
+async fn with_round<T: Send + 'static>(
+    st: Arc<AppState>,
+    id: String,
+    f: impl FnOnce(&mut Round) -> Result<(T, bool), AggregateError> + Send + 'static,
+) -> Result<T, RequestError> {
+    tokio::task::spawn_blocking(move || {
+        let round = st.rounds.get(&id)?;
+        let mut r = round.lock().expect("round lock");
+        let ticked = r.tick(now());
+        let outcome = f(&mut r);
+        let (value, changed) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                if ticked {
+                    st.rounds.save(&r)?;
+                }
+                return Err(refused(e));
+            }
+        };
+        if changed || ticked {
+            st.rounds.save(&r)?;
+        }
+        Ok(value)
+    })
+    .await
+    .map_err(|e| RequestError::Internal(format!("aggregation task failed: {e}")))?
+}
+
+async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let st2 = st.clone();
+    let made = tokio::task::spawn_blocking(move || -> Result<Round, RequestError> {
+        let items = split(&body, CREATE_MAGIC, 2).map_err(refused)?;
+        let config: RoundConfig = serde_json::from_slice(items[0])
+            .map_err(|e| RequestError::BadRequest(format!("round configuration JSON: {e}")))?;
+        Round::create(config, items[1]).map_err(refused)
+    })
+    .await;
+    let round = match made {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => return RequestError::Internal(e.to_string()).into_response(),
+    };
+    let id = round.config().id.clone();
+    let mut rounds = st2.rounds.rounds.lock().expect("rounds lock");
+    if rounds.contains_key(&id) {
+        return RequestError::BadRequest(format!("round {id:?} exists already")).into_response();
+    }
+    if rounds.len() >= MAX_ROUNDS {
+        return RequestError::Unavailable(format!("this server holds {MAX_ROUNDS} rounds; finish or remove one"))
+            .into_response();
+    }
+    if let Err(e) = st2.rounds.save(&round) {
+        return e.into_response();
+    }
+    let resp = status_json(&round);
+    rounds.insert(id, Arc::new(Mutex::new(round)));
+    (StatusCode::CREATED, resp).into_response()
+}
+
+async fn status(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match with_round(st, id, |r| Ok((status_json(r), false))).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn contribute(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (signer, sig) = match signature(&headers) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match with_round(st, id, move |r| {
+        r.contribute(&signer, &sig, &body, now())?;
+        Ok((status_json(r), true))
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn close(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match with_round(st, id, |r| {
+        r.close()?;
+        Ok((status_json(r), true))
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn sum(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match with_round(st, id, |r| Ok((join(CONTRIBUTION_MAGIC, &r.sum_ciphertexts()?), false))).await {
+        Ok(b) => ([("content-type", "application/octet-stream")], b).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn participants(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        participants: Vec<u32>,
+    }
+    let b: Body = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return RequestError::BadRequest(format!("expected {{\"participants\": [ids]}}: {e}")).into_response()
+        }
+    };
+    match with_round(st, id, move |r| {
+        r.reassign(&b.participants)?;
+        Ok((status_json(r), true))
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn shares(
+    State(st): State<Arc<AppState>>,
+    Path((id, member)): Path<(String, u32)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (_, sig) = match signature(&headers) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match with_round(st, id, move |r| {
+        r.submit_shares(member, &sig, &body)?;
+        Ok((status_json(r), true))
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn result(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match with_round(st, id, |r| match r.result() {
+        Some(v) => Ok((axum::Json(json!({ "round": r.config().id, "values": v })).into_response(), false)),
+        None => Ok((
+            RequestError::NotFound(format!("round {} has no result yet: it is {}", r.config().id, r.status()))
+                .into_response(),
+            false,
+        )),
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,146 @@
+//! Secure aggregation over heinfer-server's HTTP API: a committee of 5 (threshold 3)
+//! makes a collective key, 6 of 8 clients contribute, the round closes, one member is
+//! replaced, three shares decrypt the sum — and a restarted server still has it.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use aggregate::round::{join, split, CONTRIBUTION_MAGIC, SHARES_MAGIC};
+use aggregate::{RoundConfig, Signer};
+use ckks::{Ciphertext, Encoder, Encryptor, Parameters};
+use common::{get, raw, Running};
+use rlwe::multiparty::{collective_public_key, sum_noise_bound, Party, ShamirShare, Smudging, ThresholdKey};
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn signed(s: &Signer, kind: &str, round: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![("x-heinfer-signer", s.public_hex()), ("x-heinfer-signature", hex(&s.sign(kind, round, body)))]
+}
+
+#[test]
+fn a_round_over_http_survives_a_dropout_and_a_restart() {
+    let params = Parameters::builder().log_n(13).q_bits(&[60, 60]).p_bits(&[60]).build().unwrap();
+    // The committee's key ceremony (off the server).
+    let crs = [8u8; 32];
+    let mut parties: Vec<Party> = (1..=5).map(|i| Party::new(&params, i).unwrap()).collect();
+    let pk_shares: Vec<_> = parties.iter_mut().map(|p| p.public_key_share(&crs)).collect();
+    let pk = collective_public_key(&params, &crs, &pk_shares).unwrap();
+    let ids: Vec<u32> = (1..=5).collect();
+    let mut inbox: BTreeMap<u32, Vec<ShamirShare>> = BTreeMap::new();
+    for p in &mut parties {
+        for s in p.shamir_shares(&ids, 3).unwrap() {
+            inbox.entry(s.to()).or_default().push(s);
+        }
+    }
+    let mut members: BTreeMap<u32, ThresholdKey> =
+        inbox.iter().map(|(&j, got)| (j, ThresholdKey::combine(&params, j, &ids, 3, got).unwrap())).collect();
+    let member_signers: BTreeMap<u32, Signer> =
+        ids.iter().map(|&j| (j, Signer::from_seed(&[50 + j as u8; 32]))).collect();
+    let clients: Vec<Signer> = (0..8).map(|i| Signer::from_seed(&[i as u8 + 1; 32])).collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let opts = server::Options { aggregate_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    let mut srv = Running::start(opts.clone(), None);
+    let addr = srv.http();
+
+    let scale = 2f64.powi(90);
+    let config = RoundConfig {
+        id: "hospitals".into(),
+        params: params.spec().clone(),
+        length: 100,
+        scale,
+        committee: member_signers.iter().map(|(&j, s)| (j, s.public_hex())).collect(),
+        threshold: 3,
+        min_contributors: 4,
+        deadline_unix_s: u64::MAX,
+        contributors: clients.iter().map(Signer::public_hex).collect(),
+    };
+    let create = join(b"HEAN", &[serde_json::to_vec(&config).unwrap(), pk.to_bytes()]);
+    let r = raw(addr, "POST", "/v2/aggregate/rounds", &[], &create);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(raw(addr, "POST", "/v2/aggregate/rounds", &[], &create).status, 400, "a round is created once");
+
+    let enc = Encoder::new(&params);
+    let mut expected = vec![0.0; 100];
+    for (i, c) in clients.iter().enumerate().take(6) {
+        let v: Vec<f64> = (0..100).map(|k| ((i * 31 + k * 7) % 50) as f64 / 10.0 - 2.5).collect();
+        let ct = Encryptor::new(&pk).encrypt(&enc.encode(&v, params.max_level(), scale).unwrap()).unwrap();
+        let body = join(CONTRIBUTION_MAGIC, &[ct.to_bytes()]);
+        let path = "/v2/aggregate/rounds/hospitals/contributions";
+        let r = raw(addr, "POST", path, &signed(c, "contribution", "hospitals", &body), &body);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        for (e, x) in expected.iter_mut().zip(&v) {
+            *e += x;
+        }
+        if i == 0 {
+            let again = raw(addr, "POST", path, &signed(c, "contribution", "hospitals", &body), &body);
+            assert_eq!(again.status, 400);
+            assert!(again.error().contains("already accepted"), "{}", again.error());
+            let forged = signed(&clients[7], "contribution", "hospitals", &body);
+            let mut h = signed(&clients[6], "contribution", "hospitals", &body);
+            h[1] = forged[1].clone();
+            let bad = raw(addr, "POST", path, &h, &body);
+            assert_eq!(bad.status, 400);
+            assert!(bad.error().contains("does not verify"), "{}", bad.error());
+            assert_eq!(raw(addr, "POST", path, &[], &body).status, 400, "unsigned");
+        }
+    }
+    assert_eq!(get(addr, "/v2/aggregate/rounds/hospitals").json()["contributions"], 6);
+    assert_eq!(get(addr, "/v2/aggregate/rounds/nope").status, 404);
+    assert_eq!(get(addr, "/v2/aggregate/rounds/hospitals/result").status, 404);
+
+    // Close; members 1, 2, 3 are asked; 2 has gone: the server re-chooses 1, 3, 4.
+    assert_eq!(raw(addr, "POST", "/v2/aggregate/rounds/hospitals/close", &[], b"").status, 200);
+    let share = |addr, members: &mut BTreeMap<u32, ThresholdKey>, m: u32, set: &[u32]| -> Vec<u8> {
+        let sum = get(addr, "/v2/aggregate/rounds/hospitals/sum");
+        assert_eq!(sum.status, 200);
+        let cts = split(&sum.body, CONTRIBUTION_MAGIC, 1).unwrap();
+        let ct = Ciphertext::from_bytes(&params, cts[0]).unwrap();
+        let smudging = Smudging { security_bits: 40, noise_bound: sum_noise_bound(&params, 5, 8) };
+        let s = members.get_mut(&m).unwrap().decryption_share(&ct, set, &smudging).unwrap();
+        join(SHARES_MAGIC, &[s.to_bytes()])
+    };
+    let b1 = share(addr, &mut members, 1, &[1, 2, 3]);
+    let r = raw(
+        addr,
+        "POST",
+        "/v2/aggregate/rounds/hospitals/shares/1",
+        &signed(&member_signers[&1], "share", "hospitals", &b1),
+        &b1,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = raw(addr, "POST", "/v2/aggregate/rounds/hospitals/participants", &[], br#"{"participants": [1, 3, 4]}"#);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // The server restarts: the round, its sum and its participants are still there.
+    srv.stop();
+    let srv = Running::start(opts, None);
+    let addr = srv.http();
+    assert_eq!(get(addr, "/v2/aggregate/rounds/hospitals").json()["participants"], serde_json::json!([1, 3, 4]));
+    for m in [1u32, 3, 4] {
+        let b = share(addr, &mut members, m, &[1, 3, 4]);
+        let path = format!("/v2/aggregate/rounds/hospitals/shares/{m}");
+        let r = raw(addr, "POST", &path, &signed(&member_signers[&m], "share", "hospitals", &b), &b);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        if m == 1 {
+            // Member 5 is not a participant; member 1 shared already.
+            let r = raw(
+                addr,
+                "POST",
+                "/v2/aggregate/rounds/hospitals/shares/5",
+                &signed(&member_signers[&5], "share", "hospitals", &b),
+                &b,
+            );
+            assert_eq!(r.status, 400);
+            let r = raw(addr, "POST", &path, &signed(&member_signers[&1], "share", "hospitals", &b), &b);
+            assert_eq!(r.status, 400);
+        }
+    }
+    let got = get(addr, "/v2/aggregate/rounds/hospitals/result").json();
+    let values: Vec<f64> = got["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let err = values.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-3, "max error {err}");
+}
