@@ -11,16 +11,21 @@
 //! contributions, so its memory is one vector of ciphertexts whatever the number of
 //! clients; it is saved to a directory after every change, so a restart loses no round.
 //!
-//! Modules in layers: [`error`] → [`auth`] → [`round`] → [`store`].
+//! Distributed differential privacy ([`dp`]): clients clip, round and add their share of
+//! discrete-Gaussian noise; an RDP accountant gives (ε, δ) per round and over rounds.
+//!
+//! Modules in layers: [`error`] → [`auth`], [`dp`] → [`round`] → [`store`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod dp;
 pub mod error;
 pub mod round;
 pub mod store;
 
 pub use auth::{signing_message, Signer};
+pub use dp::{privatize, Accountant, DpConfig};
 pub use error::AggregateError;
 pub use round::{Round, RoundConfig, Status};
