@@ -65,8 +65,8 @@ pub fn fresh_symmetric(p: &Parameters) -> f64 {
 }
 
 /// What one key switch (relinearisation or rotation) at `level` adds: t·(Σ_j d_j·e_j / P
-/// + r0 + r1·s), the digits d_j centered modulo their D_j (variance D_j²/12), the e_j the
-/// key's Gaussian errors, r0 and r1 the rounding of the division by P.
+/// plus r0 + r1·s), the digits d_j centered modulo their D_j (variance D_j²/12), the e_j
+/// the key's Gaussian errors, r0 and r1 the rounding of the division by P.
 pub fn key_switch(p: &Parameters, level: usize) -> f64 {
     let k = elements(p);
     let ctx = p.rlwe().ctx();

@@ -65,7 +65,7 @@ impl ParametersBuilder {
 }
 
 fn check_t_alone(t: u64) -> Result<()> {
-    if t < 3 || t >= 1 << 60 || !is_prime(t) {
+    if !(3..1 << 60).contains(&t) || !is_prime(t) {
         let reason = "it must be an odd prime below 2^60 (so that every modulus switch's factor q⁻¹ mod t exists)";
         return Err(Error::PlaintextModulus { t, reason: reason.into() });
     }
