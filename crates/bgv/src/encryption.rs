@@ -6,7 +6,9 @@
 
 use ring::Poly;
 
-use crate::ciphertext::{Ciphertext, SeededCiphertext};
+use crate::ciphertext::Ciphertext;
+#[cfg(feature = "secret-key")]
+use crate::ciphertext::SeededCiphertext;
 use crate::encoding::Plaintext;
 use crate::error::Result;
 use crate::noise;

@@ -84,14 +84,17 @@ pub(crate) struct Tables {
     /// Slot order and t's transform, where t ≡ 1 (mod 2N).
     pub(crate) batching: Option<Batching>,
     /// t mod q_i, with Shoup companion, over the q chain.
+    #[cfg_attr(not(feature = "secret-key"), allow(dead_code))] // decryption's: client side
     pub(crate) t_mod_q: Vec<(u64, u64)>,
     /// t⁻¹ mod q_i, with Shoup companion, over the q chain.
     pub(crate) t_inv_mod_q: Vec<(u64, u64)>,
     /// q_i⁻¹ mod t: the factor a switch from level i multiplies the message by.
     pub(crate) q_inv_mod_t: Vec<u64>,
     /// The q chain and then t: the moduli the conversions below index.
+    #[cfg_attr(not(feature = "secret-key"), allow(dead_code))] // decryption's: client side
     pub(crate) ext_moduli: Vec<Modulus>,
     /// Exact centered conversion from q_0..q_l to t, per level l.
+    #[cfg_attr(not(feature = "secret-key"), allow(dead_code))] // decryption's: client side
     pub(crate) to_t: Vec<BaseConverter>,
 }
 

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 #[cfg(feature = "secret-key")]
 use zeroize::Zeroize;
 
-use crate::params::{Parameters, ERROR_STDDEV};
+use crate::params::Parameters;
+#[cfg(feature = "secret-key")]
+use crate::params::ERROR_STDDEV;
 #[cfg(feature = "secret-key")]
 use ring::fresh_seed;
 use ring::{Poly, Sampler};
