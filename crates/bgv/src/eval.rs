@@ -399,6 +399,18 @@ impl Evaluator {
         self.finish_galois(ct, dec, g, key)
     }
 
+    /// The row swap of `ct` reusing its decomposition (`decompose`): with
+    /// `rotate_columns_decomposed`, every rotation of the 2 × N/2 matrix from one split.
+    pub fn rotate_rows_decomposed(&self, ct: &Ciphertext, dec: &Decomposed, keys: &GaloisKeys) -> Result<Ciphertext> {
+        self.check_params(&ct.params)?;
+        if dec.level() != ct.level() {
+            return Err(rlwe::Error::LevelMismatch { left: ct.level(), right: dec.level() }.into());
+        }
+        let g = self.params.row_swap_element();
+        let key = keys.get(g).ok_or_else(|| rlwe::Error::MissingGaloisKey { what: "row swap".into() })?;
+        self.finish_galois(ct, dec, g, key)
+    }
+
     /// Column rotations of one ciphertext by many steps, hoisted: one decomposition.
     pub fn rotate_columns_hoisted(&self, ct: &Ciphertext, steps: &[i64], keys: &GaloisKeys) -> Result<Vec<Ciphertext>> {
         let dec = self.decompose(ct)?;

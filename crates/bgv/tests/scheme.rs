@@ -144,8 +144,15 @@ fn rotations_permute_the_slot_matrix() {
     for (k, r) in steps.iter().zip(eval.rotate_columns_hoisted(&ca, &steps, &s.gk).unwrap()) {
         check(&s, &r, &rotated(*k), &format!("hoisted rotation by {k}"));
     }
+    let dec = eval.decompose(&ca).unwrap();
+    check(&s, &eval.rotate_rows_decomposed(&ca, &dec, &s.gk).unwrap(), &swapped, "hoisted row swap");
     let c1 = eval.mod_switch(&ca).unwrap();
     check(&s, &eval.rotate_columns(&c1, 2, &s.gk).unwrap(), &rotated(2), "rotation after mod_switch");
+    // A decomposition of another level is refused.
+    assert!(matches!(
+        eval.rotate_columns_decomposed(&c1, &dec, 1, &s.gk),
+        Err(Error::Rlwe(rlwe::Error::LevelMismatch { .. }))
+    ));
     assert!(matches!(eval.rotate_columns(&ca, 7, &s.gk), Err(Error::Rlwe(rlwe::Error::MissingGaloisKey { .. }))));
     // A full turn needs no key.
     check(&s, &eval.rotate_columns(&ca, half as i64, &s.gk).unwrap(), &rotated(0), "full turn");
