@@ -12,17 +12,20 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const T: u64 = 65537;
 
+/// Median of at least `reps` runs and of `PEERS_MIN_SECONDS` (default 2 s, as the peers'
+/// loop in bench/peers/common.py): on a loaded machine a short loop catches one burst.
 fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
+    let min_s: f64 = std::env::var("PEERS_MIN_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2.0);
     f(); // warm-up: caches, lazily built tables
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
+    let start = Instant::now();
+    let mut t: Vec<f64> = Vec::new();
+    while t.len() < 5000 && (t.len() < reps || start.elapsed().as_secs_f64() < min_s) {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
     t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    t[reps / 2]
+    t[t.len() / 2]
 }
 
 fn main() {
