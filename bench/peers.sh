@@ -2,6 +2,7 @@
 # heinfer beside its peers, single-threaded, on this machine, in one run.
 #
 #   bench/peers.sh ckks    CKKS operations against TenSEAL and OpenFHE (PyPI), same N, moduli and scale
+#   bench/peers.sh bgv     BGV operations against OpenFHE's BGVrns and SEAL's BFV (TenSEAL), same N, moduli, t = 65537
 #   bench/peers.sh mnist   TenSEAL's encrypted-MNIST tutorial network end to end, heinfer against TenSEAL (2 threads)
 #
 # The peers are installed on first use, from PyPI, into git-ignored venvs:
@@ -61,11 +62,14 @@ run_peer() {
   fi
 }
 
-ckks() {
+# compare SCHEME CRATE EXAMPLE OPENFHE_SCRIPT TENSEAL_SCRIPT — heinfer's CRATE/examples/EXAMPLE beside
+# the two peers, single-threaded, the libraries taking turns; one table and a JSON line of ratios.
+compare() {
+  local scheme=$1 crate=$2 example=$3 openfhe_script=$4 tenseal_script=$5
   export OMP_NUM_THREADS=1 RAYON_NUM_THREADS=1
-  echo "peers.sh: building heinfer's peer_ops example (release) ..." >&2
-  if ! cargo build --release -q -p ckks --example peer_ops >&2; then
-    echo "peers.sh: heinfer's example crates/ckks/examples/peer_ops.rs failed to build — nothing to compare" >&2
+  echo "peers.sh: building heinfer's $example example (release) ..." >&2
+  if ! cargo build --release -q -p "$crate" --example "$example" >&2; then
+    echo "peers.sh: heinfer's example crates/$crate/examples/$example.rs failed to build — nothing to compare" >&2
     exit 1
   fi
   local py310 py311 have_openfhe=0 have_tenseal=0 round files=()
@@ -78,24 +82,27 @@ ckks() {
   # The report keeps each library's fastest median per operation over the rounds.
   for round in $(seq "${PEERS_ROUNDS:-2}"); do
     echo "peers.sh: round $round: timing heinfer ..." >&2
-    if ! target/release/examples/peer_ops --json > "$out/heinfer.$round.json"; then
-      echo "peers.sh: heinfer's peer_ops example failed — nothing to compare" >&2
+    if ! "target/release/examples/$example" --json > "$out/heinfer.$round.json"; then
+      echo "peers.sh: heinfer's $example example failed — nothing to compare" >&2
       exit 1
     fi
     files+=("$out/heinfer.$round.json")
     if [ $have_openfhe = 1 ]; then
-      run_peer openfhe .venv-openfhe openfhe_ckks.py && mv "$out/openfhe.json" "$out/openfhe.$round.json" 2>/dev/null || true
+      run_peer openfhe .venv-openfhe "$openfhe_script" && mv "$out/openfhe.json" "$out/openfhe.$round.json" 2>/dev/null || true
       files+=("$out/openfhe.$round.json")
     fi
     if [ $have_tenseal = 1 ]; then
-      run_peer tenseal .venv-tenseal tenseal_ckks.py && mv "$out/tenseal.json" "$out/tenseal.$round.json" 2>/dev/null || true
+      run_peer tenseal .venv-tenseal "$tenseal_script" && mv "$out/tenseal.json" "$out/tenseal.$round.json" 2>/dev/null || true
       files+=("$out/tenseal.$round.json")
     fi
   done
 
   python3 "$here/peers/report.py" "${files[@]}"
-  echo "peers.sh: done in $((SECONDS - started)) s" >&2
+  echo "peers.sh: done in $((SECONDS - started)) s ($scheme)" >&2
 }
+
+ckks() { compare ckks ckks peer_ops openfhe_ckks.py tenseal_ckks.py; }
+bgv() { compare bgv bgv bgv_peer_ops openfhe_bgv.py tenseal_bfv.py; }
 
 # mnist: TenSEAL's encrypted-MNIST tutorial network (models/tenseal_mnist.onnx, random weights
 # from models/make_tenseal_mnist.py) compiled by heinfer twice — at its default (noise-aware)
@@ -143,10 +150,12 @@ mnist() {
 
 case "${1:-}" in
   ckks) ckks ;;
+  bgv) bgv ;;
   mnist) mnist ;;
   *)
     echo "usage: bench/peers.sh SUBCOMMAND" >&2
     echo "  ckks    heinfer's CKKS operations against OpenFHE and TenSEAL (PyPI), single-threaded" >&2
+    echo "  bgv     heinfer's BGV against OpenFHE's BGVrns and SEAL's BFV in TenSEAL (PyPI), single-threaded, t = 65537" >&2
     echo "  mnist   TenSEAL's encrypted-MNIST network: heinfer against TenSEAL, 2 threads, one table" >&2
     exit 2
     ;;

@@ -29,6 +29,16 @@ def median_ms(fn):
     return round(statistics.median(times), 4), len(times)
 
 
+# BGV/BFV: the plaintext modulus (≡ 1 mod 2N for both sets, so all N slots are used).
+PLAIN_MODULUS = 65537
+
+
+def int_vector(slots, seed):
+    """A fresh full-slot vector of uniform integers in [0, t)."""
+    rnd = random.Random(seed)
+    return [rnd.randrange(PLAIN_MODULUS) for _ in range(slots)]
+
+
 def vector(slots, seed):
     """A fresh full-slot vector of uniform random reals in [-1, 1]."""
     rnd = random.Random(seed)

@@ -17,7 +17,18 @@ import subprocess
 import sys
 
 SETS = ["n8192", "n16384"]
-OPS = ["ntt_forward", "mul_relin", "mul_relin_rescale", "rotate", "hoisted_rotate_8", "rescale", "encrypt", "decrypt"]
+OPS = [
+    "ntt_forward",
+    "mul_relin",
+    "mul_relin_rescale",
+    "mul_relin_modswitch",
+    "rotate",
+    "hoisted_rotate_8",
+    "rescale",
+    "mod_switch",
+    "encrypt",
+    "decrypt",
+]
 PEERS = [("openfhe", "OpenFHE"), ("tenseal", "TenSEAL")]
 
 
@@ -67,7 +78,9 @@ for impl, label in PEERS:
         print(f"{label:8} {r['version']:34} threads {r.get('threads', '?')}")
     else:
         print(f"{label:8} not run (see the messages above): its ratios are n/a")
-print("times: median ms over repeated runs, each op on fresh top-level ciphertexts of full-slot random reals;")
+bgv = runs["heinfer"].get("scheme") == "bgv"
+what = "integers mod t = 65537 (BGV; SEAL: BFV)" if bgv else "random reals"
+print(f"times: median ms over repeated runs, each op on fresh top-level ciphertexts of full-slot {what};")
 print(f"the fastest of {max(rounds.values())} rounds, the libraries taking turns ({', '.join(f'{k} {v}' for k, v in rounds.items())})")
 print()
 
@@ -109,8 +122,11 @@ for impl, label in PEERS:
 for x in runs["heinfer"]["results"]:
     if x["op"] == "mul_relin" and x.get("note"):
         print(f"  heinfer {x['set']} key switching: {x['note']}")
-print("  '—': that library has no such operation (or did not run); TenSEAL's v1 * v2 always rescales, so")
-print("  compare it on mul_relin_rescale.")
+if bgv:
+    print("  '—': that library has no such operation (or did not run); SEAL's BFV has no modulus switch.")
+else:
+    print("  '—': that library has no such operation (or did not run); TenSEAL's v1 * v2 always rescales, so")
+    print("  compare it on mul_relin_rescale.")
 
 print(
     json.dumps(

@@ -86,6 +86,10 @@ impl SeededCiphertext {
     pub fn level(&self) -> usize {
         self.c0.limbs() - 1
     }
+    /// The scale Δ the message was multiplied by.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
     /// Re-derives c1 from the seed.
     pub fn expand(&self) -> Ciphertext {
         let ctx = self.params.ctx();

@@ -36,7 +36,7 @@ pub use keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
 #[cfg(feature = "secret-key")]
 pub use keys::{KeyGenerator, SecretKey};
 pub use keyswitch::{Addend, Decomposed};
-pub use params::{Parameters, ParametersBuilder, ParamsSpec};
+pub use params::{Parameters, ParametersBuilder, ParamsSpec, Scheme};
 pub use plaintext::{check_scale, Plaintext, PreparedPlaintext};
 pub use security::max_log_qp;
 pub use wire::{read_any_ciphertext, read_any_ciphertext_limited, KeyId};

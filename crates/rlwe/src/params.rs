@@ -33,6 +33,22 @@ pub struct ParamsSpec {
     pub log_scale: f64,
 }
 
+/// The scheme a parameter set serves. It is part of the set's fingerprint, so an object
+/// made under one scheme is never read under another that happens to use the same primes
+/// (a BGV ciphertext offered as a CKKS one is refused as foreign, and the other way round).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scheme {
+    /// CKKS: approximate arithmetic on complex slots (the fingerprint of every set made
+    /// before schemes were told apart).
+    #[default]
+    Ckks,
+    /// BGV: exact arithmetic modulo the plaintext modulus t.
+    Bgv {
+        /// The plaintext modulus t.
+        plaintext_modulus: u64,
+    },
+}
+
 /// Chooses primes by their sizes and checks security.
 #[derive(Clone, Debug, Default)]
 pub struct ParametersBuilder {
@@ -41,6 +57,7 @@ pub struct ParametersBuilder {
     p_bits: Option<Vec<u32>>,
     dnum: Option<usize>,
     log_scale: Option<f64>,
+    scheme: Scheme,
 }
 
 impl ParametersBuilder {
@@ -69,6 +86,12 @@ impl ParametersBuilder {
     /// log2 of the default scale. Default: the size of the second prime (or of q_0 if alone).
     pub fn log_scale(mut self, log_scale: f64) -> Self {
         self.log_scale = Some(log_scale);
+        self
+    }
+
+    /// The scheme the set serves (default CKKS); it enters the fingerprint.
+    pub fn scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
         self
     }
 
@@ -120,14 +143,14 @@ impl ParametersBuilder {
 
     /// Builds the set, refusing it unless it meets 128-bit security.
     pub fn build(&self) -> Result<Parameters, ParamError> {
-        Parameters::from_spec(&self.spec()?)
+        Parameters::build(&self.spec()?, true, self.scheme)
     }
 
     /// Builds the set without the security check. For tests only: the result is
     /// marked insecure, and servers refuse it.
     #[cfg(feature = "insecure-test-params")]
     pub fn build_insecure_for_testing(&self) -> Result<Parameters, ParamError> {
-        Parameters::build(&self.spec()?, false)
+        Parameters::build(&self.spec()?, false, self.scheme)
     }
 }
 
@@ -179,6 +202,8 @@ pub struct Context {
     pub moddown: BaseConverter,
     /// Galois automorphisms as permutations of NTT positions
     pub automorphisms: Automorphisms,
+    /// The scheme the set serves (part of the fingerprint).
+    pub scheme: Scheme,
 }
 
 impl Context {
@@ -208,16 +233,27 @@ impl Parameters {
 
     /// Rebuilds a parameter set from its description, refusing it unless secure.
     pub fn from_spec(spec: &ParamsSpec) -> Result<Self, ParamError> {
-        Self::build(spec, true)
+        Self::build(spec, true, Scheme::Ckks)
+    }
+
+    /// Like `from_spec`, for a set serving `scheme` (`from_spec` is `Scheme::Ckks`).
+    pub fn from_spec_for(spec: &ParamsSpec, scheme: Scheme) -> Result<Self, ParamError> {
+        Self::build(spec, true, scheme)
     }
 
     /// Like `from_spec` but without the security check; test builds only.
     #[cfg(feature = "insecure-test-params")]
     pub fn from_spec_insecure_for_testing(spec: &ParamsSpec) -> Result<Self, ParamError> {
-        Self::build(spec, false)
+        Self::build(spec, false, Scheme::Ckks)
     }
 
-    fn build(spec: &ParamsSpec, enforce: bool) -> Result<Self, ParamError> {
+    /// Like `from_spec_for` but without the security check; test builds only.
+    #[cfg(feature = "insecure-test-params")]
+    pub fn from_spec_insecure_for_testing_for(spec: &ParamsSpec, scheme: Scheme) -> Result<Self, ParamError> {
+        Self::build(spec, false, scheme)
+    }
+
+    fn build(spec: &ParamsSpec, enforce: bool, scheme: Scheme) -> Result<Self, ParamError> {
         let log_n = spec.log_n;
         let min = if enforce { MIN_LOG_N } else { 4 };
         if !(min..=MAX_LOG_N).contains(&log_n) {
@@ -307,7 +343,7 @@ impl Parameters {
 
         let automorphisms = Automorphisms::new(&ntt[0]);
 
-        let fingerprint = fingerprint_of(spec);
+        let fingerprint = fingerprint_of(spec, scheme);
         Ok(Self(Arc::new(Context {
             spec: spec.clone(),
             n,
@@ -324,6 +360,7 @@ impl Parameters {
             modup,
             moddown,
             automorphisms,
+            scheme,
         })))
     }
 
@@ -374,6 +411,10 @@ impl Parameters {
     /// Whether the set passed the 128-bit check (false only for test-built sets).
     pub fn is_secure(&self) -> bool {
         self.0.secure
+    }
+    /// The scheme the set serves.
+    pub fn scheme(&self) -> Scheme {
+        self.0.scheme
     }
     /// Fails unless the set is secure; servers call this on every set they accept.
     pub fn require_secure(&self) -> Result<(), ParamError> {
@@ -448,9 +489,17 @@ impl PartialEq for Parameters {
     }
 }
 
-fn fingerprint_of(spec: &ParamsSpec) -> [u8; 32] {
+fn fingerprint_of(spec: &ParamsSpec, scheme: Scheme) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"heinfer/ckks/params/v1;ternary;sigma=3.2;");
+    match scheme {
+        // Unchanged since v1: every CKKS object ever written keeps its fingerprint.
+        Scheme::Ckks => h.update(b"heinfer/ckks/params/v1;ternary;sigma=3.2;"),
+        Scheme::Bgv { plaintext_modulus } => {
+            h.update(b"heinfer/bgv/params/v1;ternary;sigma=3.2;t=");
+            h.update(plaintext_modulus.to_le_bytes());
+            h.update(b";");
+        }
+    }
     h.update(spec.log_n.to_le_bytes());
     h.update((spec.q.len() as u32).to_le_bytes());
     for q in &spec.q {
@@ -528,6 +577,22 @@ mod tests {
         let mut bad = a.spec().clone();
         bad.q[0] += 2;
         assert!(matches!(Parameters::from_spec(&bad), Err(ParamError::BadModulus { .. })));
+    }
+
+    /// The scheme is part of the fingerprint: the same primes under BGV (with any t) and
+    /// CKKS are three sets, while CKKS's fingerprint is the one it always had.
+    #[test]
+    fn the_scheme_enters_the_fingerprint() {
+        let b = Parameters::builder().log_n(12).q_bits(&[36, 30]);
+        let ckks = b.clone().build().unwrap();
+        let bgv = b.clone().scheme(Scheme::Bgv { plaintext_modulus: 65537 }).build().unwrap();
+        let bgv2 = Parameters::from_spec_for(ckks.spec(), Scheme::Bgv { plaintext_modulus: 40961 }).unwrap();
+        assert_eq!(ckks.spec(), bgv.spec());
+        assert_ne!(ckks.fingerprint(), bgv.fingerprint());
+        assert_ne!(bgv.fingerprint(), bgv2.fingerprint());
+        assert!(!ckks.same(&bgv));
+        assert_eq!(Parameters::from_spec(ckks.spec()).unwrap().fingerprint(), ckks.fingerprint());
+        assert_eq!(bgv.scheme(), Scheme::Bgv { plaintext_modulus: 65537 });
     }
 
     #[test]

@@ -34,6 +34,10 @@ impl Plaintext {
     pub fn poly(&self) -> &Poly {
         &self.poly
     }
+    /// The polynomial, taken out (no copy).
+    pub fn into_poly(self) -> Poly {
+        self.poly
+    }
     /// Number of rescales left.
     pub fn level(&self) -> usize {
         self.poly.limbs() - 1
