@@ -50,7 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(p) => {
             let h = std::fs::read_to_string(p)?;
             let h = h.trim();
-            let bytes: Vec<u8> = (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16)).collect::<Result<_, _>>()?;
+            let bytes: Vec<u8> =
+                (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16)).collect::<Result<_, _>>()?;
             SecretKey::from_bytes(&bytes)?
         }
         Err(_) => SecretKey::generate()?,

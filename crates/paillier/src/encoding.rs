@@ -5,8 +5,8 @@ use rug::Integer;
 
 use crate::error::PaillierError;
 
-/// Most fractional bits a [`FixedPoint`] takes.
-pub const MAX_FRAC_BITS: u32 = 64;
+/// Most fractional bits a [`FixedPoint`] takes (a score's are the input's plus the weight's).
+pub const MAX_FRAC_BITS: u32 = 128;
 /// Encoded magnitudes stay below 2^MAX_ENCODED_BITS, so that sums of products stay far below n/2.
 pub const MAX_ENCODED_BITS: u32 = 126;
 

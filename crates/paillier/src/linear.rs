@@ -3,7 +3,7 @@
 use rand_core::{CryptoRng, RngCore};
 use rug::Integer;
 
-use crate::bigint::{multi_pow, random_below, random_bits, FixedBase, OddPowers};
+use crate::bigint::{multi_pow, random_below, random_bits, FixedBase};
 use crate::encoding::FixedPoint;
 use crate::error::PaillierError;
 use crate::keys::{Ciphertext, PublicKey};
@@ -40,6 +40,17 @@ impl LinearModel {
                 ),
             });
         }
+        if input.frac_bits() + weight.frac_bits() > crate::encoding::MAX_FRAC_BITS {
+            return Err(PaillierError::Invalid {
+                field: "fractional bits",
+                detail: format!(
+                    "inputs at {} and weights at {} make scores with more than {} fractional bits",
+                    input.frac_bits(),
+                    weight.frac_bits(),
+                    crate::encoding::MAX_FRAC_BITS
+                ),
+            });
+        }
         if bias.iter().any(|b| b.significant_bits() > 2 * crate::encoding::MAX_ENCODED_BITS) {
             return Err(PaillierError::Invalid { field: "bias", detail: "magnitude of 2^252 or more".into() });
         }
@@ -57,7 +68,7 @@ impl LinearModel {
             .iter()
             .map(|r| r.iter().map(|&x| weight.encode_i64(x)).collect::<Result<Vec<_>, _>>())
             .collect::<Result<Vec<_>, _>>()?;
-        let score = FixedPoint::new(input.frac_bits() + weight.frac_bits())?;
+        let score = FixedPoint::new(input.frac_bits() + weight.frac_bits())?; // refused if over the maximum
         let b = bias.iter().map(|&x| score.encode(x)).collect::<Result<Vec<_>, _>>()?;
         Self::new(w, b, input, weight)
     }
@@ -89,7 +100,7 @@ impl LinearModel {
 
     /// Encoding of the scores: input_frac + weight_frac fractional bits.
     pub fn score_encoding(&self) -> FixedPoint {
-        FixedPoint::new(self.input.frac_bits() + self.weight.frac_bits()).expect("both at most 64")
+        FixedPoint::new(self.input.frac_bits() + self.weight.frac_bits()).expect("checked in new")
     }
 
     /// The bits of the largest |score| for inputs with |x| < 2^input_bits (encoded integers):
@@ -176,8 +187,8 @@ impl Evaluator {
     }
 
     /// The k encrypted scores of `model` on the encrypted inputs `x`. Each score is a
-    /// simultaneous multi-exponentiation Π x_j^{w_ij} (a negative weight exponentiates the
-    /// inverse), times g^{b_i}, times the re-randomizer.
+    /// simultaneous multi-exponentiation Π x_j^{w_ij} (Bos–Coster; a negative weight
+    /// exponentiates the inverse), times g^{b_i}, times the re-randomizer.
     pub fn evaluate(
         &self,
         model: &LinearModel,
@@ -191,31 +202,32 @@ impl Evaluator {
             self.key.check(&c.0, i)?;
         }
         let nn = self.key.nn();
-        let d = model.inputs();
-        let used =
-            |sign: bool, j: usize| (0..model.outputs()).any(|i| model.row(i)[j] != 0 && (model.row(i)[j] < 0) == sign);
-        let pos: Vec<Option<OddPowers>> = (0..d).map(|j| used(false, j).then(|| OddPowers::new(&x[j].0, nn))).collect();
-        let neg: Vec<Option<OddPowers>> = (0..d)
+        // c^-1 for the inputs some row weighs negatively
+        let inverses: Vec<Option<Integer>> = (0..model.inputs())
             .map(|j| {
-                used(true, j).then(|| {
-                    let inv = Integer::from(x[j].0.invert_ref(nn).expect("checked invertible"));
-                    OddPowers::new(&inv, nn)
-                })
+                (0..model.outputs())
+                    .any(|i| model.row(i)[j] < 0)
+                    .then(|| Integer::from(x[j].0.invert_ref(nn).expect("checked invertible")))
             })
             .collect();
         let mut out = Vec::with_capacity(model.outputs());
         for i in 0..model.outputs() {
-            let terms: Vec<(&OddPowers, u64)> = model
-                .row(i)
+            let row = model.row(i);
+            let bases: Vec<Integer> = row
                 .iter()
                 .enumerate()
-                .filter(|&(_, &w)| w != 0)
-                .map(|(j, &w)| {
-                    let t = if w < 0 { &neg[j] } else { &pos[j] };
-                    (t.as_ref().expect("table built for every sign used"), w.unsigned_abs())
-                })
+                .map(
+                    |(j, &w)| {
+                        if w < 0 {
+                            inverses[j].clone().expect("built for negative weights")
+                        } else {
+                            x[j].0.clone()
+                        }
+                    },
+                )
                 .collect();
-            let mut c = multi_pow(&terms, nn);
+            let exps: Vec<u64> = row.iter().map(|w| w.unsigned_abs()).collect();
+            let mut c = multi_pow(bases, &exps, nn);
             c *= self.key.g_pow(&model.bias()[i]);
             c %= nn;
             if let Some(r) = self.rerandomizer(rng) {

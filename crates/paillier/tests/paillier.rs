@@ -315,7 +315,9 @@ fn fixed_point_encodes_negative_values_and_states_its_precision() {
     for bad in [f64::NAN, f64::INFINITY, 1e40] {
         assert!(matches!(f.encode(bad), Err(PaillierError::Encoding { .. })));
     }
-    assert!(FixedPoint::new(65).is_err());
+    assert!(FixedPoint::new(129).is_err());
+    let f100 = FixedPoint::new(100).unwrap();
+    assert!(matches!(LinearModel::quantize(&[vec![0.0]], &[0.0], f100, f100), Err(PaillierError::Invalid { .. })));
     assert!(matches!(FixedPoint::new(62).unwrap().encode_i64(4.0), Err(PaillierError::Encoding { .. })));
     // model shape errors
     let err = LinearModel::quantize(&[vec![1.0, 2.0], vec![1.0]], &[0.0, 0.0], f, f);
