@@ -156,6 +156,8 @@ pub struct Evaluator {
     key: PublicKey,
     mode: Rerandomize,
     table: Option<FixedBase>,
+    /// Re-randomizers computed ahead of requests (offline/online split), each used once.
+    pool: std::sync::Mutex<Vec<Integer>>,
 }
 
 impl Evaluator {
@@ -173,7 +175,20 @@ impl Evaluator {
             let hn = Integer::from(h.pow_mod_ref(n, key.nn()).expect("non-negative exponent"));
             FixedBase::new(&hn, key.nn(), key.modulus_bits() + 128, RERANDOMIZE_WINDOW, false)
         });
-        Self { key, mode, table }
+        Self { key, mode, table, pool: Default::default() }
+    }
+
+    /// Computes `count` re-randomizers now (e.g. while the server is idle) so that as many
+    /// later answers take one multiplication for theirs; each is used once, then evaluation
+    /// computes them inline again. Nothing to do with [`Rerandomize::Off`].
+    pub fn precompute(&self, count: usize, rng: &mut (impl RngCore + CryptoRng)) {
+        let fresh: Vec<Integer> = (0..count).filter_map(|_| self.compute_rerandomizer(rng)).collect();
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).extend(fresh);
+    }
+
+    /// Re-randomizers waiting in the pool.
+    pub fn precomputed(&self) -> usize {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The key this evaluator works under.
@@ -187,8 +202,9 @@ impl Evaluator {
     }
 
     /// The k encrypted scores of `model` on the encrypted inputs `x`. Each score is a
-    /// simultaneous multi-exponentiation Π x_j^{w_ij} (Bos–Coster; a negative weight
-    /// exponentiates the inverse), times g^{b_i}, times the re-randomizer.
+    /// multi-exponentiation (Bos–Coster) over the positive weights divided by one over the
+    /// negative weights' magnitudes, times g^{b_i}, times the re-randomizer (taken from the
+    /// pool [`Self::precompute`] filled, when it has one).
     pub fn evaluate(
         &self,
         model: &LinearModel,
@@ -202,32 +218,25 @@ impl Evaluator {
             self.key.check(&c.0, i)?;
         }
         let nn = self.key.nn();
-        // c^-1 for the inputs some row weighs negatively
-        let inverses: Vec<Option<Integer>> = (0..model.inputs())
-            .map(|j| {
-                (0..model.outputs())
-                    .any(|i| model.row(i)[j] < 0)
-                    .then(|| Integer::from(x[j].0.invert_ref(nn).expect("checked invertible")))
-            })
-            .collect();
         let mut out = Vec::with_capacity(model.outputs());
         for i in 0..model.outputs() {
+            // Π_{w>0} c^w · (Π_{w<0} c^|w|)^-1: one inversion per score, not one per negative weight.
             let row = model.row(i);
-            let bases: Vec<Integer> = row
-                .iter()
-                .enumerate()
-                .map(
-                    |(j, &w)| {
-                        if w < 0 {
-                            inverses[j].clone().expect("built for negative weights")
-                        } else {
-                            x[j].0.clone()
-                        }
-                    },
-                )
-                .collect();
-            let exps: Vec<u64> = row.iter().map(|w| w.unsigned_abs()).collect();
-            let mut c = multi_pow(bases, &exps, nn);
+            let part = |negative: bool| {
+                let (bases, exps): (Vec<Integer>, Vec<u64>) = row
+                    .iter()
+                    .zip(x)
+                    .filter(|&(&w, _)| w != 0 && (w < 0) == negative)
+                    .map(|(&w, c)| (c.0.clone(), w.unsigned_abs()))
+                    .unzip();
+                multi_pow(bases, &exps, nn)
+            };
+            let mut c = part(false);
+            let neg = part(true);
+            if neg != 1 {
+                c *= neg.invert(nn).expect("a product of units is a unit");
+                c %= nn;
+            }
             c *= self.key.g_pow(&model.bias()[i]);
             c %= nn;
             if let Some(r) = self.rerandomizer(rng) {
@@ -240,6 +249,14 @@ impl Evaluator {
     }
 
     fn rerandomizer(&self, rng: &mut (impl RngCore + CryptoRng)) -> Option<Integer> {
+        if self.mode == Rerandomize::Off {
+            return None;
+        }
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        pooled.or_else(|| self.compute_rerandomizer(rng))
+    }
+
+    fn compute_rerandomizer(&self, rng: &mut (impl RngCore + CryptoRng)) -> Option<Integer> {
         let (n, nn) = (self.key.n(), self.key.nn());
         match self.mode {
             Rerandomize::Off => None,

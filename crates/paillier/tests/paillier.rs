@@ -325,3 +325,32 @@ fn fixed_point_encodes_negative_values_and_states_its_precision() {
     let m = LinearModel::quantize(&[vec![1.0, 2.0]], &[0.0], f, f).unwrap();
     assert!(matches!(m.evaluate_plain(&[Integer::from(1)]), Err(PaillierError::Dimension { expected: 2, found: 1 })));
 }
+
+#[test]
+fn precomputed_rerandomizers_are_used_once_and_answers_stay_exact() {
+    let sk = key_a();
+    let pk = sk.public_key().clone();
+    let f = FixedPoint::new(16).unwrap();
+    let model = LinearModel::quantize(&[vec![-0.5, 2.25, 0.0, -3.0]], &[-1.0], f, f).unwrap();
+    let mut r = rng(9);
+    let xs = [1.0, -2.0, 7.0, 0.25];
+    let enc: Vec<Integer> = xs.iter().map(|&v| f.encode(v).unwrap()).collect();
+    let cts: Vec<Ciphertext> = enc.iter().map(|m| sk.encrypt(m, &mut r).unwrap()).collect();
+    let ev = Evaluator::new(pk.clone(), Rerandomize::FixedBase, &mut r);
+    ev.precompute(2, &mut r);
+    assert_eq!(ev.precomputed(), 2);
+    let want = model.evaluate_plain(&enc).unwrap();
+    let mut seen = Vec::new();
+    for left in [1, 0, 0] {
+        let a = ev.evaluate(&model, &cts, &mut r).unwrap();
+        assert_eq!(ev.precomputed(), left);
+        assert_eq!(sk.decrypt(&a[0]).unwrap(), want[0]);
+        assert!(!seen.contains(&a[0]), "a re-randomizer was used twice");
+        seen.push(a[0].clone());
+    }
+    // -0.5·1 + 2.25·(−2) − 3·0.25 − 1 = −6.75
+    assert_eq!(model.score_encoding().decode(&want[0]), -6.75);
+    let off = Evaluator::new(pk, Rerandomize::Off, &mut r);
+    off.precompute(3, &mut r);
+    assert_eq!(off.precomputed(), 0);
+}
