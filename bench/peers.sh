@@ -151,7 +151,8 @@ mnist() {
 # bench). Decrypted scores are checked against sklearn's decision_function.
 # PAILLIER_TIMED (default 20) samples are timed per library (heinfer decrypts all 114 for the
 # check); PAILLIER_CKKS=0 skips the CKKS column (it builds the whole CLI); PAILLIER_KEY=FILE
-# (hex of SecretKey::to_bytes) skips heinfer's safe-prime key generation (10-60 s).
+# (hex of SecretKey::to_bytes) skips heinfer's safe-prime key generation (10-60 s; made once
+# per run otherwise). PEERS_ROUNDS (default 2): how many times the two take turns.
 paillier() {
   export OMP_NUM_THREADS=1 RAYON_NUM_THREADS=1
   local timed=${PAILLIER_TIMED:-20} py=${HEINFER_PYTHON:-.venv/bin/python} py311
@@ -159,17 +160,27 @@ paillier() {
   echo "peers.sh: building heinfer's peers_paillier example (release) ..." >&2
   cargo build --release -q -p paillier --example peers_paillier >&2
   "$py" "$here/peers/paillier_prep.py" "$out" "$timed" >&2
-  echo "peers.sh: timing heinfer paillier ..." >&2
-  target/release/examples/peers_paillier "$out/model.json" > "$out/heinfer_paillier.json"
   py311=$(find_python 3.11 "${PYTHON311:-}" python3.11 /root/.pyenv/versions/3.11.*/bin/python)
+  local have_phe=0 round key=${PAILLIER_KEY:-}
   if peer_venv "$here/.venv-phe" "$py311" phe phe gmpy2 numpy; then
+    have_phe=1
     if ! "$here/.venv-phe/bin/python" -c "import gmpy2" 2>/dev/null; then
       echo "peers.sh: gmpy2 is not importable in $here/.venv-phe — phe runs on pure Python (slower)" >&2
     fi
-    echo "peers.sh: timing phe ($timed samples; encryption is slow) ..." >&2
-    "$here/.venv-phe/bin/python" "$here/peers/phe_paillier.py" "$out/model.json" > "$out/phe.json" \
-      || { echo "peers.sh: the phe run failed — its column is left empty" >&2; rm -f "$out/phe.json"; }
   fi
+  # The two take turns PEERS_ROUNDS times (the load of a shared machine drifts over minutes);
+  # the report keeps each one's fastest median per step.
+  for round in $(seq "${PEERS_ROUNDS:-2}"); do
+    echo "peers.sh: round $round: timing heinfer paillier ..." >&2
+    PAILLIER_KEY=$key PAILLIER_KEY_OUT="$out/paillier_key.hex" \
+      target/release/examples/peers_paillier "$out/model.json" > "$out/heinfer_paillier.$round.json"
+    key="$out/paillier_key.hex"
+    if [ $have_phe = 1 ]; then
+      echo "peers.sh: round $round: timing phe ($timed samples; its encryption is slow) ..." >&2
+      "$here/.venv-phe/bin/python" "$here/peers/phe_paillier.py" "$out/model.json" > "$out/phe.$round.json" \
+        || { echo "peers.sh: the phe run failed — its column is left empty" >&2; rm -f "$out/phe.$round.json"; }
+    fi
+  done
   if [ "${PAILLIER_CKKS:-1}" != 0 ]; then
     echo "peers.sh: building heinfer (release) for the CKKS column ..." >&2
     if cargo build --release -q -p cli >&2; then

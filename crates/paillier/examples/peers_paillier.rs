@@ -6,7 +6,8 @@
 //! (in each re-randomization mode) and decrypts them. Prints one JSON line: per-step
 //! median milliseconds over the first `timed` samples, request/answer bytes, and the
 //! decoded scores of every sample (for the agreement check against scikit-learn).
-//! Set PAILLIER_KEY to a file of `SecretKey::to_bytes` hex to skip key generation.
+//! Set PAILLIER_KEY to a file of `SecretKey::to_bytes` hex to skip key generation, and
+//! PAILLIER_KEY_OUT to a file to write the key used (hex) to.
 
 use std::time::Instant;
 
@@ -46,17 +47,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = rand_chacha::ChaCha20Rng::from_rng(rand_core::OsRng).map_err(|e| e.to_string())?;
 
     let t = Instant::now();
-    let sk = match std::env::var("PAILLIER_KEY") {
-        Ok(p) => {
+    let sk = match std::env::var("PAILLIER_KEY").ok().filter(|p| !p.is_empty()) {
+        Some(p) => {
             let h = std::fs::read_to_string(p)?;
             let h = h.trim();
             let bytes: Vec<u8> =
                 (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16)).collect::<Result<_, _>>()?;
             SecretKey::from_bytes(&bytes)?
         }
-        Err(_) => SecretKey::generate()?,
+        None => SecretKey::generate()?,
     };
     let keygen_s = t.elapsed().as_secs_f64();
+    if let Ok(p) = std::env::var("PAILLIER_KEY_OUT") {
+        // the bench's own throwaway key, so that later rounds skip the safe-prime search
+        std::fs::write(p, sk.to_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>())?;
+    }
     let pk_bytes = sk.public_key().to_bytes();
 
     let inp = FixedPoint::new(INPUT_FRAC)?;
