@@ -354,3 +354,31 @@ fn precomputed_rerandomizers_are_used_once_and_answers_stay_exact() {
     off.precompute(3, &mut r);
     assert_eq!(off.precomputed(), 0);
 }
+
+#[test]
+fn random_corruptions_never_panic_and_never_pass_unnoticed() {
+    let sk = key_a();
+    let pk = sk.public_key();
+    let mut r = rng(10);
+    let pkb = pk.to_bytes();
+    let cts: Vec<Ciphertext> = (0..2).map(|i| sk.encrypt(&Integer::from(i - 1), &mut r).unwrap()).collect();
+    let ctb = pk.write_ciphertexts(&cts);
+    for _ in 0..300 {
+        let mut b = pkb.clone();
+        let at = (r.next_u32() as usize) % b.len();
+        let flip = 1u8 << (r.next_u32() % 8);
+        b[at] ^= flip;
+        // a corrupted key either fails to read or is another key (another id)
+        if let Ok(k) = PublicKey::from_bytes(&b) {
+            assert_ne!(k.key_id(), pk.key_id());
+        }
+        let mut c = ctb.clone();
+        let at = (r.next_u32() as usize) % c.len();
+        c[at] ^= flip;
+        // a corrupted batch fails, or (a flipped ciphertext bit) decrypts to something else
+        if let Ok(v) = pk.read_ciphertexts(&c) {
+            let got: Vec<Integer> = v.iter().map(|x| sk.decrypt(x).unwrap()).collect();
+            assert_ne!(got, vec![Integer::from(-1), Integer::from(0)], "flip at {at} went unnoticed");
+        }
+    }
+}
