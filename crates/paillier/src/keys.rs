@@ -91,7 +91,8 @@ impl PublicKey {
         x
     }
 
-    /// Reduces a signed plaintext to [0, n), refusing |m| ≥ n/2 (it would not decode back).
+    /// Refuses plaintexts of n/4 or more in magnitude (they would not decode back signed).
+    #[cfg(feature = "secret-key")]
     pub(crate) fn check_plaintext(&self, m: &Integer) -> Result<(), PaillierError> {
         if m.significant_bits() + 1 >= self.modulus_bits() {
             return Err(PaillierError::PlaintextRange {
