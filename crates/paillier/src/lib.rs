@@ -7,8 +7,10 @@
 //!   tables (no squarings) and g^m = 1 + m·n;
 //! - decryption works modulo p² and q² with exponents p−1, q−1 (or modulo p² alone for
 //!   scores of known bound);
-//! - evaluation is one interleaved sliding-window multi-exponentiation per score;
-//! - answers are re-randomized from a fixed-base table (or a fresh r^n, or not at all).
+//! - evaluation is one Bos–Coster multi-exponentiation per score (and one inversion for the
+//!   negative weights);
+//! - answers are re-randomized from a fixed-base table (or a fresh r^n, or not at all), inline
+//!   or from a pool precomputed while the server is idle.
 //!
 //! Keys have at least 3072-bit moduli (128-bit security, NIST SP 800-57); smaller ones are
 //! refused unless the crate is built with `insecure-test-keys`. The secret key, key
