@@ -13,7 +13,8 @@
 //!   or from a pool precomputed while the server is idle.
 //!
 //! Keys have at least 3072-bit moduli (128-bit security, NIST SP 800-57); smaller ones are
-//! refused unless the crate is built with `insecure-test-keys`. The secret key, key
+//! refused by key generation and by every reader (the feature `insecure-test-keys` adds
+//! `SecretKey::generate_insecure` for fast tests, whose keys no reader takes). The secret key, key
 //! generation, encryption and decryption are behind the `secret-key` feature, so that server
 //! crates cannot name them.
 #![forbid(unsafe_code)]

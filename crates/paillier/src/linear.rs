@@ -104,7 +104,7 @@ impl LinearModel {
     }
 
     /// The bits of the largest |score| for inputs with |x| < 2^input_bits (encoded integers):
-    /// what [`crate::SecretKey::decrypt_bounded`] may be told.
+    /// what `SecretKey::decrypt_bounded` (feature `secret-key`) may be told.
     pub fn score_bound_bits(&self, input_bits: u32) -> u32 {
         (0..self.rows)
             .map(|i| {
