@@ -4,10 +4,13 @@
 #   bench/peers.sh ckks    CKKS operations against TenSEAL and OpenFHE (PyPI), same N, moduli and scale
 #   bench/peers.sh bgv     BGV operations against OpenFHE's BGVrns and SEAL's BFV (TenSEAL), same N, moduli, t = 65537
 #   bench/peers.sh mnist   TenSEAL's encrypted-MNIST tutorial network end to end, heinfer against TenSEAL (2 threads)
+#   bench/peers.sh paillier  breast-cancer logistic regression: heinfer's Paillier against python-paillier (phe),
+#                            3072-bit keys, and heinfer's CKKS on the same model, single-threaded
 #
 # The peers are installed on first use, from PyPI, into git-ignored venvs:
 #   bench/.venv-openfhe  (openfhe + numpy; the wheel is a CPython 3.10 module)
 #   bench/.venv-tenseal  (tenseal + numpy; CPython 3.11)
+#   bench/.venv-phe      (phe + gmpy2 + numpy; CPython 3.11 — phe is much faster with gmpy2)
 # Override the interpreters with PYTHON310=/path/python3.10, PYTHON311=/path/python3.11.
 # A peer that cannot be installed or fails is reported and left out (its ratios read n/a).
 # PEERS_MIN_SECONDS (default 2.0) and PEERS_MIN_REPS (default 30) set the peers' timing loops;
@@ -148,15 +151,73 @@ mnist() {
   echo "peers.sh: done in $((SECONDS - started)) s" >&2
 }
 
+# paillier: scikit-learn's LogisticRegression on load_breast_cancer (StandardScaler folded into
+# the weights), per test sample: encrypt the 30 features, evaluate the score, decrypt it, and
+# the request/answer bytes — heinfer's Paillier (crates/paillier/examples/peers_paillier.rs)
+# and phe at 3072 bits, then heinfer's CKKS on the same model as one Gemm (heinfer compile +
+# bench). Decrypted scores are checked against sklearn's decision_function.
+# PAILLIER_TIMED (default 20) samples are timed per library (heinfer decrypts all 114 for the
+# check); PAILLIER_CKKS=0 skips the CKKS column (it builds the whole CLI); PAILLIER_KEY=FILE
+# (hex of SecretKey::to_bytes) skips heinfer's safe-prime key generation (10-60 s; made once
+# per run otherwise). PEERS_ROUNDS (default 2): how many times the two take turns.
+paillier() {
+  export OMP_NUM_THREADS=1 RAYON_NUM_THREADS=1
+  local timed=${PAILLIER_TIMED:-20} py=${HEINFER_PYTHON:-.venv/bin/python} py311
+  [ -x "$py" ] || py=python3
+  echo "peers.sh: building heinfer's peers_paillier example (release) ..." >&2
+  cargo build --release -q -p paillier --example peers_paillier >&2
+  "$py" "$here/peers/paillier_prep.py" "$out" "$timed" >&2
+  py311=$(find_python 3.11 "${PYTHON311:-}" python3.11 /root/.pyenv/versions/3.11.*/bin/python)
+  local have_phe=0 round key=${PAILLIER_KEY:-}
+  if peer_venv "$here/.venv-phe" "$py311" phe phe gmpy2 numpy; then
+    have_phe=1
+    if ! "$here/.venv-phe/bin/python" -c "import gmpy2" 2>/dev/null; then
+      echo "peers.sh: gmpy2 is not importable in $here/.venv-phe — phe runs on pure Python (slower)" >&2
+    fi
+  fi
+  # The two take turns PEERS_ROUNDS times (the load of a shared machine drifts over minutes);
+  # the report keeps each one's fastest median per step.
+  for round in $(seq "${PEERS_ROUNDS:-2}"); do
+    echo "peers.sh: round $round: timing heinfer paillier ..." >&2
+    PAILLIER_KEY=$key PAILLIER_KEY_OUT="$out/paillier_key.hex" \
+      target/release/examples/peers_paillier "$out/model.json" > "$out/heinfer_paillier.$round.json"
+    key="$out/paillier_key.hex"
+    if [ $have_phe = 1 ]; then
+      echo "peers.sh: round $round: timing phe ($timed samples; its encryption is slow) ..." >&2
+      "$here/.venv-phe/bin/python" "$here/peers/phe_paillier.py" "$out/model.json" > "$out/phe.$round.json" \
+        || { echo "peers.sh: the phe run failed — its column is left empty" >&2; rm -f "$out/phe.$round.json"; }
+    fi
+  done
+  if [ "${PAILLIER_CKKS:-1}" != 0 ]; then
+    echo "peers.sh: building heinfer (release) for the CKKS column ..." >&2
+    if cargo build --release -q -p cli >&2; then
+      local heinfer=target/release/heinfer dir="$out/repo/lr_linear"
+      HEINFER_PYTHON=$py "$heinfer" compile "$out/lr_linear.onnx" --calibration "$out/train_x.npy" \
+        --data "$out/test_x.npy" -o "$out/repo" --json > "$out/ckks_compile.json"
+      "$heinfer" bench "$dir" --input "$out/test_x.npy" --samples "$timed" --json > "$out/ckks_bench.json"
+      "$heinfer" keygen "$dir" --secret-key "$out/ckks_sk.bin" --keys-out "$out/ckks_keys.hek" > /dev/null 2>&1
+      "$heinfer" encrypt "$dir" --secret-key "$out/ckks_sk.bin" --input "$out/test_x.npy" --samples "$timed" -o "$out/ckks_q" > /dev/null
+      "$heinfer" evaluate "$dir" --keys "$out/ckks_keys.hek" "$out/ckks_q"/*.hect -o "$out/ckks_r" > /dev/null
+      "$heinfer" decrypt "$dir" --secret-key "$out/ckks_sk.bin" "$out/ckks_r"/*.hect --json > "$out/ckks_decrypt.jsonl"
+    else
+      echo "peers.sh: heinfer's CLI failed to build — the CKKS column is left empty" >&2
+    fi
+  fi
+  "$py" "$here/peers/paillier_report.py" "$out"
+  echo "peers.sh: done in $((SECONDS - started)) s" >&2
+}
+
 case "${1:-}" in
   ckks) ckks ;;
   bgv) bgv ;;
   mnist) mnist ;;
+  paillier) paillier ;;
   *)
     echo "usage: bench/peers.sh SUBCOMMAND" >&2
     echo "  ckks    heinfer's CKKS operations against OpenFHE and TenSEAL (PyPI), single-threaded" >&2
     echo "  bgv     heinfer's BGV against OpenFHE's BGVrns and SEAL's BFV in TenSEAL (PyPI), single-threaded, t = 65537" >&2
     echo "  mnist   TenSEAL's encrypted-MNIST network: heinfer against TenSEAL, 2 threads, one table" >&2
+    echo "  paillier  breast-cancer logistic regression: heinfer's Paillier against phe (3072 bits), and heinfer's CKKS" >&2
     exit 2
     ;;
 esac
