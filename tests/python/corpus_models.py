@@ -175,12 +175,15 @@ class Net:
         probe = self.model(x_shape, feat, n_feat)
         probe.graph.output[0].CopyFrom(self.h.make_tensor_value_info(feat, TensorProto.FLOAT, None))
         f = _ort_run(probe, x_train).reshape(len(x_train), -1).astype(np.float64)
-        mu, sd = f.mean(0), f.std(0) + 1e-6
-        z = (f - mu) / sd
+        # Ridge on centred features, regularised relative to their scale: no feature that
+        # barely varies gets a huge weight (which would make the model ill-conditioned).
+        mu = f.mean(0)
+        z = f - mu
         t = np.eye(n_cls)[y_train] * 2 - 1
-        w = np.linalg.solve(z.T @ z + 1.0 * np.eye(z.shape[1]), z.T @ t).T
-        b = -(w / sd) @ mu
-        return self.linear(feat, n_feat, n_cls, w / sd, b)
+        g = z.T @ z
+        w = np.linalg.solve(g + 1e-2 * np.trace(g) / len(g) * np.eye(len(g)), z.T @ t).T
+        b = -w @ mu
+        return self.linear(feat, n_feat, n_cls, w, b)
 
 
 def torch_models(xtr, ytr):
@@ -257,6 +260,12 @@ def qdq_models(d, base_path, x_cal, x_shape):
                         per_channel=per_ch)
         out.append((name, p))
     return out
+
+
+# Every case's name, without building (for pytest's parametrisation).
+CASE_NAMES = [(n,) for n, *_ in sklearn_models()] + [(n,) for n in (
+    "pt_mobilenet_block", "pt_silu_concat", "pt_tokens_split_mish", "pt_mlp_selu_hardsigmoid_mish",
+    "qdq_s8_per_channel", "qdq_u8_per_tensor", "qdyn_mlp")]
 
 
 def build(d):

@@ -116,7 +116,10 @@ impl Imported {
 pub enum MaxPoolPolicy {
     #[default]
     Refuse,
+    /// Rewritten as AveragePool (cheap; the report shows the accuracy cost).
     Average,
+    /// max(a, b) = (a + b)/2 + |a − b|/2, |x| a fitted polynomial; windows as a tree of pairwise maxima.
+    Approximate,
 }
 
 /// Imports a parsed ONNX model (after [`crate::passes`]) as a DAG of stages (see [`Stage`]).

@@ -1,7 +1,9 @@
 //! Linear layers: each becomes an affine map composed onto its input's pending one, so
 //! a run of them between two activations costs one packed layer.
 
+use crate::activation::ActFn;
 use crate::affine::Affine;
+use crate::import::Stage;
 use crate::import::chain::{broadcast, unsupported, Chain, OpNode};
 use crate::import::fold::{bcast_index, broadcast_shape, udims, unravel};
 use crate::import::registry::OpRegistry;
@@ -112,15 +114,92 @@ fn average_pool(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
 
 fn max_pool(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     let n = op.n;
-    if ch.maxpool == MaxPoolPolicy::Refuse {
-        return Err(unsupported(
+    match ch.maxpool {
+        MaxPoolPolicy::Refuse => Err(unsupported(
             n,
-            "max is not a polynomial, so CKKS cannot evaluate it; retrain with AveragePool, or pass --maxpool=avg to rewrite it as AveragePool (the report then shows the accuracy cost)",
-        ));
+            "max is not a polynomial; pass --maxpool=approx to compute it as a tree of pairwise maxima with a polynomial |x| (costs depth), --maxpool=avg to rewrite it as AveragePool (cheap; the report shows the accuracy cost), or retrain with AveragePool",
+        )),
+        MaxPoolPolicy::Average => {
+            let (a, s) = pool_affine(n, &op.shape_in, false)?;
+            ch.notes.push(format!("{} rewritten as AveragePool (--maxpool=avg)", n.describe()));
+            ch.push_linear(&op.cur, &op.out, a, format!("maxpool->avgpool {:?}->{:?}", op.shape_in, s), s);
+            Ok(())
+        }
+        MaxPoolPolicy::Approximate => max_tree(ch, op),
     }
-    let (a, s) = pool_affine(n, &op.shape_in, false)?;
-    ch.notes.push(format!("{} rewritten as AveragePool (--maxpool=avg)", n.describe()));
-    ch.push_linear(&op.cur, &op.out, a, format!("maxpool->avgpool {:?}->{:?}", op.shape_in, s), s);
+}
+
+/// MaxPool as rounds of pairwise maxima, max(a, b) = (a + b)/2 + |a − b|/2: per round
+/// one linear map to the differences (fused with what precedes), the polynomial |d|/2,
+/// one linear map to the half-sums, and their addition. A window of w elements takes
+/// ⌈log2 w⌉ rounds; an odd one out is paired with its window's first element
+/// (max(a, b, c) = max(max(a, b), max(c, a))), so every difference is a real one.
+fn max_tree(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    let n = op.n;
+    let (avg, s) = pool_affine(n, &op.shape_in, false)?;
+    if n.attr_ints("dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) || n.attr_i("ceil_mode") == Some(1) {
+        return Err(unsupported(n, "MaxPool with dilations or ceil_mode is not supported; use --maxpool=avg"));
+    }
+    // Each output's window, as indices into the current value.
+    let mut windows: Vec<Vec<u32>> = avg.rows.iter().map(|r| r.iter().map(|e| e.0).collect()).collect();
+    let mut cur = op.cur.clone();
+    let mut n_cur = op.numel;
+    let mut round = 0;
+    if windows.iter().all(|w| w.len() == 1) {
+        // 1×1 windows: a selection.
+        ch.push_linear(&op.cur, &op.out, avg, "maxpool 1x1".into(), s);
+        return Ok(());
+    }
+    while windows.iter().any(|w| w.len() > 1) {
+        round += 1;
+        let (mut d_rows, mut s_rows, mut next) = (vec![], vec![], vec![]);
+        for w in &windows {
+            let mut nw = vec![];
+            if w.len() == 1 {
+                // Carried as it is: max(a, a) would cost a polynomial at 0.
+                nw.push(s_rows.len() as u32);
+                s_rows.push(vec![(w[0], 1.0)]);
+                d_rows.push(vec![]);
+            } else {
+                for k in (0..w.len()).step_by(2) {
+                    let (a, b) = (w[k], if k + 1 < w.len() { w[k + 1] } else { w[0] });
+                    nw.push(s_rows.len() as u32);
+                    let mut sr = vec![(a, 0.5), (b, 0.5)];
+                    sr.sort_unstable_by_key(|e| e.0);
+                    s_rows.push(sr);
+                    d_rows.push(vec![(a, 1.0), (b, -1.0)]);
+                }
+            }
+            next.push(nw);
+        }
+        let m = s_rows.len();
+        let tag = format!("{}#max{round}", op.out);
+        let dmap = Affine { n_in: n_cur, rows: d_rows, bias: vec![0.0; m] };
+        let smap = Affine { n_in: n_cur, rows: s_rows, bias: vec![0.0; m] };
+        ch.push_linear(&cur, &format!("{tag}d"), dmap, format!("maxpool round {round}: a - b"), vec![m]);
+        let d = ch.materialise(&format!("{tag}d"));
+        let nm = format!("{} (max round {round})", if n.name.is_empty() { &op.out } else { &n.name });
+        ch.push_stage(&format!("{tag}abs"), Stage::Act { name: nm.clone(), f: ActFn::HalfAbs, src: d }, vec![m]);
+        let abs = ch.stages.len();
+        ch.push_linear(&cur, &format!("{tag}s"), smap, format!("maxpool round {round}: (a + b)/2"), vec![m]);
+        let sum = ch.materialise(&format!("{tag}s"));
+        ch.push_stage(&tag, Stage::Add { name: nm, a: sum, b: abs, sub: false, n: m }, vec![m]);
+        cur = tag;
+        n_cur = m;
+        windows = next;
+    }
+    // Outputs in order: the last round's values are one per window, in window order.
+    let order: Vec<Option<usize>> = windows.iter().map(|w| Some(w[0] as usize)).collect();
+    let identity_order = order.iter().enumerate().all(|(i, o)| *o == Some(i));
+    let tv = ch.vals[&cur].clone();
+    ch.vals.insert(op.out.clone(), crate::import::chain::Tv { shape: s.clone(), ..tv });
+    if !identity_order {
+        return Err(CompileError::Internal(format!("{}: max tree lost its output order", n.describe())));
+    }
+    ch.notes.push(format!(
+        "{}: MaxPool as {round} round(s) of pairwise max(a, b) = (a + b)/2 + |a - b|/2, |x| by a fitted polynomial (--maxpool=approx)",
+        n.describe()
+    ));
     Ok(())
 }
 

@@ -13,7 +13,17 @@ use crate::CompileError;
 pub(super) fn register(reg: &mut OpRegistry) {
     reg.register("Softmax", |ch, op| to_client(ch, op, PostOp::Softmax));
     reg.register("LogSoftmax", |ch, op| to_client(ch, op, PostOp::LogSoftmax));
-    reg.register("ArgMax", |ch, op| to_client(ch, op, PostOp::ArgMax));
+    reg.register("ArgMax", |ch, op| {
+        if label_branch(ch, op) {
+            // The scores stay the model's output; the client takes the label from them.
+            ch.materialise(&op.cur);
+            ch.side.insert(op.out.clone());
+            ch.final_output = op.cur.clone();
+            ch.last = op.cur.clone();
+            return Ok(());
+        }
+        to_client(ch, op, PostOp::ArgMax)
+    });
     reg.register("ZipMap", zipmap);
 }
 
@@ -39,13 +49,9 @@ fn zipmap(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
 /// A node after the encrypted part's end, on the client's side.
 pub(crate) fn client_op(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     let n = op.n;
-    let is_output = |ch: &Chain, t: &str| ch.graph_outputs.iter().any(|o| o == t);
     match n.op_type.as_str() {
         "ArgMax" => {
-            // ArgMax of probabilities that are also an output is the label branch; the
-            // client takes it from the probabilities it has.
-            let readers = ch.readers.get(&op.cur).map(Vec::len).unwrap_or(0);
-            if readers > 1 || is_output(ch, &op.cur) {
+            if label_branch(ch, op) {
                 ch.side.insert(op.out.clone());
             } else {
                 next(ch, op, Some(PostOp::ArgMax));
@@ -105,6 +111,13 @@ pub(crate) fn client_op(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError>
         }
     }
     Ok(())
+}
+
+/// An ArgMax of scores that are also an output (directly or read elsewhere) is
+/// skl2onnx's label branch: the client takes the label from the scores it has.
+fn label_branch(ch: &Chain, op: &OpNode) -> bool {
+    let readers = ch.readers.get(&op.cur).map(Vec::len).unwrap_or(0);
+    readers > 1 || ch.graph_outputs.iter().any(|o| *o == op.cur)
 }
 
 /// `op`'s output is its input for the encrypted part; the client applies `p` (if any).
