@@ -30,6 +30,8 @@ enum MaxPool {
     Refuse,
     /// rewrite MaxPool as AveragePool (the report shows the accuracy cost)
     Avg,
+    /// compute it: pairwise max(a, b) = (a + b)/2 + |a − b|/2 with |x| a fitted polynomial (costs depth)
+    Approx,
 }
 
 // Parsed once per process: the size of the largest variant does not matter.
@@ -67,7 +69,7 @@ enum Cmd {
         /// widen the seen activation range by this fraction on each side
         #[arg(long, default_value_t = 0.1)]
         margin: f64,
-        #[arg(long, value_enum, default_value_t = MaxPool::Refuse)]
+        #[arg(long, value_enum, default_value_t = MaxPool::Approx)]
         maxpool: MaxPool,
         /// log2 of the CKKS scale (default: the largest of 22..30 that fits)
         #[arg(long)]
@@ -268,6 +270,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 maxpool: match maxpool {
                     MaxPool::Refuse => compiler::MaxPoolPolicy::Refuse,
                     MaxPool::Avg => compiler::MaxPoolPolicy::Average,
+                    MaxPool::Approx => compiler::MaxPoolPolicy::Approximate,
                 },
                 scale_bits,
                 min_log_n,

@@ -14,6 +14,22 @@ pub enum ActFn {
     Softplus,
     /// x², kept exact.
     Square,
+    /// min(max(x, lo), hi): ReLU6 (0, 6), Hardtanh (−1, 1), PyTorch's `clamp`.
+    Clip(f64, f64),
+    /// max(0, min(1, αx + β)).
+    HardSigmoid(f64, f64),
+    /// x·HardSigmoid(x) with α = 1/6, β = 1/2.
+    HardSwish,
+    /// x·σ(x) (SiLU, Swish).
+    Silu,
+    /// x·tanh(softplus(x)).
+    Mish,
+    /// x for x > 0, α(eˣ − 1) below.
+    Elu(f64),
+    /// γ·(x for x > 0, α(eˣ − 1) below).
+    Selu(f64, f64),
+    /// |x|/2: the non-linear half of max(a, b) = (a + b)/2 + |a − b|/2 (MaxPool).
+    HalfAbs,
 }
 
 impl ActFn {
@@ -39,6 +55,20 @@ impl ActFn {
                 }
             }
             ActFn::Square => x * x,
+            ActFn::Clip(lo, hi) => x.max(lo).min(hi),
+            ActFn::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
+            ActFn::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            ActFn::Silu => x / (1.0 + (-x).exp()),
+            ActFn::Mish => x * ActFn::Softplus.eval(x).tanh(),
+            ActFn::Elu(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a * x.exp_m1()
+                }
+            }
+            ActFn::Selu(a, g) => g * ActFn::Elu(a).eval(x),
+            ActFn::HalfAbs => 0.5 * x.abs(),
         }
     }
     pub fn name(&self) -> String {
@@ -51,6 +81,14 @@ impl ActFn {
             ActFn::GeluTanh => "gelu_tanh".into(),
             ActFn::Softplus => "softplus".into(),
             ActFn::Square => "square".into(),
+            ActFn::Clip(lo, hi) => format!("clip({lo}, {hi})"),
+            ActFn::HardSigmoid(a, b) => format!("hard_sigmoid({a}, {b})"),
+            ActFn::HardSwish => "hard_swish".into(),
+            ActFn::Silu => "silu".into(),
+            ActFn::Mish => "mish".into(),
+            ActFn::Elu(a) => format!("elu({a})"),
+            ActFn::Selu(..) => "selu".into(),
+            ActFn::HalfAbs => "max (|x|/2)".into(),
         }
     }
 }

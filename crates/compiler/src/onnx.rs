@@ -12,6 +12,17 @@ pub struct Tensor {
     pub data: Vec<f64>,
 }
 
+impl Tensor {
+    /// A tensor of `dims` holding `data` (row-major).
+    pub fn new(dims: Vec<i64>, data: Vec<f64>) -> Self {
+        Tensor { name: String::new(), dims, data }
+    }
+    /// A 1-D tensor.
+    pub fn vector(data: Vec<f64>) -> Self {
+        Tensor::new(vec![data.len() as i64], data)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Attribute {
     pub name: String,
@@ -192,7 +203,7 @@ fn tensor(b: &[u8]) -> Result<Tensor, CompileError> {
                 }
             }
             4 => push_f32(v, &mut floats)?,
-            5 | 7 => push_ints(v, &mut ints)?,
+            5 | 7 | 11 => push_ints(v, &mut ints)?,
             8 => {
                 if let Val::Bytes(s) = v {
                     t.name = string(s)?
@@ -230,12 +241,31 @@ fn tensor(b: &[u8]) -> Result<Tensor, CompileError> {
             11 => r.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
             7 => r.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
             6 => r.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            // Quantized weights (onnxruntime's quantize_static/quantize_dynamic) and masks.
+            2 | 9 => r.iter().map(|&c| c as f64).collect(),
+            3 => r.iter().map(|&c| c as i8 as f64).collect(),
+            4 => r.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            5 => r.chunks_exact(2).map(|c| i16::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            10 => r.chunks_exact(2).map(|c| f16_to_f64(u16::from_le_bytes(c.try_into().unwrap()))).collect(),
+            12 => r.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+            13 => r.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
             d => return Err(CompileError::BadOnnx(format!("tensor '{}' has unsupported data type {d}", t.name))),
         }
     } else if !floats.is_empty() {
         floats.iter().map(|&x| x as f64).collect()
     } else if !doubles.is_empty() {
         doubles
+    } else if dtype == 8 {
+        // Strings (class labels): only ever read by the client's post-processing, so the
+        // encrypted part keeps their positions, not their text.
+        (0..count).map(|i| i as f64).collect()
+    } else if dtype == 10 {
+        // float16 values travel as their bit patterns in int32_data.
+        ints.iter().map(|&x| f16_to_f64(x as u16)).collect()
+    } else if dtype == 3 {
+        ints.iter().map(|&x| x as i8 as f64).collect()
+    } else if matches!(dtype, 12 | 13) {
+        ints.iter().map(|&x| x as u64 as f64).collect()
     } else {
         ints.iter().map(|&x| x as f64).collect()
     };
@@ -248,6 +278,19 @@ fn tensor(b: &[u8]) -> Result<Tensor, CompileError> {
         )));
     }
     Ok(t)
+}
+
+/// IEEE half precision to f64 (subnormals, infinities and NaN included).
+fn f16_to_f64(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f64;
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
+    }
 }
 
 fn attribute(b: &[u8]) -> Result<Attribute, CompileError> {

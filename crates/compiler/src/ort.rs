@@ -20,6 +20,8 @@ m = onnx.load(mp)
 outs = [o.name for o in m.graph.output]
 names = {o for n in m.graph.node for o in n.output}
 want = [final]
+if final not in outs and final in names:
+    m.graph.output.append(onnx.helper.make_tensor_value_info(final, onnx.TensorProto.FLOAT, None))
 if he and he != final and he in names:
     if he not in outs:
         m.graph.output.append(onnx.helper.make_tensor_value_info(he, onnx.TensorProto.FLOAT, None))

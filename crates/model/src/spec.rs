@@ -78,6 +78,9 @@ pub enum PostOp {
     ArgMax,
     /// From one score z to the two-class vector \[1−z, z\] (as ONNX-ML's binary classifiers report it).
     BinaryProbabilities,
+    /// Divides by the sum of absolute values (ONNX-ML's L1 Normalizer after one-vs-rest
+    /// logistic scores).
+    L1Normalize,
 }
 
 impl ClientSpec {
@@ -219,6 +222,14 @@ pub fn apply_postprocess(ops: &[PostOp], y: &[f64]) -> Vec<f64> {
             PostOp::BinaryProbabilities => {
                 let z = v.first().copied().unwrap_or(0.0);
                 vec![1.0 - z, z]
+            }
+            PostOp::L1Normalize => {
+                let s: f64 = v.iter().map(|x| x.abs()).sum();
+                if s > 0.0 {
+                    v.iter().map(|x| x / s).collect()
+                } else {
+                    v
+                }
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The import's state: the stage list built so far and every named tensor as a pending
 //! affine map of one of its values — what op handlers read and extend.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use model::PostOp;
 
@@ -36,6 +36,13 @@ pub(crate) struct Chain<'a> {
     pub final_output: String,
     /// The last tensor an op produced.
     pub last: String,
+    /// Tensors the encrypted part does not compute and the client derives from its
+    /// output (a classifier's label, ZipMap's maps): nodes reading them are skipped.
+    pub side: HashSet<String>,
+    /// Every node reading a tensor (to see whether what follows an op is all client-side).
+    pub readers: HashMap<String, Vec<Node>>,
+    /// 1 − p of a client-side Sigmoid p (skl2onnx's binary classifiers): (that tensor, p).
+    pub neg_of: Option<(String, String)>,
 }
 
 /// A node as its op handler sees it: the loop has checked that it reads at least one
@@ -56,7 +63,35 @@ pub(crate) fn unsupported(n: &Node, what: &str) -> CompileError {
     CompileError::Unsupported { node: n.describe(), op: n.op_type.clone(), hint: what.to_string() }
 }
 
+/// Ops that may follow a classifier's last score on the client's side.
+const CLIENT_TAIL: &[&str] = &[
+    "Sub", "Concat", "ArgMax", "ArrayFeatureExtractor", "Reshape", "Cast", "ZipMap", "Identity", "Normalizer",
+    "Squeeze", "Unsqueeze", "Flatten", "Softmax", "LogSoftmax",
+];
+
 impl<'a> Chain<'a> {
+    /// Whether everything downstream of `t` is client-side post-processing (so an op
+    /// producing `t` ends the encrypted part).
+    pub fn feeds_only_client(&self, t: &str) -> bool {
+        let mut stack = vec![t.to_string()];
+        let mut seen = HashSet::new();
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x.clone()) {
+                continue;
+            }
+            for r in self.readers.get(&x).into_iter().flatten() {
+                if !CLIENT_TAIL.contains(&r.op_type.as_str()) {
+                    return false;
+                }
+                // 1 − p is client-side; p − something computed is not.
+                if r.op_type == "Sub" && r.inputs.first().map(|i| self.tensor(i).is_none()).unwrap_or(true) {
+                    return false;
+                }
+                stack.extend(r.outputs.iter().cloned());
+            }
+        }
+        true
+    }
     pub fn tensor(&self, name: &str) -> Option<&onnx::Tensor> {
         self.init.get(name).or_else(|| self.consts.get(name))
     }

@@ -7,10 +7,11 @@
 //! [`ops`], found by op type through the [`registry`].
 
 mod chain;
+mod fold;
 mod ops;
 mod registry;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use model::PostOp;
 
@@ -115,13 +116,22 @@ impl Imported {
 pub enum MaxPoolPolicy {
     #[default]
     Refuse,
+    /// Rewritten as AveragePool (cheap; the report shows the accuracy cost).
     Average,
+    /// max(a, b) = (a + b)/2 + |a − b|/2, |x| a fitted polynomial; windows as a tree of pairwise maxima.
+    Approximate,
 }
 
 /// Imports a parsed ONNX model (after [`crate::passes`]) as a DAG of stages (see [`Stage`]).
 pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, CompileError> {
     let (inp, shape) = data_input(m)?;
     let g = &m.graph;
+    let mut readers: HashMap<String, Vec<onnx::Node>> = HashMap::new();
+    for n in &g.nodes {
+        for i in &n.inputs {
+            readers.entry(i.clone()).or_default().push(n.clone());
+        }
+    }
     let mut ch = Chain {
         init: &g.initializers,
         consts: HashMap::new(),
@@ -134,46 +144,55 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
         he_output: inp.name.clone(),
         final_output: inp.name.clone(),
         last: inp.name.clone(),
+        side: HashSet::new(),
+        readers,
+        neg_of: None,
     };
     ch.vals.insert(inp.name.clone(), Tv { base: 0, pending: None, shape: shape.clone() });
     let registry = ops::register_all_ops();
     for n in &g.nodes {
         if n.op_type == "Constant" {
-            if let (Some(o), Some(t)) = (n.outputs.first(), n.attrs.get("value").and_then(|a| a.t.clone())) {
-                ch.consts.insert(o.clone(), t);
-                continue;
-            }
-            return Err(unsupported(n, "only tensor-valued Constant nodes are supported"));
+            let o = n.outputs.first().cloned().unwrap_or_default();
+            let t = constant_value(n).ok_or_else(|| {
+                unsupported(n, "only numeric Constant nodes (value, value_float(s), value_int(s)) are supported; make it an initializer")
+            })?;
+            ch.consts.insert(o, t);
+            continue;
         }
         let computed: Vec<usize> = (0..n.inputs.len()).filter(|&k| ch.vals.contains_key(&n.inputs[k])).collect();
+        if matches!(n.op_type.as_str(), "Shape" | "Size") && computed.len() == 1 {
+            // Shapes are known at compile time (batch 1): shape arithmetic folds to constants.
+            let mut dims = vec![1i64];
+            dims.extend(ch.shape(&n.inputs[0]).iter().map(|&d| d as i64));
+            let t = if n.op_type == "Shape" {
+                fold::shape_of(n, &dims)
+            } else {
+                onnx::Tensor::new(vec![], vec![dims.iter().product::<i64>() as f64])
+            };
+            ch.consts.insert(n.outputs.first().cloned().unwrap_or_default(), t);
+            continue;
+        }
         if computed.is_empty() {
-            if matches!(n.op_type.as_str(), "Shape" | "Gather" | "Unsqueeze" | "Concat" | "Cast" | "ZipMap") {
-                continue; // shape plumbing or a side output; Reshape handles a missing target
-            }
-            if n.op_type == "Erf" {
-                return Err(unsupported(n, ops::ERF_HINT));
-            }
-            return Err(unsupported(
-                n,
-                "it reads none of the tensors computed from the model's input (a computation on constants only); fold it into an initializer",
-            ));
+            fold_or_skip(&mut ch, n)?;
+            continue;
         }
         let cur = n.inputs[computed[0]].clone();
         let out = n.outputs.first().cloned().unwrap_or_default();
-        if !ch.post.is_empty()
-            && !matches!(n.op_type.as_str(), "ArgMax" | "Softmax" | "LogSoftmax" | "Identity" | "Cast")
-        {
-            return Err(unsupported(n, "only Softmax/LogSoftmax/ArgMax may follow the model's final post-processing"));
-        }
         let shape_in = ch.shape(&cur);
         let numel: usize = shape_in.iter().product();
+        let op = OpNode { n, computed, cur, out, shape_in, numel };
+        if !ch.post.is_empty() {
+            // The encrypted part has ended: what follows is the client's.
+            ops::client_op(&mut ch, &op)?;
+            continue;
+        }
         let Some(handler) = registry.get(&n.op_type) else {
             return Err(unsupported(n, &format!("this op is not supported; {}", ops::SUPPORTED_OPS)));
         };
         // A handler that produces some other tensor (a classifier's scores) says so.
-        ch.last = out.clone();
-        ch.final_output = out.clone();
-        handler(&mut ch, &OpNode { n, computed, cur, out, shape_in, numel })?;
+        ch.last = op.out.clone();
+        ch.final_output = op.out.clone();
+        handler(&mut ch, &op)?;
     }
     if ch.post.is_empty() {
         ch.he_output = ch.last.clone();
@@ -240,4 +259,58 @@ fn data_input(m: &onnx::Model) -> Result<(&onnx::ValueInfo, Vec<usize>), Compile
         return Err(CompileError::Shape(format!("input '{}' has no shape information", inp.name)));
     }
     Ok((inp, shape))
+}
+
+/// A `Constant` node's tensor, whichever of its attributes holds it.
+fn constant_value(n: &onnx::Node) -> Option<onnx::Tensor> {
+    let a = n.attrs.values().next()?;
+    match a.name.as_str() {
+        "value" => a.t.clone(),
+        "value_float" => a.f.map(|v| onnx::Tensor::new(vec![], vec![v as f64])),
+        "value_int" => a.i.map(|v| onnx::Tensor::new(vec![], vec![v as f64])),
+        "value_floats" => Some(onnx::Tensor::vector(a.floats.iter().map(|&v| v as f64).collect())),
+        "value_ints" => Some(onnx::Tensor::vector(a.ints.iter().map(|&v| v as f64).collect())),
+        _ => None,
+    }
+}
+
+/// A node that reads no computed tensor: evaluated now when its inputs are all known
+/// (constant propagation), skipped when it only continues a side output the client
+/// derives (a classifier's label), refused otherwise.
+fn fold_or_skip(ch: &mut Chain, n: &onnx::Node) -> Result<(), CompileError> {
+    let known: Vec<Option<onnx::Tensor>> =
+        n.inputs.iter().map(|nm| if nm.is_empty() { None } else { ch.tensor(nm).cloned() }).collect();
+    let all_known = n.inputs.iter().zip(&known).all(|(nm, k)| nm.is_empty() || k.is_some());
+    if all_known {
+        let refs: Vec<Option<&onnx::Tensor>> = known.iter().map(Option::as_ref).collect();
+        return match fold::fold(n, &refs) {
+            Ok(Some(ts)) => {
+                for (o, t) in n.outputs.iter().zip(ts) {
+                    ch.consts.insert(o.clone(), t);
+                }
+                Ok(())
+            }
+            Ok(None) if n.op_type == "Erf" => Err(unsupported(n, ops::ERF_HINT)),
+            Ok(None) => Err(unsupported(
+                n,
+                "it reads only constants, but this op cannot be evaluated at compile time; fold it into an initializer (onnx-simplifier, or torch.onnx.export(..., do_constant_folding=True))",
+            )),
+            Err(e) => Err(unsupported(n, &format!("evaluating it on its constant inputs failed: {e}"))),
+        };
+    }
+    if n.inputs.iter().any(|i| ch.side.contains(i)) {
+        ch.side.extend(n.outputs.iter().cloned());
+        return Ok(());
+    }
+    if n.op_type == "Erf" {
+        return Err(unsupported(n, ops::ERF_HINT));
+    }
+    let unknown = n.inputs.iter().zip(&known).find(|(nm, k)| !nm.is_empty() && k.is_none()).map(|p| p.0.as_str());
+    Err(unsupported(
+        n,
+        &format!(
+            "its input '{}' is neither computed from the model's input nor a constant (a graph with a second input, or an op before it that was skipped); make it an initializer",
+            unknown.unwrap_or("?")
+        ),
+    ))
 }

@@ -3,11 +3,12 @@
 //! imports, so op handlers never see its pieces.
 
 mod gelu;
+mod silu;
 
 use crate::onnx::Graph;
 
 /// The passes, in the order they run; a pass is named by its function.
-const PASSES: &[fn(&mut Graph)] = &[gelu::fuse_gelu];
+const PASSES: &[fn(&mut Graph)] = &[gelu::fuse_gelu, silu::fuse_silu];
 
 pub(crate) fn run(g: &mut Graph) {
     for pass in PASSES {

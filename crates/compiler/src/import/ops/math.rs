@@ -30,8 +30,18 @@ fn binary(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     let t = ch.constant(op, oi).ok_or_else(|| {
         unsupported(n, "the other operand is neither a constant nor a tensor computed from the input")
     })?;
-    if oi == 0 && matches!(n.op_type.as_str(), "Sub" | "Div") {
-        return Err(unsupported(n, "constant − x and constant / x are not supported"));
+    if oi == 0 && n.op_type == "Div" {
+        return Err(unsupported(
+            n,
+            "constant / x is a reciprocal, not a polynomial; rewrite the model to multiply by a constant instead",
+        ));
+    }
+    if oi == 0 && n.op_type == "Sub" {
+        // c − x = −x + c: affine.
+        let neg = onnx::Tensor::new(vec![], vec![-1.0]);
+        let tmp = format!("{}#neg", op.out);
+        elementwise_const(ch, n, &op.cur, &tmp, &neg, "Mul")?;
+        return elementwise_const(ch, n, &tmp, &op.out, &t, "Add");
     }
     elementwise_const(ch, n, &op.cur, &op.out, &t, &n.op_type)
 }

@@ -29,6 +29,10 @@ fn linear_model(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     let rows = (0..mo).map(|o| (0..k).map(|i| (i as u32, coef[o * k + i] as f64)).collect()).collect();
     let bias = (0..mo).map(|o| inter.get(o).copied().unwrap_or(0.0) as f64).collect();
     let scores = n.outputs.get(1).cloned().unwrap_or(op.out.clone());
+    if n.op_type == "LinearClassifier" {
+        // The label is the client's: the class of the largest score.
+        ch.side.insert(op.out.clone());
+    }
     ch.push_linear(&op.cur, &scores, Affine { n_in: k, rows, bias }, format!("linear {k}->{mo}"), vec![mo]);
     ch.materialise(&scores);
     ch.he_output = format!("{}:scores", n.outputs.get(1).cloned().unwrap_or_default());
@@ -64,11 +68,10 @@ fn scaler(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     Ok(())
 }
 
-fn normalizer(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
-    // L1 normalisation of probabilities that already sum to 1 (skl2onnx emits it after LOGISTIC).
-    if ch.post.is_empty() {
-        return Err(unsupported(op.n, "Normalizer is supported only after a classifier's probabilities"));
-    }
-    ch.alias(op, op.shape_in.clone());
-    Ok(())
+fn normalizer(_: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    // Before the scores it divides every sample by its norm: not a polynomial of the input.
+    Err(unsupported(
+        op.n,
+        "scikit-learn's Normalizer divides each sample by its norm, which is not a polynomial; apply it on the client before encrypting (fit the pipeline without it, and call Normalizer().transform on the data you send)",
+    ))
 }

@@ -22,9 +22,10 @@ pub(super) fn register_all_ops() -> OpRegistry {
 }
 
 /// The hint for an op with no handler.
-pub(super) const SUPPORTED_OPS: &str = "supported: Gemm, MatMul, Conv, BatchNormalization, AveragePool, GlobalAveragePool, Flatten, Reshape, Add/Sub/Mul/Div by constants, Add/Sub of two computed tensors (residual connections), Mul(x,x), Pow(x,2), Relu, LeakyRelu, Sigmoid, Tanh, Gelu (also as PyTorch's Erf or Tanh subgraph), Softplus, Identity, Dropout, trailing Softmax/LogSoftmax/ArgMax";
+pub(super) const SUPPORTED_OPS: &str = "supported: Gemm, MatMul (one constant operand, batched), Conv (groups, depthwise), BatchNormalization, AveragePool, GlobalAveragePool, MaxPool (approximated, or --maxpool=avg), Flatten, Reshape/Squeeze/Unsqueeze, Transpose, Pad (constant), Slice, Split, Concat, ReduceMean/ReduceSum, Cast (to float), Add/Sub/Mul/Div by constants, Add/Sub of two computed tensors (residual connections), Mul(x,x), Pow(x,2), Relu, LeakyRelu, Clip (ReLU6), HardSigmoid, HardSwish, Sigmoid, SiLU (x*Sigmoid(x)), Mish, Tanh, Elu, Selu, Gelu (also as PyTorch's Erf or Tanh subgraph), Softplus, Identity, Dropout, QuantizeLinear/DequantizeLinear (QDQ), MatMulInteger/ConvInteger (quantize_dynamic), shape arithmetic on constants (folded), ai.onnx.ml LinearClassifier/LinearRegressor/Scaler, trailing Softmax/LogSoftmax/ArgMax/ZipMap";
 
 pub(super) use math::ERF_HINT;
+pub(super) use post::client_op;
 
 #[cfg(test)]
 mod tests {
