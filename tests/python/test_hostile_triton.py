@@ -64,13 +64,13 @@ class Triton:
     """tritonserver started by scripts/triton.sh with the backend's bounds set in
     --backend-config, its key store on disk in `key_dir`."""
 
-    def __init__(self, repo, run_dir, key_dir):
+    def __init__(self, repo, run_dir, key_dir, args=None):
         self.run_dir, self.key_dir = str(run_dir), str(key_dir)
         self.http_port, self.grpc_port = free_port(), free_port()
         self.http, self.grpc = f"127.0.0.1:{self.http_port}", f"127.0.0.1:{self.grpc_port}"
         self.env = dict(os.environ, TRITON_HTTP_PORT=str(self.http_port), TRITON_GRPC_PORT=str(self.grpc_port),
                         TRITON_METRICS_PORT=str(free_port()), TRITON_RUN_DIR=self.run_dir,
-                        TRITON_ARGS=backend_config(self.key_dir))
+                        TRITON_ARGS=args or backend_config(self.key_dir))
         self.script = os.path.join(ROOT, "scripts", "triton.sh")
         subprocess.run(["bash", self.script, "start", repo], env=self.env, check=True, capture_output=True)
         self.pid = int(open(os.path.join(self.run_dir, "tritonserver.pid")).read())
@@ -460,6 +460,30 @@ def test_concurrent_registration_of_one_bundle(srv, world, tmp_path):
         assert np.allclose(decrypt_with(world, sk, out, tmp_path / f"c{j}.hect"), world.expected[0], atol=1e-2)
     assert bundles_on_disk(srv.key_dir).count(kid) == 1
     after(srv, world)
+
+
+def test_backend_bounds_come_from_the_backend_config(world, tmp_path):
+    """A tritonserver whose --backend-config allows 1 MB of requests in flight: a request
+    of 2 MB (under heinfer_max_request_mb) is answered UNAVAILABLE (503) at once, naming
+    the parameter; smaller ones are served; the log states the bounds in force."""
+    args = backend_config(str(tmp_path / "keys")).replace(f"max-inflight-mb={MAX_INFLIGHT_MB}", "max-inflight-mb=1")
+    args += " --backend-config=heinfer,max-evaluations=3 --backend-config=heinfer,eval-timeout-s=42"
+    t = Triton(world.repo, tmp_path / "run", tmp_path / "keys", args=args)
+    try:
+        assert re.search(r"1 MB of requests in flight \(heinfer_max_inflight_mb\), 3 evaluations "
+                         r"\(heinfer_max_evaluations\), evaluations stopped after 42 s", t.log()), t.log()[-2000:]
+        out = infer(t, "grpc", world.queries[0], world, keys=True)
+        assert np.allclose(world.decrypt(out), world.expected[0], atol=1e-2)
+        junk = b"HEKB" + b"\0" * (2 << 20)
+        for mod, c in ((httpclient, t.h), (grpcclient, t.g)):
+            with pytest.raises(InferenceServerException, match="heinfer_max_inflight_mb") as e:
+                c.infer(MODEL, [tensor(mod, "ENCRYPTED_INPUT", world.queries[1]),
+                                tensor(mod, "KEY_ID", [world.key_id.encode()]), tensor(mod, "EVALUATION_KEYS", [junk])])
+            assert "503" in str(e.value.status()) or "UNAVAILABLE" in str(e.value.status()), e.value.status()
+        out = infer(t, "http", world.queries[1], world)
+        assert np.allclose(world.decrypt(out), world.expected[1], atol=1e-2)
+    finally:
+        t.stop()
 
 
 def test_no_panic_reached_a_client_or_the_log(srv, world):

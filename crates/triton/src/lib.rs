@@ -44,7 +44,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use admission::MAX_INFLIGHT_MB_PARAM as MAX_INFLIGHT;
 use admission::{Admission, Limits, Stop};
+use admission::{EVAL_TIMEOUT_S_PARAM as EVAL_TIMEOUT, MAX_EVALUATIONS_PARAM as MAX_EVALS};
 use ffi::*;
 use glue::{check, cstr, entry, log, now_ns, BackendError, Result};
 use runtime::protocol::{
@@ -64,17 +66,26 @@ struct BackendState {
 }
 
 impl BackendState {
-    /// The process's admission bounds, opened with `limits` if none are yet; the
-    /// second value is the limits already in force when they differ from `limits`.
-    fn admission(&self, limits: Limits) -> (Arc<Admission>, Option<Limits>) {
+    /// The process's admission bounds, opened with `limits` if none are yet (then
+    /// `Opened`), else those in force (`Differ` when they are not `limits`).
+    fn admission(&self, limits: Limits) -> (Arc<Admission>, Bounds) {
         let mut g = self.admission.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(a) = g.as_ref() {
-            return (a.clone(), (a.limits != limits).then(|| a.limits.clone()));
+            let b = if a.limits == limits { Bounds::Same } else { Bounds::Differ };
+            return (a.clone(), b);
         }
         let a = Admission::new(limits);
         *g = Some(a.clone());
-        (a, None)
+        (a, Bounds::Opened)
     }
+}
+
+/// How a model's admission settings relate to the process's.
+#[derive(PartialEq)]
+enum Bounds {
+    Opened,
+    Same,
+    Differ,
 }
 
 /// One loaded model: its service (model, key store), shared by its instances.
@@ -189,13 +200,17 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
     let max_request_bytes = settings.max_request_bytes_or_default();
     let limits = Limits::from_params(|k| setting(&cfg, bstate, k))
         .map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
-    let (admission, in_force) = bstate.admission(limits);
-    if let Some(l) = in_force {
+    let (admission, bounds) = bstate.admission(limits);
+    if bounds != Bounds::Same {
+        let (l, level, note) = match bounds {
+            Bounds::Opened => (&admission.limits, LOG_INFO, ""),
+            _ => (&admission.limits, LOG_WARN, "; in force already: this model's own settings differ, set them once"),
+        };
         log(
-            LOG_WARN,
+            level,
             &format!(
-                "model {name}: its admission settings differ from those in force for the process ({} MB in flight, \
-                 {} evaluations, {} s); those serve it (set them once, with --backend-config=heinfer,...)",
+                "model {name}: heinfer admission (all models{note}): {} MB of requests in flight ({MAX_INFLIGHT}), \
+                 {} evaluations ({MAX_EVALS}), evaluations stopped after {} s ({EVAL_TIMEOUT})",
                 l.max_inflight_bytes >> 20,
                 l.max_evaluations,
                 l.eval_timeout.as_secs_f64()
