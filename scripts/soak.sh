@@ -7,6 +7,8 @@
 #   bash scripts/soak.sh                 # Triton with heinfer's backend, then heinfer serve
 #   bash scripts/soak.sh triton          # one of them
 #   bash scripts/soak.sh serve
+#   bash scripts/soak.sh faults          # kill -9 during registration and evaluation, both
+#                                        # servers, SOAK_FAULT_ROUNDS (3) times (the pytest case)
 #
 # Environment: SOAK_SECONDS (600), SOAK_CONCURRENCY (8), SOAK_BAD_EVERY (4: one
 # request in four is bad), SOAK_MODEL (digits_cryptonets), SOAK_OUT (build/soak:
@@ -24,6 +26,13 @@ HEINFER=$ROOT/target/release/heinfer
 WHICH=${1:-both}
 
 mkdir -p "$OUT"
+if [ "$WHICH" = faults ]; then
+  for r in $(seq 1 "${SOAK_FAULT_ROUNDS:-3}"); do
+    echo "== kill -9 round $r"
+    (cd "$ROOT" && "$PY" -m pytest -q -s tests/python/test_hostile_triton.py -k kill_9) | grep -E "after kill|passed|failed"
+  done
+  exit 0
+fi
 [ -x "$PY" ] && "$PY" -c 'import heinfer, tritonclient.grpc, onnxruntime' 2>/dev/null || bash "$ROOT/scripts/setup-python.sh"
 (cd "$ROOT" && cargo build --release -q -p cli)
 if [ ! -f "$OUT/repo/$MODEL/config.pbtxt" ]; then

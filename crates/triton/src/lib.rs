@@ -202,9 +202,10 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
         .map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
     let (admission, bounds) = bstate.admission(limits);
     if bounds != Bounds::Same {
-        let (l, level, note) = match bounds {
-            Bounds::Opened => (&admission.limits, LOG_INFO, ""),
-            _ => (&admission.limits, LOG_WARN, "; in force already: this model's own settings differ, set them once"),
+        let l = &admission.limits;
+        let (level, note) = match bounds {
+            Bounds::Opened => (LOG_INFO, ""),
+            _ => (LOG_WARN, "; in force already: this model's own settings differ, set them once"),
         };
         log(
             level,
