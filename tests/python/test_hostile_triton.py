@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -37,7 +38,7 @@ grpc = pytest.importorskip("grpc")
 requests = pytest.importorskip("requests")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from conftest import ROOT, free_port  # noqa: E402
+from conftest import DATA, ROOT, free_port  # noqa: E402
 from test_hostile_serve import (  # noqa: E402
     MODEL, SAMPLES, World, container, field, join_bytes, pb_tensor, run, tensor, varint)
 
@@ -591,3 +592,27 @@ def test_kill_9_during_registration_and_evaluation_leaves_whole_bundles(world, t
         bundles_on_disk(str(key_dir))
     finally:
         s2.stop()
+
+
+# --- a short soak, both servers ----------------------------------------------------------
+
+def test_short_soak_of_good_and_bad_requests(server, tmp_path):
+    """scripts/soak.py for HEINFER_CI_SOAK_S (20) s at concurrency 8 against the session's
+    servers (digits CryptoNets): every good answer decrypts to onnxruntime's logits, every
+    bad request is refused with its own error. (Memory flatness needs the 10-minute runs
+    of scripts/soak.sh: a 20-s run is inside the allocator's warm-up.)"""
+    seconds = float(os.environ.get("HEINFER_CI_SOAK_S", 20))
+    out = tmp_path / "soak.json"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "soak.py"), "--label", server.kind,
+                        "--pid", str(server.pid), "--http", server.http_url, "--grpc", server.grpc_url,
+                        "--model", server.model, "--onnx", os.path.join(ROOT, "models", server.model + ".onnx"),
+                        "--data", os.path.join(DATA, "digits_test_img.npy"), "--seconds", str(seconds),
+                        "--sample-s", "2", "--max-growth-mb", "100000", "--out", str(out)],
+                       capture_output=True, text=True, timeout=seconds + 600)
+    assert out.exists(), r.stdout[-2000:] + r.stderr[-3000:]
+    d = json.load(open(out))
+    print(f"{server.kind}: {d['good_ok']} good, {d['bad_refused']} bad refused, RSS {d['rss_first_mb']} -> "
+          f"{d['rss_last_mb']} MB (max {d['rss_max_mb']})")
+    assert d["wrong"] == 0 and d["unexpected"] == 0, d["unexpected_errors"]
+    assert d["good_ok"] > 8 and d["bad_refused"] > 2, d
+    assert r.returncode == 0, r.stdout[-2000:]
