@@ -50,8 +50,9 @@ def model_repo(heinfer_bin, tmp_path_factory):
 
 
 class Server:
-    def __init__(self, kind, http_port, grpc_port, proc=None, stop=None):
+    def __init__(self, kind, http_port, grpc_port, proc=None, stop=None, pid=None):
         self.kind = kind
+        self.pid = pid if pid is not None else (proc.pid if proc is not None else None)
         self.http_url = f"127.0.0.1:{http_port}"
         self.grpc_url = f"127.0.0.1:{grpc_port}"
         self.model = MODEL
@@ -77,7 +78,9 @@ def start_triton(repo, run_dir):
     script = os.path.join(ROOT, "scripts", "triton.sh")
     subprocess.run(["bash", script, "setup"], env=env, check=True, capture_output=True)
     subprocess.run(["bash", script, "start", repo], env=env, check=True)
-    return Server("triton", http, grpc, stop=lambda: subprocess.run(["bash", script, "stop"], env=env, check=False))
+    pid = int(open(os.path.join(str(run_dir), "tritonserver.pid")).read())
+    return Server("triton", http, grpc, stop=lambda: subprocess.run(["bash", script, "stop"], env=env, check=False),
+                  pid=pid)
 
 
 def start_heinfer(heinfer_bin, repo, log_path):

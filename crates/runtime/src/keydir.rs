@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ckks::KeyId;
 
@@ -35,6 +35,43 @@ fn temp_name(id: KeyId) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!(".{id}.{}.{n}.{t}.tmp", std::process::id())
+}
+
+/// A temporary file this old belongs to a write that will never finish: its process
+/// was killed between create and rename (a live write takes seconds at most, and its
+/// modification time moves while it runs).
+pub(crate) const STALE_TEMP: Duration = Duration::from_secs(600);
+
+/// Whether `name` is one of our temporary names (`.<64 hex>.<pid>.<n>.<nanos>.tmp`).
+fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).and_then(|n| n.split_once('.')).is_some_and(
+        |(id, rest)| {
+            id.len() == 64
+                && id.bytes().all(|b| b.is_ascii_hexdigit())
+                && rest.split('.').count() == 3
+                && rest.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        },
+    )
+}
+
+/// Removes the temporary files of writes interrupted (kill -9, power loss) at least
+/// `age` ago, which nothing else would ever remove; returns how many. Bundles, other
+/// files and links are left alone.
+pub(crate) fn sweep_stale_temps(dir: &Path, age: Duration) -> io::Result<usize> {
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name();
+        if !name.to_str().is_some_and(is_temp_name) {
+            continue;
+        }
+        let Ok(m) = std::fs::symlink_metadata(e.path()) else { continue };
+        let old = m.modified().ok().and_then(|t| now.duration_since(t).ok()).is_some_and(|d| d >= age);
+        if m.is_file() && old && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Writes `bytes` as the bundle `id`, atomically; an existing regular file of that
@@ -90,6 +127,8 @@ fn touch(path: &Path) {
 /// Removes the least recently used bundles until the directory's bundles take at most
 /// `quota` bytes, never `keep` (the one just written). Returns the bytes left.
 pub(crate) fn collect(dir: &Path, quota: u64, keep: KeyId) -> io::Result<u64> {
+    // Interrupted writes are outside the quota's count: clear the stale ones here too.
+    let _ = sweep_stale_temps(dir, STALE_TEMP);
     let keep = format!("{keep}.hek");
     let mut files: Vec<(SystemTime, u64, PathBuf, bool)> = Vec::new();
     for e in std::fs::read_dir(dir)?.flatten() {
@@ -121,4 +160,30 @@ pub(crate) fn collect(dir: &Path, quota: u64, keep: KeyId) -> io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interrupted_writes_are_swept_once_stale_and_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let id = KeyId([0xab; 32]);
+        let stale = d.path().join(temp_name(id));
+        let fresh = d.path().join(temp_name(id));
+        let other = d.path().join(".notes.tmp");
+        for p in [&stale, &fresh, &other] {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        write(d.path(), id, b"whole").unwrap();
+        let old = SystemTime::now() - STALE_TEMP - Duration::from_secs(1);
+        for p in [&stale, &other, &bundle_path(d.path(), id)] {
+            File::options().write(true).open(p).unwrap().set_modified(old).unwrap();
+        }
+        assert_eq!(sweep_stale_temps(d.path(), STALE_TEMP).unwrap(), 1);
+        assert!(!stale.exists());
+        assert!(fresh.exists() && other.exists() && bundle_path(d.path(), id).exists());
+        assert!(!is_temp_name(".x.1.2.3.tmp") && is_temp_name(&temp_name(id)));
+    }
 }

@@ -122,6 +122,8 @@ impl KeyStore {
     pub fn new(capacity: usize, dir: Option<&Path>) -> Result<Self, KeyStoreError> {
         if let Some(d) = dir {
             std::fs::create_dir_all(d).map_err(|source| KeyStoreError::Io { path: d.to_path_buf(), source })?;
+            // What a killed writer left behind; a best effort (another replica may race us).
+            let _ = keydir::sweep_stale_temps(d, keydir::STALE_TEMP);
         }
         Ok(Self {
             capacity,

@@ -133,6 +133,7 @@ extern "C" {
         name: *const c_char,
         input: *mut *mut TRITONBACKEND_Input,
     ) -> Err;
+    pub fn TRITONBACKEND_RequestIsCancelled(request: *mut TRITONBACKEND_Request, is_cancelled: *mut bool) -> Err;
     pub fn TRITONBACKEND_RequestRelease(request: *mut TRITONBACKEND_Request, release_flags: u32) -> Err;
     pub fn TRITONBACKEND_InputProperties(
         input: *mut TRITONBACKEND_Input,

@@ -26,6 +26,10 @@ impl BackendError {
     pub fn internal(message: String) -> Self {
         Self { code: ERROR_INTERNAL, message }
     }
+    /// A bound is full for now; the client may retry (HTTP 503, gRPC UNAVAILABLE).
+    pub fn unavailable(message: String) -> Self {
+        Self { code: ERROR_UNAVAILABLE, message }
+    }
 
     /// A new Triton error object; the receiver owns it.
     pub fn into_raw(self) -> *mut TRITONSERVER_Error {
@@ -112,6 +116,10 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// What a caller is told when the backend panicked. The panic's own text (source
+/// paths, values, internal state) goes to the server log only, never to a client.
+pub const PANIC_REPLY: &str = "internal error in the heinfer backend (details in the server log)";
+
 pub fn panic_message(p: &Box<dyn Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -129,9 +137,8 @@ pub fn entry(name: &str, f: impl FnOnce() -> Result<()>) -> *mut TRITONSERVER_Er
             e.into_raw()
         }
         Err(p) => {
-            let what = panic_message(&p);
-            log(LOG_ERROR, &format!("{name}: panic: {what}"));
-            BackendError::internal(format!("{name}: internal error in the heinfer backend: {what}")).into_raw()
+            log(LOG_ERROR, &format!("{name}: panic: {}", panic_message(&p)));
+            BackendError::internal(format!("{name}: {PANIC_REPLY}")).into_raw()
         }
     }
 }

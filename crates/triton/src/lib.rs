@@ -15,34 +15,45 @@
 //! | `heinfer_key_store_dir` | directory of content-addressed key bundles, shared by replicas | none |
 //! | `heinfer_key_store_dir_mb` | bound on that directory (least recently used bundles removed) | none |
 //! | `heinfer_max_request_mb` | largest request (all input tensors together) accepted | 256 |
+//! | `heinfer_max_inflight_mb` | input bytes of all requests being evaluated (process) | 512 |
+//! | `heinfer_max_evaluations` | evaluations running at once (process) | CPU count |
+//! | `heinfer_eval_timeout_s` | an evaluation running longer is stopped between operations | 600 |
 //!
-//! (Names and defaults: `runtime::protocol`; loading: `runtime::loader`, shared with
-//! `heinfer-server`.) The key store is one per process: the first model to load opens
-//! it with its settings; set them once, in the backend config.
+//! (Names and defaults: `runtime::protocol` and [`admission`]; loading:
+//! `runtime::loader`, shared with `heinfer-server`.) The key store and the admission
+//! bounds are one per process: the first model to load opens them with its settings;
+//! set them once, in the backend config. A request over the in-flight or evaluation
+//! bound is answered UNAVAILABLE (HTTP 503) at once; one cancelled by its client (a
+//! gRPC call that went away) stops between operations.
 //!
 //! Every entry point catches panics and turns them into a Triton error (for the
 //! request that caused it, if any): a bad request never takes the server down and
-//! every request gets a response.
+//! every request gets a response. The panic's text goes to the server log only.
 
 // The entry points take Triton's handles as raw pointers and pass them back to
 // Triton's own API; only Triton calls them, with handles it owns.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+mod admission;
 mod ffi;
 mod glue;
 
+use std::borrow::Cow;
 use std::ffi::{c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use admission::MAX_INFLIGHT_MB_PARAM as MAX_INFLIGHT;
+use admission::{Admission, Limits, Stop};
+use admission::{EVAL_TIMEOUT_S_PARAM as EVAL_TIMEOUT, MAX_EVALUATIONS_PARAM as MAX_EVALS};
 use ffi::*;
 use glue::{check, cstr, entry, log, now_ns, BackendError, Result};
 use runtime::protocol::{
     CLIENT_SPEC_PARAM, ENCRYPTED_INPUT as INPUT, ENCRYPTED_OUTPUT as OUTPUT, EVALUATION_KEYS as KEYS,
 };
 use runtime::protocol::{KEY_ID, MAX_REQUEST_MB_PARAM};
-use runtime::{tensor, Request, Service, Settings};
+use runtime::{tensor, Request, Service, ServiceError, Settings};
 
 /// Backend-wide defaults from `--backend-config=heinfer,...`, and the key store every
 /// model of this process shares.
@@ -50,6 +61,31 @@ use runtime::{tensor, Request, Service, Settings};
 struct BackendState {
     settings: serde_json::Map<String, serde_json::Value>,
     keys: runtime::SharedKeyStore,
+    /// opened by the first model to load, like the key store
+    admission: Mutex<Option<Arc<Admission>>>,
+}
+
+impl BackendState {
+    /// The process's admission bounds, opened with `limits` if none are yet (then
+    /// `Opened`), else those in force (`Differ` when they are not `limits`).
+    fn admission(&self, limits: Limits) -> (Arc<Admission>, Bounds) {
+        let mut g = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = g.as_ref() {
+            let b = if a.limits == limits { Bounds::Same } else { Bounds::Differ };
+            return (a.clone(), b);
+        }
+        let a = Admission::new(limits);
+        *g = Some(a.clone());
+        (a, Bounds::Opened)
+    }
+}
+
+/// How a model's admission settings relate to the process's.
+#[derive(PartialEq)]
+enum Bounds {
+    Opened,
+    Same,
+    Differ,
 }
 
 /// One loaded model: its service (model, key store), shared by its instances.
@@ -57,6 +93,7 @@ struct ModelState {
     name: String,
     service: Arc<Service>,
     max_request_bytes: usize,
+    admission: Arc<Admission>,
 }
 
 struct InstanceState {
@@ -91,7 +128,7 @@ pub extern "C" fn TRITONBACKEND_Initialize(backend: *mut TRITONBACKEND_Backend) 
             .and_then(|c| c.as_object())
             .map(|m| m.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect())
             .unwrap_or_default();
-        let state = Box::new(BackendState { settings, keys: Default::default() });
+        let state = Box::new(BackendState { settings, ..Default::default() });
         log(LOG_INFO, &format!("heinfer backend initialized (API {major}.{minor})"));
         // SAFETY: ownership of the box passes to Triton until TRITONBACKEND_Finalize.
         check(unsafe { TRITONBACKEND_BackendSetState(backend, Box::into_raw(state) as *mut c_void) })
@@ -161,6 +198,26 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
     let settings = Settings::from_params(|k| setting(&cfg, bstate, k))
         .map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
     let max_request_bytes = settings.max_request_bytes_or_default();
+    let limits = Limits::from_params(|k| setting(&cfg, bstate, k))
+        .map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
+    let (admission, bounds) = bstate.admission(limits);
+    if bounds != Bounds::Same {
+        let l = &admission.limits;
+        let (level, note) = match bounds {
+            Bounds::Opened => (LOG_INFO, ""),
+            _ => (LOG_WARN, "; in force already: this model's own settings differ, set them once"),
+        };
+        log(
+            level,
+            &format!(
+                "model {name}: heinfer admission (all models{note}): {} MB of requests in flight ({MAX_INFLIGHT}), \
+                 {} evaluations ({MAX_EVALS}), evaluations stopped after {} s ({EVAL_TIMEOUT})",
+                l.max_inflight_bytes >> 20,
+                l.max_evaluations,
+                l.eval_timeout.as_secs_f64()
+            ),
+        );
+    }
     let (store, opened_with) =
         bstate.keys.get_or_open(&settings).map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
     if let Some(o) = opened_with {
@@ -199,7 +256,7 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
             keys_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
         ),
     );
-    Ok(ModelState { name, service: Arc::new(service), max_request_bytes })
+    Ok(ModelState { name, service: Arc::new(service), max_request_bytes, admission })
 }
 
 #[no_mangle]
@@ -277,22 +334,30 @@ pub extern "C" fn TRITONBACKEND_ModelInstanceFinalize(
     })
 }
 
-/// The bytes of one input tensor (None if the request lacks it), as one contiguous
-/// buffer in CPU memory, with its element count from the shape.
-fn read_input(request: *mut TRITONBACKEND_Request, name: &str, budget: &mut usize) -> Result<Option<(Vec<u8>, usize)>> {
+/// One input tensor of a live request, before its bytes are read.
+struct InputRef {
+    handle: *mut TRITONBACKEND_Input,
+    size: usize,
+    elements: usize,
+    buffers: u32,
+}
+
+/// The properties of input `name` (None if the request lacks it): data type and shape
+/// are checked here, before a byte of it is read.
+fn input_ref(request: *mut TRITONBACKEND_Request, name: &str) -> Result<Option<InputRef>> {
     let cname = CString::new(name).expect("tensor names have no NUL");
-    let mut input = std::ptr::null_mut();
+    let mut handle = std::ptr::null_mut();
     // SAFETY: `request` is live until we release it; out-parameter we own.
-    let err = unsafe { TRITONBACKEND_RequestInput(request, cname.as_ptr(), &mut input) };
+    let err = unsafe { TRITONBACKEND_RequestInput(request, cname.as_ptr(), &mut handle) };
     if !err.is_null() {
         glue::delete_error(err);
         return Ok(None);
     }
-    let (mut n, mut dt, mut shape, mut dims, mut size, mut bufs) =
+    let (mut n, mut dt, mut shape, mut dims, mut size, mut buffers) =
         (std::ptr::null(), 0u32, std::ptr::null(), 0u32, 0u64, 0u32);
-    // SAFETY: `input` belongs to the live request; all out-parameters are ours.
+    // SAFETY: `handle` belongs to the live request; all out-parameters are ours.
     check(unsafe {
-        TRITONBACKEND_InputProperties(input, &mut n, &mut dt, &mut shape, &mut dims, &mut size, &mut bufs)
+        TRITONBACKEND_InputProperties(handle, &mut n, &mut dt, &mut shape, &mut dims, &mut size, &mut buffers)
     })?;
     if dt != TYPE_BYTES {
         return Err(BackendError::invalid(format!("input {name} must be BYTES (TYPE_STRING)")));
@@ -306,64 +371,122 @@ fn read_input(request: *mut TRITONBACKEND_Request, name: &str, budget: &mut usiz
     let elements = shape.iter().try_fold(1usize, |a, &d| usize::try_from(d).ok().and_then(|d| a.checked_mul(d)));
     let elements =
         elements.ok_or_else(|| BackendError::invalid(format!("input {name} has an invalid shape {shape:?}")))?;
-    let size = usize::try_from(size).unwrap_or(usize::MAX);
-    if size > *budget {
-        return Err(BackendError::invalid(format!(
-            "request too large: input {name} is {size} bytes, more than the {} bytes left of this model's limit \
-             (parameter {MAX_REQUEST_MB_PARAM})",
-            *budget
-        )));
-    }
-    *budget -= size;
-    let mut data = Vec::with_capacity(size);
-    for i in 0..bufs {
+    Ok(Some(InputRef { handle, size: usize::try_from(size).unwrap_or(usize::MAX), elements, buffers }))
+}
+
+/// The bytes of an input as one contiguous slice: Triton's own buffer when it is one
+/// (the usual case: no copy), else a copy of its pieces.
+fn input_bytes<'r>(name: &str, r: &InputRef) -> Result<Cow<'r, [u8]>> {
+    let piece = |i: u32| -> Result<&'r [u8]> {
         let (mut b, mut len, mut mt, mut mid) = (std::ptr::null(), 0u64, MEMORY_CPU, 0i64);
         // SAFETY: index < buffer_count; out-parameters are ours.
-        check(unsafe { TRITONBACKEND_InputBuffer(input, i, &mut b, &mut len, &mut mt, &mut mid) })?;
+        check(unsafe { TRITONBACKEND_InputBuffer(r.handle, i, &mut b, &mut len, &mut mt, &mut mid) })?;
         if mt != MEMORY_CPU && mt != MEMORY_CPU_PINNED {
             return Err(BackendError::invalid(format!("input {name} is in GPU memory; heinfer takes CPU tensors")));
         }
-        if len as usize > size - data.len() {
+        if len == 0 || b.is_null() {
+            return Ok(&[]);
+        }
+        // SAFETY: Triton guarantees `b` points at `len` readable bytes while the request
+        // lives, which is longer than 'r (the request is released after we respond).
+        Ok(unsafe { std::slice::from_raw_parts(b as *const u8, len as usize) })
+    };
+    if r.buffers == 1 {
+        let p = piece(0)?;
+        if p.len() != r.size {
+            return Err(BackendError::internal(format!("input {name}: buffer size differs from the advertised size")));
+        }
+        return Ok(Cow::Borrowed(p));
+    }
+    let mut data = Vec::with_capacity(r.size);
+    for i in 0..r.buffers {
+        let p = piece(i)?;
+        if p.len() > r.size - data.len() {
             return Err(BackendError::internal(format!("input {name}: buffers exceed the advertised size")));
         }
-        if len > 0 {
-            // SAFETY: Triton guarantees `b` points at `len` readable bytes while the request lives.
-            data.extend_from_slice(unsafe { std::slice::from_raw_parts(b as *const u8, len as usize) });
-        }
+        data.extend_from_slice(p);
     }
-    Ok(Some((data, elements)))
+    Ok(Cow::Owned(data))
 }
 
-fn split<'a>(name: &str, t: &'a Option<(Vec<u8>, usize)>) -> Result<Option<Vec<&'a [u8]>>> {
-    t.as_ref()
-        .map(|(d, n)| tensor::split_bytes(name, d, Some(*n)).map_err(|e| BackendError::invalid(e.to_string())))
-        .transpose()
+/// The one element of a tensor that must hold exactly one.
+fn one<'a>(name: &str, data: &'a [u8]) -> Result<&'a [u8]> {
+    let v = tensor::split_bytes(name, data, Some(1)).map_err(|e| BackendError::invalid(e.to_string()))?;
+    Ok(v[0])
 }
 
-fn one<'a>(name: &str, v: Option<Vec<&'a [u8]>>) -> Result<Option<&'a [u8]>> {
-    match v {
-        None => Ok(None),
-        Some(v) if v.len() == 1 => Ok(Some(v[0])),
-        Some(v) => Err(BackendError::invalid(format!("input {name} must hold exactly one element, got {}", v.len()))),
+/// A request handle the watchdog thread may ask about cancellation.
+struct Cancellable(*mut TRITONBACKEND_Request);
+// SAFETY: the watchdog only calls TRITONBACKEND_RequestIsCancelled, which reads an
+// atomic flag of the request; the request outlives the watchdog (scoped thread,
+// joined before we respond and release the request).
+unsafe impl Sync for Cancellable {}
+
+impl Cancellable {
+    fn cancelled(&self) -> bool {
+        let mut c = false;
+        // SAFETY: the request is live (see the Sync note); out-parameter ours.
+        let e = unsafe { TRITONBACKEND_RequestIsCancelled(self.0, &mut c) };
+        glue::delete_error(e);
+        c
     }
 }
 
 /// Runs one request; returns the output elements and the compute window.
 fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(Vec<Vec<u8>>, u64, u64)> {
-    let mut budget = model.max_request_bytes;
-    let input = read_input(request, INPUT, &mut budget)?;
-    let key_id = read_input(request, KEY_ID, &mut budget)?;
-    let keys = read_input(request, KEYS, &mut budget)?;
-    let cts = split(INPUT, &input)?.ok_or_else(|| {
+    let expected = model.service.executable().input_count();
+    let input = input_ref(request, INPUT)?.ok_or_else(|| {
         BackendError::invalid(format!("missing input tensor {INPUT}: send the serialized ciphertexts"))
     })?;
-    let key_id = one(KEY_ID, split(KEY_ID, &key_id)?)?;
-    let keys = one(KEYS, split(KEYS, &keys)?)?;
+    let key_id = input_ref(request, KEY_ID)?;
+    let keys = input_ref(request, KEYS)?;
+    // Counts against the model before anything is read or split: a shape of a million
+    // empty elements costs nothing here.
+    if input.elements != expected {
+        return Err(BackendError::invalid(ServiceError::WrongCount { expected, got: input.elements }.to_string()));
+    }
+    for (name, t) in [(KEY_ID, &key_id), (KEYS, &keys)] {
+        if let Some(t) = t.as_ref().filter(|t| t.elements != 1) {
+            return Err(BackendError::invalid(format!(
+                "input {name} must hold exactly one element, got {}",
+                t.elements
+            )));
+        }
+    }
+    let total = [Some(&input), key_id.as_ref(), keys.as_ref()].iter().flatten().map(|t| t.size).sum::<usize>();
+    if total > model.max_request_bytes {
+        return Err(BackendError::invalid(format!(
+            "request too large: its inputs are {total} bytes, more than this model's limit of {} MB \
+             (parameter {MAX_REQUEST_MB_PARAM})",
+            model.max_request_bytes >> 20
+        )));
+    }
+    // Held until the response is built: the bytes stay with us until then.
+    let _permit = model.admission.admit(total).map_err(|b| BackendError::unavailable(b.0))?;
+    let data = input_bytes(INPUT, &input)?;
+    let cts = tensor::split_bytes(INPUT, &data, Some(expected)).map_err(|e| BackendError::invalid(e.to_string()))?;
+    let key_id_data = key_id.as_ref().map(|t| input_bytes(KEY_ID, t)).transpose()?;
+    let keys_data = keys.as_ref().map(|t| input_bytes(KEYS, t)).transpose()?;
+    let key_id = key_id_data.as_deref().map(|d| one(KEY_ID, d)).transpose()?;
+    let keys = keys_data.as_deref().map(|d| one(KEYS, d)).transpose()?;
     let compute_start = now_ns();
-    let resp = model
-        .service
-        .infer(Request { ciphertexts: cts, key_id, evaluation_keys: keys })
-        .map_err(|e| BackendError::invalid(e.to_string()))?;
+    let handle = Cancellable(request);
+    let timeout = model.admission.limits.eval_timeout;
+    let (resp, stopped) = admission::watched(
+        timeout,
+        || handle.cancelled(),
+        |flag| model.service.infer_cancellable(Request { ciphertexts: cts, key_id, evaluation_keys: keys }, flag),
+    );
+    let resp = resp.map_err(|e| match stopped {
+        Some(Stop::Deadline) => BackendError::unavailable(format!(
+            "model {} did not answer within {} s (parameter {}); its evaluation was stopped",
+            model.name,
+            timeout.as_secs_f64(),
+            admission::EVAL_TIMEOUT_S_PARAM
+        )),
+        Some(Stop::ClientGone) => BackendError::unavailable("the request was cancelled by its client".into()),
+        None => BackendError::invalid(e.to_string()),
+    })?;
     Ok((resp.ciphertexts, compute_start, now_ns()))
 }
 
@@ -423,6 +546,15 @@ pub extern "C" fn TRITONBACKEND_ModelInstanceExecute(
     requests: *mut *mut TRITONBACKEND_Request,
     request_count: u32,
 ) -> *mut TRITONSERVER_Error {
+    // Each request's work is guarded inside; this guard keeps anything else from
+    // unwinding into tritonserver (which would abort the process).
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| execute(instance, requests, request_count))) {
+        log(LOG_ERROR, &format!("panic in execute (the server keeps running): {}", glue::panic_message(&p)));
+    }
+    std::ptr::null_mut()
+}
+
+fn execute(instance: *mut TRITONBACKEND_ModelInstance, requests: *mut *mut TRITONBACKEND_Request, request_count: u32) {
     // Every request is answered and released here, whatever happens: returning an
     // error from execute would leave Triton owning requests nobody answers.
     let requests: Vec<*mut TRITONBACKEND_Request> = if requests.is_null() {
@@ -447,7 +579,7 @@ pub extern "C" fn TRITONBACKEND_ModelInstanceExecute(
                 Err(panic) => {
                     let what = glue::panic_message(&panic);
                     log(LOG_ERROR, &format!("panic while serving a request (the server keeps running): {what}"));
-                    Err(BackendError::internal(format!("internal error in the heinfer backend: {what}")))
+                    Err(BackendError::internal(glue::PANIC_REPLY.into()))
                 }
             },
         };
@@ -495,5 +627,4 @@ pub extern "C" fn TRITONBACKEND_ModelInstanceExecute(
         let e = unsafe { TRITONBACKEND_RequestRelease(request, REQUEST_RELEASE_ALL) };
         glue::log_error("release request", e);
     }
-    std::ptr::null_mut()
 }
