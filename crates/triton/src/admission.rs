@@ -49,9 +49,10 @@ impl Limits {
             Some(v) => protocol::megabytes(MAX_INFLIGHT_MB_PARAM, &v).map_err(|e| e.to_string())?,
             None => DEFAULT_MAX_INFLIGHT_MB << 20,
         };
-        // One evaluation per core by default: more only adds memory, not throughput.
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let max_evaluations = positive(MAX_EVALUATIONS_PARAM)?.map(|x| x.max(1.0) as usize).unwrap_or(cores);
+        // Unset, the models' instance groups alone bound evaluations (Triton queues the
+        // rest, as an operator who set those counts expects); set, it caps them across
+        // all models, and a request past it is refused rather than queued.
+        let max_evaluations = positive(MAX_EVALUATIONS_PARAM)?.map(|x| x.max(1.0) as usize).unwrap_or(usize::MAX);
         let eval_timeout = Duration::from_secs_f64(positive(EVAL_TIMEOUT_S_PARAM)?.unwrap_or(DEFAULT_EVAL_TIMEOUT_S));
         Ok(Self { max_inflight_bytes, max_evaluations, eval_timeout })
     }
