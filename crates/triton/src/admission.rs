@@ -123,6 +123,16 @@ pub enum Stop {
     ClientGone,
 }
 
+/// Tells the watcher its work is over, when dropped.
+struct Done<'a>(&'a AtomicBool, &'a std::thread::Thread);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+        self.1.unpark();
+    }
+}
+
 /// Runs `work` with a cancellation flag a watcher thread sets once `deadline` passes or
 /// `cancelled()` (Triton's request cancellation: a gRPC client that went away or whose
 /// deadline passed) says so; the evaluation then stops between operations and frees
@@ -154,10 +164,10 @@ pub fn watched<T>(
                 std::thread::park_timeout(Duration::from_millis(20));
             }
         });
-        let out = work(&flag);
-        done.store(true, Ordering::Release);
-        watcher.thread().unpark();
-        out
+        // Set on every way out of `work`, a panic included: the scope joins the watcher,
+        // which must not then wait for the deadline.
+        let _done = Done(&done, watcher.thread());
+        work(&flag)
     });
     let why = *why.lock().unwrap_or_else(|e| e.into_inner());
     (out, why)
