@@ -49,9 +49,10 @@ impl Limits {
             Some(v) => protocol::megabytes(MAX_INFLIGHT_MB_PARAM, &v).map_err(|e| e.to_string())?,
             None => DEFAULT_MAX_INFLIGHT_MB << 20,
         };
-        // One evaluation per core by default: more only adds memory, not throughput.
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let max_evaluations = positive(MAX_EVALUATIONS_PARAM)?.map(|x| x.max(1.0) as usize).unwrap_or(cores);
+        // Unset, the models' instance groups alone bound evaluations (Triton queues the
+        // rest, as an operator who set those counts expects); set, it caps them across
+        // all models, and a request past it is refused rather than queued.
+        let max_evaluations = positive(MAX_EVALUATIONS_PARAM)?.map(|x| x.max(1.0) as usize).unwrap_or(usize::MAX);
         let eval_timeout = Duration::from_secs_f64(positive(EVAL_TIMEOUT_S_PARAM)?.unwrap_or(DEFAULT_EVAL_TIMEOUT_S));
         Ok(Self { max_inflight_bytes, max_evaluations, eval_timeout })
     }
@@ -122,6 +123,16 @@ pub enum Stop {
     ClientGone,
 }
 
+/// Tells the watcher its work is over, when dropped.
+struct Done<'a>(&'a AtomicBool, &'a std::thread::Thread);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+        self.1.unpark();
+    }
+}
+
 /// Runs `work` with a cancellation flag a watcher thread sets once `deadline` passes or
 /// `cancelled()` (Triton's request cancellation: a gRPC client that went away or whose
 /// deadline passed) says so; the evaluation then stops between operations and frees
@@ -153,10 +164,10 @@ pub fn watched<T>(
                 std::thread::park_timeout(Duration::from_millis(20));
             }
         });
-        let out = work(&flag);
-        done.store(true, Ordering::Release);
-        watcher.thread().unpark();
-        out
+        // Set on every way out of `work`, a panic included: the scope joins the watcher,
+        // which must not then wait for the deadline.
+        let _done = Done(&done, watcher.thread());
+        work(&flag)
     });
     let why = *why.lock().unwrap_or_else(|e| e.into_inner());
     (out, why)

@@ -16,7 +16,7 @@
 //! | `heinfer_key_store_dir_mb` | bound on that directory (least recently used bundles removed) | none |
 //! | `heinfer_max_request_mb` | largest request (all input tensors together) accepted | 256 |
 //! | `heinfer_max_inflight_mb` | input bytes of all requests being evaluated (process) | 512 |
-//! | `heinfer_max_evaluations` | evaluations running at once (process) | CPU count |
+//! | `heinfer_max_evaluations` | evaluations running at once (process), past it refused | the instance groups |
 //! | `heinfer_eval_timeout_s` | an evaluation running longer is stopped between operations | 600 |
 //!
 //! (Names and defaults: `runtime::protocol` and [`admission`]; loading:
@@ -211,9 +211,12 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
             level,
             &format!(
                 "model {name}: heinfer admission (all models{note}): {} MB of requests in flight ({MAX_INFLIGHT}), \
-                 {} evaluations ({MAX_EVALS}), evaluations stopped after {} s ({EVAL_TIMEOUT})",
+                 {} ({MAX_EVALS}), evaluations stopped after {} s ({EVAL_TIMEOUT})",
                 l.max_inflight_bytes >> 20,
-                l.max_evaluations,
+                match l.max_evaluations {
+                    usize::MAX => "evaluations bounded by the instance groups".to_string(),
+                    n => format!("{n} evaluations"),
+                },
                 l.eval_timeout.as_secs_f64()
             ),
         );
