@@ -7,8 +7,7 @@
 //! layer's key switching and CKKS's rounding division in the t⁻¹-scaled representation
 //! (see the crate's documentation): a product multiplies one operand by t first.
 
-use rayon::prelude::*;
-use ring::{kernels, Modulus, Poly};
+use ring::{Modulus, Poly};
 use rlwe::keyswitch::{self, Addend, Decomposed};
 use rlwe::{GaloisKeys, KeySwitchKey, RelinKey};
 
@@ -291,7 +290,10 @@ impl Evaluator {
             self.admit("mod_switch", noise::log_add(ct.log_noise - log_q, noise::mod_switch(&self.params)), level - 1)?;
         let mut r = ct.inner.clone();
         let (c0, c1) = r.parts_mut();
-        rayon::join(|| self.divide_by_top(c0, level), || self.divide_by_top(c1, level));
+        rayon::join(
+            || self.params.rlwe().ctx().divide_by_top(c0, level),
+            || self.params.rlwe().ctx().divide_by_top(c1, level),
+        );
         let factor = self.t().mul(ct.factor, self.params.tables().q_inv_mod_t[level]);
         Ok(Ciphertext::new(&self.params, r, factor, log_noise))
     }
@@ -320,32 +322,6 @@ impl Evaluator {
         r.parts_mut().0.truncate(level + 1);
         r.parts_mut().1.truncate(level + 1);
         Ok(Ciphertext::new(&self.params, r, ct.factor, log_noise))
-    }
-
-    /// p ← round(p / q_level) over q_0..q_{level−1}.
-    fn divide_by_top(&self, p: &mut Poly, level: usize) {
-        let ctx = self.params.rlwe().ctx();
-        let n = ctx.n;
-        let mut last = Poly::scratch(n, 1);
-        last.data_mut().copy_from_slice(p.limb(level));
-        ctx.ntt[level].inverse(last.data_mut());
-        let q_top = ctx.moduli[level];
-        let half = q_top.value() / 2;
-        // Rounding division: shift by q_top/2 before the exact floor division, and back after.
-        for v in last.data_mut().iter_mut() {
-            *v = q_top.add(*v, half);
-        }
-        let inv = &ctx.rescale_inv[level];
-        p.truncate(level);
-        p.data_mut().par_chunks_mut(n).enumerate().for_each(|(i, x)| {
-            let m = &ctx.moduli[i];
-            let mut t = Poly::scratch(n, 1);
-            kernels::dot_const_bounded(t.data_mut(), &[last.data()], &[(1, m.shoup(1))], m, q_top.value());
-            kernels::sub_const(t.data_mut(), m.reduce(half), m);
-            ctx.ntt[i].forward(t.data_mut());
-            let (w, ws) = inv[i];
-            kernels::sub_mul_const(x, t.data(), w, ws, m);
-        });
     }
 
     // ---- rotations ------------------------------------------------------------

@@ -317,35 +317,10 @@ impl Evaluator {
         }
         let mut r = ct.clone();
         let (c0, c1) = r.parts_mut();
-        rayon::join(|| self.rescale_poly(c0, level), || self.rescale_poly(c1, level));
+        rayon::join(|| self.ctx().divide_by_top(c0, level), || self.ctx().divide_by_top(c1, level));
         let scale = r.scale() / self.params.q()[level] as f64;
         r.set_scale(scale)?;
         Ok(r)
-    }
-
-    fn rescale_poly(&self, p: &mut Poly, level: usize) {
-        let ctx = self.ctx();
-        let n = ctx.n;
-        let mut last = Poly::scratch(n, 1);
-        last.data_mut().copy_from_slice(p.limb(level));
-        ctx.ntt[level].inverse(last.data_mut());
-        let q_top = ctx.moduli[level];
-        let half = q_top.value() / 2;
-        // Rounding division: shift by q_top/2 before the exact floor division, and back after.
-        for v in last.data_mut().iter_mut() {
-            *v = q_top.add(*v, half);
-        }
-        let inv = &ctx.rescale_inv[level];
-        p.truncate(level);
-        p.data_mut().par_chunks_mut(n).enumerate().for_each(|(i, x)| {
-            let m = &ctx.moduli[i];
-            let mut t = Poly::scratch(n, 1);
-            kernels::dot_const_bounded(t.data_mut(), &[last.data()], &[(1, m.shoup(1))], m, q_top.value());
-            kernels::sub_const(t.data_mut(), m.reduce(half), m);
-            ctx.ntt[i].forward(t.data_mut());
-            let (w, ws) = inv[i];
-            kernels::sub_mul_const(x, t.data(), w, ws, m);
-        });
     }
 
     /// Drops primes to reach `level` (no division: the scale is unchanged).

@@ -207,6 +207,35 @@ pub struct Context {
 }
 
 impl Context {
+    /// p ← round(p / q_level) over q_0..q_{level−1}, in NTT form: CKKS's rescale and
+    /// BGV's modulus switch (whose t-correction this rounding already is, in the scaled
+    /// representation the `bgv` crate keeps).
+    pub fn divide_by_top(&self, p: &mut ring::Poly, level: usize) {
+        use rayon::prelude::*;
+        use ring::{kernels, Poly};
+        let n = self.n;
+        let mut last = Poly::scratch(n, 1);
+        last.data_mut().copy_from_slice(p.limb(level));
+        self.ntt[level].inverse(last.data_mut());
+        let q_top = self.moduli[level];
+        let half = q_top.value() / 2;
+        // Rounding division: shift by q_top/2 before the exact floor division, and back after.
+        for v in last.data_mut().iter_mut() {
+            *v = q_top.add(*v, half);
+        }
+        let inv = &self.rescale_inv[level];
+        p.truncate(level);
+        p.data_mut().par_chunks_mut(n).enumerate().for_each(|(i, x)| {
+            let m = &self.moduli[i];
+            let mut t = Poly::scratch(n, 1);
+            kernels::dot_const_bounded(t.data_mut(), &[last.data()], &[(1, m.shoup(1))], m, q_top.value());
+            kernels::sub_const(t.data_mut(), m.reduce(half), m);
+            self.ntt[i].forward(t.data_mut());
+            let (w, ws) = inv[i];
+            kernels::sub_mul_const(x, t.data(), w, ws, m);
+        });
+    }
+
     /// g⁻¹ in Z_2N^*.
     pub fn galois_inverse(&self, g: u64) -> u64 {
         self.automorphisms.galois_inverse(g)

@@ -3,11 +3,11 @@
 
 use crate::activation::ActFn;
 use crate::affine::Affine;
-use crate::import::Stage;
 use crate::import::chain::{broadcast, unsupported, Chain, OpNode};
 use crate::import::fold::{bcast_index, broadcast_shape, udims, unravel};
 use crate::import::registry::OpRegistry;
 use crate::import::MaxPoolPolicy;
+use crate::import::Stage;
 use crate::onnx::{self, Node};
 use crate::CompileError;
 
@@ -323,7 +323,9 @@ fn matmul(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
         ));
     }
     let left = op.computed[0] == 0;
-    let w = ch.constant(op, if left { 1 } else { 0 }).ok_or_else(|| unsupported(n, "the weight matrix must be a constant initializer"))?;
+    let w = ch
+        .constant(op, if left { 1 } else { 0 })
+        .ok_or_else(|| unsupported(n, "the weight matrix must be a constant initializer"))?;
     if left && op.shape_in.len() <= 1 && w.dims.len() == 2 {
         return gemm(ch, op);
     }
@@ -343,7 +345,8 @@ fn matmul(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     }
     let ba = &a[..a.len() - 2];
     let bb = &b[..b.len() - 2];
-    let batch = broadcast_shape(ba, bb).ok_or_else(|| unsupported(n, &format!("batch axes {ba:?} and {bb:?} do not broadcast")))?;
+    let batch = broadcast_shape(ba, bb)
+        .ok_or_else(|| unsupported(n, &format!("batch axes {ba:?} and {bb:?} do not broadcast")))?;
     let mut out = batch.clone();
     out.extend([m, nn]);
     if out.len() > x.len() || out[0] != 1 {
@@ -382,7 +385,8 @@ fn matmul(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
 /// The constant integer operand `k` of `op` minus its zero point (input `zk`), per
 /// channel of `axis` when the zero point is a vector.
 fn minus_zero_point(ch: &Chain, op: &OpNode, k: usize, zk: usize, axis: usize) -> Result<onnx::Tensor, CompileError> {
-    let mut t = ch.constant(op, k).ok_or_else(|| unsupported(op.n, "the quantized weight must be a constant initializer"))?;
+    let mut t =
+        ch.constant(op, k).ok_or_else(|| unsupported(op.n, "the quantized weight must be a constant initializer"))?;
     if let Some(z) = op.n.inputs.get(zk).filter(|s| !s.is_empty()) {
         let z = ch.tensor(z).cloned().ok_or_else(|| unsupported(op.n, "the weight's zero point must be constant"))?;
         let d = udims(&t);
@@ -408,7 +412,14 @@ fn matmul_integer(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     let mut n = op.n.clone();
     n.op_type = "MatMul".into();
     n.inputs = vec![op.cur.clone(), wname];
-    let sub = OpNode { n: &n, computed: vec![0], cur: op.cur.clone(), out: op.out.clone(), shape_in: op.shape_in.clone(), numel: op.numel };
+    let sub = OpNode {
+        n: &n,
+        computed: vec![0],
+        cur: op.cur.clone(),
+        out: op.out.clone(),
+        shape_in: op.shape_in.clone(),
+        numel: op.numel,
+    };
     matmul(ch, &sub)
 }
 
