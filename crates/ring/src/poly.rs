@@ -72,9 +72,12 @@ fn pooled_any(len: usize) -> Vec<u64> {
 }
 
 impl Drop for Poly {
+    /// Returns the buffer to the pool — unless the polynomial was zeroized (its buffer
+    /// is then empty): what held a secret, or a value derived from one, goes back to the
+    /// allocator wiped, never to a pool that hands stale words to the next polynomial.
     fn drop(&mut self) {
         let v = std::mem::take(&mut self.data);
-        if v.capacity() >= POOL_MIN_WORDS {
+        if !v.is_empty() && v.capacity() >= POOL_MIN_WORDS {
             // try_with: the pool may already be gone while a thread exits.
             let _ = POOL.try_with(|p| {
                 if let Ok(mut p) = p.try_borrow_mut() {
@@ -293,5 +296,32 @@ impl Poly {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pooled_buffers() -> usize {
+        POOL.with(|p| p.borrow().len())
+    }
+
+    /// A zeroized polynomial (a secret, or a value derived from one) never reaches the
+    /// pool; any other large one does.
+    #[test]
+    fn zeroized_buffers_never_enter_the_pool() {
+        let n = POOL_MIN_WORDS;
+        let before = pooled_buffers();
+        let mut secret = Poly::zero(n, 2);
+        secret.data_mut().fill(7);
+        secret.zeroize();
+        drop(secret);
+        assert_eq!(pooled_buffers(), before);
+        drop(Poly::zero(n, 2));
+        assert_eq!(pooled_buffers(), (before + 1).min(POOL_MAX_BUFFERS));
+        // And what the pool hands out next is zeroed or overwritten, never the secret.
+        let reused = Poly::zero(n, 2);
+        assert!(reused.data().iter().all(|&w| w == 0));
     }
 }
