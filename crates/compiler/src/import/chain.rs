@@ -65,8 +65,20 @@ pub(crate) fn unsupported(n: &Node, what: &str) -> CompileError {
 
 /// Ops that may follow a classifier's last score on the client's side.
 const CLIENT_TAIL: &[&str] = &[
-    "Sub", "Concat", "ArgMax", "ArrayFeatureExtractor", "Reshape", "Cast", "ZipMap", "Identity", "Normalizer",
-    "Squeeze", "Unsqueeze", "Flatten", "Softmax", "LogSoftmax",
+    "Sub",
+    "Concat",
+    "ArgMax",
+    "ArrayFeatureExtractor",
+    "Reshape",
+    "Cast",
+    "ZipMap",
+    "Identity",
+    "Normalizer",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Softmax",
+    "LogSoftmax",
 ];
 
 impl<'a> Chain<'a> {

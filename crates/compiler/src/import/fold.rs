@@ -104,7 +104,8 @@ pub(crate) fn fold(n: &Node, inp: &[Option<&Tensor>]) -> Result<Option<Vec<Tenso
             let (d, ix) = (x(0)?, x(1)?);
             let dd = udims(d);
             let ax = axis(n.attr_i("axis").unwrap_or(0), dd.len()).ok_or("axis out of range")?;
-            let (outer, len, inner) = (dd[..ax].iter().product::<usize>(), dd[ax], dd[ax + 1..].iter().product::<usize>());
+            let (outer, len, inner) =
+                (dd[..ax].iter().product::<usize>(), dd[ax], dd[ax + 1..].iter().product::<usize>());
             let mut data = Vec::new();
             for o in 0..outer {
                 for &i in &ix.data {
@@ -125,7 +126,8 @@ pub(crate) fn fold(n: &Node, inp: &[Option<&Tensor>]) -> Result<Option<Vec<Tenso
             let t = x(0)?;
             let axes = axes_of(n, inp).ok_or("axes missing")?;
             let r = t.dims.len() + axes.len();
-            let mut ax: Vec<usize> = axes.iter().map(|&a| axis(a, r).ok_or("axis out of range")).collect::<Result<_, _>>()?;
+            let mut ax: Vec<usize> =
+                axes.iter().map(|&a| axis(a, r).ok_or("axis out of range")).collect::<Result<_, _>>()?;
             ax.sort_unstable();
             let mut dims = t.dims.clone();
             for a in ax {
@@ -195,7 +197,13 @@ pub(crate) fn fold(n: &Node, inp: &[Option<&Tensor>]) -> Result<Option<Vec<Tenso
         "Slice" => {
             let t = x(0)?;
             let d = udims(t);
-            let src = slice_index(&d, &ints(x(1)?), &ints(x(2)?), inp.get(3).copied().flatten().map(ints), inp.get(4).copied().flatten().map(ints))?;
+            let src = slice_index(
+                &d,
+                &ints(x(1)?),
+                &ints(x(2)?),
+                inp.get(3).copied().flatten().map(ints),
+                inp.get(4).copied().flatten().map(ints),
+            )?;
             one(Tensor::new(src.1.iter().map(|&v| v as i64).collect(), src.0.iter().map(|&i| t.data[i]).collect()))
         }
         "Add" => one(binary(x(0)?, x(1)?, |a, b| a + b)?),
@@ -230,7 +238,8 @@ pub(crate) fn fold(n: &Node, inp: &[Option<&Tensor>]) -> Result<Option<Vec<Tenso
         }
         "ConstantOfShape" => {
             let dims = ints(x(0)?);
-            let v = n.attrs.get("value").and_then(|a| a.t.as_ref()).and_then(|t| t.data.first().copied()).unwrap_or(0.0);
+            let v =
+                n.attrs.get("value").and_then(|a| a.t.as_ref()).and_then(|t| t.data.first().copied()).unwrap_or(0.0);
             let count: usize = dims.iter().map(|&d| d.max(0) as usize).product();
             one(Tensor::new(dims, vec![v; count]))
         }
@@ -247,7 +256,8 @@ pub(crate) fn fold(n: &Node, inp: &[Option<&Tensor>]) -> Result<Option<Vec<Tenso
             let zp = inp.get(2).copied().flatten();
             let d = udims(q);
             let per_axis = sc.data.len() > 1;
-            let ax = if per_axis { axis(n.attr_i("axis").unwrap_or(1), d.len()).ok_or("axis out of range")? } else { 0 };
+            let ax =
+                if per_axis { axis(n.attr_i("axis").unwrap_or(1), d.len()).ok_or("axis out of range")? } else { 0 };
             let inner: usize = if per_axis { d[ax + 1..].iter().product() } else { 1 };
             let len = if per_axis { d[ax] } else { 1 };
             if per_axis && sc.data.len() != len {
@@ -281,8 +291,11 @@ pub(crate) fn shape_of(n: &Node, dims: &[i64]) -> Tensor {
 /// Reshape's target with its 0 (copy) and −1 (infer) entries resolved.
 pub(crate) fn reshape_dims(from: &[i64], want: &[i64], allowzero: bool) -> Result<Vec<i64>, String> {
     let total: i64 = from.iter().product();
-    let mut out: Vec<i64> =
-        want.iter().enumerate().map(|(k, &d)| if d == 0 && !allowzero { from.get(k).copied().unwrap_or(1) } else { d }).collect();
+    let mut out: Vec<i64> = want
+        .iter()
+        .enumerate()
+        .map(|(k, &d)| if d == 0 && !allowzero { from.get(k).copied().unwrap_or(1) } else { d })
+        .collect();
     let known: i64 = out.iter().filter(|&&d| d >= 0).product();
     if let Some(p) = out.iter().position(|&d| d == -1) {
         if known == 0 || total % known != 0 {
@@ -337,7 +350,11 @@ pub(crate) fn slice_index(
             return Err("step 0".into());
         }
         let fix = |v: i64, lo: i64, hi: i64| (if v < 0 { v + d } else { v }).clamp(lo, hi);
-        let (s, e) = if st > 0 { (fix(starts[k], 0, d), fix(ends[k], 0, d)) } else { (fix(starts[k], -1, d - 1), fix(ends[k], -1, d - 1)) };
+        let (s, e) = if st > 0 {
+            (fix(starts[k], 0, d), fix(ends[k], 0, d))
+        } else {
+            (fix(starts[k], -1, d - 1), fix(ends[k], -1, d - 1))
+        };
         let mut v = vec![];
         let mut i = s;
         while (st > 0 && i < e) || (st < 0 && i > e) {

@@ -23,8 +23,12 @@ pub(super) fn fuse_silu(g: &mut Graph) {
     let only_use = |t: &str, op: &str, x: &str| -> Option<usize> {
         let p = *producer.get(t)?;
         let n = &g.nodes[p];
-        (n.op_type == op && n.inputs.len() == 1 && n.inputs[0] == x && readers.get(t) == Some(&1) && !outputs.contains(&t))
-            .then_some(p)
+        (n.op_type == op
+            && n.inputs.len() == 1
+            && n.inputs[0] == x
+            && readers.get(t) == Some(&1)
+            && !outputs.contains(&t))
+        .then_some(p)
     };
     let mut drop = vec![false; g.nodes.len()];
     let mut replace: Vec<(usize, Node)> = vec![];
@@ -110,6 +114,9 @@ mod tests {
         // The last Sigmoid is read twice: x·σ(x) there is not a SiLU alone.
         assert_eq!(ops, ["Silu", "Mish", "Sigmoid", "Mul", "Add"]);
         assert_eq!(g.nodes[0].inputs, ["x"]);
-        assert_eq!((g.nodes[1].inputs.clone(), g.nodes[1].outputs.clone()), (vec!["y".to_string()], vec!["z".to_string()]));
+        assert_eq!(
+            (g.nodes[1].inputs.clone(), g.nodes[1].outputs.clone()),
+            (vec!["y".to_string()], vec!["z".to_string()])
+        );
     }
 }

@@ -46,10 +46,9 @@ fn clip(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     let n = op.n;
     let bound = |k: usize, attr: &str, d: f64| -> Result<f64, CompileError> {
         match n.inputs.get(k).filter(|s| !s.is_empty()) {
-            Some(name) => ch
-                .tensor(name)
-                .and_then(|t| t.data.first().copied())
-                .ok_or_else(|| unsupported(n, &format!("the {attr} limit must be a constant (it is computed from the input)"))),
+            Some(name) => ch.tensor(name).and_then(|t| t.data.first().copied()).ok_or_else(|| {
+                unsupported(n, &format!("the {attr} limit must be a constant (it is computed from the input)"))
+            }),
             None => Ok(n.attr_f(attr).map(|v| v as f64).unwrap_or(d)),
         }
     };

@@ -29,6 +29,33 @@ pub(super) fn register(reg: &mut OpRegistry) {
     reg.register("Concat", concat);
     reg.register("ReduceMean", reduce);
     reg.register("ReduceSum", reduce);
+    reg.register("ArrayFeatureExtractor", array_feature_extractor);
+}
+
+/// ai.onnx.ml's column selection (skl2onnx picks a binary classifier's positive score so).
+fn array_feature_extractor(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    let n = op.n;
+    if op.computed != [0] {
+        return Err(unsupported(n, "the indices must be constant"));
+    }
+    let idx = ints(ch, n, 1, "the indices")?.ok_or_else(|| unsupported(n, "indices missing"))?;
+    let last = *op.shape_in.last().unwrap_or(&1);
+    let outer = op.numel / last.max(1);
+    let mut src = vec![];
+    for o in 0..outer {
+        for &i in &idx {
+            if i < 0 || i as usize >= last {
+                return Err(unsupported(n, &format!("index {i} is outside the last axis of length {last}")));
+            }
+            src.push(Some(o * last + i as usize));
+        }
+    }
+    let mut shape = op.shape_in.clone();
+    if let Some(l) = shape.last_mut() {
+        *l = idx.len();
+    }
+    ch.push_linear(&op.cur, &op.out, gather_map(op.numel, &src, 0.0), "array feature extractor".into(), shape);
+    Ok(())
 }
 
 fn identity(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
@@ -96,7 +123,10 @@ fn full(shape: &[usize]) -> Vec<usize> {
 /// Drops the batch axis again; refuses an op that moved or resized it.
 fn strip(n: &Node, out: &[usize]) -> Result<Vec<usize>, CompileError> {
     if out.first() != Some(&1) {
-        return Err(unsupported(n, "this op would change the batch axis (axis 0); only the other axes may be moved or cut"));
+        return Err(unsupported(
+            n,
+            "this op would change the batch axis (axis 0); only the other axes may be moved or cut",
+        ));
     }
     Ok(out[1..].to_vec())
 }
@@ -111,10 +141,12 @@ fn gather_map(n_in: usize, src: &[Option<usize>], fill: f64) -> Affine {
 fn ints(ch: &Chain, n: &Node, k: usize, what: &str) -> Result<Option<Vec<i64>>, CompileError> {
     match n.inputs.get(k).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(name) => ch
-            .tensor(name)
-            .map(|t| Some(t.data.iter().map(|&v| v as i64).collect()))
-            .ok_or_else(|| unsupported(n, &format!("{what} must be constant (or computed from shapes only), not from the input's values"))),
+        Some(name) => ch.tensor(name).map(|t| Some(t.data.iter().map(|&v| v as i64).collect())).ok_or_else(|| {
+            unsupported(
+                n,
+                &format!("{what} must be constant (or computed from shapes only), not from the input's values"),
+            )
+        }),
     }
 }
 
@@ -144,10 +176,14 @@ fn pad(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
         Some(p) => p,
         None => n.attr_ints("pads").map(|v| v.to_vec()).ok_or_else(|| unsupported(n, "pads missing"))?,
     };
-    let value = n.inputs.get(2).filter(|s| !s.is_empty()).and_then(|t| ch.tensor(t)).and_then(|t| t.data.first().copied());
+    let value =
+        n.inputs.get(2).filter(|s| !s.is_empty()).and_then(|t| ch.tensor(t)).and_then(|t| t.data.first().copied());
     let value = value.unwrap_or(n.attr_f("value").unwrap_or(0.0) as f64);
     let axes: Vec<usize> = match ints(ch, n, 3, "the axes")? {
-        Some(a) => a.iter().map(|&v| axis(v, r).ok_or_else(|| unsupported(n, "axis out of range"))).collect::<Result<_, _>>()?,
+        Some(a) => a
+            .iter()
+            .map(|&v| axis(v, r).ok_or_else(|| unsupported(n, "axis out of range")))
+            .collect::<Result<_, _>>()?,
         None => (0..r).collect(),
     };
     if pads.len() != 2 * axes.len() {
@@ -218,8 +254,8 @@ fn split(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     }
     let mut start = 0i64;
     for (o, &len) in n.outputs.iter().zip(&sizes) {
-        let (src, out) = slice_index(&f, &[start], &[start + len], Some(vec![ax as i64]), None)
-            .map_err(|e| unsupported(n, &e))?;
+        let (src, out) =
+            slice_index(&f, &[start], &[start + len], Some(vec![ax as i64]), None).map_err(|e| unsupported(n, &e))?;
         start += len;
         let src: Vec<Option<usize>> = src.into_iter().map(Some).collect();
         ch.push_linear(&op.cur, o, gather_map(op.numel, &src, 0.0), "split".into(), out[1..].to_vec());
@@ -237,13 +273,16 @@ fn concat(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
         .iter()
         .map(|t| match ch.vals.get(t) {
             Some(tv) => Ok(full(&tv.shape)),
-            None => ch.tensor(t).map(|c| {
-                let mut d = fold::udims(c);
-                if d.len() + 1 == full(&op.shape_in).len() {
-                    d.insert(0, 1);
-                }
-                d
-            }).ok_or_else(|| unsupported(n, &format!("input '{t}' is neither computed nor constant"))),
+            None => ch
+                .tensor(t)
+                .map(|c| {
+                    let mut d = fold::udims(c);
+                    if d.len() + 1 == full(&op.shape_in).len() {
+                        d.insert(0, 1);
+                    }
+                    d
+                })
+                .ok_or_else(|| unsupported(n, &format!("input '{t}' is neither computed nor constant"))),
         })
         .collect::<Result<_, _>>()?;
     let r = shapes[0].len();
@@ -343,9 +382,10 @@ fn reduce(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
         None => ints(ch, n, 1, "the axes")?,
     };
     let axes: Vec<usize> = match axes {
-        Some(a) if !a.is_empty() => {
-            a.iter().map(|&v| axis(v, r).ok_or_else(|| unsupported(n, "axis out of range"))).collect::<Result<_, _>>()?
-        }
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .map(|&v| axis(v, r).ok_or_else(|| unsupported(n, "axis out of range")))
+            .collect::<Result<_, _>>()?,
         _ if n.attr_i("noop_with_empty_axes") == Some(1) => return identity(ch, op),
         _ => (0..r).collect(),
     };

@@ -3,11 +3,11 @@
 
 use crate::activation::ActFn;
 use crate::affine::Affine;
-use crate::import::Stage;
 use crate::import::chain::{broadcast, unsupported, Chain, OpNode};
 use crate::import::fold::{bcast_index, broadcast_shape, udims, unravel};
 use crate::import::registry::OpRegistry;
 use crate::import::MaxPoolPolicy;
+use crate::import::Stage;
 use crate::onnx::{self, Node};
 use crate::CompileError;
 
@@ -323,7 +323,9 @@ fn matmul(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
         ));
     }
     let left = op.computed[0] == 0;
-    let w = ch.constant(op, if left { 1 } else { 0 }).ok_or_else(|| unsupported(n, "the weight matrix must be a constant initializer"))?;
+    let w = ch
+        .constant(op, if left { 1 } else { 0 })
+        .ok_or_else(|| unsupported(n, "the weight matrix must be a constant initializer"))?;
     if left && op.shape_in.len() <= 1 && w.dims.len() == 2 {
         return gemm(ch, op);
     }
@@ -343,7 +345,8 @@ fn matmul(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     }
     let ba = &a[..a.len() - 2];
     let bb = &b[..b.len() - 2];
-    let batch = broadcast_shape(ba, bb).ok_or_else(|| unsupported(n, &format!("batch axes {ba:?} and {bb:?} do not broadcast")))?;
+    let batch = broadcast_shape(ba, bb)
+        .ok_or_else(|| unsupported(n, &format!("batch axes {ba:?} and {bb:?} do not broadcast")))?;
     let mut out = batch.clone();
     out.extend([m, nn]);
     if out.len() > x.len() || out[0] != 1 {
@@ -382,7 +385,8 @@ fn matmul(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
 /// The constant integer operand `k` of `op` minus its zero point (input `zk`), per
 /// channel of `axis` when the zero point is a vector.
 fn minus_zero_point(ch: &Chain, op: &OpNode, k: usize, zk: usize, axis: usize) -> Result<onnx::Tensor, CompileError> {
-    let mut t = ch.constant(op, k).ok_or_else(|| unsupported(op.n, "the quantized weight must be a constant initializer"))?;
+    let mut t =
+        ch.constant(op, k).ok_or_else(|| unsupported(op.n, "the quantized weight must be a constant initializer"))?;
     if let Some(z) = op.n.inputs.get(zk).filter(|s| !s.is_empty()) {
         let z = ch.tensor(z).cloned().ok_or_else(|| unsupported(op.n, "the weight's zero point must be constant"))?;
         let d = udims(&t);
@@ -408,7 +412,14 @@ fn matmul_integer(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     let mut n = op.n.clone();
     n.op_type = "MatMul".into();
     n.inputs = vec![op.cur.clone(), wname];
-    let sub = OpNode { n: &n, computed: vec![0], cur: op.cur.clone(), out: op.out.clone(), shape_in: op.shape_in.clone(), numel: op.numel };
+    let sub = OpNode {
+        n: &n,
+        computed: vec![0],
+        cur: op.cur.clone(),
+        out: op.out.clone(),
+        shape_in: op.shape_in.clone(),
+        numel: op.numel,
+    };
     matmul(ch, &sub)
 }
 
@@ -434,8 +445,36 @@ fn qdq(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
             "QDQ model: DequantizeLinear of constant weights folded into float weights; activation QuantizeLinear/DequantizeLinear pairs kept real (identity) — the accuracy figures compare with onnxruntime's quantized outputs".into(),
         );
     }
+    if let Some(hi) = saturation_clip(ch, op) {
+        // The quantizer folded a ReLU/ReLU6 into this tensor's range (its zero point is
+        // the type's minimum): that clamp at 0 is the model's, so it stays, as a Clip.
+        let f = ActFn::Clip(0.0, hi);
+        let src = ch.materialise(&op.cur);
+        let nm = if op.n.name.is_empty() { op.out.clone() } else { op.n.name.clone() };
+        ch.push_stage(&op.out, Stage::Act { name: format!("{nm} (saturation)"), f, src }, op.shape_in.clone());
+        return Ok(());
+    }
     ch.alias(op, op.shape_in.clone());
     Ok(())
+}
+
+/// For a QuantizeLinear of a computed tensor (not the model's input) whose representable
+/// range starts at exactly 0: the top of that range.
+fn saturation_clip(ch: &Chain, op: &OpNode) -> Option<f64> {
+    if op.n.op_type != "QuantizeLinear" || ch.vals.get(&op.cur).is_some_and(|t| t.base == 0 && t.pending.is_none()) {
+        return None;
+    }
+    let s = ch.constant(op, 1)?.data.first().copied()?;
+    let zp = ch.constant(op, 2);
+    let (z, dtype) = zp.map(|t| (t.data.first().copied().unwrap_or(0.0), t.dtype)).unwrap_or((0.0, 2));
+    let (qmin, qmax) = match dtype {
+        2 => (0.0, 255.0),
+        3 => (-128.0, 127.0),
+        4 => (0.0, 65535.0),
+        5 => (-32768.0, 32767.0),
+        _ => return None,
+    };
+    (z == qmin && s > 0.0).then_some((qmax - z) * s)
 }
 
 /// quantize_dynamic's per-sample quantisation of the input: its scale is computed from
