@@ -10,12 +10,14 @@ pub struct Tensor {
     pub name: String,
     pub dims: Vec<i64>,
     pub data: Vec<f64>,
+    /// ONNX's TensorProto data type (1 float, 2 uint8, 3 int8, 7 int64, …).
+    pub dtype: i64,
 }
 
 impl Tensor {
     /// A tensor of `dims` holding `data` (row-major).
     pub fn new(dims: Vec<i64>, data: Vec<f64>) -> Self {
-        Tensor { name: String::new(), dims, data }
+        Tensor { name: String::new(), dims, data, dtype: 1 }
     }
     /// A 1-D tensor.
     pub fn vector(data: Vec<f64>) -> Self {
@@ -230,6 +232,7 @@ fn tensor(b: &[u8]) -> Result<Tensor, CompileError> {
             _ => {}
         }
     }
+    t.dtype = dtype;
     if t.dims.iter().any(|&d| d < 0) {
         return Err(CompileError::BadOnnx(format!("tensor '{}' has a negative dimension", t.name)));
     }

@@ -29,6 +29,33 @@ pub(super) fn register(reg: &mut OpRegistry) {
     reg.register("Concat", concat);
     reg.register("ReduceMean", reduce);
     reg.register("ReduceSum", reduce);
+    reg.register("ArrayFeatureExtractor", array_feature_extractor);
+}
+
+/// ai.onnx.ml's column selection (skl2onnx picks a binary classifier's positive score so).
+fn array_feature_extractor(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    let n = op.n;
+    if op.computed != [0] {
+        return Err(unsupported(n, "the indices must be constant"));
+    }
+    let idx = ints(ch, n, 1, "the indices")?.ok_or_else(|| unsupported(n, "indices missing"))?;
+    let last = *op.shape_in.last().unwrap_or(&1);
+    let outer = op.numel / last.max(1);
+    let mut src = vec![];
+    for o in 0..outer {
+        for &i in &idx {
+            if i < 0 || i as usize >= last {
+                return Err(unsupported(n, &format!("index {i} is outside the last axis of length {last}")));
+            }
+            src.push(Some(o * last + i as usize));
+        }
+    }
+    let mut shape = op.shape_in.clone();
+    if let Some(l) = shape.last_mut() {
+        *l = idx.len();
+    }
+    ch.push_linear(&op.cur, &op.out, gather_map(op.numel, &src, 0.0), "array feature extractor".into(), shape);
+    Ok(())
 }
 
 fn identity(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {

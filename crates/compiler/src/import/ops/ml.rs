@@ -26,8 +26,19 @@ fn linear_model(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
         return Err(unsupported(n, "coefficients do not match the input size"));
     }
     let mo = coef.len() / k;
-    let rows = (0..mo).map(|o| (0..k).map(|i| (i as u32, coef[o * k + i] as f64)).collect()).collect();
-    let bias = (0..mo).map(|o| inter.get(o).copied().unwrap_or(0.0) as f64).collect();
+    let mut rows: Vec<Vec<(u32, f64)>> =
+        (0..mo).map(|o| (0..k).map(|i| (i as u32, coef[o * k + i] as f64)).collect()).collect();
+    let mut bias: Vec<f64> = (0..mo).map(|o| inter.get(o).copied().unwrap_or(0.0) as f64).collect();
+    let pt = n.attr_s("post_transform").unwrap_or("NONE");
+    let nlab = n.attrs.get("classlabels_ints").map(|a| a.ints.len()).unwrap_or(0)
+        + n.attrs.get("classlabels_strings").map(|a| a.ints.len()).unwrap_or(0);
+    let binary_raw = n.op_type == "LinearClassifier" && mo == 1 && nlab == 2 && pt == "NONE";
+    if binary_raw {
+        // A binary classifier's raw scores are [−s, s] (what onnxruntime reports): one more row.
+        rows.insert(0, rows[0].iter().map(|&(i, w)| (i, -w)).collect());
+        bias.insert(0, -bias[0]);
+    }
+    let mo = rows.len();
     let scores = n.outputs.get(1).cloned().unwrap_or(op.out.clone());
     if n.op_type == "LinearClassifier" {
         // The label is the client's: the class of the largest score.
@@ -36,16 +47,13 @@ fn linear_model(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
     ch.push_linear(&op.cur, &scores, Affine { n_in: k, rows, bias }, format!("linear {k}->{mo}"), vec![mo]);
     ch.materialise(&scores);
     ch.he_output = format!("{}:scores", n.outputs.get(1).cloned().unwrap_or_default());
-    let pt = n.attr_s("post_transform").unwrap_or("NONE");
-    let nlab = n.attrs.get("classlabels_ints").map(|a| a.ints.len()).unwrap_or(0)
-        + n.attrs.get("classlabels_strings").map(|a| a.ints.len()).unwrap_or(0);
     match pt {
         "NONE" => {}
         "LOGISTIC" => ch.post.push(PostOp::Sigmoid),
         "SOFTMAX" => ch.post.push(PostOp::Softmax),
         o => return Err(unsupported(n, &format!("post_transform {o} is not supported"))),
     }
-    if n.op_type == "LinearClassifier" && mo == 1 && nlab == 2 {
+    if n.op_type == "LinearClassifier" && mo == 1 && nlab == 2 && !binary_raw {
         ch.post.push(PostOp::BinaryProbabilities);
     }
     ch.last = scores.clone();

@@ -445,8 +445,36 @@ fn qdq(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
             "QDQ model: DequantizeLinear of constant weights folded into float weights; activation QuantizeLinear/DequantizeLinear pairs kept real (identity) — the accuracy figures compare with onnxruntime's quantized outputs".into(),
         );
     }
+    if let Some(hi) = saturation_clip(ch, op) {
+        // The quantizer folded a ReLU/ReLU6 into this tensor's range (its zero point is
+        // the type's minimum): that clamp at 0 is the model's, so it stays, as a Clip.
+        let f = ActFn::Clip(0.0, hi);
+        let src = ch.materialise(&op.cur);
+        let nm = if op.n.name.is_empty() { op.out.clone() } else { op.n.name.clone() };
+        ch.push_stage(&op.out, Stage::Act { name: format!("{nm} (saturation)"), f, src }, op.shape_in.clone());
+        return Ok(());
+    }
     ch.alias(op, op.shape_in.clone());
     Ok(())
+}
+
+/// For a QuantizeLinear of a computed tensor (not the model's input) whose representable
+/// range starts at exactly 0: the top of that range.
+fn saturation_clip(ch: &Chain, op: &OpNode) -> Option<f64> {
+    if op.n.op_type != "QuantizeLinear" || ch.vals.get(&op.cur).is_some_and(|t| t.base == 0 && t.pending.is_none()) {
+        return None;
+    }
+    let s = ch.constant(op, 1)?.data.first().copied()?;
+    let zp = ch.constant(op, 2);
+    let (z, dtype) = zp.map(|t| (t.data.first().copied().unwrap_or(0.0), t.dtype)).unwrap_or((0.0, 2));
+    let (qmin, qmax) = match dtype {
+        2 => (0.0, 255.0),
+        3 => (-128.0, 127.0),
+        4 => (0.0, 65535.0),
+        5 => (-32768.0, 32767.0),
+        _ => return None,
+    };
+    (z == qmin && s > 0.0).then_some((qmax - z) * s)
 }
 
 /// quantize_dynamic's per-sample quantisation of the input: its scale is computed from

@@ -117,7 +117,7 @@ pub(crate) fn client_op(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError>
 /// skl2onnx's label branch: the client takes the label from the scores it has.
 fn label_branch(ch: &Chain, op: &OpNode) -> bool {
     let readers = ch.readers.get(&op.cur).map(Vec::len).unwrap_or(0);
-    readers > 1 || ch.graph_outputs.iter().any(|o| *o == op.cur)
+    readers > 1 || ch.graph_outputs.contains(&op.cur)
 }
 
 /// `op`'s output is its input for the encrypted part; the client applies `p` (if any).
