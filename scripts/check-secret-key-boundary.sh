@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The secret-key boundary: the crates an operator runs (runtime, the heinfer-server
-# binary, the Triton backend) cannot name a secret key. Cargo unifies features across
+# binary, the Triton backend, the aggregation rounds) cannot name a secret key. Cargo unifies features across
 # everything built together, so a workspace build proves nothing: each crate is built
 # alone here, then a throwaway crate that depends on `runtime` / `server` only must
 # FAIL to compile `fn f(_: runtime::ckks::SecretKey)`. A positive control turns ckks's
@@ -15,10 +15,11 @@ echo "== server-side crates, each built alone"
 cargo build -q -p runtime
 cargo build -q -p server --bin heinfer-server
 cargo build -q -p triton
+cargo build -q -p aggregate
 
 echo "== ... resolving the engine without secret-key (cargo tree, per crate)"
 # The secret key lives in rlwe (ckks re-exports it): neither may have the feature on.
-for p in runtime server triton; do
+for p in runtime server triton aggregate; do
   for engine in ckks rlwe; do
     feats=$(cargo tree -q -p "$p" -e features -i "$engine" --prefix none --edges normal 2>/dev/null || true)
     if [ -z "$feats" ]; then
