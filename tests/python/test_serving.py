@@ -4,6 +4,7 @@ Triton with heinfer's backend and against `heinfer serve` — the same tests for
 import hashlib
 import json
 import os
+import time
 import urllib.request
 
 import numpy as np
@@ -160,15 +161,26 @@ def test_statistics_count_requests(server, client, digits):
         with urllib.request.urlopen(f"http://{server.http_url}/v2/models/{server.model}/stats", timeout=30) as r:
             s = json.load(r)["model_stats"][0]["inference_stats"]
         return s["success"]["count"], s["fail"]["count"]
+    def settled():
+        # Triton counts a request after its response has been sent, so a request that has just
+        # answered may not be counted yet: read until the counts hold still for half a second.
+        last = stats()
+        for _ in range(40):
+            time.sleep(0.5)
+            now = stats()
+            if now == last:
+                return now
+            last = now
+        return last
     x, _ = digits
     register(server, "http", client, server.model, x[0])
-    ok0, fail0 = stats()
+    ok0, fail0 = settled()
     for i in range(3):
         infer(server, "http", server.model, client.infer_inputs(x[i], protocol="http"))
     _, mod = connect(server, "http")
     with pytest.raises(InferenceServerException):
         infer(server, "http", server.model, [bytes_input(mod, "ENCRYPTED_INPUT", [b"junk"]),
                                              bytes_input(mod, "KEY_ID", [client.key_id.encode()])])
-    ok1, fail1 = stats()
+    ok1, fail1 = settled()
     assert ok1 - ok0 == 3
     assert fail1 - fail0 == 1
