@@ -316,7 +316,7 @@ impl Round {
             return Err(AggregateError::Duplicate(format!("the shares of member {member}")));
         }
         let level = self.params.max_level();
-        let max = 8 + self.ciphertexts() * (4 + 128 + 4 * participants.len() + self.params.poly_bytes(0..=level));
+        let max = 8 + self.ciphertexts() * (4 + self.params.decryption_share_bytes(level, participants.len()));
         if payload.len() > max {
             return Err(AggregateError::Payload(format!("{} bytes of shares, more than {max}", payload.len())));
         }

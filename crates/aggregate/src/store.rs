@@ -77,6 +77,16 @@ pub fn save(round: &Round, dir: &Path) -> Result<(), AggregateError> {
     Ok(())
 }
 
+/// Removes round `id`'s file (a missing file is not an error: it is gone either way).
+pub fn remove(dir: &Path, id: &str) -> Result<(), AggregateError> {
+    let p = path(dir, id);
+    match fs::remove_file(&p) {
+        Ok(()) => File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(&p)(e)),
+    }
+}
+
 /// Reads round `id` back, checking everything as if it came from the network.
 pub fn load(dir: &Path, id: &str) -> Result<Round, AggregateError> {
     let p = path(dir, id);

@@ -222,7 +222,7 @@ fn flood(pt: &Plaintext, bits: u32) -> Result<Plaintext, ReleaseError> {
     let level = pt.level();
     let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
     // σ is unused: the flooding noise is uniform, drawn from the OS-seeded stream.
-    let mut noise = Sampler::new(3.2).uniform_signed(params.n(), bits);
+    let mut noise = Sampler::os_seeded().uniform_signed(params.n(), bits);
     let mut poly = Poly::from_signed_wide(&noise, &moduli);
     noise.zeroize();
     poly.ntt(&ctx.ntt[..=level].iter().collect::<Vec<_>>());

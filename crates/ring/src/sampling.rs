@@ -28,6 +28,16 @@ impl Sampler {
         s
     }
 
+    /// Seeded by the operating system's generator, for draws that need no Gaussian table
+    /// (uniform, `uniform_signed`, the exact discrete Gaussian and Laplace): noise for
+    /// release, differential privacy and smudging.
+    pub fn os_seeded() -> Self {
+        let mut seed = fresh_seed();
+        let s = Self { rng: ChaCha20Rng::from_seed(seed), cdt: Vec::new() };
+        seed.zeroize();
+        s
+    }
+
     /// Deterministic stream from a seed, for the public uniform halves of seeded objects:
     /// it draws uniform residues only, so it builds no Gaussian table.
     pub fn from_seed(seed: [u8; 32]) -> Self {

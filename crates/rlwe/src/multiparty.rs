@@ -291,7 +291,7 @@ impl ThresholdKey {
             committee: committee.to_vec(),
             share,
             shared: HashSet::new(),
-            sampler: Sampler::new(ERROR_STDDEV),
+            sampler: Sampler::os_seeded(),
         })
     }
 
@@ -579,6 +579,7 @@ mod tests {
                 .iter()
                 .map(|s| {
                     let bytes = s.to_bytes();
+                    assert_eq!(bytes.len(), w.params.decryption_share_bytes(ct.level(), set.len()));
                     assert!(DecryptionShare::from_bytes(&w.params, &bytes[..bytes.len() - 1]).is_err());
                     DecryptionShare::from_bytes(&w.params, &bytes).unwrap()
                 })

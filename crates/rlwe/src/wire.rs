@@ -35,6 +35,11 @@ impl Parameters {
         let poly = self.poly_bytes(0..=level);
         HEADER_LEN + CIPHERTEXT_META_LEN + if seeded { poly + 32 } else { 2 * poly }
     }
+    /// Bytes of one serialized decryption share of a ciphertext at `level`, for a set of
+    /// `participants` (member, count, ids, digest, level, h).
+    pub fn decryption_share_bytes(&self, level: usize, participants: usize) -> usize {
+        HEADER_LEN + 4 + 2 + 4 * participants + 32 + 2 + self.poly_bytes(0..=level)
+    }
     /// Bytes of one serialized key-switching key (relinearization or one Galois key), seeded.
     pub fn keyswitch_key_bytes(&self) -> usize {
         let all = self.ctx().moduli.len();
@@ -656,7 +661,7 @@ impl DecryptionShare {
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.params;
         let level = self.h.limbs() - 1;
-        let mut w = Writer::new(p, Kind::DecryptionShare, 64 + 4 * self.participants.len() + p.poly_bytes(0..=level));
+        let mut w = Writer::new(p, Kind::DecryptionShare, p.decryption_share_bytes(level, self.participants.len()));
         w.out.extend_from_slice(&self.member.to_le_bytes());
         w.out.extend_from_slice(&(self.participants.len() as u16).to_le_bytes());
         for m in &self.participants {

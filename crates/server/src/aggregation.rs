@@ -10,10 +10,13 @@
 //! | `POST /v2/aggregate/rounds/{id}/participants` | `{"participants": [..]}` | status JSON |
 //! | `POST /v2/aggregate/rounds/{id}/shares/{member}` | `HEAS` container of decryption shares; signature headers | status JSON |
 //! | `GET /v2/aggregate/rounds/{id}/result` | — | `{"values": [..]}` |
+//! | `DELETE /v2/aggregate/rounds/{id}` | — | 204; finished rounds only |
 //!
 //! Each round is saved (one file, atomically) after every accepted change when the
 //! server has a directory for rounds, and read back at start: a restart loses no round.
-//! Rounds in memory are capped; bodies are capped by the server's request limit.
+//! Rounds in memory are capped; bodies are capped by the server's request limit. A
+//! finished round (done or failed) stays until it is deleted or, when the cap is
+//! reached, until a new round needs its place; a round still running is never evicted.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -82,12 +85,77 @@ impl Rounds {
             None => Ok(()),
         }
     }
+
+    fn forget(&self, id: &str) -> Result<(), RequestError> {
+        match &self.dir {
+            Some(d) => store::remove(d, id).map_err(|e| RequestError::Internal(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds a new round and saves it. The round's own lock is held until its file is
+    /// written (a request that finds it meanwhile waits), the map's only while it is
+    /// changed, so a slow disk never stalls requests for other rounds.
+    fn insert(&self, round: Round) -> Result<Response, RequestError> {
+        let id = round.config().id.clone();
+        let cell = Arc::new(Mutex::new(round));
+        let guard = cell.lock().expect("round lock");
+        let evicted = {
+            let mut rounds = self.rounds.lock().expect("rounds lock");
+            if rounds.contains_key(&id) {
+                return Err(RequestError::BadRequest(format!("round {id:?} exists already")));
+            }
+            let mut evicted = None;
+            if rounds.len() >= MAX_ROUNDS {
+                // A finished round makes way; try_lock: a round busy right now is not idle.
+                let idle = rounds
+                    .iter()
+                    .find_map(|(k, r)| r.try_lock().ok().filter(|r| finished(r.status())).map(|_| k.clone()));
+                let Some(old) = idle else {
+                    return Err(RequestError::Unavailable(format!(
+                        "this server holds {MAX_ROUNDS} running rounds; finish or delete one"
+                    )));
+                };
+                rounds.remove(&old);
+                evicted = Some(old);
+            }
+            rounds.insert(id.clone(), cell.clone());
+            evicted
+        };
+        if let Some(old) = evicted {
+            tracing::info!(round = %old, "a finished round made way for {id:?}");
+            self.forget(&old)?;
+        }
+        if let Err(e) = self.save(&guard) {
+            self.rounds.lock().expect("rounds lock").remove(&id);
+            return Err(e);
+        }
+        Ok((StatusCode::CREATED, status_json(&guard)).into_response())
+    }
+
+    /// Deletes a finished round.
+    fn delete(&self, id: &str) -> Result<(), RequestError> {
+        let cell = self.get(id)?;
+        let r = cell.lock().expect("round lock");
+        if !finished(r.status()) {
+            return Err(RequestError::BadRequest(format!(
+                "round {id:?} is {}; only a done or failed round is deleted",
+                r.status()
+            )));
+        }
+        self.rounds.lock().expect("rounds lock").remove(id);
+        self.forget(id)
+    }
+}
+
+fn finished(s: &Status) -> bool {
+    matches!(s, Status::Done | Status::Failed { .. })
 }
 
 pub fn routes(max_body: usize) -> Router<Arc<AppState>> {
     Router::new()
         .route("/v2/aggregate/rounds", post(create).layer(DefaultBodyLimit::max(max_body)))
-        .route("/v2/aggregate/rounds/{id}", get(status))
+        .route("/v2/aggregate/rounds/{id}", get(status).delete(delete))
         .route("/v2/aggregate/rounds/{id}/contributions", post(contribute).layer(DefaultBodyLimit::max(max_body)))
         .route("/v2/aggregate/rounds/{id}/close", post(close))
         .route("/v2/aggregate/rounds/{id}/sum", get(sum))
@@ -171,34 +239,26 @@ async fn with_round<T: Send + 'static>(
 }
 
 async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    let st2 = st.clone();
-    let made = tokio::task::spawn_blocking(move || -> Result<Round, RequestError> {
+    let made = tokio::task::spawn_blocking(move || -> Result<Response, RequestError> {
         let items = split(&body, CREATE_MAGIC, 2).map_err(refused)?;
         let config: RoundConfig = serde_json::from_slice(items[0])
             .map_err(|e| RequestError::BadRequest(format!("round configuration JSON: {e}")))?;
-        Round::create(config, items[1]).map_err(refused)
+        st.rounds.insert(Round::create(config, items[1]).map_err(refused)?)
     })
     .await;
-    let round = match made {
+    match made {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return e.into_response(),
-        Err(e) => return RequestError::Internal(e.to_string()).into_response(),
-    };
-    let id = round.config().id.clone();
-    let mut rounds = st2.rounds.rounds.lock().expect("rounds lock");
-    if rounds.contains_key(&id) {
-        return RequestError::BadRequest(format!("round {id:?} exists already")).into_response();
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => RequestError::Internal(e.to_string()).into_response(),
     }
-    if rounds.len() >= MAX_ROUNDS {
-        return RequestError::Unavailable(format!("this server holds {MAX_ROUNDS} rounds; finish or remove one"))
-            .into_response();
+}
+
+async fn delete(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match tokio::task::spawn_blocking(move || st.rounds.delete(&id)).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => RequestError::Internal(e.to_string()).into_response(),
     }
-    if let Err(e) = st2.rounds.save(&round) {
-        return e.into_response();
-    }
-    let resp = status_json(&round);
-    rounds.insert(id, Arc::new(Mutex::new(round)));
-    (StatusCode::CREATED, resp).into_response()
 }
 
 async fn status(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {

@@ -144,3 +144,65 @@ fn a_round_over_http_survives_a_dropout_and_a_restart() {
     let err = values.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(err < 1e-3, "max error {err}");
 }
+
+#[test]
+fn finished_rounds_are_deleted_or_make_way_and_running_ones_stay() {
+    let params = Parameters::builder().log_n(13).q_bits(&[60, 60]).p_bits(&[60]).build().unwrap();
+    let crs = [9u8; 32];
+    let mut party = Party::new(&params, 1).unwrap();
+    let pk = collective_public_key(&params, &crs, &[party.public_key_share(&crs)]).unwrap();
+    let member = Signer::from_seed(&[70; 32]);
+    let client = Signer::from_seed(&[71; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let srv =
+        Running::start(server::Options { aggregate_dir: Some(dir.path().to_path_buf()), ..Default::default() }, None);
+    let addr = srv.http();
+    let create = |id: &str| {
+        let config = RoundConfig {
+            id: id.into(),
+            params: params.spec().clone(),
+            length: 4,
+            scale: 2f64.powi(40),
+            committee: [(1, member.public_hex())].into_iter().collect(),
+            threshold: 1,
+            min_contributors: 1,
+            deadline_unix_s: u64::MAX,
+            contributors: vec![client.public_hex()],
+        };
+        raw(
+            addr,
+            "POST",
+            "/v2/aggregate/rounds",
+            &[],
+            &join(b"HEAN", &[serde_json::to_vec(&config).unwrap(), pk.to_bytes()]),
+        )
+    };
+    let files = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "round"))
+            .count()
+    };
+
+    // A running round is not deleted; once failed (closed without contributions) it is.
+    assert_eq!(create("r0").status, 201);
+    let r = raw(addr, "DELETE", "/v2/aggregate/rounds/r0", &[], b"");
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("only a done or failed round"), "{}", r.error());
+    assert_eq!(raw(addr, "POST", "/v2/aggregate/rounds/r0/close", &[], b"").status, 200);
+    assert_eq!(raw(addr, "DELETE", "/v2/aggregate/rounds/r0", &[], b"").status, 204);
+    assert_eq!(get(addr, "/v2/aggregate/rounds/r0").status, 404);
+    assert_eq!(files(), 0, "the deleted round's file is gone");
+
+    // The cap: 64 running rounds refuse a 65th; one finished round makes way for it.
+    for i in 0..server::aggregation::MAX_ROUNDS {
+        assert_eq!(create(&format!("run{i}")).status, 201);
+    }
+    let r = create("late");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(raw(addr, "POST", "/v2/aggregate/rounds/run7/close", &[], b"").status, 200);
+    assert_eq!(create("late").status, 201);
+    assert_eq!(get(addr, "/v2/aggregate/rounds/run7").status, 404, "the failed round made way");
+    assert_eq!(get(addr, "/v2/aggregate/rounds/run8").status, 200, "running rounds stay");
+    assert_eq!(files(), server::aggregation::MAX_ROUNDS);
+}
