@@ -48,9 +48,9 @@ fn crs_poly(params: &Parameters, crs: &[u8; 32]) -> Poly {
 /// One party's part of the collective public key: b_i = −a·s_i + e_i.
 #[derive(Clone, Debug)]
 pub struct PublicKeyShare {
-    params: Parameters,
-    party: u32,
-    b: Poly,
+    pub(crate) params: Parameters,
+    pub(crate) party: u32,
+    pub(crate) b: Poly,
 }
 
 impl PublicKeyShare {
@@ -161,10 +161,10 @@ impl Party {
 /// f_i(j): what party i sends member j. Wiped on drop.
 #[cfg(feature = "secret-key")]
 pub struct ShamirShare {
-    params: Parameters,
-    from: u32,
-    to: u32,
-    poly: Poly,
+    pub(crate) params: Parameters,
+    pub(crate) from: u32,
+    pub(crate) to: u32,
+    pub(crate) poly: Poly,
 }
 
 #[cfg(feature = "secret-key")]
@@ -235,13 +235,13 @@ pub fn sum_noise_bound(params: &Parameters, parties: usize, contributions: usize
 /// ciphertexts it has already made a decryption share for.
 #[cfg(feature = "secret-key")]
 pub struct ThresholdKey {
-    params: Parameters,
-    id: u32,
-    threshold: usize,
-    committee: Vec<u32>,
-    share: Poly,
-    shared: HashSet<[u8; 32]>,
-    sampler: Sampler,
+    pub(crate) params: Parameters,
+    pub(crate) id: u32,
+    pub(crate) threshold: usize,
+    pub(crate) committee: Vec<u32>,
+    pub(crate) share: Poly,
+    pub(crate) shared: HashSet<[u8; 32]>,
+    pub(crate) sampler: Sampler,
 }
 
 #[cfg(feature = "secret-key")]
@@ -298,6 +298,20 @@ impl ThresholdKey {
     /// This member's id.
     pub fn id(&self) -> u32 {
         self.id
+    }
+    /// The committee, in order.
+    pub fn committee(&self) -> &[u32] {
+        &self.committee
+    }
+    /// Shares needed to decrypt.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+    /// Whether this member has made a decryption share of the ciphertext with this
+    /// digest: its key file records each one, so the refusal of a second share survives
+    /// a restart of the member's process.
+    pub fn has_shared(&self, digest: &[u8; 32]) -> bool {
+        self.shared.contains(digest)
     }
 
     /// h_j = λ_j·s'_j·c1 + u_j for the members `participants` (this one among them, at
@@ -532,6 +546,58 @@ mod tests {
             .map(|(j, got)| ThresholdKey::combine(&params, j as u32 + 1, &committee, t, got).unwrap())
             .collect();
         World { params, pk, members }
+    }
+
+    /// The ceremony through the wire, as separate processes would run it: public-key
+    /// shares and Shamir shares as bytes, each member's key saved and read back — and a
+    /// member read back after sharing a ciphertext still refuses a second share of it.
+    #[test]
+    fn the_ceremony_and_the_member_files_go_through_the_wire() {
+        let params = params();
+        let crs = [4u8; 32];
+        let committee = [1u32, 2, 3];
+        let mut parties: Vec<Party> = committee.iter().map(|&i| Party::new(&params, i).unwrap()).collect();
+        let pk_bytes: Vec<Vec<u8>> = parties.iter_mut().map(|p| p.public_key_share(&crs).to_bytes()).collect();
+        let pk_shares: Vec<_> = pk_bytes.iter().map(|b| PublicKeyShare::from_bytes(&params, b).unwrap()).collect();
+        assert!(PublicKeyShare::from_bytes(&params, &pk_bytes[0][..pk_bytes[0].len() - 1]).is_err());
+        let pk = collective_public_key(&params, &crs, &pk_shares).unwrap();
+        let mut mail: Vec<Vec<zeroize::Zeroizing<Vec<u8>>>> = vec![Vec::new(); 3];
+        for p in &mut parties {
+            for sh in p.shamir_shares(&committee, 2).unwrap() {
+                mail[sh.to() as usize - 1].push(sh.to_bytes());
+            }
+        }
+        let mut files: Vec<zeroize::Zeroizing<Vec<u8>>> = mail
+            .iter()
+            .enumerate()
+            .map(|(j, got)| {
+                let got: Vec<_> = got.iter().map(|b| ShamirShare::from_bytes(&params, b).unwrap()).collect();
+                ThresholdKey::combine(&params, j as u32 + 1, &committee, 2, &got).unwrap().to_bytes()
+            })
+            .collect();
+        // A Shamir share is not a public-key share, nor the other way round.
+        assert!(matches!(PublicKeyShare::from_bytes(&params, &mail[0][0]), Err(crate::WireError::WrongKind { .. })));
+
+        let delta = 1u128 << 90;
+        let v: Vec<i64> = (0..32).map(|k| k * 3 - 40).collect();
+        let ct = Encryptor::new(&pk).encrypt(&encode(&params, &v, delta)).unwrap();
+        let smudging = Smudging { security_bits: 40, noise_bound: sum_noise_bound(&params, 3, 1) };
+        let set = [1u32, 3];
+        let mut shares = Vec::new();
+        for &j in &set {
+            let mut key = ThresholdKey::from_bytes(&params, &files[j as usize - 1]).unwrap();
+            assert_eq!((key.id(), key.threshold(), key.committee()), (j, 2, &committee[..]));
+            shares.push(key.decryption_share(&ct, &set, &smudging).unwrap());
+            assert!(key.has_shared(&ciphertext_digest(&ct)));
+            files[j as usize - 1] = key.to_bytes();
+        }
+        let pt = combine_decryption_shares(&ct, &shares).unwrap();
+        assert_eq!(decode(&params, &pt, delta, v.len()), v);
+        // Read back from its file, member 1 still refuses to share the ciphertext again.
+        let mut again = ThresholdKey::from_bytes(&params, &files[0]).unwrap();
+        assert!(matches!(again.decryption_share(&ct, &set, &smudging), Err(Error::SecondShare { member: 1 })));
+        let f = &files[0];
+        assert!(ThresholdKey::from_bytes(&params, &f[..f.len() - 1]).is_err());
     }
 
     #[test]

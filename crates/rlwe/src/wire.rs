@@ -12,7 +12,9 @@ use crate::error::WireError;
 #[cfg(feature = "secret-key")]
 use crate::keys::SecretKey;
 use crate::keys::{expand_keyswitch_a, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
-use crate::multiparty::DecryptionShare;
+use crate::multiparty::{DecryptionShare, PublicKeyShare};
+#[cfg(feature = "secret-key")]
+use crate::multiparty::{ShamirShare, ThresholdKey};
 use crate::params::{hex, Parameters};
 use ring::Poly;
 use ring::Sampler;
@@ -68,6 +70,12 @@ pub enum Kind {
     SecretKey = 7,
     /// A committee member's decryption share of one ciphertext (`multiparty`).
     DecryptionShare = 8,
+    /// A party's part of a collective public key (`multiparty`).
+    PublicKeyShare = 9,
+    /// A Shamir share of a party's secret, for one member (secret: a private channel only).
+    ShamirShare = 10,
+    /// A committee member's threshold key and the ciphertexts it has shared (its own file only).
+    ThresholdKey = 11,
 }
 
 impl Kind {
@@ -81,6 +89,9 @@ impl Kind {
             Kind::EvaluationKeys => "evaluation key bundle",
             Kind::SecretKey => "secret key",
             Kind::DecryptionShare => "decryption share",
+            Kind::PublicKeyShare => "public-key share",
+            Kind::ShamirShare => "Shamir share",
+            Kind::ThresholdKey => "threshold key",
         }
     }
 }
@@ -706,6 +717,149 @@ impl DecryptionShare {
         let primes: Vec<usize> = (0..=level).collect();
         let h = r.poly(params, &primes)?;
         Ok(DecryptionShare { params: params.clone(), member, participants, ciphertext, h })
+    }
+}
+
+// ---- key generation with a committee ------------------------------------------------
+
+/// Reads a committee id list: count (u16, at most `MAX_PARTICIPANTS`), then the ids.
+fn read_members(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<u32>, WireError> {
+    let count = r.u16()? as usize;
+    if count == 0 || count > MAX_PARTICIPANTS || r.remaining() < 4 * count {
+        return Err(WireError::OutOfRange { field, detail: format!("{count} members (1..={MAX_PARTICIPANTS})") });
+    }
+    (0..count).map(|_| r.u32()).collect()
+}
+
+impl PublicKeyShare {
+    /// Serializes the party and b_i (over the q chain).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let levels = p.q().len();
+        let mut w = Writer::new(p, Kind::PublicKeyShare, HEADER_LEN + 4 + p.poly_bytes(0..levels));
+        w.out.extend_from_slice(&self.party.to_le_bytes());
+        w.poly(p, &self.b, 0..levels);
+        w.out
+    }
+
+    /// Reads a public-key share made under `params`.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::PublicKeyShare)?;
+        let party = r.u32()?;
+        let levels = params.q().len();
+        r.expect_exact(params.poly_bytes(0..levels))?;
+        let primes: Vec<usize> = (0..levels).collect();
+        let b = r.poly(params, &primes)?;
+        Ok(PublicKeyShare { params: params.clone(), party, b })
+    }
+}
+
+#[cfg(feature = "secret-key")]
+impl ShamirShare {
+    /// Serializes f_i(j) for its recipient's private channel (wiped when dropped).
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let p = &self.params;
+        let levels = p.q().len();
+        let mut w = Writer::new(p, Kind::ShamirShare, HEADER_LEN + 8 + p.poly_bytes(0..levels));
+        w.out.extend_from_slice(&self.from.to_le_bytes());
+        w.out.extend_from_slice(&self.to.to_le_bytes());
+        w.poly(p, &self.poly, 0..levels);
+        zeroize::Zeroizing::new(w.out)
+    }
+
+    /// Reads a Shamir share made under `params`; wiping `bytes` is the caller's part.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::ShamirShare)?;
+        let from = r.u32()?;
+        let to = r.u32()?;
+        let levels = params.q().len();
+        r.expect_exact(params.poly_bytes(0..levels))?;
+        let primes: Vec<usize> = (0..levels).collect();
+        let poly = r.poly(params, &primes)?;
+        Ok(ShamirShare { params: params.clone(), from, to, poly })
+    }
+}
+
+#[cfg(feature = "secret-key")]
+use zeroize::Zeroize;
+
+/// Ciphertexts a threshold-key file may list as shared (32 bytes each): 2^20, 32 MB.
+#[cfg(feature = "secret-key")]
+const MAX_SHARED: usize = 1 << 20;
+
+#[cfg(feature = "secret-key")]
+impl ThresholdKey {
+    /// For the member's own key file only: id, threshold, committee, s'_j, and the
+    /// digests of every ciphertext it has shared (so a second share stays refused).
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let p = &self.params;
+        let levels = p.q().len();
+        let cap = HEADER_LEN + 8 + 4 * self.committee.len() + p.poly_bytes(0..levels) + 4 + 32 * self.shared.len();
+        let mut w = Writer::new(p, Kind::ThresholdKey, cap);
+        w.out.extend_from_slice(&self.id.to_le_bytes());
+        w.out.extend_from_slice(&(self.threshold as u16).to_le_bytes());
+        w.out.extend_from_slice(&(self.committee.len() as u16).to_le_bytes());
+        for m in &self.committee {
+            w.out.extend_from_slice(&m.to_le_bytes());
+        }
+        w.poly(p, &self.share, 0..levels);
+        let mut shared: Vec<&[u8; 32]> = self.shared.iter().collect();
+        shared.sort();
+        w.out.extend_from_slice(&(shared.len() as u32).to_le_bytes());
+        for d in shared {
+            w.out.extend_from_slice(d);
+        }
+        zeroize::Zeroizing::new(w.out)
+    }
+
+    /// Reads a member's key file written by `to_bytes`; wiping `bytes` is the caller's part.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::ThresholdKey)?;
+        let id = r.u32()?;
+        let threshold = r.u16()? as usize;
+        let committee = read_members(&mut r, "committee")?;
+        if threshold == 0 || threshold > committee.len() || !committee.contains(&id) {
+            return Err(WireError::OutOfRange {
+                field: "threshold key",
+                detail: format!("member {id}, threshold {threshold} of {committee:?}"),
+            });
+        }
+        let levels = params.q().len();
+        if r.remaining() < params.poly_bytes(0..levels) + 4 {
+            return Err(WireError::Truncated {
+                needed: r.pos + params.poly_bytes(0..levels) + 4,
+                available: bytes.len(),
+            });
+        }
+        let primes: Vec<usize> = (0..levels).collect();
+        let mut share = r.poly(params, &primes)?;
+        let mut digests = || -> Result<std::collections::HashSet<[u8; 32]>, WireError> {
+            let count = r.u32()? as usize;
+            if count > MAX_SHARED {
+                return Err(WireError::OutOfRange {
+                    field: "shared",
+                    detail: format!("{count} (at most {MAX_SHARED})"),
+                });
+            }
+            r.expect_exact(32 * count)?;
+            (0..count).map(|_| r.seed()).collect()
+        };
+        let shared = match digests() {
+            Ok(d) => d,
+            Err(e) => {
+                share.zeroize();
+                return Err(e);
+            }
+        };
+        Ok(ThresholdKey {
+            params: params.clone(),
+            id,
+            threshold,
+            committee,
+            share,
+            shared,
+            sampler: Sampler::os_seeded(),
+        })
     }
 }
 

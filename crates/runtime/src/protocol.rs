@@ -86,6 +86,11 @@ fn pbtxt_escape(s: &str) -> String {
     o
 }
 
+/// Requests Triton lets wait for an instance, per model, before it answers UNAVAILABLE:
+/// without it Triton's queue is unbounded and so is the memory of the bodies waiting in
+/// it (docs/reliability.md). `heinfer serve` bounds its queue by its own options.
+pub const MAX_QUEUE_SIZE: usize = 32;
+
 /// The `config.pbtxt` of an heinfer model named `name` whose clients follow
 /// `client_spec_json` (the tensors of DESIGN.md "Serving"). Triton and
 /// `heinfer-server` both read it; the layout is what Triton 2.51 accepts.
@@ -103,6 +108,7 @@ output [
   {{ name: "{ENCRYPTED_OUTPUT}" data_type: TYPE_STRING dims: [ -1 ] }}
 ]
 instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+dynamic_batching {{ default_queue_policy {{ max_queue_size: {MAX_QUEUE_SIZE} }} }}
 parameters: {{
   key: "{CLIENT_SPEC_PARAM}"
   value: {{ string_value: "{spec}" }}
@@ -136,5 +142,6 @@ mod tests {
             assert!(c.contains(&format!("name: \"{t}\"")), "{t}");
         }
         assert!(c.contains("backend: \"heinfer\"") && c.contains("key: \"heinfer_client_spec\""));
+        assert!(c.contains(&format!("max_queue_size: {MAX_QUEUE_SIZE}")), "{c}");
     }
 }
