@@ -32,7 +32,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _native
-from .errors import CompileError, HeinferError, InputError, KeyFileError, OutputError, ReleaseError, SpecError
+from .errors import (AggregationError, CompileError, HeinferError, InputError, KeyFileError, OutputError, ReleaseError,
+                     SpecError)
+from . import aggregate  # noqa: E402  (secure aggregation: heinfer.aggregate)
 
 __all__ = [
     "Client",

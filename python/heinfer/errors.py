@@ -7,7 +7,8 @@ derive from the matching built-in exception so that generic handlers keep workin
 
 from __future__ import annotations
 
-__all__ = ["HeinferError", "SpecError", "KeyFileError", "InputError", "OutputError", "CompileError", "ReleaseError"]
+__all__ = ["HeinferError", "SpecError", "KeyFileError", "InputError", "OutputError", "CompileError", "ReleaseError",
+           "AggregationError"]
 
 
 class HeinferError(Exception):
@@ -36,3 +37,7 @@ class CompileError(HeinferError, ValueError):
 
 class ReleaseError(HeinferError, ValueError):
     """A release-safe decryption was refused: the policy is malformed, or these parameters cannot give it."""
+
+
+class AggregationError(HeinferError, ValueError):
+    """A secure-aggregation step was refused (round configuration, key ceremony, a second share, ...)."""

@@ -11,6 +11,8 @@
 //! - long work (key generation, encryption, decryption, compilation) runs with the
 //!   GIL released.
 
+mod aggregate;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
@@ -30,6 +32,7 @@ enum Kind {
     Output,
     Compile,
     Release,
+    Aggregation,
 }
 
 impl Kind {
@@ -42,6 +45,7 @@ impl Kind {
             Kind::Output => "OutputError",
             Kind::Compile => "CompileError",
             Kind::Release => "ReleaseError",
+            Kind::Aggregation => "AggregationError",
         }
     }
 }
@@ -395,6 +399,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Session>()?;
     m.add_function(wrap_pyfunction!(client_spec_from_model_file, m)?)?;
     m.add_function(wrap_pyfunction!(compile, m)?)?;
+    aggregate::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // The protocol's names come from the servers' own definitions (runtime::protocol), so
     // the Python client cannot drift from what Triton and heinfer-server read.

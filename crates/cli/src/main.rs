@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod aggregate_cmds;
 mod bench;
 mod client_cmds;
 mod demo;
@@ -198,6 +199,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Secure aggregation: the committee's key ceremony, contributions, decryption shares, the result
+    #[command(subcommand)]
+    Aggregate(aggregate_cmds::AggregateCmd),
     /// Print the report of a compiled model (a model.hem file or a model directory)
     Inspect {
         path: PathBuf,
@@ -297,6 +301,7 @@ fn run(cli: Cli) -> Result<(), String> {
             run::run(run::RunArgs { hem: &find_hem(&path), input: &input, labels: labels.as_deref(), samples, json })
         }
         Cmd::Serve(args) => server::serve(args),
+        Cmd::Aggregate(cmd) => aggregate_cmds::run(cmd),
         Cmd::Demo { samples, json, models, model } => demo::demo(demo::DemoArgs { samples, json, models, model }),
         Cmd::Keygen { model, secret_key, keys_out, json } => client_cmds::keygen(&model, &secret_key, &keys_out, json),
         Cmd::Encrypt { model, secret_key, input, samples, output } => {

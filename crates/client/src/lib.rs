@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aggregate;
 pub mod keys;
 pub mod release;
 pub mod session;

@@ -44,6 +44,11 @@ impl Sampler {
         Self { rng: ChaCha20Rng::from_seed(seed), cdt: Vec::new() }
     }
 
+    /// Uniform bytes (seeds, signing keys).
+    pub fn fill_bytes(&mut self, out: &mut [u8]) {
+        self.rng.fill_bytes(out);
+    }
+
     /// Uniform ternary coefficients in {-1, 0, 1}.
     pub fn ternary(&mut self, n: usize) -> Vec<i64> {
         let mut out = Vec::with_capacity(n);

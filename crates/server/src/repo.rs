@@ -227,6 +227,12 @@ struct Found {
 /// `config.pbtxt`, and models of other backends, are skipped with a warning;
 /// a broken heinfer model stops the load, as Triton's default strict mode does.
 pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> {
+    load_with(path, ko, false)
+}
+
+/// [`load`], or — `allow_empty`, for a server that only aggregates — a repository with
+/// no model at all.
+pub fn load_with(path: &Path, ko: &KeyStoreOptions, allow_empty: bool) -> Result<Repository, LoadError> {
     let rd = std::fs::read_dir(path).map_err(|source| LoadError::Io { path: path.into(), source })?;
     let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     dirs.sort();
@@ -252,7 +258,7 @@ pub fn load(path: &Path, ko: &KeyStoreOptions) -> Result<Repository, LoadError> 
         let (version, hem) = highest_version(&dir_name, &dir)?;
         found.push(Found { dir_name, config, hem, version });
     }
-    if found.is_empty() {
+    if found.is_empty() && !allow_empty {
         return Err(LoadError::Empty(path.into()));
     }
 

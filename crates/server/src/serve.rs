@@ -29,7 +29,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub key_store_dir_mb: Option<usize>,
     /// where secure-aggregation rounds are saved (default: <key-store-dir>/aggregate when
-    /// a key-store directory is given; otherwise rounds live in memory only)
+    /// a key-store directory is given; otherwise rounds live in memory only); with it, the
+    /// model repository may be empty (an aggregation-only server)
     #[arg(long)]
     pub aggregate_dir: Option<PathBuf>,
     /// largest HTTP request body / gRPC message, in MB
@@ -47,10 +48,12 @@ pub fn serve(a: ServeArgs) -> Result<(), String> {
     // Settings that could never admit a request are refused before the (slow) load.
     a.limits.limits().check(a.max_request_mb.saturating_mul(1 << 20)).map_err(|e| e.to_string())?;
     // Loading encodes every weight: CPU work, done before the async runtime starts.
+    // A server given --aggregate-dir may hold no model: it then serves aggregation only.
+    let aggregation_only = a.aggregate_dir.is_some();
     let aggregate_dir = a.aggregate_dir.or_else(|| a.key_store_dir.as_ref().map(|d| d.join("aggregate")));
     let ko =
         crate::KeyStoreOptions { capacity_mb: a.key_store_mb, dir: a.key_store_dir, dir_quota_mb: a.key_store_dir_mb };
-    let repo = crate::repo::load(&a.model_repository, &ko).map_err(|e| e.to_string())?;
+    let repo = crate::repo::load_with(&a.model_repository, &ko, aggregation_only).map_err(|e| e.to_string())?;
     let opts = crate::Options {
         host: a.host,
         http_port: a.http_port,

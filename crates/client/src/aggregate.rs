@@ -1,0 +1,256 @@
+//! Secure aggregation, the client and committee sides (the server side is crate
+//! `aggregate`; the protocol is `rlwe::multiparty`).
+//!
+//! A round is described by its [`RoundConfig`] (JSON, published by its creator): the
+//! parameters, the vector length and scale, the committee with its Ed25519 keys and
+//! threshold, the contributors. Everyone works from that one file.
+//!
+//! - **Committee, key ceremony** (once per committee): each member runs [`begin`] —
+//!   it publishes its public-key share and sends one Shamir share to every member over
+//!   a private channel (this module does not carry them) — then [`finish`] with the
+//!   Shamir shares it received, which writes its threshold-key file (mode 0600).
+//!   Anyone turns the public-key shares into the collective key with [`collective_key`].
+//! - **Contributors**: [`contribution`] encrypts a vector (optionally privatized for
+//!   distributed DP, `aggregate::privatize`) into the payload a round accepts.
+//! - **Committee, per round**: [`decryption_shares`] makes the member's shares of the
+//!   published sum. The member's file records each ciphertext it has shared and is
+//!   replaced (atomically, synced) *before* the shares are returned: a member that
+//!   crashes and restarts still refuses to share a ciphertext twice.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use aggregate::round::{join, split, CONTRIBUTION_MAGIC, SHARES_MAGIC};
+pub use aggregate::RoundConfig;
+use ckks::{Ciphertext, Encoder, Encryptor, Parameters, PublicKey};
+use rlwe::multiparty::{
+    collective_public_key, sum_noise_bound, Party, PublicKeyShare, ShamirShare, Smudging, ThresholdKey,
+};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// What the client side of aggregation refuses, in words the user can act on.
+#[derive(Debug, Error)]
+pub enum AggregationError {
+    /// The round configuration cannot be used.
+    #[error("round configuration: {0}")]
+    Config(String),
+    /// The engine refused (parameters, protocol — e.g. a second share of one ciphertext).
+    #[error(transparent)]
+    Engine(#[from] rlwe::Error),
+    /// Bytes that do not read as what they should be under the round's parameters.
+    #[error("{what}: {source}")]
+    Wire {
+        /// What was being read.
+        what: String,
+        /// Why it does not read.
+        source: rlwe::WireError,
+    },
+    /// A container or vector that does not fit the round.
+    #[error(transparent)]
+    Round(#[from] aggregate::AggregateError),
+    /// A member's key file.
+    #[error("threshold key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn wire(what: impl Into<String>) -> impl FnOnce(rlwe::WireError) -> AggregationError {
+    move |source| AggregationError::Wire { what: what.into(), source }
+}
+
+/// A fresh Ed25519 signing-key seed from the operating system's generator (wiped on
+/// drop): a contributor's or a member's identity for rounds (`aggregate::Signer`).
+pub fn new_signer_seed() -> Zeroizing<[u8; 32]> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    ring::Sampler::os_seeded().fill_bytes(&mut seed[..]);
+    seed
+}
+
+/// Distributed DP for one contribution: `values` clipped, rounded stochastically to the
+/// grid and noised with this client's share of the round's Gaussian noise
+/// (`aggregate::privatize`), as values ready for [`contribution`].
+pub fn privatize(values: &[f64], dp: &aggregate::DpConfig) -> Result<Vec<f64>, AggregationError> {
+    let mut sampler = ring::Sampler::os_seeded();
+    Ok(aggregate::privatize(values, dp, &mut sampler)?.into_iter().map(|k| k as f64 * dp.grid).collect())
+}
+
+/// The round's parameters, checked at 128 bits.
+pub fn parameters(config: &RoundConfig) -> Result<Parameters, AggregationError> {
+    Parameters::from_spec(&config.params).map_err(|e| AggregationError::Config(format!("parameters refused: {e}")))
+}
+
+fn committee(config: &RoundConfig) -> Vec<u32> {
+    config.committee.keys().copied().collect()
+}
+
+/// What a member publishes and sends when the ceremony begins.
+pub struct Begun {
+    /// Its public-key share (public: to whoever assembles the collective key).
+    pub public_key_share: Vec<u8>,
+    /// (recipient, Shamir share): each to that member only, over a private channel —
+    /// its own included. Wiped on drop.
+    pub shamir_shares: Vec<(u32, Zeroizing<Vec<u8>>)>,
+}
+
+/// Member `member` begins the ceremony under the common random seed `crs`: a fresh
+/// secret, which exists only inside this call and in the shares it returns.
+pub fn begin(config: &RoundConfig, crs: &[u8; 32], member: u32) -> Result<Begun, AggregationError> {
+    let params = parameters(config)?;
+    let members = committee(config);
+    if !members.contains(&member) {
+        return Err(AggregationError::Config(format!("member {member} is not in the committee {members:?}")));
+    }
+    let mut party = Party::new(&params, member)?;
+    let public_key_share = party.public_key_share(crs).to_bytes();
+    let shamir_shares =
+        party.shamir_shares(&members, config.threshold)?.iter().map(|s| (s.to(), s.to_bytes())).collect();
+    Ok(Begun { public_key_share, shamir_shares })
+}
+
+/// Member `member` ends the ceremony with the Shamir shares it received (one from every
+/// member) and writes its threshold key to a new file `key_file` (mode 0600; an
+/// existing file is never overwritten).
+pub fn finish(config: &RoundConfig, member: u32, received: &[&[u8]], key_file: &Path) -> Result<(), AggregationError> {
+    let params = parameters(config)?;
+    let members = committee(config);
+    let shares = received
+        .iter()
+        .enumerate()
+        .map(|(i, b)| ShamirShare::from_bytes(&params, b).map_err(wire(format!("Shamir share {i}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if shares.len() != members.len() {
+        return Err(AggregationError::Config(format!(
+            "{} Shamir shares received; the committee has {} members and each sends one",
+            shares.len(),
+            members.len()
+        )));
+    }
+    let key = ThresholdKey::combine(&params, member, &members, config.threshold, &shares)?;
+    write_private(key_file, &key.to_bytes(), false)
+}
+
+/// The collective public key (wire bytes) from every member's public-key share.
+pub fn collective_key(config: &RoundConfig, crs: &[u8; 32], shares: &[&[u8]]) -> Result<Vec<u8>, AggregationError> {
+    let params = parameters(config)?;
+    let shares = shares
+        .iter()
+        .enumerate()
+        .map(|(i, b)| PublicKeyShare::from_bytes(&params, b).map_err(wire(format!("public-key share {i}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let members = committee(config);
+    let mut from: Vec<u32> = shares.iter().map(PublicKeyShare::party).collect();
+    from.sort_unstable();
+    if from != members {
+        return Err(AggregationError::Config(format!(
+            "public-key shares from {from:?}; the committee is {members:?} and each member sends one"
+        )));
+    }
+    Ok(collective_public_key(&params, crs, &shares)?.to_bytes())
+}
+
+/// A contribution to a round: `values` (the round's length) encrypted under the
+/// collective key at the round's scale, in the container the server accepts. Sign it
+/// with `aggregate::Signer::sign("contribution", round id, payload)`.
+pub fn contribution(config: &RoundConfig, public_key: &[u8], values: &[f64]) -> Result<Vec<u8>, AggregationError> {
+    let params = parameters(config)?;
+    if values.len() != config.length {
+        return Err(AggregationError::Config(format!(
+            "{} values; round {} takes vectors of {}",
+            values.len(),
+            config.id,
+            config.length
+        )));
+    }
+    if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+        return Err(AggregationError::Config(format!("value {i} is not finite")));
+    }
+    let pk = PublicKey::from_bytes(&params, public_key).map_err(wire("collective public key"))?;
+    let enc = Encoder::new(&params);
+    let mut encryptor = Encryptor::new(&pk);
+    let level = params.max_level();
+    let cts = values
+        .chunks(params.slots())
+        .map(|chunk| {
+            let pt = enc.encode(chunk, level, config.scale)?;
+            Ok(encryptor.encrypt(&pt)?.to_bytes())
+        })
+        .collect::<Result<Vec<_>, rlwe::Error>>()?;
+    Ok(join(CONTRIBUTION_MAGIC, &cts))
+}
+
+/// Member `key_file`'s decryption shares of a round's published sum (the body of
+/// `GET …/sum`) for the participants the server named, smudged for 2^-`security_bits`
+/// statistical security against the noise of a sum of every allowed contribution.
+/// The key file is rewritten with the ciphertexts recorded before the shares are
+/// returned, with the member's id. Sign them with `Signer::sign("share", round id,
+/// payload)` and send them to `…/shares/{member}`.
+pub fn decryption_shares(
+    config: &RoundConfig,
+    key_file: &Path,
+    sum: &[u8],
+    participants: &[u32],
+    security_bits: u32,
+) -> Result<(u32, Vec<u8>), AggregationError> {
+    let params = parameters(config)?;
+    let io = |source| AggregationError::Io { path: key_file.display().to_string(), source };
+    let bytes = Zeroizing::new(fs::read(key_file).map_err(io)?);
+    let mut key = ThresholdKey::from_bytes(&params, &bytes).map_err(wire("threshold key file"))?;
+    if !participants.contains(&key.id()) {
+        return Err(AggregationError::Config(format!(
+            "member {} is not among the participants {participants:?} the round asks shares of; none is needed",
+            key.id()
+        )));
+    }
+    let count = config.length.div_ceil(params.slots());
+    let cts = split(sum, CONTRIBUTION_MAGIC, count)?
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Ciphertext::from_bytes(&params, b).map_err(wire(format!("sum ciphertext {i}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let smudging = Smudging {
+        security_bits,
+        noise_bound: sum_noise_bound(&params, config.committee.len(), config.contributors.len()),
+    };
+    let shares = cts
+        .iter()
+        .map(|ct| Ok(key.decryption_share(ct, participants, &smudging)?.to_bytes()))
+        .collect::<Result<Vec<_>, AggregationError>>()?;
+    write_private(key_file, &key.to_bytes(), true)?;
+    Ok((key.id(), join(SHARES_MAGIC, &shares)))
+}
+
+/// Writes a private file (0600): a new one, or — `replace` — a temporary file synced and
+/// renamed over the old one, so a crash leaves the old file or the new, never half.
+fn write_private(path: &Path, bytes: &[u8], replace: bool) -> Result<(), AggregationError> {
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |source| AggregationError::Io { path: p, source }
+    };
+    let target = if replace { path.with_extension("tmp") } else { path.to_path_buf() };
+    if replace {
+        let _ = fs::remove_file(&target);
+    }
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&target).map_err(io(&target))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&target))?;
+    drop(f);
+    if replace {
+        fs::rename(&target, path).map_err(io(path))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+        }
+    }
+    Ok(())
+}
