@@ -188,14 +188,23 @@ impl ThroughputEvaluator {
         let mut covered = vec![0u32; layer.outputs()];
         for g in &layer.groups {
             if g.weights.len() != g.outputs.len() * g.inputs.len() || g.inputs.iter().any(|&i| i >= x.len()) {
-                return Err(Error::Shape { what: "a layout-T linear group", detail: "weights, inputs and outputs disagree".into() });
+                return Err(Error::Shape {
+                    what: "a layout-T linear group",
+                    detail: "weights, inputs and outputs disagree".into(),
+                });
             }
             for &o in &g.outputs {
-                *covered.get_mut(o).ok_or(Error::Shape { what: "a layout-T linear group", detail: format!("output {o} beyond the bias") })? += 1;
+                *covered.get_mut(o).ok_or(Error::Shape {
+                    what: "a layout-T linear group",
+                    detail: format!("output {o} beyond the bias"),
+                })? += 1;
             }
         }
         if covered.iter().any(|&c| c != 1) {
-            return Err(Error::Shape { what: "a layout-T linear layer", detail: "every output must belong to exactly one group".into() });
+            return Err(Error::Shape {
+                what: "a layout-T linear layer",
+                detail: "every output must belong to exactly one group".into(),
+            });
         }
         let ctx = self.params.ctx();
         let q = self.params.q();
@@ -248,7 +257,11 @@ impl ThroughputEvaluator {
         let tasks: Vec<Vec<Vec<&mut [u64]>>> = table
             .into_iter()
             .map(|mut row| {
-                layer.groups.iter().map(|g| g.outputs.iter().map(|&o| row[o].take().expect("one group per output")).collect()).collect()
+                layer
+                    .groups
+                    .iter()
+                    .map(|g| g.outputs.iter().map(|&o| row[o].take().expect("one group per output")).collect())
+                    .collect()
             })
             .collect();
         const CHUNK: usize = 128;
@@ -336,7 +349,8 @@ impl ThroughputEvaluator {
         x.cts.par_iter_mut().for_each(|c| {
             let c2 = c.pop().expect("degree 2");
             let dec = keyswitch::decompose(&self.params, &c2, level);
-            let (c0, c1) = keyswitch::switch(&self.params, &dec, rk.key(), [Addend::Poly(&c[0]), Addend::Poly(&c[1])], None);
+            let (c0, c1) =
+                keyswitch::switch(&self.params, &dec, rk.key(), [Addend::Poly(&c[0]), Addend::Poly(&c[1])], None);
             *c = vec![c0, c1];
         });
         Ok(x)

@@ -495,7 +495,7 @@ pub fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
 pub fn weighted_sums(outs: &mut [&mut [u64]], xs: &[&[u64]], w: &[i32], m: &Modulus) {
     use crate::int_sums::{BLOCK, MAX_PRIME, MAX_WEIGHTED_MAGNITUDE};
     let q = m.value();
-    assert!(q < MAX_PRIME, "weighted_sums takes primes below 2^31");
+    assert!((1 << 12..MAX_PRIME).contains(&q), "weighted_sums takes primes in [2^12, 2^31)");
     let k = xs.len();
     assert_eq!(w.len(), outs.len() * k, "one row of weights per output");
     let n = outs.first().map_or(0, |o| o.len());
@@ -787,4 +787,3 @@ mod tests {
         }
     }
 }
-
