@@ -4,6 +4,8 @@
 #   bench/peers.sh ckks    CKKS operations against TenSEAL and OpenFHE (PyPI), same N, moduli and scale
 #   bench/peers.sh bgv     BGV operations against OpenFHE's BGVrns and SEAL's BFV (TenSEAL), same N, moduli, t = 65537
 #   bench/peers.sh mnist   TenSEAL's encrypted-MNIST tutorial network end to end, heinfer against TenSEAL (2 threads)
+#   bench/peers.sh cryptonets  CryptoNets' network in throughput layout T (one image per slot, 4,096 per batch)
+#                            against TenSEAL's batched CKKSTensor, 2 threads; images/s and agreement
 #   bench/peers.sh paillier  breast-cancer logistic regression: heinfer's Paillier against python-paillier (phe),
 #                            3072-bit keys, and heinfer's CKKS on the same model, single-threaded
 #
@@ -207,17 +209,44 @@ paillier() {
   echo "peers.sh: done in $((SECONDS - started)) s" >&2
 }
 
+# cryptonets: CryptoNets' network (Conv 5x5 s2 x5 -> x^2 -> Dense 845->100 -> x^2 -> Dense 100->10) on
+# scikit-learn digits upsampled to 28x28 (bench/peers/cryptonets_prep.py: random conv and hidden
+# weights, fixed seed, a fitted readout), CN_BATCH (default 4096 = N/2) images in one batch.
+# heinfer: crates/ckks/examples/cryptonets_t.rs (layout T, ckks::throughput), CN_ROUNDS (default 2)
+# timed runs, the fastest kept. TenSEAL: bench/peers/tenseal_cryptonets.py (CN_TS_POSITIONS of the 169
+# conv positions run on the whole batch, scaled by product counts). 2 threads each (CN_THREADS).
+# heinfer runs with transparent huge pages off for its process (bench/peers/no_thp.py): with THP
+# "always" on this box, faulting in the batch's 2.5 GB cost 17 s of kernel time in compaction.
+cryptonets() {
+  local threads=${CN_THREADS:-2} batch=${CN_BATCH:-4096} py=.venv/bin/python py311
+  [ -x "$py" ] || py=python3
+  export RAYON_NUM_THREADS=$threads CN_TS_THREADS=$threads CN_DIR="$out/cn"
+  echo "peers.sh: building heinfer's cryptonets_t example (release) ..." >&2
+  cargo build --release -q -p ckks --example cryptonets_t >&2
+  "$py" "$here/peers/cryptonets_prep.py" "$out/cn" "$batch" >&2
+  echo "peers.sh: timing heinfer (layout T, $batch images, ${CN_ROUNDS:-2} rounds) ..." >&2
+  python3 "$here/peers/no_thp.py" target/release/examples/cryptonets_t "$out/cn" "${CN_ROUNDS:-2}" > "$out/heinfer.json"
+  py311=$(find_python 3.11 "${PYTHON311:-}" python3.11 /root/.pyenv/versions/3.11.*/bin/python)
+  if peer_venv "$here/.venv-tenseal" "$py311" tenseal tenseal numpy; then
+    run_peer tenseal .venv-tenseal tenseal_cryptonets.py
+  fi
+  python3 "$here/peers/cryptonets_report.py" "$out"
+  echo "peers.sh: done in $((SECONDS - started)) s" >&2
+}
+
 case "${1:-}" in
   ckks) ckks ;;
   bgv) bgv ;;
   mnist) mnist ;;
   paillier) paillier ;;
+  cryptonets) cryptonets ;;
   *)
     echo "usage: bench/peers.sh SUBCOMMAND" >&2
     echo "  ckks    heinfer's CKKS operations against OpenFHE and TenSEAL (PyPI), single-threaded" >&2
     echo "  bgv     heinfer's BGV against OpenFHE's BGVrns and SEAL's BFV in TenSEAL (PyPI), single-threaded, t = 65537" >&2
     echo "  mnist   TenSEAL's encrypted-MNIST network: heinfer against TenSEAL, 2 threads, one table" >&2
     echo "  paillier  breast-cancer logistic regression: heinfer's Paillier against phe (3072 bits), and heinfer's CKKS" >&2
+    echo "  cryptonets  CryptoNets' network in layout T (4,096 images per batch) against TenSEAL's batched CKKSTensor, 2 threads" >&2
     exit 2
     ;;
 esac

@@ -2,8 +2,9 @@
 //!
 //! The CKKS scheme on [`rlwe`] (keys, encryption, key switching, wire format) and
 //! [`ring`] (arithmetic): [`encoding`] (complex slots ↔ ring elements through the
-//! canonical embedding) and [`eval`] (the evaluator: scales, rescale, levels, products,
-//! rotations). Nothing here knows about neural networks, and nothing names an
+//! canonical embedding), [`eval`] (the evaluator: scales, rescale, levels, products,
+//! rotations) and [`throughput`] (layout T: one ciphertext per feature, integer-weighted
+//! sums, lazy relinearisation). Nothing here knows about neural networks, and nothing names an
 //! instruction set. The `rlwe` types a CKKS user needs are re-exported, so `ckks` is
 //! the one import of a CKKS application.
 
@@ -12,6 +13,7 @@
 
 pub mod encoding;
 pub mod eval;
+pub mod throughput;
 
 pub use rlwe::{encryption, error, keys, params, plaintext, wire};
 

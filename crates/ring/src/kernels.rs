@@ -484,6 +484,40 @@ pub fn mul_assign(a: &mut [u64], b: &[u64], m: &Modulus) {
     }
 }
 
+/// Integer-weighted sums with one reduction per output (the throughput layout's linear
+/// layers): `outs[o][j] = Σ_k w[o·K + k] · xs[k][j] mod q` with K = `xs.len()`, residues
+/// in [0, q), q < 2^31 and Σ_k |w[o·K + k]| · q < 2^62 (see [`crate::int_sums`]).
+/// Every slice is one length, a multiple of [`crate::int_sums::BLOCK`].
+///
+/// # Panics
+/// If the prime, a weight row's magnitude or a length breaks the contract above: the
+/// callers size the weights once per layer, so a panic here is a bug, not bad input.
+pub fn weighted_sums(outs: &mut [&mut [u64]], xs: &[&[u64]], w: &[i32], m: &Modulus) {
+    use crate::int_sums::{BLOCK, MAX_PRIME, MAX_WEIGHTED_MAGNITUDE};
+    let q = m.value();
+    assert!((1 << 12..MAX_PRIME).contains(&q), "weighted_sums takes primes in [2^12, 2^31)");
+    let k = xs.len();
+    assert_eq!(w.len(), outs.len() * k, "one row of weights per output");
+    let n = outs.first().map_or(0, |o| o.len());
+    assert!(n.is_multiple_of(BLOCK), "lengths in whole blocks");
+    assert!(outs.iter().all(|o| o.len() == n) && xs.iter().all(|x| x.len() == n));
+    for row in w.chunks(k.max(1)) {
+        let mag: u128 = row.iter().map(|&v| v.unsigned_abs() as u128).sum::<u128>() * q as u128;
+        assert!(mag < MAX_WEIGHTED_MAGNITUDE, "weights too large for one lazy sum");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = isa::Avx512::get() {
+        crate::x86_64::int_sums::weighted_sums_avx512(t, outs, xs, w, m);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = isa::Avx2::get() {
+        crate::x86_64::int_sums::weighted_sums_avx2(t, outs, xs, w, m);
+        return;
+    }
+    crate::int_sums::weighted_sums_body(outs, xs, w, m);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

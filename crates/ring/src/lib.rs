@@ -6,7 +6,7 @@
 //!
 //! | layer | modules |
 //! |-------|---------|
-//! | facts | [`isa`] (the CPU's features, read once), [`arith`] (word modular arithmetic), [`error`] |
+//! | facts | [`isa`] (the CPU's features, read once), [`arith`] (word modular arithmetic), [`error`], [`int_sums`] (the generic body of integer-weighted sums) |
 //! | tables | [`primes`], [`twiddles`] |
 //! | kernels | `x86_64` (per instruction set, side by side) |
 //! | dispatch | [`kernels`] (slice kernels), [`ntt`] (transforms) |
@@ -21,6 +21,7 @@
 pub mod arith;
 pub mod automorphism;
 pub mod error;
+pub mod int_sums;
 pub mod isa;
 pub mod kernels;
 pub mod ntt;

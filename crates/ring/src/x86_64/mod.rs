@@ -7,3 +7,4 @@
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod fma;
+pub(crate) mod int_sums;
