@@ -143,6 +143,7 @@ pub(crate) fn program(
             final_name: imp.final_output.clone(),
         },
         postprocess: imp.postprocess.clone(),
+        output_dp: None,
     };
     let hem = HeModel {
         name: name.to_string(),
