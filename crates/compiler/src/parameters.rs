@@ -23,7 +23,9 @@ pub(crate) struct Chosen {
     pub note: String,
 }
 
-pub(crate) fn choose(stages: &[LStage], cal: &Calibration, opts: &Options) -> Result<Chosen, CompileError> {
+/// `reach`: how large the outputs may get after the server's own additions (output-DP
+/// noise), beyond what calibration shows; 0 when nothing is added.
+pub(crate) fn choose(stages: &[LStage], cal: &Calibration, opts: &Options, reach: f64) -> Result<Chosen, CompileError> {
     let (calib, cal_rows) = (cal.data, cal.rows);
     // Residual additions make the depth depend on the packing: each ring's program is
     // built on a chain long enough for the worst case and its depth measured.
@@ -31,7 +33,8 @@ pub(crate) fn choose(stages: &[LStage], cal: &Calibration, opts: &Options) -> Re
     let mut depth = depth_ub;
     let max_out = (0..cal_rows)
         .map(|r| forward(stages, calib.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
-        .fold(1.0f64, f64::max);
+        .fold(1.0f64, f64::max)
+        .max(reach);
     let headroom = (max_out.log2().ceil().max(0.0) as u32 + 4).max(6);
 
     // Layout feasibility and rotation count on the smallest ring that holds it.

@@ -82,7 +82,9 @@ impl OutputDp {
             return bad(format!("output DP: δ must be in [0, 1), got {delta}"));
         }
         if !(bound.is_finite() && bound > 0.0) || outputs == 0 {
-            return bad(format!("output DP: the clamp's range must be positive and finite (got ±{bound} over {outputs} outputs)"));
+            return bad(format!(
+                "output DP: the clamp's range must be positive and finite (got ±{bound} over {outputs} outputs)"
+            ));
         }
         if let Some(b) = budget {
             if !(b.is_finite() && b >= epsilon) {
@@ -162,7 +164,9 @@ impl OutputDp {
             DpMechanism::Laplace => "discrete Laplace (δ = 0)".into(),
         };
         let budget = match self.budget {
-            Some(b) => format!("budget ε = {b} per key id (basic composition: ≤ {} queries)", (b / self.epsilon).floor()),
+            Some(b) => {
+                format!("budget ε = {b} per key id (basic composition: ≤ {} queries)", (b / self.epsilon).floor())
+            }
             None => "no budget (ε spent is still counted per key id)".into(),
         };
         format!(
