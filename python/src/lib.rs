@@ -364,6 +364,7 @@ fn compile(
         python,
         use_onnxruntime,
         output_dp: None,
+        mask_unused_slots: false,
     };
     run(py, "compiling", move || {
         let bytes = std::fs::read(&onnx_path)

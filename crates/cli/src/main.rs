@@ -96,6 +96,9 @@ enum Cmd {
         /// with --output-dp: the ε each key id may spend on this model (basic composition); refused beyond
         #[arg(long, value_name = "EPS", requires = "output_dp")]
         dp_budget: Option<f64>,
+        /// zero every slot of the answer outside the output layout (one more level; implied by --output-dp)
+        #[arg(long)]
+        mask_unused_slots: bool,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -265,6 +268,7 @@ fn run(cli: Cli) -> Result<(), String> {
             output_dp,
             dp_clamp,
             dp_budget,
+            mask_unused_slots,
             json,
         } => {
             let output_dp = output_dp
@@ -300,6 +304,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 python,
                 use_onnxruntime: !no_onnxruntime,
                 output_dp,
+                mask_unused_slots,
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };

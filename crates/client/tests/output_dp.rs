@@ -110,6 +110,17 @@ fn server_noise_has_the_configured_law_and_budgets_run_out() {
     // Budget 3 at ε = 1: three answers, each saying what was spent, then refusal.
     for q in 1..=3 {
         let (_, r) = s.query(&svc, &id).unwrap();
+        if q == 1 {
+            // Under encryption too, the slots outside the output hold only CKKS error.
+            let mut dec = Decryptor::new(&s.sk);
+            let enc = Encoder::new(&s.params);
+            let ct = Ciphertext::from_bytes(&s.params, &r.ciphertexts[0]).unwrap();
+            let all = enc.decode(&dec.decrypt(&ct).unwrap()).unwrap();
+            let out: Vec<usize> = s.m.client.output.slots.iter().map(|&(_, j)| j as usize).collect();
+            let worst =
+                all.iter().enumerate().filter(|(j, _)| !out.contains(j)).map(|(_, v)| v.abs()).fold(0.0, f64::max);
+            assert!(worst < 1e-2, "an unused slot decrypts to {worst}");
+        }
         let a = r.dp.expect("a DP answer says what it cost");
         assert_eq!((a.epsilon_query, a.epsilon_budget), (1.0, Some(3.0)));
         assert!((a.epsilon_spent - q as f64).abs() < 1e-9 && (a.epsilon_remaining() - (3 - q) as f64).abs() < 1e-9);
@@ -122,10 +133,10 @@ fn server_noise_has_the_configured_law_and_budgets_run_out() {
     let svc2 = s.service(store2.clone());
     assert!(s.query(&svc2, &id).err().expect("still refused after a restart").is_budget_exhausted());
 
-    // The noise: no budget (the serving config's override), 150 answers.
+    // The noise: no budget (the serving config's override), 100 answers (σ within 20 %: ~3 standard errors).
     svc.set_dp_budget(None);
-    let (mean, sd) = noise_stats(&s, &svc, &id, 150);
-    let n = 150.0 * dp.outputs as f64;
+    let (mean, sd) = noise_stats(&s, &svc, &id, 100);
+    let n = 100.0 * dp.outputs as f64;
     assert!((sd / dp.sigma - 1.0).abs() < 0.2, "σ measured {sd}, configured {}", dp.sigma);
     assert!(mean.abs() < 5.0 * dp.sigma / n.sqrt(), "mean {mean} (σ {})", dp.sigma);
 
@@ -154,4 +165,35 @@ fn server_noise_has_the_configured_law_and_budgets_run_out() {
     for (a, b) in y.iter().zip(s.exact()) {
         assert!((a - b).abs() < 1e-2, "{a} vs {b}");
     }
+}
+
+/// Output DP masks the answer's unused slots: without the mask the digits MLP's answer
+/// carries values besides its outputs (replicas, partial sums) that the client would
+/// read without noise; with it every other slot is exactly zero.
+#[test]
+fn output_dp_masks_every_slot_but_the_outputs() {
+    let onnx = std::fs::read(repo_file("models/digits_mlp.onnx")).unwrap();
+    let calib = npy::read(&repo_file("models/data/digits_train_img.npy")).unwrap();
+    let unused_max = |dp: Option<OutputDpRequest>| {
+        let opts = Options { name: "m".into(), use_onnxruntime: false, output_dp: dp, ..Options::default() };
+        let m = compiler::compile(&onnx, None, &Data { calibration: &calib, eval: None, labels: None }, &opts, &|_| {})
+            .expect("compiles")
+            .model;
+        let out = model::simulate(&m, &m.client.pack_input(calib.row(0)).unwrap()).unwrap();
+        let mut worst = 0.0f64;
+        for (c, v) in out.iter().enumerate() {
+            for (j, x) in v.iter().enumerate() {
+                if !m.client.output.slots.contains(&(c as u32, j as u32)) {
+                    worst = worst.max(x.abs());
+                }
+            }
+        }
+        (worst, m.client.params.q.len())
+    };
+    let (open, levels_open) = unused_max(None);
+    let (masked, levels_masked) =
+        unused_max(Some(OutputDpRequest { epsilon: 4.0, delta: 1e-5, clamp: None, budget: None }));
+    assert!(open > 1.0, "without the mask the answer carries other values (max {open})");
+    assert_eq!(masked, 0.0, "with output DP every unused slot is zero");
+    assert!(levels_masked > levels_open, "the mask and the clamp cost levels ({levels_open} → {levels_masked} primes)");
 }

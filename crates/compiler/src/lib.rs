@@ -98,6 +98,9 @@ pub struct Options {
     pub use_onnxruntime: bool,
     /// Differentially private outputs: clamp the outputs and have the server add noise.
     pub output_dp: Option<OutputDpRequest>,
+    /// Zero every slot of the answer outside the output layout (one more level); on
+    /// whenever `output_dp` is.
+    pub mask_unused_slots: bool,
 }
 
 impl Default for Options {
@@ -115,6 +118,7 @@ impl Default for Options {
             python: None,
             use_onnxruntime: true,
             output_dp: None,
+            mask_unused_slots: false,
         }
     }
 }
@@ -159,10 +163,16 @@ pub fn compile(
     };
     progress("packing and choosing parameters");
     // The noise the server adds must fit in the output level's modulus too.
-    let chosen = parameters::choose(&ap.network, &cal, opts, dp.as_ref().map_or(0.0, output_dp::reach))?;
+    // Output DP needs the answer to hold the outputs only: the unused slots are masked.
+    let mask_output = opts.mask_unused_slots || dp.is_some();
+    let reach = dp.as_ref().map_or(0.0, output_dp::reach);
+    let chosen = parameters::choose(&ap.network, &cal, opts, reach, mask_output)?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
-    let mut hem = layout::program(&imp, &ap.network, params, n_out, &opts.name)?;
+    let mut hem = layout::program(&imp, &ap.network, params, n_out, &opts.name, mask_output)?;
+    if dp.is_some() {
+        output_dp::check_unused_slots(&hem, data.calibration)?;
+    }
     hem.client.output_dp = dp.clone();
     progress("checking the program against the f64 network");
     verify::check_program(&hem, &ap.network, &cal)?;
@@ -170,8 +180,21 @@ pub fn compile(
     let (accuracy, ort_note) = verify::accuracy(&hem, &imp, data, onnx_path, opts)?;
     let (acts, plots) = report::activations(&imp, &cal.ranges, &ap);
     let dp_note = dp.as_ref().map(|d| output_dp::honest_cost_note(&ap, &cal, &imp, d));
-    let notes =
-        imp.notes.iter().chain(&ap.notes).chain([&chosen.note]).chain(&ort_note).chain(&dp_note).cloned().collect();
+    let mask_note = mask_output.then(|| {
+        "unused slots of the answer masked to zero (one 0/1 plaintext product and a rescale: one more level); \
+         the answer's CKKS noise is not flooded (no circuit privacy for the noise)"
+            .to_string()
+    });
+    let notes = imp
+        .notes
+        .iter()
+        .chain(&ap.notes)
+        .chain([&chosen.note])
+        .chain(&ort_note)
+        .chain(&dp_note)
+        .chain(&mask_note)
+        .cloned()
+        .collect();
     let secs = t0.elapsed().as_secs_f64();
     let r = report::make_report(
         &hem,

@@ -97,6 +97,45 @@ pub(crate) fn configure(
         .map_err(|e| CompileError::Data(e.to_string()))
 }
 
+/// Noise on the output slots protects nothing if other slots of the answer carry the
+/// outputs (replicated copies) or other values of the computation: the client decrypts
+/// every slot. Until circuit privacy's mask exists (issue #20 item 2), output DP is
+/// refused for layouts that leave anything but zeros outside the output slots — checked
+/// by running the program in f64 on calibration samples (zeros there are exact: they
+/// come from zero weights and zero-padded inputs, not from cancellation).
+pub(crate) fn check_unused_slots(hem: &model::HeModel, calib: &Array) -> Result<(), CompileError> {
+    let out = &hem.client.output;
+    let mut used: Vec<Vec<bool>> = Vec::new();
+    let mut worst = 0.0f64;
+    for r in 0..calib.rows().min(16) {
+        let slots = hem.client.pack_input(calib.row(r)).map_err(|e| CompileError::Internal(e.to_string()))?;
+        let vals = model::simulate(hem, &slots).map_err(|e| CompileError::Internal(e.to_string()))?;
+        if used.is_empty() {
+            used = vals.iter().map(|v| vec![false; v.len()]).collect();
+            for &(c, j) in &out.slots {
+                if let Some(u) = used.get_mut(c as usize).and_then(|u| u.get_mut(j as usize)) {
+                    *u = true;
+                }
+            }
+        }
+        for (v, u) in vals.iter().zip(&used) {
+            for (x, &is_out) in v.iter().zip(u) {
+                if !is_out {
+                    worst = worst.max(x.abs());
+                }
+            }
+        }
+    }
+    if worst > 1e-9 {
+        return Err(CompileError::Layout(format!(
+            "--output-dp: this model's layout leaves values other than its outputs in the answer's unused slots (up to {worst:.3e}); \
+             the client would read them without noise. Output DP needs those slots masked (circuit privacy, not yet implemented) — \
+             it is available for models whose answer holds only the outputs"
+        )));
+    }
+    Ok(())
+}
+
 /// How far the noisy outputs can reach: the clamp's range plus a tail the noise
 /// passes with probability below 2^-60 per output.
 pub(crate) fn reach(dp: &OutputDp) -> f64 {

@@ -25,11 +25,18 @@ pub(crate) struct Chosen {
 
 /// `reach`: how large the outputs may get after the server's own additions (output-DP
 /// noise), beyond what calibration shows; 0 when nothing is added.
-pub(crate) fn choose(stages: &[LStage], cal: &Calibration, opts: &Options, reach: f64) -> Result<Chosen, CompileError> {
+/// `mask_output`: the program ends with the output mask (one more level; see `layout::build`).
+pub(crate) fn choose(
+    stages: &[LStage],
+    cal: &Calibration,
+    opts: &Options,
+    reach: f64,
+    mask_output: bool,
+) -> Result<Chosen, CompileError> {
     let (calib, cal_rows) = (cal.data, cal.rows);
     // Residual additions make the depth depend on the packing: each ring's program is
     // built on a chain long enough for the worst case and its depth measured.
-    let depth_ub = depth_bound(stages);
+    let depth_ub = depth_bound(stages) + mask_output as u32;
     let mut depth = depth_ub;
     let max_out = (0..cal_rows)
         .map(|r| forward(stages, calib.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
@@ -50,7 +57,7 @@ pub(crate) fn choose(stages: &[LStage], cal: &Calibration, opts: &Options, reach
         // will differ under real primes differ here too and get the same alignment.
         let dummy_q: Vec<u64> =
             (0..=depth_ub as u64).map(|i| (1u64 << noise::S_REF) + ((2 * i + 1) << (noise::S_REF - 16)) + 1).collect();
-        match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32)) {
+        match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32), mask_output) {
             Ok(bt) => {
                 depth = depth_ub - bt.b.nodes.iter().map(|n| n.level).min().unwrap_or(depth_ub);
                 let steps = lower::rotation_steps(&bt.b.nodes);
