@@ -112,7 +112,7 @@ fn server_noise_has_the_configured_law_and_budgets_run_out() {
         let (_, r) = s.query(&svc, &id).unwrap();
         if q == 1 {
             // Under encryption too, the slots outside the output hold only CKKS error.
-            let mut dec = Decryptor::new(&s.sk);
+            let dec = Decryptor::new(&s.sk);
             let enc = Encoder::new(&s.params);
             let ct = Ciphertext::from_bytes(&s.params, &r.ciphertexts[0]).unwrap();
             let all = enc.decode(&dec.decrypt(&ct).unwrap()).unwrap();

@@ -19,7 +19,9 @@ fn repo_file(p: &str) -> PathBuf {
 }
 
 fn tensor<B: AsRef<[u8]>>(els: &[B]) -> Vec<u8> {
-    els.iter().flat_map(|e| (e.as_ref().len() as u32).to_le_bytes().into_iter().chain(e.as_ref().iter().copied())).collect()
+    els.iter()
+        .flat_map(|e| (e.as_ref().len() as u32).to_le_bytes().into_iter().chain(e.as_ref().iter().copied()))
+        .collect()
 }
 
 /// One binary-data infer request over a fresh connection: (status, JSON head).
@@ -49,7 +51,9 @@ fn infer(addr: SocketAddr, inputs: &[(&str, Vec<Vec<u8>>)]) -> (u16, Json) {
     let rest = &buf[split + 4..];
     let n = headers
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("inference-header-content-length:").map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("inference-header-content-length:").map(|v| v.trim().to_string())
+        })
         .map_or(rest.len(), |v| v.parse().unwrap());
     (status, serde_json::from_slice(&rest[..n]).unwrap())
 }
@@ -60,7 +64,8 @@ fn budgets_are_spent_reported_and_refused_on_both_protocols() {
     let cal = compiler::npy::read(&repo_file("models/data/breast_cancer_train_x.npy")).unwrap();
     let xs = compiler::npy::read(&repo_file("models/data/breast_cancer_test_x.npy")).unwrap();
     let req = compiler::OutputDpRequest { epsilon: 1.0, delta: 1e-5, clamp: Some(4.0), budget: Some(2.0) };
-    let opts = compiler::Options { name: MODEL.into(), use_onnxruntime: false, output_dp: Some(req), ..Default::default() };
+    let opts =
+        compiler::Options { name: MODEL.into(), use_onnxruntime: false, output_dp: Some(req), ..Default::default() };
     let d = compiler::Data { calibration: &cal, eval: None, labels: None };
     let c = compiler::compile(&onnx, None, &d, &opts, &|_| {}).expect("compiles");
     let repo = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("server-dp-{}", std::process::id()));
@@ -81,10 +86,8 @@ fn budgets_are_spent_reported_and_refused_on_both_protocols() {
     let sess = Session::generate(c.model.client.clone()).unwrap();
     let (bundle, id) = sess.evaluation_bundle();
     for q in 1..=4 {
-        let mut inputs = vec![
-            ("ENCRYPTED_INPUT", sess.encrypt(xs.row(q)).unwrap()),
-            ("KEY_ID", vec![id.hex().into_bytes()]),
-        ];
+        let mut inputs =
+            vec![("ENCRYPTED_INPUT", sess.encrypt(xs.row(q)).unwrap()), ("KEY_ID", vec![id.hex().into_bytes()])];
         if q == 1 {
             inputs.push(("EVALUATION_KEYS", vec![bundle.clone()]));
         }
@@ -109,7 +112,8 @@ fn budgets_are_spent_reported_and_refused_on_both_protocols() {
     let cts: Vec<Vec<Vec<u8>>> = (0..4).map(|i| sess2.encrypt(xs.row(i)).unwrap()).collect();
     rt.block_on(async move {
         let ch = tonic::transport::Endpoint::from_shared(grpc).unwrap().connect().await.unwrap();
-        let mut c = GrpcInferenceServiceClient::new(ch).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20);
+        let mut c =
+            GrpcInferenceServiceClient::new(ch).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20);
         for (q, ct) in cts.into_iter().enumerate() {
             let mut inputs = vec![("ENCRYPTED_INPUT", ct), ("KEY_ID", vec![id2.hex().into_bytes()])];
             if q == 0 {
