@@ -48,6 +48,7 @@ __all__ = [
     "CompileError",
     "ReleaseError",
     "SPEC_PARAMETER",
+    "privacy_account",
     "__version__",
 ]
 
@@ -64,7 +65,41 @@ KEY_ID: str = _native.KEY_ID
 EVALUATION_KEYS: str = _native.EVALUATION_KEYS
 ENCRYPTED_OUTPUT: str = _native.ENCRYPTED_OUTPUT
 
+#: Response parameters of a model with differentially private outputs (doubles).
+DP_PARAMETERS: Tuple[str, ...] = tuple(
+    getattr(_native, c, d)
+    for c, d in (
+        ("DP_EPSILON_QUERY", "heinfer_dp_epsilon_query"),
+        ("DP_EPSILON_SPENT", "heinfer_dp_epsilon_spent"),
+        ("DP_EPSILON_BUDGET", "heinfer_dp_epsilon_budget"),
+        ("DP_EPSILON_REMAINING", "heinfer_dp_epsilon_remaining"),
+    )
+)
+
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+def privacy_account(result: Any) -> Optional[Dict[str, float]]:
+    """What an answer of a model with differentially private outputs cost: a dict
+    ``{"epsilon_query", "epsilon_spent"[, "epsilon_budget", "epsilon_remaining"]}``
+    read from the response parameters, or ``None`` for a model without output DP.
+
+    ``result``: a ``tritonclient`` ``InferResult`` (HTTP or gRPC), the response dict
+    or protobuf behind it, or a plain dict of parameters.
+    """
+    resp = result.get_response() if hasattr(result, "get_response") else result
+    params = resp.get("parameters", resp) if isinstance(resp, dict) else getattr(resp, "parameters", None)
+    if params is None:
+        return None
+    out: Dict[str, float] = {}
+    for name in DP_PARAMETERS:
+        if name not in params:
+            continue
+        v = params[name]
+        # gRPC: an InferParameter message; HTTP: a JSON number
+        v = getattr(v, "double_param", v)
+        out[name[len("heinfer_dp_"):]] = float(v)
+    return out or None
 
 
 # --------------------------------------------------------------------------- spec
@@ -302,6 +337,8 @@ class Client:
         self._bundle: Optional[Tuple[bytes, str]] = None
         self._registered: set = set()
         self.model_name: str = model_name or self._spec.get("model", "model")
+        #: :func:`privacy_account` of the last :meth:`infer` answer (models with output DP)
+        self.last_privacy: Optional[Dict[str, float]] = None
 
     # -- construction ----------------------------------------------------------
 
@@ -544,7 +581,14 @@ class Client:
                 raise
             res = call(True)
         self._registered.add(slot)
+        self.last_privacy = privacy_account(res)
         return self.decrypt(res.as_numpy(ENCRYPTED_OUTPUT), postprocess=postprocess)
+
+    @property
+    def output_dp(self) -> Optional[Dict[str, Any]]:
+        """The model's output-DP configuration (ε and δ per query, mechanism, σ, clamp,
+        budget per key id), or ``None`` when its outputs are exact."""
+        return self._spec.get("output_dp")
 
     def __repr__(self) -> str:
         return (

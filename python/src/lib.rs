@@ -367,6 +367,8 @@ fn compile(
         key_budget_bytes,
         python,
         use_onnxruntime,
+        output_dp: None,
+        mask_unused_slots: false,
     };
     run(py, "compiling", move || {
         let bytes = std::fs::read(&onnx_path)
@@ -410,5 +412,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EVALUATION_KEYS", p::EVALUATION_KEYS)?;
     m.add("ENCRYPTED_OUTPUT", p::ENCRYPTED_OUTPUT)?;
     m.add("BACKEND", p::BACKEND)?;
+    m.add("DP_EPSILON_QUERY", p::DP_EPSILON_QUERY)?;
+    m.add("DP_EPSILON_SPENT", p::DP_EPSILON_SPENT)?;
+    m.add("DP_EPSILON_BUDGET", p::DP_EPSILON_BUDGET)?;
+    m.add("DP_EPSILON_REMAINING", p::DP_EPSILON_REMAINING)?;
     Ok(())
 }

@@ -87,6 +87,19 @@ enum Cmd {
         /// skip onnxruntime; compare with heinfer's own f64 interpreter of the graph
         #[arg(long)]
         no_onnxruntime: bool,
+        /// differentially private outputs, EPS[,DELTA] per query: the outputs are clamped
+        /// and the server adds discrete-Gaussian noise (discrete Laplace when DELTA is 0 or absent)
+        #[arg(long, value_name = "EPS[,DELTA]")]
+        output_dp: Option<String>,
+        /// with --output-dp: clamp the outputs to [-C, C] (default: 95th percentile of |output| on the calibration data)
+        #[arg(long, value_name = "C", requires = "output_dp")]
+        dp_clamp: Option<f64>,
+        /// with --output-dp: the ε each key id may spend on this model (basic composition); refused beyond
+        #[arg(long, value_name = "EPS", requires = "output_dp")]
+        dp_budget: Option<f64>,
+        /// zero every slot of the answer outside the output layout (one more level; implied by --output-dp)
+        #[arg(long)]
+        mask_unused_slots: bool,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -256,8 +269,21 @@ fn run(cli: Cli) -> Result<(), String> {
             key_budget_mb,
             python,
             no_onnxruntime,
+            output_dp,
+            dp_clamp,
+            dp_budget,
+            mask_unused_slots,
             json,
         } => {
+            let output_dp = output_dp
+                .map(|s| {
+                    compiler::OutputDpRequest::parse(&s).map(|r| compiler::OutputDpRequest {
+                        clamp: dp_clamp,
+                        budget: dp_budget,
+                        ..r
+                    })
+                })
+                .transpose()?;
             let bytes = std::fs::read(&model).map_err(|e| format!("cannot read {}: {e}", model.display()))?;
             let cal = load_npy(&calibration).map_err(|e| format!("calibration file: {e}"))?;
             let ev = data.as_deref().map(load_npy).transpose().map_err(|e| format!("data file: {e}"))?;
@@ -281,6 +307,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 key_budget_bytes: key_budget_mb.map(|m| (m * 1024.0 * 1024.0) as usize),
                 python,
                 use_onnxruntime: !no_onnxruntime,
+                output_dp,
+                mask_unused_slots,
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };

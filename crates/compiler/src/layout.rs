@@ -20,7 +20,16 @@ pub(crate) struct Built {
     pub layout_desc: String,
 }
 
-pub(crate) fn build(stages: &[LStage], q: &[u64], slots: usize, scale: f64) -> Result<Built, CompileError> {
+/// `mask_output`: end with a 0/1 mask that keeps one slot per output and zeroes every
+/// other (one more level): the answer then carries the outputs and nothing else of the
+/// computation (output DP needs it; circuit privacy's first half).
+pub(crate) fn build(
+    stages: &[LStage],
+    q: &[u64],
+    slots: usize,
+    scale: f64,
+    mask_output: bool,
+) -> Result<Built, CompileError> {
     let mut b = lower::Builder::new(q.to_vec(), slots);
     let top = q.len() as u32 - 1;
     let x = b.input(0, top, scale);
@@ -85,7 +94,24 @@ pub(crate) fn build(stages: &[LStage], q: &[u64], slots: usize, scale: f64) -> R
         };
         vals.push(next);
     }
-    let (out, out_layout) = vals.pop().expect("at least one stage");
+    let (mut out, mut out_layout) = vals.pop().expect("at least one stage");
+    if mask_output {
+        if out.level < 1 {
+            return Err(CompileError::Internal("no level left for the output mask".into()));
+        }
+        // Keep the first slot of each output (where the client spec will point), zero the rest.
+        let mut seen = std::collections::HashSet::new();
+        let mask: Vec<f64> = out_layout.iter().map(|&e| if e >= 0 && seen.insert(e) { 1.0 } else { 0.0 }).collect();
+        for (e, &m) in out_layout.iter_mut().zip(&mask) {
+            if m == 0.0 {
+                *e = lower::ZERO;
+            }
+        }
+        // Counted with the last layer in the report (the clamp, under output DP).
+        b.layer = stages.len().saturating_sub(1) as u32;
+        let masked = b.mul_plain(out, mask);
+        out = b.rescale(masked);
+    }
     Ok(Built { b, client_map, out, out_layout, input_level: top, input_scale: scale, layout_desc: desc })
 }
 
@@ -102,9 +128,10 @@ pub(crate) fn program(
     params: &ckks::Parameters,
     n_out: usize,
     name: &str,
+    mask_output: bool,
 ) -> Result<HeModel, CompileError> {
     let slots = params.slots();
-    let bt = build(stages, params.q(), slots, params.default_scale())?;
+    let bt = build(stages, params.q(), slots, params.default_scale(), mask_output)?;
     let steps = lower::rotation_steps(&bt.b.nodes);
     let relin = needs_relinearization(&bt.b);
     let mut out_slots = Vec::with_capacity(n_out);
@@ -143,6 +170,7 @@ pub(crate) fn program(
             final_name: imp.final_output.clone(),
         },
         postprocess: imp.postprocess.clone(),
+        output_dp: None,
     };
     let hem = HeModel {
         name: name.to_string(),

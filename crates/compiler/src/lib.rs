@@ -37,6 +37,7 @@ mod noise;
 pub mod npy;
 mod onnx;
 mod ort;
+mod output_dp;
 mod parameters;
 mod params;
 mod passes;
@@ -54,6 +55,7 @@ use model::HeModel;
 pub use activation::ActFn;
 pub use import::MaxPoolPolicy;
 pub use npy::Array;
+pub use output_dp::OutputDpRequest;
 pub use verify::simulate_one;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,11 @@ pub struct Options {
     /// Python with onnxruntime for the reference; None: $HEINFER_PYTHON, then python3.
     pub python: Option<PathBuf>,
     pub use_onnxruntime: bool,
+    /// Differentially private outputs: clamp the outputs and have the server add noise.
+    pub output_dp: Option<OutputDpRequest>,
+    /// Zero every slot of the answer outside the output layout (one more level); on
+    /// whenever `output_dp` is.
+    pub mask_unused_slots: bool,
 }
 
 impl Default for Options {
@@ -110,6 +117,8 @@ impl Default for Options {
             key_budget_bytes: None,
             python: None,
             use_onnxruntime: true,
+            output_dp: None,
+            mask_unused_slots: false,
         }
     }
 }
@@ -139,24 +148,53 @@ pub fn compile(
     progress("parsing ONNX");
     let mut m = onnx::parse_model(onnx_bytes)?;
     passes::run(&mut m.graph);
-    let imp = import::import(&m, opts.maxpool)?;
+    let mut imp = import::import(&m, opts.maxpool)?;
     calibrate::check_data(&imp, data)?;
+    let dp_clamp =
+        opts.output_dp.as_ref().map(|r| output_dp::insert_clamp(&mut imp, data.calibration, r)).transpose()?;
     progress("calibrating activation ranges");
     let cal = calibrate::calibrate(&imp, data.calibration);
     progress("fitting activation polynomials");
     let ap = approximate::approximate(&imp, &cal, opts);
+    let n_out = network::forward(&ap.network, cal.data.row(0)).len();
+    let dp = match (&opts.output_dp, dp_clamp) {
+        (Some(req), Some(clamp)) => Some(output_dp::configure(&ap, req, clamp, n_out)?),
+        _ => None,
+    };
     progress("packing and choosing parameters");
-    let chosen = parameters::choose(&ap.network, &cal, opts)?;
+    // The noise the server adds must fit in the output level's modulus too.
+    // Output DP needs the answer to hold the outputs only: the unused slots are masked.
+    let mask_output = opts.mask_unused_slots || dp.is_some();
+    let reach = dp.as_ref().map_or(0.0, output_dp::reach);
+    let chosen = parameters::choose(&ap.network, &cal, opts, reach, mask_output)?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
-    let n_out = network::forward(&ap.network, cal.data.row(0)).len();
-    let mut hem = layout::program(&imp, &ap.network, params, n_out, &opts.name)?;
+    let mut hem = layout::program(&imp, &ap.network, params, n_out, &opts.name, mask_output)?;
+    if dp.is_some() {
+        output_dp::check_unused_slots(&hem, data.calibration)?;
+    }
+    hem.client.output_dp = dp.clone();
     progress("checking the program against the f64 network");
     verify::check_program(&hem, &ap.network, &cal)?;
     progress("measuring accuracy");
     let (accuracy, ort_note) = verify::accuracy(&hem, &imp, data, onnx_path, opts)?;
     let (acts, plots) = report::activations(&imp, &cal.ranges, &ap);
-    let notes = imp.notes.iter().chain(&ap.notes).chain([&chosen.note]).chain(&ort_note).cloned().collect();
+    let dp_note = dp.as_ref().map(|d| output_dp::honest_cost_note(&ap, &cal, &imp, d));
+    let mask_note = mask_output.then(|| {
+        "unused slots of the answer masked to zero (one 0/1 plaintext product and a rescale: one more level); \
+         the answer's CKKS noise is not flooded (no circuit privacy for the noise)"
+            .to_string()
+    });
+    let notes = imp
+        .notes
+        .iter()
+        .chain(&ap.notes)
+        .chain([&chosen.note])
+        .chain(&ort_note)
+        .chain(&dp_note)
+        .chain(&mask_note)
+        .cloned()
+        .collect();
     let secs = t0.elapsed().as_secs_f64();
     let r = report::make_report(
         &hem,

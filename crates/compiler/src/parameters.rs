@@ -23,15 +23,25 @@ pub(crate) struct Chosen {
     pub note: String,
 }
 
-pub(crate) fn choose(stages: &[LStage], cal: &Calibration, opts: &Options) -> Result<Chosen, CompileError> {
+/// `reach`: how large the outputs may get after the server's own additions (output-DP
+/// noise), beyond what calibration shows; 0 when nothing is added.
+/// `mask_output`: the program ends with the output mask (one more level; see `layout::build`).
+pub(crate) fn choose(
+    stages: &[LStage],
+    cal: &Calibration,
+    opts: &Options,
+    reach: f64,
+    mask_output: bool,
+) -> Result<Chosen, CompileError> {
     let (calib, cal_rows) = (cal.data, cal.rows);
     // Residual additions make the depth depend on the packing: each ring's program is
     // built on a chain long enough for the worst case and its depth measured.
-    let depth_ub = depth_bound(stages);
+    let depth_ub = depth_bound(stages) + mask_output as u32;
     let mut depth = depth_ub;
     let max_out = (0..cal_rows)
         .map(|r| forward(stages, calib.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
-        .fold(1.0f64, f64::max);
+        .fold(1.0f64, f64::max)
+        .max(reach);
     let headroom = (max_out.log2().ceil().max(0.0) as u32 + 4).max(6);
 
     // Layout feasibility and rotation count on the smallest ring that holds it.
@@ -47,7 +57,7 @@ pub(crate) fn choose(stages: &[LStage], cal: &Calibration, opts: &Options) -> Re
         // will differ under real primes differ here too and get the same alignment.
         let dummy_q: Vec<u64> =
             (0..=depth_ub as u64).map(|i| (1u64 << noise::S_REF) + ((2 * i + 1) << (noise::S_REF - 16)) + 1).collect();
-        match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32)) {
+        match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32), mask_output) {
             Ok(bt) => {
                 depth = depth_ub - bt.b.nodes.iter().map(|n| n.level).min().unwrap_or(depth_ub);
                 let steps = lower::rotation_steps(&bt.b.nodes);

@@ -25,12 +25,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dp;
 pub mod file;
 pub mod ir;
 pub mod report;
 pub mod sim;
 pub mod spec;
 
+pub use dp::{DpMechanism, OutputDp};
 pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
 pub use report::{ActivationReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};

@@ -30,6 +30,10 @@ pub struct ClientSpec {
     pub output: OutputSpec,
     /// Applied by the client, in order, to the decoded output vector.
     pub postprocess: Vec<PostOp>,
+    /// Differentially private outputs (`compile --output-dp`): the server clamps and adds
+    /// noise; absent in models compiled without it (and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_dp: Option<crate::dp::OutputDp>,
 }
 
 /// How one sample becomes ciphertexts.

@@ -41,6 +41,7 @@ fn tiny() -> HeModel {
                 final_name: "y".into(),
             },
             postprocess: vec![],
+            output_dp: None,
         },
         layers: vec![model::LayerInfo { name: "l".into(), kind: "dense".into() }],
         nodes,

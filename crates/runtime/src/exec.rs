@@ -111,7 +111,15 @@ impl CompiledModel {
     pub fn into_service(self, keys: Arc<crate::KeyStore>) -> crate::Service {
         let input = &self.model.client.input;
         let (level, scale) = (input.level as usize, input.scale);
-        crate::Service::new(self.into_executable(), keys).with_input_level(level, scale)
+        let dp = self.model.client.output_dp.clone().map(|cfg| {
+            let out = &self.model.client.output;
+            crate::dp::DpNoise::new(&self.params, &self.model.name, cfg, out.slots.clone(), out.multiplier)
+        });
+        let service = crate::Service::new(self.into_executable(), keys).with_input_level(level, scale);
+        match dp {
+            Some(d) => service.with_output_dp(d),
+            None => service,
+        }
     }
 }
 

@@ -114,6 +114,9 @@ pub struct KeyStore {
     /// bytes the directory's bundles may take; beyond, the least recently used go
     dir_quota: Option<u64>,
     inner: Mutex<Inner>,
+    /// ε spent per (model, key id) on models with differentially private outputs;
+    /// persisted under `<dir>/dp-budget/` when the store has a directory
+    budgets: crate::dp::BudgetLedger,
 }
 
 impl KeyStore {
@@ -130,6 +133,7 @@ impl KeyStore {
             dir: dir.map(Path::to_path_buf),
             dir_quota: None,
             inner: Mutex::new(Inner { entries: HashMap::new(), total: 0, clock: 0 }),
+            budgets: crate::dp::BudgetLedger::new(dir.map(|d| d.join("dp-budget")).as_deref()),
         })
     }
 
@@ -215,6 +219,11 @@ impl KeyStore {
     }
 
     /// The memory bound, in bytes.
+    /// The privacy budgets of this store's key ids (models with output DP).
+    pub fn budgets(&self) -> &crate::dp::BudgetLedger {
+        &self.budgets
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dp;
 pub mod exec;
 mod keydir;
 pub mod keystore;
@@ -18,6 +19,7 @@ pub mod tensor;
 /// check (scripts/check-secret-key-boundary.sh) names `runtime::ckks::SecretKey` and
 /// expects the compiler to refuse it.
 pub use ckks;
+pub use dp::{BudgetError, BudgetLedger, DpAccount};
 pub use exec::{CompiledModel, LoadError, SpecError};
 pub use keystore::{KeyId, KeyStore, KeyStoreError, Requirements};
 pub use loader::{load_model, LoadedModel, ModelLoadError, Settings, SharedKeyStore};

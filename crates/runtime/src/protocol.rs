@@ -41,6 +41,29 @@ pub const KEY_STORE_DIR_MB_PARAM: &str = "heinfer_key_store_dir_mb";
 /// Largest request accepted, in MB.
 pub const MAX_REQUEST_MB_PARAM: &str = "heinfer_max_request_mb";
 
+/// The ε each key id may spend on a model with output DP (overrides `compile --dp-budget`;
+/// `none` lifts the limit, the spending is still counted).
+pub const DP_BUDGET_PARAM: &str = "heinfer_dp_budget";
+/// Response parameters of a model with output DP (doubles): the ε this answer cost,
+/// the ε the key id has spent on the model, its budget and what is left (the last two
+/// only when there is a budget).
+pub const DP_EPSILON_QUERY: &str = "heinfer_dp_epsilon_query";
+pub const DP_EPSILON_SPENT: &str = "heinfer_dp_epsilon_spent";
+pub const DP_EPSILON_BUDGET: &str = "heinfer_dp_epsilon_budget";
+pub const DP_EPSILON_REMAINING: &str = "heinfer_dp_epsilon_remaining";
+
+/// Reads `heinfer_dp_budget`: Some(None) lifts the limit, Some(Some(ε)) sets it.
+pub fn dp_budget(value: &str) -> Result<Option<f64>, SettingError> {
+    let v = value.trim();
+    if v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("unlimited") {
+        return Ok(None);
+    }
+    match v.parse::<f64>() {
+        Ok(e) if e.is_finite() && e > 0.0 => Ok(Some(e)),
+        _ => Err(SettingError { param: DP_BUDGET_PARAM, value: value.into() }),
+    }
+}
+
 /// Key bundles of a deep model are hundreds of MB; a few clients' worth by default.
 pub const DEFAULT_KEY_STORE_MB: usize = 2048;
 /// A request carries at most a key bundle (tens of MB) and a sample's ciphertexts.
@@ -55,6 +78,9 @@ pub struct SettingError {
 
 impl fmt::Display for SettingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.param == DP_BUDGET_PARAM {
+            return write!(f, "parameter {} must be a positive ε or \"none\", got {:?}", self.param, self.value);
+        }
         write!(f, "parameter {} must be a positive number of MB, got {:?}", self.param, self.value)
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use ckks::{read_any_ciphertext_limited, Ciphertext, EvaluationKeys, Evaluator, KeyId, Parameters, WireError};
 use thiserror::Error;
 
+use crate::dp::{BudgetError, DpAccount, DpNoise};
 use crate::keystore::{KeyStore, KeyStoreError, Requirements};
 
 /// A compiled model the runtime can evaluate on ciphertexts.
@@ -77,6 +78,17 @@ pub enum ServiceError {
     WrongLevel { index: usize, level: usize, log_scale: f64, want_level: usize, want_log_scale: f64 },
     #[error("evaluation failed: {0}")]
     Run(#[from] RunError),
+    /// the key id's privacy budget on this model is spent (`Exhausted`: HTTP 429, gRPC
+    /// RESOURCE_EXHAUSTED), or its ledger cannot be read or written
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
+}
+
+impl ServiceError {
+    /// Whether this is a spent privacy budget (front ends answer 429 / RESOURCE_EXHAUSTED).
+    pub fn is_budget_exhausted(&self) -> bool {
+        matches!(self, ServiceError::Budget(BudgetError::Exhausted { .. }))
+    }
 }
 
 /// What a front end hands over for one request.
@@ -92,6 +104,8 @@ pub struct Request<'a> {
 pub struct Response {
     pub ciphertexts: Vec<Vec<u8>>,
     pub key_id: KeyId,
+    /// for models with differentially private outputs: what this answer cost the key id
+    pub dp: Option<DpAccount>,
 }
 
 /// A model being served, with the key store it shares with other models.
@@ -103,19 +117,45 @@ pub struct Service {
     input_level: Option<(usize, f64)>,
     /// what a bundle registered for this model must hold, exactly
     needs: Requirements,
+    /// noise and budget of differentially private outputs, if the model has them
+    dp: Option<Arc<DpNoise>>,
 }
 
 impl Service {
     pub fn new(exe: Arc<dyn Executable>, keys: Arc<KeyStore>) -> Self {
         let eval = Evaluator::new(exe.params());
         let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization());
-        Self { exe, keys, eval, input_level: None, needs }
+        Self { exe, keys, eval, input_level: None, needs, dp: None }
     }
 
     /// Requires inputs at this level and scale (the client spec says which).
     pub fn with_input_level(mut self, level: usize, scale: f64) -> Self {
         self.input_level = Some((level, scale));
         self
+    }
+
+    /// Adds differentially private noise to every answer and charges each key id's
+    /// budget (the model's client spec says how much and where).
+    pub fn with_output_dp(mut self, noise: DpNoise) -> Self {
+        self.dp = Some(Arc::new(noise));
+        self
+    }
+
+    /// Overrides the model's privacy budget per key id (a serving config's
+    /// `heinfer_dp_budget`); no effect on a model without output DP.
+    pub fn set_dp_budget(&mut self, budget: Option<f64>) {
+        if let Some(dp) = self.dp.take() {
+            let mut d = Arc::try_unwrap(dp).unwrap_or_else(|a| {
+                DpNoise::new(self.exe.params(), &a.model, a.config.clone(), a.slots().to_vec(), a.multiplier())
+            });
+            d.budget = budget;
+            self.dp = Some(Arc::new(d));
+        }
+    }
+
+    /// The output-DP noise this service adds, if any.
+    pub fn output_dp(&self) -> Option<&DpNoise> {
+        self.dp.as_deref()
     }
 
     pub fn executable(&self) -> &Arc<dyn Executable> {
@@ -169,6 +209,10 @@ impl Service {
         };
         let keys = self.keys.get(params, id)?;
         self.check_coverage(&keys)?;
+        if let Some(dp) = &self.dp {
+            // Refused before any work; charged (atomically, again checked) after.
+            self.keys.budgets().check(&dp.model, id, &dp.config, dp.budget)?;
+        }
         if req.ciphertexts.is_empty() {
             return Err(ServiceError::MissingInput("ENCRYPTED_INPUT"));
         }
@@ -197,8 +241,13 @@ impl Service {
                 Ok(ct)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let out = self.exe.run_cancellable(&self.eval, &keys, inputs, cancel)?;
-        Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id })
+        let mut out = self.exe.run_cancellable(&self.eval, &keys, inputs, cancel)?;
+        let mut account = None;
+        if let Some(dp) = &self.dp {
+            account = Some(self.keys.budgets().charge(&dp.model, id, &dp.config, dp.budget)?);
+            dp.add(&self.eval, &mut out).map_err(RunError::Ckks)?;
+        }
+        Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id, dp: account })
     }
 }
 

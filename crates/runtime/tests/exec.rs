@@ -63,6 +63,7 @@ fn program() -> (HeModel, Parameters) {
             final_name: "y".into(),
         },
         postprocess: vec![],
+        output_dp: None,
     };
     let m = HeModel {
         name: "t".into(),

@@ -31,6 +31,7 @@ impl From<RequestError> for Status {
     fn from(e: RequestError) -> Self {
         match e {
             RequestError::BadRequest(m) => Status::invalid_argument(m),
+            RequestError::Refused(e) if e.is_budget_exhausted() => Status::resource_exhausted(e.to_string()),
             RequestError::Refused(e) => Status::invalid_argument(e.to_string()),
             RequestError::NotFound(m) => Status::not_found(m),
             RequestError::Unavailable(m) => Status::unavailable(m),
@@ -281,12 +282,16 @@ impl Grpc {
                 return Err(RequestError::bad("shared-memory outputs are not supported by heinfer serve"));
             }
         }
-        let (outputs, timings) = infer::run(&self.state, m, inputs, received, res).await?;
+        let (outputs, dp, timings) = infer::run(&self.state, m, inputs, received, res).await?;
+        let dp_params = dp.map(|a| a.parameters()).unwrap_or_default().into_iter().map(|(k, v)| {
+            let choice = pb::infer_parameter::ParameterChoice::DoubleParam(v);
+            (k.to_string(), pb::InferParameter { parameter_choice: Some(choice) })
+        });
         let resp = pb::ModelInferResponse {
             model_name: m.name.clone(),
             model_version: m.version.clone(),
             id: req.id,
-            parameters: Default::default(),
+            parameters: dp_params.collect(),
             outputs: vec![pb::model_infer_response::InferOutputTensor {
                 name: runtime::protocol::ENCRYPTED_OUTPUT.into(),
                 datatype: "BYTES".into(),

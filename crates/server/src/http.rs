@@ -34,6 +34,8 @@ pub const HEADER_LENGTH: &str = "inference-header-content-length";
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         let status = match &self {
+            // A spent privacy budget is a quota: 429, as rate limits answer.
+            RequestError::Refused(e) if e.is_budget_exhausted() => StatusCode::TOO_MANY_REQUESTS,
             RequestError::BadRequest(_) | RequestError::Refused(_) => StatusCode::BAD_REQUEST,
             RequestError::NotFound(_) => StatusCode::NOT_FOUND,
             RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -582,7 +584,7 @@ async fn infer_inner(
         }
     }
 
-    let (outputs, timings) = infer::run(st, m, inputs, received, res).await?;
+    let (outputs, dp, timings) = infer::run(st, m, inputs, received, res).await?;
     let name = runtime::protocol::ENCRYPTED_OUTPUT;
     // Ciphertexts are not text: when JSON was asked for but the elements are not
     // UTF-8, they go binary anyway (tritonclient reads either form).
@@ -592,6 +594,9 @@ async fn infer_inner(
     let mut head = json!({ "model_name": m.name, "model_version": m.version });
     if let Some(id) = req.id.filter(|s| !s.is_empty()) {
         head["id"] = json!(id);
+    }
+    if let Some(a) = dp {
+        head["parameters"] = a.parameters().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     }
     let resp = match as_text {
         Some(t) => {

@@ -195,7 +195,7 @@ pub async fn run(
     inputs: Vec<InputTensor>,
     received: Instant,
     res: Reservation,
-) -> Result<(Vec<Vec<u8>>, Timings), RequestError> {
+) -> Result<(Vec<Vec<u8>>, Option<runtime::DpAccount>, Timings), RequestError> {
     let input_ns = received.elapsed().as_nanos() as u64;
     let limits = &st.admission.limits;
     let cancel = Arc::new(AtomicBool::new(false));
@@ -249,7 +249,7 @@ pub async fn run(
             return Err(RequestError::Internal(format!("evaluation of model '{}' failed unexpectedly", model.name)));
         }
     };
-    Ok((out.ciphertexts, Timings { queue_ns, input_ns, infer_ns, output_ns: 0 }))
+    Ok((out.ciphertexts, out.dp, Timings { queue_ns, input_ns, infer_ns, output_ns: 0 }))
 }
 
 #[cfg(test)]

@@ -291,9 +291,15 @@ pub fn load_with(path: &Path, ko: &KeyStoreOptions, allow_empty: bool) -> Result
     let mut models = BTreeMap::new();
     for f in found {
         let spec = f.config.parameters.get(CLIENT_SPEC_PARAM).map(String::as_str);
-        let runtime::LoadedModel { service, weight_bytes: weights, .. } =
+        let runtime::LoadedModel { mut service, weight_bytes: weights, .. } =
             runtime::load_model(&f.hem, spec, keys.clone())
                 .map_err(|source| LoadError::Model { model: f.dir_name.clone(), source })?;
+        // The config may override the privacy budget the model was compiled with.
+        if let Some(v) = f.config.parameters.get(runtime::protocol::DP_BUDGET_PARAM) {
+            let budget = runtime::protocol::dp_budget(v)
+                .map_err(|source| LoadError::Param { model: f.dir_name.clone(), source })?;
+            service.set_dp_budget(budget);
+        }
         let instances = f.config.instance_count();
         tracing::info!(model = %f.dir_name, version = %f.version, weights_mb = weights >> 20, instances, "loaded");
         let config_json = f.config.to_json();

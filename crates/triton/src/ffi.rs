@@ -173,5 +173,11 @@ extern "C" {
         memory_type: *mut MemoryType,
         memory_type_id: *mut i64,
     ) -> Err;
+    /// Since backend API 1.14 (Triton 23.x); the symbol is in every Triton this backend loads in (API ≥ 1.19).
+    pub fn TRITONBACKEND_ResponseSetDoubleParameter(
+        response: *mut TRITONBACKEND_Response,
+        name: *const c_char,
+        value: f64,
+    ) -> Err;
     pub fn TRITONBACKEND_ResponseSend(response: *mut TRITONBACKEND_Response, send_flags: u32, error: Err) -> Err;
 }

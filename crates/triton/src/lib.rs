@@ -243,9 +243,15 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
             &format!("model {name}: config has no {CLIENT_SPEC_PARAM} parameter; clients cannot read the spec"),
         );
     }
-    let runtime::LoadedModel { service, client: spec, weight_bytes: weights } =
+    let runtime::LoadedModel { mut service, client: spec, weight_bytes: weights } =
         runtime::load_model(&hem, client_spec.as_deref(), store.clone())
             .map_err(|e| BackendError::invalid(format!("model {name}: cannot load {e}")))?;
+    // The config may override the privacy budget the model was compiled with.
+    if let Some(v) = setting(&cfg, bstate, runtime::protocol::DP_BUDGET_PARAM) {
+        let budget =
+            runtime::protocol::dp_budget(&v).map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
+        service.set_dp_budget(budget);
+    }
     let (keys_mb, keys_dir) = (store.capacity() >> 20, store.dir());
     log(
         LOG_INFO,
@@ -436,7 +442,10 @@ impl Cancellable {
 }
 
 /// Runs one request; returns the output elements and the compute window.
-fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(Vec<Vec<u8>>, u64, u64)> {
+/// The answer's ciphertexts and, for a model with output DP, what it cost the key id.
+type Answer = (Vec<Vec<u8>>, Option<runtime::DpAccount>);
+
+fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(Answer, u64, u64)> {
     let expected = model.service.executable().input_count();
     let input = input_ref(request, INPUT)?.ok_or_else(|| {
         BackendError::invalid(format!("missing input tensor {INPUT}: send the serialized ciphertexts"))
@@ -490,7 +499,7 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(V
         Some(Stop::ClientGone) => BackendError::unavailable("the request was cancelled by its client".into()),
         None => BackendError::invalid(e.to_string()),
     })?;
-    Ok((resp.ciphertexts, compute_start, now_ns()))
+    Ok(((resp.ciphertexts, resp.dp), compute_start, now_ns()))
 }
 
 fn send_output(response: *mut TRITONBACKEND_Response, elements: &[Vec<u8>]) -> Result<()> {
@@ -515,7 +524,17 @@ fn send_output(response: *mut TRITONBACKEND_Response, elements: &[Vec<u8>]) -> R
 }
 
 /// Sends the one response this request gets: the result, or its error.
-fn respond(request: *mut TRITONBACKEND_Request, result: &Result<Vec<Vec<u8>>>) -> bool {
+/// The response parameters of an output-DP answer (ε spent and left).
+fn send_dp_parameters(response: *mut TRITONBACKEND_Response, dp: &runtime::DpAccount) -> Result<()> {
+    for (k, v) in dp.parameters() {
+        let name = CString::new(k).expect("no NUL");
+        // SAFETY: `response` is ours until sent; Triton copies the name.
+        check(unsafe { TRITONBACKEND_ResponseSetDoubleParameter(response, name.as_ptr(), v) })?;
+    }
+    Ok(())
+}
+
+fn respond(request: *mut TRITONBACKEND_Request, result: &Result<Answer>) -> bool {
     let mut response = std::ptr::null_mut();
     // SAFETY: `request` is live; out-parameter ours.
     if let Err(e) = check(unsafe { TRITONBACKEND_ResponseNew(&mut response, request) }) {
@@ -523,7 +542,8 @@ fn respond(request: *mut TRITONBACKEND_Request, result: &Result<Vec<Vec<u8>>>) -
         return false;
     }
     let outcome = match result {
-        Ok(elements) => send_output(response, elements),
+        Ok((elements, dp)) => send_output(response, elements)
+            .and_then(|()| dp.as_ref().map_or(Ok(()), |a| send_dp_parameters(response, a))),
         Err(e) => Err(e.clone()),
     };
     let ok = outcome.is_ok();
