@@ -27,10 +27,12 @@
 
 pub mod file;
 pub mod ir;
+pub mod linear;
 pub mod report;
 pub mod sim;
 pub mod spec;
 
+pub use linear::{AnyModel, AnySpec, LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};
 pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
 pub use report::{ActivationReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
