@@ -9,6 +9,7 @@
 pub mod exec;
 mod keydir;
 pub mod keystore;
+pub mod linear;
 pub mod loader;
 pub mod protocol;
 pub mod service;
@@ -22,5 +23,6 @@ pub use exec::{CompiledModel, LoadError, SpecError};
 pub use keystore::{KeyId, KeyStore, KeyStoreError, Requirements};
 pub use loader::{load_model, LoadedModel, ModelLoadError, Settings, SharedKeyStore};
 pub use protocol::CLIENT_SPEC_PARAM;
-pub use service::{Executable, Request, Response, RunError, Service, ServiceError};
+pub use linear::LinearService;
+pub use service::{CkksService, Executable, Request, Response, RunError, Service, ServiceError};
 pub use tensor::TensorError;

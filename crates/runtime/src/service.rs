@@ -77,6 +77,13 @@ pub enum ServiceError {
     WrongLevel { index: usize, level: usize, log_scale: f64, want_level: usize, want_log_scale: f64 },
     #[error("evaluation failed: {0}")]
     Run(#[from] RunError),
+    /// a key or ciphertext of another scheme than the model's
+    #[error("{0}")]
+    WrongScheme(String),
+    #[error("EVALUATION_KEYS is not a Paillier public key this model accepts: {0}")]
+    PaillierKey(paillier::PaillierError),
+    #[error("ENCRYPTED_INPUT[{index}] is not a valid Paillier ciphertext batch for this model and key: {source}")]
+    Paillier { index: usize, source: paillier::PaillierError },
 }
 
 /// What a front end hands over for one request.
@@ -94,8 +101,70 @@ pub struct Response {
     pub key_id: KeyId,
 }
 
-/// A model being served, with the key store it shares with other models.
-pub struct Service {
+/// A model being served, of either scheme: every front end holds one of these.
+pub enum Service {
+    Ckks(CkksService),
+    Paillier(crate::linear::LinearService),
+}
+
+impl Service {
+    pub fn new(exe: Arc<dyn Executable>, keys: Arc<KeyStore>) -> Self {
+        Service::Ckks(CkksService::new(exe, keys))
+    }
+
+    /// Requires CKKS inputs at this level and scale (the client spec says which).
+    pub fn with_input_level(self, level: usize, scale: f64) -> Self {
+        match self {
+            Service::Ckks(s) => Service::Ckks(s.with_input_level(level, scale)),
+            p => p,
+        }
+    }
+
+    /// The CKKS program, if this is a CKKS model.
+    pub fn executable(&self) -> Option<&Arc<dyn Executable>> {
+        match self {
+            Service::Ckks(s) => Some(s.executable()),
+            Service::Paillier(_) => None,
+        }
+    }
+
+    /// Elements of `ENCRYPTED_INPUT` one request carries.
+    pub fn input_count(&self) -> usize {
+        match self {
+            Service::Ckks(s) => s.executable().input_count(),
+            Service::Paillier(_) => 1,
+        }
+    }
+
+    pub fn scheme(&self) -> model::Scheme {
+        match self {
+            Service::Ckks(_) => model::Scheme::Ckks,
+            Service::Paillier(_) => model::Scheme::Paillier,
+        }
+    }
+
+    /// Registers a CKKS key bundle or a Paillier public key, as the model's scheme takes.
+    pub fn register(&self, keys: &[u8]) -> Result<KeyId, ServiceError> {
+        match self {
+            Service::Ckks(s) => s.register(keys),
+            Service::Paillier(p) => p.register(keys),
+        }
+    }
+
+    pub fn infer(&self, req: Request<'_>) -> Result<Response, ServiceError> {
+        self.infer_cancellable(req, &AtomicBool::new(false))
+    }
+
+    pub fn infer_cancellable(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
+        match self {
+            Service::Ckks(s) => s.infer_cancellable(req, cancel),
+            Service::Paillier(p) => p.infer_cancellable(req, cancel),
+        }
+    }
+}
+
+/// A CKKS model being served, with the key store it shares with other models.
+pub struct CkksService {
     exe: Arc<dyn Executable>,
     keys: Arc<KeyStore>,
     eval: Evaluator,
@@ -105,7 +174,7 @@ pub struct Service {
     needs: Requirements,
 }
 
-impl Service {
+impl CkksService {
     pub fn new(exe: Arc<dyn Executable>, keys: Arc<KeyStore>) -> Self {
         let eval = Evaluator::new(exe.params());
         let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization());
@@ -129,6 +198,9 @@ impl Service {
     /// Registers a bundle for this model's parameters. It must hold exactly the keys
     /// the model uses; nothing of a refused bundle is kept.
     pub fn register(&self, bundle: &[u8]) -> Result<KeyId, ServiceError> {
+        if bundle.starts_with(&paillier::MAGIC) {
+            return Err(paillier_key_sent());
+        }
         self.register_as(bundle, None)
     }
 
@@ -163,6 +235,7 @@ impl Service {
         let id = match (req.evaluation_keys, req.key_id) {
             // A KEY_ID sent with the bundle must name it; checked before the bundle is
             // stored: a mismatch means the client sent something else than it meant.
+            (Some(bundle), _) if bundle.starts_with(&paillier::MAGIC) => return Err(paillier_key_sent()),
             (Some(bundle), given) => self.register_as(bundle, given.map(parse_key_id).transpose()?)?,
             (None, Some(g)) => parse_key_id(g)?,
             (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
@@ -181,6 +254,12 @@ impl Service {
             .iter()
             .enumerate()
             .map(|(index, b)| {
+                if b.starts_with(&paillier::MAGIC) {
+                    return Err(ServiceError::WrongScheme(format!(
+                        "ENCRYPTED_INPUT[{index}] is a Paillier ciphertext, but this model is CKKS: encrypt \
+                         with a key made for its client spec"
+                    )));
+                }
                 let ct = read_any_ciphertext_limited(params, b, max_level)
                     .map_err(|source| ServiceError::Malformed { index, source })?;
                 if let Some((level, scale)) = self.input_level {
@@ -202,7 +281,15 @@ impl Service {
     }
 }
 
-fn parse_key_id(raw: &[u8]) -> Result<KeyId, ServiceError> {
+fn paillier_key_sent() -> ServiceError {
+    ServiceError::WrongScheme(
+        "EVALUATION_KEYS holds a Paillier public key, but this model is CKKS: make its key bundle with \
+         `heinfer keygen` on this model (or heinfer.Client)"
+            .into(),
+    )
+}
+
+pub(crate) fn parse_key_id(raw: &[u8]) -> Result<KeyId, ServiceError> {
     let s = std::str::from_utf8(raw)
         .map_err(|_| KeyStoreError::BadKeyId(WireError::OutOfRange { field: "key id", detail: "not UTF-8".into() }))?;
     Ok(KeyId::parse(s).map_err(KeyStoreError::BadKeyId)?)
