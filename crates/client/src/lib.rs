@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 pub mod keys;
+pub mod paillier_session;
 pub mod release;
 pub mod session;
 
 pub use keys::{ClientError, ClientKeys};
 pub use model::ClientSpec;
+pub use paillier_session::{PaillierSession, PaillierSessionError};
 pub use release::{decrypt_for_release, Guarantee, Release, ReleaseError};
 pub use session::{Session, SessionError};
