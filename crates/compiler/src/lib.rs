@@ -42,6 +42,7 @@ mod params;
 mod passes;
 mod report;
 mod residual;
+pub mod scheme;
 mod svg;
 mod triton;
 mod verify;
@@ -54,6 +55,7 @@ use model::HeModel;
 pub use activation::ActFn;
 pub use import::MaxPoolPolicy;
 pub use npy::Array;
+pub use scheme::{compile_with_scheme, write_repository_any, Choice, CompiledAny, CompiledLinear, SchemeRequest};
 pub use verify::simulate_one;
 
 #[derive(Debug, thiserror::Error)]
