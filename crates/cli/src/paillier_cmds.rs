@@ -29,7 +29,10 @@ pub fn keygen(spec: LinearSpec, secret_key: &Path, keys_out: &Path, reuse: bool,
             return Err(format!("{} exists; heinfer never overwrites a secret key", secret_key.display()));
         }
         let pb = spinner();
-        pb.set_message(format!("generating a {}-bit Paillier key pair (safe primes; up to a minute)", spec.min_modulus_bits));
+        pb.set_message(format!(
+            "generating a {}-bit Paillier key pair (safe primes; up to a minute)",
+            spec.min_modulus_bits
+        ));
         let s = PaillierSession::generate(spec).map_err(|e| e.to_string());
         pb.finish_and_clear();
         let s = s?;
@@ -57,12 +60,19 @@ pub fn keygen(spec: LinearSpec, secret_key: &Path, keys_out: &Path, reuse: bool,
     Ok(())
 }
 
-pub fn encrypt(spec: LinearSpec, secret_key: &Path, xs: &compiler::Array, count: usize, files: &[PathBuf]) -> Result<(), String> {
+pub fn encrypt(
+    spec: LinearSpec,
+    secret_key: &Path,
+    xs: &compiler::Array,
+    count: usize,
+    files: &[PathBuf],
+) -> Result<(), String> {
     let s = session(spec, secret_key)?;
     let n = s.input_len();
     for (i, f) in files.iter().enumerate().take(count) {
         let el = s.encrypt(&xs.data[i * n..(i + 1) * n]).map_err(|e| format!("sample {i}: {e}"))?;
-        std::fs::write(f, write_container(KIND_QUERY, &el)).map_err(|e| format!("cannot write {}: {e}", f.display()))?;
+        std::fs::write(f, write_container(KIND_QUERY, &el))
+            .map_err(|e| format!("cannot write {}: {e}", f.display()))?;
         println!("{}", f.display());
     }
     Ok(())
@@ -140,13 +150,17 @@ pub fn run(
         let t = Instant::now();
         let out = loaded
             .service
-            .infer(Request { ciphertexts: q.iter().map(|c| &c[..]).collect(), key_id: Some(hex.as_bytes()), evaluation_keys: None })
+            .infer(Request {
+                ciphertexts: q.iter().map(|c| &c[..]).collect(),
+                key_id: Some(hex.as_bytes()),
+                evaluation_keys: None,
+            })
             .map_err(|e| e.to_string())?;
         t_eval += t.elapsed().as_secs_f64();
         r_bytes = out.ciphertexts.iter().map(Vec::len).sum();
         let t = Instant::now();
         let ints = s.decrypt_integers(&out.ciphertexts).map_err(|e| e.to_string())?;
-        let y = s.decrypt(&out.ciphertexts).map_err(|e| e.to_string())?;
+        let y = s.decode_scores(&ints).map_err(|e| e.to_string())?;
         t_dec += t.elapsed().as_secs_f64();
         let want = svc.linear().evaluate_plain(&s.encode(x).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         exact += (ints == want) as usize;
@@ -170,7 +184,10 @@ pub fn run(
     if json {
         println!("{summary}");
     } else {
-        println!("model {} (Paillier) — {count} samples encrypted, evaluated and decrypted in this process", svc.model().name);
+        println!(
+            "model {} (Paillier) — {count} samples encrypted, evaluated and decrypted in this process",
+            svc.model().name
+        );
         for (i, (class, post)) in first.iter().enumerate() {
             let v: Vec<String> = post.iter().map(|v| format!("{v:.4}")).collect();
             println!("  sample {i}: class {class}  [{}]", v.join(", "));

@@ -106,8 +106,7 @@ impl PaillierSession {
     /// One sample → the one element of `ENCRYPTED_INPUT` (a batch of d ciphertexts).
     pub fn encrypt(&self, x: &[f64]) -> Result<Vec<Vec<u8>>, PaillierSessionError> {
         let m = self.encode(x)?;
-        let cts =
-            m.iter().map(|v| self.sk.encrypt(v, &mut rand_core::OsRng)).collect::<Result<Vec<_>, _>>()?;
+        let cts = m.iter().map(|v| self.sk.encrypt(v, &mut rand_core::OsRng)).collect::<Result<Vec<_>, _>>()?;
         Ok(vec![self.sk.public_key().write_ciphertexts(&cts)])
     }
 
@@ -126,8 +125,13 @@ impl PaillierSession {
 
     /// The scores as reals (before post-processing).
     pub fn decrypt(&self, out: &[Vec<u8>]) -> Result<Vec<f64>, PaillierSessionError> {
+        self.decode_scores(&self.decrypt_integers(out)?)
+    }
+
+    /// Integer scores (from [`Self::decrypt_integers`]) as reals.
+    pub fn decode_scores(&self, scores: &[Integer]) -> Result<Vec<f64>, PaillierSessionError> {
         let fp = FixedPoint::new(self.spec.output.frac_bits)?;
-        Ok(self.decrypt_integers(out)?.iter().map(|v| fp.decode(v)).collect())
+        Ok(scores.iter().map(|v| fp.decode(v)).collect())
     }
 
     pub fn postprocess(&self, y: &[f64]) -> Vec<f64> {

@@ -78,7 +78,11 @@ fn served_scores_equal_the_fixed_point_computation() {
         // The first request registers the public key with the query; the others name it.
         let keys = (i == 0).then_some(&pk[..]);
         let out = svc
-            .infer(Request { ciphertexts: q.iter().map(|c| &c[..]).collect(), key_id: Some(hex.as_bytes()), evaluation_keys: keys })
+            .infer(Request {
+                ciphertexts: q.iter().map(|c| &c[..]).collect(),
+                key_id: Some(hex.as_bytes()),
+                evaluation_keys: keys,
+            })
             .unwrap();
         let got = s.decrypt_integers(&out.ciphertexts).unwrap();
         let want = linear.evaluate_plain(&s.encode(x).unwrap()).unwrap();

@@ -408,7 +408,11 @@ fn compile_linear(
         scheme: Scheme::Paillier,
         model: opts.name.clone(),
         min_modulus_bits: model::linear::MIN_PAILLIER_BITS,
-        input: LinearInput { name: imp.input_name.clone(), shape: imp.input_shape.clone(), frac_bits: q.input.frac_bits() },
+        input: LinearInput {
+            name: imp.input_name.clone(),
+            shape: imp.input_shape.clone(),
+            frac_bits: q.input.frac_bits(),
+        },
         output: LinearOutput {
             name: imp.he_output.clone(),
             shape: vec![k],

@@ -202,7 +202,10 @@ impl PaillierModel {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
         if bytes.len() > MAX_FILE_BYTES {
-            return Err(ModelError::Truncated(format!("{} bytes is larger than the {MAX_FILE_BYTES} limit", bytes.len())));
+            return Err(ModelError::Truncated(format!(
+                "{} bytes is larger than the {MAX_FILE_BYTES} limit",
+                bytes.len()
+            )));
         }
         if bytes.len() < 8 || &bytes[..8] != MAGIC {
             return Err(ModelError::Magic);
@@ -256,7 +259,10 @@ impl AnyModel {
         let io = |e| ModelError::Io { path: p.display().to_string(), source: e };
         let meta = std::fs::metadata(p).map_err(io)?;
         if meta.len() > MAX_FILE_BYTES as u64 {
-            return Err(ModelError::Truncated(format!("{} is larger than the {MAX_FILE_BYTES} byte limit", p.display())));
+            return Err(ModelError::Truncated(format!(
+                "{} is larger than the {MAX_FILE_BYTES} byte limit",
+                p.display()
+            )));
         }
         Self::from_bytes(&std::fs::read(p).map_err(io)?)
     }
