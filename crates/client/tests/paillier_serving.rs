@@ -7,7 +7,9 @@
 use client::PaillierSession;
 use model::{LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};
 use paillier::{FixedPoint, Integer, SecretKey};
-use runtime::{LinearService, Request, Service, ServiceError};
+use std::sync::Arc;
+
+use runtime::{KeyStore, LinearService, Request, Service, ServiceError};
 
 fn fixture_key() -> SecretKey {
     let hex = include_str!("../../paillier/tests/fixtures/test-only-secret-key-3072-a.hex").trim();
@@ -50,7 +52,8 @@ fn refused(r: Result<runtime::Response, ServiceError>) -> ServiceError {
 }
 
 fn service(m: &PaillierModel) -> Service {
-    Service::Paillier(LinearService::new(m.clone(), 1 << 28).unwrap())
+    let store = Arc::new(KeyStore::new(1 << 28, None).unwrap());
+    Service::Paillier(LinearService::new(m.clone(), store).unwrap())
 }
 
 #[test]

@@ -117,6 +117,7 @@ pub struct CompiledLinear {
 }
 
 /// A compiled model of either scheme.
+#[allow(clippy::large_enum_variant)] // one per compilation
 pub enum CompiledAny {
     Ckks(Compiled),
     Paillier(CompiledLinear),
@@ -363,7 +364,7 @@ pub fn compile_with_scheme(
     };
     let compiled = match chosen {
         Scheme::Paillier => {
-            let a = affine.map_err(|e| CompileError::Internal(e))?;
+            let a = affine.map_err(CompileError::Internal)?;
             CompiledAny::Paillier(compile_linear(&imp, &a, data, onnx_path, opts, &choice, progress)?)
         }
         _ => {

@@ -239,6 +239,8 @@ impl PaillierModel {
 }
 
 /// A model of any scheme, as `model.hem` holds it.
+// A few per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnyModel {
     Ckks(HeModel),
@@ -297,6 +299,7 @@ impl AnyModel {
 }
 
 /// A client spec of any scheme.
+#[allow(clippy::large_enum_variant)] // one per model or client
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnySpec {
     Ckks(ClientSpec),

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use model::PaillierModel;
 use paillier::{Evaluator, FixedPoint, Integer, LinearModel, PaillierError, PublicKey, Rerandomize};
 
-use crate::keystore::{KeyId, KeyStoreError};
+use crate::keystore::{KeyId, KeyStore, KeyStoreError};
 use crate::service::{Request, Response, ServiceError};
 
 /// Memory one registered key takes with its evaluator (the fixed-base table dominates).
@@ -37,6 +37,8 @@ pub struct LinearService {
     linear: LinearModel,
     keys: Mutex<Keys>,
     capacity: usize,
+    /// the key store this model was loaded with (its memory budget bounds `keys`)
+    store: Arc<KeyStore>,
 }
 
 #[derive(Default)]
@@ -46,8 +48,8 @@ struct Keys {
 }
 
 impl LinearService {
-    /// The model, keeping at most `key_memory` bytes of registered keys.
-    pub fn new(model: PaillierModel, key_memory: usize) -> Result<Self, LinearLoadError> {
+    /// The model, keeping at most the store's capacity in registered keys.
+    pub fn new(model: PaillierModel, store: Arc<KeyStore>) -> Result<Self, LinearLoadError> {
         let bias = model
             .bias
             .iter()
@@ -62,7 +64,12 @@ impl LinearService {
             FixedPoint::new(model.client.input.frac_bits)?,
             FixedPoint::new(model.weight_frac_bits)?,
         )?;
-        Ok(Self { model, linear, keys: Mutex::default(), capacity: (key_memory / KEY_MEMORY).max(1) })
+        let capacity = (store.capacity() / KEY_MEMORY).max(1);
+        Ok(Self { model, linear, keys: Mutex::default(), capacity, store })
+    }
+
+    pub fn key_store(&self) -> &Arc<KeyStore> {
+        &self.store
     }
 
     pub fn model(&self) -> &PaillierModel {

@@ -89,7 +89,7 @@ fn load_linear(
     }
     let client = model::AnySpec::Paillier(m.client.clone());
     let weight_bytes = m.weights.iter().map(|r| r.len() * 8).sum();
-    let svc = crate::linear::LinearService::new(m, keys.capacity())
+    let svc = crate::linear::LinearService::new(m, keys)
         .map_err(|source| ModelLoadError::Linear { path: hem.into(), source })?;
     Ok(LoadedModel { service: crate::Service::Paillier(svc), client, weight_bytes })
 }

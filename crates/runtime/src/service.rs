@@ -102,6 +102,8 @@ pub struct Response {
 }
 
 /// A model being served, of either scheme: every front end holds one of these.
+// One per served model, held in an Arc: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Service {
     Ckks(CkksService),
     Paillier(crate::linear::LinearService),
@@ -125,6 +127,13 @@ impl Service {
         match self {
             Service::Ckks(s) => Some(s.executable()),
             Service::Paillier(_) => None,
+        }
+    }
+
+    pub fn key_store(&self) -> &Arc<KeyStore> {
+        match self {
+            Service::Ckks(s) => s.key_store(),
+            Service::Paillier(p) => p.key_store(),
         }
     }
 
