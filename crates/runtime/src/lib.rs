@@ -12,6 +12,7 @@ pub mod keystore;
 pub mod linear;
 pub mod loader;
 pub mod protocol;
+pub mod served;
 pub mod service;
 pub mod tensor;
 
@@ -24,5 +25,6 @@ pub use keystore::{KeyId, KeyStore, KeyStoreError, Requirements};
 pub use linear::LinearService;
 pub use loader::{load_model, LoadedModel, ModelLoadError, Settings, SharedKeyStore};
 pub use protocol::CLIENT_SPEC_PARAM;
-pub use service::{CkksService, Executable, Request, Response, RunError, Service, ServiceError};
+pub use served::Service;
+pub use service::{CkksService, Executable, Request, Response, RunError, ServiceError};
 pub use tensor::TensorError;
