@@ -29,6 +29,16 @@ for p in runtime server triton aggregate; do
       echo "FAIL: $p pulls in $engine's secret-key feature:"; echo "$feats"; exit 1
     fi
   done
+  # Paillier's secret key is behind the paillier crate's own feature (runtime serves Paillier models).
+  if [ "$p" != aggregate ]; then
+    feats=$(cargo tree -q -p "$p" -e features -i paillier --prefix none --edges normal 2>/dev/null || true)
+    if [ -z "$feats" ]; then
+      echo "FAIL: cannot resolve paillier features for $p"; exit 1
+    fi
+    if grep -q 'feature "secret-key"' <<<"$feats"; then
+      echo "FAIL: $p pulls in paillier's secret-key feature:"; echo "$feats"; exit 1
+    fi
+  fi
   if cargo tree -q -p "$p" -e normal --prefix none | grep -Eq '^(client|compiler|cli) v'; then
     echo "FAIL: $p depends on client code"; exit 1
   fi
@@ -60,6 +70,9 @@ TOML
 pub fn through_runtime(_: &runtime::ckks::SecretKey) {}
 pub fn through_server(_: &server::runtime::ckks::SecretKey) {}
 RS
+  if [ "$name" = paillier-without ] || [ "$name" = paillier-with ]; then
+    echo 'pub fn paillier_through_runtime(_: &paillier::SecretKey) {}' >"$dir/src/lib.rs"
+  fi
   local log=$dir/check.log
   if cargo check -q --offline --manifest-path "$dir/Cargo.toml" >"$log" 2>&1; then got=pass; else got=fail; fi
   if [ "$got" != "$expect" ]; then
@@ -74,4 +87,7 @@ RS
 echo "== a crate using runtime / server cannot name runtime::ckks::SecretKey"
 check without-secret-key "" fail
 check with-secret-key "ckks = { path = \"$root/crates/ckks\", features = [\"secret-key\"] }" pass
+echo "== a crate using runtime / server with the paillier crate they resolve cannot name paillier::SecretKey"
+check paillier-without "paillier = { path = \"$root/crates/paillier\" }" fail
+check paillier-with "paillier = { path = \"$root/crates/paillier\", features = [\"secret-key\"] }" pass
 echo "secret-key boundary holds"

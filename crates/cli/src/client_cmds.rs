@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use client::Session;
-use model::{ClientSpec, HeModel};
-use runtime::{CompiledModel, KeyStore, Request};
+use model::{AnyModel, AnySpec, ClientSpec, HeModel};
+use runtime::{KeyStore, Request};
 
 use crate::{find_hem, spinner};
 
@@ -67,6 +67,16 @@ pub fn read_container<'a>(what: &str, kind: u16, bytes: &'a [u8]) -> Result<Vec<
     runtime::tensor::split_bytes(what, &bytes[HEADER..], Some(count)).map_err(|e| format!("{what}: {e}"))
 }
 
+/// The client spec, of either scheme, of a model directory, a model.hem, or a client-spec JSON file.
+pub fn load_any_spec(path: &Path) -> Result<AnySpec, String> {
+    if path.extension().map(|e| e == "json").unwrap_or(false) {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return AnySpec::from_json(&text).map_err(|e| format!("{}: not a client spec: {e}", path.display()));
+    }
+    let hem = find_hem(path);
+    Ok(AnyModel::read_file(&hem).map_err(|e| format!("{}: {e}", hem.display()))?.spec())
+}
+
 /// The client spec of a model directory, a model.hem, or a client-spec JSON file.
 pub fn load_spec(path: &Path) -> Result<ClientSpec, String> {
     let is_json = path.extension().map(|e| e == "json").unwrap_or(false);
@@ -96,8 +106,16 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// `heinfer keygen`: a new secret key (0600, never overwritten) and the evaluation-key bundle.
-pub fn keygen(model: &Path, secret_key: &Path, keys_out: &Path, json: bool) -> Result<(), String> {
-    let spec = load_spec(model)?;
+pub fn keygen(model: &Path, secret_key: &Path, keys_out: &Path, reuse: bool, json: bool) -> Result<(), String> {
+    let spec = match load_any_spec(model)? {
+        AnySpec::Paillier(spec) => return crate::paillier_cmds::keygen(spec, secret_key, keys_out, reuse, json),
+        AnySpec::Ckks(spec) => spec,
+    };
+    if reuse {
+        return Err("--reuse-secret-key rewrites a Paillier public key; a CKKS model's evaluation keys are made \
+                    with a new secret key (run keygen without it)"
+            .into());
+    }
     if secret_key.exists() {
         return Err(format!("{} exists; heinfer never overwrites a secret key", secret_key.display()));
     }
@@ -148,6 +166,21 @@ pub fn encrypt(
     samples: Option<usize>,
     out: &Path,
 ) -> Result<(), String> {
+    if let AnySpec::Paillier(spec) = load_any_spec(model)? {
+        let xs = compiler::npy::read(input).map_err(|e| format!("input file {}: {e}", input.display()))?;
+        let n = spec.input_len();
+        if xs.data.len() % n != 0 || xs.data.is_empty() {
+            return Err(format!(
+                "input file {} has shape {:?}; the model takes samples of shape {:?} ({n} values)",
+                input.display(),
+                xs.shape,
+                spec.input.shape
+            ));
+        }
+        let count = samples.unwrap_or(xs.data.len() / n).min(xs.data.len() / n);
+        let files = output_files(count, out)?;
+        return crate::paillier_cmds::encrypt(spec, secret_key, &xs, count, &files);
+    }
     let s = session(model, secret_key)?;
     let xs = compiler::npy::read(input).map_err(|e| format!("input file {}: {e}", input.display()))?;
     let n = s.input_len();
@@ -161,18 +194,23 @@ pub fn encrypt(
     }
     let rows = xs.data.len() / n;
     let count = samples.unwrap_or(rows).min(rows);
-    let files: Vec<PathBuf> = if count == 1 && !out.is_dir() {
-        vec![out.to_path_buf()]
-    } else {
-        std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-        (0..count).map(|i| out.join(format!("query_{i:05}.hect"))).collect()
-    };
+    let files = output_files(count, out)?;
     for (i, f) in files.iter().enumerate() {
         let cts = s.encrypt(&xs.data[i * n..(i + 1) * n]).map_err(|e| format!("sample {i}: {e}"))?;
         write_new(f, &write_container(KIND_QUERY, &cts))?;
         println!("{}", f.display());
     }
     Ok(())
+}
+
+/// One query file per sample: `out` itself for one sample, else files in the directory `out`.
+fn output_files(count: usize, out: &Path) -> Result<Vec<PathBuf>, String> {
+    Ok(if count == 1 && !out.is_dir() {
+        vec![out.to_path_buf()]
+    } else {
+        std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+        (0..count).map(|i| out.join(format!("query_{i:05}.hect"))).collect()
+    })
 }
 
 /// `heinfer evaluate`: the server's step, in this process — a result file per query file.
@@ -182,10 +220,9 @@ pub fn evaluate(model: &Path, keys: &Path, queries: &[PathBuf], out: &Path) -> R
     for (q, bytes) in queries.iter().zip(&files) {
         read_container(&q.display().to_string(), KIND_QUERY, bytes)?;
     }
-    let m = load_model(model)?;
-    let exe = CompiledModel::load(m).map_err(|e| e.to_string())?;
     let store = KeyStore::new(usize::MAX, None).map_err(|e| e.to_string())?;
-    let service = exe.into_service(Arc::new(store));
+    let hem = find_hem(model);
+    let service = runtime::load_model(&hem, None, Arc::new(store)).map_err(|e| e.to_string())?.service;
     let bundle = read(keys)?;
     let id = service.register(&bundle).map_err(|e| format!("evaluation keys {}: {e}", keys.display()))?;
     let hex = id.hex();
@@ -230,6 +267,9 @@ pub fn decrypt(
     release: Option<&str>,
     json: bool,
 ) -> Result<(), String> {
+    if let AnySpec::Paillier(spec) = load_any_spec(model)? {
+        return crate::paillier_cmds::decrypt(spec, secret_key, results, postprocess, release, json);
+    }
     let s = session(model, secret_key)?;
     let release = release.map(client::Release::parse).transpose().map_err(|e| e.to_string())?;
     for r in results {

@@ -12,6 +12,7 @@ mod aggregate_cmds;
 mod bench;
 mod client_cmds;
 mod demo;
+mod paillier_cmds;
 mod run;
 
 #[global_allocator]
@@ -103,6 +104,13 @@ enum Cmd {
         /// print the report as JSON
         #[arg(long)]
         json: bool,
+        /// encryption scheme: ckks (any network, approximate), paillier (linear models: no evaluation keys,
+        /// exact in fixed point), bgv (exact integers; needs --quantize), or auto (costs each and says why)
+        #[arg(long, default_value = "ckks")]
+        scheme: compiler::SchemeRequest,
+        /// for --scheme bgv: scale weights and inputs to integers of this many bits
+        #[arg(long)]
+        quantize: Option<u32>,
     },
     /// Encrypted evaluation in this process: keys, encryption, the runtime, decryption, against the simulation
     Run {
@@ -120,6 +128,9 @@ enum Cmd {
         /// print one JSON summary
         #[arg(long)]
         json: bool,
+        /// a Paillier model: use this secret key instead of making one (key generation takes up to a minute)
+        #[arg(long)]
+        secret_key: Option<PathBuf>,
     },
     /// Serve a model repository over KServe v2 (HTTP with binary data, and gRPC), as Triton with the heinfer backend would (what `heinfer-server` runs)
     Serve(server::ServeArgs),
@@ -148,6 +159,9 @@ enum Cmd {
         /// where to write the evaluation-key bundle (sent to the server once)
         #[arg(long)]
         keys_out: PathBuf,
+        /// a Paillier model: write the public key of the existing --secret-key again instead of making a key pair
+        #[arg(long)]
+        reuse_secret_key: bool,
         #[arg(long)]
         json: bool,
     },
@@ -274,6 +288,8 @@ fn run(cli: Cli) -> Result<(), String> {
             dp_budget,
             mask_unused_slots,
             json,
+            scheme,
+            quantize,
         } => {
             let output_dp = output_dp
                 .map(|s| {
@@ -312,26 +328,47 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };
-            let res = compiler::compile(&bytes, Some(&model), &d, &opts, &|m| pb.set_message(m.to_string()));
+            let res = compiler::compile_with_scheme(&bytes, Some(&model), &d, &opts, scheme, quantize, &|m| {
+                pb.set_message(m.to_string())
+            });
             pb.finish_and_clear();
-            let c = res.map_err(|e| e.to_string())?;
-            let dir = compiler::write_repository(&output, &c).map_err(|e| e.to_string())?;
-            let r = c.model.report.as_ref().expect("compile makes a report");
-            if json {
-                println!("{}", serde_json::to_string_pretty(r).unwrap());
-            } else {
-                print!("{}", r.to_text());
-                println!("written: {}", dir.display());
+            let (c, choice) = res.map_err(|e| e.to_string())?;
+            let dir = compiler::write_repository_any(&output, &c, &choice).map_err(|e| e.to_string())?;
+            match (&c, json) {
+                (compiler::CompiledAny::Ckks(c), true) => {
+                    let r = c.model.report.as_ref().expect("compile makes a report");
+                    println!("{}", serde_json::to_string_pretty(r).unwrap());
+                }
+                (compiler::CompiledAny::Paillier(p), true) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "model": p.model.name, "scheme": "paillier", "client_spec": p.model.client,
+                        "weight_frac_bits": p.model.weight_frac_bits, "accuracy": p.accuracy,
+                        "choice": choice, "report": p.model.report,
+                    }))
+                    .unwrap()
+                ),
+                (_, false) => {
+                    print!("{}", c.report_text());
+                    println!("written: {}", dir.display());
+                }
             }
             Ok(())
         }
-        Cmd::Run { path, input, labels, samples, json } => {
-            run::run(run::RunArgs { hem: &find_hem(&path), input: &input, labels: labels.as_deref(), samples, json })
-        }
+        Cmd::Run { path, input, labels, samples, json, secret_key } => run::run(run::RunArgs {
+            hem: &find_hem(&path),
+            input: &input,
+            labels: labels.as_deref(),
+            samples,
+            json,
+            secret_key: secret_key.as_deref(),
+        }),
         Cmd::Serve(args) => server::serve(args),
         Cmd::Aggregate(cmd) => aggregate_cmds::run(cmd),
         Cmd::Demo { samples, json, models, model } => demo::demo(demo::DemoArgs { samples, json, models, model }),
-        Cmd::Keygen { model, secret_key, keys_out, json } => client_cmds::keygen(&model, &secret_key, &keys_out, json),
+        Cmd::Keygen { model, secret_key, keys_out, reuse_secret_key, json } => {
+            client_cmds::keygen(&model, &secret_key, &keys_out, reuse_secret_key, json)
+        }
         Cmd::Encrypt { model, secret_key, input, samples, output } => {
             client_cmds::encrypt(&model, &secret_key, &input, samples, &output)
         }
@@ -343,7 +380,19 @@ fn run(cli: Cli) -> Result<(), String> {
             bench::bench(bench::BenchArgs { model: &model, input: input.as_deref(), samples, json })
         }
         Cmd::Inspect { path, json, client_spec, ops } => {
-            let m = model::HeModel::read_file(find_hem(&path)).map_err(|e| e.to_string())?;
+            let m = match model::AnyModel::read_file(find_hem(&path)).map_err(|e| e.to_string())? {
+                model::AnyModel::Ckks(m) => m,
+                model::AnyModel::Paillier(p) => {
+                    if client_spec {
+                        println!("{}", serde_json::to_string_pretty(&p.client).unwrap());
+                    } else if json {
+                        println!("{}", serde_json::to_string_pretty(&p).unwrap());
+                    } else {
+                        print!("{}", p.report);
+                    }
+                    return Ok(());
+                }
+            };
             if client_spec {
                 println!("{}", serde_json::to_string_pretty(&m.client).unwrap());
                 return Ok(());

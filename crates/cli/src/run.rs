@@ -17,10 +17,15 @@ pub struct RunArgs<'a> {
     pub labels: Option<&'a Path>,
     pub samples: Option<usize>,
     pub json: bool,
+    /// a Paillier model's secret key to use instead of a new one
+    pub secret_key: Option<&'a Path>,
 }
 
 pub fn run(a: RunArgs) -> Result<(), String> {
-    let m = model::HeModel::read_file(a.hem).map_err(|e| e.to_string())?;
+    let m = match model::AnyModel::read_file(a.hem).map_err(|e| e.to_string())? {
+        model::AnyModel::Ckks(m) => m,
+        model::AnyModel::Paillier(p) => return run_paillier(&a, &p),
+    };
     let xs = compiler::npy::read(a.input).map_err(|e| format!("input file: {e}"))?;
     let ys = a.labels.map(compiler::npy::read).transpose().map_err(|e| format!("labels file: {e}"))?;
     let count = a.samples.unwrap_or(xs.rows()).min(xs.rows());
@@ -144,4 +149,16 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         weights as f64 / 1e6
     );
     Ok(())
+}
+
+fn run_paillier(a: &RunArgs, p: &model::PaillierModel) -> Result<(), String> {
+    let xs = compiler::npy::read(a.input).map_err(|e| format!("input file: {e}"))?;
+    let ys = a.labels.map(compiler::npy::read).transpose().map_err(|e| format!("labels file: {e}"))?;
+    let n = p.client.input_len();
+    if xs.data.len() % n != 0 || xs.data.is_empty() {
+        return Err(format!("input file has shape {:?}; the model takes samples of {n} values", xs.shape));
+    }
+    let rows = xs.data.len() / n;
+    let count = a.samples.unwrap_or(rows).min(rows);
+    crate::paillier_cmds::run(a.hem, &xs, ys.as_ref(), count, a.secret_key, a.json)
 }

@@ -19,6 +19,36 @@ pub enum ClientError {
     Wire { path: String, source: WireError },
 }
 
+/// Writes secret-key bytes to a new file with mode 0600; never overwrites one (any scheme).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
+    let io = |source| ClientError::Io { path: path.display().to_string(), source };
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Reads a secret-key file, refusing one that others can read.
+pub(crate) fn read_private(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, ClientError> {
+    let p = path.display().to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| ClientError::Io { path: p.clone(), source })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ClientError::Permissions { path: p, mode });
+        }
+    }
+    Ok(zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| ClientError::Io { path: p, source })?))
+}
+
 /// A client's secret key and the parameters it belongs to.
 pub struct ClientKeys {
     params: Parameters,
@@ -42,33 +72,13 @@ impl ClientKeys {
 
     /// Writes the secret key to a new file with mode 0600; never overwrites one.
     pub fn save_secret(&self, path: &Path) -> Result<(), ClientError> {
-        let io = |source| ClientError::Io { path: path.display().to_string(), source };
-        let mut opts = OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(io)?;
-        f.write_all(&self.sk.to_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)
+        write_private(path, &self.sk.to_bytes())
     }
 
     /// Reads a secret key file, refusing one that others can read.
     pub fn load_secret(params: &Parameters, path: &Path) -> Result<Self, ClientError> {
         let p = path.display().to_string();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(path).map_err(|source| ClientError::Io { path: p.clone(), source })?;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(ClientError::Permissions { path: p, mode });
-            }
-        }
-        let bytes =
-            zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| ClientError::Io { path: p.clone(), source })?);
+        let bytes = read_private(path)?;
         let sk = SecretKey::from_bytes(params, &bytes).map_err(|source| ClientError::Wire { path: p, source })?;
         Ok(Self { params: params.clone(), sk })
     }

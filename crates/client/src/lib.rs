@@ -9,10 +9,12 @@
 
 pub mod aggregate;
 pub mod keys;
+pub mod paillier_session;
 pub mod release;
 pub mod session;
 
 pub use keys::{ClientError, ClientKeys};
 pub use model::ClientSpec;
+pub use paillier_session::{PaillierSession, PaillierSessionError};
 pub use release::{decrypt_for_release, Guarantee, Release, ReleaseError};
 pub use session::{Session, SessionError};

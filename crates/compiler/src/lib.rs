@@ -43,6 +43,7 @@ mod params;
 mod passes;
 mod report;
 mod residual;
+pub mod scheme;
 mod svg;
 mod triton;
 mod verify;
@@ -56,6 +57,7 @@ pub use activation::ActFn;
 pub use import::MaxPoolPolicy;
 pub use npy::Array;
 pub use output_dp::OutputDpRequest;
+pub use scheme::{compile_with_scheme, write_repository_any, Choice, CompiledAny, CompiledLinear, SchemeRequest};
 pub use verify::simulate_one;
 
 #[derive(Debug, thiserror::Error)]

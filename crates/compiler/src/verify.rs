@@ -45,10 +45,23 @@ pub(crate) fn accuracy(
     onnx_path: Option<&Path>,
     opts: &Options,
 ) -> Result<(Accuracy, Option<String>), CompileError> {
+    let eval = data.eval.unwrap_or(data.calibration);
+    let sims: Vec<Vec<f64>> = (0..eval.rows()).map(|r| simulate_one(hem, eval.row(r))).collect::<Result<_, _>>()?;
+    accuracy_of(sims, imp, data, onnx_path, opts)
+}
+
+/// [`accuracy`] for outputs `sims` computed some other way (one per evaluation sample,
+/// before post-processing): a Paillier model's fixed-point scores.
+pub(crate) fn accuracy_of(
+    sims: Vec<Vec<f64>>,
+    imp: &Imported,
+    data: &Data,
+    onnx_path: Option<&Path>,
+    opts: &Options,
+) -> Result<(Accuracy, Option<String>), CompileError> {
     let calib = data.calibration;
     let mut note = None;
     let eval = data.eval.unwrap_or(calib);
-    let sims: Vec<Vec<f64>> = (0..eval.rows()).map(|r| simulate_one(hem, eval.row(r))).collect::<Result<_, _>>()?;
     let mut reference_name = "heinfer f64 interpreter of the original graph".to_string();
     let mut ref_final: Option<Vec<Vec<f64>>> = None;
     let mut ref_he: Option<Vec<Vec<f64>>> = None;

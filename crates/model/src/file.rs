@@ -87,6 +87,11 @@ impl HeModel {
         let (body, digest) = bytes.split_at(bytes.len() - 32);
         let mut r = Reader { b: body, pos: 8 };
         let version = r.u32()?;
+        if version == crate::linear::LINEAR_FORMAT_VERSION {
+            return Err(ModelError::Invalid(
+                "this model.hem holds a Paillier linear model, not a CKKS program: read it with model::AnyModel".into(),
+            ));
+        }
         if version != FORMAT_VERSION {
             return Err(ModelError::Version { found: version, supported: FORMAT_VERSION });
         }

@@ -28,12 +28,14 @@
 pub mod dp;
 pub mod file;
 pub mod ir;
+pub mod linear;
 pub mod report;
 pub mod sim;
 pub mod spec;
 
 pub use dp::{DpMechanism, OutputDp};
 pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
+pub use linear::{AnyModel, AnySpec, LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};
 pub use report::{ActivationReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
 pub use spec::{apply_postprocess, argmax, ClientSpec, InputSpec, OutputSpec, PostOp, CLIENT_SPEC_VERSION};

@@ -138,6 +138,12 @@ impl ClientSpec {
 
     /// Parses and [validates](Self::validate) a spec.
     pub fn from_json(s: &str) -> Result<Self, ModelError> {
+        let scheme = crate::linear::scheme_of_json(s)?;
+        if scheme != crate::Scheme::Ckks {
+            return Err(ModelError::Invalid(format!(
+                "client spec: this is a {scheme} model's spec, not a CKKS one; read it with model::AnySpec"
+            )));
+        }
         let spec: ClientSpec = serde_json::from_str(s).map_err(|e| ModelError::Invalid(format!("client spec: {e}")))?;
         spec.validate()?;
         Ok(spec)

@@ -23,13 +23,15 @@ pub enum ModelLoadError {
     /// The config's client spec would send clients the wrong parameters or layout.
     #[error("{path}: {source}")]
     Spec { path: PathBuf, source: SpecError },
+    #[error("{path}: {source}")]
+    Linear { path: PathBuf, source: crate::linear::LinearLoadError },
 }
 
 /// A model ready to take requests.
 pub struct LoadedModel {
     pub service: Service,
-    /// what clients are told (parameters, layout, rotations), for the load log line
-    pub client: model::ClientSpec,
+    /// what clients are told (scheme, parameters, layout, keys), for the load log line
+    pub client: model::AnySpec,
     /// bytes held by the encoded weights
     pub weight_bytes: usize,
 }
@@ -57,13 +59,39 @@ pub fn latest_version(model_dir: &Path) -> std::io::Result<Option<(u64, PathBuf)
 /// Reads and prepares `hem`, checks the client spec its config publishes (when the
 /// config has one) against it, and serves it with `keys`.
 pub fn load_model(hem: &Path, client_spec: Option<&str>, keys: Arc<KeyStore>) -> Result<LoadedModel, ModelLoadError> {
-    let exe = CompiledModel::load_file(hem).map_err(|source| ModelLoadError::Load { path: hem.into(), source })?;
+    let any = model::AnyModel::read_file(hem)
+        .map_err(|e| ModelLoadError::Load { path: hem.into(), source: LoadError::Model(e) })?;
+    let m = match any {
+        model::AnyModel::Ckks(m) => m,
+        model::AnyModel::Paillier(m) => return load_linear(hem, m, client_spec, keys),
+    };
+    let exe = CompiledModel::load(m).map_err(|source| ModelLoadError::Load { path: hem.into(), source })?;
     if let Some(spec) = client_spec {
         exe.check_client_spec(spec).map_err(|source| ModelLoadError::Spec { path: hem.into(), source })?;
     }
-    let client = exe.model().client.clone();
+    let client = model::AnySpec::Ckks(exe.model().client.clone());
     let weight_bytes = exe.weight_memory_bytes();
     Ok(LoadedModel { service: exe.into_service(keys), client, weight_bytes })
+}
+
+fn load_linear(
+    hem: &Path,
+    m: model::PaillierModel,
+    client_spec: Option<&str>,
+    keys: Arc<KeyStore>,
+) -> Result<LoadedModel, ModelLoadError> {
+    if let Some(json) = client_spec {
+        let spec = model::AnySpec::from_json(json)
+            .map_err(|e| ModelLoadError::Spec { path: hem.into(), source: SpecError::Malformed(e) })?;
+        if spec != model::AnySpec::Paillier(m.client.clone()) {
+            return Err(ModelLoadError::Spec { path: hem.into(), source: SpecError::Differs });
+        }
+    }
+    let client = model::AnySpec::Paillier(m.client.clone());
+    let weight_bytes = m.weights.iter().map(|r| r.len() * 8).sum();
+    let svc = crate::linear::LinearService::new(m, keys)
+        .map_err(|source| ModelLoadError::Linear { path: hem.into(), source })?;
+    Ok(LoadedModel { service: crate::Service::Paillier(svc), client, weight_bytes })
 }
 
 /// The key-store and request-size settings of a model config; `None` where the

@@ -82,6 +82,13 @@ pub enum ServiceError {
     /// RESOURCE_EXHAUSTED), or its ledger cannot be read or written
     #[error(transparent)]
     Budget(#[from] BudgetError),
+    /// a key or ciphertext of another scheme than the model's
+    #[error("{0}")]
+    WrongScheme(String),
+    #[error("EVALUATION_KEYS is not a Paillier public key this model accepts: {0}")]
+    PaillierKey(paillier::PaillierError),
+    #[error("ENCRYPTED_INPUT[{index}] is not a valid Paillier ciphertext batch for this model and key: {source}")]
+    Paillier { index: usize, source: paillier::PaillierError },
 }
 
 impl ServiceError {
@@ -108,8 +115,8 @@ pub struct Response {
     pub dp: Option<DpAccount>,
 }
 
-/// A model being served, with the key store it shares with other models.
-pub struct Service {
+/// A CKKS model being served, with the key store it shares with other models.
+pub struct CkksService {
     exe: Arc<dyn Executable>,
     keys: Arc<KeyStore>,
     eval: Evaluator,
@@ -121,7 +128,7 @@ pub struct Service {
     dp: Option<Arc<DpNoise>>,
 }
 
-impl Service {
+impl CkksService {
     pub fn new(exe: Arc<dyn Executable>, keys: Arc<KeyStore>) -> Self {
         let eval = Evaluator::new(exe.params());
         let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization());
@@ -169,6 +176,9 @@ impl Service {
     /// Registers a bundle for this model's parameters. It must hold exactly the keys
     /// the model uses; nothing of a refused bundle is kept.
     pub fn register(&self, bundle: &[u8]) -> Result<KeyId, ServiceError> {
+        if bundle.starts_with(&paillier::MAGIC) {
+            return Err(paillier_key_sent());
+        }
         self.register_as(bundle, None)
     }
 
@@ -203,6 +213,7 @@ impl Service {
         let id = match (req.evaluation_keys, req.key_id) {
             // A KEY_ID sent with the bundle must name it; checked before the bundle is
             // stored: a mismatch means the client sent something else than it meant.
+            (Some(bundle), _) if bundle.starts_with(&paillier::MAGIC) => return Err(paillier_key_sent()),
             (Some(bundle), given) => self.register_as(bundle, given.map(parse_key_id).transpose()?)?,
             (None, Some(g)) => parse_key_id(g)?,
             (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
@@ -225,6 +236,12 @@ impl Service {
             .iter()
             .enumerate()
             .map(|(index, b)| {
+                if b.starts_with(&paillier::MAGIC) {
+                    return Err(ServiceError::WrongScheme(format!(
+                        "ENCRYPTED_INPUT[{index}] is a Paillier ciphertext, but this model is CKKS: encrypt \
+                         with a key made for its client spec"
+                    )));
+                }
                 let ct = read_any_ciphertext_limited(params, b, max_level)
                     .map_err(|source| ServiceError::Malformed { index, source })?;
                 if let Some((level, scale)) = self.input_level {
@@ -251,7 +268,15 @@ impl Service {
     }
 }
 
-fn parse_key_id(raw: &[u8]) -> Result<KeyId, ServiceError> {
+fn paillier_key_sent() -> ServiceError {
+    ServiceError::WrongScheme(
+        "EVALUATION_KEYS holds a Paillier public key, but this model is CKKS: make its key bundle with \
+         `heinfer keygen` on this model (or heinfer.Client)"
+            .into(),
+    )
+}
+
+pub(crate) fn parse_key_id(raw: &[u8]) -> Result<KeyId, ServiceError> {
     let s = std::str::from_utf8(raw)
         .map_err(|_| KeyStoreError::BadKeyId(WireError::OutOfRange { field: "key id", detail: "not UTF-8".into() }))?;
     Ok(KeyId::parse(s).map_err(KeyStoreError::BadKeyId)?)

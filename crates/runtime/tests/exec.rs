@@ -132,3 +132,23 @@ fn a_config_client_spec_is_checked_against_the_model() {
     let e = compiled.check_client_spec("{\"not\": \"a spec\"}").unwrap_err();
     assert!(matches!(e, runtime::SpecError::Malformed(_)), "{e}");
 }
+
+#[test]
+fn a_ckks_model_refuses_paillier_keys_and_ciphertexts_by_name() {
+    let (m, params) = program();
+    let compiled = CompiledModel::load(m).unwrap();
+    let service = Service::new(compiled.into_executable(), Arc::new(KeyStore::new(1 << 30, None).unwrap()))
+        .with_input_level(2, params.default_scale());
+    // A Paillier public key's header (magic, version, kind 1), then anything.
+    let paillier_key = [b"HEPA".as_slice(), &[1, 0, 1, 0], &3072u32.to_le_bytes(), &[7; 384]].concat();
+    let e = service.register(&paillier_key).unwrap_err();
+    assert!(matches!(e, runtime::ServiceError::WrongScheme(_)) && e.to_string().contains("Paillier public key"), "{e}");
+    let Err(e) =
+        service.infer(Request { ciphertexts: vec![&paillier_key], key_id: None, evaluation_keys: Some(&paillier_key) })
+    else {
+        panic!("a Paillier key was accepted by a CKKS model")
+    };
+    assert!(e.to_string().contains("this model is CKKS"), "{e}");
+    assert_eq!(service.input_count(), 1);
+    assert_eq!(service.scheme(), model::Scheme::Ckks);
+}

@@ -90,7 +90,7 @@ pub const MAX_DIMS: usize = 16;
 /// for `ENCRYPTED_INPUT`, otherwise what the config's fixed dims hold.
 pub fn expected_count(model: &LoadedModel, name: &str) -> Option<usize> {
     if name == ENCRYPTED_INPUT {
-        return Some(model.service.executable().input_count());
+        return Some(model.service.input_count());
     }
     let dims = &model.config.input(name)?.dims;
     dims.iter().try_fold(1usize, |n, &d| usize::try_from(d).ok().and_then(|d| n.checked_mul(d)))

@@ -256,10 +256,8 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
     log(
         LOG_INFO,
         &format!(
-            "heinfer model {name} v{version} loaded: N = 2^{}, {} input ciphertext(s), {} rotation keys, weights {:.1} MB, key store {} MB{}",
-            spec.params.log_n,
-            spec.input.slot_map.len(),
-            spec.rotation_steps.len(),
+            "heinfer model {name} v{version} loaded: {}, weights {:.1} MB, key store {} MB{}",
+            spec.summary(),
             weights as f64 / 1e6,
             keys_mb,
             keys_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
@@ -446,7 +444,7 @@ impl Cancellable {
 type Answer = (Vec<Vec<u8>>, Option<runtime::DpAccount>);
 
 fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(Answer, u64, u64)> {
-    let expected = model.service.executable().input_count();
+    let expected = model.service.input_count();
     let input = input_ref(request, INPUT)?.ok_or_else(|| {
         BackendError::invalid(format!("missing input tensor {INPUT}: send the serialized ciphertexts"))
     })?;

@@ -1,0 +1,494 @@
+//! Choosing the scheme (`heinfer compile --scheme auto|ckks|bgv|paillier`) and compiling
+//! linear models to Paillier.
+//!
+//! Every scheme that can run the model is costed — estimated latency of one query, the
+//! bytes of the query, the answer and the keys, and whether the result is exact — and
+//! `auto` picks by the rule DESIGN.md states: a linear model scored one sample at a time
+//! goes to Paillier (no evaluation keys: a 396-byte public key against megabytes, a
+//! ~0.8 KB answer, exact in fixed point); everything else to CKKS. BGV is costed as not
+//! available for a float model without `--quantize`.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use model::report::Accuracy;
+use model::{LayerInfo, LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};
+use paillier::{FixedPoint, LinearModel};
+use serde::Serialize;
+
+use crate::affine::Affine;
+use crate::import::{Imported, Stage};
+use crate::{calibrate, import, onnx, passes, verify, CompileError, Compiled, Data, Options};
+
+/// Fractional bits of a Paillier model's inputs: free (inputs are never exponents), and far
+/// more than float inputs carry.
+pub const PAILLIER_INPUT_FRAC_BITS: u32 = 48;
+/// Fractional bits of its weights, at most: each costs a squaring per score.
+pub const PAILLIER_WEIGHT_FRAC_BITS: u32 = 36;
+/// Bytes of one Paillier ciphertext at the minimum modulus (an element of Z_{n²}).
+const PAILLIER_CT_BYTES: usize = 2 * (model::linear::MIN_PAILLIER_BITS as usize / 8);
+/// Public key on the wire: header, bit count, n.
+const PAILLIER_KEY_BYTES: usize = 8 + 4 + model::linear::MIN_PAILLIER_BITS as usize / 8;
+/// A ciphertext batch's framing: header, key id, count.
+const PAILLIER_BATCH_BYTES: usize = 8 + 32 + 4;
+
+/// What `--scheme` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchemeRequest {
+    Auto,
+    Ckks,
+    Bgv,
+    Paillier,
+}
+
+impl std::str::FromStr for SchemeRequest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "ckks" => Ok(Self::Ckks),
+            "bgv" => Ok(Self::Bgv),
+            "paillier" => Ok(Self::Paillier),
+            _ => Err(format!("unknown scheme {s:?}: auto, ckks, bgv or paillier")),
+        }
+    }
+}
+
+/// One scheme's costs for this model, or why it cannot run it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    pub scheme: Scheme,
+    /// None when the scheme can run the model.
+    pub cannot: Option<String>,
+    pub est_latency_ms: f64,
+    pub query_bytes: usize,
+    pub answer_bytes: usize,
+    /// What the client sends once (evaluation keys, or a public key).
+    pub key_bytes: usize,
+    pub exact: String,
+}
+
+/// The costs of every scheme and the one chosen, with the reason.
+#[derive(Clone, Debug, Serialize)]
+pub struct Choice {
+    pub chosen: Scheme,
+    pub requested: String,
+    pub reason: String,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Choice {
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "scheme: {} (asked: {})", self.chosen, self.requested);
+        let _ = writeln!(
+            s,
+            "  {:<9} {:>12} {:>12} {:>12} {:>12}  result",
+            "scheme", "latency ms", "query B", "answer B", "keys B"
+        );
+        for c in &self.candidates {
+            match &c.cannot {
+                Some(why) => {
+                    let _ = writeln!(s, "  {:<9} cannot run this model: {why}", c.scheme.name());
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "  {:<9} {:>12.1} {:>12} {:>12} {:>12}  {}",
+                        c.scheme.name(),
+                        c.est_latency_ms,
+                        c.query_bytes,
+                        c.answer_bytes,
+                        c.key_bytes,
+                        c.exact
+                    );
+                }
+            }
+        }
+        let _ = writeln!(s, "  why: {}", self.reason);
+        s
+    }
+}
+
+/// A compiled Paillier model and its accuracy.
+pub struct CompiledLinear {
+    pub model: PaillierModel,
+    pub accuracy: Accuracy,
+}
+
+/// A compiled model of either scheme.
+#[allow(clippy::large_enum_variant)] // one per compilation
+pub enum CompiledAny {
+    Ckks(Compiled),
+    Paillier(CompiledLinear),
+}
+
+impl CompiledAny {
+    pub fn name(&self) -> &str {
+        match self {
+            CompiledAny::Ckks(c) => &c.model.name,
+            CompiledAny::Paillier(c) => &c.model.name,
+        }
+    }
+
+    /// The report as text: the model's own and the scheme choice.
+    pub fn report_text(&self) -> String {
+        match self {
+            CompiledAny::Ckks(c) => c.model.report.as_ref().map(|r| r.to_text()).unwrap_or_default(),
+            CompiledAny::Paillier(c) => c.model.report.clone(),
+        }
+    }
+}
+
+/// The model as one affine map, when it is one (every stage linear, each reading the last):
+/// scalers, matrix products and biases folded.
+fn as_affine(imp: &Imported) -> Result<Affine, String> {
+    let mut acc: Option<Affine> = None;
+    for (i, s) in imp.stages.iter().enumerate() {
+        match s {
+            Stage::Linear { map, src, .. } if *src == i => {
+                acc = Some(match acc {
+                    None => map.clone(),
+                    Some(inner) => map.compose(&inner),
+                });
+            }
+            Stage::Linear { name, .. } | Stage::Act { name, .. } | Stage::Add { name, .. } => {
+                let what = match s {
+                    Stage::Act { f, .. } => format!("activation {f:?}"),
+                    Stage::Add { .. } => "a residual addition".into(),
+                    _ => "a branch".into(),
+                };
+                return Err(format!(
+                    "Paillier adds ciphertexts and multiplies them by plaintexts only, so it runs linear models \
+                     (scores Σ w·x + b); layer {name} is {what}: use --scheme ckks"
+                ));
+            }
+        }
+    }
+    acc.ok_or_else(|| "the model has no layers".into())
+}
+
+/// Weight fractional bits: [`PAILLIER_WEIGHT_FRAC_BITS`], fewer when the largest weight
+/// would not fit 62 bits.
+fn weight_frac_bits(map: &Affine) -> u32 {
+    let max = map.rows.iter().flatten().map(|&(_, w)| w.abs()).fold(0.0f64, f64::max);
+    let int_bits = if max >= 1.0 { max.log2().floor() as i64 + 1 } else { 0 };
+    (61 - int_bits).clamp(0, PAILLIER_WEIGHT_FRAC_BITS as i64) as u32
+}
+
+/// The quantized model the server will run, and the exact fixed-point computation of one
+/// sample (what the client decrypts, decoded).
+pub struct Quantized {
+    pub linear: LinearModel,
+    pub input: FixedPoint,
+    pub score: FixedPoint,
+}
+
+impl Quantized {
+    fn new(map: &Affine) -> Result<Self, CompileError> {
+        let d = map.n_in;
+        let dense: Vec<Vec<f64>> = map
+            .rows
+            .iter()
+            .map(|r| {
+                let mut v = vec![0.0; d];
+                for &(j, w) in r {
+                    v[j as usize] = w;
+                }
+                v
+            })
+            .collect();
+        let err = |e: paillier::PaillierError| CompileError::Params(format!("Paillier fixed point: {e}"));
+        let input = FixedPoint::new(PAILLIER_INPUT_FRAC_BITS).map_err(err)?;
+        let weight = FixedPoint::new(weight_frac_bits(map)).map_err(err)?;
+        let linear = LinearModel::quantize(&dense, &map.bias, input, weight).map_err(err)?;
+        let score = linear.score_encoding();
+        Ok(Self { linear, input, score })
+    }
+
+    /// The decrypted scores of sample `x`, computed in the clear.
+    pub fn scores(&self, x: &[f64]) -> Result<Vec<f64>, CompileError> {
+        let enc = x
+            .iter()
+            .map(|&v| self.input.encode(v))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CompileError::Data(format!("an input cannot be encoded in fixed point: {e}")))?;
+        let s = self.linear.evaluate_plain(&enc).map_err(|e| CompileError::Internal(e.to_string()))?;
+        Ok(s.iter().map(|v| self.score.decode(v)).collect())
+    }
+}
+
+fn paillier_candidate(d: usize, k: usize) -> Candidate {
+    // Per-operation costs measured by `bench/peers.sh paillier` (3072-bit keys, ms): encryption
+    // 2.6 per value, a score's multi-exponentiation 0.22 per input plus 10 for its
+    // re-randomizer, decryption 12.3 per score.
+    let est = 2.6 * d as f64 + k as f64 * (0.22 * d as f64 + 10.0) + 12.3 * k as f64;
+    Candidate {
+        scheme: Scheme::Paillier,
+        cannot: None,
+        est_latency_ms: est,
+        query_bytes: PAILLIER_BATCH_BYTES + d * PAILLIER_CT_BYTES,
+        answer_bytes: PAILLIER_BATCH_BYTES + k * PAILLIER_CT_BYTES,
+        key_bytes: PAILLIER_KEY_BYTES,
+        exact: format!(
+            "exact in fixed point (inputs 2^-{PAILLIER_INPUT_FRAC_BITS}, weights ≤ 2^-{PAILLIER_WEIGHT_FRAC_BITS})"
+        ),
+    }
+}
+
+fn ckks_candidate(c: &Result<Compiled, CompileError>) -> Candidate {
+    match c {
+        Ok(c) => {
+            let r = c.model.report.as_ref().expect("compile makes a report");
+            let err = r.accuracy.as_ref().map(|a| a.max_abs_error).unwrap_or(f64::NAN);
+            Candidate {
+                scheme: Scheme::Ckks,
+                cannot: None,
+                est_latency_ms: r.est_latency_ms,
+                query_bytes: r.query_bytes,
+                answer_bytes: r.response_bytes,
+                key_bytes: r.evaluation_key_bytes,
+                exact: format!("approximate (max |error| {err:.1e} against the reference)"),
+            }
+        }
+        Err(e) => not_run(Scheme::Ckks, e.to_string()),
+    }
+}
+
+fn not_run(scheme: Scheme, why: String) -> Candidate {
+    Candidate {
+        scheme,
+        cannot: Some(why),
+        est_latency_ms: 0.0,
+        query_bytes: 0,
+        answer_bytes: 0,
+        key_bytes: 0,
+        exact: String::new(),
+    }
+}
+
+/// The BGV refusal for a float model (no integer path is wired yet for ONNX models).
+fn bgv_refusal(quantize: Option<u32>) -> String {
+    match quantize {
+        None => "a float model cannot run under BGV without --quantize BITS (BGV computes exactly on integers: \
+                 weights and inputs must be scaled and rounded first); use --scheme ckks for approximate \
+                 arithmetic on reals, or paillier for a linear model"
+            .into(),
+        Some(b) => format!(
+            "--quantize {b}: compiling ONNX models to BGV is not built in this version; use --scheme ckks, or \
+             paillier for a linear model"
+        ),
+    }
+}
+
+/// Compiles for the scheme asked (or the one `auto` picks) and says why.
+pub fn compile_with_scheme(
+    onnx_bytes: &[u8],
+    onnx_path: Option<&Path>,
+    data: &Data,
+    opts: &Options,
+    req: SchemeRequest,
+    quantize: Option<u32>,
+    progress: &dyn Fn(&str),
+) -> Result<(CompiledAny, Choice), CompileError> {
+    if req == SchemeRequest::Bgv {
+        return Err(CompileError::Params(bgv_refusal(quantize)));
+    }
+    progress("parsing ONNX");
+    let mut m = onnx::parse_model(onnx_bytes)?;
+    passes::run(&mut m.graph);
+    let imp = import::import(&m, opts.maxpool)?;
+    calibrate::check_data(&imp, data)?;
+    let affine = as_affine(&imp);
+    let d: usize = imp.input_shape.iter().product();
+    let linear_cand = match &affine {
+        Ok(a) => paillier_candidate(d, a.n_out()),
+        Err(why) => not_run(Scheme::Paillier, why.clone()),
+    };
+    if req == SchemeRequest::Paillier {
+        if let Err(why) = &affine {
+            return Err(CompileError::Unsupported {
+                node: imp.he_output.clone(),
+                op: "non-linear".into(),
+                hint: why.clone(),
+            });
+        }
+    }
+    // CKKS is compiled whenever it may be chosen or is costed beside Paillier: its report's
+    // figures are the comparison.
+    let ckks = crate::compile(onnx_bytes, onnx_path, data, opts, progress);
+    let candidates = vec![ckks_candidate(&ckks), not_run(Scheme::Bgv, bgv_refusal(quantize)), linear_cand.clone()];
+    let (chosen, reason) = match (req, &affine) {
+        (SchemeRequest::Ckks, _) => (Scheme::Ckks, "asked for (--scheme ckks)".to_string()),
+        (SchemeRequest::Paillier, _) => (Scheme::Paillier, "asked for (--scheme paillier)".to_string()),
+        (_, Ok(_)) => {
+            let ck = &candidates[0];
+            let keys = if ck.cannot.is_none() {
+                format!(
+                    "{} B of public key against {:.1} MB of CKKS evaluation keys, a {} B answer against {} B",
+                    linear_cand.key_bytes,
+                    ck.key_bytes as f64 / 1e6,
+                    linear_cand.answer_bytes,
+                    ck.answer_bytes
+                )
+            } else {
+                "CKKS cannot run it".to_string()
+            };
+            (
+                Scheme::Paillier,
+                format!(
+                    "a linear model scored one sample at a time: Paillier needs no evaluation keys ({keys}) and its \
+                     scores are exact in fixed point; CKKS computes faster per query and batches many samples per \
+                     ciphertext — pass --scheme ckks when clients send many samples or latency matters most"
+                ),
+            )
+        }
+        (_, Err(_)) => (
+            Scheme::Ckks,
+            "the model is not linear (Paillier cannot run it) and is a float model (BGV needs --quantize): \
+             CKKS computes it approximately on reals"
+                .to_string(),
+        ),
+    };
+    let choice = Choice {
+        chosen,
+        requested: match req {
+            SchemeRequest::Auto => "auto",
+            SchemeRequest::Ckks => "ckks",
+            SchemeRequest::Bgv => "bgv",
+            SchemeRequest::Paillier => "paillier",
+        }
+        .into(),
+        reason,
+        candidates,
+    };
+    let compiled = match chosen {
+        Scheme::Paillier => {
+            let a = affine.map_err(CompileError::Internal)?;
+            CompiledAny::Paillier(compile_linear(&imp, &a, data, onnx_path, opts, &choice, progress)?)
+        }
+        _ => {
+            let mut c = ckks?;
+            if let Some(r) = c.model.report.as_mut() {
+                r.notes.push(choice.to_text().trim_end().to_string());
+            }
+            CompiledAny::Ckks(c)
+        }
+    };
+    Ok((compiled, choice))
+}
+
+fn compile_linear(
+    imp: &Imported,
+    map: &Affine,
+    data: &Data,
+    onnx_path: Option<&Path>,
+    opts: &Options,
+    choice: &Choice,
+    progress: &dyn Fn(&str),
+) -> Result<CompiledLinear, CompileError> {
+    progress("quantizing the linear model for Paillier");
+    let q = Quantized::new(map)?;
+    let eval = data.eval.unwrap_or(data.calibration);
+    let mut max_fx = 0.0f64;
+    let sims = (0..eval.rows())
+        .map(|r| {
+            let s = q.scores(eval.row(r))?;
+            for (a, b) in s.iter().zip(map.apply(eval.row(r))) {
+                max_fx = max_fx.max((a - b).abs());
+            }
+            Ok(s)
+        })
+        .collect::<Result<Vec<_>, CompileError>>()?;
+    progress("measuring accuracy");
+    let (acc, note) = verify::accuracy_of(sims, imp, data, onnx_path, opts)?;
+    let (d, k) = (map.n_in, map.n_out());
+    let wbits = q.score.frac_bits() - q.input.frac_bits();
+    let client = LinearSpec {
+        version: model::linear::LINEAR_SPEC_VERSION,
+        scheme: Scheme::Paillier,
+        model: opts.name.clone(),
+        min_modulus_bits: model::linear::MIN_PAILLIER_BITS,
+        input: LinearInput {
+            name: imp.input_name.clone(),
+            shape: imp.input_shape.clone(),
+            frac_bits: q.input.frac_bits(),
+        },
+        output: LinearOutput {
+            name: imp.he_output.clone(),
+            shape: vec![k],
+            frac_bits: q.score.frac_bits(),
+            final_name: imp.final_output.clone(),
+        },
+        postprocess: imp.postprocess.clone(),
+    };
+    let mut report = String::new();
+    let _ = writeln!(report, "model {} — Paillier linear scoring", opts.name);
+    let _ = writeln!(
+        report,
+        "  {d} inputs → {k} score(s); keys ≥ {} bits (128-bit security, NIST SP 800-57); no evaluation keys",
+        model::linear::MIN_PAILLIER_BITS
+    );
+    let _ = writeln!(
+        report,
+        "  fixed point: inputs round(x·2^{}), weights round(w·2^{wbits}), scores exact integers with {} fractional bits",
+        q.input.frac_bits(),
+        q.score.frac_bits()
+    );
+    let _ = writeln!(
+        report,
+        "  precision: inputs ±2^-{}, weights ±2^-{}; decrypted scores equal the fixed-point computation exactly; \
+         its max |score − f64 model| on the evaluation data: {max_fx:.2e}",
+        q.input.frac_bits() + 1,
+        wbits + 1
+    );
+    let _ = writeln!(
+        report,
+        "  accuracy against {}: {} samples, top-1 agreement {:.2} %, max |error| {:.2e}, mean {:.2e}{}",
+        acc.reference,
+        acc.samples,
+        100.0 * acc.top1_agreement,
+        acc.max_abs_error,
+        acc.mean_abs_error,
+        match (acc.reference_accuracy, acc.simulated_accuracy) {
+            (Some(r), Some(s)) => format!("; label accuracy {:.2} % (reference {:.2} %)", 100.0 * s, 100.0 * r),
+            _ => String::new(),
+        }
+    );
+    for n in imp.notes.iter().chain(&note) {
+        let _ = writeln!(report, "  note: {n}");
+    }
+    report.push_str(&choice.to_text());
+    let model = PaillierModel {
+        name: opts.name.clone(),
+        client,
+        layers: vec![LayerInfo { name: imp.he_output.clone(), kind: format!("linear {d} -> {k} (scalers folded)") }],
+        weight_frac_bits: wbits,
+        weights: (0..k).map(|i| q.linear.row(i).to_vec()).collect(),
+        bias: q.linear.bias().iter().map(|b| b.to_string()).collect(),
+        report,
+    };
+    model.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
+    Ok(CompiledLinear { model, accuracy: acc })
+}
+
+/// Writes the Triton model directory of a model of either scheme (`config.pbtxt` with its
+/// client spec, `1/model.hem`, `report.txt`, `scheme.json`).
+pub fn write_repository_any(repo: &Path, c: &CompiledAny, choice: &Choice) -> Result<PathBuf, CompileError> {
+    let dir = match c {
+        CompiledAny::Ckks(c) => crate::write_repository(repo, c)?,
+        CompiledAny::Paillier(c) => {
+            let dir = repo.join(&c.model.name);
+            let io = |e: std::io::Error| CompileError::Io(format!("{}: {e}", dir.display()));
+            std::fs::create_dir_all(dir.join("1")).map_err(io)?;
+            let cfg = runtime::protocol::config_pbtxt(&c.model.name, &c.model.client.to_json());
+            std::fs::write(dir.join("config.pbtxt"), cfg).map_err(io)?;
+            std::fs::write(dir.join("1").join("model.hem"), c.model.to_bytes()).map_err(io)?;
+            std::fs::write(dir.join("report.txt"), &c.model.report).map_err(io)?;
+            dir
+        }
+    };
+    let json = serde_json::to_string_pretty(choice).expect("choice serializes");
+    std::fs::write(dir.join("scheme.json"), json).map_err(|e| CompileError::Io(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
+}

@@ -1,0 +1,105 @@
+//! The model a front end serves, of either scheme: a CKKS program ([`CkksService`]) or a
+//! Paillier linear model ([`LinearService`]), behind one request path.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::keystore::{KeyId, KeyStore};
+use crate::linear::LinearService;
+use crate::service::{CkksService, Executable, Request, Response, ServiceError};
+
+/// A model being served, of either scheme: every front end holds one of these.
+// One per served model, held in an Arc: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Service {
+    Ckks(CkksService),
+    Paillier(LinearService),
+}
+
+impl Service {
+    pub fn new(exe: Arc<dyn Executable>, keys: Arc<KeyStore>) -> Self {
+        Service::Ckks(CkksService::new(exe, keys))
+    }
+
+    /// Requires CKKS inputs at this level and scale (the client spec says which).
+    pub fn with_input_level(self, level: usize, scale: f64) -> Self {
+        match self {
+            Service::Ckks(s) => Service::Ckks(s.with_input_level(level, scale)),
+            p => p,
+        }
+    }
+
+    /// Adds noise for differentially private outputs, with its per-key budget (CKKS
+    /// models compiled with `--output-dp`).
+    pub fn with_output_dp(self, dp: crate::dp::DpNoise) -> Self {
+        match self {
+            Service::Ckks(s) => Service::Ckks(s.with_output_dp(dp)),
+            p => p,
+        }
+    }
+
+    /// Overrides the model's privacy budget per key id (a serving config's
+    /// `heinfer_dp_budget`); no effect on a model without output DP.
+    pub fn set_dp_budget(&mut self, budget: Option<f64>) {
+        if let Service::Ckks(s) = self {
+            s.set_dp_budget(budget);
+        }
+    }
+
+    /// The output-DP noise this service adds, if any.
+    pub fn output_dp(&self) -> Option<&crate::dp::DpNoise> {
+        match self {
+            Service::Ckks(s) => s.output_dp(),
+            Service::Paillier(_) => None,
+        }
+    }
+
+    /// The CKKS program, if this is a CKKS model.
+    pub fn executable(&self) -> Option<&Arc<dyn Executable>> {
+        match self {
+            Service::Ckks(s) => Some(s.executable()),
+            Service::Paillier(_) => None,
+        }
+    }
+
+    pub fn key_store(&self) -> &Arc<KeyStore> {
+        match self {
+            Service::Ckks(s) => s.key_store(),
+            Service::Paillier(p) => p.key_store(),
+        }
+    }
+
+    /// Elements of `ENCRYPTED_INPUT` one request carries.
+    pub fn input_count(&self) -> usize {
+        match self {
+            Service::Ckks(s) => s.executable().input_count(),
+            Service::Paillier(_) => 1,
+        }
+    }
+
+    pub fn scheme(&self) -> model::Scheme {
+        match self {
+            Service::Ckks(_) => model::Scheme::Ckks,
+            Service::Paillier(_) => model::Scheme::Paillier,
+        }
+    }
+
+    /// Registers a CKKS key bundle or a Paillier public key, as the model's scheme takes.
+    pub fn register(&self, keys: &[u8]) -> Result<KeyId, ServiceError> {
+        match self {
+            Service::Ckks(s) => s.register(keys),
+            Service::Paillier(p) => p.register(keys),
+        }
+    }
+
+    pub fn infer(&self, req: Request<'_>) -> Result<Response, ServiceError> {
+        self.infer_cancellable(req, &AtomicBool::new(false))
+    }
+
+    pub fn infer_cancellable(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
+        match self {
+            Service::Ckks(s) => s.infer_cancellable(req, cancel),
+            Service::Paillier(p) => p.infer_cancellable(req, cancel),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+"""Secure aggregation from Python (`heinfer.aggregate`) against `heinfer serve`: a
+committee of 3 (threshold 2), 3 contributors, the sum; the errors a user meets arrive
+as `heinfer.AggregationError` with the reason."""
+import time
+
+import numpy as np
+import pytest
+
+import heinfer
+from heinfer import aggregate as agg
+from test_aggregate_cli import heinfer as heinfer_bin, server  # noqa: F401  (fixtures)
+
+
+def test_a_round_from_python(server, tmp_path):  # noqa: F811
+    members = [agg.Signer.generate() for _ in range(3)]
+    clients = [agg.Signer.generate() for _ in range(3)]
+    assert agg.Signer.from_seed(bytes(32)).public_hex() == agg.Signer.from_seed(bytes(32)).public_hex()
+    config = agg.round_config("py-round", 300, [m.public_hex() for m in members], 2, [c.public_hex() for c in clients],
+                              2, int(time.time()) + 3600)
+    crs = "cd" * 32
+    begun = {j: agg.begin(config, crs, j) for j in (1, 2, 3)}
+    for j in (1, 2, 3):
+        agg.finish(config, j, [begun[i][1][j] for i in (1, 2, 3)], tmp_path / f"m{j}.key")
+    with pytest.raises(heinfer.AggregationError, match="committee"):
+        agg.begin(config, crs, 9)
+    pk = agg.public_key(config, crs, [begun[j][0] for j in (1, 2, 3)])
+    r = agg.Round(server, config)
+    assert r.create(pk)["status"] == "open"
+    rng = np.random.default_rng(1)
+    vs = [rng.normal(size=300) for _ in clients]
+    for c, v in zip(clients, vs):
+        r.contribute(v, c, pk)
+    with pytest.raises(heinfer.AggregationError, match="already accepted"):
+        r.contribute(vs[0], clients[0], pk)
+    with pytest.raises(heinfer.AggregationError, match="300 values"):
+        agg.Round(server, config).contribute(np.zeros(5), clients[1], pk)
+    r.close()
+    for j in (1, 2):
+        r.share(tmp_path / f"m{j}.key", members[j - 1])
+    got = r.result()
+    assert np.abs(got - np.sum(vs, axis=0)).max() < 1e-6
+    r.delete()
+    with pytest.raises(heinfer.AggregationError, match="404"):
+        r.status()
