@@ -44,6 +44,10 @@ pub struct Requirements {
     pub relinearization: bool,
     /// the Galois elements of the model's rotations; the bundle must hold exactly these
     pub galois_elements: Vec<u64>,
+    /// (step, Galois element, level): each key must serve its step's highest level
+    pub rotation_levels: Vec<(i64, u64, usize)>,
+    /// the level of the model's highest product, which the relinearization key must serve
+    pub relin_level: Option<usize>,
 }
 
 impl Requirements {
@@ -54,7 +58,20 @@ impl Requirements {
             steps.iter().filter(|s| s.rem_euclid(slots) != 0).map(|&s| params.galois_element(s)).collect();
         galois_elements.sort_unstable();
         galois_elements.dedup();
-        Self { relinearization, galois_elements }
+        Self { relinearization, galois_elements, ..Default::default() }
+    }
+
+    /// Also requires each key to serve the highest level its step (or the products) is
+    /// used at: a client may make keys only that high (see `model::KeyLevels`).
+    pub fn with_levels(mut self, params: &Parameters, rotation: &[(i64, usize)], relin: Option<usize>) -> Self {
+        let slots = params.slots() as i64;
+        self.rotation_levels = rotation
+            .iter()
+            .filter(|(s, _)| s.rem_euclid(slots) != 0)
+            .map(|&(s, l)| (s, params.galois_element(s), l))
+            .collect();
+        self.relin_level = relin;
+        self
     }
 
     /// Missing keys first (what the client must add), then extra ones.
@@ -65,6 +82,23 @@ impl Requirements {
         let missing: Vec<i64> = steps.iter().copied().filter(|&s| !keys.has_rotation(s)).collect();
         if !missing.is_empty() {
             return Err(KeyStoreError::Incomplete(format!("no Galois keys for rotation steps {missing:?}")));
+        }
+        let low = |what: String, have: usize, need: usize| {
+            KeyStoreError::Incomplete(format!(
+                "the {what} key serves levels up to {have} but the model uses it at level {need}; make the keys from this model's client spec"
+            ))
+        };
+        if let (Some(need), Some(rk)) = (self.relin_level, &keys.relin) {
+            if rk.key().max_level() < need {
+                return Err(low("relinearization".into(), rk.key().max_level(), need));
+            }
+        }
+        for &(step, g, need) in &self.rotation_levels {
+            if let Some(k) = keys.galois.get(g) {
+                if k.max_level() < need {
+                    return Err(low(format!("rotation-by-{step} Galois"), k.max_level(), need));
+                }
+            }
         }
         let extra: Vec<u64> =
             keys.galois.elements().filter(|e| self.galois_elements.binary_search(e).is_err()).collect();
