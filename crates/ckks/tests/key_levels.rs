@@ -5,9 +5,9 @@ mod common;
 use ckks::*;
 use common::*;
 
-/// Scale 2^30 with 30-bit primes and one prime per digit: key switching adds about
-/// N·σ·2^30/2^40 ≈ 2^-17 of a unit slot.
-const KEYSWITCHED: f64 = 1e-4;
+/// Scale 2^30: encryption and key-switching noise leave ~1e-4 in the worst of 4096 slots
+/// (measured the same for keys of every level); a wrong limb is an error near 1.
+const KEYSWITCHED: f64 = 5e-4;
 
 fn kit() -> Kit {
     // Five digits of one prime each, so keys at lower levels have fewer digits and limbs.
@@ -96,3 +96,4 @@ fn bundles_of_keys_at_several_levels_round_trip_smaller() {
         assert!(matches!(EvaluationKeys::from_bytes(p, &bad), Err(WireError::OutOfRange { field: "digits", .. })));
     }
 }
+

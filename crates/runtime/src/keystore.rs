@@ -112,10 +112,21 @@ impl Requirements {
 /// Memory a bundle of `wire_len` bytes takes once parsed, known before parsing it:
 /// every key-switching key on the wire is its `b` half (the `a` half is a seed), and in
 /// memory it is `b`, `a` and both halves' companions, all as 64-bit words. Exact for a
-/// well-formed bundle (the framing is smaller than one key), an upper bound otherwise.
+/// well-formed bundle of top-level keys (the framing is smaller than one key). Keys made
+/// for lower levels have other lengths: each value of at least `min_bits` bits on the wire
+/// is 4 words in memory, which bounds them from above.
 pub fn estimated_memory(params: &Parameters, wire_len: usize) -> usize {
-    (wire_len / params.keyswitch_key_bytes().max(1)).saturating_mul(key_memory(params))
+    let full = params.keyswitch_key_bytes().max(1);
+    let framing = wire_len % full;
+    if framing == BUNDLE_FRAMING || wire_len < full {
+        return (wire_len / full).saturating_mul(key_memory(params));
+    }
+    let min_bits = params.q().iter().chain(params.p()).map(|&q| 64 - q.leading_zeros() as usize).min().unwrap_or(1);
+    wire_len.saturating_mul(256) / min_bits.max(1)
 }
+
+/// Header, relinearization flag and Galois key count of a bundle.
+const BUNDLE_FRAMING: usize = 40 + 1 + 4;
 
 fn key_memory(params: &Parameters) -> usize {
     let levels = params.q().len();
@@ -126,7 +137,11 @@ fn key_memory(params: &Parameters) -> usize {
 /// The longest bundle whose [`estimated_memory`] fits in `capacity`.
 fn max_wire_len(params: &Parameters, capacity: usize) -> u64 {
     let keys = capacity / key_memory(params).max(1);
-    ((keys as u64 + 1) * params.keyswitch_key_bytes() as u64).saturating_sub(1)
+    let full = ((keys as u64 + 1) * params.keyswitch_key_bytes() as u64).saturating_sub(1);
+    // Keys made for lower levels take more memory per wire byte (fewer of the small
+    // middle primes): never more than this, since every value is at least min_bits wide.
+    let min_bits = params.q().iter().chain(params.p()).map(|&q| 64 - q.leading_zeros() as u64).min().unwrap_or(1);
+    full.max(capacity as u64 * min_bits / 256)
 }
 
 struct Entry {
