@@ -41,7 +41,7 @@ pub struct ClientSpec {
 /// Levels of the evaluation keys (see `ClientSpec::key_levels`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeyLevels {
-    /// One per `rotation_steps` entry, in the same order.
+    /// One per `rotation_steps` entry, in the same order (steps past its end: top level).
     pub rotation: Vec<u32>,
     /// The relinearization key's, if one is needed.
     pub relinearization: Option<u32>,
@@ -233,9 +233,10 @@ impl ClientSpec {
         }
         let kl = &self.key_levels;
         let top = self.params.q.len().saturating_sub(1) as u32;
-        if !kl.rotation.is_empty() && kl.rotation.len() != self.rotation_steps.len() {
+        // Steps past the end of the levels get top-level keys (a spec extended by hand).
+        if kl.rotation.len() > self.rotation_steps.len() {
             return bad(format!(
-                "{} rotation key levels for {} rotation steps; give one per step or none",
+                "{} rotation key levels for {} rotation steps; give at most one per step",
                 kl.rotation.len(),
                 self.rotation_steps.len()
             ));
