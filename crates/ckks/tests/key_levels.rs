@@ -96,4 +96,3 @@ fn bundles_of_keys_at_several_levels_round_trip_smaller() {
         assert!(matches!(EvaluationKeys::from_bytes(p, &bad), Err(WireError::OutOfRange { field: "digits", .. })));
     }
 }
-

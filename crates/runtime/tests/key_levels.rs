@@ -27,7 +27,12 @@ impl Executable for SquareShift {
     fn key_levels(&self) -> (Vec<(i64, usize)>, Option<usize>) {
         (vec![(1, 1)], Some(2))
     }
-    fn run(&self, eval: &Evaluator, keys: &EvaluationKeys, inputs: Vec<Ciphertext>) -> Result<Vec<Ciphertext>, RunError> {
+    fn run(
+        &self,
+        eval: &Evaluator,
+        keys: &EvaluationKeys,
+        inputs: Vec<Ciphertext>,
+    ) -> Result<Vec<Ciphertext>, RunError> {
         let sq = eval.rescale(&eval.square_relin(&inputs[0], keys.relin.as_ref().unwrap())?)?;
         let r = eval.rotate(&sq, 1, &keys.galois)?;
         Ok(vec![eval.add(&sq, &r)?])
@@ -46,14 +51,16 @@ fn bundle(params: &Parameters, sk: &SecretKey, rot_level: usize, relin_level: us
 
 #[test]
 fn keys_at_the_levels_used_serve_and_lower_ones_are_refused() {
-    let params = Parameters::builder().log_n(12).q_bits(&[36, 30, 30]).p_bits(&[36]).build().unwrap();
+    let params = Parameters::builder().log_n(13).q_bits(&[36, 30, 30]).p_bits(&[36]).build().unwrap();
     let sk = KeyGenerator::new(&params).secret_key();
     let store = Arc::new(KeyStore::new(1 << 30, None).unwrap());
     let service = Service::new(Arc::new(SquareShift { params: params.clone() }), store.clone())
         .with_input_level(2, 2f64.powi(30));
 
     // The rotation key one level too low, then the relinearization key: refused, named.
-    for (rot, relin, what) in [(0, 2, "rotation-by-1 Galois key serves levels up to 0"), (1, 1, "relinearization key serves levels up to 1")] {
+    for (rot, relin, what) in
+        [(0, 2, "rotation-by-1 Galois key serves levels up to 0"), (1, 1, "relinearization key serves levels up to 1")]
+    {
         let e = service.register(&bundle(&params, &sk, rot, relin)).unwrap_err();
         assert!(matches!(e, ServiceError::IncompleteKeys(_)), "{e}");
         assert!(e.to_string().contains(what) && e.to_string().contains("client spec"), "{e}");
