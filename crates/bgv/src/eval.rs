@@ -269,7 +269,7 @@ impl Evaluator {
         let d2 = Poly::product(a1, b1, &m);
         let add = [Addend::Products(&[(a0, b0)]), Addend::Products(&[(a0, b1), (a1, b0)])];
         let dec = keyswitch::decompose(self.params.rlwe(), &d2, level);
-        let (c0, c1) = keyswitch::switch(self.params.rlwe(), &dec, rk.key(), add, None);
+        let (c0, c1) = keyswitch::switch(self.params.rlwe(), &dec, rk.key(), add, None)?;
         let r = rlwe::Ciphertext::from_parts(self.params.rlwe(), c0, c1, 1.0)?;
         Ok(Ciphertext::new(&self.params, r, factor, log_noise))
     }
@@ -408,7 +408,7 @@ impl Evaluator {
             key,
             [Addend::Poly(ct.inner.parts().0), Addend::Products(&[])],
             Some(&perm),
-        );
+        )?;
         let r = rlwe::Ciphertext::from_parts(self.params.rlwe(), c0, c1, 1.0)?;
         Ok(Ciphertext::new(&self.params, r, ct.factor, log_noise))
     }

@@ -285,7 +285,7 @@ impl Evaluator {
             Addend::Products(&[(a.parts().0, b.parts().1), (a.parts().1, b.parts().0)]),
         ];
         let dec = keyswitch::decompose(&self.params, &d2, a.level());
-        let (c0, c1) = keyswitch::switch(&self.params, &dec, rk.key(), add, None);
+        let (c0, c1) = keyswitch::switch(&self.params, &dec, rk.key(), add, None)?;
         Ciphertext::from_parts(&self.params, c0, c1, scale)
     }
 
@@ -302,7 +302,7 @@ impl Evaluator {
             Addend::Products(&[(a.parts().0, a.parts().1), (a.parts().1, a.parts().0)]),
         ];
         let dec = keyswitch::decompose(&self.params, &d2, a.level());
-        let (c0, c1) = keyswitch::switch(&self.params, &dec, rk.key(), add, None);
+        let (c0, c1) = keyswitch::switch(&self.params, &dec, rk.key(), add, None)?;
         Ciphertext::from_parts(&self.params, c0, c1, scale)
     }
 
@@ -368,8 +368,13 @@ impl Evaluator {
         debug_assert_eq!(dec.level(), level);
         let perm = self.ctx().galois_perm(g);
         // c0 is added before σ.
-        let (c0, c1) =
-            keyswitch::switch(&self.params, dec, key, [Addend::Poly(ct.parts().0), Addend::Products(&[])], Some(&perm));
+        let (c0, c1) = keyswitch::switch(
+            &self.params,
+            dec,
+            key,
+            [Addend::Poly(ct.parts().0), Addend::Products(&[])],
+            Some(&perm),
+        )?;
         Ciphertext::from_parts(&self.params, c0, c1, ct.scale())
     }
 

@@ -346,13 +346,13 @@ impl ThroughputEvaluator {
             return Ok(x);
         }
         let level = x.level;
-        x.cts.par_iter_mut().for_each(|c| {
-            let c2 = c.pop().expect("degree 2");
-            let dec = keyswitch::decompose(&self.params, &c2, level);
+        x.cts.par_iter_mut().try_for_each(|c| -> Result<()> {
+            let dec = keyswitch::decompose(&self.params, &c[2], level);
             let (c0, c1) =
-                keyswitch::switch(&self.params, &dec, rk.key(), [Addend::Poly(&c[0]), Addend::Poly(&c[1])], None);
+                keyswitch::switch(&self.params, &dec, rk.key(), [Addend::Poly(&c[0]), Addend::Poly(&c[1])], None)?;
             *c = vec![c0, c1];
-        });
+            Ok(())
+        })?;
         Ok(x)
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use ckks::{Ciphertext, Decryptor, Encoder, Parameters};
 use client::ClientKeys;
 use indicatif::{ProgressBar, ProgressStyle};
-use runtime::{CompiledModel, Executable, KeyStore, Request};
+use runtime::{CompiledModel, KeyStore, Request};
 
 pub struct RunArgs<'a> {
     pub hem: &'a Path,
@@ -41,7 +41,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
     let load_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let keys = ClientKeys::generate(&params);
-    let (bundle, key_id) = keys.evaluation_bundle(exe.rotation_steps(), false, exe.needs_relinearization());
+    let (bundle, key_id) = keys.evaluation_bundle_for(&spec);
     let keygen_s = t.elapsed().as_secs_f64();
     let service = exe.into_service(Arc::new(KeyStore::new(usize::MAX, None).map_err(|e| e.to_string())?));
     service.register(&bundle).map_err(|e| e.to_string())?;

@@ -78,9 +78,10 @@ impl Session {
     }
 
     /// The evaluation-key bundle for this model — the relinearization key if it needs
-    /// one and a Galois key for exactly the rotation steps its spec lists — and its id.
+    /// one and a Galois key for exactly the rotation steps its spec lists, each only as
+    /// high as the spec's key levels — and its id.
     pub fn evaluation_bundle(&self) -> (Vec<u8>, KeyId) {
-        self.keys.evaluation_bundle(&self.spec.rotation_steps, false, self.spec.relinearization)
+        self.keys.evaluation_bundle_for(&self.spec)
     }
 
     /// How many values one sample has (the product of the input shape).

@@ -159,6 +159,7 @@ pub(crate) fn program(
         rotation_steps: steps.clone(),
         galois_elements: steps.iter().map(|&s| params.galois_element(s)).collect(),
         relinearization: relin,
+        key_levels: lower::key_levels(&bt.b.nodes, &steps),
         output: OutputSpec {
             name: imp.he_output.clone(),
             shape: vec![n_out],

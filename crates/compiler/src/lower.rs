@@ -580,6 +580,28 @@ fn eval_rec(b: &mut Builder, pows: &[V], c: &[f64], level: u32, scale: f64) -> T
     }
 }
 
+/// The highest level each of `steps` is used at, and that of any ciphertext product: the
+/// client makes each key only that high (a key for level l has ⌈(l+1)/α⌉ digits over l+1
+/// q primes), which is most of the key bytes for a network's deeper layers.
+pub fn key_levels(nodes: &[Node], steps: &[i64]) -> model::KeyLevels {
+    let mut rot: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
+    let mut relin: Option<u32> = None;
+    for n in nodes {
+        match n.op {
+            Op::Rotate { step, .. } => {
+                let e = rot.entry(step).or_insert(0);
+                *e = (*e).max(n.level);
+            }
+            Op::MulRelin { .. } | Op::Square { .. } => relin = Some(relin.map_or(n.level, |l| l.max(n.level))),
+            _ => {}
+        }
+    }
+    model::KeyLevels {
+        rotation: steps.iter().map(|s| rot.get(s).copied().unwrap_or(0)).collect(),
+        relinearization: relin,
+    }
+}
+
 /// Distinct rotation steps used by nodes.
 pub fn rotation_steps(nodes: &[Node]) -> Vec<i64> {
     let set: BTreeSet<i64> =

@@ -97,6 +97,10 @@ pub(crate) fn make_report(
     }
     let steps = m.client.rotation_steps.clone();
     let keys = steps.len() + usize::from(m.client.relinearization);
+    let key_levels: Vec<usize> =
+        m.client.rotation_key_levels().into_iter().map(|(_, l)| l).chain(m.client.relin_key_level()).collect();
+    let upload: usize = key_levels.iter().map(|&l| params.keyswitch_key_bytes_at(l)).sum();
+    let key_memory: usize = key_levels.iter().map(|&l| key_memory_at(params, l)).sum();
     let est: f64 = layers.iter().map(|l| l.est_ms).sum();
     Report {
         model: m.name.clone(),
@@ -114,7 +118,9 @@ pub(crate) fn make_report(
         galois_keys: steps.len(),
         rotation_steps: steps,
         relinearization: m.client.relinearization,
-        evaluation_key_bytes: keys * key_each,
+        evaluation_key_bytes: upload,
+        evaluation_key_bytes_top_level: keys * key_each,
+        key_memory_bytes: key_memory,
         input_ciphertexts: m.client.input.slot_map.len(),
         query_bytes: m.client.input.slot_map.len() * params.ciphertext_bytes(params.max_level(), true),
         response_bytes: m.outputs.len() * params.ciphertext_bytes(m.client.output.level as usize, false),
@@ -125,6 +131,15 @@ pub(crate) fn make_report(
         notes,
         compile_seconds: secs,
     }
+}
+
+/// Bytes a key for ciphertexts up to `level` takes in the server's memory: b and a with a
+/// companion word each, per digit, over the key's primes.
+fn key_memory_at(params: &ckks::Parameters, level: usize) -> usize {
+    let alpha = params.q().len().div_ceil(params.dnum().max(1));
+    let digits = (level + 1).div_ceil(alpha);
+    let q_limbs = (digits * alpha).min(params.q().len());
+    4 * digits * (q_limbs + params.p().len()) * params.n() * 8
 }
 
 fn est_node_ms(op: &Op, level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {

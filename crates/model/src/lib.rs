@@ -38,7 +38,7 @@ pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
 pub use linear::{AnyModel, AnySpec, LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};
 pub use report::{ActivationReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
-pub use spec::{apply_postprocess, argmax, ClientSpec, InputSpec, OutputSpec, PostOp, CLIENT_SPEC_VERSION};
+pub use spec::{apply_postprocess, argmax, ClientSpec, InputSpec, KeyLevels, OutputSpec, PostOp, CLIENT_SPEC_VERSION};
 
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +133,23 @@ impl HeModel {
         let relin = self.nodes.iter().any(|n| matches!(n.op, Op::MulRelin { .. } | Op::Square { .. }));
         if relin != self.client.relinearization {
             return Err(ModelError::Invalid("relinearization flag differs from the program".into()));
+        }
+        // Keys made only up to a level must reach every use.
+        let levels: std::collections::HashMap<i64, usize> = self.client.rotation_key_levels().into_iter().collect();
+        let relin_level = self.client.relin_key_level();
+        for n in &self.nodes {
+            let (what, have) = match n.op {
+                Op::Rotate { step, .. } => (format!("rotation by {step}"), levels.get(&step).copied()),
+                Op::MulRelin { .. } | Op::Square { .. } => ("relinearization".to_string(), relin_level),
+                _ => continue,
+            };
+            if have.is_some_and(|l| (n.level as usize) > l) {
+                return Err(ModelError::Invalid(format!(
+                    "the client spec's key for {what} stops at level {} but the program uses it at level {}",
+                    have.unwrap_or(0),
+                    n.level
+                )));
+            }
         }
         Ok(())
     }

@@ -69,7 +69,14 @@ pub struct Report {
     pub rotation_steps: Vec<i64>,
     pub galois_keys: usize,
     pub relinearization: bool,
+    /// What the client uploads: every key made only as high as the program uses it.
     pub evaluation_key_bytes: usize,
+    /// The same keys all made for the top level (what bundles were before key levels).
+    #[serde(default)]
+    pub evaluation_key_bytes_top_level: usize,
+    /// The parsed keys in the server's key store (both halves and their companions).
+    #[serde(default)]
+    pub key_memory_bytes: usize,
     pub input_ciphertexts: usize,
     pub query_bytes: usize,
     pub response_bytes: usize,
@@ -124,6 +131,15 @@ impl Report {
             "totals: {} rotations, {} Galois keys {:?}, relinearization {}",
             self.total_rotations, self.galois_keys, self.rotation_steps, self.relinearization
         );
+        if self.key_memory_bytes > 0 {
+            let _ = writeln!(
+                s,
+                "keys: {:.2} MB to upload (each key made only up to the level it is used at; {:.2} MB all at the top level), {:.1} MB in the server's key store",
+                mb(self.evaluation_key_bytes),
+                mb(self.evaluation_key_bytes_top_level),
+                mb(self.key_memory_bytes)
+            );
+        }
         let _ = writeln!(
             s,
             "sizes: evaluation keys {:.2} MB, query {:.3} MB ({} ciphertext(s)), response {:.3} MB, server plaintexts {:.1} MB",

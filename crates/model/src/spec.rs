@@ -27,6 +27,12 @@ pub struct ClientSpec {
     pub galois_elements: Vec<u64>,
     /// Whether a relinearization key is needed (any ciphertext × ciphertext product).
     pub relinearization: bool,
+    /// The highest level each key is used at, so the client makes it no higher (a key for
+    /// level l has ⌈(l+1)/α⌉ of the dnum digits, over l+1 of the q primes: most of the
+    /// upload for keys used deep in a network). Absent in specs written before: every key
+    /// at the top level.
+    #[serde(default, skip_serializing_if = "KeyLevels::is_empty")]
+    pub key_levels: KeyLevels,
     pub output: OutputSpec,
     /// Applied by the client, in order, to the decoded output vector.
     pub postprocess: Vec<PostOp>,
@@ -34,6 +40,39 @@ pub struct ClientSpec {
     /// noise; absent in models compiled without it (and in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_dp: Option<crate::dp::OutputDp>,
+}
+
+/// Levels of the evaluation keys (see `ClientSpec::key_levels`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyLevels {
+    /// One per `rotation_steps` entry, in the same order (steps past its end: top level).
+    pub rotation: Vec<u32>,
+    /// The relinearization key's, if one is needed.
+    pub relinearization: Option<u32>,
+}
+
+impl KeyLevels {
+    /// Whether no level is given (every key at the top level).
+    pub fn is_empty(&self) -> bool {
+        self.rotation.is_empty() && self.relinearization.is_none()
+    }
+}
+
+impl ClientSpec {
+    /// `(step, level)` of each rotation key, the top level where the spec gives none.
+    pub fn rotation_key_levels(&self) -> Vec<(i64, usize)> {
+        let top = self.params.q.len().saturating_sub(1);
+        self.rotation_steps
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (s, self.key_levels.rotation.get(i).map_or(top, |&l| l as usize)))
+            .collect()
+    }
+    /// The relinearization key's level (`None` if no product needs one).
+    pub fn relin_key_level(&self) -> Option<usize> {
+        let top = self.params.q.len().saturating_sub(1);
+        self.relinearization.then(|| self.key_levels.relinearization.map_or(top, |l| l as usize))
+    }
 }
 
 /// How one sample becomes ciphertexts.
@@ -201,6 +240,22 @@ impl ClientSpec {
         }
         if !self.output.multiplier.is_finite() {
             return bad(format!("output multiplier {} is not finite", self.output.multiplier));
+        }
+        let kl = &self.key_levels;
+        let top = self.params.q.len().saturating_sub(1) as u32;
+        // Steps past the end of the levels get top-level keys (a spec extended by hand).
+        if kl.rotation.len() > self.rotation_steps.len() {
+            return bad(format!(
+                "{} rotation key levels for {} rotation steps; give at most one per step",
+                kl.rotation.len(),
+                self.rotation_steps.len()
+            ));
+        }
+        if let Some(&l) = kl.rotation.iter().chain(&kl.relinearization).find(|&&l| l > top) {
+            return bad(format!("key level {l} is above the top level {top}"));
+        }
+        if kl.relinearization.is_some() && !self.relinearization {
+            return bad("a relinearization key level without relinearization".to_string());
         }
         // Each rotation key is megabytes: a spec asking for more than there are rotations is hostile.
         if self.rotation_steps.len() > slots {

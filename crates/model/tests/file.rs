@@ -30,6 +30,7 @@ fn tiny() -> HeModel {
             rotation_steps: vec![1],
             galois_elements: vec![5],
             relinearization: false,
+            key_levels: Default::default(),
             output: OutputSpec {
                 name: "y".into(),
                 shape: vec![1],

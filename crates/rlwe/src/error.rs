@@ -201,6 +201,15 @@ pub enum Error {
         /// The operation, e.g. "rotation by 3".
         what: String,
     },
+    /// A key-switching key made for lower levels than the ciphertext's (keys may stop
+    /// at the highest level a model uses them).
+    #[error("the key serves levels up to {key_level} but the ciphertext is at level {level}; make the key for level {level} or drop the ciphertext's level first")]
+    KeyBelowLevel {
+        /// The highest level the key serves.
+        key_level: usize,
+        /// The ciphertext's level.
+        level: usize,
+    },
     /// More values than slots to encode.
     #[error("{given} values do not fit in {max} slots")]
     TooManySlots {

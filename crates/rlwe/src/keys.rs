@@ -72,10 +72,15 @@ impl PublicKey {
 }
 
 /// Switches a ciphertext component from some key s' to the secret s.
+///
+/// A key may stop below the top level: with d digits it covers the first min(d·α, L) q
+/// primes and the special primes (its limbs, in that order; `key_primes`), and serves
+/// ciphertexts up to level min(d·α, L) − 1. A client makes each key only as high as the
+/// model uses it, which is most of the bytes it uploads for keys used deep in a network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KeySwitchKey {
     pub(crate) params: Parameters,
-    /// per digit, over all q and p primes, NTT form
+    /// per digit, over the key's primes (`key_primes`), NTT form
     pub(crate) b: Vec<Poly>,
     pub(crate) a: Vec<Poly>,
     /// What `key_dot` reads beside b and a (`ring::kernels::key_companion`: Shoup companions, or the
@@ -88,12 +93,13 @@ pub struct KeySwitchKey {
 impl KeySwitchKey {
     pub(crate) fn new(params: &Parameters, b: Vec<Poly>, a: Vec<Poly>, seed: [u8; 32]) -> Self {
         let ctx = params.ctx();
+        let primes = key_primes(params, b.len());
         let companions = |polys: &[Poly]| -> Vec<Poly> {
             polys
                 .iter()
                 .map(|p| {
                     let mut c = p.clone();
-                    for (i, m) in ctx.moduli.iter().enumerate() {
+                    for (i, m) in primes.iter().map(|&j| &ctx.moduli[j]).enumerate() {
                         for x in c.limb_mut(i) {
                             *x = ring::kernels::key_companion(*x, m);
                         }
@@ -114,6 +120,20 @@ impl KeySwitchKey {
     /// fewer than `dnum` (5 primes with dnum = 4 make α = 2 and 3 digits).
     pub fn digits(&self) -> usize {
         self.b.len()
+    }
+    /// The highest ciphertext level the key can switch: min(digits·α, L) − 1.
+    pub fn max_level(&self) -> usize {
+        key_q_limbs(&self.params, self.b.len()) - 1
+    }
+    /// Index among the key's limbs of `prime` (an index into the parameters' moduli: q chain
+    /// then special primes); `prime` must be one of `key_primes`.
+    pub(crate) fn limb_of(&self, prime: usize) -> usize {
+        let l = self.params.q().len();
+        if prime < l {
+            prime
+        } else {
+            prime - l + key_q_limbs(&self.params, self.b.len())
+        }
     }
 
     /// The same key with every polynomial (and companion) permuted.
@@ -238,7 +258,17 @@ impl KeyGenerator {
         let moduli: Vec<_> = self.params.ctx().moduli.iter().collect();
         let mut s2 = sk.ntt.clone();
         s2.mul_assign(&sk.ntt, &moduli);
-        let k = self.keyswitch_key(sk, &s2);
+        let k = self.keyswitch_key(sk, &s2, self.params.max_level());
+        s2.zeroize();
+        RelinKey(k)
+    }
+
+    /// A relinearization key for products at levels up to `level` only (fewer bytes).
+    pub fn relin_key_at(&mut self, sk: &SecretKey, level: usize) -> RelinKey {
+        let moduli: Vec<_> = self.params.ctx().moduli.iter().collect();
+        let mut s2 = sk.ntt.clone();
+        s2.mul_assign(&sk.ntt, &moduli);
+        let k = self.keyswitch_key(sk, &s2, level.min(self.params.max_level()));
         s2.zeroize();
         RelinKey(k)
     }
@@ -246,22 +276,32 @@ impl KeyGenerator {
     /// Galois keys for left rotations by each of `steps` (negative: right) and, if
     /// asked, for complex conjugation. Steps that are multiples of N/2 need none.
     pub fn galois_keys(&mut self, sk: &SecretKey, steps: &[i64], conjugation: bool) -> GaloisKeys {
-        let mut elements: Vec<u64> = steps
+        let top = self.params.max_level();
+        let at: Vec<(i64, usize)> = steps.iter().map(|&s| (s, top)).collect();
+        self.galois_keys_at(sk, &at, conjugation.then_some(top))
+    }
+
+    /// Galois keys for left rotations by `(step, level)`, each serving ciphertexts up to
+    /// its level only (a step listed twice gets the higher), and for conjugation up to a
+    /// level if asked.
+    pub fn galois_keys_at(&mut self, sk: &SecretKey, steps: &[(i64, usize)], conjugation: Option<usize>) -> GaloisKeys {
+        let top = self.params.max_level();
+        let mut elements: BTreeMap<u64, usize> = BTreeMap::new();
+        let wanted = steps
             .iter()
-            .filter(|&&s| s.rem_euclid(self.params.slots() as i64) != 0)
-            .map(|&s| self.params.galois_element(s))
-            .collect();
-        if conjugation {
-            elements.push(self.params.conjugation_element());
+            .filter(|(s, _)| s.rem_euclid(self.params.slots() as i64) != 0)
+            .map(|&(s, l)| (self.params.galois_element(s), l))
+            .chain(conjugation.map(|l| (self.params.conjugation_element(), l)));
+        for (g, l) in wanted {
+            let e = elements.entry(g).or_insert(0);
+            *e = (*e).max(l.min(top));
         }
-        elements.sort_unstable();
-        elements.dedup();
         let mut keys = BTreeMap::new();
-        for g in elements {
+        for (g, level) in elements {
             let params = self.params.clone();
             let ctx = params.ctx();
             let mut sg = sk.ntt.permute(&ctx.galois_perm(g));
-            let canonical = self.keyswitch_key(sk, &sg);
+            let canonical = self.keyswitch_key(sk, &sg, level);
             sg.zeroize();
             keys.insert(g, canonical.permuted(&ctx.galois_perm(ctx.galois_inverse(g))));
         }
@@ -277,17 +317,21 @@ impl KeyGenerator {
         }
     }
 
-    /// Key switching s' → s, with s' in NTT form over every prime.
-    fn keyswitch_key(&mut self, sk: &SecretKey, s_prime: &Poly) -> KeySwitchKey {
+    /// Key switching s' → s for ciphertexts up to `level`, with s' in NTT form over every prime.
+    fn keyswitch_key(&mut self, sk: &SecretKey, s_prime: &Poly, level: usize) -> KeySwitchKey {
         let ctx = self.params.ctx();
         let levels = self.params.q().len();
         let moduli: Vec<_> = ctx.moduli.iter().collect();
         let tables: Vec<_> = ctx.ntt.iter().collect();
-        let digits = levels.div_ceil(ctx.alpha);
+        let digits = digits_for_level(&self.params, level);
+        let primes = key_primes(&self.params, digits);
         let seed = fresh_seed();
-        let a = expand_keyswitch_a(&self.params, seed, digits);
+        // Computed over every prime (the secret is), then cut to the key's primes.
+        let mut stream = Sampler::from_seed(seed);
         let mut bs = Vec::with_capacity(digits);
-        for (d, a_d) in a.iter().enumerate() {
+        let mut a = Vec::with_capacity(digits);
+        for d in 0..digits {
+            let a_d = stream.uniform(ctx.n, &moduli);
             let mut b = self.sampler.small_poly(ctx.n, &moduli, false);
             b.ntt(&tables);
             let mut as_ = a_d.clone();
@@ -302,16 +346,46 @@ impl KeyGenerator {
                     *o = m.add(*o, m.mul_shoup(s, pm, pms));
                 }
             }
-            bs.push(b);
+            bs.push(select_limbs(&b, &primes));
+            a.push(select_limbs(&a_d, &primes));
         }
         KeySwitchKey::new(&self.params, bs, a, seed)
     }
 }
 
-/// The uniform halves of a key-switching key, re-derived from its seed.
+/// Digits of a key serving ciphertexts up to `level`: ⌈(level + 1)/α⌉, at most the full count.
+pub fn digits_for_level(params: &Parameters, level: usize) -> usize {
+    let l = params.q().len();
+    (level + 1).min(l).div_ceil(params.ctx().alpha)
+}
+
+/// Number of q primes a key of `digits` digits covers.
+pub(crate) fn key_q_limbs(params: &Parameters, digits: usize) -> usize {
+    (digits * params.ctx().alpha).min(params.q().len())
+}
+
+/// The primes (indices into the moduli) of a key of `digits` digits, in limb order: its q
+/// primes, then every special prime.
+pub(crate) fn key_primes(params: &Parameters, digits: usize) -> Vec<usize> {
+    let l = params.q().len();
+    (0..key_q_limbs(params, digits)).chain(l..l + params.p().len()).collect()
+}
+
+/// The limbs of `p` (over every prime) at `primes`.
+fn select_limbs(p: &Poly, primes: &[usize]) -> Poly {
+    let mut out = Poly::zero(p.n(), primes.len());
+    for (i, &j) in primes.iter().enumerate() {
+        out.limb_mut(i).copy_from_slice(p.limb(j));
+    }
+    out
+}
+
+/// The uniform halves of a key-switching key of `digits` digits, re-derived from its seed
+/// (always drawn over every prime, then cut to the key's primes: one stream per seed).
 pub(crate) fn expand_keyswitch_a(params: &Parameters, seed: [u8; 32], digits: usize) -> Vec<Poly> {
     let ctx = params.ctx();
     let moduli: Vec<_> = ctx.moduli.iter().collect();
+    let primes = key_primes(params, digits);
     let mut stream = Sampler::from_seed(seed);
-    (0..digits).map(|_| stream.uniform(ctx.n, &moduli)).collect()
+    (0..digits).map(|_| select_limbs(&stream.uniform(ctx.n, &moduli), &primes)).collect()
 }

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use ring::{kernels, GaloisPerm, Poly};
 
+use crate::error::{Error, Result};
 use crate::keys::KeySwitchKey;
 use crate::params::{Context, Parameters};
 
@@ -87,7 +88,8 @@ pub fn decompose<'a>(params: &Parameters, d: &'a Poly, level: usize) -> Decompos
 
 /// The key switch's second half: the inner product Σ_digits raised_digit · key over
 /// Q·P, divided by P with rounding (ModDown), plus an addend per half, then permuted by
-/// `perm` (`out[k] = in[perm[k]]`). Returns both halves over Q.
+/// `perm` (`out[k] = in[perm[k]]`). Returns both halves over Q, or
+/// `Error::KeyBelowLevel` if the key stops below the component's level.
 ///
 /// Memory traffic is what this order saves (at N = 2^14 a key switch streams ~50 MB,
 /// and on a shared machine its time follows the memory's): the inner product's limbs
@@ -101,10 +103,13 @@ pub fn switch(
     key: &KeySwitchKey,
     add: [Addend; 2],
     perm: Option<&GaloisPerm>,
-) -> (Poly, Poly) {
+) -> Result<(Poly, Poly)> {
     let ctx = params.ctx();
     let n = ctx.n;
     let level = dec.level;
+    if level > key.max_level() {
+        return Err(Error::KeyBelowLevel { key_level: key.max_level(), level });
+    }
     let k = params.p().len();
     let digits = dec.digits.len();
     let convs = &ctx.modup[level];
@@ -121,8 +126,9 @@ pub fn switch(
                 None => (dec.source.limb(pos), false), // one of the digit's own primes
             })
             .unzip();
-        let (b, bp) = (limbs_of(&key.b[..digits], prime), limbs_of(&key.bp[..digits], prime));
-        let (a, ap) = (limbs_of(&key.a[..digits], prime), limbs_of(&key.ap[..digits], prime));
+        let kl = key.limb_of(prime);
+        let (b, bp) = (limbs_of(&key.b[..digits], kl), limbs_of(&key.bp[..digits], kl));
+        let (a, ap) = (limbs_of(&key.a[..digits], kl), limbs_of(&key.ap[..digits], kl));
         kernels::key_dot(o0, o1, &src, &src_f64, &b, &bp, &a, &ap, &ctx.moduli[prime]);
     };
     // The P limbs, whole (their conversion needs all of them); key_dot writes every word.
@@ -171,7 +177,7 @@ pub fn switch(
             }
         }
     });
-    (conv0, conv1)
+    Ok((conv0, conv1))
 }
 
 /// ModDown's first half: the P limbs `x` (NTT form) to coefficients, converted exactly

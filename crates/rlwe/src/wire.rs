@@ -11,7 +11,7 @@ use crate::encryption::{Ciphertext, SeededCiphertext};
 use crate::error::WireError;
 #[cfg(feature = "secret-key")]
 use crate::keys::SecretKey;
-use crate::keys::{expand_keyswitch_a, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
+use crate::keys::{expand_keyswitch_a, key_primes, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
 use crate::multiparty::{DecryptionShare, PublicKeyShare};
 #[cfg(feature = "secret-key")]
 use crate::multiparty::{ShamirShare, ThresholdKey};
@@ -44,9 +44,12 @@ impl Parameters {
     }
     /// Bytes of one serialized key-switching key (relinearization or one Galois key), seeded.
     pub fn keyswitch_key_bytes(&self) -> usize {
-        let all = self.ctx().moduli.len();
-        let digits = self.ctx().modup[self.max_level()].len();
-        KEY_META_LEN + digits * self.poly_bytes(0..all)
+        self.keyswitch_key_bytes_at(self.max_level())
+    }
+    /// Bytes of one serialized key-switching key that serves levels up to `level` only.
+    pub fn keyswitch_key_bytes_at(&self, level: usize) -> usize {
+        let digits = crate::keys::digits_for_level(self, level);
+        KEY_META_LEN + digits * self.poly_bytes(key_primes(self, digits).into_iter())
     }
 }
 
@@ -454,20 +457,26 @@ impl PublicKey {
     }
 }
 
-fn key_record_len(params: &Parameters) -> usize {
-    params.keyswitch_key_bytes()
+/// Bytes of the smallest key record (one digit): what a count of records is bounded by.
+fn min_key_record_len(params: &Parameters) -> usize {
+    params.keyswitch_key_bytes_at(0)
 }
 
-/// Writes a key record; `perm`, if given, is applied to each b first.
+fn record_len(params: &Parameters, k: &KeySwitchKey) -> usize {
+    params.keyswitch_key_bytes_at(k.max_level())
+}
+
+/// Writes a key record; `perm`, if given, is applied to each b first. A key that stops
+/// below the top level has fewer digits, each over its own primes (`key_primes`).
 fn write_key(w: &mut Writer, params: &Parameters, element: u64, k: &KeySwitchKey, perm: Option<&[u32]>) {
-    let all = params.ctx().moduli.len();
+    let primes = key_primes(params, k.b.len());
     w.out.extend_from_slice(&element.to_le_bytes());
     w.out.extend_from_slice(&(k.b.len() as u16).to_le_bytes());
     w.out.extend_from_slice(&k.seed);
     for b in &k.b {
         match perm {
-            Some(p) => w.poly(params, &b.permute(p), 0..all),
-            None => w.poly(params, b, 0..all),
+            Some(p) => w.poly(params, &b.permute(p), primes.iter().copied()),
+            None => w.poly(params, b, primes.iter().copied()),
         }
     }
 }
@@ -476,14 +485,19 @@ fn read_key(r: &mut Reader, params: &Parameters) -> Result<(u64, KeySwitchKey), 
     let element = r.u64()?;
     let digits = r.u16()? as usize;
     let want = params.q().len().div_ceil(params.ctx().alpha);
-    if digits != want {
+    if digits == 0 || digits > want {
         return Err(WireError::OutOfRange {
             field: "digits",
-            detail: format!("{digits} (these parameters use {want})"),
+            detail: format!("{digits} (these parameters use 1 to {want})"),
         });
     }
     let seed = r.seed()?;
-    let primes: Vec<usize> = (0..params.ctx().moduli.len()).collect();
+    let primes = key_primes(params, digits);
+    // The whole record must be there before any of it is allocated.
+    let need = digits * params.poly_bytes(primes.iter().copied());
+    if r.remaining() < need {
+        return Err(WireError::Truncated { needed: r.pos + need, available: r.buf.len() });
+    }
     let b = (0..digits).map(|_| r.poly(params, &primes)).collect::<Result<Vec<_>, _>>()?;
     let a = expand_keyswitch_a(params, seed, digits);
     Ok((element, KeySwitchKey::new(params, b, a, seed)))
@@ -504,7 +518,7 @@ impl RelinKey {
     /// Serializes each digit's b and the seed of the a's: `Parameters::keyswitch_key_bytes` plus the header.
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.0.params;
-        let mut w = Writer::new(p, Kind::RelinKey, HEADER_LEN + key_record_len(p));
+        let mut w = Writer::new(p, Kind::RelinKey, HEADER_LEN + record_len(p, &self.0));
         write_key(&mut w, p, 0, &self.0, None);
         w.out
     }
@@ -512,8 +526,8 @@ impl RelinKey {
     /// Reads a relinearization key made under `params`.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::RelinKey)?;
-        r.expect_exact(key_record_len(params))?;
         let (element, k) = read_key(&mut r, params)?;
+        r.expect_exact(0)?;
         if element != 0 {
             return Err(WireError::OutOfRange {
                 field: "element",
@@ -534,11 +548,14 @@ fn write_galois(w: &mut Writer, params: &Parameters, g: &GaloisKeys) {
 
 fn read_galois(r: &mut Reader, params: &Parameters) -> Result<GaloisKeys, WireError> {
     let count = r.u32()? as usize;
-    // Bounded by what the buffer can hold before anything is allocated.
+    // Bounded by what the buffer can hold before anything is allocated (each record's own
+    // length is checked as it is read, and nothing may follow the last).
     let need = count
-        .checked_mul(key_record_len(params))
+        .checked_mul(min_key_record_len(params))
         .ok_or(WireError::OutOfRange { field: "key count", detail: format!("{count}") })?;
-    r.expect_exact(need)?;
+    if r.remaining() < need {
+        return Err(WireError::Truncated { needed: r.pos + need, available: r.buf.len() });
+    }
     let mut keys = std::collections::BTreeMap::new();
     for _ in 0..count {
         let (e, k) = read_key(r, params)?;
@@ -549,6 +566,7 @@ fn read_galois(r: &mut Reader, params: &Parameters) -> Result<GaloisKeys, WireEr
             return Err(WireError::OutOfRange { field: "Galois element", detail: format!("{e} appears twice") });
         }
     }
+    r.expect_exact(0)?;
     Ok(GaloisKeys { keys })
 }
 
@@ -556,7 +574,8 @@ impl GaloisKeys {
     /// Serializes the keys in canonical form (memory holds them permuted by σ⁻¹) under
     /// `params`, which the set does not record.
     pub fn to_bytes(&self, params: &Parameters) -> Vec<u8> {
-        let mut w = Writer::new(params, Kind::GaloisKeys, HEADER_LEN + 4 + self.len() * key_record_len(params));
+        let len = HEADER_LEN + 4 + self.keys.values().map(|k| record_len(params, k)).sum::<usize>();
+        let mut w = Writer::new(params, Kind::GaloisKeys, len);
         write_galois(&mut w, params, self);
         w.out
     }
@@ -572,8 +591,12 @@ impl GaloisKeys {
 impl EvaluationKeys {
     /// Serialized size, without serializing.
     pub fn serialized_len(&self) -> usize {
-        let rec = key_record_len(&self.params);
-        HEADER_LEN + 1 + self.relin.as_ref().map_or(0, |_| rec) + 4 + self.galois.len() * rec
+        let p = &self.params;
+        HEADER_LEN
+            + 1
+            + self.relin.as_ref().map_or(0, |k| record_len(p, &k.0))
+            + 4
+            + self.galois.keys.values().map(|k| record_len(p, k)).sum::<usize>()
     }
 
     /// Serializes the bundle a client registers; its [`KeyId`] is the SHA-256 of these bytes.
@@ -598,12 +621,6 @@ impl EvaluationKeys {
         let relin = match r.u8()? {
             0 => None,
             1 => {
-                if r.remaining() < key_record_len(params) {
-                    return Err(WireError::Truncated {
-                        needed: r.pos + key_record_len(params),
-                        available: bytes.len(),
-                    });
-                }
                 let (e, k) = read_key(&mut r, params)?;
                 if e != 0 {
                     return Err(WireError::OutOfRange {

@@ -140,6 +140,23 @@ impl Executable for CompiledModel {
         self.model.client.relinearization
     }
 
+    fn key_levels(&self) -> (Vec<(i64, usize)>, Option<usize>) {
+        let mut rot: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+        let mut relin = None;
+        for n in &self.model.nodes {
+            let l = n.level as usize;
+            match n.op {
+                Op::Rotate { step, .. } => {
+                    let e = rot.entry(step).or_insert(l);
+                    *e = (*e).max(l);
+                }
+                Op::MulRelin { .. } | Op::Square { .. } => relin = Some(relin.map_or(l, |r: usize| r.max(l))),
+                _ => {}
+            }
+        }
+        (rot.into_iter().collect(), relin)
+    }
+
     fn run(
         &self,
         eval: &Evaluator,

@@ -44,6 +44,10 @@ pub struct Requirements {
     pub relinearization: bool,
     /// the Galois elements of the model's rotations; the bundle must hold exactly these
     pub galois_elements: Vec<u64>,
+    /// (step, Galois element, level): each key must serve its step's highest level
+    pub rotation_levels: Vec<(i64, u64, usize)>,
+    /// the level of the model's highest product, which the relinearization key must serve
+    pub relin_level: Option<usize>,
 }
 
 impl Requirements {
@@ -54,7 +58,20 @@ impl Requirements {
             steps.iter().filter(|s| s.rem_euclid(slots) != 0).map(|&s| params.galois_element(s)).collect();
         galois_elements.sort_unstable();
         galois_elements.dedup();
-        Self { relinearization, galois_elements }
+        Self { relinearization, galois_elements, ..Default::default() }
+    }
+
+    /// Also requires each key to serve the highest level its step (or the products) is
+    /// used at: a client may make keys only that high (see `model::KeyLevels`).
+    pub fn with_levels(mut self, params: &Parameters, rotation: &[(i64, usize)], relin: Option<usize>) -> Self {
+        let slots = params.slots() as i64;
+        self.rotation_levels = rotation
+            .iter()
+            .filter(|(s, _)| s.rem_euclid(slots) != 0)
+            .map(|&(s, l)| (s, params.galois_element(s), l))
+            .collect();
+        self.relin_level = relin;
+        self
     }
 
     /// Missing keys first (what the client must add), then extra ones.
@@ -65,6 +82,23 @@ impl Requirements {
         let missing: Vec<i64> = steps.iter().copied().filter(|&s| !keys.has_rotation(s)).collect();
         if !missing.is_empty() {
             return Err(KeyStoreError::Incomplete(format!("no Galois keys for rotation steps {missing:?}")));
+        }
+        let low = |what: String, have: usize, need: usize| {
+            KeyStoreError::Incomplete(format!(
+                "the {what} key serves levels up to {have} but the model uses it at level {need}; make the keys from this model's client spec"
+            ))
+        };
+        if let (Some(need), Some(rk)) = (self.relin_level, &keys.relin) {
+            if rk.key().max_level() < need {
+                return Err(low("relinearization".into(), rk.key().max_level(), need));
+            }
+        }
+        for &(step, g, need) in &self.rotation_levels {
+            if let Some(k) = keys.galois.get(g) {
+                if k.max_level() < need {
+                    return Err(low(format!("rotation-by-{step} Galois"), k.max_level(), need));
+                }
+            }
         }
         let extra: Vec<u64> =
             keys.galois.elements().filter(|e| self.galois_elements.binary_search(e).is_err()).collect();
@@ -78,10 +112,21 @@ impl Requirements {
 /// Memory a bundle of `wire_len` bytes takes once parsed, known before parsing it:
 /// every key-switching key on the wire is its `b` half (the `a` half is a seed), and in
 /// memory it is `b`, `a` and both halves' companions, all as 64-bit words. Exact for a
-/// well-formed bundle (the framing is smaller than one key), an upper bound otherwise.
+/// well-formed bundle of top-level keys (the framing is smaller than one key). Keys made
+/// for lower levels have other lengths: each value of at least `min_bits` bits on the wire
+/// is 4 words in memory, which bounds them from above.
 pub fn estimated_memory(params: &Parameters, wire_len: usize) -> usize {
-    (wire_len / params.keyswitch_key_bytes().max(1)).saturating_mul(key_memory(params))
+    let full = params.keyswitch_key_bytes().max(1);
+    let framing = wire_len % full;
+    if framing == BUNDLE_FRAMING || wire_len < full {
+        return (wire_len / full).saturating_mul(key_memory(params));
+    }
+    let min_bits = params.q().iter().chain(params.p()).map(|&q| 64 - q.leading_zeros() as usize).min().unwrap_or(1);
+    wire_len.saturating_mul(256) / min_bits.max(1)
 }
+
+/// Header, relinearization flag and Galois key count of a bundle.
+const BUNDLE_FRAMING: usize = 40 + 1 + 4;
 
 fn key_memory(params: &Parameters) -> usize {
     let levels = params.q().len();
@@ -92,7 +137,11 @@ fn key_memory(params: &Parameters) -> usize {
 /// The longest bundle whose [`estimated_memory`] fits in `capacity`.
 fn max_wire_len(params: &Parameters, capacity: usize) -> u64 {
     let keys = capacity / key_memory(params).max(1);
-    ((keys as u64 + 1) * params.keyswitch_key_bytes() as u64).saturating_sub(1)
+    let full = ((keys as u64 + 1) * params.keyswitch_key_bytes() as u64).saturating_sub(1);
+    // Keys made for lower levels take more memory per wire byte (fewer of the small
+    // middle primes): never more than this, since every value is at least min_bits wide.
+    let min_bits = params.q().iter().chain(params.p()).map(|&q| 64 - q.leading_zeros() as u64).min().unwrap_or(1);
+    full.max(capacity as u64 * min_bits / 256)
 }
 
 struct Entry {

@@ -21,6 +21,12 @@ pub trait Executable: Send + Sync {
     fn rotation_steps(&self) -> &[i64];
     /// Whether ciphertext products (and so a relinearization key) are needed.
     fn needs_relinearization(&self) -> bool;
+    /// The highest level each rotation step, and any product, is used at: keys made for
+    /// lower levels are refused at registration. Executables that do not say keep this
+    /// default (an under-level key then fails at evaluation, `Error::KeyBelowLevel`).
+    fn key_levels(&self) -> (Vec<(i64, usize)>, Option<usize>) {
+        (Vec::new(), None)
+    }
     fn run(
         &self,
         eval: &Evaluator,
@@ -131,7 +137,9 @@ pub struct CkksService {
 impl CkksService {
     pub fn new(exe: Arc<dyn Executable>, keys: Arc<KeyStore>) -> Self {
         let eval = Evaluator::new(exe.params());
-        let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization());
+        let (rotation_levels, relin_level) = exe.key_levels();
+        let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization())
+            .with_levels(exe.params(), &rotation_levels, relin_level);
         Self { exe, keys, eval, input_level: None, needs, dp: None }
     }
 

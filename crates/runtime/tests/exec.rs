@@ -52,6 +52,7 @@ fn program() -> (HeModel, Parameters) {
         rotation_steps: vec![-3, 1, 64],
         galois_elements: [-3i64, 1, 64].iter().map(|&s| params.galois_element(s)).collect(),
         relinearization: true,
+        key_levels: Default::default(),
         output: OutputSpec {
             name: "y".into(),
             shape: vec![4],
