@@ -12,17 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT
-
-
-@pytest.fixture(scope="module")
-def heinfer():
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cli"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "heinfer")
 
 
 @pytest.fixture()
-def server(heinfer, tmp_path):
+def aggregation_server(heinfer_bin, tmp_path):
+    """`heinfer serve` with no model and a directory for rounds: an aggregation-only server."""
+    heinfer = heinfer_bin
     repo = tmp_path / "repo"
     repo.mkdir()
     log = open(tmp_path / "serve.log", "w+")
@@ -52,7 +47,8 @@ def cli(heinfer, *args, ok=True):
     return r.stderr
 
 
-def test_a_round_from_the_command_line(heinfer, server, tmp_path):
+def test_a_round_from_the_command_line(heinfer_bin, aggregation_server, tmp_path):
+    heinfer, server = heinfer_bin, aggregation_server
     members, clients = [1, 2, 3], range(5)
     keys = {}
     for name in [f"m{j}" for j in members] + [f"c{i}" for i in clients]:

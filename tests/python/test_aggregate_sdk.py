@@ -8,10 +8,11 @@ import pytest
 
 import heinfer
 from heinfer import aggregate as agg
-from test_aggregate_cli import heinfer as heinfer_bin, server  # noqa: F401  (fixtures)
+from test_aggregate_cli import aggregation_server  # noqa: F401  (the fixture)
 
 
-def test_a_round_from_python(server, tmp_path):  # noqa: F811
+def test_a_round_from_python(aggregation_server, tmp_path):  # noqa: F811
+    server = aggregation_server
     members = [agg.Signer.generate() for _ in range(3)]
     clients = [agg.Signer.generate() for _ in range(3)]
     assert agg.Signer.from_seed(bytes(32)).public_hex() == agg.Signer.from_seed(bytes(32)).public_hex()
@@ -32,13 +33,14 @@ def test_a_round_from_python(server, tmp_path):  # noqa: F811
         r.contribute(v, c, pk)
     with pytest.raises(heinfer.AggregationError, match="already accepted"):
         r.contribute(vs[0], clients[0], pk)
-    with pytest.raises(heinfer.AggregationError, match="300 values"):
+    with pytest.raises(heinfer.AggregationError, match="takes vectors of 300"):
         agg.Round(server, config).contribute(np.zeros(5), clients[1], pk)
     r.close()
     for j in (1, 2):
         r.share(tmp_path / f"m{j}.key", members[j - 1])
     got = r.result()
-    assert np.abs(got - np.sum(vs, axis=0)).max() < 1e-6
+    # The members' smudging noise (2^-40 statistical security) dominates the error.
+    assert np.abs(got - np.sum(vs, axis=0)).max() < 0.05
     r.delete()
     with pytest.raises(heinfer.AggregationError, match="404"):
         r.status()

@@ -36,6 +36,9 @@ pub enum AggregationError {
     /// The round configuration cannot be used.
     #[error("round configuration: {0}")]
     Config(String),
+    /// A vector that does not fit the round (length, non-finite values).
+    #[error("values: {0}")]
+    Values(String),
     /// The engine refused (parameters, protocol — e.g. a second share of one ciphertext).
     #[error(transparent)]
     Engine(#[from] rlwe::Error),
@@ -160,7 +163,7 @@ pub fn collective_key(config: &RoundConfig, crs: &[u8; 32], shares: &[&[u8]]) ->
 pub fn contribution(config: &RoundConfig, public_key: &[u8], values: &[f64]) -> Result<Vec<u8>, AggregationError> {
     let params = parameters(config)?;
     if values.len() != config.length {
-        return Err(AggregationError::Config(format!(
+        return Err(AggregationError::Values(format!(
             "{} values; round {} takes vectors of {}",
             values.len(),
             config.id,
@@ -168,7 +171,7 @@ pub fn contribution(config: &RoundConfig, public_key: &[u8], values: &[f64]) -> 
         )));
     }
     if let Some(i) = values.iter().position(|x| !x.is_finite()) {
-        return Err(AggregationError::Config(format!("value {i} is not finite")));
+        return Err(AggregationError::Values(format!("value {i} is not finite")));
     }
     let pk = PublicKey::from_bytes(&params, public_key).map_err(wire("collective public key"))?;
     let enc = Encoder::new(&params);
