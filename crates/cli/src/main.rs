@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod aggregate_cmds;
 mod bench;
 mod client_cmds;
+mod container;
 mod demo;
 mod paillier_cmds;
 mod run;

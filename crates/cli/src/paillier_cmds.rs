@@ -10,7 +10,7 @@ use client::PaillierSession;
 use model::LinearSpec;
 use runtime::{KeyStore, Request};
 
-use crate::client_cmds::{read_container, write_container, KIND_QUERY, KIND_RESULT};
+use crate::container::{read_container, write_container, KIND_QUERY, KIND_RESULT};
 use crate::spinner;
 
 fn session(spec: LinearSpec, secret_key: &Path) -> Result<PaillierSession, String> {

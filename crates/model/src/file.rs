@@ -24,6 +24,8 @@ use crate::{HeModel, LayerInfo, ModelError};
 
 pub const MAGIC: &[u8; 8] = b"HEINFMDL";
 pub const FORMAT_VERSION: u32 = 1;
+/// The file version of a Paillier linear model (`linear::PaillierModel`).
+pub const LINEAR_FORMAT_VERSION: u32 = 2;
 /// Largest model file accepted (plaintexts included).
 pub const MAX_FILE_BYTES: usize = 4 << 30;
 
@@ -87,7 +89,7 @@ impl HeModel {
         let (body, digest) = bytes.split_at(bytes.len() - 32);
         let mut r = Reader { b: body, pos: 8 };
         let version = r.u32()?;
-        if version == crate::linear::LINEAR_FORMAT_VERSION {
+        if version == LINEAR_FORMAT_VERSION {
             return Err(ModelError::Invalid(
                 "this model.hem holds a Paillier linear model, not a CKKS program: read it with model::AnyModel".into(),
             ));

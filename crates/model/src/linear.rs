@@ -18,12 +18,12 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::file::{MAGIC, MAX_FILE_BYTES};
+use crate::file::{LINEAR_FORMAT_VERSION, MAGIC, MAX_FILE_BYTES};
+pub use crate::spec::{scheme_of_json, Scheme};
 use crate::spec::{ClientSpec, PostOp};
 use crate::{HeModel, LayerInfo, ModelError};
 
 /// `model.hem` version of a Paillier linear model.
-pub const LINEAR_FORMAT_VERSION: u32 = 2;
 /// Version of the [`LinearSpec`] JSON layout.
 pub const LINEAR_SPEC_VERSION: u32 = 1;
 /// The smallest Paillier modulus a client may make (128-bit security, NIST SP 800-57).
@@ -33,35 +33,6 @@ pub const MAX_SCORE_FRAC_BITS: u32 = 128;
 /// Most inputs and scores a linear model may have (bounds what a client allocates).
 pub const MAX_LINEAR_DIM: usize = 1 << 20;
 pub const MAX_LINEAR_OUTPUTS: usize = 4096;
-
-/// The encryption scheme a model is compiled for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scheme {
-    /// Approximate arithmetic on reals (RNS-CKKS): any network the compiler takes.
-    #[default]
-    Ckks,
-    /// Exact arithmetic modulo t (RNS-BGV): integer and quantized models.
-    Bgv,
-    /// Additively homomorphic (Paillier): linear scoring, no evaluation keys.
-    Paillier,
-}
-
-impl Scheme {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scheme::Ckks => "ckks",
-            Scheme::Bgv => "bgv",
-            Scheme::Paillier => "paillier",
-        }
-    }
-}
-
-impl std::fmt::Display for Scheme {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// The input of a linear model: `shape` flattened row-major to d values, each encoded as
 /// round(x · 2^frac_bits) and encrypted, in order, into one Paillier ciphertext batch.
@@ -357,15 +328,4 @@ impl AnySpec {
             ),
         }
     }
-}
-
-/// The `"scheme"` field of a spec's JSON (CKKS when absent).
-pub fn scheme_of_json(s: &str) -> Result<Scheme, ModelError> {
-    #[derive(Deserialize)]
-    struct Tag {
-        #[serde(default)]
-        scheme: Scheme,
-    }
-    let t: Tag = serde_json::from_str(s).map_err(|e| ModelError::Invalid(format!("client spec: {e}")))?;
-    Ok(t.scheme)
 }

@@ -177,8 +177,8 @@ impl ClientSpec {
 
     /// Parses and [validates](Self::validate) a spec.
     pub fn from_json(s: &str) -> Result<Self, ModelError> {
-        let scheme = crate::linear::scheme_of_json(s)?;
-        if scheme != crate::Scheme::Ckks {
+        let scheme = scheme_of_json(s)?;
+        if scheme != Scheme::Ckks {
             return Err(ModelError::Invalid(format!(
                 "client spec: this is a {scheme} model's spec, not a CKKS one; read it with model::AnySpec"
             )));
@@ -310,4 +310,44 @@ pub fn argmax(v: &[f64]) -> usize {
         }
     }
     best
+}
+
+/// The encryption scheme a model is compiled for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Approximate arithmetic on reals (RNS-CKKS): any network the compiler takes.
+    #[default]
+    Ckks,
+    /// Exact arithmetic modulo t (RNS-BGV): integer and quantized models.
+    Bgv,
+    /// Additively homomorphic (Paillier): linear scoring, no evaluation keys.
+    Paillier,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Ckks => "ckks",
+            Scheme::Bgv => "bgv",
+            Scheme::Paillier => "paillier",
+        }
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The `"scheme"` field of a spec's JSON (CKKS when absent).
+pub fn scheme_of_json(s: &str) -> Result<Scheme, ModelError> {
+    #[derive(Deserialize)]
+    struct Tag {
+        #[serde(default)]
+        scheme: Scheme,
+    }
+    let t: Tag = serde_json::from_str(s).map_err(|e| ModelError::Invalid(format!("client spec: {e}")))?;
+    Ok(t.scheme)
 }

@@ -740,6 +740,7 @@ impl DecryptionShare {
 // ---- key generation with a committee ------------------------------------------------
 
 /// Reads a committee id list: count (u16, at most `MAX_PARTICIPANTS`), then the ids.
+#[cfg(feature = "secret-key")]
 fn read_members(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<u32>, WireError> {
     let count = r.u16()? as usize;
     if count == 0 || count > MAX_PARTICIPANTS || r.remaining() < 4 * count {
