@@ -79,23 +79,18 @@ pub fn aggregate_round_config(
     scale_bits: u32,
 ) -> PyResult<String> {
     run(py, "writing a round configuration", move || {
-        let params = ckks::Parameters::builder()
-            .log_n(log_n)
-            .q_bits(&q_bits)
-            .p_bits(&p_bits)
-            .build()
-            .map_err(|e| Failure(Kind::Aggregation, format!("parameters refused: {e}")))?;
-        let c = RoundConfig {
+        let c = agg::new_round(
             id,
-            params: params.spec().clone(),
             length,
-            scale: 2f64.powi(scale_bits as i32),
-            committee: committee.into_iter().enumerate().map(|(i, k)| (i as u32 + 1, k)).collect(),
+            (log_n, &q_bits, &p_bits),
+            scale_bits,
+            committee,
             threshold,
+            contributors,
             min_contributors,
             deadline_unix_s,
-            contributors,
-        };
+        )
+        .map_err(fail)?;
         serde_json::to_string(&c).map_err(|e| Failure(Kind::Aggregation, e.to_string()))
     })
 }

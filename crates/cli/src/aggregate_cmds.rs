@@ -12,6 +12,8 @@ use aggregate::round::join;
 use aggregate::{DpConfig, RoundConfig, Signer};
 use clap::Subcommand;
 use client::aggregate as agg;
+
+use crate::demo::http_error;
 use serde_json::{json, Value as Json};
 
 #[derive(Subcommand)]
@@ -209,20 +211,6 @@ fn base(server: &str, id: &str) -> String {
     format!("{s}/v2/aggregate/rounds/{id}")
 }
 
-fn http_error(e: ureq::Error) -> String {
-    match e {
-        ureq::Error::Status(code, r) => {
-            let body = r.into_string().unwrap_or_default();
-            let msg = serde_json::from_str::<Json>(&body)
-                .ok()
-                .and_then(|j| j["error"].as_str().map(str::to_owned))
-                .unwrap_or(body);
-            format!("server answered {code}: {msg}")
-        }
-        other => format!("HTTP request failed: {other}"),
-    }
-}
-
 fn body(r: ureq::Response) -> Result<Vec<u8>, String> {
     let mut v = Vec::new();
     r.into_reader().take(1 << 31).read_to_end(&mut v).map_err(|e| format!("reading the answer: {e}"))?;
@@ -269,26 +257,19 @@ pub fn run(cmd: AggregateCmd) -> Result<(), String> {
             deadline_in_s,
             output,
         } => {
-            let params = ckks::Parameters::builder()
-                .log_n(log_n)
-                .q_bits(&q_bits)
-                .p_bits(&p_bits)
-                .build()
-                .map_err(|e| format!("parameters refused: {e}"))?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let config = RoundConfig {
+            let config = agg::new_round(
                 id,
-                params: params.spec().clone(),
                 length,
-                scale: 2f64.powi(scale_bits as i32),
-                committee: committee.into_iter().enumerate().map(|(i, k)| (i as u32 + 1, k)).collect(),
+                (log_n, &q_bits, &p_bits),
+                scale_bits,
+                committee,
                 threshold,
-                min_contributors,
-                deadline_unix_s: now.saturating_add(deadline_in_s),
                 contributors,
-            };
-            // The server's own checks, before anyone relies on the file.
-            agg::parameters(&config).map_err(|e| e.to_string())?;
+                min_contributors,
+                now.saturating_add(deadline_in_s),
+            )
+            .map_err(|e| e.to_string())?;
             let json = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
             fs::write(&output, json).map_err(|e| format!("{}: {e}", output.display()))?;
             println!("{}", json!({"round": config.id, "config": output}));

@@ -81,7 +81,8 @@ fn infer_body(cts: &[Vec<u8>], key_id: &str, keys: Option<&[u8]>) -> (Vec<u8>, u
     (body, head_len)
 }
 
-fn http_error(e: ureq::Error) -> String {
+/// An HTTP failure in words: the server's `error` message when it sent one.
+pub(crate) fn http_error(e: ureq::Error) -> String {
     match e {
         ureq::Error::Status(code, r) => {
             let body = r.into_string().unwrap_or_default();

@@ -83,6 +83,40 @@ pub fn privatize(values: &[f64], dp: &aggregate::DpConfig) -> Result<Vec<f64>, A
     Ok(aggregate::privatize(values, dp, &mut sampler)?.into_iter().map(|k| k as f64 * dp.grid).collect())
 }
 
+/// A round's configuration from its parts: CKKS parameters from prime sizes (checked
+/// at 128 bits), the scale as 2^`scale_bits`, members numbered 1.. in the order of
+/// `committee` (their public signing keys, hex).
+#[allow(clippy::too_many_arguments)]
+pub fn new_round(
+    id: String,
+    length: usize,
+    (log_n, q_bits, p_bits): (u32, &[u32], &[u32]),
+    scale_bits: u32,
+    committee: Vec<String>,
+    threshold: usize,
+    contributors: Vec<String>,
+    min_contributors: usize,
+    deadline_unix_s: u64,
+) -> Result<RoundConfig, AggregationError> {
+    let params = Parameters::builder()
+        .log_n(log_n)
+        .q_bits(q_bits)
+        .p_bits(p_bits)
+        .build()
+        .map_err(|e| AggregationError::Config(format!("parameters refused: {e}")))?;
+    Ok(RoundConfig {
+        id,
+        params: params.spec().clone(),
+        length,
+        scale: 2f64.powi(scale_bits as i32),
+        committee: committee.into_iter().enumerate().map(|(i, k)| (i as u32 + 1, k)).collect(),
+        threshold,
+        min_contributors,
+        deadline_unix_s,
+        contributors,
+    })
+}
+
 /// The round's parameters, checked at 128 bits.
 pub fn parameters(config: &RoundConfig) -> Result<Parameters, AggregationError> {
     Parameters::from_spec(&config.params).map_err(|e| AggregationError::Config(format!("parameters refused: {e}")))
