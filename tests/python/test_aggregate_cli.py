@@ -114,6 +114,13 @@ def test_a_round_from_the_command_line(heinfer_bin, aggregation_server, tmp_path
     err = cli(heinfer, "share", "--server", server, "--round", round_json, "--key", tmp_path / "m3.key",
               "--signer", tmp_path / "m3.sig", ok=False)
     assert "not among the participants" in err
+    # A member's key is used by one process at a time: a lock left by another (or a crash) is named.
+    assert not (tmp_path / "m1.key.lock").exists()
+    (tmp_path / "m2.key.lock").write_text("")
+    err = cli(heinfer, "share", "--server", server, "--round", round_json, "--key", tmp_path / "m2.key",
+              "--signer", tmp_path / "m2.sig", ok=False)
+    assert "m2.key.lock" in err and "another process" in err, err
+    (tmp_path / "m2.key.lock").unlink()
     cli(heinfer, "share", "--server", server, "--round", round_json, "--key", tmp_path / "m2.key",
         "--signer", tmp_path / "m2.sig")
 

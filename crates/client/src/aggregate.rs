@@ -235,6 +235,9 @@ pub fn decryption_shares(
     security_bits: u32,
 ) -> Result<(u32, Vec<u8>), AggregationError> {
     let params = parameters(config)?;
+    // Held from the read to the rename: two processes sharing for one member would each
+    // read the file before the other's record and release two shares of one ciphertext.
+    let _lock = KeyFileLock::take(key_file)?;
     let io = |source| AggregationError::Io { path: key_file.display().to_string(), source };
     let bytes = Zeroizing::new(fs::read(key_file).map_err(io)?);
     let mut key = ThresholdKey::from_bytes(&params, &bytes).map_err(wire("threshold key file"))?;
@@ -262,6 +265,39 @@ pub fn decryption_shares(
     Ok((key.id(), join(SHARES_MAGIC, &shares)))
 }
 
+/// `<key file>.lock`, created exclusively and removed on drop.
+struct KeyFileLock(std::path::PathBuf);
+
+impl KeyFileLock {
+    fn take(key_file: &Path) -> Result<Self, AggregationError> {
+        let path = sibling(key_file, "lock");
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => Ok(Self(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(AggregationError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::new(
+                    e.kind(),
+                    "another process is making shares with this key; if none is (a crash), remove this file",
+                ),
+            }),
+            Err(source) => Err(AggregationError::Io { path: path.display().to_string(), source }),
+        }
+    }
+}
+
+impl Drop for KeyFileLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// `<file>.<suffix>` beside `file` (the whole name kept: `m1.key` → `m1.key.lock`).
+fn sibling(file: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{suffix}"));
+    file.with_file_name(name)
+}
+
 /// Writes a private file (0600): a new one, or — `replace` — a temporary file synced and
 /// renamed over the old one, so a crash leaves the old file or the new, never half.
 fn write_private(path: &Path, bytes: &[u8], replace: bool) -> Result<(), AggregationError> {
@@ -269,7 +305,7 @@ fn write_private(path: &Path, bytes: &[u8], replace: bool) -> Result<(), Aggrega
         let p = p.display().to_string();
         move |source| AggregationError::Io { path: p, source }
     };
-    let target = if replace { path.with_extension("tmp") } else { path.to_path_buf() };
+    let target = if replace { sibling(path, "tmp") } else { path.to_path_buf() };
     if replace {
         let _ = fs::remove_file(&target);
     }
