@@ -12,6 +12,10 @@
 //! | `GET /v2/aggregate/rounds/{id}/result` | — | `{"values": [..]}` |
 //! | `DELETE /v2/aggregate/rounds/{id}` | — | 204; finished rounds only |
 //!
+//! The same operations are served over gRPC (`proto/aggregate.proto`, service
+//! `heinfer.aggregate.v1.Aggregation`, in `aggregation_grpc`); bodies and signatures are
+//! the same bytes on both.
+//!
 //! Each round is saved (one file, atomically) after every accepted change when the
 //! server has a directory for rounds, and read back at start: a restart loses no round.
 //! Rounds in memory are capped; bodies are capped by the server's request limit. A
@@ -96,7 +100,7 @@ impl Rounds {
     /// Adds a new round and saves it. The round's own lock is held until its file is
     /// written (a request that finds it meanwhile waits), the map's only while it is
     /// changed, so a slow disk never stalls requests for other rounds.
-    fn insert(&self, round: Round) -> Result<Response, RequestError> {
+    fn insert(&self, round: Round) -> Result<RoundView, RequestError> {
         let id = round.config().id.clone();
         let cell = Arc::new(Mutex::new(round));
         let guard = cell.lock().expect("round lock");
@@ -130,7 +134,7 @@ impl Rounds {
             self.rounds.lock().expect("rounds lock").remove(&id);
             return Err(e);
         }
-        Ok((StatusCode::CREATED, status_json(&guard)).into_response())
+        Ok(RoundView::of(&guard))
     }
 
     /// Deletes a finished round.
@@ -152,16 +156,32 @@ fn finished(s: &Status) -> bool {
     matches!(s, Status::Done | Status::Failed { .. })
 }
 
-pub fn routes(max_body: usize) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v2/aggregate/rounds", post(create).layer(DefaultBodyLimit::max(max_body)))
-        .route("/v2/aggregate/rounds/{id}", get(status).delete(delete))
-        .route("/v2/aggregate/rounds/{id}/contributions", post(contribute).layer(DefaultBodyLimit::max(max_body)))
-        .route("/v2/aggregate/rounds/{id}/close", post(close))
-        .route("/v2/aggregate/rounds/{id}/sum", get(sum))
-        .route("/v2/aggregate/rounds/{id}/participants", post(participants))
-        .route("/v2/aggregate/rounds/{id}/shares/{member}", post(shares).layer(DefaultBodyLimit::max(max_body)))
-        .route("/v2/aggregate/rounds/{id}/result", get(result))
+/// What a client is told about a round after each call, on either transport.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoundView {
+    pub round: String,
+    pub status: String,
+    pub contributions: usize,
+    pub ciphertexts: usize,
+    pub participants: Vec<u32>,
+    pub max_contribution_bytes: usize,
+}
+
+impl RoundView {
+    fn of(r: &Round) -> Self {
+        let participants = match r.status() {
+            Status::Decrypting { participants } => participants.clone(),
+            _ => Vec::new(),
+        };
+        Self {
+            round: r.config().id.clone(),
+            status: r.status().to_string(),
+            contributions: r.contributions(),
+            ciphertexts: r.ciphertexts(),
+            participants,
+            max_contribution_bytes: r.max_contribution_bytes(),
+        }
+    }
 }
 
 fn now() -> u64 {
@@ -173,39 +193,6 @@ fn refused(e: AggregateError) -> RequestError {
         AggregateError::Io { .. } => RequestError::Internal(e.to_string()),
         e => RequestError::BadRequest(e.to_string()),
     }
-}
-
-fn status_json(r: &Round) -> Response {
-    let participants = match r.status() {
-        Status::Decrypting { participants } => participants.clone(),
-        _ => Vec::new(),
-    };
-    axum::Json(json!({
-        "round": r.config().id,
-        "status": r.status().to_string(),
-        "contributions": r.contributions(),
-        "ciphertexts": r.ciphertexts(),
-        "participants": participants,
-        "max_contribution_bytes": r.max_contribution_bytes(),
-    }))
-    .into_response()
-}
-
-fn signature(headers: &HeaderMap) -> Result<(String, Vec<u8>), RequestError> {
-    let h = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or_else(|| RequestError::BadRequest(format!("header {n} is missing")))
-    };
-    let signer = h("x-heinfer-signer")?;
-    let sig = h("x-heinfer-signature")?;
-    if sig.len() != 128 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(RequestError::BadRequest("x-heinfer-signature: 128 hex digits (an Ed25519 signature)".into()));
-    }
-    let bytes = (0..64).map(|i| u8::from_str_radix(&sig[2 * i..2 * i + 2], 16).expect("hex checked")).collect();
-    Ok((signer, bytes))
 }
 
 /// Runs `f` on the round off the async threads (it parses and adds ciphertexts), then
@@ -238,34 +225,156 @@ async fn with_round<T: Send + 'static>(
     .map_err(|e| RequestError::Internal(format!("aggregation task failed: {e}")))?
 }
 
-async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
-    let made = tokio::task::spawn_blocking(move || -> Result<Response, RequestError> {
-        let items = split(&body, CREATE_MAGIC, 2).map_err(refused)?;
-        let config: RoundConfig = serde_json::from_slice(items[0])
-            .map_err(|e| RequestError::BadRequest(format!("round configuration JSON: {e}")))?;
-        st.rounds.insert(Round::create(config, items[1]).map_err(refused)?)
-    })
-    .await;
-    match made {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => e.into_response(),
-        Err(e) => RequestError::Internal(e.to_string()).into_response(),
+/// The operations, one per call of either transport.
+pub mod ops {
+    use super::*;
+
+    /// A new round from its JSON configuration and the collective public key.
+    pub async fn create(st: Arc<AppState>, config_json: Bytes, public_key: Bytes) -> Result<RoundView, RequestError> {
+        tokio::task::spawn_blocking(move || {
+            let config: RoundConfig = serde_json::from_slice(&config_json)
+                .map_err(|e| RequestError::BadRequest(format!("round configuration JSON: {e}")))?;
+            st.rounds.insert(Round::create(config, &public_key).map_err(refused)?)
+        })
+        .await
+        .map_err(|e| RequestError::Internal(format!("aggregation task failed: {e}")))?
     }
+
+    pub async fn delete(st: Arc<AppState>, id: String) -> Result<(), RequestError> {
+        tokio::task::spawn_blocking(move || st.rounds.delete(&id))
+            .await
+            .map_err(|e| RequestError::Internal(format!("aggregation task failed: {e}")))?
+    }
+
+    pub async fn status(st: Arc<AppState>, id: String) -> Result<RoundView, RequestError> {
+        with_round(st, id, |r| Ok((RoundView::of(r), false))).await
+    }
+
+    pub async fn contribute(
+        st: Arc<AppState>,
+        id: String,
+        signer: String,
+        sig: Vec<u8>,
+        body: Bytes,
+    ) -> Result<RoundView, RequestError> {
+        with_round(st, id, move |r| {
+            r.contribute(&signer, &sig, &body, now())?;
+            Ok((RoundView::of(r), true))
+        })
+        .await
+    }
+
+    pub async fn close(st: Arc<AppState>, id: String) -> Result<RoundView, RequestError> {
+        with_round(st, id, |r| {
+            r.close()?;
+            Ok((RoundView::of(r), true))
+        })
+        .await
+    }
+
+    /// The encrypted sum as an `HEAC` container.
+    pub async fn sum(st: Arc<AppState>, id: String) -> Result<Vec<u8>, RequestError> {
+        with_round(st, id, |r| Ok((join(CONTRIBUTION_MAGIC, &r.sum_ciphertexts()?), false))).await
+    }
+
+    pub async fn participants(st: Arc<AppState>, id: String, who: Vec<u32>) -> Result<RoundView, RequestError> {
+        with_round(st, id, move |r| {
+            r.reassign(&who)?;
+            Ok((RoundView::of(r), true))
+        })
+        .await
+    }
+
+    pub async fn shares(
+        st: Arc<AppState>,
+        id: String,
+        member: u32,
+        sig: Vec<u8>,
+        body: Bytes,
+    ) -> Result<RoundView, RequestError> {
+        with_round(st, id, move |r| {
+            r.submit_shares(member, &sig, &body)?;
+            Ok((RoundView::of(r), true))
+        })
+        .await
+    }
+
+    /// The decrypted sum; NotFound until the round is done.
+    pub async fn result(st: Arc<AppState>, id: String) -> Result<Vec<f64>, RequestError> {
+        with_round(st, id, |r| match r.result() {
+            Some(v) => Ok((Ok(v.to_vec()), false)),
+            None => Ok((
+                Err(RequestError::NotFound(format!("round {} has no result yet: it is {}", r.config().id, r.status()))),
+                false,
+            )),
+        })
+        .await?
+    }
+}
+
+pub fn routes(max_body: usize) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v2/aggregate/rounds", post(create).layer(DefaultBodyLimit::max(max_body)))
+        .route("/v2/aggregate/rounds/{id}", get(status).delete(delete))
+        .route("/v2/aggregate/rounds/{id}/contributions", post(contribute).layer(DefaultBodyLimit::max(max_body)))
+        .route("/v2/aggregate/rounds/{id}/close", post(close))
+        .route("/v2/aggregate/rounds/{id}/sum", get(sum))
+        .route("/v2/aggregate/rounds/{id}/participants", post(participants))
+        .route("/v2/aggregate/rounds/{id}/shares/{member}", post(shares).layer(DefaultBodyLimit::max(max_body)))
+        .route("/v2/aggregate/rounds/{id}/result", get(result))
+}
+
+/// An Ed25519 signature's bytes, checked for length: 64.
+pub fn signature_bytes(sig: &[u8]) -> Result<Vec<u8>, RequestError> {
+    if sig.len() != 64 {
+        return Err(RequestError::BadRequest(format!("a signature is 64 bytes (Ed25519), not {}", sig.len())));
+    }
+    Ok(sig.to_vec())
+}
+
+fn signature(headers: &HeaderMap) -> Result<(String, Vec<u8>), RequestError> {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| RequestError::BadRequest(format!("header {n} is missing")))
+    };
+    let signer = h("x-heinfer-signer")?;
+    let sig = h("x-heinfer-signature")?;
+    if sig.len() != 128 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(RequestError::BadRequest("x-heinfer-signature: 128 hex digits (an Ed25519 signature)".into()));
+    }
+    let bytes = (0..64).map(|i| u8::from_str_radix(&sig[2 * i..2 * i + 2], 16).expect("hex checked")).collect();
+    Ok((signer, bytes))
+}
+
+fn view_json(v: RoundView) -> Response {
+    axum::Json(v).into_response()
+}
+
+fn answer<T>(r: Result<T, RequestError>, ok: impl FnOnce(T) -> Response) -> Response {
+    match r {
+        Ok(v) => ok(v),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let items = match split(&body, CREATE_MAGIC, 2) {
+        Ok(items) => items,
+        Err(e) => return refused(e).into_response(),
+    };
+    let (config, pk) = (body.slice_ref(items[0]), body.slice_ref(items[1]));
+    answer(ops::create(st, config, pk).await, |v| (StatusCode::CREATED, view_json(v)).into_response())
 }
 
 async fn delete(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match tokio::task::spawn_blocking(move || st.rounds.delete(&id)).await {
-        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Err(e) => RequestError::Internal(e.to_string()).into_response(),
-    }
+    answer(ops::delete(st, id).await, |()| StatusCode::NO_CONTENT.into_response())
 }
 
 async fn status(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match with_round(st, id, |r| Ok((status_json(r), false))).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    answer(ops::status(st, id).await, view_json)
 }
 
 async fn contribute(
@@ -278,34 +387,15 @@ async fn contribute(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    match with_round(st, id, move |r| {
-        r.contribute(&signer, &sig, &body, now())?;
-        Ok((status_json(r), true))
-    })
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    answer(ops::contribute(st, id, signer, sig, body).await, view_json)
 }
 
 async fn close(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match with_round(st, id, |r| {
-        r.close()?;
-        Ok((status_json(r), true))
-    })
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    answer(ops::close(st, id).await, view_json)
 }
 
 async fn sum(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match with_round(st, id, |r| Ok((join(CONTRIBUTION_MAGIC, &r.sum_ciphertexts()?), false))).await {
-        Ok(b) => ([("content-type", "application/octet-stream")], b).into_response(),
-        Err(e) => e.into_response(),
-    }
+    answer(ops::sum(st, id).await, |b| ([("content-type", "application/octet-stream")], b).into_response())
 }
 
 async fn participants(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Response {
@@ -319,15 +409,7 @@ async fn participants(State(st): State<Arc<AppState>>, Path(id): Path<String>, b
             return RequestError::BadRequest(format!("expected {{\"participants\": [ids]}}: {e}")).into_response()
         }
     };
-    match with_round(st, id, move |r| {
-        r.reassign(&b.participants)?;
-        Ok((status_json(r), true))
-    })
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    answer(ops::participants(st, id, b.participants).await, view_json)
 }
 
 async fn shares(
@@ -340,29 +422,10 @@ async fn shares(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    match with_round(st, id, move |r| {
-        r.submit_shares(member, &sig, &body)?;
-        Ok((status_json(r), true))
-    })
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    answer(ops::shares(st, id, member, sig, body).await, view_json)
 }
 
 async fn result(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match with_round(st, id, |r| match r.result() {
-        Some(v) => Ok((axum::Json(json!({ "round": r.config().id, "values": v })).into_response(), false)),
-        None => Ok((
-            RequestError::NotFound(format!("round {} has no result yet: it is {}", r.config().id, r.status()))
-                .into_response(),
-            false,
-        )),
-    })
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    let round = id.clone();
+    answer(ops::result(st, id).await, |v| axum::Json(json!({ "round": round, "values": v })).into_response())
 }

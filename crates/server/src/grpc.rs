@@ -47,6 +47,7 @@ impl From<RequestError> for Status {
 pub async fn serve(listener: TcpListener, st: Arc<AppState>, stop: watch::Receiver<bool>) -> Result<(), String> {
     let limits = st.admission.limits.clone();
     let max = st.max_request_bytes.saturating_add(FRAME_HEADER);
+    let st_agg = st.clone();
     let svc = GrpcInferenceServiceServer::new(Grpc { state: st.clone() })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -73,6 +74,13 @@ pub async fn serve(listener: TcpListener, st: Arc<AppState>, stop: watch::Receiv
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .layer(AdmissionLayer { state: st })
         .add_service(svc)
+        .add_service(
+            crate::pb_aggregate::aggregation_server::AggregationServer::new(
+                crate::aggregation_grpc::AggregationService { state: st_agg },
+            )
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        )
         .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(rx), crate::stopped(stop))
         .await
         .map_err(|e| e.to_string());
@@ -150,7 +158,9 @@ where
 async fn admit(st: &AppState, path: &str, body: tonic::body::Body) -> Result<([Bytes; 2], Reservation), RequestError> {
     let adm = &st.admission;
     let is_infer = path == INFER_PATH;
-    let (cap, flag) = if is_infer {
+    // Aggregation calls carry ciphertexts: they get the request limit, as inference.
+    let is_aggregation = path.starts_with(crate::aggregation_grpc::PATH_PREFIX);
+    let (cap, flag) = if is_infer || is_aggregation {
         (st.max_request_bytes, "--max-request-mb")
     } else {
         (adm.limits.max_json_bytes, "--max-json-kb")

@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 
 pub mod admission;
 pub mod aggregation;
+pub mod aggregation_grpc;
 pub mod config;
 pub mod error;
 pub mod grpc;
@@ -58,6 +59,12 @@ pub use serve::{serve, ServeArgs};
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("inference");
+}
+
+/// The aggregation API's messages, generated from `proto/aggregate.proto` by build.rs.
+pub mod pb_aggregate {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("heinfer.aggregate.v1");
 }
 
 pub const SERVER_NAME: &str = "heinfer";

@@ -206,3 +206,132 @@ fn finished_rounds_are_deleted_or_make_way_and_running_ones_stay() {
     assert_eq!(get(addr, "/v2/aggregate/rounds/run8").status, 200, "running rounds stay");
     assert_eq!(files(), server::aggregation::MAX_ROUNDS);
 }
+
+#[test]
+fn a_round_over_grpc_is_the_same_round_as_over_http() {
+    use server::pb_aggregate::aggregation_client::AggregationClient;
+    use server::pb_aggregate::{ContributeRequest, CreateRoundRequest, ParticipantsRequest, RoundRef, SharesRequest};
+    let params = Parameters::builder().log_n(13).q_bits(&[60, 60]).p_bits(&[60]).build().unwrap();
+    let crs = [10u8; 32];
+    let mut parties: Vec<Party> = (1..=3).map(|i| Party::new(&params, i).unwrap()).collect();
+    let pk_shares: Vec<_> = parties.iter_mut().map(|p| p.public_key_share(&crs)).collect();
+    let pk = collective_public_key(&params, &crs, &pk_shares).unwrap();
+    let ids: Vec<u32> = (1..=3).collect();
+    let mut inbox: BTreeMap<u32, Vec<ShamirShare>> = BTreeMap::new();
+    for p in &mut parties {
+        for s in p.shamir_shares(&ids, 2).unwrap() {
+            inbox.entry(s.to()).or_default().push(s);
+        }
+    }
+    let mut members: BTreeMap<u32, ThresholdKey> =
+        inbox.iter().map(|(&j, got)| (j, ThresholdKey::combine(&params, j, &ids, 2, got).unwrap())).collect();
+    let member_signers: BTreeMap<u32, Signer> =
+        ids.iter().map(|&j| (j, Signer::from_seed(&[80 + j as u8; 32]))).collect();
+    let clients: Vec<Signer> = (0..4).map(|i| Signer::from_seed(&[90 + i as u8; 32])).collect();
+    let srv = Running::start(server::Options::default(), None);
+    let (http, url) = (srv.http(), srv.grpc_url());
+    let scale = 2f64.powi(90);
+    let config = RoundConfig {
+        id: "g".into(),
+        params: params.spec().clone(),
+        length: 50,
+        scale,
+        committee: member_signers.iter().map(|(&j, s)| (j, s.public_hex())).collect(),
+        threshold: 2,
+        min_contributors: 2,
+        deadline_unix_s: u64::MAX,
+        contributors: clients.iter().map(Signer::public_hex).collect(),
+    };
+    let enc = Encoder::new(&params);
+    let contributions: Vec<(Vec<f64>, Vec<u8>)> = (0..3)
+        .map(|i| {
+            let v: Vec<f64> = (0..50).map(|k| ((i * 13 + k * 5) % 40) as f64 - 20.0).collect();
+            let ct = Encryptor::new(&pk).encrypt(&enc.encode(&v, params.max_level(), scale).unwrap()).unwrap();
+            (v, join(CONTRIBUTION_MAGIC, &[ct.to_bytes()]))
+        })
+        .collect();
+    let expected: Vec<f64> = (0..50).map(|k| contributions.iter().map(|(v, _)| v[k]).sum()).collect();
+    let round = || RoundRef { round: "g".into() };
+
+    let values = srv.rt.block_on(async {
+        let ch = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+        let mut c = AggregationClient::new(ch).max_encoding_message_size(16 << 20).max_decoding_message_size(16 << 20);
+        let made = c
+            .create_round(CreateRoundRequest {
+                config_json: serde_json::to_vec(&config).unwrap().into(),
+                public_key: pk.to_bytes().into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((made.round.as_str(), made.status.as_str()), ("g", "open"));
+        // Contributions are larger than a JSON call may be: admission gives them the request limit.
+        assert!(contributions[0].1.len() > 200_000);
+        for (i, (_, body)) in contributions.iter().enumerate().take(2) {
+            let req = ContributeRequest {
+                round: "g".into(),
+                signer: clients[i].public_hex(),
+                signature: clients[i].sign("contribution", "g", body).to_vec().into(),
+                contribution: body.clone().into(),
+            };
+            let st = c.contribute(req.clone()).await.unwrap().into_inner();
+            assert_eq!(st.contributions, i as u64 + 1);
+            if i == 0 {
+                let again = c.contribute(req.clone()).await.unwrap_err();
+                assert_eq!(again.code(), tonic::Code::InvalidArgument);
+                assert!(again.message().contains("already accepted"), "{}", again.message());
+                let short = ContributeRequest { signature: vec![0u8; 10].into(), ..req };
+                let e = c.contribute(short).await.unwrap_err();
+                assert!(e.message().contains("64 bytes"), "{}", e.message());
+            }
+        }
+        c
+    });
+    // The third contribution over HTTP, with the same bytes and signature: one round.
+    let body = &contributions[2].1;
+    let r = raw(
+        http,
+        "POST",
+        "/v2/aggregate/rounds/g/contributions",
+        &signed(&clients[2], "contribution", "g", body),
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["contributions"], 3);
+
+    let mut c = values;
+    let got = srv.rt.block_on(async move {
+        let missing = c.get_result(round()).await.unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound, "no result before the shares");
+        assert_eq!(c.close_round(round()).await.unwrap().into_inner().status, "decrypting (participants [1, 2])");
+        let st = c.set_participants(ParticipantsRequest { round: "g".into(), participants: vec![1, 3] }).await;
+        assert_eq!(st.unwrap().into_inner().participants, vec![1, 3]);
+        let sum = c.get_sum(round()).await.unwrap().into_inner().ciphertexts;
+        let ct = Ciphertext::from_bytes(&params, split(&sum, CONTRIBUTION_MAGIC, 1).unwrap()[0]).unwrap();
+        let smudging = Smudging { security_bits: 40, noise_bound: sum_noise_bound(&params, 3, 4) };
+        for m in [1u32, 3] {
+            let s = members.get_mut(&m).unwrap().decryption_share(&ct, &[1, 3], &smudging).unwrap();
+            let b = join(SHARES_MAGIC, &[s.to_bytes()]);
+            let req = |who: u32, signer: &Signer| SharesRequest {
+                round: "g".into(),
+                member: who,
+                signature: signer.sign("share", "g", &b).to_vec().into(),
+                shares: b.clone().into(),
+            };
+            if m == 1 {
+                // Member 2 is no participant now.
+                let e = c.submit_shares(req(2, &member_signers[&2])).await.unwrap_err();
+                assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
+            }
+            c.submit_shares(req(m, &member_signers[&m])).await.unwrap();
+        }
+        assert_eq!(c.get_round(round()).await.unwrap().into_inner().status, "done");
+        let got = c.get_result(round()).await.unwrap().into_inner().values;
+        c.delete_round(round()).await.unwrap();
+        assert_eq!(c.get_round(round()).await.unwrap_err().code(), tonic::Code::NotFound);
+        got
+    });
+    let err = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert_eq!(got.len(), 50);
+    assert!(err < 1e-3, "max error {err}");
+}
