@@ -20,10 +20,12 @@
 //! server has a directory for rounds, and read back at start: a restart loses no round.
 //! Rounds in memory are capped; bodies are capped by the server's request limit. A
 //! finished round (done or failed) stays until it is deleted or, when the cap is
-//! reached, until a new round needs its place; a round still running is never evicted.
+//! reached, until a new round needs its place (the finished round used least recently
+//! goes first); a round still running is never evicted.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,7 +51,20 @@ pub const MAX_ROUNDS: usize = 64;
 /// The rounds a server holds, and where it saves them.
 pub struct Rounds {
     dir: Option<PathBuf>,
-    rounds: Mutex<BTreeMap<String, Arc<Mutex<Round>>>>,
+    rounds: Mutex<BTreeMap<String, Entry>>,
+    /// A clock of calls: which finished round was used least recently makes way first.
+    clock: AtomicU64,
+}
+
+struct Entry {
+    round: Arc<Mutex<Round>>,
+    used: AtomicU64,
+}
+
+impl Entry {
+    fn new(round: Arc<Mutex<Round>>, now: u64) -> Self {
+        Self { round, used: AtomicU64::new(now) }
+    }
 }
 
 impl Rounds {
@@ -64,23 +79,21 @@ impl Rounds {
                 if let Some(id) = name.strip_suffix(".round") {
                     match store::load(d, id) {
                         Ok(r) => {
-                            rounds.insert(id.to_string(), Arc::new(Mutex::new(r)));
+                            rounds.insert(id.to_string(), Entry::new(Arc::new(Mutex::new(r)), 0));
                         }
                         Err(err) => tracing::warn!(round = id, error = %err, "a saved round does not read; skipped"),
                     }
                 }
             }
         }
-        Ok(Self { dir, rounds: Mutex::new(rounds) })
+        Ok(Self { dir, rounds: Mutex::new(rounds), clock: AtomicU64::new(1) })
     }
 
     fn get(&self, id: &str) -> Result<Arc<Mutex<Round>>, RequestError> {
-        self.rounds
-            .lock()
-            .expect("rounds lock")
-            .get(id)
-            .cloned()
-            .ok_or_else(|| RequestError::NotFound(format!("no aggregation round {id:?}")))
+        let rounds = self.rounds.lock().expect("rounds lock");
+        let e = rounds.get(id).ok_or_else(|| RequestError::NotFound(format!("no aggregation round {id:?}")))?;
+        e.used.store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        Ok(e.round.clone())
     }
 
     fn save(&self, round: &Round) -> Result<(), RequestError> {
@@ -111,10 +124,13 @@ impl Rounds {
             }
             let mut evicted = None;
             if rounds.len() >= MAX_ROUNDS {
-                // A finished round makes way; try_lock: a round busy right now is not idle.
+                // The finished round used least recently makes way; try_lock: a round
+                // busy right now is not idle.
                 let idle = rounds
                     .iter()
-                    .find_map(|(k, r)| r.try_lock().ok().filter(|r| finished(r.status())).map(|_| k.clone()));
+                    .filter(|(_, e)| e.round.try_lock().is_ok_and(|r| finished(r.status())))
+                    .min_by_key(|(_, e)| e.used.load(Ordering::Relaxed))
+                    .map(|(k, _)| k.clone());
                 let Some(old) = idle else {
                     return Err(RequestError::Unavailable(format!(
                         "this server holds {MAX_ROUNDS} running rounds; finish or delete one"
@@ -123,7 +139,7 @@ impl Rounds {
                 rounds.remove(&old);
                 evicted = Some(old);
             }
-            rounds.insert(id.clone(), cell.clone());
+            rounds.insert(id.clone(), Entry::new(cell.clone(), self.clock.fetch_add(1, Ordering::Relaxed)));
             evicted
         };
         if let Some(old) = evicted {

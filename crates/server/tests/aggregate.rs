@@ -201,8 +201,12 @@ fn finished_rounds_are_deleted_or_make_way_and_running_ones_stay() {
     let r = create("late");
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(raw(addr, "POST", "/v2/aggregate/rounds/run7/close", &[], b"").status, 200);
+    assert_eq!(raw(addr, "POST", "/v2/aggregate/rounds/run9/close", &[], b"").status, 200);
+    // run7 is read after run9 closed: run9, the finished round left alone longest, goes.
+    assert_eq!(get(addr, "/v2/aggregate/rounds/run7").status, 200);
     assert_eq!(create("late").status, 201);
-    assert_eq!(get(addr, "/v2/aggregate/rounds/run7").status, 404, "the failed round made way");
+    assert_eq!(get(addr, "/v2/aggregate/rounds/run9").status, 404, "the least recently used failed round made way");
+    assert_eq!(get(addr, "/v2/aggregate/rounds/run7").status, 200, "the other failed round stays");
     assert_eq!(get(addr, "/v2/aggregate/rounds/run8").status, 200, "running rounds stay");
     assert_eq!(files(), server::aggregation::MAX_ROUNDS);
 }
