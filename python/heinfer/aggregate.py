@@ -76,14 +76,20 @@ class Round:
         base = server if server.startswith(("http://", "https://")) else f"http://{server}"
         self._rounds = base.rstrip("/") + "/v2/aggregate/rounds"
         self._timeout = timeout
+        # Answers are read up to what this round can rightly need, whatever a server sends.
+        self._cap = _native.aggregate_max_answer_bytes(config)
 
     def _call(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None) -> bytes:
         req = urllib.request.Request(self._rounds + path, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=self._timeout) as r:
-                return r.read()
+                b = r.read(self._cap + 1)
+                if len(b) > self._cap:
+                    raise AggregationError(
+                        f"the server's answer exceeds {self._cap} bytes, more than round {self.id} can need; refused")
+                return b
         except urllib.error.HTTPError as e:
-            text = e.read().decode("utf-8", "replace")
+            text = e.read(64 << 10).decode("utf-8", "replace")
             try:
                 text = json.loads(text).get("error", text)
             except ValueError:

@@ -188,7 +188,15 @@ pub fn aggregate_shares(
     Ok((member, PyBytes::new(py, &payload).unbind()))
 }
 
+/// The most bytes a server's answer about this round can rightly have.
+#[pyfunction]
+pub fn aggregate_max_answer_bytes(py: Python<'_>, config_json: &str) -> PyResult<usize> {
+    let c = config(config_json);
+    run(py, "sizing answers", move || agg::max_answer_bytes(&c?).map_err(fail))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(aggregate_max_answer_bytes, m)?)?;
     m.add_class::<Signer>()?;
     m.add_function(wrap_pyfunction!(aggregate_round_config, m)?)?;
     m.add_function(wrap_pyfunction!(aggregate_begin, m)?)?;

@@ -44,3 +44,40 @@ def test_a_round_from_python(aggregation_server, tmp_path):  # noqa: F811
     r.delete()
     with pytest.raises(heinfer.AggregationError, match="404"):
         r.status()
+
+
+def test_an_oversized_answer_is_refused_before_it_is_read_whole():
+    """A hostile or broken server streams 64 MB for a status: the client reads no more
+    than the round can need (a few hundred KB here) and says so."""
+    import http.server
+    import threading
+
+    sent = {"bytes": 0}
+
+    class Flood(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            chunk = b" " * (1 << 20)
+            try:
+                for _ in range(64):
+                    self.wfile.write(chunk)
+                    sent["bytes"] += len(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flood)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        m = agg.Signer.generate()
+        config = agg.round_config("flood", 100, [m.public_hex()], 1, [m.public_hex()], 1, int(time.time()) + 60)
+        cap = heinfer._native.aggregate_max_answer_bytes(config)
+        assert 100_000 < cap < 4 << 20, cap
+        with pytest.raises(heinfer.AggregationError, match="exceeds"):
+            agg.Round(f"127.0.0.1:{srv.server_address[1]}", config).status()
+    finally:
+        srv.shutdown()

@@ -211,28 +211,36 @@ fn base(server: &str, id: &str) -> String {
     format!("{s}/v2/aggregate/rounds/{id}")
 }
 
-fn body(r: ureq::Response) -> Result<Vec<u8>, String> {
+/// The answer, read up to what the round can rightly send (`agg::max_answer_bytes`).
+fn body(r: ureq::Response, cap: usize) -> Result<Vec<u8>, String> {
     let mut v = Vec::new();
-    r.into_reader().take(1 << 31).read_to_end(&mut v).map_err(|e| format!("reading the answer: {e}"))?;
+    r.into_reader().take(cap as u64 + 1).read_to_end(&mut v).map_err(|e| format!("reading the answer: {e}"))?;
+    if v.len() > cap {
+        return Err(format!("the server's answer exceeds {cap} bytes, more than this round can need; refused"));
+    }
     Ok(v)
 }
 
-fn post(url: &str, payload: &[u8], signed: Option<(&Signer, &str, &str)>) -> Result<Json, String> {
+fn cap(config: &RoundConfig) -> Result<usize, String> {
+    agg::max_answer_bytes(config).map_err(|e| e.to_string())
+}
+
+fn post(url: &str, payload: &[u8], signed: Option<(&Signer, &str, &str)>, cap: usize) -> Result<Json, String> {
     let mut req = agent().post(url).set("content-type", "application/octet-stream");
     if let Some((s, kind, round)) = signed {
         req = req
             .set("x-heinfer-signer", &s.public_hex())
             .set("x-heinfer-signature", &hex(&s.sign(kind, round, payload)));
     }
-    let b = body(req.send_bytes(payload).map_err(http_error)?)?;
+    let b = body(req.send_bytes(payload).map_err(http_error)?, cap)?;
     if b.is_empty() {
         return Ok(Json::Null);
     }
     serde_json::from_slice(&b).map_err(|e| format!("{url}: the answer is not JSON: {e}"))
 }
 
-fn get(url: &str) -> Result<Vec<u8>, String> {
-    body(agent().get(url).call().map_err(http_error)?)
+fn get(url: &str, cap: usize) -> Result<Vec<u8>, String> {
+    body(agent().get(url).call().map_err(http_error)?, cap)
 }
 
 pub fn run(cmd: AggregateCmd) -> Result<(), String> {
@@ -308,10 +316,10 @@ pub fn run(cmd: AggregateCmd) -> Result<(), String> {
         }
         AggregateCmd::Create { server, round, public_key } => {
             let raw = read(&round)?;
-            read_config(&round)?;
+            let config = read_config(&round)?;
             let url = base(&server, "");
             let payload = join(b"HEAN", &[raw, read(&public_key)?]);
-            println!("{}", post(url.trim_end_matches('/'), &payload, None)?);
+            println!("{}", post(url.trim_end_matches('/'), &payload, None, cap(&config)?)?);
         }
         AggregateCmd::Contribute { server, round, public_key, signer: sp, values, dp_clip, dp_grid, dp_sigma } => {
             let config = read_config(&round)?;
@@ -327,13 +335,14 @@ pub fn run(cmd: AggregateCmd) -> Result<(), String> {
                 &format!("{}/contributions", base(&server, &config.id)),
                 &payload,
                 Some((&s, "contribution", &config.id)),
+                cap(&config)?,
             )?;
             println!("{r}");
         }
         AggregateCmd::Share { server, round, key, signer: sp, security_bits } => {
             let config = read_config(&round)?;
             let url = base(&server, &config.id);
-            let status: Json = serde_json::from_slice(&get(&url)?).map_err(|e| e.to_string())?;
+            let status: Json = serde_json::from_slice(&get(&url, cap(&config)?)?).map_err(|e| e.to_string())?;
             let participants: Vec<u32> = status["participants"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect())
@@ -341,21 +350,22 @@ pub fn run(cmd: AggregateCmd) -> Result<(), String> {
             if participants.is_empty() {
                 return Err(format!("round {} is {}: no shares are asked for", config.id, status["status"]));
             }
-            let sum = get(&format!("{url}/sum"))?;
+            let sum = get(&format!("{url}/sum"), cap(&config)?)?;
             let (member, payload) =
                 agg::decryption_shares(&config, &key, &sum, &participants, security_bits).map_err(|e| e.to_string())?;
             let s = signer(&sp)?;
-            let r = post(&format!("{url}/shares/{member}"), &payload, Some((&s, "share", &config.id)))?;
+            let r = post(&format!("{url}/shares/{member}"), &payload, Some((&s, "share", &config.id)), cap(&config)?)?;
             println!("{r}");
         }
         AggregateCmd::Close { server, round } => {
             let config = read_config(&round)?;
-            println!("{}", post(&format!("{}/close", base(&server, &config.id)), b"", None)?);
+            println!("{}", post(&format!("{}/close", base(&server, &config.id)), b"", None, cap(&config)?)?);
         }
         AggregateCmd::Result { server, round, output } => {
             let config = read_config(&round)?;
-            let r: Json = serde_json::from_slice(&get(&format!("{}/result", base(&server, &config.id)))?)
-                .map_err(|e| e.to_string())?;
+            let r: Json =
+                serde_json::from_slice(&get(&format!("{}/result", base(&server, &config.id)), cap(&config)?)?)
+                    .map_err(|e| e.to_string())?;
             let values: Vec<f64> =
                 r["values"].as_array().map(|a| a.iter().filter_map(Json::as_f64).collect()).unwrap_or_default();
             match output {

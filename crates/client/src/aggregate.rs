@@ -122,6 +122,17 @@ pub fn parameters(config: &RoundConfig) -> Result<Parameters, AggregationError> 
     Parameters::from_spec(&config.params).map_err(|e| AggregationError::Config(format!("parameters refused: {e}")))
 }
 
+/// The most bytes a server's answer about this round can rightly have: the encrypted
+/// sum (every ciphertext at the top level) or the decrypted values as JSON, with room
+/// for a status or an error. Clients read no more, whatever a server sends.
+pub fn max_answer_bytes(config: &RoundConfig) -> Result<usize, AggregationError> {
+    let params = parameters(config)?;
+    let ciphertexts = config.length.div_ceil(params.slots());
+    let sum = 8 + ciphertexts * (4 + params.ciphertext_bytes(params.max_level(), false));
+    let values = 32 * config.length + 256;
+    Ok(sum.max(values) + (64 << 10))
+}
+
 fn committee(config: &RoundConfig) -> Vec<u32> {
     config.committee.keys().copied().collect()
 }
