@@ -81,3 +81,31 @@ def test_an_oversized_answer_is_refused_before_it_is_read_whole():
             agg.Round(f"127.0.0.1:{srv.server_address[1]}", config).status()
     finally:
         srv.shutdown()
+
+
+def test_an_integer_round_sums_exactly(aggregation_server, tmp_path):  # noqa: F811
+    """plaintext_modulus: BGV, coefficient-encoded integers; the sum is exact to the unit
+    (a CKKS round at the default scale would not keep these 12-digit values' last digits)."""
+    members = [agg.Signer.generate() for _ in range(3)]
+    clients = [agg.Signer.generate() for _ in range(3)]
+    t = (1 << 40) + 15
+    config = agg.round_config("py-ints", 10_000, [m.public_hex() for m in members], 2,
+                              [c.public_hex() for c in clients], 2, int(time.time()) + 3600, plaintext_modulus=t)
+    crs = "ef" * 32
+    begun = {j: agg.begin(config, crs, j) for j in (1, 2, 3)}
+    for j in (1, 2, 3):
+        agg.finish(config, j, [begun[i][1][j] for i in (1, 2, 3)], tmp_path / f"m{j}.key")
+    pk = agg.public_key(config, crs, [begun[j][0] for j in (1, 2, 3)])
+    r = agg.Round(aggregation_server, config)
+    r.create(pk)
+    rng = np.random.default_rng(5)
+    vs = [rng.integers(-10**11, 10**11, size=10_000) for _ in clients[:2]]   # client 3 drops out
+    for c, v in zip(clients, vs):
+        r.contribute(v, c, pk)
+    with pytest.raises(heinfer.AggregationError, match="not an integer"):
+        r.contribute(np.full(10_000, 0.5), clients[2], pk)
+    r.close()
+    for j in r.status()["participants"]:
+        r.share(tmp_path / f"m{j}.key", members[j - 1])
+    got = r.result()
+    assert np.array_equal(got.astype(np.int64), vs[0] + vs[1])

@@ -38,6 +38,63 @@ pub struct RoundConfig {
     pub deadline_unix_s: u64,
     /// The Ed25519 keys (hex) allowed to contribute, once each.
     pub contributors: Vec<String>,
+    /// Exact integer sums: BGV with this plaintext modulus t (values are integers,
+    /// coefficient-encoded, summed modulo t and read centered in (−t/2, t/2]); `scale`
+    /// is then 1. Absent: CKKS at `scale`, real values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_modulus: Option<u64>,
+}
+
+impl RoundConfig {
+    /// The parameters contributions, keys and shares live under: the CKKS set, or the
+    /// BGV set tagged with t (its own fingerprint: one is never read as the other).
+    pub fn parameters(&self) -> Result<(Parameters, Option<bgv::Parameters>), AggregateError> {
+        let refused = |e: String| AggregateError::Config(format!("parameters refused: {e}"));
+        match self.plaintext_modulus {
+            None => Ok((Parameters::from_spec(&self.params).map_err(|e| refused(e.to_string()))?, None)),
+            Some(t) => {
+                let b = bgv::Parameters::from_spec(&self.params, t).map_err(|e| refused(e.to_string()))?;
+                Ok((b.rlwe().clone(), Some(b)))
+            }
+        }
+    }
+
+    /// Values one ciphertext holds: N/2 CKKS slots, or N BGV coefficients.
+    pub fn values_per_ciphertext(&self, params: &Parameters) -> usize {
+        if self.plaintext_modulus.is_some() {
+            params.n()
+        } else {
+            params.slots()
+        }
+    }
+
+    /// For an integer round: whether shares smudged for 2^-`security_bits` leave the
+    /// sum readable. Their noise u enters t·(c0 + Σh) as t·u, so t times the shares'
+    /// total width must stay below Q/2 — else the sum comes out wrong, silently.
+    pub fn check_integer_room(&self, params: &Parameters, security_bits: u32) -> Result<(), AggregateError> {
+        let Some(t) = self.plaintext_modulus else { return Ok(()) };
+        let bound = rlwe::multiparty::sum_noise_bound(params, self.committee.len(), self.contributors.len());
+        let shares = security_bits as f64
+            + (params.n() as f64).log2()
+            + (bound.max(1) as f64).log2()
+            + 1.0
+            + (self.committee.len().max(1) as f64).log2();
+        let need = (t as f64).log2() + shares + 2.0;
+        let have = params.log_q_at(params.max_level());
+        if need > have {
+            return Err(AggregateError::Config(format!(
+                "plaintext modulus 2^{:.1} with shares smudged for 2^-{security_bits} needs a modulus of 2^{need:.1};                  these parameters have 2^{have:.1}: use a smaller plaintext_modulus or larger q_bits",
+                (t as f64).log2()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes of one contribution ciphertext (BGV's carry an 8-byte noise trailer).
+    pub fn ciphertext_bytes(&self, params: &Parameters) -> usize {
+        let extra = if self.plaintext_modulus.is_some() { bgv::ciphertext::NOISE_TRAILER_LEN } else { 0 };
+        params.ciphertext_bytes(params.max_level(), false) + extra
+    }
 }
 
 /// Where a round stands.
@@ -75,6 +132,8 @@ impl std::fmt::Display for Status {
 pub struct Round {
     pub(crate) config: RoundConfig,
     pub(crate) params: Parameters,
+    /// Set for exact integer rounds.
+    pub(crate) bgv: Option<bgv::Parameters>,
     pub(crate) public_key: PublicKey,
     pub(crate) contributed: BTreeSet<String>,
     pub(crate) sum: Option<Vec<Ciphertext>>,
@@ -93,8 +152,15 @@ impl Round {
         {
             return bad(format!("round id {:?}: 1–64 letters, digits, '-' or '_'", config.id));
         }
-        let params = Parameters::from_spec(&config.params)
-            .map_err(|e| AggregateError::Config(format!("parameters refused: {e}")))?;
+        let (params, bgv) = config.parameters()?;
+        if config.plaintext_modulus.is_some_and(|t| t >= 1 << 53) {
+            return bad("plaintext_modulus: below 2^53, so that sums are reported exactly as doubles".into());
+        }
+        // Members smudge for 2^-40 by default: the round must leave them room.
+        config.check_integer_room(&params, 40)?;
+        if bgv.is_some() && config.scale != 1.0 {
+            return bad(format!("scale {}: an integer round (plaintext_modulus) has scale 1", config.scale));
+        }
         if config.length == 0 || config.length > MAX_LENGTH {
             return bad(format!("length {} (1..={MAX_LENGTH})", config.length));
         }
@@ -124,6 +190,7 @@ impl Round {
         Ok(Self {
             config,
             params,
+            bgv,
             public_key,
             contributed: BTreeSet::new(),
             sum: None,
@@ -151,11 +218,11 @@ impl Round {
     }
     /// Ciphertexts per contribution: the vector over N/2 slots each.
     pub fn ciphertexts(&self) -> usize {
-        self.config.length.div_ceil(self.params.slots())
+        self.config.length.div_ceil(self.config.values_per_ciphertext(&self.params))
     }
     /// The largest contribution payload accepted, in bytes (checked before parsing).
     pub fn max_contribution_bytes(&self) -> usize {
-        8 + self.ciphertexts() * (4 + self.params.ciphertext_bytes(self.params.max_level(), false))
+        8 + self.ciphertexts() * (4 + self.config.ciphertext_bytes(&self.params))
     }
 
     /// Adds a signed contribution to the sum. Refused (round unchanged) when the round is
@@ -193,7 +260,20 @@ impl Round {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let ct = Ciphertext::from_bytes(&self.params, b)?;
+                let ct = match &self.bgv {
+                    None => Ciphertext::from_bytes(&self.params, b)?,
+                    Some(bp) => {
+                        let ct = bgv::Ciphertext::from_bytes(bp, b)
+                            .map_err(|e| AggregateError::Payload(format!("ciphertext {i}: {e}")))?;
+                        if ct.factor() != 1 {
+                            return Err(AggregateError::Payload(format!(
+                                "ciphertext {i} has factor {}; a fresh encryption (factor 1) is expected",
+                                ct.factor()
+                            )));
+                        }
+                        ct.rlwe().clone()
+                    }
+                };
                 if ct.level() != top || ct.scale() != self.config.scale {
                     return Err(AggregateError::Payload(format!(
                         "ciphertext {i} is at level {} and scale 2^{:.2}; this round takes level {top}, scale 2^{:.2}",
@@ -358,7 +438,17 @@ impl Round {
         for (i, ct) in sum.iter().enumerate() {
             let shares: Vec<DecryptionShare> = self.shares.values().map(|v| v[i].clone()).collect();
             let pt = combine_decryption_shares(ct, &shares)?;
-            values.extend(enc.decode(&pt)?);
+            match &self.bgv {
+                None => values.extend(enc.decode(&pt)?),
+                Some(bp) => {
+                    let bad = |e: bgv::Error| AggregateError::Payload(format!("decrypting the integer sum: {e}"));
+                    let m = bgv::decrypt_from_phase(bp, &pt, 1).map_err(bad)?;
+                    let t = bp.plaintext_modulus();
+                    let coeffs = bgv::Encoder::new(bp).decode_coeffs(&m).map_err(bad)?;
+                    // Centered: (−t/2, t/2].
+                    values.extend(coeffs.into_iter().map(|c| if c > t / 2 { c as f64 - t as f64 } else { c as f64 }));
+                }
+            }
         }
         values.truncate(self.config.length);
         self.result = Some(values);

@@ -92,6 +92,7 @@ fn a_round_with_dropouts_and_restarts_sums_exactly_what_arrived() {
         min_contributors: 10,
         deadline_unix_s: 1_000,
         contributors: clients.iter().map(Signer::public_hex).collect(),
+        plaintext_modulus: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let mut round = Round::create(config.clone(), &c.pk.to_bytes()).unwrap();
@@ -212,6 +213,7 @@ fn a_round_under_its_minimum_fails_at_the_deadline_and_bad_configs_are_refused()
         min_contributors: 3,
         deadline_unix_s: 50,
         contributors: clients.iter().map(Signer::public_hex).collect(),
+        plaintext_modulus: None,
     };
     let mut round = Round::create(config.clone(), &c.pk.to_bytes()).unwrap();
     let payload = contribution(&params, &c.pk, &[1.0; 10], scale);
@@ -232,4 +234,95 @@ fn a_round_under_its_minimum_fails_at_the_deadline_and_bad_configs_are_refused()
         assert!(err.to_string().contains(what), "{err}");
     }
     assert!(Round::create(config, b"not a key").is_err());
+}
+
+/// An integer round (BGV, t = 2^40 + 15; any t): 12 clients may send 3 000 integers, 2 drop
+/// out, one member drops out during decryption — the sum is exact, to the unit.
+#[test]
+fn an_integer_round_sums_exactly_through_dropouts() {
+    let t: u64 = (1 << 40) + 15;
+    let spec = params().spec().clone();
+    let bp = bgv::Parameters::from_spec(&spec, t).unwrap();
+    let rp = bp.rlwe().clone();
+    let mut c = committee(&rp);
+    let clients: Vec<Signer> = (0..12).map(|i| Signer::from_seed(&[i as u8 + 60; 32])).collect();
+    let config = RoundConfig {
+        id: "ints".into(),
+        params: spec,
+        length: 3000,
+        scale: 1.0,
+        committee: c.signers.iter().map(|(&j, s)| (j, s.public_hex())).collect(),
+        threshold: 3,
+        min_contributors: 5,
+        deadline_unix_s: u64::MAX,
+        contributors: clients.iter().map(Signer::public_hex).collect(),
+        plaintext_modulus: Some(t),
+    };
+    // A CKKS key is refused for it (another fingerprint), and so is a scale other than 1.
+    let ckks_pk = committee(&params()).pk;
+    assert!(Round::create(config.clone(), &ckks_pk.to_bytes()).is_err());
+    assert!(Round::create(RoundConfig { scale: 2.0, ..config.clone() }, &c.pk.to_bytes()).is_err());
+    let mut round = Round::create(config.clone(), &c.pk.to_bytes()).unwrap();
+    assert_eq!(round.ciphertexts(), 1, "N = 8192 coefficients per ciphertext");
+    let enc = bgv::Encoder::new(&bp);
+    let mut expected = vec![0i64; 3000];
+    for (i, who) in clients.iter().enumerate() {
+        if i == 2 || i == 7 {
+            continue;
+        }
+        // Large integers of both signs: a CKKS round would lose their low digits.
+        let v: Vec<i64> =
+            (0..3000).map(|k| ((i as i64 * 7919 + k * 104_729) % 2_000_001 - 1_000_000) * 1_000).collect();
+        let ct =
+            bgv::Encryptor::new(&bp, &c.pk).unwrap().encrypt(&enc.encode_coeffs(&v, bp.max_level()).unwrap()).unwrap();
+        let payload = join(CONTRIBUTION_MAGIC, &[ct.to_bytes()]);
+        let sig = who.sign("contribution", "ints", &payload);
+        round.contribute(&who.public_hex(), &sig, &payload, 1).unwrap();
+        for (e, x) in expected.iter_mut().zip(&v) {
+            *e += x;
+        }
+        if i == 0 {
+            // A CKKS ciphertext is not a contribution to an integer round.
+            let wrong = contribution(&params(), &ckks_pk, &vec![0.5; 3000], 2f64.powi(40));
+            let s = clients[1].sign("contribution", "ints", &wrong);
+            assert!(round.contribute(&clients[1].public_hex(), &s, &wrong, 1).is_err());
+        }
+    }
+    round.close().unwrap();
+    // A restart: the integer round reads back as one.
+    let dir = tempfile::tempdir().unwrap();
+    store::save(&round, dir.path()).unwrap();
+    round = store::load(dir.path(), "ints").unwrap();
+    // Member 2 of the first three drops out: 1, 3, 4 decrypt.
+    let (p1, s1) = shares(&round, &rp, &mut c, 1, &[1, 2, 3]);
+    round.submit_shares(1, &s1, &p1).unwrap();
+    round.reassign(&[1, 3, 4]).unwrap();
+    for m in [1u32, 3, 4] {
+        let (p, s) = shares(&round, &rp, &mut c, m, &[1, 3, 4]);
+        round.submit_shares(m, &s, &p).unwrap();
+    }
+    assert_eq!(round.status(), &Status::Done);
+    let got: Vec<i64> = round.result().unwrap().iter().map(|&x| x as i64).collect();
+    assert_eq!(got, expected, "the integer sum is exact");
+}
+
+#[test]
+fn an_integer_round_without_room_for_the_shares_is_refused() {
+    let signer = Signer::from_seed(&[9; 32]);
+    let mut config = RoundConfig {
+        id: "big-t".into(),
+        params: params().spec().clone(),
+        length: 10,
+        scale: 1.0,
+        committee: (1..=5).map(|j| (j, signer.public_hex())).collect(),
+        threshold: 3,
+        min_contributors: 1,
+        deadline_unix_s: u64::MAX,
+        contributors: vec![signer.public_hex(); 100],
+        plaintext_modulus: Some((1 << 52) + 21),
+    };
+    let e = config.check_integer_room(&config.parameters().unwrap().0, 40).unwrap_err();
+    assert!(e.to_string().contains("smaller plaintext_modulus"), "{e}");
+    config.plaintext_modulus = Some(65537);
+    config.check_integer_room(&config.parameters().unwrap().0, 40).unwrap();
 }

@@ -34,6 +34,49 @@ pub(crate) fn mul_consts(params: &Parameters, p: &mut Poly, c: &[(u64, u64)]) {
     }
 }
 
+/// x = t·phase mod Q_l in coefficient form, from a phase c0 + c1·s (NTT form).
+fn phase_to_noisy(params: &Parameters, mut x: Poly, level: usize) -> Poly {
+    mul_consts(params, &mut x, &params.tables().t_mod_q);
+    let ctx = params.rlwe().ctx();
+    x.intt(&ctx.ntt[..=level].iter().collect::<Vec<_>>());
+    x
+}
+
+/// x mod t (x centered modulo Q_l, exactly), divided by the factor f.
+fn noisy_to_plaintext(params: &Parameters, x: &Poly, level: usize, factor: u64) -> Plaintext {
+    let tb = params.tables();
+    let n = params.n();
+    let input: Vec<&[u64]> = x.data().chunks(n).collect();
+    let mut out = vec![0u64; n];
+    let mut scratch = Poly::scratch(n, level + 1);
+    tb.to_t[level].convert(&tb.ext_moduli, &input, &mut [&mut out[..]], scratch.data_mut(), &[]);
+    let t = &tb.t;
+    let f_inv = t.inv(factor);
+    let f_inv_s = t.shoup(f_inv);
+    for v in out.iter_mut() {
+        *v = t.mul_shoup(*v, f_inv, f_inv_s);
+    }
+    let l1 = out.iter().map(|&c| crate::encoding::center(c, t.value()).unsigned_abs() as f64).sum();
+    Plaintext { params: params.clone(), coeffs: out, level, lifted: None, l1 }
+}
+
+/// The plaintext of a ciphertext with factor `factor` from its phase c0 + c1·s (NTT form,
+/// its level read from its limbs) computed without any one secret key — the combination
+/// of a committee's decryption shares (`rlwe::multiparty`), whose smudging noise u adds
+/// t·u to x and so vanishes modulo t as long as x + t·u stays below Q_l/2 (the shares'
+/// width is sized for that).
+pub fn decrypt_from_phase(params: &Parameters, phase: &rlwe::Plaintext, factor: u64) -> Result<Plaintext> {
+    if !params.rlwe().same(phase.params()) {
+        return Err(rlwe::Error::ParamsMismatch.into());
+    }
+    let limbs = phase.poly().data().len() / params.n();
+    if limbs == 0 || limbs > params.max_level() + 1 || factor == 0 || factor >= params.plaintext_modulus() {
+        return Err(rlwe::Error::ParamsMismatch.into());
+    }
+    let x = phase_to_noisy(params, phase.poly().clone(), limbs - 1);
+    Ok(noisy_to_plaintext(params, &x, limbs - 1, factor))
+}
+
 fn check_params(a: &Parameters, b: &Parameters) -> Result<()> {
     if a.same(b) {
         Ok(())
@@ -127,31 +170,13 @@ impl<'a> Decryptor<'a> {
     /// x = t·(c0 + c1·s) mod Q_l, in coefficient form.
     fn noisy_coeffs(&self, ct: &Ciphertext) -> Result<Poly> {
         check_params(&self.params, &ct.params)?;
-        let mut x = self.inner.decrypt(&ct.inner)?.into_poly();
-        mul_consts(&self.params, &mut x, &self.params.tables().t_mod_q);
-        let ctx = self.params.rlwe().ctx();
-        x.intt(&ctx.ntt[..=ct.level()].iter().collect::<Vec<_>>());
-        Ok(x)
+        Ok(phase_to_noisy(&self.params, self.inner.decrypt(&ct.inner)?.into_poly(), ct.level()))
     }
 
     /// The plaintext: x mod t (x taken centered modulo Q_l, exactly), divided by the factor.
     pub fn decrypt(&self, ct: &Ciphertext) -> Result<Plaintext> {
         let x = self.noisy_coeffs(ct)?;
-        let tb = self.params.tables();
-        let n = self.params.n();
-        let level = ct.level();
-        let input: Vec<&[u64]> = x.data().chunks(n).collect();
-        let mut out = vec![0u64; n];
-        let mut scratch = Poly::scratch(n, level + 1);
-        tb.to_t[level].convert(&tb.ext_moduli, &input, &mut [&mut out[..]], scratch.data_mut(), &[]);
-        let t = &tb.t;
-        let f_inv = t.inv(ct.factor);
-        let f_inv_s = t.shoup(f_inv);
-        for v in out.iter_mut() {
-            *v = t.mul_shoup(*v, f_inv, f_inv_s);
-        }
-        let l1 = out.iter().map(|&c| crate::encoding::center(c, t.value()).unsigned_abs() as f64).sum();
-        Ok(Plaintext { params: self.params.clone(), coeffs: out, level, lifted: None, l1 })
+        Ok(noisy_to_plaintext(&self.params, &x, ct.level(), ct.factor))
     }
 
     /// Symmetric encryption: c1 drawn from a fresh seed and kept as the seed, so the

@@ -38,7 +38,7 @@ pub mod params;
 
 pub use ciphertext::{Ciphertext, SeededCiphertext};
 pub use encoding::{Encoder, Plaintext};
-pub use encryption::Encryptor;
+pub use encryption::{decrypt_from_phase, Encryptor};
 #[cfg(feature = "secret-key")]
 pub use encryption::{Decryptor, KeyGenerator};
 pub use error::{Error, Result};

@@ -53,6 +53,10 @@ pub enum AggregateCmd {
         /// the round closes by itself this many seconds from now
         #[arg(long, default_value_t = 86400)]
         deadline_in_s: u64,
+        /// sum integers exactly (BGV) with this plaintext modulus t (> twice the largest |sum|);
+        /// --scale-bits is then ignored
+        #[arg(long, value_name = "T")]
+        integers: Option<u64>,
         #[arg(long, short = 'o')]
         output: PathBuf,
     },
@@ -263,6 +267,7 @@ pub fn run(cmd: AggregateCmd) -> Result<(), String> {
             contributors,
             min_contributors,
             deadline_in_s,
+            integers,
             output,
         } => {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -278,6 +283,10 @@ pub fn run(cmd: AggregateCmd) -> Result<(), String> {
                 now.saturating_add(deadline_in_s),
             )
             .map_err(|e| e.to_string())?;
+            let config = match integers {
+                Some(t) => agg::integer_round(config, t).map_err(|e| e.to_string())?,
+                None => config,
+            };
             let json = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
             fs::write(&output, json).map_err(|e| format!("{}: {e}", output.display()))?;
             println!("{}", json!({"round": config.id, "config": output}));

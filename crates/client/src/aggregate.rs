@@ -114,12 +114,27 @@ pub fn new_round(
         min_contributors,
         deadline_unix_s,
         contributors,
+        plaintext_modulus: None,
     })
 }
 
-/// The round's parameters, checked at 128 bits.
+/// The same round summing integers exactly: BGV with plaintext modulus `t` (any t ≥ 2
+/// below 2^53; sums are read centered in (−t/2, t/2], so t must exceed twice the largest
+/// |sum|), scale 1.
+pub fn integer_round(mut config: RoundConfig, t: u64) -> Result<RoundConfig, AggregationError> {
+    config.plaintext_modulus = Some(t);
+    config.scale = 1.0;
+    config.parameters().map_err(|e| AggregationError::Config(e.to_string()))?;
+    if t >= 1 << 53 {
+        return Err(AggregationError::Config("plaintext modulus: below 2^53".into()));
+    }
+    Ok(config)
+}
+
+/// The round's parameters, checked at 128 bits: the CKKS set, or for an integer round
+/// the BGV set tagged with its plaintext modulus (the ceremony's keys live under it).
 pub fn parameters(config: &RoundConfig) -> Result<Parameters, AggregationError> {
-    Parameters::from_spec(&config.params).map_err(|e| AggregationError::Config(format!("parameters refused: {e}")))
+    config.parameters().map(|(p, _)| p).map_err(|e| AggregationError::Config(e.to_string()))
 }
 
 /// The most bytes a server's answer about this round can rightly have: the encrypted
@@ -127,8 +142,8 @@ pub fn parameters(config: &RoundConfig) -> Result<Parameters, AggregationError> 
 /// for a status or an error. Clients read no more, whatever a server sends.
 pub fn max_answer_bytes(config: &RoundConfig) -> Result<usize, AggregationError> {
     let params = parameters(config)?;
-    let ciphertexts = config.length.div_ceil(params.slots());
-    let sum = 8 + ciphertexts * (4 + params.ciphertext_bytes(params.max_level(), false));
+    let ciphertexts = config.length.div_ceil(config.values_per_ciphertext(&params));
+    let sum = 8 + ciphertexts * (4 + config.ciphertext_bytes(&params));
     let values = 32 * config.length + 256;
     Ok(sum.max(values) + (64 << 10))
 }
@@ -219,6 +234,9 @@ pub fn contribution(config: &RoundConfig, public_key: &[u8], values: &[f64]) -> 
         return Err(AggregationError::Values(format!("value {i} is not finite")));
     }
     let pk = PublicKey::from_bytes(&params, public_key).map_err(wire("collective public key"))?;
+    if let Ok((_, Some(bp))) = config.parameters() {
+        return integer_contribution(&bp, &pk, values);
+    }
     let enc = Encoder::new(&params);
     let mut encryptor = Encryptor::new(&pk);
     let level = params.max_level();
@@ -229,6 +247,31 @@ pub fn contribution(config: &RoundConfig, public_key: &[u8], values: &[f64]) -> 
             Ok(encryptor.encrypt(&pt)?.to_bytes())
         })
         .collect::<Result<Vec<_>, rlwe::Error>>()?;
+    Ok(join(CONTRIBUTION_MAGIC, &cts))
+}
+
+/// An integer round's contribution: each value an integer with |v| < t/2 (so that a
+/// sum is read back exactly while it stays in that range), coefficient-encoded, N per
+/// BGV ciphertext.
+fn integer_contribution(bp: &bgv::Parameters, pk: &PublicKey, values: &[f64]) -> Result<Vec<u8>, AggregationError> {
+    let half = (bp.plaintext_modulus() / 2) as f64;
+    if let Some(i) = values.iter().position(|x| x.fract() != 0.0 || x.abs() >= half) {
+        return Err(AggregationError::Values(format!(
+            "value {i} ({}) is not an integer of magnitude below t/2 = {half}; this round sums integers exactly",
+            values[i]
+        )));
+    }
+    let bgv_err = |e: bgv::Error| AggregationError::Values(format!("encrypting: {e}"));
+    let enc = bgv::Encoder::new(bp);
+    let mut encryptor = bgv::Encryptor::new(bp, pk).map_err(bgv_err)?;
+    let cts = values
+        .chunks(bp.n())
+        .map(|chunk| {
+            let ints: Vec<i64> = chunk.iter().map(|&v| v as i64).collect();
+            let pt = enc.encode_coeffs(&ints, bp.max_level()).map_err(bgv_err)?;
+            Ok(encryptor.encrypt(&pt).map_err(bgv_err)?.to_bytes())
+        })
+        .collect::<Result<Vec<_>, AggregationError>>()?;
     Ok(join(CONTRIBUTION_MAGIC, &cts))
 }
 
@@ -258,7 +301,8 @@ pub fn decryption_shares(
             key.id()
         )));
     }
-    let count = config.length.div_ceil(params.slots());
+    config.check_integer_room(&params, security_bits).map_err(|e| AggregationError::Config(e.to_string()))?;
+    let count = config.length.div_ceil(config.values_per_ciphertext(&params));
     let cts = split(sum, CONTRIBUTION_MAGIC, count)?
         .iter()
         .enumerate()
