@@ -76,9 +76,11 @@ def main(out, heinfer_bin):
             mem = hf.Member(server, bulletin, os.path.join(tmp, f"m{j}.key"), members[j - 1], CLIENTS)
             os.makedirs(bulletin, exist_ok=True)
             threading.Thread(target=mem.run, args=(stop.is_set,), daemon=True).start()
-        signers = [agg.Signer.generate() for _ in range(CLIENTS)]
-        mod = hf.SecureAggregationMod(lambda ctx: signers[int(ctx.node_config["partition-id"])])
-        enrolled = [s.public_hex() for s in signers]
+        # Signers are not picklable: Ray's workers rebuild each client's from its seed.
+        secret = os.urandom(32)
+        mod = hf.SecureAggregationMod(lambda ctx: agg.Signer.from_seed(
+            fa.signer_seed(secret, int(ctx.node_config["partition-id"]))))
+        enrolled = [agg.Signer.from_seed(fa.signer_seed(secret, i)).public_hex() for i in range(CLIENTS)]
         seq = [0]
 
         def heinfer_strategy(history, dp=None):
