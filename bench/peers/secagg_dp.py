@@ -27,6 +27,8 @@ from heinfer import aggregate as agg  # noqa: E402
 from heinfer import flower as hf  # noqa: E402
 
 CLIENTS, ROUNDS, CLIP, DELTA = 10, int(os.environ.get("SECAGG_DP_ROUNDS", 5)), 1.0, 1e-5
+# DP runs are noisy: each DP setting runs REPEATS times (fresh noise); the mean and spread are reported.
+REPEATS = int(os.environ.get("SECAGG_DP_REPEATS", 3))
 NAME = "cancer"
 
 
@@ -90,25 +92,35 @@ def main(out, heinfer_bin):
 
         rows = []
 
-        def record(what, eps, z, history, seconds):
-            rows.append(dict(run=what, epsilon=eps, z=z, accuracy=history.get(ROUNDS), seconds=round(seconds, 1)))
+        def record(what, eps, z, accs, seconds):
+            accs = [a for a in accs if a is not None]
+            rows.append(dict(run=what, epsilon=eps, z=z, accuracy=sum(accs) / len(accs) if accs else None,
+                             accuracy_min=min(accs, default=None), accuracy_max=max(accs, default=None),
+                             repeats=len(accs), seconds=round(seconds / max(len(accs), 1), 1)))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
         for what in ("plaintext FedAvg", "heinfer FedAvg"):
             h, t = {}, time.time()
             strategy = fa.fedavg(NAME, CLIENTS, h) if what.startswith("plain") else heinfer_strategy(h)
             fa.run(strategy, fa.client_app(NAME, CLIENTS, [] if what.startswith("plain") else [mod]), CLIENTS, ROUNDS)
-            record(what, None, None, h, time.time() - t)
+            record(what, None, None, [h.get(ROUNDS)], time.time() - t)
         for eps in (1.0, 4.0, 8.0):
             z = z_for(eps, ROUNDS, DELTA)
-            h, t = {}, time.time()
-            fa.run(heinfer_strategy(h, hf.DpSettings(z, CLIP)), fa.client_app(NAME, CLIENTS, [mod]), CLIENTS, ROUNDS)
-            record("heinfer distributed DP", eps, z, h, time.time() - t)
-            h, t = {}, time.time()
-            fl = DifferentialPrivacyServerSideFixedClipping(fa.fedavg(NAME, CLIENTS, h), noise_multiplier=z,
-                                                            clipping_norm=CLIP, num_sampled_clients=CLIENTS)
-            fa.run(fl, fa.client_app(NAME, CLIENTS), CLIENTS, ROUNDS)
-            record("Flower DifferentialPrivacyServerSideFixedClipping", eps, z, h, time.time() - t)
+            he, fl, t_he, t_fl = [], [], 0.0, 0.0
+            for _ in range(REPEATS):
+                h, t = {}, time.time()
+                fa.run(heinfer_strategy(h, hf.DpSettings(z, CLIP)), fa.client_app(NAME, CLIENTS, [mod]), CLIENTS,
+                       ROUNDS)
+                he.append(h.get(ROUNDS))
+                t_he += time.time() - t
+                h, t = {}, time.time()
+                strategy = DifferentialPrivacyServerSideFixedClipping(fa.fedavg(NAME, CLIENTS, h), noise_multiplier=z,
+                                                                      clipping_norm=CLIP, num_sampled_clients=CLIENTS)
+                fa.run(strategy, fa.client_app(NAME, CLIENTS), CLIENTS, ROUNDS)
+                fl.append(h.get(ROUNDS))
+                t_fl += time.time() - t
+            record("heinfer distributed DP", eps, z, he, t_he)
+            record("Flower DifferentialPrivacyServerSideFixedClipping", eps, z, fl, t_fl)
         json.dump(dict(rounds=ROUNDS, clients=CLIENTS, clip=CLIP, delta=DELTA, rows=rows),
                   open(os.path.join(out, "dp.json"), "w"))
     finally:

@@ -46,10 +46,12 @@ if he and fl and fl.get("upload_bytes_per_client") and fl.get("server_s"):
 if dp:
     print(f"\nFlower, {dp['clients']} clients, {dp['rounds']} rounds, breast-cancer logistic regression, "
           f"clip {dp['clip']}, delta {dp['delta']}: final test accuracy")
-    rows = [("run", "epsilon", "z", "accuracy", "s")]
+    rows = [("run", "epsilon", "z", "accuracy (mean)", "min..max", "runs", "s/run")]
     for r in dp["rows"]:
         rows.append((r["run"], r["epsilon"] if r["epsilon"] is not None else "-",
                      f"{r['z']:.2f}" if r["z"] else "-",
-                     f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "n/a", r["seconds"]))
+                     f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "n/a",
+                     f"{r['accuracy_min']:.3f}..{r['accuracy_max']:.3f}" if r.get("accuracy_min") is not None else "",
+                     r.get("repeats", 1), r["seconds"]))
     table(rows)
 print(json.dumps(dict(bench="secagg", heinfer=he, flower=fl, dp=dp, **ratios)))
