@@ -89,10 +89,13 @@ def accuracy(name: str, w, x, y) -> float:
 
 
 class ModelClient(NumPyClient):
-    def __init__(self, name: str, pid: int, x, y, lr: float, epochs: int):
+    def __init__(self, name: str, pid: int, x, y, lr: float, epochs: int, drop=frozenset()):
         self.name, self.pid, self.x, self.y, self.lr, self.epochs = name, pid, x, y, lr, epochs
+        self.drop = drop
 
     def fit(self, parameters, config):
+        if (self.pid, int(config["round"])) in self.drop:
+            raise RuntimeError(f"client {self.pid} drops out of round {config['round']}")
         rng = np.random.default_rng([self.pid, int(config["round"])])
         w = [np.asarray(a) for a in parameters]
         for _ in range(self.epochs):
@@ -103,13 +106,15 @@ class ModelClient(NumPyClient):
 SETTINGS = {"cancer": dict(lr=0.05, epochs=1), "digits": dict(lr=0.1, epochs=2)}
 
 
-def client_app(name: str, clients: int, mods=()) -> ClientApp:
+def client_app(name: str, clients: int, mods=(), drop=frozenset()) -> ClientApp:
+    """``drop``: (partition, round) pairs whose fit fails (a client that drops out)."""
     xtr, ytr, _, _ = dataset(name)
     parts = split_non_iid(ytr, clients)
 
     def client_fn(context: Context):
         pid = int(context.node_config["partition-id"])
-        return ModelClient(name, pid, xtr[parts[pid]], ytr[parts[pid]], **SETTINGS[name]).to_client()
+        return ModelClient(name, pid, xtr[parts[pid]], ytr[parts[pid]], drop=frozenset(drop),
+                           **SETTINGS[name]).to_client()
 
     return ClientApp(client_fn=client_fn, mods=list(mods))
 
