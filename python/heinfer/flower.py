@@ -298,7 +298,7 @@ class Member:
         while not (stop and stop()):
             try:
                 self.step()
-            except AggregationError as e:
+            except (AggregationError, OSError, ValueError) as e:  # a server restart, a bulletin file removed
                 print(f"member: {e}", file=sys.stderr, flush=True)
             time.sleep(poll)
 
