@@ -30,10 +30,11 @@ Three parts, one per party, and the Flower app's model code does not change:
 
 Dropouts: a client that drops out costs nothing (the server adds what arrives; the
 round closes with what came if at least ``min_contributors`` did). A member that drops
-out: the server asks the first ``threshold`` members; if the sum is not decrypted
-within ``share_timeout`` seconds the wrapper asks the next ``threshold``-subset (the sum
-is re-randomised, so no member ever shares one ciphertext twice) and keeps the subset
-that worked for the following rounds — a dead member costs one timeout once.
+out: the wrapper asks a ``threshold``-subset of members; if the sum is not decrypted
+within ``share_timeout`` seconds it asks that subset once more, then the next subset
+(each time the server re-randomises the sum, so no member ever shares one ciphertext
+twice), and keeps the subset that worked for the following rounds — a dead member costs
+a few timeouts in the first round only.
 
 Clients are enrolled: the strategy lists the contributors' public signing keys (the
 round accepts nothing else) and each client's mod finds its own key with
@@ -43,6 +44,7 @@ round accepts nothing else) and each client's mod finds its own key with
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -201,12 +203,16 @@ class SecureAggregation(Strategy):
         return self.inner.aggregate_fit(server_round, [(proxy, one)], failures)
 
     def _await(self, r: agg.Round) -> np.ndarray:
-        """The round's sum, asking other member subsets when the asked ones do not answer."""
+        """The round's sum, asking again (re-randomised) and then other member subsets when
+        the asked members do not all share within ``share_timeout``. Each subset is asked
+        twice in a row: a member that read the participants of the close, before the first
+        reassignment, made a share the server refused and will not share that ciphertext
+        again; the re-randomised one it shares."""
         end = time.time() + self.result_timeout
-        for attempt in range(len(self._subsets)):
-            k = (self._subset + attempt) % len(self._subsets)
-            st = r.status()
-            if list(self._subsets[k]) != st.get("participants"):
+        attempt = 0
+        while time.time() < end:
+            k = (self._subset + attempt // 2) % len(self._subsets)
+            if attempt > 0 or list(self._subsets[k]) != r.status().get("participants"):
                 _post_json(r, f"/{r.id}/participants", {"participants": list(self._subsets[k])})
             asked = time.time()
             while time.time() < min(end, asked + self.share_timeout):
@@ -214,9 +220,11 @@ class SecureAggregation(Strategy):
                     self._subset = k
                     return r.result()
                 time.sleep(0.05)
-            log(WARNING, "heinfer round %s: members %s did not all share within %.0f s; asking others", r.id,
+            log(WARNING, "heinfer round %s: members %s did not all share within %.0f s; asking again", r.id,
                 self._subsets[k], self.share_timeout)
-        raise AggregationError(f"round {r.id}: no {self.threshold} members shared; start the committee's members")
+            attempt += 1
+        raise AggregationError(f"round {r.id}: no {self.threshold} members shared in {self.result_timeout:.0f} s; "
+                               "start the committee's members")
 
 
 class SecureAggregationMod:
@@ -261,7 +269,7 @@ class Member:
         self.server, self.bulletin, self.key_file = server, Path(bulletin), str(key_file)
         self.signer, self.min_contributors = signer, int(min_contributors)
         self._finished: set = set()
-        self._shared: set = set()
+        self._shared: set = set()  # SHA-256 of each sum this member has made shares of
 
     def _acceptable(self, config: dict) -> bool:
         return (self.signer.public_hex() in config["committee"].values()
@@ -288,9 +296,16 @@ class Member:
             status = st.get("status", "")
             if status == "done" or status.startswith("failed"):
                 self._finished.add(f.name)
-            elif me in st.get("participants", []) and (f.name, tuple(st["participants"])) not in self._shared:
-                self._shared.add((f.name, tuple(st["participants"])))
-                r.share(self.key_file, self.signer)
+            elif me in st.get("participants", []):
+                total = r._call("GET", f"/{r.id}/sum")
+                digest = hashlib.sha256(total).digest()
+                if digest in self._shared:
+                    continue
+                # Burnt whatever happens next: the key file records the ciphertext before the
+                # shares leave, and a member never shares one ciphertext twice.
+                self._shared.add(digest)
+                _, payload = agg._native.aggregate_shares(text, self.key_file, total, st["participants"], 40)
+                r._json("POST", f"/{r.id}/shares/{me}", payload, r._signed(self.signer, "share", payload))
                 sent += 1
         return sent
 

@@ -74,7 +74,7 @@ def test_fedavg_over_encrypted_updates_matches_plaintext(committee, name, rounds
     encrypted: dict = {}
     Spy.received = []
     strategy = Spy(fa.fedavg(name, CLIENTS, encrypted), committee["server"], committee["keys"], 2, committee["pk"],
-                   enrolled, committee["bulletin"], min_contributors=5, round_prefix=f"fl-{name}", share_timeout=3)
+                   enrolled, committee["bulletin"], min_contributors=5, round_prefix=f"fl-{name}", share_timeout=2)
     fa.run(strategy, fa.client_app(name, CLIENTS, mods=[mod], drop=DROP), CLIENTS, rounds)
 
     # Every round aggregated and evaluated; the model learned (not stuck at the start).
