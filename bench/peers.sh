@@ -6,6 +6,9 @@
 #   bench/peers.sh mnist   TenSEAL's encrypted-MNIST tutorial network end to end, heinfer against TenSEAL (2 threads)
 #   bench/peers.sh cryptonets  CryptoNets' network in throughput layout T (one image per slot, 4,096 per batch)
 #                            against TenSEAL's batched CKKSTensor, 2 threads; images/s and agreement
+#   bench/peers.sh secagg  secure aggregation, 100 clients x 2^16 values (committee 5, t = 3; one member and
+#                          10 % of the clients drop out): heinfer against Flower's SecAgg+ workflow; then
+#                          Flower runs at epsilon 1/4/8 with heinfer's distributed DP beside Flower's DP wrapper
 #   bench/peers.sh paillier  breast-cancer logistic regression: heinfer's Paillier against python-paillier (phe),
 #                            3072-bit keys, and heinfer's CKKS on the same model, single-threaded
 #
@@ -234,12 +237,30 @@ cryptonets() {
   echo "peers.sh: done in $((SECONDS - started)) s" >&2
 }
 
+# secagg: heinfer's threshold-CKKS aggregation (heinfer serve --aggregate-dir) against Flower's
+# SecAggPlusWorkflow in its Ray simulation engine, the same integer vectors and dropouts
+# (bench/peers/secagg.py; SECAGG_CLIENTS, SECAGG_LENGTH override 100 and 2^16), then the DP runs
+# (bench/peers/secagg_dp.py, SECAGG_DP_ROUNDS default 5). Both peers run from the project's .venv
+# (flwr is in requirements-test.txt; bash scripts/setup-python.sh installs it with the heinfer SDK).
+secagg() {
+  local py=.venv/bin/python
+  echo "peers.sh: building heinfer (release) ..." >&2
+  cargo build --release -q -p cli >&2
+  bash scripts/setup-python.sh >&2
+  "$py" "$here/peers/secagg.py" "$out" target/release/heinfer heinfer >&2 || echo "peers.sh: heinfer's run failed" >&2
+  "$py" "$here/peers/secagg.py" "$out" target/release/heinfer flower >&2 || echo "peers.sh: Flower's SecAgg+ run failed" >&2
+  "$py" "$here/peers/secagg_dp.py" "$out" target/release/heinfer >&2 || echo "peers.sh: the DP runs failed" >&2
+  "$py" "$here/peers/secagg_report.py" "$out"
+  echo "peers.sh: done in $((SECONDS - started)) s" >&2
+}
+
 case "${1:-}" in
   ckks) ckks ;;
   bgv) bgv ;;
   mnist) mnist ;;
   paillier) paillier ;;
   cryptonets) cryptonets ;;
+  secagg) secagg ;;
   *)
     echo "usage: bench/peers.sh SUBCOMMAND" >&2
     echo "  ckks    heinfer's CKKS operations against OpenFHE and TenSEAL (PyPI), single-threaded" >&2
@@ -247,6 +268,7 @@ case "${1:-}" in
     echo "  mnist   TenSEAL's encrypted-MNIST network: heinfer against TenSEAL, 2 threads, one table" >&2
     echo "  paillier  breast-cancer logistic regression: heinfer's Paillier against phe (3072 bits), and heinfer's CKKS" >&2
     echo "  cryptonets  CryptoNets' network in layout T (4,096 images per batch) against TenSEAL's batched CKKSTensor, 2 threads" >&2
+    echo "  secagg  secure aggregation (100 clients x 2^16, committee 5, t = 3, dropouts) against Flower's SecAgg+; DP in Flower" >&2
     exit 2
     ;;
 esac
