@@ -1,5 +1,5 @@
 """`bench/peers.sh secagg`: secure aggregation of CLIENTS × LENGTH integer values, heinfer
-(threshold CKKS, `heinfer serve --aggregate-dir`) against Flower's SecAgg+ workflow (its
+(threshold BGV for exact integer sums, or CKKS with SECAGG_T=0; `heinfer serve --aggregate-dir`) against Flower's SecAgg+ workflow (its
 Ray simulation engine), with the same vectors and the same dropouts: 10 % of the clients
 never send their vector, and one of the 5 key holders (heinfer: committee member 1;
 SecAgg+: the mask-key shares are held by each client's neighbours, 5 with threshold 3)
@@ -25,6 +25,9 @@ CLIENTS = int(os.environ.get("SECAGG_CLIENTS", 100))
 LENGTH = int(os.environ.get("SECAGG_LENGTH", 2**16))
 COMMITTEE, THRESHOLD = 5, 3
 DROPPED = set(range(CLIENTS // 10))  # clients 0..9 drop out
+# heinfer's round: exact integers (BGV, plaintext modulus T > twice the largest |sum|),
+# or SECAGG_T=0 for a real-valued (CKKS) round rounded at the end.
+PLAINTEXT_MODULUS = int(os.environ.get("SECAGG_T", 65537)) or None
 
 
 def vectors():
@@ -54,7 +57,8 @@ def heinfer_run(out, heinfer_bin):
         members = [agg.Signer.generate() for _ in range(COMMITTEE)]
         clients = [agg.Signer.generate() for _ in range(CLIENTS)]
         config = agg.round_config("bench", LENGTH, [m.public_hex() for m in members], THRESHOLD,
-                                  [c.public_hex() for c in clients], CLIENTS // 2, int(time.time()) + 7200)
+                                  [c.public_hex() for c in clients], CLIENTS // 2, int(time.time()) + 7200,
+                                  plaintext_modulus=PLAINTEXT_MODULUS)
         crs = os.urandom(32).hex()
         begun = {j: agg.begin(config, crs, j) for j in range(1, COMMITTEE + 1)}
         for j in begun:
@@ -93,7 +97,7 @@ def heinfer_run(out, heinfer_bin):
         server_s += time.perf_counter() - t
         err = float(np.abs(got - want).max())
         exact = bool(np.array_equal(np.rint(got).astype(np.int64), want))
-        res = dict(library="heinfer", clients=CLIENTS, length=LENGTH, dropped=len(DROPPED), committee=COMMITTEE,
+        res = dict(library="heinfer", scheme="bgv" if PLAINTEXT_MODULUS else "ckks", clients=CLIENTS, length=LENGTH, dropped=len(DROPPED), committee=COMMITTEE,
                    threshold=THRESHOLD, member_down=1, upload_bytes_per_client=int(np.mean(upload)),
                    server_s=server_s, client_encrypt_s=float(np.mean(enc_s)), member_share_s=float(np.mean(member_s)),
                    max_abs_error=err, exact=exact)
