@@ -121,6 +121,7 @@ impl Default for Options {
             use_onnxruntime: true,
             output_dp: None,
             mask_unused_slots: false,
+            circuit_privacy: None,
         }
     }
 }
