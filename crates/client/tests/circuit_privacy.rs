@@ -60,7 +60,8 @@ impl Client {
         let params = Parameters::builder().log_n(13).q_bits(&[60, 40, 40]).p_bits(&[60]).build().unwrap();
         let sk = KeyGenerator::new(&params).secret_key();
         // The input: values in the even slots, zero in the odd ones.
-        let x: Vec<f64> = (0..params.slots()).map(|j| if j % 2 == 0 { ((j % 13) as f64 - 6.0) / 4.0 } else { 0.0 }).collect();
+        let x: Vec<f64> =
+            (0..params.slots()).map(|j| if j % 2 == 0 { ((j % 13) as f64 - 6.0) / 4.0 } else { 0.0 }).collect();
         let top = params.q().len() - 1;
         let pt = Encoder::new(&params).encode(&x, top, 2f64.powi(IN_SCALE_BITS)).unwrap();
         let input = Decryptor::new(&sk).encrypt_symmetric(&pt).unwrap().to_bytes();
@@ -85,9 +86,8 @@ impl Client {
         let top = self.params.q().len() - 1;
         let pt = Encoder::new(&self.params).encode(&self.x, top, 2f64.powi(IN_SCALE_BITS)).unwrap();
         let input = Decryptor::new(&self.sk).encrypt_symmetric(&pt).unwrap().to_bytes();
-        let r = service
-            .infer(Request { ciphertexts: vec![&input], key_id: None, evaluation_keys: Some(bundle) })
-            .unwrap();
+        let r =
+            service.infer(Request { ciphertexts: vec![&input], key_id: None, evaluation_keys: Some(bundle) }).unwrap();
         let ct = Ciphertext::from_bytes(&self.params, &r.ciphertexts[0]).unwrap();
         let z = Encoder::new(&self.params).decode(&Decryptor::new(&self.sk).decrypt(&ct).unwrap()).unwrap();
         z.iter().zip(y).map(|(a, b)| a - b).collect()
@@ -175,8 +175,8 @@ fn a_bundle_without_the_public_key_is_refused_for_a_circuit_private_model() {
     let cp = CircuitPrivacy::size(40, 20.0, c.params.n(), 2f64.powi(IN_SCALE_BITS));
     let store = Arc::new(KeyStore::new(1 << 30, None).unwrap());
     let w = weights(&c.params, false);
-    let s = CkksService::new(Arc::new(Weighted::new(&c.params, &w)), store.clone())
-        .with_circuit_privacy(Flooding::new(cp));
+    let s =
+        CkksService::new(Arc::new(Weighted::new(&c.params, &w)), store.clone()).with_circuit_privacy(Flooding::new(cp));
     let e = s.register(&c.bundle(false)).unwrap_err();
     assert!(matches!(e, ServiceError::IncompleteKeys(_)), "{e}");
     let msg = e.to_string();
@@ -190,4 +190,97 @@ fn a_bundle_without_the_public_key_is_refused_for_a_circuit_private_model() {
     let plain = CkksService::new(Arc::new(Weighted::new(&c.params, &w)), store);
     plain.register(&c.bundle(false)).unwrap();
     plain.register(&c.bundle(true)).unwrap();
+}
+
+/// The breast-cancer logistic regression through the compiler and the server's request
+/// path: λ = 40 is refused with what it would cost; the largest λ the compiler names is
+/// accepted, the client's bundle then carries the public key (and one without it is
+/// refused), and the flooded answers agree with the f64 program within the stated noise.
+#[test]
+fn compiled_model_with_circuit_privacy_serves_within_its_stated_noise() {
+    use compiler::{npy, Data, Options};
+    use std::path::PathBuf;
+    let file = |p: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(p);
+    let onnx = std::fs::read(file("models/breast_cancer_lr.onnx")).unwrap();
+    let calib = npy::read(&file("models/data/breast_cancer_train_x.npy")).unwrap();
+    let test = npy::read(&file("models/data/breast_cancer_test_x.npy")).unwrap();
+    let data = Data { calibration: &calib, eval: None, labels: None };
+    let opts = |lambda| Options {
+        name: "bc".into(),
+        use_onnxruntime: false,
+        scale_bits: Some(50),
+        circuit_privacy: Some(lambda),
+        ..Options::default()
+    };
+    let e = compiler::compile(&onnx, None, &data, &opts(40), &|_| {})
+        .err()
+        .expect("λ = 40 costs more bits than the answer has");
+    let msg = e.to_string();
+    assert!(msg.contains("circuit privacy at 2^-40") && msg.contains("bits of the answer's precision"), "{msg}");
+    let best: u32 = msg
+        .split("up to λ = ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("the refusal names the largest λ that fits: {msg}"));
+    let m =
+        compiler::compile(&onnx, None, &data, &opts(best), &|_| {}).expect("the λ the refusal names compiles").model;
+    let cp = m.client.circuit_privacy.clone().expect("the spec asks for the public key");
+    assert_eq!(cp.lambda, best);
+    let report = m.report.as_ref().unwrap().to_text();
+    assert!(report.contains("circuit privacy") && report.contains("bits of precision"), "{report}");
+
+    let params = Parameters::from_spec(&m.client.params).unwrap();
+    let keys = client::ClientKeys::generate(&params);
+    let (bundle, id) = keys.evaluation_bundle_for(&m.client);
+    let store = Arc::new(KeyStore::new(1 << 30, None).unwrap());
+    let svc = runtime::CompiledModel::load(m.clone()).unwrap().into_service(store);
+    let mut no_pk = EvaluationKeys::from_bytes(&params, &bundle).unwrap();
+    assert!(no_pk.public.is_some());
+    no_pk.public = None;
+    let e = svc.register(&no_pk.to_bytes()).unwrap_err();
+    assert!(e.to_string().contains("no public key") && e.to_string().contains("circuit privacy"), "{e}");
+    assert_eq!(svc.register(&bundle).unwrap(), id);
+
+    let spec = &m.client;
+    let enc = Encoder::new(&params);
+    let sigma = cp.slot_std * spec.output.multiplier.abs();
+    let (mut agree, rows) = (0, 20);
+    for r in 0..rows {
+        let x = test.row(r).to_vec();
+        let cts: Vec<Vec<u8>> = spec
+            .pack_input(&x)
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let pt = enc.encode(v, spec.input.level as usize, spec.input.scale).unwrap();
+                Decryptor::new(keys.secret_key()).encrypt_symmetric(&pt).unwrap().to_bytes()
+            })
+            .collect();
+        let resp = svc
+            .infer(Request {
+                ciphertexts: cts.iter().map(|c| &c[..]).collect(),
+                key_id: Some(id.hex().as_bytes()),
+                evaluation_keys: None,
+            })
+            .unwrap();
+        let dec: Vec<Vec<f64>> = resp
+            .ciphertexts
+            .iter()
+            .map(|b| {
+                enc.decode(
+                    &Decryptor::new(keys.secret_key()).decrypt(&Ciphertext::from_bytes(&params, b).unwrap()).unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let y = spec.unpack_output(&dec).unwrap();
+        let exact = spec.unpack_output(&model::simulate(&m, &spec.pack_input(&x).unwrap()).unwrap()).unwrap();
+        for (a, b) in y.iter().zip(&exact) {
+            assert!((a - b).abs() < 7.0 * sigma, "output {a} vs {b}: beyond 7σ of the flood (σ = {sigma:e})");
+        }
+        agree += usize::from((y[0] > 0.0) == (exact[0] > 0.0));
+    }
+    eprintln!("breast cancer, circuit privacy at 2^-{best}: σ = {sigma:.2e}, sign agreement {agree}/{rows}");
+    assert!(agree >= rows - 1, "sign agreement {agree}/{rows}");
 }

@@ -65,7 +65,8 @@ pub(crate) fn configure(
             }
         )
     };
-    let need_q = (2f64.powi(cp.flood_bits as i32 + 1) + 2f64.sqrt() * out.scale * max_out / out.multiplier.abs()).log2() + 1.0;
+    let need_q =
+        (2f64.powi(cp.flood_bits as i32 + 1) + 2f64.sqrt() * out.scale * max_out / out.multiplier.abs()).log2() + 1.0;
     // The flood (< 2^(b+1)) and the outputs' coefficients (‖m‖∞ ≤ √2·Δ·max slot) below q/2.
     if need_q > log_q {
         return Err(CompileError::Params(hint(&format!(

@@ -208,7 +208,9 @@ impl EvaluationKeys {
             k.b.iter().chain(&k.a).chain(&k.bp).chain(&k.ap).map(|p| p.data().len() * 8).sum::<usize>()
         };
         let public = self.public.as_ref().map_or(0, |pk| (pk.a.data().len() + pk.b.data().len()) * 8);
-        self.relin.as_ref().map_or(0, |r| per_key(&r.0)) + self.galois.keys.values().map(per_key).sum::<usize>() + public
+        self.relin.as_ref().map_or(0, |r| per_key(&r.0))
+            + self.galois.keys.values().map(per_key).sum::<usize>()
+            + public
     }
 
     /// Whether the bundle can rotate by `step` slots.
