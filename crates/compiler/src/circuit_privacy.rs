@@ -53,8 +53,8 @@ pub(crate) fn configure(
     let hint = |what: &str| {
         format!(
             "circuit privacy at 2^-{lambda} needs a flood of 2^{} per coefficient (the answer's error is bounded by \
-             ‖e‖₁ ≤ 2^{:.1}); {what}. The flood costs {bits_lost:.0} bits of the answer's precision (λ + log2 of the \
-             error bound); {} Compile without --circuit-privacy, or raise the output precision (--scale-bits, a \
+             ‖e‖₁ ≤ 2^{:.1}); {what}. The flood costs {bits_lost:.0} bits of the answer's precision (λ, the bound's \
+             margin and the ring's √N factors); {} Compile without --circuit-privacy, or raise the output precision (--scale-bits, a \
              larger ring)",
             cp.flood_bits,
             l1.log2(),
@@ -78,13 +78,18 @@ pub(crate) fn configure(
             "the outputs would carry errors up to {out_err:.2e} (6σ), over 1 % of the largest output ({tolerated:.2e})"
         ))));
     }
+    // One public-key encryption per answer ciphertext: four transforms per limb (v, e0,
+    // e1 and u) and the samplers; the same rough one-core model as the report's latency.
+    let limbs = out.level as f64 + 1.0;
+    let ntt_ms = n as f64 * params.log_n() as f64 * 2.0e-7;
+    let extra_ms = out.ciphertexts as f64 * (4.0 * ntt_ms * limbs + n as f64 * 1e-5);
     let note = format!(
         "circuit privacy: each answer's noise flooded (an encryption of zero under the client's public key, plus u \
          uniform in [-2^{b}, 2^{b}) per coefficient): any two models with the same outputs give answers within \
          statistical distance 2^-{lambda}, given the answer's error bound ‖e‖₁ ≤ 2^{l1:.1} (the noise model's \
          largest error × {SAFETY}). Cost: {bits_lost:.0} bits of precision (output error σ = {sigma:.2e} per \
-         slot, 6σ = {out_err:.2e}); one public-key encryption per answer ciphertext on the server; the bundle \
-         carries the public key ({pk} KB more)",
+         slot, 6σ = {out_err:.2e}); one public-key encryption per answer ciphertext on the server (≈ {extra_ms:.1} \
+         ms, rough one-core model); the bundle carries the public key ({pk} KB more)",
         b = cp.flood_bits,
         l1 = l1.log2(),
         sigma = cp.slot_std * out.multiplier.abs(),
