@@ -283,7 +283,7 @@ fn compiled_model_with_circuit_privacy_serves_within_its_stated_noise() {
     }
     // The server's extra work per answer, for the docs (not asserted: wall-clock time).
     let pk = EvaluationKeys::from_bytes(&params, &bundle).unwrap().public.unwrap();
-    let ct = Ciphertext::from_bytes(&params, &svc_answer(&svc, &keys, &m, &test.row(0).to_vec(), &id)).unwrap();
+    let ct = Ciphertext::from_bytes(&params, &svc_answer(&svc, &keys, &m, test.row(0), &id)).unwrap();
     let t = std::time::Instant::now();
     for _ in 0..10 {
         Flooding::new(cp.clone()).flood(&Evaluator::new(&params), &pk, &mut [ct.clone()]).unwrap();
