@@ -97,9 +97,15 @@ fn circuit_private_model_answers_and_refuses_bundles_without_the_public_key() {
 
     // Without it: 400, saying why and what to do; nothing registered.
     keys.public = None;
+    let no_pk = keys.to_bytes();
+    let no_pk_id = ckks::KeyId::of_bundle(&no_pk).hex().into_bytes();
     let (status, head, _) = infer(
         http,
-        &[("ENCRYPTED_INPUT", sess.encrypt(xs.row(0)).unwrap()), ("EVALUATION_KEYS", vec![keys.to_bytes()])],
+        &[
+            ("ENCRYPTED_INPUT", sess.encrypt(xs.row(0)).unwrap()),
+            ("KEY_ID", vec![no_pk_id]),
+            ("EVALUATION_KEYS", vec![no_pk]),
+        ],
     );
     assert_eq!(status, 400, "{head}");
     let e = head["error"].as_str().unwrap();
