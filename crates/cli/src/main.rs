@@ -102,6 +102,12 @@ enum Cmd {
         /// zero every slot of the answer outside the output layout (one more level; implied by --output-dp)
         #[arg(long)]
         mask_unused_slots: bool,
+        /// circuit privacy: the server masks the unused slots and floods each answer's noise under the
+        /// client's public key, so that two models with the same outputs give answers within statistical
+        /// distance 2^-LAMBDA (default 40); the bundle then carries the public key. Refused, with the
+        /// largest λ the parameters allow, when the outputs would not keep 1 % precision
+        #[arg(long, value_name = "LAMBDA", num_args = 0..=1, default_missing_value = "40")]
+        circuit_privacy: Option<u32>,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -288,6 +294,7 @@ fn run(cli: Cli) -> Result<(), String> {
             dp_clamp,
             dp_budget,
             mask_unused_slots,
+            circuit_privacy,
             json,
             scheme,
             quantize,
@@ -326,6 +333,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 use_onnxruntime: !no_onnxruntime,
                 output_dp,
                 mask_unused_slots,
+                circuit_privacy,
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };

@@ -94,13 +94,16 @@ impl ClientKeys {
 
     /// The bundle a model's spec asks for: a Galois key per rotation step and the
     /// relinearization key if needed, each made only up to the level the spec gives it
-    /// (the top level where it gives none), and its id.
+    /// (the top level where it gives none), the public key if the model is circuit
+    /// private, and its id.
     pub fn evaluation_bundle_for(&self, spec: &model::ClientSpec) -> (Vec<u8>, KeyId) {
         let mut kg = KeyGenerator::new(&self.params);
         let keys = ckks::EvaluationKeys {
             params: self.params.clone(),
             relin: spec.relin_key_level().map(|l| kg.relin_key_at(&self.sk, l)),
             galois: kg.galois_keys_at(&self.sk, &spec.rotation_key_levels(), None),
+            // A circuit-private model floods answers with an encryption of zero under it.
+            public: spec.circuit_privacy.is_some().then(|| kg.public_key(&self.sk)),
         };
         let bytes = keys.to_bytes();
         let id = KeyId::of_bundle(&bytes);

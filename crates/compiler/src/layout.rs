@@ -172,6 +172,7 @@ pub(crate) fn program(
         },
         postprocess: imp.postprocess.clone(),
         output_dp: None,
+        circuit_privacy: None,
     };
     let hem = HeModel {
         name: name.to_string(),

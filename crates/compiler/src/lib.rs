@@ -29,6 +29,7 @@ mod approx;
 mod approximate;
 mod calibrate;
 mod cheb;
+mod circuit_privacy;
 mod import;
 mod layout;
 mod lower;
@@ -103,6 +104,9 @@ pub struct Options {
     /// Zero every slot of the answer outside the output layout (one more level); on
     /// whenever `output_dp` is.
     pub mask_unused_slots: bool,
+    /// Circuit privacy at statistical distance 2^-λ (`model::circuit`): the server masks
+    /// the unused slots and floods each answer's noise; None: off.
+    pub circuit_privacy: Option<u32>,
 }
 
 impl Default for Options {
@@ -121,6 +125,7 @@ impl Default for Options {
             use_onnxruntime: true,
             output_dp: None,
             mask_unused_slots: false,
+            circuit_privacy: None,
         }
     }
 }
@@ -166,7 +171,7 @@ pub fn compile(
     progress("packing and choosing parameters");
     // The noise the server adds must fit in the output level's modulus too.
     // Output DP needs the answer to hold the outputs only: the unused slots are masked.
-    let mask_output = opts.mask_unused_slots || dp.is_some();
+    let mask_output = opts.mask_unused_slots || dp.is_some() || opts.circuit_privacy.is_some();
     let reach = dp.as_ref().map_or(0.0, output_dp::reach);
     let chosen = parameters::choose(&ap.network, &cal, opts, reach, mask_output)?;
     progress("lowering to CKKS operations");
@@ -176,13 +181,24 @@ pub fn compile(
         output_dp::check_unused_slots(&hem, data.calibration)?;
     }
     hem.client.output_dp = dp.clone();
+    let cp_note = match opts.circuit_privacy {
+        Some(lambda) => {
+            let max_out = (0..cal.rows)
+                .map(|r| network::forward(&ap.network, cal.data.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
+                .fold(0.0f64, f64::max);
+            let (cp, note) = circuit_privacy::configure(lambda, params, &hem, chosen.max_err, max_out)?;
+            hem.client.circuit_privacy = Some(cp);
+            Some(note)
+        }
+        None => None,
+    };
     progress("checking the program against the f64 network");
     verify::check_program(&hem, &ap.network, &cal)?;
     progress("measuring accuracy");
     let (accuracy, ort_note) = verify::accuracy(&hem, &imp, data, onnx_path, opts)?;
     let (acts, plots) = report::activations(&imp, &cal.ranges, &ap);
     let dp_note = dp.as_ref().map(|d| output_dp::honest_cost_note(&ap, &cal, &imp, d));
-    let mask_note = mask_output.then(|| {
+    let mask_note = (mask_output && cp_note.is_none()).then(|| {
         "unused slots of the answer masked to zero (one 0/1 plaintext product and a rescale: one more level); \
          the answer's CKKS noise is not flooded (no circuit privacy for the noise)"
             .to_string()
@@ -195,6 +211,7 @@ pub fn compile(
         .chain(&ort_note)
         .chain(&dp_note)
         .chain(&mask_note)
+        .chain(&cp_note)
         .cloned()
         .collect();
     let secs = t0.elapsed().as_secs_f64();

@@ -21,6 +21,8 @@ pub(crate) struct Chosen {
     pub depth: u32,
     /// What the noise analysis asked for and predicts, for the report.
     pub note: String,
+    /// The noise analysis's largest output error at the chosen scale (circuit privacy's flood is sized from it).
+    pub max_err: f64,
 }
 
 /// `reach`: how large the outputs may get after the server's own additions (output-DP
@@ -48,6 +50,7 @@ pub(crate) fn choose(
     let mut last_err = None;
     let mut choice = None;
     let mut noise_note = String::new();
+    let mut max_err = 0.0;
     let mut noise_at: Option<(u32, noise::NoiseEstimate)> = None;
     let noise_rows: Vec<usize> = (0..cal_rows).step_by((cal_rows / NOISE_SAMPLES).max(1)).collect();
     for log_n in opts.min_log_n.max(12)..=16 {
@@ -107,6 +110,7 @@ pub(crate) fn choose(
                     Ok(c) if c.params.log_n() == log_n => {
                         let s = c.scale_bits;
                         let min_bits = c.needed_scale_bits;
+                        max_err = est.max_err_at(s, c.ks_factor);
                         noise_note = format!(
                             "scale 2^{s}: CKKS noise (encryption, rescale, key switch) simulated on {} calibration samples needs at least 2^{min_bits} for {:.0}% of them to keep their top-1 class under {NOISE_SAFETY}x the modelled noise; predicted max output error from noise at 2^{s}: {:.2e}",
                             inputs.len(),
@@ -129,7 +133,7 @@ pub(crate) fn choose(
         }
     }
     match choice {
-        Some(choice) => Ok(Chosen { choice, depth, note: noise_note }),
+        Some(choice) => Ok(Chosen { choice, depth, note: noise_note, max_err }),
         None => Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),
     }
 }

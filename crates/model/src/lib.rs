@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod circuit;
 pub mod dp;
 pub mod file;
 pub mod ir;
@@ -33,6 +34,7 @@ pub mod report;
 pub mod sim;
 pub mod spec;
 
+pub use circuit::CircuitPrivacy;
 pub use dp::{DpMechanism, OutputDp};
 pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
 pub use linear::{AnyModel, AnySpec, LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};

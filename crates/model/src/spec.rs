@@ -40,6 +40,10 @@ pub struct ClientSpec {
     /// noise; absent in models compiled without it (and in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_dp: Option<crate::dp::OutputDp>,
+    /// Circuit privacy (`compile --circuit-privacy`): the server floods each answer's
+    /// noise under the client's public key, which the bundle must then carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_privacy: Option<crate::circuit::CircuitPrivacy>,
 }
 
 /// Levels of the evaluation keys (see `ClientSpec::key_levels`).

@@ -43,6 +43,7 @@ fn tiny() -> HeModel {
             },
             postprocess: vec![],
             output_dp: None,
+            circuit_privacy: None,
         },
         layers: vec![model::LayerInfo { name: "l".into(), kind: "dense".into() }],
         nodes,

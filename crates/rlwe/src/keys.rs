@@ -56,7 +56,7 @@ impl std::fmt::Debug for SecretKey {
 }
 
 /// Public key (b, a) = (-a·s + e, a) over the q chain.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PublicKey {
     pub(crate) params: Parameters,
     pub(crate) b: Poly,
@@ -196,6 +196,9 @@ pub struct EvaluationKeys {
     pub relin: Option<RelinKey>,
     /// The rotation and conjugation keys.
     pub galois: GaloisKeys,
+    /// The client's public key, for models compiled with circuit privacy: the server
+    /// encrypts zero under it to flood the answer's noise. None otherwise.
+    pub public: Option<PublicKey>,
 }
 
 impl EvaluationKeys {
@@ -204,7 +207,10 @@ impl EvaluationKeys {
         let per_key = |k: &KeySwitchKey| {
             k.b.iter().chain(&k.a).chain(&k.bp).chain(&k.ap).map(|p| p.data().len() * 8).sum::<usize>()
         };
-        self.relin.as_ref().map_or(0, |r| per_key(&r.0)) + self.galois.keys.values().map(per_key).sum::<usize>()
+        let public = self.public.as_ref().map_or(0, |pk| (pk.a.data().len() + pk.b.data().len()) * 8);
+        self.relin.as_ref().map_or(0, |r| per_key(&r.0))
+            + self.galois.keys.values().map(per_key).sum::<usize>()
+            + public
     }
 
     /// Whether the bundle can rotate by `step` slots.
@@ -314,6 +320,7 @@ impl KeyGenerator {
             params: self.params.clone(),
             relin: relin.then(|| self.relin_key(sk)),
             galois: self.galois_keys(sk, steps, conjugation),
+            public: None,
         }
     }
 

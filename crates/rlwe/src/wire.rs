@@ -446,15 +446,29 @@ impl PublicKey {
     /// Reads a public key made under `params`, re-deriving a from its seed.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::PublicKey)?;
-        let levels = params.q().len();
-        r.expect_exact(32 + params.poly_bytes(0..levels))?;
-        let seed = r.seed()?;
-        let primes: Vec<usize> = (0..levels).collect();
-        let b = r.poly(params, &primes)?;
-        let moduli: Vec<_> = params.ctx().moduli[..levels].iter().collect();
-        let a = Sampler::from_seed(seed).uniform(params.n(), &moduli);
-        Ok(PublicKey { params: params.clone(), b, a, seed })
+        r.expect_exact(public_key_body_len(params))?;
+        read_public_key_body(&mut r, params)
     }
+}
+
+/// Bytes of a public key after its header: the seed of a, then b over every q prime.
+fn public_key_body_len(params: &Parameters) -> usize {
+    32 + params.poly_bytes(0..params.q().len())
+}
+
+/// A public key's body (seed, b), its length checked before anything is allocated.
+fn read_public_key_body(r: &mut Reader, params: &Parameters) -> Result<PublicKey, WireError> {
+    let need = public_key_body_len(params);
+    if r.remaining() < need {
+        return Err(WireError::Truncated { needed: r.pos + need, available: r.buf.len() });
+    }
+    let levels = params.q().len();
+    let seed = r.seed()?;
+    let primes: Vec<usize> = (0..levels).collect();
+    let b = r.poly(params, &primes)?;
+    let moduli: Vec<_> = params.ctx().moduli[..levels].iter().collect();
+    let a = Sampler::from_seed(seed).uniform(params.n(), &moduli);
+    Ok(PublicKey { params: params.clone(), b, a, seed })
 }
 
 /// Bytes of the smallest key record (one digit): what a count of records is bounded by.
@@ -595,6 +609,7 @@ impl EvaluationKeys {
         HEADER_LEN
             + 1
             + self.relin.as_ref().map_or(0, |k| record_len(p, &k.0))
+            + self.public.as_ref().map_or(0, |_| public_key_body_len(p))
             + 4
             + self.galois.keys.values().map(|k| record_len(p, k)).sum::<usize>()
     }
@@ -603,12 +618,15 @@ impl EvaluationKeys {
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.params;
         let mut w = Writer::new(p, Kind::EvaluationKeys, self.serialized_len());
-        match &self.relin {
-            Some(rk) => {
-                w.out.push(1);
-                write_key(&mut w, p, 0, &rk.0, None);
-            }
-            None => w.out.push(0),
+        // The contents byte: bit 0 a relinearization key, bit 1 a public key (circuit
+        // privacy). Bundles without a public key are byte for byte what they were.
+        w.out.push(u8::from(self.relin.is_some()) | u8::from(self.public.is_some()) << 1);
+        if let Some(rk) = &self.relin {
+            write_key(&mut w, p, 0, &rk.0, None);
+        }
+        if let Some(pk) = &self.public {
+            w.out.extend_from_slice(&pk.seed);
+            w.poly(p, &pk.b, 0..p.q().len());
         }
         write_galois(&mut w, p, &self.galois);
         w.out
@@ -618,22 +636,28 @@ impl EvaluationKeys {
     /// servers call `Parameters::require_secure` on the sets they accept.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::EvaluationKeys)?;
-        let relin = match r.u8()? {
-            0 => None,
-            1 => {
-                let (e, k) = read_key(&mut r, params)?;
-                if e != 0 {
-                    return Err(WireError::OutOfRange {
-                        field: "element",
-                        detail: "relinearization key element must be 0".into(),
-                    });
-                }
-                Some(RelinKey(k))
+        let contents = r.u8()?;
+        if contents > 3 {
+            return Err(WireError::OutOfRange {
+                field: "bundle contents",
+                detail: format!("{contents} (bit 0: relinearization key, bit 1: public key)"),
+            });
+        }
+        let relin = if contents & 1 == 1 {
+            let (e, k) = read_key(&mut r, params)?;
+            if e != 0 {
+                return Err(WireError::OutOfRange {
+                    field: "element",
+                    detail: "relinearization key element must be 0".into(),
+                });
             }
-            x => return Err(WireError::OutOfRange { field: "relinearization flag", detail: format!("{x}") }),
+            Some(RelinKey(k))
+        } else {
+            None
         };
+        let public = if contents & 2 == 2 { Some(read_public_key_body(&mut r, params)?) } else { None };
         let galois = read_galois(&mut r, params)?;
-        Ok(EvaluationKeys { params: params.clone(), relin, galois })
+        Ok(EvaluationKeys { params: params.clone(), relin, galois, public })
     }
 }
 

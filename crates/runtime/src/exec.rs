@@ -115,9 +115,14 @@ impl CompiledModel {
             let out = &self.model.client.output;
             crate::dp::DpNoise::new(&self.params, &self.model.name, cfg, out.slots.clone(), out.multiplier)
         });
+        let flooding = self.model.client.circuit_privacy.clone().map(crate::circuit_privacy::Flooding::new);
         let service = crate::Service::new(self.into_executable(), keys).with_input_level(level, scale);
-        match dp {
+        let service = match dp {
             Some(d) => service.with_output_dp(d),
+            None => service,
+        };
+        match flooding {
+            Some(f) => service.with_circuit_privacy(f),
             None => service,
         }
     }

@@ -48,6 +48,8 @@ pub struct Requirements {
     pub rotation_levels: Vec<(i64, u64, usize)>,
     /// the level of the model's highest product, which the relinearization key must serve
     pub relin_level: Option<usize>,
+    /// circuit privacy: the bundle must carry the client's public key
+    pub public_key: bool,
 }
 
 impl Requirements {
@@ -78,6 +80,14 @@ impl Requirements {
     pub fn check(&self, keys: &EvaluationKeys, steps: &[i64]) -> Result<(), KeyStoreError> {
         if self.relinearization && keys.relin.is_none() {
             return Err(KeyStoreError::Incomplete("no relinearization key".into()));
+        }
+        if self.public_key && keys.public.is_none() {
+            return Err(KeyStoreError::Incomplete(
+                "no public key, and this model is compiled with circuit privacy (the server floods each answer's \
+                 noise with an encryption of zero under the client's public key); make the bundle from this \
+                 model's client spec (heinfer keygen, heinfer.Client), which then includes the public key"
+                    .into(),
+            ));
         }
         let missing: Vec<i64> = steps.iter().copied().filter(|&s| !keys.has_rotation(s)).collect();
         if !missing.is_empty() {

@@ -38,6 +38,15 @@ impl Service {
         }
     }
 
+    /// Floods every answer's noise under the client's public key (CKKS models compiled
+    /// with `--circuit-privacy`); bundles without a public key are refused.
+    pub fn with_circuit_privacy(self, flooding: crate::circuit_privacy::Flooding) -> Self {
+        match self {
+            Service::Ckks(s) => Service::Ckks(s.with_circuit_privacy(flooding)),
+            p => p,
+        }
+    }
+
     /// Overrides the model's privacy budget per key id (a serving config's
     /// `heinfer_dp_budget`); no effect on a model without output DP.
     pub fn set_dp_budget(&mut self, budget: Option<f64>) {

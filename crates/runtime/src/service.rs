@@ -132,6 +132,8 @@ pub struct CkksService {
     needs: Requirements,
     /// noise and budget of differentially private outputs, if the model has them
     dp: Option<Arc<DpNoise>>,
+    /// circuit privacy: every answer flooded under the client's public key
+    flooding: Option<Arc<crate::circuit_privacy::Flooding>>,
 }
 
 impl CkksService {
@@ -140,7 +142,7 @@ impl CkksService {
         let (rotation_levels, relin_level) = exe.key_levels();
         let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization())
             .with_levels(exe.params(), &rotation_levels, relin_level);
-        Self { exe, keys, eval, input_level: None, needs, dp: None }
+        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None }
     }
 
     /// Requires inputs at this level and scale (the client spec says which).
@@ -154,6 +156,19 @@ impl CkksService {
     pub fn with_output_dp(mut self, noise: DpNoise) -> Self {
         self.dp = Some(Arc::new(noise));
         self
+    }
+
+    /// Floods every answer's noise under the client's public key (circuit privacy);
+    /// bundles without a public key are then refused.
+    pub fn with_circuit_privacy(mut self, flooding: crate::circuit_privacy::Flooding) -> Self {
+        self.needs.public_key = true;
+        self.flooding = Some(Arc::new(flooding));
+        self
+    }
+
+    /// The circuit-privacy flooding this service adds, if any.
+    pub fn circuit_privacy(&self) -> Option<&crate::circuit_privacy::Flooding> {
+        self.flooding.as_deref()
     }
 
     /// Overrides the model's privacy budget per key id (a serving config's
@@ -202,6 +217,13 @@ impl CkksService {
     fn check_coverage(&self, keys: &EvaluationKeys) -> Result<(), ServiceError> {
         if self.exe.needs_relinearization() && keys.relin.is_none() {
             return Err(ServiceError::IncompleteKeys("no relinearization key".into()));
+        }
+        if self.flooding.is_some() && keys.public.is_none() {
+            return Err(ServiceError::IncompleteKeys(
+                "no public key, and this model is compiled with circuit privacy; register a bundle made from its \
+                 client spec"
+                    .into(),
+            ));
         }
         let missing: Vec<i64> = self.exe.rotation_steps().iter().copied().filter(|&s| !keys.has_rotation(s)).collect();
         if !missing.is_empty() {
@@ -271,6 +293,11 @@ impl CkksService {
         if let Some(dp) = &self.dp {
             account = Some(self.keys.budgets().charge(&dp.model, id, &dp.config, dp.budget)?);
             dp.add(&self.eval, &mut out).map_err(RunError::Ckks)?;
+        }
+        if let Some(f) = &self.flooding {
+            // Last: it hides the noise of everything before it, DP noise included.
+            let pk = keys.public.as_ref().ok_or_else(|| ServiceError::IncompleteKeys("no public key".into()))?;
+            f.flood(&self.eval, pk, &mut out).map_err(RunError::Ckks)?;
         }
         Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id, dp: account })
     }

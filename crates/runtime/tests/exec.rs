@@ -65,6 +65,7 @@ fn program() -> (HeModel, Parameters) {
         },
         postprocess: vec![],
         output_dp: None,
+        circuit_privacy: None,
     };
     let m = HeModel {
         name: "t".into(),

@@ -45,6 +45,7 @@ fn bundle(params: &Parameters, sk: &SecretKey, rot_level: usize, relin_level: us
         params: params.clone(),
         relin: Some(kg.relin_key_at(sk, relin_level)),
         galois: kg.galois_keys_at(sk, &[(1, rot_level)], None),
+        public: None,
     }
     .to_bytes()
 }

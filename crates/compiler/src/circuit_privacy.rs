@@ -1,0 +1,99 @@
+//! Circuit privacy (`--circuit-privacy [LAMBDA]`): the flood the server adds to each
+//! answer (`model::circuit`), sized from the noise analysis's bound on the answer's
+//! error, and the check that the outputs survive it.
+//!
+//! The bound on the answer's error: the noise analysis's largest output error on the
+//! calibration samples (`noise::NoiseEstimate::max_err_at`, at the chosen scale) times
+//! `SAFETY` = 2^6, taken for every slot (the masked unused slots carry the same
+//! rescale and key-switch noise, times 0-or-1 plaintexts, as the outputs), then turned
+//! into an ℓ1 bound on the coefficients by Parseval (`model::circuit::l1_from_slot_bound`).
+//! It is a bound of the noise model with a wide margin, not a proof over every input.
+//!
+//! Refused when the flood would break decryption (2^(b+1) plus the outputs must stay
+//! below the output level's modulus) or leave the outputs less precise than 1 % of the
+//! largest calibration output (six standard deviations of the flood's slot noise).
+
+use ckks::Parameters;
+use model::circuit::{l1_from_slot_bound, CircuitPrivacy};
+use model::HeModel;
+
+use crate::CompileError;
+
+/// Margin over the largest modelled error seen on calibration samples.
+pub(crate) const SAFETY: f64 = 64.0;
+/// The outputs after flooding must stay within this share of the largest output.
+const PRECISION: f64 = 0.01;
+
+/// The flood for `hem`'s answer and the report's note on its cost; refused with what to
+/// change when the parameters cannot carry it.
+pub(crate) fn configure(
+    lambda: u32,
+    params: &Parameters,
+    hem: &HeModel,
+    max_err: f64,
+    max_out: f64,
+) -> Result<(CircuitPrivacy, String), CompileError> {
+    if !(1..=128).contains(&lambda) {
+        return Err(CompileError::Params(format!(
+            "circuit privacy at 2^-{lambda}: give λ between 1 and 128 (default {})",
+            model::circuit::DEFAULT_LAMBDA
+        )));
+    }
+    let out = &hem.client.output;
+    let n = params.n();
+    let slot_err = SAFETY * max_err / out.multiplier.abs().max(f64::MIN_POSITIVE);
+    let l1 = l1_from_slot_bound(slot_err, n, out.scale).max(1.0);
+    let cp = CircuitPrivacy::size(lambda, l1.log2(), n, out.scale);
+    let log_q: f64 = params.q()[..=out.level as usize].iter().map(|&q| (q as f64).log2()).sum();
+    let out_err = 6.0 * cp.slot_std * out.multiplier.abs();
+    let tolerated = PRECISION * max_out.max(1e-12);
+    let bits_lost = (6.0 * cp.slot_std / (max_err / out.multiplier.abs())).log2();
+    // The λ these parameters could give with the precision kept: each bit of λ is a bit of flood.
+    let best = lambda as f64 - (out_err / tolerated).log2().ceil();
+    let hint = |what: &str| {
+        format!(
+            "circuit privacy at 2^-{lambda} needs a flood of 2^{} per coefficient (the answer's error is bounded by \
+             ‖e‖₁ ≤ 2^{:.1}); {what}. The flood costs {bits_lost:.0} bits of the answer's precision (λ, the bound's \
+             margin and the ring's √N factors); {} Compile without --circuit-privacy, or raise the output precision (--scale-bits, a \
+             larger ring)",
+            cp.flood_bits,
+            l1.log2(),
+            if best >= 1.0 {
+                format!("these parameters keep 1 % precision up to λ = {best:.0} (--circuit-privacy {best:.0} states that weaker guarantee).")
+            } else {
+                "these parameters cannot keep 1 % precision at any λ.".to_string()
+            }
+        )
+    };
+    let need_q =
+        (2f64.powi(cp.flood_bits as i32 + 1) + 2f64.sqrt() * out.scale * max_out / out.multiplier.abs()).log2() + 1.0;
+    // The flood (< 2^(b+1)) and the outputs' coefficients (‖m‖∞ ≤ √2·Δ·max slot) below q/2.
+    if need_q > log_q {
+        return Err(CompileError::Params(hint(&format!(
+            "the answer's level holds {log_q:.0} bits of modulus, the flood and the outputs need more"
+        ))));
+    }
+    if out_err > tolerated {
+        return Err(CompileError::Params(hint(&format!(
+            "the outputs would carry errors up to {out_err:.2e} (6σ), over 1 % of the largest output ({tolerated:.2e})"
+        ))));
+    }
+    // One public-key encryption per answer ciphertext: four transforms per limb (v, e0,
+    // e1 and u) and the samplers; the same rough one-core model as the report's latency.
+    let limbs = out.level as f64 + 1.0;
+    let ntt_ms = n as f64 * params.log_n() as f64 * 2.0e-7;
+    let extra_ms = out.ciphertexts as f64 * (4.0 * ntt_ms * limbs + n as f64 * 1e-5);
+    let note = format!(
+        "circuit privacy: each answer's noise flooded (an encryption of zero under the client's public key, plus u \
+         uniform in [-2^{b}, 2^{b}) per coefficient): any two models with the same outputs give answers within \
+         statistical distance 2^-{lambda}, given the answer's error bound ‖e‖₁ ≤ 2^{l1:.1} (the noise model's \
+         largest error × {SAFETY}). Cost: {bits_lost:.0} bits of precision (output error σ = {sigma:.2e} per \
+         slot, 6σ = {out_err:.2e}); one public-key encryption per answer ciphertext on the server (≈ {extra_ms:.1} \
+         ms, rough one-core model); the bundle carries the public key ({pk} KB more)",
+        b = cp.flood_bits,
+        l1 = l1.log2(),
+        sigma = cp.slot_std * out.multiplier.abs(),
+        pk = (32 + params.poly_bytes(0..params.q().len())) / 1000,
+    );
+    Ok((cp, note))
+}
