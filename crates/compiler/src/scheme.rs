@@ -420,6 +420,7 @@ fn compile_linear(
             frac_bits: q.score.frac_bits(),
             final_name: imp.final_output.clone(),
         },
+        lwe: None,
         postprocess: imp.postprocess.clone(),
     };
     let mut report = String::new();

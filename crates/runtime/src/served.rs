@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::keystore::{KeyId, KeyStore};
 use crate::linear::LinearService;
+use crate::lwe::LweService;
 use crate::service::{CkksService, Executable, Request, Response, ServiceError};
 
 /// A model being served, of either scheme: every front end holds one of these.
@@ -14,6 +15,7 @@ use crate::service::{CkksService, Executable, Request, Response, ServiceError};
 pub enum Service {
     Ckks(CkksService),
     Paillier(LinearService),
+    Lwe(LweService),
 }
 
 impl Service {
@@ -50,7 +52,7 @@ impl Service {
     pub fn output_dp(&self) -> Option<&crate::dp::DpNoise> {
         match self {
             Service::Ckks(s) => s.output_dp(),
-            Service::Paillier(_) => None,
+            Service::Paillier(_) | Service::Lwe(_) => None,
         }
     }
 
@@ -58,7 +60,7 @@ impl Service {
     pub fn executable(&self) -> Option<&Arc<dyn Executable>> {
         match self {
             Service::Ckks(s) => Some(s.executable()),
-            Service::Paillier(_) => None,
+            Service::Paillier(_) | Service::Lwe(_) => None,
         }
     }
 
@@ -66,6 +68,7 @@ impl Service {
         match self {
             Service::Ckks(s) => s.key_store(),
             Service::Paillier(p) => p.key_store(),
+            Service::Lwe(l) => l.key_store(),
         }
     }
 
@@ -73,7 +76,7 @@ impl Service {
     pub fn input_count(&self) -> usize {
         match self {
             Service::Ckks(s) => s.executable().input_count(),
-            Service::Paillier(_) => 1,
+            Service::Paillier(_) | Service::Lwe(_) => 1,
         }
     }
 
@@ -81,6 +84,7 @@ impl Service {
         match self {
             Service::Ckks(_) => model::Scheme::Ckks,
             Service::Paillier(_) => model::Scheme::Paillier,
+            Service::Lwe(_) => model::Scheme::Lwe,
         }
     }
 
@@ -89,6 +93,7 @@ impl Service {
         match self {
             Service::Ckks(s) => s.register(keys),
             Service::Paillier(p) => p.register(keys),
+            Service::Lwe(l) => l.register(keys),
         }
     }
 
@@ -100,6 +105,7 @@ impl Service {
         match self {
             Service::Ckks(s) => s.infer_cancellable(req, cancel),
             Service::Paillier(p) => p.infer_cancellable(req, cancel),
+            Service::Lwe(l) => l.infer_cancellable(req, cancel),
         }
     }
 }
