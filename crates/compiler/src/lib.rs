@@ -32,6 +32,7 @@ mod cheb;
 mod import;
 mod layout;
 mod lower;
+mod lwe_linear;
 mod network;
 mod noise;
 pub mod npy;

@@ -39,6 +39,7 @@ pub enum SchemeRequest {
     Ckks,
     Bgv,
     Paillier,
+    Lwe,
 }
 
 impl std::str::FromStr for SchemeRequest {
@@ -49,7 +50,8 @@ impl std::str::FromStr for SchemeRequest {
             "ckks" => Ok(Self::Ckks),
             "bgv" => Ok(Self::Bgv),
             "paillier" => Ok(Self::Paillier),
-            _ => Err(format!("unknown scheme {s:?}: auto, ckks, bgv or paillier")),
+            "lwe" => Ok(Self::Lwe),
+            _ => Err(format!("unknown scheme {s:?}: auto, ckks, bgv, paillier or lwe")),
         }
     }
 }
@@ -305,7 +307,7 @@ pub fn compile_with_scheme(
         Ok(a) => paillier_candidate(d, a.n_out()),
         Err(why) => not_run(Scheme::Paillier, why.clone()),
     };
-    if req == SchemeRequest::Paillier {
+    if matches!(req, SchemeRequest::Paillier | SchemeRequest::Lwe) {
         if let Err(why) = &affine {
             return Err(CompileError::Unsupported {
                 node: imp.he_output.clone(),
@@ -317,10 +319,28 @@ pub fn compile_with_scheme(
     // CKKS is compiled whenever it may be chosen or is costed beside Paillier: its report's
     // figures are the comparison.
     let ckks = crate::compile(onnx_bytes, onnx_path, data, opts, progress);
-    let candidates = vec![ckks_candidate(&ckks), not_run(Scheme::Bgv, bgv_refusal(quantize)), linear_cand.clone()];
+    let lwe_cand = match &affine {
+        Ok(a) => crate::lwe_linear::lwe_candidate(d, a.n_out()),
+        Err(why) => not_run(Scheme::Lwe, why.clone()),
+    };
+    let candidates =
+        vec![ckks_candidate(&ckks), not_run(Scheme::Bgv, bgv_refusal(quantize)), linear_cand.clone(), lwe_cand.clone()];
+    let total = |c: &Candidate| c.query_bytes + c.answer_bytes + c.key_bytes;
     let (chosen, reason) = match (req, &affine) {
         (SchemeRequest::Ckks, _) => (Scheme::Ckks, "asked for (--scheme ckks)".to_string()),
         (SchemeRequest::Paillier, _) => (Scheme::Paillier, "asked for (--scheme paillier)".to_string()),
+        (SchemeRequest::Lwe, _) => (Scheme::Lwe, "asked for (--scheme lwe)".to_string()),
+        (_, Ok(_)) if total(&lwe_cand) < total(&linear_cand) => (
+            Scheme::Lwe,
+            format!(
+                "a linear model scored one sample at a time: seeded LWE needs no keys at all and sends the fewest                  bytes ({} B query + {} B answer, against Paillier's {} B + {} B and a {} B public key); scores are                  approximate within a stated bound, and the answer reveals the weights to the client — pass                  --scheme paillier to keep them private",
+                lwe_cand.query_bytes,
+                lwe_cand.answer_bytes,
+                linear_cand.query_bytes,
+                linear_cand.answer_bytes,
+                linear_cand.key_bytes
+            ),
+        ),
         (_, Ok(_)) => {
             let ck = &candidates[0];
             let keys = if ck.cannot.is_none() {
@@ -357,6 +377,7 @@ pub fn compile_with_scheme(
             SchemeRequest::Ckks => "ckks",
             SchemeRequest::Bgv => "bgv",
             SchemeRequest::Paillier => "paillier",
+            SchemeRequest::Lwe => "lwe",
         }
         .into(),
         reason,
@@ -366,6 +387,10 @@ pub fn compile_with_scheme(
         Scheme::Paillier => {
             let a = affine.map_err(CompileError::Internal)?;
             CompiledAny::Paillier(compile_linear(&imp, &a, data, onnx_path, opts, &choice, progress)?)
+        }
+        Scheme::Lwe => {
+            let a = affine.map_err(CompileError::Internal)?;
+            CompiledAny::Paillier(crate::lwe_linear::compile_lwe(&imp, &a, data, onnx_path, opts, &choice, progress)?)
         }
         _ => {
             let mut c = ckks?;
