@@ -86,7 +86,13 @@ impl LweService {
         let id = KeyId(query.key_id);
         if let Some(g) = req.key_id.map(crate::service::parse_key_id).transpose()? {
             if g != id {
-                return Err(ServiceError::KeyIdMismatch { given: g, actual: id });
+                return Err(ServiceError::Lwe(lwe::LweError::Invalid {
+                    field: "KEY_ID",
+                    detail: format!(
+                        "{g} is not the key id the query was made under ({id}): send the id `heinfer keygen` \
+                         printed for the key that encrypted it"
+                    ),
+                }));
             }
         }
         if cancel.load(Ordering::Relaxed) {
