@@ -132,15 +132,20 @@ impl LweSession {
                 want_log_q: self.lwe.answer_log_q,
             }));
         }
-        if a.cts.len() != self.spec.output_len() {
-            return Err(LweSessionError::Output(LweError::Dimension {
-                expected: self.spec.output_len(),
-                found: a.cts.len(),
-            }));
+        let rows = self.lwe.answered(self.spec.output_len());
+        if a.cts.len() != rows.len() {
+            return Err(LweSessionError::Output(LweError::Dimension { expected: rows.len(), found: a.cts.len() }));
         }
         let phases = self.sk.decrypt(&a).map_err(LweSessionError::Output)?;
         let scale = 2f64.powi(self.lwe.log_q as i32 - self.lwe.answer_log_q as i32 - self.spec.output.frac_bits as i32);
-        Ok(phases.iter().map(|&p| p as f64 * scale).collect())
+        let mut y = vec![0.0; self.spec.output_len()];
+        for (&j, &p) in rows.iter().zip(&phases) {
+            y[j] = p as f64 * scale;
+        }
+        for &[j, i] in &self.lwe.negated {
+            y[j] = -y[i];
+        }
+        Ok(y)
     }
 
     pub fn postprocess(&self, y: &[f64]) -> Vec<f64> {

@@ -36,6 +36,16 @@ pub fn answer_bytes(k: usize, answer_log_q: usize) -> usize {
     14 + 32 + (k * ((1 << LOG_N) + 1) * answer_log_q).div_ceil(8)
 }
 
+/// Scores an answer carries: rows that are exact negations of an earlier row are left out.
+pub fn answered_rows(map: &Affine) -> usize {
+    let key = |j: usize, sign: f64| {
+        let mut r: Vec<(u32, u64)> = map.rows[j].iter().map(|&(i, w)| (i, (sign * w).to_bits())).collect();
+        r.sort();
+        (r, (sign * map.bias[j]).to_bits())
+    };
+    (0..map.n_out()).filter(|&j| !(0..j).any(|i| key(i, 1.0) == key(j, -1.0))).count()
+}
+
 pub fn lwe_candidate(d: usize, k: usize) -> Candidate {
     // ~1 µs per input per score for the server (seed expansion + multiply-adds) and as much for
     // the client's encryption: `heinfer run` measures it.
@@ -143,6 +153,19 @@ pub fn compile_lwe(
         best.v.iter().map(|r| lwe::noise::score_error_bound(r, n, LOG_Q, answer_log_q) / scale).fold(0.0, f64::max);
     let error_bound = best.quant_err + lwe_err;
 
+    // A binary classifier's two scores are often exact negations: the answer carries one.
+    let mut negated: Vec<[usize; 2]> = Vec::new();
+    for j in 0..best.v.len() {
+        let twin = (0..j).find(|&i| {
+            !negated.iter().any(|p| p[0] == i)
+                && best.bias[j] == -best.bias[i]
+                && best.v[j].iter().zip(&best.v[i]).all(|(a, b)| *a == -*b)
+        });
+        if let Some(i) = twin {
+            negated.push([j, i]);
+        }
+    }
+    let answered = best.v.len() - negated.len();
     let eval = data.eval.unwrap_or(data.calibration);
     let mut max_fx = 0.0f64;
     let sims: Vec<Vec<f64>> = (0..eval.rows())
@@ -187,6 +210,7 @@ pub fn compile_lwe(
             input_frac_bits: best.g.clone(),
             input_bound_bits: best.b_bits,
             error_bound,
+            negated: negated.clone(),
         }),
         postprocess: imp.postprocess.clone(),
     };
@@ -197,8 +221,11 @@ pub fn compile_lwe(
         "  {d} inputs → {k} score(s); n = 2048, q = 2^53 (128-bit, HE Standard 2024, ternary secret); \
          no server keys (0 B); query {} B; answer {} B at q' = 2^{answer_log_q}",
         query_bytes(d),
-        answer_bytes(k, answer_log_q as usize)
+        answer_bytes(answered, answer_log_q as usize)
     );
+    if !negated.is_empty() {
+        let _ = writeln!(report, "  answer: {answered} of {k} scores (score j = −score i for [j, i] in {negated:?})");
+    }
     let _ = writeln!(
         report,
         "  fixed point: input i as round(x·2^g_i), |x·2^g_i| < 2^{} (inputs up to {RANGE_MARGIN}× the calibration \

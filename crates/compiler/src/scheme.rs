@@ -320,7 +320,7 @@ pub fn compile_with_scheme(
     // figures are the comparison.
     let ckks = crate::compile(onnx_bytes, onnx_path, data, opts, progress);
     let lwe_cand = match &affine {
-        Ok(a) => crate::lwe_linear::lwe_candidate(d, a.n_out()),
+        Ok(a) => crate::lwe_linear::lwe_candidate(d, crate::lwe_linear::answered_rows(a)),
         Err(why) => not_run(Scheme::Lwe, why.clone()),
     };
     let candidates =

@@ -101,7 +101,10 @@ impl LinearSpec {
         }
         match (self.scheme, &self.lwe) {
             (Scheme::Paillier, None) => {}
-            (Scheme::Lwe, Some(l)) => l.validate(self.input_len())?,
+            (Scheme::Lwe, Some(l)) => {
+                l.validate(self.input_len())?;
+                l.validate_outputs(self.output_len())?;
+            }
             (s, _) => {
                 return bad(format!("scheme {s} with{} LWE parameters", if self.lwe.is_some() { "" } else { "out" }))
             }

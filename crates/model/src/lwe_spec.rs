@@ -25,11 +25,30 @@ pub struct LweSpec {
     pub input_bound_bits: u32,
     /// Bound on |decrypted score − fixed-point score| (real units; except with probability 2^-64).
     pub error_bound: f64,
+    /// Pairs [j, i]: score j is −score i (a binary classifier's two scores), so the answer
+    /// omits it and the client negates score i. The answer holds the other scores, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub negated: Vec<[usize; 2]>,
 }
 
 impl LweSpec {
     /// Checks every field a client computes with; the parameters' security is checked by
     /// the lwe crate when the client builds them.
+    /// Scores the answer carries, in order (those not in `negated`).
+    pub fn answered(&self, outputs: usize) -> Vec<usize> {
+        (0..outputs).filter(|j| !self.negated.iter().any(|p| p[0] == *j)).collect()
+    }
+
+    pub fn validate_outputs(&self, outputs: usize) -> Result<(), ModelError> {
+        for (n, &[j, i]) in self.negated.iter().enumerate() {
+            let derived = |x: usize| self.negated.iter().any(|p| p[0] == x);
+            if j >= outputs || i >= outputs || i == j || derived(i) || self.negated[..n].iter().any(|p| p[0] == j) {
+                return Err(ModelError::Invalid(format!("LWE client spec: negated pair [{j}, {i}] is not valid")));
+            }
+        }
+        Ok(())
+    }
+
     pub fn validate(&self, inputs: usize) -> Result<(), ModelError> {
         let bad = |what: String| Err(ModelError::Invalid(format!("LWE client spec: {what}")));
         if !(11..=15).contains(&self.log_n) || !(20..=63).contains(&self.log_q) {

@@ -26,6 +26,8 @@ pub struct LweService {
     model: PaillierModel,
     params: Params,
     answer_log_q: u32,
+    /// The rows the answer carries (the spec's `negated` rows left out) and their biases.
+    weights: Vec<Vec<i64>>,
     bias: Vec<i64>,
     store: Arc<KeyStore>,
 }
@@ -41,7 +43,10 @@ impl LweService {
             .iter()
             .map(|b| b.parse::<i64>().map_err(|e| LweLoadError(format!("bias {b:?}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { model, params, answer_log_q: spec.answer_log_q, bias, store })
+        let rows = spec.answered(model.weights.len());
+        let weights = rows.iter().map(|&j| model.weights[j].clone()).collect();
+        let bias = rows.iter().map(|&j| bias[j]).collect();
+        Ok(Self { model, params, answer_log_q: spec.answer_log_q, weights, bias, store })
     }
 
     pub fn key_store(&self) -> &Arc<KeyStore> {
@@ -98,7 +103,7 @@ impl LweService {
         if cancel.load(Ordering::Relaxed) {
             return Err(ServiceError::Run(crate::service::RunError::Cancelled { done: 0, total: 1 }));
         }
-        let answer = lwe::evaluate(self.params, &query, &self.model.weights, &self.bias, self.answer_log_q)
+        let answer = lwe::evaluate(self.params, &query, &self.weights, &self.bias, self.answer_log_q)
             .map_err(ServiceError::Lwe)?;
         Ok(Response { ciphertexts: vec![answer.to_bytes()], key_id: id, dp: None })
     }
