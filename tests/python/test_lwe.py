@@ -84,15 +84,6 @@ def test_compile_report_states_the_bound_and_agrees_with_onnxruntime(repo):
     assert "solve for the integer weights" in r["report"]  # the model is not hidden from clients: said plainly
 
 
-def test_auto_picks_lwe_for_the_linear_model(heinfer_bin, cancer):
-    r = json.loads(compile_(heinfer_bin, cancer, cancer["dir"] / "auto", "auto").stdout)
-    c = r["choice"]
-    assert c["chosen"] == "lwe" and "no keys" in c["reason"], c
-    by = {x["scheme"]: x for x in c["candidates"]}
-    assert by["lwe"]["key_bytes"] == 0 and by["paillier"]["cannot"] is None
-    assert by["lwe"]["query_bytes"] + by["lwe"]["answer_bytes"] < by["paillier"]["query_bytes"] + by["paillier"]["answer_bytes"]
-
-
 def test_run_within_the_bound(heinfer_bin, repo, keys, cancer):
     r = subprocess.run([heinfer_bin, "run", os.path.join(repo[0], NAME), "--input", cancer["test"], "--labels",
                         cancer["labels"], "--samples", "40", "--secret-key", keys[0], "--json"],
