@@ -100,7 +100,7 @@ impl LweSession {
             .enumerate()
             .map(|(i, (&v, &f))| {
                 let m = (v * 2f64.powi(f)).round();
-                if !(m.abs() < limit) {
+                if m.is_nan() || m.abs() >= limit {
                     return Err(LweSessionError::Input(format!(
                         "input {i} = {v} is outside the range the model was compiled for (|x| < {:e}); \
                          recompile with calibration data that covers it",
