@@ -12,11 +12,11 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use model::report::Accuracy;
 use model::{LayerInfo, LinearInput, LinearOutput, LinearSpec, LweSpec, PaillierModel, Scheme};
 
 use crate::affine::Affine;
 use crate::import::Imported;
-use crate::scheme::{Candidate, Choice, CompiledLinear};
 use crate::{verify, CompileError, Data, Options};
 
 /// The score error (real units) the answer modulus is chosen for.
@@ -26,7 +26,7 @@ const LOG_Q: u32 = 53;
 /// Calibration ranges are widened by this factor before inputs are refused.
 const RANGE_MARGIN: f64 = 4.0;
 /// Answer modulus assumed when costing before compiling.
-const EST_ANSWER_LOG_Q: usize = 35;
+pub const EST_ANSWER_LOG_Q: usize = 35;
 
 /// Bytes of a query of d values and of an answer of k scores at 2^answer_log_q.
 pub fn query_bytes(d: usize) -> usize {
@@ -44,20 +44,6 @@ pub fn answered_rows(map: &Affine) -> usize {
         (r, (sign * map.bias[j]).to_bits())
     };
     (0..map.n_out()).filter(|&j| !(0..j).any(|i| key(i, 1.0) == key(j, -1.0))).count()
-}
-
-pub fn lwe_candidate(d: usize, k: usize) -> Candidate {
-    // ~1 µs per input per score for the server (seed expansion + multiply-adds) and as much for
-    // the client's encryption: `heinfer run` measures it.
-    Candidate {
-        scheme: Scheme::Lwe,
-        cannot: None,
-        est_latency_ms: 0.01 * (d * (k + 1)) as f64,
-        query_bytes: query_bytes(d),
-        answer_bytes: answer_bytes(k, EST_ANSWER_LOG_Q),
-        key_bytes: 0,
-        exact: format!("approximate: score error ≤ {TARGET_SCORE_ERROR:.0e} (bounded), fixed-point inputs"),
-    }
 }
 
 struct Plan {
@@ -127,9 +113,9 @@ pub fn compile_lwe(
     data: &Data,
     onnx_path: Option<&Path>,
     opts: &Options,
-    choice: &Choice,
+    choice_text: &str,
     progress: &dyn Fn(&str),
-) -> Result<CompiledLinear, CompileError> {
+) -> Result<(PaillierModel, Accuracy), CompileError> {
     progress("quantizing the linear model for seeded LWE");
     let d = map.n_in;
     let cal = data.calibration;
@@ -263,7 +249,7 @@ pub fn compile_lwe(
     for n in imp.notes.iter().chain(&note) {
         let _ = writeln!(report, "  note: {n}");
     }
-    report.push_str(&choice.to_text());
+    report.push_str(choice_text);
     let model = PaillierModel {
         name: opts.name.clone(),
         client,
@@ -274,5 +260,5 @@ pub fn compile_lwe(
         report,
     };
     model.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
-    Ok(CompiledLinear { model, accuracy: acc })
+    Ok((model, acc))
 }

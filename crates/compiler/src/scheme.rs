@@ -5,7 +5,9 @@
 //! bytes of the query, the answer and the keys, and whether the result is exact — and
 //! `auto` picks by the rule DESIGN.md states: a linear model scored one sample at a time
 //! goes to Paillier (no evaluation keys: a 396-byte public key against megabytes, a
-//! ~0.8 KB answer, exact in fixed point); everything else to CKKS. BGV is costed as not
+//! ~0.8 KB answer, exact in fixed point) unless seeded LWE (`lwe_linear`) sends fewer bytes
+//! (no keys, ~0.3 KB query, ~8 KB answer for one score), as it does for small models;
+//! everything else to CKKS. BGV is costed as not
 //! available for a float model without `--quantize`.
 
 use std::fmt::Write;
@@ -18,6 +20,7 @@ use serde::Serialize;
 
 use crate::affine::Affine;
 use crate::import::{Imported, Stage};
+use crate::lwe_linear;
 use crate::{calibrate, import, onnx, passes, verify, CompileError, Compiled, Data, Options};
 
 /// Fractional bits of a Paillier model's inputs: free (inputs are never exponents), and far
@@ -238,6 +241,23 @@ fn paillier_candidate(d: usize, k: usize) -> Candidate {
     }
 }
 
+fn lwe_candidate(d: usize, k: usize) -> Candidate {
+    // ≈ 16 µs per input and score, encryption included: 1 ms for the breast-cancer LR (30 inputs,
+    // one score sent) in `bench/peers.sh concrete`, on a loaded machine.
+    Candidate {
+        scheme: Scheme::Lwe,
+        cannot: None,
+        est_latency_ms: 0.016 * (d * (k + 1)) as f64,
+        query_bytes: lwe_linear::query_bytes(d),
+        answer_bytes: lwe_linear::answer_bytes(k, lwe_linear::EST_ANSWER_LOG_Q),
+        key_bytes: 0,
+        exact: format!(
+            "approximate: score error ≤ {:.0e} (bounded), fixed-point inputs",
+            lwe_linear::TARGET_SCORE_ERROR
+        ),
+    }
+}
+
 fn ckks_candidate(c: &Result<Compiled, CompileError>) -> Candidate {
     match c {
         Ok(c) => {
@@ -320,7 +340,7 @@ pub fn compile_with_scheme(
     // figures are the comparison.
     let ckks = crate::compile(onnx_bytes, onnx_path, data, opts, progress);
     let lwe_cand = match &affine {
-        Ok(a) => crate::lwe_linear::lwe_candidate(d, crate::lwe_linear::answered_rows(a)),
+        Ok(a) => lwe_candidate(d, lwe_linear::answered_rows(a)),
         Err(why) => not_run(Scheme::Lwe, why.clone()),
     };
     let candidates =
@@ -390,7 +410,9 @@ pub fn compile_with_scheme(
         }
         Scheme::Lwe => {
             let a = affine.map_err(CompileError::Internal)?;
-            CompiledAny::Paillier(crate::lwe_linear::compile_lwe(&imp, &a, data, onnx_path, opts, &choice, progress)?)
+            let (model, accuracy) =
+                lwe_linear::compile_lwe(&imp, &a, data, onnx_path, opts, &choice.to_text(), progress)?;
+            CompiledAny::Paillier(CompiledLinear { model, accuracy })
         }
         _ => {
             let mut c = ckks?;
