@@ -9,6 +9,8 @@
 #   bench/peers.sh secagg  secure aggregation, 100 clients x 2^16 values (committee 5, t = 3; one member and
 #                          10 % of the clients drop out): heinfer against Flower's SecAgg+ workflow; then
 #                          Flower runs at epsilon 1/4/8 with heinfer's distributed DP beside Flower's DP wrapper
+#   bench/peers.sh concrete  breast-cancer logistic regression: heinfer's seeded LWE against Concrete ML (TFHE,
+#                            PyPI concrete-ml 1.9.0 into bench/.venv-concrete; it pulls PyTorch, GBs — never in CI)
 #   bench/peers.sh paillier  breast-cancer logistic regression: heinfer's Paillier against python-paillier (phe),
 #                            3072-bit keys, and heinfer's CKKS on the same model, single-threaded
 #
@@ -212,6 +214,36 @@ paillier() {
   echo "peers.sh: done in $((SECONDS - started)) s" >&2
 }
 
+# concrete: the breast-cancer logistic regression (bench/peers/lwe_prep.py: the tests' split) as
+# heinfer's seeded LWE (compile --scheme lwe, run, and the CLI's encrypt/evaluate/decrypt for the
+# agreement) beside Concrete ML's LogisticRegression trained the same way (bench/peers/concrete_lr.py,
+# CONCRETE_TIMED samples, default 50). If Concrete ML cannot be installed, its column holds the
+# figures issue 22 quotes.
+concrete() {
+  export OMP_NUM_THREADS=1 RAYON_NUM_THREADS=1
+  local timed=${CONCRETE_TIMED:-50} py=${HEINFER_PYTHON:-.venv/bin/python} py311
+  [ -x "$py" ] || py=python3
+  "$py" "$here/peers/lwe_prep.py" "$out"
+  cargo build --release -q -p cli >&2
+  local heinfer=target/release/heinfer dir="$out/repo/lr_lwe"
+  HEINFER_PYTHON=$py "$heinfer" compile "$out/lr.onnx" --calibration "$out/train_x.npy" --data "$out/test_x.npy" \
+    --name lr_lwe --scheme lwe -o "$out/repo" --json > "$out/compile.json"
+  "$heinfer" keygen "$dir" --secret-key "$out/lwe.sk" --keys-out "$out/lwe.keys" > /dev/null 2>&1
+  "$heinfer" run "$dir" --input "$out/test_x.npy" --samples "$timed" --secret-key "$out/lwe.sk" --json > "$out/heinfer_run.json"
+  "$heinfer" encrypt "$dir" --secret-key "$out/lwe.sk" --input "$out/test_x.npy" --samples "$timed" -o "$out/q" > /dev/null
+  "$heinfer" evaluate "$dir" --keys "$out/lwe.keys" "$out/q"/*.hect -o "$out/r" > /dev/null
+  "$heinfer" decrypt "$dir" --secret-key "$out/lwe.sk" "$out/r"/*.hect --json > "$out/heinfer_decrypt.jsonl"
+  py311=$(find_python 3.11 "${PYTHON311:-}" python3.11 /root/.pyenv/versions/3.11.*/bin/python)
+  echo "peers.sh: Concrete ML pulls PyTorch (GBs) into $here/.venv-concrete on first use" >&2
+  if peer_venv "$here/.venv-concrete" "$py311" concrete.ml concrete-ml==1.9.0; then
+    echo "peers.sh: timing Concrete ML ($timed samples) ..." >&2
+    "$here/.venv-concrete/bin/python" "$here/peers/concrete_lr.py" "$out" "$timed" > "$out/concrete.json" \
+      || { echo "peers.sh: the Concrete ML run failed — its column holds issue 22's quoted figures" >&2; rm -f "$out/concrete.json"; }
+  fi
+  "$py" "$here/peers/concrete_report.py" "$out"
+  echo "peers.sh: done in $((SECONDS - started)) s" >&2
+}
+
 # cryptonets: CryptoNets' network (Conv 5x5 s2 x5 -> x^2 -> Dense 845->100 -> x^2 -> Dense 100->10) on
 # scikit-learn digits upsampled to 28x28 (bench/peers/cryptonets_prep.py: random conv and hidden
 # weights, fixed seed, a fitted readout), CN_BATCH (default 4096 = N/2) images in one batch.
@@ -259,6 +291,7 @@ case "${1:-}" in
   bgv) bgv ;;
   mnist) mnist ;;
   paillier) paillier ;;
+  concrete) concrete ;;
   cryptonets) cryptonets ;;
   secagg) secagg ;;
   *)
@@ -267,6 +300,7 @@ case "${1:-}" in
     echo "  bgv     heinfer's BGV against OpenFHE's BGVrns and SEAL's BFV in TenSEAL (PyPI), single-threaded, t = 65537" >&2
     echo "  mnist   TenSEAL's encrypted-MNIST network: heinfer against TenSEAL, 2 threads, one table" >&2
     echo "  paillier  breast-cancer logistic regression: heinfer's Paillier against phe (3072 bits), and heinfer's CKKS" >&2
+    echo "  concrete  breast-cancer logistic regression: heinfer's seeded LWE against Concrete ML (PyPI; pulls PyTorch)" >&2
     echo "  cryptonets  CryptoNets' network in layout T (4,096 images per batch) against TenSEAL's batched CKKSTensor, 2 threads" >&2
     echo "  secagg  secure aggregation (100 clients x 2^16, committee 5, t = 3, dropouts) against Flower's SecAgg+; DP in Flower" >&2
     exit 2

@@ -29,15 +29,17 @@ for p in runtime server triton aggregate; do
       echo "FAIL: $p pulls in $engine's secret-key feature:"; echo "$feats"; exit 1
     fi
   done
-  # Paillier's secret key is behind the paillier crate's own feature (runtime serves Paillier models).
+  # Paillier's and LWE's secret keys are behind their crates' own features (runtime serves both).
   if [ "$p" != aggregate ]; then
-    feats=$(cargo tree -q -p "$p" -e features -i paillier --prefix none --edges normal 2>/dev/null || true)
-    if [ -z "$feats" ]; then
-      echo "FAIL: cannot resolve paillier features for $p"; exit 1
-    fi
-    if grep -q 'feature "secret-key"' <<<"$feats"; then
-      echo "FAIL: $p pulls in paillier's secret-key feature:"; echo "$feats"; exit 1
-    fi
+    for engine in paillier lwe; do
+      feats=$(cargo tree -q -p "$p" -e features -i "$engine" --prefix none --edges normal 2>/dev/null || true)
+      if [ -z "$feats" ]; then
+        echo "FAIL: cannot resolve $engine features for $p"; exit 1
+      fi
+      if grep -q 'feature "secret-key"' <<<"$feats"; then
+        echo "FAIL: $p pulls in $engine's secret-key feature:"; echo "$feats"; exit 1
+      fi
+    done
   fi
   if cargo tree -q -p "$p" -e normal --prefix none | grep -Eq '^(client|compiler|cli) v'; then
     echo "FAIL: $p depends on client code"; exit 1

@@ -181,8 +181,12 @@ pub fn evaluate(model: &Path, keys: &Path, queries: &[PathBuf], out: &Path) -> R
     let hem = find_hem(model);
     let service = runtime::load_model(&hem, None, Arc::new(store)).map_err(|e| e.to_string())?.service;
     let bundle = read(keys)?;
-    let id = service.register(&bundle).map_err(|e| format!("evaluation keys {}: {e}", keys.display()))?;
-    let hex = id.hex();
+    // An LWE model takes no keys (its keys file is empty): nothing to register or name.
+    let hex = if service.scheme() == model::Scheme::Lwe && bundle.is_empty() {
+        None
+    } else {
+        Some(service.register(&bundle).map_err(|e| format!("evaluation keys {}: {e}", keys.display()))?.hex())
+    };
     let many = queries.len() > 1 || out.is_dir();
     if many {
         std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
@@ -192,7 +196,7 @@ pub fn evaluate(model: &Path, keys: &Path, queries: &[PathBuf], out: &Path) -> R
         let what = q.display().to_string();
         let cts = read_container(&what, KIND_QUERY, bytes)?;
         let resp = service
-            .infer(Request { ciphertexts: cts, key_id: Some(hex.as_bytes()), evaluation_keys: None })
+            .infer(Request { ciphertexts: cts, key_id: hex.as_deref().map(str::as_bytes), evaluation_keys: None })
             .map_err(|e| format!("{what}: {e}"))?;
         let dest = if many {
             let stem = q.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or("query".into());

@@ -13,6 +13,7 @@ mod bench;
 mod client_cmds;
 mod container;
 mod demo;
+mod lwe_cmds;
 mod paillier_cmds;
 mod run;
 
@@ -112,7 +113,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// encryption scheme: ckks (any network, approximate), paillier (linear models: no evaluation keys,
-        /// exact in fixed point), bgv (exact integers; needs --quantize), or auto (costs each and says why)
+        /// exact in fixed point), lwe (linear models: no keys at all, the smallest queries and answers, approximate
+        /// within a stated bound), bgv (exact integers; needs --quantize), or auto (costs each and says why)
         #[arg(long, default_value = "ckks")]
         scheme: compiler::SchemeRequest,
         /// for --scheme bgv: scale weights and inputs to integers of this many bits
@@ -351,7 +353,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 (compiler::CompiledAny::Paillier(p), true) => println!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
-                        "model": p.model.name, "scheme": "paillier", "client_spec": p.model.client,
+                        "model": p.model.name, "scheme": p.model.client.scheme, "client_spec": p.model.client,
                         "weight_frac_bits": p.model.weight_frac_bits, "accuracy": p.accuracy,
                         "choice": choice, "report": p.model.report,
                     }))

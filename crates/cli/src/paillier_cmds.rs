@@ -21,6 +21,9 @@ fn session(spec: LinearSpec, secret_key: &Path) -> Result<PaillierSession, Strin
 /// to a new 0600 file, the public key to `keys_out`. With `reuse`, the public key of an
 /// existing secret key file is written again instead.
 pub fn keygen(spec: LinearSpec, secret_key: &Path, keys_out: &Path, reuse: bool, json: bool) -> Result<(), String> {
+    if spec.scheme == model::Scheme::Lwe {
+        return crate::lwe_cmds::keygen(spec, secret_key, keys_out, reuse, json);
+    }
     let t = Instant::now();
     let s = if reuse {
         session(spec, secret_key)?
@@ -67,6 +70,9 @@ pub fn encrypt(
     count: usize,
     files: &[PathBuf],
 ) -> Result<(), String> {
+    if spec.scheme == model::Scheme::Lwe {
+        return crate::lwe_cmds::encrypt(spec, secret_key, xs, count, files);
+    }
     let s = session(spec, secret_key)?;
     let n = s.input_len();
     for (i, f) in files.iter().enumerate().take(count) {
@@ -86,6 +92,9 @@ pub fn decrypt(
     release: Option<&str>,
     json: bool,
 ) -> Result<(), String> {
+    if spec.scheme == model::Scheme::Lwe {
+        return crate::lwe_cmds::decrypt(spec, secret_key, results, postprocess, release, json);
+    }
     if release.is_some() {
         return Err("--release applies to CKKS results (it floods approximate noise); Paillier decryption is exact \
                     and leaks nothing about the key: decrypt without --release"

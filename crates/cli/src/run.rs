@@ -160,5 +160,8 @@ fn run_paillier(a: &RunArgs, p: &model::PaillierModel) -> Result<(), String> {
     }
     let rows = xs.data.len() / n;
     let count = a.samples.unwrap_or(rows).min(rows);
+    if p.client.scheme == model::Scheme::Lwe {
+        return crate::lwe_cmds::run(a.hem, &xs, ys.as_ref(), count, a.secret_key, a.json);
+    }
     crate::paillier_cmds::run(a.hem, &xs, ys.as_ref(), count, a.secret_key, a.json)
 }

@@ -9,11 +9,13 @@
 
 pub mod aggregate;
 pub mod keys;
+pub mod lwe_session;
 pub mod paillier_session;
 pub mod release;
 pub mod session;
 
 pub use keys::{ClientError, ClientKeys};
+pub use lwe_session::{LweSession, LweSessionError};
 pub use model::ClientSpec;
 pub use paillier_session::{PaillierSession, PaillierSessionError};
 pub use release::{decrypt_for_release, Guarantee, Release, ReleaseError};

@@ -33,6 +33,7 @@ fn model() -> PaillierModel {
             min_modulus_bits: 3072,
             input: LinearInput { name: "x".into(), shape: vec![5], frac_bits: fi },
             output: LinearOutput { name: "y".into(), shape: vec![2], frac_bits: fi + fw, final_name: "y".into() },
+            lwe: None,
             postprocess: vec![],
         },
         layers: vec![],

@@ -33,6 +33,7 @@ mod circuit_privacy;
 mod import;
 mod layout;
 mod lower;
+mod lwe_linear;
 mod network;
 mod noise;
 pub mod npy;

@@ -5,7 +5,9 @@
 //! bytes of the query, the answer and the keys, and whether the result is exact — and
 //! `auto` picks by the rule DESIGN.md states: a linear model scored one sample at a time
 //! goes to Paillier (no evaluation keys: a 396-byte public key against megabytes, a
-//! ~0.8 KB answer, exact in fixed point); everything else to CKKS. BGV is costed as not
+//! ~0.8 KB answer, exact in fixed point) unless seeded LWE (`lwe_linear`) sends fewer bytes
+//! (no keys, ~0.3 KB query, ~8 KB answer for one score), as it does for small models;
+//! everything else to CKKS. BGV is costed as not
 //! available for a float model without `--quantize`.
 
 use std::fmt::Write;
@@ -18,6 +20,7 @@ use serde::Serialize;
 
 use crate::affine::Affine;
 use crate::import::{Imported, Stage};
+use crate::lwe_linear;
 use crate::{calibrate, import, onnx, passes, verify, CompileError, Compiled, Data, Options};
 
 /// Fractional bits of a Paillier model's inputs: free (inputs are never exponents), and far
@@ -39,6 +42,7 @@ pub enum SchemeRequest {
     Ckks,
     Bgv,
     Paillier,
+    Lwe,
 }
 
 impl std::str::FromStr for SchemeRequest {
@@ -49,7 +53,8 @@ impl std::str::FromStr for SchemeRequest {
             "ckks" => Ok(Self::Ckks),
             "bgv" => Ok(Self::Bgv),
             "paillier" => Ok(Self::Paillier),
-            _ => Err(format!("unknown scheme {s:?}: auto, ckks, bgv or paillier")),
+            "lwe" => Ok(Self::Lwe),
+            _ => Err(format!("unknown scheme {s:?}: auto, ckks, bgv, paillier or lwe")),
         }
     }
 }
@@ -236,6 +241,23 @@ fn paillier_candidate(d: usize, k: usize) -> Candidate {
     }
 }
 
+fn lwe_candidate(d: usize, k: usize) -> Candidate {
+    // ≈ 16 µs per input and score, encryption included: 1 ms for the breast-cancer LR (30 inputs,
+    // one score sent) in `bench/peers.sh concrete`, on a loaded machine.
+    Candidate {
+        scheme: Scheme::Lwe,
+        cannot: None,
+        est_latency_ms: 0.016 * (d * (k + 1)) as f64,
+        query_bytes: lwe_linear::query_bytes(d),
+        answer_bytes: lwe_linear::answer_bytes(k, lwe_linear::EST_ANSWER_LOG_Q),
+        key_bytes: 0,
+        exact: format!(
+            "approximate: score error ≤ {:.0e} (bounded), fixed-point inputs",
+            lwe_linear::TARGET_SCORE_ERROR
+        ),
+    }
+}
+
 fn ckks_candidate(c: &Result<Compiled, CompileError>) -> Candidate {
     match c {
         Ok(c) => {
@@ -305,7 +327,7 @@ pub fn compile_with_scheme(
         Ok(a) => paillier_candidate(d, a.n_out()),
         Err(why) => not_run(Scheme::Paillier, why.clone()),
     };
-    if req == SchemeRequest::Paillier {
+    if matches!(req, SchemeRequest::Paillier | SchemeRequest::Lwe) {
         if let Err(why) = &affine {
             return Err(CompileError::Unsupported {
                 node: imp.he_output.clone(),
@@ -317,10 +339,28 @@ pub fn compile_with_scheme(
     // CKKS is compiled whenever it may be chosen or is costed beside Paillier: its report's
     // figures are the comparison.
     let ckks = crate::compile(onnx_bytes, onnx_path, data, opts, progress);
-    let candidates = vec![ckks_candidate(&ckks), not_run(Scheme::Bgv, bgv_refusal(quantize)), linear_cand.clone()];
+    let lwe_cand = match &affine {
+        Ok(a) => lwe_candidate(d, lwe_linear::answered_rows(a)),
+        Err(why) => not_run(Scheme::Lwe, why.clone()),
+    };
+    let candidates =
+        vec![ckks_candidate(&ckks), not_run(Scheme::Bgv, bgv_refusal(quantize)), linear_cand.clone(), lwe_cand.clone()];
+    let total = |c: &Candidate| c.query_bytes + c.answer_bytes + c.key_bytes;
     let (chosen, reason) = match (req, &affine) {
         (SchemeRequest::Ckks, _) => (Scheme::Ckks, "asked for (--scheme ckks)".to_string()),
         (SchemeRequest::Paillier, _) => (Scheme::Paillier, "asked for (--scheme paillier)".to_string()),
+        (SchemeRequest::Lwe, _) => (Scheme::Lwe, "asked for (--scheme lwe)".to_string()),
+        (_, Ok(_)) if total(&lwe_cand) < total(&linear_cand) => (
+            Scheme::Lwe,
+            format!(
+                "a linear model scored one sample at a time: seeded LWE needs no keys at all and sends the fewest                  bytes ({} B query + {} B answer, against Paillier's {} B + {} B and a {} B public key); scores are                  approximate within a stated bound, and the answer reveals the weights to the client — pass                  --scheme paillier to keep them private",
+                lwe_cand.query_bytes,
+                lwe_cand.answer_bytes,
+                linear_cand.query_bytes,
+                linear_cand.answer_bytes,
+                linear_cand.key_bytes
+            ),
+        ),
         (_, Ok(_)) => {
             let ck = &candidates[0];
             let keys = if ck.cannot.is_none() {
@@ -357,6 +397,7 @@ pub fn compile_with_scheme(
             SchemeRequest::Ckks => "ckks",
             SchemeRequest::Bgv => "bgv",
             SchemeRequest::Paillier => "paillier",
+            SchemeRequest::Lwe => "lwe",
         }
         .into(),
         reason,
@@ -366,6 +407,12 @@ pub fn compile_with_scheme(
         Scheme::Paillier => {
             let a = affine.map_err(CompileError::Internal)?;
             CompiledAny::Paillier(compile_linear(&imp, &a, data, onnx_path, opts, &choice, progress)?)
+        }
+        Scheme::Lwe => {
+            let a = affine.map_err(CompileError::Internal)?;
+            let (model, accuracy) =
+                lwe_linear::compile_lwe(&imp, &a, data, onnx_path, opts, &choice.to_text(), progress)?;
+            CompiledAny::Paillier(CompiledLinear { model, accuracy })
         }
         _ => {
             let mut c = ckks?;
@@ -420,6 +467,7 @@ fn compile_linear(
             frac_bits: q.score.frac_bits(),
             final_name: imp.final_output.clone(),
         },
+        lwe: None,
         postprocess: imp.postprocess.clone(),
     };
     let mut report = String::new();

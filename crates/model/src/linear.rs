@@ -69,6 +69,9 @@ pub struct LinearSpec {
     pub output: LinearOutput,
     /// Applied by the client, in order, to the decoded scores.
     pub postprocess: Vec<PostOp>,
+    /// The LWE parameters and input encoding, for `"scheme": "lwe"` (absent for Paillier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lwe: Option<crate::lwe_spec::LweSpec>,
 }
 
 impl LinearSpec {
@@ -96,10 +99,19 @@ impl LinearSpec {
         if self.version != LINEAR_SPEC_VERSION {
             return Err(ModelError::Version { found: self.version, supported: LINEAR_SPEC_VERSION });
         }
-        if self.scheme != Scheme::Paillier {
-            return bad(format!("scheme {} in a linear spec (only paillier)", self.scheme));
+        match (self.scheme, &self.lwe) {
+            (Scheme::Paillier, None) => {}
+            (Scheme::Lwe, Some(l)) => {
+                l.validate(self.input_len())?;
+                l.validate_outputs(self.output_len())?;
+            }
+            (s, _) => {
+                return bad(format!("scheme {s} with{} LWE parameters", if self.lwe.is_some() { "" } else { "out" }))
+            }
         }
-        if self.min_modulus_bits < MIN_PAILLIER_BITS || self.min_modulus_bits > 16384 {
+        if self.scheme == Scheme::Paillier
+            && (self.min_modulus_bits < MIN_PAILLIER_BITS || self.min_modulus_bits > 16384)
+        {
             return bad(format!(
                 "a {}-bit modulus is outside {MIN_PAILLIER_BITS}..=16384 (128-bit security needs {MIN_PAILLIER_BITS})",
                 self.min_modulus_bits
@@ -250,7 +262,7 @@ impl AnyModel {
     pub fn scheme(&self) -> Scheme {
         match self {
             AnyModel::Ckks(_) => Scheme::Ckks,
-            AnyModel::Paillier(_) => Scheme::Paillier,
+            AnyModel::Paillier(m) => m.client.scheme,
         }
     }
 
@@ -283,7 +295,7 @@ impl AnySpec {
     pub fn from_json(s: &str) -> Result<Self, ModelError> {
         match scheme_of_json(s)? {
             Scheme::Ckks => ClientSpec::from_json(s).map(AnySpec::Ckks),
-            Scheme::Paillier => {
+            Scheme::Paillier | Scheme::Lwe => {
                 let spec: LinearSpec =
                     serde_json::from_str(s).map_err(|e| ModelError::Invalid(format!("Paillier client spec: {e}")))?;
                 spec.validate()?;
@@ -305,7 +317,7 @@ impl AnySpec {
     pub fn scheme(&self) -> Scheme {
         match self {
             AnySpec::Ckks(_) => Scheme::Ckks,
-            AnySpec::Paillier(_) => Scheme::Paillier,
+            AnySpec::Paillier(s) => s.scheme,
         }
     }
 
@@ -317,6 +329,13 @@ impl AnySpec {
                 s.params.log_n,
                 s.input.slot_map.len(),
                 s.rotation_steps.len()
+            ),
+            AnySpec::Paillier(s) if s.scheme == Scheme::Lwe => format!(
+                "seeded LWE, no server keys, {} inputs → {} scores, answers at 2^{} (score error ≤ {:.2e})",
+                s.input_len(),
+                s.output_len(),
+                s.lwe.as_ref().map_or(0, |l| l.answer_log_q),
+                s.lwe.as_ref().map_or(0.0, |l| l.error_bound)
             ),
             AnySpec::Paillier(s) => format!(
                 "Paillier ≥ {} bits, {} inputs → {} scores, {} + {} fractional bits",

@@ -327,6 +327,8 @@ pub enum Scheme {
     Bgv,
     /// Additively homomorphic (Paillier): linear scoring, no evaluation keys.
     Paillier,
+    /// Seeded LWE (`model::lwe_spec`): linear scoring, no server keys, the smallest messages.
+    Lwe,
 }
 
 impl Scheme {
@@ -335,6 +337,7 @@ impl Scheme {
             Scheme::Ckks => "ckks",
             Scheme::Bgv => "bgv",
             Scheme::Paillier => "paillier",
+            Scheme::Lwe => "lwe",
         }
     }
 }

@@ -13,6 +13,7 @@ mod keydir;
 pub mod keystore;
 pub mod linear;
 pub mod loader;
+pub mod lwe;
 pub mod protocol;
 pub mod served;
 pub mod service;

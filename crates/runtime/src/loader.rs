@@ -89,6 +89,13 @@ fn load_linear(
     }
     let client = model::AnySpec::Paillier(m.client.clone());
     let weight_bytes = m.weights.iter().map(|r| r.len() * 8).sum();
+    if m.client.scheme == model::Scheme::Lwe {
+        let svc = crate::lwe::LweService::new(m, keys).map_err(|e| ModelLoadError::Load {
+            path: hem.into(),
+            source: LoadError::Model(model::ModelError::Invalid(e.to_string())),
+        })?;
+        return Ok(LoadedModel { service: crate::Service::Lwe(svc), client, weight_bytes });
+    }
     let svc = crate::linear::LinearService::new(m, keys)
         .map_err(|source| ModelLoadError::Linear { path: hem.into(), source })?;
     Ok(LoadedModel { service: crate::Service::Paillier(svc), client, weight_bytes })

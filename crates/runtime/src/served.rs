@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::keystore::{KeyId, KeyStore};
 use crate::linear::LinearService;
+use crate::lwe::LweService;
 use crate::service::{CkksService, Executable, Request, Response, ServiceError};
 
 /// A model being served, of either scheme: every front end holds one of these.
@@ -14,6 +15,7 @@ use crate::service::{CkksService, Executable, Request, Response, ServiceError};
 pub enum Service {
     Ckks(CkksService),
     Paillier(LinearService),
+    Lwe(LweService),
 }
 
 impl Service {
@@ -59,7 +61,7 @@ impl Service {
     pub fn output_dp(&self) -> Option<&crate::dp::DpNoise> {
         match self {
             Service::Ckks(s) => s.output_dp(),
-            Service::Paillier(_) => None,
+            Service::Paillier(_) | Service::Lwe(_) => None,
         }
     }
 
@@ -67,7 +69,7 @@ impl Service {
     pub fn executable(&self) -> Option<&Arc<dyn Executable>> {
         match self {
             Service::Ckks(s) => Some(s.executable()),
-            Service::Paillier(_) => None,
+            Service::Paillier(_) | Service::Lwe(_) => None,
         }
     }
 
@@ -75,6 +77,7 @@ impl Service {
         match self {
             Service::Ckks(s) => s.key_store(),
             Service::Paillier(p) => p.key_store(),
+            Service::Lwe(l) => l.key_store(),
         }
     }
 
@@ -82,7 +85,7 @@ impl Service {
     pub fn input_count(&self) -> usize {
         match self {
             Service::Ckks(s) => s.executable().input_count(),
-            Service::Paillier(_) => 1,
+            Service::Paillier(_) | Service::Lwe(_) => 1,
         }
     }
 
@@ -90,6 +93,7 @@ impl Service {
         match self {
             Service::Ckks(_) => model::Scheme::Ckks,
             Service::Paillier(_) => model::Scheme::Paillier,
+            Service::Lwe(_) => model::Scheme::Lwe,
         }
     }
 
@@ -98,6 +102,7 @@ impl Service {
         match self {
             Service::Ckks(s) => s.register(keys),
             Service::Paillier(p) => p.register(keys),
+            Service::Lwe(l) => l.register(keys),
         }
     }
 
@@ -109,6 +114,7 @@ impl Service {
         match self {
             Service::Ckks(s) => s.infer_cancellable(req, cancel),
             Service::Paillier(p) => p.infer_cancellable(req, cancel),
+            Service::Lwe(l) => l.infer_cancellable(req, cancel),
         }
     }
 }

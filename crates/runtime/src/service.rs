@@ -95,6 +95,8 @@ pub enum ServiceError {
     PaillierKey(paillier::PaillierError),
     #[error("ENCRYPTED_INPUT[{index}] is not a valid Paillier ciphertext batch for this model and key: {source}")]
     Paillier { index: usize, source: paillier::PaillierError },
+    #[error("ENCRYPTED_INPUT is not an LWE query this model accepts: {0}")]
+    Lwe(lwe::LweError),
 }
 
 impl ServiceError {
