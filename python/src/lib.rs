@@ -369,6 +369,7 @@ fn compile(
         use_onnxruntime,
         output_dp: None,
         mask_unused_slots: false,
+        public_features: None,
     };
     run(py, "compiling", move || {
         let bytes = std::fs::read(&onnx_path)

@@ -102,6 +102,10 @@ enum Cmd {
         /// zero every slot of the answer outside the output layout (one more level; implied by --output-dp)
         #[arg(long)]
         mask_unused_slots: bool,
+        /// input features the client sends in clear (index ranges of the flattened input, e.g. 0-9,15,20-29):
+        /// the server computes their share of the first layer and sees their values
+        #[arg(long, value_name = "SPEC")]
+        public_features: Option<String>,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -288,6 +292,7 @@ fn run(cli: Cli) -> Result<(), String> {
             dp_clamp,
             dp_budget,
             mask_unused_slots,
+            public_features,
             json,
             scheme,
             quantize,
@@ -326,6 +331,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 use_onnxruntime: !no_onnxruntime,
                 output_dp,
                 mask_unused_slots,
+                public_features,
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };

@@ -27,6 +27,7 @@ mod activation;
 mod affine;
 mod approx;
 mod approximate;
+mod hybrid;
 mod calibrate;
 mod cheb;
 mod import;
@@ -103,6 +104,9 @@ pub struct Options {
     /// Zero every slot of the answer outside the output layout (one more level); on
     /// whenever `output_dp` is.
     pub mask_unused_slots: bool,
+    /// Input features sent in clear (`--public-features`: index ranges of the flattened
+    /// input, e.g. `0-9,15`); their share of the first layer is computed by the server.
+    pub public_features: Option<String>,
 }
 
 impl Default for Options {
@@ -121,6 +125,7 @@ impl Default for Options {
             use_onnxruntime: true,
             output_dp: None,
             mask_unused_slots: false,
+            public_features: None,
         }
     }
 }
@@ -168,10 +173,22 @@ pub fn compile(
     // Output DP needs the answer to hold the outputs only: the unused slots are masked.
     let mask_output = opts.mask_unused_slots || dp.is_some();
     let reach = dp.as_ref().map_or(0.0, output_dp::reach);
-    let chosen = parameters::choose(&ap.network, &cal, opts, reach, mask_output)?;
+    // Public features: the HE program is built on the network without their columns;
+    // verification below checks it, public part added, against the whole network.
+    let n_in: usize = imp.input_shape.iter().product();
+    let public = opts.public_features.as_deref().map(|s| hybrid::parse(s, n_in)).transpose()?;
+    let (he_net, split) = match &public {
+        Some(p) => {
+            let (net, split) = hybrid::split_first(&ap.network, p)?;
+            (std::borrow::Cow::Owned(net), Some(split))
+        }
+        None => (std::borrow::Cow::Borrowed(&ap.network[..]), None),
+    };
+    let public_note = public.as_deref().map(|p| hybrid::note(p, n_in));
+    let chosen = parameters::choose(&he_net, &cal, opts, reach, mask_output)?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
-    let mut hem = layout::program(&imp, &ap.network, params, n_out, &opts.name, mask_output)?;
+    let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split)?;
     if dp.is_some() {
         output_dp::check_unused_slots(&hem, data.calibration)?;
     }
@@ -195,6 +212,7 @@ pub fn compile(
         .chain(&ort_note)
         .chain(&dp_note)
         .chain(&mask_note)
+        .chain(&public_note)
         .cloned()
         .collect();
     let secs = t0.elapsed().as_secs_f64();

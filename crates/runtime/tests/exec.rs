@@ -65,6 +65,7 @@ fn program() -> (HeModel, Parameters) {
         },
         postprocess: vec![],
         output_dp: None,
+        public_features: vec![],
     };
     let m = HeModel {
         name: "t".into(),
@@ -74,6 +75,7 @@ fn program() -> (HeModel, Parameters) {
         plaintexts,
         outputs: vec![15],
         report: None,
+        public: None,
     };
     (m, params)
 }
