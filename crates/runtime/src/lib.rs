@@ -13,6 +13,7 @@ pub mod keystore;
 pub mod linear;
 pub mod loader;
 pub mod protocol;
+pub mod public;
 pub mod served;
 pub mod service;
 pub mod tensor;

@@ -12,6 +12,9 @@ pub const ENCRYPTED_INPUT: &str = "ENCRYPTED_INPUT";
 pub const KEY_ID: &str = "KEY_ID";
 /// A key bundle to register and use (BYTES, dims `[1]`, optional).
 pub const EVALUATION_KEYS: &str = "EVALUATION_KEYS";
+/// The public features' values in clear (FP32, dims `[-1]`, optional; models compiled
+/// with `--public-features` only).
+pub const PLAIN_INPUT: &str = "PLAIN_INPUT";
 /// Serialized result ciphertexts (BYTES, dims `[-1]`).
 pub const ENCRYPTED_OUTPUT: &str = "ENCRYPTED_OUTPUT";
 
