@@ -14,6 +14,7 @@ mod client_cmds;
 mod container;
 mod demo;
 mod paillier_cmds;
+mod public_input;
 mod run;
 
 #[global_allocator]

@@ -10,6 +10,7 @@
 pub mod aggregate;
 pub mod keys;
 pub mod paillier_session;
+pub mod public;
 pub mod release;
 pub mod session;
 
