@@ -185,6 +185,13 @@ pub fn compile(
         None => (std::borrow::Cow::Borrowed(&ap.network[..]), None),
     };
     let public_note = public.as_deref().map(|p| hybrid::note(p, n_in));
+    // The split network's outputs lack the public share; the headroom must cover the whole's.
+    let reach = match public {
+        Some(_) => (0..cal.rows)
+            .map(|r| network::forward(&ap.network, cal.data.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
+            .fold(reach, f64::max),
+        None => reach,
+    };
     let chosen = parameters::choose(&he_net, &cal, opts, reach, mask_output)?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
