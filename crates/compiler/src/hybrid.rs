@@ -60,7 +60,12 @@ pub(crate) fn split_first(stages: &[LStage], public: &[u32]) -> Result<(Vec<LSta
 }
 
 /// Attaches the public part to the model built from the split network.
-pub(crate) fn attach(hem: &mut HeModel, split: Split, bias_pt: Option<u32>, layout: Vec<i32>) -> Result<(), CompileError> {
+pub(crate) fn attach(
+    hem: &mut HeModel,
+    split: Split,
+    bias_pt: Option<u32>,
+    layout: Vec<i32>,
+) -> Result<(), CompileError> {
     let bias_pt = bias_pt.ok_or_else(|| CompileError::Internal("the first layer has no bias plaintext".into()))?;
     let mut layout = layout;
     while layout.last().is_some_and(|&o| o < 0) {

@@ -27,9 +27,9 @@ mod activation;
 mod affine;
 mod approx;
 mod approximate;
-mod hybrid;
 mod calibrate;
 mod cheb;
+mod hybrid;
 mod import;
 mod layout;
 mod lower;
@@ -185,14 +185,11 @@ pub fn compile(
         None => (std::borrow::Cow::Borrowed(&ap.network[..]), None),
     };
     let public_note = public.as_deref().map(|p| hybrid::note(p, n_in));
-    // The split network's outputs lack the public share; the headroom must cover the whole's.
-    let reach = match public {
-        Some(_) => (0..cal.rows)
-            .map(|r| network::forward(&ap.network, cal.data.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
-            .fold(reach, f64::max),
-        None => reach,
-    };
-    let chosen = parameters::choose(&he_net, &cal, opts, reach, mask_output)?;
+    // Parameters are chosen for the whole network: its outputs (headroom) and its noise on
+    // real samples are what the split program computes with the public share added (the
+    // split program alone would be simulated without it). Its depth is the same and its
+    // first layer needs fewer slots and rotations, so what fits the whole fits the split.
+    let chosen = parameters::choose(&ap.network, &cal, opts, reach, mask_output)?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
     let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split)?;

@@ -36,8 +36,8 @@ pub mod spec;
 
 pub use dp::{DpMechanism, OutputDp};
 pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
-pub use public::{PublicPart, PUBLIC_PART_VERSION};
 pub use linear::{AnyModel, AnySpec, LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};
+pub use public::{PublicPart, PUBLIC_PART_VERSION};
 pub use report::{ActivationReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
 pub use spec::{apply_postprocess, argmax, ClientSpec, InputSpec, KeyLevels, OutputSpec, PostOp, CLIENT_SPEC_VERSION};
@@ -111,7 +111,9 @@ impl HeModel {
         match &self.public {
             Some(part) => part.validate(self)?,
             None if !self.client.public_features.is_empty() => {
-                return Err(ModelError::Invalid("the client spec names public features the model has no weights for".into()))
+                return Err(ModelError::Invalid(
+                    "the client spec names public features the model has no weights for".into(),
+                ))
             }
             None => {}
         }

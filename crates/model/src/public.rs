@@ -106,7 +106,8 @@ impl PublicPart {
         if readers != 1 || others != 0 {
             return bad("the bias plaintext is not read by exactly one addition".into());
         }
-        if m.client.input.slot_map.iter().flatten().any(|&i| i >= 0 && self.indices.binary_search(&(i as u32)).is_ok()) {
+        if m.client.input.slot_map.iter().flatten().any(|&i| i >= 0 && self.indices.binary_search(&(i as u32)).is_ok())
+        {
             return bad("a public feature is also encrypted".into());
         }
         Ok(())

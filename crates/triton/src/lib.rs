@@ -468,11 +468,8 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
         }
     }
     let plain = input_ref(request, PLAIN_INPUT)?;
-    let total = [Some(&input), key_id.as_ref(), keys.as_ref(), plain.as_ref()]
-        .iter()
-        .flatten()
-        .map(|t| t.size)
-        .sum::<usize>();
+    let total =
+        [Some(&input), key_id.as_ref(), keys.as_ref(), plain.as_ref()].iter().flatten().map(|t| t.size).sum::<usize>();
     if total > model.max_request_bytes {
         return Err(BackendError::invalid(format!(
             "request too large: its inputs are {total} bytes, more than this model's limit of {} MB \
