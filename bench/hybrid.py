@@ -34,7 +34,7 @@ def load(kind):
         from sklearn.datasets import load_breast_cancer
 
         return load_breast_cancer().data.astype(np.float32)
-    return np.load(os.path.join(DATA, "digits_test_img.npy")).astype(np.float32)
+    return np.load(os.path.join(DATA, "digits_test_img.npy")).astype(np.float32).reshape(-1, 64)
 
 
 def ort_top1(onnx, x):

@@ -82,7 +82,7 @@ def data(model):
         x = load_breast_cancer().data.astype(np.float32)
         onnx = "breast_cancer_lr"
     else:
-        x = np.load(os.path.join(DATA, "digits_test_img.npy")).astype(np.float32)
+        x = np.load(os.path.join(DATA, "digits_test_img.npy")).astype(np.float32).reshape(-1, 64)
         onnx = "digits_mlp"
     ref = ort.InferenceSession(os.path.join(ROOT, "models", onnx + ".onnx"))
     outs = ref.run(None, {ref.get_inputs()[0].name: x})
