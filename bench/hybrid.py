@@ -47,7 +47,10 @@ def sh(*args):
     r = subprocess.run([BIN, *args], capture_output=True, text=True, env=dict(os.environ, HEINFER_PYTHON=sys.executable))
     if r.returncode != 0:
         raise SystemExit(f"heinfer {' '.join(args)} failed:\n{r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    try:
+        return json.loads(r.stdout)  # compile --json: one pretty-printed object
+    except json.JSONDecodeError:
+        return json.loads(r.stdout.strip().splitlines()[-1])  # run/bench: the summary is the last line
 
 
 def main():
