@@ -188,7 +188,7 @@ impl Executable for CompiledModel {
         plain: &[f64],
         cancel: &AtomicBool,
     ) -> Result<Vec<Ciphertext>, RunError> {
-        let bias = crate::public::bias_plaintext(&self.model, &self.params, plain)?;
+        let bias = bias_plaintext(&self.model, &self.params, plain)?;
         self.run_program(eval, keys, inputs, cancel, Some(bias))
     }
 }
@@ -284,4 +284,14 @@ impl CompiledModel {
 
 fn get(values: &[Option<Ciphertext>], v: u32) -> Result<&Ciphertext, RunError> {
     values.get(v as usize).and_then(Option::as_ref).ok_or(RunError::Value(v))
+}
+
+/// The first layer's bias plaintext for one request: b + W_p·x_p in the layer's output
+/// layout, encoded at the bias's level and scale.
+fn bias_plaintext(m: &HeModel, params: &Parameters, x: &[f64]) -> Result<(u32, ckks::Plaintext), RunError> {
+    let part = m.public.as_ref().ok_or_else(|| RunError::Public("this model takes no public features".into()))?;
+    let base = &m.plaintexts[part.bias_pt as usize];
+    let values = part.bias_values(base, x, m.slots()).map_err(|e| RunError::Public(e.to_string()))?;
+    let pt = Encoder::new(params).encode(&values, base.level as usize, base.scale)?;
+    Ok((part.bias_pt, pt))
 }

@@ -1,14 +1,11 @@
 //! `PLAIN_INPUT`: the public features' values a request carries in clear, for models
 //! compiled with `--public-features` (see `model::public`). The front ends read the
 //! tensor ([`PlainInput`]); [`check`] holds it against the model, and the program adds
-//! W_p·x_p to the first layer's bias plaintext ([`bias_plaintext`]).
+//! W_p·x_p to the first layer's bias plaintext (`exec`).
 
-use ckks::{Encoder, Parameters, Plaintext};
-use model::HeModel;
 use thiserror::Error;
 
 use crate::protocol::PLAIN_INPUT;
-use crate::service::RunError;
 
 /// The datatype `PLAIN_INPUT` must have (KServe v2 / Triton name).
 pub const PLAIN_DATATYPE: &str = "FP32";
@@ -79,16 +76,6 @@ pub fn check(plain: Option<PlainInput>, n_public: usize) -> Result<Option<Vec<f6
         return Err(PlainInputError::NotFinite(i));
     }
     Ok(Some(p.values.iter().map(|&v| v as f64).collect()))
-}
-
-/// The first layer's bias plaintext for one request: b + W_p·x_p in the layer's output
-/// layout, encoded at the bias's level and scale.
-pub(crate) fn bias_plaintext(m: &HeModel, params: &Parameters, x: &[f64]) -> Result<(u32, Plaintext), RunError> {
-    let part = m.public.as_ref().ok_or_else(|| RunError::Public("this model takes no public features".into()))?;
-    let base = &m.plaintexts[part.bias_pt as usize];
-    let values = part.bias_values(base, x, m.slots()).map_err(|e| RunError::Public(e.to_string()))?;
-    let pt = Encoder::new(params).encode(&values, base.level as usize, base.scale)?;
-    Ok((part.bias_pt, pt))
 }
 
 #[cfg(test)]
