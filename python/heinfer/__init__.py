@@ -61,6 +61,8 @@ SPEC_PARAMETER: str = _native.CLIENT_SPEC_PARAM
 
 #: Tensor names of an heinfer model.
 ENCRYPTED_INPUT: str = _native.ENCRYPTED_INPUT
+#: The public features' values in clear (FP32), for models compiled with ``--public-features``.
+PLAIN_INPUT: str = "PLAIN_INPUT"
 KEY_ID: str = _native.KEY_ID
 EVALUATION_KEYS: str = _native.EVALUATION_KEYS
 ENCRYPTED_OUTPUT: str = _native.ENCRYPTED_OUTPUT
@@ -465,6 +467,24 @@ class Client:
             )
         return self._session.encrypt_rows(a.reshape(-1), 1)[0]
 
+    @property
+    def public_features(self) -> List[int]:
+        """Input features (flattened indices) this model takes in clear in ``PLAIN_INPUT``
+        (``compile --public-features``); empty when the whole sample is encrypted. The
+        server sees these values; :meth:`encrypt` leaves them out of the ciphertext."""
+        return [int(i) for i in self._spec.get("public_features", [])]
+
+    def plain_input(self, x: Any) -> Optional[np.ndarray]:
+        """The ``PLAIN_INPUT`` values of ONE whole sample (float32, the client spec's
+        order), or ``None`` for a model that encrypts everything."""
+        idx = self.public_features
+        if not idx:
+            return None
+        a = self._as_f64(x).reshape(-1)
+        if a.size != self.input_size:
+            raise InputError(f"input has {a.size} values; this model takes {self.input_size}")
+        return np.ascontiguousarray(a[idx].astype(np.float32))
+
     def encrypt_batch(self, xs: Any) -> List[List[bytes]]:
         """Encrypts several samples (first dimension = samples); one list of bytes each."""
         a = self._as_f64(xs)
@@ -536,6 +556,14 @@ class Client:
             _infer_input(mod, p, ENCRYPTED_INPUT, cts),
             _infer_input(mod, p, KEY_ID, [self.key_id.encode("ascii")]),
         ]
+        plain = self.plain_input(x)
+        if plain is not None:
+            inp = mod.InferInput(PLAIN_INPUT, [plain.size], "FP32")
+            if p == "http":
+                inp.set_data_from_numpy(plain, binary_data=True)
+            else:
+                inp.set_data_from_numpy(plain)
+            inputs.append(inp)
         if send_keys:
             inputs.append(_infer_input(mod, p, EVALUATION_KEYS, [self.evaluation_keys]))
         return inputs

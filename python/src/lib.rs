@@ -370,6 +370,7 @@ fn compile(
         output_dp: None,
         mask_unused_slots: false,
         circuit_privacy: None,
+        public_features: None,
     };
     run(py, "compiling", move || {
         let bytes = std::fs::read(&onnx_path)

@@ -91,21 +91,25 @@ pub fn bench(a: BenchArgs) -> Result<(), String> {
         te.push(t.elapsed().as_secs_f64() * 1e3);
         query = cts.iter().map(Vec::len).sum();
         let t = Instant::now();
+        let plain = crate::public_input::plain_input(&m, x);
+        query += plain.as_ref().map_or(0, |p| 4 * p.values.len());
         let out = service
-            .infer(Request {
-                ciphertexts: cts.iter().map(|c| &c[..]).collect(),
-                key_id: Some(hex.as_bytes()),
-                evaluation_keys: None,
-            })
+            .infer_with_plain(
+                Request {
+                    ciphertexts: cts.iter().map(|c| &c[..]).collect(),
+                    key_id: Some(hex.as_bytes()),
+                    evaluation_keys: None,
+                },
+                plain,
+                &Default::default(),
+            )
             .map_err(|e| e.to_string())?;
         tv.push(t.elapsed().as_secs_f64() * 1e3);
         result = out.ciphertexts.iter().map(Vec::len).sum();
         let t = Instant::now();
         let y = session.decrypt(&out.ciphertexts).map_err(|e| e.to_string())?;
         td.push(t.elapsed().as_secs_f64() * 1e3);
-        let slots = spec.pack_input(x).map_err(|e| e.to_string())?;
-        let sim =
-            spec.unpack_output(&model::simulate(&m, &slots).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let sim = crate::public_input::simulate(&m, x)?;
         for (p, q) in y.iter().zip(&sim) {
             max_err = max_err.max((p - q).abs());
         }

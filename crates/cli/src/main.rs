@@ -15,6 +15,7 @@ mod container;
 mod demo;
 mod lwe_cmds;
 mod paillier_cmds;
+mod public_input;
 mod run;
 
 #[global_allocator]
@@ -109,6 +110,10 @@ enum Cmd {
         /// largest λ the parameters allow, when the outputs would not keep 1 % precision
         #[arg(long, value_name = "LAMBDA", num_args = 0..=1, default_missing_value = "40")]
         circuit_privacy: Option<u32>,
+        /// input features the client sends in clear (index ranges of the flattened input, e.g. 0-9,15,20-29):
+        /// the server computes their share of the first layer and sees their values
+        #[arg(long, value_name = "SPEC")]
+        public_features: Option<String>,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -297,6 +302,7 @@ fn run(cli: Cli) -> Result<(), String> {
             dp_budget,
             mask_unused_slots,
             circuit_privacy,
+            public_features,
             json,
             scheme,
             quantize,
@@ -336,6 +342,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 output_dp,
                 mask_unused_slots,
                 circuit_privacy,
+                public_features,
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };

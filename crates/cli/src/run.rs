@@ -70,12 +70,18 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         t_enc += t.elapsed().as_secs_f64();
         query_bytes = cts.iter().map(Vec::len).sum();
         let t = Instant::now();
+        let plain = crate::public_input::plain_input(&m, x);
+        query_bytes += plain.as_ref().map_or(0, |p| 4 * p.values.len());
         let out = service
-            .infer(Request {
-                ciphertexts: cts.iter().map(|c| &c[..]).collect(),
-                key_id: Some(hex.as_bytes()),
-                evaluation_keys: None,
-            })
+            .infer_with_plain(
+                Request {
+                    ciphertexts: cts.iter().map(|c| &c[..]).collect(),
+                    key_id: Some(hex.as_bytes()),
+                    evaluation_keys: None,
+                },
+                plain,
+                &Default::default(),
+            )
             .map_err(|e| e.to_string())?;
         t_eval += t.elapsed().as_secs_f64();
         result_bytes = out.ciphertexts.iter().map(Vec::len).sum();
@@ -91,8 +97,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let logits = spec.unpack_output(&decoded).map_err(|e| e.to_string())?;
         t_dec += t.elapsed().as_secs_f64();
-        let sim =
-            spec.unpack_output(&model::simulate(&m, &slots).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let sim = crate::public_input::simulate(&m, x)?;
         for (p, q) in logits.iter().zip(&sim) {
             max_err = max_err.max((p - q).abs());
         }

@@ -18,6 +18,9 @@ pub(crate) struct Built {
     pub input_level: u32,
     pub input_scale: f64,
     pub layout_desc: String,
+    /// The first layer's output layout and its bias plaintext (for public features).
+    pub first_layout: Vec<i32>,
+    pub first_bias_pt: Option<u32>,
 }
 
 /// `mask_output`: end with a 0/1 mask that keeps one slot per output and zeroes every
@@ -29,6 +32,19 @@ pub(crate) fn build(
     slots: usize,
     scale: f64,
     mask_output: bool,
+) -> Result<Built, CompileError> {
+    build_with(stages, q, slots, scale, mask_output, false)
+}
+
+/// [`build`], with `keep_first_bias`: the first layer's bias plaintext is emitted even
+/// when zero (public features add to it per request).
+pub(crate) fn build_with(
+    stages: &[LStage],
+    q: &[u64],
+    slots: usize,
+    scale: f64,
+    mask_output: bool,
+    keep_first_bias: bool,
 ) -> Result<Built, CompileError> {
     let mut b = lower::Builder::new(q.to_vec(), slots);
     let top = q.len() as u32 - 1;
@@ -44,12 +60,19 @@ pub(crate) fn build(
                 plan.period(),
                 plan.period() * plan.rr
             );
+            b.keep_zero_add = keep_first_bias;
             let (v, l, c) = lower::first_layer(&mut b, x, map, &plan);
+            b.keep_zero_add = false;
             (v, l, c, desc)
         }
         _ => {
             return Err(CompileError::Layout("the model must begin with a linear layer (Gemm, MatMul or Conv)".into()))
         }
+    };
+    let first_layout = layout0.clone();
+    let first_bias_pt = match b.nodes.last() {
+        Some(model::Node { op: Op::AddPlain { pt, .. }, .. }) => Some(*pt),
+        _ => None,
     };
     // Every value with its layout (the input's is the client's slot map).
     let mut vals: Vec<(lower::V, Vec<i32>)> = Vec::with_capacity(stages.len() + 1);
@@ -112,7 +135,17 @@ pub(crate) fn build(
         let masked = b.mul_plain(out, mask);
         out = b.rescale(masked);
     }
-    Ok(Built { b, client_map, out, out_layout, input_level: top, input_scale: scale, layout_desc: desc })
+    Ok(Built {
+        b,
+        client_map,
+        out,
+        out_layout,
+        input_level: top,
+        input_scale: scale,
+        layout_desc: desc,
+        first_layout,
+        first_bias_pt,
+    })
 }
 
 /// Whether the program needs the relinearization key.
@@ -129,9 +162,10 @@ pub(crate) fn program(
     n_out: usize,
     name: &str,
     mask_output: bool,
+    public: Option<crate::hybrid::Split>,
 ) -> Result<HeModel, CompileError> {
     let slots = params.slots();
-    let bt = build(stages, params.q(), slots, params.default_scale(), mask_output)?;
+    let bt = build_with(stages, params.q(), slots, params.default_scale(), mask_output, public.is_some())?;
     let steps = lower::rotation_steps(&bt.b.nodes);
     let relin = needs_relinearization(&bt.b);
     let mut out_slots = Vec::with_capacity(n_out);
@@ -173,8 +207,9 @@ pub(crate) fn program(
         postprocess: imp.postprocess.clone(),
         output_dp: None,
         circuit_privacy: None,
+        public_features: vec![],
     };
-    let hem = HeModel {
+    let mut hem = HeModel {
         name: name.to_string(),
         client,
         layers: stages.iter().map(|s| s.info()).collect(),
@@ -182,7 +217,11 @@ pub(crate) fn program(
         plaintexts: bt.b.plains,
         outputs: vec![bt.out.id],
         report: None,
+        public: None,
     };
     hem.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
+    if let Some(split) = public {
+        crate::hybrid::attach(&mut hem, split, bt.first_bias_pt, bt.first_layout)?;
+    }
     Ok(hem)
 }

@@ -30,6 +30,7 @@ mod approximate;
 mod calibrate;
 mod cheb;
 mod circuit_privacy;
+mod hybrid;
 mod import;
 mod layout;
 mod lower;
@@ -108,6 +109,9 @@ pub struct Options {
     /// Circuit privacy at statistical distance 2^-λ (`model::circuit`): the server masks
     /// the unused slots and floods each answer's noise; None: off.
     pub circuit_privacy: Option<u32>,
+    /// Input features sent in clear (`--public-features`: index ranges of the flattened
+    /// input, e.g. `0-9,15`); their share of the first layer is computed by the server.
+    pub public_features: Option<String>,
 }
 
 impl Default for Options {
@@ -127,6 +131,7 @@ impl Default for Options {
             output_dp: None,
             mask_unused_slots: false,
             circuit_privacy: None,
+            public_features: None,
         }
     }
 }
@@ -174,10 +179,26 @@ pub fn compile(
     // Output DP needs the answer to hold the outputs only: the unused slots are masked.
     let mask_output = opts.mask_unused_slots || dp.is_some() || opts.circuit_privacy.is_some();
     let reach = dp.as_ref().map_or(0.0, output_dp::reach);
+    // Public features: the HE program is built on the network without their columns;
+    // verification below checks it, public part added, against the whole network.
+    let n_in: usize = imp.input_shape.iter().product();
+    let public = opts.public_features.as_deref().map(|s| hybrid::parse(s, n_in)).transpose()?;
+    let (he_net, split) = match &public {
+        Some(p) => {
+            let (net, split) = hybrid::split_first(&ap.network, p)?;
+            (std::borrow::Cow::Owned(net), Some(split))
+        }
+        None => (std::borrow::Cow::Borrowed(&ap.network[..]), None),
+    };
+    let public_note = public.as_deref().map(|p| hybrid::note(p, n_in));
+    // Parameters are chosen for the whole network: its outputs (headroom) and its noise on
+    // real samples are what the split program computes with the public share added (the
+    // split program alone would be simulated without it). Its depth is the same and its
+    // first layer needs fewer slots and rotations, so what fits the whole fits the split.
     let chosen = parameters::choose(&ap.network, &cal, opts, reach, mask_output)?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
-    let mut hem = layout::program(&imp, &ap.network, params, n_out, &opts.name, mask_output)?;
+    let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split)?;
     if dp.is_some() {
         output_dp::check_unused_slots(&hem, data.calibration)?;
     }
@@ -213,6 +234,7 @@ pub fn compile(
         .chain(&dp_note)
         .chain(&mask_note)
         .chain(&cp_note)
+        .chain(&public_note)
         .cloned()
         .collect();
     let secs = t0.elapsed().as_secs_f64();

@@ -46,11 +46,14 @@ pub struct Builder {
     pub nodes: Vec<Node>,
     pub plains: Vec<PlainVec>,
     pub layer: u32,
+    /// Emit `add_plain` of an all-zero vector too (the public features' bias plaintext
+    /// must exist even when the model's bias is zero).
+    pub keep_zero_add: bool,
 }
 
 impl Builder {
     pub fn new(q: Vec<u64>, slots: usize) -> Self {
-        Builder { q, slots, nodes: vec![], plains: vec![], layer: 0 }
+        Builder { q, slots, nodes: vec![], plains: vec![], layer: 0, keep_zero_add: false }
     }
     fn push(&mut self, op: Op, level: u32, scale: f64) -> V {
         self.nodes.push(Node { op, level, scale, layer: self.layer });
@@ -82,7 +85,7 @@ impl Builder {
         self.push(Op::Rescale { a: x.id }, x.level - 1, x.scale / q)
     }
     pub fn add_plain(&mut self, x: V, values: Vec<f64>) -> V {
-        if values.iter().all(|&v| v == 0.0) {
+        if !self.keep_zero_add && values.iter().all(|&v| v == 0.0) {
             return x;
         }
         let pt = self.plain(values, x.level, x.scale);

@@ -316,6 +316,11 @@ pub fn compile_with_scheme(
     if req == SchemeRequest::Bgv {
         return Err(CompileError::Params(bgv_refusal(quantize)));
     }
+    if opts.public_features.is_some() && req != SchemeRequest::Ckks {
+        return Err(CompileError::Params(
+            "--public-features splits a CKKS program's first layer: use it with --scheme ckks".into(),
+        ));
+    }
     progress("parsing ONNX");
     let mut m = onnx::parse_model(onnx_bytes)?;
     passes::run(&mut m.graph);

@@ -16,7 +16,10 @@ use crate::{ort, CompileError, Data, Options};
 /// Client packing + plaintext simulation + unpacking for one sample.
 pub fn simulate_one(m: &HeModel, x: &[f64]) -> Result<Vec<f64>, CompileError> {
     let cts = m.client.pack_input(x).map_err(|e| CompileError::Shape(e.to_string()))?;
-    let out = model::simulate(m, &cts).map_err(|e| CompileError::Internal(e.to_string()))?;
+    // Public features: the server's share of the first layer, from the same sample.
+    let x_pub = m.public.as_ref().map(|p| model::public::split_sample(&p.indices, x));
+    let out =
+        model::public::simulate_public(m, &cts, x_pub.as_deref()).map_err(|e| CompileError::Internal(e.to_string()))?;
     m.client.unpack_output(&out).map_err(|e| CompileError::Internal(e.to_string()))
 }
 

@@ -5,7 +5,8 @@
 //! version u32      1
 //! flags   u32      0
 //! meta    u64 length, then that many bytes of UTF-8 JSON:
-//!                  {name, client (the ClientSpec), layers, nodes, outputs, report}
+//!                  {name, client (the ClientSpec), layers, nodes, outputs, report,
+//!                   public (optional: public features' weights, versioned inside)}
 //! plains  u32 count, then per plaintext: level u32, scale f64, len u32, len × f64
 //! sha256  32 bytes over everything before it
 //! ```
@@ -37,6 +38,9 @@ struct Meta {
     nodes: Vec<Node>,
     outputs: Vec<ValueId>,
     report: Option<Report>,
+    /// Absent in models without public features (and in files written before them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    public: Option<crate::PublicPart>,
 }
 
 impl HeModel {
@@ -48,6 +52,7 @@ impl HeModel {
             nodes: self.nodes.clone(),
             outputs: self.outputs.clone(),
             report: self.report.clone(),
+            public: self.public.clone(),
         };
         let json = serde_json::to_vec(&meta).expect("model metadata serializes");
         let mut out = Vec::with_capacity(
@@ -134,6 +139,7 @@ impl HeModel {
             plaintexts,
             outputs: meta.outputs,
             report: meta.report,
+            public: meta.public,
         };
         m.validate()?;
         Ok(m)

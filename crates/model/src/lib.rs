@@ -31,6 +31,7 @@ pub mod file;
 pub mod ir;
 pub mod linear;
 pub mod lwe_spec;
+pub mod public;
 pub mod report;
 pub mod sim;
 pub mod spec;
@@ -40,6 +41,7 @@ pub use dp::{DpMechanism, OutputDp};
 pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
 pub use linear::{AnyModel, AnySpec, LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};
 pub use lwe_spec::LweSpec;
+pub use public::{PublicPart, PUBLIC_PART_VERSION};
 pub use report::{ActivationReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
 pub use spec::{apply_postprocess, argmax, ClientSpec, InputSpec, KeyLevels, OutputSpec, PostOp, CLIENT_SPEC_VERSION};
@@ -83,6 +85,9 @@ pub struct HeModel {
     /// The values whose ciphertexts are the result, in `client.output` order.
     pub outputs: Vec<ValueId>,
     pub report: Option<Report>,
+    /// Public features' weights and where they go (`compile --public-features`); None
+    /// for a model that encrypts its whole input.
+    pub public: Option<PublicPart>,
 }
 
 impl HeModel {
@@ -107,6 +112,15 @@ impl HeModel {
             }
         }
         validate_program(&self.nodes, &self.plaintexts, &p.q, slots, &inputs)?;
+        match &self.public {
+            Some(part) => part.validate(self)?,
+            None if !self.client.public_features.is_empty() => {
+                return Err(ModelError::Invalid(
+                    "the client spec names public features the model has no weights for".into(),
+                ))
+            }
+            None => {}
+        }
         if self.outputs.len() != self.client.output.ciphertexts as usize {
             return Err(ModelError::Invalid("output count differs from the client spec".into()));
         }

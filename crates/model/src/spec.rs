@@ -44,6 +44,11 @@ pub struct ClientSpec {
     /// noise under the client's public key, which the bundle must then carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_privacy: Option<crate::circuit::CircuitPrivacy>,
+    /// Input features sent in clear (`compile --public-features`; flattened indices,
+    /// ascending): the client sends their values in `PLAIN_INPUT`, in this order, and
+    /// the slot map never places them in the ciphertext. Empty: everything encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_features: Vec<u32>,
 }
 
 /// Levels of the evaluation keys (see `ClientSpec::key_levels`).
@@ -211,6 +216,12 @@ impl ClientSpec {
         let Some(n_in) = n_in.filter(|&n| n > 0 && n <= slots * MAX_CIPHERTEXTS) else {
             return bad(format!("input shape {:?} is empty or larger than the ciphertexts can hold", self.input.shape));
         };
+        if self.public_features.len() >= n_in
+            || self.public_features.windows(2).any(|w| w[0] >= w[1])
+            || self.public_features.last().is_some_and(|&i| i as usize >= n_in)
+        {
+            return bad("public_features are not ascending indices of some (not all) input features".into());
+        }
         if self.input.slot_map.is_empty() || self.input.slot_map.len() > MAX_CIPHERTEXTS {
             return bad(format!("{} input ciphertexts (1..={MAX_CIPHERTEXTS} allowed)", self.input.slot_map.len()));
         }

@@ -44,12 +44,14 @@ fn tiny() -> HeModel {
             postprocess: vec![],
             output_dp: None,
             circuit_privacy: None,
+            public_features: vec![],
         },
         layers: vec![model::LayerInfo { name: "l".into(), kind: "dense".into() }],
         nodes,
         plaintexts: vec![PlainVec { level: 1, scale: q[1] as f64, values: vec![2.0, 3.0] }],
         outputs: vec![4],
         report: None,
+        public: None,
     }
 }
 

@@ -178,6 +178,37 @@ impl Executable for CompiledModel {
         inputs: Vec<Ciphertext>,
         cancel: &AtomicBool,
     ) -> Result<Vec<Ciphertext>, RunError> {
+        self.run_program(eval, keys, inputs, cancel, None)
+    }
+
+    fn public_features(&self) -> usize {
+        self.model.public.as_ref().map_or(0, |p| p.n_public())
+    }
+
+    fn run_with_plain(
+        &self,
+        eval: &Evaluator,
+        keys: &EvaluationKeys,
+        inputs: Vec<Ciphertext>,
+        plain: &[f64],
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Ciphertext>, RunError> {
+        let bias = bias_plaintext(&self.model, &self.params, plain)?;
+        self.run_program(eval, keys, inputs, cancel, Some(bias))
+    }
+}
+
+impl CompiledModel {
+    /// The program on `inputs`; `bias` replaces one plaintext operand for this request
+    /// (the first layer's bias with the public features' share added).
+    fn run_program(
+        &self,
+        eval: &Evaluator,
+        keys: &EvaluationKeys,
+        inputs: Vec<Ciphertext>,
+        cancel: &AtomicBool,
+        bias: Option<(u32, ckks::Plaintext)>,
+    ) -> Result<Vec<Ciphertext>, RunError> {
         let nodes = &self.model.nodes;
         let mut inputs: Vec<Option<Ciphertext>> = inputs.into_iter().map(Some).collect();
         let mut values: Vec<Option<Ciphertext>> = (0..nodes.len()).map(|_| None).collect();
@@ -221,7 +252,13 @@ impl Executable for CompiledModel {
                 }
                 Op::Add { a, b } => eval.add(get(&values, a)?, get(&values, b)?)?,
                 Op::Sub { a, b } => eval.sub(get(&values, a)?, get(&values, b)?)?,
-                Op::AddPlain { a, pt } => eval.add_plain(get(&values, a)?, self.plaintexts[pt as usize].plaintext())?,
+                Op::AddPlain { a, pt } => {
+                    let p = match &bias {
+                        Some((b, p)) if *b == pt => p,
+                        _ => self.plaintexts[pt as usize].plaintext(),
+                    };
+                    eval.add_plain(get(&values, a)?, p)?
+                }
                 Op::MulPlain { a, pt } => eval.mul_prepared(get(&values, a)?, &self.plaintexts[pt as usize])?,
                 Op::AddConst { a, c } => eval.add_const(get(&values, a)?, c)?,
                 Op::MulConst { a, c, pt_scale } => eval.mul_const_scaled(get(&values, a)?, c, pt_scale)?,
@@ -252,4 +289,14 @@ impl CompiledModel {
 
 fn get(values: &[Option<Ciphertext>], v: u32) -> Result<&Ciphertext, RunError> {
     values.get(v as usize).and_then(Option::as_ref).ok_or(RunError::Value(v))
+}
+
+/// The first layer's bias plaintext for one request: b + W_p·x_p in the layer's output
+/// layout, encoded at the bias's level and scale.
+fn bias_plaintext(m: &HeModel, params: &Parameters, x: &[f64]) -> Result<(u32, ckks::Plaintext), RunError> {
+    let part = m.public.as_ref().ok_or_else(|| RunError::Public("this model takes no public features".into()))?;
+    let base = &m.plaintexts[part.bias_pt as usize];
+    let values = part.bias_values(base, x, m.slots()).map_err(|e| RunError::Public(e.to_string()))?;
+    let pt = Encoder::new(params).encode(&values, base.level as usize, base.scale)?;
+    Ok((part.bias_pt, pt))
 }

@@ -15,6 +15,7 @@ pub mod linear;
 pub mod loader;
 pub mod lwe;
 pub mod protocol;
+pub mod public;
 pub mod served;
 pub mod service;
 pub mod tensor;

@@ -12,11 +12,14 @@ pub const ENCRYPTED_INPUT: &str = "ENCRYPTED_INPUT";
 pub const KEY_ID: &str = "KEY_ID";
 /// A key bundle to register and use (BYTES, dims `[1]`, optional).
 pub const EVALUATION_KEYS: &str = "EVALUATION_KEYS";
+/// The public features' values in clear (FP32, dims `[-1]`, optional; models compiled
+/// with `--public-features` only).
+pub const PLAIN_INPUT: &str = "PLAIN_INPUT";
 /// Serialized result ciphertexts (BYTES, dims `[-1]`).
 pub const ENCRYPTED_OUTPUT: &str = "ENCRYPTED_OUTPUT";
 
 /// Every input tensor a model may declare, in the order `config.pbtxt` lists them.
-pub const INPUTS: [&str; 3] = [ENCRYPTED_INPUT, KEY_ID, EVALUATION_KEYS];
+pub const INPUTS: [&str; 4] = [ENCRYPTED_INPUT, KEY_ID, EVALUATION_KEYS, PLAIN_INPUT];
 /// Inputs a request cannot do without (a key id, or keys sent with it, is checked later).
 pub const REQUIRED_INPUTS: [&str; 2] = [ENCRYPTED_INPUT, KEY_ID];
 
@@ -121,6 +124,17 @@ pub const MAX_QUEUE_SIZE: usize = 32;
 /// `client_spec_json` (the tensors of DESIGN.md "Serving"). Triton and
 /// `heinfer-server` both read it; the layout is what Triton 2.51 accepts.
 pub fn config_pbtxt(name: &str, client_spec_json: &str) -> String {
+    config_pbtxt_with(name, client_spec_json, false)
+}
+
+/// [`config_pbtxt`]; `plain_input`: the model takes public features, and declares the
+/// optional `PLAIN_INPUT` (FP32, dims `[-1]`).
+pub fn config_pbtxt_with(name: &str, client_spec_json: &str, plain_input: bool) -> String {
+    let plain = if plain_input {
+        format!(",\n  {{ name: \"{PLAIN_INPUT}\" data_type: TYPE_FP32 dims: [ -1 ] optional: true }}")
+    } else {
+        String::new()
+    };
     format!(
         r#"name: "{name}"
 backend: "{BACKEND}"
@@ -128,7 +142,7 @@ max_batch_size: 0
 input [
   {{ name: "{ENCRYPTED_INPUT}" data_type: TYPE_STRING dims: [ -1 ] }},
   {{ name: "{KEY_ID}" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "{EVALUATION_KEYS}" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
+  {{ name: "{EVALUATION_KEYS}" data_type: TYPE_STRING dims: [ 1 ] optional: true }}{plain}
 ]
 output [
   {{ name: "{ENCRYPTED_OUTPUT}" data_type: TYPE_STRING dims: [ -1 ] }}
@@ -164,10 +178,13 @@ mod tests {
         let c = config_pbtxt("m\"x", "{\"a\":\"b\\c\"}\n");
         assert!(c.starts_with("name: \"m\\\"x\"\n"), "{c}");
         assert!(c.contains(r#"string_value: "{\"a\":\"b\\c\"}\n""#), "{c}");
-        for t in INPUTS.iter().chain([&ENCRYPTED_OUTPUT]) {
+        for t in INPUTS[..3].iter().chain([&ENCRYPTED_OUTPUT]) {
             assert!(c.contains(&format!("name: \"{t}\"")), "{t}");
         }
         assert!(c.contains("backend: \"heinfer\"") && c.contains("key: \"heinfer_client_spec\""));
         assert!(c.contains(&format!("max_queue_size: {MAX_QUEUE_SIZE}")), "{c}");
+        assert!(!c.contains(PLAIN_INPUT));
+        let p = config_pbtxt_with("m", "{}", true);
+        assert!(p.contains(r#"{ name: "PLAIN_INPUT" data_type: TYPE_FP32 dims: [ -1 ] optional: true }"#), "{p}");
     }
 }

@@ -117,4 +117,32 @@ impl Service {
             Service::Lwe(l) => l.infer_cancellable(req, cancel),
         }
     }
+
+    /// Public features the model takes in clear (`PLAIN_INPUT` holds that many values).
+    pub fn public_features(&self) -> usize {
+        match self {
+            Service::Ckks(s) => s.executable().public_features(),
+            Service::Paillier(_) | Service::Lwe(_) => 0,
+        }
+    }
+
+    /// [`Service::infer_cancellable`] with the request's `PLAIN_INPUT`, if it has one.
+    pub fn infer_with_plain(
+        &self,
+        req: Request<'_>,
+        plain: Option<crate::public::PlainInput>,
+        cancel: &AtomicBool,
+    ) -> Result<Response, ServiceError> {
+        match self {
+            Service::Ckks(s) => s.infer_with_plain(req, plain, cancel),
+            Service::Paillier(p) => {
+                crate::public::check(plain, 0)?;
+                p.infer_cancellable(req, cancel)
+            }
+            Service::Lwe(l) => {
+                crate::public::check(plain, 0)?;
+                l.infer_cancellable(req, cancel)
+            }
+        }
+    }
 }

@@ -45,6 +45,21 @@ pub trait Executable: Send + Sync {
     ) -> Result<Vec<Ciphertext>, RunError> {
         self.run(eval, keys, inputs)
     }
+    /// Public features the model takes in clear (`PLAIN_INPUT`); 0: none.
+    fn public_features(&self) -> usize {
+        0
+    }
+    /// [`Executable::run_cancellable`] with the public features' values.
+    fn run_with_plain(
+        &self,
+        _eval: &Evaluator,
+        _keys: &EvaluationKeys,
+        _inputs: Vec<Ciphertext>,
+        _plain: &[f64],
+        _cancel: &AtomicBool,
+    ) -> Result<Vec<Ciphertext>, RunError> {
+        Err(RunError::Public("this model takes no public features".into()))
+    }
 }
 
 /// A failure inside an evaluation (the inputs passed every check before it). The
@@ -64,6 +79,9 @@ pub enum RunError {
     /// the caller set the cancellation flag ([`Executable::run_cancellable`])
     #[error("cancelled after {done} of {total} operations")]
     Cancelled { done: usize, total: usize },
+    /// the public features' values cannot be used (see [`crate::public`])
+    #[error("PLAIN_INPUT: {0}")]
+    Public(String),
 }
 
 #[derive(Debug, Error)]
@@ -97,6 +115,10 @@ pub enum ServiceError {
     Paillier { index: usize, source: paillier::PaillierError },
     #[error("ENCRYPTED_INPUT is not an LWE query this model accepts: {0}")]
     Lwe(lwe::LweError),
+    /// `PLAIN_INPUT` missing for a model with public features, sent to one without, or
+    /// of the wrong shape or type
+    #[error("{0}")]
+    PlainInput(#[from] crate::public::PlainInputError),
 }
 
 impl ServiceError {
@@ -241,6 +263,18 @@ impl CkksService {
     /// [`Service::infer`] whose evaluation stops between operations once `cancel` is
     /// set; the caller knows it cancelled and reads the error that way.
     pub fn infer_cancellable(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
+        self.infer_with_plain(req, None, cancel)
+    }
+
+    /// [`CkksService::infer_cancellable`] with the request's `PLAIN_INPUT` (the public
+    /// features' values, already read by the front end: [`crate::public::PlainInput`]).
+    pub fn infer_with_plain(
+        &self,
+        req: Request<'_>,
+        plain: Option<crate::public::PlainInput>,
+        cancel: &AtomicBool,
+    ) -> Result<Response, ServiceError> {
+        let plain = crate::public::check(plain, self.exe.public_features())?;
         let params = self.exe.params();
         let id = match (req.evaluation_keys, req.key_id) {
             // A KEY_ID sent with the bundle must name it; checked before the bundle is
@@ -290,7 +324,10 @@ impl CkksService {
                 Ok(ct)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut out = self.exe.run_cancellable(&self.eval, &keys, inputs, cancel)?;
+        let mut out = match &plain {
+            Some(x) => self.exe.run_with_plain(&self.eval, &keys, inputs, x, cancel)?,
+            None => self.exe.run_cancellable(&self.eval, &keys, inputs, cancel)?,
+        };
         let mut account = None;
         if let Some(dp) = &self.dp {
             account = Some(self.keys.budgets().charge(&dp.model, id, &dp.config, dp.budget)?);

@@ -66,6 +66,7 @@ fn program() -> (HeModel, Parameters) {
         postprocess: vec![],
         output_dp: None,
         circuit_privacy: None,
+        public_features: vec![],
     };
     let m = HeModel {
         name: "t".into(),
@@ -75,6 +76,7 @@ fn program() -> (HeModel, Parameters) {
         plaintexts,
         outputs: vec![15],
         report: None,
+        public: None,
     };
     (m, params)
 }

@@ -266,7 +266,17 @@ impl Grpc {
                             i.name
                         )));
                     }
-                    split_bytes(&i.name, r, count)?
+                    // PLAIN_INPUT is FP32, not BYTES: its raw bytes are its one element.
+                    if i.name == runtime::protocol::PLAIN_INPUT {
+                        vec![r]
+                    } else {
+                        split_bytes(&i.name, r, count)?
+                    }
+                }
+                None if i.name == runtime::protocol::PLAIN_INPUT => {
+                    return Err(RequestError::bad(
+                        "input 'PLAIN_INPUT': send it in raw_input_contents (FP32 little-endian), as tritonclient does",
+                    ));
                 }
                 None => {
                     if contents.len() != count {

@@ -534,7 +534,17 @@ async fn infer_inner(
         let elements = match (i.parameters.binary_data_size, i.data) {
             (Some(size), _) => {
                 let raw = body.read_exact(size as usize, &format!("input '{}'", i.name)).await?;
-                split_bytes(&i.name, raw, count)?
+                // PLAIN_INPUT is FP32, not BYTES: its raw bytes are its one element.
+                if i.name == runtime::protocol::PLAIN_INPUT {
+                    vec![raw]
+                } else {
+                    split_bytes(&i.name, raw, count)?
+                }
+            }
+            (None, Some(_)) if i.name == runtime::protocol::PLAIN_INPUT => {
+                return Err(RequestError::bad(
+                    "input 'PLAIN_INPUT': send it as binary data (binary_data_size), as tritonclient does by default",
+                ));
             }
             (None, Some(JsonStrings { other: Some(kind), .. })) => {
                 return Err(RequestError::bad(format!(

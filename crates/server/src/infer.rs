@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use runtime::protocol::{ENCRYPTED_INPUT, EVALUATION_KEYS, KEY_ID};
+use runtime::protocol::{ENCRYPTED_INPUT, EVALUATION_KEYS, KEY_ID, PLAIN_INPUT};
 use runtime::Request;
 use tokio::sync::TryAcquireError;
 
@@ -165,6 +165,14 @@ fn single<'a>(inputs: &'a [InputTensor], name: &str) -> Option<&'a Bytes> {
     inputs.iter().find(|t| t.name == name).and_then(|t| t.elements.first())
 }
 
+/// The request's `PLAIN_INPUT` (public features, FP32 little-endian: both protocols
+/// keep its raw bytes as its one element), if it has one.
+fn plain_input(inputs: &[InputTensor]) -> Result<Option<runtime::public::PlainInput>, runtime::ServiceError> {
+    let Some(t) = inputs.iter().find(|t| t.name == PLAIN_INPUT) else { return Ok(None) };
+    let raw = t.elements.first().map(|b| &b[..]).unwrap_or(&[]);
+    Ok(Some(runtime::public::PlainInput::from_le_bytes(&t.datatype, &t.shape, raw)?))
+}
+
 /// Sets the flag when dropped: the request's future is dropped when its client
 /// disconnects, and is left when its deadline passes; either way the evaluation
 /// stops at its next operation.
@@ -229,7 +237,8 @@ pub async fn run(
                 .find(|t| t.name == ENCRYPTED_INPUT)
                 .map(|t| t.elements.iter().map(|b| &b[..]).collect())
                 .unwrap_or_default();
-            m.service.infer_cancellable(Request { ciphertexts, key_id, evaluation_keys }, &flag)
+            let plain = plain_input(&inputs)?;
+            m.service.infer_with_plain(Request { ciphertexts, key_id, evaluation_keys }, plain, &flag)
         })
         .await;
         Ok((res, queue_ns, started.elapsed().as_nanos() as u64))

@@ -196,6 +196,12 @@ fn highest_version(model: &str, dir: &Path) -> Result<(String, PathBuf), LoadErr
 
 fn check_tensors(c: &ModelConfig) -> Result<(), String> {
     for t in c.inputs.iter().chain(&c.outputs) {
+        if t.name == protocol::PLAIN_INPUT {
+            if t.datatype() != "FP32" || !t.optional {
+                return Err(format!("input {} must be TYPE_FP32 and optional: true", t.name));
+            }
+            continue;
+        }
         if t.datatype() != "BYTES" {
             return Err(format!("tensor {} is {}; heinfer tensors are TYPE_STRING", t.name, t.data_type));
         }

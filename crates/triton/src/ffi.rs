@@ -32,6 +32,7 @@ pub const ERROR_UNSUPPORTED: ErrorCode = 5;
 
 pub type DataType = u32;
 pub const TYPE_BYTES: DataType = 13;
+pub const TYPE_FP32: DataType = 11;
 
 pub type MemoryType = u32;
 pub const MEMORY_CPU: MemoryType = 0;

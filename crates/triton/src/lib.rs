@@ -52,7 +52,7 @@ use glue::{check, cstr, entry, log, now_ns, BackendError, Result};
 use runtime::protocol::{
     CLIENT_SPEC_PARAM, ENCRYPTED_INPUT as INPUT, ENCRYPTED_OUTPUT as OUTPUT, EVALUATION_KEYS as KEYS,
 };
-use runtime::protocol::{KEY_ID, MAX_REQUEST_MB_PARAM};
+use runtime::protocol::{KEY_ID, MAX_REQUEST_MB_PARAM, PLAIN_INPUT};
 use runtime::{tensor, Request, Service, ServiceError, Settings};
 
 /// Backend-wide defaults from `--backend-config=heinfer,...`, and the key store every
@@ -366,7 +366,11 @@ fn input_ref(request: *mut TRITONBACKEND_Request, name: &str) -> Result<Option<I
     check(unsafe {
         TRITONBACKEND_InputProperties(handle, &mut n, &mut dt, &mut shape, &mut dims, &mut size, &mut buffers)
     })?;
-    if dt != TYPE_BYTES {
+    // PLAIN_INPUT (public features) is the one FP32 tensor.
+    if name == PLAIN_INPUT && dt != TYPE_FP32 {
+        return Err(BackendError::invalid(format!("input {name} must be FP32 (TYPE_FP32)")));
+    }
+    if dt != TYPE_BYTES && name != PLAIN_INPUT {
         return Err(BackendError::invalid(format!("input {name} must be BYTES (TYPE_STRING)")));
     }
     let shape: &[i64] = if dims == 0 || shape.is_null() {
@@ -463,7 +467,9 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
             )));
         }
     }
-    let total = [Some(&input), key_id.as_ref(), keys.as_ref()].iter().flatten().map(|t| t.size).sum::<usize>();
+    let plain = input_ref(request, PLAIN_INPUT)?;
+    let total =
+        [Some(&input), key_id.as_ref(), keys.as_ref(), plain.as_ref()].iter().flatten().map(|t| t.size).sum::<usize>();
     if total > model.max_request_bytes {
         return Err(BackendError::invalid(format!(
             "request too large: its inputs are {total} bytes, more than this model's limit of {} MB \
@@ -479,13 +485,21 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
     let keys_data = keys.as_ref().map(|t| input_bytes(KEYS, t)).transpose()?;
     let key_id = key_id_data.as_deref().map(|d| one(KEY_ID, d)).transpose()?;
     let keys = keys_data.as_deref().map(|d| one(KEYS, d)).transpose()?;
+    // Triton has checked PLAIN_INPUT's datatype and its dims [-1] against the config.
+    let plain = match &plain {
+        Some(t) => Some(
+            runtime::public::PlainInput::from_le_bytes("FP32", &[t.elements as i64], &input_bytes(PLAIN_INPUT, t)?)
+                .map_err(|e| BackendError::invalid(e.to_string()))?,
+        ),
+        None => None,
+    };
     let compute_start = now_ns();
     let handle = Cancellable(request);
     let timeout = model.admission.limits.eval_timeout;
     let (resp, stopped) = admission::watched(
         timeout,
         || handle.cancelled(),
-        |flag| model.service.infer_cancellable(Request { ciphertexts: cts, key_id, evaluation_keys: keys }, flag),
+        |flag| model.service.infer_with_plain(Request { ciphertexts: cts, key_id, evaluation_keys: keys }, plain, flag),
     );
     let resp = resp.map_err(|e| match stopped {
         Some(Stop::Deadline) => BackendError::unavailable(format!(
