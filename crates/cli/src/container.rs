@@ -45,3 +45,29 @@ pub fn read_container<'a>(what: &str, kind: u16, bytes: &'a [u8]) -> Result<Vec<
     let count = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
     runtime::tensor::split_bytes(what, &bytes[HEADER..], Some(count)).map_err(|e| format!("{what}: {e}"))
 }
+
+/// Decrypts each result file of a linear-scheme model (Paillier, LWE) with `decrypt` (its
+/// elements → (scores, post-processed scores)) and prints per file the class and the
+/// scores, or the post-processed ones: those schemes' `heinfer decrypt`.
+pub fn print_linear_results(
+    results: &[std::path::PathBuf],
+    postprocess: bool,
+    json: bool,
+    mut decrypt: impl FnMut(&[Vec<u8>]) -> Result<(Vec<f64>, Vec<f64>), String>,
+) -> Result<(), String> {
+    for r in results {
+        let what = r.display().to_string();
+        let bytes = std::fs::read(r).map_err(|e| format!("cannot read {what}: {e}"))?;
+        let el: Vec<Vec<u8>> = read_container(&what, KIND_RESULT, &bytes)?.into_iter().map(<[u8]>::to_vec).collect();
+        let (y, post) = decrypt(&el).map_err(|e| format!("{what}: {e}"))?;
+        let class = if y.len() == 1 { (y[0] > 0.0) as usize } else { model::argmax(&y) };
+        let shown = if postprocess { post } else { y };
+        if json {
+            println!("{}", serde_json::json!({"file": what, "output": shown, "class": class, "release": null}));
+        } else {
+            let v: Vec<String> = shown.iter().map(|v| format!("{v:.6}")).collect();
+            println!("{what}: class {class} [{}]", v.join(", "));
+        }
+    }
+    Ok(())
+}

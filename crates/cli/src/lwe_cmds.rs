@@ -11,7 +11,7 @@ use client::LweSession;
 use model::LinearSpec;
 use runtime::{KeyStore, Request};
 
-use crate::container::{read_container, write_container, KIND_QUERY, KIND_RESULT};
+use crate::container::{print_linear_results, write_container, KIND_QUERY};
 
 fn session(spec: LinearSpec, secret_key: &Path) -> Result<LweSession, String> {
     LweSession::load(spec, secret_key).map_err(|e| e.to_string())
@@ -79,22 +79,11 @@ pub fn decrypt(
         return Err("--release applies to CKKS results; decrypt an LWE answer without it".into());
     }
     let s = session(spec, secret_key)?;
-    for r in results {
-        let what = r.display().to_string();
-        let bytes = std::fs::read(r).map_err(|e| format!("cannot read {what}: {e}"))?;
-        let el: Vec<Vec<u8>> = read_container(&what, KIND_RESULT, &bytes)?.into_iter().map(<[u8]>::to_vec).collect();
-        let y = s.decrypt(&el).map_err(|e| format!("{what}: {e}"))?;
+    print_linear_results(results, postprocess, json, |el| {
+        let y = s.decrypt(el).map_err(|e| e.to_string())?;
         let post = s.postprocess(&y);
-        let class = if y.len() == 1 { (y[0] > 0.0) as usize } else { model::argmax(&y) };
-        let shown = if postprocess { post } else { y };
-        if json {
-            println!("{}", serde_json::json!({"file": what, "output": shown, "class": class, "release": null}));
-        } else {
-            let v: Vec<String> = shown.iter().map(|v| format!("{v:.6}")).collect();
-            println!("{what}: class {class} [{}]", v.join(", "));
-        }
-    }
-    Ok(())
+        Ok((y, post))
+    })
 }
 
 /// `heinfer run` on an LWE model: secret key, encryption, the runtime's service, decryption;
