@@ -647,6 +647,12 @@ def compile(  # noqa: A001 - the natural name for model owners
     reference: str = "auto",
     python: Optional[PathLike] = None,
     progress: Optional[Any] = None,
+    public_features: Optional[str] = None,
+    circuit_privacy: Optional[int] = None,
+    output_dp: Optional[Tuple[float, float]] = None,
+    dp_clamp: Optional[float] = None,
+    dp_budget: Optional[float] = None,
+    mask_unused_slots: bool = False,
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -654,7 +660,11 @@ def compile(  # noqa: A001 - the natural name for model owners
     ``calibration``: inputs (array of shape ``[n, *input_shape]``, or a ``.npy`` path)
     whose activation ranges the polynomial approximations must cover. ``data`` and
     ``labels``: evaluation set for the accuracy report (default: the calibration data).
-    ``maxpool``: ``"refuse"`` or ``"avg"`` (rewrite as AveragePool). ``reference``:
+    ``maxpool``: ``"refuse"``, ``"avg"`` (rewrite as AveragePool) or ``"approx"`` (pairwise
+    maxima with a fitted |x|). ``public_features``: input features sent in clear (``"0-9,15"``).
+    ``circuit_privacy``: λ (the server floods each answer to statistical distance 2^-λ).
+    ``output_dp``: (ε, δ) per query, with ``dp_clamp`` and a per-key ``dp_budget``.
+    ``mask_unused_slots``: zero every answer slot outside the outputs. ``reference``:
     ``"onnxruntime"``, ``"interpreter"`` (heinfer's own f64 interpreter) or ``"auto"``
     (onnxruntime when this Python has it). ``progress``: called with a short message per phase.
 
@@ -675,8 +685,10 @@ def compile(  # noqa: A001 - the natural name for model owners
     onnx_path = os.fspath(onnx_path)
     if name is None:
         name = os.path.splitext(os.path.basename(onnx_path))[0] or "model"
-    if maxpool not in ("refuse", "avg", "average"):
-        raise CompileError(f"maxpool must be 'refuse' or 'avg', not {maxpool!r}")
+    if maxpool not in ("refuse", "avg", "average", "approx", "approximate"):
+        raise CompileError(f"maxpool must be 'refuse', 'avg' or 'approx', not {maxpool!r}")
+    if output_dp is None and (dp_clamp is not None or dp_budget is not None):
+        raise CompileError("dp_clamp and dp_budget apply with output_dp=(epsilon, delta)")
     if reference == "auto":
         import importlib.util
 
@@ -698,7 +710,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         float(target_agreement),
         int(max_degree),
         float(margin),
-        maxpool != "refuse",
+        maxpool in ("avg", "average"),
         scale_bits,
         int(min_log_n),
         int(key_budget_mb * 1024 * 1024) if key_budget_mb is not None else None,
@@ -708,6 +720,11 @@ def compile(  # noqa: A001 - the natural name for model owners
         list(ev.shape) if ev is not None else None,
         lab,
         progress,
+        maxpool in ("approx", "approximate"),
+        public_features,
+        circuit_privacy,
+        (float(output_dp[0]), float(output_dp[1]), dp_clamp, dp_budget) if output_dp is not None else None,
+        bool(mask_unused_slots),
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -308,7 +308,8 @@ fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String
 #[pyfunction]
 #[pyo3(signature = (onnx_path, calibration, calibration_shape, output_dir, name, degree, target_agreement,
     max_degree, margin, maxpool_average, scale_bits, min_log_n, key_budget_bytes, python, use_onnxruntime,
-    data=None, data_shape=None, labels=None, progress=None))]
+    data=None, data_shape=None, labels=None, progress=None, maxpool_approximate=false, public_features=None,
+    circuit_privacy=None, output_dp=None, mask_unused_slots=false))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -331,6 +332,11 @@ fn compile(
     data_shape: Option<Vec<usize>>,
     labels: Option<&Bound<'_, PyAny>>,
     progress: Option<PyObject>,
+    maxpool_approximate: bool,
+    public_features: Option<String>,
+    circuit_privacy: Option<u32>,
+    output_dp: Option<(f64, f64, Option<f64>, Option<f64>)>,
+    mask_unused_slots: bool,
 ) -> PyResult<(String, String)> {
     let array = |what: &str, o: &Bound<'_, PyAny>, shape: Vec<usize>| -> PyResult<compiler::Array> {
         let buf = PyBuffer::<f64>::get(o)
@@ -361,16 +367,25 @@ fn compile(
         target_agreement,
         max_degree,
         margin,
-        maxpool: if maxpool_average { compiler::MaxPoolPolicy::Average } else { compiler::MaxPoolPolicy::Refuse },
+        maxpool: match (maxpool_approximate, maxpool_average) {
+            (true, _) => compiler::MaxPoolPolicy::Approximate,
+            (false, true) => compiler::MaxPoolPolicy::Average,
+            (false, false) => compiler::MaxPoolPolicy::Refuse,
+        },
         scale_bits,
         min_log_n,
         key_budget_bytes,
         python,
         use_onnxruntime,
-        output_dp: None,
-        mask_unused_slots: false,
-        circuit_privacy: None,
-        public_features: None,
+        output_dp: output_dp.map(|(epsilon, delta, clamp, budget)| compiler::OutputDpRequest {
+            epsilon,
+            delta,
+            clamp,
+            budget,
+        }),
+        mask_unused_slots,
+        circuit_privacy,
+        public_features,
     };
     run(py, "compiling", move || {
         let bytes = std::fs::read(&onnx_path)

@@ -332,3 +332,23 @@ def test_example_python_client(server):
         assert r.returncode == 0, r.stderr
         preds = [line for line in r.stdout.splitlines() if line.startswith("digit ")]
         assert len(preds) == 3 and sum(p.split()[3].rstrip(",") == p.split()[-1] for p in preds) >= 2, r.stdout
+
+
+def test_compile_takes_the_privacy_and_hybrid_options(tmp_path):
+    """compile()'s public_features, output_dp (with clamp and budget) and mask_unused_slots
+    reach the client spec as the CLI's flags do; a DP setting without output_dp is refused."""
+    bc = os.path.join(os.path.dirname(ONNX), "breast_cancer_lr.onnx")
+    cal = np.load(os.path.join(DATA, "breast_cancer_train_x.npy"))
+    report = heinfer.compile(bc, cal, tmp_path, name="bc_opts", reference="interpreter", public_features="0-19",
+                             output_dp=(1.0, 1e-5), dp_clamp=6.0, dp_budget=50.0)
+    spec = json.loads(heinfer.client_spec_from_config(report["model_dir"]))
+    assert spec["public_features"] == list(range(20))
+    dp = spec["output_dp"]
+    assert (dp["epsilon"], dp["delta"], dp["clamp"], dp["budget"]) == (1.0, 1e-5, 6.0, 50.0)
+    plain = heinfer.compile(bc, cal, tmp_path, name="bc_plain", reference="interpreter")
+    plain_spec = json.loads(heinfer.client_spec_from_config(plain["model_dir"]))
+    assert "public_features" not in plain_spec and "output_dp" not in plain_spec
+    with pytest.raises(heinfer.CompileError, match="output_dp"):
+        heinfer.compile(bc, cal, tmp_path, name="bad", dp_budget=3.0)
+    with pytest.raises(heinfer.CompileError, match="approx"):
+        heinfer.compile(bc, cal, tmp_path, name="bad", maxpool="max")
