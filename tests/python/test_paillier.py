@@ -104,6 +104,16 @@ def test_auto_costs_paillier_and_says_why(heinfer_bin, cancer):
     assert by["lwe"]["query_bytes"] + by["lwe"]["answer_bytes"] < by["paillier"]["query_bytes"] + by["paillier"]["answer_bytes"]
 
 
+def test_auto_keeps_a_ckks_protection_asked_for(heinfer_bin, cancer):
+    # Output DP is a CKKS mechanism: auto must not trade it for LWE's smaller bytes, and an
+    # explicit linear scheme with it is refused rather than silently unprotected.
+    r = json.loads(compile_(heinfer_bin, cancer, cancer["dir"] / "auto_dp", "auto", "--output-dp", "1").stdout)
+    assert r["choice"]["chosen"] == "ckks" and "--output-dp" in r["choice"]["reason"], r["choice"]
+    for scheme in ("lwe", "paillier"):
+        bad = compile_(heinfer_bin, cancer, cancer["dir"] / f"{scheme}_dp", scheme, "--output-dp", "1", check=False)
+        assert bad.returncode != 0 and "CKKS models only" in bad.stderr, bad.stderr
+
+
 def test_bgv_without_quantize_is_refused(heinfer_bin, cancer):
     r = compile_(heinfer_bin, cancer, cancer["dir"] / "bgv", "bgv", check=False)
     assert r.returncode != 0 and "--quantize" in r.stderr, r.stderr

@@ -355,7 +355,12 @@ fn run(cli: Cli) -> Result<(), String> {
             match (&c, json) {
                 (compiler::CompiledAny::Ckks(c), true) => {
                     let r = c.model.report.as_ref().expect("compile makes a report");
-                    println!("{}", serde_json::to_string_pretty(r).unwrap());
+                    // The report, and beside it which scheme was chosen and why.
+                    let mut v = serde_json::to_value(r).map_err(|e| e.to_string())?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("choice".into(), serde_json::to_value(&choice).map_err(|e| e.to_string())?);
+                    }
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap());
                 }
                 (compiler::CompiledAny::Paillier(p), true) => println!(
                     "{}",

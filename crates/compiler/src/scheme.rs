@@ -321,6 +321,20 @@ pub fn compile_with_scheme(
             "--public-features splits a CKKS program's first layer: use it with --scheme ckks".into(),
         ));
     }
+    // Output DP, circuit privacy and the slot mask are CKKS mechanisms: asked for, they
+    // decide the scheme (auto must not drop a protection the owner asked for).
+    let ckks_only = [
+        (opts.output_dp.is_some(), "--output-dp"),
+        (opts.circuit_privacy.is_some(), "--circuit-privacy"),
+        (opts.mask_unused_slots, "--mask-unused-slots"),
+    ]
+    .into_iter()
+    .find_map(|(on, flag)| on.then_some(flag));
+    if let (Some(flag), SchemeRequest::Paillier | SchemeRequest::Lwe) = (ckks_only, req) {
+        return Err(CompileError::Params(format!(
+            "{flag} is built for CKKS models only: use it with --scheme ckks (or auto), or drop it"
+        )));
+    }
     progress("parsing ONNX");
     let mut m = onnx::parse_model(onnx_bytes)?;
     passes::run(&mut m.graph);
@@ -355,10 +369,16 @@ pub fn compile_with_scheme(
         (SchemeRequest::Ckks, _) => (Scheme::Ckks, "asked for (--scheme ckks)".to_string()),
         (SchemeRequest::Paillier, _) => (Scheme::Paillier, "asked for (--scheme paillier)".to_string()),
         (SchemeRequest::Lwe, _) => (Scheme::Lwe, "asked for (--scheme lwe)".to_string()),
+        _ if ckks_only.is_some() => {
+            (Scheme::Ckks, format!("{} asked for: only CKKS models carry it", ckks_only.unwrap_or_default()))
+        }
         (_, Ok(_)) if total(&lwe_cand) < total(&linear_cand) => (
             Scheme::Lwe,
             format!(
-                "a linear model scored one sample at a time: seeded LWE needs no keys at all and sends the fewest                  bytes ({} B query + {} B answer, against Paillier's {} B + {} B and a {} B public key); scores are                  approximate within a stated bound, and the answer reveals the weights to the client — pass                  --scheme paillier to keep them private",
+                "a linear model scored one sample at a time: seeded LWE needs no keys at all and sends the fewest \
+                 bytes ({} B query + {} B answer, against Paillier's {} B + {} B and a {} B public key); scores are \
+                 approximate within a stated bound, and the answer reveals the weights to the client — pass \
+                 --scheme paillier to keep them private",
                 lwe_cand.query_bytes,
                 lwe_cand.answer_bytes,
                 linear_cand.query_bytes,
