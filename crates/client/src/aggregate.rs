@@ -221,7 +221,8 @@ pub fn collective_key(config: &RoundConfig, crs: &[u8; 32], shares: &[&[u8]]) ->
 /// collective key at the round's scale, in the container the server accepts. Sign it
 /// with `aggregate::Signer::sign("contribution", round id, payload)`.
 pub fn contribution(config: &RoundConfig, public_key: &[u8], values: &[f64]) -> Result<Vec<u8>, AggregationError> {
-    let params = parameters(config)?;
+    // Built once: a parameter set's tables are the costly part.
+    let (params, integer) = config.parameters().map_err(|e| AggregationError::Config(e.to_string()))?;
     if values.len() != config.length {
         return Err(AggregationError::Values(format!(
             "{} values; round {} takes vectors of {}",
@@ -234,7 +235,7 @@ pub fn contribution(config: &RoundConfig, public_key: &[u8], values: &[f64]) -> 
         return Err(AggregationError::Values(format!("value {i} is not finite")));
     }
     let pk = PublicKey::from_bytes(&params, public_key).map_err(wire("collective public key"))?;
-    if let Ok((_, Some(bp))) = config.parameters() {
+    if let Some(bp) = integer {
         return integer_contribution(&bp, &pk, values);
     }
     let enc = Encoder::new(&params);
