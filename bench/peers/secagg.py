@@ -25,9 +25,11 @@ CLIENTS = int(os.environ.get("SECAGG_CLIENTS", 100))
 LENGTH = int(os.environ.get("SECAGG_LENGTH", 2**16))
 COMMITTEE, THRESHOLD = 5, 3
 DROPPED = set(range(CLIENTS // 10))  # clients 0..9 drop out
-# heinfer's round: exact integers (BGV, plaintext modulus T > twice the largest |sum|),
-# or SECAGG_T=0 for a real-valued (CKKS) round rounded at the end.
-PLAINTEXT_MODULUS = int(os.environ.get("SECAGG_T", 65537)) or None
+# heinfer's round: exact integers packed by their bound (BGV, several values per
+# coefficient, t chosen; SECAGG_BOUND=0 for one value per coefficient under
+# T = SECAGG_T), or SECAGG_T=0 SECAGG_BOUND=0 for a real-valued (CKKS) round.
+VALUE_BOUND = int(os.environ.get("SECAGG_BOUND", 100)) or None
+PLAINTEXT_MODULUS = None if VALUE_BOUND else (int(os.environ.get("SECAGG_T", 65537)) or None)
 
 
 def vectors():
@@ -58,7 +60,7 @@ def heinfer_run(out, heinfer_bin):
         clients = [agg.Signer.generate() for _ in range(CLIENTS)]
         config = agg.round_config("bench", LENGTH, [m.public_hex() for m in members], THRESHOLD,
                                   [c.public_hex() for c in clients], CLIENTS // 2, int(time.time()) + 7200,
-                                  plaintext_modulus=PLAINTEXT_MODULUS)
+                                  plaintext_modulus=PLAINTEXT_MODULUS, value_bound=VALUE_BOUND)
         crs = os.urandom(32).hex()
         begun = {j: agg.begin(config, crs, j) for j in range(1, COMMITTEE + 1)}
         for j in begun:
@@ -97,7 +99,7 @@ def heinfer_run(out, heinfer_bin):
         server_s += time.perf_counter() - t
         err = float(np.abs(got - want).max())
         exact = bool(np.array_equal(np.rint(got).astype(np.int64), want))
-        res = dict(library="heinfer", scheme="bgv" if PLAINTEXT_MODULUS else "ckks", clients=CLIENTS, length=LENGTH, dropped=len(DROPPED), committee=COMMITTEE,
+        res = dict(library="heinfer", scheme=("bgv, packed" if VALUE_BOUND else "bgv") if (PLAINTEXT_MODULUS or VALUE_BOUND) else "ckks", clients=CLIENTS, length=LENGTH, dropped=len(DROPPED), committee=COMMITTEE,
                    threshold=THRESHOLD, member_down=1, upload_bytes_per_client=int(np.mean(upload)),
                    server_s=server_s, client_encrypt_s=float(np.mean(enc_s)), member_share_s=float(np.mean(member_s)),
                    max_abs_error=err, exact=exact)

@@ -35,13 +35,17 @@ Signer = _native.Signer
 
 def round_config(id: str, length: int, committee: Sequence[str], threshold: int, contributors: Sequence[str],
                  min_contributors: int, deadline_unix_s: int, log_n: int = 13, q_bits: Sequence[int] = (60, 60),
-                 p_bits: Sequence[int] = (60,), scale_bits: int = 80, plaintext_modulus: Optional[int] = None) -> str:
+                 p_bits: Sequence[int] = (60,), scale_bits: int = 80, plaintext_modulus: Optional[int] = None,
+                 value_bound: Optional[int] = None) -> str:
     """A round's configuration JSON. Members are numbered 1.. in the order of ``committee``
     (their public signing keys, hex). With ``plaintext_modulus`` t the round sums integers
-    exactly (BGV; t above twice the largest |sum|) and ``scale_bits`` is ignored."""
+    exactly (BGV; t above twice the largest |sum|) and ``scale_bits`` is ignored. With
+    ``value_bound`` B (every value an integer with |v| ≤ B) the integer round packs several
+    values per coefficient, so contributions are several times smaller; t is then chosen
+    unless given."""
     return _native.aggregate_round_config(id, length, list(committee), threshold, list(contributors), min_contributors,
                                           deadline_unix_s, log_n, list(q_bits), list(p_bits), scale_bits,
-                                          plaintext_modulus)
+                                          plaintext_modulus, value_bound)
 
 
 def begin(config: str, crs: str, member: int) -> Tuple[bytes, Dict[int, bytes]]:

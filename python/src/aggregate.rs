@@ -63,7 +63,7 @@ impl Signer {
 /// Writes a round configuration JSON from its parts (parameters from prime sizes).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (id, length, committee, threshold, contributors, min_contributors, deadline_unix_s, log_n=13, q_bits=vec![60, 60], p_bits=vec![60], scale_bits=80, plaintext_modulus=None))]
+#[pyo3(signature = (id, length, committee, threshold, contributors, min_contributors, deadline_unix_s, log_n=13, q_bits=vec![60, 60], p_bits=vec![60], scale_bits=80, plaintext_modulus=None, value_bound=None))]
 pub fn aggregate_round_config(
     py: Python<'_>,
     id: String,
@@ -78,6 +78,7 @@ pub fn aggregate_round_config(
     p_bits: Vec<u32>,
     scale_bits: u32,
     plaintext_modulus: Option<u64>,
+    value_bound: Option<u64>,
 ) -> PyResult<String> {
     run(py, "writing a round configuration", move || {
         let c = agg::new_round(
@@ -92,10 +93,7 @@ pub fn aggregate_round_config(
             deadline_unix_s,
         )
         .map_err(fail)?;
-        let c = match plaintext_modulus {
-            Some(t) => agg::integer_round(c, t).map_err(fail)?,
-            None => c,
-        };
+        let c = agg::with_integers(c, plaintext_modulus, value_bound).map_err(fail)?;
         serde_json::to_string(&c).map_err(|e| Failure(Kind::Aggregation, e.to_string()))
     })
 }

@@ -1,6 +1,7 @@
 """Secure aggregation from Python (`heinfer.aggregate`) against `heinfer serve`: a
 committee of 3 (threshold 2), 3 contributors, the sum; the errors a user meets arrive
 as `heinfer.AggregationError` with the reason."""
+import json
 import time
 
 import numpy as np
@@ -83,14 +84,18 @@ def test_an_oversized_answer_is_refused_before_it_is_read_whole():
         srv.shutdown()
 
 
-def test_an_integer_round_sums_exactly(aggregation_server, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("packed", [False, True])
+def test_an_integer_round_sums_exactly(aggregation_server, tmp_path, packed):  # noqa: F811
     """plaintext_modulus: BGV, coefficient-encoded integers; the sum is exact to the unit
-    (a CKKS round at the default scale would not keep these 12-digit values' last digits)."""
+    (a CKKS round at the default scale would not keep these 12-digit values' last digits).
+    value_bound instead: t is chosen and two values share each coefficient, so the
+    contribution is half the bytes, and the sum is still exact (values at ±bound too)."""
     members = [agg.Signer.generate() for _ in range(3)]
     clients = [agg.Signer.generate() for _ in range(3)]
-    t = (1 << 40) + 15
-    config = agg.round_config("py-ints", 10_000, [m.public_hex() for m in members], 2,
-                              [c.public_hex() for c in clients], 2, int(time.time()) + 3600, plaintext_modulus=t)
+    bound = 10**6
+    kw = dict(value_bound=bound) if packed else dict(plaintext_modulus=(1 << 40) + 15)
+    args = ([m.public_hex() for m in members], 2, [c.public_hex() for c in clients], 2, int(time.time()) + 3600)
+    config = agg.round_config("py-ints", 10_000, *args, **kw)
     crs = "ef" * 32
     begun = {j: agg.begin(config, crs, j) for j in (1, 2, 3)}
     for j in (1, 2, 3):
@@ -99,7 +104,15 @@ def test_an_integer_round_sums_exactly(aggregation_server, tmp_path):  # noqa: F
     r = agg.Round(aggregation_server, config)
     r.create(pk)
     rng = np.random.default_rng(5)
-    vs = [rng.integers(-10**11, 10**11, size=10_000) for _ in clients[:2]]   # client 3 drops out
+    top = bound + 1 if packed else 10**11
+    vs = [rng.integers(-top + 1, top, size=10_000) for _ in clients[:2]]   # client 3 drops out
+    if packed:
+        vs[0][:100], vs[1][:100] = bound, bound
+        unpacked = agg.round_config("py-ints", 10_000, *args, plaintext_modulus=json.loads(config)["plaintext_modulus"])
+        size = [len(agg._native.aggregate_contribution(c, pk, [0.0] * 10_000, None)) for c in (config, unpacked)]
+        assert size[0] * 1.9 < size[1], size
+        with pytest.raises(heinfer.AggregationError, match="value bound"):
+            r.contribute(np.full(10_000, bound + 1), clients[2], pk)
     for c, v in zip(clients, vs):
         r.contribute(v, c, pk)
     with pytest.raises(heinfer.AggregationError, match="not an integer"):

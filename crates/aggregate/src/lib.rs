@@ -28,4 +28,4 @@ pub mod store;
 pub use auth::{signing_message, Signer};
 pub use dp::{privatize, Accountant, DpConfig};
 pub use error::AggregateError;
-pub use round::{Round, RoundConfig, Status};
+pub use round::{Packing, Round, RoundConfig, Status};

@@ -43,6 +43,61 @@ pub struct RoundConfig {
     /// is then 1. Absent: CKKS at `scale`, real values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plaintext_modulus: Option<u64>,
+    /// Packed integer rounds: every value is an integer with |v| ≤ this bound, and each
+    /// plaintext coefficient carries several values as digits (see [`Packing`]), so a
+    /// contribution is several times smaller. Only with `plaintext_modulus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_bound: Option<u64>,
+}
+
+/// How a packed integer round puts several values in one coefficient: value v travels
+/// as the digit v + bound ∈ [0, 2·bound], `per_coefficient` digits of `width` bits each.
+/// A digit's sum over every allowed contributor stays below 2^width (no carry into the
+/// next digit) and the whole coefficient below 2^(width·per_coefficient) ≤ t (no wrap),
+/// so digits are read back exactly and the offsets removed with the number of
+/// contributions. A client that breaks its bound corrupts the sum — as any dishonest
+/// value does — and the client library refuses to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packing {
+    /// Largest |value|.
+    pub bound: u64,
+    /// Bits per digit.
+    pub width: u32,
+    /// Digits per coefficient (≥ 1).
+    pub per_coefficient: usize,
+}
+
+impl Packing {
+    /// The digit width for values |v| ≤ `bound` summed over up to `contributors`: the
+    /// bits of 2·bound·contributors.
+    pub fn width(bound: u64, contributors: usize) -> Option<u32> {
+        let top = (2 * bound as u128).checked_mul(contributors.max(1) as u128)?;
+        let w = 128 - top.leading_zeros();
+        (w <= 52).then_some(w.max(1))
+    }
+
+    /// Coefficients of `values` (integers, |v| ≤ bound, consecutive values share a
+    /// coefficient; the last coefficient padded with zeros).
+    pub fn pack(&self, values: &[i64]) -> Vec<i64> {
+        values
+            .chunks(self.per_coefficient)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0i64, |acc, (j, &v)| acc + ((v + self.bound as i64) << (self.width as usize * j)))
+            })
+            .collect()
+    }
+
+    /// The values of a summed coefficient (in [0, t)) of `contributions` contributions.
+    pub fn unpack(&self, coefficient: u64, contributions: usize, out: &mut Vec<f64>) {
+        let mask = (1u64 << self.width) - 1;
+        let offset = self.bound as i128 * contributions as i128;
+        for j in 0..self.per_coefficient {
+            let digit = (coefficient >> (self.width as usize * j)) & mask;
+            out.push((digit as i128 - offset) as f64);
+        }
+    }
 }
 
 impl RoundConfig {
@@ -59,13 +114,23 @@ impl RoundConfig {
         }
     }
 
-    /// Values one ciphertext holds: N/2 CKKS slots, or N BGV coefficients.
+    /// Values one ciphertext holds: N/2 CKKS slots, or N BGV coefficients (times the
+    /// digits per coefficient in a packed round).
     pub fn values_per_ciphertext(&self, params: &Parameters) -> usize {
         if self.plaintext_modulus.is_some() {
-            params.n()
+            params.n() * self.packing().map_or(1, |p| p.per_coefficient)
         } else {
             params.slots()
         }
+    }
+
+    /// A packed integer round's digits: `None` for unpacked rounds, and for a bound that
+    /// leaves no digit room below t (which [`Round::create`] refuses).
+    pub fn packing(&self) -> Option<Packing> {
+        let (bound, t) = (self.value_bound?, self.plaintext_modulus?);
+        let width = Packing::width(bound, self.contributors.len())?;
+        let per_coefficient = (t.ilog2() / width) as usize;
+        (per_coefficient >= 1).then_some(Packing { bound, width, per_coefficient })
     }
 
     /// For an integer round: whether shares smudged for 2^-`security_bits` leave the
@@ -158,6 +223,15 @@ impl Round {
         }
         // Members smudge for 2^-40 by default: the round must leave them room.
         config.check_integer_room(&params, 40)?;
+        if let Some(b) = config.value_bound {
+            if config.plaintext_modulus.is_none() || config.packing().is_none() {
+                return bad(format!(
+                    "value_bound {b}: a packed round needs a plaintext_modulus t ≥ 2·bound·contributors = {} \
+                     (create the round with the bound alone to have t chosen)",
+                    2 * b as u128 * config.contributors.len().max(1) as u128
+                ));
+            }
+        }
         if bgv.is_some() && config.scale != 1.0 {
             return bad(format!("scale {}: an integer round (plaintext_modulus) has scale 1", config.scale));
         }
@@ -445,8 +519,17 @@ impl Round {
                     let m = bgv::decrypt_from_phase(bp, &pt, 1).map_err(bad)?;
                     let t = bp.plaintext_modulus();
                     let coeffs = bgv::Encoder::new(bp).decode_coeffs(&m).map_err(bad)?;
-                    // Centered: (−t/2, t/2].
-                    values.extend(coeffs.into_iter().map(|c| if c > t / 2 { c as f64 - t as f64 } else { c as f64 }));
+                    match self.config.packing() {
+                        Some(p) => coeffs.into_iter().for_each(|c| p.unpack(c, self.contributed.len(), &mut values)),
+                        // Centered: (−t/2, t/2].
+                        None => values.extend(coeffs.into_iter().map(|c| {
+                            if c > t / 2 {
+                                c as f64 - t as f64
+                            } else {
+                                c as f64
+                            }
+                        })),
+                    }
                 }
             }
         }

@@ -93,6 +93,7 @@ fn a_round_with_dropouts_and_restarts_sums_exactly_what_arrived() {
         deadline_unix_s: 1_000,
         contributors: clients.iter().map(Signer::public_hex).collect(),
         plaintext_modulus: None,
+        value_bound: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let mut round = Round::create(config.clone(), &c.pk.to_bytes()).unwrap();
@@ -214,6 +215,7 @@ fn a_round_under_its_minimum_fails_at_the_deadline_and_bad_configs_are_refused()
         deadline_unix_s: 50,
         contributors: clients.iter().map(Signer::public_hex).collect(),
         plaintext_modulus: None,
+        value_bound: None,
     };
     let mut round = Round::create(config.clone(), &c.pk.to_bytes()).unwrap();
     let payload = contribution(&params, &c.pk, &[1.0; 10], scale);
@@ -257,6 +259,7 @@ fn an_integer_round_sums_exactly_through_dropouts() {
         deadline_unix_s: u64::MAX,
         contributors: clients.iter().map(Signer::public_hex).collect(),
         plaintext_modulus: Some(t),
+        value_bound: None,
     };
     // A CKKS key is refused for it (another fingerprint), and so is a scale other than 1.
     let ckks_pk = committee(&params()).pk;
@@ -320,9 +323,77 @@ fn an_integer_round_without_room_for_the_shares_is_refused() {
         deadline_unix_s: u64::MAX,
         contributors: vec![signer.public_hex(); 100],
         plaintext_modulus: Some((1 << 52) + 21),
+        value_bound: None,
     };
     let e = config.check_integer_room(&config.parameters().unwrap().0, 40).unwrap_err();
     assert!(e.to_string().contains("smaller plaintext_modulus"), "{e}");
     config.plaintext_modulus = Some(65537);
     config.check_integer_room(&config.parameters().unwrap().0, 40).unwrap();
+}
+
+/// A packed integer round: |v| ≤ 1 000 from 6 allowed clients needs 14-bit digits, so
+/// three values share a coefficient under t > 2^42 — 20 000 values fit one ciphertext
+/// where an unpacked round needs three — and the sum is still exact to the unit, at the
+/// bounds too (a carry between digits or a wrong offset would show there).
+#[test]
+fn a_packed_integer_round_sums_exactly_in_fewer_ciphertexts() {
+    use aggregate::Packing;
+    let (bound, length) = (1000u64, 20_000usize);
+    let clients: Vec<Signer> = (0..6).map(|i| Signer::from_seed(&[i as u8 + 80; 32])).collect();
+    assert_eq!(Packing::width(bound, clients.len()), Some(14));
+    let t = ((1u64 << 42)..).find(|&t| rlwe::ring::arith::is_prime(t)).unwrap();
+    let spec = params().spec().clone();
+    let bp = bgv::Parameters::from_spec(&spec, t).unwrap();
+    let rp = bp.rlwe().clone();
+    let mut c = committee(&rp);
+    let config = RoundConfig {
+        id: "packed".into(),
+        params: spec,
+        length,
+        scale: 1.0,
+        committee: c.signers.iter().map(|(&j, s)| (j, s.public_hex())).collect(),
+        threshold: 3,
+        min_contributors: 2,
+        deadline_unix_s: u64::MAX,
+        contributors: clients.iter().map(Signer::public_hex).collect(),
+        plaintext_modulus: Some(t),
+        value_bound: Some(bound),
+    };
+    let packing = config.packing().unwrap();
+    assert_eq!((packing.width, packing.per_coefficient), (14, 3));
+    // A bound that leaves no digit room below t, or a bound without t, is refused.
+    for bad in [
+        RoundConfig { value_bound: Some(1 << 40), ..config.clone() },
+        RoundConfig { plaintext_modulus: None, scale: 2f64.powi(40), ..config.clone() },
+    ] {
+        assert!(Round::create(bad, &c.pk.to_bytes()).is_err());
+    }
+    let mut round = Round::create(config.clone(), &c.pk.to_bytes()).unwrap();
+    assert_eq!(round.ciphertexts(), 1, "3 × 8192 values per ciphertext");
+    let enc = bgv::Encoder::new(&bp);
+    let mut expected = vec![0i64; length];
+    for (i, who) in clients.iter().enumerate().skip(1) {
+        // Values at ±bound for two clients (the digits' extremes), mixed for the rest.
+        let v: Vec<i64> = (0..length as i64)
+            .map(|k| match i {
+                1 => bound as i64,
+                2 => -(bound as i64),
+                _ => (i as i64 * 7919 + k * 104_729) % 2001 - 1000,
+            })
+            .collect();
+        let pt = enc.encode_coeffs(&packing.pack(&v), bp.max_level()).unwrap();
+        let ct = bgv::Encryptor::new(&bp, &c.pk).unwrap().encrypt(&pt).unwrap();
+        let payload = join(CONTRIBUTION_MAGIC, &[ct.to_bytes()]);
+        round.contribute(&who.public_hex(), &who.sign("contribution", "packed", &payload), &payload, 1).unwrap();
+        for (e, x) in expected.iter_mut().zip(&v) {
+            *e += x;
+        }
+    }
+    round.close().unwrap();
+    for m in [1u32, 2, 3] {
+        let (p, s) = shares(&round, &rp, &mut c, m, &[1, 2, 3]);
+        round.submit_shares(m, &s, &p).unwrap();
+    }
+    let got: Vec<i64> = round.result().unwrap().iter().map(|&x| x as i64).collect();
+    assert_eq!(got, expected, "the packed sum is exact");
 }

@@ -57,6 +57,10 @@ pub enum AggregateCmd {
         /// --scale-bits is then ignored
         #[arg(long, value_name = "T")]
         integers: Option<u64>,
+        /// sum integers exactly, packed: every value an integer with |v| ≤ B, several values per
+        /// coefficient (contributions several times smaller); t is chosen unless --integers gives it
+        #[arg(long, value_name = "B")]
+        value_bound: Option<u64>,
         #[arg(long, short = 'o')]
         output: PathBuf,
     },
@@ -268,6 +272,7 @@ pub fn run(cmd: AggregateCmd) -> Result<(), String> {
             min_contributors,
             deadline_in_s,
             integers,
+            value_bound,
             output,
         } => {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -283,10 +288,7 @@ pub fn run(cmd: AggregateCmd) -> Result<(), String> {
                 now.saturating_add(deadline_in_s),
             )
             .map_err(|e| e.to_string())?;
-            let config = match integers {
-                Some(t) => agg::integer_round(config, t).map_err(|e| e.to_string())?,
-                None => config,
-            };
+            let config = agg::with_integers(config, integers, value_bound).map_err(|e| e.to_string())?;
             let json = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
             fs::write(&output, json).map_err(|e| format!("{}: {e}", output.display()))?;
             println!("{}", json!({"round": config.id, "config": output}));

@@ -115,6 +115,7 @@ pub fn new_round(
         deadline_unix_s,
         contributors,
         plaintext_modulus: None,
+        value_bound: None,
     })
 }
 
@@ -129,6 +130,58 @@ pub fn integer_round(mut config: RoundConfig, t: u64) -> Result<RoundConfig, Agg
         return Err(AggregationError::Config("plaintext modulus: below 2^53".into()));
     }
     Ok(config)
+}
+
+/// The same round summing integers exactly and packed: every value an integer with
+/// |v| ≤ `bound`, several values per coefficient (`aggregate::Packing`). The plaintext
+/// modulus is chosen: the smallest prime above 2^(width·k) for the largest number k of
+/// digits per coefficient that still leaves the committee's smudged shares room below
+/// Q (the same check the server makes), so a contribution is up to k times smaller.
+pub fn packed_integer_round(mut config: RoundConfig, bound: u64) -> Result<RoundConfig, AggregationError> {
+    let width = aggregate::Packing::width(bound, config.contributors.len()).ok_or_else(|| {
+        AggregationError::Config(format!("value bound {bound}: 2·bound·contributors must stay below 2^52"))
+    })?;
+    let mut last = None;
+    for k in (1..=52 / width).rev() {
+        let t = (1u64 << (width * k)..).find(|&t| ring::arith::is_prime(t)).expect("primes are dense");
+        let candidate = RoundConfig { value_bound: Some(bound), ..integer_round(config.clone(), t)? };
+        let (params, _) = candidate.parameters().map_err(|e| AggregationError::Config(e.to_string()))?;
+        match candidate.check_integer_room(&params, 40) {
+            Ok(()) => {
+                config = candidate;
+                return Ok(config);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(AggregationError::Config(format!(
+        "value bound {bound} with {} contributors: not even one {width}-bit digit per coefficient fits ({})",
+        config.contributors.len(),
+        last.map_or_else(String::new, |e| e.to_string())
+    )))
+}
+
+/// A round as the CLI and the SDK ask for it: real-valued (neither given), integer with
+/// modulus t, packed with t chosen from the value bound, or packed under a given t.
+pub fn with_integers(
+    config: RoundConfig,
+    plaintext_modulus: Option<u64>,
+    value_bound: Option<u64>,
+) -> Result<RoundConfig, AggregationError> {
+    match (plaintext_modulus, value_bound) {
+        (None, None) => Ok(config),
+        (Some(t), None) => integer_round(config, t),
+        (None, Some(b)) => packed_integer_round(config, b),
+        (Some(t), Some(b)) => {
+            let c = RoundConfig { value_bound: Some(b), ..integer_round(config, t)? };
+            match c.packing() {
+                Some(_) => Ok(c),
+                None => Err(AggregationError::Config(format!(
+                    "value bound {b}: t = {t} holds no digit of 2·bound·contributors; give a larger t or none (then it is chosen)"
+                ))),
+            }
+        }
+    }
 }
 
 /// The round's parameters, checked at 128 bits: the CKKS set, or for an integer round
@@ -236,7 +289,7 @@ pub fn contribution(config: &RoundConfig, public_key: &[u8], values: &[f64]) -> 
     }
     let pk = PublicKey::from_bytes(&params, public_key).map_err(wire("collective public key"))?;
     if let Some(bp) = integer {
-        return integer_contribution(&bp, &pk, values);
+        return integer_contribution(&bp, &pk, values, config.packing());
     }
     let enc = Encoder::new(&params);
     let mut encryptor = Encryptor::new(&pk);
@@ -254,22 +307,38 @@ pub fn contribution(config: &RoundConfig, public_key: &[u8], values: &[f64]) -> 
 /// An integer round's contribution: each value an integer with |v| < t/2 (so that a
 /// sum is read back exactly while it stays in that range), coefficient-encoded, N per
 /// BGV ciphertext.
-fn integer_contribution(bp: &bgv::Parameters, pk: &PublicKey, values: &[f64]) -> Result<Vec<u8>, AggregationError> {
+fn integer_contribution(
+    bp: &bgv::Parameters,
+    pk: &PublicKey,
+    values: &[f64],
+    packing: Option<aggregate::Packing>,
+) -> Result<Vec<u8>, AggregationError> {
     let half = (bp.plaintext_modulus() / 2) as f64;
-    if let Some(i) = values.iter().position(|x| x.fract() != 0.0 || x.abs() >= half) {
+    let (fits, what): (Box<dyn Fn(f64) -> bool>, String) = match packing {
+        // A value past the bound would carry into its neighbour's digit: refused here.
+        Some(p) => {
+            (Box::new(move |x: f64| x.abs() <= p.bound as f64), format!("at most the round's value bound {}", p.bound))
+        }
+        None => (Box::new(move |x: f64| x.abs() < half), format!("below t/2 = {half}")),
+    };
+    if let Some(i) = values.iter().position(|&x| x.fract() != 0.0 || !fits(x)) {
         return Err(AggregationError::Values(format!(
-            "value {i} ({}) is not an integer of magnitude below t/2 = {half}; this round sums integers exactly",
+            "value {i} ({}) is not an integer of magnitude {what}; this round sums integers exactly",
             values[i]
         )));
     }
+    let ints: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+    let coeffs = match packing {
+        Some(p) => p.pack(&ints),
+        None => ints,
+    };
     let bgv_err = |e: bgv::Error| AggregationError::Values(format!("encrypting: {e}"));
     let enc = bgv::Encoder::new(bp);
     let mut encryptor = bgv::Encryptor::new(bp, pk).map_err(bgv_err)?;
-    let cts = values
+    let cts = coeffs
         .chunks(bp.n())
         .map(|chunk| {
-            let ints: Vec<i64> = chunk.iter().map(|&v| v as i64).collect();
-            let pt = enc.encode_coeffs(&ints, bp.max_level()).map_err(bgv_err)?;
+            let pt = enc.encode_coeffs(chunk, bp.max_level()).map_err(bgv_err)?;
             Ok(encryptor.encrypt(&pt).map_err(bgv_err)?.to_bytes())
         })
         .collect::<Result<Vec<_>, AggregationError>>()?;

@@ -58,6 +58,7 @@ fn a_round_over_http_survives_a_dropout_and_a_restart() {
         deadline_unix_s: u64::MAX,
         contributors: clients.iter().map(Signer::public_hex).collect(),
         plaintext_modulus: None,
+        value_bound: None,
     };
     let create = join(b"HEAN", &[serde_json::to_vec(&config).unwrap(), pk.to_bytes()]);
     let r = raw(addr, "POST", "/v2/aggregate/rounds", &[], &create);
@@ -170,6 +171,7 @@ fn finished_rounds_are_deleted_or_make_way_and_running_ones_stay() {
             deadline_unix_s: u64::MAX,
             contributors: vec![client.public_hex()],
             plaintext_modulus: None,
+            value_bound: None,
         };
         raw(
             addr,
@@ -248,6 +250,7 @@ fn a_round_over_grpc_is_the_same_round_as_over_http() {
         deadline_unix_s: u64::MAX,
         contributors: clients.iter().map(Signer::public_hex).collect(),
         plaintext_modulus: None,
+        value_bound: None,
     };
     let enc = Encoder::new(&params);
     let contributions: Vec<(Vec<f64>, Vec<u8>)> = (0..3)
