@@ -59,7 +59,7 @@ def compile_privacy_models(heinfer_bin, repo):
     env = dict(os.environ, HEINFER_PYTHON=sys.executable)
     common = [heinfer_bin, "compile", os.path.join(ROOT, "models", "breast_cancer_lr.onnx"), "--calibration",
               os.path.join(DATA, "breast_cancer_train_x.npy"), "--no-onnxruntime", "-o", str(repo), "--json"]
-    for name, extra in [(CP_MODEL, ["--circuit-privacy", str(CP_LAMBDA), "--scale-bits", "50"]),
+    for name, extra in [(CP_MODEL, ["--circuit-privacy", str(CP_LAMBDA)]),
                         (DP_MODEL, ["--output-dp", f"{DP_EPS},1e-5", "--dp-budget", str(DP_BUDGET)])]:
         subprocess.run(common + ["--name", name, *extra], env=env, capture_output=True, text=True, check=True)
 
