@@ -17,7 +17,30 @@ use ckks::Parameters;
 use model::circuit::{l1_from_slot_bound, CircuitPrivacy};
 use model::HeModel;
 
-use crate::CompileError;
+use crate::{CompileError, Options};
+
+/// Scales tried, most precise first, when circuit privacy is asked and `--scale-bits` is
+/// not fixed: the flood costs ~60 bits of the answer's precision, so the compiler's usual
+/// choice (the smallest scale the noise analysis allows, for the smallest keys) leaves it
+/// nothing. 50 bits is the most a 60-bit q0 holds with the outputs' headroom.
+const PRECISE_SCALES: [u32; 3] = [50, 45, 40];
+
+/// Parameters for the program: with circuit privacy and no fixed scale, the first of
+/// `PRECISE_SCALES` that `choose` accepts (then the usual choice); otherwise `choose` as asked.
+pub(crate) fn choose_parameters<T>(
+    opts: &Options,
+    choose: impl Fn(&Options) -> Result<T, CompileError>,
+) -> Result<T, CompileError> {
+    if opts.circuit_privacy.is_none() || opts.scale_bits.is_some() {
+        return choose(opts);
+    }
+    for s in PRECISE_SCALES {
+        if let Ok(c) = choose(&Options { scale_bits: Some(s), ..opts.clone() }) {
+            return Ok(c);
+        }
+    }
+    choose(opts)
+}
 
 /// Margin over the largest modelled error seen on calibration samples.
 pub(crate) const SAFETY: f64 = 64.0;
@@ -54,8 +77,8 @@ pub(crate) fn configure(
         format!(
             "circuit privacy at 2^-{lambda} needs a flood of 2^{} per coefficient (the answer's error is bounded by \
              ‖e‖₁ ≤ 2^{:.1}); {what}. The flood costs {bits_lost:.0} bits of the answer's precision (λ, the bound's \
-             margin and the ring's √N factors); {} Compile without --circuit-privacy, or raise the output precision (--scale-bits, a \
-             larger ring)",
+             margin and the ring's √N factors); {} Compile without --circuit-privacy, or raise the output precision (--scale-bits up \
+             to 50; without it the compiler has tried 50, 45 and 40; a larger ring costs more bits)",
             cp.flood_bits,
             l1.log2(),
             if best >= 1.0 {
@@ -96,4 +119,36 @@ pub(crate) fn configure(
         pk = (32 + params.poly_bytes(0..params.q().len())) / 1000,
     );
     Ok((cp, note))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scale each call was asked for, and the first accepted (none below `from`).
+    fn run(opts: &Options, from: u32) -> (Vec<Option<u32>>, Option<u32>) {
+        let asked = std::cell::RefCell::new(vec![]);
+        let got = choose_parameters(opts, |o| {
+            asked.borrow_mut().push(o.scale_bits);
+            match o.scale_bits {
+                Some(s) if s > from => Err(CompileError::Params("too large".into())),
+                s => Ok(s),
+            }
+        })
+        .unwrap();
+        (asked.into_inner(), got)
+    }
+
+    #[test]
+    fn circuit_privacy_tries_the_most_precise_scale_first() {
+        let cp = Options { circuit_privacy: Some(40), ..Options::default() };
+        assert_eq!(run(&cp, 64), (vec![Some(50)], Some(50)));
+        assert_eq!(run(&cp, 45), (vec![Some(50), Some(45)], Some(45)));
+        // None of them: the usual choice.
+        assert_eq!(run(&cp, 30), (vec![Some(50), Some(45), Some(40), None], None));
+        // A fixed scale, or no circuit privacy: asked once, as given.
+        let fixed = Options { scale_bits: Some(44), ..cp.clone() };
+        assert_eq!(run(&fixed, 64), (vec![Some(44)], Some(44)));
+        assert_eq!(run(&Options::default(), 64), (vec![None], None));
+    }
 }

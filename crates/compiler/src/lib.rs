@@ -195,7 +195,8 @@ pub fn compile(
     // real samples are what the split program computes with the public share added (the
     // split program alone would be simulated without it). Its depth is the same and its
     // first layer needs fewer slots and rotations, so what fits the whole fits the split.
-    let chosen = parameters::choose(&ap.network, &cal, opts, reach, mask_output)?;
+    let chosen =
+        circuit_privacy::choose_parameters(opts, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
     let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split)?;
