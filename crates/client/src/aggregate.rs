@@ -137,7 +137,7 @@ pub fn integer_round(mut config: RoundConfig, t: u64) -> Result<RoundConfig, Agg
 /// modulus is chosen: the smallest prime above 2^(width·k) for the largest number k of
 /// digits per coefficient that still leaves the committee's smudged shares room below
 /// Q (the same check the server makes), so a contribution is up to k times smaller.
-pub fn packed_integer_round(mut config: RoundConfig, bound: u64) -> Result<RoundConfig, AggregationError> {
+pub fn packed_integer_round(config: RoundConfig, bound: u64) -> Result<RoundConfig, AggregationError> {
     let width = aggregate::Packing::width(bound, config.contributors.len()).ok_or_else(|| {
         AggregationError::Config(format!("value bound {bound}: 2·bound·contributors must stay below 2^52"))
     })?;
@@ -147,10 +147,7 @@ pub fn packed_integer_round(mut config: RoundConfig, bound: u64) -> Result<Round
         let candidate = RoundConfig { value_bound: Some(bound), ..integer_round(config.clone(), t)? };
         let (params, _) = candidate.parameters().map_err(|e| AggregationError::Config(e.to_string()))?;
         match candidate.check_integer_room(&params, 40) {
-            Ok(()) => {
-                config = candidate;
-                return Ok(config);
-            }
+            Ok(()) => return Ok(candidate),
             Err(e) => last = Some(e),
         }
     }
