@@ -141,13 +141,16 @@ pub fn packed_integer_round(config: RoundConfig, bound: u64) -> Result<RoundConf
     let width = aggregate::Packing::width(bound, config.contributors.len()).ok_or_else(|| {
         AggregationError::Config(format!("value bound {bound}: 2·bound·contributors must stay below 2^52"))
     })?;
+    // The room depends on the ring (N, Q) and t alone: the ring is built once, and only
+    // the chosen t's BGV set (in `integer_round`).
+    let real = RoundConfig { plaintext_modulus: None, value_bound: None, ..config.clone() };
+    let (params, _) = real.parameters().map_err(|e| AggregationError::Config(e.to_string()))?;
     let mut last = None;
     for k in (1..=52 / width).rev() {
         let t = (1u64 << (width * k)..).find(|&t| ring::arith::is_prime(t)).expect("primes are dense");
-        let candidate = RoundConfig { value_bound: Some(bound), ..integer_round(config.clone(), t)? };
-        let (params, _) = candidate.parameters().map_err(|e| AggregationError::Config(e.to_string()))?;
+        let candidate = RoundConfig { plaintext_modulus: Some(t), value_bound: Some(bound), ..config.clone() };
         match candidate.check_integer_room(&params, 40) {
-            Ok(()) => return Ok(candidate),
+            Ok(()) => return Ok(RoundConfig { value_bound: Some(bound), ..integer_round(config, t)? }),
             Err(e) => last = Some(e),
         }
     }
