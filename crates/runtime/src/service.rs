@@ -158,6 +158,8 @@ pub struct CkksService {
     dp: Option<Arc<DpNoise>>,
     /// circuit privacy: every answer flooded under the client's public key
     flooding: Option<Arc<crate::circuit_privacy::Flooding>>,
+    /// layout T (a batch per request), if the model was compiled with it
+    throughput: Option<Arc<crate::throughput::ThroughputService>>,
 }
 
 impl CkksService {
@@ -166,7 +168,7 @@ impl CkksService {
         let (rotation_levels, relin_level) = exe.key_levels();
         let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization())
             .with_levels(exe.params(), &rotation_levels, relin_level);
-        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None }
+        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None, throughput: None }
     }
 
     /// Requires inputs at this level and scale (the client spec says which).
@@ -188,6 +190,17 @@ impl CkksService {
         self.needs.public_key = true;
         self.flooding = Some(Arc::new(flooding));
         self
+    }
+
+    /// Serves layout T too: requests whose ciphertexts are under its parameters.
+    pub fn with_throughput(mut self, t: crate::throughput::ThroughputService) -> Self {
+        self.throughput = Some(Arc::new(t));
+        self
+    }
+
+    /// Layout T, if the model has it.
+    pub fn throughput(&self) -> Option<&crate::throughput::ThroughputService> {
+        self.throughput.as_deref()
     }
 
     /// The circuit-privacy flooding this service adds, if any.
@@ -225,6 +238,9 @@ impl CkksService {
     pub fn register(&self, bundle: &[u8]) -> Result<KeyId, ServiceError> {
         if bundle.starts_with(&paillier::MAGIC) {
             return Err(paillier_key_sent());
+        }
+        if let Some(t) = self.throughput.as_ref().filter(|t| t.owns(bundle)) {
+            return t.register(&self.keys, bundle, None);
         }
         self.register_as(bundle, None)
     }
@@ -274,17 +290,24 @@ impl CkksService {
         plain: Option<crate::public::PlainInput>,
         cancel: &AtomicBool,
     ) -> Result<Response, ServiceError> {
+        if let Some(t) = self.throughput.as_ref().filter(|t| req.ciphertexts.first().is_some_and(|b| t.owns(b))) {
+            crate::public::check(plain, 0)?;
+            return t.infer(&self.keys, self.exe.params(), req, cancel);
+        }
         let plain = crate::public::check(plain, self.exe.public_features())?;
         let params = self.exe.params();
         let id = match (req.evaluation_keys, req.key_id) {
             // A KEY_ID sent with the bundle must name it; checked before the bundle is
             // stored: a mismatch means the client sent something else than it meant.
             (Some(bundle), _) if bundle.starts_with(&paillier::MAGIC) => return Err(paillier_key_sent()),
+            (Some(bundle), _) if self.throughput.as_ref().is_some_and(|t| t.owns(bundle)) => {
+                return Err(crate::throughput::layout_l_with_t_keys())
+            }
             (Some(bundle), given) => self.register_as(bundle, given.map(parse_key_id).transpose()?)?,
             (None, Some(g)) => parse_key_id(g)?,
             (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
         };
-        let keys = self.keys.get(params, id)?;
+        let keys = crate::throughput::l_keys(&self.keys, params, self.throughput.as_deref(), id)?;
         self.check_coverage(&keys)?;
         if let Some(dp) = &self.dp {
             // Refused before any work; charged (atomically, again checked) after.
@@ -308,6 +331,7 @@ impl CkksService {
                          with a key made for its client spec"
                     )));
                 }
+                crate::throughput::check_l_ciphertext(params, self.throughput.as_deref(), index, b)?;
                 let ct = read_any_ciphertext_limited(params, b, max_level)
                     .map_err(|source| ServiceError::Malformed { index, source })?;
                 if let Some((level, scale)) = self.input_level {

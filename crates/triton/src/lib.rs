@@ -456,8 +456,12 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
     let keys = input_ref(request, KEYS)?;
     // Counts against the model before anything is read or split: a shape of a million
     // empty elements costs nothing here.
-    if input.elements != expected {
-        return Err(BackendError::invalid(ServiceError::WrongCount { expected, got: input.elements }.to_string()));
+    if !model.service.accepts_input_count(input.elements) {
+        let e = ServiceError::WrongCount { expected, got: input.elements }.to_string();
+        return Err(BackendError::invalid(match model.service.throughput_count() {
+            Some(n) => format!("{e} (or {n} in layout T: one per input feature)"),
+            None => e,
+        }));
     }
     for (name, t) in [(KEY_ID, &key_id), (KEYS, &keys)] {
         if let Some(t) = t.as_ref().filter(|t| t.elements != 1) {
