@@ -161,6 +161,7 @@ fn assemble(
                 degree2 = false;
             }
             LStage::Square { .. } => {
+                layers.push(ThroughputLayer::Square);
                 macs += (3 * width * (level + 1)) as f64;
                 degree2 = true;
             }
@@ -296,6 +297,7 @@ pub(crate) fn attach(
         },
     };
     if let Some(b) = built {
+        check(&b.program, net, cal)?;
         costs.push(b.cost);
         hem.throughput = Some(b.program);
         hem.client.throughput = Some(b.spec);
@@ -308,4 +310,35 @@ pub(crate) fn attach(
         r.layouts = costs;
     }
     hem.validate().map_err(|e| CompileError::Internal(format!("layout T: {e}")))
+}
+
+/// The layout-T program in f64, for one sample.
+fn simulate(p: &ThroughputProgram, x: &[f64]) -> Vec<f64> {
+    let mut v = x.to_vec();
+    for l in &p.layers {
+        v = match l {
+            ThroughputLayer::Square => v.iter().map(|a| a * a).collect(),
+            ThroughputLayer::Linear { rows, bias, .. } => {
+                rows.iter().zip(bias).map(|(r, b)| b + r.iter().map(|&(i, w)| w * v[i as usize]).sum::<f64>()).collect()
+            }
+        };
+    }
+    v
+}
+
+/// The program computes the network (in f64, on the calibration samples): a compiler
+/// bug here would otherwise only show as wrong decryptions.
+fn check(p: &ThroughputProgram, net: &[LStage], cal: &Calibration) -> Result<(), CompileError> {
+    for r in 0..cal.rows.min(64) {
+        let x = cal.data.row(r);
+        let want = crate::network::forward(net, x);
+        let got = simulate(p, x);
+        let scale = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+        if got.len() != want.len() || got.iter().zip(&want).any(|(g, w)| (g - w).abs() > 1e-9 * scale) {
+            return Err(CompileError::Internal(format!(
+                "layout T: the program differs from the network on calibration sample {r}"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -124,3 +124,76 @@ impl ThroughputProgram {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ThroughputSpec {
+        ThroughputSpec {
+            version: THROUGHPUT_VERSION,
+            params: ParamsSpec { log_n: 13, q: vec![(1 << 30) - 35, (1 << 20) + 1, (1 << 20) + 7], p: vec![], dnum: 1, log_scale: 20.0 },
+            features: 2,
+            input_level: 2,
+            input_scale: 1e6,
+            outputs: 1,
+            output_level: 1,
+            output_scale: 1e9,
+            max_batch: 4096,
+        }
+    }
+
+    fn linear(inputs: u32, outputs: usize) -> ThroughputLayer {
+        ThroughputLayer::Linear {
+            inputs,
+            rows: (0..outputs).map(|_| (0..inputs).map(|i| (i, 0.5)).collect()).collect(),
+            bias: vec![0.0; outputs],
+            target_scale: 1e6,
+        }
+    }
+
+    fn program(layers: Vec<ThroughputLayer>) -> ThroughputProgram {
+        ThroughputProgram { version: THROUGHPUT_VERSION, layers }
+    }
+
+    #[test]
+    fn validate_accepts_linear_square_linear_and_refuses_broken_chains() {
+        let s = spec();
+        assert!(program(vec![linear(2, 3), ThroughputLayer::Square, linear(3, 1)]).validate(&s).is_ok());
+        for bad in [
+            vec![ThroughputLayer::Square, linear(2, 1)],
+            vec![linear(2, 3), ThroughputLayer::Square],
+            vec![linear(2, 3), ThroughputLayer::Square, ThroughputLayer::Square, linear(3, 1)],
+            vec![linear(2, 3), linear(2, 1)],
+            vec![linear(2, 2)],
+        ] {
+            assert!(program(bad.clone()).validate(&s).is_err(), "{bad:?}");
+        }
+        let mut big = spec();
+        big.max_batch = 5000;
+        assert!(program(vec![linear(2, 1)]).validate(&big).is_err());
+        let mut wide = spec();
+        wide.params.q.push(1 << 40);
+        assert!(program(vec![linear(2, 1)]).validate(&wide).is_err());
+    }
+
+    #[test]
+    fn total_cost_prefers_l_for_one_sample_and_t_for_a_batch() {
+        let l = LayoutCost {
+            layout: "L".into(),
+            latency_s: 0.05,
+            request_bytes: 200_000,
+            answer_bytes: 100_000,
+            request_bytes_per_sample: 200_000.0,
+            answer_bytes_per_sample: 100_000.0,
+            cost_s_per_sample: 0.05,
+            key_bytes: 0,
+            keys: String::new(),
+            max_batch: 1,
+        };
+        let t = LayoutCost { layout: "T".into(), latency_s: 1.0, request_bytes: 6_000_000, max_batch: 4096, ..l.clone() };
+        assert!(l.total_s(1, 1e8) < t.total_s(1, 1e8));
+        assert!(t.total_s(4096, 1e8) < l.total_s(4096, 1e8));
+        assert_eq!(t.total_s(4097, 1e8), 2.0 * t.total_s(4096, 1e8));
+    }
+}

@@ -76,7 +76,7 @@ pub fn load_model(hem: &Path, client_spec: Option<&str>, keys: Arc<KeyStore>) ->
     let t = crate::throughput::for_model(exe.model())
         .map_err(|source| ModelLoadError::Throughput { path: hem.into(), source })?;
     let service = match (exe.into_service(keys), t) {
-        (crate::Service::Ckks(s), Some(t)) => crate::Service::Ckks(s.with_throughput(t)),
+        (crate::Service::Ckks(s), Some(t)) => crate::Service::Ckks(s.with_throughput(Arc::new(t))),
         (s, _) => s,
     };
     Ok(LoadedModel { service, client, weight_bytes })

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use ckks::{read_any_ciphertext_limited, Ciphertext, EvaluationKeys, Evaluator, KeyId, Parameters, WireError};
+use ckks::wire::peek_header;
 use thiserror::Error;
 
 use crate::dp::{BudgetError, DpAccount, DpNoise};
@@ -60,6 +61,26 @@ pub trait Executable: Send + Sync {
     ) -> Result<Vec<Ciphertext>, RunError> {
         Err(RunError::Public("this model takes no public features".into()))
     }
+}
+
+/// A second layout served beside the program (layout T: the `throughput` module), told
+/// apart by the parameters its ciphertexts and keys are made under.
+pub trait OtherLayout: Send + Sync {
+    fn params(&self) -> &Parameters;
+    /// Elements of `ENCRYPTED_INPUT` one request of this layout carries.
+    fn input_count(&self) -> usize;
+    /// Whether these wire bytes (a ciphertext or a key bundle) are this layout's.
+    fn owns(&self, bytes: &[u8]) -> bool;
+    /// Registers a bundle of this layout.
+    fn register(&self, store: &KeyStore, bundle: &[u8], key_id: Option<KeyId>) -> Result<KeyId, ServiceError>;
+    /// One request of this layout; `l_params`: the program's, to name a mismatched key.
+    fn infer(
+        &self,
+        store: &KeyStore,
+        l_params: &Parameters,
+        req: Request<'_>,
+        cancel: &AtomicBool,
+    ) -> Result<Response, ServiceError>;
 }
 
 /// A failure inside an evaluation (the inputs passed every check before it). The
@@ -159,7 +180,7 @@ pub struct CkksService {
     /// circuit privacy: every answer flooded under the client's public key
     flooding: Option<Arc<crate::circuit_privacy::Flooding>>,
     /// layout T (a batch per request), if the model was compiled with it
-    throughput: Option<Arc<crate::throughput::ThroughputService>>,
+    throughput: Option<Arc<dyn OtherLayout>>,
 }
 
 impl CkksService {
@@ -193,13 +214,13 @@ impl CkksService {
     }
 
     /// Serves layout T too: requests whose ciphertexts are under its parameters.
-    pub fn with_throughput(mut self, t: crate::throughput::ThroughputService) -> Self {
-        self.throughput = Some(Arc::new(t));
+    pub fn with_throughput(mut self, t: Arc<dyn OtherLayout>) -> Self {
+        self.throughput = Some(t);
         self
     }
 
     /// Layout T, if the model has it.
-    pub fn throughput(&self) -> Option<&crate::throughput::ThroughputService> {
+    pub fn throughput(&self) -> Option<&dyn OtherLayout> {
         self.throughput.as_deref()
     }
 
@@ -301,13 +322,13 @@ impl CkksService {
             // stored: a mismatch means the client sent something else than it meant.
             (Some(bundle), _) if bundle.starts_with(&paillier::MAGIC) => return Err(paillier_key_sent()),
             (Some(bundle), _) if self.throughput.as_ref().is_some_and(|t| t.owns(bundle)) => {
-                return Err(crate::throughput::layout_l_with_t_keys())
+                return Err(layout_l_with_t_keys())
             }
             (Some(bundle), given) => self.register_as(bundle, given.map(parse_key_id).transpose()?)?,
             (None, Some(g)) => parse_key_id(g)?,
             (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
         };
-        let keys = crate::throughput::l_keys(&self.keys, params, self.throughput.as_deref(), id)?;
+        let keys = l_keys(&self.keys, params, self.throughput.as_deref(), id)?;
         self.check_coverage(&keys)?;
         if let Some(dp) = &self.dp {
             // Refused before any work; charged (atomically, again checked) after.
@@ -331,7 +352,7 @@ impl CkksService {
                          with a key made for its client spec"
                     )));
                 }
-                crate::throughput::check_l_ciphertext(params, self.throughput.as_deref(), index, b)?;
+                check_l_ciphertext(params, self.throughput.as_deref(), index, b)?;
                 let ct = read_any_ciphertext_limited(params, b, max_level)
                     .map_err(|source| ServiceError::Malformed { index, source })?;
                 if let Some((level, scale)) = self.input_level {
@@ -378,4 +399,61 @@ pub(crate) fn parse_key_id(raw: &[u8]) -> Result<KeyId, ServiceError> {
     let s = std::str::from_utf8(raw)
         .map_err(|_| KeyStoreError::BadKeyId(WireError::OutOfRange { field: "key id", detail: "not UTF-8".into() }))?;
     Ok(KeyId::parse(s).map_err(KeyStoreError::BadKeyId)?)
+}
+
+/// A layout-T bundle sent with a layout-L request.
+fn layout_l_with_t_keys() -> ServiceError {
+    ServiceError::WrongScheme(
+        "layout mismatch: EVALUATION_KEYS is a layout-T bundle but ENCRYPTED_INPUT is not a layout-T batch; send \
+         the layout-L bundle with layout-L ciphertexts (or encrypt the batch in layout T)"
+            .into(),
+    )
+}
+
+/// The layout-L bundle `id`, or a layout-mismatch error when `id` names a layout-T one.
+fn l_keys(
+    store: &KeyStore,
+    params: &Parameters,
+    t: Option<&dyn OtherLayout>,
+    id: KeyId,
+) -> Result<Arc<EvaluationKeys>, ServiceError> {
+    match store.get(params, id) {
+        Err(KeyStoreError::UnknownKey(_)) if t.is_some_and(|t| store.get(t.params(), id).is_ok()) => {
+            Err(ServiceError::WrongScheme(format!(
+                "layout mismatch: KEY_ID {id} names this model's layout-T key bundle, but ENCRYPTED_INPUT is not a \
+                 layout-T batch; send the layout-L bundle's key id with layout-L ciphertexts"
+            )))
+        }
+        r => Ok(r?),
+    }
+}
+
+/// Refuses, with the layout named, an element of a layout-L request that was made under
+/// other parameters: a layout-T ciphertext among L ones, or a T batch for a model
+/// compiled without layout T.
+fn check_l_ciphertext(
+    params: &Parameters,
+    t: Option<&dyn OtherLayout>,
+    index: usize,
+    bytes: &[u8],
+) -> Result<(), ServiceError> {
+    let Ok(h) = peek_header(bytes) else { return Ok(()) };
+    if &h.fingerprint == params.fingerprint() {
+        return Ok(());
+    }
+    Err(ServiceError::WrongScheme(match t {
+        Some(t) if t.owns(bytes) => format!(
+            "layout mismatch: ENCRYPTED_INPUT[{index}] is a layout-T ciphertext but ENCRYPTED_INPUT[0] is layout L; \
+             one request holds one layout"
+        ),
+        Some(_) => format!(
+            "ENCRYPTED_INPUT[{index}] was made under parameters of neither of this model's layouts (L, T): encrypt \
+             with keys made from its client spec"
+        ),
+        None => format!(
+            "ENCRYPTED_INPUT[{index}] was made under other parameters than this model's: if it is a layout-T batch, \
+             this model was compiled for layout L only (its client spec lists its layouts); otherwise encrypt with \
+             keys made from its client spec"
+        ),
+    }))
 }

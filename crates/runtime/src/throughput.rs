@@ -17,7 +17,7 @@ use ckks::{read_any_ciphertext_limited, Ciphertext, Parameters};
 use model::{ThroughputLayer, ThroughputProgram, ThroughputSpec};
 
 use crate::keystore::{KeyId, KeyStore, KeyStoreError, Requirements};
-use crate::service::{parse_key_id, Request, Response, RunError, ServiceError};
+use crate::service::{parse_key_id, OtherLayout, Request, Response, RunError, ServiceError};
 
 /// A layout-T program that cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -75,23 +75,61 @@ impl ThroughputService {
         Ok(Self { params, eval, steps, spec: spec.clone(), needs })
     }
 
-    pub fn params(&self) -> &Parameters {
+    /// The program: a linear layer after a square sums the three components, is
+    /// relinearised, then rescaled twice (the square's prime and its own); the last layer
+    /// keeps its own prime (the answer at level 1).
+    fn run(&self, rk: &ckks::RelinKey, inputs: Vec<Ciphertext>, cancel: &AtomicBool) -> Result<Vec<Ciphertext>, RunError> {
+        let mut x = Batch::from_ciphertexts(&self.params, inputs)?;
+        let total = self.steps.len();
+        for (i, step) in self.steps.iter().enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(RunError::Cancelled { done: i, total });
+            }
+            x = match step {
+                Step::Square => self.eval.square(x)?,
+                Step::Linear { layer, target_scale } => {
+                    let r = x.degree();
+                    let s = self.eval.linear_sums(&x, layer, *target_scale, r)?;
+                    drop(x);
+                    let mut y = self.eval.relinearize(s, rk)?;
+                    let drops = if i + 1 == total { r - 1 } else { r };
+                    for _ in 0..drops {
+                        y = self.eval.rescale(y)?;
+                    }
+                    y
+                }
+            };
+        }
+        Ok(x.into_ciphertexts(&self.params)?)
+    }
+}
+
+/// Layout T of a compiled model, if it has one.
+pub fn for_model(m: &model::HeModel) -> Result<Option<ThroughputService>, ThroughputLoadError> {
+    match (&m.throughput, &m.client.throughput) {
+        (Some(p), Some(s)) => ThroughputService::new(p, s).map(Some),
+        _ => Ok(None),
+    }
+}
+
+impl OtherLayout for ThroughputService {
+    fn params(&self) -> &Parameters {
         &self.params
     }
 
     /// Ciphertexts one request carries (one per input feature).
-    pub fn input_count(&self) -> usize {
+    fn input_count(&self) -> usize {
         self.spec.features as usize
     }
 
     /// Whether these wire bytes (a ciphertext or a key bundle) were made under layout T's
     /// parameters.
-    pub fn owns(&self, bytes: &[u8]) -> bool {
+    fn owns(&self, bytes: &[u8]) -> bool {
         peek_header(bytes).is_ok_and(|h| &h.fingerprint == self.params.fingerprint())
     }
 
     /// Registers a layout-T bundle (exactly a relinearisation key under the T parameters).
-    pub fn register(&self, store: &KeyStore, bundle: &[u8], key_id: Option<KeyId>) -> Result<KeyId, ServiceError> {
+    fn register(&self, store: &KeyStore, bundle: &[u8], key_id: Option<KeyId>) -> Result<KeyId, ServiceError> {
         store.register_for(&self.params, bundle, key_id, &self.needs, &[]).map_err(|e| match e {
             KeyStoreError::Incomplete(what) => ServiceError::IncompleteKeys(format!("layout T: {what}")),
             KeyStoreError::KeyIdMismatch { given, actual } => ServiceError::KeyIdMismatch { given, actual },
@@ -101,7 +139,7 @@ impl ThroughputService {
 
     /// One layout-T request. `l_params`: the model's layout-L parameters, to say so
     /// when a KEY_ID names an L bundle.
-    pub fn infer(
+    fn infer(
         &self,
         store: &KeyStore,
         l_params: &Parameters,
@@ -172,34 +210,6 @@ impl ThroughputService {
         let out = self.run(rk, inputs, cancel)?;
         Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id, dp: None })
     }
-
-    /// The program: a linear layer after a square sums the three components, is
-    /// relinearised, then rescaled twice (the square's prime and its own); the last layer
-    /// keeps its own prime (the answer at level 1).
-    fn run(&self, rk: &ckks::RelinKey, inputs: Vec<Ciphertext>, cancel: &AtomicBool) -> Result<Vec<Ciphertext>, RunError> {
-        let mut x = Batch::from_ciphertexts(&self.params, inputs)?;
-        let total = self.steps.len();
-        for (i, step) in self.steps.iter().enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(RunError::Cancelled { done: i, total });
-            }
-            x = match step {
-                Step::Square => self.eval.square(x)?,
-                Step::Linear { layer, target_scale } => {
-                    let r = x.degree();
-                    let s = self.eval.linear_sums(&x, layer, *target_scale, r)?;
-                    drop(x);
-                    let mut y = self.eval.relinearize(s, rk)?;
-                    let drops = if i + 1 == total { r - 1 } else { r };
-                    for _ in 0..drops {
-                        y = self.eval.rescale(y)?;
-                    }
-                    y
-                }
-            };
-        }
-        Ok(x.into_ciphertexts(&self.params)?)
-    }
 }
 
 /// Layout T of a compiled model, if it has one.
@@ -208,61 +218,4 @@ pub fn for_model(m: &model::HeModel) -> Result<Option<ThroughputService>, Throug
         (Some(p), Some(s)) => ThroughputService::new(p, s).map(Some),
         _ => Ok(None),
     }
-}
-
-/// A layout-T bundle sent with a layout-L request.
-pub(crate) fn layout_l_with_t_keys() -> ServiceError {
-    ServiceError::WrongScheme(
-        "layout mismatch: EVALUATION_KEYS is a layout-T bundle but ENCRYPTED_INPUT is not a layout-T batch; send \
-         the layout-L bundle with layout-L ciphertexts (or encrypt the batch in layout T)"
-            .into(),
-    )
-}
-
-/// The layout-L bundle `id`, or a layout-mismatch error when `id` names a layout-T one.
-pub(crate) fn l_keys(
-    store: &KeyStore,
-    params: &Parameters,
-    t: Option<&ThroughputService>,
-    id: KeyId,
-) -> Result<std::sync::Arc<ckks::EvaluationKeys>, ServiceError> {
-    match store.get(params, id) {
-        Err(KeyStoreError::UnknownKey(_)) if t.is_some_and(|t| store.get(&t.params, id).is_ok()) => {
-            Err(ServiceError::WrongScheme(format!(
-                "layout mismatch: KEY_ID {id} names this model's layout-T key bundle, but ENCRYPTED_INPUT is not a \
-                 layout-T batch; send the layout-L bundle's key id with layout-L ciphertexts"
-            )))
-        }
-        r => Ok(r?),
-    }
-}
-
-/// Refuses, with the layout named, an element of a layout-L request that was made under
-/// other parameters: a layout-T ciphertext among L ones, or a T batch for a model
-/// compiled without layout T.
-pub(crate) fn check_l_ciphertext(
-    params: &Parameters,
-    t: Option<&ThroughputService>,
-    index: usize,
-    bytes: &[u8],
-) -> Result<(), ServiceError> {
-    let Ok(h) = peek_header(bytes) else { return Ok(()) };
-    if &h.fingerprint == params.fingerprint() {
-        return Ok(());
-    }
-    Err(ServiceError::WrongScheme(match t {
-        Some(t) if t.owns(bytes) => format!(
-            "layout mismatch: ENCRYPTED_INPUT[{index}] is a layout-T ciphertext but ENCRYPTED_INPUT[0] is layout L; \
-             one request holds one layout"
-        ),
-        Some(_) => format!(
-            "ENCRYPTED_INPUT[{index}] was made under parameters of neither of this model's layouts (L, T): encrypt \
-             with keys made from its client spec"
-        ),
-        None => format!(
-            "ENCRYPTED_INPUT[{index}] was made under other parameters than this model's: if it is a layout-T batch, \
-             this model was compiled for layout L only (its client spec lists its layouts); otherwise encrypt with \
-             keys made from its client spec"
-        ),
-    }))
 }
