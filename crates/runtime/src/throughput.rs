@@ -211,11 +211,3 @@ impl OtherLayout for ThroughputService {
         Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id, dp: None })
     }
 }
-
-/// Layout T of a compiled model, if it has one.
-pub fn for_model(m: &model::HeModel) -> Result<Option<ThroughputService>, ThroughputLoadError> {
-    match (&m.throughput, &m.client.throughput) {
-        (Some(p), Some(s)) => ThroughputService::new(p, s).map(Some),
-        _ => Ok(None),
-    }
-}
