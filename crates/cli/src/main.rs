@@ -153,9 +153,10 @@ enum Cmd {
         /// a Paillier model: use this secret key instead of making one (key generation takes up to a minute)
         #[arg(long)]
         secret_key: Option<PathBuf>,
-        /// auto: the cheapest of the model's layouts for the samples held (said on stderr); L: one sample per
-        /// request; T: a batch per request (models compiled with layout T)
-        #[arg(long, default_value = "auto")]
+        /// auto: the cheapest of the model's layouts for the samples held (said on stderr); L (the default: the
+        /// check against the simulation): one sample per request; T: a batch per request (models compiled with
+        /// layout T)
+        #[arg(long, default_value = "L")]
         layout: String,
     },
     /// Layout T (a batch per request) over files: keygen, encrypt, evaluate, decrypt
