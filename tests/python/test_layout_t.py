@@ -23,21 +23,24 @@ BATCH = 4096
 
 
 def read_elements(path):
+    """The elements of a `heinfer encrypt`/`batch` ciphertext file: magic HECT, version,
+    kind, count, then each element's u32 length and bytes."""
     b = open(path, "rb").read()
-    (count,) = struct.unpack_from("<I", b, 0)
-    pos, out = 4, []
+    assert b[:4] == b"HECT"
+    (count,) = struct.unpack_from("<I", b, 8)
+    pos, out = 12, []
     for _ in range(count):
-        (n,) = struct.unpack_from("<Q", b, pos)
-        out.append(b[pos + 8:pos + 8 + n])
-        pos += 8 + n
+        (n,) = struct.unpack_from("<I", b, pos)
+        out.append(b[pos + 4:pos + 4 + n])
+        pos += 4 + n
     return out
 
 
-def write_elements(path, elems):
+def write_result(path, elems):
     with open(path, "wb") as f:
-        f.write(struct.pack("<I", len(elems)))
+        f.write(b"HECT" + struct.pack("<HHI", 1, 2, len(elems)))
         for e in elems:
-            f.write(struct.pack("<Q", len(e)))
+            f.write(struct.pack("<I", len(e)))
             f.write(e)
 
 
@@ -73,13 +76,14 @@ def batch(model_repo, heinfer_bin, tmp_path_factory):
     ref = ort.InferenceSession(os.path.join(ROOT, "models", "digits_cryptonets.onnx"))
     logits = ref.run(None, {ref.get_inputs()[0].name: x.astype(np.float32)})[0]
     model_dir = os.path.join(model_repo, "digits_cryptonets")
-    run(heinfer_bin, "batch", "keygen", model_dir, "--secret-key", d / "t.sk", "--keys-out", d / "t.keys")
+    key_id = run(heinfer_bin, "batch", "keygen", model_dir, "--secret-key", d / "t.sk", "--keys-out",
+                 d / "t.keys").strip()
     t = time.perf_counter()
     run(heinfer_bin, "batch", "encrypt", model_dir, "--secret-key", d / "t.sk", "--input", d / "x.npy",
         "-o", d / "req.bin")
     encrypt_s = time.perf_counter() - t
     return dict(dir=d, model_dir=model_dir, logits=logits, encrypt_s=encrypt_s,
-                req=read_elements(d / "req.bin"), keys=open(d / "t.keys", "rb").read())
+                req=read_elements(d / "req.bin"), keys=open(d / "t.keys", "rb").read(), key_id=key_id.encode())
 
 
 def test_spec_lists_both_layouts(model_repo, heinfer_bin):
@@ -98,9 +102,10 @@ def test_batch_of_4096_agrees_with_onnxruntime(server, batch, heinfer_bin):
     req = batch["req"]
     assert len(req) == 64
     t = time.perf_counter()
-    out = infer(server, [bytes_input("ENCRYPTED_INPUT", req), bytes_input("EVALUATION_KEYS", [batch["keys"]])])
+    out = infer(server, [bytes_input("ENCRYPTED_INPUT", req), bytes_input("EVALUATION_KEYS", [batch["keys"]]),
+                         bytes_input("KEY_ID", [batch["key_id"]])])
     roundtrip_s = time.perf_counter() - t
-    write_elements(d / f"res_{server.kind}.bin", list(out))
+    write_result(d / f"res_{server.kind}.bin", list(out))
     t = time.perf_counter()
     run(heinfer_bin, "batch", "decrypt", batch["model_dir"], "--secret-key", d / "t.sk", "--samples", BATCH,
         d / f"res_{server.kind}.bin", "-o", d / f"y_{server.kind}.npy")
@@ -132,35 +137,45 @@ def expect_400(server, inputs, *needles):
 
 
 def test_bad_batches_are_refused_and_the_server_lives_on(server, batch, heinfer_bin, tmp_path):
-    req, keys = batch["req"], batch["keys"]
+    req, keys, kid = batch["req"], batch["keys"], bytes_input("KEY_ID", [batch["key_id"]])
     key_id = run(heinfer_bin, "batch", "keygen", batch["model_dir"], "--secret-key", tmp_path / "o.sk",
                  "--keys-out", tmp_path / "o.keys").strip()
     # A batch larger than the model's: the client refuses it, and two batches' ciphertexts
     # in one request are refused by the server.
+    x = np.load(batch["dir"] / "x.npy")
+    np.save(tmp_path / "big.npy", np.concatenate([x, x[:1]]))
     r = subprocess.run([heinfer_bin, "batch", "encrypt", batch["model_dir"], "--secret-key", batch["dir"] / "t.sk",
-                        "--input", batch["dir"] / "x.npy", "--samples", "99999", "-o", tmp_path / "big.bin"],
+                        "--input", tmp_path / "big.npy", "--samples", str(BATCH + 1), "-o", tmp_path / "big.bin"],
                        capture_output=True, text=True)
-    assert r.returncode != 0 and "holds" in r.stderr + r.stdout
-    expect_400(server, [bytes_input("ENCRYPTED_INPUT", req + req), bytes_input("EVALUATION_KEYS", [keys])],
+    assert r.returncode != 0 and f"larger than layout T's {BATCH} per request" in r.stderr, r.stderr
+    expect_400(server, [bytes_input("ENCRYPTED_INPUT", req + req), bytes_input("EVALUATION_KEYS", [keys]), kid],
                "ENCRYPTED_INPUT holds 128")
     # Layout mismatch: the layout-L bundle with a T batch; an L ciphertext inside a T batch.
-    run(heinfer_bin, "keygen", batch["model_dir"], "--secret-key", tmp_path / "l.sk", "--keys-out", tmp_path / "l.keys")
+    l_id = run(heinfer_bin, "keygen", batch["model_dir"], "--secret-key", tmp_path / "l.sk", "--keys-out",
+               tmp_path / "l.keys").strip().encode()
     l_keys = open(tmp_path / "l.keys", "rb").read()
-    expect_400(server, [bytes_input("ENCRYPTED_INPUT", req), bytes_input("EVALUATION_KEYS", [l_keys])],
-               "layout mismatch")
+    expect_400(server, [bytes_input("ENCRYPTED_INPUT", req), bytes_input("EVALUATION_KEYS", [l_keys]),
+                        bytes_input("KEY_ID", [l_id])], "layout mismatch")
     np.save(tmp_path / "one.npy", np.load(batch["dir"] / "x.npy")[:1])
     run(heinfer_bin, "encrypt", batch["model_dir"], "--secret-key", tmp_path / "l.sk", "--input",
         tmp_path / "one.npy", "-o", tmp_path / "l.ct")
-    l_ct = open(tmp_path / "l.ct", "rb").read()
-    expect_400(server, [bytes_input("ENCRYPTED_INPUT", req[:-1] + [l_ct]), bytes_input("EVALUATION_KEYS", [keys])],
-               "layout mismatch")
+    l_ct = read_elements(tmp_path / "l.ct")
+    assert len(l_ct) == 1
+    # A valid layout-L request registers the L bundle; its KEY_ID then refuses a T batch,
+    # the T bundle's KEY_ID refuses an L ciphertext, and one request holds one layout.
+    infer(server, [bytes_input("ENCRYPTED_INPUT", l_ct), bytes_input("EVALUATION_KEYS", [l_keys]),
+                   bytes_input("KEY_ID", [l_id])])
+    expect_400(server, [bytes_input("ENCRYPTED_INPUT", req), bytes_input("KEY_ID", [l_id])], "layout mismatch")
+    expect_400(server, [bytes_input("ENCRYPTED_INPUT", l_ct), kid], "layout mismatch")
+    expect_400(server, [bytes_input("ENCRYPTED_INPUT", req[:-1] + l_ct), kid], "layout mismatch")
+    expect_400(server, [bytes_input("ENCRYPTED_INPUT", l_ct[:1] + req[1:]), kid], "layout mismatch")
     # Mixed key ids: KEY_ID must name one bundle, and the one sent with it.
     expect_400(server, [bytes_input("ENCRYPTED_INPUT", req), bytes_input("KEY_ID", [key_id.encode(), key_id.encode()])])
     expect_400(server, [bytes_input("ENCRYPTED_INPUT", req), bytes_input("EVALUATION_KEYS", [keys]),
                         bytes_input("KEY_ID", [key_id.encode()])], "does not name")
     # Other requests live on: the batch still decrypts to the same classes.
-    out = infer(server, [bytes_input("ENCRYPTED_INPUT", req), bytes_input("EVALUATION_KEYS", [keys])])
-    write_elements(tmp_path / "res.bin", list(out))
+    out = infer(server, [bytes_input("ENCRYPTED_INPUT", req), kid])
+    write_result(tmp_path / "res.bin", list(out))
     run(heinfer_bin, "batch", "decrypt", batch["model_dir"], "--secret-key", batch["dir"] / "t.sk", "--samples",
         BATCH, tmp_path / "res.bin", "-o", tmp_path / "y.npy")
     y = np.load(tmp_path / "y.npy")

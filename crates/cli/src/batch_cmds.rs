@@ -3,8 +3,8 @@
 //! carry a batch), and `heinfer run --layout auto|L|T` (in one process, the layout picked
 //! from the spec's per-layout costs for the batch held).
 //!
-//! A request or result file is the elements of `ENCRYPTED_INPUT` / `ENCRYPTED_OUTPUT`:
-//! u32 count, then per element u64 length and its bytes (little-endian).
+//! Request and result files are `heinfer encrypt`'s ciphertext files (`container`): the
+//! elements of `ENCRYPTED_INPUT` / `ENCRYPTED_OUTPUT`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use client::BatchSession;
 use runtime::{KeyStore, Request};
 
 use crate::client_cmds::load_spec;
+use crate::container::{read_container, write_container, KIND_QUERY, KIND_RESULT};
 use crate::find_hem;
 
 #[derive(Subcommand)]
@@ -68,35 +69,14 @@ pub enum BatchCmd {
     },
 }
 
-/// The elements of a request or result file.
-pub fn read_elements(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+/// The elements of a request (`KIND_QUERY`) or result (`KIND_RESULT`) file.
+pub fn read_elements(path: &Path, kind: u16) -> Result<Vec<Vec<u8>>, String> {
     let b = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let bad = || format!("{}: not a request/result file (truncated)", path.display());
-    let mut pos = 4usize;
-    let count = u32::from_le_bytes(b.get(..4).ok_or_else(bad)?.try_into().expect("4")) as usize;
-    // Each element takes at least its 8-byte length: refuse counts the file cannot hold.
-    if count > b.len() / 8 {
-        return Err(bad());
-    }
-    let mut out = Vec::with_capacity(count);
-    for _ in 0..count {
-        let len = u64::from_le_bytes(b.get(pos..pos + 8).ok_or_else(bad)?.try_into().expect("8"));
-        pos += 8;
-        let end = usize::try_from(len).ok().and_then(|l| pos.checked_add(l)).filter(|&e| e <= b.len()).ok_or_else(bad)?;
-        out.push(b[pos..end].to_vec());
-        pos = end;
-    }
-    Ok(out)
+    Ok(read_container(&path.display().to_string(), kind, &b)?.into_iter().map(<[u8]>::to_vec).collect())
 }
 
-fn write_elements(path: &Path, elems: &[Vec<u8>]) -> Result<(), String> {
-    let mut b = Vec::with_capacity(4 + elems.iter().map(|e| 8 + e.len()).sum::<usize>());
-    b.extend_from_slice(&(elems.len() as u32).to_le_bytes());
-    for e in elems {
-        b.extend_from_slice(&(e.len() as u64).to_le_bytes());
-        b.extend_from_slice(e);
-    }
-    std::fs::write(path, b).map_err(|e| format!("cannot write {}: {e}", path.display()))
+fn write_elements(path: &Path, kind: u16, elems: &[Vec<u8>]) -> Result<(), String> {
+    std::fs::write(path, write_container(kind, elems)).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn session(model: &Path, secret_key: &Path) -> Result<BatchSession, String> {
@@ -124,7 +104,7 @@ pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
             let t = Instant::now();
             let elems = s.encrypt(&x, n).map_err(|e| e.to_string())?;
             let secs = t.elapsed().as_secs_f64();
-            write_elements(&output, &elems)?;
+            write_elements(&output, KIND_QUERY, &elems)?;
             let bytes: usize = elems.iter().map(Vec::len).sum();
             println!("{{\"layout\": \"T\", \"samples\": {n}, \"ciphertexts\": {}, \"bytes\": {bytes}, \"encrypt_s\": {secs:.3}}}", elems.len());
             Ok(())
@@ -132,7 +112,7 @@ pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
         BatchCmd::Evaluate { model, keys, request, output } => {
             let bundle = std::fs::read(&keys).map_err(|e| format!("cannot read {}: {e}", keys.display()))?;
             let svc = service(&model)?;
-            let elems = read_elements(&request)?;
+            let elems = read_elements(&request, KIND_QUERY)?;
             let t = Instant::now();
             let r = svc
                 .infer(Request {
@@ -142,11 +122,11 @@ pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
                 })
                 .map_err(|e| e.to_string())?;
             println!("{{\"evaluate_s\": {:.3}}}", t.elapsed().as_secs_f64());
-            write_elements(&output, &r.ciphertexts)
+            write_elements(&output, KIND_RESULT, &r.ciphertexts)
         }
         BatchCmd::Decrypt { model, secret_key, samples, result, output } => {
             let s = session(&model, &secret_key)?;
-            let elems = read_elements(&result)?;
+            let elems = read_elements(&result, KIND_RESULT)?;
             let t = Instant::now();
             let y = s.decrypt(&elems, samples).map_err(|e| e.to_string())?;
             let secs = t.elapsed().as_secs_f64();
