@@ -167,7 +167,10 @@ pub fn choose(hem: &Path, layout: &str, samples: usize) -> Result<Option<String>
                 .map(|c| format!("{} ≈ {:.2} s", c.layout, c.total_s(samples, 125e6)))
                 .collect::<Vec<_>>()
                 .join(", ");
-            eprintln!("layout {} for {samples} samples (estimated evaluation + transfer at 1 Gbit/s: {why})", best.layout);
+            eprintln!(
+                "layout {} for {samples} samples (estimated evaluation + transfer at 1 Gbit/s: {why})",
+                best.layout
+            );
             Ok((best.layout == "T").then(|| format!("layout T (auto: {why})")))
         }
         other => Err(format!("unknown layout {other:?}: choose auto, L or T")),
@@ -176,7 +179,14 @@ pub fn choose(hem: &Path, layout: &str, samples: usize) -> Result<Option<String>
 
 /// `heinfer run` in layout T: keys, encryption batch by batch, the runtime, decryption;
 /// accuracy against the labels if given.
-pub fn run_t(hem: &Path, input: &Path, labels: Option<&Path>, samples: Option<usize>, json: bool, why: &str) -> Result<(), String> {
+pub fn run_t(
+    hem: &Path,
+    input: &Path,
+    labels: Option<&Path>,
+    samples: Option<usize>,
+    json: bool,
+    why: &str,
+) -> Result<(), String> {
     let spec = load_spec(hem)?;
     let xs = compiler::npy::read(input).map_err(|e| format!("input file: {e}"))?;
     let ys = labels.map(compiler::npy::read).transpose().map_err(|e| format!("labels file: {e}"))?;
@@ -210,9 +220,8 @@ pub fn run_t(hem: &Path, input: &Path, labels: Option<&Path>, samples: Option<us
     }
     let k = s.spec().outputs as usize;
     let classes: Vec<usize> = outputs.chunks(k).map(model::argmax).collect();
-    let accuracy = ys.map(|y| {
-        classes.iter().zip(&y.data).filter(|(c, l)| **c as f64 == **l).count() as f64 / n.max(1) as f64
-    });
+    let accuracy =
+        ys.map(|y| classes.iter().zip(&y.data).filter(|(c, l)| **c as f64 == **l).count() as f64 / n.max(1) as f64);
     let total = enc_s + eval_s + dec_s;
     if json {
         println!(

@@ -408,13 +408,13 @@ fn run(cli: Cli) -> Result<(), String> {
             match batch_cmds::choose(&hem, &layout, held)? {
                 Some(why) => batch_cmds::run_t(&hem, &input, labels.as_deref(), samples, json, &why),
                 None => run::run(run::RunArgs {
-            hem: &find_hem(&path),
-            input: &input,
-            labels: labels.as_deref(),
-            samples,
-            json,
-            secret_key: secret_key.as_deref(),
-        }),
+                    hem: &find_hem(&path),
+                    input: &input,
+                    labels: labels.as_deref(),
+                    samples,
+                    json,
+                    secret_key: secret_key.as_deref(),
+                }),
             }
         }
         Cmd::Serve(args) => server::serve(args),

@@ -78,10 +78,7 @@ impl BatchSession {
     pub fn encrypt(&self, x: &[f64], samples: usize) -> Result<Vec<Vec<u8>>, SessionError> {
         let f = self.spec.features as usize;
         if samples == 0 || x.len() != samples * f {
-            return Err(SessionError::Input(format!(
-                "{} values are not {samples} samples of {f} features",
-                x.len()
-            )));
+            return Err(SessionError::Input(format!("{} values are not {samples} samples of {f} features", x.len())));
         }
         if samples > self.max_batch() {
             return Err(SessionError::Input(format!(

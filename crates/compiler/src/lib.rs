@@ -59,10 +59,10 @@ use model::HeModel;
 
 pub use activation::ActFn;
 pub use import::MaxPoolPolicy;
-pub use throughput::LayoutRequest;
 pub use npy::Array;
 pub use output_dp::OutputDpRequest;
 pub use scheme::{compile_with_scheme, write_repository_any, Choice, CompiledAny, CompiledLinear, SchemeRequest};
+pub use throughput::LayoutRequest;
 pub use verify::simulate_one;
 
 #[derive(Debug, thiserror::Error)]

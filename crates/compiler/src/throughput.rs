@@ -228,11 +228,7 @@ pub(crate) fn latency_cost(r: &model::Report) -> LayoutCost {
         answer_bytes_per_sample: r.response_bytes as f64,
         cost_s_per_sample: r.est_latency_ms / 1e3,
         key_bytes: r.evaluation_key_bytes,
-        keys: format!(
-            "{}{} Galois keys",
-            if r.relinearization { "relinearisation + " } else { "" },
-            r.galois_keys
-        ),
+        keys: format!("{}{} Galois keys", if r.relinearization { "relinearisation + " } else { "" }, r.galois_keys),
         max_batch: 1,
     }
 }

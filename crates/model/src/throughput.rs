@@ -132,7 +132,13 @@ mod tests {
     fn spec() -> ThroughputSpec {
         ThroughputSpec {
             version: THROUGHPUT_VERSION,
-            params: ParamsSpec { log_n: 13, q: vec![(1 << 30) - 35, (1 << 20) + 1, (1 << 20) + 7], p: vec![], dnum: 1, log_scale: 20.0 },
+            params: ParamsSpec {
+                log_n: 13,
+                q: vec![(1 << 30) - 35, (1 << 20) + 1, (1 << 20) + 7],
+                p: vec![],
+                dnum: 1,
+                log_scale: 20.0,
+            },
             features: 2,
             input_level: 2,
             input_scale: 1e6,
@@ -191,7 +197,8 @@ mod tests {
             keys: String::new(),
             max_batch: 1,
         };
-        let t = LayoutCost { layout: "T".into(), latency_s: 1.0, request_bytes: 6_000_000, max_batch: 4096, ..l.clone() };
+        let t =
+            LayoutCost { layout: "T".into(), latency_s: 1.0, request_bytes: 6_000_000, max_batch: 4096, ..l.clone() };
         assert!(l.total_s(1, 1e8) < t.total_s(1, 1e8));
         assert!(t.total_s(4096, 1e8) < l.total_s(4096, 1e8));
         assert_eq!(t.total_s(4097, 1e8), 2.0 * t.total_s(4096, 1e8));

@@ -6,8 +6,8 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use ckks::{read_any_ciphertext_limited, Ciphertext, EvaluationKeys, Evaluator, KeyId, Parameters, WireError};
 use ckks::wire::peek_header;
+use ckks::{read_any_ciphertext_limited, Ciphertext, EvaluationKeys, Evaluator, KeyId, Parameters, WireError};
 use thiserror::Error;
 
 use crate::dp::{BudgetError, DpAccount, DpNoise};

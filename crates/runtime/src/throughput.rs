@@ -78,7 +78,12 @@ impl ThroughputService {
     /// The program: a linear layer after a square sums the three components, is
     /// relinearised, then rescaled twice (the square's prime and its own); the last layer
     /// keeps its own prime (the answer at level 1).
-    fn run(&self, rk: &ckks::RelinKey, inputs: Vec<Ciphertext>, cancel: &AtomicBool) -> Result<Vec<Ciphertext>, RunError> {
+    fn run(
+        &self,
+        rk: &ckks::RelinKey,
+        inputs: Vec<Ciphertext>,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Ciphertext>, RunError> {
         let mut x = Batch::from_ciphertexts(&self.params, inputs)?;
         let total = self.steps.len();
         for (i, step) in self.steps.iter().enumerate() {
