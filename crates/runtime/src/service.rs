@@ -428,9 +428,8 @@ fn l_keys(
     }
 }
 
-/// Refuses, with the layout named, an element of a layout-L request that was made under
-/// other parameters: a layout-T ciphertext among L ones, or a T batch for a model
-/// compiled without layout T.
+/// Refuses, with the layout named, a layout-T ciphertext in a layout-L request (other
+/// foreign objects keep the wire's "other CKKS parameters" error).
 fn check_l_ciphertext(
     params: &Parameters,
     t: Option<&dyn OtherLayout>,
@@ -438,22 +437,11 @@ fn check_l_ciphertext(
     bytes: &[u8],
 ) -> Result<(), ServiceError> {
     let Ok(h) = peek_header(bytes) else { return Ok(()) };
-    if &h.fingerprint == params.fingerprint() {
-        return Ok(());
+    match t {
+        Some(t) if &h.fingerprint != params.fingerprint() && t.owns(bytes) => Err(ServiceError::WrongScheme(format!(
+            "layout mismatch: ENCRYPTED_INPUT[{index}] is a layout-T ciphertext but ENCRYPTED_INPUT[0] is \
+                 layout L; one request holds one layout"
+        ))),
+        _ => Ok(()),
     }
-    Err(ServiceError::WrongScheme(match t {
-        Some(t) if t.owns(bytes) => format!(
-            "layout mismatch: ENCRYPTED_INPUT[{index}] is a layout-T ciphertext but ENCRYPTED_INPUT[0] is layout L; \
-             one request holds one layout"
-        ),
-        Some(_) => format!(
-            "ENCRYPTED_INPUT[{index}] was made under parameters of neither of this model's layouts (L, T): encrypt \
-             with keys made from its client spec"
-        ),
-        None => format!(
-            "ENCRYPTED_INPUT[{index}] was made under other parameters than this model's: if it is a layout-T batch, \
-             this model was compiled for layout L only (its client spec lists its layouts); otherwise encrypt with \
-             keys made from its client spec"
-        ),
-    }))
 }
