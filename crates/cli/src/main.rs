@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod aggregate_cmds;
+mod batch_cmds;
 mod bench;
 mod client_cmds;
 mod container;
@@ -114,6 +115,13 @@ enum Cmd {
         /// the server computes their share of the first layer and sees their values
         #[arg(long, value_name = "SPEC")]
         public_features: Option<String>,
+        /// layouts to emit: auto (every one that fits), L (one sample per request), T (a batch per request:
+        /// one ciphertext per input feature, one sample per slot; linear layers and squares only)
+        #[arg(long, default_value = "auto")]
+        layout: compiler::LayoutRequest,
+        /// samples layout T's parameters are chosen for (its ring holds at least this many per request)
+        #[arg(long, default_value_t = 4096)]
+        throughput_batch: usize,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -145,7 +153,15 @@ enum Cmd {
         /// a Paillier model: use this secret key instead of making one (key generation takes up to a minute)
         #[arg(long)]
         secret_key: Option<PathBuf>,
+        /// auto: the cheapest of the model's layouts for the samples held (said on stderr); L (the default: the
+        /// check against the simulation): one sample per request; T: a batch per request (models compiled with
+        /// layout T)
+        #[arg(long, default_value = "L")]
+        layout: String,
     },
+    /// Layout T (a batch per request) over files: keygen, encrypt, evaluate, decrypt
+    #[command(subcommand)]
+    Batch(batch_cmds::BatchCmd),
     /// Serve a model repository over KServe v2 (HTTP with binary data, and gRPC), as Triton with the heinfer backend would (what `heinfer-server` runs)
     Serve(server::ServeArgs),
     /// One command end to end: compile a bundled digits CNN, serve it, and infer on encrypted digits over HTTP
@@ -303,6 +319,8 @@ fn run(cli: Cli) -> Result<(), String> {
             mask_unused_slots,
             circuit_privacy,
             public_features,
+            layout,
+            throughput_batch,
             json,
             scheme,
             quantize,
@@ -343,6 +361,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 mask_unused_slots,
                 circuit_privacy,
                 public_features,
+                layout,
+                throughput_batch,
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };
@@ -378,14 +398,25 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Cmd::Run { path, input, labels, samples, json, secret_key } => run::run(run::RunArgs {
-            hem: &find_hem(&path),
-            input: &input,
-            labels: labels.as_deref(),
-            samples,
-            json,
-            secret_key: secret_key.as_deref(),
-        }),
+        Cmd::Batch(cmd) => batch_cmds::run_cmd(cmd),
+        Cmd::Run { path, input, labels, samples, json, secret_key, layout } => {
+            let hem = find_hem(&path);
+            let held = match samples {
+                Some(n) => n,
+                None => compiler::npy::read(&input).map(|a| a.rows()).unwrap_or(1),
+            };
+            match batch_cmds::choose(&hem, &layout, held)? {
+                Some(why) => batch_cmds::run_t(&hem, &input, labels.as_deref(), samples, json, &why),
+                None => run::run(run::RunArgs {
+                    hem: &find_hem(&path),
+                    input: &input,
+                    labels: labels.as_deref(),
+                    samples,
+                    json,
+                    secret_key: secret_key.as_deref(),
+                }),
+            }
+        }
         Cmd::Serve(args) => server::serve(args),
         Cmd::Aggregate(cmd) => aggregate_cmds::run(cmd),
         Cmd::Demo { samples, json, models, model } => demo::demo(demo::DemoArgs { samples, json, models, model }),

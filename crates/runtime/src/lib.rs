@@ -19,6 +19,7 @@ pub mod public;
 pub mod served;
 pub mod service;
 pub mod tensor;
+pub mod throughput;
 
 /// The engine as this crate resolves it: without `secret-key`. The secret-key boundary
 /// check (scripts/check-secret-key-boundary.sh) names `runtime::ckks::SecretKey` and

@@ -24,6 +24,8 @@ pub enum ModelLoadError {
     #[error("{path}: {source}")]
     Spec { path: PathBuf, source: SpecError },
     #[error("{path}: {source}")]
+    Throughput { path: PathBuf, source: crate::throughput::ThroughputLoadError },
+    #[error("{path}: {source}")]
     Linear { path: PathBuf, source: crate::linear::LinearLoadError },
 }
 
@@ -71,7 +73,13 @@ pub fn load_model(hem: &Path, client_spec: Option<&str>, keys: Arc<KeyStore>) ->
     }
     let client = model::AnySpec::Ckks(exe.model().client.clone());
     let weight_bytes = exe.weight_memory_bytes();
-    Ok(LoadedModel { service: exe.into_service(keys), client, weight_bytes })
+    let t = crate::throughput::for_model(exe.model())
+        .map_err(|source| ModelLoadError::Throughput { path: hem.into(), source })?;
+    let service = match (exe.into_service(keys), t) {
+        (crate::Service::Ckks(s), Some(t)) => crate::Service::Ckks(s.with_throughput(Arc::new(t))),
+        (s, _) => s,
+    };
+    Ok(LoadedModel { service, client, weight_bytes })
 }
 
 fn load_linear(

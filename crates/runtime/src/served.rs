@@ -89,6 +89,19 @@ impl Service {
         }
     }
 
+    /// Elements of `ENCRYPTED_INPUT` a layout-T request carries, if the model has layout T.
+    pub fn throughput_count(&self) -> Option<usize> {
+        match self {
+            Service::Ckks(s) => s.throughput().map(|t| t.input_count()),
+            Service::Paillier(_) | Service::Lwe(_) => None,
+        }
+    }
+
+    /// Whether `ENCRYPTED_INPUT` may hold `n` elements (one layout's count).
+    pub fn accepts_input_count(&self, n: usize) -> bool {
+        n == self.input_count() || self.throughput_count() == Some(n)
+    }
+
     pub fn scheme(&self) -> model::Scheme {
         match self {
             Service::Ckks(_) => model::Scheme::Ckks,
