@@ -371,6 +371,15 @@ fn run(cli: Cli) -> Result<(), String> {
                     }))
                     .unwrap()
                 ),
+                (compiler::CompiledAny::Bgv(b), true) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "model": b.model.name, "scheme": b.model.client.scheme, "client_spec": b.model.client,
+                        "bound": b.model.bound, "levels": b.model.levels, "accuracy": b.accuracy,
+                        "choice": choice, "report": b.model.report,
+                    }))
+                    .unwrap()
+                ),
                 (_, false) => {
                     print!("{}", c.report_text());
                     println!("written: {}", dir.display());

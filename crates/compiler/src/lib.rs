@@ -43,6 +43,7 @@ mod ort;
 mod output_dp;
 mod parameters;
 mod params;
+mod quantize;
 mod passes;
 mod report;
 mod residual;
@@ -60,6 +61,7 @@ pub use activation::ActFn;
 pub use import::MaxPoolPolicy;
 pub use npy::Array;
 pub use output_dp::OutputDpRequest;
+pub use quantize::CompiledBgv;
 pub use scheme::{compile_with_scheme, write_repository_any, Choice, CompiledAny, CompiledLinear, SchemeRequest};
 pub use verify::simulate_one;
 
