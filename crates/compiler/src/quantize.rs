@@ -196,7 +196,8 @@ pub fn compile_bgv(
     }
     let q = quantize(imp, bits, lo, hi)?;
     progress("proving the bound and choosing t");
-    let (plan, params) = plan(&q.net, q.lo, q.hi).map_err(|e| CompileError::Params(format!("--quantize {bits}: {e}")))?;
+    let (plan, params) =
+        plan(&q.net, q.lo, q.hi).map_err(|e| CompileError::Params(format!("--quantize {bits}: {e}")))?;
     let schedule = q
         .net
         .schedule(&params, bgv::throughput::fresh_noise_bits(&params))
@@ -250,7 +251,8 @@ pub fn compile_bgv(
         })
         .collect();
     let mut r = String::new();
-    let _ = writeln!(r, "model {} — BGV exact integer model (layout T: one ciphertext per feature, N samples)", opts.name);
+    let _ =
+        writeln!(r, "model {} — BGV exact integer model (layout T: one ciphertext per feature, N samples)", opts.name);
     let kinds: Vec<String> = q
         .net
         .layers()

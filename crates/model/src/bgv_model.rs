@@ -201,7 +201,10 @@ impl BgvModel {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
         if bytes.len() > MAX_FILE_BYTES {
-            return Err(ModelError::Truncated(format!("{} bytes is larger than the {MAX_FILE_BYTES} limit", bytes.len())));
+            return Err(ModelError::Truncated(format!(
+                "{} bytes is larger than the {MAX_FILE_BYTES} limit",
+                bytes.len()
+            )));
         }
         if bytes.len() < 8 || &bytes[..8] != MAGIC {
             return Err(ModelError::Magic);
@@ -222,7 +225,10 @@ impl BgvModel {
         }
         let len = u64::from_le_bytes(body[16..24].try_into().expect("8 bytes"));
         if len != (body.len() - 24) as u64 {
-            return Err(ModelError::Truncated(format!("metadata of {len} bytes announced, {} present", body.len() - 24)));
+            return Err(ModelError::Truncated(format!(
+                "metadata of {len} bytes announced, {} present",
+                body.len() - 24
+            )));
         }
         let m: BgvModel =
             serde_json::from_slice(&body[24..]).map_err(|e| ModelError::Invalid(format!("metadata: {e}")))?;
@@ -235,7 +241,10 @@ impl BgvModel {
         let io = |e| ModelError::Io { path: p.display().to_string(), source: e };
         let meta = std::fs::metadata(p).map_err(io)?;
         if meta.len() > MAX_FILE_BYTES as u64 {
-            return Err(ModelError::Truncated(format!("{} is larger than the {MAX_FILE_BYTES} byte limit", p.display())));
+            return Err(ModelError::Truncated(format!(
+                "{} is larger than the {MAX_FILE_BYTES} byte limit",
+                p.display()
+            )));
         }
         Self::from_bytes(&std::fs::read(p).map_err(io)?)
     }
