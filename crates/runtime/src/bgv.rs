@@ -85,6 +85,11 @@ impl BgvService {
         &self.model
     }
 
+    /// The integer network evaluated.
+    pub fn network(&self) -> &IntNetwork {
+        &self.net
+    }
+
     /// The parameter set the model runs under.
     pub fn params(&self) -> &Parameters {
         &self.params
