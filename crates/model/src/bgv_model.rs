@@ -93,7 +93,7 @@ impl BgvSpec {
                 if !q.is_finite() || q < self.input.lo as f64 || q > self.input.hi as f64 {
                     return Err(ModelError::Invalid(format!(
                         "input feature {i} = {v} is outside the range the model was compiled for \
-                         ([{}, {}]): its exactness is proven only there; recompile with --input-range covering it",
+                         ([{}, {}]): its exactness is proven only there; recompile with calibration or evaluation data that covers it",
                         self.input.lo as f64 / self.input.scale,
                         self.input.hi as f64 / self.input.scale
                     )));
