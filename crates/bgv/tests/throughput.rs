@@ -47,6 +47,7 @@ fn a_full_batch_decrypts_to_the_integer_reference_exactly() {
     eprintln!("plan: {plan:?}, log Q = {:.0}", params.log_q_at(params.max_level()));
     assert!(params.is_secure() && params.has_batching());
     assert!(plan.t as u128 > 2 * plan.bound, "t must hold ±bound");
+    assert!(plan.t < throughput::MAX_PLAN_T);
     let n = params.n();
     // Samples: random, with the corners of the box among them (where bounds are met).
     let samples: Vec<Vec<i64>> = (0..n)
@@ -103,7 +104,7 @@ fn the_bound_is_met_by_the_worst_input_and_refused_past_t() {
     // Square of an interval straddling 0 starts at 0, not at min².
     let sq = IntNetwork::new(1, vec![IntLayer::Square, IntLayer::Square]).unwrap();
     assert_eq!(sq.bounds(-3, 2), Some(81));
-    // Values past 2^59: no t holds them.
+    // Values past 2^52: no t below 2^53 (the wire's exact factor) holds them.
     let deep = IntNetwork::new(1, vec![IntLayer::Square, IntLayer::Square, IntLayer::Square]).unwrap();
     match plan(&deep, -(1 << 10), 1 << 10) {
         Err(e @ PlanError::BoundTooLarge { .. }) => assert!(e.to_string().contains("fewer bits")),
@@ -118,4 +119,24 @@ fn a_chain_too_short_is_refused_by_the_schedule() {
     let params = Parameters::builder().log_n(13).q_bits(&[60, 60]).plaintext_modulus(65537).build().unwrap();
     let err = net.schedule(&params, throughput::fresh_noise_bits(&params)).unwrap_err();
     assert!(matches!(err, Error::NoiseBudgetExhausted { .. }), "{err}");
+}
+
+#[test]
+fn seeded_encryption_under_a_large_t_decrypts() {
+    let t = throughput::plaintext_modulus_for(1 << 56, 1 << 14).unwrap();
+    let params = Parameters::builder().log_n(14).q_bits(&[59; 6]).plaintext_modulus(t).build().unwrap();
+    let mut kg = KeyGenerator::new(&params);
+    let sk = kg.secret_key();
+    let pk = kg.public_key(&sk);
+    let enc = Encoder::new(&params);
+    let vals: Vec<i64> = (0..64).map(|i| i * 3 - 90).collect();
+    let pt = enc.encode(&vals, params.max_level()).unwrap();
+    let mut dec = Decryptor::new(&params, &sk).unwrap();
+    let seeded = dec.encrypt_symmetric(&pt).unwrap();
+    let back = SeededCiphertext::from_bytes(&params, &seeded.to_bytes()).unwrap().expand();
+    let got = enc.decode_signed(&dec.decrypt(&back).unwrap()).unwrap();
+    let public = Encryptor::new(&params, &pk).unwrap().encrypt(&pt).unwrap();
+    let got_pk = enc.decode_signed(&dec.decrypt(&public).unwrap()).unwrap();
+    assert_eq!(&got_pk[..64], &vals[..], "public-key encryption");
+    assert_eq!(&got[..64], &vals[..], "seeded symmetric encryption");
 }

@@ -18,7 +18,7 @@ fn session(spec: BgvSpec, secret_key: &Path) -> Result<BgvSession, String> {
 }
 
 fn rows(xs: &compiler::Array, d: usize, count: usize) -> Result<Vec<&[f64]>, String> {
-    if xs.data.is_empty() || xs.data.len() % d != 0 {
+    if xs.data.is_empty() || !xs.data.len().is_multiple_of(d) {
         return Err(format!("the input has shape {:?}; the model takes samples of {d} values", xs.shape));
     }
     Ok(xs.data.chunks(d).take(count).collect())
@@ -62,7 +62,8 @@ pub fn encrypt(spec: BgvSpec, secret_key: &Path, xs: &compiler::Array, count: us
     let s = session(spec, secret_key)?;
     let x = rows(xs, s.spec().input_len(), count)?;
     let cts = s.encrypt_batch(&x).map_err(|e| e.to_string())?;
-    std::fs::write(out, write_container(KIND_QUERY, &cts)).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    std::fs::write(out, write_container(KIND_QUERY, &cts))
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     println!("{}", out.display());
     eprintln!("{} samples in one batch of {} ciphertexts", x.len(), cts.len());
     Ok(())
@@ -153,7 +154,8 @@ pub fn run(
             correct += (model::argmax(&y) == l.data[i] as usize) as usize;
         }
     }
-    let (q_bytes, r_bytes) = (q.iter().map(Vec::len).sum::<usize>(), out.ciphertexts.iter().map(Vec::len).sum::<usize>());
+    let (q_bytes, r_bytes) =
+        (q.iter().map(Vec::len).sum::<usize>(), out.ciphertexts.iter().map(Vec::len).sum::<usize>());
     let cf = c as f64;
     let summary = serde_json::json!({
         "model": svc.model().name, "scheme": "bgv", "samples": c, "batch": s.params().n(),

@@ -110,7 +110,8 @@ impl BgvSession {
             .iter()
             .enumerate()
             .map(|(index, b)| {
-                let ct = bgv::Ciphertext::from_bytes(&self.params, b).map_err(|source| BgvSessionError::Answer { index, source })?;
+                let ct = bgv::Ciphertext::from_bytes(&self.params, b)
+                    .map_err(|source| BgvSessionError::Answer { index, source })?;
                 let pt = dec.decrypt(&ct).map_err(|source| BgvSessionError::Answer { index, source })?;
                 enc.decode_signed(&pt).map_err(|source| BgvSessionError::Answer { index, source })
             })

@@ -113,9 +113,15 @@ fn digits_square_mlp_is_exact_and_agrees_with_onnxruntime() {
 
 #[test]
 fn digits_cryptonets_shape_is_exact() {
-    let (m, acc) = compile_bgv("models/digits_cryptonets3.onnx", 4).unwrap();
+    // Two squares at 4 bits reach 2^56.6, past the largest t (2^53): refused, naming fewer bits.
+    match compile_bgv("models/digits_cryptonets3.onnx", 4) {
+        Err(CompileError::Params(e)) => assert!(e.contains("fewer bits"), "{e}"),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("4 bits through two squares cannot fit a t below 2^53"),
+    }
+    let (m, acc) = compile_bgv("models/digits_cryptonets3.onnx", 3).unwrap();
     eprintln!("top-1 agreement {}", acc.top1_agreement);
-    assert!(acc.top1_agreement >= 0.95, "top-1 agreement {}", acc.top1_agreement);
+    assert!(acc.top1_agreement >= 0.8, "top-1 agreement {}", acc.top1_agreement);
     encrypted_equals_reference(&m);
 }
 
@@ -124,7 +130,7 @@ fn too_many_bits_and_non_square_activations_are_refused() {
     match compile_bgv("models/digits_cryptonets3.onnx", 16) {
         Err(CompileError::Params(e)) => assert!(e.contains("fewer bits"), "{e}"),
         Err(e) => panic!("wrong error {e}"),
-        Ok(_) => panic!("16 bits through two squares cannot fit a t below 2^59"),
+        Ok(_) => panic!("16 bits through two squares cannot fit a t below 2^53"),
     }
     match compile_bgv("models/digits_mlp.onnx", 6) {
         Err(CompileError::Unsupported { hint, .. }) => assert!(hint.contains("--scheme ckks"), "{hint}"),

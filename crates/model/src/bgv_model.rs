@@ -118,7 +118,8 @@ impl BgvSpec {
                 return bad(format!("{what} shape {shape:?} is empty or holds more than {MAX_BGV_FEATURES} values"));
             }
         }
-        if self.input.lo > self.input.hi || !(self.input.scale > 0.0) || !(self.output.scale > 0.0) {
+        let positive = |s: f64| s.is_finite() && s > 0.0;
+        if self.input.lo > self.input.hi || !positive(self.input.scale) || !positive(self.output.scale) {
             return bad("input range or scales".into());
         }
         if self.output.level >= self.params.q.len() || !(13..=16).contains(&self.params.log_n) {
