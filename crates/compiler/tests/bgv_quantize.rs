@@ -103,7 +103,7 @@ fn digits_square_mlp_is_exact_and_agrees_with_onnxruntime() {
     let (m, acc) = compile_bgv("models/digits_sq_mlp.onnx", 8).unwrap();
     assert!(m.report.contains("exact") && m.report.contains("t = "));
     assert!(acc.top1_agreement >= 0.99, "top-1 agreement {}", acc.top1_agreement);
-    encrypted_equals_reference(&m);
+    // Encrypted end to end through Triton and heinfer serve: tests/python/test_bgv.py.
     // Inputs outside the compiled range are refused by the client's encoding.
     let mut x = vec![0.0; 64];
     x[3] = 1.5;
