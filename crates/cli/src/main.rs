@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod aggregate_cmds;
 mod batch_cmds;
 mod bench;
+mod bgv_cmds;
 mod client_cmds;
 mod container;
 mod demo;
@@ -241,6 +242,9 @@ enum Cmd {
         /// ciphertexts.
         #[arg(long, value_name = "POLICY")]
         release: Option<String>,
+        /// BGV models: decrypt the first n samples of each batch (default: every slot)
+        #[arg(long)]
+        samples: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -391,6 +395,15 @@ fn run(cli: Cli) -> Result<(), String> {
                     }))
                     .unwrap()
                 ),
+                (compiler::CompiledAny::Bgv(b), true) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "model": b.model.name, "scheme": b.model.client.scheme, "client_spec": b.model.client,
+                        "bound": b.model.bound, "levels": b.model.levels, "accuracy": b.accuracy,
+                        "choice": choice, "report": b.model.report,
+                    }))
+                    .unwrap()
+                ),
                 (_, false) => {
                     print!("{}", c.report_text());
                     println!("written: {}", dir.display());
@@ -427,7 +440,10 @@ fn run(cli: Cli) -> Result<(), String> {
             client_cmds::encrypt(&model, &secret_key, &input, samples, &output)
         }
         Cmd::Evaluate { model, keys, queries, output } => client_cmds::evaluate(&model, &keys, &queries, &output),
-        Cmd::Decrypt { model, secret_key, results, postprocess, release, json } => {
+        Cmd::Decrypt { model, secret_key, results, postprocess, release, samples, json } => {
+            if let model::AnySpec::Bgv(spec) = client_cmds::load_any_spec(&model)? {
+                return bgv_cmds::decrypt(spec, &secret_key, &results, samples, postprocess, json);
+            }
             client_cmds::decrypt(&model, &secret_key, &results, postprocess, release.as_deref(), json)
         }
         Cmd::Bench { model, input, samples, json } => {
@@ -436,6 +452,16 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Inspect { path, json, client_spec, ops } => {
             let m = match model::AnyModel::read_file(find_hem(&path)).map_err(|e| e.to_string())? {
                 model::AnyModel::Ckks(m) => m,
+                model::AnyModel::Bgv(b) => {
+                    if client_spec {
+                        println!("{}", serde_json::to_string_pretty(&b.client).unwrap());
+                    } else if json {
+                        println!("{}", serde_json::to_string_pretty(&b).unwrap());
+                    } else {
+                        print!("{}", b.report);
+                    }
+                    return Ok(());
+                }
                 model::AnyModel::Paillier(p) => {
                     if client_spec {
                         println!("{}", serde_json::to_string_pretty(&p.client).unwrap());

@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bgv_model;
 pub mod circuit;
 pub mod dp;
 pub mod file;
@@ -37,6 +38,7 @@ pub mod sim;
 pub mod spec;
 pub mod throughput;
 
+pub use bgv_model::{BgvInput, BgvLayer, BgvModel, BgvOutput, BgvSpec};
 pub use circuit::CircuitPrivacy;
 pub use dp::{DpMechanism, OutputDp};
 pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
