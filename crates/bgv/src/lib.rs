@@ -22,7 +22,8 @@
 //! [`Error::NoiseBudgetExhausted`]; [`Ciphertext::noise_budget_bits`] reports what is left.
 //!
 //! Modules in layers, each using only those before it: [`error`] → [`params`] → [`noise`]
-//! → [`encoding`] → [`ciphertext`] → [`encryption`] → [`eval`]. The secret key, key
+//! → [`encoding`] → [`ciphertext`] → [`encryption`] → [`eval`] → [`throughput`] (exact integer
+//! networks in layout T, with the choice of t and chain that holds them). The secret key, key
 //! generation, decryption and the measured noise exist only with feature `secret-key`.
 
 #![deny(missing_docs)]
@@ -35,6 +36,7 @@ pub mod error;
 pub mod eval;
 pub mod noise;
 pub mod params;
+pub mod throughput;
 
 pub use ciphertext::{Ciphertext, SeededCiphertext};
 pub use encoding::{Encoder, Plaintext};

@@ -66,6 +66,7 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 pub fn keygen(model: &Path, secret_key: &Path, keys_out: &Path, reuse: bool, json: bool) -> Result<(), String> {
     let spec = match load_any_spec(model)? {
         AnySpec::Paillier(spec) => return crate::paillier_cmds::keygen(spec, secret_key, keys_out, reuse, json),
+        AnySpec::Bgv(spec) => return crate::bgv_cmds::keygen(spec, secret_key, keys_out, reuse, json),
         AnySpec::Ckks(spec) => spec,
     };
     if reuse {
@@ -123,7 +124,12 @@ pub fn encrypt(
     samples: Option<usize>,
     out: &Path,
 ) -> Result<(), String> {
-    if let AnySpec::Paillier(spec) = load_any_spec(model)? {
+    let any = load_any_spec(model)?;
+    if let AnySpec::Bgv(spec) = any {
+        let xs = compiler::npy::read(input).map_err(|e| format!("input file {}: {e}", input.display()))?;
+        return crate::bgv_cmds::encrypt(spec, secret_key, &xs, samples.unwrap_or(usize::MAX), out);
+    }
+    if let AnySpec::Paillier(spec) = any {
         let xs = compiler::npy::read(input).map_err(|e| format!("input file {}: {e}", input.display()))?;
         let n = spec.input_len();
         if xs.data.len() % n != 0 || xs.data.is_empty() {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod aggregate_cmds;
+mod batch_cmds;
 mod bench;
+mod bgv_cmds;
 mod client_cmds;
 mod container;
 mod demo;
@@ -114,6 +116,13 @@ enum Cmd {
         /// the server computes their share of the first layer and sees their values
         #[arg(long, value_name = "SPEC")]
         public_features: Option<String>,
+        /// layouts to emit: auto (every one that fits), L (one sample per request), T (a batch per request:
+        /// one ciphertext per input feature, one sample per slot; linear layers and squares only)
+        #[arg(long, default_value = "auto")]
+        layout: compiler::LayoutRequest,
+        /// samples layout T's parameters are chosen for (its ring holds at least this many per request)
+        #[arg(long, default_value_t = 4096)]
+        throughput_batch: usize,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -145,7 +154,15 @@ enum Cmd {
         /// a Paillier model: use this secret key instead of making one (key generation takes up to a minute)
         #[arg(long)]
         secret_key: Option<PathBuf>,
+        /// auto: the cheapest of the model's layouts for the samples held (said on stderr); L (the default: the
+        /// check against the simulation): one sample per request; T: a batch per request (models compiled with
+        /// layout T)
+        #[arg(long, default_value = "L")]
+        layout: String,
     },
+    /// Layout T (a batch per request) over files: keygen, encrypt, evaluate, decrypt
+    #[command(subcommand)]
+    Batch(batch_cmds::BatchCmd),
     /// Serve a model repository over KServe v2 (HTTP with binary data, and gRPC), as Triton with the heinfer backend would (what `heinfer-server` runs)
     Serve(server::ServeArgs),
     /// One command end to end: compile a bundled digits CNN, serve it, and infer on encrypted digits over HTTP
@@ -225,6 +242,9 @@ enum Cmd {
         /// ciphertexts.
         #[arg(long, value_name = "POLICY")]
         release: Option<String>,
+        /// BGV models: decrypt the first n samples of each batch (default: every slot)
+        #[arg(long)]
+        samples: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -303,6 +323,8 @@ fn run(cli: Cli) -> Result<(), String> {
             mask_unused_slots,
             circuit_privacy,
             public_features,
+            layout,
+            throughput_batch,
             json,
             scheme,
             quantize,
@@ -343,6 +365,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 mask_unused_slots,
                 circuit_privacy,
                 public_features,
+                layout,
+                throughput_batch,
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };
@@ -371,6 +395,15 @@ fn run(cli: Cli) -> Result<(), String> {
                     }))
                     .unwrap()
                 ),
+                (compiler::CompiledAny::Bgv(b), true) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "model": b.model.name, "scheme": b.model.client.scheme, "client_spec": b.model.client,
+                        "bound": b.model.bound, "levels": b.model.levels, "accuracy": b.accuracy,
+                        "choice": choice, "report": b.model.report,
+                    }))
+                    .unwrap()
+                ),
                 (_, false) => {
                     print!("{}", c.report_text());
                     println!("written: {}", dir.display());
@@ -378,14 +411,25 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Cmd::Run { path, input, labels, samples, json, secret_key } => run::run(run::RunArgs {
-            hem: &find_hem(&path),
-            input: &input,
-            labels: labels.as_deref(),
-            samples,
-            json,
-            secret_key: secret_key.as_deref(),
-        }),
+        Cmd::Batch(cmd) => batch_cmds::run_cmd(cmd),
+        Cmd::Run { path, input, labels, samples, json, secret_key, layout } => {
+            let hem = find_hem(&path);
+            let held = match samples {
+                Some(n) => n,
+                None => compiler::npy::read(&input).map(|a| a.rows()).unwrap_or(1),
+            };
+            match batch_cmds::choose(&hem, &layout, held)? {
+                Some(why) => batch_cmds::run_t(&hem, &input, labels.as_deref(), samples, json, &why),
+                None => run::run(run::RunArgs {
+                    hem: &find_hem(&path),
+                    input: &input,
+                    labels: labels.as_deref(),
+                    samples,
+                    json,
+                    secret_key: secret_key.as_deref(),
+                }),
+            }
+        }
         Cmd::Serve(args) => server::serve(args),
         Cmd::Aggregate(cmd) => aggregate_cmds::run(cmd),
         Cmd::Demo { samples, json, models, model } => demo::demo(demo::DemoArgs { samples, json, models, model }),
@@ -396,7 +440,10 @@ fn run(cli: Cli) -> Result<(), String> {
             client_cmds::encrypt(&model, &secret_key, &input, samples, &output)
         }
         Cmd::Evaluate { model, keys, queries, output } => client_cmds::evaluate(&model, &keys, &queries, &output),
-        Cmd::Decrypt { model, secret_key, results, postprocess, release, json } => {
+        Cmd::Decrypt { model, secret_key, results, postprocess, release, samples, json } => {
+            if let model::AnySpec::Bgv(spec) = client_cmds::load_any_spec(&model)? {
+                return bgv_cmds::decrypt(spec, &secret_key, &results, samples, postprocess, json);
+            }
             client_cmds::decrypt(&model, &secret_key, &results, postprocess, release.as_deref(), json)
         }
         Cmd::Bench { model, input, samples, json } => {
@@ -405,6 +452,16 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Inspect { path, json, client_spec, ops } => {
             let m = match model::AnyModel::read_file(find_hem(&path)).map_err(|e| e.to_string())? {
                 model::AnyModel::Ckks(m) => m,
+                model::AnyModel::Bgv(b) => {
+                    if client_spec {
+                        println!("{}", serde_json::to_string_pretty(&b.client).unwrap());
+                    } else if json {
+                        println!("{}", serde_json::to_string_pretty(&b).unwrap());
+                    } else {
+                        print!("{}", b.report);
+                    }
+                    return Ok(());
+                }
                 model::AnyModel::Paillier(p) => {
                     if client_spec {
                         println!("{}", serde_json::to_string_pretty(&p.client).unwrap());

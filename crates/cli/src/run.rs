@@ -25,6 +25,12 @@ pub fn run(a: RunArgs) -> Result<(), String> {
     let m = match model::AnyModel::read_file(a.hem).map_err(|e| e.to_string())? {
         model::AnyModel::Ckks(m) => m,
         model::AnyModel::Paillier(p) => return run_paillier(&a, &p),
+        model::AnyModel::Bgv(_) => {
+            let xs = compiler::npy::read(a.input).map_err(|e| format!("input file: {e}"))?;
+            let ys = a.labels.map(compiler::npy::read).transpose().map_err(|e| format!("labels file: {e}"))?;
+            let count = a.samples.unwrap_or(xs.rows());
+            return crate::bgv_cmds::run(a.hem, &xs, ys.as_ref(), count, a.secret_key, a.json);
+        }
     };
     let xs = compiler::npy::read(a.input).map_err(|e| format!("input file: {e}"))?;
     let ys = a.labels.map(compiler::npy::read).transpose().map_err(|e| format!("labels file: {e}"))?;

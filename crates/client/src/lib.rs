@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod batch;
+pub mod bgv_session;
 pub mod keys;
 pub mod lwe_session;
 pub mod paillier_session;
@@ -15,6 +17,8 @@ pub mod public;
 pub mod release;
 pub mod session;
 
+pub use batch::{choose_layout, BatchSession};
+pub use bgv_session::{BgvSession, BgvSessionError};
 pub use keys::{ClientError, ClientKeys};
 pub use lwe_session::{LweSession, LweSessionError};
 pub use model::ClientSpec;

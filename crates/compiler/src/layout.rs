@@ -208,6 +208,8 @@ pub(crate) fn program(
         output_dp: None,
         circuit_privacy: None,
         public_features: vec![],
+        throughput: None,
+        layouts: vec![],
     };
     let mut hem = HeModel {
         name: name.to_string(),
@@ -218,6 +220,7 @@ pub(crate) fn program(
         outputs: vec![bt.out.id],
         report: None,
         public: None,
+        throughput: None,
     };
     hem.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
     if let Some(split) = public {

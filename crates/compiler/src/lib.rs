@@ -44,10 +44,12 @@ mod output_dp;
 mod parameters;
 mod params;
 mod passes;
+mod quantize;
 mod report;
 mod residual;
 pub mod scheme;
 mod svg;
+mod throughput;
 mod triton;
 mod verify;
 
@@ -60,7 +62,9 @@ pub use activation::ActFn;
 pub use import::MaxPoolPolicy;
 pub use npy::Array;
 pub use output_dp::OutputDpRequest;
+pub use quantize::CompiledBgv;
 pub use scheme::{compile_with_scheme, write_repository_any, Choice, CompiledAny, CompiledLinear, SchemeRequest};
+pub use throughput::LayoutRequest;
 pub use verify::simulate_one;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +116,10 @@ pub struct Options {
     /// Input features sent in clear (`--public-features`: index ranges of the flattened
     /// input, e.g. `0-9,15`); their share of the first layer is computed by the server.
     pub public_features: Option<String>,
+    /// Layouts to emit (`--layout`): auto = every one that fits.
+    pub layout: LayoutRequest,
+    /// Samples layout T's parameters are chosen for (its N holds at least this many).
+    pub throughput_batch: usize,
 }
 
 impl Default for Options {
@@ -132,6 +140,8 @@ impl Default for Options {
             mask_unused_slots: false,
             circuit_privacy: None,
             public_features: None,
+            layout: LayoutRequest::Auto,
+            throughput_batch: 4096,
         }
     }
 }
@@ -250,6 +260,7 @@ pub fn compile(
         secs,
     );
     hem.report = Some(r);
+    throughput::attach(&mut hem, &ap.network, &cal, n_in, opts)?;
     Ok(Compiled { model: hem, plots })
 }
 

@@ -130,6 +130,7 @@ pub(crate) fn make_report(
         accuracy,
         notes,
         compile_seconds: secs,
+        layouts: vec![],
     }
 }
 

@@ -126,6 +126,7 @@ pub struct CompiledLinear {
 pub enum CompiledAny {
     Ckks(Compiled),
     Paillier(CompiledLinear),
+    Bgv(crate::quantize::CompiledBgv),
 }
 
 impl CompiledAny {
@@ -133,6 +134,7 @@ impl CompiledAny {
         match self {
             CompiledAny::Ckks(c) => &c.model.name,
             CompiledAny::Paillier(c) => &c.model.name,
+            CompiledAny::Bgv(c) => &c.model.name,
         }
     }
 
@@ -141,6 +143,7 @@ impl CompiledAny {
         match self {
             CompiledAny::Ckks(c) => c.model.report.as_ref().map(|r| r.to_text()).unwrap_or_default(),
             CompiledAny::Paillier(c) => c.model.report.clone(),
+            CompiledAny::Bgv(c) => c.model.report.clone(),
         }
     }
 }
@@ -297,8 +300,8 @@ fn bgv_refusal(quantize: Option<u32>) -> String {
                  arithmetic on reals, or paillier for a linear model"
             .into(),
         Some(b) => format!(
-            "--quantize {b}: compiling ONNX models to BGV is not built in this version; use --scheme ckks, or \
-             paillier for a linear model"
+            "not costed by auto: pass --scheme bgv --quantize {b} to compile it (exact integers, square or \
+             identity activations only)"
         ),
     }
 }
@@ -313,7 +316,7 @@ pub fn compile_with_scheme(
     quantize: Option<u32>,
     progress: &dyn Fn(&str),
 ) -> Result<(CompiledAny, Choice), CompileError> {
-    if req == SchemeRequest::Bgv {
+    if req == SchemeRequest::Bgv && quantize.is_none() {
         return Err(CompileError::Params(bgv_refusal(quantize)));
     }
     if opts.public_features.is_some() && req != SchemeRequest::Ckks {
@@ -340,6 +343,21 @@ pub fn compile_with_scheme(
     passes::run(&mut m.graph);
     let imp = import::import(&m, opts.maxpool)?;
     calibrate::check_data(&imp, data)?;
+    if let (SchemeRequest::Bgv, Some(bits)) = (req, quantize) {
+        if let Some(flag) = ckks_only {
+            return Err(CompileError::Params(format!(
+                "{flag} is built for CKKS models only: drop it to compile for BGV, or use --scheme ckks"
+            )));
+        }
+        let choice = Choice {
+            chosen: Scheme::Bgv,
+            requested: "bgv".into(),
+            reason: format!("asked for (--scheme bgv --quantize {bits}): exact integer results"),
+            candidates: Vec::new(),
+        };
+        let c = crate::quantize::compile_bgv(&imp, bits, data, onnx_path, opts, &choice.to_text(), progress)?;
+        return Ok((CompiledAny::Bgv(c), choice));
+    }
     let affine = as_affine(&imp);
     let d: usize = imp.input_shape.iter().product();
     let linear_cand = match &affine {
@@ -551,6 +569,16 @@ pub fn write_repository_any(repo: &Path, c: &CompiledAny, choice: &Choice) -> Re
     let dir = match c {
         CompiledAny::Ckks(c) => crate::write_repository(repo, c)?,
         CompiledAny::Paillier(c) => {
+            let dir = repo.join(&c.model.name);
+            let io = |e: std::io::Error| CompileError::Io(format!("{}: {e}", dir.display()));
+            std::fs::create_dir_all(dir.join("1")).map_err(io)?;
+            let cfg = runtime::protocol::config_pbtxt(&c.model.name, &c.model.client.to_json());
+            std::fs::write(dir.join("config.pbtxt"), cfg).map_err(io)?;
+            std::fs::write(dir.join("1").join("model.hem"), c.model.to_bytes()).map_err(io)?;
+            std::fs::write(dir.join("report.txt"), &c.model.report).map_err(io)?;
+            dir
+        }
+        CompiledAny::Bgv(c) => {
             let dir = repo.join(&c.model.name);
             let io = |e: std::io::Error| CompileError::Io(format!("{}: {e}", dir.display()));
             std::fs::create_dir_all(dir.join("1")).map_err(io)?;

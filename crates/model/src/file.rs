@@ -41,6 +41,9 @@ struct Meta {
     /// Absent in models without public features (and in files written before them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     public: Option<crate::PublicPart>,
+    /// Layout T's program (`model::throughput`); absent in models compiled without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    throughput: Option<crate::ThroughputProgram>,
 }
 
 impl HeModel {
@@ -53,6 +56,7 @@ impl HeModel {
             outputs: self.outputs.clone(),
             report: self.report.clone(),
             public: self.public.clone(),
+            throughput: self.throughput.clone(),
         };
         let json = serde_json::to_vec(&meta).expect("model metadata serializes");
         let mut out = Vec::with_capacity(
@@ -140,6 +144,7 @@ impl HeModel {
             outputs: meta.outputs,
             report: meta.report,
             public: meta.public,
+            throughput: meta.throughput,
         };
         m.validate()?;
         Ok(m)

@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bgv_model;
 pub mod circuit;
 pub mod dp;
 pub mod file;
@@ -35,7 +36,9 @@ pub mod public;
 pub mod report;
 pub mod sim;
 pub mod spec;
+pub mod throughput;
 
+pub use bgv_model::{BgvInput, BgvLayer, BgvModel, BgvOutput, BgvSpec};
 pub use circuit::CircuitPrivacy;
 pub use dp::{DpMechanism, OutputDp};
 pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
@@ -45,6 +48,7 @@ pub use public::{PublicPart, PUBLIC_PART_VERSION};
 pub use report::{ActivationReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
 pub use spec::{apply_postprocess, argmax, ClientSpec, InputSpec, KeyLevels, OutputSpec, PostOp, CLIENT_SPEC_VERSION};
+pub use throughput::{LayoutCost, ThroughputLayer, ThroughputProgram, ThroughputSpec, THROUGHPUT_VERSION};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +92,9 @@ pub struct HeModel {
     /// Public features' weights and where they go (`compile --public-features`); None
     /// for a model that encrypts its whole input.
     pub public: Option<PublicPart>,
+    /// Layout T's program (weights included), when compiled with it; its client side is
+    /// `client.throughput`.
+    pub throughput: Option<ThroughputProgram>,
 }
 
 impl HeModel {
@@ -120,6 +127,11 @@ impl HeModel {
                 ))
             }
             None => {}
+        }
+        match (&self.throughput, &self.client.throughput) {
+            (Some(p), Some(spec)) => p.validate(spec)?,
+            (None, None) => {}
+            _ => return Err(ModelError::Invalid("layout-T program and client spec disagree".into())),
         }
         if self.outputs.len() != self.client.output.ciphertexts as usize {
             return Err(ModelError::Invalid("output count differs from the client spec".into()));

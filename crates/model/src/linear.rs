@@ -228,6 +228,7 @@ impl PaillierModel {
 pub enum AnyModel {
     Ckks(HeModel),
     Paillier(PaillierModel),
+    Bgv(crate::BgvModel),
 }
 
 impl AnyModel {
@@ -235,6 +236,9 @@ impl AnyModel {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
         if bytes.len() >= 12 && &bytes[..8] == MAGIC && bytes[8..12] == LINEAR_FORMAT_VERSION.to_le_bytes() {
             return PaillierModel::from_bytes(bytes).map(AnyModel::Paillier);
+        }
+        if crate::BgvModel::is_bgv_file(bytes) {
+            return crate::BgvModel::from_bytes(bytes).map(AnyModel::Bgv);
         }
         HeModel::from_bytes(bytes).map(AnyModel::Ckks)
     }
@@ -256,6 +260,7 @@ impl AnyModel {
         match self {
             AnyModel::Ckks(m) => m.to_bytes(),
             AnyModel::Paillier(m) => m.to_bytes(),
+            AnyModel::Bgv(m) => m.to_bytes(),
         }
     }
 
@@ -263,6 +268,7 @@ impl AnyModel {
         match self {
             AnyModel::Ckks(_) => Scheme::Ckks,
             AnyModel::Paillier(m) => m.client.scheme,
+            AnyModel::Bgv(_) => Scheme::Bgv,
         }
     }
 
@@ -270,6 +276,7 @@ impl AnyModel {
         match self {
             AnyModel::Ckks(m) => &m.name,
             AnyModel::Paillier(m) => &m.name,
+            AnyModel::Bgv(m) => &m.name,
         }
     }
 
@@ -277,6 +284,7 @@ impl AnyModel {
         match self {
             AnyModel::Ckks(m) => AnySpec::Ckks(m.client.clone()),
             AnyModel::Paillier(m) => AnySpec::Paillier(m.client.clone()),
+            AnyModel::Bgv(m) => AnySpec::Bgv(m.client.clone()),
         }
     }
 }
@@ -287,6 +295,7 @@ impl AnyModel {
 pub enum AnySpec {
     Ckks(ClientSpec),
     Paillier(LinearSpec),
+    Bgv(crate::BgvSpec),
 }
 
 impl AnySpec {
@@ -301,9 +310,12 @@ impl AnySpec {
                 spec.validate()?;
                 Ok(AnySpec::Paillier(spec))
             }
-            Scheme::Bgv => Err(ModelError::Invalid(
-                "a BGV client spec: this build serves BGV models only through the engine; recompile with --scheme ckks or paillier".into(),
-            )),
+            Scheme::Bgv => {
+                let spec: crate::BgvSpec =
+                    serde_json::from_str(s).map_err(|e| ModelError::Invalid(format!("BGV client spec: {e}")))?;
+                spec.validate()?;
+                Ok(AnySpec::Bgv(spec))
+            }
         }
     }
 
@@ -311,6 +323,7 @@ impl AnySpec {
         match self {
             AnySpec::Ckks(s) => s.to_json(),
             AnySpec::Paillier(s) => s.to_json(),
+            AnySpec::Bgv(s) => s.to_json(),
         }
     }
 
@@ -318,6 +331,7 @@ impl AnySpec {
         match self {
             AnySpec::Ckks(_) => Scheme::Ckks,
             AnySpec::Paillier(s) => s.scheme,
+            AnySpec::Bgv(_) => Scheme::Bgv,
         }
     }
 
@@ -344,6 +358,14 @@ impl AnySpec {
                 s.output_len(),
                 s.input.frac_bits,
                 s.output.frac_bits - s.input.frac_bits
+            ),
+            AnySpec::Bgv(s) => format!(
+                "BGV exact integers, N = 2^{}, t = {}, {} input ciphertexts (one per feature, N samples) → {}, \
+                 relinearisation key only",
+                s.params.log_n,
+                s.plaintext_modulus,
+                s.input_len(),
+                s.output_len()
             ),
         }
     }

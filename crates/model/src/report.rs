@@ -86,6 +86,9 @@ pub struct Report {
     pub accuracy: Option<Accuracy>,
     pub notes: Vec<String>,
     pub compile_seconds: f64,
+    /// Per compiled layout (L, T): latency, cost per sample, bytes, keys, largest batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layouts: Vec<crate::LayoutCost>,
 }
 
 impl Report {
@@ -186,6 +189,21 @@ impl Report {
         }
         for n in &self.notes {
             let _ = writeln!(s, "note: {n}");
+        }
+        for l in &self.layouts {
+            let _ = writeln!(
+                s,
+                "layout {}: ~{:.3} s per request, ~{:.2e} s per sample, {:.0} B request + {:.0} B answer per sample \
+                 (batch {}), keys {} B ({})",
+                l.layout,
+                l.latency_s,
+                l.cost_s_per_sample,
+                l.request_bytes_per_sample,
+                l.answer_bytes_per_sample,
+                l.max_batch,
+                l.key_bytes,
+                l.keys
+            );
         }
         if self.compile_seconds > 0.0 {
             let _ = writeln!(s, "compiled in {:.2} s", self.compile_seconds);

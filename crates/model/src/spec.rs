@@ -49,6 +49,12 @@ pub struct ClientSpec {
     /// the slot map never places them in the ciphertext. Empty: everything encrypted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public_features: Vec<u32>,
+    /// Layout T (a batch per request, `model::throughput`), when compiled with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<crate::ThroughputSpec>,
+    /// What each compiled layout costs ("L", "T"), for the client's choice by batch size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layouts: Vec<crate::LayoutCost>,
 }
 
 /// Levels of the evaluation keys (see `ClientSpec::key_levels`).

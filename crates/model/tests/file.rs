@@ -45,6 +45,8 @@ fn tiny() -> HeModel {
             output_dp: None,
             circuit_privacy: None,
             public_features: vec![],
+            throughput: None,
+            layouts: vec![],
         },
         layers: vec![model::LayerInfo { name: "l".into(), kind: "dense".into() }],
         nodes,
@@ -52,6 +54,7 @@ fn tiny() -> HeModel {
         outputs: vec![4],
         report: None,
         public: None,
+        throughput: None,
     }
 }
 

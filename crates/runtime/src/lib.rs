@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bgv;
 pub mod circuit_privacy;
 pub mod dp;
 pub mod exec;
@@ -19,6 +20,7 @@ pub mod public;
 pub mod served;
 pub mod service;
 pub mod tensor;
+pub mod throughput;
 
 /// The engine as this crate resolves it: without `secret-key`. The secret-key boundary
 /// check (scripts/check-secret-key-boundary.sh) names `runtime::ckks::SecretKey` and

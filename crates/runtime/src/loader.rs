@@ -24,6 +24,8 @@ pub enum ModelLoadError {
     #[error("{path}: {source}")]
     Spec { path: PathBuf, source: SpecError },
     #[error("{path}: {source}")]
+    Throughput { path: PathBuf, source: crate::throughput::ThroughputLoadError },
+    #[error("{path}: {source}")]
     Linear { path: PathBuf, source: crate::linear::LinearLoadError },
 }
 
@@ -64,6 +66,7 @@ pub fn load_model(hem: &Path, client_spec: Option<&str>, keys: Arc<KeyStore>) ->
     let m = match any {
         model::AnyModel::Ckks(m) => m,
         model::AnyModel::Paillier(m) => return load_linear(hem, m, client_spec, keys),
+        model::AnyModel::Bgv(m) => return load_bgv(hem, m, client_spec, keys),
     };
     let exe = CompiledModel::load(m).map_err(|source| ModelLoadError::Load { path: hem.into(), source })?;
     if let Some(spec) = client_spec {
@@ -71,7 +74,13 @@ pub fn load_model(hem: &Path, client_spec: Option<&str>, keys: Arc<KeyStore>) ->
     }
     let client = model::AnySpec::Ckks(exe.model().client.clone());
     let weight_bytes = exe.weight_memory_bytes();
-    Ok(LoadedModel { service: exe.into_service(keys), client, weight_bytes })
+    let t = crate::throughput::for_model(exe.model())
+        .map_err(|source| ModelLoadError::Throughput { path: hem.into(), source })?;
+    let service = match (exe.into_service(keys), t) {
+        (crate::Service::Ckks(s), Some(t)) => crate::Service::Ckks(s.with_throughput(Arc::new(t))),
+        (s, _) => s,
+    };
+    Ok(LoadedModel { service, client, weight_bytes })
 }
 
 fn load_linear(
@@ -99,6 +108,35 @@ fn load_linear(
     let svc = crate::linear::LinearService::new(m, keys)
         .map_err(|source| ModelLoadError::Linear { path: hem.into(), source })?;
     Ok(LoadedModel { service: crate::Service::Paillier(svc), client, weight_bytes })
+}
+
+fn load_bgv(
+    hem: &Path,
+    m: model::BgvModel,
+    client_spec: Option<&str>,
+    keys: Arc<KeyStore>,
+) -> Result<LoadedModel, ModelLoadError> {
+    if let Some(json) = client_spec {
+        let spec = model::AnySpec::from_json(json)
+            .map_err(|e| ModelLoadError::Spec { path: hem.into(), source: SpecError::Malformed(e) })?;
+        if spec != model::AnySpec::Bgv(m.client.clone()) {
+            return Err(ModelLoadError::Spec { path: hem.into(), source: SpecError::Differs });
+        }
+    }
+    let client = model::AnySpec::Bgv(m.client.clone());
+    let weight_bytes = m
+        .layers
+        .iter()
+        .map(|l| match l {
+            model::BgvLayer::Linear { weights, .. } => weights.len() * 8,
+            model::BgvLayer::Square { .. } => 0,
+        })
+        .sum();
+    let svc = crate::bgv::BgvService::new(m, keys).map_err(|e| ModelLoadError::Load {
+        path: hem.into(),
+        source: LoadError::Model(model::ModelError::Invalid(e.to_string())),
+    })?;
+    Ok(LoadedModel { service: crate::Service::Bgv(svc), client, weight_bytes })
 }
 
 /// The key-store and request-size settings of a model config; `None` where the

@@ -16,6 +16,7 @@ pub enum Service {
     Ckks(CkksService),
     Paillier(LinearService),
     Lwe(LweService),
+    Bgv(crate::bgv::BgvService),
 }
 
 impl Service {
@@ -61,7 +62,7 @@ impl Service {
     pub fn output_dp(&self) -> Option<&crate::dp::DpNoise> {
         match self {
             Service::Ckks(s) => s.output_dp(),
-            Service::Paillier(_) | Service::Lwe(_) => None,
+            Service::Paillier(_) | Service::Lwe(_) | Service::Bgv(_) => None,
         }
     }
 
@@ -69,7 +70,7 @@ impl Service {
     pub fn executable(&self) -> Option<&Arc<dyn Executable>> {
         match self {
             Service::Ckks(s) => Some(s.executable()),
-            Service::Paillier(_) | Service::Lwe(_) => None,
+            Service::Paillier(_) | Service::Lwe(_) | Service::Bgv(_) => None,
         }
     }
 
@@ -78,6 +79,7 @@ impl Service {
             Service::Ckks(s) => s.key_store(),
             Service::Paillier(p) => p.key_store(),
             Service::Lwe(l) => l.key_store(),
+            Service::Bgv(b) => b.key_store(),
         }
     }
 
@@ -86,7 +88,21 @@ impl Service {
         match self {
             Service::Ckks(s) => s.executable().input_count(),
             Service::Paillier(_) | Service::Lwe(_) => 1,
+            Service::Bgv(b) => b.model().client.input_len(),
         }
+    }
+
+    /// Elements of `ENCRYPTED_INPUT` a layout-T request carries, if the model has layout T.
+    pub fn throughput_count(&self) -> Option<usize> {
+        match self {
+            Service::Ckks(s) => s.throughput().map(|t| t.input_count()),
+            Service::Paillier(_) | Service::Lwe(_) => None,
+        }
+    }
+
+    /// Whether `ENCRYPTED_INPUT` may hold `n` elements (one layout's count).
+    pub fn accepts_input_count(&self, n: usize) -> bool {
+        n == self.input_count() || self.throughput_count() == Some(n)
     }
 
     pub fn scheme(&self) -> model::Scheme {
@@ -94,6 +110,7 @@ impl Service {
             Service::Ckks(_) => model::Scheme::Ckks,
             Service::Paillier(_) => model::Scheme::Paillier,
             Service::Lwe(_) => model::Scheme::Lwe,
+            Service::Bgv(_) => model::Scheme::Bgv,
         }
     }
 
@@ -103,6 +120,7 @@ impl Service {
             Service::Ckks(s) => s.register(keys),
             Service::Paillier(p) => p.register(keys),
             Service::Lwe(l) => l.register(keys),
+            Service::Bgv(b) => b.register(keys),
         }
     }
 
@@ -115,6 +133,7 @@ impl Service {
             Service::Ckks(s) => s.infer_cancellable(req, cancel),
             Service::Paillier(p) => p.infer_cancellable(req, cancel),
             Service::Lwe(l) => l.infer_cancellable(req, cancel),
+            Service::Bgv(b) => b.infer_cancellable(req, cancel),
         }
     }
 
@@ -122,7 +141,7 @@ impl Service {
     pub fn public_features(&self) -> usize {
         match self {
             Service::Ckks(s) => s.executable().public_features(),
-            Service::Paillier(_) | Service::Lwe(_) => 0,
+            Service::Paillier(_) | Service::Lwe(_) | Service::Bgv(_) => 0,
         }
     }
 
@@ -142,6 +161,10 @@ impl Service {
             Service::Lwe(l) => {
                 crate::public::check(plain, 0)?;
                 l.infer_cancellable(req, cancel)
+            }
+            Service::Bgv(b) => {
+                crate::public::check(plain, 0)?;
+                b.infer_cancellable(req, cancel)
             }
         }
     }

@@ -6,6 +6,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use ckks::wire::peek_header;
 use ckks::{read_any_ciphertext_limited, Ciphertext, EvaluationKeys, Evaluator, KeyId, Parameters, WireError};
 use thiserror::Error;
 
@@ -60,6 +61,26 @@ pub trait Executable: Send + Sync {
     ) -> Result<Vec<Ciphertext>, RunError> {
         Err(RunError::Public("this model takes no public features".into()))
     }
+}
+
+/// A second layout served beside the program (layout T: the `throughput` module), told
+/// apart by the parameters its ciphertexts and keys are made under.
+pub trait OtherLayout: Send + Sync {
+    fn params(&self) -> &Parameters;
+    /// Elements of `ENCRYPTED_INPUT` one request of this layout carries.
+    fn input_count(&self) -> usize;
+    /// Whether these wire bytes (a ciphertext or a key bundle) are this layout's.
+    fn owns(&self, bytes: &[u8]) -> bool;
+    /// Registers a bundle of this layout.
+    fn register(&self, store: &KeyStore, bundle: &[u8], key_id: Option<KeyId>) -> Result<KeyId, ServiceError>;
+    /// One request of this layout; `l_params`: the program's, to name a mismatched key.
+    fn infer(
+        &self,
+        store: &KeyStore,
+        l_params: &Parameters,
+        req: Request<'_>,
+        cancel: &AtomicBool,
+    ) -> Result<Response, ServiceError>;
 }
 
 /// A failure inside an evaluation (the inputs passed every check before it). The
@@ -158,6 +179,8 @@ pub struct CkksService {
     dp: Option<Arc<DpNoise>>,
     /// circuit privacy: every answer flooded under the client's public key
     flooding: Option<Arc<crate::circuit_privacy::Flooding>>,
+    /// layout T (a batch per request), if the model was compiled with it
+    throughput: Option<Arc<dyn OtherLayout>>,
 }
 
 impl CkksService {
@@ -166,7 +189,7 @@ impl CkksService {
         let (rotation_levels, relin_level) = exe.key_levels();
         let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization())
             .with_levels(exe.params(), &rotation_levels, relin_level);
-        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None }
+        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None, throughput: None }
     }
 
     /// Requires inputs at this level and scale (the client spec says which).
@@ -188,6 +211,17 @@ impl CkksService {
         self.needs.public_key = true;
         self.flooding = Some(Arc::new(flooding));
         self
+    }
+
+    /// Serves layout T too: requests whose ciphertexts are under its parameters.
+    pub fn with_throughput(mut self, t: Arc<dyn OtherLayout>) -> Self {
+        self.throughput = Some(t);
+        self
+    }
+
+    /// Layout T, if the model has it.
+    pub fn throughput(&self) -> Option<&dyn OtherLayout> {
+        self.throughput.as_deref()
     }
 
     /// The circuit-privacy flooding this service adds, if any.
@@ -225,6 +259,9 @@ impl CkksService {
     pub fn register(&self, bundle: &[u8]) -> Result<KeyId, ServiceError> {
         if bundle.starts_with(&paillier::MAGIC) {
             return Err(paillier_key_sent());
+        }
+        if let Some(t) = self.throughput.as_ref().filter(|t| t.owns(bundle)) {
+            return t.register(&self.keys, bundle, None);
         }
         self.register_as(bundle, None)
     }
@@ -274,17 +311,24 @@ impl CkksService {
         plain: Option<crate::public::PlainInput>,
         cancel: &AtomicBool,
     ) -> Result<Response, ServiceError> {
+        if let Some(t) = self.throughput.as_ref().filter(|t| req.ciphertexts.first().is_some_and(|b| t.owns(b))) {
+            crate::public::check(plain, 0)?;
+            return t.infer(&self.keys, self.exe.params(), req, cancel);
+        }
         let plain = crate::public::check(plain, self.exe.public_features())?;
         let params = self.exe.params();
         let id = match (req.evaluation_keys, req.key_id) {
             // A KEY_ID sent with the bundle must name it; checked before the bundle is
             // stored: a mismatch means the client sent something else than it meant.
             (Some(bundle), _) if bundle.starts_with(&paillier::MAGIC) => return Err(paillier_key_sent()),
+            (Some(bundle), _) if self.throughput.as_ref().is_some_and(|t| t.owns(bundle)) => {
+                return Err(layout_l_with_t_keys())
+            }
             (Some(bundle), given) => self.register_as(bundle, given.map(parse_key_id).transpose()?)?,
             (None, Some(g)) => parse_key_id(g)?,
             (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
         };
-        let keys = self.keys.get(params, id)?;
+        let keys = l_keys(&self.keys, params, self.throughput.as_deref(), id)?;
         self.check_coverage(&keys)?;
         if let Some(dp) = &self.dp {
             // Refused before any work; charged (atomically, again checked) after.
@@ -308,6 +352,7 @@ impl CkksService {
                          with a key made for its client spec"
                     )));
                 }
+                check_l_ciphertext(params, self.throughput.as_deref(), index, b)?;
                 let ct = read_any_ciphertext_limited(params, b, max_level)
                     .map_err(|source| ServiceError::Malformed { index, source })?;
                 if let Some((level, scale)) = self.input_level {
@@ -354,4 +399,49 @@ pub(crate) fn parse_key_id(raw: &[u8]) -> Result<KeyId, ServiceError> {
     let s = std::str::from_utf8(raw)
         .map_err(|_| KeyStoreError::BadKeyId(WireError::OutOfRange { field: "key id", detail: "not UTF-8".into() }))?;
     Ok(KeyId::parse(s).map_err(KeyStoreError::BadKeyId)?)
+}
+
+/// A layout-T bundle sent with a layout-L request.
+fn layout_l_with_t_keys() -> ServiceError {
+    ServiceError::WrongScheme(
+        "layout mismatch: EVALUATION_KEYS is a layout-T bundle but ENCRYPTED_INPUT is not a layout-T batch; send \
+         the layout-L bundle with layout-L ciphertexts (or encrypt the batch in layout T)"
+            .into(),
+    )
+}
+
+/// The layout-L bundle `id`, or a layout-mismatch error when `id` names a layout-T one.
+fn l_keys(
+    store: &KeyStore,
+    params: &Parameters,
+    t: Option<&dyn OtherLayout>,
+    id: KeyId,
+) -> Result<Arc<EvaluationKeys>, ServiceError> {
+    match store.get(params, id) {
+        Err(KeyStoreError::UnknownKey(_)) if t.is_some_and(|t| store.get(t.params(), id).is_ok()) => {
+            Err(ServiceError::WrongScheme(format!(
+                "layout mismatch: KEY_ID {id} names this model's layout-T key bundle, but ENCRYPTED_INPUT is not a \
+                 layout-T batch; send the layout-L bundle's key id with layout-L ciphertexts"
+            )))
+        }
+        r => Ok(r?),
+    }
+}
+
+/// Refuses, with the layout named, a layout-T ciphertext in a layout-L request (other
+/// foreign objects keep the wire's "other CKKS parameters" error).
+fn check_l_ciphertext(
+    params: &Parameters,
+    t: Option<&dyn OtherLayout>,
+    index: usize,
+    bytes: &[u8],
+) -> Result<(), ServiceError> {
+    let Ok(h) = peek_header(bytes) else { return Ok(()) };
+    match t {
+        Some(t) if &h.fingerprint != params.fingerprint() && t.owns(bytes) => Err(ServiceError::WrongScheme(format!(
+            "layout mismatch: ENCRYPTED_INPUT[{index}] is a layout-T ciphertext but ENCRYPTED_INPUT[0] is \
+                 layout L; one request holds one layout"
+        ))),
+        _ => Ok(()),
+    }
 }

@@ -67,6 +67,8 @@ fn program() -> (HeModel, Parameters) {
         output_dp: None,
         circuit_privacy: None,
         public_features: vec![],
+        throughput: None,
+        layouts: vec![],
     };
     let m = HeModel {
         name: "t".into(),
@@ -77,6 +79,7 @@ fn program() -> (HeModel, Parameters) {
         outputs: vec![15],
         report: None,
         public: None,
+        throughput: None,
     };
     (m, params)
 }

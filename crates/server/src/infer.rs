@@ -90,7 +90,8 @@ pub const MAX_DIMS: usize = 16;
 /// for `ENCRYPTED_INPUT`, otherwise what the config's fixed dims hold.
 pub fn expected_count(model: &LoadedModel, name: &str) -> Option<usize> {
     if name == ENCRYPTED_INPUT {
-        return Some(model.service.input_count());
+        // The largest count of the model's layouts: gRPC's prescan bounds allocations by it.
+        return Some(model.service.input_count().max(model.service.throughput_count().unwrap_or(0)));
     }
     let dims = &model.config.input(name)?.dims;
     dims.iter().try_fold(1usize, |n, &d| usize::try_from(d).ok().and_then(|d| n.checked_mul(d)))
@@ -126,10 +127,15 @@ pub fn check_headers(model: &LoadedModel, inputs: &[TensorHeader<'_>]) -> Result
         }
         let count = element_count(t.name, t.shape)?;
         if let Some(want) = expected_count(model, t.name) {
-            if count != want {
+            let fits = if t.name == ENCRYPTED_INPUT { model.service.accepts_input_count(count) } else { count == want };
+            if !fits {
                 return Err(if t.name == ENCRYPTED_INPUT {
+                    let want = model.service.input_count();
+                    let t_note = model.service.throughput_count().map_or(String::new(), |n| {
+                        format!(", or {n} in layout T (one per input feature, a batch of samples in each)")
+                    });
                     RequestError::bad(format!(
-                        "ENCRYPTED_INPUT holds {count} ciphertexts; model '{m}' takes {want} (shape [{want}])"
+                        "ENCRYPTED_INPUT holds {count} ciphertexts; model '{m}' takes {want} (shape [{want}]){t_note}"
                     ))
                 } else {
                     RequestError::bad(format!("input '{}' must hold exactly {want} element(s), not {count}", t.name))

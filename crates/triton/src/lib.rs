@@ -456,8 +456,12 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
     let keys = input_ref(request, KEYS)?;
     // Counts against the model before anything is read or split: a shape of a million
     // empty elements costs nothing here.
-    if input.elements != expected {
-        return Err(BackendError::invalid(ServiceError::WrongCount { expected, got: input.elements }.to_string()));
+    if !model.service.accepts_input_count(input.elements) {
+        let e = ServiceError::WrongCount { expected, got: input.elements }.to_string();
+        return Err(BackendError::invalid(match model.service.throughput_count() {
+            Some(n) => format!("{e} (or {n} in layout T: one per input feature)"),
+            None => e,
+        }));
     }
     for (name, t) in [(KEY_ID, &key_id), (KEYS, &keys)] {
         if let Some(t) = t.as_ref().filter(|t| t.elements != 1) {
@@ -480,7 +484,8 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
     // Held until the response is built: the bytes stay with us until then.
     let _permit = model.admission.admit(total).map_err(|b| BackendError::unavailable(b.0))?;
     let data = input_bytes(INPUT, &input)?;
-    let cts = tensor::split_bytes(INPUT, &data, Some(expected)).map_err(|e| BackendError::invalid(e.to_string()))?;
+    let cts =
+        tensor::split_bytes(INPUT, &data, Some(input.elements)).map_err(|e| BackendError::invalid(e.to_string()))?;
     let key_id_data = key_id.as_ref().map(|t| input_bytes(KEY_ID, t)).transpose()?;
     let keys_data = keys.as_ref().map(|t| input_bytes(KEYS, t)).transpose()?;
     let key_id = key_id_data.as_deref().map(|d| one(KEY_ID, d)).transpose()?;

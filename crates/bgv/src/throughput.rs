@@ -1,0 +1,434 @@
+//! Exact integer networks in layout T (throughput, CryptoNets): ciphertext i holds input
+//! feature i of up to N samples, one sample per slot, so every weight is an integer
+//! scalar — no rotation, no Galois key, only the relinearisation key of the squares.
+//!
+//! A network is integer linear layers (Σ w·x + b, the weights and biases already
+//! integers: a Conv is its dense matrix in this layout) and squares, with no rescaling
+//! between them: the plaintext modulus t holds every intermediate value. [`IntNetwork::bounds`]
+//! proves the largest |value| over an input box by interval arithmetic on the integer
+//! weights (not by calibration), [`plan`] picks t above twice that bound (so the
+//! centered decoding is exact) and the smallest secure chain the noise schedule fits
+//! in, and [`IntNetwork::schedule`] says before which layers to switch the modulus down.
+//! The evaluator's own noise checks still refuse anything that could decrypt wrong.
+
+use rayon::prelude::*;
+use ring::arith::is_prime;
+use ring::{Modulus, Poly};
+use rlwe::RelinKey;
+
+use crate::ciphertext::Ciphertext;
+use crate::error::{Error, Result};
+use crate::eval::Evaluator;
+use crate::noise;
+use crate::params::Parameters;
+
+/// An integer linear layer: `outputs` rows of `inputs` weights (row-major), one bias per row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntLinear {
+    /// Input features.
+    pub inputs: usize,
+    /// Row-major weights, `outputs × inputs`.
+    pub weights: Vec<i64>,
+    /// One bias per output.
+    pub bias: Vec<i64>,
+}
+
+impl IntLinear {
+    /// Output features.
+    pub fn outputs(&self) -> usize {
+        self.bias.len()
+    }
+    fn row(&self, o: usize) -> &[i64] {
+        &self.weights[o * self.inputs..(o + 1) * self.inputs]
+    }
+}
+
+/// One layer of an integer network.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IntLayer {
+    /// Σ w·x + b.
+    Linear(IntLinear),
+    /// x², feature-wise.
+    Square,
+}
+
+/// An integer network over `inputs` features.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntNetwork {
+    inputs: usize,
+    layers: Vec<IntLayer>,
+}
+
+fn shape(detail: String) -> Error {
+    rlwe::Error::Shape { what: "an integer network", detail }.into()
+}
+
+/// Where the network's values are largest, and the t and chain chosen for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The largest |value| any layer can produce (inputs included) over the input box.
+    pub bound: u128,
+    /// The plaintext modulus: a prime ≡ 1 (mod 2N) above 2·bound.
+    pub t: u64,
+    /// log2 N.
+    pub log_n: u32,
+    /// The ciphertext primes' sizes, q_0 first.
+    pub q_bits: Vec<u32>,
+}
+
+/// The levels a network's evaluation switches to: `before[i]` before layer i, `last`
+/// after the last (the answer's level, as low as the noise allows: smaller answers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    /// Level before each layer.
+    pub before: Vec<usize>,
+    /// Level of the outputs.
+    pub last: usize,
+    /// Bits of noise budget left in the outputs (estimated, conservative).
+    pub budget_bits: f64,
+}
+
+impl IntNetwork {
+    /// A network of `layers` over `inputs` features; every linear layer's shape must
+    /// chain with the previous one's.
+    pub fn new(inputs: usize, layers: Vec<IntLayer>) -> Result<Self> {
+        if inputs == 0 {
+            return Err(shape("no input feature".into()));
+        }
+        let mut width = inputs;
+        for (i, l) in layers.iter().enumerate() {
+            if let IntLayer::Linear(lin) = l {
+                if lin.inputs != width || lin.weights.len() != lin.inputs * lin.outputs() || lin.outputs() == 0 {
+                    return Err(shape(format!(
+                        "layer {i}: {} weights and {} biases for {width} inputs",
+                        lin.weights.len(),
+                        lin.outputs()
+                    )));
+                }
+                width = lin.outputs();
+            }
+        }
+        Ok(Self { inputs, layers })
+    }
+
+    /// Input features.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Output features.
+    pub fn outputs(&self) -> usize {
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|l| match l {
+                IntLayer::Linear(lin) => Some(lin.outputs()),
+                IntLayer::Square => None,
+            })
+            .unwrap_or(self.inputs)
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[IntLayer] {
+        &self.layers
+    }
+
+    /// Squares in the network (each one ciphertext product per feature).
+    pub fn squares(&self) -> usize {
+        self.layers.iter().filter(|l| matches!(l, IntLayer::Square)).count()
+    }
+
+    /// The exact integer computation of one sample; `None` if a value leaves i128.
+    pub fn reference(&self, x: &[i64]) -> Option<Vec<i128>> {
+        let mut v: Vec<i128> = x.iter().map(|&a| a as i128).collect();
+        for l in &self.layers {
+            v = match l {
+                IntLayer::Square => v.iter().map(|a| a.checked_mul(*a)).collect::<Option<_>>()?,
+                IntLayer::Linear(lin) => (0..lin.outputs())
+                    .map(|o| {
+                        lin.row(o)
+                            .iter()
+                            .zip(&v)
+                            .try_fold(lin.bias[o] as i128, |acc, (&w, &a)| acc.checked_add((w as i128).checked_mul(a)?))
+                    })
+                    .collect::<Option<_>>()?,
+            };
+        }
+        Some(v)
+    }
+
+    /// The largest |value| of any layer (inputs included) for inputs in `[lo, hi]`, proven
+    /// by interval arithmetic (each output's interval from its inputs' and the integer
+    /// weights' signs; a square of [a, b] is within [0 or min², max²]); `None` past i128.
+    pub fn bounds(&self, lo: i64, hi: i64) -> Option<u128> {
+        let mut iv: Vec<(i128, i128)> = vec![(lo.min(hi) as i128, hi.max(lo) as i128); self.inputs];
+        let mag = |iv: &[(i128, i128)]| iv.iter().map(|&(a, b)| a.unsigned_abs().max(b.unsigned_abs())).max();
+        let mut best = mag(&iv)?;
+        for l in &self.layers {
+            iv = match l {
+                IntLayer::Square => iv
+                    .iter()
+                    .map(|&(a, b)| {
+                        let (a2, b2) = (a.checked_mul(a)?, b.checked_mul(b)?);
+                        let low = if a <= 0 && b >= 0 { 0 } else { a2.min(b2) };
+                        Some((low, a2.max(b2)))
+                    })
+                    .collect::<Option<_>>()?,
+                IntLayer::Linear(lin) => (0..lin.outputs())
+                    .map(|o| {
+                        let b = lin.bias[o] as i128;
+                        lin.row(o).iter().zip(&iv).try_fold((b, b), |(l, h), (&w, &(a, c))| {
+                            let w = w as i128;
+                            let (x, y) = (w.checked_mul(a)?, w.checked_mul(c)?);
+                            Some((l.checked_add(x.min(y))?, h.checked_add(x.max(y))?))
+                        })
+                    })
+                    .collect::<Option<_>>()?,
+            };
+            best = best.max(mag(&iv)?);
+        }
+        Some(best)
+    }
+
+    /// The modulus switches of an evaluation under `params`, from inputs whose noise bound
+    /// is `fresh_bits` (log2): before each layer, switch down while the switch divides the
+    /// noise rather than just adding its own rounding (the product that follows then
+    /// squares a smaller noise); after the last, switch down while the outputs still fit.
+    /// Refused (`NoiseBudgetExhausted`) where a layer would not fit: more primes needed.
+    pub fn schedule(&self, params: &Parameters, fresh_bits: f64) -> Result<Schedule> {
+        let log_q = |l: usize| (params.q()[l] as f64).log2();
+        let floor = noise::mod_switch(params);
+        let log_t = (params.plaintext_modulus() as f64).log2();
+        let mut level = params.max_level();
+        let mut nz = fresh_bits;
+        let mut before = Vec::with_capacity(self.layers.len());
+        let refuse = |op, nz: f64, level| {
+            let limit = noise::limit(params, level);
+            if nz.is_nan() || nz > limit {
+                Err(Error::NoiseBudgetExhausted { op, bound_bits: nz, limit_bits: limit, level })
+            } else {
+                Ok(())
+            }
+        };
+        for l in &self.layers {
+            while level > 0 && nz - log_q(level) >= floor {
+                nz = noise::log_add(nz - log_q(level), floor);
+                level -= 1;
+            }
+            before.push(level);
+            match l {
+                IntLayer::Square => {
+                    nz = noise::log_add(2.0 * nz, noise::key_switch(params, level));
+                    refuse("mul_relin", nz, level)?;
+                }
+                IntLayer::Linear(lin) => {
+                    let l1 = (0..lin.outputs())
+                        .map(|o| lin.row(o).iter().map(|w| w.unsigned_abs() as f64).sum::<f64>())
+                        .fold(1.0, f64::max);
+                    nz += l1.log2();
+                    refuse("weighted_sum", nz, level)?;
+                    // add_scalar adds b·f mod t (centered): at most t/2.
+                    nz = noise::log_add(nz, log_t - 1.0);
+                    refuse("add_scalar", nz, level)?;
+                }
+            }
+        }
+        while level > 0 {
+            let next = noise::log_add(nz - log_q(level), floor);
+            if next > noise::limit(params, level - 1) {
+                break;
+            }
+            nz = next;
+            level -= 1;
+        }
+        Ok(Schedule { before, last: level, budget_bits: noise::limit(params, level) - nz })
+    }
+
+    /// Evaluates the network on a batch (ciphertext i = feature i of every sample, all at
+    /// one level and factor), switching the modulus as `schedule` says.
+    pub fn evaluate(
+        &self,
+        eval: &Evaluator,
+        rk: &RelinKey,
+        schedule: &Schedule,
+        x: Vec<Ciphertext>,
+    ) -> Result<Vec<Ciphertext>> {
+        if x.len() != self.inputs {
+            return Err(shape(format!("{} input ciphertexts for {} features", x.len(), self.inputs)));
+        }
+        if schedule.before.len() != self.layers.len() {
+            return Err(shape("a schedule of another network".into()));
+        }
+        let mut v = x;
+        for (l, &level) in self.layers.iter().zip(&schedule.before) {
+            v = v.par_iter().map(|c| eval.mod_switch_to(c, level)).collect::<Result<_>>()?;
+            v = match l {
+                IntLayer::Square => v.par_iter().map(|c| eval.square_relin(c, rk)).collect::<Result<_>>()?,
+                IntLayer::Linear(lin) => linear(eval, lin, &v)?,
+            };
+        }
+        v.par_iter().map(|c| eval.mod_switch_to(c, schedule.last)).collect()
+    }
+}
+
+fn signed_mod(v: i64, m: &Modulus) -> u64 {
+    let r = m.reduce(v.unsigned_abs());
+    if v < 0 {
+        m.neg(r)
+    } else {
+        r
+    }
+}
+
+/// Σ w·x + b per output: one modular reduction per coefficient and output (lazy u128
+/// sums of Shoup products), then the bias through `add_scalar` (which applies the factor).
+fn linear(eval: &Evaluator, lin: &IntLinear, x: &[Ciphertext]) -> Result<Vec<Ciphertext>> {
+    let params = eval.params();
+    let first = &x[0];
+    let (level, factor) = (first.level(), first.factor);
+    for c in x {
+        if !c.params.same(params) {
+            return Err(rlwe::Error::ParamsMismatch.into());
+        }
+        if c.level() != level {
+            return Err(rlwe::Error::LevelMismatch { left: level, right: c.level() }.into());
+        }
+        if c.factor != factor {
+            return Err(shape("input ciphertexts with different factors (switch them alike)".into()));
+        }
+    }
+    let moduli = &params.rlwe().ctx().moduli[..=level];
+    let n = params.n();
+    let limit = noise::limit(params, level);
+    (0..lin.outputs())
+        .into_par_iter()
+        .map(|o| {
+            let row = lin.row(o);
+            // Σ |w|·‖x‖ bounds the sum's noise.
+            let log_noise = row.iter().zip(x).filter(|(w, _)| **w != 0).fold(f64::NEG_INFINITY, |acc, (w, c)| {
+                noise::log_add(acc, c.log_noise + (w.unsigned_abs() as f64).log2())
+            });
+            if log_noise.is_nan() || log_noise > limit {
+                return Err(Error::NoiseBudgetExhausted {
+                    op: "weighted_sum",
+                    bound_bits: log_noise,
+                    limit_bits: limit,
+                    level,
+                });
+            }
+            let mut parts = [Poly::zero(n, level + 1), Poly::zero(n, level + 1)];
+            let mut acc = vec![0u128; n];
+            for (k, part) in parts.iter_mut().enumerate() {
+                for (li, m) in moduli.iter().enumerate() {
+                    acc.iter_mut().for_each(|a| *a = 0);
+                    for (&w, c) in row.iter().zip(x) {
+                        if w == 0 {
+                            continue;
+                        }
+                        let (wm, ws) = (signed_mod(w, m), m.shoup(signed_mod(w, m)));
+                        let src = if k == 0 { c.inner.parts().0 } else { c.inner.parts().1 };
+                        for (a, &s) in acc.iter_mut().zip(src.limb(li)) {
+                            *a += m.mul_shoup(s, wm, ws) as u128;
+                        }
+                    }
+                    for (d, &a) in part.limb_mut(li).iter_mut().zip(&acc) {
+                        *d = m.reduce_u128(a);
+                    }
+                }
+            }
+            let [c0, c1] = parts;
+            let inner = rlwe::Ciphertext::from_parts(params.rlwe(), c0, c1, 1.0)?;
+            let sum = Ciphertext::new(params, inner, factor, log_noise.max(0.0));
+            eval.add_scalar(&sum, lin.bias[o])
+        })
+        .collect()
+}
+
+/// The largest plaintext modulus [`plan`] picks: 2^53, below which the factor's f64 on
+/// the wire is exact.
+pub const MAX_PLAN_T: u64 = 1 << 53;
+
+/// The smallest prime t ≡ 1 (mod 2N) above `2·bound`, below 2^60; `None` if none is.
+pub fn plaintext_modulus_for(bound: u128, n: usize) -> Option<u64> {
+    let two_n = 2 * n as u128;
+    let min = 2 * bound + 1;
+    let mut c = (min / two_n + 1) * two_n + 1;
+    while c < 1 << 60 {
+        if is_prime(c as u64) {
+            return Some(c as u64);
+        }
+        c += two_n;
+    }
+    None
+}
+
+/// Why no parameter set holds a network.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// The proven bound needs a t past 2^53 (or past i128).
+    #[error(
+        "the network's values can reach {bound} in magnitude over the input range, and no plaintext modulus \
+         below 2^53 holds twice that: quantize with fewer bits, narrow the input range, or use fewer layers"
+    )]
+    BoundTooLarge {
+        /// The proven bound (u128::MAX: beyond i128).
+        bound: u128,
+    },
+    /// No secure chain up to N = 2^15 fits the noise of the network's products.
+    #[error(
+        "no 128-bit-secure parameter set up to N = 2^15 holds this network with t = 2^{t_bits:.1} \
+         ({squares} squares): quantize with fewer bits (a smaller t) or use fewer square layers"
+    )]
+    NoChain {
+        /// log2 t.
+        t_bits: f64,
+        /// Squares in the network.
+        squares: usize,
+    },
+}
+
+/// The noise bound of a public-key encryption of any batch (‖m‖_1 ≤ N·t/2).
+pub fn fresh_noise_bits(params: &Parameters) -> f64 {
+    let m = (params.n() as f64 * params.plaintext_modulus() as f64 / 2.0).log2();
+    noise::log_add(noise::fresh_public(params), m)
+}
+
+/// Chooses t and the smallest secure chain (smallest N, then fewest bits) for `net` over
+/// inputs in `[lo, hi]`; returns the plan and its built parameters.
+pub fn plan(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(Plan, Parameters), PlanError> {
+    let bound = net.bounds(lo, hi).ok_or(PlanError::BoundTooLarge { bound: u128::MAX })?;
+    // t < 2^53: a ciphertext's factor (in [1, t)) travels as an f64 on the wire, exact
+    // only below 2^53 (a larger t decrypts wrong after a modulus switch and a round trip).
+    if bound >= 1 << 52 {
+        return Err(PlanError::BoundTooLarge { bound });
+    }
+    let mut t_bits = 0.0;
+    for log_n in 13..=15u32 {
+        let n = 1usize << log_n;
+        let t =
+            plaintext_modulus_for(bound, n).filter(|&t| t < MAX_PLAN_T).ok_or(PlanError::BoundTooLarge { bound })?;
+        t_bits = (t as f64).log2();
+        let min_bits = (64 - t.leading_zeros()) + 1;
+        let mut best: Option<(u32, Plan, Parameters)> = None;
+        for bits in [min_bits.max(30), 40, 50, 55, 60].into_iter().filter(|&b| b >= min_bits && b <= 60) {
+            for k in 1..=24usize {
+                let q_bits = vec![bits; k];
+                let params = match Parameters::builder().log_n(log_n).q_bits(&q_bits).plaintext_modulus(t).build() {
+                    Ok(p) => p,
+                    Err(_) => break, // insecure (or no primes): more primes will not help
+                };
+                if net.schedule(&params, fresh_noise_bits(&params)).is_ok() {
+                    let total = bits * k as u32;
+                    if best.as_ref().is_none_or(|b| total < b.0) {
+                        best = Some((total, Plan { bound, t, log_n, q_bits }, params));
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some((_, plan, params)) = best {
+            return Ok((plan, params));
+        }
+    }
+    Err(PlanError::NoChain { t_bits, squares: net.squares() })
+}

@@ -1,0 +1,251 @@
+//! Layout T from the command line: `heinfer batch keygen|encrypt|evaluate|decrypt` (the
+//! client's and server's steps over files, so any transport — tritonclient, curl — can
+//! carry a batch), and `heinfer run --layout auto|L|T` (in one process, the layout picked
+//! from the spec's per-layout costs for the batch held).
+//!
+//! Request and result files are `heinfer encrypt`'s ciphertext files (`container`): the
+//! elements of `ENCRYPTED_INPUT` / `ENCRYPTED_OUTPUT`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Subcommand;
+use client::BatchSession;
+use runtime::{KeyStore, Request};
+
+use crate::client_cmds::load_spec;
+use crate::container::{read_container, write_container, KIND_QUERY, KIND_RESULT};
+use crate::find_hem;
+
+#[derive(Subcommand)]
+pub enum BatchCmd {
+    /// Make a layout-T secret key (a new 0600 file) and its bundle (a relinearisation key only); prints the key id
+    Keygen {
+        /// a model directory, its model.hem, or a client-spec JSON file
+        model: PathBuf,
+        #[arg(long)]
+        secret_key: PathBuf,
+        #[arg(long)]
+        keys_out: PathBuf,
+    },
+    /// Encrypt up to one request's batch of samples (.npy, [n, features]) into a request file
+    Encrypt {
+        model: PathBuf,
+        #[arg(long)]
+        secret_key: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        /// the first sample to take
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// how many samples (default: the rest, up to the layout's batch)
+        #[arg(long)]
+        samples: Option<usize>,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// Evaluate a request file in this process (the server's step) into a result file
+    Evaluate {
+        /// a model directory or its model.hem
+        model: PathBuf,
+        #[arg(long)]
+        keys: PathBuf,
+        request: PathBuf,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// Decrypt a result file into the outputs of its samples (.npy, [samples, outputs])
+    Decrypt {
+        model: PathBuf,
+        #[arg(long)]
+        secret_key: PathBuf,
+        /// samples the request held
+        #[arg(long)]
+        samples: usize,
+        result: PathBuf,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+}
+
+/// The elements of a request (`KIND_QUERY`) or result (`KIND_RESULT`) file.
+pub fn read_elements(path: &Path, kind: u16) -> Result<Vec<Vec<u8>>, String> {
+    let b = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(read_container(&path.display().to_string(), kind, &b)?.into_iter().map(<[u8]>::to_vec).collect())
+}
+
+fn write_elements(path: &Path, kind: u16, elems: &[Vec<u8>]) -> Result<(), String> {
+    std::fs::write(path, write_container(kind, elems)).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn session(model: &Path, secret_key: &Path) -> Result<BatchSession, String> {
+    BatchSession::load(&load_spec(model)?, secret_key).map_err(|e| e.to_string())
+}
+
+pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
+    match cmd {
+        BatchCmd::Keygen { model, secret_key, keys_out } => {
+            let s = BatchSession::generate(&load_spec(&model)?).map_err(|e| e.to_string())?;
+            s.keys().save_secret(&secret_key).map_err(|e| e.to_string())?;
+            let (bundle, id) = s.evaluation_bundle();
+            std::fs::write(&keys_out, &bundle).map_err(|e| format!("cannot write {}: {e}", keys_out.display()))?;
+            println!("{}", id.hex());
+            Ok(())
+        }
+        BatchCmd::Encrypt { model, secret_key, input, offset, samples, output } => {
+            let s = session(&model, &secret_key)?;
+            let xs = compiler::npy::read(&input).map_err(|e| format!("input file: {e}"))?;
+            let n = samples.unwrap_or(xs.rows().saturating_sub(offset).min(s.max_batch()));
+            if offset + n > xs.rows() {
+                return Err(format!("{} holds {} samples, not {}", input.display(), xs.rows(), offset + n));
+            }
+            let x: Vec<f64> = (offset..offset + n).flat_map(|r| xs.row(r).iter().copied()).collect();
+            let t = Instant::now();
+            let elems = s.encrypt(&x, n).map_err(|e| e.to_string())?;
+            let secs = t.elapsed().as_secs_f64();
+            write_elements(&output, KIND_QUERY, &elems)?;
+            let bytes: usize = elems.iter().map(Vec::len).sum();
+            println!("{{\"layout\": \"T\", \"samples\": {n}, \"ciphertexts\": {}, \"bytes\": {bytes}, \"encrypt_s\": {secs:.3}}}", elems.len());
+            Ok(())
+        }
+        BatchCmd::Evaluate { model, keys, request, output } => {
+            let bundle = std::fs::read(&keys).map_err(|e| format!("cannot read {}: {e}", keys.display()))?;
+            let svc = service(&model)?;
+            let elems = read_elements(&request, KIND_QUERY)?;
+            let t = Instant::now();
+            let r = svc
+                .infer(Request {
+                    ciphertexts: elems.iter().map(Vec::as_slice).collect(),
+                    key_id: None,
+                    evaluation_keys: Some(&bundle),
+                })
+                .map_err(|e| e.to_string())?;
+            println!("{{\"evaluate_s\": {:.3}}}", t.elapsed().as_secs_f64());
+            write_elements(&output, KIND_RESULT, &r.ciphertexts)
+        }
+        BatchCmd::Decrypt { model, secret_key, samples, result, output } => {
+            let s = session(&model, &secret_key)?;
+            let elems = read_elements(&result, KIND_RESULT)?;
+            let t = Instant::now();
+            let y = s.decrypt(&elems, samples).map_err(|e| e.to_string())?;
+            let secs = t.elapsed().as_secs_f64();
+            compiler::npy::write(&output, &[samples, s.spec().outputs as usize], &y)
+                .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            println!("{{\"samples\": {samples}, \"decrypt_s\": {secs:.3}}}");
+            Ok(())
+        }
+    }
+}
+
+fn service(model: &Path) -> Result<runtime::Service, String> {
+    let keys = Arc::new(KeyStore::new(1 << 30, None).map_err(|e| e.to_string())?);
+    let hem = find_hem(model);
+    Ok(runtime::load_model(&hem, None, keys).map_err(|e| e.to_string())?.service)
+}
+
+/// `heinfer run --layout`: the layout for `samples` samples of this model — the one
+/// asked for, or with `auto` the cheapest by the spec's costs (1 Gbit/s transfer) — and
+/// why. None: layout L (the existing `heinfer run`).
+pub fn choose(hem: &Path, layout: &str, samples: usize) -> Result<Option<String>, String> {
+    let spec = match model::AnyModel::read_file(hem).map_err(|e| e.to_string())? {
+        model::AnyModel::Ckks(m) => m.client,
+        model::AnyModel::Paillier(_) if layout == "T" => return Err("a linear-scheme model has no layout T".into()),
+        model::AnyModel::Paillier(_) => return Ok(None),
+    };
+    match layout {
+        "L" | "l" => Ok(None),
+        "T" | "t" if spec.throughput.is_none() => {
+            Err("this model was compiled without layout T (recompile with --layout auto or T)".into())
+        }
+        "T" | "t" => Ok(Some(format!("layout T (asked for): {samples} samples"))),
+        "auto" => {
+            let Some(best) = client::choose_layout(&spec, samples, 125e6) else { return Ok(None) };
+            let why = spec
+                .layouts
+                .iter()
+                .map(|c| format!("{} ≈ {:.2} s", c.layout, c.total_s(samples, 125e6)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            eprintln!(
+                "layout {} for {samples} samples (estimated evaluation + transfer at 1 Gbit/s: {why})",
+                best.layout
+            );
+            Ok((best.layout == "T").then(|| format!("layout T (auto: {why})")))
+        }
+        other => Err(format!("unknown layout {other:?}: choose auto, L or T")),
+    }
+}
+
+/// `heinfer run` in layout T: keys, encryption batch by batch, the runtime, decryption;
+/// accuracy against the labels if given.
+pub fn run_t(
+    hem: &Path,
+    input: &Path,
+    labels: Option<&Path>,
+    samples: Option<usize>,
+    json: bool,
+    why: &str,
+) -> Result<(), String> {
+    let spec = load_spec(hem)?;
+    let xs = compiler::npy::read(input).map_err(|e| format!("input file: {e}"))?;
+    let ys = labels.map(compiler::npy::read).transpose().map_err(|e| format!("labels file: {e}"))?;
+    let n = samples.unwrap_or(xs.rows()).min(xs.rows());
+    let svc = service(hem)?;
+    let t = Instant::now();
+    let s = BatchSession::generate(&spec).map_err(|e| e.to_string())?;
+    let (bundle, _) = s.evaluation_bundle();
+    let keygen_s = t.elapsed().as_secs_f64();
+    let (mut enc_s, mut eval_s, mut dec_s, mut req_bytes) = (0.0, 0.0, 0.0, 0usize);
+    let mut outputs = Vec::with_capacity(n * s.spec().outputs as usize);
+    for start in (0..n).step_by(s.max_batch()) {
+        let m = (n - start).min(s.max_batch());
+        let x: Vec<f64> = (start..start + m).flat_map(|r| xs.row(r).iter().copied()).collect();
+        let t = Instant::now();
+        let elems = s.encrypt(&x, m).map_err(|e| e.to_string())?;
+        enc_s += t.elapsed().as_secs_f64();
+        req_bytes += elems.iter().map(Vec::len).sum::<usize>();
+        let t = Instant::now();
+        let r = svc
+            .infer(Request {
+                ciphertexts: elems.iter().map(Vec::as_slice).collect(),
+                key_id: None,
+                evaluation_keys: Some(&bundle),
+            })
+            .map_err(|e| e.to_string())?;
+        eval_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        outputs.extend(s.decrypt(&r.ciphertexts, m).map_err(|e| e.to_string())?);
+        dec_s += t.elapsed().as_secs_f64();
+    }
+    let k = s.spec().outputs as usize;
+    let classes: Vec<usize> = outputs.chunks(k).map(model::argmax).collect();
+    let accuracy =
+        ys.map(|y| classes.iter().zip(&y.data).filter(|(c, l)| **c as f64 == **l).count() as f64 / n.max(1) as f64);
+    let total = enc_s + eval_s + dec_s;
+    if json {
+        println!(
+            "{{\"layout\": \"T\", \"samples\": {n}, \"batch\": {}, \"keygen_s\": {keygen_s:.3}, \"encrypt_s\": {enc_s:.3}, \
+             \"evaluate_s\": {eval_s:.3}, \"decrypt_s\": {dec_s:.3}, \"samples_per_s\": {:.1}, \"eval_samples_per_s\": {:.1}, \
+             \"request_bytes\": {req_bytes}, \"accuracy\": {}}}",
+            s.max_batch(),
+            n as f64 / total,
+            n as f64 / eval_s,
+            accuracy.map_or("null".into(), |a| format!("{a:.4}"))
+        );
+    } else {
+        println!("{why}");
+        println!(
+            "{n} samples in layout T (up to {} per request): encrypt {enc_s:.2} s, evaluate {eval_s:.2} s, decrypt {dec_s:.2} s \
+             = {:.1} samples/s ({:.1}/s evaluation alone); {:.1} MB sent",
+            s.max_batch(),
+            n as f64 / total,
+            n as f64 / eval_s,
+            req_bytes as f64 / 1e6
+        );
+        if let Some(a) = accuracy {
+            println!("accuracy {:.2} %", 100.0 * a);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! `--scheme bgv --quantize BITS`: a float model with square (or no) activations becomes an
+//! exact integer network under BGV, CryptoNets style — inputs and each linear layer's
+//! weights scaled so their largest magnitude is 2^BITS − 1 and rounded, biases rounded at
+//! the layer's output scale, and no requantization between layers: the scales multiply
+//! (a square squares them) and the plaintext modulus t holds every intermediate value.
+//!
+//! The bound is proven, not calibrated: interval arithmetic over the integer weights from
+//! the input range (the calibration and evaluation data's [min, max], every feature),
+//! `bgv::throughput::IntNetwork::bounds`. t is the smallest prime ≡ 1 (mod 2N) above twice
+//! it and the chain the smallest secure one the noise schedule fits in
+//! (`bgv::throughput::plan`); a model no t below 2^59 holds is refused, naming fewer bits.
+//! Consecutive linear ops (Conv, folded BatchNorm, AvgPool, Flatten, Gemm) are composed
+//! into one matrix before rounding, as the import already fuses them.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use bgv::throughput::{plan, IntLayer, IntLinear, IntNetwork};
+use model::report::Accuracy;
+use model::{BgvInput, BgvLayer, BgvModel, BgvOutput, BgvSpec, Scheme};
+
+use crate::activation::ActFn;
+use crate::affine::Affine;
+use crate::import::{Imported, Stage};
+use crate::{verify, CompileError, Data, Options};
+
+/// The most bits `--quantize` takes: beyond, even one layer's products leave t's range.
+pub const MAX_QUANTIZE_BITS: u32 = 16;
+
+/// A compiled BGV integer model and its accuracy against the float model.
+pub struct CompiledBgv {
+    pub model: BgvModel,
+    pub accuracy: Accuracy,
+}
+
+/// The integer network and its scales.
+pub struct Quantized {
+    pub net: IntNetwork,
+    pub names: Vec<String>,
+    pub input_scale: f64,
+    pub output_scale: f64,
+    /// The input range, as integers.
+    pub lo: i64,
+    pub hi: i64,
+}
+
+impl Quantized {
+    /// One sample's integers (round(x·scale)).
+    pub fn encode(&self, x: &[f64]) -> Vec<i64> {
+        x.iter().map(|&v| (v * self.input_scale).round() as i64).collect()
+    }
+    /// What the decrypted outputs of one sample decode to.
+    pub fn outputs(&self, x: &[f64]) -> Result<Vec<f64>, CompileError> {
+        let y = self.net.reference(&self.encode(x)).ok_or_else(|| CompileError::Internal("i128 overflow".into()))?;
+        Ok(y.iter().map(|&v| v as f64 / self.output_scale).collect())
+    }
+}
+
+fn levels(bits: u32) -> f64 {
+    ((1u64 << bits) - 1) as f64
+}
+
+/// Rounds an affine map at a weight scale that puts its largest |weight| at 2^bits − 1;
+/// the bias at the output scale `s_in · s_w`. Returns the layer and `s_w`.
+fn quantize_affine(map: &Affine, bits: u32, s_in: f64, name: &str) -> Result<(IntLinear, f64), CompileError> {
+    let max = map.rows.iter().flatten().map(|&(_, w)| w.abs()).fold(0.0f64, f64::max);
+    let s_w = if max > 0.0 { levels(bits) / max } else { 1.0 };
+    let d = map.n_in;
+    let mut weights = vec![0i64; d * map.n_out()];
+    for (o, row) in map.rows.iter().enumerate() {
+        for &(i, w) in row {
+            weights[o * d + i as usize] = (w * s_w).round() as i64;
+        }
+    }
+    let s_out = s_in * s_w;
+    let bias = map
+        .bias
+        .iter()
+        .map(|&b| {
+            let v = (b * s_out).round();
+            if v.abs() >= (1u64 << 62) as f64 {
+                return Err(CompileError::Params(format!(
+                    "layer {name}: a bias of {b} at the output scale 2^{:.1} leaves 62 bits: quantize with fewer bits",
+                    s_out.log2()
+                )));
+            }
+            Ok(v as i64)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((IntLinear { inputs: d, weights, bias }, s_w))
+}
+
+/// The integer network of `imp` at `bits`, for inputs in `[lo, hi]` (reals).
+pub fn quantize(imp: &Imported, bits: u32, lo: f64, hi: f64) -> Result<Quantized, CompileError> {
+    if !(1..=MAX_QUANTIZE_BITS).contains(&bits) {
+        return Err(CompileError::Params(format!("--quantize {bits}: choose 1 to {MAX_QUANTIZE_BITS} bits")));
+    }
+    let in_max = lo.abs().max(hi.abs());
+    let input_scale = if in_max > 0.0 { levels(bits) / in_max } else { 1.0 };
+    let d: usize = imp.input_shape.iter().product();
+    let mut scale = input_scale;
+    let mut layers = Vec::new();
+    let mut names = Vec::new();
+    let mut pending: Option<(Affine, String)> = None;
+    let flush = |pending: &mut Option<(Affine, String)>,
+                 layers: &mut Vec<IntLayer>,
+                 names: &mut Vec<String>,
+                 scale: &mut f64|
+     -> Result<(), CompileError> {
+        if let Some((map, name)) = pending.take() {
+            let (lin, s_w) = quantize_affine(&map, bits, *scale, &name)?;
+            *scale *= s_w;
+            layers.push(IntLayer::Linear(lin));
+            names.push(name);
+        }
+        Ok(())
+    };
+    for (i, s) in imp.stages.iter().enumerate() {
+        if s.sources() != [i] {
+            return Err(CompileError::Unsupported {
+                node: stage_name(s).into(),
+                op: "branch".into(),
+                hint: "BGV integer models are chains of layers (no residual connection): use --scheme ckks".into(),
+            });
+        }
+        match s {
+            Stage::Linear { map, name, .. } => {
+                pending = Some(match pending.take() {
+                    None => (map.clone(), name.clone()),
+                    Some((inner, n)) => (map.compose(&inner), format!("{n}+{name}")),
+                });
+            }
+            Stage::Act { f: ActFn::Square, name, .. } => {
+                flush(&mut pending, &mut layers, &mut names, &mut scale)?;
+                layers.push(IntLayer::Square);
+                names.push(name.clone());
+                scale *= scale;
+            }
+            Stage::Act { f, name, .. } => {
+                return Err(CompileError::Unsupported {
+                    node: name.clone(),
+                    op: format!("{f:?}"),
+                    hint: "BGV computes exactly on integers: only square (Mul x x, Pow 2) or identity activations; \
+                           use --scheme ckks, which approximates other activations by polynomials"
+                        .into(),
+                });
+            }
+            Stage::Add { name, .. } => {
+                return Err(CompileError::Unsupported {
+                    node: name.clone(),
+                    op: "Add".into(),
+                    hint: "residual additions are not in BGV integer models: use --scheme ckks".into(),
+                })
+            }
+        }
+    }
+    flush(&mut pending, &mut layers, &mut names, &mut scale)?;
+    let net = IntNetwork::new(d, layers).map_err(|e| CompileError::Internal(e.to_string()))?;
+    let (qlo, qhi) = ((lo * input_scale).round() as i64, (hi * input_scale).round() as i64);
+    Ok(Quantized { net, names, input_scale, output_scale: scale, lo: qlo, hi: qhi })
+}
+
+fn stage_name(s: &Stage) -> &str {
+    match s {
+        Stage::Linear { name, .. } | Stage::Act { name, .. } | Stage::Add { name, .. } => name,
+    }
+}
+
+/// The range of every value in the data (calibration and evaluation): the box the bound is proven over.
+fn data_range(data: &Data) -> (f64, f64) {
+    let mut r = (f64::INFINITY, f64::NEG_INFINITY);
+    for a in [Some(data.calibration), data.eval].into_iter().flatten() {
+        for i in 0..a.rows() {
+            for &v in a.row(i) {
+                r = (r.0.min(v), r.1.max(v));
+            }
+        }
+    }
+    r
+}
+
+/// Compiles `imp` to a BGV integer model at `bits`.
+pub fn compile_bgv(
+    imp: &Imported,
+    bits: u32,
+    data: &Data,
+    onnx_path: Option<&Path>,
+    opts: &Options,
+    choice_text: &str,
+    progress: &dyn Fn(&str),
+) -> Result<CompiledBgv, CompileError> {
+    progress("quantizing for BGV");
+    let (lo, hi) = data_range(data);
+    if !(lo.is_finite() && hi.is_finite()) {
+        return Err(CompileError::Data("no finite input value to take the input range from".into()));
+    }
+    let q = quantize(imp, bits, lo, hi)?;
+    progress("proving the bound and choosing t");
+    let (plan, params) =
+        plan(&q.net, q.lo, q.hi).map_err(|e| CompileError::Params(format!("--quantize {bits}: {e}")))?;
+    let schedule = q
+        .net
+        .schedule(&params, bgv::throughput::fresh_noise_bits(&params))
+        .map_err(|e| CompileError::Internal(e.to_string()))?;
+    progress("measuring accuracy");
+    let eval = data.eval.unwrap_or(data.calibration);
+    let sims = (0..eval.rows()).map(|r| q.outputs(eval.row(r))).collect::<Result<Vec<_>, _>>()?;
+    let (acc, note) = verify::accuracy_of(sims, imp, data, onnx_path, opts)?;
+    let (d, k) = (q.net.inputs(), q.net.outputs());
+    let n = params.n();
+    let top = params.max_level();
+    let query = d * params.ciphertext_bytes(top, true);
+    let answer = k * params.ciphertext_bytes(schedule.last, false);
+    let spec = params.spec();
+    let key_bytes = spec.dnum * 2 * (spec.q.len() + spec.p.len()) * n * 8;
+    let client = BgvSpec {
+        version: model::bgv_model::BGV_SPEC_VERSION,
+        scheme: Scheme::Bgv,
+        model: opts.name.clone(),
+        params: spec.clone(),
+        plaintext_modulus: plan.t,
+        input: BgvInput {
+            name: imp.input_name.clone(),
+            shape: imp.input_shape.clone(),
+            scale: q.input_scale,
+            lo: q.lo,
+            hi: q.hi,
+        },
+        output: BgvOutput {
+            name: imp.he_output.clone(),
+            shape: vec![k],
+            scale: q.output_scale,
+            final_name: imp.final_output.clone(),
+            level: schedule.last,
+        },
+        postprocess: imp.postprocess.clone(),
+    };
+    let layers: Vec<BgvLayer> = q
+        .net
+        .layers()
+        .iter()
+        .zip(&q.names)
+        .map(|(l, name)| match l {
+            IntLayer::Linear(lin) => BgvLayer::Linear {
+                name: name.clone(),
+                inputs: lin.inputs,
+                weights: lin.weights.clone(),
+                bias: lin.bias.clone(),
+            },
+            IntLayer::Square => BgvLayer::Square { name: name.clone() },
+        })
+        .collect();
+    let mut r = String::new();
+    let _ =
+        writeln!(r, "model {} — BGV exact integer model (layout T: one ciphertext per feature, N samples)", opts.name);
+    let kinds: Vec<String> = q
+        .net
+        .layers()
+        .iter()
+        .map(|l| match l {
+            IntLayer::Linear(lin) => format!("linear {}→{}", lin.inputs, lin.outputs()),
+            IntLayer::Square => "x²".into(),
+        })
+        .collect();
+    let _ = writeln!(r, "  layers: {}", kinds.join(" → "));
+    let _ = writeln!(
+        r,
+        "  quantization: {bits} bits — inputs round(x·{:.4}) in [{}, {}] (data range [{lo}, {hi}]), each layer's \
+         weights scaled to |w| ≤ {}, no requantization; outputs = integer / 2^{:.1}",
+        q.input_scale,
+        q.lo,
+        q.hi,
+        (1u64 << bits) - 1,
+        q.output_scale.log2()
+    );
+    let _ = writeln!(
+        r,
+        "  bound: every intermediate |value| ≤ {} (2^{:.1}), proven by interval arithmetic over the input range",
+        plan.bound,
+        (plan.bound as f64).log2()
+    );
+    let _ = writeln!(
+        r,
+        "  parameters: t = {} (2^{:.1}, prime ≡ 1 mod 2N), N = 2^{}, log Q = {:.0} ({} primes of {:?} bits), \
+         128-bit secure; levels {:?}, answers at level {}, noise budget left ≥ {:.1} bits",
+        plan.t,
+        (plan.t as f64).log2(),
+        plan.log_n,
+        params.log_q_at(top),
+        plan.q_bits.len(),
+        plan.q_bits,
+        schedule.before,
+        schedule.last,
+        schedule.budget_bits
+    );
+    let _ = writeln!(
+        r,
+        "  keys: relinearisation only (no rotation) ≈ {key_bytes} B; per batch of {n} samples: query {query} B, \
+         answer {answer} B; per sample {:.0} B + {:.0} B; {} ciphertext products per batch",
+        query as f64 / n as f64,
+        answer as f64 / n as f64,
+        q.net
+            .layers()
+            .iter()
+            .scan(d, |w, l| {
+                Some(match l {
+                    IntLayer::Linear(lin) => {
+                        *w = lin.outputs();
+                        0
+                    }
+                    IntLayer::Square => *w,
+                })
+            })
+            .sum::<usize>()
+    );
+    let _ = writeln!(
+        r,
+        "  exact: decrypted outputs equal the integer computation bit for bit; against {}: {} samples, top-1 \
+         agreement {:.2} %, max |error| {:.2e}{}",
+        acc.reference,
+        acc.samples,
+        100.0 * acc.top1_agreement,
+        acc.max_abs_error,
+        match (acc.reference_accuracy, acc.simulated_accuracy) {
+            (Some(a), Some(s)) => format!("; label accuracy {:.2} % (reference {:.2} %)", 100.0 * s, 100.0 * a),
+            _ => String::new(),
+        }
+    );
+    for n in imp.notes.iter().chain(&note) {
+        let _ = writeln!(r, "  note: {n}");
+    }
+    r.push_str(choice_text);
+    let model = BgvModel {
+        name: opts.name.clone(),
+        client,
+        layers,
+        levels: schedule.before.clone(),
+        bound: plan.bound.to_string(),
+        report: r,
+    };
+    model.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
+    Ok(CompiledBgv { model, accuracy: acc })
+}

@@ -1,0 +1,140 @@
+//! `--scheme bgv --quantize BITS` on digits models with square activations: the compiled
+//! integer network, encrypted under the chosen t and chain, decrypts to the exact integer
+//! computation for every test sample; top-1 agreement with onnxruntime on the float model
+//! is reported; models no t can hold, and inputs outside the proven range, are refused.
+
+use std::path::PathBuf;
+
+use bgv::throughput::{IntLayer, IntLinear, IntNetwork, Schedule};
+use bgv::{Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters};
+use compiler::scheme::{compile_with_scheme, CompiledAny, SchemeRequest};
+use compiler::{npy, CompileError, Data, Options};
+use model::{BgvLayer, BgvModel};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn load(p: &str) -> npy::Array {
+    npy::read(&root().join(p)).unwrap()
+}
+
+fn compile_bgv(model: &str, bits: u32) -> Result<(BgvModel, model::report::Accuracy), CompileError> {
+    let bytes = std::fs::read(root().join(model)).unwrap();
+    let (c, t, l) = (
+        load("models/data/digits_train_img.npy"),
+        load("models/data/digits_test_img.npy"),
+        load("models/data/digits_test_y.npy"),
+    );
+    let mut opts = Options { name: "m".into(), ..Default::default() };
+    match std::env::var_os("HEINFER_PYTHON") {
+        Some(p) => opts.python = Some(p.into()),
+        None => {
+            eprintln!("HEINFER_PYTHON unset: skipping the onnxruntime comparison (scripts/test.sh sets it)");
+            opts.use_onnxruntime = false;
+        }
+    }
+    let d = Data { calibration: &c, eval: Some(&t), labels: Some(&l) };
+    let (c, choice) =
+        compile_with_scheme(&bytes, Some(&root().join(model)), &d, &opts, SchemeRequest::Bgv, Some(bits), &|_| {})?;
+    assert_eq!(choice.chosen, model::Scheme::Bgv);
+    let CompiledAny::Bgv(c) = c else { panic!("a BGV model") };
+    eprintln!("{}", c.model.report);
+    // The file round-trips.
+    let again = BgvModel::from_bytes(&c.model.to_bytes()).unwrap();
+    assert_eq!(again, c.model);
+    Ok((c.model, c.accuracy))
+}
+
+fn network(m: &BgvModel) -> IntNetwork {
+    let layers = m
+        .layers
+        .iter()
+        .map(|l| match l {
+            BgvLayer::Linear { inputs, weights, bias, .. } => {
+                IntLayer::Linear(IntLinear { inputs: *inputs, weights: weights.clone(), bias: bias.clone() })
+            }
+            BgvLayer::Square { .. } => IntLayer::Square,
+        })
+        .collect();
+    IntNetwork::new(m.client.input_len(), layers).unwrap()
+}
+
+/// Encrypts the whole test set as one batch, evaluates, decrypts: every output of every
+/// sample equals the integer reference.
+fn encrypted_equals_reference(m: &BgvModel) {
+    let spec = &m.client;
+    let params = Parameters::from_spec(&spec.params, spec.plaintext_modulus).unwrap();
+    assert!(params.is_secure());
+    let test = load("models/data/digits_test_img.npy");
+    let samples: Vec<Vec<i64>> = (0..test.rows()).map(|r| spec.encode_sample(test.row(r)).unwrap()).collect();
+    assert!(samples.len() <= params.n());
+    let net = network(m);
+    let mut kg = KeyGenerator::new(&params);
+    let sk = kg.secret_key();
+    let pk = kg.public_key(&sk);
+    let rk = kg.relin_key(&sk);
+    let enc = Encoder::new(&params);
+    let mut encryptor = Encryptor::new(&params, &pk).unwrap();
+    let x: Vec<_> = (0..net.inputs())
+        .map(|f| {
+            let col: Vec<i64> = samples.iter().map(|s| s[f]).collect();
+            encryptor.encrypt(&enc.encode(&col, params.max_level()).unwrap()).unwrap()
+        })
+        .collect();
+    let schedule = Schedule { before: m.levels.clone(), last: spec.output.level, budget_bits: 0.0 };
+    let start = std::time::Instant::now();
+    let y = net.evaluate(&Evaluator::new(&params), &rk, &schedule, x).unwrap();
+    eprintln!("evaluation of {} samples: {:.2?}", samples.len(), start.elapsed());
+    let dec = Decryptor::new(&params, &sk).unwrap();
+    let got: Vec<Vec<i64>> = y.iter().map(|c| enc.decode_signed(&dec.decrypt(c).unwrap()).unwrap()).collect();
+    let bound: u128 = m.bound.parse().unwrap();
+    for (s, sample) in samples.iter().enumerate() {
+        let want = net.reference(sample).unwrap();
+        for (o, &w) in want.iter().enumerate() {
+            assert!(w.unsigned_abs() <= bound);
+            assert_eq!(got[o][s] as i128, w, "sample {s} output {o}");
+        }
+    }
+}
+
+#[test]
+fn digits_square_mlp_is_exact_and_agrees_with_onnxruntime() {
+    let (m, acc) = compile_bgv("models/digits_sq_mlp.onnx", 8).unwrap();
+    assert!(m.report.contains("exact") && m.report.contains("t = "));
+    assert!(acc.top1_agreement >= 0.99, "top-1 agreement {}", acc.top1_agreement);
+    // Encrypted end to end through Triton and heinfer serve: tests/python/test_bgv.py.
+    // Inputs outside the compiled range are refused by the client's encoding.
+    let mut x = vec![0.0; 64];
+    x[3] = 1.5;
+    let e = m.client.encode_sample(&x).unwrap_err().to_string();
+    assert!(e.contains("outside the range"), "{e}");
+}
+
+#[test]
+fn digits_cryptonets_shape_is_exact() {
+    // Two squares at 4 bits reach 2^56.6, past the largest t (2^53): refused, naming fewer bits.
+    match compile_bgv("models/digits_cryptonets3.onnx", 4) {
+        Err(CompileError::Params(e)) => assert!(e.contains("fewer bits"), "{e}"),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("4 bits through two squares cannot fit a t below 2^53"),
+    }
+    let (m, acc) = compile_bgv("models/digits_cryptonets3.onnx", 3).unwrap();
+    eprintln!("top-1 agreement {}", acc.top1_agreement);
+    assert!(acc.top1_agreement >= 0.8, "top-1 agreement {}", acc.top1_agreement);
+    encrypted_equals_reference(&m);
+}
+
+#[test]
+fn too_many_bits_and_non_square_activations_are_refused() {
+    match compile_bgv("models/digits_cryptonets3.onnx", 16) {
+        Err(CompileError::Params(e)) => assert!(e.contains("fewer bits"), "{e}"),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("16 bits through two squares cannot fit a t below 2^53"),
+    }
+    match compile_bgv("models/digits_mlp.onnx", 6) {
+        Err(CompileError::Unsupported { hint, .. }) => assert!(hint.contains("--scheme ckks"), "{hint}"),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("ReLU is not exact under BGV"),
+    }
+}

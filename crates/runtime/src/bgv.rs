@@ -1,0 +1,207 @@
+//! Serving a BGV integer model (`model::BgvModel`, `--scheme bgv --quantize`): the same
+//! tensors as every model.
+//!
+//! - `EVALUATION_KEYS`: the client's key bundle under the model's BGV parameters (rlwe
+//!   wire format) holding a relinearisation key — the only key this layout needs (no
+//!   rotation). Registered by key id (SHA-256 of its bytes), like a CKKS bundle, in a
+//!   bounded in-memory map (least recently used out first).
+//! - `ENCRYPTED_INPUT`: one BGV ciphertext per input feature (full or seeded), each
+//!   holding that feature of up to N samples, at the top level with factor 1.
+//! - `ENCRYPTED_OUTPUT`: one ciphertext per output feature, at the model's output level.
+//!
+//! The noise bound every ciphertext carries is checked by the evaluator at every step:
+//! a result that might decrypt wrong is refused, never returned.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bgv::throughput::{IntLayer, IntLinear, IntNetwork, Schedule};
+use bgv::{Ciphertext, EvaluationKeys, Evaluator, Parameters, RelinKey};
+use model::{BgvLayer, BgvModel};
+
+use crate::keystore::{KeyId, KeyStore, KeyStoreError};
+use crate::service::{Request, Response, ServiceError};
+
+/// A BGV model that cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[error("the BGV model cannot be served: {0}")]
+pub struct BgvLoadError(String);
+
+pub struct BgvService {
+    model: BgvModel,
+    params: Parameters,
+    net: IntNetwork,
+    schedule: Schedule,
+    eval: Evaluator,
+    keys: Mutex<Keys>,
+    capacity: usize,
+    store: Arc<KeyStore>,
+}
+
+#[derive(Default)]
+struct Keys {
+    map: HashMap<[u8; 32], (Arc<RelinKey>, u64)>,
+    clock: u64,
+}
+
+fn bad_input(index: usize, what: String) -> ServiceError {
+    ServiceError::WrongScheme(format!("ENCRYPTED_INPUT[{index}]: {what}"))
+}
+
+impl BgvService {
+    /// The model under its parameters (refused unless they are 128-bit secure).
+    pub fn new(model: BgvModel, store: Arc<KeyStore>) -> Result<Self, BgvLoadError> {
+        let spec = &model.client;
+        let params = Parameters::from_spec(&spec.params, spec.plaintext_modulus)
+            .map_err(|e| BgvLoadError(format!("parameters: {e}")))?;
+        if !params.is_secure() {
+            return Err(BgvLoadError("parameters below 128-bit security".into()));
+        }
+        let layers = model
+            .layers
+            .iter()
+            .map(|l| match l {
+                BgvLayer::Linear { inputs, weights, bias, .. } => {
+                    IntLayer::Linear(IntLinear { inputs: *inputs, weights: weights.clone(), bias: bias.clone() })
+                }
+                BgvLayer::Square { .. } => IntLayer::Square,
+            })
+            .collect();
+        let net = IntNetwork::new(spec.input_len(), layers).map_err(|e| BgvLoadError(e.to_string()))?;
+        let schedule = Schedule { before: model.levels.clone(), last: spec.output.level, budget_bits: 0.0 };
+        // A relinearisation key is ~dnum·2·(levels + specials)·N·8 bytes.
+        let key_bytes = params.spec().dnum * 2 * (params.spec().q.len() + params.spec().p.len()) * params.n() * 8;
+        let capacity = (store.capacity() / key_bytes.max(1)).max(1);
+        let eval = Evaluator::new(&params);
+        Ok(Self { model, params, net, schedule, eval, keys: Mutex::default(), capacity, store })
+    }
+
+    pub fn key_store(&self) -> &Arc<KeyStore> {
+        &self.store
+    }
+
+    pub fn model(&self) -> &BgvModel {
+        &self.model
+    }
+
+    /// The integer network evaluated.
+    pub fn network(&self) -> &IntNetwork {
+        &self.net
+    }
+
+    /// The parameter set the model runs under.
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lookup(&self, id: KeyId) -> Option<Arc<RelinKey>> {
+        let mut g = self.lock();
+        g.clock += 1;
+        let now = g.clock;
+        let e = g.map.get_mut(&id.0)?;
+        e.1 = now;
+        Some(e.0.clone())
+    }
+
+    /// Registers a key bundle holding a relinearisation key; returns its key id.
+    pub fn register(&self, bytes: &[u8]) -> Result<KeyId, ServiceError> {
+        let id = KeyId::of_bundle(bytes);
+        if self.lookup(id).is_some() {
+            return Ok(id);
+        }
+        if bytes.starts_with(b"HEPA") {
+            return Err(ServiceError::WrongScheme(
+                "EVALUATION_KEYS holds a Paillier public key, but this model is BGV: make its keys with \
+                 `heinfer keygen` on this model (a relinearisation key under its parameters)"
+                    .into(),
+            ));
+        }
+        let keys = EvaluationKeys::from_bytes(self.params.rlwe(), bytes).map_err(|e| {
+            ServiceError::WrongScheme(format!(
+                "EVALUATION_KEYS is not a key bundle under this BGV model's parameters ({e}): make its keys with \
+                 `heinfer keygen` on this model"
+            ))
+        })?;
+        let rk = keys.relin.ok_or_else(|| {
+            ServiceError::IncompleteKeys("a BGV model squares: the bundle needs a relinearisation key".into())
+        })?;
+        let mut g = self.lock();
+        while g.map.len() >= self.capacity {
+            let Some(oldest) = g.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else { break };
+            g.map.remove(&oldest);
+        }
+        g.clock += 1;
+        let now = g.clock;
+        g.map.insert(id.0, (Arc::new(rk), now));
+        Ok(id)
+    }
+
+    pub fn infer_cancellable(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
+        let id = match (req.evaluation_keys, req.key_id) {
+            (Some(key), given) => {
+                let id = self.register(key)?;
+                if let Some(g) = given.map(crate::service::parse_key_id).transpose()? {
+                    if g != id {
+                        return Err(ServiceError::KeyIdMismatch { given: g, actual: id });
+                    }
+                }
+                id
+            }
+            (None, Some(g)) => crate::service::parse_key_id(g)?,
+            (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
+        };
+        let rk = self.lookup(id).ok_or(ServiceError::Keys(KeyStoreError::UnknownKey(id)))?;
+        let d = self.net.inputs();
+        if req.ciphertexts.is_empty() {
+            return Err(ServiceError::MissingInput("ENCRYPTED_INPUT"));
+        }
+        if req.ciphertexts.len() != d {
+            return Err(ServiceError::WrongCount { expected: d, got: req.ciphertexts.len() });
+        }
+        let top = self.params.max_level();
+        let x = req
+            .ciphertexts
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                if bytes.starts_with(b"HEPA") {
+                    return Err(bad_input(i, "a Paillier ciphertext, but this model is BGV".into()));
+                }
+                let ct = bgv::ciphertext::read_any_ciphertext(&self.params, bytes).map_err(|e| {
+                    bad_input(
+                        i,
+                        format!(
+                            "not a BGV ciphertext under this model's parameters ({e}): encrypt each input feature \
+                             with `heinfer encrypt` on this model (a ciphertext of another scheme or parameter \
+                             set is refused)"
+                        ),
+                    )
+                })?;
+                if ct.level() != top || ct.factor() != 1 {
+                    return Err(bad_input(
+                        i,
+                        format!(
+                            "at level {} with factor {}; fresh encryptions at level {top} (factor 1) are expected",
+                            ct.level(),
+                            ct.factor()
+                        ),
+                    ));
+                }
+                Ok(ct)
+            })
+            .collect::<Result<Vec<Ciphertext>, _>>()?;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ServiceError::Run(crate::service::RunError::Cancelled { done: 0, total: 1 }));
+        }
+        let y = self
+            .net
+            .evaluate(&self.eval, &rk, &self.schedule, x)
+            .map_err(|e| ServiceError::WrongScheme(format!("BGV evaluation refused: {e}")))?;
+        Ok(Response { ciphertexts: y.iter().map(|c| c.to_bytes()).collect(), key_id: id, dp: None })
+    }
+}

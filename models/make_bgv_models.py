@@ -1,0 +1,72 @@
+"""Builds the square-activation digits models that `--scheme bgv --quantize` compiles exactly.
+
+    .venv/bin/python models/make_bgv_models.py     # writes models/digits_sq_mlp.onnx, models/digits_cryptonets3.onnx
+
+(e) digits_sq_mlp:      Gemm 64->32 -> x*x -> Gemm 32->10 (numpy Adam)
+(f) digits_cryptonets3: Conv 3x3 stride 2 pad 1 (4 ch) -> x*x -> Gemm 64->16 -> x*x -> Gemm 16->10:
+    CryptoNets' shape scaled to 8x8 digits, trained by make_models.train.
+Seeded: re-running reproduces the files. Data: models/data/digits_*.npy (make_models.digits()).
+"""
+import numpy as np
+from onnx import helper
+
+from make_models import conv_weight, digits, graph, init, save, train
+
+
+def make_sq_mlp():
+    Xtr, Xte, ytr, yte = digits()
+    rng = np.random.default_rng(1)
+    W1 = rng.normal(0, np.sqrt(1 / 64), (64, 32)); b1 = np.zeros(32)
+    W2 = rng.normal(0, np.sqrt(1 / 32), (32, 10)); b2 = np.zeros(10)
+    params = [W1, b1, W2, b2]
+    m = [np.zeros_like(p) for p in params]; v = [np.zeros_like(p) for p in params]
+    Y = np.eye(10)[ytr]
+    t = 0
+    for ep in range(80):
+        perm = rng.permutation(len(Xtr))
+        for s in range(0, len(perm), 64):
+            idx = perm[s:s + 64]
+            x = Xtr[idx]
+            h = x @ W1 + b1; a = h * h; out = a @ W2 + b2
+            e = np.exp(out - out.max(1, keepdims=True)); p = e / e.sum(1, keepdims=True)
+            g = (p - Y[idx]) / len(idx)
+            gW2 = a.T @ g; gb2 = g.sum(0)
+            gh = (g @ W2.T) * 2 * h
+            gW1 = x.T @ gh; gb1 = gh.sum(0)
+            t += 1
+            for i, (pp, gg) in enumerate(zip(params, [gW1, gb1, gW2, gb2])):
+                m[i] = 0.9 * m[i] + 0.1 * gg; v[i] = 0.999 * v[i] + 0.001 * gg * gg
+                pp -= 0.003 * (m[i] / (1 - 0.9 ** t)) / (np.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8)
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["x"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["x", "W1", "b1"], ["h"], name="fc1"),
+        helper.make_node("Mul", ["h", "h"], ["s"], name="square"),
+        helper.make_node("Gemm", ["s", "W2", "b2"], ["logits"], name="fc2"),
+    ]
+    inits = [init("W1", W1), init("b1", b1), init("W2", W2), init("b2", b2)]
+    save(graph(nodes, inits, [1, 8, 8], "logits", 10, "digits_sq_mlp"), "digits_sq_mlp")
+    pred = ((Xte.reshape(len(Xte), -1) @ W1 + b1) ** 2 @ W2 + b2).argmax(1)
+    print("e: test accuracy", (pred == yte).mean())
+
+
+def make_cryptonets3():
+    Xtr, Xte, ytr, yte = digits()
+    (Wc, bc, W1, b1, W2, b2), _, o, predict = train(Xtr, ytr, 3, 2, 1, 4, "square", False, hidden=16, epochs=80)
+    nodes = [
+        helper.make_node("Conv", ["input", "Wc", "bc"], ["c"], name="conv1", kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["c", "c"], ["s1"], name="square1"),
+        helper.make_node("Flatten", ["s1"], ["f"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["f", "W1", "b1"], ["h"], name="fc1"),
+        helper.make_node("Mul", ["h", "h"], ["s2"], name="square2"),
+        helper.make_node("Gemm", ["s2", "W2", "b2"], ["logits"], name="fc2"),
+    ]
+    inits = [init("Wc", conv_weight(Wc, 3, 4)), init("bc", bc), init("W1", W1), init("b1", b1), init("W2", W2),
+             init("b2", b2)]
+    save(graph(nodes, inits, [1, 8, 8], "logits", 10, "digits_cryptonets3"), "digits_cryptonets3")
+    print("f: test accuracy", (predict(Xte).argmax(1) == yte).mean())
+
+
+if __name__ == "__main__":
+    make_sq_mlp()
+    make_cryptonets3()

@@ -1,0 +1,138 @@
+"""BGV integer models end to end: the digits x² MLP compiled with `--scheme bgv --quantize 8`,
+served by real Triton and by `heinfer serve` through the same tensors as every model
+(ENCRYPTED_INPUT = one ciphertext per input feature holding a batch of samples), used with the
+CLI's keygen/encrypt/decrypt. Decrypted outputs equal the integer computation of the compiled
+network (Python integers) for every sample, top-1 agrees with onnxruntime on the float model,
+and ciphertexts of another scheme are refused by name."""
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, DATA, start_heinfer, start_triton, SERVERS
+
+SAMPLES = 60
+ONNX = os.path.join(ROOT, "models", "digits_sq_mlp.onnx")
+
+
+@pytest.fixture(scope="module")
+def bgv_repo(heinfer_bin, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bgv")
+    env = dict(os.environ, HEINFER_PYTHON=sys.executable)
+    r = subprocess.run([heinfer_bin, "compile", ONNX, "--calibration", os.path.join(DATA, "digits_train_img.npy"),
+                        "--data", os.path.join(DATA, "digits_test_img.npy"), "--labels",
+                        os.path.join(DATA, "digits_test_y.npy"), "-o", str(d / "repo"), "--name", "digits_bgv",
+                        "--scheme", "bgv", "--quantize", "8", "--json"], env=env, capture_output=True, text=True,
+                       check=True)
+    model = str(d / "repo" / "digits_bgv")
+    sk, keys = d / "bgv.sk", d / "bgv.keys"
+    key_id = subprocess.run([heinfer_bin, "keygen", model, "--secret-key", str(sk), "--keys-out", str(keys)],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    x = np.load(os.path.join(DATA, "digits_test_img.npy"))[:SAMPLES]
+    np.save(d / "x.npy", x)
+    q = d / "q.hect"
+    subprocess.run([heinfer_bin, "encrypt", model, "--secret-key", str(sk), "--input", str(d / "x.npy"), "-o",
+                    str(q)], capture_output=True, text=True, check=True)
+    return {"repo": str(d / "repo"), "model": model, "report": json.loads(r.stdout), "sk": str(sk),
+            "keys": keys.read_bytes(), "key_id": key_id, "query": elements(q.read_bytes()), "x": x, "dir": d}
+
+
+def elements(b):
+    assert b[:4] == b"HECT"
+    (count,) = struct.unpack("<I", b[8:12])
+    out, off = [], 12
+    for _ in range(count):
+        (n,) = struct.unpack("<I", b[off:off + 4])
+        out.append(b[off + 4:off + 4 + n])
+        off += 4 + n
+    return out
+
+
+def container(kind, els):
+    b = b"HECT" + struct.pack("<HHI", 1, kind, len(els))
+    for e in els:
+        b += struct.pack("<I", len(e)) + e
+    return b
+
+
+def integer_reference(model_json, x):
+    """The compiled integer network in Python integers (no overflow possible)."""
+    spec = model_json["client"]
+    v = [[int(round(float(a) * spec["input"]["scale"])) for a in row] for row in x.reshape(len(x), -1)]
+    for layer in model_json["layers"]:
+        if layer["op"] == "square":
+            v = [[a * a for a in row] for row in v]
+        else:
+            n_in, w, b = layer["inputs"], layer["weights"], layer["bias"]
+            v = [[b[o] + sum(w[o * n_in + i] * row[i] for i in range(n_in)) for o in range(len(b))] for row in v]
+    return v
+
+
+def test_compile_report_is_exact_and_agrees(bgv_repo):
+    r = bgv_repo["report"]
+    assert r["scheme"] == "bgv" and r["client_spec"]["scheme"] == "bgv"
+    assert r["accuracy"]["reference"].startswith("onnxruntime"), r["accuracy"]
+    assert r["accuracy"]["top1_agreement"] >= 0.99, r["accuracy"]
+    assert "exact" in r["report"] and "t = " in r["report"] and "bound" in r["report"]
+    assert int(r["bound"]) * 2 < r["client_spec"]["plaintext_modulus"]
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def bgv_server(request, bgv_repo, heinfer_bin, tmp_path_factory):
+    if request.param == "triton":
+        s = start_triton(bgv_repo["repo"], tmp_path_factory.mktemp("triton_bgv"))
+    else:
+        s = start_heinfer(heinfer_bin, bgv_repo["repo"], tmp_path_factory.mktemp("serve_bgv") / "serve.log")
+    yield s
+    s._stop()
+
+
+def _infer(server, cts, key_id, keys=None):
+    import tritonclient.http as http
+    c = http.InferenceServerClient(server.http_url, network_timeout=300, connection_timeout=300)
+    inp = [http.InferInput("ENCRYPTED_INPUT", [len(cts)], "BYTES"), http.InferInput("KEY_ID", [1], "BYTES")]
+    inp[0].set_data_from_numpy(np.array(cts, dtype=object), binary_data=True)
+    inp[1].set_data_from_numpy(np.array([key_id.encode()], dtype=object), binary_data=True)
+    if keys is not None:
+        k = http.InferInput("EVALUATION_KEYS", [1], "BYTES")
+        k.set_data_from_numpy(np.array([keys], dtype=object), binary_data=True)
+        inp.append(k)
+    out = [http.InferRequestedOutput("ENCRYPTED_OUTPUT", binary_data=True)]
+    return c.infer("digits_bgv", inp, outputs=out).as_numpy("ENCRYPTED_OUTPUT")
+
+
+def test_served_outputs_equal_the_integer_reference(heinfer_bin, bgv_server, bgv_repo, tmp_path):
+    import onnxruntime as ort
+    out = _infer(bgv_server, bgv_repo["query"], bgv_repo["key_id"], bgv_repo["keys"])
+    res = tmp_path / "r.hect"
+    res.write_bytes(container(2, [bytes(o) for o in out]))
+    r = subprocess.run([heinfer_bin, "decrypt", bgv_repo["model"], "--secret-key", bgv_repo["sk"], "--samples",
+                        str(SAMPLES), "--json", str(res)], capture_output=True, text=True, check=True)
+    got = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(got) == SAMPLES
+    m = json.loads(subprocess.run([heinfer_bin, "inspect", bgv_repo["model"], "--json"], capture_output=True,
+                                  text=True, check=True).stdout)
+    scale = m["client"]["output"]["scale"]
+    want = integer_reference(m, bgv_repo["x"])
+    for g, w in zip(got, want):
+        assert [round(v * scale) for v in g["output"]] == w
+    s = ort.InferenceSession(ONNX, providers=["CPUExecutionProvider"])
+    ref = s.run(None, {s.get_inputs()[0].name: bgv_repo["x"].astype(np.float32)})[0].argmax(1)
+    agree = np.mean([g["class"] == int(c) for g, c in zip(got, ref)])
+    assert agree >= 0.98, agree
+
+
+def test_foreign_ciphertexts_and_counts_refused(bgv_server, bgv_repo):
+    import tritonclient.utils as tu
+    q = list(bgv_repo["query"])
+    with pytest.raises(tu.InferenceServerException) as e:
+        _infer(bgv_server, q[:-1], bgv_repo["key_id"], bgv_repo["keys"])
+    assert "takes 64" in str(e.value) or "64" in str(e.value), str(e.value)
+    q[3] = b"HEPA" + q[3][4:]
+    with pytest.raises(tu.InferenceServerException) as e:
+        _infer(bgv_server, q, bgv_repo["key_id"], bgv_repo["keys"])
+    assert "ENCRYPTED_INPUT[3]" in str(e.value) and "BGV" in str(e.value), str(e.value)
