@@ -152,6 +152,8 @@ pub fn choose(hem: &Path, layout: &str, samples: usize) -> Result<Option<String>
         model::AnyModel::Ckks(m) => m.client,
         model::AnyModel::Paillier(_) if layout == "T" => return Err("a linear-scheme model has no layout T".into()),
         model::AnyModel::Paillier(_) => return Ok(None),
+        // A BGV integer model has one layout, feature-per-ciphertext; `run` takes it there.
+        model::AnyModel::Bgv(_) => return Ok(None),
     };
     match layout {
         "L" | "l" => Ok(None),

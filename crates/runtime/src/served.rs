@@ -96,7 +96,7 @@ impl Service {
     pub fn throughput_count(&self) -> Option<usize> {
         match self {
             Service::Ckks(s) => s.throughput().map(|t| t.input_count()),
-            Service::Paillier(_) | Service::Lwe(_) => None,
+            Service::Paillier(_) | Service::Lwe(_) | Service::Bgv(_) => None,
         }
     }
 
