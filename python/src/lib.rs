@@ -386,6 +386,7 @@ fn compile(
         mask_unused_slots,
         circuit_privacy,
         public_features,
+        split_at: None,
     };
     run(py, "compiling", move || {
         let bytes = std::fs::read(&onnx_path)

@@ -15,6 +15,7 @@ mod container;
 mod demo;
 mod lwe_cmds;
 mod paillier_cmds;
+mod prefix_input;
 mod public_input;
 mod run;
 
@@ -114,6 +115,10 @@ enum Cmd {
         /// the server computes their share of the first layer and sees their values
         #[arg(long, value_name = "SPEC")]
         public_features: Option<String>,
+        /// split inference: cut the graph at this node (its first output) or tensor; the prefix before it
+        /// runs in the clear on the client (it travels in the client spec), only the rest runs encrypted
+        #[arg(long, value_name = "NODE")]
+        split_at: Option<String>,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -303,6 +308,7 @@ fn run(cli: Cli) -> Result<(), String> {
             mask_unused_slots,
             circuit_privacy,
             public_features,
+            split_at,
             json,
             scheme,
             quantize,
@@ -343,6 +349,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 mask_unused_slots,
                 circuit_privacy,
                 public_features,
+                split_at,
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };

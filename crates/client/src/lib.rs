@@ -11,6 +11,7 @@ pub mod aggregate;
 pub mod keys;
 pub mod lwe_session;
 pub mod paillier_session;
+pub mod prefix;
 pub mod public;
 pub mod release;
 pub mod session;

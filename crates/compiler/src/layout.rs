@@ -208,6 +208,7 @@ pub(crate) fn program(
         output_dp: None,
         circuit_privacy: None,
         public_features: vec![],
+        prefix: None,
     };
     let mut hem = HeModel {
         name: name.to_string(),

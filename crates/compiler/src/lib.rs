@@ -47,6 +47,7 @@ mod passes;
 mod report;
 mod residual;
 pub mod scheme;
+mod split;
 mod svg;
 mod triton;
 mod verify;
@@ -112,6 +113,9 @@ pub struct Options {
     /// Input features sent in clear (`--public-features`: index ranges of the flattened
     /// input, e.g. `0-9,15`); their share of the first layer is computed by the server.
     pub public_features: Option<String>,
+    /// Split inference (`--split-at`): the node or tensor where the graph is cut; the
+    /// prefix runs in clear on the client, the suffix is what gets compiled (`split`).
+    pub split_at: Option<String>,
 }
 
 impl Default for Options {
@@ -132,6 +136,7 @@ impl Default for Options {
             mask_unused_slots: false,
             circuit_privacy: None,
             public_features: None,
+            split_at: None,
         }
     }
 }
@@ -157,6 +162,9 @@ pub fn compile(
     opts: &Options,
     progress: &dyn Fn(&str),
 ) -> Result<Compiled, CompileError> {
+    if let Some(at) = &opts.split_at {
+        return split::compile_split(onnx_bytes, data, opts, at, progress);
+    }
     let t0 = Instant::now();
     progress("parsing ONNX");
     let mut m = onnx::parse_model(onnx_bytes)?;

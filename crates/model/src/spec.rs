@@ -49,6 +49,11 @@ pub struct ClientSpec {
     /// the slot map never places them in the ciphertext. Empty: everything encrypted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public_features: Vec<u32>,
+    /// Split inference (`compile --split-at`): the public prefix the client runs in clear
+    /// on the whole sample; its output is what `input` lays out and encrypts. Absent:
+    /// the input is encrypted as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<crate::prefix::Prefix>,
 }
 
 /// Levels of the evaluation keys (see `ClientSpec::key_levels`).
@@ -221,6 +226,9 @@ impl ClientSpec {
             || self.public_features.last().is_some_and(|&i| i as usize >= n_in)
         {
             return bad("public_features are not ascending indices of some (not all) input features".into());
+        }
+        if let Some(p) = &self.prefix {
+            p.check_sizes()?;
         }
         if self.input.slot_map.is_empty() || self.input.slot_map.len() > MAX_CIPHERTEXTS {
             return bad(format!("{} input ciphertexts (1..={MAX_CIPHERTEXTS} allowed)", self.input.slot_map.len()));

@@ -45,6 +45,7 @@ fn tiny() -> HeModel {
             output_dp: None,
             circuit_privacy: None,
             public_features: vec![],
+            prefix: None,
         },
         layers: vec![model::LayerInfo { name: "l".into(), kind: "dense".into() }],
         nodes,

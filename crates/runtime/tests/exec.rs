@@ -67,6 +67,7 @@ fn program() -> (HeModel, Parameters) {
         output_dp: None,
         circuit_privacy: None,
         public_features: vec![],
+        prefix: None,
     };
     let m = HeModel {
         name: "t".into(),

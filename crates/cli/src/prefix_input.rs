@@ -1,0 +1,44 @@
+//! Split models (`compile --split-at`) in the client commands (`run`, `bench`,
+//! `encrypt`): sample files hold the ORIGINAL model's inputs; the spec's public prefix
+//! turns each into the values the spec encrypts (`client::prefix`, tract).
+
+use client::prefix::PrefixRunner;
+use compiler::Array;
+use model::ClientSpec;
+
+/// The spec's prefix, loaded (hash checked); None for a model that was not split.
+pub fn runner(spec: &ClientSpec) -> Result<Option<PrefixRunner>, String> {
+    PrefixRunner::for_spec(spec).map_err(|e| e.to_string())
+}
+
+/// Values of one sample as the user gives it: the original input's for a split model.
+pub fn sample_len(spec: &ClientSpec) -> usize {
+    spec.prefix.as_ref().map_or_else(|| spec.input.shape.iter().product(), |p| p.input_len())
+}
+
+/// One sample through the prefix (unchanged without one).
+pub fn through(r: Option<&PrefixRunner>, x: &[f64]) -> Result<Vec<f64>, String> {
+    client::prefix::encrypted_part(r, x).map_err(|e| e.to_string())
+}
+
+/// Every sample of a file through the prefix: rows of the original input in, rows of
+/// what the spec encrypts out.
+pub fn through_array(spec: &ClientSpec, xs: Array) -> Result<Array, String> {
+    let Some(r) = runner(spec)? else { return Ok(xs) };
+    let n = r.input_len();
+    if xs.data.is_empty() || xs.data.len() % n != 0 {
+        return Err(format!(
+            "the input file has shape {:?}; this split model takes samples of its original input ({n} values each), \
+             which the client runs through the public prefix",
+            xs.shape
+        ));
+    }
+    let rows = xs.data.len() / n;
+    let mut data = Vec::new();
+    for i in 0..rows {
+        data.extend(r.run(&xs.data[i * n..(i + 1) * n]).map_err(|e| format!("sample {i}: {e}"))?);
+    }
+    let mut shape = vec![rows];
+    shape.extend_from_slice(&spec.input.shape);
+    Ok(Array { shape, data })
+}
