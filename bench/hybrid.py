@@ -9,7 +9,7 @@ model, query/answer bytes, keys; a split model's prefix runs in tract on the cli
 `heinfer bench` (median latency over 20 samples; the prefix counts in the client's time).
 Prints a markdown table.
 
-    cargo build --release -p cli && .venv/bin/python bench/hybrid.py [--samples-bench 20] [--only split]
+    cargo build --release -p cli && .venv/bin/python bench/hybrid.py [--samples-bench 20] [--only split] [--samples-run N]
 """
 import argparse
 import json
@@ -66,6 +66,7 @@ def sh(*args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples-bench", type=int, default=20)
+    ap.add_argument("--samples-run", type=int, default=0, help="samples for the agreement (default: the whole set)")
     ap.add_argument("--only", choices=["public", "split"], help="only the models with this variant (and their full rows)")
     a = ap.parse_args()
     rows = []
@@ -83,9 +84,10 @@ def main():
                 name = f"{kind}_{vkind}"
                 rep = sh("compile", os.path.join(ROOT, "models", onnx + ".onnx"), "--calibration",
                          os.path.join(DATA, cal + ".npy"), "--name", name, "-o", d, "--json", *extra)
-                run = sh("run", os.path.join(d, name), "--input", xf, "--labels", yf, "--json")
+                cap = ["--samples", str(a.samples_run)] if a.samples_run else []
+                run = sh("run", os.path.join(d, name), "--input", xf, "--labels", yf, "--json", *cap)
                 bench = sh("bench", os.path.join(d, name), "--input", xf, "--samples", str(a.samples_bench), "--json")
-                rows.append((title, variant, len(x), rep, run, bench))
+                rows.append((title, variant, run["samples"], rep, run, bench))
     print("| model | variant | N | q primes (levels + 1) | rotations (keys) | evaluate ms (median) | total ms (median) | query B | answer B | keys MB | top-1 vs onnxruntime |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for title, variant, n, rep, run, bench in rows:
