@@ -366,7 +366,11 @@ class Client:
         self._registered: set = set()
         self.model_name: str = model_name or self._spec.get("model", "model")
         # Split models (compile --split-at): the public prefix, run in clear with onnxruntime.
-        self._prefix = _load_prefix(self._spec.get("prefix"))
+        # Read from the spec as given (a native module older than the prefix drops the field).
+        prefix = self._spec.get("prefix") or json.loads(spec_json).get("prefix")
+        if prefix is not None:
+            self._spec["prefix"] = prefix
+        self._prefix = _load_prefix(prefix)
         #: :func:`privacy_account` of the last :meth:`infer` answer (models with output DP)
         self.last_privacy: Optional[Dict[str, float]] = None
 
