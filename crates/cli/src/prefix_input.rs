@@ -26,7 +26,7 @@ pub fn through(r: Option<&PrefixRunner>, x: &[f64]) -> Result<Vec<f64>, String> 
 pub fn through_array(spec: &ClientSpec, xs: Array) -> Result<Array, String> {
     let Some(r) = runner(spec)? else { return Ok(xs) };
     let n = r.input_len();
-    if xs.data.is_empty() || xs.data.len() % n != 0 {
+    if xs.data.is_empty() || !xs.data.len().is_multiple_of(n) {
         return Err(format!(
             "the input file has shape {:?}; this split model takes samples of its original input ({n} values each), \
              which the client runs through the public prefix",
