@@ -65,7 +65,9 @@ pub(crate) fn compile_split(
     let calibration = through(data.calibration);
     let eval = data.eval.map(through);
     // onnxruntime checks the suffix from a file, as it does a whole model.
-    let tmp = std::env::temp_dir().join(format!("heinfer-suffix-{}-{}.onnx", std::process::id(), at.len()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = std::env::temp_dir().join(format!("heinfer-suffix-{}-{k}.onnx", std::process::id()));
     std::fs::write(&tmp, &suffix_onnx).map_err(|e| CompileError::Io(format!("{}: {e}", tmp.display())))?;
     let suffix_opts = Options { split_at: None, ..opts.clone() };
     let res = crate::compile(
