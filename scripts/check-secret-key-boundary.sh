@@ -44,6 +44,10 @@ for p in runtime server triton aggregate; do
   if cargo tree -q -p "$p" -e normal --prefix none | grep -Eq '^(client|compiler|cli) v'; then
     echo "FAIL: $p depends on client code"; exit 1
   fi
+  # Split inference: the client runs a model's public prefix with tract; servers never do.
+  if cargo tree -q -p "$p" -e normal --prefix none | grep -Eq '^tract-'; then
+    echo "FAIL: $p depends on tract (the split prefix's ONNX runtime is client-side only)"; exit 1
+  fi
 done
 
 probe=$CARGO_TARGET_DIR/secret-key-probe

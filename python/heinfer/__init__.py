@@ -324,6 +324,32 @@ def _output_elements(outputs: Any) -> List[Any]:
 # --------------------------------------------------------------------------- the client
 
 
+def _load_prefix(p: Optional[Dict[str, Any]]) -> Any:
+    """A split model's prefix as an onnxruntime session, after checking its SHA-256
+    against the spec's (a prefix altered in transit is refused, never run)."""
+    if p is None:
+        return None
+    import base64
+    import hashlib
+
+    try:
+        onnx_bytes = base64.b64decode(p["onnx_base64"], validate=True)
+    except (KeyError, ValueError) as e:
+        raise SpecError(f"client spec: the split prefix is not valid base64 ({e}); fetch the spec again") from e
+    got = hashlib.sha256(onnx_bytes).hexdigest()
+    if got != str(p.get("sha256", "")).lower():
+        raise SpecError(f"client spec: the split prefix's SHA-256 is {got}, the spec says {p.get('sha256')}: the "
+                        "prefix was altered or corrupted; refusing to run it (fetch the spec again)")
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise SpecError("this model is split (compile --split-at): its public prefix runs on the client with "
+                        "onnxruntime; pip install onnxruntime") from e
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
+
+
 class Client:
     """A client of one heinfer model: its spec and a secret key.
 
@@ -339,6 +365,12 @@ class Client:
         self._bundle: Optional[Tuple[bytes, str]] = None
         self._registered: set = set()
         self.model_name: str = model_name or self._spec.get("model", "model")
+        # Split models (compile --split-at): the public prefix, run in clear with onnxruntime.
+        # Read from the spec as given (a native module older than the prefix drops the field).
+        prefix = self._spec.get("prefix") or json.loads(spec_json).get("prefix")
+        if prefix is not None:
+            self._spec["prefix"] = prefix
+        self._prefix = _load_prefix(prefix)
         #: :func:`privacy_account` of the last :meth:`infer` answer (models with output DP)
         self.last_privacy: Optional[Dict[str, float]] = None
 
@@ -410,13 +442,39 @@ class Client:
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
-        """Shape of one sample (without a batch dimension)."""
+        """Shape of one sample (without a batch dimension): the original model's input for a
+        split model (the client runs the prefix on it before encrypting)."""
+        if self._prefix is not None:
+            return tuple(self._spec["prefix"]["input_shape"])
         return tuple(self._spec["input"]["shape"])
 
     @property
     def input_size(self) -> int:
         """Number of values in one sample."""
+        if self._prefix is not None:
+            return int(np.prod(self.input_shape))
         return int(self._session.input_len())
+
+    @property
+    def split_prefix(self) -> Optional[Dict[str, Any]]:
+        """A split model's public prefix (``compile --split-at``): where the graph was cut and
+        the nodes the client runs in clear; ``None`` when the whole model runs encrypted."""
+        p = self._spec.get("prefix")
+        return None if p is None else {k: v for k, v in p.items() if k != "onnx_base64"}
+
+    def run_prefix(self, xs: Any) -> np.ndarray:
+        """Samples (first dimension = samples) through the split model's public prefix, in
+        clear, with onnxruntime: the values the encrypted part takes, one row per sample."""
+        a = self._as_f64(xs)
+        n = self.input_size
+        if self._prefix is None:
+            return a.reshape(-1, n)
+        if a.size == 0 or a.size % n:
+            raise InputError(f"input of shape {a.shape} is not samples of shape {self.input_shape} ({n} values each)")
+        sess = self._prefix
+        x = a.reshape((-1,) + self.input_shape).astype(np.float32)
+        y = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        return np.ascontiguousarray(np.asarray(y, dtype=np.float64).reshape(x.shape[0], -1))
 
     @property
     def output_shape(self) -> Tuple[int, ...]:
@@ -465,6 +523,8 @@ class Client:
                 f"input of shape {a.shape} has {a.size} values; this model takes one sample of shape "
                 f"{self.input_shape} ({n} values) — use encrypt_batch for several"
             )
+        if self._prefix is not None:
+            a = self.run_prefix(a)
         return self._session.encrypt_rows(a.reshape(-1), 1)[0]
 
     @property
@@ -493,6 +553,8 @@ class Client:
             raise InputError(
                 f"batch of shape {a.shape} is not a list of samples of shape {self.input_shape} ({n} values each)"
             )
+        if self._prefix is not None:
+            a = self.run_prefix(a)
         return self._session.encrypt_rows(a.reshape(-1), int(a.shape[0]))
 
     # -- decryption ---------------------------------------------------------------

@@ -52,6 +52,7 @@ def model_repo(heinfer_bin, tmp_path_factory):
     compile_model(heinfer_bin, MODEL, repo)
     compile_model(heinfer_bin, BIG_MODEL, repo)
     compile_privacy_models(heinfer_bin, repo)
+    compile_split_models(heinfer_bin, repo)
     return str(repo)
 
 
@@ -62,6 +63,22 @@ def compile_privacy_models(heinfer_bin, repo):
     for name, extra in [(CP_MODEL, ["--circuit-privacy", str(CP_LAMBDA)]),
                         (DP_MODEL, ["--output-dp", f"{DP_EPS},1e-5", "--dp-budget", str(DP_BUDGET)])]:
         subprocess.run(common + ["--name", name, *extra], env=env, capture_output=True, text=True, check=True)
+
+
+# Split inference (test_split.py): the digits CNN cut after its first conv block (conv, batch
+# norm, ReLU, average pool), the breast-cancer model after its scaler; served beside the others.
+SPLIT_MODELS = {
+    "cnn_split": ("digits_cnn", "pool1", "digits_train_img"),
+    "bc_split": ("breast_cancer_lr", "Scaler", "breast_cancer_train_x"),
+}
+
+
+def compile_split_models(heinfer_bin, repo):
+    env = dict(os.environ, HEINFER_PYTHON=sys.executable)
+    for name, (onnx, at, cal) in SPLIT_MODELS.items():
+        subprocess.run([heinfer_bin, "compile", os.path.join(ROOT, "models", onnx + ".onnx"), "--calibration",
+                        os.path.join(DATA, cal + ".npy"), "--no-onnxruntime", "--split-at", at, "--name", name,
+                        "-o", str(repo), "--json"], env=env, capture_output=True, text=True, check=True)
 
 
 class Server:

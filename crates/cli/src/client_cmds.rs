@@ -146,6 +146,7 @@ pub fn encrypt(
     }
     let s = session(model, secret_key)?;
     let xs = compiler::npy::read(input).map_err(|e| format!("input file {}: {e}", input.display()))?;
+    let xs = crate::prefix_input::through_array(s.spec(), xs)?;
     let n = s.input_len();
     if xs.data.len() % n.max(1) != 0 || xs.data.is_empty() {
         return Err(format!(

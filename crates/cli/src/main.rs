@@ -17,6 +17,7 @@ mod container;
 mod demo;
 mod lwe_cmds;
 mod paillier_cmds;
+mod prefix_input;
 mod public_input;
 mod run;
 
@@ -123,6 +124,10 @@ enum Cmd {
         /// samples layout T's parameters are chosen for (its ring holds at least this many per request)
         #[arg(long, default_value_t = 4096)]
         throughput_batch: usize,
+        /// split inference: cut the graph at this node (its first output) or tensor; the prefix before it
+        /// runs in the clear on the client (it travels in the client spec), only the rest runs encrypted
+        #[arg(long, value_name = "NODE")]
+        split_at: Option<String>,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -325,6 +330,7 @@ fn run(cli: Cli) -> Result<(), String> {
             public_features,
             layout,
             throughput_batch,
+            split_at,
             json,
             scheme,
             quantize,
@@ -367,6 +373,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 public_features,
                 layout,
                 throughput_batch,
+                split_at,
             };
             let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };

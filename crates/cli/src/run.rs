@@ -33,6 +33,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         }
     };
     let xs = compiler::npy::read(a.input).map_err(|e| format!("input file: {e}"))?;
+    let xs = crate::prefix_input::through_array(&m.client, xs)?;
     let ys = a.labels.map(compiler::npy::read).transpose().map_err(|e| format!("labels file: {e}"))?;
     let count = a.samples.unwrap_or(xs.rows()).min(xs.rows());
     if count == 0 {

@@ -13,6 +13,8 @@ pub mod bgv_session;
 pub mod keys;
 pub mod lwe_session;
 pub mod paillier_session;
+#[cfg(feature = "prefix")]
+pub mod prefix;
 pub mod public;
 pub mod release;
 pub mod session;

@@ -210,6 +210,7 @@ pub(crate) fn program(
         public_features: vec![],
         throughput: None,
         layouts: vec![],
+        prefix: None,
     };
     let mut hem = HeModel {
         name: name.to_string(),

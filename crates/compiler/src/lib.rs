@@ -48,6 +48,7 @@ mod quantize;
 mod report;
 mod residual;
 pub mod scheme;
+mod split;
 mod svg;
 mod throughput;
 mod triton;
@@ -120,6 +121,9 @@ pub struct Options {
     pub layout: LayoutRequest,
     /// Samples layout T's parameters are chosen for (its N holds at least this many).
     pub throughput_batch: usize,
+    /// Split inference (`--split-at`): the node or tensor where the graph is cut; the
+    /// prefix runs in clear on the client, the suffix is what gets compiled (`split`).
+    pub split_at: Option<String>,
 }
 
 impl Default for Options {
@@ -142,6 +146,7 @@ impl Default for Options {
             public_features: None,
             layout: LayoutRequest::Auto,
             throughput_batch: 4096,
+            split_at: None,
         }
     }
 }
@@ -167,6 +172,9 @@ pub fn compile(
     opts: &Options,
     progress: &dyn Fn(&str),
 ) -> Result<Compiled, CompileError> {
+    if let Some(at) = &opts.split_at {
+        return split::compile_split(onnx_bytes, data, opts, at, progress);
+    }
     let t0 = Instant::now();
     progress("parsing ONNX");
     let mut m = onnx::parse_model(onnx_bytes)?;

@@ -422,3 +422,28 @@ pub fn parse_model(b: &[u8]) -> Result<Model, CompileError> {
     }
     Ok(m)
 }
+
+/// One field of a protobuf message as it was encoded: its number, its whole encoding
+/// (key and value, to copy unchanged) and, when length-delimited, its payload.
+pub(crate) struct RawField<'a> {
+    pub number: u32,
+    pub encoded: &'a [u8],
+    pub payload: Option<&'a [u8]>,
+}
+
+/// The fields of one protobuf message in order, for rewriting it (`split`) without
+/// re-encoding what does not change.
+pub(crate) fn raw_fields<'a>(b: &'a [u8], what: &'static str) -> Result<Vec<RawField<'a>>, CompileError> {
+    let mut p = Pb::new(b, what);
+    let mut out = Vec::new();
+    loop {
+        let start = p.pos;
+        let Some((number, v)) = p.next()? else { break };
+        let payload = match v {
+            Val::Bytes(s) => Some(s),
+            _ => None,
+        };
+        out.push(RawField { number, encoded: &b[start..p.pos], payload });
+    }
+    Ok(out)
+}

@@ -324,6 +324,13 @@ pub fn compile_with_scheme(
             "--public-features splits a CKKS program's first layer: use it with --scheme ckks".into(),
         ));
     }
+    if opts.split_at.is_some() && req != SchemeRequest::Ckks {
+        return Err(CompileError::Params(
+            "--split-at compiles the suffix as a CKKS program (the prefix's outputs are real-valued): use it \
+             with --scheme ckks"
+                .into(),
+        ));
+    }
     // Output DP, circuit privacy and the slot mask are CKKS mechanisms: asked for, they
     // decide the scheme (auto must not drop a protection the owner asked for).
     let ckks_only = [

@@ -32,6 +32,7 @@ pub mod file;
 pub mod ir;
 pub mod linear;
 pub mod lwe_spec;
+pub mod prefix;
 pub mod public;
 pub mod report;
 pub mod sim;

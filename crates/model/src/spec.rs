@@ -55,6 +55,11 @@ pub struct ClientSpec {
     /// What each compiled layout costs ("L", "T"), for the client's choice by batch size.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layouts: Vec<crate::LayoutCost>,
+    /// Split inference (`compile --split-at`): the public prefix the client runs in clear
+    /// on the whole sample; its output is what `input` lays out and encrypts. Absent:
+    /// the input is encrypted as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<crate::prefix::Prefix>,
 }
 
 /// Levels of the evaluation keys (see `ClientSpec::key_levels`).
@@ -227,6 +232,9 @@ impl ClientSpec {
             || self.public_features.last().is_some_and(|&i| i as usize >= n_in)
         {
             return bad("public_features are not ascending indices of some (not all) input features".into());
+        }
+        if let Some(p) = &self.prefix {
+            p.check_sizes()?;
         }
         if self.input.slot_map.is_empty() || self.input.slot_map.len() > MAX_CIPHERTEXTS {
             return bad(format!("{} input ciphertexts (1..={MAX_CIPHERTEXTS} allowed)", self.input.slot_map.len()));

@@ -47,6 +47,7 @@ fn tiny() -> HeModel {
             public_features: vec![],
             throughput: None,
             layouts: vec![],
+            prefix: None,
         },
         layers: vec![model::LayerInfo { name: "l".into(), kind: "dense".into() }],
         nodes,

@@ -69,6 +69,7 @@ fn program() -> (HeModel, Parameters) {
         public_features: vec![],
         throughput: None,
         layouts: vec![],
+        prefix: None,
     };
     let m = HeModel {
         name: "t".into(),

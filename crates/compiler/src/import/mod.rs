@@ -67,6 +67,9 @@ pub struct Imported {
     pub final_output: String,
     pub postprocess: Vec<PostOp>,
     pub notes: Vec<String>,
+    /// Shape of the HE output tensor without the batch dimension (what a split model's
+    /// suffix takes as its input, `split`).
+    pub output_shape: Vec<usize>,
 }
 
 /// An activation's exact evaluation during a run: (index, function, input) → output.
@@ -199,6 +202,7 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
     }
     let (he_output, last) = (ch.he_output.clone(), ch.last.clone());
     let he_tensor = if ch.vals.contains_key(&he_output) { he_output.clone() } else { last.clone() };
+    let output_shape = ch.shape(&he_tensor);
     let out_value = ch.materialise(&he_tensor);
     if !ch.stages.iter().any(|s| matches!(s, Stage::Linear { .. })) {
         return Err(CompileError::BadOnnx("the model has no linear layer".into()));
@@ -216,6 +220,7 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
         final_output: ch.final_output,
         postprocess: ch.post,
         notes: ch.notes,
+        output_shape,
     })
 }
 
