@@ -77,8 +77,9 @@ def heinfer_run(out, heinfer_bin):
                 continue
             t = time.perf_counter()
             payload = agg._native.aggregate_contribution(config, pk, vs[i].astype(np.float64).tolist(), None)
+            headers = r._signed(c, "contribution", payload)  # the client's signature: client time
             t1 = time.perf_counter()
-            r._call("POST", "/bench/contributions", payload, r._signed(c, "contribution", payload))
+            r._call("POST", "/bench/contributions", payload, headers)
             t2 = time.perf_counter()
             enc_s.append(t1 - t)
             server_s += t2 - t1

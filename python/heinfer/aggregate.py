@@ -28,9 +28,21 @@ import numpy as np
 from . import _native
 from .errors import AggregationError
 
-__all__ = ["Signer", "Round", "round_config", "begin", "finish", "public_key"]
+__all__ = ["Signer", "Round", "round_config", "begin", "finish", "public_key", "epsilon"]
 
 Signer = _native.Signer
+
+
+def epsilon(clip: float, grid: float, sigma: float, min_contributors: int, length: int, rounds: int = 1,
+            delta: float = 1e-5) -> float:
+    """The ε (at ``delta``) of ``rounds`` rounds of distributed DP with these settings —
+    the ``dp = (clip, grid, sigma)`` of :meth:`Round.contribute`, vectors of ``length``
+    values, noise split over ``min_contributors`` — by Rényi-DP accounting (the same
+    orders and conversion as Google's ``dp-accounting``), including the small δ of the
+    sum of discrete Gaussians; ``inf`` when ``delta`` is below that. Plan a run with it:
+    the server never adds noise, so this is the whole guarantee."""
+    return _native.aggregate_dp_epsilon(float(clip), float(grid), float(sigma), int(min_contributors), int(length),
+                                        int(rounds), float(delta))
 
 
 def round_config(id: str, length: int, committee: Sequence[str], threshold: int, contributors: Sequence[str],

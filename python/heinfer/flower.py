@@ -92,6 +92,13 @@ class DpSettings:
     def __init__(self, noise_multiplier: float, clip: float, grid_bits: int = 12):
         self.noise_multiplier, self.clip, self.grid_bits = float(noise_multiplier), float(clip), int(grid_bits)
 
+    def epsilon(self, length: int, min_contributors: int, rounds: int, delta: float = 1e-5) -> float:
+        """ε at ``delta`` after ``rounds`` rounds of updates of ``length`` values
+        (:func:`heinfer.aggregate.epsilon`)."""
+        from .aggregate import epsilon
+        return epsilon(self.clip, self.clip / 2 ** self.grid_bits, self.noise_multiplier * self.clip, min_contributors,
+                       length, rounds, delta)
+
     def wire(self) -> str:
         sigma = self.noise_multiplier * self.clip
         return f"{self.clip!r},{self.clip / 2 ** self.grid_bits!r},{sigma!r}"

@@ -172,6 +172,26 @@ pub fn aggregate_contribution(
     Ok(PyBytes::new(py, &payload).unbind())
 }
 
+/// Distributed DP accounting: ε after `rounds` rounds with these settings and vectors of
+/// `length` values, at `delta` (`aggregate::epsilon_after`, Rényi DP).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+pub fn aggregate_dp_epsilon(
+    py: Python<'_>,
+    clip: f64,
+    grid: f64,
+    sigma: f64,
+    min_contributors: usize,
+    length: usize,
+    rounds: usize,
+    delta: f64,
+) -> PyResult<f64> {
+    let cfg = DpConfig { clip, grid, sigma, min_contributors };
+    run(py, "accounting", move || {
+        aggregate::epsilon_after(&cfg, length, rounds, delta).map_err(|e| Failure(Kind::Aggregation, e.to_string()))
+    })
+}
+
 /// A member's decryption shares of a published sum: (member id, payload). The key file
 /// records the ciphertexts before the shares are returned.
 #[pyfunction]
@@ -206,6 +226,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(aggregate_finish, m)?)?;
     m.add_function(wrap_pyfunction!(aggregate_public_key, m)?)?;
     m.add_function(wrap_pyfunction!(aggregate_contribution, m)?)?;
+    m.add_function(wrap_pyfunction!(aggregate_dp_epsilon, m)?)?;
     m.add_function(wrap_pyfunction!(aggregate_shares, m)?)?;
     Ok(())
 }

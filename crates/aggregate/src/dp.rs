@@ -34,7 +34,9 @@ pub struct DpConfig {
 }
 
 impl DpConfig {
-    fn check(&self) -> Result<(), AggregateError> {
+    /// Refuses settings no client could follow (non-positive values, a per-client
+    /// noise variance outside what the sampler draws exactly).
+    pub fn check(&self) -> Result<(), AggregateError> {
         let ok = |x: f64| x.is_finite() && x > 0.0;
         if !(ok(self.clip) && ok(self.grid) && ok(self.sigma)) || self.min_contributors == 0 {
             return Err(AggregateError::Config(format!("DP settings need positive clip, grid, sigma and k: {self:?}")));
@@ -82,6 +84,24 @@ pub fn privatize(v: &[f64], cfg: &DpConfig, sampler: &mut Sampler) -> Result<Vec
             floor as i64 + up as i64 + sampler.discrete_gaussian(num, den)
         })
         .collect())
+}
+
+/// ε after `rounds` rounds under `cfg` with vectors of `d` values, at `delta`: what a
+/// user plans a run with (`heinfer aggregate epsilon`, `heinfer.aggregate.epsilon`).
+/// Infinite when `delta` is below the discrete Gaussians' own δ.
+pub fn epsilon_after(cfg: &DpConfig, d: usize, rounds: usize, delta: f64) -> Result<f64, AggregateError> {
+    cfg.check()?;
+    if d == 0 || rounds == 0 || !(delta > 0.0 && delta < 1.0) {
+        return Err(AggregateError::Config(format!(
+            "accounting needs a vector length and a number of rounds of at least 1 and 0 < delta < 1 \
+             (got length {d}, rounds {rounds}, delta {delta})"
+        )));
+    }
+    let mut a = Accountant::default();
+    for _ in 0..rounds {
+        a.round(cfg, d);
+    }
+    Ok(a.epsilon(delta))
 }
 
 /// Rényi-DP accounting over rounds.

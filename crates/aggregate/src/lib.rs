@@ -26,6 +26,6 @@ pub mod round;
 pub mod store;
 
 pub use auth::{signing_message, Signer};
-pub use dp::{privatize, Accountant, DpConfig};
+pub use dp::{epsilon_after, privatize, Accountant, DpConfig};
 pub use error::AggregateError;
 pub use round::{Packing, Round, RoundConfig, Status};

@@ -147,6 +147,29 @@ pub enum AggregateCmd {
         #[arg(long, default_value_t = 40)]
         security_bits: u32,
     },
+    /// Privacy accounting for distributed DP (Rényi DP): the ε that ROUNDS rounds with these
+    /// settings give at DELTA, before running them
+    Epsilon {
+        /// L2 clipping norm of each client's vector (as `contribute --dp-clip`)
+        #[arg(long)]
+        clip: f64,
+        /// the grid values are rounded to (as `contribute --dp-grid`)
+        #[arg(long)]
+        grid: f64,
+        /// standard deviation of the total noise on the sum (as `contribute --dp-sigma`)
+        #[arg(long)]
+        sigma: f64,
+        /// the round's minimum of contributors (the noise is split over them)
+        #[arg(long)]
+        min_contributors: usize,
+        /// values per contribution
+        #[arg(long)]
+        length: usize,
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        #[arg(long, default_value_t = 1e-5)]
+        delta: f64,
+    },
     /// Close a round now (it closes by itself at its deadline)
     Close {
         #[arg(long)]
@@ -367,6 +390,15 @@ pub fn run(cmd: AggregateCmd) -> Result<(), String> {
             let s = signer(&sp)?;
             let r = post(&format!("{url}/shares/{member}"), &payload, Some((&s, "share", &config.id)), cap(&config)?)?;
             println!("{r}");
+        }
+        AggregateCmd::Epsilon { clip, grid, sigma, min_contributors, length, rounds, delta } => {
+            let cfg = DpConfig { clip, grid, sigma, min_contributors };
+            let eps = aggregate::epsilon_after(&cfg, length, rounds, delta).map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                json!({"epsilon": eps, "delta": delta, "rounds": rounds, "noise_multiplier":
+                    (sigma / grid) / cfg.sensitivity(length)})
+            );
         }
         AggregateCmd::Close { server, round } => {
             let config = read_config(&round)?;
