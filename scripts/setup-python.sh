@@ -21,7 +21,7 @@ fi
 # again only when its sources or the Rust crates it wraps changed. CARGO_TARGET_DIR
 # is shared with the workspace so the common crates are not rebuilt from scratch.
 py_stamp=.venv/.heinfer-wheel.sha256
-py_want=$( (find python crates/ring crates/rlwe crates/ckks crates/model crates/runtime crates/compiler crates/client crates/aggregate \
+py_want=$( (find python crates/ring crates/rlwe crates/ckks crates/bgv crates/paillier crates/lwe crates/model crates/runtime crates/compiler crates/client crates/aggregate \
               \( -name target -o -name __pycache__ -o -name '*.so' \) -prune -o -type f -print | LC_ALL=C sort \
             | xargs sha256sum) | sha256sum | cut -d' ' -f1)
 if [ ! -f "$py_stamp" ] || [ "$(cat "$py_stamp")" != "$py_want" ] || ! .venv/bin/python -c "import heinfer" 2>/dev/null; then
