@@ -53,7 +53,10 @@ fn wrong_scheme(want: &str, got: model::Scheme) -> Failure {
         model::Scheme::Bgv => "heinfer.BgvClient",
         model::Scheme::Lwe => "the CLI (heinfer keygen/encrypt/decrypt: the SDK has no LWE client yet)",
     };
-    Failure(Kind::Spec, format!("this is a {got} model's client spec, not a {want} one: use {class}, or heinfer.client_for(spec)"))
+    Failure(
+        Kind::Spec,
+        format!("this is a {got} model's client spec, not a {want} one: use {class}, or heinfer.client_for(spec)"),
+    )
 }
 
 fn paillier_spec(spec_json: &str) -> Result<model::LinearSpec, Failure> {
@@ -83,7 +86,8 @@ fn rows_of(py: Python<'_>, x: &Bound<'_, PyAny>, rows: usize, n: usize) -> PyRes
         .map_err(|e| Failure(Kind::Input, format!("the input must be a float64 buffer: {e}")).into_py(py))?;
     let data = buf.to_vec(py)?;
     if rows == 0 || data.len() != rows * n {
-        let msg = format!("input has {} values for {rows} sample(s); this model takes {n} values per sample", data.len());
+        let msg =
+            format!("input has {} values for {rows} sample(s); this model takes {n} values per sample", data.len());
         return Err(Failure(Kind::Input, msg).into_py(py));
     }
     Ok(data)
@@ -108,7 +112,12 @@ fn spec_scheme(spec_json: &str) -> PyResult<String> {
 /// `client::choose_layout` for a CKKS spec: (layout, estimated seconds per layout) for
 /// `samples` samples at `bytes_per_s`; `None` when the spec lists no layouts (L only).
 #[pyfunction]
-fn choose_layout(py: Python<'_>, spec_json: &str, samples: usize, bytes_per_s: f64) -> PyResult<Option<(String, Vec<(String, f64)>)>> {
+fn choose_layout(
+    py: Python<'_>,
+    spec_json: &str,
+    samples: usize,
+    bytes_per_s: f64,
+) -> PyResult<Option<(String, Vec<(String, f64)>)>> {
     let spec = ckks_spec(spec_json).map_err(|f| f.into_py(py))?;
     let Some(best) = client::choose_layout(&spec, samples, bytes_per_s) else { return Ok(None) };
     let all = spec.layouts.iter().map(|c| (c.layout.clone(), c.total_s(samples, bytes_per_s))).collect();
@@ -154,7 +163,12 @@ impl PaillierSession {
         (PyBytes::new(py, &b), id.hex())
     }
     /// One list of ENCRYPTED_INPUT elements (one element: the d ciphertexts) per sample.
-    fn encrypt_rows<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, rows: usize) -> PyResult<Vec<Vec<Bound<'py, PyBytes>>>> {
+    fn encrypt_rows<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        rows: usize,
+    ) -> PyResult<Vec<Vec<Bound<'py, PyBytes>>>> {
         let n = self.inner.input_len();
         let data = rows_of(py, x, rows, n)?;
         let out = run(py, "encrypting", || {
@@ -216,7 +230,12 @@ impl BgvSession {
         Ok((PyBytes::new(py, &b), id.hex()))
     }
     /// `rows` samples (≤ N) → the ENCRYPTED_INPUT elements of one request (one per feature).
-    fn encrypt_rows<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, rows: usize) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    fn encrypt_rows<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        rows: usize,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
         let n = self.inner.spec().input_len();
         let data = rows_of(py, x, rows, n)?;
         let out = run(py, "encrypting", || {
@@ -287,7 +306,9 @@ impl BatchSession {
         self.inner.max_batch()
     }
     fn save_secret(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        run(py, "saving the secret key", || Ok(self.inner.keys().save_secret(&path).map_err(client::SessionError::from)?))
+        run(py, "saving the secret key", || {
+            Ok(self.inner.keys().save_secret(&path).map_err(client::SessionError::from)?)
+        })
     }
     /// (bundle bytes: a relinearisation key, key id hex).
     fn evaluation_bundle<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, String)> {
@@ -295,7 +316,12 @@ impl BatchSession {
         Ok((PyBytes::new(py, &b), id.hex()))
     }
     /// `rows` samples (≤ max_batch) → the ENCRYPTED_INPUT elements (one seeded ciphertext per feature).
-    fn encrypt_rows<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, rows: usize) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    fn encrypt_rows<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        rows: usize,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
         let data = rows_of(py, x, rows, self.inner.spec().features as usize)?;
         let out = run(py, "encrypting", || Ok(self.inner.encrypt(&data, rows)?))?;
         Ok(py_bytes(py, &out))
