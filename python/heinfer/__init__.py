@@ -208,7 +208,7 @@ def client_spec_from_config(cfg: Any) -> str:
         else:
             spec = _spec_from_path(cfg)
     if spec is None and isinstance(cfg, dict):
-        if "params" in cfg and "input" in cfg:  # the spec itself
+        if ("params" in cfg or "scheme" in cfg) and "input" in cfg:  # the spec itself
             spec = json.dumps(cfg)
         else:
             if isinstance(cfg.get("config"), dict):  # grpc, as_json=True
@@ -242,7 +242,8 @@ def client_spec_from_config(cfg: Any) -> str:
         parsed = json.loads(spec)
     except ValueError as e:
         raise SpecError(f"parameter '{SPEC_PARAMETER}' of {where} is not JSON: {e}") from e
-    if not isinstance(parsed, dict) or "params" not in parsed:
+    # CKKS specs have "params"; Paillier, LWE and BGV specs say their "scheme".
+    if not isinstance(parsed, dict) or ("params" not in parsed and "scheme" not in parsed):
         raise SpecError(f"parameter '{SPEC_PARAMETER}' of {where} is not an heinfer client spec")
     return spec
 
