@@ -109,15 +109,13 @@ fn spec_scheme(spec_json: &str) -> PyResult<String> {
         .map_err(|e| Python::with_gil(|py| Failure(Kind::Spec, e.to_string()).into_py(py)))
 }
 
+/// The chosen layout, and the estimated seconds of every layout the spec lists.
+type LayoutChoice = (String, Vec<(String, f64)>);
+
 /// `client::choose_layout` for a CKKS spec: (layout, estimated seconds per layout) for
 /// `samples` samples at `bytes_per_s`; `None` when the spec lists no layouts (L only).
 #[pyfunction]
-fn choose_layout(
-    py: Python<'_>,
-    spec_json: &str,
-    samples: usize,
-    bytes_per_s: f64,
-) -> PyResult<Option<(String, Vec<(String, f64)>)>> {
+fn choose_layout(py: Python<'_>, spec_json: &str, samples: usize, bytes_per_s: f64) -> PyResult<Option<LayoutChoice>> {
     let spec = ckks_spec(spec_json).map_err(|f| f.into_py(py))?;
     let Some(best) = client::choose_layout(&spec, samples, bytes_per_s) else { return Ok(None) };
     let all = spec.layouts.iter().map(|c| (c.layout.clone(), c.total_s(samples, bytes_per_s))).collect();
