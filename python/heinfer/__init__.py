@@ -208,7 +208,7 @@ def client_spec_from_config(cfg: Any) -> str:
         else:
             spec = _spec_from_path(cfg)
     if spec is None and isinstance(cfg, dict):
-        if "params" in cfg and "input" in cfg:  # the spec itself
+        if ("params" in cfg or "scheme" in cfg) and "input" in cfg:  # the spec itself
             spec = json.dumps(cfg)
         else:
             if isinstance(cfg.get("config"), dict):  # grpc, as_json=True
@@ -242,7 +242,8 @@ def client_spec_from_config(cfg: Any) -> str:
         parsed = json.loads(spec)
     except ValueError as e:
         raise SpecError(f"parameter '{SPEC_PARAMETER}' of {where} is not JSON: {e}") from e
-    if not isinstance(parsed, dict) or "params" not in parsed:
+    # CKKS specs have "params"; Paillier, LWE and BGV specs say their "scheme".
+    if not isinstance(parsed, dict) or ("params" not in parsed and "scheme" not in parsed):
         raise SpecError(f"parameter '{SPEC_PARAMETER}' of {where} is not an heinfer client spec")
     return spec
 
@@ -360,6 +361,11 @@ class Client:
 
     def __init__(self, spec: Any, *, model_name: Optional[str] = None, _session: Any = None) -> None:
         spec_json = spec if isinstance(spec, str) and spec.lstrip().startswith("{") else client_spec_from_config(spec)
+        scheme = _native.spec_scheme(spec_json) if hasattr(_native, "spec_scheme") else "ckks"
+        if scheme != "ckks":
+            cls = {"paillier": "PaillierClient", "bgv": "BgvClient"}.get(scheme)
+            raise SpecError(f"this is a {scheme} model's client spec; heinfer.Client serves CKKS models (layout L): "
+                            f"use heinfer.client_for(spec){f' or heinfer.{cls}' if cls else ''}")
         self._session = _session if _session is not None else _native.Session.generate(spec_json)
         self._spec: Dict[str, Any] = json.loads(self._session.spec_json())
         self._bundle: Optional[Tuple[bytes, str]] = None
@@ -791,3 +797,12 @@ def compile(  # noqa: A001 - the natural name for model owners
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir
     return report
+
+
+# --------------------------------------------------------------------------- other schemes and layouts
+
+# Paillier, BGV and CKKS layout T clients, and the factory that picks one (heinfer/schemes.py);
+# imported last: it builds on the tritonclient glue above.
+from .schemes import BatchClient, BgvClient, PaillierClient, choose_layout, client_for, spec_scheme  # noqa: E402
+
+__all__ += ["client_for", "choose_layout", "spec_scheme", "PaillierClient", "BgvClient", "BatchClient"]

@@ -12,6 +12,7 @@
 //!   GIL released.
 
 mod aggregate;
+mod schemes;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -297,9 +298,10 @@ impl Session {
 #[pyfunction]
 fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     run(py, "reading the model file", move || {
+        // Any scheme's model (CKKS, Paillier, LWE, BGV): `heinfer.client_for` reads its spec.
         let m =
-            model::HeModel::read_file(&path).map_err(|e| Failure(Kind::Spec, format!("{}: {e}", path.display())))?;
-        Ok(m.client.to_json())
+            model::AnyModel::read_file(&path).map_err(|e| Failure(Kind::Spec, format!("{}: {e}", path.display())))?;
+        Ok(m.spec().to_json())
     })
 }
 
@@ -420,6 +422,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(client_spec_from_model_file, m)?)?;
     m.add_function(wrap_pyfunction!(compile, m)?)?;
     aggregate::register(m)?;
+    schemes::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // The protocol's names come from the servers' own definitions (runtime::protocol), so
     // the Python client cannot drift from what Triton and heinfer-server read.

@@ -136,3 +136,37 @@ def test_foreign_ciphertexts_and_counts_refused(bgv_server, bgv_repo):
     with pytest.raises(tu.InferenceServerException) as e:
         _infer(bgv_server, q, bgv_repo["key_id"], bgv_repo["keys"])
     assert "ENCRYPTED_INPUT[3]" in str(e.value) and "BGV" in str(e.value), str(e.value)
+
+
+def test_python_sdk_outputs_equal_the_integer_reference(bgv_server, bgv_repo, heinfer_bin, tmp_path):
+    """The Python SDK's BGV client (heinfer.client_for): its own keys, the batch through
+    tritonclient, exact integers equal the Python-integer reference for every sample; a
+    key of another scheme and a spec of another scheme are refused by name."""
+    import heinfer
+    import tritonclient.http as http
+    c = heinfer.client_for(bgv_repo["model"], model_name="digits_bgv")
+    assert isinstance(c, heinfer.BgvClient) and c.scheme == "bgv" and "bgv model" in c.layout_reason
+    assert c.max_batch >= 4096 and c.input_size == 64
+    x = bgv_repo["x"]
+    cli = http.InferenceServerClient(bgv_server.http_url, network_timeout=300, connection_timeout=300)
+    res = cli.infer("digits_bgv", c.infer_inputs(x, cli, send_keys=True), outputs=c.infer_outputs(cli))
+    ints = c.decrypt_integers(res.as_numpy("ENCRYPTED_OUTPUT"), SAMPLES)
+    m = json.loads(subprocess.run([heinfer_bin, "inspect", bgv_repo["model"], "--json"], capture_output=True,
+                                  text=True, check=True).stdout)
+    assert ints.tolist() == integer_reference(m, x)
+    y = c.infer(cli, x[:3])  # the request helper: keys already registered, outputs over the output scale
+    assert np.array_equal(y, ints[:3] / m["client"]["output"]["scale"])
+    # Another scheme's secret key (Paillier's) for this spec, and this spec for the Paillier client.
+    fixture = os.path.join(ROOT, "crates", "paillier", "tests", "fixtures", "test-only-secret-key-3072-a.hex")
+    fd = os.open(str(tmp_path / "p.sk"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, bytes.fromhex(open(fixture).read().strip()))
+    os.close(fd)
+    with pytest.raises(heinfer.KeyFileError, match="BGV parameters"):
+        heinfer.BgvClient.load(bgv_repo["model"], tmp_path / "p.sk")
+    with pytest.raises(heinfer.SpecError, match="bgv model's client spec, not a Paillier one"):
+        heinfer.PaillierClient.load(bgv_repo["model"], tmp_path / "p.sk")
+    with pytest.raises(heinfer.SpecError, match="client_for"):
+        heinfer.Client(bgv_repo["model"])
+    # Inputs outside the compiled range (where exactness is proven) are refused.
+    with pytest.raises(heinfer.InputError):
+        c.encrypt(np.full(64, 1e6))

@@ -180,3 +180,32 @@ def test_bad_batches_are_refused_and_the_server_lives_on(server, batch, heinfer_
         BATCH, tmp_path / "res.bin", "-o", tmp_path / "y.npy")
     y = np.load(tmp_path / "y.npy")
     assert np.mean(np.argmax(y, 1) == np.argmax(batch["logits"], 1)) >= 0.995
+
+
+def test_python_sdk_picks_layout_t_for_a_batch_and_agrees(server, batch, tmp_path):
+    """The Python SDK (heinfer.client_for): layout auto picks T for 4,096 digits and L for one,
+    saying why; the batch through tritonclient agrees with onnxruntime; a layout-T key file
+    is refused by the layout-L client, and a CKKS spec by the BGV client."""
+    import heinfer
+    spec = heinfer.client_spec_from_config(batch["model_dir"])
+    one = heinfer.client_for(spec, samples=1)
+    assert type(one) is heinfer.Client and "layout L for 1 samples" in one.layout_reason, one.layout_reason
+    c = heinfer.client_for(spec, samples=BATCH, model_name=server.model)
+    assert isinstance(c, heinfer.BatchClient) and c.layout == "T", c
+    assert "layout T for 4096 samples" in c.layout_reason and "L ≈" in c.layout_reason, c.layout_reason
+    assert c.max_batch >= BATCH and c.input_size == 64 and c.num_outputs == 10
+    x = np.load(batch["dir"] / "x.npy")
+    cli = th.InferenceServerClient(server.http_url, connection_timeout=600, network_timeout=600)
+    y = c.infer(cli, x)
+    assert y.shape == (BATCH, 10)
+    assert float(np.mean(np.argmax(y, 1) == np.argmax(batch["logits"], 1))) >= 0.995
+    assert np.max(np.abs(y - batch["logits"])) < 0.5
+    # Too many samples for one request: refused by the client, before anything is sent.
+    with pytest.raises(heinfer.InputError, match="at most"):
+        c.encrypt_batch(np.zeros((c.max_batch + 1, 64)))
+    # Keys and specs of another scheme: clear exceptions.
+    c.save_secret_key(tmp_path / "t.sk")
+    with pytest.raises(heinfer.KeyFileError):
+        heinfer.Client.load(spec, tmp_path / "t.sk")  # a layout-T key is not the layout-L parameters' key
+    with pytest.raises(heinfer.SpecError, match="(?i)ckks model.s client spec, not a BGV one"):
+        heinfer.BgvClient(spec)

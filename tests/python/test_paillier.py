@@ -218,3 +218,53 @@ def test_bad_keys_and_ciphertexts_refused(paillier_server, keys, cancer, tmp_pat
     _infer(paillier_server, q, key_id, pkb)  # registered
     refused(batch(n * n), key_id, None, "below n")
     refused(batch(n), key_id, None, "not invertible")
+
+
+def test_python_sdk_scores_equal_the_cli_and_onnxruntime(paillier_server, paillier_repo, keys, cancer, heinfer_bin,
+                                                         tmp_path, model_repo):
+    """The Python SDK's Paillier client (heinfer.client_for over the CLI's key file): the public
+    key registered as EVALUATION_KEYS, one request per sample through tritonclient, scores
+    equal to the CLI's decryption of the same samples (exact fixed point) and probabilities
+    to onnxruntime's; another scheme's key is refused by name."""
+    import heinfer
+    import onnxruntime as ort
+    import tritonclient.http as http
+    sk, pk, key_id = keys
+    model = os.path.join(paillier_repo[0], "cancer_paillier")
+    c = heinfer.client_for(model, secret_key_path=sk)
+    assert isinstance(c, heinfer.PaillierClient) and c.key_id == key_id
+    assert c.evaluation_keys == open(pk, "rb").read()
+    n = 4
+    x = np.load(cancer["test"])[:n]
+    cli = http.InferenceServerClient(paillier_server.http_url, network_timeout=120)
+    raw = c.infer(cli, x, "cancer_paillier")
+    probs = c.infer(cli, x, "cancer_paillier", postprocess=True)
+    # The CLI's path on the same samples: encrypt, serve, decrypt.
+    qdir, results = tmp_path / "q", []
+    subprocess.run([heinfer_bin, "encrypt", model, "--secret-key", sk, "--input", cancer["test"], "--samples",
+                    str(n), "-o", str(qdir)], capture_output=True, text=True, check=True)
+    for i in range(n):
+        out = _infer(paillier_server, open(qdir / f"query_{i:05}.hect", "rb").read()[16:], key_id)
+        f = tmp_path / f"r{i}.hect"
+        f.write_bytes(_container(2, [bytes(out[0])]))
+        results.append(str(f))
+        ints = c.decrypt_integers(out)
+        assert all(isinstance(v, int) for v in ints)
+        # The reals are the integers over 2^frac_bits (to the last bit or so: the Rust decoder truncates).
+        assert np.allclose(c.decrypt(out), [v / 2 ** c.spec["output"]["frac_bits"] for v in ints], rtol=1e-14, atol=0)
+    r = subprocess.run([heinfer_bin, "decrypt", model, "--secret-key", sk, "--json", *results], capture_output=True,
+                       text=True, check=True)
+    want = [json.loads(line)["output"] for line in r.stdout.splitlines()]
+    assert raw.tolist() == want
+    s = ort.InferenceSession(cancer["onnx"], providers=["CPUExecutionProvider"])
+    _, ref = s.run(None, {s.get_inputs()[0].name: x})
+    assert np.allclose(probs, ref, atol=1e-5), (probs, ref)
+    # Another scheme's key (a CKKS one) for this spec; this spec for the CKKS client.
+    ckks = heinfer.Client(os.path.join(model_repo, "digits_cryptonets"))
+    ckks.save_secret_key(tmp_path / "ckks.sk")
+    with pytest.raises(heinfer.KeyFileError, match="not a Paillier secret key"):
+        heinfer.PaillierClient.load(model, tmp_path / "ckks.sk")
+    with pytest.raises(heinfer.SpecError, match="PaillierClient"):
+        heinfer.Client(model)
+    with pytest.raises(heinfer.SpecError, match="layout L only"):
+        heinfer.client_for(model, layout="T", secret_key_path=sk)

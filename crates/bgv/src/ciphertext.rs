@@ -2,10 +2,18 @@
 //! factor f with x ≡ f·m (mod t), and the bound on ‖x‖ (see [`crate::noise`]).
 //!
 //! On the wire a ciphertext is `rlwe`'s object under the BGV set's fingerprint (which
-//! covers the scheme and t, so it is never read as a CKKS one), its scale field holding
-//! f, followed by 8 bytes: log2 of the noise bound (f64, little-endian). Readers check f
-//! (an integer in [1, t)) and the bound (finite, below the level's limit) as well as
-//! everything `rlwe` checks.
+//! covers the scheme and t, so it is never read as a CKKS one), followed by a 16-byte
+//! trailer: the factor f (u64) and log2 of the noise bound (f64), little-endian. The RLWE
+//! scale field holds `f as f64` too, but a double is exact only below 2^53 and t may reach
+//! 2^60, so the u64 is the factor; readers check that the two agree, that f is in [1, t)
+//! and that the bound is finite and below the level's limit, as well as everything `rlwe`
+//! checks.
+//!
+//! The first format had an 8-byte trailer (the bound only; f in the scale field, wrong
+//! after a modulus switch once t ≥ 2^53). Its length tells it apart (the RLWE object's
+//! length follows from the level), and it is refused with an error that says to
+//! re-encrypt with this version: read leniently, the last 8 bytes of a new object cut off
+//! would pass for one.
 
 use rlwe::WireError;
 
@@ -13,8 +21,11 @@ use crate::error::Result;
 use crate::noise;
 use crate::params::Parameters;
 
-/// Bytes after the RLWE object: log2 of the noise bound.
-pub const NOISE_TRAILER_LEN: usize = 8;
+/// Bytes after the RLWE object: the factor (u64) and log2 of the noise bound (f64).
+pub const NOISE_TRAILER_LEN: usize = 16;
+/// The first format's trailer: log2 of the noise bound only (the factor in the scale
+/// field). Refused.
+pub const LEGACY_TRAILER_LEN: usize = 8;
 
 /// A BGV ciphertext, in NTT form.
 #[derive(Clone, Debug)]
@@ -61,17 +72,17 @@ impl Ciphertext {
     /// Serializes: `Parameters::ciphertext_bytes(level)` bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.inner.to_bytes();
-        out.extend_from_slice(&self.log_noise.to_le_bytes());
+        push_trailer(&mut out, self.factor, self.log_noise);
         out
     }
 
     /// Reads a ciphertext made under `params`; the input must be exactly one object.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self> {
-        let (body, log_noise) = split_trailer(bytes)?;
+        let (body, trailer) = split_trailer(params, bytes, false)?;
         let inner = rlwe::Ciphertext::from_bytes(params.rlwe(), body)?;
-        let factor = check_factor(params, inner.scale())?;
-        check_noise(params, inner.level(), log_noise)?;
-        Ok(Self { params: params.clone(), inner, factor, log_noise })
+        let factor = check_factor(params, inner.scale(), trailer.factor)?;
+        check_noise(params, inner.level(), trailer.log_noise)?;
+        Ok(Self { params: params.clone(), inner, factor, log_noise: trailer.log_noise })
     }
 }
 
@@ -97,22 +108,22 @@ impl SeededCiphertext {
     pub fn expand(&self) -> Ciphertext {
         Ciphertext::new(&self.params, self.inner.expand(), 1, self.log_noise)
     }
-    /// Serializes c0, the seed and the noise bound.
+    /// Serializes c0, the seed, the factor (1) and the noise bound.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.inner.to_bytes();
-        out.extend_from_slice(&self.log_noise.to_le_bytes());
+        push_trailer(&mut out, 1, self.log_noise);
         out
     }
     /// Reads a seeded ciphertext made under `params`.
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self> {
-        let (body, log_noise) = split_trailer(bytes)?;
+        let (body, trailer) = split_trailer(params, bytes, true)?;
         let inner = rlwe::SeededCiphertext::from_bytes(params.rlwe(), body)?;
-        if inner.scale() != 1.0 {
-            let detail = format!("{} (a fresh ciphertext's factor is 1)", inner.scale());
+        if inner.scale() != 1.0 || trailer.factor != 1 {
+            let detail = format!("{} (a fresh ciphertext's factor is 1)", trailer.factor);
             return Err(WireError::OutOfRange { field: "factor", detail }.into());
         }
-        check_noise(params, inner.level(), log_noise)?;
-        Ok(Self { params: params.clone(), inner, log_noise })
+        check_noise(params, inner.level(), trailer.log_noise)?;
+        Ok(Self { params: params.clone(), inner, log_noise: trailer.log_noise })
     }
 }
 
@@ -131,25 +142,63 @@ impl Parameters {
     }
 }
 
-fn split_trailer(bytes: &[u8]) -> Result<(&[u8], f64)> {
-    // The header first: a foreign or malformed object is named as such, not as short.
-    rlwe::wire::peek_header(bytes)?;
-    if bytes.len() < rlwe::wire::HEADER_LEN + NOISE_TRAILER_LEN {
-        let needed = rlwe::wire::HEADER_LEN + NOISE_TRAILER_LEN;
-        return Err(WireError::Truncated { needed, available: bytes.len() }.into());
-    }
-    let (body, tail) = bytes.split_at(bytes.len() - NOISE_TRAILER_LEN);
-    let log_noise = f64::from_le_bytes(tail.try_into().expect("8 bytes"));
-    Ok((body, log_noise))
+/// What follows the RLWE object: the factor and the noise bound.
+struct Trailer {
+    factor: u64,
+    log_noise: f64,
 }
 
-fn check_factor(params: &Parameters, scale: f64) -> Result<u64> {
+fn push_trailer(out: &mut Vec<u8>, factor: u64, log_noise: f64) {
+    out.extend_from_slice(&factor.to_le_bytes());
+    out.extend_from_slice(&log_noise.to_le_bytes());
+}
+
+/// Splits off the trailer, telling the two formats apart by length: the RLWE object's
+/// length follows from its level, so nothing is allocated before the length is known.
+fn split_trailer<'a>(params: &Parameters, bytes: &'a [u8], seeded: bool) -> Result<(&'a [u8], Trailer)> {
+    // The header first: a foreign or malformed object is named as such, not as short.
+    rlwe::wire::peek_header(bytes)?;
+    let level_at = rlwe::wire::HEADER_LEN;
+    let Some(level) = bytes.get(level_at..level_at + 2) else {
+        return Err(WireError::Truncated { needed: level_at + 2, available: bytes.len() }.into());
+    };
+    let level = u16::from_le_bytes([level[0], level[1]]) as usize;
+    if level > params.max_level() {
+        let detail = format!("{level} above the chain's top level {}", params.max_level());
+        return Err(WireError::OutOfRange { field: "level", detail }.into());
+    }
+    let object = params.rlwe().ciphertext_bytes(level, seeded);
+    match bytes.len().checked_sub(object) {
+        Some(NOISE_TRAILER_LEN) => {}
+        Some(LEGACY_TRAILER_LEN) => {
+            let detail = "a ciphertext in the first BGV wire format (its factor as a double, inexact for t ≥ 2^53): \
+                          re-encrypt it with this version of heinfer"
+                .to_string();
+            return Err(WireError::OutOfRange { field: "format", detail }.into());
+        }
+        Some(n) if n > NOISE_TRAILER_LEN => {
+            let detail = format!("{} bytes after the ciphertext (expected {NOISE_TRAILER_LEN})", n - NOISE_TRAILER_LEN);
+            return Err(WireError::OutOfRange { field: "length", detail }.into());
+        }
+        _ => return Err(WireError::Truncated { needed: object + NOISE_TRAILER_LEN, available: bytes.len() }.into()),
+    };
+    let (body, tail) = bytes.split_at(object);
+    let word = |i: usize| -> [u8; 8] { tail[i..i + 8].try_into().expect("8 bytes") };
+    Ok((body, Trailer { factor: u64::from_le_bytes(word(0)), log_noise: f64::from_le_bytes(word(8)) }))
+}
+
+/// The factor: the trailer's u64, which the scale field (`f as f64`) must match.
+fn check_factor(params: &Parameters, scale: f64, f: u64) -> Result<u64> {
     let t = params.plaintext_modulus();
-    if scale.fract() != 0.0 || scale < 1.0 || scale >= t as f64 {
-        let detail = format!("{scale} (must be an integer in [1, {t}))");
+    if f == 0 || f >= t {
+        let detail = format!("{f} (must be an integer in [1, {t}))");
         return Err(WireError::OutOfRange { field: "factor", detail }.into());
     }
-    Ok(scale as u64)
+    if scale != f as f64 {
+        let detail = format!("{f} in the trailer but {scale} in the scale field (they must agree)");
+        return Err(WireError::OutOfRange { field: "factor", detail }.into());
+    }
+    Ok(f)
 }
 
 fn check_noise(params: &Parameters, level: usize, log_noise: f64) -> Result<()> {

@@ -344,9 +344,10 @@ fn linear(eval: &Evaluator, lin: &IntLinear, x: &[Ciphertext]) -> Result<Vec<Cip
         .collect()
 }
 
-/// The largest plaintext modulus [`plan`] picks: 2^53, below which the factor's f64 on
-/// the wire is exact.
-pub const MAX_PLAN_T: u64 = 1 << 53;
+/// The bound on the plaintext modulus [`plan`] picks: 2^60, the largest t [`Parameters`]
+/// accepts (the factor travels on the wire as a u64, exact for any t; the chain's primes,
+/// at most 60 bits, must also exceed t, so a t near 2^60 usually ends in `NoChain`).
+pub const MAX_PLAN_T: u64 = 1 << 60;
 
 /// The smallest prime t ≡ 1 (mod 2N) above `2·bound`, below 2^60; `None` if none is.
 pub fn plaintext_modulus_for(bound: u128, n: usize) -> Option<u64> {
@@ -365,10 +366,10 @@ pub fn plaintext_modulus_for(bound: u128, n: usize) -> Option<u64> {
 /// Why no parameter set holds a network.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
-    /// The proven bound needs a t past 2^53 (or past i128).
+    /// The proven bound needs a t past 2^60 (or past i128).
     #[error(
         "the network's values can reach {bound} in magnitude over the input range, and no plaintext modulus \
-         below 2^53 holds twice that: quantize with fewer bits, narrow the input range, or use fewer layers"
+         below 2^60 holds twice that: quantize with fewer bits, narrow the input range, or use fewer layers"
     )]
     BoundTooLarge {
         /// The proven bound (u128::MAX: beyond i128).
@@ -397,9 +398,8 @@ pub fn fresh_noise_bits(params: &Parameters) -> f64 {
 /// inputs in `[lo, hi]`; returns the plan and its built parameters.
 pub fn plan(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(Plan, Parameters), PlanError> {
     let bound = net.bounds(lo, hi).ok_or(PlanError::BoundTooLarge { bound: u128::MAX })?;
-    // t < 2^53: a ciphertext's factor (in [1, t)) travels as an f64 on the wire, exact
-    // only below 2^53 (a larger t decrypts wrong after a modulus switch and a round trip).
-    if bound >= 1 << 52 {
+    // t < 2^60 (the parameters' limit), and t > 2·bound.
+    if bound >= 1 << 59 {
         return Err(PlanError::BoundTooLarge { bound });
     }
     let mut t_bits = 0.0;

@@ -104,7 +104,7 @@ fn the_bound_is_met_by_the_worst_input_and_refused_past_t() {
     // Square of an interval straddling 0 starts at 0, not at min².
     let sq = IntNetwork::new(1, vec![IntLayer::Square, IntLayer::Square]).unwrap();
     assert_eq!(sq.bounds(-3, 2), Some(81));
-    // Values past 2^52: no t below 2^53 (the wire's exact factor) holds them.
+    // Values past 2^59: no t below 2^60 holds them.
     let deep = IntNetwork::new(1, vec![IntLayer::Square, IntLayer::Square, IntLayer::Square]).unwrap();
     match plan(&deep, -(1 << 10), 1 << 10) {
         Err(e @ PlanError::BoundTooLarge { .. }) => assert!(e.to_string().contains("fewer bits")),

@@ -69,7 +69,7 @@ fn objects_of_another_scheme_or_t_are_foreign() {
         Ciphertext::from_bytes(&other_t, &bytes),
         Err(Error::Rlwe(rlwe::Error::Wire(WireError::ForeignParameters { .. })))
     ));
-    let body = &bytes[..bytes.len() - 8];
+    let body = &bytes[..bytes.len() - bgv::ciphertext::NOISE_TRAILER_LEN];
     assert!(matches!(rlwe::Ciphertext::from_bytes(&ckks, body), Err(WireError::ForeignParameters { .. })));
     assert!(matches!(rlwe::read_any_ciphertext(&ckks, body), Err(WireError::ForeignParameters { .. })));
     // A CKKS ciphertext offered to BGV.
@@ -80,6 +80,7 @@ fn objects_of_another_scheme_or_t_are_foreign() {
     let cct = rlwe::Encryptor::new(&cpk).encrypt(&rlwe::Plaintext::new(&ckks, poly, 1.0).unwrap()).unwrap();
     let mut cbytes = cct.to_bytes();
     assert!(Ciphertext::from_bytes(&params, &cbytes).is_err());
+    cbytes.extend_from_slice(&1u64.to_le_bytes());
     cbytes.extend_from_slice(&10f64.to_le_bytes());
     assert!(matches!(
         Ciphertext::from_bytes(&params, &cbytes),
@@ -101,5 +102,43 @@ fn objects_of_another_scheme_or_t_are_foreign() {
     assert_eq!(&enc.decode(&dec.decrypt(&expanded).unwrap()).unwrap()[..3], &[4, 5, 0]);
     for len in [0, 40, seeded.len() - 9, seeded.len() - 1] {
         assert!(SeededCiphertext::from_bytes(&params, &seeded[..len]).is_err(), "seeded truncated to {len}");
+    }
+}
+
+/// A plaintext modulus past 2^53: the factor after a modulus switch is not exact as a
+/// double, so it must travel as an integer (the first format decrypted wrong here).
+#[test]
+fn a_factor_past_2_53_survives_a_switch_and_a_round_trip() {
+    let t = bgv::throughput::plaintext_modulus_for(1 << 57, 1 << 14).unwrap();
+    assert!(t > 1 << 58);
+    let params = Parameters::builder().log_n(14).q_bits(&[60, 60, 60, 60]).plaintext_modulus(t).build().unwrap();
+    let mut kg = KeyGenerator::new(&params);
+    let sk = kg.secret_key();
+    let pk = kg.public_key(&sk);
+    let (enc, eval) = (Encoder::new(&params), Evaluator::new(&params));
+    let dec = Decryptor::new(&params, &sk).unwrap();
+    let big = 1i64 << 56;
+    let values: Vec<i64> = (0..params.n() as i64).map(|i| (i - 8192) * 0x1_0000_0001 + big * (i % 3 - 1)).collect();
+    let ct = Encryptor::new(&params, &pk).unwrap().encrypt(&enc.encode(&values, params.max_level()).unwrap()).unwrap();
+    let ct = eval.mod_switch(&ct).unwrap();
+    assert!(ct.factor() as f64 as u64 != ct.factor(), "the test needs a factor a double cannot hold");
+    assert_eq!(enc.decode_signed(&dec.decrypt(&ct).unwrap()).unwrap(), values, "before the trip");
+    let bytes = ct.to_bytes();
+    assert_eq!(bytes.len(), params.ciphertext_bytes(ct.level(), false));
+    let back = Ciphertext::from_bytes(&params, &bytes).unwrap();
+    assert_eq!(back.factor(), ct.factor());
+    assert_eq!(enc.decode_signed(&dec.decrypt(&back).unwrap()).unwrap(), values);
+
+    // The first format (8-byte trailer, factor only in the scale field) is refused by name.
+    let n = bytes.len();
+    let mut legacy = bytes[..n - 16].to_vec();
+    legacy.extend_from_slice(&bytes[n - 8..]);
+    let err = Ciphertext::from_bytes(&params, &legacy).unwrap_err().to_string();
+    assert!(err.contains("first BGV wire format") && err.contains("re-encrypt"), "{err}");
+    // The trailer's factor and the scale field must agree; the factor must be in [1, t).
+    for bad in [ct.factor() ^ (1 << 40), 0, t, u64::MAX] {
+        let mut b = bytes.clone();
+        b[n - 16..n - 8].copy_from_slice(&bad.to_le_bytes());
+        assert!(Ciphertext::from_bytes(&params, &b).is_err(), "factor {bad}");
     }
 }
