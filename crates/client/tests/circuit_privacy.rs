@@ -432,8 +432,10 @@ fn distinguisher_tells_twin_compiled_models_apart_only_without_the_flood() {
     }
     // Without circuit privacy: p < 1e-6 (|z| > 4.9) on at least one statistic, by a wide margin.
     assert!(z[0].0.max(z[0].1) > 8.0, "the distinguisher should tell the twins apart unflooded: {:?}", z[0]);
-    // With it: nothing beyond chance (|z| < 4.5 on both; p > 7e-6 each, a margin against flakes).
-    assert!(z[1].0 < 4.5 && z[1].1 < 4.5, "flooded twins must look alike: {:?}", z[1]);
+    // With it: nothing beyond chance. Welch's statistic on 12 + 12 answers follows a t
+    // law with ~22 degrees of freedom: |z| < 5 on both fails by chance about once in 10^4
+    // runs (seen: 0.2–2.5).
+    assert!(z[1].0 < 5.0 && z[1].1 < 5.0, "flooded twins must look alike: {:?}", z[1]);
 }
 
 fn svc_answers(
@@ -495,7 +497,7 @@ fn skipping_the_final_rescale_keeps_the_relative_error() {
         let store = Arc::new(KeyStore::new(1 << 30, None).unwrap());
         let s = CkksService::new(Arc::new(m), store);
         let bundle = c.bundle(true);
-        let worst = (0..8).map(|_| c.noise(&s, &bundle, &y)).flatten().fold(0.0f64, |m, e| m.max(e.abs()));
+        let worst = (0..8).flat_map(|_| c.noise(&s, &bundle, &y)).fold(0.0f64, |m, e| m.max(e.abs()));
         let top = c.params.q().len() - 1;
         let (level, scale) = if rescale {
             (top - 1, 2f64.powi(IN_SCALE_BITS))
