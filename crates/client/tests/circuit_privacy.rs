@@ -344,48 +344,62 @@ fn svc_answer(
 /// privacy and not with it.
 ///
 /// The flood is sized per model from its own noise analysis, so the twins' compiled
-/// floods differ (and the client spec states it): the guarantee holds between models
-/// served with the same flood. The test floods both with the larger of the two, as an
-/// owner who wants the twins indistinguishable would fix it.
+/// floods differ (2^39 and 2^40 at λ = 6; the client spec states it, and a flood twice as wide is
+/// plain to see): the guarantee holds between models served with the same flood. The
+/// test compiles both with the larger one fixed (`Options::circuit_privacy_flood_bits`,
+/// `--flood-bits`), as an owner who wants them indistinguishable must.
 ///
 /// λ = 40 is not reachable on this model (docs/privacy.md, circuit privacy: the flood
-/// costs ~61 bits of a 50-bit scale), so the test floods at the largest λ the compiler
-/// accepts for both twins; the distinguisher is the same at any λ.
+/// costs ~61 bits of a 50-bit scale), so the test floods at the largest λ at which both
+/// twins compile with one flood (at λ = 7 they need 2^40 and 2^41, and 2^41 costs the
+/// first more than 1 % precision); the distinguisher is the same at any λ.
 #[test]
 fn distinguisher_tells_twin_compiled_models_apart_only_without_the_flood() {
     use compiler::{npy, Data, Options};
     use std::path::PathBuf;
-    const TWIN_LAMBDA: u32 = 7;
+    const TWIN_LAMBDA: u32 = 6;
     const TWIN_ANSWERS: usize = 12;
     let file = |p: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(p);
     let calib = npy::read(&file("models/data/breast_cancer_train_x.npy")).unwrap();
     let test = npy::read(&file("models/data/breast_cancer_test_x.npy")).unwrap();
     let data = Data { calibration: &calib, eval: None, labels: None };
     let x = test.row(0).to_vec();
-    let compile = |onnx: &str, cp: Option<u32>| {
+    let try_compile = |onnx: &str, cp: Option<u32>, flood: Option<u32>| {
         let opts = Options {
             name: "bc".into(),
             use_onnxruntime: false,
             scale_bits: Some(50),
             circuit_privacy: cp,
+            circuit_privacy_flood_bits: flood,
             ..Options::default()
         };
-        let onnx = std::fs::read(file(onnx)).unwrap();
-        compiler::compile(&onnx, None, &data, &opts, &|_| {}).unwrap_or_else(|e| panic!("{onnx:?}: {e}")).model
+        compiler::compile(&std::fs::read(file(onnx)).unwrap(), None, &data, &opts, &|_| {}).map(|c| c.model)
     };
+    let compile = |onnx: &str, cp: Option<u32>, flood: Option<u32>| {
+        try_compile(onnx, cp, flood).unwrap_or_else(|e| panic!("{onnx}: {e}"))
+    };
+    let names = ["models/breast_cancer_lr.onnx", "models/breast_cancer_lr_twin.onnx"];
     let exact = |m: &model::HeModel, x: &[f64]| model::simulate(m, &m.client.pack_input(x).unwrap()).unwrap();
     let logits = |m: &model::HeModel, x: &[f64]| m.client.unpack_output(&exact(m, x)).unwrap();
 
     let mut z = vec![];
     for cp in [None, Some(TWIN_LAMBDA)] {
-        let mut twins = [compile("models/breast_cancer_lr.onnx", cp), compile("models/breast_cancer_lr_twin.onnx", cp)];
+        let mut twins = names.map(|f| compile(f, cp, None));
         assert_eq!(twins[0].client.params, twins[1].client.params, "the twins must get the same parameters");
         assert_eq!(twins[0].client.output.slots, twins[1].client.output.slots);
-        let floods: Vec<_> = twins.iter().filter_map(|m| m.client.circuit_privacy.clone()).collect();
-        if let Some(widest) = floods.iter().max_by_key(|f| f.flood_bits) {
-            eprintln!("compiled floods: 2^{} and 2^{}", floods[0].flood_bits, floods[1].flood_bits);
-            for m in &mut twins {
-                m.client.circuit_privacy = Some(widest.clone());
+        let floods: Vec<u32> =
+            twins.iter().filter_map(|m| m.client.circuit_privacy.as_ref()).map(|f| f.flood_bits).collect();
+        if let [a, b] = floods[..] {
+            eprintln!("compiled floods: 2^{a} and 2^{b}");
+            // One flood for both: the wider. Narrower than a model needs is refused.
+            let (narrow, wide) = if a < b { (0, b) } else { (1, a) };
+            if a != b {
+                let e = try_compile(names[narrow], cp, Some(wide - 2)).err().expect("a flood below the need");
+                assert!(e.to_string().contains("--flood-bits") && e.to_string().contains("too small"), "{e}");
+            }
+            twins = names.map(|f| compile(f, cp, Some(wide)));
+            for m in &twins {
+                assert_eq!(m.client.circuit_privacy.as_ref().unwrap().flood_bits, wide);
             }
         }
         // Same outputs on x, different weights (other rows' outputs differ).
