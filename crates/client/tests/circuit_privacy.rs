@@ -344,10 +344,11 @@ fn svc_answer(
 /// privacy and not with it.
 ///
 /// The flood is sized per model from its own noise analysis, so the twins' compiled
-/// floods differ (2^39 and 2^40 at λ = 6; the client spec states it, and a flood twice as wide is
-/// plain to see): the guarantee holds between models served with the same flood. The
-/// test compiles both with the larger one fixed (`Options::circuit_privacy_flood_bits`,
-/// `--flood-bits`), as an owner who wants them indistinguishable must.
+/// floods differ (2^39 and 2^40 at λ = 6; the client spec states it, and a flood twice
+/// as wide is plain to see): the guarantee holds between models served with the same
+/// flood. The test compiles both with the larger one fixed
+/// (`Options::circuit_privacy_flood_bits`, `--flood-bits`), as an owner who wants them
+/// indistinguishable must.
 ///
 /// λ = 40 is not reachable on this model (docs/privacy.md, circuit privacy: the flood
 /// costs ~61 bits of a 50-bit scale), so the test floods at the largest λ at which both
