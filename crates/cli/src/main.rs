@@ -113,6 +113,11 @@ enum Cmd {
         /// largest λ the parameters allow, when the outputs would not keep 1 % precision
         #[arg(long, value_name = "LAMBDA", num_args = 0..=1, default_missing_value = "40")]
         circuit_privacy: Option<u32>,
+        /// with --circuit-privacy: flood with exactly 2^B per coefficient instead of the smallest flood λ
+        /// needs (refused if smaller). Compile models that must be indistinguishable from one another with
+        /// one value (the largest their reports name): the flood's size is in the client spec
+        #[arg(long, value_name = "B", requires = "circuit_privacy")]
+        flood_bits: Option<u32>,
         /// input features the client sends in clear (index ranges of the flattened input, e.g. 0-9,15,20-29):
         /// the server computes their share of the first layer and sees their values
         #[arg(long, value_name = "SPEC")]
@@ -327,6 +332,7 @@ fn run(cli: Cli) -> Result<(), String> {
             dp_budget,
             mask_unused_slots,
             circuit_privacy,
+            flood_bits,
             public_features,
             layout,
             throughput_batch,
@@ -370,6 +376,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 output_dp,
                 mask_unused_slots,
                 circuit_privacy,
+                circuit_privacy_flood_bits: flood_bits,
                 public_features,
                 layout,
                 throughput_batch,

@@ -51,6 +51,7 @@ const PRECISION: f64 = 0.01;
 /// change when the parameters cannot carry it.
 pub(crate) fn configure(
     lambda: u32,
+    fixed_flood_bits: Option<u32>,
     params: &Parameters,
     hem: &HeModel,
     max_err: f64,
@@ -66,7 +67,19 @@ pub(crate) fn configure(
     let n = params.n();
     let slot_err = SAFETY * max_err / out.multiplier.abs().max(f64::MIN_POSITIVE);
     let l1 = l1_from_slot_bound(slot_err, n, out.scale).max(1.0);
-    let cp = CircuitPrivacy::size(lambda, l1.log2(), n, out.scale);
+    let mut cp = CircuitPrivacy::size(lambda, l1.log2(), n, out.scale);
+    if let Some(b) = fixed_flood_bits {
+        if b < cp.flood_bits {
+            return Err(CompileError::Params(format!(
+                "circuit privacy at 2^-{lambda} needs a flood of 2^{} per coefficient for this model (‖e‖₁ ≤ 2^{:.1}); \
+                 --flood-bits {b} is too small: give {} or more, or a smaller λ",
+                cp.flood_bits,
+                l1.log2(),
+                cp.flood_bits
+            )));
+        }
+        cp = CircuitPrivacy { flood_bits: b, slot_std: model::circuit::slot_std(b, n, out.scale), ..cp };
+    }
     let log_q: f64 = params.q()[..=out.level as usize].iter().map(|&q| (q as f64).log2()).sum();
     let out_err = 6.0 * cp.slot_std * out.multiplier.abs();
     let tolerated = PRECISION * max_out.max(1e-12);
@@ -75,13 +88,16 @@ pub(crate) fn configure(
     let best = lambda as f64 - (out_err / tolerated).log2().ceil();
     let hint = |what: &str| {
         format!(
-            "circuit privacy at 2^-{lambda} needs a flood of 2^{} per coefficient (the answer's error is bounded by \
+            "circuit privacy at 2^-{lambda} {} a flood of 2^{} per coefficient (the answer's error is bounded by \
              ‖e‖₁ ≤ 2^{:.1}); {what}. The flood costs {bits_lost:.0} bits of the answer's precision (λ, the bound's \
              margin and the ring's √N factors); {} Compile without --circuit-privacy, or raise the output precision (--scale-bits up \
              to 50; without it the compiler has tried 50, 45 and 40; a larger ring costs more bits)",
+            if fixed_flood_bits.is_some() { "with the fixed" } else { "needs" },
             cp.flood_bits,
             l1.log2(),
-            if best >= 1.0 {
+            if fixed_flood_bits.is_some() {
+                "the fixed flood (--flood-bits) is too wide for these parameters: give a smaller one.".to_string()
+            } else if best >= 1.0 {
                 format!("these parameters keep 1 % precision up to λ = {best:.0} (--circuit-privacy {best:.0} states that weaker guarantee).")
             } else {
                 "these parameters cannot keep 1 % precision at any λ.".to_string()
@@ -112,11 +128,16 @@ pub(crate) fn configure(
          statistical distance 2^-{lambda}, given the answer's error bound ‖e‖₁ ≤ 2^{l1:.1} (the noise model's \
          largest error × {SAFETY}). Cost: {bits_lost:.0} bits of precision (output error σ = {sigma:.2e} per \
          slot, 6σ = {out_err:.2e}); one public-key encryption per answer ciphertext on the server (≈ {extra_ms:.1} \
-         ms, rough one-core model); the bundle carries the public key ({pk} KB more)",
+         ms, rough one-core model); the bundle carries the public key ({pk} KB more){fixed}",
         b = cp.flood_bits,
         l1 = l1.log2(),
         sigma = cp.slot_std * out.multiplier.abs(),
         pk = (32 + params.poly_bytes(0..params.q().len())) / 1000,
+        fixed = if fixed_flood_bits.is_some() {
+            "; the flood is fixed (--flood-bits), not sized for this model"
+        } else {
+            ""
+        },
     );
     Ok((cp, note))
 }

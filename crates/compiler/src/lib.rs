@@ -114,6 +114,11 @@ pub struct Options {
     /// Circuit privacy at statistical distance 2^-λ (`model::circuit`): the server masks
     /// the unused slots and floods each answer's noise; None: off.
     pub circuit_privacy: Option<u32>,
+    /// With circuit privacy: flood with exactly 2^B per coefficient instead of the
+    /// smallest flood λ needs (refused if smaller). The flood's size is in the client spec
+    /// and the compiler sizes it per model, so models meant to be indistinguishable from
+    /// one another must be compiled with one fixed flood.
+    pub circuit_privacy_flood_bits: Option<u32>,
     /// Input features sent in clear (`--public-features`: index ranges of the flattened
     /// input, e.g. `0-9,15`); their share of the first layer is computed by the server.
     pub public_features: Option<String>,
@@ -143,6 +148,7 @@ impl Default for Options {
             output_dp: None,
             mask_unused_slots: false,
             circuit_privacy: None,
+            circuit_privacy_flood_bits: None,
             public_features: None,
             layout: LayoutRequest::Auto,
             throughput_batch: 4096,
@@ -227,7 +233,14 @@ pub fn compile(
             let max_out = (0..cal.rows)
                 .map(|r| network::forward(&ap.network, cal.data.row(r)).iter().fold(0.0f64, |a, v| a.max(v.abs())))
                 .fold(0.0f64, f64::max);
-            let (cp, note) = circuit_privacy::configure(lambda, params, &hem, chosen.max_err, max_out)?;
+            let (cp, note) = circuit_privacy::configure(
+                lambda,
+                opts.circuit_privacy_flood_bits,
+                params,
+                &hem,
+                chosen.max_err,
+                max_out,
+            )?;
             hem.client.circuit_privacy = Some(cp);
             Some(note)
         }
