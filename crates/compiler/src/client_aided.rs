@@ -107,7 +107,10 @@ fn cut(onnx_bytes: &[u8], maxpool: MaxPoolPolicy) -> Result<Cuts, CompileError> 
         };
         let k = out.segments.len();
         let sp = crate::split::split(&rest, pre).map_err(|e| {
-            refuse(&format!("cutting segment {k} before {}: {e} (each activation must read one tensor that carries everything)", acts[i].describe()))
+            refuse(&format!(
+                "cutting segment {k} before {}: {e} (each activation must read one tensor that carries everything)",
+                acts[i].describe()
+            ))
         })?;
         let seg_imp = import_piece(&sp.prefix_probe(), maxpool, &format!("segment {k}"))?;
         if !seg_imp.postprocess.is_empty() || seg_imp.output_shape.is_empty() {
