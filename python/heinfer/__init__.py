@@ -38,6 +38,7 @@ from . import aggregate  # noqa: E402  (secure aggregation: heinfer.aggregate)
 
 __all__ = [
     "Client",
+    "ClientAided",
     "client_spec_from_config",
     "compile",
     "HeinferError",
@@ -721,6 +722,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     dp_clamp: Optional[float] = None,
     dp_budget: Optional[float] = None,
     mask_unused_slots: bool = False,
+    split_at: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -732,7 +734,9 @@ def compile(  # noqa: A001 - the natural name for model owners
     maxima with a fitted |x|). ``public_features``: input features sent in clear (``"0-9,15"``).
     ``circuit_privacy``: λ (the server floods each answer to statistical distance 2^-λ).
     ``output_dp``: (ε, δ) per query, with ``dp_clamp`` and a per-key ``dp_budget``.
-    ``mask_unused_slots``: zero every answer slot outside the outputs. ``reference``:
+    ``mask_unused_slots``: zero every answer slot outside the outputs. ``split_at``: split
+    inference (``--split-at``): the node or tensor where the graph is cut; the prefix runs in
+    clear on the client (it travels in the client spec). ``reference``:
     ``"onnxruntime"``, ``"interpreter"`` (heinfer's own f64 interpreter) or ``"auto"``
     (onnxruntime when this Python has it). ``progress``: called with a short message per phase.
 
@@ -793,10 +797,125 @@ def compile(  # noqa: A001 - the natural name for model owners
         circuit_privacy,
         (float(output_dp[0]), float(output_dp[1]), dp_clamp, dp_budget) if output_dp is not None else None,
         bool(mask_unused_slots),
+        split_at=split_at,
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir
     return report
+
+
+# --------------------------------------------------------------------------- client-aided refresh
+
+
+class ClientAided:
+    """Drives a client-aided model (``heinfer compile --client-aided``): segments
+    ``<name>__seg0``, ``<name>__seg1``, … served as ordinary models, the exact activations
+    run here in clear between them.
+
+    Per sample and segment: encrypt (fresh randomness), one request, decrypt; then the
+    clear step (an ONNX graph from the spec, SHA-256 checked, run with onnxruntime) makes
+    the next segment's input. The server keeps no state between the requests: abandoning
+    an exchange midway leaves nothing behind on it.
+
+    WARNING: this client sees every intermediate activation in clear (what the model
+    owner gives away); the server only ever receives ciphertexts.
+    """
+
+    def __init__(self, specs: Sequence[Any]) -> None:
+        raw = [s if isinstance(s, str) and s.lstrip().startswith("{") else client_spec_from_config(s) for s in specs]
+        manifests = [json.loads(r).get("client_aided") for r in raw]
+        if not manifests or any(m is None for m in manifests):
+            raise SpecError("not a client-aided model (compile --client-aided): a spec has no 'client_aided' manifest")
+        names = manifests[0].get("segments", [])
+        if len(raw) != len(names) or [m.get("segments") for m in manifests] != [names] * len(raw) or [
+            m.get("index") for m in manifests
+        ] != list(range(len(raw))):
+            raise SpecError(f"the specs given are not the segments {names} in order, each once; fetch them again")
+        clear = manifests[0].get("clear", [])
+        if len(clear) + 1 != len(names):
+            raise SpecError(f"{len(clear)} clear steps between {len(names)} segments; fetch the specs again")
+        #: the segments' model names, in the order they are called
+        self.segments: List[str] = list(names)
+        #: one :class:`Client` (its own keys) per segment
+        self.clients: List[Client] = [Client(r, model_name=n) for r, n in zip(raw, names)]
+        self._clear_specs: List[Dict[str, Any]] = clear
+        self._clear = [_load_prefix(c) for c in clear]
+        #: bytes sent (ciphertexts; keys counted apart) and received by the last :meth:`infer`, per round trip
+        self.last_round_trips: List[Dict[str, int]] = []
+
+    @classmethod
+    def from_server(cls, triton_client: Any, model_name: str) -> "ClientAided":
+        """Reads the manifest from any segment's config (``<name>__seg0`` or the base
+        ``<name>``), then every segment's spec; makes fresh keys for each."""
+        first = model_name if "__seg" in model_name else f"{model_name}__seg0"
+        spec = client_spec_from_config(triton_client.get_model_config(first))
+        manifest = json.loads(spec).get("client_aided")
+        if manifest is None:
+            raise SpecError(f"model {first!r} is not client-aided (compile --client-aided)")
+        return cls([client_spec_from_config(triton_client.get_model_config(n)) for n in manifest["segments"]])
+
+    @property
+    def round_trips(self) -> int:
+        """Requests per sample (one per segment)."""
+        return len(self.segments)
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        """The whole model's input shape (segment 0's)."""
+        return self.clients[0].input_shape
+
+    def clear_step(self, k: int, y: Any) -> np.ndarray:
+        """Segment ``k``'s decrypted output through the clear step after it (the exact
+        activation), as the next segment's input."""
+        c = self._clear_specs[k]
+        a = np.asarray(y, dtype=np.float32).reshape([1, *c["input_shape"]])
+        sess = self._clear[k]
+        return np.asarray(sess.run(None, {sess.get_inputs()[0].name: a})[0], dtype=np.float64)
+
+    def run_segment(self, triton_client: Any, k: int, x: Any) -> np.ndarray:
+        """One round trip: ``x`` encrypted for segment ``k``, sent, the answer decrypted
+        (raw outputs, before any post-processing)."""
+        c = self.clients[k]
+        p = _protocol_name(triton_client)
+        mod = _triton(p)
+        slot = (id(triton_client), c.model_name)
+        cts = c.encrypt(x)  # fresh randomness for every round trip
+
+        def call(with_keys: bool) -> Any:
+            inputs = [_infer_input(mod, p, ENCRYPTED_INPUT, cts),
+                      _infer_input(mod, p, KEY_ID, [c.key_id.encode("ascii")])]
+            if with_keys:
+                inputs.append(_infer_input(mod, p, EVALUATION_KEYS, [c.evaluation_keys]))
+            return triton_client.infer(c.model_name, inputs, outputs=c.infer_outputs(p))
+
+        first = slot not in c._registered
+        try:
+            res = call(first)
+        except Exception as e:  # tritonclient.utils.InferenceServerException
+            if first or "key" not in str(e).lower():
+                raise
+            res = call(True)
+        c._registered.add(slot)
+        out = res.as_numpy(ENCRYPTED_OUTPUT)
+        got = sum(len(b) for b in _output_elements(out))
+        self.last_round_trips.append({"segment": k, "query_bytes": sum(len(b) for b in cts), "answer_bytes": got})
+        return c.decrypt(out)
+
+    def infer(self, triton_client: Any, x: Any, *, postprocess: bool = False) -> np.ndarray:
+        """The whole model on ONE sample: every segment in turn, the clear steps between
+        them here. Returns the last segment's decrypted output (post-processed with
+        ``postprocess=True``)."""
+        self.last_round_trips = []
+        a = x
+        for k in range(len(self.segments)):
+            y = self.run_segment(triton_client, k, a)
+            if k + 1 == len(self.segments):
+                return self.clients[k].postprocess(y) if postprocess else y
+            a = self.clear_step(k, y)
+        raise AssertionError("unreachable")
+
+    def __repr__(self) -> str:
+        return f"heinfer.ClientAided(segments={self.segments})"
 
 
 # --------------------------------------------------------------------------- other schemes and layouts

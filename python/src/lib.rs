@@ -311,7 +311,7 @@ fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String
 #[pyo3(signature = (onnx_path, calibration, calibration_shape, output_dir, name, degree, target_agreement,
     max_degree, margin, maxpool_average, scale_bits, min_log_n, key_budget_bytes, python, use_onnxruntime,
     data=None, data_shape=None, labels=None, progress=None, maxpool_approximate=false, public_features=None,
-    circuit_privacy=None, output_dp=None, mask_unused_slots=false))]
+    circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -339,6 +339,7 @@ fn compile(
     circuit_privacy: Option<u32>,
     output_dp: Option<(f64, f64, Option<f64>, Option<f64>)>,
     mask_unused_slots: bool,
+    split_at: Option<String>,
 ) -> PyResult<(String, String)> {
     let array = |what: &str, o: &Bound<'_, PyAny>, shape: Vec<usize>| -> PyResult<compiler::Array> {
         let buf = PyBuffer::<f64>::get(o)
@@ -388,6 +389,7 @@ fn compile(
         mask_unused_slots,
         circuit_privacy,
         public_features,
+        split_at,
         ..Default::default()
     };
     run(py, "compiling", move || {

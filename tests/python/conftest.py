@@ -53,6 +53,7 @@ def model_repo(heinfer_bin, tmp_path_factory):
     compile_model(heinfer_bin, BIG_MODEL, repo)
     compile_privacy_models(heinfer_bin, repo)
     compile_split_models(heinfer_bin, repo)
+    compile_client_aided_models(heinfer_bin, repo)
     return str(repo)
 
 
@@ -79,6 +80,18 @@ def compile_split_models(heinfer_bin, repo):
         subprocess.run([heinfer_bin, "compile", os.path.join(ROOT, "models", onnx + ".onnx"), "--calibration",
                         os.path.join(DATA, cal + ".npy"), "--no-onnxruntime", "--split-at", at, "--name", name,
                         "-o", str(repo), "--json"], env=env, capture_output=True, text=True, check=True)
+
+
+# Client-aided refresh (test_client_aided.py): the four-hidden-layer ReLU MLP cut at its
+# activations into segments CA_MODEL__seg0 … __seg4, served beside the others.
+CA_MODEL = "deep_ca"
+
+
+def compile_client_aided_models(heinfer_bin, repo):
+    env = dict(os.environ, HEINFER_PYTHON=sys.executable)
+    subprocess.run([heinfer_bin, "compile", os.path.join(ROOT, "models", "digits_deep_mlp.onnx"), "--calibration",
+                    os.path.join(DATA, "digits_train_img.npy"), "--no-onnxruntime", "--client-aided", "--layout", "L",
+                    "--name", CA_MODEL, "-o", str(repo), "--json"], env=env, capture_output=True, text=True, check=True)
 
 
 class Server:

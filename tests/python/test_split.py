@@ -125,3 +125,16 @@ def test_bad_split_point_is_refused(heinfer_bin, tmp_path, onnx, at, says):
     r = compile_split(heinfer_bin, tmp_path, onnx, at)
     assert r.returncode != 0
     assert says in r.stderr and "--split-at" in r.stderr, r.stderr
+
+
+def test_python_compile_split_at(tmp_path):
+    """`heinfer.compile(..., split_at=)` passes --split-at: the spec carries the prefix."""
+    cal = np.load(os.path.join(DATA, "digits_train_img.npy"))[:200]
+    report = heinfer.compile(os.path.join(ROOT, "models", "digits_cnn.onnx"), cal, str(tmp_path), name="cnn_split_py",
+                             split_at="pool1", reference="interpreter")
+    spec = json.loads(heinfer.client_spec_from_config(os.path.join(report["model_dir"], "config.pbtxt")))
+    assert spec["prefix"]["cut"] == "p1"
+    assert spec["prefix"]["nodes"] == ["conv1", "bn1", "relu1", "pool1"]
+    with pytest.raises(heinfer.CompileError, match="--split-at"):
+        heinfer.compile(os.path.join(ROOT, "models", "digits_cnn.onnx"), cal, str(tmp_path), name="bad",
+                        split_at="no_such_node", reference="interpreter")

@@ -12,6 +12,7 @@ mod aggregate_cmds;
 mod batch_cmds;
 mod bench;
 mod bgv_cmds;
+mod client_aided_cmd;
 mod client_cmds;
 mod container;
 mod demo;
@@ -133,6 +134,11 @@ enum Cmd {
         /// runs in the clear on the client (it travels in the client spec), only the rest runs encrypted
         #[arg(long, value_name = "NODE")]
         split_at: Option<String>,
+        /// client-aided refresh (CKKS): cut the network at its non-linear activations into segments
+        /// <NAME>__seg0, __seg1, … (each an ordinary model); the client runs the exact activations in
+        /// clear between them and re-encrypts. The client then sees the intermediate activations
+        #[arg(long)]
+        client_aided: bool,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -337,6 +343,7 @@ fn run(cli: Cli) -> Result<(), String> {
             layout,
             throughput_batch,
             split_at,
+            client_aided,
             json,
             scheme,
             quantize,
@@ -382,8 +389,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 throughput_batch,
                 split_at,
             };
-            let pb = spinner();
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };
+            if client_aided {
+                return crate::client_aided_cmd::compile(&bytes, &d, &opts, scheme, quantize.is_some(), &output, json);
+            }
+            let pb = spinner();
             let res = compiler::compile_with_scheme(&bytes, Some(&model), &d, &opts, scheme, quantize, &|m| {
                 pb.set_message(m.to_string())
             });

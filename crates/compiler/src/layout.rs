@@ -211,6 +211,7 @@ pub(crate) fn program(
         throughput: None,
         layouts: vec![],
         prefix: None,
+        client_aided: None,
     };
     let mut hem = HeModel {
         name: name.to_string(),

@@ -30,6 +30,7 @@ mod approximate;
 mod calibrate;
 mod cheb;
 mod circuit_privacy;
+mod client_aided;
 mod hybrid;
 mod import;
 mod layout;
@@ -60,6 +61,7 @@ use std::time::Instant;
 use model::HeModel;
 
 pub use activation::ActFn;
+pub use client_aided::{compile_client_aided, summary as client_aided_summary};
 pub use import::MaxPoolPolicy;
 pub use npy::Array;
 pub use output_dp::OutputDpRequest;

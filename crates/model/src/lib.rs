@@ -27,6 +27,7 @@
 
 pub mod bgv_model;
 pub mod circuit;
+pub mod client_aided;
 pub mod dp;
 pub mod file;
 pub mod ir;

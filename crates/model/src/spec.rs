@@ -60,6 +60,10 @@ pub struct ClientSpec {
     /// the input is encrypted as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<crate::prefix::Prefix>,
+    /// Client-aided refresh (`compile --client-aided`): the segments and the clear steps
+    /// between them (`model::client_aided`). Absent: one request, one answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_aided: Option<crate::client_aided::ClientAided>,
 }
 
 /// Levels of the evaluation keys (see `ClientSpec::key_levels`).
@@ -235,6 +239,9 @@ impl ClientSpec {
         }
         if let Some(p) = &self.prefix {
             p.check_sizes()?;
+        }
+        if let Some(c) = &self.client_aided {
+            c.check()?;
         }
         if self.input.slot_map.is_empty() || self.input.slot_map.len() > MAX_CIPHERTEXTS {
             return bad(format!("{} input ciphertexts (1..={MAX_CIPHERTEXTS} allowed)", self.input.slot_map.len()));

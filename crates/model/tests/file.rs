@@ -48,6 +48,7 @@ fn tiny() -> HeModel {
             throughput: None,
             layouts: vec![],
             prefix: None,
+            client_aided: None,
         },
         layers: vec![model::LayerInfo { name: "l".into(), kind: "dense".into() }],
         nodes,

@@ -70,6 +70,7 @@ fn program() -> (HeModel, Parameters) {
         throughput: None,
         layouts: vec![],
         prefix: None,
+        client_aided: None,
     };
     let m = HeModel {
         name: "t".into(),
