@@ -395,7 +395,7 @@ fn distinguisher_tells_twin_compiled_models_apart_only_without_the_flood() {
             // One flood for both: the wider. Narrower than a model needs is refused.
             let (narrow, wide) = if a < b { (0, b) } else { (1, a) };
             if a != b {
-                let e = try_compile(names[narrow], cp, Some(wide - 2)).err().expect("a flood below the need");
+                let e = try_compile(names[narrow], cp, Some(wide - 2)).expect_err("a flood below the need");
                 assert!(e.to_string().contains("--flood-bits") && e.to_string().contains("too small"), "{e}");
             }
             twins = names.map(|f| compile(f, cp, Some(wide)));
