@@ -3,7 +3,10 @@ with --client-aided, served by `heinfer serve`, all 360 load_digits test samples
 heinfer.ClientAided over HTTP; top-1 agreement with onnxruntime, latency per sample and
 bytes per round trip.
 
-    cargo build --release -p cli && .venv/bin/python bench/client_aided.py
+    cargo build --release -p cli && .venv/bin/python bench/client_aided.py [MODEL]
+
+MODEL: an ONNX model of models/ taking digits (default digits_deep_mlp; digits_cnn for
+issue #21's table).
 """
 import os
 import subprocess
@@ -26,7 +29,8 @@ BIN = os.path.join(ROOT, "target", "release", "heinfer")
 
 def main():
     repo = tempfile.mkdtemp(prefix="heinfer-ca-")
-    onnx = os.path.join(ROOT, "models", "digits_deep_mlp.onnx")
+    model = sys.argv[1] if len(sys.argv) > 1 else "digits_deep_mlp"
+    onnx = os.path.join(ROOT, "models", model + ".onnx")
     subprocess.run([BIN, "compile", onnx, "--calibration", os.path.join(DATA, "digits_train_img.npy"),
                     "--no-onnxruntime", "--client-aided", "--layout", "L", "--name", "deep", "-o", repo],
                    check=True, capture_output=True)
@@ -46,7 +50,7 @@ def main():
         trips = ca.last_round_trips
         print(f"segments {ca.segments}")
         print(f"agreement with onnxruntime: {np.mean(np.array(got) == want):.4f} on {len(x)} samples")
-        print(f"latency per sample (5 round trips, client work included): median {1e3 * np.median(times):.1f} ms")
+        print(f"latency per sample ({len(trips)} round trips, client work included): median {1e3 * np.median(times):.1f} ms")
         for t in trips:
             print(f"  round trip {t['segment']}: {t['query_bytes']} B sent, {t['answer_bytes']} B received")
         print(f"keys: {sum(len(c.evaluation_keys) for c in ca.clients)} B over {len(ca.clients)} bundles")
