@@ -6,7 +6,7 @@ bytes per round trip.
     cargo build --release -p cli && .venv/bin/python bench/client_aided.py [MODEL]
 
 MODEL: an ONNX model of models/ taking digits (default digits_deep_mlp; digits_cnn for
-issue #21's table).
+issue #21's table), or a path to an .onnx file.
 """
 import os
 import subprocess
@@ -30,7 +30,7 @@ BIN = os.path.join(ROOT, "target", "release", "heinfer")
 def main():
     repo = tempfile.mkdtemp(prefix="heinfer-ca-")
     model = sys.argv[1] if len(sys.argv) > 1 else "digits_deep_mlp"
-    onnx = os.path.join(ROOT, "models", model + ".onnx")
+    onnx = model if model.endswith(".onnx") else os.path.join(ROOT, "models", model + ".onnx")
     subprocess.run([BIN, "compile", onnx, "--calibration", os.path.join(DATA, "digits_train_img.npy"),
                     "--no-onnxruntime", "--client-aided", "--layout", "L", "--name", "deep", "-o", repo],
                    check=True, capture_output=True)
