@@ -356,15 +356,7 @@ impl CkksService {
                 let ct = read_any_ciphertext_limited(params, b, max_level)
                     .map_err(|source| ServiceError::Malformed { index, source })?;
                 if let Some((level, scale)) = self.input_level {
-                    if ct.level() != level || ((ct.scale() - scale) / scale).abs() > 1e-9 {
-                        return Err(ServiceError::WrongLevel {
-                            index,
-                            level: ct.level(),
-                            log_scale: ct.scale().log2(),
-                            want_level: level,
-                            want_log_scale: scale.log2(),
-                        });
-                    }
+                    check_level(index, &ct, level, scale)?;
                 }
                 Ok(ct)
             })
@@ -393,6 +385,21 @@ fn paillier_key_sent() -> ServiceError {
          `heinfer keygen` on this model (or heinfer.Client)"
             .into(),
     )
+}
+
+/// Refuses an input ciphertext that is not at the level and scale the program expects
+/// (both layouts' request paths).
+pub(crate) fn check_level(index: usize, ct: &Ciphertext, level: usize, scale: f64) -> Result<(), ServiceError> {
+    if ct.level() != level || ((ct.scale() - scale) / scale).abs() > 1e-9 {
+        return Err(ServiceError::WrongLevel {
+            index,
+            level: ct.level(),
+            log_scale: ct.scale().log2(),
+            want_level: level,
+            want_log_scale: scale.log2(),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_key_id(raw: &[u8]) -> Result<KeyId, ServiceError> {

@@ -17,7 +17,7 @@ use ckks::{read_any_ciphertext_limited, Ciphertext, Parameters};
 use model::{ThroughputLayer, ThroughputProgram, ThroughputSpec};
 
 use crate::keystore::{KeyId, KeyStore, KeyStoreError, Requirements};
-use crate::service::{parse_key_id, OtherLayout, Request, Response, RunError, ServiceError};
+use crate::service::{check_level, parse_key_id, OtherLayout, Request, Response, RunError, ServiceError};
 
 /// A layout-T program that cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -200,15 +200,7 @@ impl OtherLayout for ThroughputService {
                 }
                 let ct = read_any_ciphertext_limited(&self.params, b, Some(level))
                     .map_err(|source| ServiceError::Malformed { index, source })?;
-                if ct.level() != level || ((ct.scale() - scale) / scale).abs() > 1e-9 {
-                    return Err(ServiceError::WrongLevel {
-                        index,
-                        level: ct.level(),
-                        log_scale: ct.scale().log2(),
-                        want_level: level,
-                        want_log_scale: scale.log2(),
-                    });
-                }
+                check_level(index, &ct, level, scale)?;
                 Ok(ct)
             })
             .collect::<Result<Vec<_>, _>>()?;
