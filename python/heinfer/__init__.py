@@ -27,7 +27,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -510,11 +510,38 @@ class Client:
 
     # -- encryption -------------------------------------------------------------
 
+    @property
+    def input_names(self) -> List[str]:
+        """The ONNX inputs of a several-input model, in the order their values are
+        concatenated into the one input vector; empty for a one-input model."""
+        return [p["name"] for p in self._spec["input"].get("parts", [])]
+
     def _as_f64(self, x: Any) -> np.ndarray:
+        if isinstance(x, Mapping):
+            x = self._join_inputs(x)
         try:
             return np.ascontiguousarray(np.asarray(x, dtype=np.float64))
         except (TypeError, ValueError) as e:
             raise InputError(f"the input cannot be read as float64 numbers: {e}") from e
+
+    def _join_inputs(self, named: Mapping[str, Any]) -> np.ndarray:
+        """One sample given as {ONNX input name: values}: its input vector."""
+        parts = self._spec["input"].get("parts", [])
+        if not parts:
+            raise InputError("this model has one input: pass its values, not a dict of named inputs")
+        want = [p["name"] for p in parts]
+        if set(named) != set(want):
+            raise InputError(f"the model's inputs are {want}; got {sorted(named)}")
+        out = []
+        for p in parts:
+            try:
+                a = np.asarray(named[p["name"]], dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"input '{p['name']}' cannot be read as float64 numbers: {e}") from e
+            if a.size != p["len"]:
+                raise InputError(f"input '{p['name']}' has {a.size} values; the model takes {p['len']} (shape {p['shape']})")
+            out.append(a)
+        return np.concatenate(out)
 
     def encrypt(self, x: Any) -> List[bytes]:
         """Encrypts ONE sample into the elements of ``ENCRYPTED_INPUT``.

@@ -30,10 +30,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The cargo profile whose binaries the tests run: scripts/test.sh sets "dev", so pytest
+# reuses the build `cargo test` just made (the arithmetic crates and all dependencies are
+# optimised in dev too) instead of building everything a second time; "release" otherwise.
+PROFILE = os.environ.get("HEINFER_PROFILE", "release")
+
+
+def build_heinfer():
+    """Builds the CLI at the tests' profile; returns its path."""
+    subprocess.run(["cargo", "build", "-q", "--profile", PROFILE, "-p", "cli"], cwd=ROOT, check=True)
+    return os.path.join(ROOT, "target", "debug" if PROFILE == "dev" else PROFILE, "heinfer")
+
+
 @pytest.fixture(scope="session")
 def heinfer_bin():
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cli"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "heinfer")
+    return build_heinfer()
 
 
 def compile_model(heinfer_bin, onnx, out, *extra):

@@ -3,6 +3,8 @@ import json, os, subprocess, sys
 import numpy as np
 import pytest
 
+from conftest import build_heinfer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 D = os.path.join(ROOT, "models", "data")
 CASES = [
@@ -15,8 +17,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def heinfer():
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cli"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "heinfer")
+    return build_heinfer()
 
 
 @pytest.mark.parametrize("name,cal,test,labels,need", CASES)

@@ -16,6 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import corpus_models  # noqa: E402
 
+from conftest import build_heinfer
+
 # Encrypted end to end (heinfer run): the smallest models of each kind.
 ENCRYPTED = ["sk_logreg_binary_zipmap", "sk_linearsvc_multi", "sk_linreg", "sk_pipe_minmax_pca_logreg", "sk_mlp_identity",
              "sk_mlp_relu_binary"]
@@ -36,8 +38,7 @@ MAXPOOL_AGREEMENT = 0.98
 
 @pytest.fixture(scope="module")
 def heinfer():
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cli"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "heinfer")
+    return build_heinfer()
 
 
 @pytest.fixture(scope="module")

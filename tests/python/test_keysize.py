@@ -5,6 +5,8 @@ the 10 MB limit. `bench/keysize.sh` measures every reference model, before and a
 import json, os, subprocess
 import pytest
 
+from conftest import build_heinfer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 D = os.path.join(ROOT, "models", "data")
 LIMIT = 10_000_000
@@ -12,8 +14,7 @@ LIMIT = 10_000_000
 
 @pytest.fixture(scope="module")
 def heinfer():
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cli"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "heinfer")
+    return build_heinfer()
 
 
 @pytest.mark.parametrize("name", ["digits_gelu_mlp", "digits_mlp"])

@@ -33,7 +33,8 @@ PROTOCOLS = ["http", "grpc"]
 
 def compile_to(heinfer_bin, repo, onnx, name, cal, test, labels, *extra):
     env = dict(os.environ, HEINFER_PYTHON=sys.executable)
-    r = subprocess.run([heinfer_bin, "compile", os.path.join(ROOT, "models", onnx + ".onnx"),
+    path = onnx if onnx.endswith(".onnx") else os.path.join(ROOT, "models", onnx + ".onnx")
+    r = subprocess.run([heinfer_bin, "compile", path,
                         "--calibration", os.path.join(DATA, cal + ".npy"), "--data", os.path.join(DATA, test + ".npy"),
                         "--labels", os.path.join(DATA, labels + ".npy"), "--name", name, "-o", str(repo), "--json",
                         *extra], env=env, capture_output=True, text=True)
@@ -41,15 +42,41 @@ def compile_to(heinfer_bin, repo, onnx, name, cal, test, labels, *extra):
     return json.loads(r.stdout)
 
 
+# A two-input model: the breast-cancer regression fed by a 'measured' input (the first 20
+# features) and a 'demographic' one (the last 10), concatenated inside the graph.
+TWO_INPUTS = {"measured": 20, "demographic": 10}
+
+
+def two_input_model(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    m = onnx.load(os.path.join(ROOT, "models", "breast_cancer_lr.onnx"))
+    joined = m.graph.input[0].name
+    del m.graph.input[0]
+    for name, n in TWO_INPUTS.items():
+        m.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, n]))
+    m.graph.node.insert(0, helper.make_node("Concat", list(TWO_INPUTS), [joined], name="join", axis=1))
+    onnx.save(m, path)
+    return path
+
+
+def two_inputs(x):
+    """One sample of the two-input model as {input name: values}."""
+    return {"measured": x[:20], "demographic": x[20:]}
+
+
 @pytest.fixture(scope="module")
 def repo(heinfer_bin, tmp_path_factory):
     d = tmp_path_factory.mktemp("public_repo")
     bc = ("breast_cancer_lr", "breast_cancer_train_x", "breast_cancer_test_x", "breast_cancer_test_y")
+    two = two_input_model(str(tmp_path_factory.mktemp("onnx") / "bc_two_inputs.onnx"))
     mlp = ("digits_mlp", "digits_train_img", "digits_test_img", "digits_test_y")
     reports = {
         "bc_public": compile_to(heinfer_bin, d, bc[0], "bc_public", *bc[1:], "--public-features", BC_PUBLIC),
         "bc_full": compile_to(heinfer_bin, d, bc[0], "bc_full", *bc[1:]),
         "mlp_public": compile_to(heinfer_bin, d, mlp[0], "mlp_public", *mlp[1:], "--public-features", MLP_PUBLIC),
+        "bc_named": compile_to(heinfer_bin, d, two, "bc_named", *bc[1:], "--public-features", "demographic"),
     }
     return str(d), reports
 
@@ -93,7 +120,7 @@ def data(model):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("model", ["bc_public", "mlp_public"])
+@pytest.mark.parametrize("model", ["bc_public", "mlp_public", "bc_named"])
 def test_agreement_with_onnxruntime(srv, protocol, model):
     c = client_for(srv, model)
     n_in = c.input_size
@@ -108,10 +135,25 @@ def test_agreement_with_onnxruntime(srv, protocol, model):
     slots = np.asarray(c.spec["input"]["slot_map"][0])
     assert not set(slots[slots >= 0].tolist()) & set(c.public_features)
     cli, _ = connect(srv, protocol)
+    if model == "bc_named":
+        # Each sample as the two ONNX inputs it is, by name: the SDK joins them in the spec's order.
+        assert c.input_names == list(TWO_INPUTS)
+        x = [two_inputs(xi) for xi in x]
     got = np.array([int(np.argmax(c.infer(cli, xi, postprocess=True))) for xi in x])
     agree = float(np.mean(got == want))
     print(f"{srv.kind}/{protocol}/{model}: top-1 agreement {agree:.4f} on {len(x)} samples")
     assert agree >= 0.995
+
+
+def test_a_named_input_is_public(repo):
+    """`--public-features demographic` on a two-input model makes exactly that input's
+    range (the last 10 of 30 values) public, and the report says so by name; the compiler's
+    onnxruntime reference fed the model its two inputs (agreement measured, not skipped)."""
+    r = repo[1]["bc_named"]
+    text = json.dumps(r)
+    assert "20-29 (inputs demographic)" in text, text[:2000]
+    acc = r["accuracy"]
+    assert acc["reference"].startswith("onnxruntime") and acc["top1_agreement"] >= 0.995, acc
 
 
 def test_keys_smaller_and_query_counted(srv, repo):

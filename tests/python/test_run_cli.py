@@ -3,14 +3,15 @@ import json, os, subprocess, sys
 
 import pytest
 
+from conftest import build_heinfer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 D = os.path.join(ROOT, "models", "data")
 
 
 @pytest.fixture(scope="module")
 def heinfer():
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cli"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "heinfer")
+    return build_heinfer()
 
 
 def test_run_on_encrypted_digits(heinfer, tmp_path):

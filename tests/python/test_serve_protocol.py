@@ -18,6 +18,8 @@ httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
+from conftest import build_heinfer
+
 heinfer = pytest.importorskip("heinfer")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,8 +30,7 @@ READY = re.compile(r"heinfer serve ready http=([\d.]+):(\d+) grpc=([\d.]+):(\d+)
 
 @pytest.fixture(scope="module")
 def serve_bin():
-    subprocess.run(["cargo", "build", "-q", "--release", "-p", "cli"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target", "release", "heinfer")
+    return build_heinfer()
 
 
 @pytest.fixture(scope="module")

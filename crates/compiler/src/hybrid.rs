@@ -23,11 +23,31 @@ pub(crate) struct Split {
     pub n_out: usize,
 }
 
-/// Parses `--public-features` against the model's flattened input of `n_in` values.
-/// Index ranges (`0-9,15,20-29`) only: a model with several ONNX inputs is refused by
-/// the importer before this point, so input names have nothing to name yet.
-pub(crate) fn parse(spec: &str, n_in: usize) -> Result<Vec<u32>, CompileError> {
-    model::public::parse_ranges(spec, n_in).map_err(|e| CompileError::Data(format!("--public-features: {e}")))
+/// Parses `--public-features` against the model's flattened input of `n_in` values:
+/// index ranges (`0-9,15,20-29`) and, for a model with several ONNX inputs, input
+/// names (each stands for its whole range of the concatenated input).
+pub(crate) fn parse(spec: &str, n_in: usize, parts: &[model::InputPart]) -> Result<Vec<u32>, CompileError> {
+    let err = |e: String| CompileError::Data(format!("--public-features: {e}"));
+    let mut ranges = Vec::new();
+    for tok in spec.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let is_index = tok.chars().all(|c| c.is_ascii_digit() || c == '-' || c.is_whitespace());
+        match parts.iter().find(|p| p.name == tok) {
+            Some(p) => ranges.push(format!("{}-{}", p.offset, p.offset + p.len - 1)),
+            None if is_index => ranges.push(tok.to_string()),
+            None if parts.is_empty() => {
+                return Err(err(format!(
+                    "'{tok}' is not an index range; the model has one input, so name its features by index (0-{})",
+                    n_in.saturating_sub(1)
+                )))
+            }
+            None => {
+                let names: Vec<String> =
+                    parts.iter().map(|p| format!("'{}' ({}-{})", p.name, p.offset, p.offset + p.len - 1)).collect();
+                return Err(err(format!("no input is named '{tok}'; the model's inputs are {}", names.join(", "))));
+            }
+        }
+    }
+    model::public::parse_ranges(&ranges.join(","), n_in).map_err(err)
 }
 
 /// The network with the first stage's public columns removed, and those columns.
@@ -84,10 +104,16 @@ pub(crate) fn attach(
 }
 
 /// One line for the report: what the server sees in clear.
-pub(crate) fn note(public: &[u32], n_in: usize) -> String {
+pub(crate) fn note(public: &[u32], n_in: usize, parts: &[model::InputPart]) -> String {
+    let whole: Vec<&str> = parts
+        .iter()
+        .filter(|p| (p.offset..p.offset + p.len).all(|i| public.binary_search(&(i as u32)).is_ok()))
+        .map(|p| p.name.as_str())
+        .collect();
+    let named = if whole.is_empty() { String::new() } else { format!(" (inputs {})", whole.join(", ")) };
     format!(
-        "public features: the server sees input features {} ({} of {n_in}) in clear (PLAIN_INPUT, sent by the client beside \
-         the ciphertext) and computes their share of the first layer in f64; the other {} features are encrypted",
+        "public features: the server sees input features {}{named} ({} of {n_in}) in clear (PLAIN_INPUT, sent by the client \
+         beside the ciphertext) and computes their share of the first layer in f64; the other {} features are encrypted",
         ranges(public),
         public.len(),
         n_in - public.len()

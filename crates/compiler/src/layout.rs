@@ -189,6 +189,7 @@ pub(crate) fn program(
             scale: bt.input_scale,
             slot_map: vec![bt.client_map.clone()],
             layout: bt.layout_desc.clone(),
+            parts: imp.input_parts.clone(),
         },
         rotation_steps: steps.clone(),
         galois_elements: steps.iter().map(|&s| params.galois_element(s)).collect(),

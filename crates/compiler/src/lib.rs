@@ -208,7 +208,7 @@ pub fn compile(
     // Public features: the HE program is built on the network without their columns;
     // verification below checks it, public part added, against the whole network.
     let n_in: usize = imp.input_shape.iter().product();
-    let public = opts.public_features.as_deref().map(|s| hybrid::parse(s, n_in)).transpose()?;
+    let public = opts.public_features.as_deref().map(|s| hybrid::parse(s, n_in, &imp.input_parts)).transpose()?;
     let (he_net, split) = match &public {
         Some(p) => {
             let (net, split) = hybrid::split_first(&ap.network, p)?;
@@ -216,7 +216,7 @@ pub fn compile(
         }
         None => (std::borrow::Cow::Borrowed(&ap.network[..]), None),
     };
-    let public_note = public.as_deref().map(|p| hybrid::note(p, n_in));
+    let public_note = public.as_deref().map(|p| hybrid::note(p, n_in, &imp.input_parts));
     // Parameters are chosen for the whole network: its outputs (headroom) and its noise on
     // real samples are what the split program computes with the public share added (the
     // split program alone would be simulated without it). Its depth is the same and its

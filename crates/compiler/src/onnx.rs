@@ -82,6 +82,8 @@ pub struct Graph {
     pub initializers: HashMap<String, Tensor>,
     pub inputs: Vec<ValueInfo>,
     pub outputs: Vec<ValueInfo>,
+    /// The data inputs `passes::inputs` merged into one (empty when there was one).
+    pub merged_inputs: Vec<model::InputPart>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -29,11 +29,22 @@ if he and he != final and he in names:
 so = ort.SessionOptions(); so.log_severity_level = 3
 s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 x = np.load(xp).astype(np.float32)
-iname = s.get_inputs()[0].name
+ins = s.get_inputs()
+def feeds(x):
+    # Several inputs: x is their concatenation in the graph's order (passes/inputs.rs).
+    if len(ins) == 1:
+        return {ins[0].name: x}
+    x, out, off = x.reshape(len(x), -1), {}, 0
+    for i in ins:
+        dims = [int(d) for d in i.shape[1:]]
+        n = int(np.prod(dims))
+        out[i.name] = x[:, off:off + n].reshape([len(x)] + dims)
+        off += n
+    return out
 try:
-    res = s.run(want, {iname: x})
+    res = s.run(want, feeds(x))
 except Exception:
-    rows = [s.run(want, {iname: x[i:i+1]}) for i in range(len(x))]
+    rows = [s.run(want, feeds(x[i:i+1])) for i in range(len(x))]
     res = [np.concatenate([r[k] for r in rows]) for k in range(len(want))]
 for k, r in enumerate(res):
     np.save(f"{od}/out{k}.npy", np.asarray(r, dtype=np.float64).reshape(len(x), -1))

@@ -49,7 +49,9 @@ pub use lwe_spec::LweSpec;
 pub use public::{PublicPart, PUBLIC_PART_VERSION};
 pub use report::{ActivationReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
-pub use spec::{apply_postprocess, argmax, ClientSpec, InputSpec, KeyLevels, OutputSpec, PostOp, CLIENT_SPEC_VERSION};
+pub use spec::{
+    apply_postprocess, argmax, ClientSpec, InputPart, InputSpec, KeyLevels, OutputSpec, PostOp, CLIENT_SPEC_VERSION,
+};
 pub use throughput::{LayoutCost, ThroughputLayer, ThroughputProgram, ThroughputSpec, THROUGHPUT_VERSION};
 
 use serde::{Deserialize, Serialize};

@@ -115,6 +115,20 @@ pub struct InputSpec {
     pub slot_map: Vec<Vec<i32>>,
     /// Human-readable description of the layout (e.g. the im2col geometry).
     pub layout: String,
+    /// For a model with several ONNX inputs: the flattened input is their
+    /// concatenation, in the graph's order; part `k` is values
+    /// `offset .. offset + len` (shape without the batch dimension). Empty for one input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<InputPart>,
+}
+
+/// One ONNX input of a multi-input model, as a range of the flattened input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputPart {
+    pub name: String,
+    pub offset: usize,
+    pub len: usize,
+    pub shape: Vec<usize>,
 }
 
 /// Where the result lies: output element `i` is slot `slots[i].1` of result
@@ -236,6 +250,17 @@ impl ClientSpec {
             || self.public_features.last().is_some_and(|&i| i as usize >= n_in)
         {
             return bad("public_features are not ascending indices of some (not all) input features".into());
+        }
+        let mut next = 0usize;
+        for p in &self.input.parts {
+            let len = p.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if p.offset != next || len != Some(p.len) || p.len == 0 {
+                return bad(format!("input part '{}' does not continue the input where the last one ended", p.name));
+            }
+            next += p.len;
+        }
+        if !self.input.parts.is_empty() && next != n_in {
+            return bad(format!("the input parts cover {next} values, the input has {n_in}"));
         }
         if let Some(p) = &self.prefix {
             p.check_sizes()?;

@@ -26,6 +26,7 @@ fn tiny() -> HeModel {
                 scale: s,
                 slot_map: vec![vec![0, 1]],
                 layout: "x".into(),
+                parts: vec![],
             },
             rotation_steps: vec![1],
             galois_elements: vec![5],

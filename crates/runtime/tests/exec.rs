@@ -48,6 +48,7 @@ fn program() -> (HeModel, Parameters) {
             scale: s0,
             slot_map: vec![(0..slots as i32).collect()],
             layout: "identity".into(),
+            parts: vec![],
         },
         rotation_steps: vec![-3, 1, 64],
         galois_elements: [-3i64, 1, 64].iter().map(|&s| params.galois_element(s)).collect(),

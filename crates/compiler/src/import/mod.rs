@@ -70,6 +70,8 @@ pub struct Imported {
     /// Shape of the HE output tensor without the batch dimension (what a split model's
     /// suffix takes as its input, `split`).
     pub output_shape: Vec<usize>,
+    /// The ONNX inputs the flattened input concatenates (several-input models).
+    pub input_parts: Vec<model::InputPart>,
 }
 
 /// An activation's exact evaluation during a run: (index, function, input) → output.
@@ -221,6 +223,7 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
         postprocess: ch.post,
         notes: ch.notes,
         output_shape,
+        input_parts: g.merged_inputs.clone(),
     })
 }
 
@@ -238,8 +241,9 @@ fn data_input(m: &onnx::Model) -> Result<(&onnx::ValueInfo, Vec<usize>), Compile
         g.inputs.iter().filter(|v| !g.initializers.contains_key(&v.name)).collect();
     if data_inputs.len() != 1 {
         return Err(CompileError::BadOnnx(format!(
-            "the model must have exactly one data input, it has {}",
-            data_inputs.len()
+            "the model must have one data input, or several whose dimensions other than the batch are fixed; it has {} ({})",
+            data_inputs.len(),
+            data_inputs.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
     let inp = data_inputs[0];
