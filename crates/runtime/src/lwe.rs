@@ -1,17 +1,20 @@
 //! Serving a seeded-LWE linear model (`"scheme": "lwe"`, a `model::PaillierModel` whose
-//! client spec carries `lwe` parameters): the same tensors as every model, and no keys.
+//! client spec carries `lwe` parameters): the same tensors as every model.
 //!
-//! - `EVALUATION_KEYS`: none. The server needs no key: the query's a_i are expanded from its
-//!   seed and the scores are plaintext-weighted sums. Keys sent anyway are refused (they are
-//!   another scheme's).
+//! - `EVALUATION_KEYS`: for a model compiled with `rerandomize` (the default), the client's
+//!   seeded RLWE public key (`lwe::PublicKey`), registered under its LWE key id like a
+//!   Paillier public key (same bytes again: a no-op); every answer is re-randomised under
+//!   it, and a query whose key id has none registered is refused. For an older key-free
+//!   model: none (keys sent are refused).
 //! - `KEY_ID`: optional; when given it must be the query's own key id (hex).
 //! - `ENCRYPTED_INPUT`: one element, the seeded query (its parameters and length checked).
 //! - `ENCRYPTED_OUTPUT`: one element, the k scores switched to the answer modulus.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use lwe::{Params, Query};
+use lwe::{Params, PublicKey, Query, Rerandomizer};
 use model::PaillierModel;
 
 use crate::keystore::{KeyId, KeyStore};
@@ -30,6 +33,19 @@ pub struct LweService {
     weights: Vec<Vec<i64>>,
     bias: Vec<i64>,
     store: Arc<KeyStore>,
+    /// `Some(flood bits)` when answers are re-randomised (the spec's `rerandomize`).
+    rerandomize: Option<u32>,
+    keys: Mutex<Keys>,
+    capacity: usize,
+}
+
+/// Memory one registered public key takes expanded (a and b, n words each, and the map).
+const KEY_MEMORY: usize = 64 << 10;
+
+#[derive(Default)]
+struct Keys {
+    map: HashMap<[u8; 32], (Arc<Rerandomizer>, u64)>,
+    clock: u64,
 }
 
 impl LweService {
@@ -46,7 +62,37 @@ impl LweService {
         let rows = spec.answered(model.weights.len());
         let weights = rows.iter().map(|&j| model.weights[j].clone()).collect();
         let bias = rows.iter().map(|&j| bias[j]).collect();
-        Ok(Self { model, params, answer_log_q: spec.answer_log_q, weights, bias, store })
+        let rerandomize = spec.rerandomize.then_some(spec.flood_bits);
+        let capacity = (store.capacity() / KEY_MEMORY).max(1);
+        Ok(Self {
+            model,
+            params,
+            answer_log_q: spec.answer_log_q,
+            weights,
+            bias,
+            store,
+            rerandomize,
+            keys: Mutex::default(),
+            capacity,
+        })
+    }
+
+    /// Registered public keys held now.
+    pub fn registered(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lookup(&self, id: &[u8; 32]) -> Option<Arc<Rerandomizer>> {
+        let mut g = self.lock();
+        g.clock += 1;
+        let now = g.clock;
+        let e = g.map.get_mut(id)?;
+        e.1 = now;
+        Some(e.0.clone())
     }
 
     pub fn key_store(&self) -> &Arc<KeyStore> {
@@ -65,15 +111,55 @@ impl LweService {
         )
     }
 
-    /// There is nothing to register for an LWE model.
-    pub fn register(&self, _keys: &[u8]) -> Result<KeyId, ServiceError> {
-        Err(Self::no_keys())
+    /// Registers a client's LWE public key under its key id (a key-free model refuses it).
+    /// The same key again is a no-op; the least recently used key goes when the store's
+    /// memory budget is reached.
+    pub fn register(&self, bytes: &[u8]) -> Result<KeyId, ServiceError> {
+        if self.rerandomize.is_none() {
+            return Err(Self::no_keys());
+        }
+        if bytes.starts_with(b"HEIN") || bytes.starts_with(b"HEPA") || !bytes.starts_with(lwe::MAGIC) {
+            return Err(ServiceError::LweKey(
+                "EVALUATION_KEYS is not an LWE public key: this model is seeded LWE; send the public key \
+                 `heinfer keygen` wrote for it (or heinfer.LweClient.public_key())"
+                    .into(),
+            ));
+        }
+        let key = PublicKey::from_bytes(bytes)
+            .map_err(|e| ServiceError::LweKey(format!("EVALUATION_KEYS is not an LWE public key this model accepts: {e}")))?;
+        if key.params != self.params {
+            return Err(ServiceError::LweKey(format!(
+                "EVALUATION_KEYS is not an LWE public key this model accepts: {}",
+                lwe::LweError::ParamsMismatch {
+                    what: "public key",
+                    found_log_n: key.params.log_n(),
+                    found_log_q: key.params.log_q(),
+                    want_log_n: self.params.log_n(),
+                    want_log_q: self.params.log_q(),
+                }
+            )));
+        }
+        let id = key.key_id;
+        if self.lookup(&id).is_some_and(|k| *k.key() == key) {
+            return Ok(KeyId(id));
+        }
+        let r = Arc::new(key.expand());
+        let mut g = self.lock();
+        while g.map.len() >= self.capacity {
+            let Some(oldest) = g.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else { break };
+            g.map.remove(&oldest);
+        }
+        g.clock += 1;
+        let now = g.clock;
+        g.map.insert(id, (r, now));
+        Ok(KeyId(id))
     }
 
     pub fn infer_cancellable(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
-        if req.evaluation_keys.is_some_and(|k| !k.is_empty()) {
-            return Err(Self::no_keys());
-        }
+        let registered = match req.evaluation_keys.filter(|k| !k.is_empty()) {
+            Some(k) => Some(self.register(k)?),
+            None => None,
+        };
         let [bytes] = req.ciphertexts[..] else {
             if req.ciphertexts.is_empty() {
                 return Err(ServiceError::MissingInput("ENCRYPTED_INPUT"));
@@ -103,8 +189,34 @@ impl LweService {
         if cancel.load(Ordering::Relaxed) {
             return Err(ServiceError::Run(crate::service::RunError::Cancelled { done: 0, total: 1 }));
         }
-        let answer = lwe::evaluate(self.params, &query, &self.weights, &self.bias, self.answer_log_q)
-            .map_err(ServiceError::Lwe)?;
+        if let Some(r) = registered.filter(|r| *r != id) {
+            return Err(ServiceError::LweKey(format!(
+                "the query was made under key id {id} but EVALUATION_KEYS is the public key of {r}: send the \
+                 public key of the secret key that encrypted the query"
+            )));
+        }
+        let answer = match self.rerandomize {
+            None => lwe::evaluate(self.params, &query, &self.weights, &self.bias, self.answer_log_q),
+            Some(flood_bits) => {
+                let key = self.lookup(&id.0).ok_or_else(|| {
+                    ServiceError::LweKey(format!(
+                        "no LWE public key is registered for key id {id}: this model re-randomises its answers \
+                         under the client's public key; send it once in EVALUATION_KEYS (with this query or \
+                         before it) — `heinfer keygen` writes it, heinfer.LweClient.public_key() returns it"
+                    ))
+                })?;
+                lwe::evaluate_rerandomized(
+                    self.params,
+                    &query,
+                    &self.weights,
+                    &self.bias,
+                    self.answer_log_q,
+                    &key,
+                    flood_bits,
+                )
+            }
+        }
+        .map_err(ServiceError::Lwe)?;
         Ok(Response { ciphertexts: vec![answer.to_bytes()], key_id: id, dp: None })
     }
 }
