@@ -81,9 +81,9 @@ impl LweSession {
         self.lwe.rerandomize
     }
 
-    /// The bytes to register in `EVALUATION_KEYS`: a fresh seeded RLWE public key under this
-    /// secret for a re-randomising model (any one of them serves; registering another
-    /// replaces the last), nothing for a key-free one.
+    /// The bytes to register in `EVALUATION_KEYS`: the seeded RLWE public key of this secret
+    /// (derived from it: the same bytes every time, which the server holds to) for a
+    /// re-randomising model, nothing for a key-free one.
     pub fn public_key(&self) -> Result<Vec<u8>, LweSessionError> {
         if !self.lwe.rerandomize {
             return Ok(Vec::new());

@@ -245,13 +245,17 @@ pub fn compile_lwe(
     let _ = writeln!(
         report,
         "  precision: |decrypted score − f64 model| ≤ {error_bound:.2e} = quantization {:.2e} + fresh noise {:.2e} + \
-         modulus switch {:.2e} (noise bounds: 6σ tail cut, Hoeffding at 2^-64); measured fixed-point error on the \
-         evaluation data: {max_fx:.2e}",
+         modulus switch {:.2e} + encryption of zero {:.2e} + flood {:.2e} (noise bounds: 6σ tail cut, Hoeffding \
+         at 2^-64); measured fixed-point error on the evaluation data: {max_fx:.2e}",
         best.quant_err,
         best.fresh_err,
-        lwe_err - best.fresh_err
+        lwe_err - best.fresh_err - (lwe::noise::zero_bound(n) + 2f64.powi(flood_bits as i32)) / scale,
+        lwe::noise::zero_bound(n) / scale,
+        2f64.powi(flood_bits as i32) / scale
     );
-    let fresh_bits = (lwe::noise::FRESH_BOUND * best.v.iter().map(|r| r.iter().map(|&w| (w as f64).abs()).sum::<f64>()).fold(0.0, f64::max)).log2();
+    let fresh_bits = (lwe::noise::FRESH_BOUND
+        * best.v.iter().map(|r| r.iter().map(|&w| (w as f64).abs()).sum::<f64>()).fold(0.0, f64::max))
+    .log2();
     let _ = writeln!(
         report,
         "  note: the weight-dependent noise Σ v_i·e_i (≤ 2^{fresh_bits:.1}) is not flooded at 2^-40: that would take \

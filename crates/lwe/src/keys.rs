@@ -85,11 +85,12 @@ impl SecretKey {
         Ok(())
     }
 
-    /// A fresh seeded RLWE public key under this secret, for the server to re-randomise
-    /// answers with (`crate::public`); it carries this key's id.
+    /// The seeded RLWE public key of this secret under `params`, for the server to
+    /// re-randomise answers with (`crate::public`); it carries this key's id and is the
+    /// same every time (derived from the seed), so a server keeps the first it registers.
     pub fn public_key(&self, params: Params) -> Result<crate::PublicKey, LweError> {
         self.check("public key", params)?;
-        Ok(crate::public::generate(params, self.key_id(), &self.s))
+        Ok(crate::public::generate(params, self.key_id(), &self.seed, &self.s))
     }
 
     /// Encrypts integers m_i (|m_i| < q/2) as one seeded query: b_i = ⟨a_i, s⟩ + e_i + m_i.

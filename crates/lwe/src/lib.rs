@@ -32,5 +32,5 @@ pub use eval::{evaluate, evaluate_rerandomized};
 #[cfg(feature = "secret-key")]
 pub use keys::SecretKey;
 pub use params::{Params, LOG_N_DEFAULT, MAX_LOG_Q, SIGMA};
-pub use public::{zero_sampler, PublicKey, Rerandomizer};
+pub use public::{zero_sampler, PublicKey, Rerandomizer, PK_ERROR_BOUND};
 pub use wire::{Answer, Query, MAGIC, VERSION};

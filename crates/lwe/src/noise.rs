@@ -7,8 +7,8 @@
 //!   s_j ∈ {−1, 0, 1}: by Hoeffding's inequality |Σ r_j s_j| ≤ √(n·ln(2/p)/2) except with
 //!   probability p = 2^-64 per score.
 //! - re-randomisation (`crate::public`) adds an encryption of zero, whose phase
-//!   (e·u)_0 + e0 + (e1·s)_0 is at most 20·(2n + 1) always (tail-cut draws, ternary u and s),
-//!   and a flood of at most 2^flood_bits.
+//!   (e·u)_0 + e0 + (e1·s)_0 is at most 21·n + 20·(n + 1) always (the public key's binomial
+//!   error ≤ 21, tail-cut Gaussians ≤ 20, ternary u and s), and a flood of at most 2^flood_bits.
 
 /// Largest |e| the tail-cut sampler draws (6σ = 19.2).
 pub const FRESH_BOUND: f64 = 20.0;
@@ -35,7 +35,7 @@ pub fn answer_log_q(rows: &[Vec<i64>], n: usize, log_q: u32, max_error: f64) -> 
 
 /// Bound on the phase of one re-randomising encryption of zero (integer units at q).
 pub fn zero_bound(n: usize) -> f64 {
-    FRESH_BOUND * (2 * n + 1) as f64
+    crate::public::PK_ERROR_BOUND as f64 * n as f64 + FRESH_BOUND * (n + 1) as f64
 }
 
 /// [`score_error_bound`] for a re-randomised answer: plus the encryption of zero and the

@@ -6,8 +6,9 @@
 //! is pseudorandom even to the holder of s, which hides Σ v_i·a_i.
 //!
 //! - Key: (b, a) with a ∈ Z_q[X]/(X^n + 1) expanded from a 32-byte seed and b = −a·s + e
-//!   (s the LWE secret read as a polynomial, e Gaussian). On the wire: the seed and n words
-//!   of b (n = 2048, q = 2^53: 13,646 bytes).
+//!   (s the LWE secret read as a polynomial, e centered binomial, |e| ≤ 21), both derived
+//!   from the secret key's seed, so one secret key has one public key. On the wire: the
+//!   seed and n words of b (n = 2048, q = 2^53: 13,646 bytes).
 //! - Encryption of zero: u ternary, e0, e1 Gaussian, all fresh from the OS-seeded CSPRNG:
 //!   c0 = b·u + e0, c1 = a·u + e1, so c0 + c1·s = e·u + e0 + e1·s. Coefficient extraction
 //!   reads coefficient 0 as an LWE sample under s: a'_0 = −c1_0, a'_k = c1_(n−k), b' = c0_0.
@@ -119,15 +120,42 @@ pub fn zero_sampler() -> Sampler {
     Sampler::new(SIGMA)
 }
 
-/// Makes b = −a·s + e for a fresh seed (client side).
+/// Largest |e| of the public key's error: a centered binomial of 2·21 bits (σ = √10.5 ≈ 3.24).
+pub const PK_ERROR_BOUND: i64 = 21;
+
+/// Makes b = −a·s + e (client side), deterministically from the secret key's seed: the seed
+/// of a and the error are hashes of it under their own domain tags, so one secret key has
+/// one public key, and a server can refuse another one registered under its key id. The
+/// error is a centered binomial (the Gaussian sampler is OS-seeded only): popcounts of 21
+/// random bits minus 21 more, constant time.
 #[cfg(feature = "secret-key")]
-pub(crate) fn generate(params: Params, key_id: [u8; 32], s: &[i64]) -> PublicKey {
-    let seed = ring::sampling::fresh_seed();
+pub(crate) fn generate(params: Params, key_id: [u8; 32], secret_seed: &[u8; 32], s: &[i64]) -> PublicKey {
+    use sha2::{Digest, Sha256};
+    let derive = |tag: &[u8]| -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(tag);
+        h.update([params.log_n() as u8, params.log_q() as u8]);
+        h.update(secret_seed);
+        h.finalize().into()
+    };
+    let seed = derive(b"heinfer lwe public key a v1");
+    let mut e_seed = derive(b"heinfer lwe public key e v1");
     let mut a = Vec::new();
     expand_a(params, seed, 1, |_, v| a = v.to_vec());
-    let mut e = Sampler::new(SIGMA).gaussian(params.n());
+    let mut rng = Sampler::from_seed(e_seed);
+    let mut bytes = vec![0u8; params.n() * 6];
+    rng.fill_bytes(&mut bytes);
+    let mut e: Vec<i64> = bytes
+        .chunks_exact(6)
+        .map(|c| {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], 0, 0]);
+            (w & 0x1f_ffff).count_ones() as i64 - ((w >> 21) & 0x1f_ffff).count_ones() as i64
+        })
+        .collect();
     let as_ = mul_ternary(&a, s);
     let b = as_.iter().zip(&e).map(|(&x, &e)| (e as u64).wrapping_sub(x) & params.mask()).collect();
     e.zeroize();
+    bytes.zeroize();
+    e_seed.zeroize();
     PublicKey { params, key_id, seed, b }
 }

@@ -170,6 +170,10 @@ fn public_keys_of_another_key_or_other_parameters_or_bad_bytes_are_refused() {
     let e = evaluate_rerandomized(p, &q, &w, &[0], 40, &good.clone().expand(), 51).unwrap_err();
     assert!(matches!(e, LweError::Invalid { field: "flooding width", .. }));
 
+    // one secret key, one public key: derived from the seed, not drawn afresh
+    assert_eq!(sk.public_key(p).unwrap(), good);
+    let again = SecretKey::from_bytes(&sk.to_bytes()).unwrap();
+    assert_eq!(again.public_key(p).unwrap(), good);
     let bytes = good.to_bytes();
     assert_eq!(bytes.len(), 14 + 64 + 2048 * 53 / 8, "a public key is 13,646 bytes at n = 2048, q = 2^53");
     assert_eq!(PublicKey::from_bytes(&bytes).unwrap(), good);

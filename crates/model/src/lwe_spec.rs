@@ -78,7 +78,10 @@ impl LweSpec {
             return bad(format!("input bound 2^{} does not fit q = 2^{}", self.input_bound_bits, self.log_q));
         }
         if self.flood_bits > 0 && (!self.rerandomize || self.flood_bits + 2 >= self.log_q) {
-            return bad(format!("a flood of 2^{} needs re-randomisation and room below q = 2^{}", self.flood_bits, self.log_q));
+            return bad(format!(
+                "a flood of 2^{} needs re-randomisation and room below q = 2^{}",
+                self.flood_bits, self.log_q
+            ));
         }
         if !(self.error_bound.is_finite() && self.error_bound >= 0.0) {
             return bad("error bound is not a finite non-negative number".into());

@@ -125,8 +125,9 @@ impl LweService {
                     .into(),
             ));
         }
-        let key = PublicKey::from_bytes(bytes)
-            .map_err(|e| ServiceError::LweKey(format!("EVALUATION_KEYS is not an LWE public key this model accepts: {e}")))?;
+        let key = PublicKey::from_bytes(bytes).map_err(|e| {
+            ServiceError::LweKey(format!("EVALUATION_KEYS is not an LWE public key this model accepts: {e}"))
+        })?;
         if key.params != self.params {
             return Err(ServiceError::LweKey(format!(
                 "EVALUATION_KEYS is not an LWE public key this model accepts: {}",
@@ -140,8 +141,17 @@ impl LweService {
             )));
         }
         let id = key.key_id;
-        if self.lookup(&id).is_some_and(|k| *k.key() == key) {
-            return Ok(KeyId(id));
+        if let Some(k) = self.lookup(&id) {
+            if *k.key() == key {
+                return Ok(KeyId(id));
+            }
+            // One secret key has one public key (derived from its seed): another one under a
+            // registered id is someone else's, and would spoil that client's answers.
+            return Err(ServiceError::LweKey(format!(
+                "another public key is already registered for key id {}: a secret key has one public key; \
+                 send the one `heinfer keygen` wrote for it (or make a new secret key)",
+                KeyId(id)
+            )));
         }
         let r = Arc::new(key.expand());
         let mut g = self.lock();
