@@ -105,7 +105,8 @@ impl LweService {
 
     fn no_keys() -> ServiceError {
         ServiceError::WrongScheme(
-            "this model is seeded LWE and takes no keys: send the query alone in ENCRYPTED_INPUT \
+            "this model is seeded LWE compiled before answers were re-randomised, and takes no keys: send the \
+             query alone in ENCRYPTED_INPUT \
              (EVALUATION_KEYS must be absent)"
                 .into(),
         )
