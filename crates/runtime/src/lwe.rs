@@ -231,3 +231,89 @@ impl LweService {
         Ok(Response { ciphertexts: vec![answer.to_bytes()], key_id: id, dp: None })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{LinearInput, LinearOutput, LinearSpec, LweSpec, Scheme};
+
+    fn model(rerandomize: bool) -> PaillierModel {
+        let lwe = LweSpec {
+            log_n: 11,
+            log_q: 53,
+            answer_log_q: 40,
+            input_frac_bits: vec![10, 10],
+            input_bound_bits: 20,
+            error_bound: 1.0,
+            negated: Vec::new(),
+            rerandomize,
+            flood_bits: if rerandomize { 8 } else { 0 },
+        };
+        PaillierModel {
+            name: "t".into(),
+            client: LinearSpec {
+                version: model::linear::LINEAR_SPEC_VERSION,
+                scheme: Scheme::Lwe,
+                model: "t".into(),
+                min_modulus_bits: 0,
+                input: LinearInput { name: "x".into(), shape: vec![2], frac_bits: 0 },
+                output: LinearOutput { name: "y".into(), shape: vec![1], frac_bits: 20, final_name: "y".into() },
+                lwe: Some(lwe),
+                postprocess: Vec::new(),
+            },
+            layers: Vec::new(),
+            weight_frac_bits: 20,
+            weights: vec![vec![3, -2]],
+            bias: vec!["5".into()],
+            report: String::new(),
+        }
+    }
+
+    fn service(rerandomize: bool) -> LweService {
+        LweService::new(model(rerandomize), Arc::new(KeyStore::new(1 << 20, None).unwrap())).unwrap()
+    }
+
+    fn infer(s: &LweService, q: &[u8], keys: Option<&[u8]>) -> Result<Response, ServiceError> {
+        s.infer_cancellable(
+            Request { ciphertexts: vec![q], key_id: None, evaluation_keys: keys },
+            &AtomicBool::new(false),
+        )
+    }
+
+    #[test]
+    fn a_rerandomizing_model_needs_the_public_key_and_keeps_the_first() {
+        let p = Params::default_128();
+        let sk = lwe::SecretKey::generate(p);
+        let q = sk.encrypt(p, &[1000, 7]).unwrap().to_bytes();
+        let s = service(true);
+        let e = infer(&s, &q, None).err().expect("no public key registered");
+        assert!(e.to_string().contains("no LWE public key is registered"), "{e}");
+        let pk = sk.public_key(p).unwrap().to_bytes();
+        let out = infer(&s, &q, Some(&pk)).unwrap();
+        let a = lwe::Answer::from_bytes(&out.ciphertexts[0]).unwrap();
+        let got = sk.decrypt(&a).unwrap()[0] as f64 * 2f64.powi(13);
+        let bound = lwe::noise::rerandomized_error_bound(&[3, -2], 2048, 53, 40, 8);
+        assert!((got - (3.0 * 1000.0 - 14.0 + 5.0)).abs() <= bound, "{got}");
+        // registered: the next query needs no keys; another public key under this id is refused
+        assert!(infer(&s, &q, None).is_ok());
+        let mut other = pk.clone();
+        other[100] ^= 1;
+        let e = infer(&s, &q, Some(&other)).err().expect("another key under the id");
+        assert!(e.to_string().contains("already registered"), "{e}");
+        assert_eq!(s.registered(), 1);
+    }
+
+    #[test]
+    fn a_key_free_model_compiled_before_rerandomization_is_served_as_before() {
+        let p = Params::default_128();
+        let sk = lwe::SecretKey::generate(p);
+        let q = sk.encrypt(p, &[1000, 7]).unwrap().to_bytes();
+        let s = service(false);
+        let out = infer(&s, &q, None).unwrap();
+        let a = lwe::Answer::from_bytes(&out.ciphertexts[0]).unwrap();
+        let got = sk.decrypt(&a).unwrap()[0] as f64 * 2f64.powi(13);
+        assert!((got - 2991.0).abs() <= lwe::noise::score_error_bound(&[3, -2], 2048, 53, 40));
+        let e = infer(&s, &q, Some(&sk.public_key(p).unwrap().to_bytes())).err().expect("keys refused");
+        assert!(e.to_string().contains("takes no keys"), "{e}");
+    }
+}
