@@ -11,7 +11,8 @@ got = [json.loads(line)["class"] for line in open(f"{d}/heinfer_decrypt.jsonl")]
 clear = np.load(f"{d}/clear_pred.npy")[:len(got)]
 rows = {"heinfer_lwe": {
     "fhe_ms": run["ms_per_sample"]["evaluate"], "encrypt_ms": run["ms_per_sample"]["encrypt"],
-    "decrypt_ms": run["ms_per_sample"]["decrypt"], "key_bytes": 0, "query_bytes": run["bytes"]["query"],
+    "decrypt_ms": run["ms_per_sample"]["decrypt"], "key_bytes": run["bytes"].get("evaluation_keys", 0),
+    "query_bytes": run["bytes"]["query"],
     "answer_bytes": run["bytes"]["result"], "agreement": float(np.mean(np.array(got) == clear)),
     "samples": len(got)}}
 try:

@@ -364,7 +364,7 @@ class Client:
         spec_json = spec if isinstance(spec, str) and spec.lstrip().startswith("{") else client_spec_from_config(spec)
         scheme = _native.spec_scheme(spec_json) if hasattr(_native, "spec_scheme") else "ckks"
         if scheme != "ckks":
-            cls = {"paillier": "PaillierClient", "bgv": "BgvClient"}.get(scheme)
+            cls = {"paillier": "PaillierClient", "bgv": "BgvClient", "lwe": "LweClient"}.get(scheme)
             raise SpecError(f"this is a {scheme} model's client spec; heinfer.Client serves CKKS models (layout L): "
                             f"use heinfer.client_for(spec){f' or heinfer.{cls}' if cls else ''}")
         self._session = _session if _session is not None else _native.Session.generate(spec_json)
@@ -949,6 +949,7 @@ class ClientAided:
 
 # Paillier, BGV and CKKS layout T clients, and the factory that picks one (heinfer/schemes.py);
 # imported last: it builds on the tritonclient glue above.
-from .schemes import BatchClient, BgvClient, PaillierClient, choose_layout, client_for, spec_scheme  # noqa: E402
+from .schemes import (BatchClient, BgvClient, LweClient, PaillierClient, choose_layout, client_for,  # noqa: E402
+                      spec_scheme)
 
-__all__ += ["client_for", "choose_layout", "spec_scheme", "PaillierClient", "BgvClient", "BatchClient"]
+__all__ += ["client_for", "choose_layout", "spec_scheme", "PaillierClient", "BgvClient", "BatchClient", "LweClient"]

@@ -2,6 +2,10 @@
 
 * :class:`PaillierClient` — Paillier linear models (``--scheme paillier``): one sample per
   request; the public key is the ``EVALUATION_KEYS`` element; scores exact in fixed point.
+* :class:`LweClient` — seeded-LWE linear models (``--scheme lwe``): one sample per request,
+  a 277 B query for 30 inputs; the client's 13.6 KB RLWE public key is the
+  ``EVALUATION_KEYS`` element (sent once), under which the server re-randomises answers so
+  they do not reveal the weights; scores within the spec's stated ``error_bound``.
 * :class:`BgvClient` — BGV integer models (``--scheme bgv --quantize BITS``): a batch of up
   to N samples per request (one ciphertext per feature); outputs exact integers.
 * :class:`BatchClient` — a CKKS model's layout T: a batch of up to ``max_batch`` samples per
@@ -207,6 +211,50 @@ class PaillierClient(_SchemeClient):
         return self.decrypt(outputs, postprocess).reshape(1, -1)
 
 
+class LweClient(_SchemeClient):
+    """A seeded-LWE linear model's client: a 32-byte secret key, one sample per request
+    (the query: a 32-byte seed and one 53-bit word per input), the RLWE public key as
+    ``EVALUATION_KEYS`` (registered with the first request; empty for a model compiled
+    before answers were re-randomised), scores decrypted within the spec's ``error_bound``."""
+
+    _native_class = _native.LweSession
+    scheme = "lwe"
+    layout = "L"
+
+    @property
+    def error_bound(self) -> float:
+        """Bound on |decrypted score − fixed-point score| the compiler promises."""
+        return float(self._spec["lwe"]["error_bound"])
+
+    def encrypt(self, x: Any) -> List[bytes]:
+        """ONE sample → the elements of ``ENCRYPTED_INPUT`` (one: the seeded query)."""
+        a = self._rows(x)
+        if len(a) != 1:
+            raise InputError(f"{len(a)} samples: encrypt takes one (use encrypt_batch or infer)")
+        return self.encrypt_batch(a)
+
+    def encrypt_batch(self, xs: Any) -> List[bytes]:
+        """At most one sample (an LWE request holds one): its ``ENCRYPTED_INPUT`` elements."""
+        a = self._rows(xs)
+        if len(a) != 1:
+            raise InputError(f"{len(a)} samples: an LWE request holds one sample (infer sends one per sample)")
+        return self._session.encrypt_rows(a.reshape(-1), 1)[0]
+
+    def infer_inputs(self, x: Any, protocol: Any = "http", send_keys: bool = False) -> List[Any]:
+        # a key-free model takes no EVALUATION_KEYS at all
+        return super().infer_inputs(x, protocol, send_keys=send_keys and bool(self.evaluation_keys))
+
+    def decrypt(self, outputs: Any, postprocess: bool = False) -> np.ndarray:
+        """``ENCRYPTED_OUTPUT`` → the scores (float64, 1-D), post-processed if asked."""
+        y = self._session.decrypt(_output_elements(outputs))
+        return np.asarray(self._session.postprocess(y) if postprocess else y, dtype=np.float64)
+
+    def decrypt_batch(self, outputs: Any, samples: int = 1, postprocess: bool = False) -> np.ndarray:
+        if samples != 1:
+            raise InputError("an LWE answer holds one sample")
+        return self.decrypt(outputs, postprocess).reshape(1, -1)
+
+
 class _BatchedClient(_SchemeClient):
     """Clients whose request holds a batch (one ciphertext per feature, sample j in slot j)."""
 
@@ -290,13 +338,14 @@ def choose_layout(spec: Any, samples: int, bytes_per_s: float = DEFAULT_BYTES_PE
 def client_for(spec: Any, *, layout: str = "auto", samples: int = 1, bytes_per_s: float = DEFAULT_BYTES_PER_S,
                secret_key_path: Optional[PathLike] = None, model_name: Optional[str] = None) -> Any:
     """The client for any heinfer model: :class:`heinfer.Client` (CKKS layout L),
-    :class:`BatchClient` (CKKS layout T), :class:`PaillierClient` or :class:`BgvClient`.
+    :class:`BatchClient` (CKKS layout T), :class:`PaillierClient`, :class:`LweClient` or
+    :class:`BgvClient`.
 
     ``spec``: what :func:`heinfer.client_spec_from_config` accepts (a tritonclient model
     config, a model directory, the spec JSON). ``layout``: ``"auto"`` picks, for a CKKS
     model, the cheapest layout for ``samples`` samples (the choice and its figures are in
     the client's ``layout_reason``); ``"L"`` or ``"T"`` forces one. Paillier models have
-    one sample per request (L) and BGV models a batch (T); asking them for the other
+    and LWE models one sample per request (L) and BGV models a batch (T); asking them for the other
     layout raises :class:`SpecError`. ``secret_key_path``: load a saved key instead of
     making one.
     """
@@ -311,8 +360,8 @@ def client_for(spec: Any, *, layout: str = "auto", samples: int = 1, bytes_per_s
         else:
             why = f"layout {want} (asked for)"
         cls: Any = BatchClient if want == "T" else Client
-    elif scheme in ("paillier", "bgv"):
-        cls = PaillierClient if scheme == "paillier" else BgvClient
+    elif scheme in ("paillier", "bgv", "lwe"):
+        cls = {"paillier": PaillierClient, "bgv": BgvClient, "lwe": LweClient}[scheme]
         if want not in ("auto", cls.layout):
             raise SpecError(f"a {scheme} model has layout {cls.layout} only, not {want}: pass layout='auto'")
         why = f"{scheme} model: layout {cls.layout} (its only one)"

@@ -12,6 +12,7 @@
 //!   GIL released.
 
 mod aggregate;
+mod lwe_client;
 mod schemes;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

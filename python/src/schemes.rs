@@ -42,16 +42,16 @@ impl From<client::BgvSessionError> for Failure {
 }
 
 /// The spec of `scheme`, or a SpecError naming the class for the scheme it is.
-fn any_spec(spec_json: &str) -> Result<model::AnySpec, Failure> {
+pub(crate) fn any_spec(spec_json: &str) -> Result<model::AnySpec, Failure> {
     model::AnySpec::from_json(spec_json).map_err(|e| Failure(Kind::Spec, e.to_string()))
 }
 
-fn wrong_scheme(want: &str, got: model::Scheme) -> Failure {
+pub(crate) fn wrong_scheme(want: &str, got: model::Scheme) -> Failure {
     let class = match got {
         model::Scheme::Ckks => "heinfer.Client (layout L) or heinfer.BatchClient (layout T)",
         model::Scheme::Paillier => "heinfer.PaillierClient",
         model::Scheme::Bgv => "heinfer.BgvClient",
-        model::Scheme::Lwe => "the CLI (heinfer keygen/encrypt/decrypt: the SDK has no LWE client yet)",
+        model::Scheme::Lwe => "heinfer.LweClient",
     };
     Failure(
         Kind::Spec,
@@ -81,7 +81,7 @@ fn ckks_spec(spec_json: &str) -> Result<model::ClientSpec, Failure> {
 }
 
 /// `rows` samples of `n` values from a float64 buffer.
-fn rows_of(py: Python<'_>, x: &Bound<'_, PyAny>, rows: usize, n: usize) -> PyResult<Vec<f64>> {
+pub(crate) fn rows_of(py: Python<'_>, x: &Bound<'_, PyAny>, rows: usize, n: usize) -> PyResult<Vec<f64>> {
     let buf = PyBuffer::<f64>::get(x)
         .map_err(|e| Failure(Kind::Input, format!("the input must be a float64 buffer: {e}")).into_py(py))?;
     let data = buf.to_vec(py)?;
@@ -93,11 +93,11 @@ fn rows_of(py: Python<'_>, x: &Bound<'_, PyAny>, rows: usize, n: usize) -> PyRes
     Ok(data)
 }
 
-fn elements(py: Python<'_>, outputs: &[Bound<'_, PyAny>]) -> PyResult<Vec<Vec<u8>>> {
+pub(crate) fn elements(py: Python<'_>, outputs: &[Bound<'_, PyAny>]) -> PyResult<Vec<Vec<u8>>> {
     outputs.iter().enumerate().map(|(i, o)| element_bytes(i, o)).collect::<Result<_, _>>().map_err(|f| f.into_py(py))
 }
 
-fn py_bytes<'py>(py: Python<'py>, v: &[Vec<u8>]) -> Vec<Bound<'py, PyBytes>> {
+pub(crate) fn py_bytes<'py>(py: Python<'py>, v: &[Vec<u8>]) -> Vec<Bound<'py, PyBytes>> {
     v.iter().map(|b| PyBytes::new(py, b)).collect()
 }
 
@@ -338,6 +338,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PaillierSession>()?;
     m.add_class::<BgvSession>()?;
     m.add_class::<BatchSession>()?;
+    crate::lwe_client::register(m)?;
     m.add_function(wrap_pyfunction!(spec_scheme, m)?)?;
     m.add_function(wrap_pyfunction!(choose_layout, m)?)?;
     Ok(())

@@ -1,11 +1,14 @@
 """Seeded LWE end to end: the breast-cancer logistic regression (scaler folded) compiled with
 `--scheme lwe`, served by real Triton and by `heinfer serve` through the same tensors as every
-model, used with the CLI's client commands (keygen, encrypt, decrypt) and tritonclient.
+model, used with the CLI's client commands (keygen, encrypt, decrypt), tritonclient and the
+Python SDK (heinfer.LweClient, over HTTP and gRPC).
 
 Asserted: agreement with onnxruntime (compiler's report on the whole test split, and the
 served answers), query and answer bytes below Concrete ML 1.9's figures for this model
-(984 B and 11 KB, issue 22), no keys at all, and refusals with clear messages for a query
-under other parameters, of the wrong length, cut short, or sent with keys — the server
+(984 B and 11 KB, issue 22), a 13,646 B public key registered once in EVALUATION_KEYS (answers
+are re-randomised under it), and refusals with clear messages for a query under other
+parameters, of the wrong length, cut short, under a key with no public key registered, and for
+public keys of another scheme, other parameters, another key or cut short — the server
 answering good queries afterwards."""
 import json
 import os
@@ -20,6 +23,7 @@ from conftest import start_heinfer, start_triton, SERVERS
 
 SAMPLES = 24
 CONCRETE_QUERY_BYTES, CONCRETE_ANSWER_BYTES = 984, 11 * 1024
+PUBLIC_KEY_BYTES = 14 + 64 + 2048 * 53 // 8  # seed + n words of b at 53 bits
 NAME = "cancer_lwe"
 
 
@@ -81,7 +85,9 @@ def test_compile_report_states_the_bound_and_agrees_with_onnxruntime(repo):
     assert lwe["log_n"] == 11 and lwe["log_q"] <= 53 and 20 <= lwe["answer_log_q"] < lwe["log_q"], lwe
     assert 0 < lwe["error_bound"] <= 1e-3, lwe
     assert "precision" in r["report"] and "modulus switch" in r["report"], r["report"]
-    assert "solve for the integer weights" in r["report"]  # the model is not hidden from clients: said plainly
+    # answers are re-randomised under the client's public key, with a flood the bound accounts for
+    assert lwe["rerandomize"] is True and lwe["flood_bits"] > 0, lwe
+    assert "re-randomised answers" in r["report"] and "not flooded at 2^-40" in r["report"], r["report"]
 
 
 def test_run_within_the_bound(heinfer_bin, repo, keys, cancer):
@@ -92,7 +98,7 @@ def test_run_within_the_bound(heinfer_bin, repo, keys, cancer):
     assert s["scheme"] == "lwe" and s["within_bound"] == 40, s
     assert s["max_error"] <= s["error_bound"], s
     assert s["bytes"]["query"] < CONCRETE_QUERY_BYTES and s["bytes"]["result"] < CONCRETE_ANSWER_BYTES, s
-    assert s["bytes"]["evaluation_keys"] == 0
+    assert s["bytes"]["evaluation_keys"] == PUBLIC_KEY_BYTES and s["rerandomized"] is True, s
 
 
 @pytest.fixture(scope="module", params=SERVERS)
@@ -137,14 +143,14 @@ def _queries(heinfer_bin, repo, sk, cancer, d, n):
 def test_served_end_to_end(heinfer_bin, server, repo, keys, cancer, tmp_path):
     import onnxruntime as ort
     sk, pk, key_id = keys
-    assert os.path.getsize(pk) == 0  # no keys to send
+    assert os.path.getsize(pk) == PUBLIC_KEY_BYTES  # the public key, sent once
     queries = _queries(heinfer_bin, repo, sk, cancer, tmp_path / "q", SAMPLES)
     rdir = tmp_path / "r"
     rdir.mkdir()
     results = []
     for i, q in enumerate(queries):
         assert len(q) < CONCRETE_QUERY_BYTES, len(q)
-        out = bytes(_infer(server, q, key_id)[0])
+        out = bytes(_infer(server, q, key_id, open(pk, "rb").read() if i == 0 else None)[0])
         assert len(out) < CONCRETE_ANSWER_BYTES, len(out)
         f = rdir / f"result_{i:05}.hect"
         f.write_bytes(_container(2, [out]))
@@ -162,8 +168,10 @@ def test_served_end_to_end(heinfer_bin, server, repo, keys, cancer, tmp_path):
 
 def test_bad_queries_refused_and_server_lives_on(heinfer_bin, server, repo, keys, cancer, tmp_path):
     import tritonclient.utils as tu
-    sk, _, key_id = keys
+    sk, pk, key_id = keys
     q = _queries(heinfer_bin, repo, sk, cancer, tmp_path / "q.hect", 1)[0]
+    pk = open(pk, "rb").read()
+    _infer(server, q, key_id, pk)  # registered (whatever ran before)
 
     def refused(query, words, kid=key_id, keys_=None):
         with pytest.raises(tu.InferenceServerException) as e:
@@ -188,8 +196,63 @@ def test_bad_queries_refused_and_server_lives_on(heinfer_bin, server, repo, keys
     short = bytearray(q[:78] + bytes((29 * 53 + 7) // 8))
     short[10:14] = struct.pack("<I", 29)
     refused(bytes(short), ["30 inputs", "29"])
-    # Another key's id in KEY_ID, and keys sent to a model that takes none.
+    # Another key's id in KEY_ID.
     refused(q, ["KEY_ID"], kid="ab" * 32)
-    refused(q, ["takes no keys"], keys_=b"HEPA" + bytes(100))
+    # Public keys: another scheme's, cut short, one byte too many, other parameters (q = 2^40).
+    refused(q, ["not an LWE public key"], keys_=b"HEPA" + bytes(100))
+    refused(q, ["truncated"], keys_=pk[:-5])
+    refused(q, ["unexpected bytes"], keys_=pk + b"\0")
+    pk40 = bytearray(pk[:78] + bytes(2048 * 40 // 8))
+    pk40[8] = 40
+    refused(q, ["q = 2^40", "client spec"], keys_=bytes(pk40))
+    # Another public key under this key's id (a client's public key is one, derived from its secret).
+    forged = bytearray(pk)
+    forged[200] ^= 1
+    refused(q, ["already registered"], keys_=bytes(forged))
+    # A query under a key whose public key was never registered, and with another key's public key.
+    sk2, pk2 = str(tmp_path / "other.sk"), str(tmp_path / "other.keys")
+    kid2 = subprocess.run([heinfer_bin, "keygen", os.path.join(repo[0], NAME), "--secret-key", sk2, "--keys-out",
+                           pk2], capture_output=True, text=True, check=True).stdout.strip()
+    q2 = _queries(heinfer_bin, repo, sk2, cancer, tmp_path / "q2.hect", 1)[0]
+    refused(q2, ["no LWE public key is registered", "EVALUATION_KEYS"], kid=kid2)
+    refused(q2, ["public key of"], kid=kid2, keys_=pk)
+    assert len(bytes(_infer(server, q2, kid2, open(pk2, "rb").read())[0])) < CONCRETE_ANSWER_BYTES
     # The server still answers.
     assert len(bytes(_infer(server, q, key_id)[0])) < CONCRETE_ANSWER_BYTES
+
+
+def test_python_sdk_lwe_client_over_http_and_grpc(server, repo, keys, cancer):
+    """heinfer.client_for on the model directory returns an LweClient over the CLI's key file;
+    its public key is registered with its first request (HTTP), later ones (gRPC too) name the
+    key id only; classes and probabilities agree with onnxruntime; bad input is refused."""
+    import heinfer
+    import onnxruntime as ort
+    import tritonclient.grpc as grpc
+    import tritonclient.http as http
+    sk, _, key_id = keys
+    model = os.path.join(repo[0], NAME)
+    c = heinfer.client_for(model, secret_key_path=sk)
+    assert isinstance(c, heinfer.LweClient) and c.key_id == key_id, c
+    assert c.evaluation_keys == open(keys[1], "rb").read()  # one secret key, one public key
+    assert 0 < c.error_bound <= 1e-3
+    assert len(c.encrypt(np.load(cancer["test"])[0])[0]) < CONCRETE_QUERY_BYTES
+    n = 8
+    x = np.load(cancer["test"])[:n]
+    s = ort.InferenceSession(cancer["onnx"], providers=["CPUExecutionProvider"])
+    ref_labels, ref_probs = s.run(None, {s.get_inputs()[0].name: x})
+    probs = np.concatenate([
+        c.infer(http.InferenceServerClient(server.http_url, network_timeout=120), x[:n // 2], postprocess=True),
+        c.infer(grpc.InferenceServerClient(server.grpc_url), x[n // 2:], postprocess=True)])
+    assert np.allclose(probs, ref_probs, atol=1e-3), (probs, ref_probs)
+    assert (probs.argmax(axis=1) == ref_labels).all()
+    # A fresh SDK key: its first request carries its public key, so the server answers it.
+    fresh = heinfer.LweClient(model)
+    assert fresh.key_id != key_id
+    y = fresh.infer(http.InferenceServerClient(server.http_url, network_timeout=120), x[:1], postprocess=True)
+    assert np.allclose(y, ref_probs[:1], atol=1e-3)
+    with pytest.raises(heinfer.InputError):
+        c.encrypt(x[0, :29])
+    with pytest.raises(heinfer.InputError, match="outside the range"):
+        c.encrypt(x[0] * 1e6)
+    with pytest.raises(heinfer.SpecError, match="layout L only"):
+        heinfer.client_for(model, layout="T", secret_key_path=sk)

@@ -90,18 +90,20 @@ def test_compile_report_states_precision_and_agrees_with_onnxruntime(paillier_re
 
 
 def test_auto_costs_paillier_and_says_why(heinfer_bin, cancer):
-    # auto now picks seeded LWE for this model (fewer bytes, no keys: test_lwe.py); Paillier is costed beside it.
+    # auto now picks seeded LWE for this model (fewer bytes counting its 13.6 KB public key: test_lwe.py);
+    # Paillier is costed beside it.
     r = json.loads(compile_(heinfer_bin, cancer, cancer["dir"] / "auto", "auto").stdout)
     c = r["choice"]
     assert c["chosen"] == "lwe" and "Paillier" in c["reason"], c
-    assert "no keys" in c["reason"], c
+    assert "public key registered once" in c["reason"] and "re-randomised" in c["reason"], c
     by = {x["scheme"]: x for x in c["candidates"]}
     assert by["ckks"]["cannot"] is None and by["paillier"]["cannot"] is None
     assert "--quantize" in by["bgv"]["cannot"]
     assert by["paillier"]["key_bytes"] < 1000 < by["ckks"]["key_bytes"]
     assert by["paillier"]["answer_bytes"] < by["ckks"]["answer_bytes"]
-    assert by["lwe"]["key_bytes"] == 0 and by["lwe"]["cannot"] is None
-    assert by["lwe"]["query_bytes"] + by["lwe"]["answer_bytes"] < by["paillier"]["query_bytes"] + by["paillier"]["answer_bytes"]
+    assert by["lwe"]["key_bytes"] == 13646 and by["lwe"]["cannot"] is None
+    total = {s: by[s]["query_bytes"] + by[s]["answer_bytes"] + by[s]["key_bytes"] for s in ("lwe", "paillier")}
+    assert total["lwe"] < total["paillier"], total
 
 
 def test_auto_keeps_a_ckks_protection_asked_for(heinfer_bin, cancer):

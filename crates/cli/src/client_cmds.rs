@@ -188,7 +188,7 @@ pub fn evaluate(model: &Path, keys: &Path, queries: &[PathBuf], out: &Path) -> R
     let hem = find_hem(model);
     let service = runtime::load_model(&hem, None, Arc::new(store)).map_err(|e| e.to_string())?.service;
     let bundle = read(keys)?;
-    // An LWE model takes no keys (its keys file is empty): nothing to register or name.
+    // A key-free LWE model (compiled before re-randomisation) has an empty keys file: nothing to register.
     let hex = if service.scheme() == model::Scheme::Lwe && bundle.is_empty() {
         None
     } else {

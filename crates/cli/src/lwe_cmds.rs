@@ -1,7 +1,8 @@
 //! The client commands (`keygen`, `encrypt`, `decrypt`, `run`) for a seeded-LWE linear
-//! model: the same files and tensors as for the other schemes, except that there are no
-//! keys to send — `keygen` writes an empty "evaluation keys" file so that scripts keep
-//! their shape, and `evaluate` registers nothing.
+//! model: the same files and tensors as for the other schemes. The "evaluation keys" file
+//! `keygen` writes is the client's seeded RLWE public key (13.6 KB) for a model that
+//! re-randomises its answers, and empty for an older key-free one (`evaluate` then
+//! registers nothing).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +18,8 @@ fn session(spec: LinearSpec, secret_key: &Path) -> Result<LweSession, String> {
     LweSession::load(spec, secret_key).map_err(|e| e.to_string())
 }
 
-/// `heinfer keygen` on an LWE model: a 32-byte secret key to a new 0600 file, and an empty
-/// keys file (the server takes no key).
+/// `heinfer keygen` on an LWE model: a 32-byte secret key to a new 0600 file, and the public
+/// key to register (empty for a key-free model).
 pub fn keygen(spec: LinearSpec, secret_key: &Path, keys_out: &Path, reuse: bool, json: bool) -> Result<(), String> {
     let s = if reuse {
         session(spec, secret_key)?
@@ -30,21 +31,33 @@ pub fn keygen(spec: LinearSpec, secret_key: &Path, keys_out: &Path, reuse: bool,
         s.save_secret(secret_key).map_err(|e| e.to_string())?;
         s
     };
-    std::fs::write(keys_out, b"").map_err(|e| format!("cannot write {}: {e}", keys_out.display()))?;
+    let pk = s.public_key().map_err(|e| e.to_string())?;
+    std::fs::write(keys_out, &pk).map_err(|e| format!("cannot write {}: {e}", keys_out.display()))?;
     let id = s.key_id_hex();
     if json {
         println!(
             "{}",
-            serde_json::json!({"scheme": "lwe", "key_id": id, "bundle_bytes": 0,
+            serde_json::json!({"scheme": "lwe", "key_id": id, "bundle_bytes": pk.len(),
                 "secret_key": secret_key, "keys_out": keys_out})
         );
     } else {
         println!("{id}");
-        eprintln!(
-            "LWE secret key: {} (mode 0600, keep it); nothing to send to the server (its keys file {} is empty)",
-            secret_key.display(),
-            keys_out.display()
-        );
+        if pk.is_empty() {
+            eprintln!(
+                "LWE secret key: {} (mode 0600, keep it); this model is key-free: nothing to send to the server \
+                 (its keys file {} is empty)",
+                secret_key.display(),
+                keys_out.display()
+            );
+        } else {
+            eprintln!(
+                "LWE secret key: {} (mode 0600, keep it); public key {} ({} B): register it once in \
+                 EVALUATION_KEYS, the server re-randomises every answer under it",
+                secret_key.display(),
+                keys_out.display(),
+                pk.len()
+            );
+        }
     }
     Ok(())
 }
@@ -108,6 +121,18 @@ pub fn run(
         Some(p) => session(spec.clone(), p)?,
         None => LweSession::generate(spec.clone()).map_err(|e| e.to_string())?,
     };
+    let pk = s.public_key().map_err(|e| e.to_string())?;
+    if !pk.is_empty() {
+        loaded.service.register(&pk).map_err(|e| e.to_string())?;
+    }
+    // the same evaluation without re-randomisation, timed beside it: what re-randomisation
+    // costs in time (its cost in answer bits is in the compile report)
+    let params = lwe::Params::new(lwe.log_n, lwe.log_q).map_err(|e| e.to_string())?;
+    let rows = lwe.answered(m.weights.len());
+    let plain_w: Vec<Vec<i64>> = rows.iter().map(|&j| m.weights[j].clone()).collect();
+    let plain_b: Vec<i64> =
+        rows.iter().map(|&j| m.bias[j].parse::<i64>().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+    let mut t_plain = 0.0;
     let (mut t_enc, mut t_eval, mut t_dec) = (0.0, 0.0, 0.0);
     let (mut within, mut correct, mut q_bytes, mut r_bytes, mut max_err) = (0usize, 0usize, 0usize, 0usize, 0.0f64);
     let n = s.input_len();
@@ -125,6 +150,10 @@ pub fn run(
             .infer(Request { ciphertexts: q.iter().map(|c| &c[..]).collect(), key_id: None, evaluation_keys: None })
             .map_err(|e| e.to_string())?;
         t_eval += t.elapsed().as_secs_f64();
+        let query = lwe::Query::from_bytes(&q[0]).map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        lwe::evaluate(params, &query, &plain_w, &plain_b, lwe.answer_log_q).map_err(|e| e.to_string())?;
+        t_plain += t.elapsed().as_secs_f64();
         r_bytes = out.ciphertexts.iter().map(Vec::len).sum();
         let t = Instant::now();
         let y = s.decrypt(&out.ciphertexts).map_err(|e| e.to_string())?;
@@ -153,9 +182,11 @@ pub fn run(
         "model": m.name, "scheme": "lwe", "samples": count,
         "within_bound": within, "error_bound": lwe.error_bound, "max_error": max_err,
         "accuracy": ys.map(|_| correct as f64 / c),
-        "ms_per_sample": {"encrypt": t_enc * 1e3 / c, "evaluate": t_eval * 1e3 / c, "decrypt": t_dec * 1e3 / c},
+        "rerandomized": lwe.rerandomize,
+        "ms_per_sample": {"encrypt": t_enc * 1e3 / c, "evaluate": t_eval * 1e3 / c, "decrypt": t_dec * 1e3 / c,
+            "evaluate_without_rerandomization": t_plain * 1e3 / c},
         "seconds": {"load": load_s},
-        "bytes": {"query": q_bytes, "result": r_bytes, "evaluation_keys": 0},
+        "bytes": {"query": q_bytes, "result": r_bytes, "evaluation_keys": pk.len()},
         "key_id": s.key_id_hex(),
     });
     if json {
@@ -174,10 +205,14 @@ pub fn run(
             println!("accuracy against the labels: {:.2}%", 100.0 * correct as f64 / c);
         }
         println!(
-            "per sample: encrypt {:.3} ms, evaluate {:.3} ms, decrypt {:.3} ms; query {q_bytes} B, answer {r_bytes} B, keys 0 B",
+            "per sample: encrypt {:.3} ms, evaluate {:.3} ms ({:.3} ms without re-randomisation), decrypt {:.3} ms; \
+             query {q_bytes} B, answer {r_bytes} B, keys {} B{}",
             t_enc * 1e3 / c,
             t_eval * 1e3 / c,
-            t_dec * 1e3 / c
+            t_plain * 1e3 / c,
+            t_dec * 1e3 / c,
+            pk.len(),
+            if lwe.rerandomize { " (the public key, once per client)" } else { " (key-free model)" }
         );
     }
     if within != count {

@@ -143,7 +143,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// encryption scheme: ckks (any network, approximate), paillier (linear models: no evaluation keys,
-        /// exact in fixed point), lwe (linear models: no keys at all, the smallest queries and answers, approximate
+        /// exact in fixed point), lwe (linear models: a 13.6 KB public key, the smallest queries and answers, approximate
         /// within a stated bound), bgv (exact integers; needs --quantize), or auto (costs each and says why)
         #[arg(long, default_value = "ckks")]
         scheme: compiler::SchemeRequest,

@@ -1,7 +1,9 @@
 //! The client of a seeded-LWE linear model (`model::LinearSpec` with `"scheme": "lwe"`): a
-//! 32-byte secret key (nothing to register: the server holds no key), a sample encoded per
-//! input in fixed point and encrypted as one seeded query (the one element of
-//! `ENCRYPTED_INPUT`), and the scores of `ENCRYPTED_OUTPUT` decrypted and decoded.
+//! 32-byte secret key, the seeded RLWE public key the server re-randomises answers under
+//! (13.6 KB, sent once in `EVALUATION_KEYS`, for models compiled with `rerandomize`; older
+//! key-free models take none), a sample encoded per input in fixed point and encrypted as one
+//! seeded query (the one element of `ENCRYPTED_INPUT`), and the scores of `ENCRYPTED_OUTPUT`
+//! decrypted and decoded.
 //!
 //! The secret key file is the lwe crate's (`HELW`, kind 3: the seed of s), written 0600 and
 //! never overwritten, as every secret key file is.
@@ -74,7 +76,23 @@ impl LweSession {
         &self.spec
     }
 
-    /// The key id queries carry (hex): `KEY_ID` may name it; nothing is registered.
+    /// Whether the server re-randomises answers, so that it needs [`Self::public_key`].
+    pub fn needs_public_key(&self) -> bool {
+        self.lwe.rerandomize
+    }
+
+    /// The bytes to register in `EVALUATION_KEYS`: the seeded RLWE public key of this secret
+    /// (derived from it: the same bytes every time, which the server holds to) for a
+    /// re-randomising model, nothing for a key-free one.
+    pub fn public_key(&self) -> Result<Vec<u8>, LweSessionError> {
+        if !self.lwe.rerandomize {
+            return Ok(Vec::new());
+        }
+        Ok(self.sk.public_key(self.params)?.to_bytes())
+    }
+
+    /// The key id queries carry (hex): `KEY_ID` may name it, and the public key is
+    /// registered under it.
     pub fn key_id_hex(&self) -> String {
         self.sk.key_id().iter().map(|b| format!("{b:02x}")).collect()
     }

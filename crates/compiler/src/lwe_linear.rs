@@ -26,12 +26,14 @@ const LOG_Q: u32 = 53;
 /// Calibration ranges are widened by this factor before inputs are refused.
 const RANGE_MARGIN: f64 = 4.0;
 /// Answer modulus assumed when costing before compiling.
-pub const EST_ANSWER_LOG_Q: usize = 35;
+pub const EST_ANSWER_LOG_Q: usize = 36;
 
 /// Bytes of a query of d values and of an answer of k scores at 2^answer_log_q.
 pub fn query_bytes(d: usize) -> usize {
     14 + 64 + (d * LOG_Q as usize).div_ceil(8)
 }
+/// Bytes of the client's RLWE public key (seed + n words of b at log q bits).
+pub const PUBLIC_KEY_BYTES: usize = 14 + 64 + ((1 << LOG_N) * LOG_Q as usize).div_ceil(8);
 pub fn answer_bytes(k: usize, answer_log_q: usize) -> usize {
     14 + 32 + (k * ((1 << LOG_N) + 1) * answer_log_q).div_ceil(8)
 }
@@ -133,10 +135,20 @@ pub fn compile_lwe(
     let n = 1usize << LOG_N;
     let scale = 2f64.powi(best.f_bits as i32);
     let target = TARGET_SCORE_ERROR.max(2.0 * (best.quant_err + best.fresh_err));
-    let answer_log_q = lwe::noise::answer_log_q(&best.v, n, LOG_Q, (target - best.quant_err) * scale)
+    // Re-randomisation (always on): an encryption of zero per score, and a flood of at most
+    // half the integer error budget, so the answer holds no bit of a score below the promised
+    // precision. The modulus switch gets what is left, which sets q'.
+    let budget = (target - best.quant_err) * scale;
+    let (flood_bits, answer_log_q) = (0..=(budget / 2.0).log2().floor().clamp(0.0, (LOG_Q - 3) as f64) as u32)
+        .rev()
+        .find_map(|f| lwe::noise::rerandomized_answer_log_q(&best.v, n, LOG_Q, budget, f).map(|l| (f, l)))
         .ok_or_else(|| CompileError::Params("the fresh noise alone exceeds the score error target".into()))?;
-    let lwe_err =
-        best.v.iter().map(|r| lwe::noise::score_error_bound(r, n, LOG_Q, answer_log_q) / scale).fold(0.0, f64::max);
+    let lwe_err = best
+        .v
+        .iter()
+        .map(|r| lwe::noise::rerandomized_error_bound(r, n, LOG_Q, answer_log_q, flood_bits) / scale)
+        .fold(0.0, f64::max);
+    let plain_log_q = lwe::noise::answer_log_q(&best.v, n, LOG_Q, budget).unwrap_or(answer_log_q);
     let error_bound = best.quant_err + lwe_err;
 
     // A binary classifier's two scores are often exact negations: the answer carries one.
@@ -197,6 +209,8 @@ pub fn compile_lwe(
             input_bound_bits: best.b_bits,
             error_bound,
             negated: negated.clone(),
+            rerandomize: true,
+            flood_bits,
         }),
         postprocess: imp.postprocess.clone(),
     };
@@ -205,9 +219,19 @@ pub fn compile_lwe(
     let _ = writeln!(
         report,
         "  {d} inputs → {k} score(s); n = 2048, q = 2^53 (128-bit, HE Standard 2024, ternary secret); \
-         no server keys (0 B); query {} B; answer {} B at q' = 2^{answer_log_q}",
+         keys: one seeded RLWE public key per client ({} B, registered once in EVALUATION_KEYS); query {} B; \
+         answer {} B at q' = 2^{answer_log_q}",
+        PUBLIC_KEY_BYTES,
         query_bytes(d),
         answer_bytes(answered, answer_log_q as usize)
+    );
+    let _ = writeln!(
+        report,
+        "  re-randomised answers: each score gets a fresh encryption of zero under the client's public key (its \
+         a-part is pseudorandom even to the client, so Σ v_i·a_i no longer gives the weights away) and a flood \
+         uniform in ±2^{flood_bits} (half the error budget: no bit below the promised precision is revealed); cost: \
+         q' = 2^{answer_log_q} instead of 2^{plain_log_q} ({} B more per answer)",
+        answer_bytes(answered, answer_log_q as usize) - answer_bytes(answered, plain_log_q as usize)
     );
     if !negated.is_empty() {
         let _ = writeln!(report, "  answer: {answered} of {k} scores (score j = −score i for [j, i] in {negated:?})");
@@ -221,17 +245,24 @@ pub fn compile_lwe(
     let _ = writeln!(
         report,
         "  precision: |decrypted score − f64 model| ≤ {error_bound:.2e} = quantization {:.2e} + fresh noise {:.2e} + \
-         modulus switch {:.2e} (noise bounds: 6σ tail cut, Hoeffding at 2^-64); measured fixed-point error on the \
-         evaluation data: {max_fx:.2e}",
+         modulus switch {:.2e} + encryption of zero {:.2e} + flood {:.2e} (noise bounds: 6σ tail cut, Hoeffding \
+         at 2^-64); measured fixed-point error on the evaluation data: {max_fx:.2e}",
         best.quant_err,
         best.fresh_err,
-        lwe_err - best.fresh_err
+        lwe_err - best.fresh_err - (lwe::noise::zero_bound(n) + 2f64.powi(flood_bits as i32)) / scale,
+        lwe::noise::zero_bound(n) / scale,
+        2f64.powi(flood_bits as i32) / scale
     );
+    let fresh_bits = (lwe::noise::FRESH_BOUND
+        * best.v.iter().map(|r| r.iter().map(|&w| (w as f64).abs()).sum::<f64>()).fold(0.0, f64::max))
+    .log2();
     let _ = writeln!(
         report,
-        "  note: the answer's a-part is Σ v_i·a_i over the query's public a_i, so the client can solve for the \
-         integer weights from one answer (a key-free server cannot re-randomize it); serve LWE only where the \
-         weights need not be hidden from clients, Paillier otherwise"
+        "  note: the weight-dependent noise Σ v_i·e_i (≤ 2^{fresh_bits:.1}) is not flooded at 2^-40: that would take \
+         2^{:.1} of the 2^53 modulus and leave the score no precision. It tells the client nothing new: it drew \
+         the e_i itself, and Σ v_i·(m_i + e_i) is the score of an input it could have sent. What the flood does not \
+         hide is what any scoring service gives away: d + 1 chosen queries determine a linear model",
+        fresh_bits + 40.0
     );
     let _ = writeln!(
         report,

@@ -253,7 +253,7 @@ fn lwe_candidate(d: usize, k: usize) -> Candidate {
         est_latency_ms: 0.016 * (d * (k + 1)) as f64,
         query_bytes: lwe_linear::query_bytes(d),
         answer_bytes: lwe_linear::answer_bytes(k, lwe_linear::EST_ANSWER_LOG_Q),
-        key_bytes: 0,
+        key_bytes: lwe_linear::PUBLIC_KEY_BYTES,
         exact: format!(
             "approximate: score error ≤ {:.0e} (bounded), fixed-point inputs",
             lwe_linear::TARGET_SCORE_ERROR
@@ -400,12 +400,13 @@ pub fn compile_with_scheme(
         (_, Ok(_)) if total(&lwe_cand) < total(&linear_cand) => (
             Scheme::Lwe,
             format!(
-                "a linear model scored one sample at a time: seeded LWE needs no keys at all and sends the fewest \
-                 bytes ({} B query + {} B answer, against Paillier's {} B + {} B and a {} B public key); scores are \
-                 approximate within a stated bound, and the answer reveals the weights to the client — pass \
-                 --scheme paillier to keep them private",
+                "a linear model scored one sample at a time: seeded LWE sends the fewest bytes ({} B query + {} B \
+                 answer + a {} B public key registered once, against Paillier's {} B + {} B and a {} B public key); \
+                 scores are approximate within a stated bound, and answers are re-randomised under the client's \
+                 public key so they do not reveal the weights",
                 lwe_cand.query_bytes,
                 lwe_cand.answer_bytes,
+                lwe_cand.key_bytes,
                 linear_cand.query_bytes,
                 linear_cand.answer_bytes,
                 linear_cand.key_bytes

@@ -85,6 +85,14 @@ impl SecretKey {
         Ok(())
     }
 
+    /// The seeded RLWE public key of this secret under `params`, for the server to
+    /// re-randomise answers with (`crate::public`); it carries this key's id and is the
+    /// same every time (derived from the seed), so a server keeps the first it registers.
+    pub fn public_key(&self, params: Params) -> Result<crate::PublicKey, LweError> {
+        self.check("public key", params)?;
+        Ok(crate::public::generate(params, self.key_id(), &self.seed, &self.s))
+    }
+
     /// Encrypts integers m_i (|m_i| < q/2) as one seeded query: b_i = ⟨a_i, s⟩ + e_i + m_i.
     pub fn encrypt(&self, params: Params, m: &[i64]) -> Result<Query, LweError> {
         self.check("query", params)?;

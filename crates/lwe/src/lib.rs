@@ -23,11 +23,14 @@ mod eval;
 mod keys;
 pub mod noise;
 mod params;
+mod poly;
+mod public;
 mod wire;
 
 pub use error::LweError;
-pub use eval::evaluate;
+pub use eval::{evaluate, evaluate_rerandomized};
 #[cfg(feature = "secret-key")]
 pub use keys::SecretKey;
 pub use params::{Params, LOG_N_DEFAULT, MAX_LOG_Q, SIGMA};
+pub use public::{zero_sampler, PublicKey, Rerandomizer, PK_ERROR_BOUND};
 pub use wire::{Answer, Query, MAGIC, VERSION};

@@ -21,7 +21,9 @@ pub const VERSION: u16 = 1;
 pub const MAX_COUNT: usize = 1 << 20;
 const KIND_QUERY: u8 = 1;
 const KIND_ANSWER: u8 = 2;
-const HEADER: usize = 14;
+/// Kind byte of a public key (`crate::public`); 3 is the secret-key file.
+pub(crate) const KIND_PUBLIC: u8 = 4;
+pub(crate) const HEADER: usize = 14;
 
 /// A seeded encrypted input: d values under one key, their a_i expanded from `seed`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,11 +53,12 @@ fn kind_name(k: u8) -> &'static str {
     match k {
         KIND_QUERY => "query",
         KIND_ANSWER => "answer",
+        KIND_PUBLIC => "public key",
         _ => "unknown object",
     }
 }
 
-fn header(out: &mut Vec<u8>, kind: u8, p: Params, count: usize) {
+pub(crate) fn header(out: &mut Vec<u8>, kind: u8, p: Params, count: usize) {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&[kind, p.log_n() as u8, p.log_q() as u8, 0]);
@@ -63,7 +66,7 @@ fn header(out: &mut Vec<u8>, kind: u8, p: Params, count: usize) {
 }
 
 /// Reads and checks a header; returns the parameters and the count.
-fn read_header(bytes: &[u8], kind: u8) -> Result<(Params, usize), LweError> {
+pub(crate) fn read_header(bytes: &[u8], kind: u8) -> Result<(Params, usize), LweError> {
     let what = kind_name(kind);
     if bytes.len() < 4 || &bytes[..4] != MAGIC {
         return Err(LweError::BadMagic { what });
@@ -90,11 +93,11 @@ fn read_header(bytes: &[u8], kind: u8) -> Result<(Params, usize), LweError> {
 }
 
 /// Bytes that `words` words of `bits` bits take.
-fn packed_len(words: usize, bits: u32) -> Option<usize> {
+pub(crate) fn packed_len(words: usize, bits: u32) -> Option<usize> {
     words.checked_mul(bits as usize).map(|b| b.div_ceil(8))
 }
 
-fn pack(out: &mut Vec<u8>, words: impl Iterator<Item = u64>, bits: u32) {
+pub(crate) fn pack(out: &mut Vec<u8>, words: impl Iterator<Item = u64>, bits: u32) {
     let (mut acc, mut have) = (0u128, 0u32);
     for w in words {
         acc |= ((w & mask(bits)) as u128) << have;
@@ -110,7 +113,7 @@ fn pack(out: &mut Vec<u8>, words: impl Iterator<Item = u64>, bits: u32) {
     }
 }
 
-fn unpack(bytes: &[u8], count: usize, bits: u32) -> Result<Vec<u64>, LweError> {
+pub(crate) fn unpack(bytes: &[u8], count: usize, bits: u32) -> Result<Vec<u64>, LweError> {
     let mut out = Vec::with_capacity(count);
     let (mut acc, mut have, mut it) = (0u128, 0u32, bytes.iter());
     for _ in 0..count {
@@ -128,7 +131,7 @@ fn unpack(bytes: &[u8], count: usize, bits: u32) -> Result<Vec<u64>, LweError> {
     Ok(out)
 }
 
-fn check_len(what: &'static str, bytes: &[u8], needed: Option<usize>) -> Result<(), LweError> {
+pub(crate) fn check_len(what: &'static str, bytes: &[u8], needed: Option<usize>) -> Result<(), LweError> {
     let needed = needed.ok_or(LweError::Invalid { field: "count", detail: "size overflows".into() })?;
     match bytes.len() {
         l if l < needed => Err(LweError::Truncated { what, needed, available: l }),

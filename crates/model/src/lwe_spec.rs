@@ -29,6 +29,20 @@ pub struct LweSpec {
     /// omits it and the client negates score i. The answer holds the other scores, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub negated: Vec<[usize; 2]>,
+    /// The server re-randomises every answer under the client's registered RLWE public key
+    /// (`lwe::PublicKey`, sent in `EVALUATION_KEYS`), so the answer does not reveal the
+    /// weights; it refuses queries whose key id has no registered key. Absent (false) in
+    /// files compiled before it existed: those are served key-free, as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rerandomize: bool,
+    /// With `rerandomize`: the flood added to each score is uniform in [−2^flood_bits,
+    /// 2^flood_bits) (integer units at q; 0: none). `error_bound` accounts for it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flood_bits: u32,
+}
+
+fn is_zero(x: &u32) -> bool {
+    *x == 0
 }
 
 impl LweSpec {
@@ -62,6 +76,12 @@ impl LweSpec {
         }
         if self.input_bound_bits == 0 || self.input_bound_bits + 1 >= self.log_q {
             return bad(format!("input bound 2^{} does not fit q = 2^{}", self.input_bound_bits, self.log_q));
+        }
+        if self.flood_bits > 0 && (!self.rerandomize || self.flood_bits + 2 >= self.log_q) {
+            return bad(format!(
+                "a flood of 2^{} needs re-randomisation and room below q = 2^{}",
+                self.flood_bits, self.log_q
+            ));
         }
         if !(self.error_bound.is_finite() && self.error_bound >= 0.0) {
             return bad("error bound is not a finite non-negative number".into());

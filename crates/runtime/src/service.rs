@@ -136,6 +136,9 @@ pub enum ServiceError {
     Paillier { index: usize, source: paillier::PaillierError },
     #[error("ENCRYPTED_INPUT is not an LWE query this model accepts: {0}")]
     Lwe(lwe::LweError),
+    /// a re-randomising LWE model: the public key sent, or the lack of one
+    #[error("{0}")]
+    LweKey(String),
     /// `PLAIN_INPUT` missing for a model with public features, sent to one without, or
     /// of the wrong shape or type
     #[error("{0}")]
