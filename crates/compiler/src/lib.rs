@@ -31,6 +31,7 @@ mod calibrate;
 mod cheb;
 mod circuit_privacy;
 mod client_aided;
+mod composite;
 mod hybrid;
 mod import;
 mod layout;
