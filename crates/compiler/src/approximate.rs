@@ -5,12 +5,17 @@
 
 use crate::activation::ActFn;
 use crate::calibrate::{Calibration, Range};
+use crate::composite::{self, SignComposite};
 use crate::import::{Imported, Stage};
 use crate::network::{forward, top1, LStage};
 use crate::{approx, cheb, Options};
 
 /// Degrees tried, in order, when the user gives none: each is the largest of its depth.
 const DEGREES: [usize; 5] = [2, 3, 7, 15, 31];
+
+/// A composite |x| is taken over the single fit only if it gains more than this much
+/// agreement (with margin) on calibration data, and the cheapest within this of the best.
+const ABS_TOLERANCE: f64 = 0.002;
 
 pub(crate) struct Approximated {
     pub degree: usize,
@@ -35,14 +40,10 @@ pub(crate) fn approximate(imp: &Imported, cal: &Calibration, opts: &Options) -> 
         let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
         (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt()
     };
-    let mut chosen = None;
-    for &d in &degrees {
-        let (st, fits) = fit_and_fold(imp, &cal.ranges, d, opts.margin);
-        // A sample counts only if the top-1 class agrees with a margin: the reference's
-        // gap between its two best outputs exceeds twice this sample's largest output error.
-        let agree = (0..cal.rows)
+    let agreement = |st: &[LStage]| {
+        (0..cal.rows)
             .filter(|&r| {
-                let y = forward(&st, cal.data.row(r));
+                let y = forward(st, cal.data.row(r));
                 let want = &cal.reference[r];
                 if regression {
                     return (y[0] - want[0]).abs() <= 0.01 * spread;
@@ -50,21 +51,77 @@ pub(crate) fn approximate(imp: &Imported, cal: &Calibration, opts: &Options) -> 
                 if top1(&imp.postprocess, &y) != top1(&imp.postprocess, want) {
                     return false;
                 }
+                // A sample counts only if the top-1 class agrees with a margin: the reference's
+                // gap between its two best outputs exceeds twice this sample's largest output error.
                 let err = y.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
                 let mut sorted = want.clone();
                 sorted.sort_by(|a, b| b.total_cmp(a));
                 sorted.len() < 2 || sorted[0] - sorted[1] > 2.0 * err
             })
             .count() as f64
-            / cal.rows as f64;
+            / cal.rows as f64
+    };
+    let mut chosen = None;
+    for &d in &degrees {
+        let (st, fits) = fit_and_fold(imp, &cal.ranges, d, opts.margin, None);
+        let agree = agreement(&st);
         let ok = agree >= opts.target_agreement;
         chosen = Some((d, st, fits, agree));
         if ok || opts.degree.is_some() {
             break;
         }
     }
-    let (degree, network, fits, cal_agree) = chosen.expect("at least one degree tried");
     let mut notes = vec![];
+    // MaxPool's |x| where the single fits miss the target: composites, cheapest first.
+    let has_abs = imp.stages.iter().any(|s| matches!(s, Stage::Act { f: ActFn::HalfAbs, .. }));
+    if let (true, None, Some((d, _, _, single))) = (has_abs, opts.degree, chosen.as_ref()) {
+        let (d, single) = (*d, *single);
+        if single < opts.target_agreement {
+            let mut tried: Vec<(SignComposite, f64)> = vec![];
+            for c in composite::candidates() {
+                let (st, _) = fit_and_fold(imp, &cal.ranges, d, opts.margin, Some(&c));
+                let agree = agreement(&st);
+                let ok = agree >= opts.target_agreement;
+                tried.push((c, agree));
+                if ok {
+                    break;
+                }
+            }
+            // The first that meets the target; else the cheapest within ABS_TOLERANCE of the
+            // best tried (the other activations' fits bound what a better |x| can add).
+            let best = tried.iter().map(|t| t.1).fold(single, f64::max);
+            let pick = tried.iter().position(|t| t.1 >= opts.target_agreement).or_else(|| {
+                (single < best - ABS_TOLERANCE)
+                    .then(|| tried.iter().position(|t| t.1 >= best - ABS_TOLERANCE))
+                    .flatten()
+            });
+            let listed: Vec<String> = tried
+                .iter()
+                .map(|(c, a)| {
+                    format!(
+                        "{} (degrees {:?}, depth {}, eps {:.3}) {:.2}%",
+                        c.label,
+                        c.degrees(),
+                        c.depth(),
+                        c.epsilon(),
+                        100.0 * a
+                    )
+                })
+                .collect();
+            notes.push(format!(
+                "MaxPool |x|: single polynomial of degree {d} {:.2}% with margin on calibration data; composite signs tried: {}; chosen: {}",
+                100.0 * single,
+                listed.join(", "),
+                pick.map_or(format!("degree {d}"), |i| tried[i].0.label.to_string())
+            ));
+            if let Some(i) = pick {
+                let c = &tried[i].0;
+                let (st, fits) = fit_and_fold(imp, &cal.ranges, d, opts.margin, Some(c));
+                chosen = Some((d, st, fits, tried[i].1));
+            }
+        }
+    }
+    let (degree, network, fits, cal_agree) = chosen.expect("at least one degree tried");
     if needs_fit {
         if cal_agree < opts.target_agreement && opts.degree.is_none() {
             notes.push(format!(
@@ -88,7 +145,13 @@ pub(crate) type FittedActivation = (approx::Fit, ActFn, String, usize);
 /// Fits every activation at `degree` and folds normalisations into the neighbouring
 /// linear maps — where those maps feed nothing else: a value that also feeds a residual
 /// branch is kept as it is, and the normalisation becomes an explicit affine stage.
-fn fit_and_fold(imp: &Imported, ranges: &[Range], degree: usize, margin: f64) -> (Vec<LStage>, Vec<FittedActivation>) {
+fn fit_and_fold(
+    imp: &Imported,
+    ranges: &[Range],
+    degree: usize,
+    margin: f64,
+    abs: Option<&SignComposite>,
+) -> (Vec<LStage>, Vec<FittedActivation>) {
     let uses = imp.uses();
     // Import values read by exactly one stage, a linear one.
     let mut only_linear = vec![false; imp.stages.len() + 1];
@@ -143,6 +206,45 @@ fn fit_and_fold(imp: &Imported, ranges: &[Range], degree: usize, margin: f64) ->
                 }
                 let w = (hi - lo).max(1e-6);
                 let (flo, fhi) = (lo - margin * w, hi + margin * w);
+                if let (ActFn::HalfAbs, Some(c)) = (f, abs) {
+                    // |x|/2 by a composite sign on t = x/R: symmetric about the kink at 0.
+                    let r = flo.abs().max(fhi.abs());
+                    let src = if prev_linear {
+                        if let Some(LStage::Linear { map, .. }) = out.get_mut(s - 1) {
+                            for (row, b) in map.rows.iter_mut().zip(map.bias.iter_mut()) {
+                                for e in row.iter_mut() {
+                                    e.1 /= r;
+                                }
+                                *b /= r;
+                            }
+                        }
+                        s
+                    } else {
+                        out.push(LStage::Poly {
+                            name: format!("{name} (normalise)"),
+                            kind: "affine".into(),
+                            cheb: vec![0.0, 1.0 / r],
+                            exact_zero: true,
+                            src: s,
+                        });
+                        out.len()
+                    };
+                    // The fit entry is for the report's plot: the composite as a function of x.
+                    let mut shown = approx::fit(&|x| f.eval(x), -r, r, 1, &[]);
+                    shown.max_abs_error = r * c.half_abs_error();
+                    fits.push((shown, *f, name.clone(), out.len()));
+                    let kind = format!(
+                        "{} ~ composite sign {} (degrees {:?}, depth {})",
+                        f.name(),
+                        c.label,
+                        c.degrees(),
+                        c.depth()
+                    );
+                    let stages = composite::half_abs_stages(c, r);
+                    out.push(LStage::Composite { name: name.clone(), kind, stages, src });
+                    vmap[iv] = out.len();
+                    continue;
+                }
                 let fit = approx::fit(&|x| f.eval(x), flo, fhi, degree, samples);
                 let cx = fit.coef_in_x();
                 let kind = format!("{} ~ poly deg {}", f.name(), degree);

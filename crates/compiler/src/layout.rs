@@ -108,6 +108,14 @@ pub(crate) fn build_with(
                 }
                 (y, layout)
             }
+            LStage::Composite { stages, src, .. } => {
+                // x·s(x) with odd stages: zero where x is zero, so the layout stays.
+                let (v, layout) = vals[*src].clone();
+                if v.level < st.depth() {
+                    return Err(CompileError::Internal("out of levels".into()));
+                }
+                (lower::composite(&mut b, v, stages), layout)
+            }
             LStage::Add { name, a, b: bb, sub, n, .. } => {
                 let (va, la) = vals[*a].clone();
                 let (vb, lb) = vals[*bb].clone();

@@ -31,6 +31,7 @@ mod calibrate;
 mod cheb;
 mod circuit_privacy;
 mod client_aided;
+mod composite;
 mod hybrid;
 mod import;
 mod layout;
@@ -221,8 +222,10 @@ pub fn compile(
     // real samples are what the split program computes with the public share added (the
     // split program alone would be simulated without it). Its depth is the same and its
     // first layer needs fewer slots and rotations, so what fits the whole fits the split.
+    let floored = composite::scale_floor(&ap.network, opts);
+    let opts_p = floored.as_ref().unwrap_or(opts);
     let chosen =
-        circuit_privacy::choose_parameters(opts, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))?;
+        circuit_privacy::choose_parameters(opts_p, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
     let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split)?;

@@ -519,6 +519,12 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
 /// multiplies CKKS noise by as much). The result has level `x.level − depth` and
 /// scale `x.scale`.
 pub fn poly(b: &mut Builder, x: V, coef: &[f64]) -> V {
+    poly_at(b, x, coef, x.scale)
+}
+
+/// `poly` with its result at `scale` instead of x's (a product that follows can then land
+/// exactly on the scale it needs, as `eval_rec`'s own products do).
+fn poly_at(b: &mut Builder, x: V, coef: &[f64], scale: f64) -> V {
     let depth = crate::cheb::depth_rec(coef);
     let out_level = x.level - depth;
     let mut pows = vec![x];
@@ -529,15 +535,31 @@ pub fn poly(b: &mut Builder, x: V, coef: &[f64]) -> V {
         let twice = b.add(sq, sq);
         pows.push(b.add_const(twice, -1.0));
     }
-    match eval_rec(b, &pows, coef, out_level, x.scale) {
+    match eval_rec(b, &pows, coef, out_level, scale) {
         Term::Ct(v) => v,
         Term::Const(c) => {
             // A constant polynomial: 0·x + c.
-            let z = b.mul_const_to(x, 0.0, x.scale);
+            let z = b.mul_const_to(x, 0.0, scale);
             let z = b.drop_to(z, out_level);
             b.add_const(z, c)
         }
     }
+}
+
+/// x · p_k(…p_1(x)) (`composite`: |x|/2 by a composite sign), x normalised to [−1, 1]:
+/// each stage by `poly`, the last at the scale that makes the product with x land on
+/// x's scale exactly. Level `x.level − Σ depth(p_i) − 1`.
+pub fn composite(b: &mut Builder, x: V, stages: &[Vec<f64>]) -> V {
+    let Some((last, first)) = stages.split_last() else { return x };
+    let s = first.iter().fold(x, |s, c| poly(b, s, c));
+    let at = s.level - crate::cheb::depth_rec(last);
+    let xd = b.drop_to(x, at);
+    let target = x.scale * b.q[at as usize] as f64 / xd.scale;
+    let p = poly_at(b, s, last, target);
+    let p = b.drop_to(p, at);
+    let m = b.mul_relin_rescale(p, xd);
+    b.nodes[m.id as usize].scale = x.scale;
+    V { scale: x.scale, ..m }
 }
 
 enum Term {

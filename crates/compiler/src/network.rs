@@ -29,6 +29,14 @@ pub(crate) enum LStage {
         exact_zero: bool,
         src: usize,
     },
+    /// x · p_k(…p_1(x)), each stage by its Chebyshev coefficients: |x|/2 by a composite
+    /// sign (`composite`), x already normalised to [−1, 1] (see `lower::composite`).
+    Composite {
+        name: String,
+        kind: String,
+        stages: Vec<Vec<f64>>,
+        src: usize,
+    },
     /// value a ± value b, `n` elements (see `residual::add`).
     Add {
         name: String,
@@ -46,6 +54,9 @@ impl LStage {
             LStage::Linear { map, src, .. } => map.apply(&vals[*src]),
             LStage::Square { src, .. } => vals[*src].iter().map(|x| x * x).collect(),
             LStage::Poly { cheb, src, .. } => vals[*src].iter().map(|&x| cheb::cheb_eval(cheb, x)).collect(),
+            LStage::Composite { stages, src, .. } => {
+                vals[*src].iter().map(|&x| crate::composite::eval_times_input(stages, x)).collect()
+            }
             LStage::Add { a, b, sub, .. } => {
                 let sg = if *sub { -1.0 } else { 1.0 };
                 vals[*a].iter().zip(&vals[*b]).map(|(x, y)| x + sg * y).collect()
@@ -58,6 +69,7 @@ impl LStage {
         match self {
             LStage::Linear { .. } | LStage::Square { .. } => 1,
             LStage::Poly { cheb, .. } => cheb::depth_rec(cheb),
+            LStage::Composite { stages, .. } => stages.iter().map(|c| cheb::depth_rec(c)).sum::<u32>() + 1,
             LStage::Add { .. } => residual::MAX_DEPTH,
         }
     }
@@ -66,6 +78,7 @@ impl LStage {
             LStage::Linear { name, kind, .. }
             | LStage::Square { name, kind, .. }
             | LStage::Poly { name, kind, .. }
+            | LStage::Composite { name, kind, .. }
             | LStage::Add { name, kind, .. } => (name, kind),
         };
         LayerInfo { name: n.clone(), kind: k.clone() }
@@ -88,7 +101,10 @@ pub(crate) fn depth_bound(stages: &[LStage]) -> u32 {
     let mut d = vec![0u32; stages.len() + 1];
     for (i, s) in stages.iter().enumerate() {
         let inp = match s {
-            LStage::Linear { src, .. } | LStage::Square { src, .. } | LStage::Poly { src, .. } => d[*src],
+            LStage::Linear { src, .. }
+            | LStage::Square { src, .. }
+            | LStage::Poly { src, .. }
+            | LStage::Composite { src, .. } => d[*src],
             LStage::Add { a, b, .. } => d[*a].max(d[*b]),
         };
         d[i + 1] = inp + s.depth();

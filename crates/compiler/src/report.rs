@@ -1,12 +1,13 @@
 //! Stage: report. Per-layer operation counts, depth and estimated latency, sizes of keys
 //! and messages, the activation fits (with plots) and the measured accuracy.
 
-use model::report::{Accuracy, ActivationReport, LayerReport, Report};
+use model::report::{Accuracy, ActivationReport, CompositeReport, LayerReport, Report};
 use model::{HeModel, Op};
 
 use crate::approximate::Approximated;
 use crate::calibrate::Range;
 use crate::import::{Imported, Stage};
+use crate::network::LStage;
 use crate::svg;
 
 /// Each fit's report entry and its plot, (file name, SVG).
@@ -18,9 +19,41 @@ pub(crate) fn activations(
     let degree = ap.degree;
     let mut plots = vec![];
     let mut acts = vec![];
-    for (i, (fit, f, name, _)) in ap.fits.iter().enumerate() {
+    for (i, (fit, f, name, at)) in ap.fits.iter().enumerate() {
         let seen = ranges.get(act_index(imp, name)).cloned().unwrap_or(Range { lo: 0.0, hi: 0.0, samples: vec![] });
         let file = format!("activation_{i}_{}.svg", sanitize(name));
+        if let Some(LStage::Composite { kind, stages, .. }) = ap.network.get(*at) {
+            let r = fit.radius;
+            let p = |x: f64| crate::composite::eval_times_input(stages, x / r);
+            plots.push((file.clone(), svg::plot_fn(&format!("{name} ({kind})"), -r, r, &p, *f, &seen.samples)));
+            let sign = |t: f64| if t == 0.0 { 0.0 } else { p(t * r) / (0.5 * r * t) };
+            let eps =
+                (1..=4000).rev().map(|k| k as f64 / 4000.0).find(|&t| (sign(t) - 1.0).abs() > 0.01).unwrap_or(0.0);
+            let depth = stages.iter().map(|c| crate::cheb::depth_rec(c)).sum::<u32>() + 1;
+            let label =
+                kind.split("composite sign ").nth(1).and_then(|k| k.split(' ').next()).unwrap_or("").to_string();
+            acts.push(ActivationReport {
+                layer: name.clone(),
+                function: f.name(),
+                degree: stages.iter().map(|c| crate::cheb::degree_of(c)).product::<usize>() + 1,
+                lo: -r,
+                hi: r,
+                seen_lo: seen.lo,
+                seen_hi: seen.hi,
+                coefficients: vec![],
+                max_abs_error: fit.max_abs_error,
+                plot: Some(file),
+                composite: Some(CompositeReport {
+                    stages: label,
+                    degrees: stages.iter().map(|c| crate::cheb::degree_of(c)).collect(),
+                    depth,
+                    radius: r,
+                    epsilon: eps,
+                    max_abs_error: fit.max_abs_error,
+                }),
+            });
+            continue;
+        }
         plots.push((
             file.clone(),
             svg::plot(&format!("{} ({}) ~ degree {}", name, f.name(), degree), fit, *f, &seen.samples),
@@ -36,6 +69,7 @@ pub(crate) fn activations(
             coefficients: fit.coef_in_x(),
             max_abs_error: fit.max_abs_error,
             plot: Some(file),
+            composite: None,
         });
     }
     (acts, plots)

@@ -5,12 +5,15 @@ use crate::activation::ActFn;
 use crate::approx::Fit;
 
 pub fn plot(title: &str, fit: &Fit, f: ActFn, samples: &[f64]) -> String {
+    plot_fn(title, fit.center - fit.radius, fit.center + fit.radius, &|x| fit.eval(x), f, samples)
+}
+
+/// `plot` for any approximation `p` of `f` on [lo, hi] (a composite has no one `Fit`).
+pub fn plot_fn(title: &str, lo: f64, hi: f64, p: &dyn Fn(f64) -> f64, f: ActFn, samples: &[f64]) -> String {
     let (w, h, m) = (640.0, 400.0, 40.0);
-    let lo = fit.center - fit.radius;
-    let hi = fit.center + fit.radius;
     let xs: Vec<f64> = (0..=200).map(|i| lo + (hi - lo) * i as f64 / 200.0).collect();
     let ys_f: Vec<f64> = xs.iter().map(|&x| f.eval(x)).collect();
-    let ys_p: Vec<f64> = xs.iter().map(|&x| fit.eval(x)).collect();
+    let ys_p: Vec<f64> = xs.iter().map(|&x| p(x)).collect();
     let ymin = ys_f.iter().chain(&ys_p).cloned().fold(f64::INFINITY, f64::min);
     let ymax = ys_f.iter().chain(&ys_p).cloned().fold(f64::NEG_INFINITY, f64::max);
     let ymax = if ymax - ymin < 1e-9 { ymin + 1.0 } else { ymax };
@@ -61,7 +64,7 @@ pub fn plot(title: &str, fit: &Fit, f: ActFn, samples: &[f64]) -> String {
         "<text x=\"{0}\" y=\"40\" text-anchor=\"end\">black: {1}; red dashed: polynomial (max |err| {2:.4}); blue: calibration histogram</text>\n</svg>\n",
         w - m,
         f.name(),
-        fit.max_abs_error
+        ys_f.iter().zip(&ys_p).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
     );
     s
 }

@@ -47,7 +47,7 @@ pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
 pub use linear::{AnyModel, AnySpec, LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};
 pub use lwe_spec::LweSpec;
 pub use public::{PublicPart, PUBLIC_PART_VERSION};
-pub use report::{ActivationReport, LayerReport, Report};
+pub use report::{ActivationReport, CompositeReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
 pub use spec::{
     apply_postprocess, argmax, ClientSpec, InputPart, InputSpec, KeyLevels, OutputSpec, PostOp, CLIENT_SPEC_VERSION,

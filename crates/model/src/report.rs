@@ -36,6 +36,26 @@ pub struct ActivationReport {
     pub max_abs_error: f64,
     /// Picture file (SVG), relative to the model directory.
     pub plot: Option<String>,
+    /// |x| by a composite sign instead of one polynomial (MaxPool), when one was chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composite: Option<CompositeReport>,
+}
+
+/// MaxPool's |x|/2 as (R/2)·t·p_k(…p_1(t)), t = x/R: which stages, their degrees, the
+/// levels it costs, and its error.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompositeReport {
+    /// The stages in order of application, e.g. "g3∘g3∘f3".
+    pub stages: String,
+    pub degrees: Vec<usize>,
+    /// Levels: each stage's evaluation plus the product with t.
+    pub depth: u32,
+    /// R: inputs are divided by it first.
+    pub radius: f64,
+    /// The sign is within 1 % of ±1 for |t| ≥ ε.
+    pub epsilon: f64,
+    /// max |error| of |x|/2 on [−R, R].
+    pub max_abs_error: f64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -154,6 +174,14 @@ impl Report {
         );
         let _ = writeln!(s, "estimated latency: {:.1} ms (one core, rough model)", self.est_latency_ms);
         for a in &self.activations {
+            if let Some(c) = &a.composite {
+                let _ = writeln!(
+                    s,
+                    "activation {}: {} ~ composite sign {} (degrees {:?}, depth {}) on [{:.3}, {:.3}] (seen [{:.3}, {:.3}]), eps {:.3}, max |error| {:.4}",
+                    a.layer, a.function, c.stages, c.degrees, c.depth, -c.radius, c.radius, a.seen_lo, a.seen_hi, c.epsilon, c.max_abs_error
+                );
+                continue;
+            }
             let _ = writeln!(
                 s,
                 "activation {}: {} ~ degree-{} polynomial on [{:.3}, {:.3}] (seen [{:.3}, {:.3}]), max |error| {:.4}{}",
