@@ -39,7 +39,7 @@ enum MaxPool {
     Refuse,
     /// rewrite MaxPool as AveragePool (the report shows the accuracy cost)
     Avg,
-    /// compute it: pairwise max(a, b) = (a + b)/2 + |a − b|/2 with |x| a fitted polynomial (costs depth)
+    /// compute it: pairwise max(a, b) = (a + b)/2 + |a − b|/2, |x| a polynomial or a composite sign (costs depth)
     Approx,
 }
 
