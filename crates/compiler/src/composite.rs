@@ -11,8 +11,6 @@
 //! only where they miss the accuracy target (`approximate`).
 
 use crate::cheb;
-use crate::network::LStage;
-use crate::Options;
 
 /// g_3 (slope 4.48 at 0), f_1, f_3 of Cheon, Kim and Kim (Asiacrypt 2020), power basis.
 const G3: [f64; 8] = [0.0, 4589.0 / 1024.0, 0.0, -16577.0 / 1024.0, 0.0, 25614.0 / 1024.0, 0.0, -12860.0 / 1024.0];
@@ -93,12 +91,6 @@ pub(crate) fn eval_times_input(stages: &[Vec<f64>], x: f64) -> f64 {
 /// (error 33 after one constant product and rescale, `noise_trace`), which the analysis,
 /// run on 2^40 primes, does not see; at 2^30 the logits are within 1.1e-4 of the simulation.
 pub(crate) const MIN_SCALE_BITS: u32 = 30;
-
-/// `opts` with `MIN_SCALE_BITS` when `net` has a composite stage and no scale was given.
-pub(crate) fn scale_floor(net: &[LStage], opts: &Options) -> Option<Options> {
-    let has = net.iter().any(|s| matches!(s, LStage::Composite { .. }));
-    (has && opts.scale_bits.is_none()).then(|| Options { scale_bits: Some(MIN_SCALE_BITS), ..opts.clone() })
-}
 
 #[cfg(test)]
 mod tests {

@@ -222,7 +222,7 @@ pub fn compile(
     // real samples are what the split program computes with the public share added (the
     // split program alone would be simulated without it). Its depth is the same and its
     // first layer needs fewer slots and rotations, so what fits the whole fits the split.
-    let floored = composite::scale_floor(&ap.network, opts);
+    let floored = scale_floor(&ap.network, opts);
     let opts_p = floored.as_ref().unwrap_or(opts);
     let chosen =
         circuit_privacy::choose_parameters(opts_p, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))?;
@@ -306,4 +306,10 @@ pub fn write_repository(repo: &Path, c: &Compiled) -> Result<PathBuf, CompileErr
         std::fs::write(dir.join(f), svg).map_err(io)?;
     }
     Ok(dir)
+}
+
+/// `opts` with `composite::MIN_SCALE_BITS` when `net` has a composite stage and no scale was given.
+fn scale_floor(net: &[network::LStage], opts: &Options) -> Option<Options> {
+    let has = net.iter().any(|s| matches!(s, network::LStage::Composite { .. }));
+    (has && opts.scale_bits.is_none()).then(|| Options { scale_bits: Some(composite::MIN_SCALE_BITS), ..opts.clone() })
 }

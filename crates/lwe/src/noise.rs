@@ -6,7 +6,7 @@
 //! - rounding b' adds at most 1/2 and rounding a' adds Σ_j r_j·s_j with |r_j| ≤ 1/2 and
 //!   s_j ∈ {−1, 0, 1}: by Hoeffding's inequality |Σ r_j s_j| ≤ √(n·ln(2/p)/2) except with
 //!   probability p = 2^-64 per score.
-//! - re-randomisation (`crate::public`) adds an encryption of zero, whose phase
+//! - re-randomisation (the public-key module) adds an encryption of zero, whose phase
 //!   (e·u)_0 + e0 + (e1·s)_0 is at most 21·n + 20·(n + 1) always (the public key's binomial
 //!   error ≤ 21, tail-cut Gaussians ≤ 20, ternary u and s), and a flood of at most 2^flood_bits.
 
@@ -35,7 +35,7 @@ pub fn answer_log_q(rows: &[Vec<i64>], n: usize, log_q: u32, max_error: f64) -> 
 
 /// Bound on the phase of one re-randomising encryption of zero (integer units at q).
 pub fn zero_bound(n: usize) -> f64 {
-    crate::public::PK_ERROR_BOUND as f64 * n as f64 + FRESH_BOUND * (n + 1) as f64
+    PK_ERROR_BOUND as f64 * n as f64 + FRESH_BOUND * (n + 1) as f64
 }
 
 /// [`score_error_bound`] for a re-randomised answer: plus the encryption of zero and the
@@ -54,3 +54,6 @@ pub fn rerandomized_answer_log_q(
 ) -> Option<u32> {
     (20..=log_q).find(|&l| rows.iter().all(|r| rerandomized_error_bound(r, n, log_q, l, flood_bits) <= max_error))
 }
+
+/// Largest |e| of the public key's error: a centered binomial of 2·21 bits (σ = √10.5 ≈ 3.24).
+pub const PK_ERROR_BOUND: i64 = 21;

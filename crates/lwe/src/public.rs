@@ -15,12 +15,13 @@
 //!   (a·u + e1, b·u + e0) is RLWE with secret u, so a' is pseudorandom to anyone without u —
 //!   the client included. Each score gets its own u: extracting several coefficients of one
 //!   encryption would give masks that are rotations of one another, which cancel.
-//! - Its phase is bounded by [`crate::noise::ZERO_BOUND`] (every draw is tail-cut at 6σ).
+//! - Its phase is bounded by the noise module's `ZERO_BOUND` (every draw is tail-cut at 6σ).
 
 use ring::sampling::Sampler;
 use zeroize::Zeroize;
 
 use crate::error::LweError;
+pub use crate::noise::PK_ERROR_BOUND;
 use crate::params::{expand_a, Params, SIGMA};
 use crate::poly::{constant_of_product, mul_ternary};
 use crate::wire::{check_len, header, pack, packed_len, read_header, unpack, HEADER, KIND_PUBLIC};
@@ -119,9 +120,6 @@ impl Rerandomizer {
 pub fn zero_sampler() -> Sampler {
     Sampler::new(SIGMA)
 }
-
-/// Largest |e| of the public key's error: a centered binomial of 2·21 bits (σ = √10.5 ≈ 3.24).
-pub const PK_ERROR_BOUND: i64 = 21;
 
 /// Makes b = −a·s + e (client side), deterministically from the secret key's seed: the seed
 /// of a and the error are hashes of it under their own domain tags, so one secret key has

@@ -21,7 +21,7 @@ pub const VERSION: u16 = 1;
 pub const MAX_COUNT: usize = 1 << 20;
 const KIND_QUERY: u8 = 1;
 const KIND_ANSWER: u8 = 2;
-/// Kind byte of a public key (`crate::public`); 3 is the secret-key file.
+/// Kind byte of a public key (the public-key module); 3 is the secret-key file.
 pub(crate) const KIND_PUBLIC: u8 = 4;
 pub(crate) const HEADER: usize = 14;
 
