@@ -64,6 +64,8 @@ SPEC_PARAMETER: str = _native.CLIENT_SPEC_PARAM
 ENCRYPTED_INPUT: str = _native.ENCRYPTED_INPUT
 #: The public features' values in clear (FP32), for models compiled with ``--public-features``.
 PLAIN_INPUT: str = "PLAIN_INPUT"
+#: ``"<batch id>:<k>/<n>"``: the request is part k of n of one layout-T batch (BYTES).
+BATCH_PART: str = "BATCH_PART"
 KEY_ID: str = _native.KEY_ID
 EVALUATION_KEYS: str = _native.EVALUATION_KEYS
 ENCRYPTED_OUTPUT: str = _native.ENCRYPTED_OUTPUT

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -33,7 +34,7 @@ from .errors import InputError, SpecError
 
 # The tritonclient glue and tensor names of the CKKS client (defined before this module is
 # imported by heinfer/__init__.py).
-from . import (ENCRYPTED_INPUT, ENCRYPTED_OUTPUT, EVALUATION_KEYS, KEY_ID, Client, PathLike,  # noqa: E402
+from . import (BATCH_PART, ENCRYPTED_INPUT, ENCRYPTED_OUTPUT, EVALUATION_KEYS, KEY_ID, Client, PathLike,  # noqa: E402
                _infer_input, _output_elements, _protocol_name, _triton, client_spec_from_config)
 
 #: Bytes per second ``layout="auto"`` assumes for the transfer (1 Gbit/s, as the CLI).
@@ -315,11 +316,66 @@ class BatchClient(_BatchedClient):
     """A CKKS model's layout T (``compile --layout auto|T``): a batch of up to
     ``max_batch`` samples per request, one seeded ciphertext per input feature, the
     relinearisation key only as ``EVALUATION_KEYS``. Its secret key is its own (layout T
-    has its own parameters), apart from a layout-L :class:`heinfer.Client`'s."""
+    has its own parameters), apart from a layout-L :class:`heinfer.Client`'s.
+
+    A batch too large for one request (the server's request limit) goes in ``parts``
+    requests, each tagged ``BATCH_PART`` = ``"<batch id>:<k>/<n>"`` and carrying a share
+    of the features' ciphertexts; the server holds the parts (bounded in bytes and time:
+    ``heinfer_pending_batches_mb``, ``heinfer_batch_timeout_s``) and answers the last one."""
 
     _native_class = _native.BatchSession
     scheme = "ckks"
     layout = "T"
+
+    def part_inputs(self, x: Any, parts: int, protocol: Any = "http", send_keys: bool = False,
+                    batch_id: Optional[str] = None) -> List[List[Any]]:
+        """Encrypts ``x`` (up to :attr:`max_batch` samples) and builds ``parts`` requests'
+        tritonclient inputs, in order: the features' ciphertexts split as evenly as they go,
+        ``KEY_ID`` in each, ``EVALUATION_KEYS`` in the first with ``send_keys``, and
+        ``BATCH_PART``. Send them in any order; the last to arrive is answered."""
+        p = _protocol_name(protocol)
+        mod = _triton(p)
+        a = self._rows(x)
+        if len(a) > self.max_batch:
+            raise InputError(f"{len(a)} samples: one batch holds at most {self.max_batch} (use infer, which splits)")
+        cts = self.encrypt_batch(a)
+        parts = int(parts)
+        if not 1 <= parts <= len(cts):
+            raise InputError(f"{parts} parts: a batch of {len(cts)} ciphertexts goes in 1 to {len(cts)} parts")
+        bid = batch_id or secrets.token_hex(8)
+        bounds = [len(cts) * k // parts for k in range(parts + 1)]
+        out = []
+        for k in range(parts):
+            inputs = [_infer_input(mod, p, ENCRYPTED_INPUT, cts[bounds[k]:bounds[k + 1]]),
+                      _infer_input(mod, p, KEY_ID, [self.key_id.encode("ascii")]),
+                      _infer_input(mod, p, BATCH_PART, [f"{bid}:{k}/{parts}".encode("ascii")])]
+            if send_keys and k == 0:
+                inputs.append(_infer_input(mod, p, EVALUATION_KEYS, [self.evaluation_keys]))
+            out.append(inputs)
+        return out
+
+    def infer(self, triton_client: Any, xs: Any, model_name: Optional[str] = None, *,
+              send_keys: Optional[bool] = None, postprocess: bool = False, parts: int = 1,
+              **infer_kwargs: Any) -> np.ndarray:
+        """As :meth:`_SchemeClient.infer`; ``parts`` > 1 sends each batch in that many
+        requests (``BATCH_PART``), for batches larger than the server takes in one."""
+        if int(parts) == 1:
+            return super().infer(triton_client, xs, model_name, send_keys=send_keys, postprocess=postprocess,
+                                 **infer_kwargs)
+        model = model_name or self.model_name
+        slot = (id(triton_client), model)
+        p = _protocol_name(triton_client)
+        a = self._rows(xs)
+        rows = []
+        for i in range(0, len(a), self.max_batch):
+            chunk = a[i:i + self.max_batch]
+            first = send_keys if send_keys is not None else slot not in self._registered
+            res = None
+            for inputs in self.part_inputs(chunk, parts, p, send_keys=first):
+                res = triton_client.infer(model, inputs, outputs=self.infer_outputs(p), **infer_kwargs)
+            self._registered.add(slot)
+            rows.append(self.decrypt_batch(res.as_numpy(ENCRYPTED_OUTPUT), len(chunk), postprocess=postprocess))
+        return np.concatenate(rows)
 
 
 def choose_layout(spec: Any, samples: int, bytes_per_s: float = DEFAULT_BYTES_PER_S) -> Tuple[str, str]:

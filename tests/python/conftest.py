@@ -17,6 +17,7 @@ DATA = os.path.join(ROOT, "models", "data")
 # CNN (reference model c) has the larger keys (tens of MB) and the heavier evaluation.
 MODEL = "digits_cryptonets"
 BIG_MODEL = "digits_cnn"
+BATCH_TIMEOUT_S = 4
 # The privacy options (test_privacy_serving.py), on the breast-cancer regression: circuit
 # privacy at the largest λ its parameters allow at 1 % precision (λ = 40 is refused: see
 # docs/privacy.md), and output DP with a per-key budget of two queries.
@@ -61,6 +62,10 @@ def model_repo(heinfer_bin, tmp_path_factory):
     settings: CryptoNets and the digits CNN, under different CKKS parameters."""
     repo = tmp_path_factory.mktemp("model_repository")
     compile_model(heinfer_bin, MODEL, repo)
+    # Layout-T batches sent in parts wait at most BATCH_TIMEOUT_S for their last part
+    # (test_layout_t.py abandons one).
+    with open(os.path.join(str(repo), MODEL, "config.pbtxt"), "a") as f:
+        f.write(f'parameters: {{ key: "heinfer_batch_timeout_s" value: {{ string_value: "{BATCH_TIMEOUT_S}" }} }}\n')
     compile_model(heinfer_bin, BIG_MODEL, repo)
     compile_privacy_models(heinfer_bin, repo)
     compile_split_models(heinfer_bin, repo)

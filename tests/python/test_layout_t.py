@@ -17,7 +17,7 @@ import pytest
 import tritonclient.http as th
 from tritonclient.utils import InferenceServerException
 
-from conftest import DATA, ROOT
+from conftest import BATCH_TIMEOUT_S, DATA, ROOT
 
 BATCH = 4096
 
@@ -59,7 +59,8 @@ def bytes_input(name, elements):
 def infer(server, inputs):
     cli = th.InferenceServerClient(server.http_url, connection_timeout=600, network_timeout=600)
     out = [th.InferRequestedOutput("ENCRYPTED_OUTPUT", binary_data=True)]
-    return cli.infer(server.model, inputs, outputs=out).as_numpy("ENCRYPTED_OUTPUT")
+    got = cli.infer(server.model, inputs, outputs=out).as_numpy("ENCRYPTED_OUTPUT")
+    return [] if got is None else got
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +210,97 @@ def test_python_sdk_picks_layout_t_for_a_batch_and_agrees(server, batch, tmp_pat
         heinfer.Client.load(spec, tmp_path / "t.sk")  # a layout-T key is not the layout-L parameters' key
     with pytest.raises(heinfer.SpecError, match="(?i)ckks model.s client spec, not a BGV one"):
         heinfer.BgvClient(spec)
+
+
+def decrypt_agreement(heinfer_bin, batch, out, path):
+    write_result(path.with_suffix(".bin"), list(out))
+    run(heinfer_bin, "batch", "decrypt", batch["model_dir"], "--secret-key", batch["dir"] / "t.sk", "--samples",
+        BATCH, path.with_suffix(".bin"), "-o", path.with_suffix(".npy"))
+    y = np.load(path.with_suffix(".npy"))
+    return float(np.mean(np.argmax(y, 1) == np.argmax(batch["logits"], 1))), y
+
+
+def test_a_batch_in_parts_is_assembled_and_answered_by_its_last_part(server, batch, heinfer_bin, tmp_path):
+    """Issue 17 item 4: a batch sent in four requests tagged BATCH_PART, out of order; the
+    first three answer an empty ENCRYPTED_OUTPUT, the last the whole batch's answer."""
+    req, kid = batch["req"], bytes_input("KEY_ID", [batch["key_id"]])
+    chunks = [req[0:10], req[10:30], req[30:47], req[47:64]]
+    bid = f"parts-{server.kind}"
+    for k in (2, 0, 3):
+        out = infer(server, [bytes_input("ENCRYPTED_INPUT", chunks[k]), kid,
+                             bytes_input("BATCH_PART", [f"{bid}:{k}/4".encode()])])
+        assert len(out) == 0, f"part {k} of 4 answered {len(out)} ciphertexts before the batch was whole"
+    out = infer(server, [bytes_input("ENCRYPTED_INPUT", chunks[1]), kid,
+                         bytes_input("BATCH_PART", [f"{bid}:1/4".encode()])])
+    assert len(out) == 10
+    agree, y = decrypt_agreement(heinfer_bin, batch, out, tmp_path / "parts")
+    assert agree >= 0.995, agree
+    assert np.max(np.abs(y - batch["logits"])) < 0.5
+    # The same batch id is free again once answered.
+    out = infer(server, [bytes_input("ENCRYPTED_INPUT", req), kid, bytes_input("BATCH_PART", [f"{bid}:0/1".encode()])])
+    assert len(out) == 10
+
+
+def test_bad_parts_are_refused_and_an_abandoned_batch_times_out(server, batch, heinfer_bin, tmp_path):
+    """Issue 17 item 8: a part under another key id, a part sent twice, a part count that
+    changes, more ciphertexts than the batch holds, a malformed tag, a tag on a layout-L
+    request, and a batch whose last part never comes (dropped after the model's
+    heinfer_batch_timeout_s, a late part told so) — each refused, the batch or the server
+    otherwise untouched."""
+    req, keys, kid = batch["req"], batch["keys"], bytes_input("KEY_ID", [batch["key_id"]])
+
+    def part(elems, tag, *extra):
+        return [bytes_input("ENCRYPTED_INPUT", elems), bytes_input("BATCH_PART", [tag.encode()]), *extra]
+
+    other_id = run(heinfer_bin, "batch", "keygen", batch["model_dir"], "--secret-key", tmp_path / "o.sk",
+                   "--keys-out", tmp_path / "o.keys").strip().encode()
+    other = [bytes_input("EVALUATION_KEYS", [open(tmp_path / "o.keys", "rb").read()]), bytes_input("KEY_ID", [other_id])]
+    bid = f"bad-{server.kind}"
+    assert len(infer(server, part(req[:32], f"{bid}:0/2", kid))) == 0
+    expect_400(server, part(req[32:], f"{bid}:1/2", *other), "one batch is under one key")
+    expect_400(server, part(req[:32], f"{bid}:0/2", kid), "already has part 0")
+    expect_400(server, part(req[32:], f"{bid}:1/3", kid), "started as 2 parts")
+    for tag in ["no-part", f"{bid}:2/2", "sp ace:0/2", "x:0/0"]:
+        expect_400(server, part(req[32:], tag, kid), "BATCH_PART must be")
+    # After all that the batch is as it was: its right last part completes it.
+    out = infer(server, part(req[32:], f"{bid}:1/2", kid))
+    assert len(out) == 10
+    assert decrypt_agreement(heinfer_bin, batch, out, tmp_path / "after_bad")[0] >= 0.995
+    # More ciphertexts than one per feature: the batch can never be whole and is dropped.
+    assert len(infer(server, part(req, f"{bid}-big:0/2", kid))) == 0
+    expect_400(server, part(req[:1], f"{bid}-big:1/2", kid), "would hold 65 ciphertexts", "dropped")
+    # A tag on a layout-L request.
+    l_id = run(heinfer_bin, "keygen", batch["model_dir"], "--secret-key", tmp_path / "l.sk", "--keys-out",
+               tmp_path / "l.keys").strip().encode()
+    np.save(tmp_path / "one.npy", np.load(batch["dir"] / "x.npy")[:1])
+    run(heinfer_bin, "encrypt", batch["model_dir"], "--secret-key", tmp_path / "l.sk", "--input",
+        tmp_path / "one.npy", "-o", tmp_path / "l.ct")
+    expect_400(server, part(read_elements(tmp_path / "l.ct"), "l:0/1",
+                            bytes_input("EVALUATION_KEYS", [open(tmp_path / "l.keys", "rb").read()]),
+                            bytes_input("KEY_ID", [l_id])),
+               "BATCH_PART is for layout-T batches")
+    # Abandoned: the first part only, then nothing for longer than the timeout.
+    assert len(infer(server, part(req[:40], f"{bid}-gone:0/2", kid))) == 0
+    time.sleep(BATCH_TIMEOUT_S + 2.5)
+    expect_400(server, part(req[40:], f"{bid}-gone:1/2", kid), "timed out", "1 of 2 parts", "send the whole batch again")
+    # The id is free again, and one-request batches were never affected.
+    assert len(infer(server, part(req[:40], f"{bid}-gone:0/2", kid))) == 0
+    assert len(infer(server, part(req[40:], f"{bid}-gone:1/2", kid))) == 10
+    out = infer(server, [bytes_input("ENCRYPTED_INPUT", req), kid])
+    assert decrypt_agreement(heinfer_bin, batch, out, tmp_path / "whole")[0] >= 0.995
+
+
+def test_python_sdk_sends_a_batch_in_parts(server, batch):
+    """BatchClient.infer(parts=3): three tagged requests through tritonclient, one answer."""
+    import heinfer
+    spec = heinfer.client_spec_from_config(batch["model_dir"])
+    c = heinfer.client_for(spec, layout="T", model_name=server.model)
+    x = np.load(batch["dir"] / "x.npy")[:1000]
+    cli = th.InferenceServerClient(server.http_url, connection_timeout=600, network_timeout=600)
+    y = c.infer(cli, x, parts=3)
+    assert y.shape == (1000, 10)
+    assert float(np.mean(np.argmax(y, 1) == np.argmax(batch["logits"][:1000], 1))) >= 0.995
+    reqs = c.part_inputs(x[:5], 4)
+    assert len(reqs) == 4 and [len(r) for r in reqs] == [3, 3, 3, 3]
+    with pytest.raises(heinfer.InputError, match="1 to 64 parts"):
+        c.part_inputs(x[:5], 65)

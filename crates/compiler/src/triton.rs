@@ -5,5 +5,5 @@ use model::HeModel;
 
 /// The model's `config.pbtxt`, its client spec embedded.
 pub fn config_pbtxt(m: &HeModel) -> String {
-    runtime::protocol::config_pbtxt_with(&m.name, &m.client.to_json(), m.public.is_some())
+    runtime::protocol::config_pbtxt_with(&m.name, &m.client.to_json(), m.public.is_some(), m.throughput.is_some())
 }

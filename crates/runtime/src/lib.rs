@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assembly;
 pub mod bgv;
 pub mod circuit_privacy;
 pub mod dp;

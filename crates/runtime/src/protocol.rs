@@ -15,11 +15,14 @@ pub const EVALUATION_KEYS: &str = "EVALUATION_KEYS";
 /// The public features' values in clear (FP32, dims `[-1]`, optional; models compiled
 /// with `--public-features` only).
 pub const PLAIN_INPUT: &str = "PLAIN_INPUT";
+/// `"<batch id>:<k>/<n>"`: this request is part k of n of one layout-T batch (BYTES,
+/// dims `[1]`, optional; models with layout T only): `crate::assembly`.
+pub const BATCH_PART: &str = "BATCH_PART";
 /// Serialized result ciphertexts (BYTES, dims `[-1]`).
 pub const ENCRYPTED_OUTPUT: &str = "ENCRYPTED_OUTPUT";
 
 /// Every input tensor a model may declare, in the order `config.pbtxt` lists them.
-pub const INPUTS: [&str; 4] = [ENCRYPTED_INPUT, KEY_ID, EVALUATION_KEYS, PLAIN_INPUT];
+pub const INPUTS: [&str; 5] = [ENCRYPTED_INPUT, KEY_ID, EVALUATION_KEYS, PLAIN_INPUT, BATCH_PART];
 /// Inputs a request cannot do without (a key id, or keys sent with it, is checked later).
 pub const REQUIRED_INPUTS: [&str; 2] = [ENCRYPTED_INPUT, KEY_ID];
 
@@ -72,6 +75,14 @@ pub const DEFAULT_KEY_STORE_MB: usize = 2048;
 /// A request carries at most a key bundle (tens of MB) and a sample's ciphertexts.
 pub const DEFAULT_MAX_REQUEST_MB: usize = 256;
 
+/// Bytes all pending multi-request layout-T batches of a model may hold, in MB.
+pub const PENDING_BATCHES_MB_PARAM: &str = "heinfer_pending_batches_mb";
+/// Seconds a multi-request batch may wait for its parts after its first, before it is
+/// dropped and its memory freed.
+pub const BATCH_TIMEOUT_S_PARAM: &str = "heinfer_batch_timeout_s";
+pub const DEFAULT_PENDING_BATCHES_MB: usize = 1024;
+pub const DEFAULT_BATCH_TIMEOUT_S: u64 = 60;
+
 /// A configuration value that is not what its parameter takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingError {
@@ -83,6 +94,9 @@ impl fmt::Display for SettingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.param == DP_BUDGET_PARAM {
             return write!(f, "parameter {} must be a positive ε or \"none\", got {:?}", self.param, self.value);
+        }
+        if self.param == BATCH_TIMEOUT_S_PARAM {
+            return write!(f, "parameter {} must be a positive number of seconds, got {:?}", self.param, self.value);
         }
         write!(f, "parameter {} must be a positive number of MB, got {:?}", self.param, self.value)
     }
@@ -124,17 +138,32 @@ pub const MAX_QUEUE_SIZE: usize = 32;
 /// `client_spec_json` (the tensors of DESIGN.md "Serving"). Triton and
 /// `heinfer-server` both read it; the layout is what Triton 2.51 accepts.
 pub fn config_pbtxt(name: &str, client_spec_json: &str) -> String {
-    config_pbtxt_with(name, client_spec_json, false)
+    config_pbtxt_with(name, client_spec_json, false, false)
+}
+
+/// Reads a duration parameter given in seconds (fractions allowed).
+pub fn seconds(param: &'static str, value: &str) -> Result<std::time::Duration, SettingError> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| SettingError { param, value: value.to_string() })
 }
 
 /// [`config_pbtxt`]; `plain_input`: the model takes public features, and declares the
-/// optional `PLAIN_INPUT` (FP32, dims `[-1]`).
-pub fn config_pbtxt_with(name: &str, client_spec_json: &str, plain_input: bool) -> String {
-    let plain = if plain_input {
+/// optional `PLAIN_INPUT` (FP32, dims `[-1]`); `batch_parts`: the model has layout T, and
+/// declares the optional `BATCH_PART` (BYTES, dims `[1]`).
+pub fn config_pbtxt_with(name: &str, client_spec_json: &str, plain_input: bool, batch_parts: bool) -> String {
+    let mut plain = if plain_input {
         format!(",\n  {{ name: \"{PLAIN_INPUT}\" data_type: TYPE_FP32 dims: [ -1 ] optional: true }}")
     } else {
         String::new()
     };
+    if batch_parts {
+        plain += &format!(",\n  {{ name: \"{BATCH_PART}\" data_type: TYPE_STRING dims: [ 1 ] optional: true }}");
+    }
     format!(
         r#"name: "{name}"
 backend: "{BACKEND}"
@@ -184,7 +213,9 @@ mod tests {
         assert!(c.contains("backend: \"heinfer\"") && c.contains("key: \"heinfer_client_spec\""));
         assert!(c.contains(&format!("max_queue_size: {MAX_QUEUE_SIZE}")), "{c}");
         assert!(!c.contains(PLAIN_INPUT));
-        let p = config_pbtxt_with("m", "{}", true);
+        assert!(!c.contains(BATCH_PART));
+        let p = config_pbtxt_with("m", "{}", true, true);
+        assert!(p.contains(r#"{ name: "BATCH_PART" data_type: TYPE_STRING dims: [ 1 ] optional: true }"#), "{p}");
         assert!(p.contains(r#"{ name: "PLAIN_INPUT" data_type: TYPE_FP32 dims: [ -1 ] optional: true }"#), "{p}");
     }
 }

@@ -100,9 +100,31 @@ impl Service {
         }
     }
 
-    /// Whether `ENCRYPTED_INPUT` may hold `n` elements (one layout's count).
-    pub fn accepts_input_count(&self, n: usize) -> bool {
+    /// Whether `ENCRYPTED_INPUT` may hold `n` elements (one layout's count); `part`: the
+    /// request is one part of a layout-T batch (`BATCH_PART`), which holds 1 to all of
+    /// the batch's ciphertexts.
+    pub fn accepts_input_count(&self, n: usize, part: bool) -> bool {
+        if part {
+            return self.throughput_count().is_some_and(|t| (1..=t).contains(&n));
+        }
         n == self.input_count() || self.throughput_count() == Some(n)
+    }
+
+    /// Bounds of the layout-T batches held for their parts (models with layout T).
+    pub fn set_batch_limits(&self, limits: crate::assembly::Limits) {
+        if let Service::Ckks(s) = self {
+            if let Some(t) = s.throughput() {
+                t.set_batch_limits(limits);
+            }
+        }
+    }
+
+    /// Bytes the layout-T batches waiting for parts hold.
+    pub fn pending_batch_bytes(&self) -> usize {
+        match self {
+            Service::Ckks(s) => s.throughput().map_or(0, |t| t.pending_batch_bytes()),
+            _ => 0,
+        }
     }
 
     pub fn scheme(&self) -> model::Scheme {
@@ -152,8 +174,23 @@ impl Service {
         plain: Option<crate::public::PlainInput>,
         cancel: &AtomicBool,
     ) -> Result<Response, ServiceError> {
+        self.infer_parts(req, plain, None, cancel)
+    }
+
+    /// [`Service::infer_with_plain`] with the request's `BATCH_PART`, if it has one (a
+    /// part of a layout-T batch sent in several requests: `crate::assembly`).
+    pub fn infer_parts(
+        &self,
+        req: Request<'_>,
+        plain: Option<crate::public::PlainInput>,
+        batch_part: Option<&[u8]>,
+        cancel: &AtomicBool,
+    ) -> Result<Response, ServiceError> {
+        if batch_part.is_some() && !matches!(self, Service::Ckks(_)) {
+            return Err(crate::assembly::AssemblyError::NotLayoutT("this model is not a CKKS model").into());
+        }
         match self {
-            Service::Ckks(s) => s.infer_with_plain(req, plain, cancel),
+            Service::Ckks(s) => s.infer_parts(req, plain, batch_part, cancel),
             Service::Paillier(p) => {
                 crate::public::check(plain, 0)?;
                 p.infer_cancellable(req, cancel)

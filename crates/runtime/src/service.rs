@@ -73,14 +73,20 @@ pub trait OtherLayout: Send + Sync {
     fn owns(&self, bytes: &[u8]) -> bool;
     /// Registers a bundle of this layout.
     fn register(&self, store: &KeyStore, bundle: &[u8], key_id: Option<KeyId>) -> Result<KeyId, ServiceError>;
-    /// One request of this layout; `l_params`: the program's, to name a mismatched key.
+    /// One request of this layout, or one part of a batch (`batch_part`: its
+    /// `BATCH_PART`, `crate::assembly`); `l_params`: the program's, to name a mismatched key.
     fn infer(
         &self,
         store: &KeyStore,
         l_params: &Parameters,
         req: Request<'_>,
+        batch_part: Option<&[u8]>,
         cancel: &AtomicBool,
     ) -> Result<Response, ServiceError>;
+    /// Bounds of the batches held for their parts (they are dropped as they stand).
+    fn set_batch_limits(&self, limits: crate::assembly::Limits);
+    /// Bytes the batches waiting for parts hold.
+    fn pending_batch_bytes(&self) -> usize;
 }
 
 /// A failure inside an evaluation (the inputs passed every check before it). The
@@ -143,6 +149,9 @@ pub enum ServiceError {
     /// of the wrong shape or type
     #[error("{0}")]
     PlainInput(#[from] crate::public::PlainInputError),
+    /// a `BATCH_PART` that cannot be taken (`crate::assembly`)
+    #[error(transparent)]
+    Batch(#[from] crate::assembly::AssemblyError),
 }
 
 impl ServiceError {
@@ -314,9 +323,29 @@ impl CkksService {
         plain: Option<crate::public::PlainInput>,
         cancel: &AtomicBool,
     ) -> Result<Response, ServiceError> {
+        self.infer_parts(req, plain, None, cancel)
+    }
+
+    /// [`CkksService::infer_with_plain`] with the request's `BATCH_PART`, if it has one:
+    /// a part of a layout-T batch sent in several requests (`crate::assembly`).
+    pub fn infer_parts(
+        &self,
+        req: Request<'_>,
+        plain: Option<crate::public::PlainInput>,
+        batch_part: Option<&[u8]>,
+        cancel: &AtomicBool,
+    ) -> Result<Response, ServiceError> {
         if let Some(t) = self.throughput.as_ref().filter(|t| req.ciphertexts.first().is_some_and(|b| t.owns(b))) {
             crate::public::check(plain, 0)?;
-            return t.infer(&self.keys, self.exe.params(), req, cancel);
+            return t.infer(&self.keys, self.exe.params(), req, batch_part, cancel);
+        }
+        if batch_part.is_some() {
+            return Err(crate::assembly::AssemblyError::NotLayoutT(if self.throughput.is_some() {
+                "ENCRYPTED_INPUT is not a layout-T batch of this model"
+            } else {
+                "this model was compiled without layout T"
+            })
+            .into());
         }
         let plain = crate::public::check(plain, self.exe.public_features())?;
         let params = self.exe.params();

@@ -10,12 +10,15 @@
 //! - `ENCRYPTED_OUTPUT`: one ciphertext per output, sample s in slot s.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use ckks::throughput::{Batch, Linear, LinearGroup, ThroughputEvaluator};
 use ckks::wire::peek_header;
 use ckks::{read_any_ciphertext_limited, Ciphertext, Parameters};
 use model::{ThroughputLayer, ThroughputProgram, ThroughputSpec};
 
+use crate::assembly::{Added, Assembler, Limits, PartTag};
 use crate::keystore::{KeyId, KeyStore, KeyStoreError, Requirements};
 use crate::service::{check_level, parse_key_id, OtherLayout, Request, Response, RunError, ServiceError};
 
@@ -36,6 +39,8 @@ pub struct ThroughputService {
     steps: Vec<Step>,
     spec: ThroughputSpec,
     needs: Requirements,
+    /// batches sent in several requests (`BATCH_PART`), until their last part
+    parts: RwLock<Arc<Assembler<Ciphertext>>>,
 }
 
 /// Rows that read the same inputs go to one group (up to the kernel's register block
@@ -72,7 +77,8 @@ impl ThroughputService {
             })
             .collect();
         let needs = Requirements::for_rotations(&params, &[], true);
-        Ok(Self { params, eval, steps, spec: spec.clone(), needs })
+        let parts = RwLock::new(Assembler::new(Limits::default()));
+        Ok(Self { params, eval, steps, spec: spec.clone(), needs, parts })
     }
 
     /// The program: a linear layer after a square sums the three components, is
@@ -142,15 +148,26 @@ impl OtherLayout for ThroughputService {
         })
     }
 
-    /// One layout-T request. `l_params`: the model's layout-L parameters, to say so
-    /// when a KEY_ID names an L bundle.
+    fn set_batch_limits(&self, limits: Limits) {
+        *self.parts.write().unwrap_or_else(|e| e.into_inner()) = Assembler::new(limits);
+    }
+
+    fn pending_batch_bytes(&self) -> usize {
+        self.parts.read().unwrap_or_else(|e| e.into_inner()).pending_bytes()
+    }
+
+    /// One layout-T request, or one part of a batch (`batch_part`: its `BATCH_PART`).
+    /// `l_params`: the model's layout-L parameters, to say so when a KEY_ID names an L
+    /// bundle.
     fn infer(
         &self,
         store: &KeyStore,
         l_params: &Parameters,
         req: Request<'_>,
+        batch_part: Option<&[u8]>,
         cancel: &AtomicBool,
     ) -> Result<Response, ServiceError> {
+        let part = batch_part.map(PartTag::parse).transpose()?;
         let id = match (req.evaluation_keys, req.key_id) {
             (Some(bundle), given) if self.owns(bundle) => {
                 self.register(store, bundle, given.map(parse_key_id).transpose()?)?
@@ -177,12 +194,17 @@ impl OtherLayout for ThroughputService {
             Err(e) => return Err(e.into()),
         };
         let rk = keys.relin.as_ref().ok_or_else(|| ServiceError::IncompleteKeys("no relinearization key".into()))?;
-        if req.ciphertexts.len() != self.input_count() {
+        let want = self.input_count();
+        let fits = match &part {
+            None => req.ciphertexts.len() == want,
+            Some(_) => (1..=want).contains(&req.ciphertexts.len()),
+        };
+        if !fits {
             return Err(ServiceError::WrongScheme(format!(
-                "ENCRYPTED_INPUT holds {} layout-T ciphertexts; a layout-T request holds exactly one per input \
-                 feature ({}), each for up to {} samples: split a larger batch into several requests",
+                "ENCRYPTED_INPUT holds {} layout-T ciphertexts; a layout-T batch holds exactly one per input \
+                 feature ({want}), each for up to {} samples, in one request or in parts tagged BATCH_PART \
+                 (\"<batch id>:<k>/<n>\", at least one ciphertext each); a larger batch is several batches",
                 req.ciphertexts.len(),
-                self.input_count(),
                 self.spec.max_batch
             )));
         }
@@ -204,6 +226,19 @@ impl OtherLayout for ThroughputService {
                 Ok(ct)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let inputs = match part {
+            None => inputs,
+            Some(tag) => {
+                // Held as read (the bytes a ciphertext takes in memory, not on the wire).
+                let n = self.params.n();
+                let bytes = inputs.iter().map(|c| 2 * (c.level() + 1) * n * 8).sum();
+                let parts = self.parts.read().unwrap_or_else(|e| e.into_inner()).clone();
+                match parts.add(&tag, id, inputs, bytes, want, Instant::now())? {
+                    Added::Waiting { .. } => return Ok(Response { ciphertexts: Vec::new(), key_id: id, dp: None }),
+                    Added::Complete(all) => all,
+                }
+            }
+        };
         let out = self.run(rk, inputs, cancel)?;
         Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id, dp: None })
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use runtime::protocol::{ENCRYPTED_INPUT, EVALUATION_KEYS, KEY_ID, PLAIN_INPUT};
+use runtime::protocol::{BATCH_PART, ENCRYPTED_INPUT, EVALUATION_KEYS, KEY_ID, PLAIN_INPUT};
 use runtime::Request;
 use tokio::sync::TryAcquireError;
 
@@ -127,7 +127,9 @@ pub fn check_headers(model: &LoadedModel, inputs: &[TensorHeader<'_>]) -> Result
         }
         let count = element_count(t.name, t.shape)?;
         if let Some(want) = expected_count(model, t.name) {
-            let fits = if t.name == ENCRYPTED_INPUT { model.service.accepts_input_count(count) } else { count == want };
+            let part = inputs.iter().any(|t| t.name == BATCH_PART);
+            let fits =
+                if t.name == ENCRYPTED_INPUT { model.service.accepts_input_count(count, part) } else { count == want };
             if !fits {
                 return Err(if t.name == ENCRYPTED_INPUT {
                     let want = model.service.input_count();
@@ -244,7 +246,8 @@ pub async fn run(
                 .map(|t| t.elements.iter().map(|b| &b[..]).collect())
                 .unwrap_or_default();
             let plain = plain_input(&inputs)?;
-            m.service.infer_with_plain(Request { ciphertexts, key_id, evaluation_keys }, plain, &flag)
+            let part = single(&inputs, BATCH_PART).map(|b| &b[..]);
+            m.service.infer_parts(Request { ciphertexts, key_id, evaluation_keys }, plain, part, &flag)
         })
         .await;
         Ok((res, queue_ns, started.elapsed().as_nanos() as u64))

@@ -306,6 +306,9 @@ pub fn load_with(path: &Path, ko: &KeyStoreOptions, allow_empty: bool) -> Result
                 .map_err(|source| LoadError::Param { model: f.dir_name.clone(), source })?;
             service.set_dp_budget(budget);
         }
+        let batch_limits = runtime::assembly::Limits::from_params(|k| f.config.parameters.get(k).cloned())
+            .map_err(|source| LoadError::Param { model: f.dir_name.clone(), source })?;
+        service.set_batch_limits(batch_limits);
         let instances = f.config.instance_count();
         tracing::info!(model = %f.dir_name, version = %f.version, weights_mb = weights >> 20, instances, "loaded");
         let config_json = f.config.to_json();

@@ -49,10 +49,10 @@ use admission::{Admission, Limits, Stop};
 use admission::{EVAL_TIMEOUT_S_PARAM as EVAL_TIMEOUT, MAX_EVALUATIONS_PARAM as MAX_EVALS};
 use ffi::*;
 use glue::{check, cstr, entry, log, now_ns, BackendError, Result};
+use runtime::protocol::{BATCH_PART, KEY_ID, MAX_REQUEST_MB_PARAM, PLAIN_INPUT};
 use runtime::protocol::{
     CLIENT_SPEC_PARAM, ENCRYPTED_INPUT as INPUT, ENCRYPTED_OUTPUT as OUTPUT, EVALUATION_KEYS as KEYS,
 };
-use runtime::protocol::{KEY_ID, MAX_REQUEST_MB_PARAM, PLAIN_INPUT};
 use runtime::{tensor, Request, Service, ServiceError, Settings};
 
 /// Backend-wide defaults from `--backend-config=heinfer,...`, and the key store every
@@ -252,6 +252,9 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
             runtime::protocol::dp_budget(&v).map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
         service.set_dp_budget(budget);
     }
+    let batch_limits = runtime::assembly::Limits::from_params(|k| setting(&cfg, bstate, k))
+        .map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
+    service.set_batch_limits(batch_limits);
     let (keys_mb, keys_dir) = (store.capacity() >> 20, store.dir());
     log(
         LOG_INFO,
@@ -454,16 +457,17 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
     })?;
     let key_id = input_ref(request, KEY_ID)?;
     let keys = input_ref(request, KEYS)?;
+    let part = input_ref(request, BATCH_PART)?;
     // Counts against the model before anything is read or split: a shape of a million
     // empty elements costs nothing here.
-    if !model.service.accepts_input_count(input.elements) {
+    if !model.service.accepts_input_count(input.elements, part.is_some()) {
         let e = ServiceError::WrongCount { expected, got: input.elements }.to_string();
         return Err(BackendError::invalid(match model.service.throughput_count() {
             Some(n) => format!("{e} (or {n} in layout T: one per input feature)"),
             None => e,
         }));
     }
-    for (name, t) in [(KEY_ID, &key_id), (KEYS, &keys)] {
+    for (name, t) in [(KEY_ID, &key_id), (KEYS, &keys), (BATCH_PART, &part)] {
         if let Some(t) = t.as_ref().filter(|t| t.elements != 1) {
             return Err(BackendError::invalid(format!(
                 "input {name} must hold exactly one element, got {}",
@@ -472,8 +476,11 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
         }
     }
     let plain = input_ref(request, PLAIN_INPUT)?;
-    let total =
-        [Some(&input), key_id.as_ref(), keys.as_ref(), plain.as_ref()].iter().flatten().map(|t| t.size).sum::<usize>();
+    let total = [Some(&input), key_id.as_ref(), keys.as_ref(), plain.as_ref(), part.as_ref()]
+        .iter()
+        .flatten()
+        .map(|t| t.size)
+        .sum::<usize>();
     if total > model.max_request_bytes {
         return Err(BackendError::invalid(format!(
             "request too large: its inputs are {total} bytes, more than this model's limit of {} MB \
@@ -490,6 +497,8 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
     let keys_data = keys.as_ref().map(|t| input_bytes(KEYS, t)).transpose()?;
     let key_id = key_id_data.as_deref().map(|d| one(KEY_ID, d)).transpose()?;
     let keys = keys_data.as_deref().map(|d| one(KEYS, d)).transpose()?;
+    let part_data = part.as_ref().map(|t| input_bytes(BATCH_PART, t)).transpose()?;
+    let part = part_data.as_deref().map(|d| one(BATCH_PART, d)).transpose()?;
     // Triton has checked PLAIN_INPUT's datatype and its dims [-1] against the config.
     let plain = match &plain {
         Some(t) => Some(
@@ -504,7 +513,9 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
     let (resp, stopped) = admission::watched(
         timeout,
         || handle.cancelled(),
-        |flag| model.service.infer_with_plain(Request { ciphertexts: cts, key_id, evaluation_keys: keys }, plain, flag),
+        |flag| {
+            model.service.infer_parts(Request { ciphertexts: cts, key_id, evaluation_keys: keys }, plain, part, flag)
+        },
     );
     let resp = resp.map_err(|e| match stopped {
         Some(Stop::Deadline) => BackendError::unavailable(format!(
