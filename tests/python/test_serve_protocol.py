@@ -97,7 +97,8 @@ def test_health_metadata_and_config_through_tritonclient(serve):
     assert g.is_server_live() and g.is_server_ready() and g.is_model_ready(MODEL)
     assert not h.is_model_ready("nope") and not g.is_model_ready("nope")
     meta = h.get_model_metadata(MODEL)
-    assert [i["name"] for i in meta["inputs"]] == ["ENCRYPTED_INPUT", "KEY_ID", "EVALUATION_KEYS"]
+    # BATCH_PART: CryptoNets has layout T too (a batch may come in several requests).
+    assert [i["name"] for i in meta["inputs"]] == ["ENCRYPTED_INPUT", "KEY_ID", "EVALUATION_KEYS", "BATCH_PART"]
     assert g.get_model_metadata(MODEL).outputs[0].datatype == "BYTES"
     spec_h = heinfer.client_spec_from_config(h.get_model_config(MODEL))
     spec_g = heinfer.client_spec_from_config(g.get_model_config(MODEL))

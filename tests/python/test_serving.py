@@ -76,7 +76,7 @@ def test_config_gives_the_client_spec(server, protocol):
     assert spec["params"]["log_n"] >= 12
     names = {i["name"] if isinstance(i, dict) else i.name
              for i in (cfg["input"] if isinstance(cfg, dict) else cfg.config.input)}
-    assert names == {"ENCRYPTED_INPUT", "KEY_ID", "EVALUATION_KEYS"}
+    assert names == {"ENCRYPTED_INPUT", "KEY_ID", "EVALUATION_KEYS", "BATCH_PART"}  # BATCH_PART: layout T
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

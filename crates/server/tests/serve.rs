@@ -239,7 +239,8 @@ fn http_health_metadata_and_config() {
     assert_eq!(m["versions"], json!(["1"]));
     assert_eq!(m["platform"], "heinfer");
     let names: Vec<&str> = m["inputs"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["ENCRYPTED_INPUT", "KEY_ID", "EVALUATION_KEYS"]);
+    // BATCH_PART: the model has layout T too (a batch may come in several requests).
+    assert_eq!(names, ["ENCRYPTED_INPUT", "KEY_ID", "EVALUATION_KEYS", "BATCH_PART"]);
     assert_eq!(m["inputs"][0]["datatype"], "BYTES");
     assert_eq!(m["inputs"][0]["shape"], json!([-1]));
     assert_eq!(m["outputs"][0], json!({"name": "ENCRYPTED_OUTPUT", "datatype": "BYTES", "shape": [-1]}));
