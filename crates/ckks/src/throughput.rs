@@ -122,11 +122,11 @@ pub struct Linear {
 
 impl Linear {
     /// A dense layer from row-major `weights` (`bias.len()` rows of `inputs`), in groups
-    /// of four rows (the kernel's register block).
+    /// of `ring::int_sums::GROUP` rows (the kernel's pass over the inputs).
     pub fn dense(weights: &[f64], bias: &[f64], inputs: usize) -> Self {
         let groups = (0..bias.len())
             .collect::<Vec<_>>()
-            .chunks(4)
+            .chunks(ring::int_sums::GROUP)
             .map(|rows| LinearGroup {
                 outputs: rows.to_vec(),
                 inputs: (0..inputs).collect(),

@@ -43,15 +43,15 @@ pub struct ThroughputService {
     parts: RwLock<Arc<Assembler<Ciphertext>>>,
 }
 
-/// Rows that read the same inputs go to one group (up to the kernel's register block
-/// of 4 rows): a dense layer is then groups of 4 rows over every input.
+/// Rows that read the same inputs go to one group (up to the kernel's pass of
+/// `ring::int_sums::GROUP` rows): a dense layer is then groups of that many rows over every input.
 fn groups(rows: &[Vec<(u32, f64)>]) -> Vec<LinearGroup> {
     let mut out: Vec<LinearGroup> = Vec::new();
     for (o, row) in rows.iter().enumerate() {
         let inputs: Vec<usize> = row.iter().map(|&(i, _)| i as usize).collect();
         let weights = row.iter().map(|&(_, w)| w);
         match out.last_mut() {
-            Some(g) if g.inputs == inputs && g.outputs.len() < 4 => {
+            Some(g) if g.inputs == inputs && g.outputs.len() < ring::int_sums::GROUP => {
                 g.outputs.push(o);
                 g.weights.extend(weights);
             }
