@@ -138,3 +138,17 @@ def test_python_compile_split_at(tmp_path):
     with pytest.raises(heinfer.CompileError, match="--split-at"):
         heinfer.compile(os.path.join(ROOT, "models", "digits_cnn.onnx"), cal, str(tmp_path), name="bad",
                         split_at="no_such_node", reference="interpreter")
+
+
+def test_cli_run_takes_the_whole_sample(model_repo, heinfer_bin):
+    """`heinfer run` on a split model: the CLI runs the prefix (tract) on the whole sample,
+    encrypts its output, evaluates the suffix and decrypts; it agrees with the simulation."""
+    r = subprocess.run([heinfer_bin, "run", os.path.join(model_repo, "bc_split"), "--input",
+                        os.path.join(DATA, "breast_cancer_test_x.npy"), "--labels",
+                        os.path.join(DATA, "breast_cancer_test_y.npy"), "--samples", "40", "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["samples"] == 40, out
+    assert out["agreement_with_simulation"] == 1.0, out
+    assert out["accuracy"] >= 0.9, out
