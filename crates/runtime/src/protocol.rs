@@ -16,7 +16,7 @@ pub const EVALUATION_KEYS: &str = "EVALUATION_KEYS";
 /// with `--public-features` only).
 pub const PLAIN_INPUT: &str = "PLAIN_INPUT";
 /// `"<batch id>:<k>/<n>"`: this request is part k of n of one layout-T batch (BYTES,
-/// dims `[1]`, optional; models with layout T only): `crate::assembly`.
+/// dims `[1]`, optional; models with layout T only): the `assembly` module.
 pub const BATCH_PART: &str = "BATCH_PART";
 /// Serialized result ciphertexts (BYTES, dims `[-1]`).
 pub const ENCRYPTED_OUTPUT: &str = "ENCRYPTED_OUTPUT";
