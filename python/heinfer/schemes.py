@@ -147,10 +147,13 @@ class _SchemeClient:
         return Client.infer_outputs(self, protocol)  # type: ignore[arg-type]
 
     def infer(self, triton_client: Any, xs: Any, model_name: Optional[str] = None, *,
-              send_keys: Optional[bool] = None, postprocess: bool = False, **infer_kwargs: Any) -> np.ndarray:
+              send_keys: Optional[bool] = None, postprocess: bool = False, parts: int = 1,
+              **infer_kwargs: Any) -> np.ndarray:
         """Encrypts samples, runs the model on a server (as many requests as the batch
         needs) and decrypts: one row of outputs per sample. Keys are sent with the first
-        request through this ``triton_client`` (``send_keys`` forces either way)."""
+        request through this ``triton_client`` (``send_keys`` forces either way).
+        ``parts`` > 1 sends each batch in that many requests (CKKS layout T only:
+        :meth:`BatchClient.part_inputs`)."""
         model = model_name or self.model_name
         slot = (id(triton_client), model)
         p = _protocol_name(triton_client)
@@ -159,11 +162,18 @@ class _SchemeClient:
         for i in range(0, len(a), self.max_batch):
             chunk = a[i:i + self.max_batch]
             first = send_keys if send_keys is not None else slot not in self._registered
-            res = triton_client.infer(model, self.infer_inputs(chunk, p, send_keys=first),
-                                      outputs=self.infer_outputs(p), **infer_kwargs)
+            res = None
+            for inputs in self._batch_requests(chunk, int(parts), p, first):
+                res = triton_client.infer(model, inputs, outputs=self.infer_outputs(p), **infer_kwargs)
             self._registered.add(slot)
             rows.append(self.decrypt_batch(res.as_numpy(ENCRYPTED_OUTPUT), len(chunk), postprocess=postprocess))
         return np.concatenate(rows)
+
+    def _batch_requests(self, chunk: Any, parts: int, protocol: str, send_keys: bool) -> List[List[Any]]:
+        """The requests' inputs that carry one batch (the last request's answer is the batch's)."""
+        if parts != 1:
+            raise InputError(f"a {self.scheme} model takes a batch in one request, not {parts} parts")
+        return [self.infer_inputs(chunk, protocol, send_keys=send_keys)]
 
     def postprocess(self, y: Any) -> np.ndarray:
         """The client-side post-processing of the spec, on one output vector."""
@@ -354,28 +364,9 @@ class BatchClient(_BatchedClient):
             out.append(inputs)
         return out
 
-    def infer(self, triton_client: Any, xs: Any, model_name: Optional[str] = None, *,
-              send_keys: Optional[bool] = None, postprocess: bool = False, parts: int = 1,
-              **infer_kwargs: Any) -> np.ndarray:
-        """As :meth:`_SchemeClient.infer`; ``parts`` > 1 sends each batch in that many
-        requests (``BATCH_PART``), for batches larger than the server takes in one."""
-        if int(parts) == 1:
-            return super().infer(triton_client, xs, model_name, send_keys=send_keys, postprocess=postprocess,
-                                 **infer_kwargs)
-        model = model_name or self.model_name
-        slot = (id(triton_client), model)
-        p = _protocol_name(triton_client)
-        a = self._rows(xs)
-        rows = []
-        for i in range(0, len(a), self.max_batch):
-            chunk = a[i:i + self.max_batch]
-            first = send_keys if send_keys is not None else slot not in self._registered
-            res = None
-            for inputs in self.part_inputs(chunk, parts, p, send_keys=first):
-                res = triton_client.infer(model, inputs, outputs=self.infer_outputs(p), **infer_kwargs)
-            self._registered.add(slot)
-            rows.append(self.decrypt_batch(res.as_numpy(ENCRYPTED_OUTPUT), len(chunk), postprocess=postprocess))
-        return np.concatenate(rows)
+    def _batch_requests(self, chunk: Any, parts: int, protocol: str, send_keys: bool) -> List[List[Any]]:
+        return self.part_inputs(chunk, parts, protocol, send_keys=send_keys) if parts != 1 else \
+            [self.infer_inputs(chunk, protocol, send_keys=send_keys)]
 
 
 def choose_layout(spec: Any, samples: int, bytes_per_s: float = DEFAULT_BYTES_PER_S) -> Tuple[str, str]:

@@ -227,8 +227,10 @@ def test_a_batch_in_parts_is_assembled_and_answered_by_its_last_part(server, bat
     chunks = [req[0:10], req[10:30], req[30:47], req[47:64]]
     bid = f"parts-{server.kind}"
     for k in (2, 0, 3):
+        # The first part registers the keys (idempotent), so this test runs alone too.
+        keys = [bytes_input("EVALUATION_KEYS", [batch["keys"]])] if k == 2 else []
         out = infer(server, [bytes_input("ENCRYPTED_INPUT", chunks[k]), kid,
-                             bytes_input("BATCH_PART", [f"{bid}:{k}/4".encode()])])
+                             bytes_input("BATCH_PART", [f"{bid}:{k}/4".encode()]), *keys])
         assert len(out) == 0, f"part {k} of 4 answered {len(out)} ciphertexts before the batch was whole"
     out = infer(server, [bytes_input("ENCRYPTED_INPUT", chunks[1]), kid,
                          bytes_input("BATCH_PART", [f"{bid}:1/4".encode()])])
@@ -256,7 +258,7 @@ def test_bad_parts_are_refused_and_an_abandoned_batch_times_out(server, batch, h
                    "--keys-out", tmp_path / "o.keys").strip().encode()
     other = [bytes_input("EVALUATION_KEYS", [open(tmp_path / "o.keys", "rb").read()]), bytes_input("KEY_ID", [other_id])]
     bid = f"bad-{server.kind}"
-    assert len(infer(server, part(req[:32], f"{bid}:0/2", kid))) == 0
+    assert len(infer(server, part(req[:32], f"{bid}:0/2", kid, bytes_input("EVALUATION_KEYS", [keys])))) == 0
     expect_400(server, part(req[32:], f"{bid}:1/2", *other), "one batch is under one key")
     expect_400(server, part(req[:32], f"{bid}:0/2", kid), "already has part 0")
     expect_400(server, part(req[32:], f"{bid}:1/3", kid), "started as 2 parts")

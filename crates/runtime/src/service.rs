@@ -312,22 +312,13 @@ impl CkksService {
     /// [`Service::infer`] whose evaluation stops between operations once `cancel` is
     /// set; the caller knows it cancelled and reads the error that way.
     pub fn infer_cancellable(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
-        self.infer_with_plain(req, None, cancel)
+        self.infer_parts(req, None, None, cancel)
     }
 
     /// [`CkksService::infer_cancellable`] with the request's `PLAIN_INPUT` (the public
-    /// features' values, already read by the front end: [`crate::public::PlainInput`]).
-    pub fn infer_with_plain(
-        &self,
-        req: Request<'_>,
-        plain: Option<crate::public::PlainInput>,
-        cancel: &AtomicBool,
-    ) -> Result<Response, ServiceError> {
-        self.infer_parts(req, plain, None, cancel)
-    }
-
-    /// [`CkksService::infer_with_plain`] with the request's `BATCH_PART`, if it has one:
-    /// a part of a layout-T batch sent in several requests (`crate::assembly`).
+    /// features' values, already read by the front end: [`crate::public::PlainInput`])
+    /// and `BATCH_PART` (a part of a layout-T batch sent in several requests:
+    /// `crate::assembly`), where it has them.
     pub fn infer_parts(
         &self,
         req: Request<'_>,
