@@ -17,7 +17,7 @@ DATA = os.path.join(ROOT, "models", "data")
 # CNN (reference model c) has the larger keys (tens of MB) and the heavier evaluation.
 MODEL = "digits_cryptonets"
 BIG_MODEL = "digits_cnn"
-BATCH_TIMEOUT_S = 4
+BATCH_TIMEOUT_S = 8
 # The privacy options (test_privacy_serving.py), on the breast-cancer regression: circuit
 # privacy at the largest λ its parameters allow at 1 % precision (λ = 40 is refused: see
 # docs/privacy.md), and output DP with a per-key budget of two queries.
