@@ -119,14 +119,6 @@ impl Service {
         }
     }
 
-    /// Bytes the layout-T batches waiting for parts hold.
-    pub fn pending_batch_bytes(&self) -> usize {
-        match self {
-            Service::Ckks(s) => s.throughput().map_or(0, |t| t.pending_batch_bytes()),
-            _ => 0,
-        }
-    }
-
     pub fn scheme(&self) -> model::Scheme {
         match self {
             Service::Ckks(_) => model::Scheme::Ckks,

@@ -85,8 +85,6 @@ pub trait OtherLayout: Send + Sync {
     ) -> Result<Response, ServiceError>;
     /// Bounds of the batches held for their parts (they are dropped as they stand).
     fn set_batch_limits(&self, limits: crate::assembly::Limits);
-    /// Bytes the batches waiting for parts hold.
-    fn pending_batch_bytes(&self) -> usize;
 }
 
 /// A failure inside an evaluation (the inputs passed every check before it). The

@@ -152,10 +152,6 @@ impl OtherLayout for ThroughputService {
         *self.parts.write().unwrap_or_else(|e| e.into_inner()) = Assembler::new(limits);
     }
 
-    fn pending_batch_bytes(&self) -> usize {
-        self.parts.read().unwrap_or_else(|e| e.into_inner()).pending_bytes()
-    }
-
     /// One layout-T request, or one part of a batch (`batch_part`: its `BATCH_PART`).
     /// `l_params`: the model's layout-L parameters, to say so when a KEY_ID names an L
     /// bundle.
