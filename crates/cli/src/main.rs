@@ -134,6 +134,11 @@ enum Cmd {
         /// runs in the clear on the client (it travels in the client spec), only the rest runs encrypted
         #[arg(long, value_name = "NODE")]
         split_at: Option<String>,
+        /// where linear layers rotate their products: before-rescale (at the doubled scale: least noise),
+        /// after-rescale (one level lower: smaller keys, faster rotations, more noise), or auto (the
+        /// smaller key upload; the report gives the other's keys and noise)
+        #[arg(long, default_value = "auto")]
+        rotations: compiler::RotationPolicy,
         /// client-aided refresh (CKKS): cut the network at its non-linear activations into segments
         /// <NAME>__seg0, __seg1, … (each an ordinary model); the client runs the exact activations in
         /// clear between them and re-encrypts. The client then sees the intermediate activations
@@ -343,6 +348,7 @@ fn run(cli: Cli) -> Result<(), String> {
             layout,
             throughput_batch,
             split_at,
+            rotations,
             client_aided,
             json,
             scheme,
@@ -388,6 +394,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 layout,
                 throughput_batch,
                 split_at,
+                rotations,
             };
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };
             if client_aided {

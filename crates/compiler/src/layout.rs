@@ -32,8 +32,9 @@ pub(crate) fn build(
     slots: usize,
     scale: f64,
     mask_output: bool,
+    sum_at: lower::SumAt,
 ) -> Result<Built, CompileError> {
-    build_with(stages, q, slots, scale, mask_output, false)
+    build_with(stages, q, slots, scale, mask_output, false, sum_at)
 }
 
 /// [`build`], with `keep_first_bias`: the first layer's bias plaintext is emitted even
@@ -45,8 +46,10 @@ pub(crate) fn build_with(
     scale: f64,
     mask_output: bool,
     keep_first_bias: bool,
+    sum_at: lower::SumAt,
 ) -> Result<Built, CompileError> {
     let mut b = lower::Builder::new(q.to_vec(), slots);
+    b.sum_at = sum_at;
     let top = q.len() as u32 - 1;
     let x = b.input(0, top, scale);
     let (v0, layout0, client_map, desc) = match stages.first() {
@@ -163,6 +166,7 @@ pub(crate) fn needs_relinearization(b: &lower::Builder) -> bool {
 
 /// The model: the network built on `params`' primes, with the client spec that says how
 /// to lay out the input and where the `n_out` outputs are.
+#[allow(clippy::too_many_arguments)] // the build's knobs, each from a different stage of `compile`
 pub(crate) fn program(
     imp: &Imported,
     stages: &[LStage],
@@ -171,9 +175,10 @@ pub(crate) fn program(
     name: &str,
     mask_output: bool,
     public: Option<crate::hybrid::Split>,
+    sum_at: lower::SumAt,
 ) -> Result<HeModel, CompileError> {
     let slots = params.slots();
-    let bt = build_with(stages, params.q(), slots, params.default_scale(), mask_output, public.is_some())?;
+    let bt = build_with(stages, params.q(), slots, params.default_scale(), mask_output, public.is_some(), sum_at)?;
     let steps = lower::rotation_steps(&bt.b.nodes);
     let relin = needs_relinearization(&bt.b);
     let mut out_slots = Vec::with_capacity(n_out);

@@ -66,6 +66,7 @@ pub use client_aided::{compile_client_aided, summary as client_aided_summary};
 pub use import::MaxPoolPolicy;
 pub use npy::Array;
 pub use output_dp::OutputDpRequest;
+pub use parameters::RotationPolicy;
 pub use quantize::CompiledBgv;
 pub use scheme::{compile_with_scheme, write_repository_any, Choice, CompiledAny, CompiledLinear, SchemeRequest};
 pub use throughput::LayoutRequest;
@@ -132,6 +133,9 @@ pub struct Options {
     /// Split inference (`--split-at`): the node or tensor where the graph is cut; the
     /// prefix runs in clear on the client, the suffix is what gets compiled (`split`).
     pub split_at: Option<String>,
+    /// Where linear layers rotate their products (`--rotations`): before the rescale
+    /// (least noise), after it (smaller keys, faster), or auto (the smaller upload).
+    pub rotations: RotationPolicy,
 }
 
 impl Default for Options {
@@ -156,6 +160,7 @@ impl Default for Options {
             layout: LayoutRequest::Auto,
             throughput_batch: 4096,
             split_at: None,
+            rotations: RotationPolicy::Auto,
         }
     }
 }
@@ -228,7 +233,7 @@ pub fn compile(
         circuit_privacy::choose_parameters(opts_p, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
-    let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split)?;
+    let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split, chosen.sum_at)?;
     if dp.is_some() {
         output_dp::check_unused_slots(&hem, data.calibration)?;
     }

@@ -49,11 +49,40 @@ pub struct Builder {
     /// Emit `add_plain` of an all-zero vector too (the public features' bias plaintext
     /// must exist even when the model's bias is zero).
     pub keep_zero_add: bool,
+    /// Where linear layers rotate their products ([`Builder::linear_sum`]).
+    pub sum_at: SumAt,
+}
+
+/// Where a linear layer's rotate-and-sum runs: the compiler's trade between key bytes
+/// and noise, chosen per model (`compile --rotations`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SumAt {
+    /// At the products' doubled scale, then one rescale: the rotations' key-switch
+    /// noise is 2^-(log q) smaller relative to the scale, but they run at the products'
+    /// level, so their keys are made up to it.
+    Doubled,
+    /// After each giant's rescale, one level lower: a Galois key is made only up to the
+    /// highest level its step is used at, and with one digit per prime its bytes grow
+    /// with the square of the level, so this takes the top level's keys out of most
+    /// bundles, and each rotation switches one limb less. The rotations' key-switch
+    /// rounding is then added at the plain scale: a few units against 2^24 or more per
+    /// rotation, which the noise analysis measures with the rest.
+    Rescaled,
+}
+
+impl SumAt {
+    /// For the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SumAt::Doubled => "before the rescale",
+            SumAt::Rescaled => "after the rescale",
+        }
+    }
 }
 
 impl Builder {
     pub fn new(q: Vec<u64>, slots: usize) -> Self {
-        Builder { q, slots, nodes: vec![], plains: vec![], layer: 0, keep_zero_add: false }
+        Builder { q, slots, nodes: vec![], plains: vec![], layer: 0, keep_zero_add: false, sum_at: SumAt::Doubled }
     }
     fn push(&mut self, op: Op, level: u32, scale: f64) -> V {
         self.nodes.push(Node { op, level, scale, layer: self.layer });
@@ -70,11 +99,9 @@ impl Builder {
         self.plains.len() as u32 - 1
     }
     /// x ⊙ values at scale x.scale·q_level (the rescale that follows restores the
-    /// scale), not yet rescaled. Linear layers sum their
-    /// products (rotations included) at this scale and rescale once: a rescale's
-    /// rounding is then added once instead of to every product before the
-    /// rotate-and-sum tree adds them all up, and the tree's key-switch noise is
-    /// 2^-(log q) smaller relative to the doubled scale.
+    /// scale), not yet rescaled. Linear layers sum their products at this scale and
+    /// rescale the sums once each ([`Builder::linear_sum`]): a rescale's rounding is
+    /// then added once instead of to every product.
     pub fn mul_plain(&mut self, x: V, values: Vec<f64>) -> V {
         let ps = self.q[x.level as usize] as f64;
         let pt = self.plain(values, x.level, ps);
@@ -158,13 +185,22 @@ impl Builder {
         }
         vs[0]
     }
-    /// Σ_g rot(x ⊙ d_g, g·step), not rescaled, as baby-step/giant-step: with g = j·B + b,
+    /// Σ_g rot(x ⊙ d_g, g·step), then x + rot(x, s) for each of `then`, rescaled, as
+    /// baby-step/giant-step: with g = j·B + b,
     /// rot(x ⊙ d_g, g·step) = rot(rot(x, b·step) ⊙ rot(d_g, b·step), j·B·step), so the
     /// B − 1 baby rotations are of `x` alone and share one key-switch decomposition
     /// (the runtime hoists consecutive rotations of one value), and only G/B − 1 giant
     /// rotations remain, by a tree. `max_babies` 2 needs no key beyond the power-of-two
-    /// steps every layer already uses; 4 needs one more (3·step).
-    pub fn products_tree(&mut self, x: V, diags: Vec<Vec<f64>>, step: i64, max_babies: usize) -> V {
+    /// steps every layer already uses; 4 needs one more (3·step). The giant tree and
+    /// `then` rotate before or after the rescale as [`Builder::sum_at`] says.
+    pub fn linear_sum(
+        &mut self,
+        x: V,
+        diags: Vec<Vec<f64>>,
+        step: i64,
+        max_babies: usize,
+        then: impl IntoIterator<Item = i64>,
+    ) -> V {
         let g = diags.len();
         let babies = g.min(max_babies).max(1);
         let slots = self.slots as i64;
@@ -188,9 +224,15 @@ impl Builder {
                 });
             }
             // An all-zero group still needs a value of the right level and scale.
-            giants.push(acc.unwrap_or_else(|| self.mul_plain(x, vec![0.0])));
+            let acc = acc.unwrap_or_else(|| self.mul_plain(x, vec![0.0]));
+            giants.push(if self.sum_at == SumAt::Rescaled { self.rescale(acc) } else { acc });
         }
-        self.rot_tree(giants, babies as i64 * step)
+        let u = self.rot_tree(giants, babies as i64 * step);
+        let u = self.rot_sum(u, then);
+        match self.sum_at {
+            SumAt::Doubled => self.rescale(u),
+            SumAt::Rescaled => u,
+        }
     }
     /// x + rot(x, s) for s in steps.
     pub fn rot_sum(&mut self, mut x: V, steps: impl IntoIterator<Item = i64>) -> V {
@@ -309,9 +351,7 @@ pub fn first_layer(b: &mut Builder, x: V, map: &Affine, plan: &FirstPlan) -> (V,
             .collect();
         diags.push(d);
     }
-    let u = b.products_tree(x, diags, wp as i64, 4);
-    let u = b.rot_sum(u, (0..log2(rr)).map(|i| (p << i) as i64));
-    let mut y = b.rescale(u);
+    let mut y = b.linear_sum(x, diags, wp as i64, 4, (0..log2(rr)).map(|i| (p << i) as i64));
     let layout: Vec<i32> = (0..s).map(|j| row_of(j).map(|o| o as i32).unwrap_or(ZERO)).collect();
     let bias: Vec<f64> = layout.iter().map(|&o| if o >= 0 { map.bias[o as usize] } else { 0.0 }).collect();
     y = b.add_plain(y, bias);
@@ -476,9 +516,7 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
                     .collect();
                 diags.push(d);
             }
-            let u = b.products_tree(x, diags, bsz as i64, 4);
-            let u = b.rot_sum(u, (0..log2(bsz)).map(|i| 1i64 << i));
-            let mut y = b.rescale(u);
+            let mut y = b.linear_sum(x, diags, bsz as i64, 4, (0..log2(bsz)).map(|i| 1i64 << i));
             let out = block_layout(s, bsz, n_out);
             let bias = out.iter().map(|&o| if o >= 0 { map.bias[o as usize] } else { 0.0 }).collect();
             y = b.add_plain(y, bias);
@@ -497,9 +535,7 @@ pub fn dense_layer(b: &mut Builder, x: V, map: &Affine, layout: &[i32], plan: &D
                 diags.push(d);
             }
             // Steps 1 and 2^i only: a baby step of 3 would cost a Galois key for this layer alone.
-            let u = b.products_tree(x, diags, 1, 2);
-            let u = b.rot_sum(u, (0..log2(k)).map(|i| (stride << i) as i64));
-            let mut y = b.rescale(u);
+            let mut y = b.linear_sum(x, diags, 1, 2, (0..log2(k)).map(|i| (stride << i) as i64));
             let mut out = vec![GARBAGE; s];
             for o in 0..n_out {
                 out[(base + s - o) % s] = o as i32;

@@ -3,6 +3,7 @@
 //! [`noise`] analysis predicts for the packed program.
 
 use crate::calibrate::Calibration;
+use crate::lower::SumAt;
 use crate::network::{depth_bound, forward, LStage};
 use crate::{layout, lower, noise, params, CompileError, Options};
 
@@ -23,17 +24,90 @@ pub(crate) struct Chosen {
     pub note: String,
     /// The noise analysis's largest output error at the chosen scale (circuit privacy's flood is sized from it).
     pub max_err: f64,
+    /// Where linear layers rotate their products (`Options::rotations`).
+    pub sum_at: SumAt,
+    /// Bytes the client uploads: every key made up to the level it is used at.
+    pub upload_bytes: usize,
 }
 
-/// `reach`: how large the outputs may get after the server's own additions (output-DP
-/// noise), beyond what calibration shows; 0 when nothing is added.
-/// `mask_output`: the program ends with the output mask (one more level; see `layout::build`).
+/// Where linear layers rotate ([`lower::SumAt`]): `compile --rotations`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RotationPolicy {
+    /// Both, and the smaller upload on the smaller ring (ties: before the rescale).
+    #[default]
+    Auto,
+    /// At the products' doubled scale: least noise.
+    BeforeRescale,
+    /// After the rescale: smaller keys, faster rotations.
+    AfterRescale,
+}
+
+impl std::str::FromStr for RotationPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "before-rescale" | "before" => Ok(Self::BeforeRescale),
+            "after-rescale" | "after" => Ok(Self::AfterRescale),
+            _ => Err(format!("unknown rotation placement {s:?}: choose auto, before-rescale or after-rescale")),
+        }
+    }
+}
+
+/// Chooses the parameters, and where linear layers rotate (`opts.rotations`): with
+/// `Auto`, both programs are analysed and the one whose keys upload fewer bytes on the
+/// smaller ring is kept; the report says what the other would have cost.
 pub(crate) fn choose(
     stages: &[LStage],
     cal: &Calibration,
     opts: &Options,
     reach: f64,
     mask_output: bool,
+) -> Result<Chosen, CompileError> {
+    let one = |sum_at| choose_at(stages, cal, opts, reach, mask_output, sum_at);
+    match opts.rotations {
+        RotationPolicy::BeforeRescale => one(SumAt::Doubled),
+        RotationPolicy::AfterRescale => one(SumAt::Rescaled),
+        RotationPolicy::Auto => {
+            let (doubled, rescaled) = (one(SumAt::Doubled), one(SumAt::Rescaled));
+            let (mut pick, other) = match (doubled, rescaled) {
+                (Ok(d), Ok(r)) => {
+                    let key = |c: &Chosen| (c.choice.params.log_n(), c.upload_bytes);
+                    if key(&r) < key(&d) {
+                        (r, d)
+                    } else {
+                        (d, r)
+                    }
+                }
+                (Ok(c), Err(_)) | (Err(_), Ok(c)) => return Ok(c),
+                (Err(e), Err(_)) => return Err(e),
+            };
+            let mb = |b: usize| b as f64 / 1e6;
+            pick.note += &format!(
+                "; rotations {} (the other choice, {}: N = 2^{}, keys {:.2} MB to upload against {:.2} MB, predicted max output error {:.2e} against {:.2e}; `--rotations` forces one)",
+                pick.sum_at.describe(),
+                other.sum_at.describe(),
+                other.choice.params.log_n(),
+                mb(other.upload_bytes),
+                mb(pick.upload_bytes),
+                other.max_err,
+                pick.max_err,
+            );
+            Ok(pick)
+        }
+    }
+}
+
+/// `reach`: how large the outputs may get after the server's own additions (output-DP
+/// noise), beyond what calibration shows; 0 when nothing is added.
+/// `mask_output`: the program ends with the output mask (one more level; see `layout::build`).
+fn choose_at(
+    stages: &[LStage],
+    cal: &Calibration,
+    opts: &Options,
+    reach: f64,
+    mask_output: bool,
+    sum_at: SumAt,
 ) -> Result<Chosen, CompileError> {
     let (calib, cal_rows) = (cal.data, cal.rows);
     // Residual additions make the depth depend on the packing: each ring's program is
@@ -60,7 +134,7 @@ pub(crate) fn choose(
         // will differ under real primes differ here too and get the same alignment.
         let dummy_q: Vec<u64> =
             (0..=depth_ub as u64).map(|i| (1u64 << noise::S_REF) + ((2 * i + 1) << (noise::S_REF - 16)) + 1).collect();
-        match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32), mask_output) {
+        match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32), mask_output, sum_at) {
             Ok(bt) => {
                 depth = depth_ub - bt.b.nodes.iter().map(|n| n.level).min().unwrap_or(depth_ub);
                 let steps = lower::rotation_steps(&bt.b.nodes);
@@ -133,7 +207,15 @@ pub(crate) fn choose(
         }
     }
     match choice {
-        Some(choice) => Ok(Chosen { choice, depth, note: noise_note, max_err }),
+        Some(choice) => {
+            let p = &choice.params;
+            let bt = layout::build(stages, p.q(), p.slots(), p.default_scale(), mask_output, sum_at)?;
+            let steps = lower::rotation_steps(&bt.b.nodes);
+            let levels = lower::key_levels(&bt.b.nodes, &steps);
+            let upload_bytes = levels.rotation.iter().map(|&l| p.keyswitch_key_bytes_at(l as usize)).sum::<usize>()
+                + levels.relinearization.map_or(0, |l| p.keyswitch_key_bytes_at(l as usize));
+            Ok(Chosen { choice, depth, note: noise_note, max_err, sum_at, upload_bytes })
+        }
         None => Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),
     }
 }

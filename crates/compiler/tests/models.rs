@@ -145,3 +145,49 @@ fn maxpool_is_refused_with_advice() {
         e => panic!("{e}"),
     }
 }
+
+/// `--rotations`: after the rescale, a dense layer's rotate-and-sum runs one level below
+/// its products, so its keys are made one level lower; auto takes it when the upload is
+/// smaller, and the digits MLP then fits the 10 MB upload it did not before.
+#[test]
+fn rotations_after_the_rescale_shrink_the_upload() {
+    use compiler::RotationPolicy;
+    let bytes = std::fs::read(root().join("models/digits_mlp.onnx")).unwrap();
+    let (c, t, l) = (
+        load("models/data/digits_train_img.npy"),
+        load("models/data/digits_test_img.npy"),
+        load("models/data/digits_test_y.npy"),
+    );
+    let d = Data { calibration: &c, eval: Some(&t), labels: Some(&l) };
+    let compile_with = |rotations| {
+        let opts = Options { name: "m".into(), use_onnxruntime: false, rotations, ..Default::default() };
+        compile(&bytes, None, &d, &opts, &|_| {}).unwrap().model
+    };
+    // The level of every rotation, and of the first layer's products.
+    let levels = |m: &model::HeModel| {
+        let rot: Vec<u32> =
+            m.nodes.iter().filter(|n| matches!(n.op, model::Op::Rotate { .. })).map(|n| n.level).collect();
+        let first_mul = m.nodes.iter().find(|n| matches!(n.op, model::Op::MulPlain { .. })).unwrap().level;
+        (rot, first_mul)
+    };
+    let before = compile_with(RotationPolicy::BeforeRescale);
+    let after = compile_with(RotationPolicy::AfterRescale);
+    let auto = compile_with(RotationPolicy::Auto);
+    let (rb, mb) = levels(&before);
+    let (ra, ma) = levels(&after);
+    assert!(rb.contains(&mb), "before the rescale, the first layer rotates at its products' level {mb}: {rb:?}");
+    assert!(ra.iter().all(|&l| l < ma), "after the rescale, no rotation at the products' level {ma}: {ra:?}");
+    let upload = |m: &model::HeModel| m.report.as_ref().unwrap().evaluation_key_bytes;
+    assert!(upload(&after) < upload(&before), "{} vs {}", upload(&after), upload(&before));
+    assert!(upload(&after) <= 10_000_000, "digits MLP keys {} B", upload(&after));
+    assert_eq!(auto.nodes, after.nodes, "auto takes the smaller upload");
+    let notes = &auto.report.as_ref().unwrap().notes;
+    assert!(
+        notes.iter().any(|n| n.contains("rotations after the rescale (the other choice, before the rescale")),
+        "{notes:?}"
+    );
+    // Both still agree with the network.
+    for m in [&before, &after] {
+        assert!(m.report.as_ref().unwrap().accuracy.as_ref().unwrap().top1_agreement >= 0.995);
+    }
+}
