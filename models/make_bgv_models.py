@@ -1,10 +1,14 @@
 """Builds the square-activation digits models that `--scheme bgv --quantize` compiles exactly.
 
     .venv/bin/python models/make_bgv_models.py     # writes models/digits_sq_mlp.onnx, models/digits_cryptonets3.onnx
+                                                   # and their QDQ versions (*_qdq.onnx, *_qdq_pc.onnx)
 
 (e) digits_sq_mlp:      Gemm 64->32 -> x*x -> Gemm 32->10 (numpy Adam)
 (f) digits_cryptonets3: Conv 3x3 stride 2 pad 1 (4 ch) -> x*x -> Gemm 64->16 -> x*x -> Gemm 16->10:
     CryptoNets' shape scaled to 8x8 digits, trained by make_models.train.
+(g) digits_sq_mlp_qdq, digits_cryptonets3_qdq: onnxruntime's quantize_static of (e) and (f), QDQ format,
+    int8 weights per tensor, uint8 activations, calibrated on 200 training digits: `--scheme bgv` compiles
+    them on their own integers. digits_sq_mlp_qdq_pc: the same with per-channel weights (refused by BGV).
 Seeded: re-running reproduces the files. Data: models/data/digits_*.npy (make_models.digits()).
 """
 import numpy as np
@@ -67,6 +71,28 @@ def make_cryptonets3():
     print("f: test accuracy", (predict(Xte).argmax(1) == yte).mean())
 
 
+def make_qdq():
+    import os
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    Xtr = digits()[0].reshape(-1, 1, 8, 8).astype(np.float32)
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": Xtr[i:i + 1]} for i in range(200)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    for base, out, per_channel in [("digits_sq_mlp", "digits_sq_mlp_qdq", False),
+                                   ("digits_cryptonets3", "digits_cryptonets3_qdq", False),
+                                   ("digits_sq_mlp", "digits_sq_mlp_qdq_pc", True)]:
+        quantize_static(os.path.join(here, base + ".onnx"), os.path.join(here, out + ".onnx"), Reader(),
+                        quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, per_channel=per_channel)
+
+
 if __name__ == "__main__":
     make_sq_mlp()
     make_cryptonets3()
+    make_qdq()

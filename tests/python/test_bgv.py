@@ -17,6 +17,7 @@ from conftest import ROOT, DATA, start_heinfer, start_triton, SERVERS
 
 SAMPLES = 60
 ONNX = os.path.join(ROOT, "models", "digits_sq_mlp.onnx")
+QDQ_ONNX = os.path.join(ROOT, "models", "digits_sq_mlp_qdq.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,11 @@ def bgv_repo(heinfer_bin, tmp_path_factory):
                         os.path.join(DATA, "digits_test_y.npy"), "-o", str(d / "repo"), "--name", "digits_bgv",
                         "--scheme", "bgv", "--quantize", "8", "--json"], env=env, capture_output=True, text=True,
                        check=True)
+    # The same network quantized by onnxruntime (QDQ, int8 per tensor), on its own integers.
+    subprocess.run([heinfer_bin, "compile", QDQ_ONNX, "--calibration", os.path.join(DATA, "digits_train_img.npy"),
+                    "--data", os.path.join(DATA, "digits_test_img.npy"), "-o", str(d / "repo"), "--name",
+                    "digits_bgv_qdq", "--scheme", "bgv", "--json"], env=env, capture_output=True, text=True,
+                   check=True)
     model = str(d / "repo" / "digits_bgv")
     sk, keys = d / "bgv.sk", d / "bgv.keys"
     key_id = subprocess.run([heinfer_bin, "keygen", model, "--secret-key", str(sk), "--keys-out", str(keys)],
@@ -170,3 +176,43 @@ def test_python_sdk_outputs_equal_the_integer_reference(bgv_server, bgv_repo, he
     # Inputs outside the compiled range (where exactness is proven) are refused.
     with pytest.raises(heinfer.InputError):
         c.encrypt(np.full(64, 1e6))
+
+
+def int8_weights(onnx_path):
+    """Each Gemm's int8 weight matrix [in, out] and int32 bias, from the QDQ model's initializers."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(onnx_path)
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    dq = {n.output[0]: n.input[0] for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    return [(inits[dq[g.input[1]]], inits[dq[g.input[2]]]) for g in m.graph.node if g.op_type == "Gemm"]
+
+
+def test_qdq_model_runs_on_its_own_integers(bgv_server, bgv_repo, heinfer_bin):
+    """onnxruntime's quantize_static model compiled with --scheme bgv (no --quantize): every
+    layer's weights and biases are the model's own int8/int32 values, the input grid is its
+    QuantizeLinear's, and the answers served decrypt to the integer reference for every
+    sample; top-1 agrees with onnxruntime running the quantized model."""
+    import heinfer
+    import onnxruntime as ort
+    import tritonclient.http as http
+    model = os.path.join(bgv_repo["repo"], "digits_bgv_qdq")
+    m = json.loads(subprocess.run([heinfer_bin, "inspect", model, "--json"], capture_output=True, text=True,
+                                  check=True).stdout)
+    linear = [l for l in m["layers"] if l["op"] != "square"]
+    for k, (layer, (w, b)) in enumerate(zip(linear, int8_weights(QDQ_ONNX), strict=True)):
+        n_in, n_out = w.shape
+        ours = np.array(layer["weights"]).reshape(n_out, n_in).T
+        g = np.gcd.reduce(np.abs(w).ravel().astype(np.int64))  # the coarsest grid: the int8s over their gcd
+        assert np.array_equal(ours * g, w.astype(np.int64)), layer["name"]
+        if k == 0:  # later biases are at the exact product's scale, not the requantized activation's
+            assert np.array_equal(np.array(layer["bias"]) * g, b.astype(np.int64)), layer["name"]
+    c = heinfer.client_for(model, model_name="digits_bgv_qdq")
+    x = bgv_repo["x"]
+    cli = http.InferenceServerClient(bgv_server.http_url, network_timeout=300, connection_timeout=300)
+    res = cli.infer("digits_bgv_qdq", c.infer_inputs(x, cli, send_keys=True), outputs=c.infer_outputs(cli))
+    ints = c.decrypt_integers(res.as_numpy("ENCRYPTED_OUTPUT"), SAMPLES)
+    assert ints.tolist() == integer_reference(m, x)
+    s = ort.InferenceSession(QDQ_ONNX, providers=["CPUExecutionProvider"])
+    ref = s.run(None, {s.get_inputs()[0].name: x.astype(np.float32)})[0].argmax(1)
+    assert np.mean(ints.argmax(1) == ref) >= 0.98

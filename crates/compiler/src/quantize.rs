@@ -11,6 +11,14 @@
 //! (`bgv::throughput::plan`); a model no t below 2^59 holds is refused, naming fewer bits.
 //! Consecutive linear ops (Conv, folded BatchNorm, AvgPool, Flatten, Gemm) are composed
 //! into one matrix before rounding, as the import already fuses them.
+//!
+//! A QDQ model (onnxruntime's `quantize_static`, per-tensor) brings its own integers
+//! (`Grid::Model`, `--scheme bgv` without `--quantize`): inputs round(x / s) with the
+//! input QuantizeLinear's s (its zero point cancels in the DequantizeLinear after it), each
+//! layer's weights the integers its DequantizeLinear folded into floats — recovered as the
+//! coarsest grid max|w| / k (k ≤ 255) every weight sits on — and the int32 biases at
+//! s_x·s_w. The activations' Q→DQ pairs are not applied: the integers stay exact where
+//! onnxruntime rounds them back to 8 bits, which the accuracy line measures.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -60,11 +68,58 @@ fn levels(bits: u32) -> f64 {
     ((1u64 << bits) - 1) as f64
 }
 
-/// Rounds an affine map at a weight scale that puts its largest |weight| at 2^bits − 1;
-/// the bias at the output scale `s_in · s_w`. Returns the layer and `s_w`.
-fn quantize_affine(map: &Affine, bits: u32, s_in: f64, name: &str) -> Result<(IntLinear, f64), CompileError> {
+/// Where a model's integers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grid {
+    /// `--quantize BITS`: inputs and each layer's weights scaled so their largest
+    /// magnitude is 2^BITS − 1, and rounded.
+    Bits(u32),
+    /// A QDQ model's own integers (module docs).
+    Model,
+}
+
+/// The most integer magnitudes a QDQ weight grid may have (uint8 with a zero point).
+const MAX_GRID_STEPS: u32 = 255;
+/// How far from an integer a weight over its grid step may lie (the DequantizeLinear's
+/// f32 scale times an integer, read back in f64).
+const GRID_TOLERANCE: f64 = 1e-4;
+
+/// The weight scale 1/step of the coarsest grid max|w| / k, k ≤ 255, that every weight
+/// of `map` sits on; None when there is none (per-channel scales, or layers composed).
+fn model_grid(map: &Affine) -> Option<f64> {
     let max = map.rows.iter().flatten().map(|&(_, w)| w.abs()).fold(0.0f64, f64::max);
-    let s_w = if max > 0.0 { levels(bits) / max } else { 1.0 };
+    if max == 0.0 {
+        return Some(1.0);
+    }
+    (1..=MAX_GRID_STEPS).map(|k| k as f64 / max).find(|&s_w| {
+        map.rows.iter().flatten().all(|&(_, w)| {
+            let v = w * s_w;
+            (v - v.round()).abs() <= GRID_TOLERANCE
+        })
+    })
+}
+
+/// Rounds an affine map at its weight scale (`grid`: the one that puts its largest
+/// |weight| at 2^bits − 1, or the model's own); the bias at the output scale
+/// `s_in · s_w`. Returns the layer and `s_w`.
+fn quantize_affine(map: &Affine, grid: Grid, s_in: f64, name: &str) -> Result<(IntLinear, f64), CompileError> {
+    let max = map.rows.iter().flatten().map(|&(_, w)| w.abs()).fold(0.0f64, f64::max);
+    let s_w = match grid {
+        Grid::Bits(bits) => {
+            if max > 0.0 {
+                levels(bits) / max
+            } else {
+                1.0
+            }
+        }
+        Grid::Model => model_grid(map).ok_or_else(|| CompileError::Unsupported {
+            node: name.into(),
+            op: "DequantizeLinear".into(),
+            hint: format!(
+                "the layer's weights are not on one integer grid of at most {MAX_GRID_STEPS} steps (per-channel                  scales, or quantized layers composed with nothing between them), so the model's own integers                  cannot be kept exactly: quantize per tensor (quantize_static(..., per_channel=False)), or                  compile with --quantize BITS to round the float weights"
+            ),
+        })?,
+    };
     let d = map.n_in;
     let mut weights = vec![0i64; d * map.n_out()];
     for (o, row) in map.rows.iter().enumerate() {
@@ -79,8 +134,16 @@ fn quantize_affine(map: &Affine, bits: u32, s_in: f64, name: &str) -> Result<(In
         .map(|&b| {
             let v = (b * s_out).round();
             if v.abs() >= (1u64 << 62) as f64 {
+                let what = match grid {
+                    Grid::Bits(_) => "quantize with fewer bits",
+                    Grid::Model => {
+                        "the model's own integers (8-bit inputs and weights, no requantization between layers) \
+                         grow past what one plaintext modulus holds: compile with --quantize BITS (fewer bits), \
+                         or --scheme ckks"
+                    }
+                };
                 return Err(CompileError::Params(format!(
-                    "layer {name}: a bias of {b} at the output scale 2^{:.1} leaves 62 bits: quantize with fewer bits",
+                    "layer {name}: a bias of {b} at the output scale 2^{:.1} leaves 62 bits: {what}",
                     s_out.log2()
                 )));
             }
@@ -90,13 +153,30 @@ fn quantize_affine(map: &Affine, bits: u32, s_in: f64, name: &str) -> Result<(In
     Ok((IntLinear { inputs: d, weights, bias }, s_w))
 }
 
-/// The integer network of `imp` at `bits`, for inputs in `[lo, hi]` (reals).
-pub fn quantize(imp: &Imported, bits: u32, lo: f64, hi: f64) -> Result<Quantized, CompileError> {
-    if !(1..=MAX_QUANTIZE_BITS).contains(&bits) {
-        return Err(CompileError::Params(format!("--quantize {bits}: choose 1 to {MAX_QUANTIZE_BITS} bits")));
-    }
-    let in_max = lo.abs().max(hi.abs());
-    let input_scale = if in_max > 0.0 { levels(bits) / in_max } else { 1.0 };
+/// The integer network of `imp` on `grid`, for inputs in `[lo, hi]` (reals).
+pub fn quantize(imp: &Imported, grid: Grid, lo: f64, hi: f64) -> Result<Quantized, CompileError> {
+    let input_scale = match grid {
+        Grid::Bits(bits) => {
+            if !(1..=MAX_QUANTIZE_BITS).contains(&bits) {
+                return Err(CompileError::Params(format!("--quantize {bits}: choose 1 to {MAX_QUANTIZE_BITS} bits")));
+            }
+            let in_max = lo.abs().max(hi.abs());
+            if in_max > 0.0 {
+                levels(bits) / in_max
+            } else {
+                1.0
+            }
+        }
+        Grid::Model => match imp.input_quant_scale {
+            Some(s) => 1.0 / s,
+            None => {
+                return Err(CompileError::Params(
+                    "the model has no QuantizeLinear on its input, so it brings no integers of its own: compile                      with --quantize BITS (weights and inputs scaled and rounded)"
+                        .into(),
+                ))
+            }
+        },
+    };
     let d: usize = imp.input_shape.iter().product();
     let mut scale = input_scale;
     let mut layers = Vec::new();
@@ -108,7 +188,7 @@ pub fn quantize(imp: &Imported, bits: u32, lo: f64, hi: f64) -> Result<Quantized
                  scale: &mut f64|
      -> Result<(), CompileError> {
         if let Some((map, name)) = pending.take() {
-            let (lin, s_w) = quantize_affine(&map, bits, *scale, &name)?;
+            let (lin, s_w) = quantize_affine(&map, grid, *scale, &name)?;
             *scale *= s_w;
             layers.push(IntLayer::Linear(lin));
             names.push(name);
@@ -136,6 +216,11 @@ pub fn quantize(imp: &Imported, bits: u32, lo: f64, hi: f64) -> Result<Quantized
                 names.push(name.clone());
                 scale *= scale;
             }
+            // A QuantizeLinear whose range starts at 0 right after a square (a QDQ model's
+            // x²): its clamp at 0 is the identity on x² ≥ 0, and its top is where the
+            // 8-bit activation saturates, which exact integers do not.
+            Stage::Act { f: ActFn::Clip(lo, _), .. }
+                if *lo <= 0.0 && pending.is_none() && matches!(layers.last(), Some(IntLayer::Square)) => {}
             Stage::Act { f, name, .. } => {
                 return Err(CompileError::Unsupported {
                     node: name.clone(),
@@ -179,10 +264,10 @@ fn data_range(data: &Data) -> (f64, f64) {
     r
 }
 
-/// Compiles `imp` to a BGV integer model at `bits`.
+/// Compiles `imp` to a BGV integer model on `grid`.
 pub fn compile_bgv(
     imp: &Imported,
-    bits: u32,
+    grid: Grid,
     data: &Data,
     onnx_path: Option<&Path>,
     opts: &Options,
@@ -194,10 +279,13 @@ pub fn compile_bgv(
     if !(lo.is_finite() && hi.is_finite()) {
         return Err(CompileError::Data("no finite input value to take the input range from".into()));
     }
-    let q = quantize(imp, bits, lo, hi)?;
+    let q = quantize(imp, grid, lo, hi)?;
     progress("proving the bound and choosing t");
-    let (plan, params) =
-        plan(&q.net, q.lo, q.hi).map_err(|e| CompileError::Params(format!("--quantize {bits}: {e}")))?;
+    let flag = match grid {
+        Grid::Bits(bits) => format!("--quantize {bits}"),
+        Grid::Model => "the model's own integers".into(),
+    };
+    let (plan, params) = plan(&q.net, q.lo, q.hi).map_err(|e| CompileError::Params(format!("{flag}: {e}")))?;
     let schedule = q
         .net
         .schedule(&params, bgv::throughput::fresh_noise_bits(&params))
@@ -263,14 +351,19 @@ pub fn compile_bgv(
         })
         .collect();
     let _ = writeln!(r, "  layers: {}", kinds.join(" → "));
+    let weights = match grid {
+        Grid::Bits(bits) => format!("{bits} bits — each layer's weights scaled to |w| ≤ {}", (1u64 << bits) - 1),
+        Grid::Model => "the model's own (QDQ) — each layer's weights the integers its DequantizeLinear holds, \
+                        activation QuantizeLinear/DequantizeLinear pairs not applied"
+            .into(),
+    };
     let _ = writeln!(
         r,
-        "  quantization: {bits} bits — inputs round(x·{:.4}) in [{}, {}] (data range [{lo}, {hi}]), each layer's \
-         weights scaled to |w| ≤ {}, no requantization; outputs = integer / 2^{:.1}",
+        "  quantization: {weights}; inputs round(x·{:.4}) in [{}, {}] (data range [{lo}, {hi}]), no \
+         requantization; outputs = integer / 2^{:.1}",
         q.input_scale,
         q.lo,
         q.hi,
-        (1u64 << bits) - 1,
         q.output_scale.log2()
     );
     let _ = writeln!(

@@ -296,8 +296,9 @@ fn not_run(scheme: Scheme, why: String) -> Candidate {
 fn bgv_refusal(quantize: Option<u32>) -> String {
     match quantize {
         None => "a float model cannot run under BGV without --quantize BITS (BGV computes exactly on integers: \
-                 weights and inputs must be scaled and rounded first); use --scheme ckks for approximate \
-                 arithmetic on reals, or paillier for a linear model"
+                 weights and inputs must be scaled and rounded first, or come from a QDQ model's \
+                 QuantizeLinear/DequantizeLinear); use --scheme ckks for approximate arithmetic on reals, or \
+                 paillier for a linear model"
             .into(),
         Some(b) => format!(
             "not costed by auto: pass --scheme bgv --quantize {b} to compile it (exact integers, square or \
@@ -316,9 +317,6 @@ pub fn compile_with_scheme(
     quantize: Option<u32>,
     progress: &dyn Fn(&str),
 ) -> Result<(CompiledAny, Choice), CompileError> {
-    if req == SchemeRequest::Bgv && quantize.is_none() {
-        return Err(CompileError::Params(bgv_refusal(quantize)));
-    }
     if opts.public_features.is_some() && req != SchemeRequest::Ckks {
         return Err(CompileError::Params(
             "--public-features splits a CKKS program's first layer: use it with --scheme ckks".into(),
@@ -350,7 +348,14 @@ pub fn compile_with_scheme(
     passes::run(&mut m.graph);
     let imp = import::import(&m, opts.maxpool)?;
     calibrate::check_data(&imp, data)?;
-    if let (SchemeRequest::Bgv, Some(bits)) = (req, quantize) {
+    if req == SchemeRequest::Bgv {
+        use crate::quantize::Grid;
+        // A QDQ model brings its own integers; a float model needs --quantize.
+        let (grid, reason) = match (quantize, imp.input_quant_scale) {
+            (Some(bits), _) => (Grid::Bits(bits), format!("asked for (--scheme bgv --quantize {bits})")),
+            (None, Some(_)) => (Grid::Model, "asked for (--scheme bgv on a QDQ model: its own integers)".into()),
+            (None, None) => return Err(CompileError::Params(bgv_refusal(None))),
+        };
         if let Some(flag) = ckks_only {
             return Err(CompileError::Params(format!(
                 "{flag} is built for CKKS models only: drop it to compile for BGV, or use --scheme ckks"
@@ -359,10 +364,10 @@ pub fn compile_with_scheme(
         let choice = Choice {
             chosen: Scheme::Bgv,
             requested: "bgv".into(),
-            reason: format!("asked for (--scheme bgv --quantize {bits}): exact integer results"),
+            reason: format!("{reason}: exact integer results"),
             candidates: Vec::new(),
         };
-        let c = crate::quantize::compile_bgv(&imp, bits, data, onnx_path, opts, &choice.to_text(), progress)?;
+        let c = crate::quantize::compile_bgv(&imp, grid, data, onnx_path, opts, &choice.to_text(), progress)?;
         return Ok((CompiledAny::Bgv(c), choice));
     }
     let affine = as_affine(&imp);
@@ -387,8 +392,20 @@ pub fn compile_with_scheme(
         Ok(a) => lwe_candidate(d, lwe_linear::answered_rows(a)),
         Err(why) => not_run(Scheme::Lwe, why.clone()),
     };
-    let candidates =
-        vec![ckks_candidate(&ckks), not_run(Scheme::Bgv, bgv_refusal(quantize)), linear_cand.clone(), lwe_cand.clone()];
+    let candidates = vec![
+        ckks_candidate(&ckks),
+        not_run(
+            Scheme::Bgv,
+            match (quantize, imp.input_quant_scale) {
+                (None, Some(_)) => "not costed by auto: pass --scheme bgv to compile this QDQ model on its own \
+                                    integers (exact, square or identity activations only)"
+                    .into(),
+                _ => bgv_refusal(quantize),
+            },
+        ),
+        linear_cand.clone(),
+        lwe_cand.clone(),
+    ];
     let total = |c: &Candidate| c.query_bytes + c.answer_bytes + c.key_bytes;
     let (chosen, reason) = match (req, &affine) {
         (SchemeRequest::Ckks, _) => (Scheme::Ckks, "asked for (--scheme ckks)".to_string()),

@@ -20,6 +20,11 @@ fn load(p: &str) -> npy::Array {
 }
 
 fn compile_bgv(model: &str, bits: u32) -> Result<(BgvModel, model::report::Accuracy), CompileError> {
+    compile_bgv_grid(model, Some(bits))
+}
+
+/// `--scheme bgv`, with `--quantize BITS` or (None) on a QDQ model's own integers.
+fn compile_bgv_grid(model: &str, bits: Option<u32>) -> Result<(BgvModel, model::report::Accuracy), CompileError> {
     let bytes = std::fs::read(root().join(model)).unwrap();
     let (c, t, l) = (
         load("models/data/digits_train_img.npy"),
@@ -36,7 +41,7 @@ fn compile_bgv(model: &str, bits: u32) -> Result<(BgvModel, model::report::Accur
     }
     let d = Data { calibration: &c, eval: Some(&t), labels: Some(&l) };
     let (c, choice) =
-        compile_with_scheme(&bytes, Some(&root().join(model)), &d, &opts, SchemeRequest::Bgv, Some(bits), &|_| {})?;
+        compile_with_scheme(&bytes, Some(&root().join(model)), &d, &opts, SchemeRequest::Bgv, bits, &|_| {})?;
     assert_eq!(choice.chosen, model::Scheme::Bgv);
     let CompiledAny::Bgv(c) = c else { panic!("a BGV model") };
     eprintln!("{}", c.model.report);
@@ -137,4 +142,37 @@ fn too_many_bits_and_non_square_activations_are_refused() {
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("ReLU is not exact under BGV"),
     }
+}
+
+/// A QDQ model (onnxruntime's quantize_static, int8 weights per tensor) compiles under BGV
+/// on its own integers, without --quantize: the input grid is its QuantizeLinear's, every
+/// weight an int8, and the decrypted outputs equal the integer reference for every test
+/// digit. Per-channel weights, integers past one t (CryptoNets' two squares at 8 bits) and
+/// a float model without --quantize are refused, each saying what to do.
+#[test]
+fn qdq_models_run_exactly_on_their_own_integers() {
+    {
+        let model = "models/digits_sq_mlp_qdq.onnx";
+        let (m, acc) = compile_bgv_grid(model, None).unwrap();
+        assert!(m.report.contains("the model's own (QDQ)"), "{}", m.report);
+        // The input grid is the model's: onnxruntime's uint8 step over [0, 1] digits is
+        // 1/255 at most, so the scale is at least 255 (not --quantize's 2^BITS − 1 choice).
+        assert!(m.client.input.scale >= 254.0, "input scale {}", m.client.input.scale);
+        for l in &m.layers {
+            if let BgvLayer::Linear { weights, name, .. } = l {
+                let max = weights.iter().map(|w| w.abs()).max().unwrap();
+                assert!(max <= 128, "{model} {name}: weights up to {max} are not int8");
+            }
+        }
+        eprintln!("{model}: top-1 agreement with onnxruntime {}", acc.top1_agreement);
+        assert!(acc.top1_agreement >= 0.95, "top-1 agreement {}", acc.top1_agreement);
+        encrypted_equals_reference(&m);
+    }
+    // CryptoNets' shape at 8 bits: two squares of 8-bit values leave one t's range.
+    let e = compile_bgv_grid("models/digits_cryptonets3_qdq.onnx", None).unwrap_err().to_string();
+    assert!(e.contains("the model's own integers") && e.contains("--quantize BITS"), "{e}");
+    let e = compile_bgv_grid("models/digits_sq_mlp_qdq_pc.onnx", None).unwrap_err().to_string();
+    assert!(e.contains("not on one integer grid") && e.contains("per_channel=False"), "{e}");
+    let e = compile_bgv_grid("models/digits_sq_mlp.onnx", None).unwrap_err().to_string();
+    assert!(e.contains("--quantize BITS"), "{e}");
 }

@@ -43,6 +43,9 @@ pub(crate) struct Chain<'a> {
     pub readers: HashMap<String, Vec<Node>>,
     /// 1 − p of a client-side Sigmoid p (skl2onnx's binary classifiers): (that tensor, p).
     pub neg_of: Option<(String, String)>,
+    /// The scale of a QuantizeLinear of the model's input (QDQ models): the grid the
+    /// model's own integer path puts inputs on (`Imported::input_quant_scale`).
+    pub input_quant_scale: Option<f64>,
 }
 
 /// A node as its op handler sees it: the loop has checked that it reads at least one

@@ -72,6 +72,9 @@ pub struct Imported {
     pub output_shape: Vec<usize>,
     /// The ONNX inputs the flattened input concatenates (several-input models).
     pub input_parts: Vec<model::InputPart>,
+    /// A QDQ model's input quantization step s (x_q = round(x / s) + zero point): BGV
+    /// compiles such a model on its own integer grid (`quantize::Grid::Model`).
+    pub input_quant_scale: Option<f64>,
 }
 
 /// An activation's exact evaluation during a run: (index, function, input) → output.
@@ -152,6 +155,7 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
         side: HashSet::new(),
         readers,
         neg_of: None,
+        input_quant_scale: None,
     };
     ch.vals.insert(inp.name.clone(), Tv { base: 0, pending: None, shape: shape.clone() });
     let registry = ops::register_all_ops();
@@ -224,6 +228,7 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
         notes: ch.notes,
         output_shape,
         input_parts: g.merged_inputs.clone(),
+        input_quant_scale: ch.input_quant_scale,
     })
 }
 

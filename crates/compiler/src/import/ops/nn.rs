@@ -445,6 +445,10 @@ fn qdq(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
             "QDQ model: DequantizeLinear of constant weights folded into float weights; activation QuantizeLinear/DequantizeLinear pairs kept real (identity) — the accuracy figures compare with onnxruntime's quantized outputs".into(),
         );
     }
+    let on_input = ch.vals.get(&op.cur).is_some_and(|t| t.base == 0 && t.pending.is_none());
+    if op.n.op_type == "QuantizeLinear" && on_input && ch.input_quant_scale.is_none() {
+        ch.input_quant_scale = ch.constant(op, 1).and_then(|t| t.data.first().copied()).filter(|s| *s > 0.0);
+    }
     if let Some(hi) = saturation_clip(ch, op) {
         // The quantizer folded a ReLU/ReLU6 into this tensor's range (its zero point is
         // the type's minimum): that clamp at 0 is the model's, so it stays, as a Clip.
