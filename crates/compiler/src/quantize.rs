@@ -39,6 +39,48 @@ pub const MAX_QUANTIZE_BITS: u32 = 16;
 pub struct CompiledBgv {
     pub model: BgvModel,
     pub accuracy: Accuracy,
+    /// What one request costs (a batch of up to `batch` samples): `--scheme auto` compares it.
+    pub costs: BgvCosts,
+}
+
+/// A BGV model's costs per request.
+#[derive(Clone, Debug)]
+pub struct BgvCosts {
+    /// Estimated evaluation time of one batch (one core, the rough model of the CKKS report).
+    pub est_ms: f64,
+    pub query_bytes: usize,
+    pub answer_bytes: usize,
+    pub key_bytes: usize,
+    /// Samples one request carries at most (N).
+    pub batch: usize,
+}
+
+/// Evaluation time of one batch, in the CKKS report's rough model: a scalar multiply-add
+/// per weight over the layer's limbs, a product and relinearisation (one key switch) per
+/// squared ciphertext.
+fn est_batch_ms(net: &IntNetwork, levels: &[usize], log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
+    let n = (1u64 << log_n) as f64;
+    let ntt = n * log_n as f64 * 2.0e-7;
+    let mut width = net.inputs();
+    let mut ms = 0.0;
+    for (layer, &level) in net.layers().iter().zip(levels) {
+        let limbs = level as f64 + 1.0;
+        match layer {
+            IntLayer::Linear(lin) => {
+                let macs = lin.weights.iter().filter(|&&w| w != 0).count() as f64;
+                ms += macs * n * 3e-6 * limbs;
+                width = lin.outputs();
+            }
+            IntLayer::Square => {
+                let alpha = (l_total as f64 / dnum as f64).ceil();
+                let digits = (limbs / alpha).ceil();
+                let ks = ntt * (limbs + digits * (limbs + k as f64) + 2.0 * k as f64 + 2.0 * limbs)
+                    + n * 1e-6 * digits * (limbs + k as f64) * 2.0;
+                ms += width as f64 * (ks + n * 4e-6 * limbs);
+            }
+        }
+    }
+    ms
 }
 
 /// The integer network and its scales.
@@ -432,5 +474,12 @@ pub fn compile_bgv(
         report: r,
     };
     model.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
-    Ok(CompiledBgv { model, accuracy: acc })
+    let costs = BgvCosts {
+        est_ms: est_batch_ms(&q.net, &schedule.before, spec.log_n, spec.dnum, spec.p.len(), spec.q.len()),
+        query_bytes: query,
+        answer_bytes: answer,
+        key_bytes,
+        batch: n,
+    };
+    Ok(CompiledBgv { model, accuracy: acc, costs })
 }

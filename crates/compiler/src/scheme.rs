@@ -280,6 +280,19 @@ fn ckks_candidate(c: &Result<Compiled, CompileError>) -> Candidate {
     }
 }
 
+fn bgv_candidate(c: &crate::quantize::CompiledBgv) -> Candidate {
+    let k = &c.costs;
+    Candidate {
+        scheme: Scheme::Bgv,
+        cannot: None,
+        est_latency_ms: k.est_ms,
+        query_bytes: k.query_bytes,
+        answer_bytes: k.answer_bytes,
+        key_bytes: k.key_bytes,
+        exact: format!("exact integers; one request is a batch of up to {} samples (figures per batch)", k.batch),
+    }
+}
+
 fn not_run(scheme: Scheme, why: String) -> Candidate {
     Candidate {
         scheme,
@@ -388,21 +401,31 @@ pub fn compile_with_scheme(
     // CKKS is compiled whenever it may be chosen or is costed beside Paillier: its report's
     // figures are the comparison.
     let ckks = crate::compile(onnx_bytes, onnx_path, data, opts, progress);
+    // BGV is costed when the model brings integers (QDQ) or --quantize asks for them.
+    let bgv = match (quantize, imp.input_quant_scale) {
+        _ if ckks_only.is_some() => None,
+        (Some(bits), _) => Some(crate::quantize::Grid::Bits(bits)),
+        (None, Some(_)) => Some(crate::quantize::Grid::Model),
+        (None, None) => None,
+    }
+    .map(|grid| crate::quantize::compile_bgv(&imp, grid, data, onnx_path, opts, "", progress));
     let lwe_cand = match &affine {
         Ok(a) => lwe_candidate(d, lwe_linear::answered_rows(a)),
         Err(why) => not_run(Scheme::Lwe, why.clone()),
     };
     let candidates = vec![
         ckks_candidate(&ckks),
-        not_run(
-            Scheme::Bgv,
-            match (quantize, imp.input_quant_scale) {
-                (None, Some(_)) => "not costed by auto: pass --scheme bgv to compile this QDQ model on its own \
-                                    integers (exact, square or identity activations only)"
-                    .into(),
-                _ => bgv_refusal(quantize),
-            },
-        ),
+        match &bgv {
+            Some(Ok(c)) => bgv_candidate(c),
+            Some(Err(e)) => not_run(Scheme::Bgv, e.to_string()),
+            None => not_run(
+                Scheme::Bgv,
+                match ckks_only {
+                    Some(flag) => format!("{flag} is built for CKKS models only"),
+                    None => bgv_refusal(quantize),
+                },
+            ),
+        },
         linear_cand.clone(),
         lwe_cand.clone(),
     ];
@@ -451,11 +474,40 @@ pub fn compile_with_scheme(
                 ),
             )
         }
+        (_, Err(_)) if matches!(bgv, Some(Ok(_))) => {
+            let (b, ck) = (&candidates[1], &candidates[0]);
+            let ckks = if ck.cannot.is_none() {
+                format!(
+                    "CKKS would approximate it (one sample per request: {} B query, {:.1} MB of keys; pass \
+                     --scheme ckks for that)",
+                    ck.query_bytes,
+                    ck.key_bytes as f64 / 1e6
+                )
+            } else {
+                "CKKS cannot run it".into()
+            };
+            (
+                Scheme::Bgv,
+                format!(
+                    "the model is an integer network ({}): BGV computes its outputs exactly, a batch of up to {} \
+                     samples per request ({} B query per sample); {ckks}",
+                    if quantize.is_some() { "--quantize asked for" } else { "QDQ-quantized" },
+                    bgv.as_ref().and_then(|b| b.as_ref().ok()).map_or(0, |c| c.costs.batch),
+                    b.query_bytes / bgv.as_ref().and_then(|b| b.as_ref().ok()).map_or(1, |c| c.costs.batch.max(1)),
+                ),
+            )
+        }
         (_, Err(_)) => (
             Scheme::Ckks,
-            "the model is not linear (Paillier cannot run it) and is a float model (BGV needs --quantize): \
-             CKKS computes it approximately on reals"
-                .to_string(),
+            match &bgv {
+                Some(Err(e)) => format!(
+                    "the model is not linear (Paillier cannot run it) and BGV cannot run it ({e}): CKKS computes it \
+                     approximately on reals"
+                ),
+                _ => "the model is not linear (Paillier cannot run it) and is a float model (BGV needs --quantize): \
+                      CKKS computes it approximately on reals"
+                    .to_string(),
+            },
         ),
     };
     let choice = Choice {
@@ -481,6 +533,11 @@ pub fn compile_with_scheme(
             let (model, accuracy) =
                 lwe_linear::compile_lwe(&imp, &a, data, onnx_path, opts, &choice.to_text(), progress)?;
             CompiledAny::Paillier(CompiledLinear { model, accuracy })
+        }
+        Scheme::Bgv => {
+            let mut c = bgv.ok_or_else(|| CompileError::Internal("BGV chosen without a BGV model".into()))??;
+            c.model.report.push_str(&choice.to_text());
+            CompiledAny::Bgv(c)
         }
         _ => {
             let mut c = ckks?;

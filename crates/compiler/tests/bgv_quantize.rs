@@ -176,3 +176,34 @@ fn qdq_models_run_exactly_on_their_own_integers() {
     let e = compile_bgv_grid("models/digits_sq_mlp.onnx", None).unwrap_err().to_string();
     assert!(e.contains("--quantize BITS"), "{e}");
 }
+
+/// `--scheme auto` costs BGV beside CKKS when the model brings integers: the QDQ x² MLP
+/// goes to BGV (exact), with both rows costed; the QDQ CryptoNets shape, whose integers
+/// leave one t, goes to CKKS with BGV's reason in its row and in the why.
+#[test]
+fn auto_costs_bgv_for_integer_models() {
+    let compile_auto = |model: &str| {
+        let bytes = std::fs::read(root().join(model)).unwrap();
+        let (c, t) = (load("models/data/digits_train_img.npy"), load("models/data/digits_test_img.npy"));
+        let opts = Options { name: "m".into(), use_onnxruntime: false, ..Default::default() };
+        let d = Data { calibration: &c, eval: Some(&t), labels: None };
+        compile_with_scheme(&bytes, None, &d, &opts, SchemeRequest::Auto, None, &|_| {}).unwrap()
+    };
+    let (c, choice) = compile_auto("models/digits_sq_mlp_qdq.onnx");
+    assert_eq!(choice.chosen, model::Scheme::Bgv, "{}", choice.to_text());
+    let CompiledAny::Bgv(m) = c else { panic!("a BGV model") };
+    assert!(m.model.report.contains("why: the model is an integer network (QDQ-quantized)"), "{}", m.model.report);
+    let (bgv, ckks) = (row_of(&choice, model::Scheme::Bgv), row_of(&choice, model::Scheme::Ckks));
+    assert!(bgv.cannot.is_none() && ckks.cannot.is_none(), "{}", choice.to_text());
+    assert!(bgv.est_latency_ms > 0.0 && bgv.query_bytes > 0 && bgv.key_bytes > 0 && bgv.exact.contains("exact"));
+    let (c, choice) = compile_auto("models/digits_cryptonets3_qdq.onnx");
+    assert_eq!(choice.chosen, model::Scheme::Ckks, "{}", choice.to_text());
+    assert!(matches!(c, CompiledAny::Ckks(_)));
+    let bgv = row_of(&choice, model::Scheme::Bgv);
+    assert!(bgv.cannot.as_deref().is_some_and(|w| w.contains("the model's own integers")), "{}", choice.to_text());
+    assert!(choice.reason.contains("BGV cannot run it"), "{}", choice.reason);
+}
+
+fn row_of(choice: &compiler::Choice, s: model::Scheme) -> compiler::scheme::Candidate {
+    choice.candidates.iter().find(|c| c.scheme == s).unwrap().clone()
+}
