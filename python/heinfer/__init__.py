@@ -752,6 +752,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     dp_budget: Optional[float] = None,
     mask_unused_slots: bool = False,
     split_at: Optional[str] = None,
+    rotations: str = "auto",
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -768,6 +769,9 @@ def compile(  # noqa: A001 - the natural name for model owners
     clear on the client (it travels in the client spec). ``reference``:
     ``"onnxruntime"``, ``"interpreter"`` (heinfer's own f64 interpreter) or ``"auto"``
     (onnxruntime when this Python has it). ``progress``: called with a short message per phase.
+    ``rotations``: where linear layers rotate (``--rotations``): ``"before-rescale"`` (least
+    noise), ``"after-rescale"`` (keys one level lower: smaller upload, faster, more noise) or
+    ``"auto"`` (the smaller upload; the report's scale note gives the other choice).
 
     Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
     """
@@ -827,6 +831,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         (float(output_dp[0]), float(output_dp[1]), dp_clamp, dp_budget) if output_dp is not None else None,
         bool(mask_unused_slots),
         split_at=split_at,
+        rotations=rotations,
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -312,7 +312,7 @@ fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String
 #[pyo3(signature = (onnx_path, calibration, calibration_shape, output_dir, name, degree, target_agreement,
     max_degree, margin, maxpool_average, scale_bits, min_log_n, key_budget_bytes, python, use_onnxruntime,
     data=None, data_shape=None, labels=None, progress=None, maxpool_approximate=false, public_features=None,
-    circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None))]
+    circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None, rotations="auto"))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -341,7 +341,10 @@ fn compile(
     output_dp: Option<(f64, f64, Option<f64>, Option<f64>)>,
     mask_unused_slots: bool,
     split_at: Option<String>,
+    rotations: &str,
 ) -> PyResult<(String, String)> {
+    let rotations: compiler::RotationPolicy =
+        rotations.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
     let array = |what: &str, o: &Bound<'_, PyAny>, shape: Vec<usize>| -> PyResult<compiler::Array> {
         let buf = PyBuffer::<f64>::get(o)
             .map_err(|e| Failure(Kind::Compile, format!("{what} must be a float64 array: {e}")).into_py(py))?;
@@ -391,6 +394,7 @@ fn compile(
         circuit_privacy,
         public_features,
         split_at,
+        rotations,
         ..Default::default()
     };
     run(py, "compiling", move || {

@@ -54,6 +54,17 @@ def test_compile_writes_a_model_directory_and_reports(compiled):
     assert compiled["evaluation_key_bytes"] > 0 and compiled["progress"]
 
 
+def test_compile_takes_where_rotations_run(tmp_path):
+    """rotations= is --rotations: after the rescale the MLP's keys are made one level lower."""
+    cal = np.load(os.path.join(DATA, "digits_train_img.npy"))
+    mlp = os.path.join(ROOT, "models", "digits_mlp.onnx")
+    keys = {r: heinfer.compile(mlp, cal, tmp_path / r, rotations=r, reference="interpreter")["evaluation_key_bytes"]
+            for r in ("before-rescale", "after-rescale")}
+    assert keys["after-rescale"] < keys["before-rescale"], keys
+    with pytest.raises(heinfer.CompileError, match="rotation placement"):
+        heinfer.compile(mlp, cal, tmp_path / "x", rotations="sideways")
+
+
 def test_compile_errors_are_heinfer_errors(tmp_path):
     cal = np.load(os.path.join(DATA, "digits_train_img.npy"))
     with pytest.raises(heinfer.CompileError, match="calibration"):

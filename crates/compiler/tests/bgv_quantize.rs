@@ -190,6 +190,7 @@ fn auto_costs_bgv_for_integer_models() {
         compile_with_scheme(&bytes, None, &d, &opts, SchemeRequest::Auto, None, &|_| {}).unwrap()
     };
     let (c, choice) = compile_auto("models/digits_sq_mlp_qdq.onnx");
+    eprintln!("{}", choice.to_text());
     assert_eq!(choice.chosen, model::Scheme::Bgv, "{}", choice.to_text());
     let CompiledAny::Bgv(m) = c else { panic!("a BGV model") };
     assert!(m.model.report.contains("why: the model is an integer network (QDQ-quantized)"), "{}", m.model.report);
