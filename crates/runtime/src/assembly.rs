@@ -14,7 +14,7 @@
 //! refused and the batch is left as it was.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::keystore::KeyId;
@@ -141,30 +141,49 @@ struct State<T> {
 pub struct Assembler<T> {
     limits: Limits,
     state: Mutex<State<T>>,
+    /// Itself, for the sweeper thread; `None` for an assembler without one.
+    me: Option<Weak<Self>>,
+    /// Set once the sweeper runs: it starts with the first part, so that a model whose
+    /// clients never split a batch (or whose limits are replaced at load) has no thread.
+    sweeping: OnceLock<()>,
 }
 
 impl<T: Send + 'static> Assembler<T> {
-    /// An assembler with `limits` and a sweeper thread that drops timed-out batches (it
-    /// ends when the assembler is dropped).
+    /// An assembler with `limits` and a sweeper thread, started by the first part, that
+    /// drops timed-out batches (it ends when the assembler is dropped).
     pub fn new(limits: Limits) -> Arc<Self> {
-        let a = Arc::new(Self::without_sweeper(limits));
-        let weak: Weak<Self> = Arc::downgrade(&a);
-        let period = (limits.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-        let spawned = std::thread::Builder::new().name("heinfer-batch-sweeper".into()).spawn(move || loop {
-            std::thread::sleep(period);
-            match weak.upgrade() {
-                Some(a) => a.sweep(Instant::now()),
-                None => return,
-            }
-        });
-        // Without the thread, batches still expire at the next part any client sends.
-        drop(spawned);
-        a
+        Arc::new_cyclic(|me| Self { me: Some(me.clone()), ..Self::without_sweeper(limits) })
     }
 
     /// An assembler whose timed-out batches are dropped only when a part arrives (tests).
     pub fn without_sweeper(limits: Limits) -> Self {
-        Self { limits, state: Mutex::new(State { pending: HashMap::new(), bytes: 0, expired: VecDeque::new() }) }
+        Self {
+            limits,
+            state: Mutex::new(State { pending: HashMap::new(), bytes: 0, expired: VecDeque::new() }),
+            me: None,
+            sweeping: OnceLock::new(),
+        }
+    }
+
+    /// Whether the sweeper thread has started.
+    pub fn is_sweeping(&self) -> bool {
+        self.sweeping.get().is_some()
+    }
+
+    fn start_sweeper(&self) {
+        let Some(weak) = self.me.clone() else { return };
+        self.sweeping.get_or_init(|| {
+            let period = (self.limits.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+            let spawned = std::thread::Builder::new().name("heinfer-batch-sweeper".into()).spawn(move || loop {
+                std::thread::sleep(period);
+                match weak.upgrade() {
+                    Some(a) => a.sweep(Instant::now()),
+                    None => return,
+                }
+            });
+            // Without the thread, batches still expire at the next part any client sends.
+            drop(spawned);
+        });
     }
 
     pub fn limits(&self) -> Limits {
@@ -216,6 +235,7 @@ impl<T: Send + 'static> Assembler<T> {
         want: usize,
         now: Instant,
     ) -> Result<Added<T>, AssemblyError> {
+        self.start_sweeper();
         self.sweep(now);
         let mut st = self.lock();
         let batch = tag.batch.clone();
@@ -413,7 +433,9 @@ mod tests {
     #[test]
     fn the_sweeper_frees_without_any_request() {
         let a = Assembler::new(Limits { bytes: 1000, timeout: Duration::from_millis(100) });
+        assert!(!a.is_sweeping(), "no thread before the first part");
         a.add(&tag("b:0/2"), key(1), vec![1], 100, 2, Instant::now()).unwrap();
+        assert!(a.is_sweeping());
         assert_eq!(a.pending_bytes(), 100);
         let start = Instant::now();
         while a.pending_bytes() != 0 && start.elapsed() < Duration::from_secs(10) {

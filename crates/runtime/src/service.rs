@@ -157,6 +157,11 @@ impl ServiceError {
     pub fn is_budget_exhausted(&self) -> bool {
         matches!(self, ServiceError::Budget(BudgetError::Exhausted { .. }))
     }
+    /// Whether the same request may succeed later: a bound that is full for now (the
+    /// pending batches' memory). Front ends answer 503 / UNAVAILABLE, as for their own bounds.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ServiceError::Batch(crate::assembly::AssemblyError::Full { .. }))
+    }
 }
 
 /// What a front end hands over for one request.

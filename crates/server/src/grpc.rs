@@ -32,6 +32,7 @@ impl From<RequestError> for Status {
         match e {
             RequestError::BadRequest(m) => Status::invalid_argument(m),
             RequestError::Refused(e) if e.is_budget_exhausted() => Status::resource_exhausted(e.to_string()),
+            RequestError::Refused(e) if e.is_transient() => Status::unavailable(e.to_string()),
             RequestError::Refused(e) => Status::invalid_argument(e.to_string()),
             RequestError::NotFound(m) => Status::not_found(m),
             RequestError::Unavailable(m) => Status::unavailable(m),

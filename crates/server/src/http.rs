@@ -36,6 +36,7 @@ impl IntoResponse for RequestError {
         let status = match &self {
             // A spent privacy budget is a quota: 429, as rate limits answer.
             RequestError::Refused(e) if e.is_budget_exhausted() => StatusCode::TOO_MANY_REQUESTS,
+            RequestError::Refused(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::BadRequest(_) | RequestError::Refused(_) => StatusCode::BAD_REQUEST,
             RequestError::NotFound(_) => StatusCode::NOT_FOUND,
             RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -629,4 +630,22 @@ async fn infer_inner(
         }
     };
     Ok((resp, timings))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+    use runtime::assembly::AssemblyError;
+
+    use super::*;
+
+    /// A bound that is full for now is a retry-later answer (503), like the server's own
+    /// bounds; a batch that cannot be taken at all stays a 400.
+    #[test]
+    fn a_full_pending_batch_store_answers_503() {
+        let full = RequestError::Refused(AssemblyError::Full { would: 2, limit: 1 }.into());
+        assert_eq!(full.into_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+        let dup = RequestError::Refused(AssemblyError::Duplicate { batch: "b".into(), index: 0 }.into());
+        assert_eq!(dup.into_response().status(), StatusCode::BAD_REQUEST);
+    }
 }

@@ -525,6 +525,7 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
             admission::EVAL_TIMEOUT_S_PARAM
         )),
         Some(Stop::ClientGone) => BackendError::unavailable("the request was cancelled by its client".into()),
+        None if e.is_transient() => BackendError::unavailable(e.to_string()),
         None => BackendError::invalid(e.to_string()),
     })?;
     Ok(((resp.ciphertexts, resp.dp), compute_start, now_ns()))
