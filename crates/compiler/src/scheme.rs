@@ -430,6 +430,7 @@ pub fn compile_with_scheme(
         lwe_cand.clone(),
     ];
     let total = |c: &Candidate| c.query_bytes + c.answer_bytes + c.key_bytes;
+    let bgv_costs = bgv.as_ref().and_then(|b| b.as_ref().ok()).map(|c| &c.costs);
     let (chosen, reason) = match (req, &affine) {
         (SchemeRequest::Ckks, _) => (Scheme::Ckks, "asked for (--scheme ckks)".to_string()),
         (SchemeRequest::Paillier, _) => (Scheme::Paillier, "asked for (--scheme paillier)".to_string()),
@@ -474,8 +475,8 @@ pub fn compile_with_scheme(
                 ),
             )
         }
-        (_, Err(_)) if matches!(bgv, Some(Ok(_))) => {
-            let (b, ck) = (&candidates[1], &candidates[0]);
+        (_, Err(_)) if bgv_costs.is_some() => {
+            let (b, ck) = (bgv_costs.expect("the guard checked it"), &candidates[0]);
             let ckks = if ck.cannot.is_none() {
                 format!(
                     "CKKS would approximate it (one sample per request: {} B query, {:.1} MB of keys; pass \
@@ -492,8 +493,8 @@ pub fn compile_with_scheme(
                     "the model is an integer network ({}): BGV computes its outputs exactly, a batch of up to {} \
                      samples per request ({} B query per sample); {ckks}",
                     if quantize.is_some() { "--quantize asked for" } else { "QDQ-quantized" },
-                    bgv.as_ref().and_then(|b| b.as_ref().ok()).map_or(0, |c| c.costs.batch),
-                    b.query_bytes / bgv.as_ref().and_then(|b| b.as_ref().ok()).map_or(1, |c| c.costs.batch.max(1)),
+                    b.batch,
+                    b.query_bytes / b.batch.max(1),
                 ),
             )
         }
