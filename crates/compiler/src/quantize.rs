@@ -158,7 +158,10 @@ fn quantize_affine(map: &Affine, grid: Grid, s_in: f64, name: &str) -> Result<(I
             node: name.into(),
             op: "DequantizeLinear".into(),
             hint: format!(
-                "the layer's weights are not on one integer grid of at most {MAX_GRID_STEPS} steps (per-channel                  scales, or quantized layers composed with nothing between them), so the model's own integers                  cannot be kept exactly: quantize per tensor (quantize_static(..., per_channel=False)), or                  compile with --quantize BITS to round the float weights"
+                "the layer's weights are not on one integer grid of at most {MAX_GRID_STEPS} steps (per-channel \
+                 scales, or quantized layers composed with nothing between them), so the model's own integers \
+                 cannot be kept exactly: quantize per tensor (quantize_static(..., per_channel=False)), or \
+                 compile with --quantize BITS to round the float weights"
             ),
         })?,
     };
