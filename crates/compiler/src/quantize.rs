@@ -60,7 +60,6 @@ pub struct BgvCosts {
 /// squared ciphertext.
 fn est_batch_ms(net: &IntNetwork, levels: &[usize], log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
     let n = (1u64 << log_n) as f64;
-    let ntt = n * log_n as f64 * 2.0e-7;
     let mut width = net.inputs();
     let mut ms = 0.0;
     for (layer, &level) in net.layers().iter().zip(levels) {
@@ -72,10 +71,7 @@ fn est_batch_ms(net: &IntNetwork, levels: &[usize], log_n: u32, dnum: usize, k: 
                 width = lin.outputs();
             }
             IntLayer::Square => {
-                let alpha = (l_total as f64 / dnum as f64).ceil();
-                let digits = (limbs / alpha).ceil();
-                let ks = ntt * (limbs + digits * (limbs + k as f64) + 2.0 * k as f64 + 2.0 * limbs)
-                    + n * 1e-6 * digits * (limbs + k as f64) * 2.0;
+                let ks = crate::report::est_keyswitch_ms(level as u32, log_n, dnum, k, l_total);
                 ms += width as f64 * (ks + n * 4e-6 * limbs);
             }
         }

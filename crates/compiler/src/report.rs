@@ -177,14 +177,24 @@ fn key_memory_at(params: &ckks::Parameters, level: usize) -> usize {
     4 * digits * (q_limbs + params.p().len()) * params.n() * 8
 }
 
-fn est_node_ms(op: &Op, level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
+/// One key switch (a rotation, or a relinearisation's) at `level`, in ms on one core
+/// (rough): ModUp of each digit, the inner product with the key, ModDown. BGV's report
+/// costs its relinearisations with it too (`quantize`).
+pub(crate) fn est_keyswitch_ms(level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
     let n = (1u64 << log_n) as f64;
     let ntt = n * log_n as f64 * 2.0e-7; // ms per limb NTT (rough, one core)
     let limbs = level as f64 + 1.0;
     let alpha = (l_total as f64 / dnum as f64).ceil();
     let digits = (limbs / alpha).ceil();
-    let ks = ntt * (limbs + digits * (limbs + k as f64) + 2.0 * k as f64 + 2.0 * limbs)
-        + n * 1e-6 * digits * (limbs + k as f64) * 2.0;
+    ntt * (limbs + digits * (limbs + k as f64) + 2.0 * k as f64 + 2.0 * limbs)
+        + n * 1e-6 * digits * (limbs + k as f64) * 2.0
+}
+
+fn est_node_ms(op: &Op, level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
+    let n = (1u64 << log_n) as f64;
+    let ntt = n * log_n as f64 * 2.0e-7; // ms per limb NTT (rough, one core)
+    let limbs = level as f64 + 1.0;
+    let ks = est_keyswitch_ms(level, log_n, dnum, k, l_total);
     match op {
         Op::Rotate { .. } => ks,
         Op::MulRelin { .. } | Op::Square { .. } => ks + n * 4e-6 * limbs,
