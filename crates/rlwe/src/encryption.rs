@@ -138,8 +138,8 @@ impl Encryptor {
 /// Decryption, and symmetric encryption, with the secret key.
 #[cfg(feature = "secret-key")]
 pub struct Decryptor<'a> {
-    sk: &'a SecretKey,
-    sampler: Sampler,
+    pub(crate) sk: &'a SecretKey,
+    pub(crate) sampler: Sampler,
 }
 
 #[cfg(feature = "secret-key")]

@@ -291,13 +291,26 @@ impl KeyGenerator {
     /// its level only (a step listed twice gets the higher), and for conjugation up to a
     /// level if asked.
     pub fn galois_keys_at(&mut self, sk: &SecretKey, steps: &[(i64, usize)], conjugation: Option<usize>) -> GaloisKeys {
+        self.galois_keys_with(sk, steps, conjugation, &[])
+    }
+
+    /// [`KeyGenerator::galois_keys_at`], plus keys for Galois elements named directly
+    /// (`(element, level)`, e.g. `packing::packing_elements` for compact queries).
+    pub fn galois_keys_with(
+        &mut self,
+        sk: &SecretKey,
+        steps: &[(i64, usize)],
+        conjugation: Option<usize>,
+        elements_at: &[(u64, usize)],
+    ) -> GaloisKeys {
         let top = self.params.max_level();
         let mut elements: BTreeMap<u64, usize> = BTreeMap::new();
         let wanted = steps
             .iter()
             .filter(|(s, _)| s.rem_euclid(self.params.slots() as i64) != 0)
             .map(|&(s, l)| (self.params.galois_element(s), l))
-            .chain(conjugation.map(|l| (self.params.conjugation_element(), l)));
+            .chain(conjugation.map(|l| (self.params.conjugation_element(), l)))
+            .chain(elements_at.iter().copied().filter(|&(g, _)| g != 1));
         for (g, l) in wanted {
             let e = elements.entry(g).or_insert(0);
             *e = (*e).max(l.min(top));

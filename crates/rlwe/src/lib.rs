@@ -8,7 +8,7 @@
 //!
 //! Modules in layers, each using only those before it: [`error`], [`security`] →
 //! [`params`] → [`plaintext`], [`keys`] → [`encryption`] → [`keyswitch`] →
-//! [`multiparty`] (collective keys, threshold decryption) → [`wire`].
+//! [`packing`] (compact LWE queries) → [`multiparty`] (collective keys, threshold decryption) → [`wire`].
 //!
 //! The secret key, key generation and decryption exist only with feature `secret-key`:
 //! server-side crates depend on this crate without it and cannot name a secret key.
@@ -21,6 +21,7 @@ pub mod error;
 pub mod keys;
 pub mod keyswitch;
 pub mod multiparty;
+pub mod packing;
 pub mod params;
 pub mod plaintext;
 pub mod security;
@@ -36,6 +37,7 @@ pub use keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
 #[cfg(feature = "secret-key")]
 pub use keys::{KeyGenerator, SecretKey};
 pub use keyswitch::{Addend, Decomposed};
+pub use packing::{pack, packing_elements, LweQuery};
 pub use params::{Parameters, ParametersBuilder, ParamsSpec, Scheme};
 pub use plaintext::{check_scale, Plaintext, PreparedPlaintext};
 pub use security::max_log_qp;

@@ -1,0 +1,332 @@
+//! Compact queries: seeded LWE ciphertexts, one word per value, that a server packs into
+//! one RLWE ciphertext (Chen–Dai–Kim–Song 2020, "Efficient homomorphic conversion
+//! between (ring) LWE ciphertexts", Alg. 2 and the field trace).
+//!
+//! Why: a fresh RLWE ciphertext is N words whatever it holds, so a client with 64
+//! values sends 8192. An LWE ciphertext under the RLWE secret's coefficient vector is
+//! the constant coefficient of an RLWE ciphertext: its uniform half comes from a shared
+//! seed, so the client sends b = m + e − ⟨a, s⟩ alone, one word (over every prime of
+//! its level) per value.
+//!
+//! The server turns value i into the RLWE ciphertext (b_i, a_i), whose constant
+//! coefficient decrypts to m_i and whose other coefficients are garbage, and merges
+//! 2^ℓ of them in a tree: (E + X^{N/2^ℓ}·O) + τ_{2^ℓ+1}(E − X^{N/2^ℓ}·O) puts the odd
+//! half between the even half's values and cancels the garbage of the positions it
+//! leaves. A trace over the remaining automorphisms τ_{2^k+1} then zeroes every
+//! coefficient but the packed positions i·N/2^ℓ. Each step doubles the message, so the
+//! inputs are first multiplied by N⁻¹ mod Q (exact): the result holds m_i, plus
+//! key-switch noise that the tree amplifies up to about N times (the caller encodes at
+//! a scale that leaves room for it).
+//!
+//! Keys: one Galois key per element 2^k + 1, k = 1..=log2 N ([`packing_elements`]),
+//! made like the rotation keys and registered with them.
+
+use crate::encryption::Ciphertext;
+use crate::error::{Error, Result};
+use crate::keys::GaloisKeys;
+use crate::keyswitch::{self, Addend};
+use crate::params::Parameters;
+use ring::{Poly, Sampler};
+
+/// The Galois elements packing uses: 2^k + 1 for k = 1..=log2 N (mod 2N).
+pub fn packing_elements(params: &Parameters) -> Vec<u64> {
+    let two_n = 2 * params.n() as u64;
+    (1..=params.log_n()).map(|k| ((1u64 << k) + 1) % two_n).collect()
+}
+
+/// `count` seeded LWE ciphertexts at one level: value i's uniform half is the i-th
+/// polynomial drawn from `seed` (NTT form, as `SeededCiphertext` draws its c1), and
+/// only b_i, one residue per prime, travels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LweQuery {
+    pub(crate) params: Parameters,
+    pub(crate) level: usize,
+    pub(crate) scale: f64,
+    pub(crate) seed: [u8; 32],
+    /// Limb-major: limb l holds b_i mod q_l for every i (a `Poly` of `count` "coefficients").
+    pub(crate) b: Poly,
+}
+
+/// Most values one query may carry (the packing tree covers at most N).
+pub fn max_query_values(params: &Parameters) -> usize {
+    params.n()
+}
+
+impl LweQuery {
+    /// The parameter set.
+    pub fn params(&self) -> &Parameters {
+        &self.params
+    }
+    /// The level of the values (and of the packed ciphertext).
+    pub fn level(&self) -> usize {
+        self.level
+    }
+    /// The scale the values were encoded at.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+    /// Number of values.
+    pub fn count(&self) -> usize {
+        self.b.n()
+    }
+
+    /// The uniform halves, drawn from the seed in order (NTT form over the level's primes).
+    fn uniform_halves(
+        params: &Parameters,
+        seed: [u8; 32],
+        level: usize,
+        count: usize,
+    ) -> impl Iterator<Item = Poly> + use<'_> {
+        let ctx = params.ctx();
+        let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
+        let n = ctx.n;
+        let mut stream = Sampler::from_seed(seed);
+        (0..count).map(move |_| stream.uniform(n, &moduli))
+    }
+}
+
+#[cfg(feature = "secret-key")]
+impl crate::encryption::Decryptor<'_> {
+    /// Encrypts each of `messages` (integers: the scheme's encoding of the values at
+    /// `scale`) as a seeded LWE ciphertext at `level` under this secret key.
+    ///
+    /// ⟨a, s⟩ is the constant coefficient of a·s, which is 1/N times the sum of a·s's
+    /// NTT values: one inner product per prime, no transform.
+    pub fn encrypt_lwe(&mut self, messages: &[i128], level: usize, scale: f64) -> Result<LweQuery> {
+        crate::plaintext::check_scale(scale)?;
+        let params = self.sk.params.clone();
+        let ctx = params.ctx();
+        if level > params.max_level() {
+            return Err(Error::LevelRaise { from: params.max_level(), to: level });
+        }
+        let count = messages.len();
+        if count == 0 || count > max_query_values(&params) {
+            let detail = format!("{count} values (1..={} allowed)", max_query_values(&params));
+            return Err(Error::Shape { what: "an LWE query", detail });
+        }
+        let n = ctx.n;
+        let seed = ring::fresh_seed();
+        let mut b = Poly::zero(count, level + 1);
+        let noise = self.sampler.gaussian(count);
+        for (i, a) in LweQuery::uniform_halves(&params, seed, level, count).enumerate() {
+            for l in 0..=level {
+                let m = &ctx.moduli[l];
+                let s = self.sk.ntt.limb(l);
+                let sum = a.limb(l).iter().zip(s).fold(0u64, |acc, (&x, &y)| m.add(acc, m.mul(x, y)));
+                let dot = m.mul(sum, m.inv(n as u64 % m.value()));
+                let v = m.add(m.reduce_i128(messages[i]), m.reduce_i64(noise[i]));
+                b.limb_mut(l)[i] = m.sub(v, dot);
+            }
+        }
+        Ok(LweQuery { params, level, scale, seed, b })
+    }
+}
+
+/// Packs a query into one ciphertext at its level and scale whose coefficient
+/// `i·N/slots` holds value i (i < count), every other coefficient zero up to the noise.
+/// `slots` is a power of two ≥ count (values count..slots are zero). With `real_part`,
+/// the result is also added to its conjugate (the conjugation key must be in `keys`):
+/// the slots of an encoding whose imaginary parts the client left free become twice
+/// their real parts.
+///
+/// Cost: slots − 1 + log2(N/slots) key switches at the query's level (+1 with `real_part`).
+pub fn pack(query: &LweQuery, slots: usize, real_part: bool, keys: &GaloisKeys) -> Result<Ciphertext> {
+    let params = &query.params;
+    let ctx = params.ctx();
+    let n = ctx.n;
+    let count = query.count();
+    if !slots.is_power_of_two() || slots < count || slots > n {
+        let detail = format!("{count} values into {slots} positions (a power of two from the count to N = {n})");
+        return Err(Error::Shape { what: "an LWE packing", detail });
+    }
+    let level = query.level;
+    let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
+    let elements = packing_elements(params);
+    for (k, &g) in elements.iter().enumerate() {
+        // The tree uses k + 1 ≤ log2(slots) and the trace the rest: every element.
+        let key = keys
+            .get(g)
+            .ok_or_else(|| Error::MissingGaloisKey { what: format!("packing (element {g} = 2^{} + 1)", k + 1) })?;
+        if key.max_level() < level {
+            return Err(Error::KeyBelowLevel { key_level: key.max_level(), level });
+        }
+    }
+    // Leaves: (b_i, a_i)·N⁻¹ in NTT form (a constant's NTT is itself in every position).
+    let n_inv: Vec<u64> = moduli.iter().map(|m| m.inv(n as u64 % m.value())).collect();
+    let mut leaves: Vec<Option<(Poly, Poly)>> = LweQuery::uniform_halves(params, query.seed, level, count)
+        .enumerate()
+        .map(|(i, mut a)| {
+            let mut b = Poly::zero(n, level + 1);
+            for (l, m) in moduli.iter().enumerate() {
+                let v = m.mul(query.b.limb(l)[i], n_inv[l]);
+                b.limb_mut(l).fill(v);
+            }
+            a.mul_scalar_assign(&n_inv, &moduli);
+            Some((b, a))
+        })
+        .collect();
+    leaves.resize(slots, None);
+    let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
+    // X^e in NTT form.
+    let monomial = |e: usize| {
+        let mut c = vec![0i64; n];
+        c[e] = 1;
+        let mut p = Poly::from_signed(&c, &moduli);
+        p.ntt(&tables);
+        p
+    };
+    let galois = |c0: &Poly, c1: &Poly, g: u64| -> Result<(Poly, Poly)> {
+        let key = keys.get(g).expect("checked above");
+        let dec = keyswitch::decompose(params, c1, level);
+        keyswitch::switch(params, &dec, key, [Addend::Poly(c0), Addend::Products(&[])], Some(&ctx.galois_perm(g)))
+    };
+    // The tree, bottom up: at the step with 2^j values per node, node r of the level
+    // holds the values r, r + slots/2^j, ... (the even/odd split of Alg. 2, unrolled).
+    let mut nodes = leaves;
+    let mut width = 1usize; // 2^j: values per node after this step
+    while nodes.len() > 1 {
+        width *= 2;
+        let half = nodes.len() / 2;
+        let shift = monomial(n / width);
+        let g = ((width as u64) + 1) % (2 * n as u64);
+        let (even, odd) = nodes.split_at_mut(half);
+        let merged: Result<Vec<Option<(Poly, Poly)>>> = even
+            .iter_mut()
+            .zip(odd.iter_mut())
+            .map(|(e, o)| -> Result<Option<(Poly, Poly)>> {
+                let (e, o) = (e.take(), o.take());
+                if e.is_none() && o.is_none() {
+                    return Ok(None);
+                }
+                let zero = || (Poly::zero(n, level + 1), Poly::zero(n, level + 1));
+                let (e0, e1) = e.unwrap_or_else(zero);
+                let (mut o0, mut o1) = o.unwrap_or_else(zero);
+                o0.mul_assign(&shift, &moduli);
+                o1.mul_assign(&shift, &moduli);
+                // sum = E + X^m·O, diff = E − X^m·O; result = sum + τ(diff).
+                let (mut s0, mut s1) = (e0.clone(), e1.clone());
+                s0.add_assign(&o0, &moduli);
+                s1.add_assign(&o1, &moduli);
+                let (mut d0, mut d1) = (e0, e1);
+                d0.sub_assign(&o0, &moduli);
+                d1.sub_assign(&o1, &moduli);
+                let (t0, t1) = galois(&d0, &d1, g)?;
+                s0.add_assign(&t0, &moduli);
+                s1.add_assign(&t1, &moduli);
+                Ok(Some((s0, s1)))
+            })
+            .collect();
+        nodes = merged?;
+    }
+    let (mut c0, mut c1) = nodes.pop().flatten().expect("count ≥ 1: the root holds a value");
+    // Trace down to the packed positions: c + τ_{2^k+1}(c) for the remaining k.
+    let mut k = slots.trailing_zeros() + 1;
+    while (1usize << k) <= n {
+        let g = ((1u64 << k) + 1) % (2 * n as u64);
+        let (t0, t1) = galois(&c0, &c1, g)?;
+        c0.add_assign(&t0, &moduli);
+        c1.add_assign(&t1, &moduli);
+        k += 1;
+    }
+    if real_part {
+        let g = params.conjugation_element();
+        if keys.get(g).is_none() {
+            return Err(Error::MissingGaloisKey { what: "conjugation (the packed query's real part)".into() });
+        }
+        let (t0, t1) = galois(&c0, &c1, g)?;
+        c0.add_assign(&t0, &moduli);
+        c1.add_assign(&t1, &moduli);
+    }
+    Ciphertext::from_parts(params, c0, c1, query.scale)
+}
+
+#[cfg(all(test, feature = "secret-key"))]
+mod tests {
+    use super::*;
+    use crate::encryption::Decryptor;
+    use crate::keys::KeyGenerator;
+
+    fn setup() -> (Parameters, crate::keys::SecretKey, GaloisKeys) {
+        let params =
+            Parameters::builder().log_n(10).q_bits(&[45, 35, 35]).p_bits(&[50]).build_insecure_for_testing().unwrap();
+        let mut kg = KeyGenerator::new(&params);
+        let sk = kg.secret_key();
+        let top = params.max_level();
+        let at: Vec<(u64, usize)> = packing_elements(&params).into_iter().map(|g| (g, top)).collect();
+        let keys = kg.galois_keys_with(&sk, &[], Some(top), &at);
+        (params, sk, keys)
+    }
+
+    /// Centered coefficients of the decryption.
+    fn decrypt_coeffs(sk: &crate::keys::SecretKey, ct: &Ciphertext) -> Vec<i64> {
+        let params = sk.params();
+        let pt = Decryptor::new(sk).decrypt(ct).unwrap();
+        let m = &params.ctx().moduli[0];
+        let coeff = Poly::intt_of(pt.poly(), &[&params.ctx().ntt[0]]);
+        coeff.limb(0).iter().map(|&x| m.center(x)).collect()
+    }
+
+    /// Every value lands at its position i·N/slots and every other coefficient is
+    /// zero up to the noise: a wrong tree order, a missing N⁻¹ or a trace that stops
+    /// early each break one of the two.
+    #[test]
+    fn packed_values_sit_at_their_positions_and_the_rest_is_clean() {
+        let (params, sk, keys) = setup();
+        let n = params.n();
+        let msgs: Vec<i128> = (0..5).map(|i| (i as i128 - 2) * (1 << 30) + 12345 * i as i128).collect();
+        let q = Decryptor::new(&sk).encrypt_lwe(&msgs, params.max_level(), 2f64.powi(30)).unwrap();
+        for slots in [8usize, 16] {
+            let ct = pack(&q, slots, false, &keys).unwrap();
+            let c = decrypt_coeffs(&sk, &ct);
+            let stride = n / slots;
+            let mut worst_other = 0i64;
+            for (k, &v) in c.iter().enumerate() {
+                if k % stride == 0 && k / stride < msgs.len() {
+                    let want = msgs[k / stride] as i64;
+                    assert!((v - want).abs() < 1 << 20, "slots {slots}: position {k}: {v} against {want}");
+                } else {
+                    worst_other = worst_other.max(v.abs());
+                }
+            }
+            assert!(worst_other < 1 << 20, "slots {slots}: a non-packed coefficient is {worst_other}");
+        }
+    }
+
+    /// With `real_part` the result is the packed polynomial plus its conjugate
+    /// X → X^-1: coefficient 0 doubles, coefficient k gains −(coefficient N−k).
+    #[test]
+    fn real_part_adds_the_conjugate() {
+        let (params, sk, keys) = setup();
+        let n = params.n();
+        let msgs: Vec<i128> = vec![3 << 28, -(5 << 27), 7 << 26, 1 << 29];
+        let q = Decryptor::new(&sk).encrypt_lwe(&msgs, params.max_level(), 2f64.powi(30)).unwrap();
+        let c = decrypt_coeffs(&sk, &pack(&q, 8, true, &keys).unwrap());
+        let stride = n / 8;
+        for (i, &m) in msgs.iter().enumerate() {
+            let k = i * stride;
+            let want = if k == 0 { 2 * m as i64 } else { m as i64 };
+            assert!((c[k] - want).abs() < 1 << 20, "position {k}: {} against {want}", c[k]);
+            if k != 0 {
+                let mirror = n - k;
+                assert!((c[mirror] + m as i64).abs() < 1 << 20, "position {mirror}: {} against {}", c[mirror], -m);
+            }
+        }
+    }
+
+    /// A missing packing key or a packing into fewer positions than values is a typed
+    /// error, not a panic.
+    #[test]
+    fn missing_keys_and_bad_shapes_are_errors() {
+        let (params, sk, keys) = setup();
+        let q = Decryptor::new(&sk).encrypt_lwe(&[1, 2, 3], params.max_level(), 2f64.powi(30)).unwrap();
+        assert!(matches!(pack(&q, 2, false, &keys), Err(Error::Shape { .. })));
+        assert!(matches!(pack(&q, 6, false, &keys), Err(Error::Shape { .. })));
+        let mut kg = KeyGenerator::new(&params);
+        let rot_only = kg.galois_keys(&sk, &[1, 2], false);
+        assert!(matches!(pack(&q, 4, false, &rot_only), Err(Error::MissingGaloisKey { .. })));
+        let low: Vec<(u64, usize)> = packing_elements(&params).into_iter().map(|g| (g, 0)).collect();
+        let low_keys = kg.galois_keys_with(&sk, &[], None, &low);
+        assert!(matches!(pack(&q, 4, false, &low_keys), Err(Error::KeyBelowLevel { .. })));
+        assert!(pack(&q, 4, true, &keys).is_ok());
+    }
+}
