@@ -15,6 +15,7 @@ use crate::keys::{expand_keyswitch_a, key_primes, EvaluationKeys, GaloisKeys, Ke
 use crate::multiparty::{DecryptionShare, PublicKeyShare};
 #[cfg(feature = "secret-key")]
 use crate::multiparty::{ShamirShare, ThresholdKey};
+use crate::packing::LweQuery;
 use crate::params::{hex, Parameters};
 use ring::Poly;
 use ring::Sampler;
@@ -27,6 +28,8 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 1 + 32;
 /// level (u16), scale (f64), polynomial count (u8)
 pub const CIPHERTEXT_META_LEN: usize = 2 + 8 + 1;
+/// level (u16), scale (f64), value count (u32)
+pub const LWE_QUERY_META_LEN: usize = 2 + 8 + 4;
 /// Galois element (u64), digit count (u16), seed
 pub(crate) const KEY_META_LEN: usize = 8 + 2 + 32;
 
@@ -36,6 +39,10 @@ impl Parameters {
     pub fn ciphertext_bytes(&self, level: usize, seeded: bool) -> usize {
         let poly = self.poly_bytes(0..=level);
         HEADER_LEN + CIPHERTEXT_META_LEN + if seeded { poly + 32 } else { 2 * poly }
+    }
+    /// Bytes of a serialized LWE query of `count` values at `level` (`packing`).
+    pub fn lwe_query_bytes(&self, level: usize, count: usize) -> usize {
+        HEADER_LEN + LWE_QUERY_META_LEN + 32 + words_bytes(self, 0..=level, count)
     }
     /// Bytes of one serialized decryption share of a ciphertext at `level`, for a set of
     /// `participants` (member, count, ids, digest, level, h).
@@ -51,6 +58,11 @@ impl Parameters {
         let digits = crate::keys::digits_for_level(self, level);
         KEY_META_LEN + digits * self.poly_bytes(key_primes(self, digits).into_iter())
     }
+}
+
+/// Bytes of `n` values per prime over `primes`, each in its prime's bits, limb by limb.
+fn words_bytes(params: &Parameters, primes: impl Iterator<Item = usize>, n: usize) -> usize {
+    primes.map(|i| (n * params.ctx().moduli[i].bits() as usize).div_ceil(8)).sum()
 }
 
 /// What a serialized object is.
@@ -79,6 +91,8 @@ pub enum Kind {
     ShamirShare = 10,
     /// A committee member's threshold key and the ciphertexts it has shared (its own file only).
     ThresholdKey = 11,
+    /// Seeded LWE ciphertexts: one word per value per prime, and the seed (`packing`).
+    LweQuery = 12,
 }
 
 impl Kind {
@@ -95,6 +109,7 @@ impl Kind {
             Kind::PublicKeyShare => "public-key share",
             Kind::ShamirShare => "Shamir share",
             Kind::ThresholdKey => "threshold key",
+            Kind::LweQuery => "LWE query",
         }
     }
 }
@@ -281,9 +296,13 @@ impl<'a> Reader<'a> {
     }
 
     fn poly(&mut self, params: &Parameters, primes: &[usize]) -> Result<Poly, WireError> {
+        self.words(params, primes, params.n())
+    }
+
+    /// `n` values per prime, limb-major, each in its prime's bits (`Writer::poly`).
+    fn words(&mut self, params: &Parameters, primes: &[usize], n: usize) -> Result<Poly, WireError> {
         let ctx = params.ctx();
-        let n = ctx.n;
-        let bytes = params.poly_bytes(primes.iter().copied());
+        let bytes = words_bytes(params, primes.iter().copied(), n);
         let src = self.take(bytes)?;
         let mut p = Poly::zero(n, primes.len());
         let mut at = 0usize;
@@ -389,6 +408,37 @@ impl SeededCiphertext {
         let c0 = r.poly(params, &primes)?;
         let seed = r.seed()?;
         Ok(SeededCiphertext { params: params.clone(), c0, seed, scale })
+    }
+}
+
+impl LweQuery {
+    /// Serializes the words and the seed: `Parameters::lwe_query_bytes(level, count)` bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let p = &self.params;
+        let mut w = Writer::new(p, Kind::LweQuery, p.lwe_query_bytes(self.level, self.count()));
+        w.out.extend_from_slice(&(self.level as u16).to_le_bytes());
+        w.out.extend_from_slice(&self.scale.to_le_bytes());
+        w.out.extend_from_slice(&(self.count() as u32).to_le_bytes());
+        w.out.extend_from_slice(&self.seed);
+        w.poly(p, &self.b, 0..=self.level);
+        w.out
+    }
+
+    /// Reads a query made under `params`, of at most `max_values` values (the packing
+    /// key's reach); lengths are checked before anything is allocated.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8], max_values: usize) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::LweQuery)?;
+        let (level, scale) = r.level_and_scale(params)?;
+        let count = r.u32()? as usize;
+        let limit = max_values.min(crate::packing::max_query_values(params));
+        if count == 0 || count > limit {
+            return Err(WireError::OutOfRange { field: "value count", detail: format!("{count} (1..={limit} allowed)") });
+        }
+        let seed = r.seed()?;
+        let primes: Vec<usize> = (0..=level).collect();
+        r.expect_exact(words_bytes(params, primes.iter().copied(), count))?;
+        let b = r.words(params, &primes, count)?;
+        Ok(LweQuery { params: params.clone(), level, scale, seed, b })
     }
 }
 
