@@ -104,6 +104,55 @@ fn bit_reverse_permute<T>(v: &mut [T]) {
     }
 }
 
+/// The integers a client sends as a compact query (`rlwe::packing`) for `values`
+/// repeated with period `period` (a power of two ≥ 2 and ≥ the number of values).
+///
+/// The server packs them at coefficients k·N/period (`rlwe::pack`): a real polynomial
+/// c(Z), Z = X^{N/period}, whose `period`/2 complex slots are `period` reals. It then
+/// multiplies by 1 + Y, Y = X^{N/(2·period)}, and adds the conjugate
+/// ([`crate::Evaluator::unpack_query`]): slot j of the result is
+/// 2·Re((1 + w_j)·c(w_j²)) with w_j = e^{iπ·r_j/(2·period)}, r_j = 5^j mod 4·period.
+/// Slots j and j + period/2 share c's slot z and have opposite w, so the two real
+/// equations Re((1 ± w)·z) = targets fix z (their determinant is 2·Im w ≠ 0). Every
+/// slot j then holds `scale·values[j mod period]`: `period` words on the wire, half of
+/// what a full encoding of `period` slots needs, and a packing tree of `period` leaves.
+pub fn compact_query_coefficients(values: &[f64], period: usize, scale: f64) -> Result<Vec<i128>> {
+    check_scale(scale)?;
+    if !period.is_power_of_two() || period < 2 || values.len() > period {
+        return Err(Error::TooManySlots { given: values.len(), max: period });
+    }
+    if let Some(&v) = values.iter().find(|v| !v.is_finite()) {
+        return Err(Error::NotFinite(v));
+    }
+    let n = period;
+    let half = n / 2;
+    let target = |j: usize| values.get(j).copied().unwrap_or(0.0) * scale / 2.0;
+    let four_n = 4 * n as u64;
+    let mut z = vec![Complex64::new(0.0, 0.0); half];
+    let mut r = 1u64; // 5^i mod 4n
+    for (i, zi) in z.iter_mut().enumerate() {
+        let angle = std::f64::consts::PI * r as f64 / (2 * n) as f64;
+        let (a, b) = (angle.cos(), angle.sin());
+        let (ta, tb) = (target(i), target(i + half));
+        let u = (ta + tb) / 2.0;
+        *zi = Complex64::new(u, ((1.0 + a) * u - ta) / b);
+        r = r * 5 % four_n;
+    }
+    tables(n.trailing_zeros()).fft_special_inv(&mut z);
+    let limit = 2f64.powi(120);
+    let mut coeffs = vec![0i128; n];
+    for (i, zi) in z.iter().enumerate() {
+        for (k, part) in [(i, zi.re), (i + half, zi.im)] {
+            let v = part.round();
+            if v.abs() >= limit {
+                return Err(Error::ValueTooLarge { value: part / scale, log_scale: scale.log2() });
+            }
+            coeffs[k] = v as i128;
+        }
+    }
+    Ok(coeffs)
+}
+
 /// Encodes real or complex vectors of up to N/2 values into plaintexts, and back.
 #[derive(Clone)]
 pub struct Encoder {

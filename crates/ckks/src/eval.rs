@@ -348,6 +348,40 @@ impl Evaluator {
         self.apply_galois(ct, g, key)
     }
 
+    /// The ciphertext of a compact query: `query` holds the client's
+    /// [`crate::encoding::compact_query_coefficients`] for a period of `period` slots, and
+    /// `keys` the packing keys (`rlwe::packing_elements`) and the conjugation key, up to the
+    /// query's level. Slot j of the result holds value j mod `period` at the query's scale.
+    /// Cost: period + log2(N/period) key switches (the packing, then the real part).
+    pub fn unpack_query(&self, query: &rlwe::LweQuery, period: usize, keys: &GaloisKeys) -> Result<Ciphertext> {
+        self.check_params(query.params())?;
+        let n = self.params.n();
+        if !period.is_power_of_two() || period < 2 || query.count() > period || 2 * period > n {
+            let detail = format!("{} values for a period of {period} slots (a power of two, 2..=N/2)", query.count());
+            return Err(Error::Shape { what: "a compact query", detail });
+        }
+        if keys.get(self.params.conjugation_element()).is_none() {
+            return Err(Error::MissingGaloisKey { what: "conjugation (a compact query's real part)".into() });
+        }
+        let mut ct = rlwe::pack(query, period, keys)?;
+        // × (1 + X^{N/(2·period)}): exact, no level, no scale.
+        let level = ct.level();
+        let ctx = self.ctx();
+        let moduli: Vec<&Modulus> = ctx.moduli[..=level].iter().collect();
+        let mut c = vec![0i64; n];
+        c[0] = 1;
+        c[n / (2 * period)] = 1;
+        let mut factor = Poly::from_signed(&c, &moduli);
+        factor.ntt(&ctx.ntt[..=level].iter().collect::<Vec<_>>());
+        {
+            let (c0, c1) = ct.parts_mut();
+            c0.mul_assign(&factor, &moduli);
+            c1.mul_assign(&factor, &moduli);
+        }
+        let conj = self.conjugate(&ct, keys)?;
+        self.add(&ct, &conj)
+    }
+
     /// Complex conjugation of every slot.
     pub fn conjugate(&self, ct: &Ciphertext, keys: &GaloisKeys) -> Result<Ciphertext> {
         self.check_params(ct.params())?;

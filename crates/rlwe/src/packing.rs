@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::keys::GaloisKeys;
 use crate::keyswitch::{self, Addend};
 use crate::params::Parameters;
+use rayon::prelude::*;
 use ring::{Poly, Sampler};
 
 /// The Galois elements packing uses: 2^k + 1 for k = 1..=log2 N (mod 2N).
@@ -124,13 +125,10 @@ impl crate::encryption::Decryptor<'_> {
 
 /// Packs a query into one ciphertext at its level and scale whose coefficient
 /// `i·N/slots` holds value i (i < count), every other coefficient zero up to the noise.
-/// `slots` is a power of two ≥ count (values count..slots are zero). With `real_part`,
-/// the result is also added to its conjugate (the conjugation key must be in `keys`):
-/// the slots of an encoding whose imaginary parts the client left free become twice
-/// their real parts.
+/// `slots` is a power of two ≥ count (values count..slots are zero).
 ///
-/// Cost: slots − 1 + log2(N/slots) key switches at the query's level (+1 with `real_part`).
-pub fn pack(query: &LweQuery, slots: usize, real_part: bool, keys: &GaloisKeys) -> Result<Ciphertext> {
+/// Cost: slots − 1 + log2(N/slots) key switches at the query's level.
+pub fn pack(query: &LweQuery, slots: usize, keys: &GaloisKeys) -> Result<Ciphertext> {
     let params = &query.params;
     let ctx = params.ctx();
     let n = ctx.n;
@@ -190,9 +188,11 @@ pub fn pack(query: &LweQuery, slots: usize, real_part: bool, keys: &GaloisKeys) 
         let shift = monomial(n / width);
         let g = ((width as u64) + 1) % (2 * n as u64);
         let (even, odd) = nodes.split_at_mut(half);
+        // The merges of one step are independent (and small enough that one alone
+        // leaves cores idle at N = 2^13).
         let merged: Result<Vec<Option<(Poly, Poly)>>> = even
-            .iter_mut()
-            .zip(odd.iter_mut())
+            .par_iter_mut()
+            .zip(odd.par_iter_mut())
             .map(|(e, o)| -> Result<Option<(Poly, Poly)>> {
                 let (e, o) = (e.take(), o.take());
                 if e.is_none() && o.is_none() {
@@ -228,15 +228,6 @@ pub fn pack(query: &LweQuery, slots: usize, real_part: bool, keys: &GaloisKeys) 
         c1.add_assign(&t1, &moduli);
         k += 1;
     }
-    if real_part {
-        let g = params.conjugation_element();
-        if keys.get(g).is_none() {
-            return Err(Error::MissingGaloisKey { what: "conjugation (the packed query's real part)".into() });
-        }
-        let (t0, t1) = galois(&c0, &c1, g)?;
-        c0.add_assign(&t0, &moduli);
-        c1.add_assign(&t1, &moduli);
-    }
     Ciphertext::from_parts(params, c0, c1, query.scale)
 }
 
@@ -253,7 +244,7 @@ mod tests {
         let sk = kg.secret_key();
         let top = params.max_level();
         let at: Vec<(u64, usize)> = packing_elements(&params).into_iter().map(|g| (g, top)).collect();
-        let keys = kg.galois_keys_with(&sk, &[], Some(top), &at);
+        let keys = kg.galois_keys_with(&sk, &[], None, &at);
         (params, sk, keys)
     }
 
@@ -276,7 +267,7 @@ mod tests {
         let msgs: Vec<i128> = (0..5).map(|i| (i as i128 - 2) * (1 << 30) + 12345 * i as i128).collect();
         let q = Decryptor::new(&sk).encrypt_lwe(&msgs, params.max_level(), 2f64.powi(30)).unwrap();
         for slots in [8usize, 16] {
-            let ct = pack(&q, slots, false, &keys).unwrap();
+            let ct = pack(&q, slots, &keys).unwrap();
             let c = decrypt_coeffs(&sk, &ct);
             let stride = n / slots;
             let mut worst_other = 0i64;
@@ -292,42 +283,21 @@ mod tests {
         }
     }
 
-    /// With `real_part` the result is the packed polynomial plus its conjugate
-    /// X → X^-1: coefficient 0 doubles, coefficient k gains −(coefficient N−k).
-    #[test]
-    fn real_part_adds_the_conjugate() {
-        let (params, sk, keys) = setup();
-        let n = params.n();
-        let msgs: Vec<i128> = vec![3 << 28, -(5 << 27), 7 << 26, 1 << 29];
-        let q = Decryptor::new(&sk).encrypt_lwe(&msgs, params.max_level(), 2f64.powi(30)).unwrap();
-        let c = decrypt_coeffs(&sk, &pack(&q, 8, true, &keys).unwrap());
-        let stride = n / 8;
-        for (i, &m) in msgs.iter().enumerate() {
-            let k = i * stride;
-            let want = if k == 0 { 2 * m as i64 } else { m as i64 };
-            assert!((c[k] - want).abs() < 1 << 20, "position {k}: {} against {want}", c[k]);
-            if k != 0 {
-                let mirror = n - k;
-                assert!((c[mirror] + m as i64).abs() < 1 << 20, "position {mirror}: {} against {}", c[mirror], -m);
-            }
-        }
-    }
-
     /// A missing packing key or a packing into fewer positions than values is a typed
     /// error, not a panic.
     #[test]
     fn missing_keys_and_bad_shapes_are_errors() {
         let (params, sk, keys) = setup();
         let q = Decryptor::new(&sk).encrypt_lwe(&[1, 2, 3], params.max_level(), 2f64.powi(30)).unwrap();
-        assert!(matches!(pack(&q, 2, false, &keys), Err(Error::Shape { .. })));
-        assert!(matches!(pack(&q, 6, false, &keys), Err(Error::Shape { .. })));
+        assert!(matches!(pack(&q, 2, &keys), Err(Error::Shape { .. })));
+        assert!(matches!(pack(&q, 6, &keys), Err(Error::Shape { .. })));
         let mut kg = KeyGenerator::new(&params);
         let rot_only = kg.galois_keys(&sk, &[1, 2], false);
-        assert!(matches!(pack(&q, 4, false, &rot_only), Err(Error::MissingGaloisKey { .. })));
+        assert!(matches!(pack(&q, 4, &rot_only), Err(Error::MissingGaloisKey { .. })));
         let low: Vec<(u64, usize)> = packing_elements(&params).into_iter().map(|g| (g, 0)).collect();
         let low_keys = kg.galois_keys_with(&sk, &[], None, &low);
-        assert!(matches!(pack(&q, 4, false, &low_keys), Err(Error::KeyBelowLevel { .. })));
-        assert!(pack(&q, 4, true, &keys).is_ok());
+        assert!(matches!(pack(&q, 4, &low_keys), Err(Error::KeyBelowLevel { .. })));
+        assert!(pack(&q, 4, &keys).is_ok());
     }
 
     /// The wire form is one word per value per prime plus the seed, reads back equal,
