@@ -33,6 +33,15 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// How a CKKS query travels (`compile --query`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum QueryForm {
+    /// One ciphertext per sample.
+    Ciphertext,
+    /// One word per input value, packed by the server (`rlwe::packing`).
+    Compact,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum MaxPool {
     /// refuse MaxPool with an explanation
@@ -139,6 +148,11 @@ enum Cmd {
         /// smaller key upload; the report gives the other's keys and noise)
         #[arg(long, default_value = "auto")]
         rotations: compiler::RotationPolicy,
+        /// how a CKKS query travels: ciphertext (one ciphertext per sample), or compact (one word per
+        /// input value, which the server packs into the ciphertext with keys the bundle then adds:
+        /// a query of a few KB instead of hundreds, for more upload once and more server time)
+        #[arg(long, value_enum, default_value = "ciphertext")]
+        query: QueryForm,
         /// client-aided refresh (CKKS): cut the network at its non-linear activations into segments
         /// <NAME>__seg0, __seg1, … (each an ordinary model); the client runs the exact activations in
         /// clear between them and re-encrypts. The client then sees the intermediate activations
@@ -349,6 +363,7 @@ fn run(cli: Cli) -> Result<(), String> {
             throughput_batch,
             split_at,
             rotations,
+            query,
             client_aided,
             json,
             scheme,
@@ -395,6 +410,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 throughput_batch,
                 split_at,
                 rotations,
+                compact_query: query == QueryForm::Compact,
             };
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };
             if client_aided {

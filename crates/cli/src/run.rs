@@ -66,14 +66,7 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         let x = xs.row(i);
         let t = Instant::now();
         let slots = spec.pack_input(x).map_err(|e| e.to_string())?;
-        let cts = slots
-            .iter()
-            .map(|v| {
-                let pt = enc.encode(v, spec.input.level as usize, spec.input.scale)?;
-                Ok(dec.encrypt_symmetric(&pt)?.to_bytes())
-            })
-            .collect::<Result<Vec<Vec<u8>>, ckks::Error>>()
-            .map_err(|e| e.to_string())?;
+        let cts = client::session::encrypt_slots(&spec, &mut dec, &enc, &slots).map_err(|e| e.to_string())?;
         t_enc += t.elapsed().as_secs_f64();
         query_bytes = cts.iter().map(Vec::len).sum();
         let t = Instant::now();

@@ -101,7 +101,7 @@ impl ClientKeys {
         let keys = ckks::EvaluationKeys {
             params: self.params.clone(),
             relin: spec.relin_key_level().map(|l| kg.relin_key_at(&self.sk, l)),
-            galois: kg.galois_keys_at(&self.sk, &spec.rotation_key_levels(), None),
+            galois: kg.galois_keys_with(&self.sk, &spec.rotation_key_levels(), None, &spec.compact_key_levels()),
             // A circuit-private model floods answers with an encryption of zero under it.
             public: spec.circuit_privacy.is_some().then(|| kg.public_key(&self.sk)),
         };

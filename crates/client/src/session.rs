@@ -90,20 +90,15 @@ impl Session {
     }
 
     /// One sample (flattened row-major) → the elements of `ENCRYPTED_INPUT`, one
-    /// seeded ciphertext each (half the bytes of a full one).
+    /// seeded ciphertext each (half the bytes of a full one), or, for a model compiled
+    /// with a compact input, one compact query (a word per slot of the input's period).
     pub fn encrypt(&self, x: &[f64]) -> Result<Vec<Vec<u8>>, SessionError> {
         if let Some(bad) = x.iter().position(|v| !v.is_finite()) {
             return Err(SessionError::Input(format!("value {bad} of the input is not finite")));
         }
         let slots = self.spec.pack_input(x).map_err(|e| SessionError::Input(e.to_string()))?;
         let mut dec = Decryptor::new(self.keys.secret_key());
-        slots
-            .iter()
-            .map(|v| {
-                let pt = self.encoder.encode(v, self.spec.input.level as usize, self.spec.input.scale)?;
-                Ok(dec.encrypt_symmetric(&pt)?.to_bytes())
-            })
-            .collect()
+        Ok(encrypt_slots(&self.spec, &mut dec, &self.encoder, &slots)?)
     }
 
     /// The elements of `ENCRYPTED_OUTPUT` → the model's output vector before the
@@ -167,4 +162,22 @@ impl Session {
     pub fn postprocess(&self, y: &[f64]) -> Vec<f64> {
         self.spec.postprocess(y)
     }
+}
+
+/// The slot vectors of one sample (`ClientSpec::pack_input`) → the elements of
+/// `ENCRYPTED_INPUT`: a seeded ciphertext per vector, or, for a compact input, one
+/// compact query (`ckks::compact_query_coefficients` of the first period, a word each).
+pub fn encrypt_slots(
+    spec: &ClientSpec,
+    dec: &mut Decryptor,
+    encoder: &Encoder,
+    slots: &[Vec<f64>],
+) -> Result<Vec<Vec<u8>>, ckks::Error> {
+    let (level, scale) = (spec.input.level as usize, spec.input.scale);
+    if let (Some(c), Some(first)) = (&spec.input.compact, slots.first()) {
+        let period = c.period as usize;
+        let coeffs = ckks::compact_query_coefficients(&first[..period.min(first.len())], period, scale)?;
+        return Ok(vec![dec.encrypt_lwe(&coeffs, level, scale)?.to_bytes()]);
+    }
+    slots.iter().map(|v| Ok(dec.encrypt_symmetric(&encoder.encode(v, level, scale)?)?.to_bytes())).collect()
 }

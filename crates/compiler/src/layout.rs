@@ -23,6 +23,25 @@ pub(crate) struct Built {
     pub first_bias_pt: Option<u32>,
 }
 
+/// How the program is laid out beyond its stages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Where linear layers rotate their products.
+    pub sum_at: lower::SumAt,
+    /// The input arrives as a compact query (`compile --query compact`, `rlwe::packing`):
+    /// laid out with a period of the next power of two ≥ its length, so that the client
+    /// sends one word per element of a period, and at [`COMPACT_INPUT_BOOST`] times the
+    /// scale, which the packing's noise needs. The first layer is then a dense layer on
+    /// a periodic input (the "first layer" design lays the input out over all slots).
+    pub compact: bool,
+}
+
+/// A compact input's scale over the network's. The packing adds up to ~2^23 of noise at
+/// N = 2^13 (measured: `cargo test -p ckks --release --test compact_query`), and the
+/// first layer's weights then have 2^-boost of their usual precision: 2^6 balances the
+/// two (each ~0.005 on a digits MLP's first layer against its 0.2 output error).
+pub(crate) const COMPACT_INPUT_BOOST: f64 = 64.0;
+
 /// `mask_output`: end with a 0/1 mask that keeps one slot per output and zeroes every
 /// other (one more level): the answer then carries the outputs and nothing else of the
 /// computation (output DP needs it; circuit privacy's first half).
@@ -32,9 +51,9 @@ pub(crate) fn build(
     slots: usize,
     scale: f64,
     mask_output: bool,
-    sum_at: lower::SumAt,
+    shape: Shape,
 ) -> Result<Built, CompileError> {
-    build_with(stages, q, slots, scale, mask_output, false, sum_at)
+    build_with(stages, q, slots, scale, mask_output, false, shape)
 }
 
 /// [`build`], with `keep_first_bias`: the first layer's bias plaintext is emitted even
@@ -46,11 +65,14 @@ pub(crate) fn build_with(
     scale: f64,
     mask_output: bool,
     keep_first_bias: bool,
-    sum_at: lower::SumAt,
+    shape: Shape,
 ) -> Result<Built, CompileError> {
     let mut b = lower::Builder::new(q.to_vec(), slots);
-    b.sum_at = sum_at;
+    b.sum_at = shape.sum_at;
     let top = q.len() as u32 - 1;
+    if shape.compact {
+        return build_compact(b, stages, scale, mask_output);
+    }
     let x = b.input(0, top, scale);
     let (v0, layout0, client_map, desc) = match stages.first() {
         Some(LStage::Linear { map, src: 0, .. }) => {
@@ -78,10 +100,95 @@ pub(crate) fn build_with(
         _ => None,
     };
     // Every value with its layout (the input's is the client's slot map).
-    let mut vals: Vec<(lower::V, Vec<i32>)> = Vec::with_capacity(stages.len() + 1);
-    vals.push((x, client_map.clone()));
-    vals.push((v0, layout0));
-    for (i, st) in stages.iter().enumerate().skip(1) {
+    let vals = vec![(x, client_map.clone()), (v0, layout0)];
+    let (b, out, out_layout) = lower_stages(b, stages, vals, 1, mask_output)?;
+    Ok(Built {
+        b,
+        client_map,
+        out,
+        out_layout,
+        input_level: top,
+        input_scale: scale,
+        layout_desc: desc,
+        first_layout,
+        first_bias_pt,
+    })
+}
+
+/// [`build_with`] for a compact input ([`Shape::compact`]).
+fn build_compact(mut b: lower::Builder, stages: &[LStage], scale: f64, mask_output: bool) -> Result<Built, CompileError> {
+    let Some(LStage::Linear { map, src: 0, .. }) = stages.first() else {
+        return Err(CompileError::Layout("the model must begin with a linear layer (Gemm, MatMul or Conv)".into()));
+    };
+    let n_in = map.n_in;
+    let period = compact_period(n_in);
+    if 2 * period > b.slots {
+        return Err(CompileError::Layout(format!(
+            "a compact query of {n_in} values needs {} slots (twice the period {period}) but N/2 = {}",
+            2 * period,
+            b.slots
+        )));
+    }
+    let top = b.q.len() as u32 - 1;
+    let input_scale = scale * COMPACT_INPUT_BOOST;
+    b.boosted_input = Some((input_scale, COMPACT_INPUT_BOOST));
+    let x = b.input(0, top, input_scale);
+    let client_map: Vec<i32> =
+        (0..b.slots).map(|j| if j % period < n_in { (j % period) as i32 } else { lower::ZERO }).collect();
+    let desc = format!(
+        "compact query: element t at slot t, period {period} (one word per element of a period, packed by the server), scale x{COMPACT_INPUT_BOOST}"
+    );
+    let (b, out, out_layout) = lower_stages(b, stages, vec![(x, client_map.clone())], 0, mask_output)?;
+    let first_layout = vec![];
+    Ok(Built {
+        b,
+        client_map,
+        out,
+        out_layout,
+        input_level: top,
+        input_scale,
+        layout_desc: desc,
+        first_layout,
+        first_bias_pt: None,
+    })
+}
+
+/// The Galois elements a compact input adds to the bundle (made at the input level):
+/// the packing's and the conjugation's; none without one.
+pub(crate) fn compact_keys(params: &ckks::Parameters, shape: Shape) -> Vec<u64> {
+    if !shape.compact {
+        return vec![];
+    }
+    let mut e = ckks::packing_elements(params);
+    e.push(params.conjugation_element());
+    e
+}
+
+/// The period of a compact client map: its first ZERO-or-element run repeats with it.
+fn period_of_map(map: &[i32]) -> usize {
+    let mut p = 2;
+    while p < map.len() && (0..map.len()).any(|j| map[j] != map[j % p]) {
+        p *= 2;
+    }
+    p
+}
+
+/// The period of a compact query of `n` values: the next power of two, at least 2.
+pub(crate) fn compact_period(n: usize) -> usize {
+    n.next_power_of_two().max(2)
+}
+
+/// Lowers `stages[from..]` on `vals` (value and layout of the input and of each stage
+/// before `from`), then the output mask if asked. Returns the builder, the output and
+/// its layout.
+fn lower_stages(
+    mut b: lower::Builder,
+    stages: &[LStage],
+    mut vals: Vec<(lower::V, Vec<i32>)>,
+    from: usize,
+    mask_output: bool,
+) -> Result<(lower::Builder, lower::V, Vec<i32>), CompileError> {
+    for (i, st) in stages.iter().enumerate().skip(from) {
         b.layer = i as u32;
         let next = match st {
             LStage::Linear { map, src, .. } => {
@@ -146,17 +253,7 @@ pub(crate) fn build_with(
         let masked = b.mul_plain(out, mask);
         out = b.rescale(masked);
     }
-    Ok(Built {
-        b,
-        client_map,
-        out,
-        out_layout,
-        input_level: top,
-        input_scale: scale,
-        layout_desc: desc,
-        first_layout,
-        first_bias_pt,
-    })
+    Ok((b, out, out_layout))
 }
 
 /// Whether the program needs the relinearization key.
@@ -175,10 +272,10 @@ pub(crate) fn program(
     name: &str,
     mask_output: bool,
     public: Option<crate::hybrid::Split>,
-    sum_at: lower::SumAt,
+    shape: Shape,
 ) -> Result<HeModel, CompileError> {
     let slots = params.slots();
-    let bt = build_with(stages, params.q(), slots, params.default_scale(), mask_output, public.is_some(), sum_at)?;
+    let bt = build_with(stages, params.q(), slots, params.default_scale(), mask_output, public.is_some(), shape)?;
     let steps = lower::rotation_steps(&bt.b.nodes);
     let relin = needs_relinearization(&bt.b);
     let mut out_slots = Vec::with_capacity(n_out);
@@ -203,6 +300,10 @@ pub(crate) fn program(
             slot_map: vec![bt.client_map.clone()],
             layout: bt.layout_desc.clone(),
             parts: imp.input_parts.clone(),
+            compact: shape.compact.then(|| model::CompactInput {
+                period: period_of_map(&bt.client_map) as u32,
+                galois_elements: compact_keys(params, shape),
+            }),
         },
         rotation_steps: steps.clone(),
         galois_elements: steps.iter().map(|&s| params.galois_element(s)).collect(),

@@ -136,6 +136,9 @@ pub struct Options {
     /// Where linear layers rotate their products (`--rotations`): before the rescale
     /// (least noise), after it (smaller keys, faster), or auto (the smaller upload).
     pub rotations: RotationPolicy,
+    /// The input arrives as a compact query (`--query compact`): one word per input value
+    /// instead of a ciphertext, packed by the server with keys the bundle adds.
+    pub compact_query: bool,
 }
 
 impl Default for Options {
@@ -161,6 +164,7 @@ impl Default for Options {
             throughput_batch: 4096,
             split_at: None,
             rotations: RotationPolicy::Auto,
+            compact_query: false,
         }
     }
 }
@@ -215,6 +219,13 @@ pub fn compile(
     // verification below checks it, public part added, against the whole network.
     let n_in: usize = imp.input_shape.iter().product();
     let public = opts.public_features.as_deref().map(|s| hybrid::parse(s, n_in, &imp.input_parts)).transpose()?;
+    if opts.compact_query && public.is_some() {
+        return Err(CompileError::Layout(
+            "--query compact with --public-features: the public features' share is added to the first layer's \
+             bias, which a compact input's first layer does not have yet; use one or the other"
+                .into(),
+        ));
+    }
     let (he_net, split) = match &public {
         Some(p) => {
             let (net, split) = hybrid::split_first(&ap.network, p)?;
@@ -233,7 +244,8 @@ pub fn compile(
         circuit_privacy::choose_parameters(opts_p, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
-    let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split, chosen.sum_at)?;
+    let shape = layout::Shape { sum_at: chosen.sum_at, compact: opts.compact_query };
+    let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split, shape)?;
     if dp.is_some() {
         output_dp::check_unused_slots(&hem, data.calibration)?;
     }
@@ -267,11 +279,27 @@ pub fn compile(
          the answer's CKKS noise is not flooded (no circuit privacy for the noise)"
             .to_string()
     });
+    let compact_note = hem.client.input.compact.as_ref().map(|c| {
+        let level = hem.client.input.level as usize;
+        let period = c.period as usize;
+        format!(
+            "compact query: {period} words ({} B with the seed and header) instead of a {} B ciphertext; the bundle \
+             adds {} packing keys made at the input level ({:.2} MB), and the server unpacks each query with {} key \
+             switches before the program; the input's scale is x{} (the packing's noise)",
+            params.lwe_query_bytes(level, period),
+            params.ciphertext_bytes(level, true),
+            c.galois_elements.len(),
+            (c.galois_elements.len() * params.keyswitch_key_bytes_at(level)) as f64 / 1e6,
+            period + (params.n() / period).trailing_zeros() as usize,
+            layout::COMPACT_INPUT_BOOST
+        )
+    });
     let notes = imp
         .notes
         .iter()
         .chain(&ap.notes)
         .chain([&chosen.note])
+        .chain(&compact_note)
         .chain(&ort_note)
         .chain(&dp_note)
         .chain(&mask_note)

@@ -51,6 +51,10 @@ pub struct Builder {
     pub keep_zero_add: bool,
     /// Where linear layers rotate their products ([`Builder::linear_sum`]).
     pub sum_at: SumAt,
+    /// A compact input's scale (`layout::Shape::compact`) and its factor over the
+    /// network's: products of that value (and its rotations, which keep its scale) take
+    /// plaintexts at q/boost, so the rescale lands on the network's scale.
+    pub boosted_input: Option<(f64, f64)>,
 }
 
 /// Where a linear layer's rotate-and-sum runs: the compiler's trade between key bytes
@@ -82,7 +86,16 @@ impl SumAt {
 
 impl Builder {
     pub fn new(q: Vec<u64>, slots: usize) -> Self {
-        Builder { q, slots, nodes: vec![], plains: vec![], layer: 0, keep_zero_add: false, sum_at: SumAt::Doubled }
+        Builder {
+            q,
+            slots,
+            nodes: vec![],
+            plains: vec![],
+            layer: 0,
+            keep_zero_add: false,
+            sum_at: SumAt::Doubled,
+            boosted_input: None,
+        }
     }
     fn push(&mut self, op: Op, level: u32, scale: f64) -> V {
         self.nodes.push(Node { op, level, scale, layer: self.layer });
@@ -103,7 +116,12 @@ impl Builder {
     /// rescale the sums once each ([`Builder::linear_sum`]): a rescale's rounding is
     /// then added once instead of to every product.
     pub fn mul_plain(&mut self, x: V, values: Vec<f64>) -> V {
-        let ps = self.q[x.level as usize] as f64;
+        let mut ps = self.q[x.level as usize] as f64;
+        if let Some((scale, boost)) = self.boosted_input {
+            if x.scale == scale {
+                ps /= boost;
+            }
+        }
         let pt = self.plain(values, x.level, ps);
         self.push(Op::MulPlain { a: x.id, pt }, x.level, x.scale * ps)
     }

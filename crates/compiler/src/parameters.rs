@@ -134,7 +134,8 @@ fn choose_at(
         // will differ under real primes differ here too and get the same alignment.
         let dummy_q: Vec<u64> =
             (0..=depth_ub as u64).map(|i| (1u64 << noise::S_REF) + ((2 * i + 1) << (noise::S_REF - 16)) + 1).collect();
-        match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32), mask_output, sum_at) {
+        let shape = layout::Shape { sum_at, compact: opts.compact_query };
+        match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32), mask_output, shape) {
             Ok(bt) => {
                 depth = depth_ub - bt.b.nodes.iter().map(|n| n.level).min().unwrap_or(depth_ub);
                 let steps = lower::rotation_steps(&bt.b.nodes);
@@ -209,11 +210,13 @@ fn choose_at(
     match choice {
         Some(choice) => {
             let p = &choice.params;
-            let bt = layout::build(stages, p.q(), p.slots(), p.default_scale(), mask_output, sum_at)?;
+            let shape = layout::Shape { sum_at, compact: opts.compact_query };
+            let bt = layout::build(stages, p.q(), p.slots(), p.default_scale(), mask_output, shape)?;
             let steps = lower::rotation_steps(&bt.b.nodes);
             let levels = lower::key_levels(&bt.b.nodes, &steps);
             let upload_bytes = levels.rotation.iter().map(|&l| p.keyswitch_key_bytes_at(l as usize)).sum::<usize>()
-                + levels.relinearization.map_or(0, |l| p.keyswitch_key_bytes_at(l as usize));
+                + levels.relinearization.map_or(0, |l| p.keyswitch_key_bytes_at(l as usize))
+                + layout::compact_keys(p, shape).len() * p.keyswitch_key_bytes();
             Ok(Chosen { choice, depth, note: noise_note, max_err, sum_at, upload_bytes })
         }
         None => Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),

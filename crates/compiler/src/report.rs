@@ -130,9 +130,18 @@ pub(crate) fn make_report(
         prev_level = lr.level_out;
     }
     let steps = m.client.rotation_steps.clone();
-    let keys = steps.len() + usize::from(m.client.relinearization);
-    let key_levels: Vec<usize> =
-        m.client.rotation_key_levels().into_iter().map(|(_, l)| l).chain(m.client.relin_key_level()).collect();
+    // A compact input's packing keys are made at the input level.
+    let compact = m.client.input.compact.as_ref();
+    let compact_keys = compact.map_or(0, |c| c.galois_elements.len());
+    let keys = steps.len() + usize::from(m.client.relinearization) + compact_keys;
+    let key_levels: Vec<usize> = m
+        .client
+        .rotation_key_levels()
+        .into_iter()
+        .map(|(_, l)| l)
+        .chain(m.client.relin_key_level())
+        .chain(std::iter::repeat_n(m.client.input.level as usize, compact_keys))
+        .collect();
     let upload: usize = key_levels.iter().map(|&l| params.keyswitch_key_bytes_at(l)).sum();
     let key_memory: usize = key_levels.iter().map(|&l| key_memory_at(params, l)).sum();
     let est: f64 = layers.iter().map(|l| l.est_ms).sum();
@@ -156,7 +165,10 @@ pub(crate) fn make_report(
         evaluation_key_bytes_top_level: keys * key_each,
         key_memory_bytes: key_memory,
         input_ciphertexts: m.client.input.slot_map.len(),
-        query_bytes: m.client.input.slot_map.len() * params.ciphertext_bytes(params.max_level(), true),
+        query_bytes: match compact {
+            Some(c) => params.lwe_query_bytes(m.client.input.level as usize, c.period as usize),
+            None => m.client.input.slot_map.len() * params.ciphertext_bytes(params.max_level(), true),
+        },
         response_bytes: m.outputs.len() * params.ciphertext_bytes(m.client.output.level as usize, false),
         plaintext_memory_bytes: m.plaintexts.iter().map(|p| params.n() * (p.level as usize + 1) * 8).sum(),
         est_latency_ms: est,

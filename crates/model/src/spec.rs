@@ -92,6 +92,11 @@ impl ClientSpec {
             .map(|(i, &s)| (s, self.key_levels.rotation.get(i).map_or(top, |&l| l as usize)))
             .collect()
     }
+    /// `(Galois element, level)` of each key a compact input adds (none without one).
+    pub fn compact_key_levels(&self) -> Vec<(u64, usize)> {
+        let level = self.input.level as usize;
+        self.input.compact.iter().flat_map(|c| c.galois_elements.iter().map(move |&g| (g, level))).collect()
+    }
     /// The relinearization key's level (`None` if no product needs one).
     pub fn relin_key_level(&self) -> Option<usize> {
         let top = self.params.q.len().saturating_sub(1);
@@ -120,6 +125,23 @@ pub struct InputSpec {
     /// `offset .. offset + len` (shape without the batch dimension). Empty for one input.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<InputPart>,
+    /// The input may arrive as a compact query (`compile --query compact`); absent: as
+    /// ciphertexts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact: Option<CompactInput>,
+}
+
+/// A compact query: instead of a ciphertext, the client sends one word per slot of the
+/// slot map's period (`ckks::compact_query_coefficients` of `slot_map[0][..period]`,
+/// encrypted with `Decryptor::encrypt_lwe` at the input's level and scale), and the
+/// server packs them into the input ciphertext (`ckks::Evaluator::unpack_query`) with
+/// Galois keys the bundle adds. A ciphertext laid out by the slot map is still accepted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompactInput {
+    /// The slot map's period: the words one query carries.
+    pub period: u32,
+    /// The packing's and the conjugation's Galois elements, made at the input's level.
+    pub galois_elements: Vec<u64>,
 }
 
 /// One ONNX input of a multi-input model, as a range of the flattened input.
@@ -277,6 +299,16 @@ impl ClientSpec {
             }
             if let Some(&i) = m.iter().find(|&&i| i < -1 || i >= 0 && i as usize >= n_in) {
                 return bad(format!("input ciphertext {c} reads value {i}, outside the {n_in} input values"));
+            }
+        }
+        if let Some(c) = &self.input.compact {
+            let period = c.period as usize;
+            let m = &self.input.slot_map[0];
+            if !period.is_power_of_two() || period < 2 || period > slots || self.input.slot_map.len() != 1 {
+                return bad(format!("a compact input of period {period} (a power of two, 2..={slots}, one ciphertext)"));
+            }
+            if (0..m.len()).any(|j| m[j] != m[j % period]) || c.galois_elements.len() > 64 {
+                return bad(format!("the slot map does not repeat with the compact input's period {period}"));
             }
         }
         for (what, level, scale) in

@@ -185,6 +185,10 @@ impl Executable for CompiledModel {
         self.model.public.as_ref().map_or(0, |p| p.n_public())
     }
 
+    fn compact_input(&self) -> Option<&model::CompactInput> {
+        self.model.client.input.compact.as_ref()
+    }
+
     fn run_with_plain(
         &self,
         eval: &Evaluator,

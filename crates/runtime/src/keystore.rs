@@ -50,6 +50,8 @@ pub struct Requirements {
     pub relin_level: Option<usize>,
     /// circuit privacy: the bundle must carry the client's public key
     pub public_key: bool,
+    /// (Galois element, level) of keys named directly (`with_elements`)
+    pub element_levels: Vec<(u64, usize)>,
 }
 
 impl Requirements {
@@ -73,6 +75,16 @@ impl Requirements {
             .map(|&(s, l)| (s, params.galois_element(s), l))
             .collect();
         self.relin_level = relin;
+        self
+    }
+
+    /// Also requires keys for Galois elements named directly (a compact input's packing
+    /// and conjugation), each serving `level`.
+    pub fn with_elements(mut self, elements: &[u64], level: usize) -> Self {
+        self.galois_elements.extend_from_slice(elements);
+        self.galois_elements.sort_unstable();
+        self.galois_elements.dedup();
+        self.element_levels.extend(elements.iter().map(|&g| (g, level)));
         self
     }
 
@@ -108,6 +120,19 @@ impl Requirements {
                 if k.max_level() < need {
                     return Err(low(format!("rotation-by-{step} Galois"), k.max_level(), need));
                 }
+            }
+        }
+        let absent: Vec<u64> =
+            self.element_levels.iter().map(|&(g, _)| g).filter(|&g| keys.galois.get(g).is_none()).collect();
+        if !absent.is_empty() {
+            return Err(KeyStoreError::Incomplete(format!(
+                "no Galois keys for elements {absent:?} (a compact query's packing and conjugation); make the \
+                 keys from this model's client spec"
+            )));
+        }
+        for &(g, need) in &self.element_levels {
+            if let Some(k) = keys.galois.get(g).filter(|k| k.max_level() < need) {
+                return Err(low(format!("element-{g} Galois"), k.max_level(), need));
             }
         }
         let extra: Vec<u64> =

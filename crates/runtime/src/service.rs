@@ -50,6 +50,10 @@ pub trait Executable: Send + Sync {
     fn public_features(&self) -> usize {
         0
     }
+    /// The compact query the model also takes in place of its input ciphertext, if any.
+    fn compact_input(&self) -> Option<&model::CompactInput> {
+        None
+    }
     /// [`Executable::run_cancellable`] with the public features' values.
     fn run_with_plain(
         &self,
@@ -202,8 +206,12 @@ impl CkksService {
     pub fn new(exe: Arc<dyn Executable>, keys: Arc<KeyStore>) -> Self {
         let eval = Evaluator::new(exe.params());
         let (rotation_levels, relin_level) = exe.key_levels();
-        let needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization())
+        let mut needs = Requirements::for_rotations(exe.params(), exe.rotation_steps(), exe.needs_relinearization())
             .with_levels(exe.params(), &rotation_levels, relin_level);
+        if let Some(c) = exe.compact_input() {
+            // Made at the input's level, which is the chain's top.
+            needs = needs.with_elements(&c.galois_elements, exe.params().max_level());
+        }
         Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None, throughput: None }
     }
 
@@ -378,6 +386,9 @@ impl CkksService {
                          with a key made for its client spec"
                     )));
                 }
+                if peek_header(b).is_ok_and(|h| h.kind == ckks::wire::Kind::LweQuery as u8) {
+                    return self.unpack_compact(index, b, &keys);
+                }
                 check_l_ciphertext(params, self.throughput.as_deref(), index, b)?;
                 let ct = read_any_ciphertext_limited(params, b, max_level)
                     .map_err(|source| ServiceError::Malformed { index, source })?;
@@ -402,6 +413,33 @@ impl CkksService {
             f.flood(&self.eval, pk, &mut out).map_err(RunError::Ckks)?;
         }
         Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id, dp: account })
+    }
+}
+
+impl CkksService {
+    /// A compact query (`model::CompactInput`) → the input ciphertext it packs into.
+    fn unpack_compact(&self, index: usize, bytes: &[u8], keys: &EvaluationKeys) -> Result<Ciphertext, ServiceError> {
+        let Some(c) = self.exe.compact_input() else {
+            return Err(ServiceError::WrongScheme(format!(
+                "ENCRYPTED_INPUT[{index}] is a compact query, but this model was compiled without one (compile \
+                 --query compact); send the ciphertext its client spec lays out"
+            )));
+        };
+        let period = c.period as usize;
+        let q = ckks::LweQuery::from_bytes(self.exe.params(), bytes, period)
+            .map_err(|source| ServiceError::Malformed { index, source })?;
+        if let Some((level, scale)) = self.input_level {
+            if q.level() != level || ((q.scale() - scale) / scale).abs() > 1e-9 {
+                return Err(ServiceError::WrongLevel {
+                    index,
+                    level: q.level(),
+                    log_scale: q.scale().log2(),
+                    want_level: level,
+                    want_log_scale: scale.log2(),
+                });
+            }
+        }
+        Ok(self.eval.unpack_query(&q, period, &keys.galois).map_err(RunError::Ckks)?)
     }
 }
 

@@ -49,6 +49,7 @@ fn program() -> (HeModel, Parameters) {
             slot_map: vec![(0..slots as i32).collect()],
             layout: "identity".into(),
             parts: vec![],
+            compact: None,
         },
         rotation_steps: vec![-3, 1, 64],
         galois_elements: [-3i64, 1, 64].iter().map(|&s| params.galois_element(s)).collect(),
