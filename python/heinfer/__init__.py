@@ -753,6 +753,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     mask_unused_slots: bool = False,
     split_at: Optional[str] = None,
     rotations: str = "auto",
+    query: str = "ciphertext",
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -772,6 +773,9 @@ def compile(  # noqa: A001 - the natural name for model owners
     ``rotations``: where linear layers rotate (``--rotations``): ``"before-rescale"`` (least
     noise), ``"after-rescale"`` (keys one level lower: smaller upload, faster, more noise) or
     ``"auto"`` (the smaller upload; the report's scale note gives the other choice).
+    ``query``: how a query travels (``--query``): ``"ciphertext"``, or ``"compact"`` (one word
+    per input value, packed by the server: a query of a few KB, for packing keys in the
+    bundle and more server time); :meth:`Client.encrypt` then makes compact queries.
 
     Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
     """
@@ -832,6 +836,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         bool(mask_unused_slots),
         split_at=split_at,
         rotations=rotations,
+        query=query,
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

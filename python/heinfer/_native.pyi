@@ -49,6 +49,14 @@ def compile(
     data_shape: Optional[List[int]] = None,
     labels: Any = None,
     progress: Optional[Callable[[str], None]] = None,
+    maxpool_approximate: bool = False,
+    public_features: Optional[str] = None,
+    circuit_privacy: Optional[int] = None,
+    output_dp: Optional[Tuple[float, float, Optional[float], Optional[float]]] = None,
+    mask_unused_slots: bool = False,
+    split_at: Optional[str] = None,
+    rotations: str = "auto",
+    query: str = "ciphertext",
 ) -> Tuple[str, str]: ...
 
 class Signer:

@@ -312,7 +312,7 @@ fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String
 #[pyo3(signature = (onnx_path, calibration, calibration_shape, output_dir, name, degree, target_agreement,
     max_degree, margin, maxpool_average, scale_bits, min_log_n, key_budget_bytes, python, use_onnxruntime,
     data=None, data_shape=None, labels=None, progress=None, maxpool_approximate=false, public_features=None,
-    circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None, rotations="auto"))]
+    circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None, rotations="auto", query="ciphertext"))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -342,9 +342,18 @@ fn compile(
     mask_unused_slots: bool,
     split_at: Option<String>,
     rotations: &str,
+    query: &str,
 ) -> PyResult<(String, String)> {
     let rotations: compiler::RotationPolicy =
         rotations.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
+    let compact_query = match query {
+        "ciphertext" => false,
+        "compact" => true,
+        other => {
+            let msg = format!("query must be 'ciphertext' or 'compact', not '{other}'");
+            return Err(Failure(Kind::Compile, msg).into_py(py));
+        }
+    };
     let array = |what: &str, o: &Bound<'_, PyAny>, shape: Vec<usize>| -> PyResult<compiler::Array> {
         let buf = PyBuffer::<f64>::get(o)
             .map_err(|e| Failure(Kind::Compile, format!("{what} must be a float64 array: {e}")).into_py(py))?;
@@ -395,6 +404,7 @@ fn compile(
         public_features,
         split_at,
         rotations,
+        compact_query,
         ..Default::default()
     };
     run(py, "compiling", move || {

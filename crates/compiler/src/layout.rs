@@ -116,7 +116,12 @@ pub(crate) fn build_with(
 }
 
 /// [`build_with`] for a compact input ([`Shape::compact`]).
-fn build_compact(mut b: lower::Builder, stages: &[LStage], scale: f64, mask_output: bool) -> Result<Built, CompileError> {
+fn build_compact(
+    mut b: lower::Builder,
+    stages: &[LStage],
+    scale: f64,
+    mask_output: bool,
+) -> Result<Built, CompileError> {
     let Some(LStage::Linear { map, src: 0, .. }) = stages.first() else {
         return Err(CompileError::Layout("the model must begin with a linear layer (Gemm, MatMul or Conv)".into()));
     };

@@ -50,8 +50,8 @@ pub use public::{PublicPart, PUBLIC_PART_VERSION};
 pub use report::{ActivationReport, CompositeReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
 pub use spec::{
-    CompactInput,
-    apply_postprocess, argmax, ClientSpec, InputPart, InputSpec, KeyLevels, OutputSpec, PostOp, CLIENT_SPEC_VERSION,
+    apply_postprocess, argmax, ClientSpec, CompactInput, InputPart, InputSpec, KeyLevels, OutputSpec, PostOp,
+    CLIENT_SPEC_VERSION,
 };
 pub use throughput::{LayoutCost, ThroughputLayer, ThroughputProgram, ThroughputSpec, THROUGHPUT_VERSION};
 

@@ -305,7 +305,9 @@ impl ClientSpec {
             let period = c.period as usize;
             let m = &self.input.slot_map[0];
             if !period.is_power_of_two() || period < 2 || period > slots || self.input.slot_map.len() != 1 {
-                return bad(format!("a compact input of period {period} (a power of two, 2..={slots}, one ciphertext)"));
+                return bad(format!(
+                    "a compact input of period {period} (a power of two, 2..={slots}, one ciphertext)"
+                ));
             }
             if (0..m.len()).any(|j| m[j] != m[j % period]) || c.galois_elements.len() > 64 {
                 return bad(format!("the slot map does not repeat with the compact input's period {period}"));

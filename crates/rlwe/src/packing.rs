@@ -309,7 +309,14 @@ mod tests {
         let q = Decryptor::new(&sk).encrypt_lwe(&[1, -2, 3, 4, 5], 1, 2f64.powi(30)).unwrap();
         let bytes = q.to_bytes();
         assert_eq!(bytes.len(), params.lwe_query_bytes(1, 5));
-        assert_eq!(bytes.len(), crate::wire::HEADER_LEN + crate::wire::LWE_QUERY_META_LEN + 32 + (5 * 45usize).div_ceil(8) + (5 * 35usize).div_ceil(8));
+        assert_eq!(
+            bytes.len(),
+            crate::wire::HEADER_LEN
+                + crate::wire::LWE_QUERY_META_LEN
+                + 32
+                + (5 * 45usize).div_ceil(8)
+                + (5 * 35usize).div_ceil(8)
+        );
         assert_eq!(LweQuery::from_bytes(&params, &bytes, 8).unwrap(), q);
         assert!(matches!(
             LweQuery::from_bytes(&params, &bytes, 4),

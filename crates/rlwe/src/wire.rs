@@ -432,7 +432,10 @@ impl LweQuery {
         let count = r.u32()? as usize;
         let limit = max_values.min(crate::packing::max_query_values(params));
         if count == 0 || count > limit {
-            return Err(WireError::OutOfRange { field: "value count", detail: format!("{count} (1..={limit} allowed)") });
+            return Err(WireError::OutOfRange {
+                field: "value count",
+                detail: format!("{count} (1..={limit} allowed)"),
+            });
         }
         let seed = r.seed()?;
         let primes: Vec<usize> = (0..=level).collect();
