@@ -71,3 +71,16 @@ fn time_one_rotation() {
     }
     println!("rotation: {:.2} ms", t.elapsed().as_secs_f64() * 1e3 / 50.0);
 }
+
+#[test]
+#[ignore]
+fn time_seed_expansion() {
+    let p = mlp_params();
+    let moduli: Vec<_> = p.ctx().moduli[..=p.max_level()].iter().collect();
+    let t = std::time::Instant::now();
+    let mut s = ring::Sampler::from_seed([7; 32]);
+    for _ in 0..64 {
+        let _ = s.uniform(p.n(), &moduli);
+    }
+    println!("expansion of 64 polys: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+}

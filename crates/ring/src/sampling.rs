@@ -44,6 +44,14 @@ impl Sampler {
         Self { rng: ChaCha20Rng::from_seed(seed), cdt: Vec::new() }
     }
 
+    /// Stream `stream` of a seed's ChaCha20 (stream 0 is [`Sampler::from_seed`]'s):
+    /// independent draws that can be made in parallel, e.g. one per value of a query.
+    pub fn from_seed_stream(seed: [u8; 32], stream: u64) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        rng.set_stream(stream);
+        Self { rng, cdt: Vec::new() }
+    }
+
     /// Uniform bytes (seeds, signing keys).
     pub fn fill_bytes(&mut self, out: &mut [u8]) {
         self.rng.fill_bytes(out);

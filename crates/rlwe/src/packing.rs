@@ -71,18 +71,12 @@ impl LweQuery {
         self.b.n()
     }
 
-    /// The uniform halves, drawn from the seed in order (NTT form over the level's primes).
-    fn uniform_halves(
-        params: &Parameters,
-        seed: [u8; 32],
-        level: usize,
-        count: usize,
-    ) -> impl Iterator<Item = Poly> + use<'_> {
+    /// Value i's uniform half: the seed's ChaCha20 stream i + 1 (NTT form over the
+    /// level's primes), so that client and server draw the values' halves in parallel.
+    fn uniform_half(params: &Parameters, seed: [u8; 32], level: usize, i: usize) -> Poly {
         let ctx = params.ctx();
         let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
-        let n = ctx.n;
-        let mut stream = Sampler::from_seed(seed);
-        (0..count).map(move |_| stream.uniform(n, &moduli))
+        Sampler::from_seed_stream(seed, i as u64 + 1).uniform(ctx.n, &moduli)
     }
 }
 
@@ -107,16 +101,27 @@ impl crate::encryption::Decryptor<'_> {
         }
         let n = ctx.n;
         let seed = ring::fresh_seed();
-        let mut b = Poly::zero(count, level + 1);
         let noise = self.sampler.gaussian(count);
-        for (i, a) in LweQuery::uniform_halves(&params, seed, level, count).enumerate() {
-            for l in 0..=level {
-                let m = &ctx.moduli[l];
-                let s = self.sk.ntt.limb(l);
-                let sum = a.limb(l).iter().zip(s).fold(0u64, |acc, (&x, &y)| m.add(acc, m.mul(x, y)));
-                let dot = m.mul(sum, m.inv(n as u64 % m.value()));
-                let v = m.add(m.reduce_i128(messages[i]), m.reduce_i64(noise[i]));
-                b.limb_mut(l)[i] = m.sub(v, dot);
+        let s = &self.sk.ntt;
+        // Per value, b_i mod each prime (the values in parallel, each its own stream).
+        let words: Vec<Vec<u64>> = (0..count)
+            .into_par_iter()
+            .map(|i| {
+                let a = LweQuery::uniform_half(&params, seed, level, i);
+                (0..=level)
+                    .map(|l| {
+                        let m = &ctx.moduli[l];
+                        let sum = a.limb(l).iter().zip(s.limb(l)).fold(0u64, |acc, (&x, &y)| m.add(acc, m.mul(x, y)));
+                        let dot = m.mul(sum, m.inv(n as u64 % m.value()));
+                        m.sub(m.add(m.reduce_i128(messages[i]), m.reduce_i64(noise[i])), dot)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut b = Poly::zero(count, level + 1);
+        for (i, w) in words.iter().enumerate() {
+            for (l, &v) in w.iter().enumerate() {
+                b.limb_mut(l)[i] = v;
             }
         }
         Ok(LweQuery { params, level, scale, seed, b })
@@ -149,76 +154,69 @@ pub fn pack(query: &LweQuery, slots: usize, keys: &GaloisKeys) -> Result<Ciphert
             return Err(Error::KeyBelowLevel { key_level: key.max_level(), level });
         }
     }
-    // Leaves: (b_i, a_i)·N⁻¹ in NTT form (a constant's NTT is itself in every position).
     let n_inv: Vec<u64> = moduli.iter().map(|m| m.inv(n as u64 % m.value())).collect();
-    let mut leaves: Vec<Option<(Poly, Poly)>> = LweQuery::uniform_halves(params, query.seed, level, count)
-        .enumerate()
-        .map(|(i, mut a)| {
-            let mut b = Poly::zero(n, level + 1);
-            for (l, m) in moduli.iter().enumerate() {
-                let v = m.mul(query.b.limb(l)[i], n_inv[l]);
-                b.limb_mut(l).fill(v);
-            }
-            a.mul_scalar_assign(&n_inv, &moduli);
-            Some((b, a))
-        })
-        .collect();
-    leaves.resize(slots, None);
     let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
-    // X^e in NTT form.
-    let monomial = |e: usize| {
-        let mut c = vec![0i64; n];
-        c[e] = 1;
-        let mut p = Poly::from_signed(&c, &moduli);
-        p.ntt(&tables);
-        p
+    // Leaf i: (b_i, a_i)·N⁻¹ in NTT form (a constant's NTT is itself in every position).
+    let leaf = |i: usize| -> Option<(Poly, Poly)> {
+        if i >= count {
+            return None;
+        }
+        let mut a = LweQuery::uniform_half(params, query.seed, level, i);
+        a.mul_scalar_assign(&n_inv, &moduli);
+        let mut b = Poly::zero(n, level + 1);
+        for (l, m) in moduli.iter().enumerate() {
+            b.limb_mut(l).fill(m.mul(query.b.limb(l)[i], n_inv[l]));
+        }
+        Some((b, a))
     };
     let galois = |c0: &Poly, c1: &Poly, g: u64| -> Result<(Poly, Poly)> {
         let key = keys.get(g).expect("checked above");
         let dec = keyswitch::decompose(params, c1, level);
         keyswitch::switch(params, &dec, key, [Addend::Poly(c0), Addend::Products(&[])], Some(&ctx.galois_perm(g)))
     };
-    // The tree, bottom up: at the step with 2^j values per node, node r of the level
-    // holds the values r, r + slots/2^j, ... (the even/odd split of Alg. 2, unrolled).
-    let mut nodes = leaves;
-    let mut width = 1usize; // 2^j: values per node after this step
-    while nodes.len() > 1 {
-        width *= 2;
-        let half = nodes.len() / 2;
-        let shift = monomial(n / width);
-        let g = ((width as u64) + 1) % (2 * n as u64);
-        let (even, odd) = nodes.split_at_mut(half);
-        // The merges of one step are independent (and small enough that one alone
-        // leaves cores idle at N = 2^13).
-        let merged: Result<Vec<Option<(Poly, Poly)>>> = even
-            .par_iter_mut()
-            .zip(odd.par_iter_mut())
-            .map(|(e, o)| -> Result<Option<(Poly, Poly)>> {
-                let (e, o) = (e.take(), o.take());
-                if e.is_none() && o.is_none() {
-                    return Ok(None);
-                }
-                let zero = || (Poly::zero(n, level + 1), Poly::zero(n, level + 1));
-                let (e0, e1) = e.unwrap_or_else(zero);
-                let (mut o0, mut o1) = o.unwrap_or_else(zero);
-                o0.mul_assign(&shift, &moduli);
-                o1.mul_assign(&shift, &moduli);
-                // sum = E + X^m·O, diff = E − X^m·O; result = sum + τ(diff).
-                let (mut s0, mut s1) = (e0.clone(), e1.clone());
-                s0.add_assign(&o0, &moduli);
-                s1.add_assign(&o1, &moduli);
-                let (mut d0, mut d1) = (e0, e1);
-                d0.sub_assign(&o0, &moduli);
-                d1.sub_assign(&o1, &moduli);
-                let (t0, t1) = galois(&d0, &d1, g)?;
-                s0.add_assign(&t0, &moduli);
-                s1.add_assign(&t1, &moduli);
-                Ok(Some((s0, s1)))
-            })
-            .collect();
-        nodes = merged?;
+    // Alg. 2 depth first (`width` values r, r + slots/width, ...: the even half and the odd
+    // half, merged), the halves in parallel: a few ciphertexts per thread are alive at a
+    // time, not one per value.
+    fn node<L, G>(r: usize, width: usize, slots: usize, ctx: &Ctx<'_, L, G>) -> Result<Option<(Poly, Poly)>>
+    where
+        L: Fn(usize) -> Option<(Poly, Poly)> + Sync,
+        G: Fn(&Poly, &Poly, u64) -> Result<(Poly, Poly)> + Sync,
+    {
+        if width == 1 {
+            return Ok((ctx.leaf)(r));
+        }
+        let (even, odd) =
+            rayon::join(|| node(r, width / 2, slots, ctx), || node(r + slots / width, width / 2, slots, ctx));
+        let (e, o) = (even?, odd?);
+        if e.is_none() && o.is_none() {
+            return Ok(None);
+        }
+        let (n, limbs) = (ctx.n, ctx.moduli.len());
+        let zero = || (Poly::zero(n, limbs), Poly::zero(n, limbs));
+        let (e0, e1) = e.unwrap_or_else(zero);
+        let (mut o0, mut o1) = o.unwrap_or_else(zero);
+        // X^{N/width} in NTT form.
+        let mut c = vec![0i64; n];
+        c[n / width] = 1;
+        let mut shift = Poly::from_signed(&c, ctx.moduli);
+        shift.ntt(ctx.tables);
+        o0.mul_assign(&shift, ctx.moduli);
+        o1.mul_assign(&shift, ctx.moduli);
+        // sum = E + X^m·O, diff = E − X^m·O; result = sum + τ_{width+1}(diff).
+        let (mut s0, mut s1) = (e0.clone(), e1.clone());
+        s0.add_assign(&o0, ctx.moduli);
+        s1.add_assign(&o1, ctx.moduli);
+        let (mut d0, mut d1) = (e0, e1);
+        d0.sub_assign(&o0, ctx.moduli);
+        d1.sub_assign(&o1, ctx.moduli);
+        let (t0, t1) = (ctx.galois)(&d0, &d1, (width as u64 + 1) % (2 * n as u64))?;
+        s0.add_assign(&t0, ctx.moduli);
+        s1.add_assign(&t1, ctx.moduli);
+        Ok(Some((s0, s1)))
     }
-    let (mut c0, mut c1) = nodes.pop().flatten().expect("count ≥ 1: the root holds a value");
+    let c = Ctx { leaf, galois: &galois, n, moduli: &moduli, tables: &tables };
+    let root = node(0, slots, slots, &c)?;
+    let (mut c0, mut c1) = root.expect("count ≥ 1: the root holds a value");
     // Trace down to the packed positions: c + τ_{2^k+1}(c) for the remaining k.
     let mut k = slots.trailing_zeros() + 1;
     while (1usize << k) <= n {
@@ -229,6 +227,15 @@ pub fn pack(query: &LweQuery, slots: usize, keys: &GaloisKeys) -> Result<Ciphert
         k += 1;
     }
     Ciphertext::from_parts(params, c0, c1, query.scale)
+}
+
+/// What the packing tree's nodes share.
+struct Ctx<'a, L, G> {
+    leaf: L,
+    galois: &'a G,
+    n: usize,
+    moduli: &'a [&'a ring::Modulus],
+    tables: &'a [&'a ring::NttTable],
 }
 
 #[cfg(all(test, feature = "secret-key"))]

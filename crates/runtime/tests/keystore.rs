@@ -200,3 +200,33 @@ fn the_key_directory_keeps_to_its_quota_dropping_the_least_recently_used() {
     tiny.register(&params, &bundles[1]).unwrap();
     assert_eq!(dir_names(dir.path()), [format!("{}.hek", ids[1])]);
 }
+
+/// A compact-query model's bundle must carry its packing and conjugation keys, each up to
+/// the input level: without them it is refused by name, nothing kept; with them it is kept.
+#[test]
+fn a_compact_query_model_needs_its_packing_keys() {
+    let (params, sk) = setup();
+    let store = KeyStore::new(1 << 30, None).unwrap();
+    let top = params.max_level();
+    let mut elements = ckks::packing_elements(&params);
+    elements.push(params.conjugation_element());
+    let need = runtime::Requirements::for_rotations(&params, &[1], true).with_elements(&elements, top);
+    let make = |at: &[(u64, usize)]| {
+        let mut kg = KeyGenerator::new(&params);
+        EvaluationKeys {
+            params: params.clone(),
+            relin: Some(kg.relin_key(&sk)),
+            galois: kg.galois_keys_with(&sk, &[(1, top)], None, at),
+            public: None,
+        }
+        .to_bytes()
+    };
+    let e = store.register_for(&params, &make(&[]), None, &need, &[1]).unwrap_err();
+    assert!(e.to_string().contains("compact query"), "{e}");
+    let low: Vec<(u64, usize)> = elements.iter().map(|&g| (g, 0)).collect();
+    let e = store.register_for(&params, &make(&low), None, &need, &[1]).unwrap_err();
+    assert!(e.to_string().contains("serves levels up to 0"), "{e}");
+    assert!(store.is_empty());
+    let full: Vec<(u64, usize)> = elements.iter().map(|&g| (g, top)).collect();
+    assert!(store.register_for(&params, &make(&full), None, &need, &[1]).is_ok());
+}
