@@ -98,6 +98,9 @@ pub fn aggregate_round_config(
     })
 }
 
+/// A public-key share and the Shamir shares, each with its member.
+type BeginResult = (Py<PyBytes>, Vec<(u32, Py<PyBytes>)>);
+
 /// Key ceremony, step 1: (public-key share, {member: Shamir share}) — send each Shamir
 /// share to its member only.
 #[pyfunction]
@@ -106,7 +109,7 @@ pub fn aggregate_begin(
     config_json: &str,
     crs_hex: &str,
     member: u32,
-) -> PyResult<(Py<PyBytes>, Vec<(u32, Py<PyBytes>)>)> {
+) -> PyResult<BeginResult> {
     let (c, seed) = (config(config_json), crs(crs_hex));
     let begun = run(py, "beginning the key ceremony", move || agg::begin(&c?, &seed?, member).map_err(fail))?;
     let shamir = begun.shamir_shares.iter().map(|(to, b)| (*to, PyBytes::new(py, b).unbind())).collect();
