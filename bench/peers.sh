@@ -9,8 +9,9 @@
 #   bench/peers.sh secagg  secure aggregation, 100 clients x 2^16 values (committee 5, t = 3; one member and
 #                          10 % of the clients drop out): heinfer against Flower's SecAgg+ workflow; then
 #                          Flower runs at epsilon 1/4/8 with heinfer's distributed DP beside Flower's DP wrapper
-#   bench/peers.sh concrete  breast-cancer logistic regression: heinfer's seeded LWE against Concrete ML (TFHE,
-#                            PyPI concrete-ml 1.9.0 into bench/.venv-concrete; it pulls PyTorch, GBs — never in CI)
+#   bench/peers.sh concrete  breast-cancer logistic regression (heinfer's seeded LWE) and the digits MLP (heinfer's
+#                            CKKS with compact queries) against Concrete ML (TFHE, PyPI concrete-ml 1.9.0 into
+#                            bench/.venv-concrete; it pulls PyTorch, GBs — never in CI)
 #   bench/peers.sh paillier  breast-cancer logistic regression: heinfer's Paillier against python-paillier (phe),
 #                            3072-bit keys, and heinfer's CKKS on the same model, single-threaded
 #
@@ -214,18 +215,29 @@ paillier() {
   echo "peers.sh: done in $((SECONDS - started)) s" >&2
 }
 
-# concrete: the breast-cancer logistic regression (bench/peers/lwe_prep.py: the tests' split) as
-# heinfer's seeded LWE (compile --scheme lwe, run, and the CLI's encrypt/evaluate/decrypt for the
-# agreement) beside Concrete ML's LogisticRegression trained the same way (bench/peers/concrete_lr.py,
-# CONCRETE_TIMED samples, default 50). If Concrete ML cannot be installed, its column holds the
-# figures issue 22 quotes.
+# concrete: two models, each as heinfer and as Concrete ML trained the same way, per sample: FHE time
+# (encrypt + evaluate + decrypt, and evaluate alone), evaluation-key, query and answer bytes, top-1
+# agreement with the clear model; one Markdown table and one JSON line (bench/peers/concrete_report.py).
+#  - the breast-cancer logistic regression (bench/peers/lwe_prep.py: the tests' split): heinfer's seeded
+#    LWE (compile --scheme lwe, run, and the CLI's encrypt/evaluate/decrypt for the agreement) beside
+#    Concrete ML's LogisticRegression (bench/peers/concrete_lr.py), CONCRETE_TIMED samples (default 50);
+#  - the digits MLP (models/digits_mlp.onnx, 64 -> 32 ReLU -> 10; bench/peers/digits_prep.py checks
+#    make_models.py's split): heinfer's CKKS compiled with --query compact, `heinfer run` on
+#    CONCRETE_MLP_HEINFER samples (default 100) with the onnxruntime top-1 as labels, beside Concrete
+#    ML's NeuralNetClassifier of the same shape (bench/peers/concrete_mlp.py; CONCRETE_MLP_BITS, default
+#    4, CONCRETE_MLP_EPOCHS, default 60) on CONCRETE_MLP_TIMED samples (default 10; seconds each).
+# If Concrete ML cannot be installed or a run fails, its rows hold the figures issue 22 quotes (said so).
 concrete() {
   export OMP_NUM_THREADS=1 RAYON_NUM_THREADS=1
-  local timed=${CONCRETE_TIMED:-50} py=${HEINFER_PYTHON:-.venv/bin/python} py311
+  local timed=${CONCRETE_TIMED:-50} mlp_timed=${CONCRETE_MLP_TIMED:-10} mlp_n=${CONCRETE_MLP_HEINFER:-100}
+  local py=${HEINFER_PYTHON:-.venv/bin/python} py311 have_mlp=0
   [ -x "$py" ] || py=python3
   "$py" "$here/peers/lwe_prep.py" "$out"
+  "$py" "$here/peers/digits_prep.py" "$out" >&2 && have_mlp=1 \
+    || echo "peers.sh: the digits split could not be prepared — the MLP rows are left out" >&2
   cargo build --release -q -p cli >&2
   local heinfer=target/release/heinfer dir="$out/repo/lr_lwe"
+  echo "peers.sh: heinfer: breast-cancer LR, seeded LWE ($timed samples) ..." >&2
   HEINFER_PYTHON=$py "$heinfer" compile "$out/lr.onnx" --calibration "$out/train_x.npy" --data "$out/test_x.npy" \
     --name lr_lwe --scheme lwe -o "$out/repo" --json > "$out/compile.json"
   "$heinfer" keygen "$dir" --secret-key "$out/lwe.sk" --keys-out "$out/lwe.keys" > /dev/null 2>&1
@@ -233,12 +245,28 @@ concrete() {
   "$heinfer" encrypt "$dir" --secret-key "$out/lwe.sk" --input "$out/test_x.npy" --samples "$timed" -o "$out/q" > /dev/null
   "$heinfer" evaluate "$dir" --keys "$out/lwe.keys" "$out/q"/*.hect -o "$out/r" > /dev/null
   "$heinfer" decrypt "$dir" --secret-key "$out/lwe.sk" "$out/r"/*.hect --json > "$out/heinfer_decrypt.jsonl"
+  if [ $have_mlp = 1 ]; then
+    echo "peers.sh: heinfer: digits MLP, CKKS with compact queries ($mlp_n samples) ..." >&2
+    if ! { HEINFER_PYTHON=$py "$heinfer" compile models/digits_mlp.onnx --calibration models/data/digits_train_img.npy \
+             --data models/data/digits_test_img.npy --name mlp_compact -o "$out/repo" --query compact --json \
+             > "$out/mlp_compile.json" \
+           && "$heinfer" run "$out/repo/mlp_compact" --input models/data/digits_test_img.npy --samples "$mlp_n" \
+             --labels "$out/mlp_clear_pred.npy" --json > "$out/heinfer_mlp_run.json"; }; then
+      echo "peers.sh: heinfer's digits MLP run failed — its row is left out" >&2
+      rm -f "$out/heinfer_mlp_run.json"
+    fi
+  fi
   py311=$(find_python 3.11 "${PYTHON311:-}" python3.11 /root/.pyenv/versions/3.11.*/bin/python)
   echo "peers.sh: Concrete ML pulls PyTorch (GBs) into $here/.venv-concrete on first use" >&2
   if peer_venv "$here/.venv-concrete" "$py311" concrete.ml concrete-ml==1.9.0; then
-    echo "peers.sh: timing Concrete ML ($timed samples) ..." >&2
+    echo "peers.sh: timing Concrete ML: breast-cancer LR ($timed samples) ..." >&2
     "$here/.venv-concrete/bin/python" "$here/peers/concrete_lr.py" "$out" "$timed" > "$out/concrete.json" \
-      || { echo "peers.sh: the Concrete ML run failed — its column holds issue 22's quoted figures" >&2; rm -f "$out/concrete.json"; }
+      || { echo "peers.sh: the Concrete ML LR run failed — its row holds issue 22's quoted figures" >&2; rm -f "$out/concrete.json"; }
+    if [ $have_mlp = 1 ]; then
+      echo "peers.sh: timing Concrete ML: digits MLP ($mlp_timed samples, seconds each) ..." >&2
+      "$here/.venv-concrete/bin/python" "$here/peers/concrete_mlp.py" "$out" "$mlp_timed" > "$out/concrete_mlp.json" \
+        || { echo "peers.sh: the Concrete ML MLP run failed — its row holds issue 22's quoted figures" >&2; rm -f "$out/concrete_mlp.json"; }
+    fi
   fi
   "$py" "$here/peers/concrete_report.py" "$out"
   echo "peers.sh: done in $((SECONDS - started)) s" >&2
@@ -300,7 +328,7 @@ case "${1:-}" in
     echo "  bgv     heinfer's BGV against OpenFHE's BGVrns and SEAL's BFV in TenSEAL (PyPI), single-threaded, t = 65537" >&2
     echo "  mnist   TenSEAL's encrypted-MNIST network: heinfer against TenSEAL, 2 threads, one table" >&2
     echo "  paillier  breast-cancer logistic regression: heinfer's Paillier against phe (3072 bits), and heinfer's CKKS" >&2
-    echo "  concrete  breast-cancer logistic regression: heinfer's seeded LWE against Concrete ML (PyPI; pulls PyTorch)" >&2
+    echo "  concrete  breast-cancer LR (heinfer's seeded LWE) and digits MLP (CKKS, compact queries) against Concrete ML (PyPI; pulls PyTorch)" >&2
     echo "  cryptonets  CryptoNets' network in layout T (4,096 images per batch) against TenSEAL's batched CKKSTensor, 2 threads" >&2
     echo "  secagg  secure aggregation (100 clients x 2^16, committee 5, t = 3, dropouts) against Flower's SecAgg+; DP in Flower" >&2
     exit 2

@@ -126,6 +126,7 @@ fn run_three(
     out: usize,
     slots: usize,
     log_n: u32,
+    input_keyswitches: f64,
     rng: &mut Rng,
 ) -> [Vec<f64>; 3] {
     let n = (1u64 << log_n) as f64;
@@ -154,7 +155,7 @@ fn run_three(
             Op::Input { .. } => {
                 let mut v = input.to_vec();
                 v.resize(slots, 0.0);
-                ([v.clone(), v.clone(), v], enc / sc, 0.0)
+                ([v.clone(), v.clone(), v], enc / sc, n * input_keyswitches.sqrt() / sc)
             }
             Op::Add { a, b } => (map2(get(&vals, a), get(&vals, b), &|x, y| x + y), 0.0, 0.0),
             Op::Sub { a, b } => (map2(get(&vals, a), get(&vals, b), &|x, y| x - y), 0.0, 0.0),
@@ -224,9 +225,22 @@ fn operands(op: &Op) -> Vec<u32> {
     }
 }
 
+/// Key-switch events, in variance, a compact query's packing (`rlwe::packing`, then the
+/// real part) leaves in each slot, for a period of `period` slots on a ring of degree n.
+/// The tree's merges of width w are amplified (in variance) 2× by each later step: the
+/// sum is ≈ period·n/3 events, doubled by the conjugate's addition. Against
+/// `cargo test -p ckks --release --test compact_query`, which measures a max slot error
+/// of ~2^22.5 at n = 2^13, period 64, this model (N per event) predicts a σ of 2^22.2:
+/// conservative by the same factor as its other key switches.
+pub fn compact_input_keyswitches(period: usize, log_n: u32) -> f64 {
+    2.0 * period as f64 * (1u64 << log_n) as f64 / 3.0
+}
+
 /// The noise analysis of a program built with every prime and the scale at 2^S_REF.
 /// `inputs`: packed input slot vectors of calibration samples; `out_slots`: the slot
-/// of each output.
+/// of each output; `input_keyswitches`: key-switch events (in variance) the input
+/// already carries — a compact query's packing ([`compact_input_keyswitches`]), 0 for
+/// a ciphertext.
 #[allow(clippy::too_many_arguments)]
 pub fn analyse(
     nodes: &[Node],
@@ -237,6 +251,7 @@ pub fn analyse(
     slots: usize,
     log_n: u32,
     safety: f64,
+    input_keyswitches: f64,
 ) -> NoiseEstimate {
     let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut last_use = vec![usize::MAX; nodes.len()];
@@ -247,7 +262,7 @@ pub fn analyse(
     }
     let mut samples = vec![];
     for x in inputs {
-        let [c, z1, z2] = run_three(nodes, plains, &last_use, x, out, slots, log_n, &mut rng);
+        let [c, z1, z2] = run_three(nodes, plains, &last_use, x, out, slots, log_n, input_keyswitches, &mut rng);
         let y: Vec<f64> = out_slots.iter().map(|&s| c[s]).collect();
         let e1 = out_slots.iter().map(|&s| (c[s] - z1[s]).abs()).fold(0.0, f64::max);
         let e2 = out_slots.iter().map(|&s| (c[s] - z2[s]).abs()).fold(0.0, f64::max);

@@ -163,6 +163,7 @@ fn choose_at(
                             slots,
                             log_n,
                             NOISE_SAFETY,
+                            compact_events(stages, opts, log_n),
                         );
                         noise_at = Some((log_n, e.clone()));
                         e
@@ -214,11 +215,30 @@ fn choose_at(
             let bt = layout::build(stages, p.q(), p.slots(), p.default_scale(), mask_output, shape)?;
             let steps = lower::rotation_steps(&bt.b.nodes);
             let levels = lower::key_levels(&bt.b.nodes, &steps);
-            let upload_bytes = levels.rotation.iter().map(|&l| p.keyswitch_key_bytes_at(l as usize)).sum::<usize>()
-                + levels.relinearization.map_or(0, |l| p.keyswitch_key_bytes_at(l as usize))
-                + layout::compact_keys(p, shape).len() * p.keyswitch_key_bytes();
+            // One key per Galois element at its highest level (a compact input's packing
+            // keys are at the top and can share an element with a rotation).
+            let mut galois: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+            for (&s, &l) in steps.iter().zip(&levels.rotation) {
+                let e = galois.entry(p.galois_element(s)).or_insert(l as usize);
+                *e = (*e).max(l as usize);
+            }
+            for g in layout::compact_keys(p, shape) {
+                galois.insert(g, p.max_level());
+            }
+            let upload_bytes = galois.values().map(|&l| p.keyswitch_key_bytes_at(l)).sum::<usize>()
+                + levels.relinearization.map_or(0, |l| p.keyswitch_key_bytes_at(l as usize));
             Ok(Chosen { choice, depth, note: noise_note, max_err, sum_at, upload_bytes })
         }
         None => Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),
+    }
+}
+
+/// The packing's key-switch events a compact input carries (0 without one).
+fn compact_events(stages: &[LStage], opts: &Options, log_n: u32) -> f64 {
+    match stages.first() {
+        Some(LStage::Linear { map, .. }) if opts.compact_query => {
+            noise::compact_input_keyswitches(layout::compact_period(map.n_in), log_n)
+        }
+        _ => 0.0,
     }
 }

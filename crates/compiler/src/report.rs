@@ -130,21 +130,29 @@ pub(crate) fn make_report(
         prev_level = lr.level_out;
     }
     let steps = m.client.rotation_steps.clone();
-    // A compact input's packing keys are made at the input level.
+    // One key per Galois element, at the highest level it is used at: a compact input's
+    // packing keys (at the input level) can share an element with a rotation (5: step 1).
     let compact = m.client.input.compact.as_ref();
-    let compact_keys = compact.map_or(0, |c| c.galois_elements.len());
-    let keys = steps.len() + usize::from(m.client.relinearization) + compact_keys;
-    let key_levels: Vec<usize> = m
-        .client
-        .rotation_key_levels()
-        .into_iter()
-        .map(|(_, l)| l)
-        .chain(m.client.relin_key_level())
-        .chain(std::iter::repeat_n(m.client.input.level as usize, compact_keys))
-        .collect();
+    let mut galois: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    for (s, l) in m.client.rotation_key_levels() {
+        let e = galois.entry(params.galois_element(s)).or_insert(l);
+        *e = (*e).max(l);
+    }
+    for (g, l) in m.client.compact_key_levels() {
+        let e = galois.entry(g).or_insert(l);
+        *e = (*e).max(l);
+    }
+    let keys = galois.len() + usize::from(m.client.relinearization);
+    let key_levels: Vec<usize> = galois.into_values().chain(m.client.relin_key_level()).collect();
     let upload: usize = key_levels.iter().map(|&l| params.keyswitch_key_bytes_at(l)).sum();
     let key_memory: usize = key_levels.iter().map(|&l| key_memory_at(params, l)).sum();
-    let est: f64 = layers.iter().map(|l| l.est_ms).sum();
+    // A compact query is unpacked first: period + log2(N/period) key switches at the input level.
+    let unpack_ms = compact.map_or(0.0, |c| {
+        let switches = c.period as usize + (params.n() / c.period as usize).trailing_zeros() as usize;
+        let (l_total, k) = (spec.q.len(), spec.p.len());
+        switches as f64 * est_keyswitch_ms(m.client.input.level, spec.log_n, spec.dnum, k, l_total)
+    });
+    let est: f64 = layers.iter().map(|l| l.est_ms).sum::<f64>() + unpack_ms;
     Report {
         model: m.name.clone(),
         log_n: spec.log_n,

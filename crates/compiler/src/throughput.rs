@@ -218,7 +218,8 @@ fn assemble(
 }
 
 /// The L layout's cost, from its report's figures (one sample per request).
-pub(crate) fn latency_cost(r: &model::Report) -> LayoutCost {
+pub(crate) fn latency_cost(hem: &model::HeModel, r: &model::Report) -> LayoutCost {
+    let packing = hem.client.input.compact.as_ref().map_or(0, |c| c.galois_elements.len());
     LayoutCost {
         layout: "L".into(),
         latency_s: r.est_latency_ms / 1e3,
@@ -228,7 +229,12 @@ pub(crate) fn latency_cost(r: &model::Report) -> LayoutCost {
         answer_bytes_per_sample: r.response_bytes as f64,
         cost_s_per_sample: r.est_latency_ms / 1e3,
         key_bytes: r.evaluation_key_bytes,
-        keys: format!("{}{} Galois keys", if r.relinearization { "relinearisation + " } else { "" }, r.galois_keys),
+        keys: format!(
+            "{}{} Galois keys{}",
+            if r.relinearization { "relinearisation + " } else { "" },
+            r.galois_keys,
+            if packing > 0 { format!(" + {packing} for the compact query's packing") } else { String::new() }
+        ),
         max_batch: 1,
     }
 }
@@ -266,7 +272,7 @@ pub(crate) fn attach(
     n_in: usize,
     opts: &crate::Options,
 ) -> Result<(), CompileError> {
-    let mut costs: Vec<LayoutCost> = hem.report.as_ref().map(latency_cost).into_iter().collect();
+    let mut costs: Vec<LayoutCost> = hem.report.as_ref().map(|r| latency_cost(hem, r)).into_iter().collect();
     let blocker = if opts.output_dp.is_some() || opts.circuit_privacy.is_some() || opts.public_features.is_some() {
         Some("output DP, circuit privacy and public features are layout-L mechanisms".to_string())
     } else {
