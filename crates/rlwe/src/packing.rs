@@ -306,38 +306,4 @@ mod tests {
         assert!(matches!(pack(&q, 4, &low_keys), Err(Error::KeyBelowLevel { .. })));
         assert!(pack(&q, 4, &keys).is_ok());
     }
-
-    /// The wire form is one word per value per prime plus the seed, reads back equal,
-    /// and a query with more values than the reader allows, cut short, or under other
-    /// parameters is refused before anything is allocated.
-    #[test]
-    fn wire_form_is_a_word_per_value_and_checks_what_it_reads() {
-        let (params, sk, _) = setup();
-        let q = Decryptor::new(&sk).encrypt_lwe(&[1, -2, 3, 4, 5], 1, 2f64.powi(30)).unwrap();
-        let bytes = q.to_bytes();
-        assert_eq!(bytes.len(), params.lwe_query_bytes(1, 5));
-        assert_eq!(
-            bytes.len(),
-            crate::wire::HEADER_LEN
-                + crate::wire::LWE_QUERY_META_LEN
-                + 32
-                + (5 * 45usize).div_ceil(8)
-                + (5 * 35usize).div_ceil(8)
-        );
-        assert_eq!(LweQuery::from_bytes(&params, &bytes, 8).unwrap(), q);
-        assert!(matches!(
-            LweQuery::from_bytes(&params, &bytes, 4),
-            Err(crate::error::WireError::OutOfRange { field: "value count", .. })
-        ));
-        assert!(LweQuery::from_bytes(&params, &bytes[..bytes.len() - 1], 8).is_err());
-        let mut big = bytes.clone();
-        let at = crate::wire::HEADER_LEN + 10;
-        big[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(LweQuery::from_bytes(&params, &big, usize::MAX).is_err());
-        let other = Parameters::builder().log_n(11).q_bits(&[45, 35, 35]).p_bits(&[50]).build_insecure_for_testing();
-        assert!(matches!(
-            LweQuery::from_bytes(&other.unwrap(), &bytes, 8),
-            Err(crate::error::WireError::ForeignParameters { .. })
-        ));
-    }
 }
