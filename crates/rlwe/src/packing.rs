@@ -26,7 +26,6 @@ use crate::error::{Error, Result};
 use crate::keys::GaloisKeys;
 use crate::keyswitch::{self, Addend};
 use crate::params::Parameters;
-use rayon::prelude::*;
 use ring::{Poly, Sampler};
 
 /// The Galois elements packing uses: 2^k + 1 for k = 1..=log2 N (mod 2N).
@@ -101,6 +100,7 @@ impl crate::encryption::Decryptor<'_> {
         }
         let n = ctx.n;
         let seed = ring::fresh_seed();
+        use rayon::prelude::*;
         let noise = self.sampler.gaussian(count);
         let s = &self.sk.ntt;
         // Per value, b_i mod each prime (the values in parallel, each its own stream).
