@@ -163,12 +163,16 @@ impl Report {
                 mb(self.key_memory_bytes)
             );
         }
+        // A compact query (a few KB of LWE words) is given in bytes, not as ciphertexts.
+        let query = if self.query_bytes < 10_000 {
+            format!("{} B", self.query_bytes)
+        } else {
+            format!("{:.3} MB ({} ciphertext(s))", mb(self.query_bytes), self.input_ciphertexts)
+        };
         let _ = writeln!(
             s,
-            "sizes: evaluation keys {:.2} MB, query {:.3} MB ({} ciphertext(s)), response {:.3} MB, server plaintexts {:.1} MB",
+            "sizes: evaluation keys {:.2} MB, query {query}, response {:.3} MB, server plaintexts {:.1} MB",
             mb(self.evaluation_key_bytes),
-            mb(self.query_bytes),
-            self.input_ciphertexts,
             mb(self.response_bytes),
             mb(self.plaintext_memory_bytes)
         );
