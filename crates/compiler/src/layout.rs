@@ -21,6 +21,8 @@ pub(crate) struct Built {
     /// The first layer's output layout and its bias plaintext (for public features).
     pub first_layout: Vec<i32>,
     pub first_bias_pt: Option<u32>,
+    /// A compact input's period (`Shape::compact`).
+    pub compact_period: Option<usize>,
 }
 
 /// How the program is laid out beyond its stages.
@@ -112,6 +114,7 @@ pub(crate) fn build_with(
         layout_desc: desc,
         first_layout,
         first_bias_pt,
+        compact_period: None,
     })
 }
 
@@ -155,6 +158,7 @@ fn build_compact(
         layout_desc: desc,
         first_layout,
         first_bias_pt: None,
+        compact_period: Some(period),
     })
 }
 
@@ -167,15 +171,6 @@ pub(crate) fn compact_keys(params: &ckks::Parameters, shape: Shape) -> Vec<u64> 
     let mut e = ckks::packing_elements(params);
     e.push(params.conjugation_element());
     e
-}
-
-/// The period of a compact client map: its first ZERO-or-element run repeats with it.
-fn period_of_map(map: &[i32]) -> usize {
-    let mut p = 2;
-    while p < map.len() && (0..map.len()).any(|j| map[j] != map[j % p]) {
-        p *= 2;
-    }
-    p
 }
 
 /// The period of a compact query of `n` values: the next power of two, at least 2.
@@ -305,8 +300,8 @@ pub(crate) fn program(
             slot_map: vec![bt.client_map.clone()],
             layout: bt.layout_desc.clone(),
             parts: imp.input_parts.clone(),
-            compact: shape.compact.then(|| model::CompactInput {
-                period: period_of_map(&bt.client_map) as u32,
+            compact: bt.compact_period.map(|period| model::CompactInput {
+                period: period as u32,
                 galois_elements: compact_keys(params, shape),
             }),
         },

@@ -215,18 +215,13 @@ fn choose_at(
             let bt = layout::build(stages, p.q(), p.slots(), p.default_scale(), mask_output, shape)?;
             let steps = lower::rotation_steps(&bt.b.nodes);
             let levels = lower::key_levels(&bt.b.nodes, &steps);
-            // One key per Galois element at its highest level (a compact input's packing
-            // keys are at the top and can share an element with a rotation).
-            let mut galois: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
-            for (&s, &l) in steps.iter().zip(&levels.rotation) {
-                let e = galois.entry(p.galois_element(s)).or_insert(l as usize);
-                *e = (*e).max(l as usize);
-            }
-            for g in layout::compact_keys(p, shape) {
-                galois.insert(g, p.max_level());
-            }
-            let upload_bytes = galois.values().map(|&l| p.keyswitch_key_bytes_at(l)).sum::<usize>()
-                + levels.relinearization.map_or(0, |l| p.keyswitch_key_bytes_at(l as usize));
+            let rotations = steps.iter().copied().zip(levels.rotation.iter().map(|&l| l as usize));
+            let packing = layout::compact_keys(p, shape).into_iter().map(|g| (g, p.max_level()));
+            let relin = levels.relinearization.map(|l| l as usize);
+            let upload_bytes = crate::report::key_levels_by_element(p, rotations, packing, relin)
+                .into_iter()
+                .map(|l| p.keyswitch_key_bytes_at(l))
+                .sum::<usize>();
             Ok(Chosen { choice, depth, note: noise_note, max_err, sum_at, upload_bytes })
         }
         None => Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),

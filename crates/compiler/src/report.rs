@@ -130,20 +130,14 @@ pub(crate) fn make_report(
         prev_level = lr.level_out;
     }
     let steps = m.client.rotation_steps.clone();
-    // One key per Galois element, at the highest level it is used at: a compact input's
-    // packing keys (at the input level) can share an element with a rotation (5: step 1).
     let compact = m.client.input.compact.as_ref();
-    let mut galois: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
-    for (s, l) in m.client.rotation_key_levels() {
-        let e = galois.entry(params.galois_element(s)).or_insert(l);
-        *e = (*e).max(l);
-    }
-    for (g, l) in m.client.compact_key_levels() {
-        let e = galois.entry(g).or_insert(l);
-        *e = (*e).max(l);
-    }
-    let keys = galois.len() + usize::from(m.client.relinearization);
-    let key_levels: Vec<usize> = galois.into_values().chain(m.client.relin_key_level()).collect();
+    let key_levels = key_levels_by_element(
+        params,
+        m.client.rotation_key_levels(),
+        m.client.compact_key_levels(),
+        m.client.relin_key_level(),
+    );
+    let keys = key_levels.len();
     let upload: usize = key_levels.iter().map(|&l| params.keyswitch_key_bytes_at(l)).sum();
     let key_memory: usize = key_levels.iter().map(|&l| key_memory_at(params, l)).sum();
     // A compact query is unpacked first: period + log2(N/period) key switches at the input level.
@@ -186,6 +180,25 @@ pub(crate) fn make_report(
         compile_seconds: secs,
         layouts: vec![],
     }
+}
+
+/// The level of every key a client uploads: one per Galois element at the highest level
+/// it is used at (a compact input's packing keys can share an element with a rotation: 5
+/// is step 1), then the relinearisation key's. Both the parameter choice and the report
+/// count the upload with it.
+pub(crate) fn key_levels_by_element(
+    params: &ckks::Parameters,
+    rotations: impl IntoIterator<Item = (i64, usize)>,
+    elements: impl IntoIterator<Item = (u64, usize)>,
+    relin: Option<usize>,
+) -> Vec<usize> {
+    let mut galois: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    let by_element = rotations.into_iter().map(|(s, l)| (params.galois_element(s), l)).chain(elements);
+    for (g, l) in by_element {
+        let e = galois.entry(g).or_insert(l);
+        *e = (*e).max(l);
+    }
+    galois.into_values().chain(relin).collect()
 }
 
 /// Bytes a key for ciphertexts up to `level` takes in the server's memory: b and a with a

@@ -428,16 +428,8 @@ impl CkksService {
         let period = c.period as usize;
         let q = ckks::LweQuery::from_bytes(self.exe.params(), bytes, period)
             .map_err(|source| ServiceError::Malformed { index, source })?;
-        if let Some((level, scale)) = self.input_level {
-            if q.level() != level || ((q.scale() - scale) / scale).abs() > 1e-9 {
-                return Err(ServiceError::WrongLevel {
-                    index,
-                    level: q.level(),
-                    log_scale: q.scale().log2(),
-                    want_level: level,
-                    want_log_scale: scale.log2(),
-                });
-            }
+        if let Some(want) = self.input_level {
+            check_level_scale(index, (q.level(), q.scale()), want)?;
         }
         Ok(self.eval.unpack_query(&q, period, &keys.galois).map_err(RunError::Ckks)?)
     }
@@ -454,13 +446,19 @@ fn paillier_key_sent() -> ServiceError {
 /// Refuses an input ciphertext that is not at the level and scale the program expects
 /// (both layouts' request paths).
 pub(crate) fn check_level(index: usize, ct: &Ciphertext, level: usize, scale: f64) -> Result<(), ServiceError> {
-    if ct.level() != level || ((ct.scale() - scale) / scale).abs() > 1e-9 {
+    check_level_scale(index, (ct.level(), ct.scale()), (level, scale))
+}
+
+/// [`check_level`] for any input (a ciphertext, a compact query): `got` and `want` are
+/// (level, scale).
+fn check_level_scale(index: usize, got: (usize, f64), want: (usize, f64)) -> Result<(), ServiceError> {
+    if got.0 != want.0 || ((got.1 - want.1) / want.1).abs() > 1e-9 {
         return Err(ServiceError::WrongLevel {
             index,
-            level: ct.level(),
-            log_scale: ct.scale().log2(),
-            want_level: level,
-            want_log_scale: scale.log2(),
+            level: got.0,
+            log_scale: got.1.log2(),
+            want_level: want.0,
+            want_log_scale: want.1.log2(),
         });
     }
     Ok(())
