@@ -195,13 +195,9 @@ pub fn pack(query: &LweQuery, slots: usize, keys: &GaloisKeys) -> Result<Ciphert
         let zero = || (Poly::zero(n, limbs), Poly::zero(n, limbs));
         let (e0, e1) = e.unwrap_or_else(zero);
         let (mut o0, mut o1) = o.unwrap_or_else(zero);
-        // X^{N/width} in NTT form.
-        let mut c = vec![0i64; n];
-        c[n / width] = 1;
-        let mut shift = Poly::from_signed(&c, ctx.moduli);
-        shift.ntt(ctx.tables);
-        o0.mul_assign(&shift, ctx.moduli);
-        o1.mul_assign(&shift, ctx.moduli);
+        let shift = &ctx.shifts[width.trailing_zeros() as usize];
+        o0.mul_assign(shift, ctx.moduli);
+        o1.mul_assign(shift, ctx.moduli);
         // sum = E + X^m·O, diff = E − X^m·O; result = sum + τ_{width+1}(diff).
         let (mut s0, mut s1) = (e0.clone(), e1.clone());
         s0.add_assign(&o0, ctx.moduli);
@@ -214,7 +210,20 @@ pub fn pack(query: &LweQuery, slots: usize, keys: &GaloisKeys) -> Result<Ciphert
         s1.add_assign(&t1, ctx.moduli);
         Ok(Some((s0, s1)))
     }
-    let c = Ctx { leaf, galois: &galois, n, moduli: &moduli, tables: &tables };
+    // X^{N/width} in NTT form for each width of the tree (index log2 width), made once.
+    let shifts: Vec<Poly> = (0..=slots.trailing_zeros())
+        .map(|k| {
+            if k == 0 {
+                return Poly::zero(n, moduli.len()); // width 1: leaves, never merged
+            }
+            let mut c = vec![0i64; n];
+            c[n >> k] = 1;
+            let mut p = Poly::from_signed(&c, &moduli);
+            p.ntt(&tables);
+            p
+        })
+        .collect();
+    let c = Ctx { leaf, galois: &galois, n, moduli: &moduli, shifts: &shifts };
     let root = node(0, slots, slots, &c)?;
     let (mut c0, mut c1) = root.expect("count ≥ 1: the root holds a value");
     // Trace down to the packed positions: c + τ_{2^k+1}(c) for the remaining k.
@@ -235,7 +244,8 @@ struct Ctx<'a, L, G> {
     galois: &'a G,
     n: usize,
     moduli: &'a [&'a ring::Modulus],
-    tables: &'a [&'a ring::NttTable],
+    /// X^{N/width} in NTT form, by log2 width.
+    shifts: &'a [Poly],
 }
 
 #[cfg(all(test, feature = "secret-key"))]
