@@ -131,6 +131,10 @@ impl BatchSession {
 pub fn choose_layout(spec: &ClientSpec, samples: usize, bytes_per_s: f64) -> Option<&LayoutCost> {
     spec.layouts
         .iter()
-        .filter(|c| c.layout != "T" || spec.throughput.is_some())
+        .filter(|c| match c.layout.as_str() {
+            "T" => spec.throughput.is_some(),
+            "M" => spec.multi.is_some(),
+            _ => true,
+        })
         .min_by(|a, b| a.total_s(samples, bytes_per_s).total_cmp(&b.total_s(samples, bytes_per_s)))
 }

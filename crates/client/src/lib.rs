@@ -12,6 +12,7 @@ pub mod batch;
 pub mod bgv_session;
 pub mod keys;
 pub mod lwe_session;
+pub mod multi;
 pub mod paillier_session;
 #[cfg(feature = "prefix")]
 pub mod prefix;
@@ -24,6 +25,7 @@ pub use bgv_session::{BgvSession, BgvSessionError};
 pub use keys::{ClientError, ClientKeys};
 pub use lwe_session::{LweSession, LweSessionError};
 pub use model::ClientSpec;
+pub use multi::MultiSession;
 pub use paillier_session::{PaillierSession, PaillierSessionError};
 pub use release::{decrypt_for_release, Guarantee, Release, ReleaseError};
 pub use session::{Session, SessionError};

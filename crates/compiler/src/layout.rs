@@ -324,6 +324,7 @@ pub(crate) fn program(
         circuit_privacy: None,
         public_features: vec![],
         throughput: None,
+        multi: None,
         layouts: vec![],
         prefix: None,
         client_aided: None,
@@ -338,6 +339,7 @@ pub(crate) fn program(
         report: None,
         public: None,
         throughput: None,
+        multi: None,
     };
     hem.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
     if let Some(split) = public {

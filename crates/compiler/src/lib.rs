@@ -37,6 +37,7 @@ mod import;
 mod layout;
 mod lower;
 mod lwe_linear;
+mod multi;
 mod network;
 mod noise;
 pub mod npy;
@@ -320,6 +321,7 @@ pub fn compile(
     );
     hem.report = Some(r);
     throughput::attach(&mut hem, &ap.network, &cal, n_in, opts)?;
+    multi::attach(&mut hem, &he_net, params, shape, chosen.choice.key_bytes_each, chosen.depth, &cal, opts)?;
     Ok(Compiled { model: hem, plots })
 }
 

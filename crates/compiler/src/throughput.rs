@@ -249,6 +249,8 @@ pub enum LayoutRequest {
     L,
     /// L and T; an error if T does not fit.
     T,
+    /// L and M (`crate::multi`); an error if M does not fit.
+    M,
 }
 
 impl std::str::FromStr for LayoutRequest {
@@ -258,7 +260,8 @@ impl std::str::FromStr for LayoutRequest {
             "auto" => Ok(Self::Auto),
             "L" | "l" => Ok(Self::L),
             "T" | "t" => Ok(Self::T),
-            _ => Err(format!("unknown layout {s:?}: choose auto, L or T")),
+            "M" | "m" => Ok(Self::M),
+            _ => Err(format!("unknown layout {s:?}: choose auto, L, M or T")),
         }
     }
 }
@@ -279,7 +282,7 @@ pub(crate) fn attach(
         unfit(net)
     };
     let built = match (opts.layout, blocker) {
-        (LayoutRequest::L, _) => None,
+        (LayoutRequest::L | LayoutRequest::M, _) => None,
         (LayoutRequest::T, Some(why)) => return Err(CompileError::Layout(format!("layout T: {why}"))),
         (LayoutRequest::Auto, Some(why)) => {
             if let Some(r) = hem.report.as_mut() {

@@ -6,8 +6,10 @@
 //! flags   u32      0
 //! meta    u64 length, then that many bytes of UTF-8 JSON:
 //!                  {name, client (the ClientSpec), layers, nodes, outputs, report,
-//!                   public (optional: public features' weights, versioned inside)}
+//!                   public (optional: public features' weights, versioned inside),
+//!                   throughput, multi (optional: layouts T and M, `model::multi`)}
 //! plains  u32 count, then per plaintext: level u32, scale f64, len u32, len × f64
+//!         (layout L's, then layout M's from `multi.first_plain` on)
 //! sha256  32 bytes over everything before it
 //! ```
 //!
@@ -44,6 +46,10 @@ struct Meta {
     /// Layout T's program (`model::throughput`); absent in models compiled without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     throughput: Option<crate::ThroughputProgram>,
+    /// Layout M's program (`model::multi`), its plaintexts after layout L's; absent in
+    /// models compiled without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    multi: Option<crate::multi::MultiMeta>,
 }
 
 impl HeModel {
@@ -57,18 +63,25 @@ impl HeModel {
             report: self.report.clone(),
             public: self.public.clone(),
             throughput: self.throughput.clone(),
+            multi: self.multi.as_ref().map(|m| crate::multi::MultiMeta {
+                batch: m.batch,
+                nodes: m.nodes.clone(),
+                outputs: m.outputs.clone(),
+                first_plain: self.plaintexts.len() as u32,
+            }),
         };
         let json = serde_json::to_vec(&meta).expect("model metadata serializes");
         let mut out = Vec::with_capacity(
-            64 + json.len() + self.plaintexts.iter().map(|p| 16 + 8 * p.values.len()).sum::<usize>(),
+            64 + json.len() + self.plaintexts.iter().map(|p| 16 + 8 * p.values.len()).sum::<usize>() * 2,
         );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&(json.len() as u64).to_le_bytes());
         out.extend_from_slice(&json);
-        out.extend_from_slice(&(self.plaintexts.len() as u32).to_le_bytes());
-        for p in &self.plaintexts {
+        let multi_plains = self.multi.as_ref().map_or(&[][..], |m| &m.plaintexts[..]);
+        out.extend_from_slice(&((self.plaintexts.len() + multi_plains.len()) as u32).to_le_bytes());
+        for p in self.plaintexts.iter().chain(multi_plains) {
             out.extend_from_slice(&p.level.to_le_bytes());
             out.extend_from_slice(&p.scale.to_le_bytes());
             out.extend_from_slice(&(p.values.len() as u32).to_le_bytes());
@@ -135,6 +148,14 @@ impl HeModel {
         if r.remaining() != 0 {
             return Err(ModelError::Truncated(format!("{} unexpected trailing bytes", r.remaining())));
         }
+        let multi = match meta.multi {
+            Some(m) if m.first_plain as usize <= plaintexts.len() => {
+                let tail = plaintexts.split_off(m.first_plain as usize);
+                Some(crate::MultiProgram { batch: m.batch, nodes: m.nodes, outputs: m.outputs, plaintexts: tail })
+            }
+            Some(_) => return Err(ModelError::Truncated("layout M's plaintexts lie past the file's".into())),
+            None => None,
+        };
         let m = HeModel {
             name: meta.name,
             client: meta.client,
@@ -145,6 +166,7 @@ impl HeModel {
             report: meta.report,
             public: meta.public,
             throughput: meta.throughput,
+            multi,
         };
         m.validate()?;
         Ok(m)

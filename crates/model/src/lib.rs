@@ -33,6 +33,7 @@ pub mod file;
 pub mod ir;
 pub mod linear;
 pub mod lwe_spec;
+pub mod multi;
 pub mod prefix;
 pub mod public;
 pub mod report;
@@ -46,6 +47,7 @@ pub use dp::{DpMechanism, OutputDp};
 pub use ir::{validate_program, Node, Op, PlainVec, ValueId};
 pub use linear::{AnyModel, AnySpec, LinearInput, LinearOutput, LinearSpec, PaillierModel, Scheme};
 pub use lwe_spec::LweSpec;
+pub use multi::{MultiProgram, MAX_MULTI_BATCH};
 pub use public::{PublicPart, PUBLIC_PART_VERSION};
 pub use report::{ActivationReport, CompositeReport, LayerReport, Report};
 pub use sim::{simulate, simulate_values};
@@ -100,6 +102,9 @@ pub struct HeModel {
     /// Layout T's program (weights included), when compiled with it; its client side is
     /// `client.throughput`.
     pub throughput: Option<ThroughputProgram>,
+    /// Layout M's program (`model::multi`), when compiled with it; its client side is
+    /// `client.multi`.
+    pub multi: Option<MultiProgram>,
 }
 
 impl HeModel {
@@ -137,6 +142,13 @@ impl HeModel {
             (Some(p), Some(spec)) => p.validate(spec)?,
             (None, None) => {}
             _ => return Err(ModelError::Invalid("layout-T program and client spec disagree".into())),
+        }
+        match (&self.multi, &self.client.multi) {
+            (Some(_), Some(_)) => {
+                self.multi_model().transpose()?;
+            }
+            (None, None) => {}
+            _ => return Err(ModelError::Invalid("layout-M program and client spec disagree".into())),
         }
         if self.outputs.len() != self.client.output.ciphertexts as usize {
             return Err(ModelError::Invalid("output count differs from the client spec".into()));

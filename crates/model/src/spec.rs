@@ -52,6 +52,11 @@ pub struct ClientSpec {
     /// Layout T (a batch per request, `model::throughput`), when compiled with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<crate::ThroughputSpec>,
+    /// Layout M (`model::multi`: B samples interleaved in one ciphertext), when compiled
+    /// with it: the spec of a model whose input is B samples one after the other and
+    /// whose output is their B outputs. Same parameters as this one; its own Galois keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi: Option<Box<ClientSpec>>,
     /// What each compiled layout costs ("L", "T"), for the client's choice by batch size.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layouts: Vec<crate::LayoutCost>,
@@ -289,6 +294,12 @@ impl ClientSpec {
         }
         if let Some(c) = &self.client_aided {
             c.check()?;
+        }
+        if let Some(m) = &self.multi {
+            if m.params != self.params || m.multi.is_some() || m.throughput.is_some() || m.input.compact.is_some() {
+                return bad("layout M's spec must share the parameters and have no other layout of its own".into());
+            }
+            m.validate()?;
         }
         if self.input.slot_map.is_empty() || self.input.slot_map.len() > MAX_CIPHERTEXTS {
             return bad(format!("{} input ciphertexts (1..={MAX_CIPHERTEXTS} allowed)", self.input.slot_map.len()));

@@ -48,6 +48,7 @@ fn tiny() -> HeModel {
             circuit_privacy: None,
             public_features: vec![],
             throughput: None,
+            multi: None,
             layouts: vec![],
             prefix: None,
             client_aided: None,
@@ -59,6 +60,7 @@ fn tiny() -> HeModel {
         report: None,
         public: None,
         throughput: None,
+        multi: None,
     }
 }
 

@@ -45,6 +45,8 @@ pub struct CompiledModel {
     /// for each node, the index of the last node reading it (or `usize::MAX` for outputs)
     last_use: Vec<usize>,
     steps: Vec<i64>,
+    /// Layout M (`model::multi`), loaded as a model of its own, if compiled with it.
+    multi: Option<Box<CompiledModel>>,
 }
 
 impl CompiledModel {
@@ -74,7 +76,8 @@ impl CompiledModel {
             last_use[o as usize] = usize::MAX;
         }
         let steps = model.client.rotation_steps.clone();
-        Ok(Self { model, params, plaintexts, last_use, steps })
+        let multi = model.multi_model().transpose()?.map(|m| Self::load(m).map(Box::new)).transpose()?;
+        Ok(Self { model, params, plaintexts, last_use, steps, multi })
     }
 
     pub fn load_file(path: &std::path::Path) -> Result<Self, LoadError> {
@@ -96,9 +99,10 @@ impl CompiledModel {
         Ok(())
     }
 
-    /// Bytes held by the encoded plaintext operands.
+    /// Bytes held by the encoded plaintext operands (layout M's included).
     pub fn weight_memory_bytes(&self) -> usize {
-        self.plaintexts.iter().map(PreparedPlaintext::memory_bytes).sum()
+        self.plaintexts.iter().map(PreparedPlaintext::memory_bytes).sum::<usize>()
+            + self.multi.as_ref().map_or(0, |m| m.weight_memory_bytes())
     }
 
     pub fn into_executable(self) -> Arc<dyn Executable> {
@@ -108,7 +112,12 @@ impl CompiledModel {
     /// The model served with `keys`: a [`Service`] that takes inputs only at the level
     /// and scale the client spec tells clients to encrypt at. Every front end (Triton,
     /// `heinfer serve`, the CLI) builds its service this way.
-    pub fn into_service(self, keys: Arc<crate::KeyStore>) -> crate::Service {
+    pub fn into_service(mut self, keys: Arc<crate::KeyStore>) -> crate::Service {
+        let multi = self.multi.take().map(|m| {
+            let input = &m.model.client.input;
+            let (level, scale) = (input.level as usize, input.scale);
+            crate::service::CkksService::new(m.into_executable(), keys.clone()).with_input_level(level, scale)
+        });
         let input = &self.model.client.input;
         let (level, scale) = (input.level as usize, input.scale);
         let dp = self.model.client.output_dp.clone().map(|cfg| {
@@ -116,7 +125,10 @@ impl CompiledModel {
             crate::dp::DpNoise::new(&self.params, &self.model.name, cfg, out.slots.clone(), out.multiplier)
         });
         let flooding = self.model.client.circuit_privacy.clone().map(crate::circuit_privacy::Flooding::new);
-        let service = crate::Service::new(self.into_executable(), keys).with_input_level(level, scale);
+        let service = match (crate::Service::new(self.into_executable(), keys).with_input_level(level, scale), multi) {
+            (crate::Service::Ckks(s), Some(m)) => crate::Service::Ckks(s.with_multi(m)),
+            (s, _) => s,
+        };
         let service = match dp {
             Some(d) => service.with_output_dp(d),
             None => service,

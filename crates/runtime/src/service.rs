@@ -200,6 +200,9 @@ pub struct CkksService {
     flooding: Option<Arc<crate::circuit_privacy::Flooding>>,
     /// layout T (a batch per request), if the model was compiled with it
     throughput: Option<Arc<dyn OtherLayout>>,
+    /// layout M (B samples per ciphertext, `model::multi`): a service of its own under
+    /// the same parameters, run for requests whose bundle is layout M's
+    multi: Option<Arc<CkksService>>,
 }
 
 impl CkksService {
@@ -212,7 +215,7 @@ impl CkksService {
             // Made at the input's level, which is the chain's top.
             needs = needs.with_elements(&c.galois_elements, exe.params().max_level());
         }
-        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None, throughput: None }
+        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None, throughput: None, multi: None }
     }
 
     /// Requires inputs at this level and scale (the client spec says which).
@@ -240,6 +243,19 @@ impl CkksService {
     pub fn with_throughput(mut self, t: Arc<dyn OtherLayout>) -> Self {
         self.throughput = Some(t);
         self
+    }
+
+    /// Serves layout M too (`model::multi`): requests whose bundle holds exactly its keys.
+    /// Layouts L and M share the parameters; their Galois keys differ (the compiler
+    /// sees to it), so a bundle is one layout's and says which program to run.
+    pub fn with_multi(mut self, m: CkksService) -> Self {
+        self.multi = Some(Arc::new(m));
+        self
+    }
+
+    /// Layout M's service, if the model has it.
+    pub fn multi(&self) -> Option<&CkksService> {
+        self.multi.as_deref()
     }
 
     /// Layout T, if the model has it.
@@ -286,7 +302,16 @@ impl CkksService {
         if let Some(t) = self.throughput.as_ref().filter(|t| t.owns(bundle)) {
             return t.register(&self.keys, bundle, None);
         }
-        self.register_as(bundle, None)
+        match (self.register_as(bundle, None), &self.multi) {
+            // Not layout L's: layout M's, or L's error.
+            (Err(e), Some(m)) => m.register_as(bundle, None).map_err(|_| e),
+            (r, _) => r,
+        }
+    }
+
+    /// Whether `keys` are exactly this layout's (what registration checks).
+    fn owns_keys(&self, keys: &EvaluationKeys) -> bool {
+        self.needs.check(keys, self.exe.rotation_steps()).is_ok()
     }
 
     fn register_as(&self, bundle: &[u8], key_id: Option<KeyId>) -> Result<KeyId, ServiceError> {
@@ -358,11 +383,25 @@ impl CkksService {
             (Some(bundle), _) if self.throughput.as_ref().is_some_and(|t| t.owns(bundle)) => {
                 return Err(layout_l_with_t_keys())
             }
-            (Some(bundle), given) => self.register_as(bundle, given.map(parse_key_id).transpose()?)?,
+            (Some(bundle), given) => {
+                let given = given.map(parse_key_id).transpose()?;
+                match (self.register_as(bundle, given), &self.multi) {
+                    (Err(e), Some(m)) => {
+                        if m.register_as(bundle, given).is_err() {
+                            return Err(e);
+                        }
+                        return m.infer_parts(req, None, None, cancel);
+                    }
+                    (r, _) => r?,
+                }
+            }
             (None, Some(g)) => parse_key_id(g)?,
             (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
         };
         let keys = l_keys(&self.keys, params, self.throughput.as_deref(), id)?;
+        if let Some(m) = self.multi.as_ref().filter(|m| !self.owns_keys(&keys) && m.owns_keys(&keys)) {
+            return m.infer_parts(req, None, None, cancel);
+        }
         self.check_coverage(&keys)?;
         if let Some(dp) = &self.dp {
             // Refused before any work; charged (atomically, again checked) after.

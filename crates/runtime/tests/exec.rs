@@ -70,6 +70,7 @@ fn program() -> (HeModel, Parameters) {
         circuit_privacy: None,
         public_features: vec![],
         throughput: None,
+        multi: None,
         layouts: vec![],
         prefix: None,
         client_aided: None,
@@ -84,6 +85,7 @@ fn program() -> (HeModel, Parameters) {
         report: None,
         public: None,
         throughput: None,
+        multi: None,
     };
     (m, params)
 }

@@ -1,0 +1,101 @@
+//! Layout M end to end without a server process: compile the digits MLP (layout M comes
+//! with `--layout auto`), make layout M's bundle with `client::MultiSession`, encrypt B
+//! digits into ONE ciphertext, let the runtime's service (which serves L and M) evaluate
+//! it, decrypt B rows, and compare each with layout L's simulation of that digit. Also:
+//! one service takes L and M bundles side by side and runs the program each is for; a
+//! partial batch decrypts to its samples; a batch larger than B is refused.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use client::{MultiSession, Session};
+use compiler::{npy, Data, Options};
+use runtime::{CompiledModel, KeyStore, Request};
+
+fn repo_file(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
+}
+
+#[test]
+fn a_layout_m_batch_agrees_with_layout_l_sample_by_sample() {
+    let onnx = std::fs::read(repo_file("models/digits_mlp.onnx")).unwrap();
+    let calib = npy::read(&repo_file("models/data/digits_train_img.npy")).unwrap();
+    let test = npy::read(&repo_file("models/data/digits_test_img.npy")).unwrap();
+    let opts = Options { name: "mlp".into(), use_onnxruntime: false, ..Options::default() };
+    let m = compiler::compile(&onnx, None, &Data { calibration: &calib, eval: None, labels: None }, &opts, &|_| {})
+        .expect("compiles")
+        .model;
+    let spec_m = m.client.multi.as_deref().expect("layout M compiled by default");
+    let cost = m.client.layouts.iter().find(|c| c.layout == "M").expect("M's cost in the spec");
+    let batch = cost.max_batch;
+    assert!(batch >= 8, "B = {batch}");
+    assert_eq!(spec_m.params, m.client.params);
+    // Round trip through the file: M's program and plaintexts come back.
+    let m = model::HeModel::from_bytes(&m.to_bytes()).unwrap();
+    assert_eq!(m.multi.as_ref().unwrap().batch as usize, batch);
+
+    let service = CompiledModel::load(m.clone()).unwrap().into_service(Arc::new(KeyStore::new(1 << 33, None).unwrap()));
+    let ms = MultiSession::generate(&m.client).unwrap();
+    assert_eq!(ms.max_batch(), batch);
+    let (m_bundle, _) = ms.evaluation_bundle();
+    let m_id = service.register(&m_bundle).unwrap().hex();
+    // Layout L's session under the same secret key: its bundle differs (other Galois keys).
+    let dir = tempfile::tempdir().unwrap();
+    let sk = dir.path().join("sk");
+    ms.keys().save_secret(&sk).unwrap();
+    let ls = Session::load(m.client.clone(), &sk).unwrap();
+    let (l_bundle, _) = ls.evaluation_bundle();
+    let l_id = service.register(&l_bundle).unwrap().hex();
+    assert_ne!(l_id, m_id);
+
+    let infer = |cts: &[Vec<u8>], id: &str| {
+        service.infer(Request {
+            ciphertexts: cts.iter().map(|c| &c[..]).collect(),
+            key_id: Some(id.as_bytes()),
+            evaluation_keys: None,
+        })
+    };
+    let sim_of = |i: usize| {
+        let slots = m.client.pack_input(test.row(i)).unwrap();
+        m.client.unpack_output(&model::simulate(&m, &slots).unwrap()).unwrap()
+    };
+    let k = m.client.output.shape.iter().product::<usize>();
+    let x: Vec<f64> = (0..batch).flat_map(|i| test.row(i).to_vec()).collect();
+    let ct = ms.encrypt(&x, batch).unwrap();
+    assert_eq!(ct.len(), 1, "one ciphertext for the whole batch");
+    let out = infer(&ct, &m_id).expect("layout M's bundle runs layout M");
+    let y = ms.decrypt(&out.ciphertexts, batch).unwrap();
+    assert_eq!(y.len(), batch * k);
+    let mut max_err: f64 = 0.0;
+    for i in 0..batch {
+        let sim = sim_of(i);
+        let row = &y[i * k..(i + 1) * k];
+        assert_eq!(model::argmax(row), model::argmax(&sim), "sample {i}: {row:?} vs {sim:?}");
+        for (a, b) in row.iter().zip(&sim) {
+            max_err = max_err.max((a - b).abs());
+        }
+    }
+    eprintln!("layout M: B = {batch}, max logit error {max_err:.4}; costs {:?}", m.client.layouts);
+    assert!(max_err < 0.3, "max logit error against layout L's simulation {max_err}");
+
+    // The same service still runs layout L for L's bundle.
+    let lq = ls.encrypt(test.row(3)).unwrap();
+    let lo = infer(&lq, &l_id).unwrap();
+    let l_logits = ls.decrypt(&lo.ciphertexts).unwrap();
+    assert_eq!(model::argmax(&l_logits), model::argmax(&sim_of(3)));
+
+    // A partial batch: 3 samples, the rest zeros.
+    let part = ms.encrypt(&x[..3 * test.row(0).len()], 3).unwrap();
+    let py = ms.decrypt(&infer(&part, &m_id).unwrap().ciphertexts, 3).unwrap();
+    assert_eq!(py.len(), 3 * k);
+    for i in 0..3 {
+        assert_eq!(model::argmax(&py[i * k..(i + 1) * k]), model::argmax(&sim_of(i)));
+    }
+    // More samples than B: refused by the client, naming the limit.
+    let more: Vec<f64> = (0..batch + 1).flat_map(|i| test.row(i % test.rows()).to_vec()).collect();
+    let err = ms.encrypt(&more, batch + 1).unwrap_err().to_string();
+    assert!(err.contains("larger than layout M's"), "{err}");
+    // A bundle with neither layout's keys is refused, and names what is missing.
+    let bare = ls.keys().evaluation_bundle(&[], false, true).0;
+    let err = service.register(&bare).unwrap_err().to_string();
+    assert!(err.contains("no Galois keys"), "{err}");
+}
