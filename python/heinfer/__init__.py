@@ -961,7 +961,8 @@ class ClientAided:
 
 # Paillier, BGV and CKKS layout T clients, and the factory that picks one (heinfer/schemes.py);
 # imported last: it builds on the tritonclient glue above.
-from .schemes import (BatchClient, BgvClient, LweClient, PaillierClient, choose_layout, client_for,  # noqa: E402
+from .schemes import (BatchClient, BgvClient, LweClient, MultiClient, PaillierClient, choose_layout, client_for,  # noqa: E402
                       spec_scheme)
 
-__all__ += ["client_for", "choose_layout", "spec_scheme", "PaillierClient", "BgvClient", "BatchClient", "LweClient"]
+__all__ += ["client_for", "choose_layout", "spec_scheme", "PaillierClient", "BgvClient", "BatchClient", "MultiClient",
+            "LweClient"]

@@ -10,8 +10,10 @@
   to N samples per request (one ciphertext per feature); outputs exact integers.
 * :class:`BatchClient` — a CKKS model's layout T: a batch of up to ``max_batch`` samples per
   request, a relinearisation key only.
+* :class:`MultiClient` — a CKKS model's layout M: up to ``max_batch`` (B) samples interleaved
+  in ONE ciphertext, layout M's own Galois keys.
 * :func:`client_for` — reads any spec and returns the right client; for CKKS models it picks
-  layout L or T for the batch you hold (``layout="auto"``, from the compiler's costs, as
+  layout L, M or T for the batch you hold (``layout="auto"``, from the compiler's costs, as
   ``client::choose_layout`` and ``heinfer batch --layout auto`` do) and says which and why.
 
 Every client has the same methods as :class:`heinfer.Client`: ``key_id``,
@@ -369,6 +371,18 @@ class BatchClient(_BatchedClient):
             [self.infer_inputs(chunk, protocol, send_keys=send_keys)]
 
 
+class MultiClient(_BatchedClient):
+    """A CKKS model's layout M (``compile --layout auto|M``): up to ``max_batch`` (B)
+    samples interleaved in ONE seeded ciphertext (sample b's slot j at slot j·B + b), the
+    network's program run once for all of them. Same parameters as layout L (a secret key
+    saved by :class:`heinfer.Client` loads here too); its bundle holds layout M's own
+    Galois keys, which is how the server knows to run layout M for its key id."""
+
+    _native_class = _native.MultiSession
+    scheme = "ckks"
+    layout = "M"
+
+
 def choose_layout(spec: Any, samples: int, bytes_per_s: float = DEFAULT_BYTES_PER_S) -> Tuple[str, str]:
     """The cheapest layout of a CKKS model for ``samples`` samples (estimated evaluation
     plus transfer at ``bytes_per_s``, from the compiler's costs in the spec): (layout, why)."""
@@ -385,13 +399,13 @@ def choose_layout(spec: Any, samples: int, bytes_per_s: float = DEFAULT_BYTES_PE
 def client_for(spec: Any, *, layout: str = "auto", samples: int = 1, bytes_per_s: float = DEFAULT_BYTES_PER_S,
                secret_key_path: Optional[PathLike] = None, model_name: Optional[str] = None) -> Any:
     """The client for any heinfer model: :class:`heinfer.Client` (CKKS layout L),
-    :class:`BatchClient` (CKKS layout T), :class:`PaillierClient`, :class:`LweClient` or
+    :class:`MultiClient` (CKKS layout M), :class:`BatchClient` (CKKS layout T), :class:`PaillierClient`, :class:`LweClient` or
     :class:`BgvClient`.
 
     ``spec``: what :func:`heinfer.client_spec_from_config` accepts (a tritonclient model
     config, a model directory, the spec JSON). ``layout``: ``"auto"`` picks, for a CKKS
     model, the cheapest layout for ``samples`` samples (the choice and its figures are in
-    the client's ``layout_reason``); ``"L"`` or ``"T"`` forces one. Paillier models have
+    the client's ``layout_reason``); ``"L"``, ``"M"`` or ``"T"`` forces one. Paillier models have
     and LWE models one sample per request (L) and BGV models a batch (T); asking them for the other
     layout raises :class:`SpecError`. ``secret_key_path``: load a saved key instead of
     making one.
@@ -399,14 +413,14 @@ def client_for(spec: Any, *, layout: str = "auto", samples: int = 1, bytes_per_s
     spec_json = _spec_json(spec)
     scheme = _native.spec_scheme(spec_json)
     want = "auto" if str(layout).lower() == "auto" else str(layout).upper()
-    if want not in ("auto", "L", "T"):
-        raise SpecError(f"layout must be 'auto', 'L' or 'T', not {layout!r}")
+    if want not in ("auto", "L", "M", "T"):
+        raise SpecError(f"layout must be 'auto', 'L', 'M' or 'T', not {layout!r}")
     if scheme == "ckks":
         if want == "auto":
             want, why = choose_layout(spec_json, samples, bytes_per_s)
         else:
             why = f"layout {want} (asked for)"
-        cls: Any = BatchClient if want == "T" else Client
+        cls: Any = {"T": BatchClient, "M": MultiClient}.get(want, Client)
     elif scheme in ("paillier", "bgv", "lwe"):
         cls = {"paillier": PaillierClient, "bgv": BgvClient, "lwe": LweClient}[scheme]
         if want not in ("auto", cls.layout):

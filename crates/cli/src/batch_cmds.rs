@@ -146,11 +146,13 @@ fn service(model: &Path) -> Result<runtime::Service, String> {
 
 /// `heinfer run --layout`: the layout for `samples` samples of this model — the one
 /// asked for, or with `auto` the cheapest by the spec's costs (1 Gbit/s transfer) — and
-/// why. None: layout L (the existing `heinfer run`).
-pub fn choose(hem: &Path, layout: &str, samples: usize) -> Result<Option<String>, String> {
+/// why. None: layout L (the existing `heinfer run`); Some(("T" or "M", why)).
+pub fn choose(hem: &Path, layout: &str, samples: usize) -> Result<Option<(&'static str, String)>, String> {
     let spec = match model::AnyModel::read_file(hem).map_err(|e| e.to_string())? {
         model::AnyModel::Ckks(m) => m.client,
-        model::AnyModel::Paillier(_) if layout == "T" => return Err("a linear-scheme model has no layout T".into()),
+        model::AnyModel::Paillier(_) if matches!(layout, "T" | "M") => {
+            return Err(format!("a linear-scheme model has no layout {layout}"))
+        }
         model::AnyModel::Paillier(_) => return Ok(None),
         // A BGV integer model has one layout, feature-per-ciphertext; `run` takes it there.
         model::AnyModel::Bgv(_) => return Ok(None),
@@ -160,7 +162,11 @@ pub fn choose(hem: &Path, layout: &str, samples: usize) -> Result<Option<String>
         "T" | "t" if spec.throughput.is_none() => {
             Err("this model was compiled without layout T (recompile with --layout auto or T)".into())
         }
-        "T" | "t" => Ok(Some(format!("layout T (asked for): {samples} samples"))),
+        "T" | "t" => Ok(Some(("T", format!("layout T (asked for): {samples} samples")))),
+        "M" | "m" if spec.multi.is_none() => {
+            Err("this model was compiled without layout M (recompile with --layout auto or M)".into())
+        }
+        "M" | "m" => Ok(Some(("M", format!("layout M (asked for): {samples} samples")))),
         "auto" => {
             let Some(best) = client::choose_layout(&spec, samples, 125e6) else { return Ok(None) };
             let why = spec
@@ -173,16 +179,60 @@ pub fn choose(hem: &Path, layout: &str, samples: usize) -> Result<Option<String>
                 "layout {} for {samples} samples (estimated evaluation + transfer at 1 Gbit/s: {why})",
                 best.layout
             );
-            Ok((best.layout == "T").then(|| format!("layout T (auto: {why})")))
+            Ok(match best.layout.as_str() {
+                "T" => Some(("T", format!("layout T (auto: {why})"))),
+                "M" => Some(("M", format!("layout M (auto: {why})"))),
+                _ => None,
+            })
         }
-        other => Err(format!("unknown layout {other:?}: choose auto, L or T")),
+        other => Err(format!("unknown layout {other:?}: choose auto, L, M or T")),
     }
 }
 
-/// `heinfer run` in layout T: keys, encryption batch by batch, the runtime, decryption;
-/// accuracy against the labels if given.
-pub fn run_t(
+/// A batch client of layout T or M: `run` does the same with either.
+enum Batcher {
+    T(BatchSession),
+    M(Box<client::MultiSession>),
+}
+
+impl Batcher {
+    fn max_batch(&self) -> usize {
+        match self {
+            Batcher::T(s) => s.max_batch(),
+            Batcher::M(s) => s.max_batch(),
+        }
+    }
+    fn outputs(&self) -> usize {
+        match self {
+            Batcher::T(s) => s.spec().outputs as usize,
+            Batcher::M(s) => s.output_len(),
+        }
+    }
+    fn evaluation_bundle(&self) -> Vec<u8> {
+        match self {
+            Batcher::T(s) => s.evaluation_bundle().0,
+            Batcher::M(s) => s.evaluation_bundle().0,
+        }
+    }
+    fn encrypt(&self, x: &[f64], samples: usize) -> Result<Vec<Vec<u8>>, client::SessionError> {
+        match self {
+            Batcher::T(s) => s.encrypt(x, samples),
+            Batcher::M(s) => s.encrypt(x, samples),
+        }
+    }
+    fn decrypt(&self, out: &[Vec<u8>], samples: usize) -> Result<Vec<f64>, client::SessionError> {
+        match self {
+            Batcher::T(s) => s.decrypt(out, samples),
+            Batcher::M(s) => s.decrypt(out, samples),
+        }
+    }
+}
+
+/// `heinfer run` in layout T or M: keys, encryption batch by batch, the runtime,
+/// decryption; accuracy against the labels if given.
+pub fn run_batch(
     hem: &Path,
+    layout: &str,
     input: &Path,
     labels: Option<&Path>,
     samples: Option<usize>,
@@ -195,11 +245,14 @@ pub fn run_t(
     let n = samples.unwrap_or(xs.rows()).min(xs.rows());
     let svc = service(hem)?;
     let t = Instant::now();
-    let s = BatchSession::generate(&spec).map_err(|e| e.to_string())?;
-    let (bundle, _) = s.evaluation_bundle();
+    let s = match layout {
+        "M" => Batcher::M(Box::new(client::MultiSession::generate(&spec).map_err(|e| e.to_string())?)),
+        _ => Batcher::T(BatchSession::generate(&spec).map_err(|e| e.to_string())?),
+    };
+    let bundle = s.evaluation_bundle();
     let keygen_s = t.elapsed().as_secs_f64();
     let (mut enc_s, mut eval_s, mut dec_s, mut req_bytes) = (0.0, 0.0, 0.0, 0usize);
-    let mut outputs = Vec::with_capacity(n * s.spec().outputs as usize);
+    let mut outputs = Vec::with_capacity(n * s.outputs());
     for start in (0..n).step_by(s.max_batch()) {
         let m = (n - start).min(s.max_batch());
         let x: Vec<f64> = (start..start + m).flat_map(|r| xs.row(r).iter().copied()).collect();
@@ -220,14 +273,14 @@ pub fn run_t(
         outputs.extend(s.decrypt(&r.ciphertexts, m).map_err(|e| e.to_string())?);
         dec_s += t.elapsed().as_secs_f64();
     }
-    let k = s.spec().outputs as usize;
+    let k = s.outputs();
     let classes: Vec<usize> = outputs.chunks(k).map(model::argmax).collect();
     let accuracy =
         ys.map(|y| classes.iter().zip(&y.data).filter(|(c, l)| **c as f64 == **l).count() as f64 / n.max(1) as f64);
     let total = enc_s + eval_s + dec_s;
     if json {
         println!(
-            "{{\"layout\": \"T\", \"samples\": {n}, \"batch\": {}, \"keygen_s\": {keygen_s:.3}, \"encrypt_s\": {enc_s:.3}, \
+            "{{\"layout\": \"{layout}\", \"samples\": {n}, \"batch\": {}, \"keygen_s\": {keygen_s:.3}, \"encrypt_s\": {enc_s:.3}, \
              \"evaluate_s\": {eval_s:.3}, \"decrypt_s\": {dec_s:.3}, \"samples_per_s\": {:.1}, \"eval_samples_per_s\": {:.1}, \
              \"request_bytes\": {req_bytes}, \"accuracy\": {}}}",
             s.max_batch(),
@@ -238,7 +291,7 @@ pub fn run_t(
     } else {
         println!("{why}");
         println!(
-            "{n} samples in layout T (up to {} per request): encrypt {enc_s:.2} s, evaluate {eval_s:.2} s, decrypt {dec_s:.2} s \
+            "{n} samples in layout {layout} (up to {} per request): encrypt {enc_s:.2} s, evaluate {eval_s:.2} s, decrypt {dec_s:.2} s \
              = {:.1} samples/s ({:.1}/s evaluation alone); {:.1} MB sent",
             s.max_batch(),
             n as f64 / total,

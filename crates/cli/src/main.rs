@@ -132,8 +132,9 @@ enum Cmd {
         /// the server computes their share of the first layer and sees their values
         #[arg(long, value_name = "SPEC")]
         public_features: Option<String>,
-        /// layouts to emit: auto (every one that fits), L (one sample per request), T (a batch per request:
-        /// one ciphertext per input feature, one sample per slot; linear layers and squares only)
+        /// layouts to emit: auto (every one that fits), L (one sample per request), M (L and B samples
+        /// interleaved in one ciphertext), T (L and a batch per request: one ciphertext per input feature,
+        /// one sample per slot; linear layers and squares only)
         #[arg(long, default_value = "auto")]
         layout: compiler::LayoutRequest,
         /// samples layout T's parameters are chosen for (its ring holds at least this many per request)
@@ -190,8 +191,8 @@ enum Cmd {
         #[arg(long)]
         secret_key: Option<PathBuf>,
         /// auto: the cheapest of the model's layouts for the samples held (said on stderr); L (the default: the
-        /// check against the simulation): one sample per request; T: a batch per request (models compiled with
-        /// layout T)
+        /// check against the simulation): one sample per request; M: B samples in one ciphertext (models
+        /// compiled with layout M); T: a batch per request, a ciphertext per feature (models compiled with layout T)
         #[arg(long, default_value = "L")]
         layout: String,
     },
@@ -466,7 +467,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => compiler::npy::read(&input).map(|a| a.rows()).unwrap_or(1),
             };
             match batch_cmds::choose(&hem, &layout, held)? {
-                Some(why) => batch_cmds::run_t(&hem, &input, labels.as_deref(), samples, json, &why),
+                Some((lay, why)) => batch_cmds::run_batch(&hem, lay, &input, labels.as_deref(), samples, json, &why),
                 None => run::run(run::RunArgs {
                     hem: &find_hem(&path),
                     input: &input,

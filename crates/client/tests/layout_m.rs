@@ -98,4 +98,22 @@ fn a_layout_m_batch_agrees_with_layout_l_sample_by_sample() {
     let bare = ls.keys().evaluation_bundle(&[], false, true).0;
     let err = service.register(&bare).unwrap_err().to_string();
     assert!(err.contains("no Galois keys"), "{err}");
+
+    // A model compiled without layout M refuses layout M's bundle.
+    let opts = Options { layout: compiler::LayoutRequest::L, ..opts };
+    let l_only =
+        compiler::compile(&onnx, None, &Data { calibration: &calib, eval: None, labels: None }, &opts, &|_| {})
+            .unwrap()
+            .model;
+    assert!(l_only.multi.is_none() && l_only.client.multi.is_none());
+    assert!(l_only.client.layouts.iter().all(|c| c.layout != "M"));
+    let l_service = CompiledModel::load(l_only).unwrap().into_service(Arc::new(KeyStore::new(1 << 33, None).unwrap()));
+    assert!(l_service.register(&m_bundle).is_err(), "layout M's bundle registered on an L-only model");
+    let Err(err) =
+        l_service.infer(Request { ciphertexts: vec![&ct[0][..]], key_id: None, evaluation_keys: Some(&m_bundle) })
+    else {
+        panic!("an L-only model ran a request with layout M's bundle")
+    };
+    let err = err.to_string();
+    assert!(err.contains("key bundle") || err.contains("Galois"), "{err}");
 }
