@@ -7,8 +7,8 @@
 //! response carries the answer (the others answer an empty `ENCRYPTED_OUTPUT`).
 //!
 //! What is held is bounded twice, whatever clients send: in bytes (all pending batches
-//! of a model together; a part that would pass the bound is refused, nothing else
-//! changes) and in time (a batch whose parts stop coming is dropped `timeout` after its
+//! of a model together, and those of one key id, so that one client cannot lock the
+//! others out; a part that would pass a bound is refused, nothing else changes) and in time (a batch whose parts stop coming is dropped `timeout` after its
 //! first part, by a sweeper thread, so that an abandoned batch's memory comes back
 //! without any later request). One batch is under one key id: a part naming another is
 //! refused and the batch is left as it was.
@@ -76,12 +76,16 @@ pub enum AssemblyError {
     Expired { batch: String, received: u32, count: u32, waited_s: f64, timeout_s: f64 },
     #[error("pending batches would hold {would} bytes with this part, more than this model's limit of {limit} (parameter heinfer_pending_batches_mb): finish or abandon the open batches, or send the batch in one request")]
     Full { would: usize, limit: usize },
+    #[error("the pending batches of KEY_ID {key} would hold {would} bytes with this part, more than one key id's limit of {limit} (parameter heinfer_pending_batches_per_key_mb): finish or abandon this key id's open batches first")]
+    KeyFull { key: KeyId, would: usize, limit: usize },
 }
 
 /// Bounds of a model's pending batches.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub bytes: usize,
+    /// What the batches of one key id may hold of `bytes`.
+    pub bytes_per_key: usize,
     pub timeout: Duration,
 }
 
@@ -89,13 +93,19 @@ impl Limits {
     /// The limits a model config sets (`heinfer_pending_batches_mb`,
     /// `heinfer_batch_timeout_s`, read through `param`), the defaults where it is silent.
     pub fn from_params(param: impl Fn(&str) -> Option<String>) -> Result<Self, crate::protocol::SettingError> {
-        use crate::protocol::{megabytes, seconds, BATCH_TIMEOUT_S_PARAM, PENDING_BATCHES_MB_PARAM};
+        use crate::protocol::{
+            megabytes, seconds, BATCH_TIMEOUT_S_PARAM, PENDING_BATCHES_MB_PARAM, PENDING_BATCHES_PER_KEY_MB_PARAM,
+        };
         let d = Self::default();
         Ok(Self {
             bytes: param(PENDING_BATCHES_MB_PARAM)
                 .map(|v| megabytes(PENDING_BATCHES_MB_PARAM, &v))
                 .transpose()?
                 .unwrap_or(d.bytes),
+            bytes_per_key: param(PENDING_BATCHES_PER_KEY_MB_PARAM)
+                .map(|v| megabytes(PENDING_BATCHES_PER_KEY_MB_PARAM, &v))
+                .transpose()?
+                .unwrap_or(d.bytes_per_key),
             timeout: param(BATCH_TIMEOUT_S_PARAM)
                 .map(|v| seconds(BATCH_TIMEOUT_S_PARAM, &v))
                 .transpose()?
@@ -108,6 +118,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             bytes: crate::protocol::DEFAULT_PENDING_BATCHES_MB << 20,
+            bytes_per_key: crate::protocol::DEFAULT_PENDING_BATCHES_PER_KEY_MB << 20,
             timeout: Duration::from_secs(crate::protocol::DEFAULT_BATCH_TIMEOUT_S),
         }
     }
@@ -292,6 +303,10 @@ impl<T: Send + 'static> Assembler<T> {
         if st.bytes + bytes > self.limits.bytes {
             return Err(AssemblyError::Full { would: st.bytes + bytes, limit: self.limits.bytes });
         }
+        let of_key: usize = st.pending.values().filter(|p| p.key == key).map(|p| p.bytes).sum();
+        if of_key + bytes > self.limits.bytes_per_key {
+            return Err(AssemblyError::KeyFull { key, would: of_key + bytes, limit: self.limits.bytes_per_key });
+        }
         st.bytes += bytes;
         let p = st.pending.entry(tag.batch.clone()).or_insert_with(|| Pending {
             key,
@@ -322,7 +337,7 @@ mod tests {
     }
 
     fn limits(bytes: usize, secs: u64) -> Limits {
-        Limits { bytes, timeout: Duration::from_secs(secs) }
+        Limits { bytes, bytes_per_key: bytes, timeout: Duration::from_secs(secs) }
     }
 
     #[test]
@@ -411,6 +426,29 @@ mod tests {
     }
 
     #[test]
+    fn one_key_id_cannot_take_the_whole_allowance() {
+        let a = Assembler::without_sweeper(Limits { bytes_per_key: 40, ..limits(100, 60) });
+        let t0 = Instant::now();
+        for i in 0..2 {
+            a.add(&tag(&format!("a{i}:0/2")), key(1), vec![0u8; 2], 20, 4, t0).unwrap();
+        }
+        let e = a.add(&tag("a2:0/2"), key(1), vec![0u8; 2], 20, 4, t0).unwrap_err();
+        assert!(matches!(e, AssemblyError::KeyFull { would: 60, limit: 40, .. }), "{e}");
+        assert!(e.to_string().contains("heinfer_pending_batches_per_key_mb"), "{e}");
+        // Another key id still has room, up to the model's bound.
+        a.add(&tag("b0:0/2"), key(2), vec![0u8; 2], 20, 4, t0).unwrap();
+        a.add(&tag("b1:0/2"), key(2), vec![0u8; 2], 20, 4, t0).unwrap();
+        a.add(&tag("c0:0/2"), key(3), vec![0u8; 2], 20, 4, t0).unwrap();
+        assert_eq!(a.pending_bytes(), 100);
+        // Finishing one of its batches gives the first key id room again.
+        assert!(matches!(a.add(&tag("a0:1/2"), key(1), vec![0u8; 2], 20, 4, t0).unwrap(), Added::Complete(_)));
+        a.add(&tag("a3:0/2"), key(1), vec![0u8; 2], 20, 4, t0).unwrap();
+        // And the model's bound holds over all key ids.
+        let e = a.add(&tag("d0:0/2"), key(4), vec![0u8; 2], 20, 4, t0).unwrap_err();
+        assert!(matches!(e, AssemblyError::Full { would: 120, limit: 100 }), "{e}");
+    }
+
+    #[test]
     fn an_abandoned_batch_is_freed_at_its_timeout_and_a_late_part_told_why() {
         let a = Assembler::without_sweeper(limits(1000, 10));
         let t0 = Instant::now();
@@ -432,7 +470,7 @@ mod tests {
 
     #[test]
     fn the_sweeper_frees_without_any_request() {
-        let a = Assembler::new(Limits { bytes: 1000, timeout: Duration::from_millis(100) });
+        let a = Assembler::new(Limits { bytes: 1000, bytes_per_key: 1000, timeout: Duration::from_millis(100) });
         assert!(!a.is_sweeping(), "no thread before the first part");
         a.add(&tag("b:0/2"), key(1), vec![1], 100, 2, Instant::now()).unwrap();
         assert!(a.is_sweeping());

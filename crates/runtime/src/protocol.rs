@@ -77,10 +77,14 @@ pub const DEFAULT_MAX_REQUEST_MB: usize = 256;
 
 /// Bytes all pending multi-request layout-T batches of a model may hold, in MB.
 pub const PENDING_BATCHES_MB_PARAM: &str = "heinfer_pending_batches_mb";
+/// Of those, what the batches of one key id may hold, in MB: one client cannot fill the
+/// model's whole allowance and lock the others out.
+pub const PENDING_BATCHES_PER_KEY_MB_PARAM: &str = "heinfer_pending_batches_per_key_mb";
 /// Seconds a multi-request batch may wait for its parts after its first, before it is
 /// dropped and its memory freed.
 pub const BATCH_TIMEOUT_S_PARAM: &str = "heinfer_batch_timeout_s";
 pub const DEFAULT_PENDING_BATCHES_MB: usize = 1024;
+pub const DEFAULT_PENDING_BATCHES_PER_KEY_MB: usize = 256;
 pub const DEFAULT_BATCH_TIMEOUT_S: u64 = 60;
 
 /// A configuration value that is not what its parameter takes.

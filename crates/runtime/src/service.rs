@@ -164,7 +164,12 @@ impl ServiceError {
     /// Whether the same request may succeed later: a bound that is full for now (the
     /// pending batches' memory). Front ends answer 503 / UNAVAILABLE, as for their own bounds.
     pub fn is_transient(&self) -> bool {
-        matches!(self, ServiceError::Batch(crate::assembly::AssemblyError::Full { .. }))
+        matches!(
+            self,
+            ServiceError::Batch(
+                crate::assembly::AssemblyError::Full { .. } | crate::assembly::AssemblyError::KeyFull { .. }
+            )
+        )
     }
 }
 
