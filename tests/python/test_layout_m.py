@@ -132,3 +132,32 @@ def test_bad_layout_m_input_is_refused_and_the_server_lives(server, m_client):
                     outputs=m_client.infer_outputs("http"))
     y = m_client.decrypt_batch(res.as_numpy("ENCRYPTED_OUTPUT"), 4)
     assert list(y.argmax(1)) == list(logits[:4].argmax(1))
+
+
+def test_the_cli_batch_commands_take_layout_m(model_repo, heinfer_bin, tmp_path):
+    """`heinfer batch keygen|encrypt|evaluate|decrypt --layout M`: the file-based steps any
+    transport can carry, B digits in one ciphertext."""
+    import subprocess
+
+    def run(*args):
+        r = subprocess.run([heinfer_bin, *map(str, args)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    x, logits = digits()
+    model_dir = os.path.join(model_repo, "digits_cryptonets")
+    np.save(tmp_path / "x.npy", x[:8])
+    run("batch", "keygen", model_dir, "--layout", "M", "--secret-key", tmp_path / "sk", "--keys-out", tmp_path / "k")
+    enc = json.loads(run("batch", "encrypt", model_dir, "--layout", "M", "--secret-key", tmp_path / "sk",
+                         "--input", tmp_path / "x.npy", "-o", tmp_path / "req"))
+    assert enc["layout"] == "M" and enc["ciphertexts"] == 1 and enc["samples"] == 8, enc
+    run("batch", "evaluate", model_dir, "--keys", tmp_path / "k", tmp_path / "req", "-o", tmp_path / "res")
+    run("batch", "decrypt", model_dir, "--layout", "M", "--secret-key", tmp_path / "sk", "--samples", 8,
+        tmp_path / "res", "-o", tmp_path / "y.npy")
+    y = np.load(tmp_path / "y.npy")
+    assert y.shape == (8, 10)
+    assert list(y.argmax(1)) == list(logits[:8].argmax(1))
+    # A layout the model was not compiled with is refused by name.
+    r = subprocess.run([heinfer_bin, "batch", "keygen", model_dir, "--layout", "X", "--secret-key",
+                        tmp_path / "sk2", "--keys-out", tmp_path / "k2"], capture_output=True, text=True)
+    assert r.returncode != 0 and "choose T or M" in r.stderr, r.stderr

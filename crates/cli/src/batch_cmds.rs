@@ -1,4 +1,4 @@
-//! Layout T from the command line: `heinfer batch keygen|encrypt|evaluate|decrypt` (the
+//! Layouts T and M from the command line: `heinfer batch keygen|encrypt|evaluate|decrypt --layout T|M` (the
 //! client's and server's steps over files, so any transport — tritonclient, curl — can
 //! carry a batch), and `heinfer run --layout auto|L|T` (in one process, the layout picked
 //! from the spec's per-layout costs for the batch held).
@@ -20,10 +20,14 @@ use crate::find_hem;
 
 #[derive(Subcommand)]
 pub enum BatchCmd {
-    /// Make a layout-T secret key (a new 0600 file) and its bundle (a relinearisation key only); prints the key id
+    /// Make a secret key (a new 0600 file) and the layout's bundle (T: a relinearisation key only; M: its own
+    /// Galois keys too); prints the key id
     Keygen {
         /// a model directory, its model.hem, or a client-spec JSON file
         model: PathBuf,
+        /// T (a ciphertext per input feature, thousands of samples) or M (B samples in one ciphertext)
+        #[arg(long, default_value = "T")]
+        layout: String,
         #[arg(long)]
         secret_key: PathBuf,
         #[arg(long)]
@@ -32,6 +36,8 @@ pub enum BatchCmd {
     /// Encrypt up to one request's batch of samples (.npy, [n, features]) into a request file
     Encrypt {
         model: PathBuf,
+        #[arg(long, default_value = "T")]
+        layout: String,
         #[arg(long)]
         secret_key: PathBuf,
         #[arg(long)]
@@ -58,6 +64,8 @@ pub enum BatchCmd {
     /// Decrypt a result file into the outputs of its samples (.npy, [samples, outputs])
     Decrypt {
         model: PathBuf,
+        #[arg(long, default_value = "T")]
+        layout: String,
         #[arg(long)]
         secret_key: PathBuf,
         /// samples the request held
@@ -79,22 +87,31 @@ fn write_elements(path: &Path, kind: u16, elems: &[Vec<u8>]) -> Result<(), Strin
     std::fs::write(path, write_container(kind, elems)).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn session(model: &Path, secret_key: &Path) -> Result<BatchSession, String> {
-    BatchSession::load(&load_spec(model)?, secret_key).map_err(|e| e.to_string())
+/// The batch session of `layout` ("T" or "M") over a saved secret key, or a fresh one.
+fn session(model: &Path, layout: &str, secret_key: Option<&Path>) -> Result<Batcher, String> {
+    let spec = load_spec(model)?;
+    let e = |e: client::SessionError| e.to_string();
+    Ok(match (layout, secret_key) {
+        ("T" | "t", Some(sk)) => Batcher::T(BatchSession::load(&spec, sk).map_err(e)?),
+        ("T" | "t", None) => Batcher::T(BatchSession::generate(&spec).map_err(e)?),
+        ("M" | "m", Some(sk)) => Batcher::M(Box::new(client::MultiSession::load(&spec, sk).map_err(e)?)),
+        ("M" | "m", None) => Batcher::M(Box::new(client::MultiSession::generate(&spec).map_err(e)?)),
+        (other, _) => return Err(format!("unknown batch layout {other:?}: choose T or M")),
+    })
 }
 
 pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
     match cmd {
-        BatchCmd::Keygen { model, secret_key, keys_out } => {
-            let s = BatchSession::generate(&load_spec(&model)?).map_err(|e| e.to_string())?;
+        BatchCmd::Keygen { model, layout, secret_key, keys_out } => {
+            let s = session(&model, &layout, None)?;
             s.keys().save_secret(&secret_key).map_err(|e| e.to_string())?;
-            let (bundle, id) = s.evaluation_bundle();
+            let bundle = s.evaluation_bundle();
             std::fs::write(&keys_out, &bundle).map_err(|e| format!("cannot write {}: {e}", keys_out.display()))?;
-            println!("{}", id.hex());
+            println!("{}", ckks::KeyId::of_bundle(&bundle).hex());
             Ok(())
         }
-        BatchCmd::Encrypt { model, secret_key, input, offset, samples, output } => {
-            let s = session(&model, &secret_key)?;
+        BatchCmd::Encrypt { model, layout, secret_key, input, offset, samples, output } => {
+            let s = session(&model, &layout, Some(&secret_key))?;
             let xs = compiler::npy::read(&input).map_err(|e| format!("input file: {e}"))?;
             let n = samples.unwrap_or(xs.rows().saturating_sub(offset).min(s.max_batch()));
             if offset + n > xs.rows() {
@@ -106,7 +123,11 @@ pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
             let secs = t.elapsed().as_secs_f64();
             write_elements(&output, KIND_QUERY, &elems)?;
             let bytes: usize = elems.iter().map(Vec::len).sum();
-            println!("{{\"layout\": \"T\", \"samples\": {n}, \"ciphertexts\": {}, \"bytes\": {bytes}, \"encrypt_s\": {secs:.3}}}", elems.len());
+            println!(
+                "{{\"layout\": \"{}\", \"samples\": {n}, \"ciphertexts\": {}, \"bytes\": {bytes}, \"encrypt_s\": {secs:.3}}}",
+                s.layout(),
+                elems.len()
+            );
             Ok(())
         }
         BatchCmd::Evaluate { model, keys, request, output } => {
@@ -124,13 +145,13 @@ pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
             println!("{{\"evaluate_s\": {:.3}}}", t.elapsed().as_secs_f64());
             write_elements(&output, KIND_RESULT, &r.ciphertexts)
         }
-        BatchCmd::Decrypt { model, secret_key, samples, result, output } => {
-            let s = session(&model, &secret_key)?;
+        BatchCmd::Decrypt { model, layout, secret_key, samples, result, output } => {
+            let s = session(&model, &layout, Some(&secret_key))?;
             let elems = read_elements(&result, KIND_RESULT)?;
             let t = Instant::now();
             let y = s.decrypt(&elems, samples).map_err(|e| e.to_string())?;
             let secs = t.elapsed().as_secs_f64();
-            compiler::npy::write(&output, &[samples, s.spec().outputs as usize], &y)
+            compiler::npy::write(&output, &[samples, s.outputs()], &y)
                 .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
             println!("{{\"samples\": {samples}, \"decrypt_s\": {secs:.3}}}");
             Ok(())
@@ -196,6 +217,18 @@ enum Batcher {
 }
 
 impl Batcher {
+    fn layout(&self) -> &'static str {
+        match self {
+            Batcher::T(_) => "T",
+            Batcher::M(_) => "M",
+        }
+    }
+    fn keys(&self) -> &client::ClientKeys {
+        match self {
+            Batcher::T(s) => s.keys(),
+            Batcher::M(s) => s.keys(),
+        }
+    }
     fn max_batch(&self) -> usize {
         match self {
             Batcher::T(s) => s.max_batch(),
@@ -239,16 +272,12 @@ pub fn run_batch(
     json: bool,
     why: &str,
 ) -> Result<(), String> {
-    let spec = load_spec(hem)?;
     let xs = compiler::npy::read(input).map_err(|e| format!("input file: {e}"))?;
     let ys = labels.map(compiler::npy::read).transpose().map_err(|e| format!("labels file: {e}"))?;
     let n = samples.unwrap_or(xs.rows()).min(xs.rows());
     let svc = service(hem)?;
     let t = Instant::now();
-    let s = match layout {
-        "M" => Batcher::M(Box::new(client::MultiSession::generate(&spec).map_err(|e| e.to_string())?)),
-        _ => Batcher::T(BatchSession::generate(&spec).map_err(|e| e.to_string())?),
-    };
+    let s = session(hem, layout, None)?;
     let bundle = s.evaluation_bundle();
     let keygen_s = t.elapsed().as_secs_f64();
     let (mut enc_s, mut eval_s, mut dec_s, mut req_bytes) = (0.0, 0.0, 0.0, 0usize);

@@ -196,7 +196,7 @@ enum Cmd {
         #[arg(long, default_value = "L")]
         layout: String,
     },
-    /// Layout T (a batch per request) over files: keygen, encrypt, evaluate, decrypt
+    /// Layouts T and M (a batch per request) over files: keygen, encrypt, evaluate, decrypt (`--layout T|M`)
     #[command(subcommand)]
     Batch(batch_cmds::BatchCmd),
     /// Serve a model repository over KServe v2 (HTTP with binary data, and gRPC), as Triton with the heinfer backend would (what `heinfer-server` runs)

@@ -20,6 +20,8 @@ pub struct MultiSession {
 }
 
 fn m_spec(spec: &ClientSpec) -> Result<ClientSpec, SessionError> {
+    // The whole spec: its checks of layout M (B, shapes) are what bound this client's buffers.
+    spec.validate()?;
     spec.multi.as_deref().cloned().ok_or_else(|| {
         SessionError::Input("this model was compiled without layout M (recompile with --layout auto or M)".into())
     })
@@ -37,7 +39,8 @@ impl MultiSession {
     }
 
     fn over(inner: Session, l: &ClientSpec) -> Self {
-        let batch = inner.spec().output.shape.first().copied().unwrap_or(1).max(1);
+        // Validated with the spec (`ClientSpec::validate`): B ≥ 2, B × the sample's values.
+        let batch = inner.spec().multi_batch().unwrap_or(1).max(1);
         let features = l.input.shape.iter().product();
         let outputs = l.output.shape.iter().product();
         Self { inner, batch, features, outputs }

@@ -29,6 +29,18 @@ fn a_layout_m_batch_agrees_with_layout_l_sample_by_sample() {
     let batch = cost.max_batch;
     assert!(batch >= 8, "B = {batch}");
     assert_eq!(spec_m.params, m.client.params);
+    // A spec from an untrusted server cannot make the client allocate beyond its ring:
+    // B and the shapes are checked with the spec.
+    let mut hostile = m.client.clone();
+    hostile.multi.as_mut().unwrap().output.shape = vec![1 << 40, 10];
+    assert!(MultiSession::generate(&hostile).is_err());
+    assert!(hostile.validate().is_err());
+    // A model whose M keys are L's could not route bundles: the reader refuses it.
+    let mut same = m.clone();
+    let l_elements = same.client.galois_elements.clone();
+    same.client.multi.as_mut().unwrap().galois_elements = l_elements;
+    let err = model::HeModel::from_bytes(&same.to_bytes()).unwrap_err().to_string();
+    assert!(err.contains("layout M"), "{err}");
     // Round trip through the file: M's program and plaintexts come back.
     let m = model::HeModel::from_bytes(&m.to_bytes()).unwrap();
     assert_eq!(m.multi.as_ref().unwrap().batch as usize, batch);

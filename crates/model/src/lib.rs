@@ -144,9 +144,7 @@ impl HeModel {
             _ => return Err(ModelError::Invalid("layout-T program and client spec disagree".into())),
         }
         match (&self.multi, &self.client.multi) {
-            (Some(_), Some(_)) => {
-                self.multi_model().transpose()?;
-            }
+            (Some(_), Some(_)) => self.validate_multi()?,
             (None, None) => {}
             _ => return Err(ModelError::Invalid("layout-M program and client spec disagree".into())),
         }

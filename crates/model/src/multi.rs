@@ -62,17 +62,49 @@ impl HeModel {
     /// layout L; None for a model compiled without it.
     pub fn multi_model(&self) -> Option<Result<HeModel, ModelError>> {
         let m = self.multi.as_ref()?;
-        Some(self.widen(m))
+        Some(self.assemble(m, true))
     }
 
-    fn widen(&self, m: &MultiProgram) -> Result<HeModel, ModelError> {
+    /// Checks layout M without widening its plaintexts (the reader runs this on every
+    /// file: widening would allocate B times the file's plaintexts).
+    pub(crate) fn validate_multi(&self) -> Result<(), ModelError> {
+        match &self.multi {
+            Some(m) => self.assemble(m, false).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Layout M as a model of its own, its plaintexts widened or (`widen` false, for
+    /// validation) left at one value per sample slot, which every check accepts alike.
+    fn assemble(&self, m: &MultiProgram, widen: bool) -> Result<HeModel, ModelError> {
         let bad = |why: &str| Err(ModelError::Invalid(format!("layout M: {why}")));
         let Some(spec) = self.client.multi.as_deref() else {
             return bad("the model has a layout-M program but its client spec has none");
         };
         let b = m.batch as usize;
-        if !m.batch.is_power_of_two() || m.batch < 2 || m.batch > MAX_MULTI_BATCH || b > self.slots() {
-            return bad(&format!("{} samples per request (a power of two, 2..={})", m.batch, self.slots().min(4096)));
+        if !m.batch.is_power_of_two() || m.batch < 2 || m.batch > MAX_MULTI_BATCH || b > self.slots() / 2 {
+            return bad(&format!("{} samples per request (a power of two, 2..={})", m.batch, self.slots() / 2));
+        }
+        if spec.multi_batch() != Some(b) {
+            return bad("the program's batch differs from its client spec's");
+        }
+        let l = &self.client;
+        // The spec's own checks: same parameters, B samples in and out.
+        l.validate()?;
+        // Layout-L mechanisms the M service does not run: a file claiming both is refused.
+        if l.output_dp.is_some()
+            || l.circuit_privacy.is_some()
+            || l.input.compact.is_some()
+            || !l.public_features.is_empty()
+        {
+            return bad("output DP, circuit privacy, compact queries and public features are layout L's only");
+        }
+        // The server tells the layouts apart by their bundles' Galois keys.
+        let (mut le, mut me) = (l.galois_elements.clone(), spec.galois_elements.clone());
+        le.sort_unstable();
+        me.sort_unstable();
+        if le == me {
+            return bad("its Galois keys are layout L's: a bundle could not say which layout it is for");
         }
         let narrow = self.slots() / b;
         if let Some(p) = m.plaintexts.iter().position(|p| p.values.len() > narrow) {
@@ -84,7 +116,11 @@ impl HeModel {
         let plaintexts = m
             .plaintexts
             .iter()
-            .map(|p| PlainVec { level: p.level, scale: p.scale, values: widen_values(&p.values, b) })
+            .map(|p| PlainVec {
+                level: p.level,
+                scale: p.scale,
+                values: if widen { widen_values(&p.values, b) } else { p.values.clone() },
+            })
             .collect();
         let wide = HeModel {
             name: self.name.clone(),

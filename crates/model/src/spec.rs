@@ -231,6 +231,11 @@ impl ClientSpec {
             .collect()
     }
 
+    /// B, for layout M's own spec (`ClientSpec::multi`): the first dimension of its output.
+    pub fn multi_batch(&self) -> Option<usize> {
+        self.output.shape.first().copied()
+    }
+
     /// Applies the recorded post-processing.
     pub fn postprocess(&self, y: &[f64]) -> Vec<f64> {
         apply_postprocess(&self.postprocess, y)
@@ -300,6 +305,26 @@ impl ClientSpec {
                 return bad("layout M's spec must share the parameters and have no other layout of its own".into());
             }
             m.validate()?;
+            // B samples of this model's input in, B of its outputs out (a client sizes its
+            // buffers from these: checked here, not trusted).
+            let n_out = self.output.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let b = m.multi_batch();
+            let fits = match (b, n_out) {
+                (Some(b), Some(n_out)) => {
+                    b >= 2
+                        && b.is_power_of_two()
+                        && b <= slots / 2
+                        && m.input.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) == b.checked_mul(n_in)
+                        && m.output.shape == [b, n_out]
+                        && Some(m.output.slots.len()) == b.checked_mul(n_out)
+                }
+                _ => false,
+            };
+            if !fits {
+                return bad(
+                    "layout M's spec is not B samples (a power of two, 2..=N/4) of this model in and out".into()
+                );
+            }
         }
         if self.input.slot_map.is_empty() || self.input.slot_map.len() > MAX_CIPHERTEXTS {
             return bad(format!("{} input ciphertexts (1..={MAX_CIPHERTEXTS} allowed)", self.input.slot_map.len()));

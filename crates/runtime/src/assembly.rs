@@ -78,6 +78,8 @@ pub enum AssemblyError {
     Full { would: usize, limit: usize },
     #[error("the pending batches of KEY_ID {key} would hold {would} bytes with this part, more than one key id's limit of {limit} (parameter heinfer_pending_batches_per_key_mb): finish or abandon this key id's open batches first")]
     KeyFull { key: KeyId, would: usize, limit: usize },
+    #[error("batch '{batch}' would hold {would} bytes with this part, more than one key id may hold pending ({limit}, parameter heinfer_pending_batches_per_key_mb){dropped}: send it in fewer, larger requests (the last part is never held), or raise the limit")]
+    BatchTooLarge { batch: String, would: usize, limit: usize, dropped: &'static str },
 }
 
 /// Bounds of a model's pending batches.
@@ -303,9 +305,22 @@ impl<T: Send + 'static> Assembler<T> {
         if st.bytes + bytes > self.limits.bytes {
             return Err(AssemblyError::Full { would: st.bytes + bytes, limit: self.limits.bytes });
         }
+        let per_key = self.limits.bytes_per_key.min(self.limits.bytes);
+        let this_batch = st.pending.get(&tag.batch).map_or(0, |p| p.bytes);
+        if this_batch + bytes > per_key {
+            // This batch alone can never be held whole under one key id: no retry helps.
+            let dropped = match st.pending.remove(&tag.batch) {
+                Some(p) => {
+                    st.bytes -= p.bytes;
+                    "; the batch was dropped"
+                }
+                None => "",
+            };
+            return Err(AssemblyError::BatchTooLarge { batch, would: this_batch + bytes, limit: per_key, dropped });
+        }
         let of_key: usize = st.pending.values().filter(|p| p.key == key).map(|p| p.bytes).sum();
-        if of_key + bytes > self.limits.bytes_per_key {
-            return Err(AssemblyError::KeyFull { key, would: of_key + bytes, limit: self.limits.bytes_per_key });
+        if of_key + bytes > per_key {
+            return Err(AssemblyError::KeyFull { key, would: of_key + bytes, limit: per_key });
         }
         st.bytes += bytes;
         let p = st.pending.entry(tag.batch.clone()).or_insert_with(|| Pending {
@@ -435,6 +450,14 @@ mod tests {
         let e = a.add(&tag("a2:0/2"), key(1), vec![0u8; 2], 20, 4, t0).unwrap_err();
         assert!(matches!(e, AssemblyError::KeyFull { would: 60, limit: 40, .. }), "{e}");
         assert!(e.to_string().contains("heinfer_pending_batches_per_key_mb"), "{e}");
+        // A batch that alone passes one key id's bound can never be held whole: refused
+        // for good (not "retry later"), and dropped.
+        let e = a.add(&tag("big:0/3"), key(5), vec![0u8; 1], 30, 4, t0).unwrap();
+        assert!(matches!(e, Added::Waiting { .. }));
+        let e = a.add(&tag("big:1/3"), key(5), vec![0u8; 1], 30, 4, t0).unwrap_err();
+        assert!(matches!(e, AssemblyError::BatchTooLarge { would: 60, limit: 40, .. }), "{e}");
+        assert!(!crate::ServiceError::Batch(e).is_transient());
+        assert_eq!(a.pending_bytes(), 40, "the big batch's part was freed");
         // Another key id still has room, up to the model's bound.
         a.add(&tag("b0:0/2"), key(2), vec![0u8; 2], 20, 4, t0).unwrap();
         a.add(&tag("b1:0/2"), key(2), vec![0u8; 2], 20, 4, t0).unwrap();

@@ -308,8 +308,8 @@ impl CkksService {
             return t.register(&self.keys, bundle, None);
         }
         match (self.register_as(bundle, None), &self.multi) {
-            // Not layout L's: layout M's, or L's error.
-            (Err(e), Some(m)) => m.register_as(bundle, None).map_err(|_| e),
+            // Not layout L's: layout M's, or why it is neither.
+            (Err(e), Some(m)) => m.register_as(bundle, None).map_err(|me| neither_layout(e, me)),
             (r, _) => r,
         }
     }
@@ -392,8 +392,8 @@ impl CkksService {
                 let given = given.map(parse_key_id).transpose()?;
                 match (self.register_as(bundle, given), &self.multi) {
                     (Err(e), Some(m)) => {
-                        if m.register_as(bundle, given).is_err() {
-                            return Err(e);
+                        if let Err(me) = m.register_as(bundle, given) {
+                            return Err(neither_layout(e, me));
                         }
                         return m.infer_parts(req, None, None, cancel);
                     }
@@ -476,6 +476,17 @@ impl CkksService {
             check_level_scale(index, (q.level(), q.scale()), want)?;
         }
         Ok(self.eval.unpack_query(&q, period, &keys.galois).map_err(RunError::Ckks)?)
+    }
+}
+
+/// A bundle that is neither layout L's nor layout M's: both reasons when both are about
+/// the keys it holds, else layout L's error.
+fn neither_layout(l: ServiceError, m: ServiceError) -> ServiceError {
+    match (l, m) {
+        (ServiceError::IncompleteKeys(l), ServiceError::IncompleteKeys(m)) => {
+            ServiceError::IncompleteKeys(format!("as layout L's bundle: {l}; as layout M's: {m}"))
+        }
+        (l, _) => l,
     }
 }
 
