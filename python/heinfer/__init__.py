@@ -754,6 +754,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     split_at: Optional[str] = None,
     rotations: str = "auto",
     query: str = "ciphertext",
+    layout: str = "auto",
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -776,6 +777,8 @@ def compile(  # noqa: A001 - the natural name for model owners
     ``query``: how a query travels (``--query``): ``"ciphertext"``, or ``"compact"`` (one word
     per input value, packed by the server: a query of a few KB, for packing keys in the
     bundle and more server time); :meth:`Client.encrypt` then makes compact queries.
+    ``layout``: the layouts to emit (``--layout``): ``"auto"`` (every one that fits: L, and M
+    and T where they do), ``"L"``, ``"M"`` (L and M, an error if M does not fit) or ``"T"``.
 
     Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
     """
@@ -837,6 +840,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         split_at=split_at,
         rotations=rotations,
         query=query,
+        layout=str(layout),
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -57,6 +57,7 @@ def compile(
     split_at: Optional[str] = None,
     rotations: str = "auto",
     query: str = "ciphertext",
+    layout: str = "auto",
 ) -> Tuple[str, str]: ...
 
 class Signer:

@@ -312,7 +312,8 @@ fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String
 #[pyo3(signature = (onnx_path, calibration, calibration_shape, output_dir, name, degree, target_agreement,
     max_degree, margin, maxpool_average, scale_bits, min_log_n, key_budget_bytes, python, use_onnxruntime,
     data=None, data_shape=None, labels=None, progress=None, maxpool_approximate=false, public_features=None,
-    circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None, rotations="auto", query="ciphertext"))]
+    circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None, rotations="auto", query="ciphertext",
+    layout="auto"))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -343,7 +344,9 @@ fn compile(
     split_at: Option<String>,
     rotations: &str,
     query: &str,
+    layout: &str,
 ) -> PyResult<(String, String)> {
+    let layout: compiler::LayoutRequest = layout.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
     let rotations: compiler::RotationPolicy =
         rotations.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
     let compact_query = match query {
@@ -405,6 +408,7 @@ fn compile(
         split_at,
         rotations,
         compact_query,
+        layout,
         ..Default::default()
     };
     run(py, "compiling", move || {

@@ -161,3 +161,18 @@ def test_the_cli_batch_commands_take_layout_m(model_repo, heinfer_bin, tmp_path)
     r = subprocess.run([heinfer_bin, "batch", "keygen", model_dir, "--layout", "X", "--secret-key",
                         tmp_path / "sk2", "--keys-out", tmp_path / "k2"], capture_output=True, text=True)
     assert r.returncode != 0 and "choose T or M" in r.stderr, r.stderr
+
+
+def test_the_sdk_compiles_the_layouts_asked_for(tmp_path):
+    """`heinfer.compile(layout=...)`: M asked for comes with L; L alone has no M; an
+    unknown layout is a CompileError naming the choices."""
+    onnx = os.path.join(ROOT, "models", "digits_mlp.onnx")
+    cal = np.load(os.path.join(DATA, "digits_train_img.npy"))
+    r = heinfer.compile(onnx, cal, tmp_path, name="mlp_m", layout="M", reference="interpreter")
+    kinds = {c["layout"]: c for c in r["layouts"]}
+    assert set(kinds) == {"L", "M"}, kinds
+    assert kinds["M"]["max_batch"] == 64 and kinds["M"]["cost_s_per_sample"] < kinds["L"]["cost_s_per_sample"]
+    r = heinfer.compile(onnx, cal, tmp_path, name="mlp_l", layout="L", reference="interpreter")
+    assert [c["layout"] for c in r["layouts"]] == ["L"]
+    with pytest.raises(heinfer.CompileError, match="auto, L, M or T"):
+        heinfer.compile(onnx, cal, tmp_path, name="bad", layout="X", reference="interpreter")
