@@ -104,12 +104,7 @@ type BeginResult = (Py<PyBytes>, Vec<(u32, Py<PyBytes>)>);
 /// Key ceremony, step 1: (public-key share, {member: Shamir share}) — send each Shamir
 /// share to its member only.
 #[pyfunction]
-pub fn aggregate_begin(
-    py: Python<'_>,
-    config_json: &str,
-    crs_hex: &str,
-    member: u32,
-) -> PyResult<BeginResult> {
+pub fn aggregate_begin(py: Python<'_>, config_json: &str, crs_hex: &str, member: u32) -> PyResult<BeginResult> {
     let (c, seed) = (config(config_json), crs(crs_hex));
     let begun = run(py, "beginning the key ceremony", move || agg::begin(&c?, &seed?, member).map_err(fail))?;
     let shamir = begun.shamir_shares.iter().map(|(to, b)| (*to, PyBytes::new(py, b).unbind())).collect();

@@ -266,141 +266,90 @@ impl BgvSession {
     }
 }
 
-/// A CKKS model's layout T (a batch per request). See `heinfer.BatchClient`.
-#[pyclass(module = "heinfer._native", frozen)]
-struct BatchSession {
-    inner: client::BatchSession,
-    spec: model::ClientSpec,
+/// A Python class over one batch layout of a CKKS model (`client::BatchLayout`): the
+/// same methods for T and M, which `heinfer._BatchedClient` calls.
+macro_rules! batch_layout_class {
+    ($name:ident, $layout:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[pyclass(module = "heinfer._native", frozen)]
+        struct $name {
+            inner: Box<dyn client::BatchLayout>,
+            spec: model::ClientSpec,
+        }
+
+        #[pymethods]
+        impl $name {
+            #[staticmethod]
+            fn generate(py: Python<'_>, spec_json: &str) -> PyResult<Self> {
+                let spec_json = spec_json.to_owned();
+                run(py, concat!("generating layout-", $layout, " keys"), move || {
+                    let spec = ckks_spec(&spec_json)?;
+                    Ok(Self { inner: client::batch_session(&spec, $layout, None)?, spec })
+                })
+            }
+            #[staticmethod]
+            fn load(py: Python<'_>, spec_json: &str, path: PathBuf) -> PyResult<Self> {
+                let spec_json = spec_json.to_owned();
+                run(py, "loading the secret key", move || {
+                    let spec = ckks_spec(&spec_json)?;
+                    Ok(Self { inner: client::batch_session(&spec, $layout, Some(&path))?, spec })
+                })
+            }
+            fn spec_json(&self) -> String {
+                self.spec.to_json()
+            }
+            fn input_len(&self) -> usize {
+                self.inner.input_len()
+            }
+            fn output_len(&self) -> usize {
+                self.inner.output_len()
+            }
+            fn max_batch(&self) -> usize {
+                self.inner.max_batch()
+            }
+            fn save_secret(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+                run(py, "saving the secret key", || {
+                    Ok(self.inner.keys().save_secret(&path).map_err(client::SessionError::from)?)
+                })
+            }
+            /// (bundle bytes, key id hex).
+            fn evaluation_bundle<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, String)> {
+                let (b, id) = run(py, "generating evaluation keys", || Ok(self.inner.evaluation_bundle()))?;
+                Ok((PyBytes::new(py, &b), id.hex()))
+            }
+            /// `rows` samples (≤ max_batch) → the ENCRYPTED_INPUT elements.
+            fn encrypt_rows<'py>(
+                &self,
+                py: Python<'py>,
+                x: &Bound<'py, PyAny>,
+                rows: usize,
+            ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+                let data = rows_of(py, x, rows, self.inner.input_len())?;
+                let out = run(py, "encrypting", || Ok(self.inner.encrypt(&data, rows)?))?;
+                Ok(py_bytes(py, &out))
+            }
+            /// ENCRYPTED_OUTPUT → `samples` rows of the model's outputs, row-major.
+            fn decrypt(&self, py: Python<'_>, outputs: Vec<Bound<'_, PyAny>>, samples: usize) -> PyResult<Vec<f64>> {
+                let b = elements(py, &outputs)?;
+                run(py, "decrypting", || Ok(self.inner.decrypt(&b, samples)?))
+            }
+            fn postprocess(&self, y: Vec<f64>) -> Vec<f64> {
+                self.spec.postprocess(&y)
+            }
+        }
+    };
 }
 
-#[pymethods]
-impl BatchSession {
-    #[staticmethod]
-    fn generate(py: Python<'_>, spec_json: &str) -> PyResult<Self> {
-        let spec_json = spec_json.to_owned();
-        run(py, "generating layout-T keys", move || {
-            let spec = ckks_spec(&spec_json)?;
-            Ok(Self { inner: client::BatchSession::generate(&spec)?, spec })
-        })
-    }
-    #[staticmethod]
-    fn load(py: Python<'_>, spec_json: &str, path: PathBuf) -> PyResult<Self> {
-        let spec_json = spec_json.to_owned();
-        run(py, "loading the layout-T secret key", move || {
-            let spec = ckks_spec(&spec_json)?;
-            Ok(Self { inner: client::BatchSession::load(&spec, &path)?, spec })
-        })
-    }
-    fn spec_json(&self) -> String {
-        self.spec.to_json()
-    }
-    fn input_len(&self) -> usize {
-        self.inner.spec().features as usize
-    }
-    fn output_len(&self) -> usize {
-        self.inner.spec().outputs as usize
-    }
-    fn max_batch(&self) -> usize {
-        self.inner.max_batch()
-    }
-    fn save_secret(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        run(py, "saving the secret key", || {
-            Ok(self.inner.keys().save_secret(&path).map_err(client::SessionError::from)?)
-        })
-    }
-    /// (bundle bytes: a relinearisation key, key id hex).
-    fn evaluation_bundle<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, String)> {
-        let (b, id) = run(py, "generating evaluation keys", || Ok(self.inner.evaluation_bundle()))?;
-        Ok((PyBytes::new(py, &b), id.hex()))
-    }
-    /// `rows` samples (≤ max_batch) → the ENCRYPTED_INPUT elements (one seeded ciphertext per feature).
-    fn encrypt_rows<'py>(
-        &self,
-        py: Python<'py>,
-        x: &Bound<'py, PyAny>,
-        rows: usize,
-    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let data = rows_of(py, x, rows, self.inner.spec().features as usize)?;
-        let out = run(py, "encrypting", || Ok(self.inner.encrypt(&data, rows)?))?;
-        Ok(py_bytes(py, &out))
-    }
-    /// ENCRYPTED_OUTPUT → `samples` rows of the model's outputs, row-major.
-    fn decrypt(&self, py: Python<'_>, outputs: Vec<Bound<'_, PyAny>>, samples: usize) -> PyResult<Vec<f64>> {
-        let b = elements(py, &outputs)?;
-        run(py, "decrypting", || Ok(self.inner.decrypt(&b, samples)?))
-    }
-    fn postprocess(&self, y: Vec<f64>) -> Vec<f64> {
-        self.spec.postprocess(&y)
-    }
-}
-
-/// A CKKS model's layout M (B samples in one ciphertext). See `heinfer.MultiClient`.
-#[pyclass(module = "heinfer._native", frozen)]
-struct MultiSession {
-    inner: client::MultiSession,
-    spec: model::ClientSpec,
-}
-
-#[pymethods]
-impl MultiSession {
-    #[staticmethod]
-    fn generate(py: Python<'_>, spec_json: &str) -> PyResult<Self> {
-        let spec_json = spec_json.to_owned();
-        run(py, "generating layout-M keys", move || {
-            let spec = ckks_spec(&spec_json)?;
-            Ok(Self { inner: client::MultiSession::generate(&spec)?, spec })
-        })
-    }
-    #[staticmethod]
-    fn load(py: Python<'_>, spec_json: &str, path: PathBuf) -> PyResult<Self> {
-        let spec_json = spec_json.to_owned();
-        run(py, "loading the secret key", move || {
-            let spec = ckks_spec(&spec_json)?;
-            Ok(Self { inner: client::MultiSession::load(&spec, &path)?, spec })
-        })
-    }
-    fn spec_json(&self) -> String {
-        self.spec.to_json()
-    }
-    fn input_len(&self) -> usize {
-        self.inner.input_len()
-    }
-    fn output_len(&self) -> usize {
-        self.inner.output_len()
-    }
-    fn max_batch(&self) -> usize {
-        self.inner.max_batch()
-    }
-    fn save_secret(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        run(py, "saving the secret key", || {
-            Ok(self.inner.keys().save_secret(&path).map_err(client::SessionError::from)?)
-        })
-    }
-    /// (bundle bytes: layout M's Galois keys and the relinearisation key, key id hex).
-    fn evaluation_bundle<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, String)> {
-        let (b, id) = run(py, "generating evaluation keys", || Ok(self.inner.evaluation_bundle()))?;
-        Ok((PyBytes::new(py, &b), id.hex()))
-    }
-    /// `rows` samples (≤ max_batch) → the ENCRYPTED_INPUT element (one seeded ciphertext).
-    fn encrypt_rows<'py>(
-        &self,
-        py: Python<'py>,
-        x: &Bound<'py, PyAny>,
-        rows: usize,
-    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let data = rows_of(py, x, rows, self.inner.input_len())?;
-        let out = run(py, "encrypting", || Ok(self.inner.encrypt(&data, rows)?))?;
-        Ok(py_bytes(py, &out))
-    }
-    /// ENCRYPTED_OUTPUT → `samples` rows of the model's outputs, row-major.
-    fn decrypt(&self, py: Python<'_>, outputs: Vec<Bound<'_, PyAny>>, samples: usize) -> PyResult<Vec<f64>> {
-        let b = elements(py, &outputs)?;
-        run(py, "decrypting", || Ok(self.inner.decrypt(&b, samples)?))
-    }
-    fn postprocess(&self, y: Vec<f64>) -> Vec<f64> {
-        self.spec.postprocess(&y)
-    }
-}
+batch_layout_class!(
+    BatchSession,
+    "T",
+    "A CKKS model's layout T (a ciphertext per input feature, a batch per request). See `heinfer.BatchClient`."
+);
+batch_layout_class!(
+    MultiSession,
+    "M",
+    "A CKKS model's layout M (B samples in one ciphertext). See `heinfer.MultiClient`."
+);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PaillierSession>()?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Subcommand;
-use client::BatchSession;
+use client::BatchLayout;
 use runtime::{KeyStore, Request};
 
 use crate::client_cmds::load_spec;
@@ -88,16 +88,8 @@ fn write_elements(path: &Path, kind: u16, elems: &[Vec<u8>]) -> Result<(), Strin
 }
 
 /// The batch session of `layout` ("T" or "M") over a saved secret key, or a fresh one.
-fn session(model: &Path, layout: &str, secret_key: Option<&Path>) -> Result<Batcher, String> {
-    let spec = load_spec(model)?;
-    let e = |e: client::SessionError| e.to_string();
-    Ok(match (layout, secret_key) {
-        ("T" | "t", Some(sk)) => Batcher::T(BatchSession::load(&spec, sk).map_err(e)?),
-        ("T" | "t", None) => Batcher::T(BatchSession::generate(&spec).map_err(e)?),
-        ("M" | "m", Some(sk)) => Batcher::M(Box::new(client::MultiSession::load(&spec, sk).map_err(e)?)),
-        ("M" | "m", None) => Batcher::M(Box::new(client::MultiSession::generate(&spec).map_err(e)?)),
-        (other, _) => return Err(format!("unknown batch layout {other:?}: choose T or M")),
-    })
+fn session(model: &Path, layout: &str, secret_key: Option<&Path>) -> Result<Box<dyn BatchLayout>, String> {
+    client::batch_session(&load_spec(model)?, layout, secret_key).map_err(|e| e.to_string())
 }
 
 pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
@@ -105,9 +97,9 @@ pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
         BatchCmd::Keygen { model, layout, secret_key, keys_out } => {
             let s = session(&model, &layout, None)?;
             s.keys().save_secret(&secret_key).map_err(|e| e.to_string())?;
-            let bundle = s.evaluation_bundle();
+            let (bundle, id) = s.evaluation_bundle();
             std::fs::write(&keys_out, &bundle).map_err(|e| format!("cannot write {}: {e}", keys_out.display()))?;
-            println!("{}", ckks::KeyId::of_bundle(&bundle).hex());
+            println!("{}", id.hex());
             Ok(())
         }
         BatchCmd::Encrypt { model, layout, secret_key, input, offset, samples, output } => {
@@ -151,7 +143,7 @@ pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
             let t = Instant::now();
             let y = s.decrypt(&elems, samples).map_err(|e| e.to_string())?;
             let secs = t.elapsed().as_secs_f64();
-            compiler::npy::write(&output, &[samples, s.outputs()], &y)
+            compiler::npy::write(&output, &[samples, s.output_len()], &y)
                 .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
             println!("{{\"samples\": {samples}, \"decrypt_s\": {secs:.3}}}");
             Ok(())
@@ -210,57 +202,6 @@ pub fn choose(hem: &Path, layout: &str, samples: usize) -> Result<Option<(&'stat
     }
 }
 
-/// A batch client of layout T or M: `run` does the same with either.
-enum Batcher {
-    T(BatchSession),
-    M(Box<client::MultiSession>),
-}
-
-impl Batcher {
-    fn layout(&self) -> &'static str {
-        match self {
-            Batcher::T(_) => "T",
-            Batcher::M(_) => "M",
-        }
-    }
-    fn keys(&self) -> &client::ClientKeys {
-        match self {
-            Batcher::T(s) => s.keys(),
-            Batcher::M(s) => s.keys(),
-        }
-    }
-    fn max_batch(&self) -> usize {
-        match self {
-            Batcher::T(s) => s.max_batch(),
-            Batcher::M(s) => s.max_batch(),
-        }
-    }
-    fn outputs(&self) -> usize {
-        match self {
-            Batcher::T(s) => s.spec().outputs as usize,
-            Batcher::M(s) => s.output_len(),
-        }
-    }
-    fn evaluation_bundle(&self) -> Vec<u8> {
-        match self {
-            Batcher::T(s) => s.evaluation_bundle().0,
-            Batcher::M(s) => s.evaluation_bundle().0,
-        }
-    }
-    fn encrypt(&self, x: &[f64], samples: usize) -> Result<Vec<Vec<u8>>, client::SessionError> {
-        match self {
-            Batcher::T(s) => s.encrypt(x, samples),
-            Batcher::M(s) => s.encrypt(x, samples),
-        }
-    }
-    fn decrypt(&self, out: &[Vec<u8>], samples: usize) -> Result<Vec<f64>, client::SessionError> {
-        match self {
-            Batcher::T(s) => s.decrypt(out, samples),
-            Batcher::M(s) => s.decrypt(out, samples),
-        }
-    }
-}
-
 /// `heinfer run` in layout T or M: keys, encryption batch by batch, the runtime,
 /// decryption; accuracy against the labels if given.
 pub fn run_batch(
@@ -278,10 +219,10 @@ pub fn run_batch(
     let svc = service(hem)?;
     let t = Instant::now();
     let s = session(hem, layout, None)?;
-    let bundle = s.evaluation_bundle();
+    let (bundle, _) = s.evaluation_bundle();
     let keygen_s = t.elapsed().as_secs_f64();
     let (mut enc_s, mut eval_s, mut dec_s, mut req_bytes) = (0.0, 0.0, 0.0, 0usize);
-    let mut outputs = Vec::with_capacity(n * s.outputs());
+    let mut outputs = Vec::with_capacity(n * s.output_len());
     for start in (0..n).step_by(s.max_batch()) {
         let m = (n - start).min(s.max_batch());
         let x: Vec<f64> = (start..start + m).flat_map(|r| xs.row(r).iter().copied()).collect();
@@ -302,7 +243,7 @@ pub fn run_batch(
         outputs.extend(s.decrypt(&r.ciphertexts, m).map_err(|e| e.to_string())?);
         dec_s += t.elapsed().as_secs_f64();
     }
-    let k = s.outputs();
+    let k = s.output_len();
     let classes: Vec<usize> = outputs.chunks(k).map(model::argmax).collect();
     let accuracy =
         ys.map(|y| classes.iter().zip(&y.data).filter(|(c, l)| **c as f64 == **l).count() as f64 / n.max(1) as f64);

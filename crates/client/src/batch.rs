@@ -126,6 +126,68 @@ impl BatchSession {
     }
 }
 
+/// A client of one of a model's batch layouts — T ([`BatchSession`]) or M
+/// ([`crate::MultiSession`]) — as the CLI and the Python SDK drive either.
+pub trait BatchLayout: Send + Sync {
+    /// "T" or "M".
+    fn layout(&self) -> &'static str;
+    fn keys(&self) -> &ClientKeys;
+    /// Samples one request holds at most.
+    fn max_batch(&self) -> usize;
+    /// Values in one sample's input and output.
+    fn input_len(&self) -> usize;
+    fn output_len(&self) -> usize;
+    /// The layout's evaluation-key bundle and its id.
+    fn evaluation_bundle(&self) -> (Vec<u8>, KeyId);
+    /// `samples` rows (row-major) → the elements of one request's `ENCRYPTED_INPUT`.
+    fn encrypt(&self, x: &[f64], samples: usize) -> Result<Vec<Vec<u8>>, SessionError>;
+    /// One answer's elements → `samples` rows of the model's outputs (row-major).
+    fn decrypt(&self, outputs: &[Vec<u8>], samples: usize) -> Result<Vec<f64>, SessionError>;
+}
+
+impl BatchLayout for BatchSession {
+    fn layout(&self) -> &'static str {
+        "T"
+    }
+    fn keys(&self) -> &ClientKeys {
+        BatchSession::keys(self)
+    }
+    fn max_batch(&self) -> usize {
+        BatchSession::max_batch(self)
+    }
+    fn input_len(&self) -> usize {
+        self.spec.features as usize
+    }
+    fn output_len(&self) -> usize {
+        self.spec.outputs as usize
+    }
+    fn evaluation_bundle(&self) -> (Vec<u8>, KeyId) {
+        BatchSession::evaluation_bundle(self)
+    }
+    fn encrypt(&self, x: &[f64], samples: usize) -> Result<Vec<Vec<u8>>, SessionError> {
+        BatchSession::encrypt(self, x, samples)
+    }
+    fn decrypt(&self, outputs: &[Vec<u8>], samples: usize) -> Result<Vec<f64>, SessionError> {
+        BatchSession::decrypt(self, outputs, samples)
+    }
+}
+
+/// The session of batch layout `layout` ("T" or "M") of the model `spec` describes: over
+/// a saved secret key, or with fresh keys.
+pub fn batch_session(
+    spec: &ClientSpec,
+    layout: &str,
+    secret_key: Option<&Path>,
+) -> Result<Box<dyn BatchLayout>, SessionError> {
+    Ok(match (layout, secret_key) {
+        ("T" | "t", Some(sk)) => Box::new(BatchSession::load(spec, sk)?),
+        ("T" | "t", None) => Box::new(BatchSession::generate(spec)?),
+        ("M" | "m", Some(sk)) => Box::new(crate::MultiSession::load(spec, sk)?),
+        ("M" | "m", None) => Box::new(crate::MultiSession::generate(spec)?),
+        (other, _) => return Err(SessionError::Input(format!("unknown batch layout {other:?}: choose T or M"))),
+    })
+}
+
 /// The cheapest of the spec's layouts for `samples` samples (evaluation plus transfer at
 /// `bytes_per_s`), with the figures it was chosen on; L when the spec lists none.
 pub fn choose_layout(spec: &ClientSpec, samples: usize, bytes_per_s: f64) -> Option<&LayoutCost> {

@@ -20,7 +20,7 @@ pub mod public;
 pub mod release;
 pub mod session;
 
-pub use batch::{choose_layout, BatchSession};
+pub use batch::{batch_session, choose_layout, BatchLayout, BatchSession};
 pub use bgv_session::{BgvSession, BgvSessionError};
 pub use keys::{ClientError, ClientKeys};
 pub use lwe_session::{LweSession, LweSessionError};

@@ -102,3 +102,30 @@ impl MultiSession {
         Ok(y)
     }
 }
+
+impl crate::batch::BatchLayout for MultiSession {
+    fn layout(&self) -> &'static str {
+        "M"
+    }
+    fn keys(&self) -> &ClientKeys {
+        MultiSession::keys(self)
+    }
+    fn max_batch(&self) -> usize {
+        MultiSession::max_batch(self)
+    }
+    fn input_len(&self) -> usize {
+        MultiSession::input_len(self)
+    }
+    fn output_len(&self) -> usize {
+        MultiSession::output_len(self)
+    }
+    fn evaluation_bundle(&self) -> (Vec<u8>, KeyId) {
+        MultiSession::evaluation_bundle(self)
+    }
+    fn encrypt(&self, x: &[f64], samples: usize) -> Result<Vec<Vec<u8>>, SessionError> {
+        MultiSession::encrypt(self, x, samples)
+    }
+    fn decrypt(&self, outputs: &[Vec<u8>], samples: usize) -> Result<Vec<f64>, SessionError> {
+        MultiSession::decrypt(self, outputs, samples)
+    }
+}
