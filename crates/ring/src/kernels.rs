@@ -254,6 +254,16 @@ pub fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &
 /// out = ((x + h) mod q)·c mod q for constants h < q and c < q (Shoup pair); x in [0, q).
 pub fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
+    if let Some(t) = ifma_for(out.len(), m) {
+        avx512::add_mul_const_ifma(t, out, x, h, c, shoup_companion(c, m), m.value());
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = avx512_for(out.len()).filter(|_| m.value() < (1 << 61)) {
+        avx512::add_mul_const(t, out, x, h, c, cp, m.value());
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(t) = fma_for(out.len(), m) {
         fma::add_mul_const(t, out, x, h, c, m.value());
         return;
@@ -274,6 +284,11 @@ pub fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, m: &Mo
 pub fn overflow_counts(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
     let k = ys.len() as u32;
     #[cfg(target_arch = "x86_64")]
+    if let Some(t) = avx512_for(u.len()) {
+        avx512::overflow_counts(t, u, ys, invs);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if let Some(t) = isa::avx2_tier().filter(|_| u.len().is_multiple_of(4)) {
         avx2::overflow_counts(t, u, ys, invs);
         return;
@@ -286,6 +301,48 @@ pub fn overflow_counts(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
         }
         *o = (f as u32).min(k);
     }
+}
+
+/// One target of an exact base conversion (`crate::rns`): out = Σ_j ys[j]·cs[j] mod q, less
+/// `table[u[i]]` (the overflow correction) — [`dot_const_bounded`] then [`sub_table`], in one
+/// pass on AVX-512. `from[j]` bounds `ys[j]` (its source prime); `cs` are Shoup pairs
+/// (64-bit companions) below q.
+#[allow(clippy::too_many_arguments)] // the conversion's tables for one target, as they are
+pub fn convert_target(
+    out: &mut [u64],
+    ys: &[&[u64]],
+    cs: &[(u64, u64)],
+    from: &[u64],
+    u: &[u32],
+    table: &[u64],
+    m: &Modulus,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if (1..=8).contains(&table.len()) {
+        if let Some(t) = ifma_for(out.len(), m) {
+            // A source above 2^52 is split into 52-bit halves (see the kernel): its high
+            // half's constant is c·2^52 mod q.
+            let two52 = m.reduce(1 << 52);
+            let wide: Vec<bool> = from.iter().map(|&b| b > (1 << 52)).collect();
+            let cs52: Vec<(u64, u64)> = cs.iter().map(|&(c, _)| (c, shoup_companion(c, m))).collect();
+            let c_hi: Vec<(u64, u64)> = cs
+                .iter()
+                .map(|&(c, _)| {
+                    let h = m.mul(c, two52);
+                    (h, shoup_companion(h, m))
+                })
+                .collect();
+            avx512::convert_target_ifma(t, out, ys, &cs52, &c_hi, &wide, u, table, m.value());
+            return;
+        }
+        if let Some(t) = avx512_for(out.len()).filter(|_| m.value() < (1 << 61)) {
+            avx512::convert_target(t, out, ys, cs, u, table, m.value());
+            return;
+        }
+    }
+    let bound = from.iter().copied().max().unwrap_or(0);
+    dot_const_bounded(out, ys, cs, m, bound);
+    sub_table(out, u, table, m);
 }
 
 /// a[i] = a[i] − table[u[i]] mod q (a and the table in [0, q)).

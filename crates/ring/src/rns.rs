@@ -112,7 +112,8 @@ impl BaseConverter {
         let ys: Vec<&[u64]> = scratch.chunks(n).collect();
         let mut over = vec![0u32; n];
         kernels::overflow_counts(&mut over, &ys, &self.inv_from);
-        let bound = self.from.iter().map(|&i| moduli[i].value()).max().unwrap_or(0);
+        let from_q: Vec<u64> = self.from.iter().map(|&i| moduli[i].value()).collect();
+        let bound = from_q.iter().copied().max().unwrap_or(0);
         #[cfg(target_arch = "x86_64")]
         let mut fp_targets = Vec::new();
         for (t, out) in output.iter_mut().enumerate() {
@@ -134,8 +135,7 @@ impl BaseConverter {
                 continue;
             }
             assert!(!f64_out.get(t).copied().unwrap_or(false), "doubles asked of an integer target");
-            kernels::dot_const_bounded(out, &ys, &self.hat_mod[t], m, bound);
-            kernels::sub_table(out, &over, &self.fix_to[t], m);
+            kernels::convert_target(out, &ys, &self.hat_mod[t], &from_q, &over, &self.fix_to[t], m);
         }
         #[cfg(target_arch = "x86_64")]
         if !fp_targets.is_empty() {

@@ -391,3 +391,253 @@ pub(crate) fn mul_barrett_ifma(_: Ifma, a: &mut [u64], b: &[u64], m: &Modulus) {
     // length is a multiple of 8 (above) and its body asserts the other slices' lengths.
     unsafe { mul_barrett_ifma_unchecked(a, b, m) }
 }
+
+/// One target of an exact base conversion (`crate::rns`), whole: out = Σ_j y_j·c_j − table[u]
+/// mod q, the dot product and the overflow correction in one pass over the limb (they were
+/// two, and on AVX-512 machines the correction ran four lanes wide).
+///
+/// IFMA (q < 2^50): a source value y ≥ 2^52 (a source prime above 2^52) is split as
+/// hi·2^52 + lo, and hi is multiplied by `c_hi[j]` = c_j·2^52 mod q, so that wide sources
+/// stay on the 52-bit multiplier instead of sending the whole target to the 64-bit one.
+/// Constants are Shoup pairs with 52-bit companions (`wide[j]` says which sources split).
+///
+/// # Safety
+/// The CPU must support avx512f,avx512dq,avx512ifma (the caller holds the token); lengths are asserted.
+#[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
+#[allow(clippy::too_many_arguments)] // one kernel per target: the conversion's tables, as they are
+unsafe fn convert_target_ifma_unchecked(
+    out: &mut [u64],
+    ys: &[&[u64]],
+    cs: &[(u64, u64)],
+    c_hi: &[(u64, u64)],
+    wide: &[bool],
+    over: &[u32],
+    table: &[u64],
+    q: u64,
+) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = out.len();
+        assert!(ys.len() == cs.len() && cs.len() == c_hi.len() && cs.len() == wide.len());
+        assert!(ys.iter().all(|y| y.len() >= n) && over.len() >= n && n.is_multiple_of(8));
+        assert!(!table.is_empty() && table.len() <= 8, "the overflow table has one entry per count (at most 8)");
+        debug_assert!(over[..n].iter().all(|&u| (u as usize) < table.len()));
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
+        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
+        let zero = _mm512_setzero_si512();
+        let mut t8 = [0u64; 8];
+        t8[..table.len()].copy_from_slice(table);
+        let tv = _mm512_loadu_si512(t8.as_ptr() as *const _);
+        let bc = |c: (u64, u64)| (_mm512_set1_epi64(c.0 as i64), _mm512_set1_epi64(c.1 as i64));
+        let consts: Vec<_> = cs.iter().zip(c_hi).map(|(&c, &h)| (bc(c), bc(h))).collect();
+        // a·c mod q in [0, 2q) for a < 2^52 (see `transform::mul_shoup_ifma`).
+        let mul = |a: __m512i, (c, cp): (__m512i, __m512i)| {
+            let qhat = _mm512_madd52hi_epu64(zero, cp, a);
+            let t = _mm512_madd52lo_epu64(zero, c, a);
+            _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask)
+        };
+        for i in (0..n).step_by(8) {
+            let mut acc = zero;
+            for ((y, &(c, h)), &w) in ys.iter().zip(&consts).zip(wide) {
+                // SAFETY: i + 8 <= n <= y.len().
+                let yv = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
+                if w {
+                    let lo = _mm512_and_si512(yv, mask);
+                    let hi = _mm512_srli_epi64::<52>(yv);
+                    acc = reduce_once(_mm512_add_epi64(acc, mul(lo, c)), q2);
+                    acc = reduce_once(_mm512_add_epi64(acc, mul(hi, h)), q2);
+                } else {
+                    acc = reduce_once(_mm512_add_epi64(acc, mul(yv, c)), q2);
+                }
+            }
+            let x = reduce_once(acc, qv);
+            // SAFETY: i + 8 <= n <= over.len().
+            let u = _mm512_cvtepu32_epi64(_mm256_loadu_si256(over.as_ptr().add(i) as *const _));
+            let f = _mm512_permutexvar_epi64(u, tv);
+            // x − f mod q, both in [0, q): add q where the difference wrapped.
+            let d = _mm512_sub_epi64(x, f);
+            let r = _mm512_min_epu64(d, _mm512_add_epi64(d, qv));
+            _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, r);
+        }
+    }
+}
+
+/// [`convert_target_ifma_unchecked`] for a caller holding the token.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn convert_target_ifma(
+    _: Ifma,
+    out: &mut [u64],
+    ys: &[&[u64]],
+    cs: &[(u64, u64)],
+    c_hi: &[(u64, u64)],
+    wide: &[bool],
+    over: &[u32],
+    table: &[u64],
+    q: u64,
+) {
+    // SAFETY: the token proves the CPU features; the body asserts every length it relies on.
+    unsafe { convert_target_ifma_unchecked(out, ys, cs, c_hi, wide, over, table, q) }
+}
+
+/// [`convert_target_ifma_unchecked`] with 64-bit lanes, for targets up to 2^61 (any
+/// source): the dot product of [`dot_const_unchecked`] and the correction in one pass.
+///
+/// # Safety
+/// The CPU must support avx512f,avx512dq (the caller holds the token); lengths are asserted.
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn convert_target_unchecked(
+    out: &mut [u64],
+    ys: &[&[u64]],
+    cs: &[(u64, u64)],
+    over: &[u32],
+    table: &[u64],
+    q: u64,
+) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = out.len();
+        assert!(ys.len() == cs.len() && ys.iter().all(|y| y.len() >= n) && over.len() >= n && n.is_multiple_of(8));
+        assert!(!table.is_empty() && table.len() <= 8, "the overflow table has one entry per count (at most 8)");
+        debug_assert!(over[..n].iter().all(|&u| (u as usize) < table.len()));
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let mut t8 = [0u64; 8];
+        t8[..table.len()].copy_from_slice(table);
+        let tv = _mm512_loadu_si512(t8.as_ptr() as *const _);
+        let consts: Vec<(__m512i, __m512i)> =
+            cs.iter().map(|&(c, cp)| (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp as i64))).collect();
+        for i in (0..n).step_by(8) {
+            let mut acc = _mm512_setzero_si512();
+            for (y, &(c, cp)) in ys.iter().zip(&consts) {
+                // SAFETY: i + 8 <= n <= y.len().
+                let yv = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
+                acc = reduce_once(_mm512_add_epi64(acc, mul_shoup_lazy(yv, c, cp, qv)), q2);
+            }
+            let x = reduce_once(acc, qv);
+            // SAFETY: i + 8 <= n <= over.len().
+            let u = _mm512_cvtepu32_epi64(_mm256_loadu_si256(over.as_ptr().add(i) as *const _));
+            let f = _mm512_permutexvar_epi64(u, tv);
+            let d = _mm512_sub_epi64(x, f);
+            let r = _mm512_min_epu64(d, _mm512_add_epi64(d, qv));
+            _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, r);
+        }
+    }
+}
+
+/// [`convert_target_unchecked`] for a caller holding the token.
+#[inline]
+pub(crate) fn convert_target(
+    _: Avx512,
+    out: &mut [u64],
+    ys: &[&[u64]],
+    cs: &[(u64, u64)],
+    over: &[u32],
+    table: &[u64],
+    q: u64,
+) {
+    // SAFETY: the token proves the CPU features; the body asserts every length it relies on.
+    unsafe { convert_target_unchecked(out, ys, cs, over, table, q) }
+}
+
+/// out = ((x + h) mod q)·c mod q (see `crate::kernels::add_mul_const`), eight lanes: IFMA
+/// below 2^50, 64-bit Shoup products above.
+///
+/// # Safety
+/// The CPU must support avx512f,avx512dq, and avx512ifma when `ifma` (the caller holds the
+/// token); lengths are asserted.
+#[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
+unsafe fn add_mul_const_ifma_unchecked(out: &mut [u64], x: &[u64], h: u64, c: u64, cp52: u64, q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = out.len();
+        assert!(x.len() >= n && n.is_multiple_of(8) && q < (1 << 50));
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
+        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
+        let zero = _mm512_setzero_si512();
+        let (hv, cv, pv) = (_mm512_set1_epi64(h as i64), _mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp52 as i64));
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            // (x + h)·c ≡ ((x + h) mod q)·c: the sum (< 2q < 2^51) goes into the product unreduced.
+            let s = _mm512_add_epi64(_mm512_loadu_si512(x.as_ptr().add(i) as *const _), hv);
+            let qhat = _mm512_madd52hi_epu64(zero, pv, s);
+            let t = _mm512_madd52lo_epu64(zero, cv, s);
+            let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
+            _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, reduce_once(reduce_once(t, q2), qv));
+        }
+    }
+}
+
+/// [`add_mul_const_ifma_unchecked`] for a caller holding the token.
+#[inline]
+pub(crate) fn add_mul_const_ifma(_: Ifma, out: &mut [u64], x: &[u64], h: u64, c: u64, cp52: u64, q: u64) {
+    // SAFETY: the token proves the CPU features; the body asserts every length it relies on.
+    unsafe { add_mul_const_ifma_unchecked(out, x, h, c, cp52, q) }
+}
+
+/// [`add_mul_const_ifma_unchecked`] with 64-bit lanes, q < 2^61.
+///
+/// # Safety
+/// The CPU must support avx512f,avx512dq (the caller holds the token); lengths are asserted.
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn add_mul_const_unchecked(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = out.len();
+        assert!(x.len() >= n && n.is_multiple_of(8) && q < (1 << 61));
+        let qv = _mm512_set1_epi64(q as i64);
+        let q2 = _mm512_set1_epi64(2 * q as i64);
+        let (hv, cv, pv) = (_mm512_set1_epi64(h as i64), _mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp as i64));
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n <= both lengths.
+            let s = _mm512_add_epi64(_mm512_loadu_si512(x.as_ptr().add(i) as *const _), hv);
+            let t = mul_shoup_lazy(s, cv, pv, qv);
+            _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, reduce_once(reduce_once(t, q2), qv));
+        }
+    }
+}
+
+/// [`add_mul_const_unchecked`] for a caller holding the token.
+#[inline]
+pub(crate) fn add_mul_const(_: Avx512, out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, q: u64) {
+    // SAFETY: the token proves the CPU features; the body asserts every length it relies on.
+    unsafe { add_mul_const_unchecked(out, x, h, c, cp, q) }
+}
+
+/// u[i] = min(⌊Σ_j ys[j][i]·invs[j]⌋, ys.len()) (see `crate::kernels::overflow_counts`):
+/// eight lanes, the u64 → f64 conversion of AVX-512DQ (round to nearest, as the scalar
+/// cast), each product rounded and then added, in the same order (no fused multiply-add).
+///
+/// # Safety
+/// The CPU must support avx512f,avx512dq (the caller holds the token); lengths are asserted.
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn overflow_counts_unchecked(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = u.len();
+        assert!(ys.len() == invs.len() && ys.iter().all(|y| y.len() >= n) && n.is_multiple_of(8));
+        let k = _mm256_set1_epi32(ys.len() as i32);
+        for i in (0..n).step_by(8) {
+            let mut f = _mm512_setzero_pd();
+            for (y, &inv) in ys.iter().zip(invs) {
+                // SAFETY: i + 8 <= n <= y.len().
+                let v = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
+                f = _mm512_add_pd(f, _mm512_mul_pd(_mm512_cvtepu64_pd(v), _mm512_set1_pd(inv)));
+            }
+            let t = _mm256_min_epu32(_mm512_cvttpd_epu32(f), k);
+            // SAFETY: i + 8 <= n.
+            _mm256_storeu_si256(u.as_mut_ptr().add(i) as *mut _, t);
+        }
+    }
+}
+
+/// [`overflow_counts_unchecked`] for a caller holding the token.
+#[inline]
+pub(crate) fn overflow_counts(_: Avx512, u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
+    // SAFETY: the token proves the CPU features; the body asserts every length it relies on.
+    unsafe { overflow_counts_unchecked(u, ys, invs) }
+}
