@@ -219,11 +219,27 @@ fn lower_stages(
                 (y, layout)
             }
             LStage::Composite { stages, src, .. } => {
-                // x·s(x) with odd stages: zero where x is zero, so the layout stays.
-                let (v, layout) = vals[*src].clone();
-                if v.level < st.depth() {
+                let (mut v, mut layout) = vals[*src].clone();
+                if v.level < st.depth() - 1 {
                     return Err(CompileError::Internal("out of levels".into()));
                 }
+                // Slots outside the layout hold whatever the rotations brought there. The
+                // composite's polynomials (degree ~7^3) send such a value past the modulus
+                // as soon as it leaves the fitted interval, and one such slot wraps every
+                // coefficient: the whole answer decrypts wrong, though the simulation's
+                // used slots are right. Zeroed first, for one level (`LStage::depth` counts it).
+                if layout.contains(&lower::GARBAGE) {
+                    if v.level < st.depth() {
+                        return Err(CompileError::Internal("out of levels".into()));
+                    }
+                    let mask: Vec<f64> = layout.iter().map(|&e| if e >= 0 { 1.0 } else { 0.0 }).collect();
+                    let masked = b.mul_plain(v, mask);
+                    v = b.rescale(masked);
+                    for e in layout.iter_mut().filter(|e| **e == lower::GARBAGE) {
+                        *e = lower::ZERO;
+                    }
+                }
+                // x·s(x) with odd stages: zero where x is zero, so the layout stays.
                 (lower::composite(&mut b, v, stages), layout)
             }
             LStage::Add { name, a, b: bb, sub, n, .. } => {

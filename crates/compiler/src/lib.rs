@@ -271,6 +271,13 @@ pub fn compile(
     };
     progress("checking the program against the f64 network");
     verify::check_program(&hem, &ap.network, &cal)?;
+    let headroom = verify::slot_headroom(&hem, &cal)?;
+    let headroom_note = headroom.is_finite().then(|| {
+        format!(
+            "modulus headroom: every slot of every value (used or not) stays at least {headroom:.1} bits below its \
+             level's modulus on the calibration samples simulated"
+        )
+    });
     progress("measuring accuracy");
     let (accuracy, ort_note) = verify::accuracy(&hem, &imp, data, onnx_path, opts)?;
     let (acts, plots) = report::activations(&imp, &cal.ranges, &ap);
@@ -306,6 +313,7 @@ pub fn compile(
         .chain(&mask_note)
         .chain(&cp_note)
         .chain(&public_note)
+        .chain(&headroom_note)
         .cloned()
         .collect();
     let secs = t0.elapsed().as_secs_f64();

@@ -69,7 +69,9 @@ impl LStage {
         match self {
             LStage::Linear { .. } | LStage::Square { .. } => 1,
             LStage::Poly { cheb, .. } => cheb::depth_rec(cheb),
-            LStage::Composite { stages, .. } => stages.iter().map(|c| cheb::depth_rec(c)).sum::<u32>() + 1,
+            // The stages, the product x·s(x), and the mask that zeroes slots outside the
+            // layout first where there are any (`layout::lower_stages`).
+            LStage::Composite { stages, .. } => stages.iter().map(|c| cheb::depth_rec(c)).sum::<u32>() + 2,
             LStage::Add { .. } => residual::MAX_DEPTH,
         }
     }

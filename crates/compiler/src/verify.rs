@@ -39,6 +39,52 @@ pub(crate) fn check_program(hem: &HeModel, stages: &[LStage], cal: &Calibration)
     Ok(())
 }
 
+/// Calibration samples whose every slot [`slot_headroom`] follows.
+const HEADROOM_SAMPLES: usize = 32;
+
+/// The least room, in bits, that any slot of any node leaves below its level's modulus,
+/// over (up to [`HEADROOM_SAMPLES`] of) the calibration samples: log2(q_0⋯q_level / 2) −
+/// log2(scale · |value|). Every slot counts, used or not: a value past the modulus wraps
+/// around it, and then every slot of that ciphertext decrypts wrong, though the
+/// simulation's used slots are right. (Unused slots hold whatever rotations brought there,
+/// and a high-degree polynomial sends such a value far outside its fitted interval.)
+/// Refused below zero; otherwise the room left, for the report.
+pub(crate) fn slot_headroom(hem: &HeModel, cal: &Calibration) -> Result<f64, CompileError> {
+    let q = &hem.client.params.q;
+    let mut log_q = Vec::with_capacity(q.len());
+    let mut acc = 0.0;
+    for &p in q {
+        acc += (p as f64).log2();
+        log_q.push(acc);
+    }
+    let mut least = f64::INFINITY;
+    for r in (0..cal.rows).step_by((cal.rows / HEADROOM_SAMPLES).max(1)) {
+        let x = cal.data.row(r);
+        let cts = hem.client.pack_input(x).map_err(|e| CompileError::Shape(e.to_string()))?;
+        if hem.public.is_some() {
+            return Ok(least); // the server's share of the first layer is not in `simulate_values`
+        }
+        let vals = model::sim::simulate_values(hem, &cts).map_err(|e| CompileError::Internal(e.to_string()))?;
+        for (k, (node, v)) in hem.nodes.iter().zip(&vals).enumerate() {
+            let max = v.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+            if max == 0.0 {
+                continue;
+            }
+            let room = log_q[node.level as usize] - 1.0 - node.scale.log2() - max.log2();
+            if room < 0.0 {
+                return Err(CompileError::Internal(format!(
+                    "node {k} ({:?}, level {}) reaches {max:.3e} in some slot on calibration sample {r}: {:.1} bits past \
+                     its modulus, so that every answer like it would decrypt wrong. Refused rather than served; \
+                     --maxpool avg or a lower --degree may avoid it",
+                    node.op, node.level, -room
+                )));
+            }
+            least = least.min(room);
+        }
+    }
+    Ok(least)
+}
+
 /// The simulated model against the original on the evaluation data (the calibration
 /// data when there is none), and a note when onnxruntime was wanted but failed.
 pub(crate) fn accuracy(
