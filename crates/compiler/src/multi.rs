@@ -16,6 +16,8 @@ pub(crate) struct Built {
     pub program: MultiProgram,
     pub spec: ClientSpec,
     pub cost: LayoutCost,
+    /// The model widened as the server will (`HeModel::multi_model`): costed, then checked.
+    wide: HeModel,
 }
 
 /// Why a compiled model has no layout M, if it cannot have one.
@@ -53,7 +55,7 @@ pub(crate) fn attach(
     let why = match blocker(hem, opts) {
         None => match best(hem, stages, params, shape, key_each, depth) {
             Ok(b) => {
-                check(&b, hem, stages, cal)?;
+                check(&b, stages, cal)?;
                 let note = format!(
                     "layout M: {} samples per request, interleaved (sample b's slot j at slot j·{0} + b), the \
                      network built on {} slots; est. {:.1} ms per request, {:.2} ms per sample; its own {} Galois \
@@ -96,8 +98,6 @@ fn best(
     key_each: usize,
     depth: u32,
 ) -> Result<Built, String> {
-    let mut l_elements = hem.client.galois_elements.clone();
-    l_elements.sort_unstable();
     let mut best: Option<Built> = None;
     let mut last_err = String::from("the network does not fit half of the slots");
     let mut batch = 2usize;
@@ -112,13 +112,9 @@ fn best(
         };
         batch *= 2;
         let b = batch / 2;
+        // None also where M's Galois keys would be L's: a bundle tells the server its layout
+        // by its keys, and `HeModel::multi_model` refuses such a model.
         let Some(built) = widen(hem, bt, b, params, key_each, depth) else { continue };
-        let mut elements = built.spec.galois_elements.clone();
-        elements.sort_unstable();
-        // A bundle tells the server its layout by its Galois keys (`model::multi`).
-        if elements == l_elements {
-            continue;
-        }
         if best.as_ref().is_none_or(|x| built.cost.cost_s_per_sample <= x.cost.cost_s_per_sample) {
             best = Some(built);
         }
@@ -213,24 +209,18 @@ fn widen(
         ),
         max_batch: batch,
     };
-    Some(Built { program, spec, cost })
+    Some(Built { program, spec, cost, wide })
 }
 
 /// The widened program computes the network for every sample of a full batch (in f64,
 /// on the calibration samples): an interleaving bug would otherwise only show as wrong
 /// decryptions.
-fn check(b: &Built, hem: &HeModel, stages: &[LStage], cal: &Calibration) -> Result<(), CompileError> {
-    let probe = HeModel {
-        client: ClientSpec { multi: Some(Box::new(b.spec.clone())), ..hem.client.clone() },
-        multi: Some(b.program.clone()),
-        ..hem.clone()
-    };
-    let wide = probe.multi_model().transpose().map_err(|e| CompileError::Internal(e.to_string()))?;
-    let Some(wide) = wide else { return Ok(()) };
+fn check(b: &Built, stages: &[LStage], cal: &Calibration) -> Result<(), CompileError> {
+    let wide = &b.wide;
     let batch = b.program.batch as usize;
     let rows: Vec<usize> = (0..batch).map(|k| k % cal.rows.max(1)).collect();
     let x: Vec<f64> = rows.iter().flat_map(|&r| cal.data.row(r).to_vec()).collect();
-    let got = verify::simulate_one(&wide, &x)?;
+    let got = verify::simulate_one(wide, &x)?;
     let n_out = got.len() / batch;
     for (k, &r) in rows.iter().enumerate() {
         let want = forward(stages, cal.data.row(r));
