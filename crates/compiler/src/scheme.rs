@@ -149,7 +149,8 @@ impl CompiledAny {
 }
 
 /// The model as one affine map, when it is one (every stage linear, each reading the last):
-/// scalers, matrix products and biases folded.
+/// scalers, matrix products and biases folded. The refusal says what a linear-only scheme
+/// cannot run; [`linear_only`] puts the scheme's name in front of it.
 fn as_affine(imp: &Imported) -> Result<Affine, String> {
     let mut acc: Option<Affine> = None;
     for (i, s) in imp.stages.iter().enumerate() {
@@ -167,7 +168,7 @@ fn as_affine(imp: &Imported) -> Result<Affine, String> {
                     _ => "a branch".into(),
                 };
                 return Err(format!(
-                    "Paillier adds ciphertexts and multiplies them by plaintexts only, so it runs linear models \
+                    "adds ciphertexts and multiplies them by plaintexts only, so it runs linear models \
                      (scores Σ w·x + b); layer {name} is {what}: use --scheme ckks"
                 ));
             }
@@ -178,6 +179,16 @@ fn as_affine(imp: &Imported) -> Result<Affine, String> {
 
 /// Weight fractional bits: [`PAILLIER_WEIGHT_FRAC_BITS`], fewer when the largest weight
 /// would not fit 62 bits.
+/// Why `scheme` (Paillier or LWE, which only add and scale) cannot run a non-affine model.
+fn linear_only(scheme: Scheme, why: &str) -> String {
+    let name = match scheme {
+        Scheme::Paillier => "Paillier",
+        Scheme::Lwe => "seeded LWE (--scheme lwe)",
+        _ => "this scheme",
+    };
+    format!("{name} {why}")
+}
+
 fn weight_frac_bits(map: &Affine) -> u32 {
     let max = map.rows.iter().flatten().map(|&(_, w)| w.abs()).fold(0.0f64, f64::max);
     let int_bits = if max >= 1.0 { max.log2().floor() as i64 + 1 } else { 0 };
@@ -387,16 +398,15 @@ pub fn compile_with_scheme(
     let d: usize = imp.input_shape.iter().product();
     let linear_cand = match &affine {
         Ok(a) => paillier_candidate(d, a.n_out()),
-        Err(why) => not_run(Scheme::Paillier, why.clone()),
+        Err(why) => not_run(Scheme::Paillier, linear_only(Scheme::Paillier, why)),
     };
-    if matches!(req, SchemeRequest::Paillier | SchemeRequest::Lwe) {
-        if let Err(why) = &affine {
-            return Err(CompileError::Unsupported {
-                node: imp.he_output.clone(),
-                op: "non-linear".into(),
-                hint: why.clone(),
-            });
-        }
+    if let (SchemeRequest::Paillier | SchemeRequest::Lwe, Err(why)) = (&req, &affine) {
+        let scheme = if matches!(req, SchemeRequest::Lwe) { Scheme::Lwe } else { Scheme::Paillier };
+        return Err(CompileError::Unsupported {
+            node: imp.he_output.clone(),
+            op: "non-linear".into(),
+            hint: linear_only(scheme, why),
+        });
     }
     // CKKS is compiled whenever it may be chosen or is costed beside Paillier: its report's
     // figures are the comparison.
@@ -411,7 +421,7 @@ pub fn compile_with_scheme(
     .map(|grid| crate::quantize::compile_bgv(&imp, grid, data, onnx_path, opts, "", progress));
     let lwe_cand = match &affine {
         Ok(a) => lwe_candidate(d, lwe_linear::answered_rows(a)),
-        Err(why) => not_run(Scheme::Lwe, why.clone()),
+        Err(why) => not_run(Scheme::Lwe, linear_only(Scheme::Lwe, why)),
     };
     let candidates = vec![
         ckks_candidate(&ckks),
