@@ -246,8 +246,38 @@ impl KeyStore {
         need: &Requirements,
         steps: &[i64],
     ) -> Result<KeyId, KeyStoreError> {
-        self.register_checked(params, bundle, |keys| {
-            need.check(keys, steps)?;
+        self.register_for_any(params, bundle, key_id, &[(need, steps)]).map(|(id, _)| id).map_err(|mut e| e.remove(0))
+    }
+
+    /// [`register_for`](Self::register_for) for a model served in several layouts on the same
+    /// parameters (L and M): the bundle is parsed once, however many layouts it is checked
+    /// against — a deep model's bundle is hundreds of MB. Returns the key id and the index of
+    /// the first layout whose requirements it meets; else every layout's refusal, in order, or
+    /// one error when the bundle itself is refused (too large, unreadable, another key id).
+    pub fn register_for_any(
+        &self,
+        params: &Parameters,
+        bundle: &[u8],
+        key_id: Option<KeyId>,
+        layouts: &[(&Requirements, &[i64])],
+    ) -> Result<(KeyId, usize), Vec<KeyStoreError>> {
+        let mut matched = None;
+        let mut refusals = Vec::new();
+        let r = self.register_checked(params, bundle, |keys| {
+            refusals.clear();
+            for (i, (need, steps)) in layouts.iter().enumerate() {
+                match need.check(keys, steps) {
+                    Ok(()) => {
+                        matched = Some(i);
+                        break;
+                    }
+                    Err(e) => refusals.push(e),
+                }
+            }
+            if matched.is_none() {
+                // Reported whole below; this one only stops the bundle from being kept.
+                return Err(KeyStoreError::Incomplete(String::new()));
+            }
             match key_id {
                 // Checked after the bundle itself, so that a broken bundle is reported as such.
                 Some(given) if given != KeyId::of_bundle(bundle) => {
@@ -255,7 +285,13 @@ impl KeyStore {
                 }
                 _ => Ok(()),
             }
-        })
+        });
+        match (r, matched) {
+            (Ok(id), Some(i)) => Ok((id, i)),
+            (Err(_), None) if !refusals.is_empty() => Err(refusals),
+            (Err(e), _) => Err(vec![e]),
+            (Ok(_), None) => unreachable!("a bundle is kept only when a layout's check passed"),
+        }
     }
 
     fn register_checked(

@@ -307,10 +307,24 @@ impl CkksService {
         if let Some(t) = self.throughput.as_ref().filter(|t| t.owns(bundle)) {
             return t.register(&self.keys, bundle, None);
         }
-        match (self.register_as(bundle, None), &self.multi) {
-            // Not layout L's: layout M's, or why it is neither.
-            (Err(e), Some(m)) => m.register_as(bundle, None).map_err(|me| neither_layout(e, me)),
-            (r, _) => r,
+        self.register_l_or_m(bundle, None).map(|(id, _)| id)
+    }
+
+    /// Registers a bundle as layout L's or, where the model has one, layout M's (the keys
+    /// say which: they differ in their Galois elements), parsing it once. Returns the key id
+    /// and whether it is layout M's; else why it is neither.
+    fn register_l_or_m(&self, bundle: &[u8], given: Option<KeyId>) -> Result<(KeyId, bool), ServiceError> {
+        let Some(m) = &self.multi else {
+            return self.register_as(bundle, given).map(|id| (id, false));
+        };
+        let layouts = [(&self.needs, self.exe.rotation_steps()), (&m.needs, m.exe.rotation_steps())];
+        match self.keys.register_for_any(self.exe.params(), bundle, given, &layouts) {
+            Ok((id, i)) => Ok((id, i == 1)),
+            Err(mut e) if e.len() == 2 => {
+                let (me, le) = (e.pop().unwrap(), e.pop().unwrap());
+                Err(neither_layout(service_key_error(le), service_key_error(me)))
+            }
+            Err(mut e) => Err(service_key_error(e.remove(0))),
         }
     }
 
@@ -321,11 +335,7 @@ impl CkksService {
 
     fn register_as(&self, bundle: &[u8], key_id: Option<KeyId>) -> Result<KeyId, ServiceError> {
         let steps = self.exe.rotation_steps();
-        self.keys.register_for(self.exe.params(), bundle, key_id, &self.needs, steps).map_err(|e| match e {
-            KeyStoreError::Incomplete(what) => ServiceError::IncompleteKeys(what),
-            KeyStoreError::KeyIdMismatch { given, actual } => ServiceError::KeyIdMismatch { given, actual },
-            e => ServiceError::Keys(e),
-        })
+        self.keys.register_for(self.exe.params(), bundle, key_id, &self.needs, steps).map_err(service_key_error)
     }
 
     fn check_coverage(&self, keys: &EvaluationKeys) -> Result<(), ServiceError> {
@@ -390,14 +400,9 @@ impl CkksService {
             }
             (Some(bundle), given) => {
                 let given = given.map(parse_key_id).transpose()?;
-                match (self.register_as(bundle, given), &self.multi) {
-                    (Err(e), Some(m)) => {
-                        if let Err(me) = m.register_as(bundle, given) {
-                            return Err(neither_layout(e, me));
-                        }
-                        return m.infer_parts(req, None, None, cancel);
-                    }
-                    (r, _) => r?,
+                match self.register_l_or_m(bundle, given)? {
+                    (_, true) => return self.multi.as_ref().expect("an M bundle").infer_parts(req, None, None, cancel),
+                    (id, false) => id,
                 }
             }
             (None, Some(g)) => parse_key_id(g)?,
@@ -481,6 +486,15 @@ impl CkksService {
 
 /// A bundle that is neither layout L's nor layout M's: both reasons when both are about
 /// the keys it holds, else layout L's error.
+/// A key store's refusal as the service reports it.
+fn service_key_error(e: KeyStoreError) -> ServiceError {
+    match e {
+        KeyStoreError::Incomplete(what) => ServiceError::IncompleteKeys(what),
+        KeyStoreError::KeyIdMismatch { given, actual } => ServiceError::KeyIdMismatch { given, actual },
+        e => ServiceError::Keys(e),
+    }
+}
+
 fn neither_layout(l: ServiceError, m: ServiceError) -> ServiceError {
     match (l, m) {
         (ServiceError::IncompleteKeys(l), ServiceError::IncompleteKeys(m)) => {
