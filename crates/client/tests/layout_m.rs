@@ -110,6 +110,8 @@ fn a_layout_m_batch_agrees_with_layout_l_sample_by_sample() {
     let bare = ls.keys().evaluation_bundle(&[], false, true).0;
     let err = service.register(&bare).unwrap_err().to_string();
     assert!(err.contains("no Galois keys"), "{err}");
+    // Both layouts' refusals, from the one parse of the bundle.
+    assert!(err.contains("as layout L's bundle") && err.contains("as layout M's"), "{err}");
 
     // A model compiled without layout M refuses layout M's bundle.
     let opts = Options { layout: compiler::LayoutRequest::L, ..opts };

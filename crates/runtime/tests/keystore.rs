@@ -230,3 +230,28 @@ fn a_compact_query_model_needs_its_packing_keys() {
     let full: Vec<(u64, usize)> = elements.iter().map(|&g| (g, top)).collect();
     assert!(store.register_for(&params, &make(&full), None, &need, &[1]).is_ok());
 }
+
+/// A model served in two layouts on one parameter set (L and M): the bundle is checked
+/// against each; the first it meets is named, and one that meets neither is refused with
+/// both reasons, nothing kept.
+#[test]
+fn a_bundle_is_matched_against_several_layouts_at_once() {
+    let (params, sk) = setup();
+    let store = KeyStore::new(1 << 30, None).unwrap();
+    let l = runtime::Requirements::for_rotations(&params, &[1, 2], true);
+    let m = runtime::Requirements::for_rotations(&params, &[4, 8], true);
+    let layouts = [(&l, &[1i64, 2][..]), (&m, &[4i64, 8][..])];
+    let e = store.register_for_any(&params, &bundle(&params, &sk, &[1, 4]), None, &layouts).unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(store.is_empty());
+    let mb = bundle(&params, &sk, &[8, 4]);
+    let (id, which) = store.register_for_any(&params, &mb, None, &layouts).unwrap();
+    assert_eq!((which, id), (1, KeyId::of_bundle(&mb)));
+    let (_, which) = store.register_for_any(&params, &bundle(&params, &sk, &[2, 1]), None, &layouts).unwrap();
+    assert_eq!((which, store.len()), (0, 2));
+    // Registered again (from memory, no parse), it is still M's.
+    assert_eq!(store.register_for_any(&params, &mb, None, &layouts).unwrap().1, 1);
+    // A broken bundle is one error, not one per layout.
+    let e = store.register_for_any(&params, &mb[..mb.len() - 1], None, &layouts).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+}
