@@ -151,8 +151,10 @@ pub fn run_cmd(cmd: BatchCmd) -> Result<(), String> {
     }
 }
 
+/// The runtime in this process, for this process's own keys: unbounded, as `heinfer run`'s
+/// layout L (a server bounds its store; a deep model's M bundle alone can pass 2 GB).
 fn service(model: &Path) -> Result<runtime::Service, String> {
-    let keys = Arc::new(KeyStore::new(1 << 30, None).map_err(|e| e.to_string())?);
+    let keys = Arc::new(KeyStore::new(usize::MAX, None).map_err(|e| e.to_string())?);
     let hem = find_hem(model);
     Ok(runtime::load_model(&hem, None, keys).map_err(|e| e.to_string())?.service)
 }
@@ -248,16 +250,38 @@ pub fn run_batch(
     let accuracy =
         ys.map(|y| classes.iter().zip(&y.data).filter(|(c, l)| **c as f64 == **l).count() as f64 / n.max(1) as f64);
     let total = enc_s + eval_s + dec_s;
+    // Layout M against its own plaintext simulation, as layout L's run checks: what
+    // encryption changed (CKKS noise), apart from what the approximations did.
+    let sim = match layout {
+        "M" => Some(simulate_m(hem, &xs, n, s.max_batch(), k)?),
+        _ => None,
+    };
+    let (sim_agree, sim_err) = match &sim {
+        Some(sim) => {
+            let agree =
+                outputs.chunks(k).zip(sim.chunks(k)).filter(|(a, b)| model::argmax(a) == model::argmax(b)).count();
+            let err = outputs.iter().zip(sim).map(|(a, b)| (a - b).abs()).fold(0.0f64, f64::max);
+            (Some(agree as f64 / n.max(1) as f64), Some(err))
+        }
+        None => (None, None),
+    };
     if json {
-        println!(
-            "{{\"layout\": \"{layout}\", \"samples\": {n}, \"batch\": {}, \"keygen_s\": {keygen_s:.3}, \"encrypt_s\": {enc_s:.3}, \
-             \"evaluate_s\": {eval_s:.3}, \"decrypt_s\": {dec_s:.3}, \"samples_per_s\": {:.1}, \"eval_samples_per_s\": {:.1}, \
-             \"request_bytes\": {req_bytes}, \"accuracy\": {}}}",
-            s.max_batch(),
-            n as f64 / total,
-            n as f64 / eval_s,
-            accuracy.map_or("null".into(), |a| format!("{a:.4}"))
-        );
+        let summary = serde_json::json!({
+            "layout": layout,
+            "samples": n,
+            "batch": s.max_batch(),
+            "keygen_s": keygen_s,
+            "encrypt_s": enc_s,
+            "evaluate_s": eval_s,
+            "decrypt_s": dec_s,
+            "samples_per_s": n as f64 / total,
+            "eval_samples_per_s": n as f64 / eval_s,
+            "request_bytes": req_bytes,
+            "accuracy": accuracy,
+            "agreement_with_simulation": sim_agree,
+            "max_logit_error_vs_simulation": sim_err,
+        });
+        println!("{summary}");
     } else {
         println!("{why}");
         println!(
@@ -271,6 +295,29 @@ pub fn run_batch(
         if let Some(a) = accuracy {
             println!("accuracy {:.2} %", 100.0 * a);
         }
+        if let (Some(a), Some(e)) = (sim_agree, sim_err) {
+            println!("top-1 agreement with the plaintext simulation: {:.2} % (max logit error {e:.2e})", 100.0 * a);
+        }
     }
     Ok(())
+}
+
+/// The outputs of the first `n` samples by the plaintext simulation of the model's layout-M
+/// program (f64, no encryption), a full batch of `batch` at a time (the last padded with zeros).
+fn simulate_m(hem: &Path, xs: &compiler::npy::Array, n: usize, batch: usize, k: usize) -> Result<Vec<f64>, String> {
+    let m = match model::AnyModel::read_file(hem).map_err(|e| e.to_string())? {
+        model::AnyModel::Ckks(m) => m,
+        _ => return Err("layout M is a CKKS layout".into()),
+    };
+    let wide = m.multi_model().ok_or("the model has no layout M")?.map_err(|e| e.to_string())?;
+    let width = xs.row(0).len();
+    let mut out = Vec::with_capacity(n * k);
+    for start in (0..n).step_by(batch) {
+        let m = (n - start).min(batch);
+        let mut x: Vec<f64> = (start..start + m).flat_map(|r| xs.row(r).iter().copied()).collect();
+        x.resize(batch * width, 0.0);
+        let y = compiler::simulate_one(&wide, &x).map_err(|e| e.to_string())?;
+        out.extend_from_slice(&y[..m * k]);
+    }
+    Ok(out)
 }
