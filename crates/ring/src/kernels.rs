@@ -251,6 +251,23 @@ pub fn dot_const_bounded(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u64)], m: &
     }
 }
 
+/// a = a·c mod q in place, for a constant c < q (Shoup pair: `m.shoup(c)`); a in [0, q).
+pub fn mul_const_assign(a: &mut [u64], c: u64, cp: u64, m: &Modulus) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = ifma_for(a.len(), m) {
+        avx512::mul_const_assign_ifma(t, a, c, shoup_companion(c, m), m.value());
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = avx512_for(a.len()).filter(|_| m.value() < (1 << 61)) {
+        avx512::mul_const_assign(t, a, c, cp, m.value());
+        return;
+    }
+    for x in a.iter_mut() {
+        *x = m.mul_shoup(*x, c, cp);
+    }
+}
+
 /// out = ((x + h) mod q)·c mod q for constants h < q and c < q (Shoup pair); x in [0, q).
 pub fn add_mul_const(out: &mut [u64], x: &[u64], h: u64, c: u64, cp: u64, m: &Modulus) {
     #[cfg(target_arch = "x86_64")]
@@ -615,6 +632,11 @@ mod tests {
             reduce_2q(&mut acc, &m);
             for i in 0..n {
                 assert_eq!(acc[i], m.add(c[i], m.mul(a[i], b[i])));
+            }
+            let mut k = a.clone();
+            mul_const_assign(&mut k, b[0], m.shoup(b[0]), &m);
+            for i in 0..n {
+                assert_eq!(k[i], m.mul(a[i], b[0]), "q {q}");
             }
             let mut s = a.clone();
             add_assign(&mut s, &b, &m);

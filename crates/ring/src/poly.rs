@@ -259,10 +259,7 @@ impl Poly {
     /// Multiplies limb i by the constant c_i.
     pub fn mul_scalar_assign(&mut self, consts: &[u64], moduli: &[&Modulus]) {
         for ((c, m), &k) in self.chunks_mut().zip(moduli).zip(consts) {
-            let ks = m.shoup(k);
-            for x in c.iter_mut() {
-                *x = m.mul_shoup(*x, k, ks);
-            }
+            crate::kernels::mul_const_assign(c, k, m.shoup(k), m);
         }
     }
     /// Adds the constant c_i to every value of limb i (in NTT form this adds a constant polynomial).

@@ -641,3 +641,65 @@ pub(crate) fn overflow_counts(_: Avx512, u: &mut [u32], ys: &[&[u64]], invs: &[f
     // SAFETY: the token proves the CPU features; the body asserts every length it relies on.
     unsafe { overflow_counts_unchecked(u, ys, invs) }
 }
+
+/// a = a·c mod q in place, for a constant c < q (Shoup pair, 52-bit companion when `ifma`):
+/// IFMA below 2^50, 64-bit products up to 2^61. Inputs and outputs in [0, q).
+///
+/// # Safety
+/// The CPU must support avx512f,avx512dq, and avx512ifma (the caller holds the token); the
+/// body asserts the length.
+#[target_feature(enable = "avx512f,avx512dq,avx512ifma")]
+unsafe fn mul_const_assign_ifma_unchecked(a: &mut [u64], c: u64, cp52: u64, q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = a.len();
+        assert!(n.is_multiple_of(8) && q < (1 << 50));
+        let qv = _mm512_set1_epi64(q as i64);
+        let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
+        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
+        let zero = _mm512_setzero_si512();
+        let (cv, pv) = (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp52 as i64));
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n.
+            let x = _mm512_loadu_si512(a.as_ptr().add(i) as *const _);
+            let qhat = _mm512_madd52hi_epu64(zero, pv, x);
+            let t = _mm512_madd52lo_epu64(zero, cv, x);
+            let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, reduce_once(t, qv));
+        }
+    }
+}
+
+/// [`mul_const_assign_ifma_unchecked`] for a caller holding the token.
+#[inline]
+pub(crate) fn mul_const_assign_ifma(_: Ifma, a: &mut [u64], c: u64, cp52: u64, q: u64) {
+    // SAFETY: the token proves the CPU features; the body asserts the length.
+    unsafe { mul_const_assign_ifma_unchecked(a, c, cp52, q) }
+}
+
+/// [`mul_const_assign_ifma_unchecked`] with 64-bit lanes, q < 2^61.
+///
+/// # Safety
+/// The CPU must support avx512f,avx512dq (the caller holds the token); the body asserts the length.
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn mul_const_assign_unchecked(a: &mut [u64], c: u64, cp: u64, q: u64) {
+    // SAFETY: the preconditions of this function (its `# Safety` section) hold.
+    unsafe {
+        let n = a.len();
+        assert!(n.is_multiple_of(8) && q < (1 << 61));
+        let qv = _mm512_set1_epi64(q as i64);
+        let (cv, pv) = (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp as i64));
+        for i in (0..n).step_by(8) {
+            // SAFETY: i + 8 <= n.
+            let x = _mm512_loadu_si512(a.as_ptr().add(i) as *const _);
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, reduce_once(mul_shoup_lazy(x, cv, pv, qv), qv));
+        }
+    }
+}
+
+/// [`mul_const_assign_unchecked`] for a caller holding the token.
+#[inline]
+pub(crate) fn mul_const_assign(_: Avx512, a: &mut [u64], c: u64, cp: u64, q: u64) {
+    // SAFETY: the token proves the CPU features; the body asserts the length.
+    unsafe { mul_const_assign_unchecked(a, c, cp, q) }
+}
