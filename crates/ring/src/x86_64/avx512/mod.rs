@@ -7,6 +7,18 @@ use std::arch::x86_64::*;
 use crate::arith::Modulus;
 use crate::isa::{Avx512, Ifma};
 
+/// a·w mod q in [0, 2q) with IFMA, for q < 2^50 and a < 2^52: Shoup's product with a
+/// 52-bit companion wp = ⌊w·2^52/q⌋ and negq = 2^52 − q. Every IFMA kernel's multiply.
+#[inline]
+#[target_feature(enable = "avx512f,avx512ifma")]
+pub(super) fn mul_shoup52(a: __m512i, w: __m512i, wp: __m512i, negq: __m512i) -> __m512i {
+    let zero = _mm512_setzero_si512();
+    let qhat = _mm512_madd52hi_epu64(zero, wp, a);
+    let t = _mm512_madd52lo_epu64(zero, w, a);
+    let t = _mm512_madd52lo_epu64(t, qhat, negq);
+    _mm512_and_si512(t, _mm512_set1_epi64((1i64 << 52) - 1))
+}
+
 /// High 64 bits of a·b, lane-wise, from four 32×32 products.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq")]
@@ -158,18 +170,13 @@ unsafe fn mul_shoup_acc_ifma_unchecked(acc: &mut [u64], x: &[u64], w: &[u64], wp
         assert!(x.len() >= n && w.len() >= n && wp.len() >= n);
         let q2 = _mm512_set1_epi64(2 * q as i64);
         let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
-        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
-        let zero = _mm512_setzero_si512();
         for i in (0..n).step_by(8) {
             // SAFETY: i + 8 <= n <= every slice's length.
             let a = _mm512_loadu_si512(acc.as_ptr().add(i) as *const _);
             let xv = _mm512_loadu_si512(x.as_ptr().add(i) as *const _);
             let wv = _mm512_loadu_si512(w.as_ptr().add(i) as *const _);
             let pv = _mm512_loadu_si512(wp.as_ptr().add(i) as *const _);
-            let qhat = _mm512_madd52hi_epu64(zero, pv, xv);
-            let t = _mm512_madd52lo_epu64(zero, wv, xv);
-            let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
-            let s = reduce_once(_mm512_add_epi64(a, t), q2);
+            let s = reduce_once(_mm512_add_epi64(a, mul_shoup52(xv, wv, pv, negq)), q2);
             _mm512_storeu_si512(acc.as_mut_ptr().add(i) as *mut _, s);
         }
     }
@@ -265,7 +272,6 @@ unsafe fn dot_const_ifma_unchecked(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u
         let qv = _mm512_set1_epi64(q as i64);
         let q2 = _mm512_set1_epi64(2 * q as i64);
         let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
-        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
         let zero = _mm512_setzero_si512();
         let consts: Vec<(__m512i, __m512i)> =
             cs.iter().map(|&(c, cp)| (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp as i64))).collect();
@@ -274,10 +280,7 @@ unsafe fn dot_const_ifma_unchecked(out: &mut [u64], ys: &[&[u64]], cs: &[(u64, u
             for (y, &(c, cp)) in ys.iter().zip(&consts) {
                 // SAFETY: i + 8 <= n <= y.len().
                 let yv = _mm512_loadu_si512(y.as_ptr().add(i) as *const _);
-                let qhat = _mm512_madd52hi_epu64(zero, cp, yv);
-                let t = _mm512_madd52lo_epu64(zero, c, yv);
-                let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
-                acc = reduce_once(_mm512_add_epi64(acc, t), q2);
+                acc = reduce_once(_mm512_add_epi64(acc, mul_shoup52(yv, c, cp, negq)), q2);
             }
             _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, reduce_once(acc, qv));
         }
@@ -432,12 +435,7 @@ unsafe fn convert_target_ifma_unchecked(
         let tv = _mm512_loadu_si512(t8.as_ptr() as *const _);
         let bc = |c: (u64, u64)| (_mm512_set1_epi64(c.0 as i64), _mm512_set1_epi64(c.1 as i64));
         let consts: Vec<_> = cs.iter().zip(c_hi).map(|(&c, &h)| (bc(c), bc(h))).collect();
-        // a·c mod q in [0, 2q) for a < 2^52 (see `transform::mul_shoup_ifma`).
-        let mul = |a: __m512i, (c, cp): (__m512i, __m512i)| {
-            let qhat = _mm512_madd52hi_epu64(zero, cp, a);
-            let t = _mm512_madd52lo_epu64(zero, c, a);
-            _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask)
-        };
+        let mul = |a: __m512i, (c, cp): (__m512i, __m512i)| mul_shoup52(a, c, cp, negq);
         for i in (0..n).step_by(8) {
             let mut acc = zero;
             for ((y, &(c, h)), &w) in ys.iter().zip(&consts).zip(wide) {
@@ -557,16 +555,12 @@ unsafe fn add_mul_const_ifma_unchecked(out: &mut [u64], x: &[u64], h: u64, c: u6
         let qv = _mm512_set1_epi64(q as i64);
         let q2 = _mm512_set1_epi64(2 * q as i64);
         let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
-        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
-        let zero = _mm512_setzero_si512();
         let (hv, cv, pv) = (_mm512_set1_epi64(h as i64), _mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp52 as i64));
         for i in (0..n).step_by(8) {
             // SAFETY: i + 8 <= n <= both lengths.
             // (x + h)·c ≡ ((x + h) mod q)·c: the sum (< 2q < 2^51) goes into the product unreduced.
             let s = _mm512_add_epi64(_mm512_loadu_si512(x.as_ptr().add(i) as *const _), hv);
-            let qhat = _mm512_madd52hi_epu64(zero, pv, s);
-            let t = _mm512_madd52lo_epu64(zero, cv, s);
-            let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
+            let t = mul_shoup52(s, cv, pv, negq);
             _mm512_storeu_si512(out.as_mut_ptr().add(i) as *mut _, reduce_once(reduce_once(t, q2), qv));
         }
     }
@@ -656,16 +650,11 @@ unsafe fn mul_const_assign_ifma_unchecked(a: &mut [u64], c: u64, cp52: u64, q: u
         assert!(n.is_multiple_of(8) && q < (1 << 50));
         let qv = _mm512_set1_epi64(q as i64);
         let negq = _mm512_set1_epi64(((1u64 << 52) - q) as i64);
-        let mask = _mm512_set1_epi64((1i64 << 52) - 1);
-        let zero = _mm512_setzero_si512();
         let (cv, pv) = (_mm512_set1_epi64(c as i64), _mm512_set1_epi64(cp52 as i64));
         for i in (0..n).step_by(8) {
             // SAFETY: i + 8 <= n.
             let x = _mm512_loadu_si512(a.as_ptr().add(i) as *const _);
-            let qhat = _mm512_madd52hi_epu64(zero, pv, x);
-            let t = _mm512_madd52lo_epu64(zero, cv, x);
-            let t = _mm512_and_si512(_mm512_madd52lo_epu64(t, qhat, negq), mask);
-            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, reduce_once(t, qv));
+            _mm512_storeu_si512(a.as_mut_ptr().add(i) as *mut _, reduce_once(mul_shoup52(x, cv, pv, negq), qv));
         }
     }
 }

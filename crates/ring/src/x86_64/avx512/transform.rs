@@ -110,16 +110,7 @@ impl SimdTable {
     }
 }
 
-/// a·w mod q in [0, 2q), with IFMA: q < 2^50 and a < 2^52.
-#[inline]
-#[target_feature(enable = "avx512f,avx512ifma")]
-fn mul_shoup_ifma(a: __m512i, w: __m512i, wp: __m512i, negq: __m512i) -> __m512i {
-    let zero = _mm512_setzero_si512();
-    let qhat = _mm512_madd52hi_epu64(zero, wp, a);
-    let t = _mm512_madd52lo_epu64(zero, w, a);
-    let t = _mm512_madd52lo_epu64(t, qhat, negq);
-    _mm512_and_si512(t, _mm512_set1_epi64((1i64 << 52) - 1))
-}
+use super::mul_shoup52 as mul_shoup_ifma;
 
 /// a·w mod q in [0, 2q) with 64-bit lanes: q < 2^62.
 #[inline]
