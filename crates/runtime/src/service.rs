@@ -312,14 +312,18 @@ impl CkksService {
 
     /// Registers a bundle as layout L's or, where the model has one, layout M's (the keys
     /// say which: they differ in their Galois elements), parsing it once. Returns the key id
-    /// and whether it is layout M's; else why it is neither.
-    fn register_l_or_m(&self, bundle: &[u8], given: Option<KeyId>) -> Result<(KeyId, bool), ServiceError> {
-        let Some(m) = &self.multi else {
-            return self.register_as(bundle, given).map(|id| (id, false));
+    /// and layout M's service when the bundle is M's; else why it is neither.
+    fn register_l_or_m(
+        &self,
+        bundle: &[u8],
+        given: Option<KeyId>,
+    ) -> Result<(KeyId, Option<&CkksService>), ServiceError> {
+        let Some(m) = self.multi.as_deref() else {
+            return self.register_as(bundle, given).map(|id| (id, None));
         };
         let layouts = [(&self.needs, self.exe.rotation_steps()), (&m.needs, m.exe.rotation_steps())];
         match self.keys.register_for_any(self.exe.params(), bundle, given, &layouts) {
-            Ok((id, i)) => Ok((id, i == 1)),
+            Ok((id, i)) => Ok((id, (i == 1).then_some(m))),
             Err(mut e) if e.len() == 2 => {
                 let (me, le) = (e.pop().unwrap(), e.pop().unwrap());
                 Err(neither_layout(service_key_error(le), service_key_error(me)))
@@ -401,8 +405,8 @@ impl CkksService {
             (Some(bundle), given) => {
                 let given = given.map(parse_key_id).transpose()?;
                 match self.register_l_or_m(bundle, given)? {
-                    (_, true) => return self.multi.as_ref().expect("an M bundle").infer_parts(req, None, None, cancel),
-                    (id, false) => id,
+                    (_, Some(m)) => return m.infer_parts(req, None, None, cancel),
+                    (id, None) => id,
                 }
             }
             (None, Some(g)) => parse_key_id(g)?,
@@ -484,8 +488,6 @@ impl CkksService {
     }
 }
 
-/// A bundle that is neither layout L's nor layout M's: both reasons when both are about
-/// the keys it holds, else layout L's error.
 /// A key store's refusal as the service reports it.
 fn service_key_error(e: KeyStoreError) -> ServiceError {
     match e {
@@ -495,6 +497,8 @@ fn service_key_error(e: KeyStoreError) -> ServiceError {
     }
 }
 
+/// A bundle that is neither layout L's nor layout M's: both reasons when both are about
+/// the keys it holds, else layout L's error.
 fn neither_layout(l: ServiceError, m: ServiceError) -> ServiceError {
     match (l, m) {
         (ServiceError::IncompleteKeys(l), ServiceError::IncompleteKeys(m)) => {
