@@ -320,7 +320,7 @@ pub fn overflow_counts(u: &mut [u32], ys: &[&[u64]], invs: &[f64]) {
     }
 }
 
-/// One target of an exact base conversion (`crate::rns`): out = Σ_j ys[j]·cs[j] mod q, less
+/// One target of an exact base conversion (the `rns` module's): out = Σ_j ys[j]·cs[j] mod q, less
 /// `table[u[i]]` (the overflow correction) — [`dot_const_bounded`] then [`sub_table`], in one
 /// pass on AVX-512. `from[j]` bounds `ys[j]` (its source prime); `cs` are Shoup pairs
 /// (64-bit companions) below q.

@@ -395,7 +395,7 @@ pub(crate) fn mul_barrett_ifma(_: Ifma, a: &mut [u64], b: &[u64], m: &Modulus) {
     unsafe { mul_barrett_ifma_unchecked(a, b, m) }
 }
 
-/// One target of an exact base conversion (`crate::rns`), whole: out = Σ_j y_j·c_j − table[u]
+/// One target of an exact base conversion (the `rns` module's), whole: out = Σ_j y_j·c_j − table[u]
 /// mod q, the dot product and the overflow correction in one pass over the limb (they were
 /// two, and on AVX-512 machines the correction ran four lanes wide).
 ///
@@ -540,7 +540,7 @@ pub(crate) fn convert_target(
     unsafe { convert_target_unchecked(out, ys, cs, over, table, q) }
 }
 
-/// out = ((x + h) mod q)·c mod q (see `crate::kernels::add_mul_const`), eight lanes: IFMA
+/// out = ((x + h) mod q)·c mod q (the kernels module's `add_mul_const`), eight lanes: IFMA
 /// below 2^50, 64-bit Shoup products above.
 ///
 /// # Safety
@@ -602,7 +602,7 @@ pub(crate) fn add_mul_const(_: Avx512, out: &mut [u64], x: &[u64], h: u64, c: u6
     unsafe { add_mul_const_unchecked(out, x, h, c, cp, q) }
 }
 
-/// u[i] = min(⌊Σ_j ys[j][i]·invs[j]⌋, ys.len()) (see `crate::kernels::overflow_counts`):
+/// u[i] = min(⌊Σ_j ys[j][i]·invs[j]⌋, ys.len()) (the kernels module's `overflow_counts`):
 /// eight lanes, the u64 → f64 conversion of AVX-512DQ (round to nearest, as the scalar
 /// cast), each product rounded and then added, in the same order (no fused multiply-add).
 ///
