@@ -37,7 +37,7 @@ pub use keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
 #[cfg(feature = "secret-key")]
 pub use keys::{KeyGenerator, SecretKey};
 pub use keyswitch::{Addend, Decomposed};
-pub use packing::{pack, packing_elements, LweQuery};
+pub use packing::{pack, pack_linear, packing_elements, LinearLeaves, LweQuery};
 pub use params::{Parameters, ParametersBuilder, ParamsSpec, Scheme};
 pub use plaintext::{check_scale, Plaintext, PreparedPlaintext};
 pub use security::max_log_qp;

@@ -93,6 +93,8 @@ pub enum Kind {
     ThresholdKey = 11,
     /// Seeded LWE ciphertexts: one word per value per prime, and the seed (`packing`).
     LweQuery = 12,
+    /// A ring query: the same layout, the values' halves shifts of one seeded a (`packing`).
+    RingQuery = 13,
 }
 
 impl Kind {
@@ -110,6 +112,7 @@ impl Kind {
             Kind::ShamirShare => "Shamir share",
             Kind::ThresholdKey => "threshold key",
             Kind::LweQuery => "LWE query",
+            Kind::RingQuery => "ring query",
         }
     }
 }
@@ -415,7 +418,8 @@ impl LweQuery {
     /// Serializes the words and the seed: `Parameters::lwe_query_bytes(level, count)` bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let p = &self.params;
-        let mut w = Writer::new(p, Kind::LweQuery, p.lwe_query_bytes(self.level, self.count()));
+        let kind = if self.ring { Kind::RingQuery } else { Kind::LweQuery };
+        let mut w = Writer::new(p, kind, p.lwe_query_bytes(self.level, self.count()));
         w.out.extend_from_slice(&(self.level as u16).to_le_bytes());
         w.out.extend_from_slice(&self.scale.to_le_bytes());
         w.out.extend_from_slice(&(self.count() as u32).to_le_bytes());
@@ -427,7 +431,16 @@ impl LweQuery {
     /// Reads a query made under `params`, of at most `max_values` values (the packing
     /// key's reach); lengths are checked before anything is allocated.
     pub fn from_bytes(params: &Parameters, bytes: &[u8], max_values: usize) -> Result<Self, WireError> {
-        let mut r = Reader::open(bytes, params, Kind::LweQuery)?;
+        Self::read(params, bytes, max_values, Kind::LweQuery)
+    }
+
+    /// [`Self::from_bytes`] for a ring query (kind 13; an LWE query is refused).
+    pub fn ring_from_bytes(params: &Parameters, bytes: &[u8], max_values: usize) -> Result<Self, WireError> {
+        Self::read(params, bytes, max_values, Kind::RingQuery)
+    }
+
+    fn read(params: &Parameters, bytes: &[u8], max_values: usize, kind: Kind) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, kind)?;
         let (level, scale) = r.level_and_scale(params)?;
         let count = r.u32()? as usize;
         let limit = max_values.min(crate::packing::max_query_values(params));
@@ -441,7 +454,7 @@ impl LweQuery {
         let primes: Vec<usize> = (0..=level).collect();
         r.expect_exact(words_bytes(params, primes.iter().copied(), count))?;
         let b = r.words(params, &primes, count)?;
-        Ok(LweQuery { params: params.clone(), level, scale, seed, b })
+        Ok(LweQuery { params: params.clone(), level, scale, seed, b, ring: kind == Kind::RingQuery })
     }
 }
 
