@@ -118,6 +118,23 @@ fn bit_reverse_permute<T>(v: &mut [T]) {
 /// what a full encoding of `period` slots needs, and a packing tree of `period` leaves.
 pub fn compact_query_coefficients(values: &[f64], period: usize, scale: f64) -> Result<Vec<i128>> {
     check_scale(scale)?;
+    let limit = 2f64.powi(120);
+    compact_query_transform(values, period, scale)?
+        .into_iter()
+        .map(|part| {
+            let v = part.round();
+            if v.abs() >= limit {
+                return Err(Error::ValueTooLarge { value: part / scale, log_scale: scale.log2() });
+            }
+            Ok(v as i128)
+        })
+        .collect()
+}
+
+/// [`compact_query_coefficients`] before rounding: a linear map of `values` (times
+/// `scale`), so a server can fold it into a linear layer that it applies before packing
+/// (`rlwe::pack_linear`, [`crate::Evaluator::unpack_linear`]).
+pub fn compact_query_transform(values: &[f64], period: usize, scale: f64) -> Result<Vec<f64>> {
     if !period.is_power_of_two() || period < 2 || values.len() > period {
         return Err(Error::TooManySlots { given: values.len(), max: period });
     }
@@ -139,16 +156,10 @@ pub fn compact_query_coefficients(values: &[f64], period: usize, scale: f64) -> 
         r = r * 5 % four_n;
     }
     tables(n.trailing_zeros()).fft_special_inv(&mut z);
-    let limit = 2f64.powi(120);
-    let mut coeffs = vec![0i128; n];
+    let mut coeffs = vec![0f64; n];
     for (i, zi) in z.iter().enumerate() {
-        for (k, part) in [(i, zi.re), (i + half, zi.im)] {
-            let v = part.round();
-            if v.abs() >= limit {
-                return Err(Error::ValueTooLarge { value: part / scale, log_scale: scale.log2() });
-            }
-            coeffs[k] = v as i128;
-        }
+        coeffs[i] = zi.re;
+        coeffs[i + half] = zi.im;
     }
     Ok(coeffs)
 }

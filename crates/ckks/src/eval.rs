@@ -363,8 +363,47 @@ impl Evaluator {
         if keys.get(self.params.conjugation_element()).is_none() {
             return Err(Error::MissingGaloisKey { what: "conjugation (a compact query's real part)".into() });
         }
-        let mut ct = rlwe::pack(query, period, keys)?;
-        // × (1 + X^{N/(2·period)}): exact, no level, no scale.
+        let ct = rlwe::pack(query, period, keys)?;
+        self.real_part_periodic(ct, period, keys)
+    }
+
+    /// A compact ring query's first linear layer, packed: `layer` holds the layer's
+    /// matrix composed with [`crate::encoding::compact_query_transform`] for `period`
+    /// (one row per coefficient of the period), as integers at the scale of the prime the
+    /// final rescale drops. Slot j of the result holds output j mod `period` of the layer
+    /// (without its bias) at the query's scale, one level below the query. The packing
+    /// runs at the product's scale, so its key-switch noise is q_top times smaller than a
+    /// compact query's. Cost: one product per row, period + log2(N/period) key switches
+    /// and one rescale.
+    pub fn unpack_linear(
+        &self,
+        query: &rlwe::LweQuery,
+        layer: &rlwe::LinearLeaves,
+        period: usize,
+        keys: &GaloisKeys,
+    ) -> Result<Ciphertext> {
+        self.check_params(query.params())?;
+        let n = self.params.n();
+        if !period.is_power_of_two() || period < 2 || layer.outputs() > period || 2 * period > n {
+            let detail =
+                format!("{} outputs for a period of {period} slots (a power of two, 2..=N/2)", layer.outputs());
+            return Err(Error::Shape { what: "a linear layer before packing", detail });
+        }
+        if query.level() == 0 {
+            return Err(Error::LevelExhausted);
+        }
+        if keys.get(self.params.conjugation_element()).is_none() {
+            return Err(Error::MissingGaloisKey { what: "conjugation (a compact query's real part)".into() });
+        }
+        let ct = rlwe::pack_linear(query, layer, period, keys)?;
+        let ct = self.real_part_periodic(ct, period, keys)?;
+        self.rescale(&ct)
+    }
+
+    /// A packed real c(Z), Z = X^{N/period}, → slots j holding value j mod `period`:
+    /// times 1 + X^{N/(2·period)} (exact, no level, no scale), plus the conjugate.
+    fn real_part_periodic(&self, mut ct: Ciphertext, period: usize, keys: &GaloisKeys) -> Result<Ciphertext> {
+        let n = self.params.n();
         let level = ct.level();
         let ctx = self.ctx();
         let moduli: Vec<&Modulus> = ctx.moduli[..=level].iter().collect();
