@@ -154,6 +154,11 @@ enum Cmd {
         /// a query of a few KB instead of hundreds, for more upload once and more server time)
         #[arg(long, value_enum, default_value = "ciphertext")]
         query: QueryForm,
+        /// with --query compact, where the first linear layer runs: coefficients (on the client's ring
+        /// query before the packing, no key; the server packs the layer's outputs), slots (after
+        /// packing the inputs, with rotations), or auto (the fewer key switches; the report says which)
+        #[arg(long, default_value = "auto")]
+        first_layer: compiler::FirstLayer,
         /// client-aided refresh (CKKS): cut the network at its non-linear activations into segments
         /// <NAME>__seg0, __seg1, … (each an ordinary model); the client runs the exact activations in
         /// clear between them and re-encrypts. The client then sees the intermediate activations
@@ -365,6 +370,7 @@ fn run(cli: Cli) -> Result<(), String> {
             split_at,
             rotations,
             query,
+            first_layer,
             client_aided,
             json,
             scheme,
@@ -412,6 +418,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 split_at,
                 rotations,
                 compact_query: query == QueryForm::Compact,
+                first_layer,
             };
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };
             if client_aided {

@@ -175,6 +175,18 @@ pub fn encrypt_slots(
 ) -> Result<Vec<Vec<u8>>, ckks::Error> {
     let (level, scale) = (spec.input.level as usize, spec.input.scale);
     if let (Some(c), Some(first)) = (&spec.input.compact, slots.first()) {
+        if let Some(n) = c.ring_values {
+            // The values themselves at coefficients 0..n: the server's first layer reads them.
+            let x = &first[..(n as usize).min(first.len())];
+            if let Some(&v) = x.iter().find(|v| !v.is_finite()) {
+                return Err(ckks::Error::NotFinite(v));
+            }
+            if let Some(&v) = x.iter().find(|v| (*v * scale).abs() >= 2f64.powi(100)) {
+                return Err(ckks::Error::ValueTooLarge { value: v, log_scale: scale.log2() });
+            }
+            let m: Vec<i128> = x.iter().map(|v| (v * scale).round() as i128).collect();
+            return Ok(vec![dec.encrypt_ring_query(&m, level, scale)?.to_bytes()]);
+        }
         let period = c.period as usize;
         let coeffs = ckks::compact_query_coefficients(&first[..period.min(first.len())], period, scale)?;
         return Ok(vec![dec.encrypt_lwe(&coeffs, level, scale)?.to_bytes()]);

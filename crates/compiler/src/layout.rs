@@ -23,6 +23,8 @@ pub(crate) struct Built {
     pub first_bias_pt: Option<u32>,
     /// A compact input's period (`Shape::compact`).
     pub compact_period: Option<usize>,
+    /// A compact input's first layer applied before packing (`Shape::pack_first`).
+    pub first_layer: Option<model::first_layer::PackedFirstLayer>,
 }
 
 /// How the program is laid out beyond its stages.
@@ -36,6 +38,50 @@ pub(crate) struct Shape {
     /// scale, which the packing's noise needs. The first layer is then a dense layer on
     /// a periodic input (the "first layer" design lays the input out over all slots).
     pub compact: bool,
+    /// With `compact`: the first linear layer runs on the query before packing
+    /// (`model::first_layer`, a ring query), and the server packs its outputs.
+    pub pack_first: bool,
+}
+
+impl Shape {
+    /// The shape `opts` ask for: a compact input's first layer goes before the packing
+    /// where `--first-layer` says so, or, for `auto`, where that is cheaper
+    /// ([`packs_first_cheaper`]).
+    pub(crate) fn for_options(sum_at: lower::SumAt, opts: &crate::Options, stages: &[LStage]) -> Shape {
+        let compact = opts.compact_query;
+        let pack_first = compact
+            && match opts.first_layer {
+                crate::FirstLayer::Slots => false,
+                crate::FirstLayer::Coefficients => true,
+                crate::FirstLayer::Auto => packs_first_cheaper(stages),
+            };
+        Shape { sum_at, compact, pack_first }
+    }
+}
+
+/// Whether packing the first layer's outputs costs fewer key switches than packing its
+/// inputs: P_out + log2(N/P_out) against P_in + log2(N/P_in) plus the layer's own
+/// rotations on the packed input (at least log2 P_in, to sum a period), where P is the
+/// period (next power of two) of each side. N cancels. False where the first stage is not
+/// a linear layer on the input alone, or a later stage reads the input.
+pub(crate) fn packs_first_cheaper(stages: &[LStage]) -> bool {
+    let Some(LStage::Linear { map, src: 0, .. }) = stages.first() else {
+        return false;
+    };
+    if stages.iter().skip(1).any(reads_input) {
+        return false;
+    }
+    let (p_in, p_out) = (compact_period(map.n_in) as f64, compact_period(map.n_out()) as f64);
+    p_out - p_out.log2() < p_in
+}
+
+/// Whether a stage reads the network's input (value 0) directly.
+fn reads_input(st: &LStage) -> bool {
+    match st {
+        LStage::Linear { src, .. } | LStage::Square { src, .. } | LStage::Poly { src, .. } => *src == 0,
+        LStage::Composite { src, .. } => *src == 0,
+        LStage::Add { a, b, .. } => *a == 0 || *b == 0,
+    }
 }
 
 /// A compact input's scale over the network's. The packing adds up to ~2^23 of noise at
@@ -73,7 +119,7 @@ pub(crate) fn build_with(
     b.sum_at = shape.sum_at;
     let top = q.len() as u32 - 1;
     if shape.compact {
-        return build_compact(b, stages, scale, mask_output);
+        return build_compact(b, stages, scale, mask_output, shape);
     }
     let x = b.input(0, top, scale);
     let (v0, layout0, client_map, desc) = match stages.first() {
@@ -115,6 +161,7 @@ pub(crate) fn build_with(
         first_layout,
         first_bias_pt,
         compact_period: None,
+        first_layer: None,
     })
 }
 
@@ -124,10 +171,14 @@ fn build_compact(
     stages: &[LStage],
     scale: f64,
     mask_output: bool,
+    shape: Shape,
 ) -> Result<Built, CompileError> {
     let Some(LStage::Linear { map, src: 0, .. }) = stages.first() else {
         return Err(CompileError::Layout("the model must begin with a linear layer (Gemm, MatMul or Conv)".into()));
     };
+    if shape.pack_first {
+        return build_packed_first(b, stages, map, scale, mask_output);
+    }
     let n_in = map.n_in;
     let period = compact_period(n_in);
     if 2 * period > b.slots {
@@ -159,6 +210,76 @@ fn build_compact(
         first_layout,
         first_bias_pt: None,
         compact_period: Some(period),
+        first_layer: None,
+    })
+}
+
+/// [`build_compact`] with the first layer applied before packing ([`Shape::pack_first`]):
+/// the program's input is the layer's output (without its bias, which is the first
+/// `add_plain`) with the period of its outputs, one level below the query, at the
+/// network's scale (the packing runs at the product's scale: no raised input scale).
+fn build_packed_first(
+    mut b: lower::Builder,
+    stages: &[LStage],
+    map: &crate::affine::Affine,
+    scale: f64,
+    mask_output: bool,
+) -> Result<Built, CompileError> {
+    let (n_in, n_out) = (map.n_in, map.n_out());
+    let period = compact_period(n_out);
+    if 2 * period > b.slots || n_in > b.slots {
+        return Err(CompileError::Layout(format!(
+            "a first layer of {n_in} -> {n_out} before packing needs {} slots (twice the output period {period})              and {n_in} query values, but N/2 = {}",
+            2 * period,
+            b.slots
+        )));
+    }
+    if let Some(st) = stages.iter().skip(1).find(|s| reads_input(s)) {
+        return Err(CompileError::Layout(format!(
+            "layer '{}' reads the model's input itself, which a first layer applied before packing consumes;              use --first-layer slots",
+            st.info().name
+        )));
+    }
+    let top = b.q.len() as u32 - 1;
+    if top == 0 {
+        return Err(CompileError::Layout("no level for the packing's rescale".into()));
+    }
+    b.layer = 0;
+    let h = b.input(0, top - 1, scale);
+    let layout: Vec<i32> =
+        (0..b.slots).map(|j| if j % period < n_out { (j % period) as i32 } else { lower::ZERO }).collect();
+    let bias: Vec<f64> = layout.iter().map(|&e| if e >= 0 { map.bias[e as usize] } else { 0.0 }).collect();
+    let h = b.add_plain(h, bias);
+    let client_map: Vec<i32> = (0..n_in as i32).collect();
+    let mut weights = vec![0.0; n_out * n_in];
+    for (r, row) in map.rows.iter().enumerate() {
+        for &(i, w) in row {
+            weights[r * n_in + i as usize] = w;
+        }
+    }
+    let desc = format!(
+        "compact ring query: element t at coefficient t ({n_in} words); the server applies the first layer          ({n_in} -> {n_out}) before packing its outputs with period {period}"
+    );
+    // Value 0 (the input) is never read past the first layer: it stands in for it.
+    let (b, out, out_layout) = lower_stages(b, stages, vec![(h, layout.clone()), (h, layout)], 1, mask_output)?;
+    Ok(Built {
+        b,
+        client_map,
+        out,
+        out_layout,
+        input_level: top,
+        input_scale: scale,
+        layout_desc: desc,
+        first_layout: vec![],
+        first_bias_pt: None,
+        compact_period: Some(period),
+        first_layer: Some(model::first_layer::PackedFirstLayer {
+            version: model::first_layer::FIRST_LAYER_VERSION,
+            n_in: n_in as u32,
+            n_out: n_out as u32,
+            period: period as u32,
+            weights,
+        }),
     })
 }
 
@@ -319,6 +440,7 @@ pub(crate) fn program(
             compact: bt.compact_period.map(|period| model::CompactInput {
                 period: period as u32,
                 galois_elements: compact_keys(params, shape),
+                ring_values: bt.first_layer.as_ref().map(|f| f.n_in),
             }),
         },
         rotation_steps: steps.clone(),
@@ -356,6 +478,7 @@ pub(crate) fn program(
         public: None,
         throughput: None,
         multi: None,
+        first_layer: bt.first_layer,
     };
     hem.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
     if let Some(split) = public {

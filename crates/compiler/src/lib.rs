@@ -140,6 +140,32 @@ pub struct Options {
     /// The input arrives as a compact query (`--query compact`): one word per input value
     /// instead of a ciphertext, packed by the server with keys the bundle adds.
     pub compact_query: bool,
+    /// With a compact query: whether the first layer runs before the packing, on the
+    /// query's coefficients (`--first-layer`).
+    pub first_layer: FirstLayer,
+}
+
+/// Where a compact query's first linear layer runs (`--first-layer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstLayer {
+    /// Before the packing where that takes fewer key switches (`layout::packs_first_cheaper`).
+    Auto,
+    /// After it, on the packed input in slots (rotations; the inputs are the tree's leaves).
+    Slots,
+    /// Before it, on the ring query's coefficients (no key; the outputs are the leaves).
+    Coefficients,
+}
+
+impl std::str::FromStr for FirstLayer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "slots" => Ok(Self::Slots),
+            "coefficients" => Ok(Self::Coefficients),
+            _ => Err(format!("unknown first-layer form {s:?}: auto, slots or coefficients")),
+        }
+    }
 }
 
 impl Default for Options {
@@ -166,6 +192,7 @@ impl Default for Options {
             split_at: None,
             rotations: RotationPolicy::Auto,
             compact_query: false,
+            first_layer: FirstLayer::Auto,
         }
     }
 }
@@ -245,7 +272,7 @@ pub fn compile(
         circuit_privacy::choose_parameters(opts_p, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))?;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
-    let shape = layout::Shape { sum_at: chosen.sum_at, compact: opts.compact_query };
+    let shape = layout::Shape::for_options(chosen.sum_at, opts, &he_net);
     let mut hem = layout::program(&imp, &he_net, params, n_out, &opts.name, mask_output, split, shape)?;
     if dp.is_some() {
         output_dp::check_unused_slots(&hem, data.calibration)?;
@@ -290,6 +317,28 @@ pub fn compile(
     let compact_note = hem.client.input.compact.as_ref().map(|c| {
         let level = hem.client.input.level as usize;
         let period = c.period as usize;
+        let switches = |p: usize| p + (params.n() / p).trailing_zeros() as usize;
+        if let Some(f) = &hem.first_layer {
+            let p_in = layout::compact_period(f.n_in as usize);
+            return format!(
+                "compact ring query: {} words ({} B with the seed and header) instead of a {} B ciphertext; the \
+                 server applies the first layer ({} -> {}) to the query's coefficients before packing (one product \
+                 per output, no key) and packs its {} outputs: {} key switches, no rotation for the layer (packing \
+                 the {} inputs instead: {} key switches plus the layer's rotations; `--first-layer slots`); the \
+                 bundle adds {} packing keys made at the input level ({:.2} MB)",
+                f.n_in,
+                params.lwe_query_bytes(level, f.n_in as usize),
+                params.ciphertext_bytes(level, true),
+                f.n_in,
+                f.n_out,
+                period,
+                switches(period) + 1,
+                f.n_in,
+                switches(p_in) + 1,
+                c.galois_elements.len(),
+                (c.galois_elements.len() * params.keyswitch_key_bytes_at(level)) as f64 / 1e6,
+            );
+        }
         format!(
             "compact query: {period} words ({} B with the seed and header) instead of a {} B ciphertext; the bundle \
              adds {} packing keys made at the input level ({:.2} MB), and the server unpacks each query with {} key \
@@ -298,7 +347,7 @@ pub fn compile(
             params.ciphertext_bytes(level, true),
             c.galois_elements.len(),
             (c.galois_elements.len() * params.keyswitch_key_bytes_at(level)) as f64 / 1e6,
-            period + (params.n() / period).trailing_zeros() as usize,
+            switches(period),
             layout::COMPACT_INPUT_BOOST
         )
     });

@@ -134,7 +134,7 @@ fn choose_at(
         // will differ under real primes differ here too and get the same alignment.
         let dummy_q: Vec<u64> =
             (0..=depth_ub as u64).map(|i| (1u64 << noise::S_REF) + ((2 * i + 1) << (noise::S_REF - 16)) + 1).collect();
-        let shape = layout::Shape { sum_at, compact: opts.compact_query };
+        let shape = layout::Shape::for_options(sum_at, opts, stages);
         match layout::build(stages, &dummy_q, slots, 2f64.powi(noise::S_REF as i32), mask_output, shape) {
             Ok(bt) => {
                 depth = depth_ub - bt.b.nodes.iter().map(|n| n.level).min().unwrap_or(depth_ub);
@@ -144,7 +144,12 @@ fn choose_at(
                     .iter()
                     .map(|&r| {
                         let x = calib.row(r);
-                        bt.client_map.iter().map(|&i| if i >= 0 { x[i as usize] } else { 0.0 }).collect()
+                        let v: Vec<f64> = bt.client_map.iter().map(|&i| if i >= 0 { x[i as usize] } else { 0.0 }).collect();
+                        // A first layer before packing hands the program its output.
+                        match &bt.first_layer {
+                            Some(f) => f.slot_values(&v, slots),
+                            None => v,
+                        }
                     })
                     .collect();
                 let n_out = bt.out_layout.iter().filter(|&&e| e >= 0).map(|&e| e as usize + 1).max().unwrap_or(0);
@@ -211,7 +216,7 @@ fn choose_at(
     match choice {
         Some(choice) => {
             let p = &choice.params;
-            let shape = layout::Shape { sum_at, compact: opts.compact_query };
+            let shape = layout::Shape::for_options(sum_at, opts, stages);
             let bt = layout::build(stages, p.q(), p.slots(), p.default_scale(), mask_output, shape)?;
             let steps = lower::rotation_steps(&bt.b.nodes);
             let levels = lower::key_levels(&bt.b.nodes, &steps);
@@ -228,8 +233,13 @@ fn choose_at(
     }
 }
 
-/// The packing's key-switch events a compact input carries (0 without one).
+/// The packing's key-switch events a compact input carries (0 without one, and 0 where
+/// the first layer runs before the packing: its tree runs at the product's scale, q_top
+/// times the input's, where the amplified roundings are below the weights' own).
 fn compact_events(stages: &[LStage], opts: &Options, log_n: u32) -> f64 {
+    if layout::Shape::for_options(lower::SumAt::Doubled, opts, stages).pack_first {
+        return 0.0;
+    }
     match stages.first() {
         Some(LStage::Linear { map, .. }) if opts.compact_query => {
             noise::compact_input_keyswitches(layout::compact_period(map.n_in), log_n)

@@ -50,6 +50,9 @@ struct Meta {
     /// models compiled without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     multi: Option<crate::multi::MultiMeta>,
+    /// A compact query's first layer applied before packing; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first_layer: Option<crate::first_layer::PackedFirstLayer>,
 }
 
 impl HeModel {
@@ -69,6 +72,7 @@ impl HeModel {
                 outputs: m.outputs.clone(),
                 first_plain: self.plaintexts.len() as u32,
             }),
+            first_layer: self.first_layer.clone(),
         };
         let json = serde_json::to_vec(&meta).expect("model metadata serializes");
         let mut out = Vec::with_capacity(
@@ -167,6 +171,7 @@ impl HeModel {
             public: meta.public,
             throughput: meta.throughput,
             multi,
+            first_layer: meta.first_layer,
         };
         m.validate()?;
         Ok(m)

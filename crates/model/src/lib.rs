@@ -30,6 +30,7 @@ pub mod circuit;
 pub mod client_aided;
 pub mod dp;
 pub mod file;
+pub mod first_layer;
 pub mod ir;
 pub mod linear;
 pub mod lwe_spec;
@@ -105,6 +106,9 @@ pub struct HeModel {
     /// Layout M's program (`model::multi`), when compiled with it; its client side is
     /// `client.multi`.
     pub multi: Option<MultiProgram>,
+    /// A compact query's first layer, applied before packing (`model::first_layer`); the
+    /// program's input is then its output, one level below the query.
+    pub first_layer: Option<first_layer::PackedFirstLayer>,
 }
 
 impl HeModel {
@@ -120,7 +124,9 @@ impl HeModel {
             return Err(ModelError::Invalid("bad parameter description".into()));
         }
         let n_in = self.client.input.slot_map.len();
-        let inputs: Vec<(u32, f64)> = vec![(self.client.input.level, self.client.input.scale); n_in];
+        // A first layer applied before packing hands the program its output, one level down.
+        let program_level = self.client.input.level.saturating_sub(self.first_layer.is_some() as u32);
+        let inputs: Vec<(u32, f64)> = vec![(program_level, self.client.input.scale); n_in];
         let slots = self.slots();
         let elems: usize = self.client.input.shape.iter().product();
         for m in &self.client.input.slot_map {
@@ -135,6 +141,13 @@ impl HeModel {
                 return Err(ModelError::Invalid(
                     "the client spec names public features the model has no weights for".into(),
                 ))
+            }
+            None => {}
+        }
+        match &self.first_layer {
+            Some(f) => f.validate(self)?,
+            None if self.client.input.compact.as_ref().is_some_and(|c| c.ring_values.is_some()) => {
+                return Err(ModelError::Invalid("the client spec asks for a ring query the model has no layer for".into()))
             }
             None => {}
         }

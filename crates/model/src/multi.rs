@@ -133,6 +133,7 @@ impl HeModel {
             public: None,
             throughput: None,
             multi: None,
+            first_layer: None,
         };
         wide.validate()?;
         Ok(wide)

@@ -136,7 +136,7 @@ pub fn simulate_public(m: &HeModel, inputs: &[Vec<f64>], x_pub: Option<&[f64]>) 
         (None, None) => {}
     }
     let ops: Vec<Op> = m.nodes.iter().map(|n| n.op.clone()).collect();
-    let vals = crate::sim::run(&ops, &plains, inputs, slots)?;
+    let vals = crate::sim::run(&ops, &plains, &crate::sim::program_inputs(m, inputs), slots)?;
     Ok(m.outputs.iter().map(|&o| vals[o as usize].clone()).collect())
 }
 

@@ -27,7 +27,20 @@ pub fn simulate_values(model: &HeModel, inputs: &[Vec<f64>]) -> Result<Vec<Vec<f
             v
         })
         .collect();
-    run(&model.nodes.iter().map(|n| n.op.clone()).collect::<Vec<_>>(), &plains, inputs, slots)
+    let ops: Vec<_> = model.nodes.iter().map(|n| n.op.clone()).collect();
+    run(&ops, &plains, &program_inputs(model, inputs), slots)
+}
+
+/// The program's input vectors for the client's: the same, unless the server applies a
+/// first layer before the program (`model::first_layer`), whose output it then is.
+pub fn program_inputs<'a>(model: &HeModel, inputs: &'a [Vec<f64>]) -> std::borrow::Cow<'a, [Vec<f64>]> {
+    match (&model.first_layer, inputs.first()) {
+        (Some(f), Some(x)) => {
+            let x = &x[..(f.n_in as usize).min(x.len())];
+            std::borrow::Cow::Owned(vec![f.slot_values(x, model.slots())])
+        }
+        _ => std::borrow::Cow::Borrowed(inputs),
+    }
 }
 
 /// The interpreter itself, over bare ops (the compiler uses it before a model exists).

@@ -147,6 +147,12 @@ pub struct CompactInput {
     pub period: u32,
     /// The packing's and the conjugation's Galois elements, made at the input's level.
     pub galois_elements: Vec<u64>,
+    /// The server applies the first layer before packing (`model::first_layer`): the
+    /// client sends its first `ring_values` input values as a ring query
+    /// (`Decryptor::encrypt_ring_query` of round(x·scale), no transform) and `period` is
+    /// the layer's output period. Absent: an LWE query of the slot map's first period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_values: Option<u32>,
 }
 
 /// One ONNX input of a multi-input model, as a range of the flattened input.

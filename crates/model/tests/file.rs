@@ -61,6 +61,7 @@ fn tiny() -> HeModel {
         public: None,
         throughput: None,
         multi: None,
+        first_layer: None,
     }
 }
 

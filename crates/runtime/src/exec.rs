@@ -35,6 +35,8 @@ pub enum LoadError {
     Params(#[from] ckks::ParamError),
     #[error("cannot encode the model's plaintext {index}: {source}")]
     Encode { index: usize, source: ckks::Error },
+    #[error("cannot prepare the first layer applied before packing: {0}")]
+    FirstLayer(ckks::Error),
 }
 
 /// A model ready to serve: parameters, encoded weights, the program.
@@ -47,6 +49,8 @@ pub struct CompiledModel {
     steps: Vec<i64>,
     /// Layout M (`model::multi`), loaded as a model of its own, if compiled with it.
     multi: Option<Box<CompiledModel>>,
+    /// A compact ring query's first layer (`model::first_layer`), prepared for packing.
+    first_layer: Option<ckks::LinearLeaves>,
 }
 
 impl CompiledModel {
@@ -77,7 +81,18 @@ impl CompiledModel {
         }
         let steps = model.client.rotation_steps.clone();
         let multi = model.multi_model().transpose()?.map(|m| Self::load(m).map(Box::new)).transpose()?;
-        Ok(Self { model, params, plaintexts, last_use, steps, multi })
+        let first_layer = match &model.first_layer {
+            Some(f) => {
+                // At the scale of the prime the packing's rescale drops, so the program's
+                // input lands at the query's scale.
+                let level = model.client.input.level as usize;
+                let scale = params.q()[level] as f64;
+                let m = f.matrix(scale)?;
+                Some(ckks::LinearLeaves::new(&params, level, f.n_in as usize, &m, scale).map_err(LoadError::FirstLayer)?)
+            }
+            None => None,
+        };
+        Ok(Self { model, params, plaintexts, last_use, steps, multi, first_layer })
     }
 
     pub fn load_file(path: &std::path::Path) -> Result<Self, LoadError> {
@@ -102,6 +117,7 @@ impl CompiledModel {
     /// Bytes held by the encoded plaintext operands (layout M's included).
     pub fn weight_memory_bytes(&self) -> usize {
         self.plaintexts.iter().map(PreparedPlaintext::memory_bytes).sum::<usize>()
+            + self.first_layer.as_ref().map_or(0, ckks::LinearLeaves::memory_bytes)
             + self.multi.as_ref().map_or(0, |m| m.weight_memory_bytes())
     }
 
@@ -199,6 +215,10 @@ impl Executable for CompiledModel {
 
     fn compact_input(&self) -> Option<&model::CompactInput> {
         self.model.client.input.compact.as_ref()
+    }
+
+    fn first_layer(&self) -> Option<&ckks::LinearLeaves> {
+        self.first_layer.as_ref()
     }
 
     fn run_with_plain(

@@ -54,6 +54,10 @@ pub trait Executable: Send + Sync {
     fn compact_input(&self) -> Option<&model::CompactInput> {
         None
     }
+    /// A compact ring query's first layer, applied before packing (`model::first_layer`).
+    fn first_layer(&self) -> Option<&ckks::LinearLeaves> {
+        None
+    }
     /// [`Executable::run_cancellable`] with the public features' values.
     fn run_with_plain(
         &self,
@@ -442,6 +446,9 @@ impl CkksService {
                 if peek_header(b).is_ok_and(|h| h.kind == ckks::wire::Kind::LweQuery as u8) {
                     return self.unpack_compact(index, b, &keys);
                 }
+                if peek_header(b).is_ok_and(|h| h.kind == ckks::wire::Kind::RingQuery as u8) {
+                    return self.unpack_ring(index, b, &keys);
+                }
                 check_l_ciphertext(params, self.throughput.as_deref(), index, b)?;
                 let ct = read_any_ciphertext_limited(params, b, max_level)
                     .map_err(|source| ServiceError::Malformed { index, source })?;
@@ -478,6 +485,12 @@ impl CkksService {
                  --query compact); send the ciphertext its client spec lays out"
             )));
         };
+        if c.ring_values.is_some() {
+            return Err(ServiceError::WrongScheme(format!(
+                "ENCRYPTED_INPUT[{index}] is an LWE query, but this model takes its compact input as a ring query \
+                 (its first layer runs before the packing); make the query from its client spec"
+            )));
+        }
         let period = c.period as usize;
         let q = ckks::LweQuery::from_bytes(self.exe.params(), bytes, period)
             .map_err(|source| ServiceError::Malformed { index, source })?;
@@ -485,6 +498,32 @@ impl CkksService {
             check_level_scale(index, (q.level(), q.scale()), want)?;
         }
         Ok(self.eval.unpack_query(&q, period, &keys.galois).map_err(RunError::Ckks)?)
+    }
+
+    /// A compact ring query (`model::first_layer`) → the first layer's output, packed: the
+    /// program's input.
+    fn unpack_ring(&self, index: usize, bytes: &[u8], keys: &EvaluationKeys) -> Result<Ciphertext, ServiceError> {
+        let (Some(c), Some(layer)) = (self.exe.compact_input(), self.exe.first_layer()) else {
+            return Err(ServiceError::WrongScheme(format!(
+                "ENCRYPTED_INPUT[{index}] is a ring query, but this model does not apply its first layer before \
+                 packing (compile --query compact --first-layer coefficients); send what its client spec lays out"
+            )));
+        };
+        let q = ckks::LweQuery::ring_from_bytes(self.exe.params(), bytes, layer.inputs())
+            .map_err(|source| ServiceError::Malformed { index, source })?;
+        if q.count() != layer.inputs() {
+            return Err(ServiceError::Malformed {
+                index,
+                source: ckks::WireError::OutOfRange {
+                    field: "value count",
+                    detail: format!("{} values; this model's first layer takes exactly {}", q.count(), layer.inputs()),
+                },
+            });
+        }
+        if let Some(want) = self.input_level {
+            check_level_scale(index, (q.level(), q.scale()), want)?;
+        }
+        Ok(self.eval.unpack_linear(&q, layer, c.period as usize, &keys.galois).map_err(RunError::Ckks)?)
     }
 }
 

@@ -86,6 +86,7 @@ fn program() -> (HeModel, Parameters) {
         public: None,
         throughput: None,
         multi: None,
+        first_layer: None,
     };
     (m, params)
 }
