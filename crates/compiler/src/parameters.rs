@@ -144,7 +144,8 @@ fn choose_at(
                     .iter()
                     .map(|&r| {
                         let x = calib.row(r);
-                        let v: Vec<f64> = bt.client_map.iter().map(|&i| if i >= 0 { x[i as usize] } else { 0.0 }).collect();
+                        let v: Vec<f64> =
+                            bt.client_map.iter().map(|&i| if i >= 0 { x[i as usize] } else { 0.0 }).collect();
                         // A first layer before packing hands the program its output.
                         match &bt.first_layer {
                             Some(f) => f.slot_values(&v, slots),

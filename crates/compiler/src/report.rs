@@ -168,16 +168,18 @@ pub(crate) fn make_report(
         key_memory_bytes: key_memory,
         input_ciphertexts: m.client.input.slot_map.len(),
         query_bytes: match compact {
-            Some(c) => params
-                .lwe_query_bytes(m.client.input.level as usize, c.ring_values.map_or(c.period as usize, |v| v as usize)),
+            Some(c) => params.lwe_query_bytes(
+                m.client.input.level as usize,
+                c.ring_values.map_or(c.period as usize, |v| v as usize),
+            ),
             None => m.client.input.slot_map.len() * params.ciphertext_bytes(params.max_level(), true),
         },
         response_bytes: m.outputs.len() * params.ciphertext_bytes(m.client.output.level as usize, false),
         // A first layer before packing keeps one row per output in NTT form at the query's level.
         plaintext_memory_bytes: m.plaintexts.iter().map(|p| params.n() * (p.level as usize + 1) * 8).sum::<usize>()
-            + m.first_layer.as_ref().map_or(0, |f| {
-                f.period as usize * params.n() * (m.client.input.level as usize + 1) * 8
-            }),
+            + m.first_layer
+                .as_ref()
+                .map_or(0, |f| f.period as usize * params.n() * (m.client.input.level as usize + 1) * 8),
         est_latency_ms: est,
         activations,
         accuracy,

@@ -147,7 +147,9 @@ impl HeModel {
         match &self.first_layer {
             Some(f) => f.validate(self)?,
             None if self.client.input.compact.as_ref().is_some_and(|c| c.ring_values.is_some()) => {
-                return Err(ModelError::Invalid("the client spec asks for a ring query the model has no layer for".into()))
+                return Err(ModelError::Invalid(
+                    "the client spec asks for a ring query the model has no layer for".into(),
+                ))
             }
             None => {}
         }

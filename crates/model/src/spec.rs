@@ -351,8 +351,22 @@ impl ClientSpec {
                     "a compact input of period {period} (a power of two, 2..={slots}, one ciphertext)"
                 ));
             }
-            if (0..m.len()).any(|j| m[j] != m[j % period]) || c.galois_elements.len() > 64 {
-                return bad(format!("the slot map does not repeat with the compact input's period {period}"));
+            match c.ring_values {
+                // A ring query carries the values themselves, element t at coefficient t.
+                Some(n) => {
+                    if m.len() != n as usize || m.iter().enumerate().any(|(t, &e)| e != t as i32) || n as usize > slots
+                    {
+                        return bad(format!("a ring query of {n} values whose slot map is not element t at t"));
+                    }
+                }
+                None => {
+                    if (0..m.len()).any(|j| m[j] != m[j % period]) {
+                        return bad(format!("the slot map does not repeat with the compact input's period {period}"));
+                    }
+                }
+            }
+            if c.galois_elements.len() > 64 {
+                return bad(format!("{} packing keys (64 at most)", c.galois_elements.len()));
             }
         }
         for (what, level, scale) in

@@ -88,7 +88,10 @@ impl CompiledModel {
                 let level = model.client.input.level as usize;
                 let scale = params.q()[level] as f64;
                 let m = f.matrix(scale)?;
-                Some(ckks::LinearLeaves::new(&params, level, f.n_in as usize, &m, scale).map_err(LoadError::FirstLayer)?)
+                Some(
+                    ckks::LinearLeaves::new(&params, level, f.n_in as usize, &m, scale)
+                        .map_err(LoadError::FirstLayer)?,
+                )
             }
             None => None,
         };

@@ -449,6 +449,15 @@ impl CkksService {
                 if peek_header(b).is_ok_and(|h| h.kind == ckks::wire::Kind::RingQuery as u8) {
                     return self.unpack_ring(index, b, &keys);
                 }
+                if self.exe.first_layer().is_some() {
+                    // The program starts after the first layer: a ciphertext of the inputs
+                    // is not what it reads.
+                    return Err(ServiceError::WrongScheme(format!(
+                        "ENCRYPTED_INPUT[{index}] is not a ring query, but this model takes its input only as a \
+                         compact ring query (its first layer runs before the packing); make the query from its \
+                         client spec"
+                    )));
+                }
                 check_l_ciphertext(params, self.throughput.as_deref(), index, b)?;
                 let ct = read_any_ciphertext_limited(params, b, max_level)
                     .map_err(|source| ServiceError::Malformed { index, source })?;
