@@ -755,6 +755,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     rotations: str = "auto",
     query: str = "ciphertext",
     layout: str = "auto",
+    first_layer: str = "auto",
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -777,6 +778,10 @@ def compile(  # noqa: A001 - the natural name for model owners
     ``query``: how a query travels (``--query``): ``"ciphertext"``, or ``"compact"`` (one word
     per input value, packed by the server: a query of a few KB, for packing keys in the
     bundle and more server time); :meth:`Client.encrypt` then makes compact queries.
+    ``first_layer``: with a compact query, where the first linear layer runs
+    (``--first-layer``): ``"coefficients"`` (on the query's coefficients before the packing,
+    no key: the server packs the layer's outputs), ``"slots"`` (after packing the inputs) or
+    ``"auto"`` (the fewer key switches; the report's note says which).
     ``layout``: the layouts to emit (``--layout``): ``"auto"`` (every one that fits: L, and M
     and T where they do), ``"L"``, ``"M"`` (L and M, an error if M does not fit) or ``"T"``.
 
@@ -841,6 +846,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         rotations=rotations,
         query=query,
         layout=str(layout),
+        first_layer=str(first_layer),
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -313,7 +313,7 @@ fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String
     max_degree, margin, maxpool_average, scale_bits, min_log_n, key_budget_bytes, python, use_onnxruntime,
     data=None, data_shape=None, labels=None, progress=None, maxpool_approximate=false, public_features=None,
     circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None, rotations="auto", query="ciphertext",
-    layout="auto"))]
+    layout="auto", first_layer="auto"))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -345,7 +345,10 @@ fn compile(
     rotations: &str,
     query: &str,
     layout: &str,
+    first_layer: &str,
 ) -> PyResult<(String, String)> {
+    let first_layer: compiler::FirstLayer =
+        first_layer.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
     let layout: compiler::LayoutRequest = layout.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
     let rotations: compiler::RotationPolicy =
         rotations.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
@@ -408,6 +411,7 @@ fn compile(
         split_at,
         rotations,
         compact_query,
+        first_layer,
         layout,
         ..Default::default()
     };
