@@ -256,7 +256,7 @@ impl LinearLeaves {
         if level > params.max_level() {
             return Err(Error::LevelRaise { from: params.max_level(), to: level });
         }
-        if inputs == 0 || inputs > n || m.is_empty() || m.len() % inputs != 0 || m.len() / inputs > n {
+        if inputs == 0 || inputs > n || m.is_empty() || !m.len().is_multiple_of(inputs) || m.len() / inputs > n {
             let detail = format!("{} weights for {inputs} inputs (rows of 1..=N inputs, at most N rows)", m.len());
             return Err(Error::Shape { what: "a linear layer before packing", detail });
         }
