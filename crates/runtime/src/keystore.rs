@@ -290,7 +290,11 @@ impl KeyStore {
             (Ok(id), Some(i)) => Ok((id, i)),
             (Err(_), None) if !refusals.is_empty() => Err(refusals),
             (Err(e), _) => Err(vec![e]),
-            (Ok(_), None) => unreachable!("a bundle is kept only when a layout's check passed"),
+            // A bundle is kept only when a layout's check passed; were that ever broken, the
+            // request fails with a message instead of the process panicking.
+            (Ok(_), None) => Err(vec![KeyStoreError::Incomplete(
+                "internal error: the bundle was kept but matched no layout (please report this)".into(),
+            )]),
         }
     }
 
