@@ -118,6 +118,20 @@ impl LweQuery {
     }
 }
 
+/// What every query a client makes must satisfy: a scale, a level of the chain, 1..=N values.
+#[cfg(feature = "secret-key")]
+fn check_query(params: &Parameters, count: usize, level: usize, scale: f64, what: &'static str) -> Result<()> {
+    crate::plaintext::check_scale(scale)?;
+    if level > params.max_level() {
+        return Err(Error::LevelRaise { from: params.max_level(), to: level });
+    }
+    if count == 0 || count > max_query_values(params) {
+        let detail = format!("{count} values (1..={} allowed)", max_query_values(params));
+        return Err(Error::Shape { what, detail });
+    }
+    Ok(())
+}
+
 #[cfg(feature = "secret-key")]
 impl crate::encryption::Decryptor<'_> {
     /// Encrypts each of `messages` (integers: the scheme's encoding of the values at
@@ -126,17 +140,10 @@ impl crate::encryption::Decryptor<'_> {
     /// ⟨a, s⟩ is the constant coefficient of a·s, which is 1/N times the sum of a·s's
     /// NTT values: one inner product per prime, no transform.
     pub fn encrypt_lwe(&mut self, messages: &[i128], level: usize, scale: f64) -> Result<LweQuery> {
-        crate::plaintext::check_scale(scale)?;
         let params = self.sk.params.clone();
+        check_query(&params, messages.len(), level, scale, "an LWE query")?;
         let ctx = params.ctx();
-        if level > params.max_level() {
-            return Err(Error::LevelRaise { from: params.max_level(), to: level });
-        }
         let count = messages.len();
-        if count == 0 || count > max_query_values(&params) {
-            let detail = format!("{count} values (1..={} allowed)", max_query_values(&params));
-            return Err(Error::Shape { what: "an LWE query", detail });
-        }
         let n = ctx.n;
         let seed = ring::fresh_seed();
         use rayon::prelude::*;
@@ -172,17 +179,10 @@ impl crate::encryption::Decryptor<'_> {
     /// and two transforms instead of `count` inner products. Dropping coefficients of b
     /// only withholds RLWE samples; the rest is a fresh symmetric encryption.
     pub fn encrypt_ring_query(&mut self, messages: &[i128], level: usize, scale: f64) -> Result<LweQuery> {
-        crate::plaintext::check_scale(scale)?;
         let params = self.sk.params.clone();
+        check_query(&params, messages.len(), level, scale, "a ring query")?;
         let ctx = params.ctx();
-        if level > params.max_level() {
-            return Err(Error::LevelRaise { from: params.max_level(), to: level });
-        }
         let count = messages.len();
-        if count == 0 || count > max_query_values(&params) {
-            let detail = format!("{count} values (1..={} allowed)", max_query_values(&params));
-            return Err(Error::Shape { what: "a ring query", detail });
-        }
         let n = ctx.n;
         let moduli: Vec<_> = ctx.moduli[..=level].iter().collect();
         let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
