@@ -80,18 +80,6 @@ pub(crate) fn constant_of_product(a: &[u64], u: &[i64]) -> u64 {
     acc
 }
 
-fn add_into(out: &mut [u64], x: &[u64]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = o.wrapping_add(v);
-    }
-}
-
-fn sub_into(out: &mut [u64], x: &[u64]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = o.wrapping_sub(v);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
