@@ -148,7 +148,8 @@ impl RoundConfig {
         let have = params.log_q_at(params.max_level());
         if need > have {
             return Err(AggregateError::Config(format!(
-                "plaintext modulus 2^{:.1} with shares smudged for 2^-{security_bits} needs a modulus of 2^{need:.1};                  these parameters have 2^{have:.1}: use a smaller plaintext_modulus or larger q_bits",
+                "plaintext modulus 2^{:.1} with shares smudged for 2^-{security_bits} needs a modulus of 2^{need:.1}; \
+                 these parameters have 2^{have:.1}: use a smaller plaintext_modulus or larger q_bits",
                 (t as f64).log2()
             )));
         }

@@ -229,14 +229,16 @@ fn build_packed_first(
     let period = compact_period(n_out);
     if 2 * period > b.slots || n_in > b.slots {
         return Err(CompileError::Layout(format!(
-            "a first layer of {n_in} -> {n_out} before packing needs {} slots (twice the output period {period})              and {n_in} query values, but N/2 = {}",
+            "a first layer of {n_in} -> {n_out} before packing needs {} slots (twice the output period {period}) \
+             and {n_in} query values, but N/2 = {}",
             2 * period,
             b.slots
         )));
     }
     if let Some(st) = stages.iter().skip(1).find(|s| reads_input(s)) {
         return Err(CompileError::Layout(format!(
-            "layer '{}' reads the model's input itself, which a first layer applied before packing consumes;              use --first-layer slots",
+            "layer '{}' reads the model's input itself, which a first layer applied before packing consumes; \
+             use --first-layer slots",
             st.info().name
         )));
     }
@@ -258,7 +260,8 @@ fn build_packed_first(
         }
     }
     let desc = format!(
-        "compact ring query: element t at coefficient t ({n_in} words); the server applies the first layer          ({n_in} -> {n_out}) before packing its outputs with period {period}"
+        "compact ring query: element t at coefficient t ({n_in} words); the server applies the first layer \
+         ({n_in} -> {n_out}) before packing its outputs with period {period}"
     );
     // Value 0 (the input) is never read past the first layer: it stands in for it.
     let (b, out, out_layout) = lower_stages(b, stages, vec![(h, layout.clone()), (h, layout)], 1, mask_output)?;
