@@ -258,6 +258,22 @@ impl Encoder {
     }
 }
 
+/// The real parts of the slots of a ring element of any degree n' (a power of two, at
+/// most 2^16) given by its coefficients, divided by `scale`: n'/2 values. A compact
+/// answer's phase (`rlwe::answer`) is decoded so, at its own degree.
+pub fn decode_coefficients(coeffs: &[f64], scale: f64) -> Result<Vec<f64>> {
+    let n = coeffs.len();
+    if !n.is_power_of_two() || !(2..=1 << 16).contains(&n) {
+        return Err(Error::Shape { what: "coefficients to decode", detail: format!("{n} is not a power of two in 2..=2^16") });
+    }
+    check_scale(scale)?;
+    let half = n / 2;
+    let inv = 1.0 / scale;
+    let mut u: Vec<Complex64> = (0..half).map(|i| Complex64::new(coeffs[i] * inv, coeffs[i + half] * inv)).collect();
+    tables(n.trailing_zeros()).fft_special(&mut u);
+    Ok(u.into_iter().map(|z| z.re).collect())
+}
+
 /// Centered lift of each coefficient (coefficient form, limbs q_0..q_l) to f64, by
 /// Garner's mixed-radix reconstruction: exact digits, then one rounding to f64.
 fn crt_to_f64(params: &Parameters, poly: &Poly) -> Vec<f64> {

@@ -17,7 +17,7 @@ pub mod throughput;
 
 pub use rlwe::{encryption, error, keys, params, plaintext, wire};
 
-pub use encoding::{compact_query_coefficients, compact_query_transform, Encoder};
+pub use encoding::{compact_query_coefficients, compact_query_transform, decode_coefficients, Encoder};
 pub use eval::Evaluator;
 pub use num_complex::Complex64;
 #[cfg(feature = "secret-key")]
@@ -27,6 +27,6 @@ pub use rlwe::{
     EvaluationKeys, GaloisKeys, KeyId, KeySwitchKey, ParamError, Parameters, ParametersBuilder, ParamsSpec, Plaintext,
     PreparedPlaintext, PublicKey, RelinKey, Result, SeededCiphertext, WireError,
 };
-pub use rlwe::{packing_elements, LinearLeaves, LweQuery};
+pub use rlwe::{packing_elements, AnswerKey, AnswerShape, CompactAnswer, LinearLeaves, LweQuery};
 #[cfg(feature = "secret-key")]
 pub use rlwe::{KeyGenerator, SecretKey};

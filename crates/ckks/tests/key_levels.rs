@@ -71,6 +71,7 @@ fn bundles_of_keys_at_several_levels_round_trip_smaller() {
         relin: Some(kg.relin_key_at(&k.sk, 3)),
         galois: kg.galois_keys_at(&k.sk, &[(1, 0), (2, 4), (4, 2)], None),
         public: None,
+        answer: None,
     };
     let bytes = keys.to_bytes();
     assert_eq!(bytes.len(), keys.serialized_len());

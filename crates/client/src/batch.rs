@@ -67,6 +67,7 @@ impl BatchSession {
             relin: Some(KeyGenerator::new(params).relin_key(self.keys.secret_key())),
             galois: Default::default(),
             public: None,
+            answer: None,
         };
         let bytes = keys.to_bytes();
         let id = KeyId::of_bundle(&bytes);

@@ -104,6 +104,7 @@ impl ClientKeys {
             galois: kg.galois_keys_with(&self.sk, &spec.rotation_key_levels(), None, &spec.compact_key_levels()),
             // A circuit-private model floods answers with an encryption of zero under it.
             public: spec.circuit_privacy.is_some().then(|| kg.public_key(&self.sk)),
+            answer: None,
         };
         let bytes = keys.to_bytes();
         let id = KeyId::of_bundle(&bytes);

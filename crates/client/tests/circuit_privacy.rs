@@ -79,6 +79,7 @@ impl Client {
             relin: None,
             galois: kg.galois_keys(&self.sk, &[], false),
             public: public.then(|| kg.public_key(&self.sk)),
+            answer: None,
         };
         keys.to_bytes()
     }

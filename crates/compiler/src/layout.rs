@@ -469,6 +469,7 @@ pub(crate) fn program(
         layouts: vec![],
         prefix: None,
         client_aided: None,
+        answer: None,
     };
     let mut hem = HeModel {
         name: name.to_string(),

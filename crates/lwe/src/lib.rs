@@ -23,7 +23,6 @@ mod eval;
 mod keys;
 pub mod noise;
 mod params;
-mod poly;
 mod public;
 mod wire;
 

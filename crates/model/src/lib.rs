@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod bgv_model;
 pub mod circuit;
 pub mod client_aided;
@@ -42,6 +43,7 @@ pub mod sim;
 pub mod spec;
 pub mod throughput;
 
+pub use answer::AnswerSpec;
 pub use bgv_model::{BgvInput, BgvLayer, BgvModel, BgvOutput, BgvSpec};
 pub use circuit::CircuitPrivacy;
 pub use dp::{DpMechanism, OutputDp};
@@ -162,6 +164,22 @@ impl HeModel {
             (Some(_), Some(_)) => self.validate_multi()?,
             (None, None) => {}
             _ => return Err(ModelError::Invalid("layout-M program and client spec disagree".into())),
+        }
+        if let Some(a) = &self.client.answer {
+            let q0_bits = p.q.first().map_or(0, |&q| 64 - q.leading_zeros());
+            if a.log_n > p.log_n || a.log_n < 10 || a.log_q < 8 || a.log_q >= q0_bits {
+                return Err(ModelError::Invalid(format!(
+                    "compact answer of degree 2^{} modulo 2^{} does not fit N = 2^{} and a {q0_bits}-bit last prime",
+                    a.log_n, a.log_q, p.log_n
+                )));
+            }
+            if a.log_n < p.log_n && 2 * answer::output_period(self) > 1 << a.log_n {
+                return Err(ModelError::Invalid(format!(
+                    "compact answer folded to degree 2^{}, but the program's answer repeats only every {} slots",
+                    a.log_n,
+                    answer::output_period(self)
+                )));
+            }
         }
         if self.outputs.len() != self.client.output.ciphertexts as usize {
             return Err(ModelError::Invalid("output count differs from the client spec".into()));

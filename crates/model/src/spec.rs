@@ -69,6 +69,10 @@ pub struct ClientSpec {
     /// between them (`model::client_aided`). Absent: one request, one answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_aided: Option<crate::client_aided::ClientAided>,
+    /// Compact answers (`compile --answer`): each answer ciphertext is cut to a subring
+    /// and a small modulus before it is sent (`model::answer`). Absent: full ciphertexts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<crate::answer::AnswerSpec>,
 }
 
 /// Levels of the evaluation keys (see `ClientSpec::key_levels`).

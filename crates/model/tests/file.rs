@@ -52,6 +52,7 @@ fn tiny() -> HeModel {
             layouts: vec![],
             prefix: None,
             client_aided: None,
+            answer: None,
         },
         layers: vec![model::LayerInfo { name: "l".into(), kind: "dense".into() }],
         nodes,

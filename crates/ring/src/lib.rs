@@ -11,7 +11,7 @@
 //! | kernels | `x86_64` (per instruction set, side by side) |
 //! | dispatch | [`kernels`] (slice kernels), [`ntt`] (transforms) |
 //! | objects | [`poly`] (RNS polynomials and their buffer pool) |
-//! | algorithms | [`rns`] (exact base conversion), [`automorphism`], [`sampling`] |
+//! | algorithms | [`rns`] (exact base conversion), [`automorphism`], [`sampling`], [`ternary`] (exact products by a ternary polynomial modulo a power of two) |
 //!
 //! Code above this crate never names an instruction set: it calls the dispatching
 //! functions, which pick a kernel with a token from [`isa`].
@@ -29,6 +29,7 @@ pub mod poly;
 pub mod primes;
 pub mod rns;
 pub mod sampling;
+pub mod ternary;
 pub mod twiddles;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

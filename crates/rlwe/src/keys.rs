@@ -199,6 +199,9 @@ pub struct EvaluationKeys {
     /// The client's public key, for models compiled with circuit privacy: the server
     /// encrypts zero under it to flood the answer's noise. None otherwise.
     pub public: Option<PublicKey>,
+    /// The key that folds answers into a subring, for models compiled with compact
+    /// answers of a smaller degree (`answer`). None otherwise.
+    pub answer: Option<crate::answer::AnswerKey>,
 }
 
 impl EvaluationKeys {
@@ -211,6 +214,7 @@ impl EvaluationKeys {
         self.relin.as_ref().map_or(0, |r| per_key(&r.0))
             + self.galois.keys.values().map(per_key).sum::<usize>()
             + public
+            + self.answer.as_ref().map_or(0, |a| per_key(&a.key))
     }
 
     /// Whether the bundle can rotate by `step` slots.
@@ -334,11 +338,12 @@ impl KeyGenerator {
             relin: relin.then(|| self.relin_key(sk)),
             galois: self.galois_keys(sk, steps, conjugation),
             public: None,
+            answer: None,
         }
     }
 
-    /// Key switching s' → s for ciphertexts up to `level`, with s' in NTT form over every prime.
-    fn keyswitch_key(&mut self, sk: &SecretKey, s_prime: &Poly, level: usize) -> KeySwitchKey {
+    /// Key switching s' → `sk` for ciphertexts up to `level`, with s' in NTT form over every prime.
+    pub(crate) fn keyswitch_key(&mut self, sk: &SecretKey, s_prime: &Poly, level: usize) -> KeySwitchKey {
         let ctx = self.params.ctx();
         let levels = self.params.q().len();
         let moduli: Vec<_> = ctx.moduli.iter().collect();

@@ -8,7 +8,7 @@
 //!
 //! Modules in layers, each using only those before it: [`error`], [`security`] →
 //! [`params`] → [`plaintext`], [`keys`] → [`encryption`] → [`keyswitch`] →
-//! [`packing`] (compact LWE queries) → [`multiparty`] (collective keys, threshold decryption) → [`wire`].
+//! [`packing`] (compact LWE queries) → [`answer`] (compact answers) → [`multiparty`] (collective keys, threshold decryption) → [`wire`].
 //!
 //! The secret key, key generation and decryption exist only with feature `secret-key`:
 //! server-side crates depend on this crate without it and cannot name a secret key.
@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod encryption;
 pub mod error;
 pub mod keys;
@@ -31,6 +32,7 @@ pub use ring;
 
 #[cfg(feature = "secret-key")]
 pub use encryption::Decryptor;
+pub use answer::{AnswerKey, AnswerShape, CompactAnswer};
 pub use encryption::{Ciphertext, Encryptor, SeededCiphertext};
 pub use error::{Error, ParamError, Result, WireError};
 pub use keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};

@@ -7,6 +7,7 @@
 //! exact size from the parameters and the header before allocating anything, check
 //! every value against its modulus, and return `WireError`, never panic.
 
+use crate::answer::{AnswerKey, AnswerShape, CompactAnswer};
 use crate::encryption::{Ciphertext, SeededCiphertext};
 use crate::error::WireError;
 #[cfg(feature = "secret-key")]
@@ -95,6 +96,8 @@ pub enum Kind {
     LweQuery = 12,
     /// A ring query: the same layout, the values' halves shifts of one seeded a (`packing`).
     RingQuery = 13,
+    /// A compact answer: c0 and c1 of degree N' modulo 2^log_q (`answer`).
+    CompactAnswer = 14,
 }
 
 impl Kind {
@@ -113,6 +116,7 @@ impl Kind {
             Kind::ThresholdKey => "threshold key",
             Kind::LweQuery => "LWE query",
             Kind::RingQuery => "ring query",
+            Kind::CompactAnswer => "compact answer",
         }
     }
 }
@@ -458,6 +462,92 @@ impl LweQuery {
     }
 }
 
+impl AnswerShape {
+    /// Bytes of a serialized compact answer of this shape.
+    pub fn bytes(&self) -> usize {
+        HEADER_LEN + 2 + 8 + 2 * (self.n() * self.log_q as usize).div_ceil(8)
+    }
+}
+
+/// Packs values below 2^bits, least significant first.
+fn pack_bits(out: &mut Vec<u8>, values: &[u64], bits: u32) {
+    let mut acc: u128 = 0;
+    let mut filled = 0u32;
+    for &v in values {
+        acc |= (v as u128) << filled;
+        filled += bits;
+        while filled >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            filled -= 8;
+        }
+    }
+    if filled > 0 {
+        out.push(acc as u8);
+    }
+}
+
+/// Unpacks `n` values of `bits` bits (`pack_bits`); the caller checked the length.
+fn unpack_bits(src: &[u8], n: usize, bits: u32) -> Result<Vec<u64>, WireError> {
+    let mask = (1u128 << bits) - 1;
+    let (mut acc, mut filled, mut at) = (0u128, 0u32, 0usize);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        while filled < bits {
+            acc |= (src[at] as u128) << filled;
+            at += 1;
+            filled += 8;
+        }
+        out.push((acc & mask) as u64);
+        acc >>= bits;
+        filled -= bits;
+    }
+    if acc != 0 {
+        return Err(WireError::OutOfRange { field: "padding", detail: "non-zero padding bits".into() });
+    }
+    Ok(out)
+}
+
+impl CompactAnswer {
+    /// Serializes log2 N', log_q, the scale, then c0 and c1 in log_q bits each:
+    /// `AnswerShape::bytes` bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new(&self.params, Kind::CompactAnswer, self.shape.bytes());
+        w.out.push(self.shape.log_n as u8);
+        w.out.push(self.shape.log_q as u8);
+        w.out.extend_from_slice(&self.scale.to_le_bytes());
+        pack_bits(&mut w.out, &self.c0, self.shape.log_q);
+        pack_bits(&mut w.out, &self.c1, self.shape.log_q);
+        w.out
+    }
+
+    /// Reads a compact answer made under `params`, of exactly the shape `expected` (the
+    /// model's client spec says which); the length is checked before anything is allocated.
+    pub fn from_bytes(params: &Parameters, bytes: &[u8], expected: AnswerShape) -> Result<Self, WireError> {
+        let mut r = Reader::open(bytes, params, Kind::CompactAnswer)?;
+        let shape = AnswerShape { log_n: r.u8()? as u32, log_q: r.u8()? as u32 };
+        if shape != expected {
+            return Err(WireError::OutOfRange {
+                field: "answer shape",
+                detail: format!(
+                    "degree 2^{} modulo 2^{}, but this model's answers are degree 2^{} modulo 2^{}",
+                    shape.log_n, shape.log_q, expected.log_n, expected.log_q
+                ),
+            });
+        }
+        expected.check(params).map_err(|e| WireError::OutOfRange { field: "answer shape", detail: e.to_string() })?;
+        let scale = r.f64()?;
+        if !(scale.is_finite() && (1.0..=2f64.powi(120)).contains(&scale)) {
+            return Err(WireError::OutOfRange { field: "scale", detail: format!("{scale}") });
+        }
+        let half = (shape.n() * shape.log_q as usize).div_ceil(8);
+        r.expect_exact(2 * half)?;
+        let c0 = unpack_bits(r.take(half)?, shape.n(), shape.log_q)?;
+        let c1 = unpack_bits(r.take(half)?, shape.n(), shape.log_q)?;
+        Ok(CompactAnswer { params: params.clone(), shape, scale, c0, c1 })
+    }
+}
+
 /// Reads either ciphertext form, expanding a seeded one.
 pub fn read_any_ciphertext(params: &Parameters, bytes: &[u8]) -> Result<Ciphertext, WireError> {
     read_any_ciphertext_limited(params, bytes, None)
@@ -583,6 +673,29 @@ fn read_key(r: &mut Reader, params: &Parameters) -> Result<(u64, KeySwitchKey), 
     Ok((element, KeySwitchKey::new(params, b, a, seed)))
 }
 
+/// An answer key's record: log2 N', then a one-digit key for level 0.
+fn read_answer_key(r: &mut Reader, params: &Parameters) -> Result<AnswerKey, WireError> {
+    let log_n = r.u8()? as u32;
+    if AnswerShape::min_log_n(params) > log_n || log_n >= params.log_n() {
+        return Err(WireError::OutOfRange {
+            field: "answer key degree",
+            detail: format!(
+                "2^{log_n} (these parameters fold answers to 2^{}..2^{} with 128-bit security)",
+                AnswerShape::min_log_n(params),
+                params.log_n() - 1
+            ),
+        });
+    }
+    let (e, key) = read_key(r, params)?;
+    if e != 0 || key.b.len() != 1 {
+        return Err(WireError::OutOfRange {
+            field: "answer key",
+            detail: format!("element {e}, {} digits (must be 0 and one digit: it serves level 0)", key.b.len()),
+        });
+    }
+    Ok(AnswerKey { log_n, key })
+}
+
 fn check_galois_element(params: &Parameters, g: u64) -> Result<(), WireError> {
     let two_n = 2 * params.n() as u64;
     if g.is_multiple_of(2) || g >= two_n || g == 1 {
@@ -676,6 +789,7 @@ impl EvaluationKeys {
             + 1
             + self.relin.as_ref().map_or(0, |k| record_len(p, &k.0))
             + self.public.as_ref().map_or(0, |_| public_key_body_len(p))
+            + self.answer.as_ref().map_or(0, |a| 1 + record_len(p, &a.key))
             + 4
             + self.galois.keys.values().map(|k| record_len(p, k)).sum::<usize>()
     }
@@ -685,14 +799,21 @@ impl EvaluationKeys {
         let p = &self.params;
         let mut w = Writer::new(p, Kind::EvaluationKeys, self.serialized_len());
         // The contents byte: bit 0 a relinearization key, bit 1 a public key (circuit
-        // privacy). Bundles without a public key are byte for byte what they were.
-        w.out.push(u8::from(self.relin.is_some()) | u8::from(self.public.is_some()) << 1);
+        // privacy), bit 2 an answer key (compact answers). Bundles without the later
+        // parts are byte for byte what they were.
+        w.out.push(
+            u8::from(self.relin.is_some()) | u8::from(self.public.is_some()) << 1 | u8::from(self.answer.is_some()) << 2,
+        );
         if let Some(rk) = &self.relin {
             write_key(&mut w, p, 0, &rk.0, None);
         }
         if let Some(pk) = &self.public {
             w.out.extend_from_slice(&pk.seed);
             w.poly(p, &pk.b, 0..p.q().len());
+        }
+        if let Some(a) = &self.answer {
+            w.out.push(a.log_n as u8);
+            write_key(&mut w, p, 0, &a.key, None);
         }
         write_galois(&mut w, p, &self.galois);
         w.out
@@ -703,10 +824,10 @@ impl EvaluationKeys {
     pub fn from_bytes(params: &Parameters, bytes: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::open(bytes, params, Kind::EvaluationKeys)?;
         let contents = r.u8()?;
-        if contents > 3 {
+        if contents > 7 {
             return Err(WireError::OutOfRange {
                 field: "bundle contents",
-                detail: format!("{contents} (bit 0: relinearization key, bit 1: public key)"),
+                detail: format!("{contents} (bit 0: relinearization key, bit 1: public key, bit 2: answer key)"),
             });
         }
         let relin = if contents & 1 == 1 {
@@ -722,8 +843,9 @@ impl EvaluationKeys {
             None
         };
         let public = if contents & 2 == 2 { Some(read_public_key_body(&mut r, params)?) } else { None };
+        let answer = if contents & 4 == 4 { Some(read_answer_key(&mut r, params)?) } else { None };
         let galois = read_galois(&mut r, params)?;
-        Ok(EvaluationKeys { params: params.clone(), relin, galois, public })
+        Ok(EvaluationKeys { params: params.clone(), relin, galois, public, answer })
     }
 }
 

@@ -74,6 +74,7 @@ fn program() -> (HeModel, Parameters) {
         layouts: vec![],
         prefix: None,
         client_aided: None,
+        answer: None,
     };
     let m = HeModel {
         name: "t".into(),

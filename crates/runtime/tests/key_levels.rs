@@ -46,6 +46,7 @@ fn bundle(params: &Parameters, sk: &SecretKey, rot_level: usize, relin_level: us
         relin: Some(kg.relin_key_at(sk, relin_level)),
         galois: kg.galois_keys_at(sk, &[(1, rot_level)], None),
         public: None,
+        answer: None,
     }
     .to_bytes()
 }

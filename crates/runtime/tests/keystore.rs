@@ -218,6 +218,7 @@ fn a_compact_query_model_needs_its_packing_keys() {
             relin: Some(kg.relin_key(&sk)),
             galois: kg.galois_keys_with(&sk, &[(1, top)], None, at),
             public: None,
+            answer: None,
         }
         .to_bytes()
     };

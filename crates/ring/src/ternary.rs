@@ -1,5 +1,6 @@
-//! The one ring operation re-randomisation needs: a product in Z_q[X]/(X^n + 1) by a
-//! ternary polynomial. q is a power of two, so there is no NTT modulo q; but every
+//! Products in Z_q[X]/(X^n + 1) by a ternary polynomial, for q a power of two (at most
+//! 2^64): LWE re-randomisation (`lwe`) and the decryption of compact answers (`rlwe::answer`)
+//! need them. There is no NTT modulo a power of two; but every
 //! coefficient of a·u is an integer below n·2^64 in magnitude, so the product is computed
 //! *exactly* with two 50-bit NTT primes (their product, ~2^100, holds it for any n up to
 //! 2^17) and brought back by CRT: a few transforms of n words instead of the schoolbook's
@@ -8,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use ring::{Modulus, NttTable};
+use crate::{Modulus, NttTable};
 
 /// Two NTT primes of 50 bits for degree n and what CRT needs.
 struct Crt {
@@ -23,7 +24,7 @@ impl Crt {
         let log_n = n.trailing_zeros() as usize;
         assert!(n.is_power_of_two() && log_n < CACHE.len(), "ring degree {n}");
         CACHE[log_n].get_or_init(|| {
-            let p = ring::primes::ntt_primes(50, n, 2, &[]).expect("50-bit NTT primes exist for n ≤ 2^17");
+            let p = crate::primes::ntt_primes(50, n, 2, &[]).expect("50-bit NTT primes exist for n ≤ 2^17");
             let table = |q: u64| NttTable::new(Modulus::new(q), n).expect("an NTT prime");
             let p1_inv = Modulus::new(p[1]).inv(p[0] % p[1]);
             Crt { tables: [table(p[0]), table(p[1])], p1_inv }
@@ -31,8 +32,8 @@ impl Crt {
     }
 }
 
-/// a·u in Z_{2^64}[X]/(X^n + 1) (callers mask to q), u ternary.
-pub(crate) fn mul_ternary(a: &[u64], u: &[i64]) -> Vec<u64> {
+/// a·u in Z_{2^64}[X]/(X^n + 1) (callers mask to q), u ternary, n a power of two ≤ 2^17.
+pub fn mul_ternary(a: &[u64], u: &[i64]) -> Vec<u64> {
     let n = a.len();
     debug_assert_eq!(u.len(), n);
     debug_assert!(u.iter().all(|v| v.abs() <= 1));
@@ -70,7 +71,7 @@ pub(crate) fn mul_ternary(a: &[u64], u: &[i64]) -> Vec<u64> {
 }
 
 /// Coefficient 0 of a·u (the only one of the b-part an extracted sample needs): n terms.
-pub(crate) fn constant_of_product(a: &[u64], u: &[i64]) -> u64 {
+pub fn constant_of_product(a: &[u64], u: &[i64]) -> u64 {
     let n = a.len();
     let mut acc = a[0].wrapping_mul(u[0] as u64);
     for k in 1..n {
