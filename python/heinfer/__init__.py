@@ -756,6 +756,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     query: str = "ciphertext",
     layout: str = "auto",
     first_layer: str = "auto",
+    answer: str = "auto",
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -782,6 +783,10 @@ def compile(  # noqa: A001 - the natural name for model owners
     (``--first-layer``): ``"coefficients"`` (on the query's coefficients before the packing,
     no key: the server packs the layer's outputs), ``"slots"`` (after packing the inputs) or
     ``"auto"`` (the fewer key switches; the report's note says which).
+    ``answer``: how an answer travels (``--answer``): ``"compact"`` (cut to the subring its
+    outputs repeat in, when they do, and switched to the smallest modulus that keeps their
+    precision), ``"full"`` (the ciphertext at the output level) or ``"auto"`` (compact with a
+    compact query); :meth:`Client.decrypt` reads either.
     ``layout``: the layouts to emit (``--layout``): ``"auto"`` (every one that fits: L, and M
     and T where they do), ``"L"``, ``"M"`` (L and M, an error if M does not fit) or ``"T"``.
 
@@ -847,6 +852,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         query=query,
         layout=str(layout),
         first_layer=str(first_layer),
+        answer=str(answer),
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -313,7 +313,7 @@ fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String
     max_degree, margin, maxpool_average, scale_bits, min_log_n, key_budget_bytes, python, use_onnxruntime,
     data=None, data_shape=None, labels=None, progress=None, maxpool_approximate=false, public_features=None,
     circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None, rotations="auto", query="ciphertext",
-    layout="auto", first_layer="auto"))]
+    layout="auto", first_layer="auto", answer="auto"))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -346,9 +346,11 @@ fn compile(
     query: &str,
     layout: &str,
     first_layer: &str,
+    answer: &str,
 ) -> PyResult<(String, String)> {
     let first_layer: compiler::FirstLayer =
         first_layer.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
+    let answer: compiler::AnswerRequest = answer.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
     let layout: compiler::LayoutRequest = layout.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
     let rotations: compiler::RotationPolicy =
         rotations.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
@@ -412,6 +414,7 @@ fn compile(
         rotations,
         compact_query,
         first_layer,
+        answer,
         layout,
         ..Default::default()
     };

@@ -159,6 +159,12 @@ enum Cmd {
         /// packing the inputs, with rotations), or auto (the fewer key switches; the report says which)
         #[arg(long, default_value = "auto")]
         first_layer: compiler::FirstLayer,
+        /// how a CKKS answer travels: compact (the ciphertext cut to the subring its outputs repeat in,
+        /// when they do, and switched to the smallest modulus that keeps their precision; the report
+        /// says how far), full (the ciphertext at the output level), or auto (compact for --query
+        /// compact models, full otherwise)
+        #[arg(long, default_value = "auto")]
+        answer: compiler::AnswerRequest,
         /// client-aided refresh (CKKS): cut the network at its non-linear activations into segments
         /// <NAME>__seg0, __seg1, … (each an ordinary model); the client runs the exact activations in
         /// clear between them and re-encrypts. The client then sees the intermediate activations
@@ -371,6 +377,7 @@ fn run(cli: Cli) -> Result<(), String> {
             rotations,
             query,
             first_layer,
+            answer,
             client_aided,
             json,
             scheme,
@@ -419,6 +426,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 rotations,
                 compact_query: query == QueryForm::Compact,
                 first_layer,
+                answer,
             };
             let d = compiler::Data { calibration: &cal, eval: ev.as_ref(), labels: lab.as_ref() };
             if client_aided {

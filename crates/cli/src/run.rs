@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ckks::{Ciphertext, Decryptor, Encoder, Parameters};
+use ckks::{Decryptor, Encoder, Parameters};
 use client::ClientKeys;
 use indicatif::{ProgressBar, ProgressStyle};
 use runtime::{CompiledModel, KeyStore, Request};
@@ -86,16 +86,8 @@ pub fn run(a: RunArgs) -> Result<(), String> {
         t_eval += t.elapsed().as_secs_f64();
         result_bytes = out.ciphertexts.iter().map(Vec::len).sum();
         let t = Instant::now();
-        let decoded = out
-            .ciphertexts
-            .iter()
-            .map(|b| {
-                let ct = Ciphertext::from_bytes(&params, b)?;
-                enc.decode(&dec.decrypt(&ct)?)
-            })
-            .collect::<Result<Vec<Vec<f64>>, ckks::Error>>()
+        let logits = client::session::decrypt_outputs(&spec, keys.secret_key(), &enc, &out.ciphertexts)
             .map_err(|e| e.to_string())?;
-        let logits = spec.unpack_output(&decoded).map_err(|e| e.to_string())?;
         t_dec += t.elapsed().as_secs_f64();
         let sim = crate::public_input::simulate(&m, x)?;
         for (p, q) in logits.iter().zip(&sim) {

@@ -104,7 +104,12 @@ impl ClientKeys {
             galois: kg.galois_keys_with(&self.sk, &spec.rotation_key_levels(), None, &spec.compact_key_levels()),
             // A circuit-private model floods answers with an encryption of zero under it.
             public: spec.circuit_privacy.is_some().then(|| kg.public_key(&self.sk)),
-            answer: None,
+            // A model whose answers fold into a subring needs the key that switches to it.
+            // `Session` checked the shape against the parameters, so this cannot fail there.
+            answer: spec
+                .answer
+                .filter(|a| a.shape().folds(&self.params))
+                .and_then(|a| kg.answer_key(&self.sk, a.log_n).ok()),
         };
         let bytes = keys.to_bytes();
         let id = KeyId::of_bundle(&bytes);

@@ -171,37 +171,7 @@ pub fn decrypt_for_release(
             Ok((values, Guarantee::Rounded { bits }))
         }
         Release::Flood { security_bits, releases, max_error, max_noise } => {
-            if !(max_error.is_finite() && max_error > 0.0) || releases == 0 || security_bits == 0 {
-                return Err(ReleaseError::Policy(format!(
-                    "flood needs a positive finite error bound (got {max_error}), at least one release (got \
-                     {releases}) and security bits > 0 (got {security_bits})"
-                )));
-            }
-            // |coefficient error| ≤ Δ · max |slot error|: a coefficient is an average
-            // of the N slot values (with their conjugates) times Δ.
-            let b = (max_error * scale).ceil().max(1.0);
-            let log_q = params.log_q_at(level);
-            // B' = 2^λ·releases·N·B, rounded up to a power of two.
-            let needed_bits = (security_bits as f64 + (releases as f64).log2() + (n as f64).log2() + b.log2()).ceil();
-            if needed_bits > MAX_FLOOD_BITS {
-                return Err(ReleaseError::Infeasible {
-                    security_bits,
-                    releases,
-                    needed_bits,
-                    limit: "2^120, the widest noise sampled",
-                    log_q,
-                });
-            }
-            if needed_bits + 2.0 > log_q {
-                return Err(ReleaseError::Infeasible {
-                    security_bits,
-                    releases,
-                    needed_bits,
-                    limit: "a quarter of the modulus",
-                    log_q,
-                });
-            }
-            let bound_bits = needed_bits as u32;
+            let bound_bits = flood_bits(security_bits, releases, max_error, n, scale, Some(params.log_q_at(level)))?;
             let noise_std = 2f64.powi(bound_bits as i32) * (n as f64 / 6.0).sqrt() / scale;
             if let Some(max_noise) = max_noise {
                 if noise_std > max_noise {
@@ -213,6 +183,92 @@ pub fn decrypt_for_release(
             Ok((values, Guarantee::Flooded { security_bits, releases, bound_bits, noise_std }))
         }
     }
+}
+
+/// [`decrypt_for_release`] for a compact answer (`ckks::CompactAnswer`): its N'/2 slots.
+/// The phase is exact integers, so flooding adds u to them directly (no modulus to
+/// stay below); the bound uses the answer's own degree N' and scale Δ'.
+pub fn decrypt_answer_for_release(
+    sk: &SecretKey,
+    answer: &ckks::CompactAnswer,
+    policy: &Release,
+) -> Result<(Vec<f64>, Guarantee), ReleaseError> {
+    let mut phase = Decryptor::new(sk).decrypt_answer(answer)?;
+    let (n, scale) = (phase.len(), answer.scale());
+    let decode = |c: &[f64]| ckks::decode_coefficients(c, scale);
+    let out = match *policy {
+        Release::Round { bits } => {
+            if bits > 60 {
+                return Err(ReleaseError::Policy(format!("round:{bits}: at most 60 fractional bits")));
+            }
+            let floor = n as f64 / scale;
+            let step = 2f64.powi(-(bits as i32));
+            if step < 16.0 * floor {
+                return Err(ReleaseError::RoundTooFine { bits, floor });
+            }
+            let coeffs: Vec<f64> = phase.iter().map(|&c| c as f64).collect();
+            let values = decode(&coeffs)?.into_iter().map(|v| (v / step).round() * step).collect();
+            Ok((values, Guarantee::Rounded { bits }))
+        }
+        Release::Flood { security_bits, releases, max_error, max_noise } => {
+            let bound_bits = flood_bits(security_bits, releases, max_error, n, scale, None)?;
+            let noise_std = 2f64.powi(bound_bits as i32) * (n as f64 / 6.0).sqrt() / scale;
+            if let Some(max_noise) = max_noise {
+                if noise_std > max_noise {
+                    return Err(ReleaseError::TooNoisy { security_bits, noise_std, max_noise });
+                }
+            }
+            let mut u = Sampler::os_seeded().uniform_signed(n, bound_bits);
+            let coeffs: Vec<f64> = phase.iter().zip(&u).map(|(&c, &v)| (c as i128 + v) as f64).collect();
+            u.zeroize();
+            let values = decode(&coeffs)?;
+            Ok((values, Guarantee::Flooded { security_bits, releases, bound_bits, noise_std }))
+        }
+    };
+    phase.zeroize();
+    out
+}
+
+/// log2 B' for flooding (see [`Release::Flood`]): checked against the widest noise
+/// sampled and, where the flood is added modulo q (`log_q`), a quarter of q.
+fn flood_bits(
+    security_bits: u32,
+    releases: u64,
+    max_error: f64,
+    n: usize,
+    scale: f64,
+    log_q: Option<f64>,
+) -> Result<u32, ReleaseError> {
+    if !(max_error.is_finite() && max_error > 0.0) || releases == 0 || security_bits == 0 {
+        return Err(ReleaseError::Policy(format!(
+            "flood needs a positive finite error bound (got {max_error}), at least one release (got {releases}) \
+             and security bits > 0 (got {security_bits})"
+        )));
+    }
+    // |coefficient error| ≤ Δ · max |slot error|: a coefficient is an average of the N
+    // slot values (with their conjugates) times Δ.
+    let b = (max_error * scale).ceil().max(1.0);
+    // B' = 2^λ·releases·N·B, rounded up to a power of two.
+    let needed_bits = (security_bits as f64 + (releases as f64).log2() + (n as f64).log2() + b.log2()).ceil();
+    if needed_bits > MAX_FLOOD_BITS {
+        return Err(ReleaseError::Infeasible {
+            security_bits,
+            releases,
+            needed_bits,
+            limit: "2^120, the widest noise sampled",
+            log_q: log_q.unwrap_or(f64::NAN),
+        });
+    }
+    if let Some(log_q) = log_q.filter(|&l| needed_bits + 2.0 > l) {
+        return Err(ReleaseError::Infeasible {
+            security_bits,
+            releases,
+            needed_bits,
+            limit: "a quarter of the modulus",
+            log_q,
+        });
+    }
+    Ok(needed_bits as u32)
 }
 
 /// m + e + u with u uniform in [-2^bits, 2^bits)^N, from an OS-seeded ChaCha20 stream.

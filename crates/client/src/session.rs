@@ -10,7 +10,7 @@ use model::ClientSpec;
 use thiserror::Error;
 
 use crate::keys::{ClientError, ClientKeys};
-use crate::release::{decrypt_for_release, Guarantee, Release, ReleaseError};
+use crate::release::{decrypt_answer_for_release, decrypt_for_release, Guarantee, Release, ReleaseError};
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -44,6 +44,7 @@ impl Session {
     pub fn generate(spec: ClientSpec) -> Result<Self, SessionError> {
         spec.validate()?;
         let params = Parameters::from_spec(&spec.params)?;
+        check_answer(&spec, &params)?;
         Ok(Self::with_keys(spec, ClientKeys::generate(&params)))
     }
 
@@ -51,6 +52,7 @@ impl Session {
     pub fn load(spec: ClientSpec, secret_key_file: &Path) -> Result<Self, SessionError> {
         spec.validate()?;
         let params = Parameters::from_spec(&spec.params)?;
+        check_answer(&spec, &params)?;
         let keys = ClientKeys::load_secret(&params, secret_key_file)?;
         Ok(Self::with_keys(spec, keys))
     }
@@ -105,13 +107,7 @@ impl Session {
     /// client-side post-processing (logits, typically). For the key's holder only:
     /// values that leave the client go through [`decrypt_for_release`](Self::decrypt_for_release).
     pub fn decrypt<B: AsRef<[u8]>>(&self, outputs: &[B]) -> Result<Vec<f64>, SessionError> {
-        let cts = self.read_outputs(outputs)?;
-        let dec = Decryptor::new(self.keys.secret_key());
-        let slots = cts
-            .iter()
-            .map(|ct| Ok(self.encoder.decode(&dec.decrypt(ct)?)?))
-            .collect::<Result<Vec<_>, SessionError>>()?;
-        self.spec.unpack_output(&slots).map_err(|e| SessionError::Input(e.to_string()))
+        decrypt_outputs(&self.spec, self.keys.secret_key(), &self.encoder, outputs)
     }
 
     /// Like [`decrypt`](Self::decrypt), for values that will be published, logged or
@@ -123,44 +119,110 @@ impl Session {
         outputs: &[B],
         policy: &Release,
     ) -> Result<(Vec<f64>, Guarantee), SessionError> {
-        let cts = self.read_outputs(outputs)?;
-        let per_answer = cts.len() as u64;
+        let answers = read_outputs(&self.spec, self.params(), outputs)?;
+        let per_answer = outputs.len() as u64;
         let policy = match *policy {
             Release::Flood { security_bits, releases, max_error, max_noise } => {
                 Release::Flood { security_bits, releases: releases.saturating_mul(per_answer), max_error, max_noise }
             }
             round => round,
         };
-        let mut guarantee = None;
-        let mut slots = Vec::with_capacity(cts.len());
-        for ct in &cts {
-            let (values, g) = decrypt_for_release(self.keys.secret_key(), &self.encoder, ct, &policy)?;
-            slots.push(values);
-            guarantee = Some(g);
-        }
+        let sk = self.keys.secret_key();
+        let released: Vec<(Vec<f64>, Guarantee)> = match &answers {
+            Answers::Full(cts) => {
+                cts.iter().map(|ct| decrypt_for_release(sk, &self.encoder, ct, &policy)).collect::<Result<_, _>>()?
+            }
+            Answers::Compact(answers) => answers
+                .iter()
+                .map(|a| decrypt_answer_for_release(sk, a, &policy).map(|(v, g)| (every_slot(self.params(), v), g)))
+                .collect::<Result<_, _>>()?,
+        };
+        let guarantee =
+            released.last().map(|r| r.1).ok_or_else(|| SessionError::Input("the model returns no ciphertext".into()))?;
+        let slots: Vec<Vec<f64>> = released.into_iter().map(|r| r.0).collect();
         let values = self.spec.unpack_output(&slots).map_err(|e| SessionError::Input(e.to_string()))?;
-        let guarantee = guarantee.ok_or_else(|| SessionError::Input("the model returns no ciphertext".into()))?;
         Ok((values, guarantee))
-    }
-
-    fn read_outputs<B: AsRef<[u8]>>(&self, outputs: &[B]) -> Result<Vec<Ciphertext>, SessionError> {
-        let expected = self.spec.output.ciphertexts as usize;
-        if outputs.len() != expected {
-            return Err(SessionError::OutputCount { expected, got: outputs.len() });
-        }
-        outputs
-            .iter()
-            .enumerate()
-            .map(|(index, b)| {
-                Ciphertext::from_bytes(self.params(), b.as_ref())
-                    .map_err(|source| SessionError::Output { index, source })
-            })
-            .collect()
     }
 
     /// The recorded post-processing (softmax, argmax, …) applied to a decrypted output.
     pub fn postprocess(&self, y: &[f64]) -> Vec<f64> {
         self.spec.postprocess(y)
+    }
+}
+
+/// `ENCRYPTED_OUTPUT` read: whole ciphertexts, or compact answers (`model::answer`).
+enum Answers {
+    Full(Vec<Ciphertext>),
+    Compact(Vec<ckks::CompactAnswer>),
+}
+
+/// The elements of `ENCRYPTED_OUTPUT` → the model's output vector (before post-processing)
+/// under `sk`, whole ciphertexts or compact answers as `spec` says: [`Session::decrypt`]
+/// for front ends that hold their own keys (`heinfer run`).
+pub fn decrypt_outputs<B: AsRef<[u8]>>(
+    spec: &ClientSpec,
+    sk: &ckks::SecretKey,
+    encoder: &Encoder,
+    outputs: &[B],
+) -> Result<Vec<f64>, SessionError> {
+    let dec = Decryptor::new(sk);
+    let params = sk.params();
+    let slots = match read_outputs(spec, params, outputs)? {
+        Answers::Full(cts) => {
+            cts.iter().map(|ct| Ok(encoder.decode(&dec.decrypt(ct)?)?)).collect::<Result<Vec<_>, SessionError>>()?
+        }
+        Answers::Compact(answers) => answers
+            .iter()
+            .map(|a| {
+                let mut phase = dec.decrypt_answer(a)?;
+                let coeffs: Vec<f64> = phase.iter().map(|&c| c as f64).collect();
+                zeroize::Zeroize::zeroize(&mut phase);
+                Ok(every_slot(params, ckks::decode_coefficients(&coeffs, a.scale())?))
+            })
+            .collect::<Result<Vec<_>, SessionError>>()?,
+    };
+    spec.unpack_output(&slots).map_err(|e| SessionError::Input(e.to_string()))
+}
+
+/// A folded answer's N'/2 slots → the N/2 the model's output layout indexes: the answer
+/// repeats with that period (`model::answer`).
+fn every_slot(params: &Parameters, first: Vec<f64>) -> Vec<f64> {
+    let slots = params.slots();
+    if first.len() >= slots {
+        return first;
+    }
+    (0..slots).map(|j| first[j % first.len()]).collect()
+}
+
+fn read_outputs<B: AsRef<[u8]>>(spec: &ClientSpec, params: &Parameters, outputs: &[B]) -> Result<Answers, SessionError> {
+    let expected = spec.output.ciphertexts as usize;
+    if outputs.len() != expected {
+        return Err(SessionError::OutputCount { expected, got: outputs.len() });
+    }
+    let out = |index: usize| move |source| SessionError::Output { index, source };
+    Ok(match spec.answer {
+        Some(a) => Answers::Compact(
+            outputs
+                .iter()
+                .enumerate()
+                .map(|(i, b)| ckks::CompactAnswer::from_bytes(params, b.as_ref(), a.shape()).map_err(out(i)))
+                .collect::<Result<_, _>>()?,
+        ),
+        None => Answers::Full(
+            outputs
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Ciphertext::from_bytes(params, b.as_ref()).map_err(out(i)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+/// Refuses a spec whose compact answers these parameters cannot make.
+fn check_answer(spec: &ClientSpec, params: &Parameters) -> Result<(), SessionError> {
+    match spec.answer {
+        Some(a) => Ok(a.shape().check(params)?),
+        None => Ok(()),
     }
 }
 

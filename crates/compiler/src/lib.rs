@@ -29,6 +29,7 @@ mod approx;
 mod approximate;
 mod calibrate;
 mod cheb;
+mod answer;
 mod circuit_privacy;
 mod client_aided;
 mod composite;
@@ -63,6 +64,7 @@ use std::time::Instant;
 use model::HeModel;
 
 pub use activation::ActFn;
+pub use answer::AnswerRequest;
 pub use client_aided::{compile_client_aided, summary as client_aided_summary};
 pub use import::MaxPoolPolicy;
 pub use npy::Array;
@@ -143,6 +145,8 @@ pub struct Options {
     /// With a compact query: whether the first layer runs before the packing, on the
     /// query's coefficients (`--first-layer`).
     pub first_layer: FirstLayer,
+    /// Where the server cuts each answer (`--answer`, `answer`).
+    pub answer: AnswerRequest,
 }
 
 /// Where a compact query's first linear layer runs (`--first-layer`).
@@ -193,6 +197,7 @@ impl Default for Options {
             rotations: RotationPolicy::Auto,
             compact_query: false,
             first_layer: FirstLayer::Auto,
+            answer: AnswerRequest::Auto,
         }
     }
 }
@@ -296,6 +301,8 @@ pub fn compile(
         }
         None => None,
     };
+    let (answer, answer_note) = answer::configure(opts.answer, params, &hem, chosen.max_err)?;
+    hem.client.answer = answer;
     progress("checking the program against the f64 network");
     verify::check_program(&hem, &ap.network, &cal)?;
     let headroom = verify::slot_headroom(&hem, &cal)?;
@@ -361,6 +368,7 @@ pub fn compile(
         .chain(&dp_note)
         .chain(&mask_note)
         .chain(&cp_note)
+        .chain(&answer_note)
         .chain(&public_note)
         .chain(&headroom_note)
         .cloned()

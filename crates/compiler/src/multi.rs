@@ -182,6 +182,7 @@ fn widen(
     spec.layouts = vec![];
     spec.throughput = None;
     spec.multi = None;
+    spec.answer = None; // layout M's answers are whole: its runtime does not cut them
     let program = MultiProgram { batch: batch as u32, nodes, outputs: vec![bt.out.id], plaintexts: bt.b.plains };
     let probe = HeModel {
         client: ClientSpec { multi: Some(Box::new(spec.clone())), ..l.clone() },

@@ -138,8 +138,12 @@ pub(crate) fn make_report(
         m.client.relin_key_level(),
     );
     let keys = key_levels.len();
-    let upload: usize = key_levels.iter().map(|&l| params.keyswitch_key_bytes_at(l)).sum();
-    let key_memory: usize = key_levels.iter().map(|&l| key_memory_at(params, l)).sum();
+    // A compact answer folded into a subring adds one key at level 0 (and its degree byte).
+    let answer_key = m.client.answer.is_some_and(|a| a.shape().folds(params));
+    let upload: usize = key_levels.iter().map(|&l| params.keyswitch_key_bytes_at(l)).sum::<usize>()
+        + if answer_key { params.keyswitch_key_bytes_at(0) + 1 } else { 0 };
+    let key_memory: usize = key_levels.iter().map(|&l| key_memory_at(params, l)).sum::<usize>()
+        + if answer_key { key_memory_at(params, 0) } else { 0 };
     // A compact query is unpacked first: period + log2(N/period) key switches at the input level.
     let unpack_ms = compact.map_or(0.0, |c| {
         let switches = c.period as usize + (params.n() / c.period as usize).trailing_zeros() as usize;
@@ -174,7 +178,8 @@ pub(crate) fn make_report(
             ),
             None => m.client.input.slot_map.len() * params.ciphertext_bytes(params.max_level(), true),
         },
-        response_bytes: m.outputs.len() * params.ciphertext_bytes(m.client.output.level as usize, false),
+        response_bytes: m.outputs.len()
+            * m.client.answer.map_or(params.ciphertext_bytes(m.client.output.level as usize, false), |a| a.shape().bytes()),
         // A first layer before packing keeps one row per output in NTT form at the query's level.
         plaintext_memory_bytes: m.plaintexts.iter().map(|p| params.n() * (p.level as usize + 1) * 8).sum::<usize>()
             + m.first_layer

@@ -52,6 +52,11 @@ pub fn output_period(m: &HeModel) -> usize {
         return slots;
     }
     let input_period = |i: usize| -> usize {
+        // A compact query is unpacked (or its first layer's outputs packed) with its period
+        // in every slot; otherwise the client fills the slots as the slot map says.
+        if let Some(c) = &m.client.input.compact {
+            return (c.period as usize).min(slots);
+        }
         m.client.input.slot_map.get(i).map_or(slots, |map| period_by(slots, |j| map.get(j).copied().unwrap_or(-1)))
     };
     let plain: Vec<usize> = m.plaintexts.iter().map(|p| period_of(&p.values, slots)).collect();

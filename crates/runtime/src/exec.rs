@@ -37,6 +37,8 @@ pub enum LoadError {
     Encode { index: usize, source: ckks::Error },
     #[error("cannot prepare the first layer applied before packing: {0}")]
     FirstLayer(ckks::Error),
+    #[error("the model's compact answers cannot be made under its parameters: {0}")]
+    Answer(ckks::Error),
 }
 
 /// A model ready to serve: parameters, encoded weights, the program.
@@ -59,6 +61,9 @@ impl CompiledModel {
         model.validate()?;
         let params = Parameters::from_spec(&model.client.params)?;
         params.require_secure()?;
+        if let Some(a) = &model.client.answer {
+            a.shape().check(&params).map_err(LoadError::Answer)?;
+        }
         let enc = Encoder::new(&params);
         let plaintexts = model
             .plaintexts
@@ -222,6 +227,10 @@ impl Executable for CompiledModel {
 
     fn first_layer(&self) -> Option<&ckks::LinearLeaves> {
         self.first_layer.as_ref()
+    }
+
+    fn answer(&self) -> Option<ckks::AnswerShape> {
+        self.model.client.answer.map(|a| a.shape())
     }
 
     fn run_with_plain(

@@ -58,6 +58,10 @@ pub trait Executable: Send + Sync {
     fn first_layer(&self) -> Option<&ckks::LinearLeaves> {
         None
     }
+    /// Where each answer is cut before it is sent (`model::answer`); None: whole.
+    fn answer(&self) -> Option<ckks::AnswerShape> {
+        None
+    }
     /// [`Executable::run_cancellable`] with the public features' values.
     fn run_with_plain(
         &self,
@@ -357,6 +361,26 @@ impl CkksService {
                     .into(),
             ));
         }
+        if let Some(shape) = self.exe.answer().filter(|a| a.folds(self.exe.params())) {
+            match &keys.answer {
+                Some(k) if k.log_n() == shape.log_n => {}
+                Some(k) => {
+                    return Err(ServiceError::IncompleteKeys(format!(
+                        "the bundle's answer key folds to degree 2^{}, but this model's answers fold to 2^{}; register a \
+                         bundle made from its client spec",
+                        k.log_n(),
+                        shape.log_n
+                    )))
+                }
+                None => {
+                    return Err(ServiceError::IncompleteKeys(
+                        "no answer key, and this model sends compact answers folded into a subring (compile --answer); \
+                         register a bundle made from its client spec"
+                            .into(),
+                    ))
+                }
+            }
+        }
         let missing: Vec<i64> = self.exe.rotation_steps().iter().copied().filter(|&s| !keys.has_rotation(s)).collect();
         if !missing.is_empty() {
             return Err(ServiceError::IncompleteKeys(format!("no Galois keys for rotation steps {missing:?}")));
@@ -481,7 +505,16 @@ impl CkksService {
             let pk = keys.public.as_ref().ok_or_else(|| ServiceError::IncompleteKeys("no public key".into()))?;
             f.flood(&self.eval, pk, &mut out).map_err(RunError::Ckks)?;
         }
-        Ok(Response { ciphertexts: out.iter().map(Ciphertext::to_bytes).collect(), key_id: id, dp: account })
+        let ciphertexts = match self.exe.answer() {
+            // Last of all: the cut is a public function of the flooded answer.
+            Some(shape) => out
+                .iter()
+                .map(|ct| Ok(ckks::CompactAnswer::from_ciphertext(ct, shape, keys.answer.as_ref())?.to_bytes()))
+                .collect::<Result<Vec<_>, ckks::Error>>()
+                .map_err(RunError::Ckks)?,
+            None => out.iter().map(Ciphertext::to_bytes).collect(),
+        };
+        Ok(Response { ciphertexts, key_id: id, dp: account })
     }
 }
 
