@@ -27,5 +27,5 @@ pub use lwe_session::{LweSession, LweSessionError};
 pub use model::ClientSpec;
 pub use multi::MultiSession;
 pub use paillier_session::{PaillierSession, PaillierSessionError};
-pub use release::{decrypt_for_release, Guarantee, Release, ReleaseError};
+pub use release::{decrypt_answer_for_release, decrypt_for_release, Guarantee, Release, ReleaseError};
 pub use session::{Session, SessionError};

@@ -126,4 +126,49 @@ fn a_compact_query_mlp_agrees_with_the_simulation_with_its_first_layer_before_or
     let logits = session.decrypt(&infer(&service, &id, &session.encrypt(x).unwrap()).unwrap()).unwrap();
     let sim = m.client.unpack_output(&model::simulate(&m, &m.client.pack_input(x).unwrap()).unwrap()).unwrap();
     assert_eq!(model::argmax(&logits), model::argmax(&sim));
+
+    // Compact answers (`auto` with a compact query): the final layer's outputs repeat every
+    // 256 slots, so each answer is folded into degree 2^12 and switched to 2^28 — the
+    // errors above were measured through them.
+    assert_eq!(m.client.answer, Some(model::AnswerSpec { log_n: 12, log_q: 28 }));
+    assert_eq!(model::answer::output_period(&m), 256);
+    let answer = infer(&service, &id, &session.encrypt(x).unwrap()).unwrap();
+    assert_eq!(answer[0].len(), 40 + 10 + 2 * 4096 * 28 / 8);
+    assert!(answer[0].len() * 2 < params.ciphertext_bytes(0, false));
+    // Released values go through the same cut. Rounding must stay 16 times above the
+    // answer's N'/Δ' = 2^12/2^19: 2^-6 is refused, 2^-3 lands within a step of the simulation.
+    let round = |bits| session.decrypt_for_release(&answer, &client::Release::Round { bits });
+    assert!(round(6).unwrap_err().to_string().contains("finer than"));
+    let (released, _) = round(3).unwrap();
+    for (a, b) in released.iter().zip(&sim) {
+        assert!((a - b).abs() < 0.2, "{released:?} vs {sim:?}");
+    }
+    // A bundle without the answer key is refused at inference, by name.
+    let mut no_answer = m.client.clone();
+    no_answer.answer = None;
+    let (bundle, _) = session.keys().evaluation_bundle_for(&no_answer);
+    let other = service.register(&bundle).unwrap().hex();
+    let err = infer(&service, &other, &session.encrypt(x).unwrap()).unwrap_err().to_string();
+    assert!(err.contains("no answer key"), "{err}");
+    // An answer of another shape, or cut short, is refused by the client.
+    let mut bad = answer.clone();
+    bad[0][41] = 27; // log_q
+    assert!(session.decrypt(&bad).unwrap_err().to_string().contains("shape"));
+    bad[0] = answer[0][..answer[0].len() - 1].to_vec();
+    assert!(session.decrypt(&bad).unwrap_err().to_string().contains("truncated"));
+    // `--answer full` keeps whole ciphertexts. Layout L's ordinary input repeats too (the
+    // client replicates it), so its answers fold as well; masked to the outputs they do not
+    // repeat, and are only switched to a smaller modulus (no key).
+    let full = Options { answer: compiler::AnswerRequest::Full, ..auto.clone() };
+    let data = Data { calibration: &calib, eval: None, labels: None };
+    assert_eq!(compiler::compile(&onnx, None, &data, &full, &|_| {}).unwrap().model.client.answer, None);
+    let plain = Options { answer: compiler::AnswerRequest::Compact, compact_query: false, ..auto };
+    let m = compiler::compile(&onnx, None, &data, &plain, &|_| {}).unwrap().model;
+    assert_eq!(m.client.answer.map(|a| a.log_n), Some(12));
+    let masked = Options { mask_unused_slots: true, ..plain };
+    let m = compiler::compile(&onnx, None, &data, &masked, &|_| {}).unwrap().model;
+    let a = m.client.answer.expect("compact answers asked for");
+    assert_eq!(model::answer::output_period(&m), m.slots());
+    assert_eq!(a.log_n, m.client.params.log_n, "{a:?}: a masked output does not repeat");
+    assert!(a.log_q < 33);
 }
