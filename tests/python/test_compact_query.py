@@ -10,7 +10,8 @@ Asserts: decrypted top-1 agreement with onnxruntime on the first test digits
 (HEINFER_COMPACT_SAMPLES, default 12) for both forms, the query's size, and that bad compact
 queries (more values than the layer or the packing takes, cut short, under other parameters,
 sent to a model compiled without them, of the other form) are refused with a clear message
-while the server lives on and still answers."""
+while the server lives on and still answers. Answers are compact (`answer="auto"`): folded
+into degree 2^12 and switched to 2^28, 28,722 B instead of 67,635 B; the report says so."""
 import functools
 import os
 import subprocess
@@ -92,6 +93,11 @@ def test_the_report_and_spec_describe_a_compact_query(repo):
     assert lwe.spec["input"]["compact"]["period"] == 64 and "ring_values" not in lwe.spec["input"]["compact"]
     # The ring form's keys: no rotation for the first layer.
     assert len(c.evaluation_keys) < len(lwe.evaluation_keys)
+    # Compact answers (`answer="auto"` with a compact query): the outputs repeat every 256
+    # slots, so each answer is folded into degree 2^12 and switched to 2^28 (28,722 B, not 67,635).
+    assert c.spec["answer"] == {"log_n": 12, "log_q": 28}, c.spec.get("answer")
+    assert r["response_bytes"] == 50 + 2 * 4096 * 28 // 8, r["response_bytes"]
+    assert any("compact answer" in n and "folds each answer" in n for n in r["notes"]), r["notes"]
 
 
 @pytest.mark.parametrize("model", ["mlp_compact", "mlp_lwe"])
@@ -153,6 +159,12 @@ def test_bad_compact_queries_are_refused_and_the_server_lives_on(srv, protocol):
             raw_infer(cli, mod, protocol, model, query, key_id)
         assert says in str(e.value), (what, str(e.value))
         assert srv.alive(), what
-    # Nothing lost: the good query still answers, and right.
-    y = c.decrypt(raw_infer(cli, mod, protocol, "mlp_compact", good, c.key_id).as_numpy("ENCRYPTED_OUTPUT"))
+    # Nothing lost: the good query still answers, and right, in a compact answer.
+    out = raw_infer(cli, mod, protocol, "mlp_compact", good, c.key_id).as_numpy("ENCRYPTED_OUTPUT")
+    assert len(out.reshape(-1)[0]) == 50 + 2 * 4096 * 28 // 8
+    y = c.decrypt(out)
     assert int(np.argmax(y)) == int(want[2])
+    # A compact answer cut short is refused by the client with a clear error.
+    with pytest.raises(heinfer.HeinferError) as e:
+        c.decrypt(np.array([out.reshape(-1)[0][:-5]], dtype=object))
+    assert "truncated" in str(e.value), str(e.value)
