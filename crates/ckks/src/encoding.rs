@@ -264,7 +264,10 @@ impl Encoder {
 pub fn decode_coefficients(coeffs: &[f64], scale: f64) -> Result<Vec<f64>> {
     let n = coeffs.len();
     if !n.is_power_of_two() || !(2..=1 << 16).contains(&n) {
-        return Err(Error::Shape { what: "coefficients to decode", detail: format!("{n} is not a power of two in 2..=2^16") });
+        return Err(Error::Shape {
+            what: "coefficients to decode",
+            detail: format!("{n} is not a power of two in 2..=2^16"),
+        });
     }
     check_scale(scale)?;
     let half = n / 2;

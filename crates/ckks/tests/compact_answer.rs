@@ -33,7 +33,8 @@ fn a_periodic_answer_folds_to_its_first_period() {
     let key = kg.answer_key(&k.sk, 12).unwrap();
     let period = 16;
     let logits = rand_vec(10, 3, 12.0);
-    let values: Vec<f64> = (0..k.params.slots()).map(|j| if j % period < 10 { logits[j % period] } else { 0.0 }).collect();
+    let values: Vec<f64> =
+        (0..k.params.slots()).map(|j| if j % period < 10 { logits[j % period] } else { 0.0 }).collect();
     for level in [0, 2] {
         let ct = answer_of(&k, &values, level);
         let a = CompactAnswer::from_ciphertext(&ct, shape, Some(&key)).unwrap();

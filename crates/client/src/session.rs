@@ -137,8 +137,10 @@ impl Session {
                 .map(|a| decrypt_answer_for_release(sk, a, &policy).map(|(v, g)| (every_slot(self.params(), v), g)))
                 .collect::<Result<_, _>>()?,
         };
-        let guarantee =
-            released.last().map(|r| r.1).ok_or_else(|| SessionError::Input("the model returns no ciphertext".into()))?;
+        let guarantee = released
+            .last()
+            .map(|r| r.1)
+            .ok_or_else(|| SessionError::Input("the model returns no ciphertext".into()))?;
         let slots: Vec<Vec<f64>> = released.into_iter().map(|r| r.0).collect();
         let values = self.spec.unpack_output(&slots).map_err(|e| SessionError::Input(e.to_string()))?;
         Ok((values, guarantee))
@@ -194,7 +196,11 @@ fn every_slot(params: &Parameters, first: Vec<f64>) -> Vec<f64> {
     (0..slots).map(|j| first[j % first.len()]).collect()
 }
 
-fn read_outputs<B: AsRef<[u8]>>(spec: &ClientSpec, params: &Parameters, outputs: &[B]) -> Result<Answers, SessionError> {
+fn read_outputs<B: AsRef<[u8]>>(
+    spec: &ClientSpec,
+    params: &Parameters,
+    outputs: &[B],
+) -> Result<Answers, SessionError> {
     let expected = spec.output.ciphertexts as usize;
     if outputs.len() != expected {
         return Err(SessionError::OutputCount { expected, got: outputs.len() });

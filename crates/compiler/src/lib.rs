@@ -25,11 +25,11 @@
 
 mod activation;
 mod affine;
+mod answer;
 mod approx;
 mod approximate;
 mod calibrate;
 mod cheb;
-mod answer;
 mod circuit_privacy;
 mod client_aided;
 mod composite;

@@ -179,7 +179,9 @@ pub(crate) fn make_report(
             None => m.client.input.slot_map.len() * params.ciphertext_bytes(params.max_level(), true),
         },
         response_bytes: m.outputs.len()
-            * m.client.answer.map_or(params.ciphertext_bytes(m.client.output.level as usize, false), |a| a.shape().bytes()),
+            * m.client
+                .answer
+                .map_or(params.ciphertext_bytes(m.client.output.level as usize, false), |a| a.shape().bytes()),
         // A first layer before packing keeps one row per output in NTT form at the query's level.
         plaintext_memory_bytes: m.plaintexts.iter().map(|p| params.n() * (p.level as usize + 1) * 8).sum::<usize>()
             + m.first_layer

@@ -23,8 +23,8 @@ use zeroize::Zeroize;
 use crate::error::LweError;
 pub use crate::noise::PK_ERROR_BOUND;
 use crate::params::{expand_a, Params, SIGMA};
-use ring::ternary::{constant_of_product, mul_ternary};
 use crate::wire::{check_len, header, pack, packed_len, read_header, unpack, HEADER, KIND_PUBLIC};
+use ring::ternary::{constant_of_product, mul_ternary};
 
 /// A seeded RLWE public key under the LWE secret: what a client registers once per key id.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -66,7 +66,9 @@ pub fn output_period(m: &HeModel) -> usize {
         let p = match n.op {
             Op::Input { index } => input_period(index as usize),
             Op::Add { a, b } | Op::Sub { a, b } | Op::MulRelin { a, b } => of(a).max(of(b)),
-            Op::AddPlain { a, pt } | Op::MulPlain { a, pt } => of(a).max(plain.get(pt as usize).copied().unwrap_or(slots)),
+            Op::AddPlain { a, pt } | Op::MulPlain { a, pt } => {
+                of(a).max(plain.get(pt as usize).copied().unwrap_or(slots))
+            }
             Op::AddConst { a, .. }
             | Op::MulConst { a, .. }
             | Op::Square { a }

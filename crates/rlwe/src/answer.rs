@@ -24,7 +24,7 @@
 
 use crate::encryption::Ciphertext;
 use crate::error::{Error, Result};
-use crate::keys::KeySwitchKey;
+use crate::keys::AnswerKey;
 use crate::keyswitch::{self, Addend};
 use crate::params::Parameters;
 use crate::security::max_log_qp;
@@ -106,25 +106,6 @@ impl AnswerShape {
     }
 }
 
-/// The hybrid key that switches a level-0 answer from the client's secret s to
-/// s'(X^{N/N'}) (made by `KeyGenerator::answer_key`, sent in the evaluation-key bundle).
-#[derive(Clone, Debug, PartialEq)]
-pub struct AnswerKey {
-    pub(crate) log_n: u32,
-    pub(crate) key: KeySwitchKey,
-}
-
-impl AnswerKey {
-    /// log2 N' of the subring this key folds into.
-    pub fn log_n(&self) -> u32 {
-        self.log_n
-    }
-    /// The parameter set.
-    pub fn params(&self) -> &Parameters {
-        &self.key.params
-    }
-}
-
 /// An answer cut to [`AnswerShape`]: c0 and c1 of degree N', coefficient form, modulo
 /// 2^log_q, at scale Δ'.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,7 +159,8 @@ impl CompactAnswer {
                 });
             }
             let dec = keyswitch::decompose(&params, &d1, 0);
-            let (s0, s1) = keyswitch::switch(&params, &dec, &key.key, [Addend::Poly(&d0), Addend::Products(&[])], None)?;
+            let (s0, s1) =
+                keyswitch::switch(&params, &dec, &key.key, [Addend::Poly(&d0), Addend::Products(&[])], None)?;
             d0 = s0;
             d1 = s1;
         }

@@ -187,6 +187,26 @@ impl GaloisKeys {
     }
 }
 
+/// The hybrid key that switches a level-0 answer from the client's secret s to
+/// s'(X^{N/N'}) (made by `KeyGenerator::answer_key`, sent in the evaluation-key bundle;
+/// what it is for: `answer`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnswerKey {
+    pub(crate) log_n: u32,
+    pub(crate) key: KeySwitchKey,
+}
+
+impl AnswerKey {
+    /// log2 N' of the subring this key folds into.
+    pub fn log_n(&self) -> u32 {
+        self.log_n
+    }
+    /// The parameter set.
+    pub fn params(&self) -> &Parameters {
+        &self.key.params
+    }
+}
+
 /// Everything a server needs to evaluate for one client: the public evaluation keys.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvaluationKeys {
@@ -201,7 +221,7 @@ pub struct EvaluationKeys {
     pub public: Option<PublicKey>,
     /// The key that folds answers into a subring, for models compiled with compact
     /// answers of a smaller degree (`answer`). None otherwise.
-    pub answer: Option<crate::answer::AnswerKey>,
+    pub answer: Option<AnswerKey>,
 }
 
 impl EvaluationKeys {

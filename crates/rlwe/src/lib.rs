@@ -30,12 +30,12 @@ pub mod wire;
 
 pub use ring;
 
+pub use answer::{AnswerShape, CompactAnswer};
 #[cfg(feature = "secret-key")]
 pub use encryption::Decryptor;
-pub use answer::{AnswerKey, AnswerShape, CompactAnswer};
 pub use encryption::{Ciphertext, Encryptor, SeededCiphertext};
 pub use error::{Error, ParamError, Result, WireError};
-pub use keys::{EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
+pub use keys::{AnswerKey, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
 #[cfg(feature = "secret-key")]
 pub use keys::{KeyGenerator, SecretKey};
 pub use keyswitch::{Addend, Decomposed};

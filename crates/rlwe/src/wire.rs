@@ -7,12 +7,14 @@
 //! exact size from the parameters and the header before allocating anything, check
 //! every value against its modulus, and return `WireError`, never panic.
 
-use crate::answer::{AnswerKey, AnswerShape, CompactAnswer};
+use crate::answer::{AnswerShape, CompactAnswer};
 use crate::encryption::{Ciphertext, SeededCiphertext};
 use crate::error::WireError;
 #[cfg(feature = "secret-key")]
 use crate::keys::SecretKey;
-use crate::keys::{expand_keyswitch_a, key_primes, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey};
+use crate::keys::{
+    expand_keyswitch_a, key_primes, AnswerKey, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, RelinKey,
+};
 use crate::multiparty::{DecryptionShare, PublicKeyShare};
 #[cfg(feature = "secret-key")]
 use crate::multiparty::{ShamirShare, ThresholdKey};
@@ -802,7 +804,9 @@ impl EvaluationKeys {
         // privacy), bit 2 an answer key (compact answers). Bundles without the later
         // parts are byte for byte what they were.
         w.out.push(
-            u8::from(self.relin.is_some()) | u8::from(self.public.is_some()) << 1 | u8::from(self.answer.is_some()) << 2,
+            u8::from(self.relin.is_some())
+                | u8::from(self.public.is_some()) << 1
+                | u8::from(self.answer.is_some()) << 2,
         );
         if let Some(rk) = &self.relin {
             write_key(&mut w, p, 0, &rk.0, None);
