@@ -26,9 +26,11 @@ fn bundles_carry_a_public_key_only_when_asked() {
         assert!(EvaluationKeys::from_bytes(&params, &bytes[..cut]).is_err(), "cut at {cut}");
     }
     let mut bad = bytes.clone();
-    bad[40] = 4;
+    bad[40] = 8; // bit 2 is an answer key (`ckks::tests::compact_answer`); bit 3 means nothing
     assert!(matches!(
         EvaluationKeys::from_bytes(&params, &bad),
         Err(WireError::OutOfRange { field: "bundle contents", .. })
     ));
+    bad[40] = 4 | 1; // an answer key where the public key is: its degree byte is refused
+    assert!(EvaluationKeys::from_bytes(&params, &bad).is_err());
 }
