@@ -432,3 +432,155 @@ pub fn plan(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(Plan, Pa
     }
     Err(PlanError::NoChain { t_bits, squares: net.squares() })
 }
+
+/// A plan in residues (CryptoNets' answer to values past one t): k distinct plaintext
+/// moduli t_i ≡ 1 (mod 2N) whose product T exceeds twice the proven bound, all over one
+/// ring and chain. The network runs once per t_i under the same secret and relinearisation
+/// key (keys do not depend on t here: see `rlwe::RelinKey::under`), and [`crt_combine`]
+/// gives back each exact value from its k centered residues.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrtPlan {
+    /// The largest |value| any layer can produce over the input box.
+    pub bound: u128,
+    /// The plaintext moduli, ascending; their product is above 2·bound and below 2^127.
+    pub ts: Vec<u64>,
+    /// log2 N.
+    pub log_n: u32,
+    /// The ciphertext primes' sizes, q_0 first (one chain for every residue).
+    pub q_bits: Vec<u32>,
+}
+
+/// The most residues [`plan_crt`] considers: four t below 2^32 already hold 2^126.
+pub const MAX_RESIDUES: usize = 4;
+
+/// `k` distinct primes ≡ 1 (mod 2n), as equal as the primes allow, whose product exceeds
+/// `2·bound`; `None` if that needs a t past 2^60 or a product past 2^127.
+fn residue_moduli(bound: u128, n: usize, k: usize) -> Option<Vec<u64>> {
+    let need = 2.0 * bound as f64 + 1.0;
+    let two_n = 2 * n as u64;
+    // Start each search just above the k-th root of what the product must exceed.
+    let root = need.powf(1.0 / k as f64).ceil().max(2.0 * n as f64) as u64;
+    let mut c = (root / two_n + 1) * two_n + 1;
+    let mut ts = Vec::with_capacity(k);
+    while ts.len() < k {
+        if c >= MAX_PLAN_T {
+            return None;
+        }
+        if is_prime(c) {
+            ts.push(c);
+        }
+        c += two_n;
+    }
+    // The k-th root rounds in floating point: check the product exactly, and take the
+    // next primes up until it holds.
+    loop {
+        let product = ts.iter().try_fold(1u128, |p, &t| p.checked_mul(t as u128).filter(|&p| p < 1 << 127))?;
+        if product > 2 * bound {
+            return Some(ts);
+        }
+        ts.remove(0);
+        loop {
+            if c >= MAX_PLAN_T {
+                return None;
+            }
+            let p = c;
+            c += two_n;
+            if is_prime(p) {
+                ts.push(p);
+                break;
+            }
+        }
+    }
+}
+
+/// Chooses the residues and the one chain for `net` over inputs in `[lo, hi]`: for each N
+/// (2^13..2^15, smallest first) and each count k from the fewest that stays below 2^60 per
+/// t to [`MAX_RESIDUES`], the smallest chain whose schedule holds every t_i; among the k
+/// that fit at the smallest N, the fewest k·(chain bits)² (k evaluations, each dominated by
+/// key switches quadratic in the chain). One residue is [`plan`]'s t when it fits.
+/// Returns the plan and one parameter set per t_i, in `ts`' order, all of one ring.
+pub fn plan_crt(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(CrtPlan, Vec<Parameters>), PlanError> {
+    let bound = net.bounds(lo, hi).ok_or(PlanError::BoundTooLarge { bound: u128::MAX })?;
+    if bound >= 1 << 126 {
+        return Err(PlanError::BoundTooLarge { bound });
+    }
+    let bits_needed = ((2 * bound + 1) as f64).log2();
+    let k_min = ((bits_needed / 59.0).ceil() as usize).max(1);
+    if k_min > MAX_RESIDUES {
+        return Err(PlanError::BoundTooLarge { bound });
+    }
+    let mut t_bits = 0.0;
+    for log_n in 13..=15u32 {
+        let n = 1usize << log_n;
+        let mut best: Option<(f64, CrtPlan, Vec<Parameters>)> = None;
+        for k in k_min..=MAX_RESIDUES {
+            let Some(ts) = residue_moduli(bound, n, k) else { continue };
+            let t_max = *ts.last().expect("k ≥ 1");
+            t_bits = (t_max as f64).log2();
+            let Some((q_bits, params)) = smallest_chain(net, log_n, &ts) else { continue };
+            let total: u32 = q_bits.iter().sum();
+            let cost = k as f64 * (total as f64).powi(2);
+            if best.as_ref().is_none_or(|b| cost < b.0) {
+                best = Some((cost, CrtPlan { bound, ts, log_n, q_bits }, params));
+            }
+        }
+        if let Some((_, plan, params)) = best {
+            return Ok((plan, params));
+        }
+    }
+    Err(PlanError::NoChain { t_bits, squares: net.squares() })
+}
+
+/// The smallest chain at `log_n` (fewest bits, equal primes above every t) on which the
+/// schedule of every t in `ts` fits, with its parameter sets (one per t, one ring).
+fn smallest_chain(net: &IntNetwork, log_n: u32, ts: &[u64]) -> Option<(Vec<u32>, Vec<Parameters>)> {
+    let t_max = *ts.iter().max()?;
+    let min_bits = (64 - t_max.leading_zeros()) + 1;
+    let mut best: Option<(u32, Vec<u32>, Vec<Parameters>)> = None;
+    for bits in [min_bits.max(30), 40, 50, 55, 60].into_iter().filter(|&b| b >= min_bits && b <= 60) {
+        for k in 1..=24usize {
+            let q_bits = vec![bits; k];
+            let Ok(first) = Parameters::builder().log_n(log_n).q_bits(&q_bits).plaintext_modulus(t_max).build() else {
+                break; // insecure (or no primes): more primes will not help
+            };
+            // Every residue on exactly the first set's primes.
+            let Ok(sets) =
+                ts.iter().map(|&t| Parameters::from_spec(first.spec(), t)).collect::<Result<Vec<Parameters>>>()
+            else {
+                break;
+            };
+            if sets.iter().all(|p| net.schedule(p, fresh_noise_bits(p)).is_ok()) {
+                let total = bits * k as u32;
+                if best.as_ref().is_none_or(|b| total < b.0) {
+                    best = Some((total, q_bits, sets));
+                }
+                break;
+            }
+        }
+    }
+    best.map(|(_, q, p)| (q, p))
+}
+
+/// The value in (−T/2, T/2] (T = Π ts) congruent to each `residues[i]` modulo `ts[i]`
+/// (Garner's mixed-radix recombination); residues may be centered or not. `None` unless the
+/// moduli are distinct odd primes below 2^60, as many as the residues, with T below 2^127.
+pub fn crt_combine(residues: &[i64], ts: &[u64]) -> Option<i128> {
+    if residues.len() != ts.len() || ts.is_empty() {
+        return None;
+    }
+    let mut x: u128 = 0; // in [0, m)
+    let mut m: u128 = 1;
+    for (&r, &t) in residues.iter().zip(ts) {
+        let m_mod = (m % t as u128) as u64;
+        if !(3..MAX_PLAN_T).contains(&t) || !is_prime(t) || m_mod == 0 {
+            return None;
+        }
+        let tm = Modulus::new(t);
+        let r = signed_mod(r, &tm);
+        let diff = tm.sub(r, (x % t as u128) as u64);
+        let a = tm.mul(diff, tm.inv(m_mod));
+        x = x.checked_add(m.checked_mul(a as u128)?)?;
+        m = m.checked_mul(t as u128).filter(|&m| m < 1 << 127)?;
+    }
+    Some(if x > m / 2 { x as i128 - m as i128 } else { x as i128 })
+}

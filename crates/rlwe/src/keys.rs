@@ -46,6 +46,21 @@ impl SecretKey {
     pub fn params(&self) -> &Parameters {
         &self.params
     }
+    /// The same secret under `params`, a set of the same ring (`Parameters::same_ring`):
+    /// one secret for the residues of a plan in several plaintext moduli.
+    pub fn under(&self, params: &Parameters) -> Result<Self, crate::Error> {
+        same_ring(&self.params, params)?;
+        Ok(Self { params: params.clone(), coeffs: self.coeffs.clone(), ntt: self.ntt.clone() })
+    }
+}
+
+/// `ParamsMismatch` unless `to` has `from`'s ring, chain, special primes and digits.
+fn same_ring(from: &Parameters, to: &Parameters) -> Result<(), crate::Error> {
+    if from.same_ring(to) {
+        Ok(())
+    } else {
+        Err(crate::Error::ParamsMismatch)
+    }
 }
 
 #[cfg(feature = "secret-key")]
@@ -68,6 +83,11 @@ impl PublicKey {
     /// The parameter set.
     pub fn params(&self) -> &Parameters {
         &self.params
+    }
+    /// The same key under `params`, a set of the same ring (`Parameters::same_ring`).
+    pub fn under(&self, params: &Parameters) -> Result<Self, crate::Error> {
+        same_ring(&self.params, params)?;
+        Ok(Self { params: params.clone(), ..self.clone() })
     }
 }
 
@@ -158,6 +178,12 @@ impl RelinKey {
     /// The key-switching key s² → s.
     pub fn key(&self) -> &KeySwitchKey {
         &self.0
+    }
+    /// The same key under `params`, a set of the same ring (`Parameters::same_ring`): the
+    /// key depends only on the secret and the primes.
+    pub fn under(&self, params: &Parameters) -> Result<Self, crate::Error> {
+        same_ring(&self.0.params, params)?;
+        Ok(Self(KeySwitchKey { params: params.clone(), ..self.0.clone() }))
     }
 }
 

@@ -477,6 +477,14 @@ impl Parameters {
         Arc::ptr_eq(&self.0, &other.0) || self.0.fingerprint == other.0.fingerprint
     }
 
+    /// Whether both sets share the ring, the prime chain, the special primes and the digits,
+    /// whatever their scheme or scale: a key of one is then, bit for bit, a key of the other
+    /// (see `SecretKey::under`), as BGV sets that differ only in t are (residue plans).
+    pub fn same_ring(&self, other: &Parameters) -> bool {
+        let (a, b) = (&self.0.spec, &other.0.spec);
+        a.log_n == b.log_n && a.q == b.q && a.p == b.p && a.dnum == b.dnum
+    }
+
     /// Galois element for a left rotation by `step` slots (negative: right).
     pub fn galois_element(&self, step: i64) -> u64 {
         let two_n = 2 * self.0.n as u64;

@@ -364,12 +364,14 @@ impl CkksService {
         if let Some(shape) = self.exe.answer().filter(|a| a.folds(self.exe.params())) {
             match &keys.answer {
                 Some(k) if k.log_n() == shape.log_n => {}
-                Some(k) => return Err(ServiceError::IncompleteKeys(format!(
+                Some(k) => {
+                    return Err(ServiceError::IncompleteKeys(format!(
                     "the bundle's answer key folds to degree 2^{}, but this model's answers fold to 2^{}; register a \
                          bundle made from its client spec",
                     k.log_n(),
                     shape.log_n
-                ))),
+                )))
+                }
                 None => return Err(ServiceError::IncompleteKeys(
                     "no answer key, and this model sends compact answers folded into a subring (compile --answer); \
                          register a bundle made from its client spec"
