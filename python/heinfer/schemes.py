@@ -318,10 +318,21 @@ class BgvClient(_BatchedClient):
     scheme = "bgv"
     layout = "T"
 
+    @property
+    def plaintext_moduli(self) -> List[int]:
+        """The plaintext moduli: one t, or a residue plan's several (values past one t)."""
+        return [int(self._spec["plaintext_modulus"])] + [int(t) for t in self._spec.get("residues", [])]
+
     def decrypt_integers(self, outputs: Any, samples: int) -> np.ndarray:
-        """``ENCRYPTED_OUTPUT`` → (samples, outputs) exact integers (int64, centered mod t)."""
+        """``ENCRYPTED_OUTPUT`` → (samples, outputs) exact integers, centered mod t (or, for a
+        residue plan, the CRT of its moduli): int64 where every value fits, Python ints
+        (dtype object) where one passes 2^63."""
         v = self._session.decrypt_integers(_output_elements(outputs), int(samples))
-        return np.asarray(v, dtype=np.int64).reshape(int(samples), -1)
+        try:
+            a = np.asarray(v, dtype=np.int64)
+        except OverflowError:
+            a = np.asarray(v, dtype=object)
+        return a.reshape(int(samples), -1)
 
 
 class BatchClient(_BatchedClient):

@@ -242,8 +242,9 @@ impl BgvSession {
         })?;
         Ok(py_bytes(py, &out))
     }
-    /// ENCRYPTED_OUTPUT → `samples` rows of exact integers (centered mod t), row-major.
-    fn decrypt_integers(&self, py: Python<'_>, outputs: Vec<Bound<'_, PyAny>>, samples: usize) -> PyResult<Vec<i64>> {
+    /// ENCRYPTED_OUTPUT → `samples` rows of exact integers (centered mod t, or the CRT of a
+    /// residue plan's moduli), row-major.
+    fn decrypt_integers(&self, py: Python<'_>, outputs: Vec<Bound<'_, PyAny>>, samples: usize) -> PyResult<Vec<i128>> {
         let b = elements(py, &outputs)?;
         run(py, "decrypting", || {
             let refs: Vec<&[u8]> = b.iter().map(|v| v.as_slice()).collect();

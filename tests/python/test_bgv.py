@@ -18,6 +18,7 @@ from conftest import ROOT, DATA, start_heinfer, start_triton, SERVERS
 SAMPLES = 60
 ONNX = os.path.join(ROOT, "models", "digits_sq_mlp.onnx")
 QDQ_ONNX = os.path.join(ROOT, "models", "digits_sq_mlp_qdq.onnx")
+CN_ONNX = os.path.join(ROOT, "models", "digits_cryptonets3.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,11 @@ def bgv_repo(heinfer_bin, tmp_path_factory):
                     "--data", os.path.join(DATA, "digits_test_img.npy"), "-o", str(d / "repo"), "--name",
                     "digits_bgv_qdq", "--scheme", "bgv", "--json"], env=env, capture_output=True, text=True,
                    check=True)
+    # CryptoNets' shape at 8 bits: its integers pass any one t, so it runs as residues.
+    subprocess.run([heinfer_bin, "compile", CN_ONNX, "--calibration", os.path.join(DATA, "digits_train_img.npy"),
+                    "--data", os.path.join(DATA, "digits_test_img.npy"), "-o", str(d / "repo"), "--name",
+                    "digits_bgv_crt", "--scheme", "bgv", "--quantize", "8", "--json"], env=env, capture_output=True,
+                   text=True, check=True)
     model = str(d / "repo" / "digits_bgv")
     sk, keys = d / "bgv.sk", d / "bgv.keys"
     key_id = subprocess.run([heinfer_bin, "keygen", model, "--secret-key", str(sk), "--keys-out", str(keys)],
@@ -74,6 +80,7 @@ def integer_reference(model_json, x):
             v = [[a * a for a in row] for row in v]
         else:
             n_in, w, b = layer["inputs"], layer["weights"], layer["bias"]
+            b = [int(a) for a in b]  # past i64 a bias is a decimal string
             v = [[b[o] + sum(w[o * n_in + i] * row[i] for i in range(n_in)) for o in range(len(b))] for row in v]
     return v
 
@@ -216,3 +223,48 @@ def test_qdq_model_runs_on_its_own_integers(bgv_server, bgv_repo, heinfer_bin):
     s = ort.InferenceSession(QDQ_ONNX, providers=["CPUExecutionProvider"])
     ref = s.run(None, {s.get_inputs()[0].name: x.astype(np.float32)})[0].argmax(1)
     assert np.mean(ints.argmax(1) == ref) >= 0.98
+
+
+def test_residue_model_is_exact_when_served(bgv_server, bgv_repo, heinfer_bin):
+    """CryptoNets' shape at 8 bits (two squares: values near 2^100) compiled to several
+    plaintext moduli: one key, each feature encrypted once per modulus, the server runs
+    every residue, and the client's CRT gives back integers past 2^63 equal to the Python
+    reference for every sample; a query missing a residue is refused by count."""
+    import heinfer
+    import onnxruntime as ort
+    import tritonclient.http as http
+    import tritonclient.utils as tu
+    model = os.path.join(bgv_repo["repo"], "digits_bgv_crt")
+    m = json.loads(subprocess.run([heinfer_bin, "inspect", model, "--json"], capture_output=True, text=True,
+                                  check=True).stdout)
+    c = heinfer.client_for(model, model_name="digits_bgv_crt")
+    ts = c.plaintext_moduli
+    assert len(ts) >= 2 and "residues t = " in m["report"], m["report"]
+    assert int(m["bound"]) >= 2 ** 63 and np.prod([float(t) for t in ts]) > 2 * float(m["bound"])
+    x = bgv_repo["x"]
+    cli = http.InferenceServerClient(bgv_server.http_url, network_timeout=300, connection_timeout=300)
+    inputs = c.infer_inputs(x, cli, send_keys=True)
+    res = cli.infer("digits_bgv_crt", inputs, outputs=c.infer_outputs(cli))
+    out = res.as_numpy("ENCRYPTED_OUTPUT")
+    assert len(out) == len(ts) * c.num_outputs
+    ints = c.decrypt_integers(out, SAMPLES)
+    want = integer_reference(m, x)
+    assert ints.tolist() == want
+    assert max(abs(v) for row in want for v in row) >= 2 ** 63, "values past i64: the CRT is what makes them exact"
+    s = ort.InferenceSession(CN_ONNX, providers=["CPUExecutionProvider"])
+    ref = s.run(None, {s.get_inputs()[0].name: x.reshape(-1, 1, 8, 8).astype(np.float32)})[0].argmax(1)
+    assert np.mean(np.array([int(np.argmax([float(v) for v in row])) for row in ints.tolist()]) == ref) >= 0.98
+    # One residue's ciphertexts only: refused by count, nothing else changes.
+    half = c.encrypt_batch(x)[: 64]
+    with pytest.raises(tu.InferenceServerException) as e:
+        _infer_model(bgv_server, "digits_bgv_crt", half, c.key_id)
+    assert str(64 * len(ts)) in str(e.value), str(e.value)
+
+
+def _infer_model(server, name, cts, key_id):
+    import tritonclient.http as http
+    c = http.InferenceServerClient(server.http_url, network_timeout=300, connection_timeout=300)
+    inp = [http.InferInput("ENCRYPTED_INPUT", [len(cts)], "BYTES"), http.InferInput("KEY_ID", [1], "BYTES")]
+    inp[0].set_data_from_numpy(np.array(cts, dtype=object), binary_data=True)
+    inp[1].set_data_from_numpy(np.array([key_id.encode()], dtype=object), binary_data=True)
+    return c.infer(name, inp).as_numpy("ENCRYPTED_OUTPUT")

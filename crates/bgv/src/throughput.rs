@@ -29,8 +29,9 @@ pub struct IntLinear {
     pub inputs: usize,
     /// Row-major weights, `outputs × inputs`.
     pub weights: Vec<i64>,
-    /// One bias per output.
-    pub bias: Vec<i64>,
+    /// One bias per output (i128: at the output scale of a deep network a bias can pass
+    /// 2^63 where a residue plan holds it; each evaluation adds it modulo its t).
+    pub bias: Vec<i128>,
 }
 
 impl IntLinear {
@@ -149,7 +150,7 @@ impl IntNetwork {
                         lin.row(o)
                             .iter()
                             .zip(&v)
-                            .try_fold(lin.bias[o] as i128, |acc, (&w, &a)| acc.checked_add((w as i128).checked_mul(a)?))
+                            .try_fold(lin.bias[o], |acc, (&w, &a)| acc.checked_add((w as i128).checked_mul(a)?))
                     })
                     .collect::<Option<_>>()?,
             };
@@ -176,7 +177,7 @@ impl IntNetwork {
                     .collect::<Option<_>>()?,
                 IntLayer::Linear(lin) => (0..lin.outputs())
                     .map(|o| {
-                        let b = lin.bias[o] as i128;
+                        let b = lin.bias[o];
                         lin.row(o).iter().zip(&iv).try_fold((b, b), |(l, h), (&w, &(a, c))| {
                             let w = w as i128;
                             let (x, y) = (w.checked_mul(a)?, w.checked_mul(c)?);
@@ -196,6 +197,21 @@ impl IntNetwork {
     /// squares a smaller noise); after the last, switch down while the outputs still fit.
     /// Refused (`NoiseBudgetExhausted`) where a layer would not fit: more primes needed.
     pub fn schedule(&self, params: &Parameters, fresh_bits: f64) -> Result<Schedule> {
+        self.walk(params, fresh_bits, None)
+    }
+
+    /// Whether `schedule` (made for another plaintext modulus of the same chain, say) holds
+    /// under `params`: the same noise formulas along its levels; its budget left if it does.
+    pub fn check_schedule(&self, params: &Parameters, fresh_bits: f64, schedule: &Schedule) -> Result<f64> {
+        if schedule.before.len() != self.layers.len() {
+            return Err(shape("a schedule of another network".into()));
+        }
+        Ok(self.walk(params, fresh_bits, Some(schedule))?.budget_bits)
+    }
+
+    /// The noise walk behind [`Self::schedule`] (levels chosen) and [`Self::check_schedule`]
+    /// (levels given; a level above the current one, or past the chain, is refused).
+    fn walk(&self, params: &Parameters, fresh_bits: f64, given: Option<&Schedule>) -> Result<Schedule> {
         let log_q = |l: usize| (params.q()[l] as f64).log2();
         let floor = noise::mod_switch(params);
         let log_t = (params.plaintext_modulus() as f64).log2();
@@ -210,10 +226,25 @@ impl IntNetwork {
                 Ok(())
             }
         };
-        for l in &self.layers {
-            while level > 0 && nz - log_q(level) >= floor {
-                nz = noise::log_add(nz - log_q(level), floor);
-                level -= 1;
+        let switch_to = |level: &mut usize, nz: &mut f64, target: usize| -> Result<()> {
+            if target > *level {
+                return Err(shape(format!("a schedule that rises from level {level} to {target}")));
+            }
+            while *level > target {
+                *nz = noise::log_add(*nz - log_q(*level), floor);
+                *level -= 1;
+            }
+            refuse("mod_switch", *nz, *level)
+        };
+        for (i, l) in self.layers.iter().enumerate() {
+            match given {
+                Some(g) => switch_to(&mut level, &mut nz, g.before[i])?,
+                None => {
+                    while level > 0 && nz - log_q(level) >= floor {
+                        nz = noise::log_add(nz - log_q(level), floor);
+                        level -= 1;
+                    }
+                }
             }
             before.push(level);
             match l {
@@ -233,13 +264,18 @@ impl IntNetwork {
                 }
             }
         }
-        while level > 0 {
-            let next = noise::log_add(nz - log_q(level), floor);
-            if next > noise::limit(params, level - 1) {
-                break;
+        match given {
+            Some(g) => switch_to(&mut level, &mut nz, g.last)?,
+            None => {
+                while level > 0 {
+                    let next = noise::log_add(nz - log_q(level), floor);
+                    if next > noise::limit(params, level - 1) {
+                        break;
+                    }
+                    nz = next;
+                    level -= 1;
+                }
             }
-            nz = next;
-            level -= 1;
         }
         Ok(Schedule { before, last: level, budget_bits: noise::limit(params, level) - nz })
     }
@@ -339,7 +375,10 @@ fn linear(eval: &Evaluator, lin: &IntLinear, x: &[Ciphertext]) -> Result<Vec<Cip
             let [c0, c1] = parts;
             let inner = rlwe::Ciphertext::from_parts(params.rlwe(), c0, c1, 1.0)?;
             let sum = Ciphertext::new(params, inner, factor, log_noise.max(0.0));
-            eval.add_scalar(&sum, lin.bias[o])
+            // The bias modulo t, centered: add_scalar takes it mod t anyway.
+            let t = params.plaintext_modulus() as i128;
+            let b = lin.bias[o].rem_euclid(t);
+            eval.add_scalar(&sum, if b > t / 2 { b - t } else { b } as i64)
         })
         .collect()
 }
@@ -366,10 +405,12 @@ pub fn plaintext_modulus_for(bound: u128, n: usize) -> Option<u64> {
 /// Why no parameter set holds a network.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
-    /// The proven bound needs a t past 2^60 (or past i128).
+    /// The proven bound needs a t past 2^60 ([`plan`]) or residues past 2^126 ([`plan_crt`]),
+    /// or leaves i128.
     #[error(
         "the network's values can reach {bound} in magnitude over the input range, and no plaintext modulus \
-         below 2^60 holds twice that: quantize with fewer bits, narrow the input range, or use fewer layers"
+         below 2^60 (nor a residue plan of up to four) holds twice that: quantize with fewer bits, narrow the \
+         input range, or use fewer layers"
     )]
     BoundTooLarge {
         /// The proven bound (u128::MAX: beyond i128).
@@ -495,7 +536,8 @@ fn residue_moduli(bound: u128, n: usize, k: usize) -> Option<Vec<u64>> {
 
 /// Chooses the residues and the one chain for `net` over inputs in `[lo, hi]`: for each N
 /// (2^13..2^15, smallest first) and each count k from the fewest that stays below 2^60 per
-/// t to [`MAX_RESIDUES`], the smallest chain whose schedule holds every t_i; among the k
+/// t to [`MAX_RESIDUES`], the smallest chain on which the largest t's schedule holds under
+/// every t_i (one schedule for all, [`IntNetwork::check_schedule`]); among the k
 /// that fit at the smallest N, the fewest k·(chain bits)² (k evaluations, each dominated by
 /// key switches quadratic in the chain). One residue is [`plan`]'s t when it fits.
 /// Returns the plan and one parameter set per t_i, in `ts`' order, all of one ring.
@@ -532,7 +574,7 @@ pub fn plan_crt(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(CrtP
 }
 
 /// The smallest chain at `log_n` (fewest bits, equal primes above every t) on which the
-/// schedule of every t in `ts` fits, with its parameter sets (one per t, one ring).
+/// largest t's schedule fits under every t in `ts`, with its parameter sets (one per t, one ring).
 fn smallest_chain(net: &IntNetwork, log_n: u32, ts: &[u64]) -> Option<(Vec<u32>, Vec<Parameters>)> {
     let t_max = *ts.iter().max()?;
     let min_bits = (64 - t_max.leading_zeros()) + 1;
@@ -549,7 +591,13 @@ fn smallest_chain(net: &IntNetwork, log_n: u32, ts: &[u64]) -> Option<(Vec<u32>,
             else {
                 break;
             };
-            if sets.iter().all(|p| net.schedule(p, fresh_noise_bits(p)).is_ok()) {
+            // One schedule for every residue (the model stores one): the largest t's, which
+            // must hold under each smaller t too (the walk checks it, not an assumption).
+            let top = sets.iter().max_by_key(|p| p.plaintext_modulus()).expect("k ≥ 1");
+            let fits = net
+                .schedule(top, fresh_noise_bits(top))
+                .is_ok_and(|sch| sets.iter().all(|p| net.check_schedule(p, fresh_noise_bits(p), &sch).is_ok()));
+            if fits {
                 let total = bits * k as u32;
                 if best.as_ref().is_none_or(|b| total < b.0) {
                     best = Some((total, q_bits, sets));

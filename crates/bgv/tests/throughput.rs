@@ -21,7 +21,7 @@ impl Rng {
         IntLayer::Linear(IntLinear {
             inputs,
             weights: (0..inputs * outputs).map(|_| self.range(-w, w)).collect(),
-            bias: (0..outputs).map(|_| self.range(-b, b)).collect(),
+            bias: (0..outputs).map(|_| self.range(-b, b) as i128).collect(),
         })
     }
 }

@@ -148,7 +148,7 @@ pub fn run(
     let (mut exact, mut correct) = (0usize, 0usize);
     for (i, xi) in x.iter().enumerate() {
         let want = net.reference(&spec.encode_sample(xi).map_err(|e| e.to_string())?).ok_or("i128 overflow")?;
-        exact += want.iter().zip(&ints[i]).all(|(w, g)| *w == *g as i128) as usize;
+        exact += want.iter().zip(&ints[i]).all(|(w, g)| w == g) as usize;
         let y: Vec<f64> = ints[i].iter().map(|&v| v as f64 / spec.output.scale).collect();
         if let Some(l) = ys {
             correct += (model::argmax(&y) == l.data[i] as usize) as usize;

@@ -8,7 +8,9 @@
 //! the input range (the calibration and evaluation data's [min, max], every feature),
 //! `bgv::throughput::IntNetwork::bounds`. t is the smallest prime ≡ 1 (mod 2N) above twice
 //! it and the chain the smallest secure one the noise schedule fits in
-//! (`bgv::throughput::plan`); a model no t below 2^59 holds is refused, naming fewer bits.
+//! (`bgv::throughput::plan`); past any t below 2^60, a residue plan (`plan_crt`: several t
+//! whose product holds it, one chain, one key, the outputs recombined by CRT), and past
+//! four residues (2^126) the model is refused, naming fewer bits.
 //! Consecutive linear ops (Conv, folded BatchNorm, AvgPool, Flatten, Gemm) are composed
 //! into one matrix before rounding, as the import already fuses them.
 //!
@@ -23,7 +25,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use bgv::throughput::{plan, IntLayer, IntLinear, IntNetwork};
+use bgv::throughput::{plan, plan_crt, CrtPlan, IntLayer, IntLinear, IntNetwork, PlanError};
 use model::report::Accuracy;
 use model::{BgvInput, BgvLayer, BgvModel, BgvOutput, BgvSpec, Scheme};
 
@@ -174,21 +176,22 @@ fn quantize_affine(map: &Affine, grid: Grid, s_in: f64, name: &str) -> Result<(I
         .iter()
         .map(|&b| {
             let v = (b * s_out).round();
-            if v.abs() >= (1u64 << 62) as f64 {
+            // i128 holds it; a residue plan past 2^125 would be refused by the bound anyway.
+            if v.abs() >= 2f64.powi(125) {
                 let what = match grid {
                     Grid::Bits(_) => "quantize with fewer bits",
                     Grid::Model => {
                         "the model's own integers (8-bit inputs and weights, no requantization between layers) \
-                         grow past what one plaintext modulus holds: compile with --quantize BITS (fewer bits), \
+                         grow past what four plaintext moduli hold: compile with --quantize BITS (fewer bits), \
                          or --scheme ckks"
                     }
                 };
                 return Err(CompileError::Params(format!(
-                    "layer {name}: a bias of {b} at the output scale 2^{:.1} leaves 62 bits: {what}",
+                    "layer {name}: a bias of {b} at the output scale 2^{:.1} leaves 125 bits: {what}",
                     s_out.log2()
                 )));
             }
-            Ok(v as i64)
+            Ok(v as i128)
         })
         .collect::<Result<_, _>>()?;
     Ok((IntLinear { inputs: d, weights, bias }, s_w))
@@ -326,7 +329,18 @@ pub fn compile_bgv(
         Grid::Bits(bits) => format!("--quantize {bits}"),
         Grid::Model => "the model's own integers".into(),
     };
-    let (plan, params) = plan(&q.net, q.lo, q.hi).map_err(|e| CompileError::Params(format!("{flag}: {e}")))?;
+    // One t when one holds the bound; past that, residues (a CRT of several t, one key).
+    let (plan, sets) = match plan(&q.net, q.lo, q.hi) {
+        Ok((p, params)) => {
+            Ok((CrtPlan { bound: p.bound, ts: vec![p.t], log_n: p.log_n, q_bits: p.q_bits }, vec![params]))
+        }
+        Err(PlanError::BoundTooLarge { .. }) => plan_crt(&q.net, q.lo, q.hi),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| CompileError::Params(format!("{flag}: {e}")))?;
+    let residues = plan.ts.len();
+    // The schedule of the largest t, which plan_crt checked under every t.
+    let params = sets.iter().max_by_key(|p| p.plaintext_modulus()).expect("a plan has a t").clone();
     let schedule = q
         .net
         .schedule(&params, bgv::throughput::fresh_noise_bits(&params))
@@ -338,8 +352,8 @@ pub fn compile_bgv(
     let (d, k) = (q.net.inputs(), q.net.outputs());
     let n = params.n();
     let top = params.max_level();
-    let query = d * params.ciphertext_bytes(top, true);
-    let answer = k * params.ciphertext_bytes(schedule.last, false);
+    let query = residues * d * params.ciphertext_bytes(top, true);
+    let answer = residues * k * params.ciphertext_bytes(schedule.last, false);
     let spec = params.spec();
     let key_bytes = spec.dnum * 2 * (spec.q.len() + spec.p.len()) * n * 8;
     let client = BgvSpec {
@@ -347,7 +361,8 @@ pub fn compile_bgv(
         scheme: Scheme::Bgv,
         model: opts.name.clone(),
         params: spec.clone(),
-        plaintext_modulus: plan.t,
+        plaintext_modulus: plan.ts[0],
+        residues: plan.ts[1..].to_vec(),
         input: BgvInput {
             name: imp.input_name.clone(),
             shape: imp.input_shape.clone(),
@@ -413,12 +428,21 @@ pub fn compile_bgv(
         plan.bound,
         (plan.bound as f64).log2()
     );
+    let t_text = if residues == 1 {
+        format!("t = {} (2^{:.1}, prime ≡ 1 mod 2N)", plan.ts[0], (plan.ts[0] as f64).log2())
+    } else {
+        let product: f64 = plan.ts.iter().map(|&t| (t as f64).log2()).sum();
+        format!(
+            "{residues} residues t = {:?} (each prime ≡ 1 mod 2N, product 2^{product:.1} > 2·bound: past any one \
+             t below 2^60; one key, {residues} evaluations, each output the CRT of its residues)",
+            plan.ts
+        )
+    };
     let _ = writeln!(
         r,
-        "  parameters: t = {} (2^{:.1}, prime ≡ 1 mod 2N), N = 2^{}, log Q = {:.0} ({} primes of {:?} bits), \
+        "  parameters: {}, N = 2^{}, log Q = {:.0} ({} primes of {:?} bits), \
          128-bit secure; levels {:?}, answers at level {}, noise budget left ≥ {:.1} bits",
-        plan.t,
-        (plan.t as f64).log2(),
+        t_text,
         plan.log_n,
         params.log_q_at(top),
         plan.q_bits.len(),
@@ -430,7 +454,7 @@ pub fn compile_bgv(
     let _ = writeln!(
         r,
         "  keys: relinearisation only (no rotation) ≈ {key_bytes} B; per batch of {n} samples: query {query} B, \
-         answer {answer} B; per sample {:.0} B + {:.0} B; {} ciphertext products per batch",
+         answer {answer} B; per sample {:.0} B + {:.0} B; {} ciphertext products per batch and residue",
         query as f64 / n as f64,
         answer as f64 / n as f64,
         q.net
@@ -474,7 +498,8 @@ pub fn compile_bgv(
     };
     model.validate().map_err(|e| CompileError::Internal(e.to_string()))?;
     let costs = BgvCosts {
-        est_ms: est_batch_ms(&q.net, &schedule.before, spec.log_n, spec.dnum, spec.p.len(), spec.q.len()),
+        est_ms: residues as f64
+            * est_batch_ms(&q.net, &schedule.before, spec.log_n, spec.dnum, spec.p.len(), spec.q.len()),
         query_bytes: query,
         answer_bytes: answer,
         key_bytes,

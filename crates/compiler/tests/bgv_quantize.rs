@@ -1,11 +1,12 @@
 //! `--scheme bgv --quantize BITS` on digits models with square activations: the compiled
 //! integer network, encrypted under the chosen t and chain, decrypts to the exact integer
 //! computation for every test sample; top-1 agreement with onnxruntime on the float model
-//! is reported; models no t can hold, and inputs outside the proven range, are refused.
+//! is reported; values past one t run as residues (several t, CRT); models no residue plan
+//! can hold, and inputs outside the proven range, are refused.
 
 use std::path::PathBuf;
 
-use bgv::throughput::{IntLayer, IntLinear, IntNetwork, Schedule};
+use bgv::throughput::{crt_combine, IntLayer, IntLinear, IntNetwork, Schedule};
 use bgv::{Decryptor, Encoder, Encryptor, Evaluator, KeyGenerator, Parameters};
 use compiler::scheme::{compile_with_scheme, CompiledAny, SchemeRequest};
 use compiler::{npy, CompileError, Data, Options};
@@ -66,41 +67,54 @@ fn network(m: &BgvModel) -> IntNetwork {
 }
 
 /// Encrypts the whole test set as one batch, evaluates, decrypts: every output of every
-/// sample equals the integer reference.
+/// sample equals the integer reference. A residue plan runs once per plaintext modulus
+/// under one key, and each output is the CRT of its residues.
 fn encrypted_equals_reference(m: &BgvModel) {
     let spec = &m.client;
-    let params = Parameters::from_spec(&spec.params, spec.plaintext_modulus).unwrap();
-    assert!(params.is_secure());
+    let ts = spec.plaintext_moduli();
+    let sets: Vec<Parameters> = ts.iter().map(|&t| Parameters::from_spec(&spec.params, t).unwrap()).collect();
+    assert!(sets.iter().all(|p| p.is_secure()));
     let test = load("models/data/digits_test_img.npy");
     let samples: Vec<Vec<i64>> = (0..test.rows()).map(|r| spec.encode_sample(test.row(r)).unwrap()).collect();
-    assert!(samples.len() <= params.n());
+    assert!(samples.len() <= sets[0].n());
     let net = network(m);
-    let mut kg = KeyGenerator::new(&params);
+    let mut kg = KeyGenerator::new(&sets[0]);
     let sk = kg.secret_key();
     let pk = kg.public_key(&sk);
     let rk = kg.relin_key(&sk);
-    let enc = Encoder::new(&params);
-    let mut encryptor = Encryptor::new(&params, &pk).unwrap();
-    let x: Vec<_> = (0..net.inputs())
-        .map(|f| {
-            let col: Vec<i64> = samples.iter().map(|s| s[f]).collect();
-            encryptor.encrypt(&enc.encode(&col, params.max_level()).unwrap()).unwrap()
-        })
-        .collect();
     let schedule = Schedule { before: m.levels.clone(), last: spec.output.level, budget_bits: 0.0 };
-    let start = std::time::Instant::now();
-    let y = net.evaluate(&Evaluator::new(&params), &rk, &schedule, x).unwrap();
-    eprintln!("evaluation of {} samples: {:.2?}", samples.len(), start.elapsed());
-    // The answers cross the wire, as a server's do (the factor must survive for any t).
-    let y: Vec<_> = y.iter().map(|c| bgv::Ciphertext::from_bytes(&params, &c.to_bytes()).unwrap()).collect();
-    let dec = Decryptor::new(&params, &sk).unwrap();
-    let got: Vec<Vec<i64>> = y.iter().map(|c| enc.decode_signed(&dec.decrypt(c).unwrap()).unwrap()).collect();
+    let mut residues: Vec<Vec<Vec<i64>>> = Vec::new(); // [residue][output][sample]
+    for params in &sets {
+        let (sk, pk, rk) =
+            (sk.under(params.rlwe()).unwrap(), pk.under(params.rlwe()).unwrap(), rk.under(params.rlwe()).unwrap());
+        let enc = Encoder::new(params);
+        let mut encryptor = Encryptor::new(params, &pk).unwrap();
+        let x: Vec<_> = (0..net.inputs())
+            .map(|f| {
+                let col: Vec<i64> = samples.iter().map(|s| s[f]).collect();
+                encryptor.encrypt(&enc.encode(&col, params.max_level()).unwrap()).unwrap()
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let y = net.evaluate(&Evaluator::new(params), &rk, &schedule, x).unwrap();
+        eprintln!(
+            "evaluation of {} samples (t = {}): {:.2?}",
+            samples.len(),
+            params.plaintext_modulus(),
+            start.elapsed()
+        );
+        // The answers cross the wire, as a server's do (the factor must survive for any t).
+        let y: Vec<_> = y.iter().map(|c| bgv::Ciphertext::from_bytes(params, &c.to_bytes()).unwrap()).collect();
+        let dec = Decryptor::new(params, &sk).unwrap();
+        residues.push(y.iter().map(|c| enc.decode_signed(&dec.decrypt(c).unwrap()).unwrap()).collect());
+    }
     let bound: u128 = m.bound.parse().unwrap();
     for (s, sample) in samples.iter().enumerate() {
         let want = net.reference(sample).unwrap();
         for (o, &w) in want.iter().enumerate() {
             assert!(w.unsigned_abs() <= bound);
-            assert_eq!(got[o][s] as i128, w, "sample {s} output {o}");
+            let r: Vec<i64> = residues.iter().map(|res| res[o][s]).collect();
+            assert_eq!(crt_combine(&r, &ts), Some(w), "sample {s} output {o}");
         }
     }
 }
@@ -130,6 +144,22 @@ fn digits_cryptonets_shape_is_exact() {
     encrypted_equals_reference(&m);
 }
 
+/// CryptoNets' shape at 8 bits, as CryptoNets ran it: two squares of 8-bit values pass any
+/// t below 2^60, so the compiler plans residues (several t, one chain, one key) and every
+/// output of every test digit recombines to the integer reference.
+#[test]
+fn digits_cryptonets_at_8_bits_runs_as_residues() {
+    let (m, acc) = compile_bgv("models/digits_cryptonets3.onnx", 8).unwrap();
+    let bound: u128 = m.bound.parse().unwrap();
+    eprintln!("{}", m.report);
+    assert!(bound >= 1 << 59, "bound 2^{:.1}", (bound as f64).log2());
+    assert!(!m.client.residues.is_empty() && m.report.contains("residues t = "), "{}", m.report);
+    let product = m.client.plaintext_moduli().iter().fold(1u128, |p, &t| p * t as u128);
+    assert!(product > 2 * bound);
+    assert!(acc.top1_agreement >= 0.99, "top-1 agreement {}", acc.top1_agreement);
+    encrypted_equals_reference(&m);
+}
+
 #[test]
 fn too_many_bits_and_non_square_activations_are_refused() {
     match compile_bgv("models/digits_cryptonets3.onnx", 16) {
@@ -147,8 +177,9 @@ fn too_many_bits_and_non_square_activations_are_refused() {
 /// A QDQ model (onnxruntime's quantize_static, int8 weights per tensor) compiles under BGV
 /// on its own integers, without --quantize: the input grid is its QuantizeLinear's, every
 /// weight an int8, and the decrypted outputs equal the integer reference for every test
-/// digit. Per-channel weights, integers past one t (CryptoNets' two squares at 8 bits) and
-/// a float model without --quantize are refused, each saying what to do.
+/// digit, through residues where the integers pass one t (CryptoNets' two squares at 8
+/// bits). Per-channel weights and a float model without --quantize are refused, each
+/// saying what to do.
 #[test]
 fn qdq_models_run_exactly_on_their_own_integers() {
     {
@@ -168,9 +199,15 @@ fn qdq_models_run_exactly_on_their_own_integers() {
         assert!(acc.top1_agreement >= 0.95, "top-1 agreement {}", acc.top1_agreement);
         encrypted_equals_reference(&m);
     }
-    // CryptoNets' shape at 8 bits: two squares of 8-bit values leave one t's range.
-    let e = compile_bgv_grid("models/digits_cryptonets3_qdq.onnx", None).unwrap_err().to_string();
-    assert!(e.contains("the model's own integers") && e.contains("--quantize BITS"), "{e}");
+    // CryptoNets' shape at 8 bits: two squares of int8 values leave one t's range, and run
+    // as residues.
+    {
+        let (m, acc) = compile_bgv_grid("models/digits_cryptonets3_qdq.onnx", None).unwrap();
+        assert!(!m.client.residues.is_empty(), "{}", m.report);
+        eprintln!("QDQ CryptoNets: top-1 agreement with onnxruntime {}", acc.top1_agreement);
+        assert!(acc.top1_agreement >= 0.95, "top-1 agreement {}", acc.top1_agreement);
+        encrypted_equals_reference(&m);
+    }
     let e = compile_bgv_grid("models/digits_sq_mlp_qdq_pc.onnx", None).unwrap_err().to_string();
     assert!(e.contains("not on one integer grid") && e.contains("per_channel=False"), "{e}");
     let e = compile_bgv_grid("models/digits_sq_mlp.onnx", None).unwrap_err().to_string();
@@ -178,8 +215,8 @@ fn qdq_models_run_exactly_on_their_own_integers() {
 }
 
 /// `--scheme auto` costs BGV beside CKKS when the model brings integers: the QDQ x² MLP
-/// goes to BGV (exact), with both rows costed; the QDQ CryptoNets shape, whose integers
-/// leave one t, goes to CKKS with BGV's reason in its row and in the why.
+/// goes to BGV (exact), with both rows costed; so does the QDQ CryptoNets shape, whose
+/// integers leave one t (residues).
 #[test]
 fn auto_costs_bgv_for_integer_models() {
     let compile_auto = |model: &str| {
@@ -197,12 +234,12 @@ fn auto_costs_bgv_for_integer_models() {
     let (bgv, ckks) = (row_of(&choice, model::Scheme::Bgv), row_of(&choice, model::Scheme::Ckks));
     assert!(bgv.cannot.is_none() && ckks.cannot.is_none(), "{}", choice.to_text());
     assert!(bgv.est_latency_ms > 0.0 && bgv.query_bytes > 0 && bgv.key_bytes > 0 && bgv.exact.contains("exact"));
+    // The QDQ CryptoNets shape leaves one t: BGV still runs it, as residues, and is chosen.
     let (c, choice) = compile_auto("models/digits_cryptonets3_qdq.onnx");
-    assert_eq!(choice.chosen, model::Scheme::Ckks, "{}", choice.to_text());
-    assert!(matches!(c, CompiledAny::Ckks(_)));
-    let bgv = row_of(&choice, model::Scheme::Bgv);
-    assert!(bgv.cannot.as_deref().is_some_and(|w| w.contains("the model's own integers")), "{}", choice.to_text());
-    assert!(choice.reason.contains("BGV cannot run it"), "{}", choice.reason);
+    assert_eq!(choice.chosen, model::Scheme::Bgv, "{}", choice.to_text());
+    let CompiledAny::Bgv(m) = c else { panic!("a BGV model") };
+    assert!(!m.model.client.residues.is_empty(), "{}", m.model.report);
+    assert!(row_of(&choice, model::Scheme::Bgv).cannot.is_none(), "{}", choice.to_text());
 }
 
 fn row_of(choice: &compiler::Choice, s: model::Scheme) -> compiler::scheme::Candidate {

@@ -19,8 +19,10 @@ use ckks::ParamsSpec;
 pub const BGV_FORMAT_VERSION: u32 = 3;
 /// Version of the [`BgvSpec`] JSON layout.
 pub const BGV_SPEC_VERSION: u32 = 1;
-/// Most input or output features (each one ciphertext per batch).
+/// Most input or output features (each one ciphertext per batch and plaintext modulus).
 pub const MAX_BGV_FEATURES: usize = 1 << 16;
+/// Most plaintext moduli of a residue plan (`bgv::throughput::MAX_RESIDUES`).
+pub const MAX_RESIDUES: usize = 4;
 
 /// The input: `shape` flattened row-major to d features, each encoded as round(x·scale),
 /// which must lie in [lo, hi] (the range the bound was proven for), one ciphertext per
@@ -57,6 +59,11 @@ pub struct BgvSpec {
     pub model: String,
     pub params: ParamsSpec,
     pub plaintext_modulus: u64,
+    /// Further plaintext moduli of a residue plan (values past one t): the network runs
+    /// once per modulus, `plaintext_modulus` first, every one on `params`' chain and under
+    /// one key; each output is the CRT of its residues. Empty: one t.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub residues: Vec<u64>,
     pub input: BgvInput,
     pub output: BgvOutput,
     pub postprocess: Vec<PostOp>,
@@ -68,6 +75,11 @@ impl BgvSpec {
     }
     pub fn output_len(&self) -> usize {
         self.output.shape.iter().product()
+    }
+    /// Every plaintext modulus, `plaintext_modulus` first: one evaluation each, and as many
+    /// ciphertexts per feature in queries and answers (residue-major).
+    pub fn plaintext_moduli(&self) -> Vec<u64> {
+        std::iter::once(self.plaintext_modulus).chain(self.residues.iter().copied()).collect()
     }
     /// Samples per batch: N (one per slot).
     pub fn batch_size(&self) -> usize {
@@ -125,6 +137,14 @@ impl BgvSpec {
         if self.output.level >= self.params.q.len() || !(13..=16).contains(&self.params.log_n) {
             return bad("output level or ring degree".into());
         }
+        let ts = self.plaintext_moduli();
+        let product = ts.iter().try_fold(1u128, |p, &t| p.checked_mul(t as u128).filter(|&p| p < 1 << 127));
+        let distinct = ts.iter().enumerate().all(|(i, t)| !ts[..i].contains(t));
+        if ts.len() > MAX_RESIDUES || product.is_none() || !distinct {
+            return bad(format!(
+                "plaintext moduli {ts:?}: at most {MAX_RESIDUES}, distinct, their product below 2^127"
+            ));
+        }
         Ok(())
     }
 }
@@ -134,9 +154,48 @@ impl BgvSpec {
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum BgvLayer {
     /// Σ w·x + b: `weights` row-major, `bias.len()` rows of `inputs`.
-    Linear { name: String, inputs: usize, weights: Vec<i64>, bias: Vec<i64> },
+    Linear {
+        name: String,
+        inputs: usize,
+        weights: Vec<i64>,
+        /// i128 (a deep layer's bias at its output scale passes 2^63 under a residue plan):
+        /// a JSON number where it fits i64, a decimal string past that (serde_json reads no
+        /// i128 number), so files with i64 biases read unchanged.
+        #[serde(with = "wide_ints")]
+        bias: Vec<i128>,
+    },
     /// x², feature-wise.
     Square { name: String },
+}
+
+/// `Vec<i128>` in JSON: numbers within i64, decimal strings beyond.
+mod wide_ints {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Wide {
+        Int(i64),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(v: &[i128], s: S) -> Result<S::Ok, S::Error> {
+        let w: Vec<Wide> =
+            v.iter().map(|&x| i64::try_from(x).map(Wide::Int).unwrap_or_else(|_| Wide::Text(x.to_string()))).collect();
+        w.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i128>, D::Error> {
+        Vec::<Wide>::deserialize(d)?
+            .into_iter()
+            .map(|w| match w {
+                Wide::Int(x) => Ok(x as i128),
+                Wide::Text(t) => {
+                    t.parse().map_err(|_| serde::de::Error::custom(format!("bias {t:?} is not an integer")))
+                }
+            })
+            .collect()
+    }
 }
 
 /// A compiled BGV integer model.

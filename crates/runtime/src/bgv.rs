@@ -6,8 +6,14 @@
 //!   rotation). Registered by key id (SHA-256 of its bytes), like a CKKS bundle, in a
 //!   bounded in-memory map (least recently used out first).
 //! - `ENCRYPTED_INPUT`: one BGV ciphertext per input feature (full or seeded), each
-//!   holding that feature of up to N samples, at the top level with factor 1.
-//! - `ENCRYPTED_OUTPUT`: one ciphertext per output feature, at the model's output level.
+//!   holding that feature of up to N samples, at the top level with factor 1; for a
+//!   residue plan (several plaintext moduli), that many per feature, residue-major (all
+//!   features under the first t, then under the second, …).
+//! - `ENCRYPTED_OUTPUT`: one ciphertext per output feature (and residue), at the model's
+//!   output level, in the same order.
+//!
+//! A residue plan's moduli share one chain and one key: the bundle is read under the
+//! first t and its relinearisation key re-tagged for the others (`RelinKey::under`).
 //!
 //! The noise bound every ciphertext carries is checked by the evaluator at every step:
 //! a result that might decrypt wrong is refused, never returned.
@@ -30,10 +36,10 @@ pub struct BgvLoadError(String);
 
 pub struct BgvService {
     model: BgvModel,
-    params: Parameters,
+    /// One set and evaluator per plaintext modulus, the spec's order.
+    sets: Vec<(Parameters, Evaluator)>,
     net: IntNetwork,
     schedule: Schedule,
-    eval: Evaluator,
     keys: Mutex<Keys>,
     capacity: usize,
     store: Arc<KeyStore>,
@@ -41,7 +47,8 @@ pub struct BgvService {
 
 #[derive(Default)]
 struct Keys {
-    map: HashMap<[u8; 32], (Arc<RelinKey>, u64)>,
+    /// Per key id: the relinearisation key under each plaintext modulus, and its last use.
+    map: HashMap<[u8; 32], (Arc<Vec<RelinKey>>, u64)>,
     clock: u64,
 }
 
@@ -53,11 +60,17 @@ impl BgvService {
     /// The model under its parameters (refused unless they are 128-bit secure).
     pub fn new(model: BgvModel, store: Arc<KeyStore>) -> Result<Self, BgvLoadError> {
         let spec = &model.client;
-        let params = Parameters::from_spec(&spec.params, spec.plaintext_modulus)
-            .map_err(|e| BgvLoadError(format!("parameters: {e}")))?;
-        if !params.is_secure() {
-            return Err(BgvLoadError("parameters below 128-bit security".into()));
+        let mut sets = Vec::new();
+        for t in spec.plaintext_moduli() {
+            let params = Parameters::from_spec(&spec.params, t)
+                .map_err(|e| BgvLoadError(format!("parameters (t = {t}): {e}")))?;
+            if !params.is_secure() {
+                return Err(BgvLoadError("parameters below 128-bit security".into()));
+            }
+            let eval = Evaluator::new(&params);
+            sets.push((params, eval));
         }
+        let params = sets[0].0.clone();
         let layers = model
             .layers
             .iter()
@@ -70,11 +83,10 @@ impl BgvService {
             .collect();
         let net = IntNetwork::new(spec.input_len(), layers).map_err(|e| BgvLoadError(e.to_string()))?;
         let schedule = Schedule { before: model.levels.clone(), last: spec.output.level, budget_bits: 0.0 };
-        // A relinearisation key is ~dnum·2·(levels + specials)·N·8 bytes.
+        // A relinearisation key is ~dnum·2·(levels + specials)·N·8 bytes, held once per modulus.
         let key_bytes = params.spec().dnum * 2 * (params.spec().q.len() + params.spec().p.len()) * params.n() * 8;
-        let capacity = (store.capacity() / key_bytes.max(1)).max(1);
-        let eval = Evaluator::new(&params);
-        Ok(Self { model, params, net, schedule, eval, keys: Mutex::default(), capacity, store })
+        let capacity = (store.capacity() / (key_bytes * sets.len()).max(1)).max(1);
+        Ok(Self { model, sets, net, schedule, keys: Mutex::default(), capacity, store })
     }
 
     pub fn key_store(&self) -> &Arc<KeyStore> {
@@ -90,16 +102,21 @@ impl BgvService {
         &self.net
     }
 
-    /// The parameter set the model runs under.
+    /// The parameter set the model runs under (its first plaintext modulus).
     pub fn params(&self) -> &Parameters {
-        &self.params
+        &self.sets[0].0
+    }
+
+    /// Plaintext moduli (1 unless a residue plan).
+    pub fn residues(&self) -> usize {
+        self.sets.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Keys> {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lookup(&self, id: KeyId) -> Option<Arc<RelinKey>> {
+    fn lookup(&self, id: KeyId) -> Option<Arc<Vec<RelinKey>>> {
         let mut g = self.lock();
         g.clock += 1;
         let now = g.clock;
@@ -121,7 +138,7 @@ impl BgvService {
                     .into(),
             ));
         }
-        let keys = EvaluationKeys::from_bytes(self.params.rlwe(), bytes).map_err(|e| {
+        let keys = EvaluationKeys::from_bytes(self.params().rlwe(), bytes).map_err(|e| {
             ServiceError::WrongScheme(format!(
                 "EVALUATION_KEYS is not a key bundle under this BGV model's parameters ({e}): make its keys with \
                  `heinfer keygen` on this model"
@@ -130,6 +147,12 @@ impl BgvService {
         let rk = keys.relin.ok_or_else(|| {
             ServiceError::IncompleteKeys("a BGV model squares: the bundle needs a relinearisation key".into())
         })?;
+        let rks = self
+            .sets
+            .iter()
+            .map(|(p, _)| rk.under(p.rlwe()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServiceError::WrongScheme(format!("relinearisation key: {e}")))?;
         let mut g = self.lock();
         while g.map.len() >= self.capacity {
             let Some(oldest) = g.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else { break };
@@ -137,7 +160,7 @@ impl BgvService {
         }
         g.clock += 1;
         let now = g.clock;
-        g.map.insert(id.0, (Arc::new(rk), now));
+        g.map.insert(id.0, (Arc::new(rks), now));
         Ok(id)
     }
 
@@ -155,15 +178,15 @@ impl BgvService {
             (None, Some(g)) => crate::service::parse_key_id(g)?,
             (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
         };
-        let rk = self.lookup(id).ok_or(ServiceError::Keys(KeyStoreError::UnknownKey(id)))?;
+        let rks = self.lookup(id).ok_or(ServiceError::Keys(KeyStoreError::UnknownKey(id)))?;
         let d = self.net.inputs();
         if req.ciphertexts.is_empty() {
             return Err(ServiceError::MissingInput("ENCRYPTED_INPUT"));
         }
-        if req.ciphertexts.len() != d {
-            return Err(ServiceError::WrongCount { expected: d, got: req.ciphertexts.len() });
+        if req.ciphertexts.len() != d * self.sets.len() {
+            return Err(ServiceError::WrongCount { expected: d * self.sets.len(), got: req.ciphertexts.len() });
         }
-        let top = self.params.max_level();
+        let top = self.params().max_level();
         let x = req
             .ciphertexts
             .iter()
@@ -172,13 +195,14 @@ impl BgvService {
                 if bytes.starts_with(b"HEPA") {
                     return Err(bad_input(i, "a Paillier ciphertext, but this model is BGV".into()));
                 }
-                let ct = bgv::ciphertext::read_any_ciphertext(&self.params, bytes).map_err(|e| {
+                let residue = i / d;
+                let ct = bgv::ciphertext::read_any_ciphertext(&self.sets[residue].0, bytes).map_err(|e| {
                     bad_input(
                         i,
                         format!(
-                            "not a BGV ciphertext under this model's parameters ({e}): encrypt each input feature \
-                             with `heinfer encrypt` on this model (a ciphertext of another scheme or parameter \
-                             set is refused)"
+                            "not a BGV ciphertext under this model's parameters for residue {residue} ({e}): \
+                             encrypt each input feature with `heinfer encrypt` on this model (a ciphertext of \
+                             another scheme, parameter set or plaintext modulus is refused)"
                         ),
                     )
                 })?;
@@ -198,10 +222,18 @@ impl BgvService {
         if cancel.load(Ordering::Relaxed) {
             return Err(ServiceError::Run(crate::service::RunError::Cancelled { done: 0, total: 1 }));
         }
-        let y = self
-            .net
-            .evaluate(&self.eval, &rk, &self.schedule, x)
-            .map_err(|e| ServiceError::WrongScheme(format!("BGV evaluation refused: {e}")))?;
-        Ok(Response { ciphertexts: y.iter().map(|c| c.to_bytes()).collect(), key_id: id, dp: None })
+        let mut x = x.into_iter();
+        let mut out = Vec::with_capacity(self.net.outputs() * self.sets.len());
+        for (r, ((_, eval), rk)) in self.sets.iter().zip(rks.iter()).enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(ServiceError::Run(crate::service::RunError::Cancelled { done: r, total: self.sets.len() }));
+            }
+            let y = self
+                .net
+                .evaluate(eval, rk, &self.schedule, x.by_ref().take(d).collect())
+                .map_err(|e| ServiceError::WrongScheme(format!("BGV evaluation refused: {e}")))?;
+            out.extend(y.iter().map(|c| c.to_bytes()));
+        }
+        Ok(Response { ciphertexts: out, key_id: id, dp: None })
     }
 }

@@ -32,6 +32,7 @@ fn model_and_params() -> (BgvModel, IntNetwork, Parameters) {
         model: "toy".into(),
         params: params.spec().clone(),
         plaintext_modulus: p.t,
+        residues: vec![],
         input: BgvInput { name: "x".into(), shape: vec![6], scale: 1.0, lo, hi },
         output: BgvOutput {
             name: "y".into(),
