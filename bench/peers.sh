@@ -6,6 +6,9 @@
 #   bench/peers.sh mnist   TenSEAL's encrypted-MNIST tutorial network end to end, heinfer against TenSEAL (2 threads)
 #   bench/peers.sh cryptonets  CryptoNets' network in throughput layout T (one image per slot, 4,096 per batch)
 #                            against TenSEAL's batched CKKSTensor, 2 threads; images/s and agreement
+#   bench/peers.sh cryptonets-bgv  the same network exactly as CryptoNets ran it: 8-bit integer weights and inputs, x²,
+#                            no rescaling (BGV, values near 2^100 through residues: several t, CRT), a batch of
+#                            CN_BGV_BATCH (default 4096) images, 2 threads; exactness, agreement, images/s
 #   bench/peers.sh secagg  secure aggregation, 100 clients x 2^16 values (committee 5, t = 3; one member and
 #                          10 % of the clients drop out): heinfer against Flower's SecAgg+ workflow; then
 #                          Flower runs at epsilon 1/4/8 with heinfer's distributed DP beside Flower's DP wrapper
@@ -297,6 +300,25 @@ cryptonets() {
   echo "peers.sh: done in $((SECONDS - started)) s" >&2
 }
 
+# cryptonets-bgv: CryptoNets' network (cryptonets_prep.py's weights, exported as ONNX) compiled with
+# `--scheme bgv --quantize 8` — integer weights and inputs, x², no requantization, as the paper ran
+# it; the values pass any one t, so the compiler plans residues — and `heinfer run` on one batch:
+# every output checked equal to the integer computation, top-1 agreement with the float network.
+cryptonets_bgv() {
+  local threads=${CN_THREADS:-2} batch=${CN_BGV_BATCH:-4096} py=.venv/bin/python
+  [ -x "$py" ] || py=python3
+  export RAYON_NUM_THREADS=$threads
+  cargo build --release -q -p cli >&2
+  "$py" "$here/peers/cryptonets_prep.py" "$out/cn" "$batch" >&2
+  HEINFER_PYTHON=$py target/release/heinfer compile "$out/cn/cryptonets.onnx" --calibration "$out/cn/train_x.npy" \
+    --data "$out/cn/x.npy" --name cryptonets_bgv --scheme bgv --quantize 8 -o "$out/repo" --json > "$out/compile.json"
+  "$py" -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["report"], file=sys.stderr)' "$out/compile.json"
+  echo "peers.sh: heinfer run: one batch of $batch images, $threads threads ..." >&2
+  target/release/heinfer run "$out/repo/cryptonets_bgv" --input "$out/cn/x.npy" --labels "$out/cn/plain_pred.npy" \
+    --samples "$batch" --json
+  echo "peers.sh: done in $((SECONDS - started)) s" >&2
+}
+
 # secagg: heinfer's threshold-CKKS aggregation (heinfer serve --aggregate-dir) against Flower's
 # SecAggPlusWorkflow in its Ray simulation engine, the same integer vectors and dropouts
 # (bench/peers/secagg.py; SECAGG_CLIENTS, SECAGG_LENGTH override 100 and 2^16), then the DP runs
@@ -321,6 +343,7 @@ case "${1:-}" in
   paillier) paillier ;;
   concrete) concrete ;;
   cryptonets) cryptonets ;;
+  cryptonets-bgv) cryptonets_bgv ;;
   secagg) secagg ;;
   *)
     echo "usage: bench/peers.sh SUBCOMMAND" >&2
@@ -330,6 +353,7 @@ case "${1:-}" in
     echo "  paillier  breast-cancer logistic regression: heinfer's Paillier against phe (3072 bits), and heinfer's CKKS" >&2
     echo "  concrete  breast-cancer LR (heinfer's seeded LWE) and digits MLP (CKKS, compact queries) against Concrete ML (PyPI; pulls PyTorch)" >&2
     echo "  cryptonets  CryptoNets' network in layout T (4,096 images per batch) against TenSEAL's batched CKKSTensor, 2 threads" >&2
+    echo "  cryptonets-bgv  the same network as CryptoNets ran it (8-bit integers, BGV, residues), exact, 2 threads" >&2
     echo "  secagg  secure aggregation (100 clients x 2^16, committee 5, t = 3, dropouts) against Flower's SecAgg+; DP in Flower" >&2
     exit 2
     ;;

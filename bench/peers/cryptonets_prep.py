@@ -10,7 +10,8 @@ pre-activation has unit spread; the last Dense is a logistic regression fitted o
 training digits' features (a readout that classifies, so the agreement is over real logit
 gaps). Writes little-endian float64 files: conv_w (5x25), conv_b (5), fc1_w (100x845), fc1_b,
 fc2_w (10x100), fc2_b, x (BATCH x 784, test digits cycled), logits (BATCH x 10, float64
-plaintext network), y (BATCH labels), and weights.npz for TenSEAL.
+plaintext network), y (BATCH labels), and weights.npz for TenSEAL; and for heinfer's BGV run the
+same network as cryptonets.onnx, train_x.npy, x.npy and plain_pred.npy (the float network's top-1).
 """
 import os
 import sys
@@ -39,6 +40,33 @@ def features(w, x):
 
 def forward(w, x):
     return features(w, x) @ w["fc2_w"].T + w["fc2_b"]
+
+
+def write_onnx(w, out):
+    """The same network as ONNX (cryptonets.onnx, float32), as a PyTorch export writes it:
+    Conv 5x5 stride 2 with pads (1, 1, 0, 0) -> Mul(x, x) -> Flatten -> Gemm -> Mul -> Gemm;
+    for `heinfer compile --scheme bgv --quantize 8` (bench/peers.sh cryptonets-bgv)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    f32 = lambda a: a.astype(np.float32)  # noqa: E731
+    inits = [numpy_helper.from_array(f32(w["conv_w"].reshape(5, 1, 5, 5)), "conv_w"),
+             numpy_helper.from_array(f32(w["conv_b"]), "conv_b"),
+             numpy_helper.from_array(f32(w["fc1_w"]), "fc1_w"), numpy_helper.from_array(f32(w["fc1_b"]), "fc1_b"),
+             numpy_helper.from_array(f32(w["fc2_w"]), "fc2_w"), numpy_helper.from_array(f32(w["fc2_b"]), "fc2_b")]
+    nodes = [helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], kernel_shape=[5, 5], strides=[2, 2],
+                              pads=[1, 1, 0, 0]),
+             helper.make_node("Mul", ["c", "c"], ["c2"]),
+             helper.make_node("Flatten", ["c2"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "fc1_w", "fc1_b"], ["h"], transB=1),
+             helper.make_node("Mul", ["h", "h"], ["h2"]),
+             helper.make_node("Gemm", ["h2", "fc2_w", "fc2_b"], ["logits"], transB=1)]
+    g = helper.make_graph(nodes, "cryptonets", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    onnx.save(m, os.path.join(out, "cryptonets.onnx"))
 
 
 def main():
@@ -78,6 +106,10 @@ def main():
     logits.astype("<f8").tofile(os.path.join(out, "logits"))
     np.save(os.path.join(out, "y.npy"), yte[idx])
     np.savez(os.path.join(out, "weights.npz"), **w)
+    write_onnx(w, out)
+    np.save(os.path.join(out, "train_x.npy"), xtr.reshape(-1, 1, 28, 28).astype(np.float32))
+    np.save(os.path.join(out, "x.npy"), x.reshape(batch, 1, 28, 28).astype(np.float32))
+    np.save(os.path.join(out, "plain_pred.npy"), logits.argmax(1).astype(np.int64))
     acc = (logits.argmax(1) == yte[idx]).mean()
     print(f"cryptonets_prep: batch {batch}, plaintext accuracy {acc:.4f}, max |logit| {np.abs(logits).max():.1f}, "
           f"max |hidden| {np.abs(features(w, x)).max():.1f}", file=sys.stderr)

@@ -88,7 +88,7 @@ impl Service {
         match self {
             Service::Ckks(s) => s.executable().input_count(),
             Service::Paillier(_) | Service::Lwe(_) => 1,
-            Service::Bgv(b) => b.model().client.input_len(),
+            Service::Bgv(b) => b.model().client.input_len() * b.residues(),
         }
     }
 

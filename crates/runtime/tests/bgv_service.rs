@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use bgv::throughput::{fresh_noise_bits, plan, IntLayer, IntLinear, IntNetwork};
+use bgv::throughput::{crt_combine, fresh_noise_bits, plan, plan_crt, IntLayer, IntLinear, IntNetwork};
 use bgv::{Decryptor, Encoder, Encryptor, KeyGenerator, Parameters};
 use model::{BgvInput, BgvLayer, BgvModel, BgvOutput, BgvSpec, Scheme};
 use runtime::{KeyStore, Request, Service, ServiceError};
@@ -136,4 +136,120 @@ fn served_outputs_equal_the_integer_reference_and_foreign_inputs_are_refused() {
     // A bundle without a relinearisation key.
     let e = svc.register(&kg.evaluation_keys(&sk, &[1], false, false).to_bytes()).err().unwrap();
     assert!(matches!(e, ServiceError::IncompleteKeys(_)), "{e}");
+}
+
+/// A residue plan through `Service`: values past any one t (bound past 2^59), the model's
+/// moduli listed in the spec; the query holds each feature once per modulus (residue-major,
+/// under one secret), the answers recombine by CRT to the integer reference, and a query
+/// with its residues swapped is refused by the first ciphertext's fingerprint.
+#[test]
+fn a_residue_plan_is_served_and_recombines_exactly() {
+    let w1: Vec<i64> = (0..8 * 4).map(|i| (i * 13 % 61) as i64 - 30).collect();
+    let w2: Vec<i64> = (0..4 * 3).map(|i| (i * 7 % 59) as i64 - 29).collect();
+    let w3: Vec<i64> = (0..3 * 2).map(|i| (i * 11 % 57) as i64 - 28).collect();
+    let (b1, b2, b3): (Vec<i128>, Vec<i128>, Vec<i128>) = (vec![5, -7, 0, 9], vec![-100, 50, 1], vec![1 << 40, -3]);
+    let layers = vec![
+        IntLayer::Linear(IntLinear { inputs: 8, weights: w1.clone(), bias: b1.clone() }),
+        IntLayer::Square,
+        IntLayer::Linear(IntLinear { inputs: 4, weights: w2.clone(), bias: b2.clone() }),
+        IntLayer::Square,
+        IntLayer::Linear(IntLinear { inputs: 3, weights: w3.clone(), bias: b3.clone() }),
+    ];
+    let net = IntNetwork::new(8, layers).unwrap();
+    let (lo, hi) = (-31, 31);
+    assert!(plan(&net, lo, hi).is_err(), "one t must not hold it");
+    let (p, sets) = plan_crt(&net, lo, hi).unwrap();
+    assert!(sets.len() >= 2);
+    let top = sets.iter().max_by_key(|s| s.plaintext_modulus()).unwrap();
+    let schedule = net.schedule(top, fresh_noise_bits(top)).unwrap();
+    let client = BgvSpec {
+        version: model::bgv_model::BGV_SPEC_VERSION,
+        scheme: Scheme::Bgv,
+        model: "wide".into(),
+        params: sets[0].spec().clone(),
+        plaintext_modulus: p.ts[0],
+        residues: p.ts[1..].to_vec(),
+        input: BgvInput { name: "x".into(), shape: vec![8], scale: 1.0, lo, hi },
+        output: BgvOutput {
+            name: "y".into(),
+            shape: vec![2],
+            scale: 1.0,
+            final_name: "y".into(),
+            level: schedule.last,
+        },
+        postprocess: vec![],
+    };
+    let m = BgvModel {
+        name: "wide".into(),
+        client,
+        layers: vec![
+            BgvLayer::Linear { name: "fc1".into(), inputs: 8, weights: w1, bias: b1 },
+            BgvLayer::Square { name: "sq1".into() },
+            BgvLayer::Linear { name: "fc2".into(), inputs: 4, weights: w2, bias: b2 },
+            BgvLayer::Square { name: "sq2".into() },
+            BgvLayer::Linear { name: "fc3".into(), inputs: 3, weights: w3, bias: b3 },
+        ],
+        levels: schedule.before,
+        bound: p.bound.to_string(),
+        report: String::new(),
+    };
+    // The file (residues, an i128 bias) round-trips.
+    let back = BgvModel::from_bytes(&m.to_bytes()).unwrap();
+    assert_eq!(back, m);
+    let store = Arc::new(KeyStore::new(1 << 30, None).unwrap());
+    let svc = Service::Bgv(runtime::bgv::BgvService::new(m, store).unwrap());
+    let k = sets.len();
+    assert_eq!(svc.input_count(), 8 * k);
+
+    let mut kg = KeyGenerator::new(&sets[0]);
+    let sk = kg.secret_key();
+    let bundle = kg.evaluation_keys(&sk, &[], false, true).to_bytes();
+    let n = sets[0].n();
+    let samples: Vec<Vec<i64>> = (0..n)
+        .map(|s| (0..8).map(|f| if s < 2 { [lo, hi][s] } else { ((s * 37 + f * 23) % 63) as i64 - 31 }).collect())
+        .collect();
+    let mut cts = Vec::new();
+    for params in &sets {
+        let sk = sk.under(params.rlwe()).unwrap();
+        let enc = Encoder::new(params);
+        let mut dec = Decryptor::new(params, &sk).unwrap();
+        for f in 0..8 {
+            let col: Vec<i64> = samples.iter().map(|s| s[f]).collect();
+            cts.push(dec.encrypt_symmetric(&enc.encode(&col, params.max_level()).unwrap()).unwrap().to_bytes());
+        }
+    }
+    let refs: Vec<&[u8]> = cts.iter().map(|c| c.as_slice()).collect();
+    let r = svc.infer(Request { ciphertexts: refs.clone(), key_id: None, evaluation_keys: Some(&bundle) }).unwrap();
+    assert_eq!(r.ciphertexts.len(), 2 * k);
+    let mut cols: Vec<Vec<i64>> = Vec::new(); // [residue · 2 + output][slot]
+    for (res, params) in sets.iter().enumerate() {
+        let sk = sk.under(params.rlwe()).unwrap();
+        let (enc, dec) = (Encoder::new(params), Decryptor::new(params, &sk).unwrap());
+        for b in &r.ciphertexts[res * 2..res * 2 + 2] {
+            let c = bgv::Ciphertext::from_bytes(params, b).unwrap();
+            cols.push(enc.decode_signed(&dec.decrypt(&c).unwrap()).unwrap());
+        }
+    }
+    let mut largest = 0u128;
+    for (s, x) in samples.iter().enumerate() {
+        for (o, &w) in net.reference(x).unwrap().iter().enumerate() {
+            let residues: Vec<i64> = (0..k).map(|res| cols[res * 2 + o][s]).collect();
+            assert_eq!(crt_combine(&residues, &p.ts), Some(w), "sample {s} output {o}");
+            largest = largest.max(w.unsigned_abs());
+        }
+    }
+    assert!(largest > 1 << 59, "largest 2^{:.1}: past one t", (largest as f64).log2());
+    // Residues swapped: the first ciphertext is under another t's fingerprint.
+    let mut swapped = refs[8..].to_vec();
+    swapped.extend_from_slice(&refs[..8]);
+    let hex = r.key_id.hex();
+    let e =
+        svc.infer(Request { ciphertexts: swapped, key_id: Some(hex.as_bytes()), evaluation_keys: None }).err().unwrap();
+    assert!(e.to_string().contains("ENCRYPTED_INPUT[0]") && e.to_string().contains("residue 0"), "{e}");
+    // One residue only: refused by count.
+    let e = svc
+        .infer(Request { ciphertexts: refs[..8].to_vec(), key_id: Some(hex.as_bytes()), evaluation_keys: None })
+        .err()
+        .unwrap();
+    assert!(matches!(e, ServiceError::WrongCount { expected, got: 8 } if expected == 8 * k), "{e}");
 }
