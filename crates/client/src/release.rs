@@ -159,14 +159,7 @@ pub fn decrypt_for_release(
     let pt = Decryptor::new(sk).decrypt(ct)?;
     match *policy {
         Release::Round { bits } => {
-            if bits > 60 {
-                return Err(ReleaseError::Policy(format!("round:{bits}: at most 60 fractional bits")));
-            }
-            let floor = n as f64 / scale;
-            let step = 2f64.powi(-(bits as i32));
-            if step < 16.0 * floor {
-                return Err(ReleaseError::RoundTooFine { bits, floor });
-            }
+            let step = round_step(bits, n, scale)?;
             let values = encoder.decode(&pt)?.into_iter().map(|v| (v / step).round() * step).collect();
             Ok((values, Guarantee::Rounded { bits }))
         }
@@ -185,6 +178,20 @@ pub fn decrypt_for_release(
     }
 }
 
+/// The step a `round:BITS` release rounds to: 2^-BITS, refused unless it is at least 16
+/// times the decryption error's floor N/Δ (a finer step would release the error's bits).
+fn round_step(bits: u32, n: usize, scale: f64) -> Result<f64, ReleaseError> {
+    if bits > 60 {
+        return Err(ReleaseError::Policy(format!("round:{bits}: at most 60 fractional bits")));
+    }
+    let floor = n as f64 / scale;
+    let step = 2f64.powi(-(bits as i32));
+    if step < 16.0 * floor {
+        return Err(ReleaseError::RoundTooFine { bits, floor });
+    }
+    Ok(step)
+}
+
 /// [`decrypt_for_release`] for a compact answer (`ckks::CompactAnswer`): its N'/2 slots.
 /// The phase is exact integers, so flooding adds u to them directly (no modulus to
 /// stay below); the bound uses the answer's own degree N' and scale Δ'.
@@ -198,14 +205,7 @@ pub fn decrypt_answer_for_release(
     let decode = |c: &[f64]| ckks::decode_coefficients(c, scale);
     let out = match *policy {
         Release::Round { bits } => {
-            if bits > 60 {
-                return Err(ReleaseError::Policy(format!("round:{bits}: at most 60 fractional bits")));
-            }
-            let floor = n as f64 / scale;
-            let step = 2f64.powi(-(bits as i32));
-            if step < 16.0 * floor {
-                return Err(ReleaseError::RoundTooFine { bits, floor });
-            }
+            let step = round_step(bits, n, scale)?;
             let coeffs: Vec<f64> = phase.iter().map(|&c| c as f64).collect();
             let values = decode(&coeffs)?.into_iter().map(|v| (v / step).round() * step).collect();
             Ok((values, Guarantee::Rounded { bits }))
