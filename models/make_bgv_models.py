@@ -1,7 +1,8 @@
 """Builds the square-activation digits models that `--scheme bgv --quantize` compiles exactly.
 
-    .venv/bin/python models/make_bgv_models.py     # writes models/digits_sq_mlp.onnx, models/digits_cryptonets3.onnx
-                                                   # and their QDQ versions (*_qdq.onnx, *_qdq_pc.onnx)
+    .venv/bin/python models/make_bgv_models.py     # writes models/digits_sq_mlp.onnx, models/digits_cryptonets3.onnx,
+                                                   # their QDQ versions (*_qdq.onnx, *_qdq_pc.onnx) and (h)
+    .venv/bin/python models/make_bgv_models.py qdyn  # (h) only: models/*_qdyn.onnx
 
 (e) digits_sq_mlp:      Gemm 64->32 -> x*x -> Gemm 32->10 (numpy Adam)
 (f) digits_cryptonets3: Conv 3x3 stride 2 pad 1 (4 ch) -> x*x -> Gemm 64->16 -> x*x -> Gemm 16->10:
@@ -9,6 +10,8 @@
 (g) digits_sq_mlp_qdq, digits_cryptonets3_qdq: onnxruntime's quantize_static of (e) and (f), QDQ format,
     int8 weights per tensor, uint8 activations, calibrated on 200 training digits: `--scheme bgv` compiles
     them on their own integers. digits_sq_mlp_qdq_pc: the same with per-channel weights (refused by BGV).
+(h) digits_sq_mlp_qdyn, digits_cryptonets3_qdyn: (e) and (f) as MatMul + Add, through onnxruntime's
+    quantize_dynamic (MatMulInteger, and ConvInteger for (f)).
 Seeded: re-running reproduces the files. Data: models/data/digits_*.npy (make_models.digits()).
 """
 import numpy as np
@@ -92,7 +95,46 @@ def make_qdq():
                         activation_type=QuantType.QUInt8, per_channel=per_channel)
 
 
+def make_qdyn():
+    """(h) digits_sq_mlp_qdyn, digits_cryptonets3_qdyn: (e) and (f) with their Gemms written as
+    MatMul + Add (as skl2onnx and PyTorch write a Linear), then onnxruntime's quantize_dynamic:
+    int8 weights, the input quantized per batch by DynamicQuantizeLinear, MatMulInteger (and
+    ConvInteger for (f)'s Conv). `--scheme bgv` compiles them on their own weight integers,
+    the input on DynamicQuantizeLinear's step over the data."""
+    import os
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    here = os.path.dirname(os.path.abspath(__file__))
+    for base in ("digits_sq_mlp", "digits_cryptonets3"):
+        m = onnx.load(os.path.join(here, base + ".onnx"))
+        g = m.graph
+        nodes = []
+        for n in g.node:
+            if n.op_type == "Gemm":
+                mm = n.output[0] + "_mm"
+                nodes.append(helper.make_node("MatMul", [n.input[0], n.input[1]], [mm], name=n.name + "_mm"))
+                nodes.append(helper.make_node("Add", [mm, n.input[2]], [n.output[0]], name=n.name + "_add"))
+            else:
+                nodes.append(n)
+        del g.node[:]
+        g.node.extend(nodes)
+        onnx.checker.check_model(m)
+        out = os.path.join(here, base + "_qdyn.onnx")
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, base + "_matmul.onnx")
+            onnx.save(m, src)
+            quantize_dynamic(src, out, weight_type=QuantType.QInt8)
+        print("h:", base, sorted({n.op_type for n in onnx.load(out).graph.node}))
+
+
 if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["qdyn"]:  # only (h): the other files stay as they are
+        make_qdyn()
+        sys.exit(0)
     make_sq_mlp()
     make_cryptonets3()
     make_qdq()
+    make_qdyn()

@@ -19,6 +19,7 @@ SAMPLES = 60
 ONNX = os.path.join(ROOT, "models", "digits_sq_mlp.onnx")
 QDQ_ONNX = os.path.join(ROOT, "models", "digits_sq_mlp_qdq.onnx")
 CN_ONNX = os.path.join(ROOT, "models", "digits_cryptonets3.onnx")
+QDYN_ONNX = os.path.join(ROOT, "models", "digits_sq_mlp_qdyn.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,11 @@ def bgv_repo(heinfer_bin, tmp_path_factory):
     subprocess.run([heinfer_bin, "compile", QDQ_ONNX, "--calibration", os.path.join(DATA, "digits_train_img.npy"),
                     "--data", os.path.join(DATA, "digits_test_img.npy"), "-o", str(d / "repo"), "--name",
                     "digits_bgv_qdq", "--scheme", "bgv", "--json"], env=env, capture_output=True, text=True,
+                   check=True)
+    # The same network through onnxruntime's quantize_dynamic (MatMulInteger), on its own int8 weights.
+    subprocess.run([heinfer_bin, "compile", QDYN_ONNX, "--calibration", os.path.join(DATA, "digits_train_img.npy"),
+                    "--data", os.path.join(DATA, "digits_test_img.npy"), "-o", str(d / "repo"), "--name",
+                    "digits_bgv_qdyn", "--scheme", "bgv", "--json"], env=env, capture_output=True, text=True,
                    check=True)
     # CryptoNets' shape at 8 bits: its integers pass any one t, so it runs as residues.
     subprocess.run([heinfer_bin, "compile", CN_ONNX, "--calibration", os.path.join(DATA, "digits_train_img.npy"),
@@ -268,3 +274,41 @@ def _infer_model(server, name, cts, key_id):
     inp[0].set_data_from_numpy(np.array(cts, dtype=object), binary_data=True)
     inp[1].set_data_from_numpy(np.array([key_id.encode()], dtype=object), binary_data=True)
     return c.infer(name, inp).as_numpy("ENCRYPTED_OUTPUT")
+
+
+def test_quantize_dynamic_model_runs_on_its_own_int8_weights(bgv_server, bgv_repo, heinfer_bin):
+    """onnxruntime's quantize_dynamic model (DynamicQuantizeLinear → MatMulInteger) compiled
+    with --scheme bgv alone: every layer's weights are the MatMulInteger's int8 initializers
+    (less their zero point), the served answers decrypt to the integer reference for every
+    sample, and top-1 agrees with onnxruntime running the quantized model."""
+    import heinfer
+    import onnx
+    import onnxruntime as ort
+    import tritonclient.http as http
+    from onnx import numpy_helper
+    model = os.path.join(bgv_repo["repo"], "digits_bgv_qdyn")
+    m = json.loads(subprocess.run([heinfer_bin, "inspect", model, "--json"], capture_output=True, text=True,
+                                  check=True).stdout)
+    assert "quantize_dynamic" in m["report"], m["report"]
+    q = onnx.load(QDYN_ONNX)
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    mmi = [n for n in q.graph.node if n.op_type == "MatMulInteger"]
+    linear = [l for l in m["layers"] if l["op"] != "square"]
+    assert len(mmi) == len(linear) == 2
+    for layer, node in zip(linear, mmi):
+        w = inits[node.input[1]].astype(np.int64)
+        if len(node.input) > 3 and node.input[3]:
+            w = w - inits[node.input[3]].astype(np.int64)
+        n_in, n_out = w.shape
+        ours = np.array(layer["weights"]).reshape(n_out, n_in).T
+        g = np.gcd.reduce(np.abs(w).ravel())  # the coarsest grid: the int8s over their gcd
+        assert np.array_equal(ours * g, w), layer["name"]
+    c = heinfer.client_for(model, model_name="digits_bgv_qdyn")
+    x = bgv_repo["x"]
+    cli = http.InferenceServerClient(bgv_server.http_url, network_timeout=300, connection_timeout=300)
+    res = cli.infer("digits_bgv_qdyn", c.infer_inputs(x, cli, send_keys=True), outputs=c.infer_outputs(cli))
+    ints = c.decrypt_integers(res.as_numpy("ENCRYPTED_OUTPUT"), SAMPLES)
+    assert ints.tolist() == integer_reference(m, x)
+    s = ort.InferenceSession(QDYN_ONNX, providers=["CPUExecutionProvider"])
+    ref = s.run(None, {s.get_inputs()[0].name: x.astype(np.float32)})[0].argmax(1)
+    assert np.mean(ints.argmax(1) == ref) >= 0.98

@@ -14,6 +14,10 @@
 //! Consecutive linear ops (Conv, folded BatchNorm, AvgPool, Flatten, Gemm) are composed
 //! into one matrix before rounding, as the import already fuses them.
 //!
+//! A quantize_dynamic model (DynamicQuantizeLinear → MatMulInteger/ConvInteger, int8
+//! weights) brings its weights' integers too; its input, quantized per batch by onnxruntime,
+//! goes on DynamicQuantizeLinear's uint8 step over the data's range (fixed at compile time).
+//!
 //! A QDQ model (onnxruntime's `quantize_static`, per-tensor) brings its own integers
 //! (`Grid::Model`, `--scheme bgv` without `--quantize`): inputs round(x / s) with the
 //! input QuantizeLinear's s (its zero point cancels in the DequantizeLinear after it), each
@@ -211,11 +215,22 @@ pub fn quantize(imp: &Imported, grid: Grid, lo: f64, hi: f64) -> Result<Quantize
                 1.0
             }
         }
-        Grid::Model => match imp.input_quant_scale {
-            Some(s) => 1.0 / s,
-            None => {
+        Grid::Model => match (imp.input_quant_scale, imp.input_dynamic_quant) {
+            (Some(s), _) => 1.0 / s,
+            // DynamicQuantizeLinear's uint8 step over the data's range (0 included): what it
+            // computes for a batch spanning the calibration data; x_q − zero point = round(x / s).
+            (None, true) => {
+                let span = hi.max(0.0) - lo.min(0.0);
+                if span > 0.0 {
+                    255.0 / span
+                } else {
+                    1.0
+                }
+            }
+            (None, false) => {
                 return Err(CompileError::Params(
-                    "the model has no QuantizeLinear on its input, so it brings no integers of its own: compile                      with --quantize BITS (weights and inputs scaled and rounded)"
+                    "the model has no QuantizeLinear or DynamicQuantizeLinear on its input, so it brings no \
+                     integers of its own: compile with --quantize BITS (weights and inputs scaled and rounded)"
                         .into(),
                 ))
             }
@@ -409,6 +424,11 @@ pub fn compile_bgv(
     let _ = writeln!(r, "  layers: {}", kinds.join(" → "));
     let weights = match grid {
         Grid::Bits(bits) => format!("{bits} bits — each layer's weights scaled to |w| ≤ {}", (1u64 << bits) - 1),
+        Grid::Model if imp.input_quant_scale.is_none() => "the model's own (quantize_dynamic) — each layer's \
+                        weights the int8s its MatMulInteger/ConvInteger holds, the input on DynamicQuantizeLinear's \
+                        step over the data's range (fixed, where onnxruntime takes it per batch), DynamicQuantizeLinear \
+                        of activations not applied"
+            .into(),
         Grid::Model => "the model's own (QDQ) — each layer's weights the integers its DequantizeLinear holds, \
                         activation QuantizeLinear/DequantizeLinear pairs not applied"
             .into(),

@@ -320,8 +320,8 @@ fn not_run(scheme: Scheme, why: String) -> Candidate {
 fn bgv_refusal(quantize: Option<u32>) -> String {
     match quantize {
         None => "a float model cannot run under BGV without --quantize BITS (BGV computes exactly on integers: \
-                 weights and inputs must be scaled and rounded first, or come from a QDQ model's \
-                 QuantizeLinear/DequantizeLinear); use --scheme ckks for approximate arithmetic on reals, or \
+                 weights and inputs must be scaled and rounded first, or come from a quantized model's \
+                 QuantizeLinear/DequantizeLinear or DynamicQuantizeLinear/MatMulInteger); use --scheme ckks for approximate arithmetic on reals, or \
                  paillier for a linear model"
             .into(),
         Some(b) => format!(
@@ -375,10 +375,10 @@ pub fn compile_with_scheme(
     if req == SchemeRequest::Bgv {
         use crate::quantize::Grid;
         // A QDQ model brings its own integers; a float model needs --quantize.
-        let (grid, reason) = match (quantize, imp.input_quant_scale) {
+        let (grid, reason) = match (quantize, imp.brings_integers()) {
             (Some(bits), _) => (Grid::Bits(bits), format!("asked for (--scheme bgv --quantize {bits})")),
-            (None, Some(_)) => (Grid::Model, "asked for (--scheme bgv on a QDQ model: its own integers)".into()),
-            (None, None) => return Err(CompileError::Params(bgv_refusal(None))),
+            (None, true) => (Grid::Model, "asked for (--scheme bgv on a quantized model: its own integers)".into()),
+            (None, false) => return Err(CompileError::Params(bgv_refusal(None))),
         };
         if let Some(flag) = ckks_only {
             return Err(CompileError::Params(format!(
@@ -412,11 +412,11 @@ pub fn compile_with_scheme(
     // figures are the comparison.
     let ckks = crate::compile(onnx_bytes, onnx_path, data, opts, progress);
     // BGV is costed when the model brings integers (QDQ) or --quantize asks for them.
-    let bgv = match (quantize, imp.input_quant_scale) {
+    let bgv = match (quantize, imp.brings_integers()) {
         _ if ckks_only.is_some() => None,
         (Some(bits), _) => Some(crate::quantize::Grid::Bits(bits)),
-        (None, Some(_)) => Some(crate::quantize::Grid::Model),
-        (None, None) => None,
+        (None, true) => Some(crate::quantize::Grid::Model),
+        (None, false) => None,
     }
     .map(|grid| crate::quantize::compile_bgv(&imp, grid, data, onnx_path, opts, "", progress));
     let lwe_cand = match &affine {

@@ -214,6 +214,36 @@ fn qdq_models_run_exactly_on_their_own_integers() {
     assert!(e.contains("--quantize BITS"), "{e}");
 }
 
+/// onnxruntime's quantize_dynamic (DynamicQuantizeLinear → MatMulInteger/ConvInteger, int8 weights):
+/// under BGV without --quantize, each layer's weights are the model's int8s and the input
+/// sits on DynamicQuantizeLinear's step over the data; every test digit decrypts to the
+/// integer reference, and top-1 agrees with onnxruntime on the quantized model.
+#[test]
+fn quantize_dynamic_models_run_on_their_own_int8_weights() {
+    let model = "models/digits_sq_mlp_qdyn.onnx";
+    let (m, acc) = compile_bgv_grid(model, None).unwrap();
+    assert!(m.report.contains("the model's own (quantize_dynamic)"), "{}", m.report);
+    // Digits in [0, 1]: the uint8 step is 1/255.
+    assert!((m.client.input.scale - 255.0).abs() < 1e-6, "input scale {}", m.client.input.scale);
+    for l in &m.layers {
+        if let BgvLayer::Linear { weights, name, .. } = l {
+            let max = weights.iter().map(|w| w.abs()).max().unwrap();
+            assert!((64..=128).contains(&max), "{model} {name}: weights up to {max} are not the model's int8s");
+        }
+    }
+    eprintln!("{model}: top-1 agreement {} against {}", acc.top1_agreement, acc.reference);
+    assert!(acc.top1_agreement >= 0.95, "top-1 agreement {}", acc.top1_agreement);
+    encrypted_equals_reference(&m);
+    // CryptoNets' shape the same way (ConvInteger and MatMulInteger): two squares of int8
+    // values pass one t, so it runs as residues.
+    let model = "models/digits_cryptonets3_qdyn.onnx";
+    let (m, acc) = compile_bgv_grid(model, None).unwrap();
+    assert!(!m.client.residues.is_empty(), "{}", m.report);
+    eprintln!("{model}: top-1 agreement {} against {}", acc.top1_agreement, acc.reference);
+    assert!(acc.top1_agreement >= 0.95, "top-1 agreement {}", acc.top1_agreement);
+    encrypted_equals_reference(&m);
+}
+
 /// `--scheme auto` costs BGV beside CKKS when the model brings integers: the QDQ x² MLP
 /// goes to BGV (exact), with both rows costed; so does the QDQ CryptoNets shape, whose
 /// integers leave one t (residues).

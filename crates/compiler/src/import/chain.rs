@@ -46,6 +46,9 @@ pub(crate) struct Chain<'a> {
     /// The scale of a QuantizeLinear of the model's input (QDQ models): the grid the
     /// model's own integer path puts inputs on (`Imported::input_quant_scale`).
     pub input_quant_scale: Option<f64>,
+    /// Whether a DynamicQuantizeLinear reads the model's input (quantize_dynamic models,
+    /// `Imported::input_dynamic_quant`).
+    pub input_dynamic_quant: bool,
 }
 
 /// A node as its op handler sees it: the loop has checked that it reads at least one

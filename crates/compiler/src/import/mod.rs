@@ -75,12 +75,22 @@ pub struct Imported {
     /// A QDQ model's input quantization step s (x_q = round(x / s) + zero point): BGV
     /// compiles such a model on its own integer grid (`quantize::Grid::Model`).
     pub input_quant_scale: Option<f64>,
+    /// A quantize_dynamic model: DynamicQuantizeLinear quantizes the input per batch, its
+    /// weights are int8 (MatMulInteger/ConvInteger). BGV compiles it on its own weight
+    /// integers with the input on that quantizer's step over the data's range.
+    pub input_dynamic_quant: bool,
 }
 
 /// An activation's exact evaluation during a run: (index, function, input) → output.
 pub type ActEval<'a> = dyn FnMut(usize, ActFn, &[f64]) -> Vec<f64> + 'a;
 
 impl Imported {
+    /// Whether the model brings its own integers (a QDQ model's input QuantizeLinear, or
+    /// quantize_dynamic's DynamicQuantizeLinear): BGV can compile it without --quantize.
+    pub fn brings_integers(&self) -> bool {
+        self.input_quant_scale.is_some() || self.input_dynamic_quant
+    }
+
     /// Runs the network in f64, calling `act(k, f, input)` for the k-th activation to
     /// get its output. Returns the last stage's value.
     pub fn run_with(&self, x: &[f64], act: &mut ActEval) -> Vec<f64> {
@@ -156,6 +166,7 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
         readers,
         neg_of: None,
         input_quant_scale: None,
+        input_dynamic_quant: false,
     };
     ch.vals.insert(inp.name.clone(), Tv { base: 0, pending: None, shape: shape.clone() });
     let registry = ops::register_all_ops();
@@ -229,6 +240,7 @@ pub fn import(m: &onnx::Model, maxpool: MaxPoolPolicy) -> Result<Imported, Compi
         output_shape,
         input_parts: g.merged_inputs.clone(),
         input_quant_scale: ch.input_quant_scale,
+        input_dynamic_quant: ch.input_dynamic_quant,
     })
 }
 

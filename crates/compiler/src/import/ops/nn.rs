@@ -485,6 +485,9 @@ fn saturation_clip(ch: &Chain, op: &OpNode) -> Option<f64> {
 /// the values (not encryptable); the input stays real instead, with scale 1 and zero
 /// point 0, so the MatMulInteger and the scale product after it compute x·W.
 fn dynamic_quantize(ch: &mut Chain, op: &OpNode) -> Result<(), CompileError> {
+    if ch.vals.get(&op.cur).is_some_and(|t| t.base == 0 && t.pending.is_none()) {
+        ch.input_dynamic_quant = true;
+    }
     qdq(ch, op)?;
     let outs = &op.n.outputs;
     if let Some(s) = outs.get(1) {
