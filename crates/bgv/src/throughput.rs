@@ -390,16 +390,18 @@ pub const MAX_PLAN_T: u64 = 1 << 60;
 
 /// The smallest prime t ≡ 1 (mod 2N) above `2·bound`, below 2^60; `None` if none is.
 pub fn plaintext_modulus_for(bound: u128, n: usize) -> Option<u64> {
+    batching_primes_above(2 * bound, n).next()
+}
+
+/// The primes ≡ 1 (mod 2n) above `min`, ascending, below [`MAX_PLAN_T`].
+fn batching_primes_above(min: u128, n: usize) -> impl Iterator<Item = u64> {
     let two_n = 2 * n as u128;
-    let min = 2 * bound + 1;
-    let mut c = (min / two_n + 1) * two_n + 1;
-    while c < 1 << 60 {
-        if is_prime(c as u64) {
-            return Some(c as u64);
-        }
-        c += two_n;
-    }
-    None
+    let first = (min / two_n + 1) * two_n + 1;
+    (0..)
+        .map(move |i| first + i * two_n)
+        .take_while(|&c| c < MAX_PLAN_T as u128)
+        .map(|c| c as u64)
+        .filter(|&c| is_prime(c))
 }
 
 /// Why no parameter set holds a network.
@@ -449,26 +451,8 @@ pub fn plan(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(Plan, Pa
         let t =
             plaintext_modulus_for(bound, n).filter(|&t| t < MAX_PLAN_T).ok_or(PlanError::BoundTooLarge { bound })?;
         t_bits = (t as f64).log2();
-        let min_bits = (64 - t.leading_zeros()) + 1;
-        let mut best: Option<(u32, Plan, Parameters)> = None;
-        for bits in [min_bits.max(30), 40, 50, 55, 60].into_iter().filter(|&b| b >= min_bits && b <= 60) {
-            for k in 1..=24usize {
-                let q_bits = vec![bits; k];
-                let params = match Parameters::builder().log_n(log_n).q_bits(&q_bits).plaintext_modulus(t).build() {
-                    Ok(p) => p,
-                    Err(_) => break, // insecure (or no primes): more primes will not help
-                };
-                if net.schedule(&params, fresh_noise_bits(&params)).is_ok() {
-                    let total = bits * k as u32;
-                    if best.as_ref().is_none_or(|b| total < b.0) {
-                        best = Some((total, Plan { bound, t, log_n, q_bits }, params));
-                    }
-                    break;
-                }
-            }
-        }
-        if let Some((_, plan, params)) = best {
-            return Ok((plan, params));
+        if let Some((q_bits, mut sets)) = smallest_chain(net, log_n, &[t]) {
+            return Ok((Plan { bound, t, log_n, q_bits }, sets.remove(0)));
         }
     }
     Err(PlanError::NoChain { t_bits, squares: net.squares() })
@@ -495,42 +479,23 @@ pub struct CrtPlan {
 pub const MAX_RESIDUES: usize = 4;
 
 /// `k` distinct primes ≡ 1 (mod 2n), as equal as the primes allow, whose product exceeds
-/// `2·bound`; `None` if that needs a t past 2^60 or a product past 2^127.
+/// `2·bound`: consecutive primes from just above the k-th root, the window moved up until
+/// the exact product holds (the root rounds in floating point); `None` if that needs a t
+/// past 2^60 or a product past 2^127.
 fn residue_moduli(bound: u128, n: usize, k: usize) -> Option<Vec<u64>> {
-    let need = 2.0 * bound as f64 + 1.0;
-    let two_n = 2 * n as u64;
-    // Start each search just above the k-th root of what the product must exceed.
-    let root = need.powf(1.0 / k as f64).ceil().max(2.0 * n as f64) as u64;
-    let mut c = (root / two_n + 1) * two_n + 1;
-    let mut ts = Vec::with_capacity(k);
-    while ts.len() < k {
-        if c >= MAX_PLAN_T {
+    let root = ((2 * bound + 1) as f64).powf(1.0 / k as f64).ceil() as u128;
+    let mut primes = batching_primes_above(root, n);
+    let mut ts: Vec<u64> = primes.by_ref().take(k).collect();
+    loop {
+        if ts.len() < k {
             return None;
         }
-        if is_prime(c) {
-            ts.push(c);
-        }
-        c += two_n;
-    }
-    // The k-th root rounds in floating point: check the product exactly, and take the
-    // next primes up until it holds.
-    loop {
         let product = ts.iter().try_fold(1u128, |p, &t| p.checked_mul(t as u128).filter(|&p| p < 1 << 127))?;
         if product > 2 * bound {
             return Some(ts);
         }
         ts.remove(0);
-        loop {
-            if c >= MAX_PLAN_T {
-                return None;
-            }
-            let p = c;
-            c += two_n;
-            if is_prime(p) {
-                ts.push(p);
-                break;
-            }
-        }
+        ts.extend(primes.next());
     }
 }
 
