@@ -92,6 +92,34 @@ impl MultiSession {
         self.inner.encrypt(&full)
     }
 
+    /// One sample in block `block` only (zeros in every other): a request the server may
+    /// add to other same-key requests on other blocks and answer with one evaluation
+    /// (`runtime::Service::infer_merged`, Triton's `BLOCK` input). Read the answer with
+    /// [`MultiSession::decrypt_block`].
+    pub fn encrypt_block(&self, x: &[f64], block: usize) -> Result<Vec<Vec<u8>>, SessionError> {
+        let f = self.features;
+        if x.len() != f {
+            return Err(SessionError::Input(format!("{} values are not one sample of {f} values", x.len())));
+        }
+        if block >= self.batch {
+            return Err(SessionError::Input(format!("block {block}: layout M has blocks 0..{}", self.batch)));
+        }
+        let mut full = vec![0.0; self.batch * f];
+        full[block * f..(block + 1) * f].copy_from_slice(x);
+        self.inner.encrypt(&full)
+    }
+
+    /// A merged answer's elements → the outputs of the sample in block `block`.
+    pub fn decrypt_block<B: AsRef<[u8]>>(&self, outputs: &[B], block: usize) -> Result<Vec<f64>, SessionError> {
+        if block >= self.batch {
+            return Err(SessionError::Input(format!("block {block}: layout M has blocks 0..{}", self.batch)));
+        }
+        let y = self.inner.decrypt(outputs)?;
+        y.get(block * self.outputs..(block + 1) * self.outputs)
+            .map(<[f64]>::to_vec)
+            .ok_or_else(|| SessionError::Input(format!("the answer holds {} values, not {} blocks", y.len(), self.batch)))
+    }
+
     /// The answer's elements → `samples` rows of the model's outputs (row-major).
     pub fn decrypt<B: AsRef<[u8]>>(&self, outputs: &[B], samples: usize) -> Result<Vec<f64>, SessionError> {
         if samples > self.batch {

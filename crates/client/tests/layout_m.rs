@@ -102,6 +102,46 @@ fn a_layout_m_batch_agrees_with_layout_l_sample_by_sample() {
     for i in 0..3 {
         assert_eq!(model::argmax(&py[i * k..(i + 1) * k]), model::argmax(&sim_of(i)));
     }
+    // Merged requests (what Triton's dynamic batcher hands the backend): one digit per
+    // request, each in its own block, under one key id, added and run once.
+    let merged_blocks = [0usize, 5, 2, batch - 1];
+    let singles: Vec<Vec<Vec<u8>>> =
+        merged_blocks.iter().enumerate().map(|(i, &b)| ms.encrypt_block(test.row(10 + i), b).unwrap()).collect();
+    let parts: Vec<Vec<&[u8]>> = singles.iter().map(|cts| cts.iter().map(|c| &c[..]).collect()).collect();
+    assert_eq!(service.merged_blocks(), Some(batch));
+    let answers = service.infer_merged(m_id.as_bytes(), &parts, &std::sync::atomic::AtomicBool::new(false));
+    assert_eq!(answers.len(), merged_blocks.len());
+    for (i, (&b, a)) in merged_blocks.iter().zip(&answers).enumerate() {
+        let a = a.as_ref().expect("a merged request is answered");
+        let row = ms.decrypt_block(&a.ciphertexts, b).unwrap();
+        let sim = sim_of(10 + i);
+        assert_eq!(model::argmax(&row), model::argmax(&sim), "merged request {i} in block {b}");
+        let err = row.iter().zip(&sim).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 0.3, "merged request {i}: logit error {err}");
+        // The blocks nobody used decrypt to the network on zeros, not to another's digit.
+        if i == 0 {
+            let empty = ms.decrypt_block(&a.ciphertexts, 1).unwrap();
+            assert!(empty.iter().zip(&row).any(|(e, r)| (e - r).abs() > 1e-2), "block 1 holds request 0's answer");
+        }
+    }
+    // A request that cannot be read fails alone; the others of its merge are answered.
+    let bad = vec![&singles[0][0][..40]];
+    let mixed = vec![parts[1].clone(), bad, parts[2].clone()];
+    let answers = service.infer_merged(m_id.as_bytes(), &mixed, &std::sync::atomic::AtomicBool::new(false));
+    assert!(matches!(answers[1], Err(runtime::ServiceError::Malformed { .. })), "{:?}", answers[1].as_ref().err());
+    // mixed[i] is request k of the first merge: sample 10 + k in block merged_blocks[k].
+    for (i, k) in [(0usize, 1usize), (2, 2)] {
+        let row = ms.decrypt_block(&answers[i].as_ref().unwrap().ciphertexts, merged_blocks[k]).unwrap();
+        assert_eq!(model::argmax(&row), model::argmax(&sim_of(10 + k)), "request {i} beside a bad one");
+    }
+    // Layout L's key id cannot be merged: every request is told why.
+    let answers = service.infer_merged(l_id.as_bytes(), &parts[..2], &std::sync::atomic::AtomicBool::new(false));
+    for a in &answers {
+        let e = a.as_ref().err().expect("refused").to_string();
+        assert!(e.contains("layout M"), "{e}");
+    }
+    assert!(ms.encrypt_block(test.row(0), batch).is_err(), "a block past B");
+
     // More samples than B: refused by the client, naming the limit.
     let more: Vec<f64> = (0..batch + 1).flat_map(|i| test.row(i % test.rows()).to_vec()).collect();
     let err = ms.encrypt(&more, batch + 1).unwrap_err().to_string();

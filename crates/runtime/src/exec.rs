@@ -137,6 +137,7 @@ impl CompiledModel {
     /// and scale the client spec tells clients to encrypt at. Every front end (Triton,
     /// `heinfer serve`, the CLI) builds its service this way.
     pub fn into_service(mut self, keys: Arc<crate::KeyStore>) -> crate::Service {
+        let blocks = self.model.multi.as_ref().map_or(0, |p| p.batch as usize);
         let multi = self.multi.take().map(|m| {
             let input = &m.model.client.input;
             let (level, scale) = (input.level as usize, input.scale);
@@ -150,7 +151,7 @@ impl CompiledModel {
         });
         let flooding = self.model.client.circuit_privacy.clone().map(crate::circuit_privacy::Flooding::new);
         let service = match (crate::Service::new(self.into_executable(), keys).with_input_level(level, scale), multi) {
-            (crate::Service::Ckks(s), Some(m)) => crate::Service::Ckks(s.with_multi(m)),
+            (crate::Service::Ckks(s), Some(m)) => crate::Service::Ckks(s.with_multi(m, blocks)),
             (s, _) => s,
         };
         let service = match dp {

@@ -197,4 +197,33 @@ impl Service {
             }
         }
     }
+
+    /// Layout M's samples per ciphertext (B) where the model merges same-key requests
+    /// into one evaluation ([`CkksService::infer_merged`]); None for any other model.
+    pub fn merged_blocks(&self) -> Option<usize> {
+        match self {
+            Service::Ckks(s) => s.merged_blocks(),
+            _ => None,
+        }
+    }
+
+    /// [`CkksService::infer_merged`]: several same-key layout-M requests, one evaluation.
+    /// A model that does not merge answers each request alone.
+    pub fn infer_merged(
+        &self,
+        key_id: &[u8],
+        requests: &[Vec<&[u8]>],
+        cancel: &AtomicBool,
+    ) -> Vec<Result<Response, ServiceError>> {
+        match self {
+            Service::Ckks(s) if s.merged_blocks().is_some() => s.infer_merged(key_id, requests, cancel),
+            _ => requests
+                .iter()
+                .map(|cts| {
+                    let req = Request { ciphertexts: cts.clone(), key_id: Some(key_id), evaluation_keys: None };
+                    self.infer_cancellable(req, cancel)
+                })
+                .collect(),
+        }
+    }
 }

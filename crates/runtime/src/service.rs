@@ -162,6 +162,10 @@ pub enum ServiceError {
     /// a `BATCH_PART` that cannot be taken (`crate::assembly`)
     #[error(transparent)]
     Batch(#[from] crate::assembly::AssemblyError),
+    /// a request merged with others into one evaluation (layout M) that failed for them
+    /// all, or for another request's reason
+    #[error("the merged evaluation this request was part of failed: {0}")]
+    Merged(String),
 }
 
 impl ServiceError {
@@ -216,6 +220,8 @@ pub struct CkksService {
     /// layout M (B samples per ciphertext, `model::multi`): a service of its own under
     /// the same parameters, run for requests whose bundle is layout M's
     multi: Option<Arc<CkksService>>,
+    /// layout M's samples per ciphertext (B), when it has one
+    blocks: usize,
 }
 
 impl CkksService {
@@ -228,7 +234,7 @@ impl CkksService {
             // Made at the input's level, which is the chain's top.
             needs = needs.with_elements(&c.galois_elements, exe.params().max_level());
         }
-        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None, throughput: None, multi: None }
+        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None, throughput: None, multi: None, blocks: 0 }
     }
 
     /// Requires inputs at this level and scale (the client spec says which).
@@ -261,8 +267,9 @@ impl CkksService {
     /// Serves layout M too (`model::multi`): requests whose bundle holds exactly its keys.
     /// Layouts L and M share the parameters; their Galois keys differ (the compiler
     /// sees to it), so a bundle is one layout's and says which program to run.
-    pub fn with_multi(mut self, m: CkksService) -> Self {
+    pub fn with_multi(mut self, m: CkksService, blocks: usize) -> Self {
         self.multi = Some(Arc::new(m));
+        self.blocks = blocks;
         self
     }
 
@@ -453,10 +460,102 @@ impl CkksService {
         if req.ciphertexts.len() != self.exe.input_count() {
             return Err(ServiceError::WrongCount { expected: self.exe.input_count(), got: req.ciphertexts.len() });
         }
+        let inputs = self.read_inputs(&req.ciphertexts, &keys)?;
+        let out = match &plain {
+            Some(x) => self.exe.run_with_plain(&self.eval, &keys, inputs, x, cancel)?,
+            None => self.exe.run_cancellable(&self.eval, &keys, inputs, cancel)?,
+        };
+        self.finish(out, id, &keys)
+    }
+
+    /// Layout M's samples per ciphertext (B), where the model has layout M: the model
+    /// merges same-key requests ([`CkksService::infer_merged`]). Layout M has no output
+    /// DP, circuit privacy, public features or compact queries (`model::multi`), so one
+    /// evaluation can answer several requests.
+    pub fn merged_blocks(&self) -> Option<usize> {
+        self.multi.as_ref().map(|_| self.blocks)
+    }
+
+    /// Several layout-M requests under ONE key id, each holding its samples in blocks no
+    /// other of them uses (zeros elsewhere), run as one evaluation: their ciphertexts are
+    /// added and the network runs once. Each request gets the whole answer (every block is
+    /// under the same key) and reads its own blocks. A request that cannot be read gets
+    /// its own error and is left out of the sum; the others go on.
+    ///
+    /// The caller keeps the blocks apart (`BLOCK`; the Triton backend's batching strategy):
+    /// two requests on one block would add their samples, which no check here can see.
+    pub fn infer_merged(
+        &self,
+        key_id: &[u8],
+        requests: &[Vec<&[u8]>],
+        cancel: &AtomicBool,
+    ) -> Vec<Result<Response, ServiceError>> {
+        let all = |e: ServiceError| -> Vec<Result<Response, ServiceError>> {
+            let msg = e.to_string();
+            std::iter::once(Err(e)).chain((1..requests.len()).map(|_| Err(ServiceError::Merged(msg.clone())))).collect()
+        };
+        let id = match parse_key_id(key_id) {
+            Ok(id) => id,
+            Err(e) => return all(e),
+        };
+        let keys = match l_keys(&self.keys, self.exe.params(), self.throughput.as_deref(), id) {
+            Ok(k) => k,
+            Err(e) => return all(e),
+        };
+        let Some(m) = self.multi.as_ref().filter(|m| m.owns_keys(&keys)) else {
+            return all(ServiceError::WrongScheme(format!(
+                "requests are merged in layout M only, and KEY_ID {id} names a bundle of another layout (or this \
+                 model has no layout M); register a layout-M bundle (heinfer.MultiClient)"
+            )));
+        };
+        if let Err(e) = m.check_coverage(&keys) {
+            return all(e);
+        }
+        let mut results: Vec<Option<Result<Response, ServiceError>>> = (0..requests.len()).map(|_| None).collect();
+        let mut sum: Option<Vec<Ciphertext>> = None;
+        for (r, cts) in requests.iter().enumerate() {
+            let read = if cts.len() != m.exe.input_count() {
+                Err(ServiceError::WrongCount { expected: m.exe.input_count(), got: cts.len() })
+            } else {
+                m.read_inputs(cts, &keys)
+            };
+            match (read, sum.as_mut()) {
+                (Err(e), _) => results[r] = Some(Err(e)),
+                (Ok(v), None) => sum = Some(v),
+                (Ok(v), Some(acc)) => {
+                    // Same level and scale (read_inputs checked both): the sum cannot fail.
+                    for (a, b) in acc.iter_mut().zip(&v) {
+                        if let Err(e) = m.eval.add_assign(a, b) {
+                            results[r] = Some(Err(RunError::Ckks(e).into()));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let answer = sum.map(|inputs| {
+            m.exe
+                .run_cancellable(&m.eval, &keys, inputs, cancel)
+                .map_err(ServiceError::from)
+                .and_then(|out| m.finish(out, id, &keys))
+        });
+        results
+            .into_iter()
+            .map(|r| match (r, &answer) {
+                (Some(e), _) => e,
+                (None, Some(Ok(a))) => Ok(Response { ciphertexts: a.ciphertexts.clone(), key_id: id, dp: None }),
+                (None, Some(Err(e))) => Err(ServiceError::Merged(e.to_string())),
+                (None, None) => Err(ServiceError::Merged("no request of the merge could be read".into())),
+            })
+            .collect()
+    }
+
+    /// The request's ciphertexts (or compact queries) → the program's inputs, each
+    /// checked against the model (kind, layout, level and scale) before it is used.
+    fn read_inputs(&self, cts: &[&[u8]], keys: &EvaluationKeys) -> Result<Vec<Ciphertext>, ServiceError> {
+        let params = self.exe.params();
         let max_level = self.input_level.map(|(l, _)| l);
-        let inputs = req
-            .ciphertexts
-            .iter()
+        cts.iter()
             .enumerate()
             .map(|(index, b)| {
                 if b.starts_with(&paillier::MAGIC) {
@@ -466,10 +565,10 @@ impl CkksService {
                     )));
                 }
                 if peek_header(b).is_ok_and(|h| h.kind == ckks::wire::Kind::LweQuery as u8) {
-                    return self.unpack_compact(index, b, &keys);
+                    return self.unpack_compact(index, b, keys);
                 }
                 if peek_header(b).is_ok_and(|h| h.kind == ckks::wire::Kind::RingQuery as u8) {
-                    return self.unpack_ring(index, b, &keys);
+                    return self.unpack_ring(index, b, keys);
                 }
                 if self.exe.first_layer().is_some() {
                     // The program starts after the first layer: a ciphertext of the inputs
@@ -488,11 +587,12 @@ impl CkksService {
                 }
                 Ok(ct)
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = match &plain {
-            Some(x) => self.exe.run_with_plain(&self.eval, &keys, inputs, x, cancel)?,
-            None => self.exe.run_cancellable(&self.eval, &keys, inputs, cancel)?,
-        };
+            .collect()
+    }
+
+    /// The program's outputs → the answer: output-DP noise (charged to the key id),
+    /// circuit privacy's flood, then the compact cut, in that order.
+    fn finish(&self, mut out: Vec<Ciphertext>, id: KeyId, keys: &EvaluationKeys) -> Result<Response, ServiceError> {
         let mut account = None;
         if let Some(dp) = &self.dp {
             account = Some(self.keys.budgets().charge(&dp.model, id, &dp.config, dp.budget)?);
