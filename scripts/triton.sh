@@ -32,6 +32,9 @@ setup() {
   # Triton looks for <backend-directory>/<backend>/libtriton_<backend>.so
   cp "$ROOT/target/release/libtriton_heinfer.so" "$RUN/backends/heinfer/libtriton_heinfer.so.tmp"
   mv "$RUN/backends/heinfer/libtriton_heinfer.so.tmp" "$RUN/backends/heinfer/libtriton_heinfer.so"
+  # The batching strategy of merged models (TRITONBACKEND_ModelBatch*) is in the same
+  # library; Triton's dynamic batcher looks for <backend-directory>/<backend>/batchstrategy.so.
+  ln -sfn libtriton_heinfer.so "$RUN/backends/heinfer/batchstrategy.so"
   echo "tritonserver: $(tritonserver_bin)"
   echo "backend:      $RUN/backends/heinfer/libtriton_heinfer.so"
 }

@@ -66,6 +66,11 @@ ENCRYPTED_INPUT: str = _native.ENCRYPTED_INPUT
 PLAIN_INPUT: str = "PLAIN_INPUT"
 #: ``"<batch id>:<k>/<n>"``: the request is part k of n of one layout-T batch (BYTES).
 BATCH_PART: str = "BATCH_PART"
+#: The layout-M block (INT32) a request to a model's merged twin (``<model>_merged``,
+#: ``heinfer compile --merged``) holds its one sample in.
+BLOCK: str = "BLOCK"
+#: The suffix of a model's merged twin.
+MERGED_SUFFIX: str = "_merged"
 KEY_ID: str = _native.KEY_ID
 EVALUATION_KEYS: str = _native.EVALUATION_KEYS
 ENCRYPTED_OUTPUT: str = _native.ENCRYPTED_OUTPUT

@@ -36,7 +36,7 @@ from .errors import InputError, SpecError
 
 # The tritonclient glue and tensor names of the CKKS client (defined before this module is
 # imported by heinfer/__init__.py).
-from . import (BATCH_PART, ENCRYPTED_INPUT, ENCRYPTED_OUTPUT, EVALUATION_KEYS, KEY_ID, Client, PathLike,  # noqa: E402
+from . import (BATCH_PART, BLOCK, MERGED_SUFFIX, ENCRYPTED_INPUT, ENCRYPTED_OUTPUT, EVALUATION_KEYS, KEY_ID, Client, PathLike,  # noqa: E402
                _infer_input, _output_elements, _protocol_name, _triton, client_spec_from_config)
 
 #: Bytes per second ``layout="auto"`` assumes for the transfer (1 Gbit/s, as the CLI).
@@ -392,6 +392,72 @@ class MultiClient(_BatchedClient):
     _native_class = _native.MultiSession
     scheme = "ckks"
     layout = "M"
+
+    # -- merged requests: one sample per request, several requests one evaluation ------
+
+    def _block(self, block: Any) -> int:
+        b = int(block)
+        if not 0 <= b < self.max_batch:
+            raise InputError(f"block {b}: layout M has blocks 0..{self.max_batch - 1}")
+        return b
+
+    def encrypt_block(self, x: Any, block: int) -> List[bytes]:
+        """ONE sample in layout-M block ``block`` only (zeros in the others): a request for
+        the model's merged twin (``<model>_merged``, ``heinfer compile --merged``), where
+        Triton's dynamic batcher hands the server several such requests under this key id
+        and it adds them and runs the network once. Use a different block for each request
+        in flight (e.g. a counter mod :attr:`max_batch`); read the answer with
+        :meth:`decrypt_block`."""
+        a = self._rows(x)
+        if len(a) != 1:
+            raise InputError(f"{len(a)} samples: a merged request holds one")
+        b = self._block(block)
+        rows = np.zeros((b + 1, a.shape[1]), dtype=np.float64)
+        rows[b] = a[0]
+        return self.encrypt_batch(rows)
+
+    def decrypt_block(self, outputs: Any, block: int, postprocess: bool = False) -> np.ndarray:
+        """A merged answer → the outputs of the sample in ``block`` (the answer holds every
+        merged request's block, all under this key)."""
+        b = self._block(block)
+        return self.decrypt_batch(outputs, b + 1, postprocess)[b]
+
+    def merged_inputs(self, x: Any, block: int, protocol: Any = "http", send_keys: bool = False) -> List[Any]:
+        """The tritonclient inputs of one request to a merged twin, each with Triton's batch
+        dimension: ``ENCRYPTED_INPUT`` [1, n], ``KEY_ID`` [1, 1], ``BLOCK`` [1, 1] (INT32)
+        and, with ``send_keys``, ``EVALUATION_KEYS`` [1, 1] (register once, alone: a request
+        carrying keys is not merged)."""
+        p = _protocol_name(protocol)
+        mod = _triton(p)
+        b = self._block(block)
+
+        def batched(name: str, items: List[bytes]) -> Any:
+            inp = mod.InferInput(name, [1, len(items)], "BYTES")
+            a = np.empty((1, len(items)), dtype=np.object_)
+            for i, it in enumerate(items):
+                a[0, i] = it
+            inp.set_data_from_numpy(a, **({"binary_data": True} if p == "http" else {}))
+            return inp
+
+        blk = mod.InferInput(BLOCK, [1, 1], "INT32")
+        blk.set_data_from_numpy(np.array([[b]], dtype=np.int32), **({"binary_data": True} if p == "http" else {}))
+        inputs = [batched(ENCRYPTED_INPUT, self.encrypt_block(x, b)),
+                  batched(KEY_ID, [self.key_id.encode("ascii")]), blk]
+        if send_keys:
+            inputs.append(batched(EVALUATION_KEYS, [self.evaluation_keys]))
+        return inputs
+
+    def infer_merged(self, triton_client: Any, x: Any, block: int, model_name: Optional[str] = None, *,
+                     send_keys: bool = False, postprocess: bool = False, **infer_kwargs: Any) -> np.ndarray:
+        """One sample through the merged twin (``model_name``, default this client's model
+        name + ``_merged``) in ``block``; its decrypted outputs."""
+        p = _protocol_name(triton_client)
+        mod = _triton(p)
+        model = model_name or (self.model_name or "") + MERGED_SUFFIX
+        out = [mod.InferRequestedOutput(ENCRYPTED_OUTPUT, **({"binary_data": True} if p == "http" else {}))]
+        res = triton_client.infer(model, self.merged_inputs(x, block, p, send_keys=send_keys), outputs=out,
+                                  **infer_kwargs)
+        return self.decrypt_block(res.as_numpy(ENCRYPTED_OUTPUT).reshape(-1), block, postprocess)
 
 
 def choose_layout(spec: Any, samples: int, bytes_per_s: float = DEFAULT_BYTES_PER_S) -> Tuple[str, str]:

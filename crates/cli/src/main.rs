@@ -170,6 +170,11 @@ enum Cmd {
         /// clear between them and re-encrypts. The client then sees the intermediate activations
         #[arg(long)]
         client_aided: bool,
+        /// also write the model's merged twin <NAME>_merged (layout M; Triton): max_batch_size B and
+        /// dynamic batching, so that concurrent requests under one key id, each one sample in its own
+        /// BLOCK, are added and answered by one evaluation. Clients send [1, n]-shaped tensors there
+        #[arg(long)]
+        merged: bool,
         /// print the report as JSON
         #[arg(long)]
         json: bool,
@@ -379,6 +384,7 @@ fn run(cli: Cli) -> Result<(), String> {
             first_layer,
             answer,
             client_aided,
+            merged,
             json,
             scheme,
             quantize,
@@ -439,6 +445,13 @@ fn run(cli: Cli) -> Result<(), String> {
             pb.finish_and_clear();
             let (c, choice) = res.map_err(|e| e.to_string())?;
             let dir = compiler::write_repository_any(&output, &c, &choice).map_err(|e| e.to_string())?;
+            if merged {
+                let compiler::CompiledAny::Ckks(ckks) = &c else {
+                    return Err("--merged: only CKKS models have layout M, which merged requests run in".into());
+                };
+                let twin = compiler::write_merged_twin(&output, ckks).map_err(|e| e.to_string())?;
+                eprintln!("written: {} (merged twin: one sample per request, in its BLOCK)", twin.display());
+            }
             match (&c, json) {
                 (compiler::CompiledAny::Ckks(c), true) => {
                     let r = c.model.report.as_ref().expect("compile makes a report");

@@ -115,9 +115,9 @@ impl MultiSession {
             return Err(SessionError::Input(format!("block {block}: layout M has blocks 0..{}", self.batch)));
         }
         let y = self.inner.decrypt(outputs)?;
-        y.get(block * self.outputs..(block + 1) * self.outputs)
-            .map(<[f64]>::to_vec)
-            .ok_or_else(|| SessionError::Input(format!("the answer holds {} values, not {} blocks", y.len(), self.batch)))
+        y.get(block * self.outputs..(block + 1) * self.outputs).map(<[f64]>::to_vec).ok_or_else(|| {
+            SessionError::Input(format!("the answer holds {} values, not {} blocks", y.len(), self.batch))
+        })
     }
 
     /// The answer's elements → `samples` rows of the model's outputs (row-major).

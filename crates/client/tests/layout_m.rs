@@ -141,6 +141,19 @@ fn a_layout_m_batch_agrees_with_layout_l_sample_by_sample() {
         assert!(e.contains("layout M"), "{e}");
     }
     assert!(ms.encrypt_block(test.row(0), batch).is_err(), "a block past B");
+    // Alone (a merged model's batch of one): layout M's program still, registering the
+    // bundle it carries; a layout-L key id is refused rather than run on a block.
+    let flag = std::sync::atomic::AtomicBool::new(false);
+    let alone = |key_id: Option<&[u8]>, keys: Option<&[u8]>| {
+        service.infer_merged_alone(Request { ciphertexts: parts[0].clone(), key_id, evaluation_keys: keys }, &flag)
+    };
+    let e = alone(Some(l_id.as_bytes()), None).err().expect("layout L's key id refused").to_string();
+    assert!(e.contains("layout M"), "{e}");
+    let a = alone(Some(m_id.as_bytes()), Some(&m_bundle)).expect("registers and runs layout M");
+    let row = ms.decrypt_block(&a.ciphertexts, merged_blocks[0]).unwrap();
+    assert_eq!(model::argmax(&row), model::argmax(&sim_of(10)));
+    let e = alone(Some(l_id.as_bytes()), Some(&m_bundle)).err().expect("a key id not the bundle's").to_string();
+    assert!(e.contains("does not name"), "{e}");
 
     // More samples than B: refused by the client, naming the limit.
     let more: Vec<f64> = (0..batch + 1).flat_map(|i| test.row(i % test.rows()).to_vec()).collect();

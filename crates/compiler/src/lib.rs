@@ -408,6 +408,30 @@ pub fn write_repository(repo: &Path, c: &Compiled) -> Result<PathBuf, CompileErr
     Ok(dir)
 }
 
+/// Writes the merged twin of a model with layout M, `<repo>/<name>_merged/`: the same
+/// `model.hem` (a hard link where the file system allows) under a `config.pbtxt` with
+/// Triton's batch dimension and dynamic batcher (`runtime::protocol::merged_config_pbtxt`).
+pub fn write_merged_twin(repo: &Path, c: &Compiled) -> Result<PathBuf, CompileError> {
+    let Some(blocks) = c.model.multi.as_ref().map(|m| m.batch as usize) else {
+        return Err(CompileError::Io(format!(
+            "--merged: model {} has no layout M (merged requests run in it); compile with --layout auto or M",
+            c.model.name
+        )));
+    };
+    let name = format!("{}{}", c.model.name, runtime::protocol::MERGED_SUFFIX);
+    let dir = repo.join(&name);
+    let io = |e: std::io::Error| CompileError::Io(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir.join("1")).map_err(io)?;
+    let cfg = runtime::protocol::merged_config_pbtxt(&name, &c.model.client.to_json(), blocks);
+    std::fs::write(dir.join("config.pbtxt"), cfg).map_err(io)?;
+    let (from, to) = (repo.join(&c.model.name).join("1").join("model.hem"), dir.join("1").join("model.hem"));
+    let _ = std::fs::remove_file(&to);
+    if std::fs::hard_link(&from, &to).is_err() {
+        std::fs::copy(&from, &to).map_err(io)?;
+    }
+    Ok(dir)
+}
+
 /// `opts` with `composite::MIN_SCALE_BITS` when `net` has a composite stage and no scale was given.
 fn scale_floor(net: &[network::LStage], opts: &Options) -> Option<Options> {
     let has = net.iter().any(|s| matches!(s, network::LStage::Composite { .. }));

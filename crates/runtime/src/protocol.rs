@@ -18,6 +18,10 @@ pub const PLAIN_INPUT: &str = "PLAIN_INPUT";
 /// `"<batch id>:<k>/<n>"`: this request is part k of n of one layout-T batch (BYTES,
 /// dims `[1]`, optional; models with layout T only): the `assembly` module.
 pub const BATCH_PART: &str = "BATCH_PART";
+/// The layout-M block (0..B) this request's sample is in (INT32, dims `[1]`; merged
+/// models only, [`merged_config_pbtxt`]): same-key requests on distinct blocks are added
+/// and answered by one evaluation.
+pub const BLOCK: &str = "BLOCK";
 /// Serialized result ciphertexts (BYTES, dims `[-1]`).
 pub const ENCRYPTED_OUTPUT: &str = "ENCRYPTED_OUTPUT";
 
@@ -182,6 +186,46 @@ output [
 ]
 instance_group [ {{ kind: KIND_CPU count: 1 }} ]
 dynamic_batching {{ default_queue_policy {{ max_queue_size: {MAX_QUEUE_SIZE} }} }}
+parameters: {{
+  key: "{CLIENT_SPEC_PARAM}"
+  value: {{ string_value: "{spec}" }}
+}}
+"#,
+        name = pbtxt_escape(name),
+        spec = pbtxt_escape(client_spec_json)
+    )
+}
+
+/// The suffix of a model's merged twin (`heinfer compile --merged`): `<name>_merged`.
+pub const MERGED_SUFFIX: &str = "_merged";
+/// Microseconds Triton's dynamic batcher waits for more same-key requests to merge with
+/// the first (what `merged_config_pbtxt` writes; edit the config to change it).
+pub const MERGE_DELAY_US: u64 = 2000;
+
+/// The `config.pbtxt` of a layout-M model's merged twin: `max_batch_size` B and Triton's
+/// dynamic batcher, so Triton hands the backend several requests at once; the backend's
+/// batching strategy (`TRITONBACKEND_ModelBatch*`, `batchstrategy.so` beside the backend)
+/// puts only requests of one `KEY_ID` on distinct `BLOCK`s in one batch, and the backend
+/// adds their ciphertexts and runs the network once. Every tensor gains Triton's batch
+/// dimension: a request sends `[1, n]` ciphertexts, `[1, 1]` key id and block. The model
+/// file is the model's own (`model.hem`): its layout-L and layout-M clients use the
+/// model without the suffix unchanged.
+pub fn merged_config_pbtxt(name: &str, client_spec_json: &str, blocks: usize) -> String {
+    format!(
+        r#"name: "{name}"
+backend: "{BACKEND}"
+max_batch_size: {blocks}
+input [
+  {{ name: "{ENCRYPTED_INPUT}" data_type: TYPE_STRING dims: [ -1 ] }},
+  {{ name: "{KEY_ID}" data_type: TYPE_STRING dims: [ 1 ] }},
+  {{ name: "{BLOCK}" data_type: TYPE_INT32 dims: [ 1 ] }},
+  {{ name: "{EVALUATION_KEYS}" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
+]
+output [
+  {{ name: "{ENCRYPTED_OUTPUT}" data_type: TYPE_STRING dims: [ -1 ] }}
+]
+instance_group [ {{ kind: KIND_CPU count: 1 }} ]
+dynamic_batching {{ max_queue_delay_microseconds: {MERGE_DELAY_US} default_queue_policy {{ max_queue_size: {MAX_QUEUE_SIZE} }} }}
 parameters: {{
   key: "{CLIENT_SPEC_PARAM}"
   value: {{ string_value: "{spec}" }}

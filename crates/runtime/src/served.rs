@@ -226,4 +226,25 @@ impl Service {
                 .collect(),
         }
     }
+
+    /// A merged model's request served by itself: like one member of
+    /// [`Service::infer_merged`] (layout M's program, whatever bundle the key id names,
+    /// so that a layout-L key cannot run the wrong program on a block), registering the
+    /// bundle first when the request carries one.
+    pub fn infer_merged_alone(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
+        let id = match (req.evaluation_keys, req.key_id) {
+            (Some(bundle), given) => {
+                let id = self.register(bundle)?;
+                match given.map(crate::service::parse_key_id).transpose()? {
+                    Some(g) if g != id => return Err(ServiceError::KeyIdMismatch { given: g, actual: id }),
+                    _ => id,
+                }
+            }
+            (None, Some(g)) => crate::service::parse_key_id(g)?,
+            (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
+        };
+        let hex = id.hex();
+        let mut answers = self.infer_merged(hex.as_bytes(), &[req.ciphertexts], cancel);
+        answers.pop().unwrap_or(Err(ServiceError::Merged("no answer".into())))
+    }
 }

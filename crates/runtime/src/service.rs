@@ -234,7 +234,18 @@ impl CkksService {
             // Made at the input's level, which is the chain's top.
             needs = needs.with_elements(&c.galois_elements, exe.params().max_level());
         }
-        Self { exe, keys, eval, input_level: None, needs, dp: None, flooding: None, throughput: None, multi: None, blocks: 0 }
+        Self {
+            exe,
+            keys,
+            eval,
+            input_level: None,
+            needs,
+            dp: None,
+            flooding: None,
+            throughput: None,
+            multi: None,
+            blocks: 0,
+        }
     }
 
     /// Requires inputs at this level and scale (the client spec says which).

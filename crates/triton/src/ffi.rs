@@ -19,7 +19,8 @@ opaque!(
     TRITONBACKEND_Request,
     TRITONBACKEND_Response,
     TRITONBACKEND_Input,
-    TRITONBACKEND_Output
+    TRITONBACKEND_Output,
+    TRITONBACKEND_Batcher
 );
 
 pub type ErrorCode = u32;
@@ -33,6 +34,7 @@ pub const ERROR_UNSUPPORTED: ErrorCode = 5;
 pub type DataType = u32;
 pub const TYPE_BYTES: DataType = 13;
 pub const TYPE_FP32: DataType = 11;
+pub const TYPE_INT32: DataType = 8;
 
 pub type MemoryType = u32;
 pub const MEMORY_CPU: MemoryType = 0;

@@ -37,6 +37,7 @@
 mod admission;
 mod ffi;
 mod glue;
+mod merge;
 
 use std::borrow::Cow;
 use std::ffi::{c_void, CString};
@@ -49,7 +50,7 @@ use admission::{Admission, Limits, Stop};
 use admission::{EVAL_TIMEOUT_S_PARAM as EVAL_TIMEOUT, MAX_EVALUATIONS_PARAM as MAX_EVALS};
 use ffi::*;
 use glue::{check, cstr, entry, log, now_ns, BackendError, Result};
-use runtime::protocol::{BATCH_PART, KEY_ID, MAX_REQUEST_MB_PARAM, PLAIN_INPUT};
+use runtime::protocol::{BATCH_PART, BLOCK, KEY_ID, MAX_REQUEST_MB_PARAM, PLAIN_INPUT};
 use runtime::protocol::{
     CLIENT_SPEC_PARAM, ENCRYPTED_INPUT as INPUT, ENCRYPTED_OUTPUT as OUTPUT, EVALUATION_KEYS as KEYS,
 };
@@ -94,6 +95,8 @@ struct ModelState {
     service: Arc<Service>,
     max_request_bytes: usize,
     admission: Arc<Admission>,
+    /// a merged model (`max_batch_size` > 0, `merge`): layout M's blocks per ciphertext
+    merged: Option<usize>,
 }
 
 struct InstanceState {
@@ -255,6 +258,19 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
     let batch_limits = runtime::assembly::Limits::from_params(|k| setting(&cfg, bstate, k))
         .map_err(|e| BackendError::invalid(format!("model {name}: {e}")))?;
     service.set_batch_limits(batch_limits);
+    // A batched config (the merged twin, `heinfer compile --merged`): Triton hands us
+    // several requests at once, which only layout M can answer with one evaluation.
+    let max_batch = cfg.get("max_batch_size").and_then(|v| v.as_i64()).unwrap_or(0);
+    let merged = match (max_batch, service.merged_blocks()) {
+        (0, _) => None,
+        (_, Some(b)) => Some(b),
+        (_, None) => {
+            return Err(BackendError::invalid(format!(
+                "model {name}: max_batch_size {max_batch} needs a model with layout M, whose same-key requests \
+                 are merged into one evaluation (heinfer compile --merged); set max_batch_size: 0 for this model"
+            )))
+        }
+    };
     let (keys_mb, keys_dir) = (store.capacity() >> 20, store.dir());
     log(
         LOG_INFO,
@@ -266,7 +282,10 @@ fn load_model(model: *mut TRITONBACKEND_Model) -> Result<ModelState> {
             keys_dir.map(|d| format!(" at {}", d.display())).unwrap_or_default()
         ),
     );
-    Ok(ModelState { name, service: Arc::new(service), max_request_bytes, admission })
+    if let Some(b) = merged {
+        log(LOG_INFO, &format!("model {name}: merges same-key requests on distinct {BLOCK}s 0..{b} (layout M)"));
+    }
+    Ok(ModelState { name, service: Arc::new(service), max_request_bytes, admission, merged })
 }
 
 #[no_mangle]
@@ -373,7 +392,10 @@ fn input_ref(request: *mut TRITONBACKEND_Request, name: &str) -> Result<Option<I
     if name == PLAIN_INPUT && dt != TYPE_FP32 {
         return Err(BackendError::invalid(format!("input {name} must be FP32 (TYPE_FP32)")));
     }
-    if dt != TYPE_BYTES && name != PLAIN_INPUT {
+    if name == BLOCK && dt != TYPE_INT32 {
+        return Err(BackendError::invalid(format!("input {name} must be INT32 (TYPE_INT32)")));
+    }
+    if dt != TYPE_BYTES && name != PLAIN_INPUT && name != BLOCK {
         return Err(BackendError::invalid(format!("input {name} must be BYTES (TYPE_STRING)")));
     }
     let shape: &[i64] = if dims == 0 || shape.is_null() {
@@ -458,6 +480,16 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
     let key_id = input_ref(request, KEY_ID)?;
     let keys = input_ref(request, KEYS)?;
     let part = input_ref(request, BATCH_PART)?;
+    if let Some(blocks) = model.merged {
+        // Alone (nothing to merge it with), the request runs as layout M with its one block.
+        if input.elements != expected {
+            return Err(BackendError::invalid(format!(
+                "{}; a merged model takes one sample per request: shape [1, {expected}]",
+                ServiceError::WrongCount { expected, got: input.elements }
+            )));
+        }
+        merge::block_of(request, blocks)?;
+    }
     // Counts against the model before anything is read or split: a shape of a million
     // empty elements costs nothing here.
     if !model.service.accepts_input_count(input.elements, part.is_some()) {
@@ -514,7 +546,11 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
         timeout,
         || handle.cancelled(),
         |flag| {
-            model.service.infer_parts(Request { ciphertexts: cts, key_id, evaluation_keys: keys }, plain, part, flag)
+            let req = Request { ciphertexts: cts, key_id, evaluation_keys: keys };
+            match model.merged {
+                Some(_) => model.service.infer_merged_alone(req, flag),
+                None => model.service.infer_parts(req, plain, part, flag),
+            }
         },
     );
     let resp = resp.map_err(|e| match stopped {
@@ -622,61 +658,75 @@ fn execute(instance: *mut TRITONBACKEND_ModelInstance, requests: *mut *mut TRITO
         Ok(()) if !p.is_null() => Some(unsafe { &*(p as *const InstanceState) }),
         _ => None,
     };
-    for &request in &requests {
-        let exec_start = now_ns();
-        let result = match state {
-            None => Err(BackendError::internal("model instance state missing".into())),
-            Some(s) => match catch_unwind(AssertUnwindSafe(|| process(&s.model, request))) {
-                Ok(r) => r,
-                Err(panic) => {
-                    let what = glue::panic_message(&panic);
-                    log(LOG_ERROR, &format!("panic while serving a request (the server keeps running): {what}"));
-                    Err(BackendError::internal(glue::PANIC_REPLY.into()))
-                }
-            },
-        };
-        let (compute_start, compute_end) = match &result {
-            Ok((_, a, b)) => (*a, *b),
-            Err(_) => (exec_start, exec_start),
-        };
-        if let (Err(e), Some(s)) = (&result, state) {
-            log(LOG_INFO, &format!("{} ({}): request failed: {}", s.model.name, s.name, e.message));
-        }
-        let result = result.map(|(out, _, _)| out);
-        let sent = catch_unwind(AssertUnwindSafe(|| respond(request, &result))).unwrap_or(false);
-        let exec_end = now_ns();
-        if state.is_some() {
-            let success = sent && result.is_ok();
-            // SAFETY: statistics must be reported before the request is released, as here.
-            let e = unsafe {
-                TRITONBACKEND_ModelInstanceReportStatistics(
-                    instance,
-                    request,
-                    success,
-                    exec_start,
-                    compute_start,
-                    compute_end,
-                    exec_end,
-                )
-            };
-            glue::log_error("report statistics", e);
-            if success {
-                // SAFETY: plain call with scalars on the live instance.
-                let e = unsafe {
-                    TRITONBACKEND_ModelInstanceReportBatchStatistics(
-                        instance,
-                        1,
-                        exec_start,
-                        compute_start,
-                        compute_end,
-                        exec_end,
-                    )
-                };
-                glue::log_error("report batch statistics", e);
+    // A merged model's batch: requests of one key id on distinct blocks, one evaluation.
+    if let Some(s) = state.filter(|s| s.model.merged.is_some() && requests.len() > 1) {
+        for job in merge::plan(&requests, s.model.merged.unwrap_or(1)) {
+            match job {
+                merge::Job::Alone(r) => run_alone(instance, Some(s), r),
+                merge::Job::Merged { key_id, requests } => merge::run(instance, s, &key_id, &requests),
             }
         }
-        // SAFETY: we are done with the request and every pointer into it.
-        let e = unsafe { TRITONBACKEND_RequestRelease(request, REQUEST_RELEASE_ALL) };
-        glue::log_error("release request", e);
+        return;
     }
+    for &request in &requests {
+        run_alone(instance, state, request);
+    }
+}
+
+/// Serves one request by itself: evaluates, responds, reports, releases.
+fn run_alone(
+    instance: *mut TRITONBACKEND_ModelInstance,
+    state: Option<&InstanceState>,
+    request: *mut TRITONBACKEND_Request,
+) {
+    let exec_start = now_ns();
+    let result = match state {
+        None => Err(BackendError::internal("model instance state missing".into())),
+        Some(s) => match catch_unwind(AssertUnwindSafe(|| process(&s.model, request))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = glue::panic_message(&panic);
+                log(LOG_ERROR, &format!("panic while serving a request (the server keeps running): {what}"));
+                Err(BackendError::internal(glue::PANIC_REPLY.into()))
+            }
+        },
+    };
+    let (compute_start, compute_end) = match &result {
+        Ok((_, a, b)) => (*a, *b),
+        Err(_) => (exec_start, exec_start),
+    };
+    if let (Err(e), Some(s)) = (&result, state) {
+        log(LOG_INFO, &format!("{} ({}): request failed: {}", s.model.name, s.name, e.message));
+    }
+    let result = result.map(|(out, _, _)| out);
+    let sent = catch_unwind(AssertUnwindSafe(|| respond(request, &result))).unwrap_or(false);
+    let exec_end = now_ns();
+    let success = sent && result.is_ok();
+    if state.is_some() {
+        report(instance, request, success, [exec_start, compute_start, compute_end, exec_end]);
+        if success {
+            report_batch(instance, 1, [exec_start, compute_start, compute_end, exec_end]);
+        }
+    }
+    release(request);
+}
+
+/// Triton's per-request statistics: exec start, compute start, compute end, exec end.
+fn report(instance: *mut TRITONBACKEND_ModelInstance, request: *mut TRITONBACKEND_Request, success: bool, t: [u64; 4]) {
+    // SAFETY: statistics must be reported before the request is released, as here.
+    let e = unsafe { TRITONBACKEND_ModelInstanceReportStatistics(instance, request, success, t[0], t[1], t[2], t[3]) };
+    glue::log_error("report statistics", e);
+}
+
+/// Triton's statistics of one execution of `size` requests.
+fn report_batch(instance: *mut TRITONBACKEND_ModelInstance, size: u64, t: [u64; 4]) {
+    // SAFETY: plain call with scalars on the live instance.
+    let e = unsafe { TRITONBACKEND_ModelInstanceReportBatchStatistics(instance, size, t[0], t[1], t[2], t[3]) };
+    glue::log_error("report batch statistics", e);
+}
+
+fn release(request: *mut TRITONBACKEND_Request) {
+    // SAFETY: we are done with the request and every pointer into it.
+    let e = unsafe { TRITONBACKEND_RequestRelease(request, REQUEST_RELEASE_ALL) };
+    glue::log_error("release request", e);
 }
