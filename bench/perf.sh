@@ -3,8 +3,11 @@
 # wheel, as DESIGN.md's Serving says): one model served by real Triton with heinfer's backend
 # in layout L (one digit per request) and layout M (B digits in one ciphertext), with 1 and 2
 # model instances (instance_group: requests under different key ids share no HE work, so
-# parallelism comes from instances), at concurrency 1, 2, 4 and 8. Each layout's request is
-# prepared and checked first (bench/perf_prepare.py: decrypted top-1 against onnxruntime).
+# parallelism comes from instances), at concurrency 1, 2, 4 and 8; then the merged twin
+# (`compile --merged`: one digit per request, same-key requests on distinct blocks merged
+# by Triton's dynamic batcher into one layout-M evaluation), one instance, at concurrency 1,
+# 2, 4, 8 and 32. Each layout's request is prepared and checked first
+# (bench/perf_prepare.py: decrypted top-1 against onnxruntime).
 #
 #   bash bench/perf.sh                 # PERF_MODEL (digits_mlp) PERF_WINDOW_MS (4000)
 #
@@ -41,7 +44,7 @@ PA() { LD_LIBRARY_PATH="$PA_DIR/lib" "$PA_DIR/perf_analyzer" "$@"; }
 REPO=$W/repo
 rm -rf "$REPO"
 HEINFER_PYTHON=$PY "$HEINFER" compile "models/$MODEL.onnx" --calibration models/data/digits_train_img.npy \
-  --no-onnxruntime -o "$REPO" >/dev/null
+  --no-onnxruntime --merged -o "$REPO" >/dev/null 2>&1
 cp -r "$REPO/$MODEL" "$REPO/${MODEL}_x2"
 sed -i "s/^name: \"$MODEL\"/name: \"${MODEL}_x2\"/; s/count: 1 }/count: 2 }/" "$REPO/${MODEL}_x2/config.pbtxt"
 
@@ -67,22 +70,39 @@ for layout in L M; do
   done
 done
 
+# The merged twin: one digit per request; Triton's statistics say how many evaluations ran.
+MM=${MODEL}_merged
+read -r per_req req_bytes agree < <("$PY" bench/perf_prepare.py "$URL" "$MM" merged "$W/in-$MM.json" "models/$MODEL.onnx")
+for c in 1 2 4 8 32; do
+  s0=$(curl -s "http://$URL/v2/models/$MM/stats")
+  PA -m "$MM" -u "127.0.0.1:$TRITON_GRPC_PORT" -i grpc --input-data "$W/in-$MM.json" \
+    --concurrency-range "$c" --measurement-interval "$WINDOW" --stability-percentage 50 --max-trials 4 \
+    -f "$W/pa-$MM-$c.csv" >"$W/pa-$MM-$c.log" 2>&1 \
+    || { echo "perf_analyzer failed ($MM c=$c):" >&2; tail -20 "$W/pa-$MM-$c.log" >&2; exit 1; }
+  s1=$(curl -s "http://$URL/v2/models/$MM/stats")
+  per_eval=$("$PY" -c 'import json,sys; a,b=(json.loads(x)["model_stats"][0] for x in sys.argv[1:]); print("%.2f" % ((int(b["inference_count"])-int(a["inference_count"]))/max(1,int(b["execution_count"])-int(a["execution_count"]))))' "$s0" "$s1")
+  echo "merged $MM $c $per_req $req_bytes $agree $W/pa-$MM-$c.csv $per_eval" >>"$W/rows"
+done
+
 "$PY" - "$W/rows" "$MODEL" <<'PY'
 import csv, json, sys
 rows, model = open(sys.argv[1]).read().split("\n"), sys.argv[2]
 out = {}
 print(f"{'layout':6} {'instances':>9} {'conc':>4} {'req/s':>8} {'digits/s':>9} {'p50 ms':>8} {'p99 ms':>8}  per request")
 for line in filter(None, rows):
-    layout, m, c, per_req, req_bytes, agree, path = line.split()
+    layout, m, c, per_req, req_bytes, agree, path, *merged = line.split()
     r = next(csv.DictReader(open(path)))
     rps = float(r["Inferences/Second"])
     p50, p99 = float(r["p50 latency"]) / 1e3, float(r["p99 latency"]) / 1e3
     inst = 2 if m.endswith("_x2") else 1
     print(f"{layout:6} {inst:>9} {c:>4} {rps:>8.1f} {rps * int(per_req):>9.1f} {p50:>8.1f} {p99:>8.1f}  "
-          f"{per_req} digit(s), {int(req_bytes) / 1e3:.0f} KB, top-1 agreement {agree}")
+          f"{per_req} digit(s), {int(req_bytes) / 1e3:.0f} KB, top-1 agreement {agree}"
+          + (f", {merged[0]} requests per evaluation" if merged else ""))
     out[f"{layout}_x{inst}_c{c}"] = {"requests_per_s": rps, "digits_per_s": rps * int(per_req), "p50_ms": p50,
                                      "p99_ms": p99, "digits_per_request": int(per_req)}
-best = {k: max(v["digits_per_s"] for kk, v in out.items() if kk.startswith(k)) for k in ("L", "M")}
+    if merged:
+        out[f"{layout}_x{inst}_c{c}"]["requests_per_evaluation"] = float(merged[0])
+best = {k: max(v["digits_per_s"] for kk, v in out.items() if kk.startswith(k)) for k in ("L", "M", "merged")}
 print(json.dumps({"model": model, "rows": out, "best_digits_per_s": best,
-                  "ratio_M_over_L": best["M"] / best["L"]}))
+                  "ratio_M_over_L": best["M"] / best["L"], "ratio_merged_over_L": best["merged"] / best["L"]}))
 PY

@@ -1,10 +1,11 @@
-"""Merged requests (issue #17 item 5) through real Triton: `heinfer compile --merged` writes
+"""Merged requests (issue #17 item 5) through real Triton and `heinfer serve`: `heinfer compile --merged` writes
 a model's merged twin (`<model>_merged`: `max_batch_size` B, Triton's dynamic batcher), each
 request one digit in its own layout-M block (`BLOCK`), under one key id. Triton's dynamic
 batcher hands the backend several requests at once; heinfer's batching strategy
 (`TRITONBACKEND_ModelBatch*`, loaded from `batchstrategy.so` beside the backend) lets only
 requests of one key id on distinct blocks into a batch; the backend adds their ciphertexts
-and runs the network once.
+and runs the network once. `heinfer serve` does the same itself (`server::merge`: a group per
+key id, open for the same 2 ms window once it has an instance).
 
 Shown here with the official tritonclient over HTTP and gRPC, on CryptoNets' digits network:
 every answer agrees with onnxruntime; Triton's own statistics count fewer executions than
@@ -25,19 +26,28 @@ from tritonclient.utils import InferenceServerException
 
 import heinfer
 
-from conftest import DATA, MODEL, ROOT, compile_model, start_triton
+from conftest import DATA, MODEL, ROOT, compile_model, start_heinfer, start_triton
 
 TWIN = MODEL + heinfer.MERGED_SUFFIX
 
 
 @pytest.fixture(scope="module")
-def merged_server(heinfer_bin, tmp_path_factory):
+def merged_repo(heinfer_bin, tmp_path_factory):
     repo = tmp_path_factory.mktemp("merged_repository")
     compile_model(heinfer_bin, MODEL, repo, "--merged")
     assert os.path.exists(os.path.join(str(repo), TWIN, "1", "model.hem"))
-    run = tmp_path_factory.mktemp("triton_merged")
-    s = start_triton(str(repo), run)
-    s.log = os.path.join(str(run), "tritonserver.log")
+    return str(repo)
+
+
+@pytest.fixture(scope="module", params=["triton", "heinfer"])
+def merged_server(request, merged_repo, heinfer_bin, tmp_path_factory):
+    if request.param == "triton":
+        run = tmp_path_factory.mktemp("triton_merged")
+        s = start_triton(merged_repo, run)
+        s.log = os.path.join(str(run), "tritonserver.log")
+    else:
+        s = start_heinfer(heinfer_bin, merged_repo, tmp_path_factory.mktemp("serve_merged") / "serve.log")
+        s.log = None
     yield s
     s._stop()
 
@@ -107,8 +117,9 @@ def test_same_key_requests_are_merged_and_each_agrees_with_onnxruntime(merged_se
     assert inferences == n
     # Merged: fewer evaluations than requests (each evaluation answers up to B of them).
     assert executions < n, (inferences, executions)
-    log = open(merged_server.log).read()
-    assert f"Loading custom batching strategy library" in log and TWIN in log
+    if merged_server.log:  # Triton's log: the batching strategy was loaded for the twin
+        log = open(merged_server.log).read()
+        assert "Loading custom batching strategy library" in log and TWIN in log
 
 
 def test_two_keys_in_flight_are_never_mixed(merged_server):

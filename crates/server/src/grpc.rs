@@ -267,17 +267,19 @@ impl Grpc {
                             i.name
                         )));
                     }
-                    // PLAIN_INPUT is FP32, not BYTES: its raw bytes are its one element.
-                    if i.name == runtime::protocol::PLAIN_INPUT {
+                    // PLAIN_INPUT (FP32) and BLOCK (INT32) are not BYTES: their raw bytes
+                    // are their one element.
+                    if i.name == runtime::protocol::PLAIN_INPUT || i.name == runtime::protocol::BLOCK {
                         vec![r]
                     } else {
                         split_bytes(&i.name, r, count)?
                     }
                 }
-                None if i.name == runtime::protocol::PLAIN_INPUT => {
-                    return Err(RequestError::bad(
-                        "input 'PLAIN_INPUT': send it in raw_input_contents (FP32 little-endian), as tritonclient does",
-                    ));
+                None if i.name == runtime::protocol::PLAIN_INPUT || i.name == runtime::protocol::BLOCK => {
+                    return Err(RequestError::bad(format!(
+                        "input '{}': send it in raw_input_contents (little-endian), as tritonclient does",
+                        i.name
+                    )));
                 }
                 None => {
                     if contents.len() != count {
@@ -316,7 +318,12 @@ impl Grpc {
             outputs: vec![pb::model_infer_response::InferOutputTensor {
                 name: runtime::protocol::ENCRYPTED_OUTPUT.into(),
                 datatype: "BYTES".into(),
-                shape: vec![outputs.len() as i64],
+                // A merged twin's output has Triton's batch dimension, as its inputs do.
+                shape: if m.config.max_batch_size > 0 {
+                    vec![1, outputs.len() as i64]
+                } else {
+                    vec![outputs.len() as i64]
+                },
                 parameters: Default::default(),
                 contents: None,
             }],

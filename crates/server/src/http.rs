@@ -535,17 +535,19 @@ async fn infer_inner(
         let elements = match (i.parameters.binary_data_size, i.data) {
             (Some(size), _) => {
                 let raw = body.read_exact(size as usize, &format!("input '{}'", i.name)).await?;
-                // PLAIN_INPUT is FP32, not BYTES: its raw bytes are its one element.
-                if i.name == runtime::protocol::PLAIN_INPUT {
+                // PLAIN_INPUT (FP32) and BLOCK (INT32) are not BYTES: their raw bytes are
+                // their one element.
+                if i.name == runtime::protocol::PLAIN_INPUT || i.name == runtime::protocol::BLOCK {
                     vec![raw]
                 } else {
                     split_bytes(&i.name, raw, count)?
                 }
             }
-            (None, Some(_)) if i.name == runtime::protocol::PLAIN_INPUT => {
-                return Err(RequestError::bad(
-                    "input 'PLAIN_INPUT': send it as binary data (binary_data_size), as tritonclient does by default",
-                ));
+            (None, Some(_)) if i.name == runtime::protocol::PLAIN_INPUT || i.name == runtime::protocol::BLOCK => {
+                return Err(RequestError::bad(format!(
+                    "input '{}': send it as binary data (binary_data_size), as tritonclient does by default",
+                    i.name
+                )));
             }
             (None, Some(JsonStrings { other: Some(kind), .. })) => {
                 return Err(RequestError::bad(format!(
@@ -601,7 +603,9 @@ async fn infer_inner(
     // UTF-8, they go binary anyway (tritonclient reads either form).
     let as_text: Option<Vec<&str>> =
         if want_binary { None } else { outputs.iter().map(|o| std::str::from_utf8(o).ok()).collect() };
-    let mut out = json!({ "name": name, "datatype": "BYTES", "shape": [outputs.len()] });
+    // A merged twin's output has Triton's batch dimension, as its inputs do.
+    let shape = if m.config.max_batch_size > 0 { json!([1, outputs.len()]) } else { json!([outputs.len()]) };
+    let mut out = json!({ "name": name, "datatype": "BYTES", "shape": shape });
     let mut head = json!({ "model_name": m.name, "model_version": m.version });
     if let Some(id) = req.id.filter(|s| !s.is_empty()) {
         head["id"] = json!(id);

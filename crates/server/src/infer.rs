@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use runtime::protocol::{BATCH_PART, ENCRYPTED_INPUT, EVALUATION_KEYS, KEY_ID, PLAIN_INPUT};
+use runtime::protocol::{BATCH_PART, BLOCK, ENCRYPTED_INPUT, EVALUATION_KEYS, KEY_ID, PLAIN_INPUT};
 use runtime::Request;
 use tokio::sync::TryAcquireError;
 
@@ -118,7 +118,20 @@ pub fn check_headers(model: &LoadedModel, inputs: &[TensorHeader<'_>]) -> Result
         if inputs[..i].iter().any(|o| o.name == t.name) {
             return Err(RequestError::bad(format!("input '{}' appears twice in the request", t.name)));
         }
-        let fits = t.shape.len() == cfg.dims.len() && t.shape.iter().zip(&cfg.dims).all(|(&s, &d)| d < 0 || s == d);
+        // A batched config (a merged twin) puts Triton's batch dimension first: one sample
+        // per request, so it must be 1.
+        let (batch, dims) = match model.config.max_batch_size {
+            ..=0 => (None, t.shape),
+            _ => (t.shape.first().copied(), t.shape.get(1..).unwrap_or(&[])),
+        };
+        if batch.is_some_and(|b| b != 1) {
+            return Err(RequestError::bad(format!(
+                "input '{}' has shape {:?}: model '{m}' is a merged model and takes one sample per request \
+                 (batch dimension 1)",
+                t.name, t.shape
+            )));
+        }
+        let fits = dims.len() == cfg.dims.len() && dims.iter().zip(&cfg.dims).all(|(&s, &d)| d < 0 || s == d);
         if !fits {
             return Err(RequestError::bad(format!(
                 "unexpected shape for input '{}' for model '{m}'. Expected {:?}, got {:?}",
@@ -212,6 +225,10 @@ pub async fn run(
     received: Instant,
     res: Reservation,
 ) -> Result<(Vec<Vec<u8>>, Option<runtime::DpAccount>, Timings), RequestError> {
+    // A merged twin's request joins its key id's group; one that registers keys runs alone.
+    if let Some(merger) = model.merger.as_ref().filter(|_| single(&inputs, EVALUATION_KEYS).is_none()) {
+        return run_merged(st, model, merger, inputs, received, res).await;
+    }
     let input_ns = received.elapsed().as_nanos() as u64;
     let limits = &st.admission.limits;
     let cancel = Arc::new(AtomicBool::new(false));
@@ -247,7 +264,11 @@ pub async fn run(
                 .unwrap_or_default();
             let plain = plain_input(&inputs)?;
             let part = single(&inputs, BATCH_PART).map(|b| &b[..]);
-            m.service.infer_parts(Request { ciphertexts, key_id, evaluation_keys }, plain, part, &flag)
+            let req = Request { ciphertexts, key_id, evaluation_keys };
+            match m.merger {
+                Some(_) => m.service.infer_merged_alone(req, &flag),
+                None => m.service.infer_parts(req, plain, part, &flag),
+            }
         })
         .await;
         Ok((res, queue_ns, started.elapsed().as_nanos() as u64))
@@ -268,6 +289,103 @@ pub async fn run(
         }
     };
     Ok((out.ciphertexts, out.dp, Timings { queue_ns, input_ns, infer_ns, output_ns: 0 }))
+}
+
+/// The block a merged twin's request holds its sample in (`BLOCK`, one INT32 in 0..B).
+fn block_of(inputs: &[InputTensor], blocks: usize) -> Result<usize, RequestError> {
+    let raw = single(inputs, BLOCK).ok_or_else(|| RequestError::bad(format!("missing input tensor {BLOCK}")))?;
+    let b = <[u8; 4]>::try_from(&raw[..])
+        .map(i32::from_le_bytes)
+        .map_err(|_| RequestError::bad(format!("input {BLOCK} must be one INT32 (4 bytes), got {}", raw.len())))?;
+    usize::try_from(b).ok().filter(|&b| b < blocks).ok_or_else(|| {
+        RequestError::bad(format!(
+            "{BLOCK} {b} is outside this model's layout-M blocks 0..{blocks}; encrypt the sample in one of them"
+        ))
+    })
+}
+
+/// A merged twin's request: joins (or opens) a group of its key id and waits for the
+/// group's one evaluation (`crate::merge`).
+async fn run_merged(
+    st: &AppState,
+    model: &Arc<LoadedModel>,
+    merger: &crate::merge::Merger,
+    inputs: Vec<InputTensor>,
+    received: Instant,
+    res: Reservation,
+) -> Result<(Vec<Vec<u8>>, Option<runtime::DpAccount>, Timings), RequestError> {
+    let input_ns = received.elapsed().as_nanos() as u64;
+    let limits = &st.admission.limits;
+    let key_id = single(&inputs, KEY_ID).ok_or(RequestError::Refused(runtime::ServiceError::MissingInput("KEY_ID")))?;
+    let block = block_of(&inputs, merger.blocks())?;
+    let ciphertexts = inputs.iter().find(|t| t.name == ENCRYPTED_INPUT).map(|t| t.elements.clone()).unwrap_or_default();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = Instant::now();
+    if let Some(id) = merger.join(key_id, crate::merge::Member { block, ciphertexts, answer: tx }) {
+        // The group runs on its own task: it answers every member, whether or not the
+        // request that opened it is still waiting.
+        tokio::spawn(run_group(model.clone(), id, limits.eval_timeout));
+    }
+    // The request's bytes stay reserved while it waits: its ciphertexts are in the group.
+    let _bytes = res;
+    let answer = tokio::time::timeout(limits.eval_timeout, rx).await.map_err(|_| {
+        RequestError::Deadline(format!(
+            "model '{}' did not answer within {} s (heinfer serve --eval-timeout-s)",
+            model.name,
+            limits.eval_timeout.as_secs_f64()
+        ))
+    })?;
+    let out = match answer {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(RequestError::Refused(e)),
+        Err(_) => {
+            return Err(RequestError::Internal(format!("the merged evaluation of model '{}' was lost", model.name)))
+        }
+    };
+    let infer_ns = started.elapsed().as_nanos() as u64;
+    Ok((out.ciphertexts, out.dp, Timings { queue_ns: 0, input_ns, infer_ns, output_ns: 0 }))
+}
+
+/// Runs group `id` of a merged twin: an instance first, then the batching window (requests
+/// of its key id on free blocks still join), then one evaluation for all its members.
+async fn run_group(model: Arc<LoadedModel>, id: u64, eval_timeout: std::time::Duration) {
+    let Some(merger) = model.merger.as_ref() else { return };
+    let Ok(permit) = model.slots.acquire().await else {
+        // Shutting down: the members' senders drop with the group, and each request says so.
+        drop(merger.take(id));
+        return;
+    };
+    tokio::time::sleep(merger.delay()).await;
+    let Some((key_id, members)) = merger.take(id) else { return };
+    let (answers, parts): (Vec<_>, Vec<_>) = members.into_iter().map(|m| (m.answer, m.ciphertexts)).unzip();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let m = model.clone();
+    let work = tokio::task::spawn_blocking(move || {
+        let refs: Vec<Vec<&[u8]>> = parts.iter().map(|p| p.iter().map(|b| &b[..]).collect()).collect();
+        m.service.infer_merged(&key_id, &refs, &flag)
+    });
+    // Past the deadline the evaluation stops at its next operation.
+    let watchdog = tokio::spawn(async move {
+        tokio::time::sleep(eval_timeout).await;
+        cancel.store(true, Ordering::Relaxed);
+    });
+    let results = work.await;
+    watchdog.abort();
+    drop(permit);
+    match results {
+        Ok(results) => {
+            let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+            model.stats.merged.fetch_add(ok.saturating_sub(1), Ordering::Relaxed);
+            for (tx, r) in answers.into_iter().zip(results) {
+                let _ = tx.send(r);
+            }
+        }
+        Err(e) => {
+            tracing::error!(model = %model.name, error = %e, "merged evaluation panicked");
+            // The senders drop: every member is answered an internal error.
+        }
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub mod grpc;
 pub mod http;
 pub mod infer;
 pub mod limits;
+pub mod merge;
 pub mod pbtxt;
 pub mod repo;
 pub mod serve;

@@ -62,6 +62,9 @@ pub struct Stats {
     pub compute_output_ns: AtomicU64,
     /// milliseconds since the epoch
     pub last_inference_ms: AtomicU64,
+    /// requests answered by an evaluation another request of their merge ran (merged
+    /// twins): executions = successes − this
+    pub merged: AtomicU64,
 }
 
 pub struct Timings {
@@ -105,6 +108,8 @@ pub struct LoadedModel {
     /// bounds concurrent evaluations to the configured instance count, as Triton does;
     /// waiting requests count as queue time
     pub slots: Semaphore,
+    /// a merged twin's open groups (`max_batch_size` > 0: `crate::merge`)
+    pub merger: Option<crate::merge::Merger>,
 }
 
 impl LoadedModel {
@@ -140,7 +145,7 @@ impl LoadedModel {
             "version": self.version,
             "last_inference": g(&s.last_inference_ms),
             "inference_count": ok,
-            "execution_count": ok,
+            "execution_count": ok.saturating_sub(g(&s.merged)),
             "inference_stats": {
                 "success": d(ok, g(&s.success_ns)),
                 "fail": d(g(&s.fail_count), g(&s.fail_ns)),
@@ -168,7 +173,7 @@ impl LoadedModel {
             version: self.version.clone(),
             last_inference: g(&s.last_inference_ms),
             inference_count: ok,
-            execution_count: ok,
+            execution_count: ok.saturating_sub(g(&s.merged)),
             inference_stats: Some(InferStatistics {
                 success: d(ok, g(&s.success_ns)),
                 fail: d(g(&s.fail_count), g(&s.fail_ns)),
@@ -196,6 +201,15 @@ fn highest_version(model: &str, dir: &Path) -> Result<(String, PathBuf), LoadErr
 
 fn check_tensors(c: &ModelConfig) -> Result<(), String> {
     for t in c.inputs.iter().chain(&c.outputs) {
+        if t.name == protocol::BLOCK {
+            if c.max_batch_size <= 0 || t.datatype() != "INT32" || t.optional {
+                return Err(format!(
+                    "input {} must be TYPE_INT32, required, and only in a batched config (a merged twin)",
+                    t.name
+                ));
+            }
+            continue;
+        }
         if t.name == protocol::PLAIN_INPUT {
             if t.datatype() != "FP32" || !t.optional {
                 return Err(format!("input {} must be TYPE_FP32 and optional: true", t.name));
@@ -207,7 +221,7 @@ fn check_tensors(c: &ModelConfig) -> Result<(), String> {
         }
     }
     for t in &c.inputs {
-        if !INPUTS.contains(&t.name.as_str()) {
+        if !INPUTS.contains(&t.name.as_str()) && t.name != protocol::BLOCK {
             return Err(format!("input {} is not one of {INPUTS:?}", t.name));
         }
     }
@@ -215,6 +229,13 @@ fn check_tensors(c: &ModelConfig) -> Result<(), String> {
         if c.input(need).is_none() {
             return Err(format!("config.pbtxt declares no input {need}"));
         }
+    }
+    if c.max_batch_size > 0 && c.input(protocol::BLOCK).is_none() {
+        return Err(format!(
+            "max_batch_size {}: a batched config is a merged twin (heinfer compile --merged) and declares {}",
+            c.max_batch_size,
+            protocol::BLOCK
+        ));
     }
     if c.outputs.len() != 1 || c.outputs[0].name != ENCRYPTED_OUTPUT {
         return Err(format!("the only output must be {ENCRYPTED_OUTPUT}"));
@@ -309,6 +330,21 @@ pub fn load_with(path: &Path, ko: &KeyStoreOptions, allow_empty: bool) -> Result
         let batch_limits = runtime::assembly::Limits::from_params(|k| f.config.parameters.get(k).cloned())
             .map_err(|source| LoadError::Param { model: f.dir_name.clone(), source })?;
         service.set_batch_limits(batch_limits);
+        let merger = match (f.config.max_batch_size, service.merged_blocks()) {
+            (..=0, _) => None,
+            (_, Some(b)) => {
+                Some(crate::merge::Merger::new(b, std::time::Duration::from_micros(runtime::protocol::MERGE_DELAY_US)))
+            }
+            (n, None) => {
+                return Err(LoadError::Tensors {
+                    model: f.dir_name.clone(),
+                    msg: format!(
+                        "max_batch_size {n} needs a model with layout M, whose same-key requests are merged \
+                         (heinfer compile --merged); set max_batch_size: 0"
+                    ),
+                })
+            }
+        };
         let instances = f.config.instance_count();
         tracing::info!(model = %f.dir_name, version = %f.version, weights_mb = weights >> 20, instances, "loaded");
         let config_json = f.config.to_json();
@@ -322,6 +358,7 @@ pub fn load_with(path: &Path, ko: &KeyStoreOptions, allow_empty: bool) -> Result
                 service,
                 stats: Stats::default(),
                 slots: Semaphore::new(instances),
+                merger,
             }),
         );
     }

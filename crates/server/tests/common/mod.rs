@@ -73,6 +73,7 @@ impl Running {
                 service,
                 stats: Default::default(),
                 slots: tokio::sync::Semaphore::new(1),
+                merger: None,
             };
             repo.models.insert(MODEL.into(), Arc::new(m));
         }
