@@ -164,36 +164,14 @@ pub fn seconds(param: &'static str, value: &str) -> Result<std::time::Duration, 
 /// optional `PLAIN_INPUT` (FP32, dims `[-1]`); `batch_parts`: the model has layout T, and
 /// declares the optional `BATCH_PART` (BYTES, dims `[1]`).
 pub fn config_pbtxt_with(name: &str, client_spec_json: &str, plain_input: bool, batch_parts: bool) -> String {
-    let mut plain = if plain_input {
-        format!(",\n  {{ name: \"{PLAIN_INPUT}\" data_type: TYPE_FP32 dims: [ -1 ] optional: true }}")
-    } else {
-        String::new()
-    };
-    if batch_parts {
-        plain += &format!(",\n  {{ name: \"{BATCH_PART}\" data_type: TYPE_STRING dims: [ 1 ] optional: true }}");
+    let mut extra = String::new();
+    if plain_input {
+        extra += &format!(",\n  {{ name: \"{PLAIN_INPUT}\" data_type: TYPE_FP32 dims: [ -1 ] optional: true }}");
     }
-    format!(
-        r#"name: "{name}"
-backend: "{BACKEND}"
-max_batch_size: 0
-input [
-  {{ name: "{ENCRYPTED_INPUT}" data_type: TYPE_STRING dims: [ -1 ] }},
-  {{ name: "{KEY_ID}" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "{EVALUATION_KEYS}" data_type: TYPE_STRING dims: [ 1 ] optional: true }}{plain}
-]
-output [
-  {{ name: "{ENCRYPTED_OUTPUT}" data_type: TYPE_STRING dims: [ -1 ] }}
-]
-instance_group [ {{ kind: KIND_CPU count: 1 }} ]
-dynamic_batching {{ default_queue_policy {{ max_queue_size: {MAX_QUEUE_SIZE} }} }}
-parameters: {{
-  key: "{CLIENT_SPEC_PARAM}"
-  value: {{ string_value: "{spec}" }}
-}}
-"#,
-        name = pbtxt_escape(name),
-        spec = pbtxt_escape(client_spec_json)
-    )
+    if batch_parts {
+        extra += &format!(",\n  {{ name: \"{BATCH_PART}\" data_type: TYPE_STRING dims: [ 1 ] optional: true }}");
+    }
+    render_config(name, client_spec_json, 0, &extra, "")
 }
 
 /// The suffix of a model's merged twin (`heinfer compile --merged`): `<name>_merged`.
@@ -211,21 +189,27 @@ pub const MERGE_DELAY_US: u64 = 2000;
 /// file is the model's own (`model.hem`): its layout-L and layout-M clients use the
 /// model without the suffix unchanged.
 pub fn merged_config_pbtxt(name: &str, client_spec_json: &str, blocks: usize) -> String {
+    let block = format!(",\n  {{ name: \"{BLOCK}\" data_type: TYPE_INT32 dims: [ 1 ] }}");
+    render_config(name, client_spec_json, blocks, &block, &format!("max_queue_delay_microseconds: {MERGE_DELAY_US} "))
+}
+
+/// The one `config.pbtxt` template: `extra_inputs` after the three every model has,
+/// `batching` inside `dynamic_batching` before its queue policy.
+fn render_config(name: &str, client_spec_json: &str, max_batch: usize, extra_inputs: &str, batching: &str) -> String {
     format!(
         r#"name: "{name}"
 backend: "{BACKEND}"
-max_batch_size: {blocks}
+max_batch_size: {max_batch}
 input [
   {{ name: "{ENCRYPTED_INPUT}" data_type: TYPE_STRING dims: [ -1 ] }},
   {{ name: "{KEY_ID}" data_type: TYPE_STRING dims: [ 1 ] }},
-  {{ name: "{BLOCK}" data_type: TYPE_INT32 dims: [ 1 ] }},
-  {{ name: "{EVALUATION_KEYS}" data_type: TYPE_STRING dims: [ 1 ] optional: true }}
+  {{ name: "{EVALUATION_KEYS}" data_type: TYPE_STRING dims: [ 1 ] optional: true }}{extra_inputs}
 ]
 output [
   {{ name: "{ENCRYPTED_OUTPUT}" data_type: TYPE_STRING dims: [ -1 ] }}
 ]
 instance_group [ {{ kind: KIND_CPU count: 1 }} ]
-dynamic_batching {{ max_queue_delay_microseconds: {MERGE_DELAY_US} default_queue_policy {{ max_queue_size: {MAX_QUEUE_SIZE} }} }}
+dynamic_batching {{ {batching}default_queue_policy {{ max_queue_size: {MAX_QUEUE_SIZE} }} }}
 parameters: {{
   key: "{CLIENT_SPEC_PARAM}"
   value: {{ string_value: "{spec}" }}
@@ -262,6 +246,10 @@ mod tests {
         assert!(c.contains(&format!("max_queue_size: {MAX_QUEUE_SIZE}")), "{c}");
         assert!(!c.contains(PLAIN_INPUT));
         assert!(!c.contains(BATCH_PART));
+        let t = merged_config_pbtxt("m_merged", "{}", 8);
+        assert!(t.contains("max_batch_size: 8\n") && t.contains("max_queue_delay_microseconds: 2000 "), "{t}");
+        assert!(t.contains(r#"{ name: "BLOCK" data_type: TYPE_INT32 dims: [ 1 ] }"#), "{t}");
+        assert!(c.contains("max_batch_size: 0\n") && !c.contains("BLOCK"), "{c}");
         let p = config_pbtxt_with("m", "{}", true, true);
         assert!(p.contains(r#"{ name: "BATCH_PART" data_type: TYPE_STRING dims: [ 1 ] optional: true }"#), "{p}");
         assert!(p.contains(r#"{ name: "PLAIN_INPUT" data_type: TYPE_FP32 dims: [ -1 ] optional: true }"#), "{p}");
