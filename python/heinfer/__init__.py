@@ -762,6 +762,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     layout: str = "auto",
     first_layer: str = "auto",
     answer: str = "auto",
+    merged: bool = False,
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -794,6 +795,9 @@ def compile(  # noqa: A001 - the natural name for model owners
     compact query); :meth:`Client.decrypt` reads either.
     ``layout``: the layouts to emit (``--layout``): ``"auto"`` (every one that fits: L, and M
     and T where they do), ``"L"``, ``"M"`` (L and M, an error if M does not fit) or ``"T"``.
+    ``merged``: also write the merged twin ``<output_dir>/<name>_merged/`` (``--merged``: for
+    Triton's dynamic batcher and ``heinfer serve``, one sample per request in its own layout-M
+    block, same-key requests answered by one evaluation; :meth:`MultiClient.infer_merged`).
 
     Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
     """
@@ -858,6 +862,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         layout=str(layout),
         first_layer=str(first_layer),
         answer=str(answer),
+        merged=bool(merged),
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -58,6 +58,9 @@ def compile(
     rotations: str = "auto",
     query: str = "ciphertext",
     layout: str = "auto",
+    first_layer: str = "auto",
+    answer: str = "auto",
+    merged: bool = False,
 ) -> Tuple[str, str]: ...
 
 class Signer:

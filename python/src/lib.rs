@@ -313,7 +313,7 @@ fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String
     max_degree, margin, maxpool_average, scale_bits, min_log_n, key_budget_bytes, python, use_onnxruntime,
     data=None, data_shape=None, labels=None, progress=None, maxpool_approximate=false, public_features=None,
     circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None, rotations="auto", query="ciphertext",
-    layout="auto", first_layer="auto", answer="auto"))]
+    layout="auto", first_layer="auto", answer="auto", merged=false))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -347,6 +347,7 @@ fn compile(
     layout: &str,
     first_layer: &str,
     answer: &str,
+    merged: bool,
 ) -> PyResult<(String, String)> {
     let first_layer: compiler::FirstLayer =
         first_layer.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
@@ -434,6 +435,9 @@ fn compile(
         let c = compiler::compile(&bytes, Some(&onnx_path), &d, &opts, &report_progress)
             .map_err(|e| Failure(Kind::Compile, e.to_string()))?;
         let dir = compiler::write_repository(&output_dir, &c).map_err(|e| Failure(Kind::Compile, e.to_string()))?;
+        if merged {
+            compiler::write_merged_twin(&output_dir, &c).map_err(|e| Failure(Kind::Compile, e.to_string()))?;
+        }
         let report = c
             .model
             .report

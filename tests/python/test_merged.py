@@ -181,3 +181,20 @@ def test_bad_requests_fail_alone(merged_server):
     assert merged_server.alive()
     y = m.infer_merged(cli, x[3], 3)
     assert np.argmax(y) == np.argmax(logits[3])
+
+
+def test_the_sdk_compiles_the_twin_and_refuses_it_without_layout_m(tmp_path):
+    onnx = os.path.join(ROOT, "models", "digits_mlp.onnx")
+    cal = np.load(os.path.join(DATA, "digits_train_img.npy"))[:200]
+    r = heinfer.compile(onnx, cal, tmp_path, name="mlp", reference="interpreter", merged=True)
+    twin = os.path.join(str(tmp_path), "mlp" + heinfer.MERGED_SUFFIX)
+    cfg = open(os.path.join(twin, "config.pbtxt")).read()
+    b = next(c for c in r["layouts"] if c["layout"] == "M")["max_batch"]
+    assert f"max_batch_size: {b}\n" in cfg and heinfer.BLOCK in cfg, cfg
+    # The same compiled model, and the same client spec: layout M's clients use either.
+    assert open(os.path.join(twin, "1", "model.hem"), "rb").read() == \
+        open(os.path.join(r["model_dir"], "1", "model.hem"), "rb").read()
+    assert heinfer.client_spec_from_config(twin) == heinfer.client_spec_from_config(r["model_dir"])
+    with pytest.raises(heinfer.CompileError) as e:
+        heinfer.compile(onnx, cal, tmp_path / "l", name="mlp", reference="interpreter", layout="L", merged=True)
+    assert "layout M" in str(e.value), str(e.value)
