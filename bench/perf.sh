@@ -6,7 +6,8 @@
 # parallelism comes from instances), at concurrency 1, 2, 4 and 8; then the merged twin
 # (`compile --merged`: one digit per request, same-key requests on distinct blocks merged
 # by Triton's dynamic batcher into one layout-M evaluation), one instance, at concurrency 1,
-# 2, 4, 8 and 32. Each layout's request is prepared and checked first
+# 2, 4, 8 and 32, under Triton and then under `heinfer serve` (which merges by itself). Each
+# layout's request is prepared and checked first
 # (bench/perf_prepare.py: decrypted top-1 against onnxruntime).
 #
 #   bash bench/perf.sh                 # PERF_MODEL (digits_mlp) PERF_WINDOW_MS (4000)
@@ -84,25 +85,51 @@ for c in 1 2 4 8 32; do
   echo "merged $MM $c $per_req $req_bytes $agree $W/pa-$MM-$c.csv $per_eval" >>"$W/rows"
 done
 
+# The same twin under `heinfer serve`, which merges by itself (server::merge), measured the
+# same way (PERF_SERVE=0 skips it).
+if [ "${PERF_SERVE:-1}" != 0 ]; then
+  bash scripts/triton.sh stop >/dev/null 2>&1 || true
+  "$HEINFER" serve "$REPO" --host 127.0.0.1 --http-port 0 --grpc-port 0 >"$W/serve.log" 2>&1 &
+  SERVE_PID=$!
+  trap 'kill $SERVE_PID 2>/dev/null || true; bash scripts/triton.sh stop >/dev/null 2>&1 || true' EXIT
+  for _ in $(seq 1 240); do grep -q "ready http=" "$W/serve.log" && break; sleep 0.5; done
+  SHTTP=$(grep -o 'ready http=[0-9.]*:[0-9]*' "$W/serve.log" | sed 's/.*://')
+  SGRPC=$(grep -o 'grpc=[0-9.]*:[0-9]*' "$W/serve.log" | head -1 | sed 's/.*://')
+  [ -n "$SHTTP" ] && [ -n "$SGRPC" ] || { echo "heinfer serve did not start:" >&2; tail -20 "$W/serve.log" >&2; exit 1; }
+  SURL=127.0.0.1:$SHTTP
+  read -r per_req req_bytes agree < <("$PY" bench/perf_prepare.py "$SURL" "$MM" merged "$W/in-serve-$MM.json" "models/$MODEL.onnx")
+  for c in 1 2 4 8 32; do
+    s0=$(curl -s "http://$SURL/v2/models/$MM/stats")
+    PA -m "$MM" -u "127.0.0.1:$SGRPC" -i grpc --input-data "$W/in-serve-$MM.json" \
+      --concurrency-range "$c" --measurement-interval "$WINDOW" --stability-percentage 50 --max-trials 4 \
+      -f "$W/pa-serve-$MM-$c.csv" >"$W/pa-serve-$MM-$c.log" 2>&1 \
+      || { echo "perf_analyzer failed (serve $MM c=$c):" >&2; tail -20 "$W/pa-serve-$MM-$c.log" >&2; exit 1; }
+    s1=$(curl -s "http://$SURL/v2/models/$MM/stats")
+    per_eval=$("$PY" -c 'import json,sys; a,b=(json.loads(x)["model_stats"][0] for x in sys.argv[1:]); print("%.2f" % ((int(b["inference_count"])-int(a["inference_count"]))/max(1,int(b["execution_count"])-int(a["execution_count"]))))' "$s0" "$s1")
+    echo "serve-merged $MM $c $per_req $req_bytes $agree $W/pa-serve-$MM-$c.csv $per_eval" >>"$W/rows"
+  done
+fi
+
 "$PY" - "$W/rows" "$MODEL" <<'PY'
 import csv, json, sys
 rows, model = open(sys.argv[1]).read().split("\n"), sys.argv[2]
 out = {}
-print(f"{'layout':6} {'instances':>9} {'conc':>4} {'req/s':>8} {'digits/s':>9} {'p50 ms':>8} {'p99 ms':>8}  per request")
+print(f"{'layout':12} {'instances':>9} {'conc':>4} {'req/s':>8} {'digits/s':>9} {'p50 ms':>8} {'p99 ms':>8}  per request")
 for line in filter(None, rows):
     layout, m, c, per_req, req_bytes, agree, path, *merged = line.split()
     r = next(csv.DictReader(open(path)))
     rps = float(r["Inferences/Second"])
     p50, p99 = float(r["p50 latency"]) / 1e3, float(r["p99 latency"]) / 1e3
     inst = 2 if m.endswith("_x2") else 1
-    print(f"{layout:6} {inst:>9} {c:>4} {rps:>8.1f} {rps * int(per_req):>9.1f} {p50:>8.1f} {p99:>8.1f}  "
+    print(f"{layout:12} {inst:>9} {c:>4} {rps:>8.1f} {rps * int(per_req):>9.1f} {p50:>8.1f} {p99:>8.1f}  "
           f"{per_req} digit(s), {int(req_bytes) / 1e3:.0f} KB, top-1 agreement {agree}"
           + (f", {merged[0]} requests per evaluation" if merged else ""))
     out[f"{layout}_x{inst}_c{c}"] = {"requests_per_s": rps, "digits_per_s": rps * int(per_req), "p50_ms": p50,
                                      "p99_ms": p99, "digits_per_request": int(per_req)}
     if merged:
         out[f"{layout}_x{inst}_c{c}"]["requests_per_evaluation"] = float(merged[0])
-best = {k: max(v["digits_per_s"] for kk, v in out.items() if kk.startswith(k)) for k in ("L", "M", "merged")}
+best = {k: max((v["digits_per_s"] for kk, v in out.items() if kk.startswith(k + "_x")), default=0.0)
+        for k in ("L", "M", "merged", "serve-merged")}
 print(json.dumps({"model": model, "rows": out, "best_digits_per_s": best,
                   "ratio_M_over_L": best["M"] / best["L"], "ratio_merged_over_L": best["merged"] / best["L"]}))
 PY

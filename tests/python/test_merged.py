@@ -117,6 +117,10 @@ def test_same_key_requests_are_merged_and_each_agrees_with_onnxruntime(merged_se
     assert inferences == n
     # Merged: fewer evaluations than requests (each evaluation answers up to B of them).
     assert executions < n, (inferences, executions)
+    # Model metadata puts the batch dimension first, as -1 (perf_analyzer reads it).
+    meta = client(merged_server, "http").get_model_metadata(TWIN)
+    shapes = {t["name"]: [int(d) for d in t["shape"]] for t in meta["inputs"]}
+    assert shapes[heinfer.BLOCK] == [-1, 1] and shapes[heinfer.ENCRYPTED_INPUT] == [-1, -1], shapes
     if merged_server.log:  # Triton's log: the batching strategy was loaded for the twin
         log = open(merged_server.log).read()
         assert "Loading custom batching strategy library" in log and TWIN in log

@@ -393,7 +393,7 @@ impl GrpcInferenceService for Grpc {
                     .map(|t| pb::model_metadata_response::TensorMetadata {
                         name: t.name.clone(),
                         datatype: t.datatype(),
-                        shape: t.dims.clone(),
+                        shape: m.metadata_shape(t),
                     })
                     .collect()
             };

@@ -113,9 +113,20 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// A tensor's shape as model metadata gives it: Triton puts a batched config's batch
+    /// dimension first, as -1 (clients such as perf_analyzer read shapes from here).
+    pub fn metadata_shape(&self, t: &crate::config::TensorConfig) -> Vec<i64> {
+        match self.config.max_batch_size {
+            ..=0 => t.dims.clone(),
+            _ => std::iter::once(-1).chain(t.dims.iter().copied()).collect(),
+        }
+    }
+
     pub fn metadata_json(&self) -> Json {
         let t = |ts: &[crate::config::TensorConfig]| -> Vec<Json> {
-            ts.iter().map(|t| json!({"name": t.name, "datatype": t.datatype(), "shape": t.dims})).collect()
+            ts.iter()
+                .map(|t| json!({"name": t.name, "datatype": t.datatype(), "shape": self.metadata_shape(t)}))
+                .collect()
         };
         json!({
             "name": self.name,
