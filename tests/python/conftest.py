@@ -144,10 +144,10 @@ def start_triton(repo, run_dir):
                   pid=pid)
 
 
-def start_heinfer(heinfer_bin, repo, log_path):
+def start_heinfer(heinfer_bin, repo, log_path, extra=()):
     log = open(log_path, "w+")
-    proc = subprocess.Popen([heinfer_bin, "serve", repo, "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([heinfer_bin, "serve", repo, "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0",
+                             *extra], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:

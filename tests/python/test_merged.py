@@ -187,6 +187,44 @@ def test_bad_requests_fail_alone(merged_server):
     assert np.argmax(y) == np.argmax(logits[3])
 
 
+def test_waiting_groups_are_bounded_by_the_servers_queue(merged_repo, heinfer_bin, tmp_path):
+    """`heinfer serve --max-queue 1`: requests on one block under one key cannot share a
+    group, so each opens its own. A group holds an instance or a place in the server's queue
+    while it waits, as a single request does; beyond that it is refused at once (503, the
+    queue's message), and the requests admitted are answered correctly. Without the bound
+    every group would wait, however many clients send."""
+    s = start_heinfer(heinfer_bin, merged_repo, tmp_path / "serve.log", extra=["--max-queue", "1"])
+    try:
+        x, logits = digits()
+        m = multi_client(s)
+        m.infer_merged(client(s, "http"), x[0], 0, send_keys=True)
+        n = 12
+        out, refused, other = {}, [], []
+
+        def go(k):
+            try:
+                out[k] = m.infer_merged(client(s, "http"), x[k], 0)
+            except InferenceServerException as e:
+                (refused if "busy" in str(e) and "--max-queue" in str(e) else other).append(str(e))
+
+        threads = [threading.Thread(target=go, args=(k,)) for k in range(n)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(f"{n} single-member groups, --max-queue 1: {len(out)} answered, {len(refused)} refused")
+        assert not other, other
+        assert len(out) + len(refused) == n
+        assert refused, "every group was admitted: waiting groups are not bounded by the queue"
+        assert len(out) >= 2, "an instance and one queue place: at least two groups run"
+        for k, y in out.items():
+            assert np.argmax(y) == np.argmax(logits[k]), (k, y, logits[k])
+        # The server lives on and answers again once the burst has passed.
+        assert s.alive()
+        y = m.infer_merged(client(s, "http"), x[20], 1)
+        assert np.argmax(y) == np.argmax(logits[20])
+    finally:
+        s._stop()
+
+
 def test_the_sdk_compiles_the_twin_and_refuses_it_without_layout_m(tmp_path):
     onnx = os.path.join(ROOT, "models", "digits_mlp.onnx")
     cal = np.load(os.path.join(DATA, "digits_train_img.npy"))[:200]

@@ -35,14 +35,14 @@ pub struct Admission {
     pub limits: Limits,
     pub max_request_bytes: usize,
     bytes: Arc<Semaphore>,
-    /// requests waiting for a model instance
-    pub(crate) queue: Semaphore,
+    /// requests (or merged groups) waiting for a model instance
+    pub(crate) queue: Arc<Semaphore>,
 }
 
 impl Admission {
     pub fn new(max_request_bytes: usize, limits: Limits) -> Self {
         let bytes = Arc::new(Semaphore::new(limits.max_inflight_bytes.min(Semaphore::MAX_PERMITS)));
-        let queue = Semaphore::new(limits.max_queue);
+        let queue = Arc::new(Semaphore::new(limits.max_queue));
         Admission { limits, max_request_bytes, bytes, queue }
     }
 

@@ -322,9 +322,44 @@ async fn run_merged(
     let (tx, rx) = tokio::sync::oneshot::channel();
     let started = Instant::now();
     if let Some(id) = merger.join(key_id, crate::merge::Member { block, ciphertexts, answer: tx }) {
+        // A new group holds an instance, or a place in the server's queue while it waits
+        // for one, as a single request does: waiting groups are bounded by --max-queue
+        // (and each by B members), whatever the clients send.
+        let place = match model.slots.try_acquire() {
+            Ok(p) => {
+                p.forget();
+                Place::Instance(Slot(model.clone()))
+            }
+            Err(e) => {
+                let queued = match e {
+                    TryAcquireError::Closed => None,
+                    TryAcquireError::NoPermits => st.admission.queue.clone().try_acquire_owned().ok(),
+                };
+                match queued {
+                    Some(q) => Place::Queued(q),
+                    None => {
+                        // Refused: the group closes now, and whoever joined it since is refused too.
+                        let err = || match e {
+                            TryAcquireError::Closed => RequestError::Unavailable("the server is shutting down".into()),
+                            TryAcquireError::NoPermits => st.admission.busy_queue(),
+                        };
+                        if let Some((_, members)) = merger.take(id) {
+                            for m in members {
+                                let _ = m.answer.send(Err(err()));
+                            }
+                        }
+                        // This request's own sender was in the group: its answer is the refusal.
+                        return match rx.await {
+                            Ok(Err(e)) => Err(e),
+                            _ => Err(err()),
+                        };
+                    }
+                }
+            }
+        };
         // The group runs on its own task: it answers every member, whether or not the
         // request that opened it is still waiting.
-        tokio::spawn(run_group(model.clone(), id, limits.eval_timeout));
+        tokio::spawn(run_group(model.clone(), id, limits.eval_timeout, place));
     }
     // The request's bytes stay reserved while it waits: its ciphertexts are in the group.
     let _bytes = res;
@@ -337,7 +372,7 @@ async fn run_merged(
     })?;
     let out = match answer {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(RequestError::Refused(e)),
+        Ok(Err(e)) => return Err(e),
         Err(_) => {
             return Err(RequestError::Internal(format!("the merged evaluation of model '{}' was lost", model.name)))
         }
@@ -346,14 +381,29 @@ async fn run_merged(
     Ok((out.ciphertexts, out.dp, Timings { queue_ns: 0, input_ns, infer_ns, output_ns: 0 }))
 }
 
+/// Where a merged group is while it waits: on an instance already, or in the server's queue.
+enum Place {
+    Instance(Slot),
+    Queued(tokio::sync::OwnedSemaphorePermit),
+}
+
 /// Runs group `id` of a merged twin: an instance first, then the batching window (requests
 /// of its key id on free blocks still join), then one evaluation for all its members.
-async fn run_group(model: Arc<LoadedModel>, id: u64, eval_timeout: std::time::Duration) {
+async fn run_group(model: Arc<LoadedModel>, id: u64, eval_timeout: std::time::Duration, place: Place) {
     let Some(merger) = model.merger.as_ref() else { return };
-    let Ok(permit) = model.slots.acquire().await else {
-        // Shutting down: the members' senders drop with the group, and each request says so.
-        drop(merger.take(id));
-        return;
+    let slot = match place {
+        Place::Instance(slot) => slot,
+        Place::Queued(_queued) => match model.slots.acquire().await {
+            Ok(p) => {
+                p.forget();
+                Slot(model.clone())
+            }
+            Err(_) => {
+                // Shutting down: the members' senders drop with the group, and each request says so.
+                drop(merger.take(id));
+                return;
+            }
+        },
     };
     tokio::time::sleep(merger.delay()).await;
     let Some((key_id, members)) = merger.take(id) else { return };
@@ -372,13 +422,13 @@ async fn run_group(model: Arc<LoadedModel>, id: u64, eval_timeout: std::time::Du
     });
     let results = work.await;
     watchdog.abort();
-    drop(permit);
+    drop(slot);
     match results {
         Ok(results) => {
             let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
             model.stats.merged.fetch_add(ok.saturating_sub(1), Ordering::Relaxed);
             for (tx, r) in answers.into_iter().zip(results) {
-                let _ = tx.send(r);
+                let _ = tx.send(r.map_err(RequestError::Refused));
             }
         }
         Err(e) => {

@@ -13,14 +13,16 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use runtime::{Response, ServiceError};
+use runtime::Response;
 use tokio::sync::oneshot;
+
+use crate::error::RequestError;
 
 /// One request waiting in a group: its block, its ciphertexts, where its answer goes.
 pub struct Member {
     pub block: usize,
     pub ciphertexts: Vec<Bytes>,
-    pub answer: oneshot::Sender<Result<Response, ServiceError>>,
+    pub answer: oneshot::Sender<Result<Response, RequestError>>,
 }
 
 struct Group {
@@ -81,7 +83,7 @@ impl Merger {
 mod tests {
     use super::*;
 
-    fn member(block: usize) -> (Member, oneshot::Receiver<Result<Response, ServiceError>>) {
+    fn member(block: usize) -> (Member, oneshot::Receiver<Result<Response, RequestError>>) {
         let (tx, rx) = oneshot::channel();
         (Member { block, ciphertexts: vec![], answer: tx }, rx)
     }
