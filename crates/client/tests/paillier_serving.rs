@@ -158,3 +158,44 @@ fn wrong_scheme_size_and_range_are_refused() {
     // The right batch still works after all that.
     infer(&q[0], None).unwrap();
 }
+
+/// The model's refill thread fills each registered key's pool of re-randomizers while no
+/// request is evaluated; answers then take theirs from it (one per score), and every one
+/// is used once: the same query answered twice gives different ciphertexts, both exact.
+#[test]
+fn registered_keys_get_a_pool_of_rerandomizers_each_used_once() {
+    let m = model();
+    let Service::Paillier(svc) = service(&m) else { unreachable!() };
+    let s = PaillierSession::with_key(m.client.clone(), fixture_key()).unwrap();
+    let (pk, id) = s.public_key_bytes();
+    let key_id = svc.register(&pk).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while svc.pooled(key_id).unwrap() < runtime::linear::POOL {
+        assert!(std::time::Instant::now() < deadline, "the pool did not fill: {:?}", svc.pooled(key_id));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let hex = id.hex();
+    let q = s.encrypt(&[1.5, -2.25, 1000.0, 0.03125, -7.0]).unwrap();
+    let infer = || {
+        svc.infer_cancellable(
+            Request {
+                ciphertexts: q.iter().map(|c| &c[..]).collect(),
+                key_id: Some(hex.as_bytes()),
+                evaluation_keys: None,
+            },
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+        .unwrap()
+    };
+    let (a, b) = (infer(), infer());
+    // Two scores per answer, each with its own re-randomizer from the pool (the refill
+    // thread may already have put some back: at most the two answers' four are missing).
+    let left = svc.pooled(key_id).unwrap();
+    assert!(left >= runtime::linear::POOL - 4, "{left}");
+    assert_ne!(a.ciphertexts, b.ciphertexts, "a re-randomizer was used twice");
+    let want = svc.linear().evaluate_plain(&s.encode(&[1.5, -2.25, 1000.0, 0.03125, -7.0]).unwrap()).unwrap();
+    assert_eq!(s.decrypt_integers(&a.ciphertexts).unwrap(), want);
+    assert_eq!(s.decrypt_integers(&b.ciphertexts).unwrap(), want);
+    // Dropping the service ends its refill thread (join in Drop): the test would hang otherwise.
+    drop(svc);
+}

@@ -13,10 +13,18 @@
 //! for a 3072-bit key) in a store bounded by the key store's memory budget, least recently
 //! used first out. They are not written to the key directory: a public key is a few
 //! hundred bytes, cheaper to send again (`EVALUATION_KEYS` with the request) than to share.
+//!
+//! Re-randomizing an answer is most of its cost (a fixed-base exponentiation, ~6 ms at 3072
+//! bits, against ~4 ms for the scores). The re-randomizer does not depend on the request,
+//! so one thread per model computes them ahead, while no request of the model is being
+//! evaluated, up to [`POOL`] per registered key (768 B each at 3072 bits); an answer takes
+//! one from its key's pool, or computes its own when the pool is empty (under sustained
+//! load). Each is used once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use model::PaillierModel;
 use paillier::{Evaluator, FixedPoint, Integer, LinearModel, PaillierError, PublicKey, Rerandomize};
@@ -26,6 +34,11 @@ use crate::service::{Request, Response, ServiceError};
 
 /// Memory one registered key takes with its evaluator (the fixed-base table dominates).
 const KEY_MEMORY: usize = 16 << 20;
+/// Re-randomizers kept ready per registered key.
+pub const POOL: usize = 32;
+/// How often the refill thread looks again when it has nothing to do (registrations and
+/// idle moments wake it sooner).
+const REFILL_NAP: Duration = Duration::from_millis(250);
 
 /// A linear model that cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -35,16 +48,85 @@ pub struct LinearLoadError(#[from] PaillierError);
 pub struct LinearService {
     model: PaillierModel,
     linear: LinearModel,
-    keys: Mutex<Keys>,
+    shared: Arc<Shared>,
     capacity: usize,
     /// the key store this model was loaded with (its memory budget bounds `keys`)
     store: Arc<KeyStore>,
+    refill: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What requests and the refill thread share.
+#[derive(Default)]
+struct Shared {
+    keys: Mutex<Keys>,
+    /// requests of this model being evaluated now: the refill thread waits while any is
+    busy: AtomicUsize,
+    stop: AtomicBool,
 }
 
 #[derive(Default)]
 struct Keys {
     map: HashMap<[u8; 32], (Arc<Evaluator>, u64)>,
     clock: u64,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The registered key whose pool is shortest, if one is below [`POOL`].
+    fn neediest(&self) -> Option<Arc<Evaluator>> {
+        let g = self.lock();
+        g.map.values().map(|(e, _)| e).filter(|e| e.precomputed() < POOL).min_by_key(|e| e.precomputed()).cloned()
+    }
+}
+
+/// The refill thread: one re-randomizer at a time, only while no request of the model is
+/// being evaluated, until every pool is full; it ends with its service.
+fn refill(shared: Weak<Shared>) {
+    loop {
+        let Some(sh) = shared.upgrade() else { return };
+        if sh.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let next = if sh.busy.load(Ordering::Relaxed) == 0 { sh.neediest() } else { None };
+        match next {
+            Some(e) => e.precompute(1, &mut rand_core::OsRng),
+            None => {
+                drop(sh);
+                std::thread::park_timeout(REFILL_NAP);
+            }
+        }
+    }
+}
+
+/// Counts a request as being evaluated; the last one out wakes the refill thread.
+struct Busy<'a>(&'a LinearService);
+
+impl<'a> Busy<'a> {
+    fn new(svc: &'a LinearService) -> Self {
+        svc.shared.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(svc)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if self.0.shared.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.wake_refill();
+        }
+    }
+}
+
+impl Drop for LinearService {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.refill.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 impl LinearService {
@@ -65,7 +147,22 @@ impl LinearService {
             FixedPoint::new(model.weight_frac_bits)?,
         )?;
         let capacity = (store.capacity() / KEY_MEMORY).max(1);
-        Ok(Self { model, linear, keys: Mutex::default(), capacity, store })
+        let shared = Arc::new(Shared::default());
+        let weak = Arc::downgrade(&shared);
+        // Without the thread (the OS refused one) answers are still re-randomized, inline.
+        let refill = std::thread::Builder::new().name("paillier-refill".into()).spawn(move || refill(weak)).ok();
+        Ok(Self { model, linear, shared, capacity, store, refill })
+    }
+
+    fn wake_refill(&self) {
+        if let Some(t) = &self.refill {
+            t.thread().unpark();
+        }
+    }
+
+    /// Re-randomizers ready for `id`'s answers (`None`: not registered).
+    pub fn pooled(&self, id: KeyId) -> Option<usize> {
+        self.lock().map.get(&id.0).map(|(e, _)| e.precomputed())
     }
 
     pub fn key_store(&self) -> &Arc<KeyStore> {
@@ -86,7 +183,7 @@ impl LinearService {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Keys> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.lock()
     }
 
     /// Registers a client's public key; returns its key id. The same bytes again are a no-op.
@@ -119,6 +216,8 @@ impl LinearService {
         g.clock += 1;
         let now = g.clock;
         g.map.insert(id.0, (eval, now));
+        drop(g);
+        self.wake_refill();
         Ok(id)
     }
 
@@ -132,6 +231,7 @@ impl LinearService {
     }
 
     pub fn infer_cancellable(&self, req: Request<'_>, cancel: &AtomicBool) -> Result<Response, ServiceError> {
+        let _busy = Busy::new(self);
         let id = match (req.evaluation_keys, req.key_id) {
             (Some(key), given) => {
                 let id = self.register(key)?;
