@@ -46,6 +46,11 @@ def bgv_repo(heinfer_bin, tmp_path_factory):
                     "--data", os.path.join(DATA, "digits_test_img.npy"), "-o", str(d / "repo"), "--name",
                     "digits_bgv_crt", "--scheme", "bgv", "--quantize", "8", "--json"], env=env, capture_output=True,
                    text=True, check=True)
+    # Circuit privacy at 2^-40 (the default λ): every answer flooded under the client's public key.
+    subprocess.run([heinfer_bin, "compile", ONNX, "--calibration", os.path.join(DATA, "digits_train_img.npy"),
+                    "--data", os.path.join(DATA, "digits_test_img.npy"), "-o", str(d / "repo"), "--name",
+                    "digits_bgv_cp", "--scheme", "bgv", "--quantize", "8", "--circuit-privacy", "--json"], env=env,
+                   capture_output=True, text=True, check=True)
     model = str(d / "repo" / "digits_bgv")
     sk, keys = d / "bgv.sk", d / "bgv.keys"
     key_id = subprocess.run([heinfer_bin, "keygen", model, "--secret-key", str(sk), "--keys-out", str(keys)],
@@ -189,6 +194,40 @@ def test_python_sdk_outputs_equal_the_integer_reference(bgv_server, bgv_repo, he
     # Inputs outside the compiled range (where exactness is proven) are refused.
     with pytest.raises(heinfer.InputError):
         c.encrypt(np.full(64, 1e6))
+
+
+def test_circuit_private_model_floods_every_answer(bgv_server, bgv_repo, heinfer_bin):
+    """`--scheme bgv --quantize 8 --circuit-privacy` (λ = 40) through real Triton and `heinfer
+    serve`: the SDK's bundle carries the public key and the answers decrypt exactly; each
+    answer's wire noise bound is the flood's (the same for every answer, where an unflooded
+    answer's follows the weights); a bundle without the public key is refused by name and the
+    server lives on."""
+    import heinfer
+    import tritonclient.http as http
+    model = os.path.join(bgv_repo["repo"], "digits_bgv_cp")
+    m = json.loads(subprocess.run([heinfer_bin, "inspect", model, "--json"], capture_output=True, text=True,
+                                  check=True).stdout)
+    cp = m["client"]["circuit_privacy"]
+    assert cp["lambda"] == 40 and cp["flood_bits"] > 60, cp
+    cli = http.InferenceServerClient(bgv_server.http_url, network_timeout=300, connection_timeout=300)
+    # A client that ignores circuit privacy (the spec without it) sends no public key: refused.
+    spec = json.loads(heinfer.client_spec_from_config(model))
+    del spec["circuit_privacy"]
+    bare = heinfer.client_for(json.dumps(spec), model_name="digits_bgv_cp")
+    x = bgv_repo["x"]
+    with pytest.raises(Exception, match="no public key"):
+        cli.infer("digits_bgv_cp", bare.infer_inputs(x[:4], cli, send_keys=True), outputs=bare.infer_outputs(cli))
+    c = heinfer.client_for(model, model_name="digits_bgv_cp")
+    answers = []
+    for send_keys in (True, False):
+        res = cli.infer("digits_bgv_cp", c.infer_inputs(x, cli, send_keys=send_keys), outputs=c.infer_outputs(cli))
+        answers.append(res.as_numpy("ENCRYPTED_OUTPUT"))
+        assert c.decrypt_integers(answers[-1], SAMPLES).tolist() == integer_reference(m, x)
+    bounds = {struct.unpack("<d", bytes(a)[-8:])[0] for out in answers for a in out.reshape(-1)}
+    assert len(bounds) == 1, bounds
+    plain = _infer(bgv_server, bgv_repo["query"], bgv_repo["key_id"], bgv_repo["keys"])
+    assert struct.unpack("<d", bytes(plain.reshape(-1)[0])[-8:])[0] < min(bounds) - 40
+    assert bgv_server.alive()
 
 
 def int8_weights(onnx_path):

@@ -22,14 +22,16 @@
 //! [`Error::NoiseBudgetExhausted`]; [`Ciphertext::noise_budget_bits`] reports what is left.
 //!
 //! Modules in layers, each using only those before it: [`error`] → [`params`] → [`noise`]
-//! → [`encoding`] → [`ciphertext`] → [`encryption`] → [`eval`] → [`throughput`] (exact integer
-//! networks in layout T, with the choice of t and chain that holds them). The secret key, key
+//! → [`encoding`] → [`ciphertext`] → [`encryption`] → [`eval`] → [`circuit`] (circuit privacy:
+//! answers flooded under the client's public key) → [`throughput`] (exact integer networks in
+//! layout T, with the choice of t and chain that holds them). The secret key, key
 //! generation, decryption and the measured noise exist only with feature `secret-key`.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod ciphertext;
+pub mod circuit;
 pub mod encoding;
 pub mod encryption;
 pub mod error;

@@ -197,21 +197,44 @@ impl IntNetwork {
     /// squares a smaller noise); after the last, switch down while the outputs still fit.
     /// Refused (`NoiseBudgetExhausted`) where a layer would not fit: more primes needed.
     pub fn schedule(&self, params: &Parameters, fresh_bits: f64) -> Result<Schedule> {
-        self.walk(params, fresh_bits, None)
+        self.walk(params, fresh_bits, None, None)
+    }
+
+    /// [`Self::schedule`] for answers flooded at 2^-`lambda` when `lambda` is given
+    /// ([`crate::circuit`]): the answers stop at a level that holds the flood too.
+    pub fn schedule_with(&self, params: &Parameters, fresh_bits: f64, lambda: Option<u32>) -> Result<Schedule> {
+        self.walk(params, fresh_bits, None, lambda)
     }
 
     /// Whether `schedule` (made for another plaintext modulus of the same chain, say) holds
     /// under `params`: the same noise formulas along its levels; its budget left if it does.
     pub fn check_schedule(&self, params: &Parameters, fresh_bits: f64, schedule: &Schedule) -> Result<f64> {
+        self.check_schedule_with(params, fresh_bits, schedule, None)
+    }
+
+    /// [`Self::check_schedule`] with the flood of `lambda`, if given, at the answers' level.
+    pub fn check_schedule_with(
+        &self,
+        params: &Parameters,
+        fresh_bits: f64,
+        schedule: &Schedule,
+        lambda: Option<u32>,
+    ) -> Result<f64> {
         if schedule.before.len() != self.layers.len() {
             return Err(shape("a schedule of another network".into()));
         }
-        Ok(self.walk(params, fresh_bits, Some(schedule))?.budget_bits)
+        Ok(self.walk(params, fresh_bits, Some(schedule), lambda)?.budget_bits)
     }
 
     /// The noise walk behind [`Self::schedule`] (levels chosen) and [`Self::check_schedule`]
     /// (levels given; a level above the current one, or past the chain, is refused).
-    fn walk(&self, params: &Parameters, fresh_bits: f64, given: Option<&Schedule>) -> Result<Schedule> {
+    fn walk(
+        &self,
+        params: &Parameters,
+        fresh_bits: f64,
+        given: Option<&Schedule>,
+        lambda: Option<u32>,
+    ) -> Result<Schedule> {
         let log_q = |l: usize| (params.q()[l] as f64).log2();
         let floor = noise::mod_switch(params);
         let log_t = (params.plaintext_modulus() as f64).log2();
@@ -264,18 +287,26 @@ impl IntNetwork {
                 }
             }
         }
+        // What the answers must hold at their level: their noise, or the flood that hides it.
+        let answer_bound = |nz: f64| match lambda {
+            None => nz,
+            Some(l) => crate::circuit::flooded_noise_bits(params, crate::circuit::flood_bits(params, nz, l)),
+        };
         match given {
             Some(g) => switch_to(&mut level, &mut nz, g.last)?,
             None => {
                 while level > 0 {
                     let next = noise::log_add(nz - log_q(level), floor);
-                    if next > noise::limit(params, level - 1) {
+                    if answer_bound(next) > noise::limit(params, level - 1) {
                         break;
                     }
                     nz = next;
                     level -= 1;
                 }
             }
+        }
+        if lambda.is_some() {
+            refuse("flood", answer_bound(nz), level)?;
         }
         Ok(Schedule { before, last: level, budget_bits: noise::limit(params, level) - nz })
     }
@@ -439,7 +470,15 @@ pub fn fresh_noise_bits(params: &Parameters) -> f64 {
 
 /// Chooses t and the smallest secure chain (smallest N, then fewest bits) for `net` over
 /// inputs in `[lo, hi]`; returns the plan and its built parameters.
-pub fn plan(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(Plan, Parameters), PlanError> {
+///
+/// With `lambda`, the chain also holds the flood of circuit privacy at 2^-λ at the
+/// answers' level ([`crate::circuit`]).
+pub fn plan(
+    net: &IntNetwork,
+    lo: i64,
+    hi: i64,
+    lambda: Option<u32>,
+) -> std::result::Result<(Plan, Parameters), PlanError> {
     let bound = net.bounds(lo, hi).ok_or(PlanError::BoundTooLarge { bound: u128::MAX })?;
     // t < 2^60 (the parameters' limit), and t > 2·bound.
     if bound >= 1 << 59 {
@@ -451,7 +490,7 @@ pub fn plan(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(Plan, Pa
         let t =
             plaintext_modulus_for(bound, n).filter(|&t| t < MAX_PLAN_T).ok_or(PlanError::BoundTooLarge { bound })?;
         t_bits = (t as f64).log2();
-        if let Some((q_bits, mut sets)) = smallest_chain(net, log_n, &[t]) {
+        if let Some((q_bits, mut sets)) = smallest_chain(net, log_n, &[t], lambda) {
             return Ok((Plan { bound, t, log_n, q_bits }, sets.remove(0)));
         }
     }
@@ -505,8 +544,14 @@ fn residue_moduli(bound: u128, n: usize, k: usize) -> Option<Vec<u64>> {
 /// every t_i (one schedule for all, [`IntNetwork::check_schedule`]); among the k
 /// that fit at the smallest N, the fewest k·(chain bits)² (k evaluations, each dominated by
 /// key switches quadratic in the chain). One residue is [`plan`]'s t when it fits.
-/// Returns the plan and one parameter set per t_i, in `ts`' order, all of one ring.
-pub fn plan_crt(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(CrtPlan, Vec<Parameters>), PlanError> {
+/// Returns the plan and one parameter set per t_i, in `ts`' order, all of one ring. With
+/// `lambda`, as [`plan`].
+pub fn plan_crt(
+    net: &IntNetwork,
+    lo: i64,
+    hi: i64,
+    lambda: Option<u32>,
+) -> std::result::Result<(CrtPlan, Vec<Parameters>), PlanError> {
     let bound = net.bounds(lo, hi).ok_or(PlanError::BoundTooLarge { bound: u128::MAX })?;
     if bound >= 1 << 126 {
         return Err(PlanError::BoundTooLarge { bound });
@@ -524,7 +569,7 @@ pub fn plan_crt(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(CrtP
             let Some(ts) = residue_moduli(bound, n, k) else { continue };
             let t_max = *ts.last().expect("k ≥ 1");
             t_bits = (t_max as f64).log2();
-            let Some((q_bits, params)) = smallest_chain(net, log_n, &ts) else { continue };
+            let Some((q_bits, params)) = smallest_chain(net, log_n, &ts, lambda) else { continue };
             let total: u32 = q_bits.iter().sum();
             let cost = k as f64 * (total as f64).powi(2);
             if best.as_ref().is_none_or(|b| cost < b.0) {
@@ -540,7 +585,12 @@ pub fn plan_crt(net: &IntNetwork, lo: i64, hi: i64) -> std::result::Result<(CrtP
 
 /// The smallest chain at `log_n` (fewest bits, equal primes above every t) on which the
 /// largest t's schedule fits under every t in `ts`, with its parameter sets (one per t, one ring).
-fn smallest_chain(net: &IntNetwork, log_n: u32, ts: &[u64]) -> Option<(Vec<u32>, Vec<Parameters>)> {
+fn smallest_chain(
+    net: &IntNetwork,
+    log_n: u32,
+    ts: &[u64],
+    lambda: Option<u32>,
+) -> Option<(Vec<u32>, Vec<Parameters>)> {
     let t_max = *ts.iter().max()?;
     let min_bits = (64 - t_max.leading_zeros()) + 1;
     let mut best: Option<(u32, Vec<u32>, Vec<Parameters>)> = None;
@@ -559,9 +609,9 @@ fn smallest_chain(net: &IntNetwork, log_n: u32, ts: &[u64]) -> Option<(Vec<u32>,
             // One schedule for every residue (the model stores one): the largest t's, which
             // must hold under each smaller t too (the walk checks it, not an assumption).
             let top = sets.iter().max_by_key(|p| p.plaintext_modulus()).expect("k ≥ 1");
-            let fits = net
-                .schedule(top, fresh_noise_bits(top))
-                .is_ok_and(|sch| sets.iter().all(|p| net.check_schedule(p, fresh_noise_bits(p), &sch).is_ok()));
+            let fits = net.schedule_with(top, fresh_noise_bits(top), lambda).is_ok_and(|sch| {
+                sets.iter().all(|p| net.check_schedule_with(p, fresh_noise_bits(p), &sch, lambda).is_ok())
+            });
             if fits {
                 let total = bits * k as u32;
                 if best.as_ref().is_none_or(|b| total < b.0) {

@@ -43,7 +43,7 @@ fn a_full_batch_decrypts_to_the_integer_reference_exactly() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let net = two_square_net(&mut rng);
     let (lo, hi) = (-8, 7);
-    let (plan, params) = plan(&net, lo, hi).unwrap();
+    let (plan, params) = plan(&net, lo, hi, None).unwrap();
     eprintln!("plan: {plan:?}, log Q = {:.0}", params.log_q_at(params.max_level()));
     assert!(params.is_secure() && params.has_batching());
     assert!(plan.t as u128 > 2 * plan.bound, "t must hold ±bound");
@@ -106,7 +106,7 @@ fn the_bound_is_met_by_the_worst_input_and_refused_past_t() {
     assert_eq!(sq.bounds(-3, 2), Some(81));
     // Values past 2^59: no t below 2^60 holds them.
     let deep = IntNetwork::new(1, vec![IntLayer::Square, IntLayer::Square, IntLayer::Square]).unwrap();
-    match plan(&deep, -(1 << 10), 1 << 10) {
+    match plan(&deep, -(1 << 10), 1 << 10, None) {
         Err(e @ PlanError::BoundTooLarge { .. }) => assert!(e.to_string().contains("fewer bits")),
         other => panic!("want BoundTooLarge, got {other:?}"),
     }
@@ -160,9 +160,9 @@ fn values_past_one_t_are_exact_through_residues_under_one_key() {
     let net = wide_net(&mut rng);
     let (lo, hi) = (-15, 15);
     // One t cannot hold it ...
-    assert!(matches!(plan(&net, lo, hi), Err(PlanError::BoundTooLarge { .. })));
+    assert!(matches!(plan(&net, lo, hi, None), Err(PlanError::BoundTooLarge { .. })));
     // ... several can.
-    let (plan, sets) = plan_crt(&net, lo, hi).unwrap();
+    let (plan, sets) = plan_crt(&net, lo, hi, None).unwrap();
     eprintln!("crt plan: {plan:?}");
     assert!(plan.bound > 1 << 60, "bound {}", plan.bound);
     assert!(plan.ts.len() >= 2 && plan.ts.len() == sets.len());

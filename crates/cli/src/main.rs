@@ -119,8 +119,9 @@ enum Cmd {
         mask_unused_slots: bool,
         /// circuit privacy: the server masks the unused slots and floods each answer's noise under the
         /// client's public key, so that two models with the same outputs give answers within statistical
-        /// distance 2^-LAMBDA (default 40); the bundle then carries the public key. Refused, with the
-        /// largest λ the parameters allow, when the outputs would not keep 1 % precision
+        /// distance 2^-LAMBDA (default 40); the bundle then carries the public key. CKKS: refused, with the
+        /// largest λ the parameters allow, when the outputs would not keep 1 % precision. BGV (--scheme bgv):
+        /// the outputs stay exact, the flood costs modulus only (answers kept at a higher level)
         #[arg(long, value_name = "LAMBDA", num_args = 0..=1, default_missing_value = "40")]
         circuit_privacy: Option<u32>,
         /// with --circuit-privacy: flood with exactly 2^B per coefficient instead of the smallest flood λ

@@ -79,9 +79,15 @@ impl BgvSession {
         self.sk.under(self.sets[r].rlwe()).map_err(|e| BgvSessionError::Params(e.into()))
     }
 
-    /// The bundle a server registers (a relinearisation key) and its key id.
+    /// The bundle a server registers (a relinearisation key; and the public key when the
+    /// model is compiled with circuit privacy: the server floods answers under it) and its key id.
     pub fn key_bundle(&self) -> (Vec<u8>, rlwe::KeyId) {
-        let bytes = KeyGenerator::new(self.params()).evaluation_keys(&self.sk, &[], false, true).to_bytes();
+        let mut kg = KeyGenerator::new(self.params());
+        let mut keys = kg.evaluation_keys(&self.sk, &[], false, true);
+        if self.spec.circuit_privacy.is_some() {
+            keys.public = Some(kg.public_key(&self.sk));
+        }
+        let bytes = keys.to_bytes();
         let id = rlwe::KeyId::of_bundle(&bytes);
         (bytes, id)
     }

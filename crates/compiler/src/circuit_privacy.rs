@@ -91,7 +91,9 @@ pub(crate) fn configure(
             "circuit privacy at 2^-{lambda} {} a flood of 2^{} per coefficient (the answer's error is bounded by \
              ‖e‖₁ ≤ 2^{:.1}); {what}. The flood costs {bits_lost:.0} bits of the answer's precision (λ, the bound's \
              margin and the ring's √N factors); {} Compile without --circuit-privacy, or raise the output precision (--scale-bits up \
-             to 50; without it the compiler has tried 50, 45 and 40; a larger ring costs more bits)",
+             to 50; without it the compiler has tried 50, 45 and 40; a larger ring costs more bits), or compile an \
+             integer version with --scheme bgv --quantize BITS: BGV's outputs stay exact under a 2^-40 flood, which \
+             costs it modulus only",
             if fixed_flood_bits.is_some() { "with the fixed" } else { "needs" },
             cp.flood_bits,
             l1.log2(),

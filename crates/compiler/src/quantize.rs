@@ -345,11 +345,15 @@ pub fn compile_bgv(
         Grid::Model => "the model's own integers".into(),
     };
     // One t when one holds the bound; past that, residues (a CRT of several t, one key).
-    let (plan, sets) = match plan(&q.net, q.lo, q.hi) {
+    let lambda = opts.circuit_privacy;
+    if let Some(l) = lambda.filter(|l| !(1..=128).contains(l)) {
+        return Err(CompileError::Params(format!("circuit privacy at 2^-{l}: give λ between 1 and 128")));
+    }
+    let (plan, sets) = match plan(&q.net, q.lo, q.hi, lambda) {
         Ok((p, params)) => {
             Ok((CrtPlan { bound: p.bound, ts: vec![p.t], log_n: p.log_n, q_bits: p.q_bits }, vec![params]))
         }
-        Err(PlanError::BoundTooLarge { .. }) => plan_crt(&q.net, q.lo, q.hi),
+        Err(PlanError::BoundTooLarge { .. }) => plan_crt(&q.net, q.lo, q.hi, lambda),
         Err(e) => Err(e),
     }
     .map_err(|e| CompileError::Params(format!("{flag}: {e}")))?;
@@ -358,8 +362,12 @@ pub fn compile_bgv(
     let params = sets.iter().max_by_key(|p| p.plaintext_modulus()).expect("a plan has a t").clone();
     let schedule = q
         .net
-        .schedule(&params, bgv::throughput::fresh_noise_bits(&params))
+        .schedule_with(&params, bgv::throughput::fresh_noise_bits(&params), lambda)
         .map_err(|e| CompileError::Internal(e.to_string()))?;
+    let circuit_privacy = match lambda {
+        Some(l) => Some(bgv_flood(&q.net, &sets, &schedule, l, opts.circuit_privacy_flood_bits)?),
+        None => None,
+    };
     progress("measuring accuracy");
     let eval = data.eval.unwrap_or(data.calibration);
     let sims = (0..eval.rows()).map(|r| q.outputs(eval.row(r))).collect::<Result<Vec<_>, _>>()?;
@@ -393,6 +401,7 @@ pub fn compile_bgv(
             level: schedule.last,
         },
         postprocess: imp.postprocess.clone(),
+        circuit_privacy: circuit_privacy.clone(),
     };
     let layers: Vec<BgvLayer> = q
         .net
@@ -504,6 +513,28 @@ pub fn compile_bgv(
             _ => String::new(),
         }
     );
+    if let Some(cp) = &circuit_privacy {
+        let pk = 32 + params.rlwe().poly_bytes(0..params.spec().q.len());
+        let _ = writeln!(
+            r,
+            "  circuit privacy: each answer flooded (an encryption of zero under the client's public key, plus t·u \
+             with u uniform in [-2^{b}, 2^{b}) per coefficient): any two networks with the same outputs give answers \
+             within statistical distance 2^-{l}, given the answers' noise ‖e‖₁ ≤ 2^{e:.1} (the noise bounds' \
+             high-probability estimates); the answers' noise bound on the wire is then the flood's, the same for every \
+             model with this flood. Cost: no precision (outputs stay exact), modulus: answers at level {last} \
+             instead of the lowest that holds them; one public-key encryption per answer ciphertext on the server; \
+             the bundle carries the public key (≈ {pk} B more){fixed}",
+            b = cp.flood_bits,
+            l = cp.lambda,
+            e = cp.log2_error_l1,
+            last = schedule.last,
+            fixed = if opts.circuit_privacy_flood_bits.is_some() {
+                "; the flood is fixed (--flood-bits), not sized for this model"
+            } else {
+                ""
+            },
+        );
+    }
     for n in imp.notes.iter().chain(&note) {
         let _ = writeln!(r, "  note: {n}");
     }
@@ -526,4 +557,49 @@ pub fn compile_bgv(
         batch: n,
     };
     Ok(CompiledBgv { model, accuracy: acc, costs })
+}
+
+/// The flood of a circuit-private BGV model: the widest any residue's answers need at
+/// `lambda` (one value in the spec, so that every residue looks alike), or the fixed
+/// `--flood-bits` if it is at least that; refused when it does not decrypt at the answers'
+/// level under some residue.
+fn bgv_flood(
+    net: &bgv::throughput::IntNetwork,
+    sets: &[bgv::Parameters],
+    schedule: &bgv::throughput::Schedule,
+    lambda: u32,
+    fixed: Option<u32>,
+) -> Result<model::CircuitPrivacy, CompileError> {
+    use bgv::circuit::{error_l1_bits, flood_bits, flooded_noise_bits};
+    let mut need = 0;
+    let mut l1 = f64::NEG_INFINITY;
+    for p in sets {
+        let budget = net
+            .check_schedule_with(p, bgv::throughput::fresh_noise_bits(p), schedule, None)
+            .map_err(|e| CompileError::Internal(e.to_string()))?;
+        let nz = bgv::noise::limit(p, schedule.last) - budget;
+        need = need.max(flood_bits(p, nz, lambda));
+        l1 = l1.max(error_l1_bits(p, nz));
+    }
+    let b = match fixed {
+        Some(b) if b < need => {
+            return Err(CompileError::Params(format!(
+                "circuit privacy at 2^-{lambda} needs a flood of 2^{need} per coefficient for this model \
+                 (‖e‖₁ ≤ 2^{l1:.1}); --flood-bits {b} is too small: give {need} or more, or a smaller λ"
+            )))
+        }
+        Some(b) => b,
+        None => need,
+    };
+    for p in sets {
+        let (bound, limit) = (flooded_noise_bits(p, b), bgv::noise::limit(p, schedule.last));
+        if bound > limit {
+            return Err(CompileError::Params(format!(
+                "circuit privacy: a flood of 2^{b} does not decrypt at the answers' level ({bound:.1} bits of \
+                 noise against {limit:.1}){}",
+                if fixed.is_some() { ": give a smaller --flood-bits" } else { "" }
+            )));
+        }
+    }
+    Ok(model::CircuitPrivacy { lambda, log2_error_l1: l1, flood_bits: b, slot_std: 0.0 })
 }

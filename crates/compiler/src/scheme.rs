@@ -380,6 +380,11 @@ pub fn compile_with_scheme(
             (None, true) => (Grid::Model, "asked for (--scheme bgv on a quantized model: its own integers)".into()),
             (None, false) => return Err(CompileError::Params(bgv_refusal(None))),
         };
+        // BGV floods its own answers (`bgv::circuit`); its layout mixes no slots, so there is
+        // nothing to mask. Output DP stays CKKS's.
+        let ckks_only = [(opts.output_dp.is_some(), "--output-dp"), (opts.mask_unused_slots, "--mask-unused-slots")]
+            .into_iter()
+            .find_map(|(on, flag)| on.then_some(flag));
         if let Some(flag) = ckks_only {
             return Err(CompileError::Params(format!(
                 "{flag} is built for CKKS models only: drop it to compile for BGV, or use --scheme ckks"

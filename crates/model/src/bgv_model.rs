@@ -67,6 +67,11 @@ pub struct BgvSpec {
     pub input: BgvInput,
     pub output: BgvOutput,
     pub postprocess: Vec<PostOp>,
+    /// Circuit privacy (`compile --scheme bgv --circuit-privacy`): the server floods every
+    /// answer under the client's public key (`bgv::circuit`), which the key bundle then
+    /// carries. `slot_std` is 0: the outputs stay exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_privacy: Option<crate::CircuitPrivacy>,
 }
 
 impl BgvSpec {

@@ -15,6 +15,10 @@
 //! A residue plan's moduli share one chain and one key: the bundle is read under the
 //! first t and its relinearisation key re-tagged for the others (`RelinKey::under`).
 //!
+//! A model compiled with circuit privacy (`spec.circuit_privacy`) needs the client's public
+//! key in the bundle, and floods every answer ciphertext under it (`bgv::circuit`): the
+//! outputs stay exact, their noise and its wire bound no longer depend on the weights.
+//!
 //! The noise bound every ciphertext carries is checked by the evaluator at every step:
 //! a result that might decrypt wrong is refused, never returned.
 
@@ -23,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bgv::throughput::{IntLayer, IntLinear, IntNetwork, Schedule};
-use bgv::{Ciphertext, EvaluationKeys, Evaluator, Parameters, RelinKey};
+use bgv::{Ciphertext, EvaluationKeys, Evaluator, Parameters, PublicKey, RelinKey};
 use model::{BgvLayer, BgvModel};
 
 use crate::keystore::{KeyId, KeyStore, KeyStoreError};
@@ -45,10 +49,17 @@ pub struct BgvService {
     store: Arc<KeyStore>,
 }
 
+/// A client's keys under each plaintext modulus.
+struct ClientKeys {
+    relin: Vec<RelinKey>,
+    /// Its public key, for a circuit-private model's flood.
+    public: Option<Vec<PublicKey>>,
+}
+
 #[derive(Default)]
 struct Keys {
-    /// Per key id: the relinearisation key under each plaintext modulus, and its last use.
-    map: HashMap<[u8; 32], (Arc<Vec<RelinKey>>, u64)>,
+    /// Per key id: the client's keys, and their last use.
+    map: HashMap<[u8; 32], (Arc<ClientKeys>, u64)>,
     clock: u64,
 }
 
@@ -116,7 +127,7 @@ impl BgvService {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lookup(&self, id: KeyId) -> Option<Arc<Vec<RelinKey>>> {
+    fn lookup(&self, id: KeyId) -> Option<Arc<ClientKeys>> {
         let mut g = self.lock();
         g.clock += 1;
         let now = g.clock;
@@ -153,6 +164,24 @@ impl BgvService {
             .map(|(p, _)| rk.under(p.rlwe()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServiceError::WrongScheme(format!("relinearisation key: {e}")))?;
+        let public =
+            match (&self.model.client.circuit_privacy, keys.public) {
+                (None, _) => None,
+                (Some(_), None) => return Err(ServiceError::IncompleteKeys(
+                    "no public key, and this model is compiled with circuit privacy (the server floods each answer \
+                     under the client's public key): make the bundle from this model's client spec (`heinfer keygen` \
+                     on this model, or heinfer.client_for), which adds it"
+                        .into(),
+                )),
+                (Some(_), Some(pk)) => Some(
+                    self.sets
+                        .iter()
+                        .map(|(p, _)| pk.under(p.rlwe()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| ServiceError::WrongScheme(format!("public key: {e}")))?,
+                ),
+            };
+        let rks = ClientKeys { relin: rks, public };
         let mut g = self.lock();
         while g.map.len() >= self.capacity {
             let Some(oldest) = g.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else { break };
@@ -178,7 +207,7 @@ impl BgvService {
             (None, Some(g)) => crate::service::parse_key_id(g)?,
             (None, None) => return Err(ServiceError::MissingInput("KEY_ID")),
         };
-        let rks = self.lookup(id).ok_or(ServiceError::Keys(KeyStoreError::UnknownKey(id)))?;
+        let keys = self.lookup(id).ok_or(ServiceError::Keys(KeyStoreError::UnknownKey(id)))?;
         let d = self.net.inputs();
         if req.ciphertexts.is_empty() {
             return Err(ServiceError::MissingInput("ENCRYPTED_INPUT"));
@@ -224,14 +253,23 @@ impl BgvService {
         }
         let mut x = x.into_iter();
         let mut out = Vec::with_capacity(self.net.outputs() * self.sets.len());
-        for (r, ((_, eval), rk)) in self.sets.iter().zip(rks.iter()).enumerate() {
+        for (r, ((params, eval), rk)) in self.sets.iter().zip(keys.relin.iter()).enumerate() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(ServiceError::Run(crate::service::RunError::Cancelled { done: r, total: self.sets.len() }));
             }
-            let y = self
+            let mut y = self
                 .net
                 .evaluate(eval, rk, &self.schedule, x.by_ref().take(d).collect())
                 .map_err(|e| ServiceError::WrongScheme(format!("BGV evaluation refused: {e}")))?;
+            if let (Some(cp), Some(pks)) = (&self.model.client.circuit_privacy, &keys.public) {
+                let refused = |e: bgv::Error| ServiceError::WrongScheme(format!("BGV circuit privacy refused: {e}"));
+                let mut enc = bgv::Encryptor::new(params, &pks[r]).map_err(refused)?;
+                y = y
+                    .iter()
+                    .map(|c| bgv::circuit::flood(&mut enc, c, cp.flood_bits, cp.lambda))
+                    .collect::<Result<_, _>>()
+                    .map_err(refused)?;
+            }
             out.extend(y.iter().map(|c| c.to_bytes()));
         }
         Ok(Response { ciphertexts: out, key_id: id, dp: None })

@@ -24,7 +24,7 @@ fn model_and_params() -> (BgvModel, IntNetwork, Parameters) {
     )
     .unwrap();
     let (lo, hi) = (-31, 31);
-    let (p, params) = plan(&net, lo, hi).unwrap();
+    let (p, params) = plan(&net, lo, hi, None).unwrap();
     let schedule = net.schedule(&params, fresh_noise_bits(&params)).unwrap();
     let client = BgvSpec {
         version: model::bgv_model::BGV_SPEC_VERSION,
@@ -42,6 +42,7 @@ fn model_and_params() -> (BgvModel, IntNetwork, Parameters) {
             level: schedule.last,
         },
         postprocess: vec![],
+        circuit_privacy: None,
     };
     let layers = vec![
         BgvLayer::Linear { name: "fc1".into(), inputs: 6, weights: w1, bias: b1 },
@@ -157,8 +158,8 @@ fn a_residue_plan_is_served_and_recombines_exactly() {
     ];
     let net = IntNetwork::new(8, layers).unwrap();
     let (lo, hi) = (-31, 31);
-    assert!(plan(&net, lo, hi).is_err(), "one t must not hold it");
-    let (p, sets) = plan_crt(&net, lo, hi).unwrap();
+    assert!(plan(&net, lo, hi, None).is_err(), "one t must not hold it");
+    let (p, sets) = plan_crt(&net, lo, hi, None).unwrap();
     assert!(sets.len() >= 2);
     let top = sets.iter().max_by_key(|s| s.plaintext_modulus()).unwrap();
     let schedule = net.schedule(top, fresh_noise_bits(top)).unwrap();
@@ -178,6 +179,7 @@ fn a_residue_plan_is_served_and_recombines_exactly() {
             level: schedule.last,
         },
         postprocess: vec![],
+        circuit_privacy: None,
     };
     let m = BgvModel {
         name: "wide".into(),
