@@ -353,19 +353,24 @@ pub fn compile_with_scheme(
                 .into(),
         ));
     }
-    // Output DP, circuit privacy and the slot mask are CKKS mechanisms: asked for, they
-    // decide the scheme (auto must not drop a protection the owner asked for).
-    let ckks_only = [
-        (opts.output_dp.is_some(), "--output-dp"),
-        (opts.circuit_privacy.is_some(), "--circuit-privacy"),
-        (opts.mask_unused_slots, "--mask-unused-slots"),
-    ]
-    .into_iter()
-    .find_map(|(on, flag)| on.then_some(flag));
+    // Output DP and the slot mask are CKKS mechanisms: asked for, they decide the scheme
+    // (auto must not drop a protection the owner asked for).
+    let ckks_only = [(opts.output_dp.is_some(), "--output-dp"), (opts.mask_unused_slots, "--mask-unused-slots")]
+        .into_iter()
+        .find_map(|(on, flag)| on.then_some(flag));
     if let (Some(flag), SchemeRequest::Paillier | SchemeRequest::Lwe) = (ckks_only, req) {
         return Err(CompileError::Params(format!(
             "{flag} is built for CKKS models only: use it with --scheme ckks (or auto), or drop it"
         )));
+    }
+    // Circuit privacy: CKKS floods at a λ its precision allows, BGV at 2^-λ with exact
+    // outputs (`bgv::circuit`), and Paillier's answers are always re-randomised (within
+    // 2^-128 of a fresh encryption). Seeded LWE hides its a-part but not the weighted noise.
+    let lwe_no_cp = "--circuit-privacy: seeded LWE answers are re-randomised, but the weights' share of their noise \
+                     (Σ w·e) is not hidden at 2^-λ (docs/privacy.md): use --scheme paillier (answers within 2^-128 of a \
+                     fresh encryption of the exact score) or --scheme bgv";
+    if opts.circuit_privacy.is_some() && req == SchemeRequest::Lwe {
+        return Err(CompileError::Params(lwe_no_cp.into()));
     }
     progress("parsing ONNX");
     let mut m = onnx::parse_model(onnx_bytes)?;
@@ -382,9 +387,6 @@ pub fn compile_with_scheme(
         };
         // BGV floods its own answers (`bgv::circuit`); its layout mixes no slots, so there is
         // nothing to mask. Output DP stays CKKS's.
-        let ckks_only = [(opts.output_dp.is_some(), "--output-dp"), (opts.mask_unused_slots, "--mask-unused-slots")]
-            .into_iter()
-            .find_map(|(on, flag)| on.then_some(flag));
         if let Some(flag) = ckks_only {
             return Err(CompileError::Params(format!(
                 "{flag} is built for CKKS models only: drop it to compile for BGV, or use --scheme ckks"
@@ -425,6 +427,7 @@ pub fn compile_with_scheme(
     }
     .map(|grid| crate::quantize::compile_bgv(&imp, grid, data, onnx_path, opts, "", progress));
     let lwe_cand = match &affine {
+        _ if opts.circuit_privacy.is_some() => not_run(Scheme::Lwe, lwe_no_cp.into()),
         Ok(a) => lwe_candidate(d, lwe_linear::answered_rows(a)),
         Err(why) => not_run(Scheme::Lwe, linear_only(Scheme::Lwe, why)),
     };
@@ -453,7 +456,7 @@ pub fn compile_with_scheme(
         _ if ckks_only.is_some() => {
             (Scheme::Ckks, format!("{} asked for: only CKKS models carry it", ckks_only.unwrap_or_default()))
         }
-        (_, Ok(_)) if total(&lwe_cand) < total(&linear_cand) => (
+        (_, Ok(_)) if lwe_cand.cannot.is_none() && total(&lwe_cand) < total(&linear_cand) => (
             Scheme::Lwe,
             format!(
                 "a linear model scored one sample at a time: seeded LWE sends the fewest bytes ({} B query + {} B \
@@ -486,7 +489,13 @@ pub fn compile_with_scheme(
                 format!(
                     "a linear model scored one sample at a time: Paillier needs no evaluation keys ({keys}) and its \
                      scores are exact in fixed point; CKKS computes faster per query and batches many samples per \
-                     ciphertext — pass --scheme ckks when clients send many samples or latency matters most"
+                     ciphertext — pass --scheme ckks when clients send many samples or latency matters most{}",
+                    if opts.circuit_privacy.is_some() {
+                        "; circuit privacy asked: Paillier's answers are re-randomised, within 2^-128 of a fresh \
+                         encryption of the score"
+                    } else {
+                        ""
+                    }
                 ),
             )
         }

@@ -275,3 +275,35 @@ fn auto_costs_bgv_for_integer_models() {
 fn row_of(choice: &compiler::Choice, s: model::Scheme) -> compiler::scheme::Candidate {
     choice.candidates.iter().find(|c| c.scheme == s).unwrap().clone()
 }
+
+/// `--circuit-privacy` (2^-40) picks the scheme that can give it: Paillier for a linear
+/// model (answers always re-randomised), BGV for an integer network (flooded, exact);
+/// CKKS's row says why it cannot at that λ, LWE's too, and `--scheme lwe` is refused.
+#[test]
+fn circuit_privacy_at_40_picks_paillier_or_bgv() {
+    let compile = |model: &str, data: &str, req: SchemeRequest, quantize: Option<u32>| {
+        let bytes = std::fs::read(root().join(model)).unwrap();
+        let c = load(data);
+        let opts =
+            Options { name: "m".into(), use_onnxruntime: false, circuit_privacy: Some(40), ..Default::default() };
+        let d = Data { calibration: &c, eval: None, labels: None };
+        compile_with_scheme(&bytes, None, &d, &opts, req, quantize, &|_| {})
+    };
+    let lr = ("models/breast_cancer_lr.onnx", "models/data/breast_cancer_train_x.npy");
+    let (c, choice) = compile(lr.0, lr.1, SchemeRequest::Auto, None).unwrap();
+    assert_eq!(choice.chosen, model::Scheme::Paillier, "{}", choice.to_text());
+    assert!(matches!(c, CompiledAny::Paillier(_)));
+    assert!(choice.to_text().contains("within 2^-128"), "{}", choice.to_text());
+    for s in [model::Scheme::Ckks, model::Scheme::Lwe] {
+        let why = row_of(&choice, s).cannot.unwrap_or_default();
+        assert!(why.contains("circuit privacy") || why.contains("--circuit-privacy"), "{s:?}: {why}");
+    }
+    let e = compile(lr.0, lr.1, SchemeRequest::Lwe, None).err().expect("refused").to_string();
+    assert!(e.contains("--scheme paillier"), "{e}");
+    let (c, choice) =
+        compile("models/digits_sq_mlp.onnx", "models/data/digits_train_img.npy", SchemeRequest::Auto, Some(8)).unwrap();
+    assert_eq!(choice.chosen, model::Scheme::Bgv, "{}", choice.to_text());
+    let CompiledAny::Bgv(m) = c else { panic!("a BGV model") };
+    let cp = m.model.client.circuit_privacy.expect("flooded answers");
+    assert_eq!((cp.lambda, cp.slot_std), (40, 0.0));
+}
