@@ -763,6 +763,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     first_layer: str = "auto",
     answer: str = "auto",
     merged: bool = False,
+    galois_radix: int = 2,
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -798,6 +799,9 @@ def compile(  # noqa: A001 - the natural name for model owners
     ``merged``: also write the merged twin ``<output_dir>/<name>_merged/`` (``--merged``: for
     Triton's dynamic batcher and ``heinfer serve``, one sample per request in its own layout-M
     block, same-key requests answered by one evaluation; :meth:`MultiClient.infer_merged`).
+    ``galois_radix``: rotation keys only for powers of 2 (the default), 4 or 8
+    (``--galois-radix``): about half or a third of the Galois keys to upload, for more
+    rotations per sum (the report gives both).
 
     Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
     """
@@ -863,6 +867,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         first_layer=str(first_layer),
         answer=str(answer),
         merged=bool(merged),
+        galois_radix=int(galois_radix),
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -98,6 +98,11 @@ enum Cmd {
         /// refuse parameter sets whose evaluation keys exceed this many MB
         #[arg(long)]
         key_budget_mb: Option<f64>,
+        /// make rotation keys only for powers of this radix (2, 4 or 8): a step of another size
+        /// becomes several rotations. 4 or 8 upload about half or a third of the Galois keys for more
+        /// rotations per sum (the report gives keys and latency)
+        #[arg(long, default_value_t = 2, value_parser = parse_radix)]
+        galois_radix: u32,
         /// Python with onnxruntime for the reference (default: $HEINFER_PYTHON, then python3)
         #[arg(long)]
         python: Option<PathBuf>,
@@ -368,6 +373,7 @@ fn run(cli: Cli) -> Result<(), String> {
             scale_bits,
             min_log_n,
             key_budget_mb,
+            galois_radix,
             python,
             no_onnxruntime,
             output_dp,
@@ -420,6 +426,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 scale_bits,
                 min_log_n,
                 key_budget_bytes: key_budget_mb.map(|m| (m * 1024.0 * 1024.0) as usize),
+                galois_radix,
                 python,
                 use_onnxruntime: !no_onnxruntime,
                 output_dp,
@@ -582,5 +589,13 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--galois-radix`: 2, 4 or 8.
+fn parse_radix(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(r @ (2 | 4 | 8)) => Ok(r),
+        _ => Err(format!("{s:?}: give 2, 4 or 8")),
     }
 }

@@ -41,6 +41,8 @@ pub(crate) struct Shape {
     /// With `compact`: the first linear layer runs on the query before packing
     /// (`model::first_layer`, a ring query), and the server packs its outputs.
     pub pack_first: bool,
+    /// Rotation keys for powers of this radix only (`lower::Builder::radix`).
+    pub radix: u32,
 }
 
 impl Shape {
@@ -55,7 +57,7 @@ impl Shape {
                 crate::FirstLayer::Coefficients => true,
                 crate::FirstLayer::Auto => packs_first_cheaper(stages),
             };
-        Shape { sum_at, compact, pack_first }
+        Shape { sum_at, compact, pack_first, radix: opts.galois_radix }
     }
 }
 
@@ -117,6 +119,7 @@ pub(crate) fn build_with(
 ) -> Result<Built, CompileError> {
     let mut b = lower::Builder::new(q.to_vec(), slots);
     b.sum_at = shape.sum_at;
+    b.radix = shape.radix;
     let top = q.len() as u32 - 1;
     if shape.compact {
         return build_compact(b, stages, scale, mask_output, shape);

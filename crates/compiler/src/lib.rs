@@ -110,6 +110,9 @@ pub struct Options {
     pub scale_bits: Option<u32>,
     pub min_log_n: u32,
     pub key_budget_bytes: Option<usize>,
+    /// Rotation keys only for powers of this radix (2, 4 or 8; `compile --galois-radix`):
+    /// fewer keys to upload for more rotations per sum.
+    pub galois_radix: u32,
     /// Python with onnxruntime for the reference; None: $HEINFER_PYTHON, then python3.
     pub python: Option<PathBuf>,
     pub use_onnxruntime: bool,
@@ -184,6 +187,7 @@ impl Default for Options {
             scale_bits: None,
             min_log_n: 12,
             key_budget_bytes: None,
+            galois_radix: 2,
             python: None,
             use_onnxruntime: true,
             output_dp: None,
@@ -223,6 +227,12 @@ pub fn compile(
     opts: &Options,
     progress: &dyn Fn(&str),
 ) -> Result<Compiled, CompileError> {
+    if !matches!(opts.galois_radix, 2 | 4 | 8) {
+        return Err(CompileError::Params(format!(
+            "--galois-radix {}: give 2 (a key per power of two), 4 or 8 (fewer keys, more rotations)",
+            opts.galois_radix
+        )));
+    }
     if let Some(at) = &opts.split_at {
         return split::compile_split(onnx_bytes, data, opts, at, progress);
     }

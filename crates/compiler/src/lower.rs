@@ -55,6 +55,11 @@ pub struct Builder {
     /// network's: products of that value (and its rotations, which keep its scale) take
     /// plaintexts at q/boost, so the rescale lands on the network's scale.
     pub boosted_input: Option<(f64, f64)>,
+    /// Rotation keys only for powers of this radix (`compile --galois-radix`): a step of
+    /// another size becomes that many rotations by the radix's powers (its base-R digits).
+    /// 2: every power of two has its key (fewest rotations). 4 or 8: about half or a third
+    /// of the keys, each sum tree level then costing up to R/2 rotations.
+    pub radix: u32,
 }
 
 /// Where a linear layer's rotate-and-sum runs: the compiler's trade between key bytes
@@ -95,6 +100,7 @@ impl Builder {
             keep_zero_add: false,
             sum_at: SumAt::Doubled,
             boosted_input: None,
+            radix: 2,
         }
     }
     fn push(&mut self, op: Op, level: u32, scale: f64) -> V {
@@ -153,7 +159,20 @@ impl Builder {
         if k == 0 {
             return x;
         }
-        self.push(Op::Rotate { a: x.id, step: k }, x.level, x.scale)
+        if self.radix <= 2 {
+            return self.push(Op::Rotate { a: x.id, step: k }, x.level, x.scale);
+        }
+        // k = ±Σ d_j·R^j: d_j rotations by ±R^j each (keys for the radix's powers only).
+        let (sign, radix) = (k.signum(), self.radix as u64);
+        let (mut rest, mut power, mut v) = (k.unsigned_abs(), 1u64, x);
+        while rest > 0 {
+            for _ in 0..rest % radix {
+                v = self.push(Op::Rotate { a: v.id, step: sign * power as i64 }, x.level, x.scale);
+            }
+            rest /= radix;
+            power *= radix;
+        }
+        v
     }
     pub fn square_rescale(&mut self, x: V) -> V {
         let m = self.push(Op::Square { a: x.id }, x.level, x.scale * x.scale);
@@ -224,7 +243,13 @@ impl Builder {
         let slots = self.slots as i64;
         let mut xs = vec![x];
         for b in 1..babies {
-            xs.push(self.rotate(x, b as i64 * step));
+            // With keys for a radix's powers only, b·step is b rotations from x but one
+            // from the previous baby: the babies go in a chain (not hoisted).
+            let next = match self.radix {
+                2 => self.rotate(x, b as i64 * step),
+                _ => self.rotate(xs[b - 1], step),
+            };
+            xs.push(next);
         }
         let mut giants = Vec::with_capacity(g.div_ceil(babies));
         for chunk in diags.chunks(babies) {
@@ -686,4 +711,67 @@ pub fn rotation_steps(nodes: &[Node]) -> Vec<i64> {
     let set: BTreeSet<i64> =
         nodes.iter().filter_map(|n| if let Op::Rotate { step, .. } = n.op { Some(step) } else { None }).collect();
     set.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(b: &Builder, input: &[f64]) -> Vec<Vec<f64>> {
+        let ops: Vec<Op> = b.nodes.iter().map(|n| n.op.clone()).collect();
+        let pl: Vec<Vec<f64>> = b
+            .plains
+            .iter()
+            .map(|p| {
+                let mut v = p.values.clone();
+                v.resize(b.slots, 0.0);
+                v
+            })
+            .collect();
+        model::sim::run(&ops, &pl, &[input.to_vec()], b.slots).unwrap()
+    }
+
+    /// A sum over 64 slots (steps 1…32) and a few odd steps, with keys for every power of
+    /// two and for powers of 4 or 8 only: the same values, fewer distinct steps, more
+    /// rotations, every step a power of the radix.
+    #[test]
+    fn a_radix_keeps_the_values_with_fewer_keys() {
+        let slots = 256;
+        let q: Vec<u64> = (0..4).map(|i| (1u64 << 40) + ((2 * i + 1) << 24) + 1).collect();
+        let input: Vec<f64> = (0..slots).map(|i| (i as f64 * 0.37).sin()).collect();
+        let build = |radix: u32| {
+            let mut b = Builder::new(q.clone(), slots);
+            b.radix = radix;
+            let x = b.input(0, 3, 2f64.powi(40));
+            let s = b.rot_sum(x, (0..6).map(|i| 1i64 << i));
+            let r = b.rotate(s, 48);
+            let r = b.rotate(r, -3);
+            (r.id as usize, b)
+        };
+        let (out2, b2) = build(2);
+        let want = &run(&b2, &input)[out2];
+        for radix in [4u32, 8] {
+            let (out, b) = build(radix);
+            let got = &run(&b, &input)[out];
+            assert!(want.iter().zip(got).all(|(a, g)| (a - g).abs() < 1e-9), "radix {radix}");
+            let steps = rotation_steps(&b.nodes);
+            assert!(
+                steps.iter().all(|s| (s.unsigned_abs() as u32).is_power_of_two()
+                    && (s.unsigned_abs().trailing_zeros() % radix.trailing_zeros()) == 0),
+                "{steps:?}"
+            );
+            let rotations = |b: &Builder| b.nodes.iter().filter(|n| matches!(n.op, Op::Rotate { .. })).count();
+            assert!(steps.len() < rotation_steps(&b2.nodes).len() && rotations(&b) > rotations(&b2), "{steps:?}");
+        }
+        // Radix 4: 48 = 3·16 is three rotations by 16, −3 three by −1.
+        let (_, b4) = build(4);
+        let tail: Vec<i64> = b4
+            .nodes
+            .iter()
+            .rev()
+            .take(6)
+            .filter_map(|n| if let Op::Rotate { step, .. } = n.op { Some(step) } else { None })
+            .collect();
+        assert_eq!(tail, vec![-1, -1, -1, 16, 16, 16]);
+    }
 }
