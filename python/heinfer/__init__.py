@@ -763,7 +763,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     first_layer: str = "auto",
     answer: str = "auto",
     merged: bool = False,
-    galois_radix: int = 2,
+    galois_radix: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -799,9 +799,9 @@ def compile(  # noqa: A001 - the natural name for model owners
     ``merged``: also write the merged twin ``<output_dir>/<name>_merged/`` (``--merged``: for
     Triton's dynamic batcher and ``heinfer serve``, one sample per request in its own layout-M
     block, same-key requests answered by one evaluation; :meth:`MultiClient.infer_merged`).
-    ``galois_radix``: rotation keys only for powers of 2 (the default), 4 or 8
-    (``--galois-radix``): about half or a third of the Galois keys to upload, for more
-    rotations per sum (the report gives both).
+    ``galois_radix``: rotation keys only for powers of 2, 4 or 8 (``--galois-radix``): about
+    half or a third of the Galois keys to upload, for more rotations per sum. Default: 2, or
+    with ``key_budget_mb`` the first whose upload fits.
 
     Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
     """
@@ -867,7 +867,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         first_layer=str(first_layer),
         answer=str(answer),
         merged=bool(merged),
-        galois_radix=int(galois_radix),
+        galois_radix=int(galois_radix) if galois_radix is not None else None,
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -61,7 +61,7 @@ def compile(
     first_layer: str = "auto",
     answer: str = "auto",
     merged: bool = False,
-    galois_radix: int = 2,
+    galois_radix: Optional[int] = None,
 ) -> Tuple[str, str]: ...
 
 class Signer:

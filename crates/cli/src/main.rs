@@ -100,9 +100,10 @@ enum Cmd {
         key_budget_mb: Option<f64>,
         /// make rotation keys only for powers of this radix (2, 4 or 8): a step of another size
         /// becomes several rotations. 4 or 8 upload about half or a third of the Galois keys for more
-        /// rotations per sum (the report gives keys and latency)
-        #[arg(long, default_value_t = 2, value_parser = parse_radix)]
-        galois_radix: u32,
+        /// rotations per sum (the report gives keys and latency). Default: 2, or with --key-budget-mb
+        /// the first of 2, 4, 8 whose upload fits
+        #[arg(long, value_parser = parse_radix)]
+        galois_radix: Option<u32>,
         /// Python with onnxruntime for the reference (default: $HEINFER_PYTHON, then python3)
         #[arg(long)]
         python: Option<PathBuf>,

@@ -57,7 +57,7 @@ impl Shape {
                 crate::FirstLayer::Coefficients => true,
                 crate::FirstLayer::Auto => packs_first_cheaper(stages),
             };
-        Shape { sum_at, compact, pack_first, radix: opts.galois_radix }
+        Shape { sum_at, compact, pack_first, radix: opts.galois_radix.unwrap_or(2) }
     }
 }
 

@@ -111,8 +111,9 @@ pub struct Options {
     pub min_log_n: u32,
     pub key_budget_bytes: Option<usize>,
     /// Rotation keys only for powers of this radix (2, 4 or 8; `compile --galois-radix`):
-    /// fewer keys to upload for more rotations per sum.
-    pub galois_radix: u32,
+    /// fewer keys to upload for more rotations per sum. None: 2, or under a key budget the
+    /// smallest of 2, 4, 8 whose upload fits it.
+    pub galois_radix: Option<u32>,
     /// Python with onnxruntime for the reference; None: $HEINFER_PYTHON, then python3.
     pub python: Option<PathBuf>,
     pub use_onnxruntime: bool,
@@ -187,7 +188,7 @@ impl Default for Options {
             scale_bits: None,
             min_log_n: 12,
             key_budget_bytes: None,
-            galois_radix: 2,
+            galois_radix: None,
             python: None,
             use_onnxruntime: true,
             output_dp: None,
@@ -227,10 +228,9 @@ pub fn compile(
     opts: &Options,
     progress: &dyn Fn(&str),
 ) -> Result<Compiled, CompileError> {
-    if !matches!(opts.galois_radix, 2 | 4 | 8) {
+    if let Some(r) = opts.galois_radix.filter(|r| !matches!(r, 2 | 4 | 8)) {
         return Err(CompileError::Params(format!(
-            "--galois-radix {}: give 2 (a key per power of two), 4 or 8 (fewer keys, more rotations)",
-            opts.galois_radix
+            "--galois-radix {r}: give 2 (a key per power of two), 4 or 8 (fewer keys, more rotations)"
         )));
     }
     if let Some(at) = &opts.split_at {
@@ -283,8 +283,26 @@ pub fn compile(
     // first layer needs fewer slots and rotations, so what fits the whole fits the split.
     let floored = scale_floor(&ap.network, opts);
     let opts_p = floored.as_ref().unwrap_or(opts);
-    let chosen =
-        circuit_privacy::choose_parameters(opts_p, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))?;
+    // The radix asked for; under a key budget without one, the first of 2, 4, 8 whose upload
+    // fits (fewer keys for more rotations, only when the budget asks).
+    let radices = match (opts.galois_radix, opts.key_budget_bytes) {
+        (Some(r), _) => vec![r],
+        (None, Some(_)) => vec![2, 4, 8],
+        (None, None) => vec![2],
+    };
+    let mut tried = Err(CompileError::Internal("no radix tried".into()));
+    for &r in &radices {
+        let o = Options { galois_radix: Some(r), ..opts_p.clone() };
+        tried =
+            circuit_privacy::choose_parameters(&o, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))
+                .map(|c| (c, r));
+        if tried.is_ok() {
+            break;
+        }
+    }
+    let (chosen, radix) = tried?;
+    let with_radix = Options { galois_radix: Some(radix), ..opts.clone() };
+    let opts = &with_radix;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
     let shape = layout::Shape::for_options(chosen.sum_at, opts, &he_net);
@@ -368,11 +386,25 @@ pub fn compile(
             layout::COMPACT_INPUT_BOOST
         )
     });
+    let radix_note = (radix != 2).then(|| {
+        format!(
+            "rotation keys for powers of {radix} only ({}): {} Galois keys; a step of another size runs as its \
+             base-{radix} digits in rotations ({} rotations in all), fewer keys to upload for more rotations",
+            if radices.len() > 1 {
+                "chosen for --key-budget-mb: the first of radix 2, 4, 8 whose upload fits"
+            } else {
+                "--galois-radix"
+            },
+            hem.client.rotation_steps.len(),
+            hem.nodes.iter().filter(|n| matches!(n.op, model::Op::Rotate { .. })).count()
+        )
+    });
     let notes = imp
         .notes
         .iter()
         .chain(&ap.notes)
         .chain([&chosen.note])
+        .chain(&radix_note)
         .chain(&compact_note)
         .chain(&ort_note)
         .chain(&dp_note)

@@ -186,7 +186,9 @@ fn choose_at(
                     galois_keys: steps.len(),
                     relin,
                     min_log_n: log_n,
-                    key_budget_bytes: opts.key_budget_bytes,
+                    // The budget is held against the real upload (keys made only up to their
+                    // levels) once the program is built, below.
+                    key_budget_bytes: None,
                 };
                 match params::choose(&req) {
                     Ok(c) if c.params.log_n() == log_n => {
@@ -228,6 +230,16 @@ fn choose_at(
                 .into_iter()
                 .map(|l| p.keyswitch_key_bytes_at(l))
                 .sum::<usize>();
+            if let Some(b) = opts.key_budget_bytes.filter(|&b| upload_bytes > b) {
+                return Err(CompileError::Params(format!(
+                    "evaluation keys to upload: {:.2} MB with rotation keys for powers of {}, over --key-budget-mb \
+                     {:.2}: try {}a lower --degree (fewer levels, smaller keys), or --rotations after-rescale",
+                    upload_bytes as f64 / (1 << 20) as f64,
+                    shape.radix,
+                    b as f64 / (1 << 20) as f64,
+                    if shape.radix < 8 { "a larger --galois-radix (fewer keys, more rotations), " } else { "" }
+                )));
+            }
             Ok(Chosen { choice, depth, note: noise_note, max_err, sum_at, upload_bytes })
         }
         None => Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),
