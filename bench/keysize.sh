@@ -6,6 +6,10 @@
 #
 #   cargo build --release -p cli && bash bench/keysize.sh
 #   SAMPLES=10 MODELS="digits_cnn digits_mlp" bash bench/keysize.sh
+#   BEFORE_BIN=target/release/heinfer AFTER_ARGS="--galois-radix 4" bash bench/keysize.sh
+#
+# BEFORE_ARGS / AFTER_ARGS are extra `heinfer compile` arguments for each side (one binary,
+# two choices: a compile option's keys against its latency, in one run).
 #
 # Prints one Markdown table (MB = 10^6 bytes; evaluate = median ms over the samples).
 set -euo pipefail
@@ -13,6 +17,8 @@ cd "$(dirname "$0")/.."
 AFTER=${AFTER_BIN:-target/release/heinfer}
 BEFORE=${BEFORE_BIN:-/work/main/target/release/heinfer}
 SAMPLES=${SAMPLES:-5}
+read -r -a BEFORE_EXTRA <<<"${BEFORE_ARGS:-}"
+read -r -a AFTER_EXTRA <<<"${AFTER_ARGS:-}"
 MODELS=${MODELS:-"digits_mlp digits_gelu_mlp digits_cryptonets tenseal_mnist digits_cnn digits_rescnn"}
 PY=${PY:-.venv/bin/python}
 work=$(mktemp -d)
@@ -32,8 +38,9 @@ for m in $MODELS; do
   read -r cal test < <(data_for "$m")
   row=("$m")
   for side in before after; do
-    bin=$BEFORE; [ "$side" = after ] && bin=$AFTER
-    "$bin" compile "models/$m.onnx" --calibration "$cal" --data "$test" -o "$work/$side" >/dev/null 2>&1
+    bin=$BEFORE; extra=("${BEFORE_EXTRA[@]}")
+    [ "$side" = after ] && { bin=$AFTER; extra=("${AFTER_EXTRA[@]}"); }
+    "$bin" compile "models/$m.onnx" --calibration "$cal" --data "$test" -o "$work/$side" "${extra[@]}" >/dev/null 2>&1
     "$bin" bench "$work/$side/$m" --input "$test" --samples "$SAMPLES" --json >"$work/$m.$side.json"
   done
   "$PY" - "$work/$m.before.json" "$work/$m.after.json" <<'PY'
