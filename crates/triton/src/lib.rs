@@ -483,10 +483,7 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
     if let Some(blocks) = model.merged {
         // Alone (nothing to merge it with), the request runs as layout M with its one block.
         if input.elements != expected {
-            return Err(BackendError::invalid(format!(
-                "{}; a merged model takes one sample per request: shape [1, {expected}]",
-                ServiceError::WrongCount { expected, got: input.elements }
-            )));
+            return Err(one_sample_each(expected, input.elements));
         }
         merge::block_of(request, blocks)?;
     }
@@ -514,11 +511,7 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
         .map(|t| t.size)
         .sum::<usize>();
     if total > model.max_request_bytes {
-        return Err(BackendError::invalid(format!(
-            "request too large: its inputs are {total} bytes, more than this model's limit of {} MB \
-             (parameter {MAX_REQUEST_MB_PARAM})",
-            model.max_request_bytes >> 20
-        )));
+        return Err(too_large(model, total));
     }
     // Held until the response is built: the bytes stay with us until then.
     let _permit = model.admission.admit(total).map_err(|b| BackendError::unavailable(b.0))?;
@@ -553,18 +546,41 @@ fn process(model: &ModelState, request: *mut TRITONBACKEND_Request) -> Result<(A
             }
         },
     );
-    let resp = resp.map_err(|e| match stopped {
+    let resp = resp.map_err(|e| refused(model, e, stopped))?;
+    Ok(((resp.ciphertexts, resp.dp), compute_start, now_ns()))
+}
+
+/// A merged model's request with other than one sample's ciphertexts.
+fn one_sample_each(expected: usize, got: usize) -> BackendError {
+    BackendError::invalid(format!(
+        "{}; a merged model takes one sample per request: shape [1, {expected}]",
+        ServiceError::WrongCount { expected, got }
+    ))
+}
+
+/// A request whose inputs pass the model's byte limit.
+fn too_large(model: &ModelState, bytes: usize) -> BackendError {
+    BackendError::invalid(format!(
+        "request too large: its inputs are {bytes} bytes, more than this model's limit of {} MB \
+         (parameter {MAX_REQUEST_MB_PARAM})",
+        model.max_request_bytes >> 20
+    ))
+}
+
+/// What the client hears when the runtime refused or stopped its evaluation: 503 for what
+/// may pass later (the deadline, a full bound), 400 for what will not.
+fn refused(model: &ModelState, e: ServiceError, stopped: Option<Stop>) -> BackendError {
+    match stopped {
         Some(Stop::Deadline) => BackendError::unavailable(format!(
             "model {} did not answer within {} s (parameter {}); its evaluation was stopped",
             model.name,
-            timeout.as_secs_f64(),
+            model.admission.limits.eval_timeout.as_secs_f64(),
             admission::EVAL_TIMEOUT_S_PARAM
         )),
         Some(Stop::ClientGone) => BackendError::unavailable("the request was cancelled by its client".into()),
         None if e.is_transient() => BackendError::unavailable(e.to_string()),
         None => BackendError::invalid(e.to_string()),
-    })?;
-    Ok(((resp.ciphertexts, resp.dp), compute_start, now_ns()))
+    }
 }
 
 fn send_output(response: *mut TRITONBACKEND_Response, elements: &[Vec<u8>]) -> Result<()> {

@@ -21,7 +21,7 @@ use crate::ffi::*;
 use crate::glue::{self, check, entry, log, now_ns, BackendError, Result};
 use crate::{input_bytes, input_ref, one, Answer, InstanceState, ModelState, INPUT, KEYS};
 use runtime::protocol::{BLOCK, KEY_ID};
-use runtime::{tensor, ServiceError};
+use runtime::tensor;
 
 /// What `execute` does with one request of a merged model's batch.
 pub(crate) enum Job {
@@ -145,17 +145,10 @@ fn evaluate(model: &ModelState, key_id: &[u8], requests: &[*mut TRITONBACKEND_Re
         let read = input_ref(r, INPUT).and_then(|t| {
             let t = t.ok_or_else(|| BackendError::invalid(format!("missing input tensor {INPUT}")))?;
             if t.elements != expected {
-                return Err(BackendError::invalid(format!(
-                    "{}; a merged model takes one sample per request: shape [1, {expected}]",
-                    ServiceError::WrongCount { expected, got: t.elements }
-                )));
+                return Err(crate::one_sample_each(expected, t.elements));
             }
             if t.size > model.max_request_bytes {
-                return Err(BackendError::invalid(format!(
-                    "request too large: {INPUT} is {} bytes, more than this model's limit of {} MB",
-                    t.size,
-                    model.max_request_bytes >> 20
-                )));
+                return Err(crate::too_large(model, t.size));
             }
             Ok(t)
         });
@@ -198,16 +191,9 @@ fn evaluate(model: &ModelState, key_id: &[u8], requests: &[*mut TRITONBACKEND_Re
         let (answers, stopped) =
             admission::watched(timeout, || false, |flag| model.service.infer_merged(key_id, &parts, flag));
         for (i, a) in members.into_iter().zip(answers) {
-            results[i] = Some(a.map(|resp| (resp.ciphertexts, resp.dp)).map_err(|e| match stopped {
-                Some(Stop::Deadline) => BackendError::unavailable(format!(
-                    "model {} did not answer within {} s (parameter {}); its evaluation was stopped",
-                    model.name,
-                    timeout.as_secs_f64(),
-                    admission::EVAL_TIMEOUT_S_PARAM
-                )),
-                _ if e.is_transient() => BackendError::unavailable(e.to_string()),
-                _ => BackendError::invalid(e.to_string()),
-            }));
+            // No client stops a merge: only the deadline does.
+            let stopped = stopped.filter(|s| matches!(s, Stop::Deadline));
+            results[i] = Some(a.map(|resp| (resp.ciphertexts, resp.dp)).map_err(|e| crate::refused(model, e, stopped)));
         }
     }
     drop(permit);
