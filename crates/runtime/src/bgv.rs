@@ -94,8 +94,11 @@ impl BgvService {
             .collect();
         let net = IntNetwork::new(spec.input_len(), layers).map_err(|e| BgvLoadError(e.to_string()))?;
         let schedule = Schedule { before: model.levels.clone(), last: spec.output.level, budget_bits: 0.0 };
-        // A relinearisation key is ~dnum·2·(levels + specials)·N·8 bytes, held once per modulus.
-        let key_bytes = params.spec().dnum * 2 * (params.spec().q.len() + params.spec().p.len()) * params.n() * 8;
+        // A relinearisation key is ~dnum·2·(levels + specials)·N·8 bytes, held once per modulus;
+        // with circuit privacy, a public key (2·levels·N·8 bytes) too.
+        let spec_p = params.spec();
+        let public_bytes = if model.client.circuit_privacy.is_some() { 2 * spec_p.q.len() * params.n() * 8 } else { 0 };
+        let key_bytes = spec_p.dnum * 2 * (spec_p.q.len() + spec_p.p.len()) * params.n() * 8 + public_bytes;
         let capacity = (store.capacity() / (key_bytes * sets.len()).max(1)).max(1);
         Ok(Self { model, sets, net, schedule, keys: Mutex::default(), capacity, store })
     }
