@@ -59,7 +59,7 @@ pub struct LinearService {
 #[derive(Default)]
 struct Shared {
     keys: Mutex<Keys>,
-    /// requests of this model being evaluated now: the refill thread waits while any is
+    /// requests of this model being evaluated now: the refill thread waits while any runs
     busy: AtomicUsize,
     stop: AtomicBool,
 }
