@@ -186,9 +186,6 @@ fn choose_at(
                     galois_keys: steps.len(),
                     relin,
                     min_log_n: log_n,
-                    // The budget is held against the real upload (keys made only up to their
-                    // levels) once the program is built, below.
-                    key_budget_bytes: None,
                 };
                 match params::choose(&req) {
                     Ok(c) if c.params.log_n() == log_n => {

@@ -24,7 +24,6 @@ pub struct ParamRequest {
     pub galois_keys: usize,
     pub relin: bool,
     pub min_log_n: u32,
-    pub key_budget_bytes: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -102,12 +101,6 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
                 }
                 let keys = req.galois_keys + usize::from(req.relin);
                 let bytes = (keys * dnum) as f64 * (1u64 << log_n) as f64 * (log_q + each * k as u32) as f64 / 8.0;
-                if let Some(b) = req.key_budget_bytes {
-                    if bytes > b as f64 * 1.01 {
-                        why = format!("evaluation keys ~{:.0} bytes exceed the budget {b}", bytes);
-                        continue;
-                    }
-                }
                 // A fixed scale below what noise asks for: the least noisy split first.
                 let rank = |needed: u32, bytes: f64| (if req.scale_bits.is_some() { needed.max(s) } else { 0 }, bytes);
                 if best.as_ref().map(|c| rank(needed, bytes) < rank(c.needed, c.bytes)).unwrap_or(true) {
@@ -135,13 +128,6 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
                 }
             };
             let each = params.keyswitch_key_bytes();
-            let total = each * (req.galois_keys + usize::from(req.relin));
-            if let Some(b) = req.key_budget_bytes {
-                if total > b {
-                    why = format!("evaluation keys {total} bytes exceed the budget {b}");
-                    continue;
-                }
-            }
             return Ok(Choice {
                 params,
                 scale_bits: c.s,
