@@ -764,6 +764,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     answer: str = "auto",
     merged: bool = False,
     galois_radix: Optional[int] = None,
+    one_top_key: bool = False,
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -801,7 +802,10 @@ def compile(  # noqa: A001 - the natural name for model owners
     block, same-key requests answered by one evaluation; :meth:`MultiClient.infer_merged`).
     ``galois_radix``: rotation keys only for powers of 2, 4 or 8 (``--galois-radix``): about
     half or a third of the Galois keys to upload, for more rotations per sum. Default: 2, or
-    with ``key_budget_mb`` the first whose upload fits.
+    with ``key_budget_mb`` the first whose upload fits. ``one_top_key``: the first layer's
+    replicas summed with one Galois key at the top level, where keys cost the most
+    (``--one-top-key``: fewer bytes, more rotations there). Under ``key_budget_mb`` without
+    ``degree``, a lower activation degree is taken when no key layout fits the automatic one.
 
     Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
     """
@@ -848,7 +852,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         maxpool in ("avg", "average"),
         scale_bits,
         int(min_log_n),
-        int(key_budget_mb * 1024 * 1024) if key_budget_mb is not None else None,
+        int(key_budget_mb * 1e6) if key_budget_mb is not None else None,
         os.fspath(python) if python is not None else sys.executable,
         use_ort,
         ev.reshape(-1) if ev is not None else None,
@@ -868,6 +872,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         answer=str(answer),
         merged=bool(merged),
         galois_radix=int(galois_radix) if galois_radix is not None else None,
+        one_top_key=bool(one_top_key),
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -39,18 +39,31 @@ def test_key_upload_is_reported_exactly_and_smaller_than_top_level_keys(heinfer,
         assert up <= LIMIT
 
 
-def test_a_key_budget_brings_the_digits_cnn_under_10_mb(heinfer, tmp_path):
-    """`--key-budget-mb 9.5 --degree 7` on the digits CNN (47.7 MB of keys at the default
-    degree 31 and radix 2): the compiler takes radix 4 (rotation keys for 1, 4, 16, … only),
-    the bundle `heinfer keygen` writes is the reported upload and under 10 MB, and the model
-    run under encryption agrees with its simulation on every sample."""
-    name = "digits_cnn"
+@pytest.mark.parametrize("name", ["digits_cnn", "digits_rescnn"])
+def test_a_key_budget_brings_the_cnns_under_10_mb(heinfer, tmp_path, name):
+    """`--key-budget-mb 10` on the two CNNs (47.7 and 90.1 MB of keys at the default degree
+    31 and radix 2): no key layout fits at degree 31, so the compiler lowers the activation
+    degree and takes the first key layout that fits — radix 4 for the digits CNN, radix 8
+    with the first layer's replicas summed by one top-level key for the residual CNN. The
+    bundle `heinfer keygen` writes is the reported upload and under 10 MB, the residual CNN's
+    keys at the top level are one rotation key, and the model run under encryption agrees
+    with its simulation on every sample."""
     out = subprocess.run([heinfer, "compile", f"{ROOT}/models/{name}.onnx", "--calibration",
-                          f"{D}/digits_train_img.npy", "-o", str(tmp_path), "--degree", "7", "--key-budget-mb", "9.5",
+                          f"{D}/digits_train_img.npy", "-o", str(tmp_path), "--key-budget-mb", "10",
                           "--layout", "L", "--json"], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
-    assert all(s & (s - 1) == 0 and (s.bit_length() - 1) % 2 == 0 for s in r["rotation_steps"]), r["rotation_steps"]
-    assert any("powers of 4" in n for n in r["notes"]), r["notes"]
+    assert any("activation degree lowered from 31" in n for n in r["notes"]), r["notes"]
+    radix = 4 if name == "digits_cnn" else 8
+    assert any(f"powers of {radix}" in n for n in r["notes"]), r["notes"]
+    assert all(s & (s - 1) == 0 and (s.bit_length() - 1) % (radix.bit_length() - 1) == 0
+               for s in r["rotation_steps"]), r["rotation_steps"]
+    if name == "digits_rescnn":
+        assert any("one key at the top level" in n for n in r["notes"]), r["notes"]
+        spec = json.loads(subprocess.run([heinfer, "inspect", str(tmp_path / name), "--client-spec"],
+                                         capture_output=True, text=True, check=True).stdout)
+        top = len(spec["params"]["q"]) - 1
+        at_top = [s for s, l in zip(spec["rotation_steps"], spec["key_levels"]["rotation"]) if l == top]
+        assert len(at_top) == 1, (at_top, spec["key_levels"])
     keys = tmp_path / "keys.bin"
     subprocess.run([heinfer, "keygen", str(tmp_path / name), "--secret-key", str(tmp_path / "sk.bin"),
                     "--keys-out", str(keys)], capture_output=True, text=True, check=True)
@@ -58,5 +71,5 @@ def test_a_key_budget_brings_the_digits_cnn_under_10_mb(heinfer, tmp_path):
     run = json.loads(subprocess.run([heinfer, "run", str(tmp_path / name), "--input", f"{D}/digits_test_img.npy",
                                      "--samples", "12", "--json"], capture_output=True, text=True, check=True).stdout)
     assert run["agreement_with_simulation"] == 1.0, run
-    print(f"{name} at degree 7, radix 4: {keys.stat().st_size / 1e6:.2f} MB of keys, "
+    print(f"{name} under --key-budget-mb 10: {keys.stat().st_size / 1e6:.2f} MB of keys, "
           f"{run['ms_per_sample']['evaluate']:.0f} ms per sample")

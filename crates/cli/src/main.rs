@@ -95,7 +95,9 @@ enum Cmd {
         /// smallest log2(N) to consider
         #[arg(long, default_value_t = 12)]
         min_log_n: u32,
-        /// refuse parameter sets whose evaluation keys exceed this many MB
+        /// keep the evaluation keys to upload within this many MB (10^6 bytes, as the report prints):
+        /// without --galois-radix, the first of radix 2, 4, 8 and 8 with --one-top-key that fits;
+        /// without --degree, a lower activation degree when none fits at the automatic one
         #[arg(long)]
         key_budget_mb: Option<f64>,
         /// make rotation keys only for powers of this radix (2, 4 or 8): a step of another size
@@ -104,6 +106,10 @@ enum Cmd {
         /// the first of 2, 4, 8 whose upload fits
         #[arg(long, value_parser = parse_radix)]
         galois_radix: Option<u32>,
+        /// sum the first layer's replicas with one Galois key at the top level, where keys cost the
+        /// most: rr − 1 rotations there instead of a key per power of two (the report gives both)
+        #[arg(long)]
+        one_top_key: bool,
         /// Python with onnxruntime for the reference (default: $HEINFER_PYTHON, then python3)
         #[arg(long)]
         python: Option<PathBuf>,
@@ -375,6 +381,7 @@ fn run(cli: Cli) -> Result<(), String> {
             min_log_n,
             key_budget_mb,
             galois_radix,
+            one_top_key,
             python,
             no_onnxruntime,
             output_dp,
@@ -426,8 +433,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
                 scale_bits,
                 min_log_n,
-                key_budget_bytes: key_budget_mb.map(|m| (m * 1024.0 * 1024.0) as usize),
+                key_budget_bytes: key_budget_mb.map(|m| (m * 1e6) as usize),
                 galois_radix,
+                one_top_key,
                 python,
                 use_onnxruntime: !no_onnxruntime,
                 output_dp,

@@ -43,6 +43,8 @@ pub(crate) struct Shape {
     pub pack_first: bool,
     /// Rotation keys for powers of this radix only (`lower::Builder::radix`).
     pub radix: u32,
+    /// The first layer's replicas summed with one key (`lower::Builder::one_top_key`).
+    pub one_top_key: bool,
 }
 
 impl Shape {
@@ -57,7 +59,7 @@ impl Shape {
                 crate::FirstLayer::Coefficients => true,
                 crate::FirstLayer::Auto => packs_first_cheaper(stages),
             };
-        Shape { sum_at, compact, pack_first, radix: opts.galois_radix.unwrap_or(2) }
+        Shape { sum_at, compact, pack_first, radix: opts.galois_radix.unwrap_or(2), one_top_key: opts.one_top_key }
     }
 }
 
@@ -120,6 +122,7 @@ pub(crate) fn build_with(
     let mut b = lower::Builder::new(q.to_vec(), slots);
     b.sum_at = shape.sum_at;
     b.radix = shape.radix;
+    b.one_top_key = shape.one_top_key;
     let top = q.len() as u32 - 1;
     if shape.compact {
         return build_compact(b, stages, scale, mask_output, shape);

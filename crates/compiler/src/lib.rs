@@ -114,6 +114,10 @@ pub struct Options {
     /// fewer keys to upload for more rotations per sum. None: 2, or under a key budget the
     /// smallest of 2, 4, 8 whose upload fits it.
     pub galois_radix: Option<u32>,
+    /// The first layer's replica sum with one Galois key at the top level, where keys cost
+    /// the most (`compile --one-top-key`): rr − 1 rotations there instead of log2(rr) keys.
+    /// Under a key budget without `--galois-radix`, tried after radix 8.
+    pub one_top_key: bool,
     /// Python with onnxruntime for the reference; None: $HEINFER_PYTHON, then python3.
     pub python: Option<PathBuf>,
     pub use_onnxruntime: bool,
@@ -189,6 +193,7 @@ impl Default for Options {
             min_log_n: 12,
             key_budget_bytes: None,
             galois_radix: None,
+            one_top_key: false,
             python: None,
             use_onnxruntime: true,
             output_dp: None,
@@ -249,15 +254,106 @@ pub fn compile(
     progress("fitting activation polynomials");
     let ap = approximate::approximate(&imp, &cal, opts);
     let n_out = network::forward(&ap.network, cal.data.row(0)).len();
-    let dp = match (&opts.output_dp, dp_clamp) {
-        (Some(req), Some(clamp)) => Some(output_dp::configure(&ap, req, clamp, n_out)?),
-        _ => None,
+    let dp_for = |ap: &approximate::Approximated| match (&opts.output_dp, dp_clamp) {
+        (Some(req), Some(clamp)) => output_dp::configure(ap, req, clamp, n_out).map(Some),
+        _ => Ok(None),
     };
     progress("packing and choosing parameters");
     // The noise the server adds must fit in the output level's modulus too.
     // Output DP needs the answer to hold the outputs only: the unused slots are masked.
-    let mask_output = opts.mask_unused_slots || dp.is_some() || opts.circuit_privacy.is_some();
-    let reach = dp.as_ref().map_or(0.0, output_dp::reach);
+    let mask_output = opts.mask_unused_slots || opts.output_dp.is_some() || opts.circuit_privacy.is_some();
+    // Parameters are chosen for the whole network: its outputs (headroom) and its noise on
+    // real samples are what a split program (public features) computes with the public
+    // share added (the split program alone would be simulated without it). Its depth is the
+    // same and its first layer needs fewer slots and rotations, so what fits the whole fits
+    // the split.
+    //
+    // The radix asked for; under a key budget without one, the first of radix 2, 4, 8 and
+    // 8 with one key at the top level whose upload fits (fewer keys for more rotations,
+    // only when the budget asks). If none fits at the automatic activation degree, lower
+    // degrees (one level fewer per activation each) are tried, largest first.
+    let key_options: Vec<(u32, bool)> = match (opts.galois_radix, opts.key_budget_bytes) {
+        (Some(r), _) => vec![(r, opts.one_top_key)],
+        (None, Some(_)) if opts.one_top_key => vec![(2, true), (4, true), (8, true)],
+        (None, Some(_)) => vec![(2, false), (4, false), (8, false), (8, true)],
+        (None, None) => vec![(2, opts.one_top_key)],
+    };
+    let try_keys = |ap: &approximate::Approximated| {
+        let dp = dp_for(ap)?;
+        let reach = dp.as_ref().map_or(0.0, output_dp::reach);
+        let floored = scale_floor(&ap.network, opts);
+        let opts_p = floored.as_ref().unwrap_or(opts);
+        let mut tried = Err(CompileError::Internal("no radix tried".into()));
+        for &(r, one) in &key_options {
+            let o = Options { galois_radix: Some(r), one_top_key: one, ..opts_p.clone() };
+            tried = circuit_privacy::choose_parameters(&o, |o| {
+                parameters::choose(&ap.network, &cal, o, reach, mask_output)
+            })
+            .map(|c| (c, r, one, dp.clone()));
+            if tried.is_ok() {
+                break;
+            }
+        }
+        tried
+    };
+    let auto_degree = ap.degree;
+    let mut tried = try_keys(&ap);
+    let mut ap = ap;
+    let mut degree_note = None;
+    if let (None, Some(_), Err(_)) = (opts.degree, opts.key_budget_bytes, &tried) {
+        // No key layout fits at the automatic degree: lower degrees, largest first (the most
+        // accurate), taking the first whose fitting layout is estimated at most 15 % slower
+        // than the model without a budget; if none is, the fastest that fits.
+        let unconstrained =
+            Options { key_budget_bytes: None, galois_radix: Some(2), one_top_key: false, ..opts.clone() };
+        let dp = dp_for(&ap)?;
+        let reach = dp.as_ref().map_or(0.0, output_dp::reach);
+        let yardstick = circuit_privacy::choose_parameters(&unconstrained, |o| {
+            parameters::choose(&ap.network, &cal, o, reach, mask_output)
+        })
+        .map(|c| c.est_ms)
+        .ok();
+        let within = |ms: f64| yardstick.is_none_or(|y| ms <= 1.15 * y);
+        let mut fits = vec![];
+        for d in [15, 7].into_iter().filter(|&d| d < auto_degree) {
+            progress(&format!("trying activation degree {d} for --key-budget-mb"));
+            let lower = approximate::approximate(&imp, &cal, &Options { degree: Some(d), ..opts.clone() });
+            if let Ok(t) = try_keys(&lower) {
+                let fast = within(t.0.est_ms);
+                fits.push((lower, t));
+                if fast {
+                    break;
+                }
+            }
+        }
+        let pick = fits
+            .iter()
+            .position(|(_, t)| within(t.0.est_ms))
+            .or_else(|| (0..fits.len()).min_by(|&i, &j| fits[i].1 .0.est_ms.total_cmp(&fits[j].1 .0.est_ms)));
+        if let Some(i) = pick {
+            let tried_degrees: Vec<String> = fits
+                .iter()
+                .map(|(a, t)| {
+                    format!("degree {}: {} and {:.2} MB", a.degree, fmt_ms(t.0.est_ms), t.0.upload_bytes as f64 / 1e6)
+                })
+                .collect();
+            let (lower, t) = fits.swap_remove(i);
+            degree_note = Some(format!(
+                "activation degree lowered from {auto_degree} (the smallest meeting --target-agreement) to {} for \
+                 --key-budget-mb: no key layout fits at {auto_degree}; the accuracy above is at degree {}; estimated \
+                 latency {} against {} for the model without a budget at degree {auto_degree} (fitting layouts \
+                 tried, fastest first per degree: {}; a degree is taken if within 15 %, else the fastest)",
+                lower.degree,
+                lower.degree,
+                fmt_ms(t.0.est_ms),
+                yardstick.map_or("?".to_string(), fmt_ms),
+                tried_degrees.join("; ")
+            ));
+            ap = lower;
+            tried = Ok(t);
+        }
+    }
+    let (chosen, radix, one_top_key, dp) = tried?;
     // Public features: the HE program is built on the network without their columns;
     // verification below checks it, public part added, against the whole network.
     let n_in: usize = imp.input_shape.iter().product();
@@ -277,31 +373,7 @@ pub fn compile(
         None => (std::borrow::Cow::Borrowed(&ap.network[..]), None),
     };
     let public_note = public.as_deref().map(|p| hybrid::note(p, n_in, &imp.input_parts));
-    // Parameters are chosen for the whole network: its outputs (headroom) and its noise on
-    // real samples are what the split program computes with the public share added (the
-    // split program alone would be simulated without it). Its depth is the same and its
-    // first layer needs fewer slots and rotations, so what fits the whole fits the split.
-    let floored = scale_floor(&ap.network, opts);
-    let opts_p = floored.as_ref().unwrap_or(opts);
-    // The radix asked for; under a key budget without one, the first of 2, 4, 8 whose upload
-    // fits (fewer keys for more rotations, only when the budget asks).
-    let radices = match (opts.galois_radix, opts.key_budget_bytes) {
-        (Some(r), _) => vec![r],
-        (None, Some(_)) => vec![2, 4, 8],
-        (None, None) => vec![2],
-    };
-    let mut tried = Err(CompileError::Internal("no radix tried".into()));
-    for &r in &radices {
-        let o = Options { galois_radix: Some(r), ..opts_p.clone() };
-        tried =
-            circuit_privacy::choose_parameters(&o, |o| parameters::choose(&ap.network, &cal, o, reach, mask_output))
-                .map(|c| (c, r));
-        if tried.is_ok() {
-            break;
-        }
-    }
-    let (chosen, radix) = tried?;
-    let with_radix = Options { galois_radix: Some(radix), ..opts.clone() };
+    let with_radix = Options { galois_radix: Some(radix), one_top_key, ..opts.clone() };
     let opts = &with_radix;
     progress("lowering to CKKS operations");
     let params = &chosen.choice.params;
@@ -386,14 +458,15 @@ pub fn compile(
             layout::COMPACT_INPUT_BOOST
         )
     });
-    let radix_note = (radix != 2).then(|| {
+    let radix_note = (radix != 2 || one_top_key).then(|| {
         format!(
-            "rotation keys for powers of {radix} only ({}): {} Galois keys; a step of another size runs as its \
+            "rotation keys for powers of {radix} only{} ({}): {} Galois keys; a step of another size runs as its \
              base-{radix} digits in rotations ({} rotations in all), fewer keys to upload for more rotations",
-            if radices.len() > 1 {
-                "chosen for --key-budget-mb: the first of radix 2, 4, 8 whose upload fits"
+            if one_top_key { ", the first layer's replicas summed with one key at the top level" } else { "" },
+            if key_options.len() > 1 {
+                "chosen for --key-budget-mb: the first of radix 2, 4, 8 (then 8 with one top key) whose upload fits"
             } else {
-                "--galois-radix"
+                "--galois-radix, --one-top-key"
             },
             hem.client.rotation_steps.len(),
             hem.nodes.iter().filter(|n| matches!(n.op, model::Op::Rotate { .. })).count()
@@ -403,6 +476,7 @@ pub fn compile(
         .notes
         .iter()
         .chain(&ap.notes)
+        .chain(&degree_note)
         .chain([&chosen.note])
         .chain(&radix_note)
         .chain(&compact_note)
@@ -478,4 +552,9 @@ pub fn write_merged_twin(repo: &Path, c: &Compiled) -> Result<PathBuf, CompileEr
 fn scale_floor(net: &[network::LStage], opts: &Options) -> Option<Options> {
     let has = net.iter().any(|s| matches!(s, network::LStage::Composite { .. }));
     (has && opts.scale_bits.is_none()).then(|| Options { scale_bits: Some(composite::MIN_SCALE_BITS), ..opts.clone() })
+}
+
+/// A latency for the report's notes.
+fn fmt_ms(ms: f64) -> String {
+    format!("{ms:.0} ms")
 }

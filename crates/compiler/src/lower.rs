@@ -60,6 +60,9 @@ pub struct Builder {
     /// 2: every power of two has its key (fewest rotations). 4 or 8: about half or a third
     /// of the keys, each sum tree level then costing up to R/2 rotations.
     pub radix: u32,
+    /// The first layer's replica sum by one Galois key at the top level
+    /// ([`first_layer`]): fewer bytes for more rotations where keys cost the most.
+    pub one_top_key: bool,
 }
 
 /// Where a linear layer's rotate-and-sum runs: the compiler's trade between key bytes
@@ -101,6 +104,7 @@ impl Builder {
             sum_at: SumAt::Doubled,
             boosted_input: None,
             radix: 2,
+            one_top_key: false,
         }
     }
     fn push(&mut self, op: Op, level: u32, scale: f64) -> V {
@@ -238,6 +242,18 @@ impl Builder {
         max_babies: usize,
         then: impl IntoIterator<Item = i64>,
     ) -> V {
+        self.linear_sum_then(x, diags, step, max_babies, |b, u| b.rot_sum(u, then))
+    }
+    /// [`Builder::linear_sum`] with the last part of the sum (`then`) given as a function
+    /// of the giants' sum, before the rescale.
+    pub fn linear_sum_then(
+        &mut self,
+        x: V,
+        diags: Vec<Vec<f64>>,
+        step: i64,
+        max_babies: usize,
+        then: impl FnOnce(&mut Self, V) -> V,
+    ) -> V {
         let g = diags.len();
         let babies = g.min(max_babies).max(1);
         let slots = self.slots as i64;
@@ -271,11 +287,21 @@ impl Builder {
             giants.push(if self.sum_at == SumAt::Rescaled { self.rescale(acc) } else { acc });
         }
         let u = self.rot_tree(giants, babies as i64 * step);
-        let u = self.rot_sum(u, then);
+        let u = then(self, u);
         match self.sum_at {
             SumAt::Doubled => self.rescale(u),
             SumAt::Rescaled => u,
         }
+    }
+    /// Σ_{t < count} rot(x, t·step) by Horner's rule, x + rot(x + rot(x + …, step), step):
+    /// count − 1 rotations, all by `step` (one key where doubling needs log2(count)).
+    pub fn horner_copies(&mut self, x: V, step: i64, count: usize) -> V {
+        let mut acc = x;
+        for _ in 1..count {
+            let r = self.rotate(acc, step);
+            acc = self.add(x, r);
+        }
+        acc
     }
     /// x + rot(x, s) for s in steps.
     pub fn rot_sum(&mut self, mut x: V, steps: impl IntoIterator<Item = i64>) -> V {
@@ -394,7 +420,15 @@ pub fn first_layer(b: &mut Builder, x: V, map: &Affine, plan: &FirstPlan) -> (V,
             .collect();
         diags.push(d);
     }
-    let mut y = b.linear_sum(x, diags, wp as i64, 4, (0..log2(rr)).map(|i| (p << i) as i64));
+    // The rr replicas of each window's taps are summed at the top level, where a Galois
+    // key costs the most (every digit of every prime). By doubling: log2(rr) rotations,
+    // a key per power of two. With `one_top_key`: Horner's rule over the rr rows, rr − 1
+    // rotations all by p, one key (the other powers are then used only lower down, if at all).
+    let mut y = if b.one_top_key && rr > 2 {
+        b.linear_sum_then(x, diags, wp as i64, 4, |b, u| b.horner_copies(u, p as i64, rr))
+    } else {
+        b.linear_sum(x, diags, wp as i64, 4, (0..log2(rr)).map(|i| (p << i) as i64))
+    };
     let layout: Vec<i32> = (0..s).map(|j| row_of(j).map(|o| o as i32).unwrap_or(ZERO)).collect();
     let bias: Vec<f64> = layout.iter().map(|&o| if o >= 0 { map.bias[o as usize] } else { 0.0 }).collect();
     y = b.add_plain(y, bias);
@@ -729,6 +763,62 @@ mod tests {
             })
             .collect();
         model::sim::run(&ops, &pl, &[input.to_vec()], b.slots).unwrap()
+    }
+
+    /// A 3×3 convolution on an 8×8 image as the first layer: with `one_top_key` the
+    /// replicas are summed by one key at the top level (step = the period) instead of a key
+    /// per power of two, with more rotations there, and every output slot keeps its value.
+    #[test]
+    fn one_top_key_sums_the_first_layer_with_one_key() {
+        let slots = 4096;
+        let q: Vec<u64> = (0..4).map(|i| (1u64 << 40) + ((2 * i + 1) << 24) + 1).collect();
+        // 2 output channels × 6×6 windows, 9 taps each.
+        let mut rows = vec![];
+        for c in 0..2 {
+            for y in 0..6 {
+                for x in 0..6 {
+                    let taps = (0..9)
+                        .map(|t| (((y + t / 3) * 8 + x + t % 3) as u32, ((c * 9 + t) as f64 * 0.71).cos()))
+                        .collect();
+                    rows.push(taps);
+                }
+            }
+        }
+        let map = Affine { n_in: 64, bias: vec![0.0; rows.len()], rows };
+        let image: Vec<f64> = (0..64).map(|i| (i as f64 * 0.23).sin()).collect();
+        let top = 3;
+        let build = |one: bool| {
+            let mut b = Builder::new(q.clone(), slots);
+            b.one_top_key = one;
+            let plan = plan_first(&map, slots).unwrap();
+            let x = b.input(0, top, 2f64.powi(30));
+            let (y, layout, client) = first_layer(&mut b, x, &map, &plan);
+            let input: Vec<f64> = client.iter().map(|&e| if e >= 0 { image[e as usize] } else { 0.0 }).collect();
+            let out = run(&b, &input)[y.id as usize].clone();
+            let top_steps: std::collections::BTreeSet<i64> = b
+                .nodes
+                .iter()
+                .filter_map(|n| match n.op {
+                    Op::Rotate { step, .. } if n.level == top => Some(step),
+                    _ => None,
+                })
+                .collect();
+            let rotations = b.nodes.iter().filter(|n| matches!(n.op, Op::Rotate { .. })).count();
+            (out, layout, top_steps, rotations, plan.rr)
+        };
+        let (want, layout, steps, rotations, rr) = build(false);
+        let (got, layout1, steps1, rotations1, _) = build(true);
+        assert_eq!(layout, layout1);
+        assert!(rr > 2, "the plan replicates {rr} times");
+        for (j, &o) in layout.iter().enumerate() {
+            if o >= 0 {
+                let exact: f64 = map.rows[o as usize].iter().map(|&(i, w)| w * image[i as usize]).sum();
+                assert!((got[j] - exact).abs() < 1e-9 && (want[j] - exact).abs() < 1e-9, "slot {j}");
+            }
+        }
+        assert_eq!(steps.len(), rr.trailing_zeros() as usize, "{steps:?}");
+        assert_eq!(steps1.len(), 1, "{steps1:?}");
+        assert!(rotations1 > rotations);
     }
 
     /// A sum over 64 slots (steps 1…32) and a few odd steps, with keys for every power of

@@ -28,6 +28,8 @@ pub(crate) struct Chosen {
     pub sum_at: SumAt,
     /// Bytes the client uploads: every key made up to the level it is used at.
     pub upload_bytes: usize,
+    /// The program's estimated latency (the report's model), for choices under a key budget.
+    pub est_ms: f64,
 }
 
 /// Where linear layers rotate ([`lower::SumAt`]): `compile --rotations`.
@@ -229,15 +231,27 @@ fn choose_at(
                 .sum::<usize>();
             if let Some(b) = opts.key_budget_bytes.filter(|&b| upload_bytes > b) {
                 return Err(CompileError::Params(format!(
-                    "evaluation keys to upload: {:.2} MB with rotation keys for powers of {}, over --key-budget-mb \
+                    "evaluation keys to upload: {:.2} MB with rotation keys for powers of {}{}, over --key-budget-mb \
                      {:.2}: try {}a lower --degree (fewer levels, smaller keys), or --rotations after-rescale",
-                    upload_bytes as f64 / (1 << 20) as f64,
+                    upload_bytes as f64 / 1e6,
                     shape.radix,
-                    b as f64 / (1 << 20) as f64,
-                    if shape.radix < 8 { "a larger --galois-radix (fewer keys, more rotations), " } else { "" }
+                    if shape.one_top_key { " and one key at the top level" } else { "" },
+                    b as f64 / 1e6,
+                    match (shape.radix, shape.one_top_key) {
+                        (8, true) => "",
+                        (8, false) => "--one-top-key (fewer keys at the top level, more rotations there), ",
+                        _ => "a larger --galois-radix (fewer keys, more rotations), ",
+                    }
                 )));
             }
-            Ok(Chosen { choice, depth, note: noise_note, max_err, sum_at, upload_bytes })
+            let spec = p.spec();
+            let est_ms = bt
+                .b
+                .nodes
+                .iter()
+                .map(|n| crate::report::est_node_ms(&n.op, n.level, spec.log_n, spec.dnum, spec.p.len(), spec.q.len()))
+                .sum();
+            Ok(Chosen { choice, depth, note: noise_note, max_err, sum_at, upload_bytes, est_ms })
         }
         None => Err(last_err.unwrap_or_else(|| CompileError::Params("no parameters found".into()))),
     }

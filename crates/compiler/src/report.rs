@@ -237,7 +237,7 @@ pub(crate) fn est_keyswitch_ms(level: u32, log_n: u32, dnum: usize, k: usize, l_
         + n * 1e-6 * digits * (limbs + k as f64) * 2.0
 }
 
-fn est_node_ms(op: &Op, level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
+pub(crate) fn est_node_ms(op: &Op, level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
     let n = (1u64 << log_n) as f64;
     let ntt = n * log_n as f64 * 2.0e-7; // ms per limb NTT (rough, one core)
     let limbs = level as f64 + 1.0;
