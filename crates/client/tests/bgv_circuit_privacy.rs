@@ -25,6 +25,10 @@ fn load(p: &str) -> npy::Array {
 }
 
 fn compile(circuit_privacy: Option<u32>) -> BgvModel {
+    compile_costs(circuit_privacy).0
+}
+
+fn compile_costs(circuit_privacy: Option<u32>) -> (BgvModel, compiler::BgvCosts) {
     let path = root().join("models/digits_sq_mlp.onnx");
     let bytes = std::fs::read(&path).unwrap();
     let (c, t) = (load("models/data/digits_train_img.npy"), load("models/data/digits_test_img.npy"));
@@ -33,7 +37,19 @@ fn compile(circuit_privacy: Option<u32>) -> BgvModel {
     let (c, _) = compile_with_scheme(&bytes, Some(&path), &d, &opts, SchemeRequest::Bgv, Some(8), &|_| {}).unwrap();
     let CompiledAny::Bgv(c) = c else { panic!("a BGV model") };
     assert_eq!(BgvModel::from_bytes(&c.model.to_bytes()).unwrap(), c.model, "the file round-trips");
-    c.model
+    (c.model, c.costs)
+}
+
+/// The key bytes the compile report gives (and `--scheme auto` compares) are the bundle the
+/// client uploads, with and without the public key circuit privacy adds.
+#[test]
+fn the_reported_key_bytes_are_the_bundle() {
+    for lambda in [None, Some(model::circuit::DEFAULT_LAMBDA)] {
+        let (m, costs) = compile_costs(lambda);
+        let (bundle, _) = BgvSession::generate(m.client.clone()).unwrap().key_bundle();
+        assert_eq!(costs.key_bytes, bundle.len(), "λ {lambda:?}");
+        assert!(m.report.contains(&format!("{} B to upload", bundle.len())), "{}", m.report);
+    }
 }
 
 fn infer(svc: &BgvService, q: &[Vec<u8>], id: &str, keys: Option<&[u8]>) -> Result<runtime::Response, ServiceError> {

@@ -70,7 +70,7 @@ pub use import::MaxPoolPolicy;
 pub use npy::Array;
 pub use output_dp::OutputDpRequest;
 pub use parameters::RotationPolicy;
-pub use quantize::CompiledBgv;
+pub use quantize::{BgvCosts, CompiledBgv};
 pub use scheme::{compile_with_scheme, write_repository_any, Choice, CompiledAny, CompiledLinear, SchemeRequest};
 pub use throughput::LayoutRequest;
 pub use verify::simulate_one;

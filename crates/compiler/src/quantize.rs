@@ -378,7 +378,13 @@ pub fn compile_bgv(
     let query = residues * d * params.ciphertext_bytes(top, true);
     let answer = residues * k * params.ciphertext_bytes(schedule.last, false);
     let spec = params.spec();
-    let key_bytes = spec.dnum * 2 * (spec.q.len() + spec.p.len()) * n * 8;
+    // The bundle the client uploads (`client::BgvSession::key_bundle`): one relinearisation
+    // key, made for the top level, seeded and packed at each prime's width; with circuit
+    // privacy also the public key the flood is encrypted under (b over every prime, a seed).
+    let rl = params.rlwe();
+    let key_bytes = ckks::wire::HEADER_LEN + 1 + 4 // the bundle's header, contents byte and Galois count
+        + rl.keyswitch_key_bytes_at(top)
+        + if lambda.is_some() { 32 + rl.poly_bytes(0..=top) } else { 0 };
     let client = BgvSpec {
         version: model::bgv_model::BGV_SPEC_VERSION,
         scheme: Scheme::Bgv,
@@ -482,8 +488,9 @@ pub fn compile_bgv(
     );
     let _ = writeln!(
         r,
-        "  keys: relinearisation only (no rotation) ≈ {key_bytes} B; per batch of {n} samples: query {query} B, \
+        "  keys: relinearisation only (no rotation){}: {key_bytes} B to upload; per batch of {n} samples: query {query} B, \
          answer {answer} B; per sample {:.0} B + {:.0} B; {} ciphertext products per batch and residue",
+        if lambda.is_some() { " and the public key for the flood" } else { "" },
         query as f64 / n as f64,
         answer as f64 / n as f64,
         q.net
