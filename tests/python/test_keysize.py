@@ -52,7 +52,7 @@ def test_a_key_budget_brings_the_cnns_under_10_mb(heinfer, tmp_path, name):
                           f"{D}/digits_train_img.npy", "-o", str(tmp_path), "--key-budget-mb", "10",
                           "--layout", "L", "--json"], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
-    assert any("activation degree lowered from 31" in n for n in r["notes"]), r["notes"]
+    assert any("activation degrees lowered from 31" in n for n in r["notes"]), r["notes"]
     radix = 4 if name == "digits_cnn" else 8
     assert any(f"powers of {radix}" in n for n in r["notes"]), r["notes"]
     assert all(s & (s - 1) == 0 and (s.bit_length() - 1) % (radix.bit_length() - 1) == 0
@@ -73,3 +73,30 @@ def test_a_key_budget_brings_the_cnns_under_10_mb(heinfer, tmp_path, name):
     assert run["agreement_with_simulation"] == 1.0, run
     print(f"{name} under --key-budget-mb 10: {keys.stat().st_size / 1e6:.2f} MB of keys, "
           f"{run['ms_per_sample']['evaluate']:.0f} ms per sample")
+
+
+def test_the_sdk_takes_one_top_key_and_a_budget_in_mb(tmp_path):
+    """`heinfer.compile(one_top_key=True)` is `--one-top-key`: the digits CNN's first layer
+    sums its replicas by one key (fewer bytes to upload than the same network without it);
+    and `key_budget_mb` counts MB of 10^6 bytes, as the report prints."""
+    import numpy as np
+    import heinfer
+
+    cal = np.load(os.path.join(D, "digits_train_img.npy"))
+    onnx = os.path.join(ROOT, "models", "digits_cnn.onnx")
+    upload = {}
+    for one in (False, True):
+        r = heinfer.compile(onnx, cal, tmp_path, name=f"cnn_{int(one)}", degree=7, one_top_key=one,
+                            reference="interpreter")
+        notes = r["notes"]
+        assert any("one key at the top level" in n for n in notes) == one, notes
+        upload[one] = r["evaluation_key_bytes"]
+    assert upload[True] < upload[False], upload
+    # A budget one byte under the upload refuses, one at it fits (in MiB both would fit).
+    up = upload[True]
+    with pytest.raises(heinfer.CompileError):
+        heinfer.compile(onnx, cal, tmp_path, name="cnn_tight", degree=7, one_top_key=True, galois_radix=2,
+                        key_budget_mb=(up - 1) / 1e6, reference="interpreter")
+    r = heinfer.compile(onnx, cal, tmp_path, name="cnn_fits", degree=7, one_top_key=True, galois_radix=2,
+                        key_budget_mb=up / 1e6 + 1e-6, reference="interpreter")
+    assert r["evaluation_key_bytes"] == up

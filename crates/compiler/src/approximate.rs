@@ -18,7 +18,10 @@ const DEGREES: [usize; 5] = [2, 3, 7, 15, 31];
 const ABS_TOLERANCE: f64 = 0.002;
 
 pub(crate) struct Approximated {
+    /// The degree of every fitted activation (the largest, where they differ).
     pub degree: usize,
+    /// Each activation's degree, in the order of the import's activations (2 for squares).
+    pub degrees: Vec<usize>,
     pub network: Vec<LStage>,
     pub fits: Vec<FittedActivation>,
     pub notes: Vec<String>,
@@ -32,38 +35,11 @@ pub(crate) fn approximate(imp: &Imported, cal: &Calibration, opts: &Options) -> 
         (Some(d), true) => vec![d.max(1)],
         (None, true) => DEGREES.into_iter().filter(|&d| d <= opts.max_degree.max(2)).collect(),
     };
-    // A single output with no post-processing is a regression: there is no top-1 class,
-    // so a sample counts when its error is within 1 % of the outputs' spread.
-    let regression = imp.postprocess.is_empty() && cal.reference.first().map(Vec::len) == Some(1);
-    let spread = {
-        let v: Vec<f64> = cal.reference.iter().filter_map(|r| r.first().copied()).collect();
-        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt()
-    };
-    let agreement = |st: &[LStage]| {
-        (0..cal.rows)
-            .filter(|&r| {
-                let y = forward(st, cal.data.row(r));
-                let want = &cal.reference[r];
-                if regression {
-                    return (y[0] - want[0]).abs() <= 0.01 * spread;
-                }
-                if top1(&imp.postprocess, &y) != top1(&imp.postprocess, want) {
-                    return false;
-                }
-                // A sample counts only if the top-1 class agrees with a margin: the reference's
-                // gap between its two best outputs exceeds twice this sample's largest output error.
-                let err = y.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-                let mut sorted = want.clone();
-                sorted.sort_by(|a, b| b.total_cmp(a));
-                sorted.len() < 2 || sorted[0] - sorted[1] > 2.0 * err
-            })
-            .count() as f64
-            / cal.rows as f64
-    };
+    let n_acts = activations(imp);
+    let agreement = |st: &[LStage]| agreement(imp, cal, st);
     let mut chosen = None;
     for &d in &degrees {
-        let (st, fits) = fit_and_fold(imp, &cal.ranges, d, opts.margin, None);
+        let (st, fits) = fit_and_fold(imp, &cal.ranges, &vec![d; n_acts], opts.margin, None);
         let agree = agreement(&st);
         let ok = agree >= opts.target_agreement;
         chosen = Some((d, st, fits, agree));
@@ -79,7 +55,7 @@ pub(crate) fn approximate(imp: &Imported, cal: &Calibration, opts: &Options) -> 
         if single < opts.target_agreement {
             let mut tried: Vec<(SignComposite, f64)> = vec![];
             for c in composite::candidates() {
-                let (st, _) = fit_and_fold(imp, &cal.ranges, d, opts.margin, Some(&c));
+                let (st, _) = fit_and_fold(imp, &cal.ranges, &vec![d; n_acts], opts.margin, Some(&c));
                 let agree = agreement(&st);
                 let ok = agree >= opts.target_agreement;
                 tried.push((c, agree));
@@ -116,7 +92,7 @@ pub(crate) fn approximate(imp: &Imported, cal: &Calibration, opts: &Options) -> 
             ));
             if let Some(i) = pick {
                 let c = &tried[i].0;
-                let (st, fits) = fit_and_fold(imp, &cal.ranges, d, opts.margin, Some(c));
+                let (st, fits) = fit_and_fold(imp, &cal.ranges, &vec![d; n_acts], opts.margin, Some(c));
                 chosen = Some((d, st, fits, tried[i].1));
             }
         }
@@ -136,19 +112,118 @@ pub(crate) fn approximate(imp: &Imported, cal: &Calibration, opts: &Options) -> 
             100.0 * cal_agree
         ));
     }
-    Approximated { degree, network, fits, notes }
+    Approximated { degree, degrees: uniform(imp, degree), network, fits, notes }
+}
+
+/// How many activations the import has (squares included).
+fn activations(imp: &Imported) -> usize {
+    imp.stages.iter().filter(|s| matches!(s, Stage::Act { .. })).count()
+}
+
+/// `degree` for every fitted activation, 2 for squares.
+fn uniform(imp: &Imported, degree: usize) -> Vec<usize> {
+    imp.stages
+        .iter()
+        .filter_map(|s| match s {
+            Stage::Act { f, .. } => Some(if *f == ActFn::Square { 2 } else { degree }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Share of calibration samples whose top-1 class `st` keeps with a margin: the reference's
+/// gap between its two best outputs exceeds twice the sample's largest output error. A
+/// single output with no post-processing is a regression: there is no top-1 class, so a
+/// sample counts when its error is within 1 % of the outputs' spread.
+fn agreement(imp: &Imported, cal: &Calibration, st: &[LStage]) -> f64 {
+    let regression = imp.postprocess.is_empty() && cal.reference.first().map(Vec::len) == Some(1);
+    let spread = {
+        let v: Vec<f64> = cal.reference.iter().filter_map(|r| r.first().copied()).collect();
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt()
+    };
+    (0..cal.rows)
+        .filter(|&r| {
+            let y = forward(st, cal.data.row(r));
+            let want = &cal.reference[r];
+            if regression {
+                return (y[0] - want[0]).abs() <= 0.01 * spread;
+            }
+            if top1(&imp.postprocess, &y) != top1(&imp.postprocess, want) {
+                return false;
+            }
+            let err = y.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            let mut sorted = want.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            sorted.len() < 2 || sorted[0] - sorted[1] > 2.0 * err
+        })
+        .count() as f64
+        / cal.rows as f64
+}
+
+/// Shallower approximations than `from`, one activation a level lower at a time (31 → 15
+/// → 7, never below 7): at each step the activation whose lowering keeps the most
+/// agreement on calibration data. For a key budget (`compile` in `lib.rs`): each step
+/// takes one level from the activations' path, so the whole network's depth falls by at
+/// most one level per step, and the most accurate network of each depth comes first. A
+/// network with a composite |x| (MaxPool) is lowered all at once instead (its composite is
+/// chosen per degree by [`approximate`]).
+pub(crate) fn lowered(imp: &Imported, cal: &Calibration, opts: &Options, from: &Approximated) -> Vec<Approximated> {
+    let lower_of = |d: usize| match d {
+        d if d > 15 => Some(15),
+        d if d > 7 => Some(7),
+        _ => None,
+    };
+    if from.network.iter().any(|s| matches!(s, LStage::Composite { .. })) {
+        return std::iter::successors(lower_of(from.degree), |&d| lower_of(d))
+            .map(|d| approximate(imp, cal, &Options { degree: Some(d), ..opts.clone() }))
+            .collect();
+    }
+    let fitted: Vec<bool> = imp
+        .stages
+        .iter()
+        .filter_map(|s| match s {
+            Stage::Act { f, .. } => Some(*f != ActFn::Square),
+            _ => None,
+        })
+        .collect();
+    let mut out = vec![];
+    let mut current = from.degrees.clone();
+    loop {
+        let best = (0..current.len())
+            .filter(|&i| fitted[i])
+            .filter_map(|i| {
+                let mut degrees = current.clone();
+                degrees[i] = lower_of(current[i])?;
+                let (st, fits) = fit_and_fold(imp, &cal.ranges, &degrees, opts.margin, None);
+                Some((agreement(imp, cal, &st), degrees, st, fits))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((agree, degrees, network, fits)) = best else { break };
+        let listed: Vec<String> =
+            fits.iter().map(|(fit, _, name, _)| format!("{name} {}", fit.cheb.len() - 1)).collect();
+        let notes = vec![format!(
+            "activation degrees {}: {:.2}% top-1 agreement with margin on calibration data",
+            listed.join(", "),
+            100.0 * agree
+        )];
+        current = degrees.clone();
+        let degree = degrees.iter().copied().max().unwrap_or(2);
+        out.push(Approximated { degree, degrees, network, fits, notes });
+    }
+    out
 }
 
 /// An activation's fitted polynomial, its function, its node name and its degree.
 pub(crate) type FittedActivation = (approx::Fit, ActFn, String, usize);
 
-/// Fits every activation at `degree` and folds normalisations into the neighbouring
+/// Fits activation i at `degrees[i]` and folds normalisations into the neighbouring
 /// linear maps — where those maps feed nothing else: a value that also feeds a residual
 /// branch is kept as it is, and the normalisation becomes an explicit affine stage.
 fn fit_and_fold(
     imp: &Imported,
     ranges: &[Range],
-    degree: usize,
+    degrees: &[usize],
     margin: f64,
     abs: Option<&SignComposite>,
 ) -> (Vec<LStage>, Vec<FittedActivation>) {
@@ -195,6 +270,7 @@ fn fit_and_fold(
             }
             Stage::Act { name, f, src } => {
                 let Range { lo, hi, samples } = &ranges[act_i];
+                let degree = degrees[act_i];
                 act_i += 1;
                 let s = vmap[*src];
                 // The producing linear stage, when this activation is its only reader.

@@ -315,9 +315,8 @@ pub fn compile(
         .ok();
         let within = |ms: f64| yardstick.is_none_or(|y| ms <= 1.15 * y);
         let mut fits = vec![];
-        for d in [15, 7].into_iter().filter(|&d| d < auto_degree) {
-            progress(&format!("trying activation degree {d} for --key-budget-mb"));
-            let lower = approximate::approximate(&imp, &cal, &Options { degree: Some(d), ..opts.clone() });
+        for lower in approximate::lowered(&imp, &cal, opts, &ap) {
+            progress(&format!("trying activation degrees {:?} for --key-budget-mb", lower.degrees));
             if let Ok(t) = try_keys(&lower) {
                 let fast = within(t.0.est_ms);
                 fits.push((lower, t));
@@ -334,17 +333,22 @@ pub fn compile(
             let tried_degrees: Vec<String> = fits
                 .iter()
                 .map(|(a, t)| {
-                    format!("degree {}: {} and {:.2} MB", a.degree, fmt_ms(t.0.est_ms), t.0.upload_bytes as f64 / 1e6)
+                    format!(
+                        "degrees {}: {} and {:.2} MB",
+                        degrees_of(a),
+                        fmt_ms(t.0.est_ms),
+                        t.0.upload_bytes as f64 / 1e6
+                    )
                 })
                 .collect();
             let (lower, t) = fits.swap_remove(i);
             degree_note = Some(format!(
-                "activation degree lowered from {auto_degree} (the smallest meeting --target-agreement) to {} for \
-                 --key-budget-mb: no key layout fits at {auto_degree}; the accuracy above is at degree {}; estimated \
-                 latency {} against {} for the model without a budget at degree {auto_degree} (fitting layouts \
-                 tried, fastest first per degree: {}; a degree is taken if within 15 %, else the fastest)",
-                lower.degree,
-                lower.degree,
+                "activation degrees lowered from {auto_degree} (the smallest meeting --target-agreement) to {} for \
+                 --key-budget-mb: no key layout fits at {auto_degree}; the accuracy above is at these degrees; \
+                 estimated latency {} against {} for the model without a budget at degree {auto_degree} (one \
+                 activation a level lower at a time, the one that keeps the most agreement; fitting layouts tried, \
+                 the fastest of each: {}; taken if within 15 %, else the fastest)",
+                degrees_of(&lower),
                 fmt_ms(t.0.est_ms),
                 yardstick.map_or("?".to_string(), fmt_ms),
                 tried_degrees.join("; ")
@@ -552,6 +556,12 @@ pub fn write_merged_twin(repo: &Path, c: &Compiled) -> Result<PathBuf, CompileEr
 fn scale_floor(net: &[network::LStage], opts: &Options) -> Option<Options> {
     let has = net.iter().any(|s| matches!(s, network::LStage::Composite { .. }));
     (has && opts.scale_bits.is_none()).then(|| Options { scale_bits: Some(composite::MIN_SCALE_BITS), ..opts.clone() })
+}
+
+/// Each fitted activation's degree, for the report's notes.
+fn degrees_of(ap: &approximate::Approximated) -> String {
+    let d: Vec<String> = ap.fits.iter().map(|(fit, _, name, _)| format!("{name} {}", fit.cheb.len() - 1)).collect();
+    d.join(", ")
 }
 
 /// A latency for the report's notes.

@@ -16,7 +16,6 @@ pub(crate) fn activations(
     ranges: &[Range],
     ap: &Approximated,
 ) -> (Vec<ActivationReport>, Vec<(String, String)>) {
-    let degree = ap.degree;
     let mut plots = vec![];
     let mut acts = vec![];
     for (i, (fit, f, name, at)) in ap.fits.iter().enumerate() {
@@ -54,6 +53,7 @@ pub(crate) fn activations(
             });
             continue;
         }
+        let degree = fit.cheb.len() - 1;
         plots.push((
             file.clone(),
             svg::plot(&format!("{} ({}) ~ degree {}", name, f.name(), degree), fit, *f, &seen.samples),
