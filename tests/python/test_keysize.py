@@ -42,28 +42,28 @@ def test_key_upload_is_reported_exactly_and_smaller_than_top_level_keys(heinfer,
 @pytest.mark.parametrize("name", ["digits_cnn", "digits_rescnn"])
 def test_a_key_budget_brings_the_cnns_under_10_mb(heinfer, tmp_path, name):
     """`--key-budget-mb 10` on the two CNNs (47.7 and 90.1 MB of keys at the default degree
-    31 and radix 2): no key layout fits at degree 31, so the compiler lowers the activation
-    degree and takes the first key layout that fits — radix 4 for the digits CNN, radix 8
-    with the first layer's replicas summed by one top-level key for the residual CNN. The
-    bundle `heinfer keygen` writes is the reported upload and under 10 MB, the residual CNN's
-    keys at the top level are one rotation key, and the model run under encryption agrees
-    with its simulation on every sample."""
+    31 and radix 2): no key layout fits at degree 31, so the compiler lowers activations and
+    takes the first key layout that fits — radix 8 with the first layer's replicas summed by
+    one top-level key, for both. Every rotation key but that one is for a power of 8, only one
+    rotation key is made at the top level, the bundle `heinfer keygen` writes is the reported
+    upload and under 10 MB, and the model run under encryption agrees with its simulation on
+    every sample."""
+    import re
     out = subprocess.run([heinfer, "compile", f"{ROOT}/models/{name}.onnx", "--calibration",
                           f"{D}/digits_train_img.npy", "-o", str(tmp_path), "--key-budget-mb", "10",
                           "--layout", "L", "--json"], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
     assert any("activation degrees lowered from 31" in n for n in r["notes"]), r["notes"]
-    radix = 4 if name == "digits_cnn" else 8
-    assert any(f"powers of {radix}" in n for n in r["notes"]), r["notes"]
-    assert all(s & (s - 1) == 0 and (s.bit_length() - 1) % (radix.bit_length() - 1) == 0
-               for s in r["rotation_steps"]), r["rotation_steps"]
-    if name == "digits_rescnn":
-        assert any("one key at the top level" in n for n in r["notes"]), r["notes"]
-        spec = json.loads(subprocess.run([heinfer, "inspect", str(tmp_path / name), "--client-spec"],
-                                         capture_output=True, text=True, check=True).stdout)
-        top = len(spec["params"]["q"]) - 1
-        at_top = [s for s, l in zip(spec["rotation_steps"], spec["key_levels"]["rotation"]) if l == top]
-        assert len(at_top) == 1, (at_top, spec["key_levels"])
+    assert max(a["degree"] for a in r["activations"]) < 31, r["activations"]
+    radix = int(next(m.group(1) for n in r["notes"] if (m := re.search(r"powers of (\d+) only", n))))
+    assert any("one key at the top level" in n for n in r["notes"]), r["notes"]
+    spec = json.loads(subprocess.run([heinfer, "inspect", str(tmp_path / name), "--client-spec"],
+                                     capture_output=True, text=True, check=True).stdout)
+    top = len(spec["params"]["q"]) - 1
+    at_top = [s for s, l in zip(spec["rotation_steps"], spec["key_levels"]["rotation"]) if l == top]
+    assert len(at_top) == 1, (at_top, spec["key_levels"])
+    power = lambda s: s & (s - 1) == 0 and (s.bit_length() - 1) % (radix.bit_length() - 1) == 0
+    assert all(power(s) for s in spec["rotation_steps"] if s not in at_top), (radix, spec["rotation_steps"])
     keys = tmp_path / "keys.bin"
     subprocess.run([heinfer, "keygen", str(tmp_path / name), "--secret-key", str(tmp_path / "sk.bin"),
                     "--keys-out", str(keys)], capture_output=True, text=True, check=True)

@@ -294,11 +294,14 @@ impl Builder {
         }
     }
     /// Σ_{t < count} rot(x, t·step) by Horner's rule, x + rot(x + rot(x + …, step), step):
-    /// count − 1 rotations, all by `step` (one key where doubling needs log2(count)).
+    /// count − 1 rotations, all by `step` (one key where doubling needs log2(count)). `step`
+    /// must be in (−slots/2, slots/2] and non-zero.
     pub fn horner_copies(&mut self, x: V, step: i64, count: usize) -> V {
         let mut acc = x;
         for _ in 1..count {
-            let r = self.rotate(acc, step);
+            // By `step` itself whatever the radix: its key is the one key of the sum, where
+            // the radix's digits would be several rotations each time.
+            let r = self.push(Op::Rotate { a: acc.id, step }, acc.level, acc.scale);
             acc = self.add(x, r);
         }
         acc
