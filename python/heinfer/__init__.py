@@ -852,7 +852,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         maxpool in ("avg", "average"),
         scale_bits,
         int(min_log_n),
-        int(key_budget_mb * 1e6) if key_budget_mb is not None else None,
+        int(round(key_budget_mb * 1e6)) if key_budget_mb is not None else None,
         os.fspath(python) if python is not None else sys.executable,
         use_ort,
         ev.reshape(-1) if ev is not None else None,

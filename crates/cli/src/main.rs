@@ -433,7 +433,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 },
                 scale_bits,
                 min_log_n,
-                key_budget_bytes: key_budget_mb.map(|m| (m * 1e6) as usize),
+                key_budget_bytes: key_budget_mb.map(|m| (m * 1e6).round() as usize),
                 galois_radix,
                 one_top_key,
                 python,

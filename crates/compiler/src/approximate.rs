@@ -22,6 +22,8 @@ pub(crate) struct Approximated {
     pub degree: usize,
     /// Each activation's degree, in the order of the import's activations (2 for squares).
     pub degrees: Vec<usize>,
+    /// Share of calibration samples whose top-1 class it keeps with a margin ([`agreement`]).
+    pub agreement: f64,
     pub network: Vec<LStage>,
     pub fits: Vec<FittedActivation>,
     pub notes: Vec<String>,
@@ -112,7 +114,7 @@ pub(crate) fn approximate(imp: &Imported, cal: &Calibration, opts: &Options) -> 
             100.0 * cal_agree
         ));
     }
-    Approximated { degree, degrees: uniform(imp, degree), network, fits, notes }
+    Approximated { degree, degrees: uniform(imp, degree), agreement: cal_agree, network, fits, notes }
 }
 
 /// How many activations the import has (squares included).
@@ -163,11 +165,11 @@ fn agreement(imp: &Imported, cal: &Calibration, st: &[LStage]) -> f64 {
 
 /// Shallower approximations than `from`, one activation a level lower at a time (31 → 15
 /// → 7, never below 7): at each step the activation whose lowering keeps the most
-/// agreement on calibration data. For a key budget (`compile` in `lib.rs`): each step
-/// takes one level from the activations' path, so the whole network's depth falls by at
-/// most one level per step, and the most accurate network of each depth comes first. A
-/// network with a composite |x| (MaxPool) is lowered all at once instead (its composite is
-/// chosen per degree by [`approximate`]).
+/// agreement on calibration data (a greedy order: each step takes a level from one
+/// activation, so the network's depth falls by at most one level per step, and by none
+/// where that activation is off the longest path). For a key budget (`compile` in
+/// `lib.rs`). A network with a composite |x| (MaxPool) is not lowered: its composite is
+/// chosen for the whole network by [`approximate`], and a fixed degree there would drop it.
 pub(crate) fn lowered(imp: &Imported, cal: &Calibration, opts: &Options, from: &Approximated) -> Vec<Approximated> {
     let lower_of = |d: usize| match d {
         d if d > 15 => Some(15),
@@ -175,9 +177,7 @@ pub(crate) fn lowered(imp: &Imported, cal: &Calibration, opts: &Options, from: &
         _ => None,
     };
     if from.network.iter().any(|s| matches!(s, LStage::Composite { .. })) {
-        return std::iter::successors(lower_of(from.degree), |&d| lower_of(d))
-            .map(|d| approximate(imp, cal, &Options { degree: Some(d), ..opts.clone() }))
-            .collect();
+        return vec![];
     }
     let fitted: Vec<bool> = imp
         .stages
@@ -209,7 +209,7 @@ pub(crate) fn lowered(imp: &Imported, cal: &Calibration, opts: &Options, from: &
         )];
         current = degrees.clone();
         let degree = degrees.iter().copied().max().unwrap_or(2);
-        out.push(Approximated { degree, degrees, network, fits, notes });
+        out.push(Approximated { degree, degrees, agreement: agree, network, fits, notes });
     }
     out
 }

@@ -89,6 +89,9 @@ pub enum CompileError {
     Layout(String),
     #[error("parameters: {0}")]
     Params(String),
+    /// No parameter set's evaluation keys fit `--key-budget-mb` (the rest of the choice held).
+    #[error("parameters: {0}")]
+    KeyBudget(String),
     #[error("activation: {0}")]
     Accuracy(String),
     #[error("internal check failed: {0}")]
@@ -300,14 +303,19 @@ pub fn compile(
     let mut tried = try_keys(&ap);
     let mut ap = ap;
     let mut degree_note = None;
-    if let (None, Some(_), Err(_)) = (opts.degree, opts.key_budget_bytes, &tried) {
-        // No key layout fits at the automatic degree: lower degrees, largest first (the most
-        // accurate), taking the first whose fitting layout is estimated at most 15 % slower
-        // than the model without a budget; if none is, the fastest that fits.
-        let unconstrained =
-            Options { key_budget_bytes: None, galois_radix: Some(2), one_top_key: false, ..opts.clone() };
-        let dp = dp_for(&ap)?;
-        let reach = dp.as_ref().map_or(0.0, output_dp::reach);
+    if let (None, Some(_), Err(CompileError::KeyBudget(_))) = (opts.degree, opts.key_budget_bytes, &tried) {
+        // No key layout fits at the automatic degree: shallower networks, one activation a
+        // level lower at a time (the most accurate of each depth first), taking the first
+        // whose fitting layout is estimated at most 15 % slower than the model without a
+        // budget; if none is, the first that fits (the most accurate).
+        let floored = scale_floor(&ap.network, opts);
+        let unconstrained = Options {
+            key_budget_bytes: None,
+            galois_radix: Some(2),
+            one_top_key: false,
+            ..floored.as_ref().unwrap_or(opts).clone()
+        };
+        let reach = dp_for(&ap).ok().flatten().as_ref().map_or(0.0, output_dp::reach);
         let yardstick = circuit_privacy::choose_parameters(&unconstrained, |o| {
             parameters::choose(&ap.network, &cal, o, reach, mask_output)
         })
@@ -315,8 +323,10 @@ pub fn compile(
         .ok();
         let within = |ms: f64| yardstick.is_none_or(|y| ms <= 1.15 * y);
         let mut fits = vec![];
+        let mut tried_any = false;
         for lower in approximate::lowered(&imp, &cal, opts, &ap) {
-            progress(&format!("trying activation degrees {:?} for --key-budget-mb", lower.degrees));
+            tried_any = true;
+            progress(&format!("trying activation degrees {} for --key-budget-mb", degrees_of(&lower)));
             if let Ok(t) = try_keys(&lower) {
                 let fast = within(t.0.est_ms);
                 fits.push((lower, t));
@@ -325,36 +335,52 @@ pub fn compile(
                 }
             }
         }
-        let pick = fits
-            .iter()
-            .position(|(_, t)| within(t.0.est_ms))
-            .or_else(|| (0..fits.len()).min_by(|&i, &j| fits[i].1 .0.est_ms.total_cmp(&fits[j].1 .0.est_ms)));
-        if let Some(i) = pick {
-            let tried_degrees: Vec<String> = fits
-                .iter()
-                .map(|(a, t)| {
+        let pick = fits.iter().position(|(_, t)| within(t.0.est_ms)).or((!fits.is_empty()).then_some(0));
+        match pick {
+            Some(i) => {
+                let tried_degrees: Vec<String> = fits
+                    .iter()
+                    .map(|(a, t)| {
+                        format!(
+                            "degrees {}: {} and {:.2} MB",
+                            degrees_of(a),
+                            fmt_ms(t.0.est_ms),
+                            t.0.upload_bytes as f64 / 1e6
+                        )
+                    })
+                    .collect();
+                let (lower, t) = fits.swap_remove(i);
+                let below = (lower.agreement < opts.target_agreement).then(|| {
                     format!(
-                        "degrees {}: {} and {:.2} MB",
-                        degrees_of(a),
-                        fmt_ms(t.0.est_ms),
-                        t.0.upload_bytes as f64 / 1e6
+                        " Its agreement with margin on calibration data, {:.2}%, is below --target-agreement {:.2}%: \
+                         the budget is met at an accuracy cost (a larger budget, or --degree, keeps the degree).",
+                        100.0 * lower.agreement,
+                        100.0 * opts.target_agreement
                     )
-                })
-                .collect();
-            let (lower, t) = fits.swap_remove(i);
-            degree_note = Some(format!(
-                "activation degrees lowered from {auto_degree} (the smallest meeting --target-agreement) to {} for \
-                 --key-budget-mb: no key layout fits at {auto_degree}; the accuracy above is at these degrees; \
-                 estimated latency {} against {} for the model without a budget at degree {auto_degree} (one \
-                 activation a level lower at a time, the one that keeps the most agreement; fitting layouts tried, \
-                 the fastest of each: {}; taken if within 15 %, else the fastest)",
-                degrees_of(&lower),
-                fmt_ms(t.0.est_ms),
-                yardstick.map_or("?".to_string(), fmt_ms),
-                tried_degrees.join("; ")
-            ));
-            ap = lower;
-            tried = Ok(t);
+                });
+                degree_note = Some(format!(
+                    "activation degrees lowered from {auto_degree} to {} for --key-budget-mb: no key layout fits at \
+                     {auto_degree}; the accuracy above is at these degrees; estimated latency {} against {} for the \
+                     model without a budget at degree {auto_degree} (one activation a level lower at a time, the one \
+                     that keeps the most agreement; with the first key layout that fits each, in the order radix 2, \
+                     4, 8, 8 with one top key: {}; taken if within 15 %, else the first).{}",
+                    degrees_of(&lower),
+                    fmt_ms(t.0.est_ms),
+                    yardstick.map_or("?".to_string(), fmt_ms),
+                    tried_degrees.join("; "),
+                    below.unwrap_or_default()
+                ));
+                ap = lower;
+                tried = Ok(t);
+            }
+            None if tried_any => {
+                if let Err(CompileError::KeyBudget(m)) = &tried {
+                    tried = Err(CompileError::KeyBudget(format!(
+                        "{m} (at degree {auto_degree}; lower activation degrees, down to 7, were tried too and none fits)"
+                    )));
+                }
+            }
+            None => {}
         }
     }
     let (chosen, radix, one_top_key, dp) = tried?;
@@ -466,7 +492,13 @@ pub fn compile(
         format!(
             "rotation keys for powers of {radix} only{} ({}): {} Galois keys; a step of another size runs as its \
              base-{radix} digits in rotations ({} rotations in all), fewer keys to upload for more rotations",
-            if one_top_key { ", the first layer's replicas summed with one key at the top level" } else { "" },
+            if one_top_key {
+                ", the first layer's replicas summed with one key at the top level (a key for their period, \
+                 where the first layer replicates its input more than twice and rotates before the rescale; \
+                 its own baby and giant steps, if it has them, are not counted)"
+            } else {
+                ""
+            },
             if key_options.len() > 1 {
                 "chosen for --key-budget-mb: the first of radix 2, 4, 8 (then 8 with one top key) whose upload fits"
             } else {

@@ -297,6 +297,7 @@ impl Builder {
     /// count − 1 rotations, all by `step` (one key where doubling needs log2(count)). `step`
     /// must be in (−slots/2, slots/2] and non-zero.
     pub fn horner_copies(&mut self, x: V, step: i64, count: usize) -> V {
+        debug_assert!(step != 0 && step.unsigned_abs() as usize <= self.slots / 2, "step {step}");
         let mut acc = x;
         for _ in 1..count {
             // By `step` itself whatever the radix: its key is the one key of the sum, where

@@ -230,7 +230,7 @@ fn choose_at(
                 .map(|l| p.keyswitch_key_bytes_at(l))
                 .sum::<usize>();
             if let Some(b) = opts.key_budget_bytes.filter(|&b| upload_bytes > b) {
-                return Err(CompileError::Params(format!(
+                return Err(CompileError::KeyBudget(format!(
                     "evaluation keys to upload: {:.2} MB with rotation keys for powers of {}{}, over --key-budget-mb \
                      {:.2}: try {}a lower --degree (fewer levels, smaller keys), or --rotations after-rescale",
                     upload_bytes as f64 / 1e6,
