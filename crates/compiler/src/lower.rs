@@ -791,9 +791,11 @@ mod tests {
         let map = Affine { n_in: 64, bias: vec![0.0; rows.len()], rows };
         let image: Vec<f64> = (0..64).map(|i| (i as f64 * 0.23).sin()).collect();
         let top = 3;
-        let build = |one: bool| {
+        let build_with = |one: bool, radix: u32, sum_at: SumAt| {
             let mut b = Builder::new(q.clone(), slots);
             b.one_top_key = one;
+            b.radix = radix;
+            b.sum_at = sum_at;
             let plan = plan_first(&map, slots).unwrap();
             let x = b.input(0, top, 2f64.powi(30));
             let (y, layout, client) = first_layer(&mut b, x, &map, &plan);
@@ -810,14 +812,23 @@ mod tests {
             let rotations = b.nodes.iter().filter(|n| matches!(n.op, Op::Rotate { .. })).count();
             (out, layout, top_steps, rotations, plan.rr)
         };
-        let (want, layout, steps, rotations, rr) = build(false);
-        let (got, layout1, steps1, rotations1, _) = build(true);
+        let build = |one: bool| build_with(one, 2, SumAt::Doubled);
+        let (_, layout, steps, rotations, rr) = build(false);
+        let (_, layout1, steps1, rotations1, _) = build(true);
         assert_eq!(layout, layout1);
         assert!(rr > 2, "the plan replicates {rr} times");
-        for (j, &o) in layout.iter().enumerate() {
-            if o >= 0 {
-                let exact: f64 = map.rows[o as usize].iter().map(|&(i, w)| w * image[i as usize]).sum();
-                assert!((got[j] - exact).abs() < 1e-9 && (want[j] - exact).abs() < 1e-9, "slot {j}");
+        // Every output slot exact, with and without, at any radix, before or after the rescale.
+        for (one, radix, sum_at) in [(false, 2, SumAt::Doubled), (true, 2, SumAt::Doubled), (true, 8, SumAt::Doubled)]
+            .into_iter()
+            .chain([(true, 4, SumAt::Rescaled), (false, 8, SumAt::Rescaled)])
+        {
+            let (got, l, ..) = build_with(one, radix, sum_at);
+            assert_eq!(l, layout);
+            for (j, &o) in layout.iter().enumerate() {
+                if o >= 0 {
+                    let exact: f64 = map.rows[o as usize].iter().map(|&(i, w)| w * image[i as usize]).sum();
+                    assert!((got[j] - exact).abs() < 1e-9, "slot {j}, one key {one}, radix {radix}, {sum_at:?}");
+                }
             }
         }
         assert_eq!(steps.len(), rr.trailing_zeros() as usize, "{steps:?}");
