@@ -810,6 +810,9 @@ def compile(  # noqa: A001 - the natural name for model owners
     Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
     """
 
+    if key_budget_mb is not None and not float(key_budget_mb) > 0:
+        raise CompileError(f"key_budget_mb={key_budget_mb!r}: give a positive number of MB (10^6 bytes)")
+
     def arr(what: str, v: Any) -> np.ndarray:
         if isinstance(v, (str, os.PathLike)):
             try:

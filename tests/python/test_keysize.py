@@ -100,3 +100,7 @@ def test_the_sdk_takes_one_top_key_and_a_budget_in_mb(tmp_path):
     r = heinfer.compile(onnx, cal, tmp_path, name="cnn_fits", degree=7, one_top_key=True, galois_radix=2,
                         key_budget_mb=up / 1e6 + 1e-6, reference="interpreter")
     assert r["evaluation_key_bytes"] == up
+    # A budget that is not a positive number is refused by name, not by an overflow.
+    for bad in (-1, 0, float("nan")):
+        with pytest.raises(heinfer.CompileError, match="key_budget_mb"):
+            heinfer.compile(onnx, cal, tmp_path, name="cnn_bad", key_budget_mb=bad, reference="interpreter")

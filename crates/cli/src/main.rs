@@ -98,7 +98,7 @@ enum Cmd {
         /// keep the evaluation keys to upload within this many MB (10^6 bytes, as the report prints):
         /// without --galois-radix, the first of radix 2, 4, 8 and 8 with --one-top-key that fits;
         /// without --degree, a lower activation degree when none fits at the automatic one
-        #[arg(long)]
+        #[arg(long, value_parser = parse_budget)]
         key_budget_mb: Option<f64>,
         /// make rotation keys only for powers of this radix (2, 4 or 8): a step of another size
         /// becomes several rotations. 4 or 8 upload about half or a third of the Galois keys for more
@@ -602,6 +602,13 @@ fn main() -> ExitCode {
 }
 
 /// `--galois-radix`: 2, 4 or 8.
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(m) if m > 0.0 && m.is_finite() => Ok(m),
+        _ => Err(format!("{s:?}: give a positive number of MB (10^6 bytes)")),
+    }
+}
+
 fn parse_radix(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(r @ (2 | 4 | 8)) => Ok(r),
