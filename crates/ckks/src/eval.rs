@@ -55,6 +55,17 @@ impl Evaluator {
         }
     }
 
+    /// A key of this set or of one of its key bases, serving `level`: the set to switch in.
+    fn key_set<'k>(&self, key: &'k KeySwitchKey, level: usize) -> Result<&'k Parameters> {
+        if !self.params.accepts_keys_of(key.params()) {
+            return Err(Error::ParamsMismatch);
+        }
+        if level > key.max_level() {
+            return Err(Error::KeyBelowLevel { key_level: key.max_level(), level });
+        }
+        Ok(key.params())
+    }
+
     fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<()> {
         self.check_params(a.params())?;
         self.check_params(b.params())?;
@@ -273,7 +284,7 @@ impl Evaluator {
     /// Ciphertext product with relinearization; the scales multiply (rescale after).
     pub fn mul_relin(&self, a: &Ciphertext, b: &Ciphertext, rk: &RelinKey) -> Result<Ciphertext> {
         self.check_pair(a, b)?;
-        self.check_params(rk.key().params())?;
+        let kp = self.key_set(rk.key(), a.level())?;
         let scale = a.scale() * b.scale();
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());
@@ -284,15 +295,15 @@ impl Evaluator {
             Addend::Products(&[(a.parts().0, b.parts().0)]),
             Addend::Products(&[(a.parts().0, b.parts().1), (a.parts().1, b.parts().0)]),
         ];
-        let dec = keyswitch::decompose(&self.params, &d2, a.level());
-        let (c0, c1) = keyswitch::switch(&self.params, &dec, rk.key(), add, None)?;
+        let dec = keyswitch::decompose(kp, &d2, a.level());
+        let (c0, c1) = keyswitch::switch(kp, &dec, rk.key(), add, None)?;
         Ciphertext::from_parts(&self.params, c0, c1, scale)
     }
 
     /// The same as `mul_relin(a, a, rk)`, one product cheaper.
     pub fn square_relin(&self, a: &Ciphertext, rk: &RelinKey) -> Result<Ciphertext> {
         self.check_params(a.params())?;
-        self.check_params(rk.key().params())?;
+        let kp = self.key_set(rk.key(), a.level())?;
         let scale = a.scale() * a.scale();
         self.check_mul_scale(scale, a.level())?;
         let m = self.q_moduli(a.level());
@@ -301,8 +312,8 @@ impl Evaluator {
             Addend::Products(&[(a.parts().0, a.parts().0)]),
             Addend::Products(&[(a.parts().0, a.parts().1), (a.parts().1, a.parts().0)]),
         ];
-        let dec = keyswitch::decompose(&self.params, &d2, a.level());
-        let (c0, c1) = keyswitch::switch(&self.params, &dec, rk.key(), add, None)?;
+        let dec = keyswitch::decompose(kp, &d2, a.level());
+        let (c0, c1) = keyswitch::switch(kp, &dec, rk.key(), add, None)?;
         Ciphertext::from_parts(&self.params, c0, c1, scale)
     }
 
@@ -430,8 +441,8 @@ impl Evaluator {
     }
 
     fn apply_galois(&self, ct: &Ciphertext, g: u64, key: &KeySwitchKey) -> Result<Ciphertext> {
-        self.check_params(key.params())?;
-        let dec = keyswitch::decompose(&self.params, ct.parts().1, ct.level());
+        let kp = self.key_set(key, ct.level())?;
+        let dec = keyswitch::decompose(kp, ct.parts().1, ct.level());
         self.finish_galois(ct, &dec, g, key)
     }
 
@@ -442,7 +453,7 @@ impl Evaluator {
         let perm = self.ctx().galois_perm(g);
         // c0 is added before σ.
         let (c0, c1) = keyswitch::switch(
-            &self.params,
+            dec.params(),
             dec,
             key,
             [Addend::Poly(ct.parts().0), Addend::Products(&[])],
@@ -455,6 +466,14 @@ impl Evaluator {
     pub fn decompose<'a>(&self, ct: &'a Ciphertext) -> Result<Decomposed<'a>> {
         self.check_params(ct.params())?;
         Ok(keyswitch::decompose(&self.params, ct.parts().1, ct.level()))
+    }
+
+    /// [`Evaluator::decompose`] in the set `key` was made in (this set or a key basis of
+    /// it): what rotations by keys of that set share.
+    pub fn decompose_for<'a>(&self, ct: &'a Ciphertext, key: &KeySwitchKey) -> Result<Decomposed<'a>> {
+        self.check_params(ct.params())?;
+        let kp = self.key_set(key, ct.level())?;
+        Ok(keyswitch::decompose(kp, ct.parts().1, ct.level()))
     }
 
     /// A rotation of `ct` reusing its decomposition: the cost of the split and of the
@@ -475,7 +494,11 @@ impl Evaluator {
         }
         let g = self.params.galois_element(step);
         let key = keys.get(g).ok_or_else(|| Error::MissingGaloisKey { what: format!("rotation by {step}") })?;
-        self.check_params(key.params())?;
+        let kp = self.key_set(key, ct.level())?;
+        if !kp.same(dec.params()) {
+            // A key of another basis than the decomposition's: raised again, in its own.
+            return self.apply_galois(ct, g, key);
+        }
         self.finish_galois(ct, dec, g, key)
     }
 

@@ -24,8 +24,8 @@ pub use num_complex::Complex64;
 pub use rlwe::Decryptor;
 pub use rlwe::{
     max_log_qp, read_any_ciphertext, read_any_ciphertext_limited, Ciphertext, Decomposed, Encryptor, Error,
-    EvaluationKeys, GaloisKeys, KeyId, KeySwitchKey, ParamError, Parameters, ParametersBuilder, ParamsSpec, Plaintext,
-    PreparedPlaintext, PublicKey, RelinKey, Result, SeededCiphertext, WireError,
+    EvaluationKeys, GaloisKeys, KeyBasisSpec, KeyId, KeySwitchKey, ParamError, Parameters, ParametersBuilder,
+    ParamsSpec, Plaintext, PreparedPlaintext, PublicKey, RelinKey, Result, SeededCiphertext, WireError,
 };
 pub use rlwe::{packing_elements, AnswerKey, AnswerShape, CompactAnswer, LinearLeaves, LweQuery};
 #[cfg(feature = "secret-key")]

@@ -110,6 +110,10 @@ enum Cmd {
         /// most: rr − 1 rotations there instead of a key per power of two (the report gives both)
         #[arg(long)]
         one_top_key: bool,
+        /// make every evaluation key in the parameter set's own digits and special primes (by
+        /// default keys for lower levels get their own where that makes them smaller)
+        #[arg(long)]
+        no_key_bases: bool,
         /// Python with onnxruntime for the reference (default: $HEINFER_PYTHON, then python3)
         #[arg(long)]
         python: Option<PathBuf>,
@@ -382,6 +386,7 @@ fn run(cli: Cli) -> Result<(), String> {
             key_budget_mb,
             galois_radix,
             one_top_key,
+            no_key_bases,
             python,
             no_onnxruntime,
             output_dp,
@@ -436,6 +441,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 key_budget_bytes: key_budget_mb.map(|m| (m * 1e6).round() as usize),
                 galois_radix,
                 one_top_key,
+                key_bases: !no_key_bases,
                 python,
                 use_onnxruntime: !no_onnxruntime,
                 output_dp,

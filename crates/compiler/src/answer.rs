@@ -106,7 +106,7 @@ pub(crate) fn configure(
         format!(
             "the outputs repeat every {period} slots, so the server folds each answer into the subring of degree \
              2^{log_n} with one key switch (an answer key of {:.1} KB in the bundle), then",
-            (params.keyswitch_key_bytes_at(0) + 1) as f64 / 1e3
+            params.answer_key_bytes() as f64 / 1e3
         )
     } else {
         match &why_not {

@@ -121,6 +121,9 @@ pub struct Options {
     /// the most (`compile --one-top-key`): rr − 1 rotations there instead of log2(rr) keys.
     /// Under a key budget without `--galois-radix`, tried after radix 8.
     pub one_top_key: bool,
+    /// Keys for lower levels made with special primes and digits of their own where that
+    /// saves bytes (`params::with_key_bases`; `compile --no-key-bases` turns it off).
+    pub key_bases: bool,
     /// Python with onnxruntime for the reference; None: $HEINFER_PYTHON, then python3.
     pub python: Option<PathBuf>,
     pub use_onnxruntime: bool,
@@ -197,6 +200,7 @@ impl Default for Options {
             key_budget_bytes: None,
             galois_radix: None,
             one_top_key: false,
+            key_bases: true,
             python: None,
             use_onnxruntime: true,
             output_dp: None,

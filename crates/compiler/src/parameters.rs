@@ -216,7 +216,7 @@ fn choose_at(
         }
     }
     match choice {
-        Some(choice) => {
+        Some(mut choice) => {
             let p = &choice.params;
             let shape = layout::Shape::for_options(sum_at, opts, stages);
             let bt = layout::build(stages, p.q(), p.slots(), p.default_scale(), mask_output, shape)?;
@@ -225,10 +225,41 @@ fn choose_at(
             let rotations = steps.iter().copied().zip(levels.rotation.iter().map(|&l| l as usize));
             let packing = layout::compact_keys(p, shape).into_iter().map(|g| (g, p.max_level()));
             let relin = levels.relinearization.map(|l| l as usize);
-            let upload_bytes = crate::report::key_levels_by_element(p, rotations, packing, relin)
-                .into_iter()
-                .map(|l| p.keyswitch_key_bytes_at(l))
-                .sum::<usize>();
+            let key_levels = crate::report::key_levels_by_element(p, rotations, packing, relin);
+            let own_bytes = key_levels.iter().map(|&l| p.keyswitch_key_bytes_at(l)).sum::<usize>();
+            if opts.key_bases {
+                choice.params = params::with_key_bases(p, &key_levels, choice.ks_factor);
+            }
+            let p = &choice.params;
+            let upload_bytes = key_levels.iter().map(|&l| p.keyswitch_key_bytes_at(l)).sum::<usize>();
+            if !p.key_bases().is_empty() {
+                let bases: Vec<String> = p
+                    .spec()
+                    .key_bases
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "level {} in {} digit{} over {} bits of P",
+                            b.level,
+                            b.dnum,
+                            if b.dnum == 1 { "" } else { "s" },
+                            p.key_bases()
+                                .iter()
+                                .find(|k| k.max_level() == b.level)
+                                .map_or(0.0, |k| k.p().iter().map(|&x| (x as f64).log2()).sum::<f64>())
+                                .round()
+                        )
+                    })
+                    .collect();
+                noise_note += &format!(
+                    "; keys for lower levels made with special primes of their own ({}): {:.2} MB to upload instead of {:.2} MB (`--no-key-bases` makes every key in the set's own {} digit{})",
+                    bases.join(", "),
+                    upload_bytes as f64 / 1e6,
+                    own_bytes as f64 / 1e6,
+                    p.dnum(),
+                    if p.dnum() == 1 { "" } else { "s" },
+                );
+            }
             if let Some(b) = opts.key_budget_bytes.filter(|&b| upload_bytes > b) {
                 return Err(CompileError::KeyBudget(format!(
                     "evaluation keys to upload: {:.2} MB with rotation keys for powers of {}{}, over --key-budget-mb \

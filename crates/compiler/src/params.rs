@@ -145,3 +145,66 @@ pub fn choose(req: &ParamRequest) -> Result<Choice, CompileError> {
         req.depth, req.min_slots, req.scale_bits.unwrap_or(req.min_scale_bits)
     )))
 }
+
+/// `p` with a key basis for each of `levels` where one saves at least 5 % of that key's
+/// bytes (`Parameters::with_key_bases`): per level, the split (digits, special primes)
+/// with the fewest bytes under the 128-bit bound whose key-switch noise factor is within
+/// `ks_max` (the set's own, which the noise analysis chose the scale for). Why: the set's
+/// P is sized for the top level, where the bound leaves little room, so a key for a lower
+/// level is cut into more digits than its primes need; a P of its own, as large as the
+/// bound allows there, needs fewer (often one). Returns `p` unchanged when no level gains.
+pub(crate) fn with_key_bases(p: &Parameters, levels: &[usize], ks_max: f64) -> Parameters {
+    let bound = max_log_qp(p.log_n()).unwrap_or(0) as f64;
+    let q_bits: Vec<f64> = p.q().iter().map(|&q| (q as f64).log2()).collect();
+    let q_bytes: Vec<usize> = p.q().iter().map(|&q| (p.n() * (64 - q.leading_zeros() as usize)).div_ceil(8)).collect();
+    let mut levels = levels.to_vec();
+    levels.sort_unstable();
+    levels.dedup();
+    let mut bases = vec![];
+    for level in levels {
+        let l = level + 1;
+        let log_q: f64 = q_bits[..l].iter().sum();
+        let own = p.keyswitch_key_bytes_at(level);
+        let mut best: Option<(usize, Vec<u32>, usize)> = None;
+        for dnum in 1..=l {
+            let alpha = l.div_ceil(dnum);
+            if l.div_ceil(alpha) != dnum {
+                continue;
+            }
+            let digit = q_bits[..l].chunks(alpha).map(|c| c.iter().sum::<f64>()).fold(0.0, f64::max);
+            // The smallest P (whole bits, primes of at most 60) whose noise is within the set's.
+            let fits = (digit.floor() as u32..digit.ceil() as u32 + 12).find_map(|total| {
+                let k = total.div_ceil(60).max(1);
+                let each = total.div_ceil(k).clamp(20, 60);
+                let log_p = (each * k) as f64;
+                (ks_factor(dnum, 2f64.powf(digit - log_p)) <= ks_max).then_some((k, each, log_p))
+            });
+            let Some((k, each, log_p)) = fits else { continue };
+            // Primes are drawn just below 2^bits: half a bit of margin for the bound.
+            if log_q + log_p + 0.5 > bound {
+                continue;
+            }
+            let p_bytes = k as usize * (p.n() * each as usize).div_ceil(8);
+            let bytes = dnum * (q_bytes[..l].iter().sum::<usize>() + p_bytes);
+            if best.as_ref().is_none_or(|b| bytes < b.0) {
+                best = Some((bytes, vec![each; k as usize], dnum));
+            }
+        }
+        if let Some((bytes, p_bits, dnum)) = best {
+            if (bytes as f64) < 0.95 * own as f64 {
+                bases.push((level, p_bits, dnum));
+            }
+        }
+    }
+    if bases.is_empty() {
+        return p.clone();
+    }
+    // A basis whose drawn primes miss the bound after all is left out, not the others.
+    match p.with_key_bases(&bases) {
+        Ok(with) => with,
+        Err(_) => {
+            let ok: Vec<_> = bases.into_iter().filter(|b| p.with_key_bases(std::slice::from_ref(b)).is_ok()).collect();
+            p.with_key_bases(&ok).unwrap_or_else(|_| p.clone())
+        }
+    }
+}

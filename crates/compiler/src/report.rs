@@ -141,9 +141,10 @@ pub(crate) fn make_report(
     // A compact answer folded into a subring adds one key at level 0 (and its degree byte).
     let answer_key = m.client.answer.is_some_and(|a| a.shape().folds(params));
     let upload: usize = key_levels.iter().map(|&l| params.keyswitch_key_bytes_at(l)).sum::<usize>()
-        + if answer_key { params.keyswitch_key_bytes_at(0) + 1 } else { 0 };
+        + if answer_key { params.answer_key_bytes() } else { 0 };
+    // The answer key is always in the set itself (a key basis never holds it).
     let key_memory: usize = key_levels.iter().map(|&l| key_memory_at(params, l)).sum::<usize>()
-        + if answer_key { key_memory_at(params, 0) } else { 0 };
+        + if answer_key { key_memory_in(params, 0) } else { 0 };
     // A compact query is unpacked first: period + log2(N/period) key switches at the input level.
     let unpack_ms = compact.map_or(0.0, |c| {
         let switches = c.period as usize + (params.n() / c.period as usize).trailing_zeros() as usize;
@@ -218,6 +219,12 @@ pub(crate) fn key_levels_by_element(
 /// Bytes a key for ciphertexts up to `level` takes in the server's memory: b and a with a
 /// companion word each, per digit, over the key's primes.
 fn key_memory_at(params: &ckks::Parameters, level: usize) -> usize {
+    // A key for a level with a key basis is made in the basis (its digits, its P).
+    key_memory_in(params.key_basis_at(level).unwrap_or(params), level)
+}
+
+/// [`key_memory_at`] for a key made in `params` itself.
+fn key_memory_in(params: &ckks::Parameters, level: usize) -> usize {
     let alpha = params.q().len().div_ceil(params.dnum().max(1));
     let digits = (level + 1).div_ceil(alpha);
     let q_limbs = (digits * alpha).min(params.q().len());

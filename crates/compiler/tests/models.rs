@@ -218,7 +218,24 @@ fn a_key_budget_picks_degrees_and_a_key_layout_whose_upload_fits() {
     let r = m.report.as_ref().unwrap();
     assert!(r.evaluation_key_bytes <= budget, "{} B", r.evaluation_key_bytes);
     let lowered = r.notes.iter().find(|n| n.contains("activation degrees lowered from 31")).expect("a note");
-    assert!(r.activations.iter().all(|a| a.degree < 31), "{lowered}");
+    assert!(r.activations.iter().any(|a| a.degree < 31), "{lowered}");
+    // Keys for lower levels in bases of their own (fewer digits): the same network with
+    // every key in the set's own digits is larger, and over the budget.
+    assert!(!m.client.params.key_bases.is_empty());
+    assert!(r.notes.iter().any(|n| n.contains("special primes of their own")), "{:?}", r.notes);
+    let with = ckks::Parameters::from_spec(&m.client.params).unwrap();
+    let mut spec = m.client.params.clone();
+    spec.key_bases.clear();
+    let own = ckks::Parameters::from_spec(&spec).unwrap();
+    let mut levels: std::collections::BTreeMap<i64, usize> = m.client.rotation_key_levels().into_iter().collect();
+    levels.extend(m.client.relin_key_level().map(|l| (0, l)));
+    let bytes_in = |p: &ckks::Parameters| levels.values().map(|&l| p.keyswitch_key_bytes_at(l)).sum::<usize>();
+    assert!(
+        bytes_in(&with) <= budget && bytes_in(&own) > budget,
+        "{} B with bases, {} B without",
+        bytes_in(&with),
+        bytes_in(&own)
+    );
     assert!(r.notes.iter().any(|n| n.contains("powers of 8 only, the first layer's replicas summed")), "{:?}", r.notes);
     // One rotation key at the top level (the replicas' step); every other a power of 8.
     let top = m.client.params.q.len() - 1;

@@ -138,6 +138,7 @@ mod tests {
                 p: vec![],
                 dnum: 1,
                 log_scale: 20.0,
+                key_bases: vec![],
             },
             features: 2,
             input_level: 2,

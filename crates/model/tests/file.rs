@@ -4,7 +4,14 @@ use model::{ClientSpec, HeModel, InputSpec, Node, Op, OutputSpec, PlainVec};
 
 fn tiny() -> HeModel {
     let q = vec![1099511480321u64, 1073692673];
-    let params = ckks::ParamsSpec { log_n: 12, q: q.clone(), p: vec![1099511185409], dnum: 2, log_scale: 30.0 };
+    let params = ckks::ParamsSpec {
+        log_n: 12,
+        q: q.clone(),
+        p: vec![1099511185409],
+        dnum: 2,
+        log_scale: 30.0,
+        key_bases: vec![],
+    };
     let s = 2f64.powi(30);
     let nodes = vec![
         Node { op: Op::Input { index: 0 }, level: 1, scale: s, layer: 0 },

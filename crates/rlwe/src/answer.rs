@@ -259,7 +259,8 @@ impl crate::keys::KeyGenerator {
         }
         // The key decrypts under the subring secret to P·s: it switches s → s'(X^d).
         let target = crate::keys::SecretKey::from_coeffs(&params, embedded);
-        let key = self.keyswitch_key(&target, &sk.ntt, 0);
+        // Always in the set itself, never a key basis: answers are switched under it.
+        let key = crate::keys::keyswitch_key_in(&params, self.sampler_mut(), &target, &sk.ntt, 0);
         Ok(AnswerKey { log_n, key })
     }
 }

@@ -67,6 +67,12 @@ pub enum ParamError {
         /// Ciphertext primes in the chain.
         levels: usize,
     },
+    /// A key basis the set cannot hold (see `ParamsSpec::key_bases`).
+    #[error("invalid key basis: {detail}")]
+    KeyBasis {
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A scale out of range: a set's default scale outside 2^1..=2^60, or the scale of a
     /// plaintext or ciphertext not finite or outside 1..=2^120 (`check_scale`).
     #[error("scale 2^{log_scale} is invalid: it must be between 2^1 and 2^60, and below the top prime")]

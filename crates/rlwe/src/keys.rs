@@ -283,6 +283,10 @@ impl KeyGenerator {
         Self { params: params.clone(), sampler: Sampler::new(ERROR_STDDEV) }
     }
 
+    pub(crate) fn sampler_mut(&mut self) -> &mut Sampler {
+        &mut self.sampler
+    }
+
     /// A fresh uniform ternary secret.
     pub fn secret_key(&mut self) -> SecretKey {
         let coeffs = self.sampler.ternary(self.params.n());
@@ -311,22 +315,18 @@ impl KeyGenerator {
 
     /// The relinearization key of `sk` (s² → s), which ciphertext products need.
     pub fn relin_key(&mut self, sk: &SecretKey) -> RelinKey {
-        let moduli: Vec<_> = self.params.ctx().moduli.iter().collect();
-        let mut s2 = sk.ntt.clone();
-        s2.mul_assign(&sk.ntt, &moduli);
-        let k = self.keyswitch_key(sk, &s2, self.params.max_level());
-        s2.zeroize();
-        RelinKey(k)
+        self.relin_key_at(sk, self.params.max_level())
     }
 
     /// A relinearization key for products at levels up to `level` only (fewer bytes).
     pub fn relin_key_at(&mut self, sk: &SecretKey, level: usize) -> RelinKey {
-        let moduli: Vec<_> = self.params.ctx().moduli.iter().collect();
-        let mut s2 = sk.ntt.clone();
-        s2.mul_assign(&sk.ntt, &moduli);
-        let k = self.keyswitch_key(sk, &s2, level.min(self.params.max_level()));
-        s2.zeroize();
-        RelinKey(k)
+        let square = |s: &SecretKey| {
+            let moduli: Vec<_> = s.params.ctx().moduli.iter().collect();
+            let mut s2 = s.ntt.clone();
+            s2.mul_assign(&s.ntt, &moduli);
+            s2
+        };
+        RelinKey(self.keyswitch_key(sk, level.min(self.params.max_level()), square))
     }
 
     /// Galois keys for left rotations by each of `steps` (negative: right) and, if
@@ -369,9 +369,9 @@ impl KeyGenerator {
         for (g, level) in elements {
             let params = self.params.clone();
             let ctx = params.ctx();
-            let mut sg = sk.ntt.permute(&ctx.galois_perm(g));
-            let canonical = self.keyswitch_key(sk, &sg, level);
-            sg.zeroize();
+            // The permutation depends on N alone: the same in every key basis.
+            let perm = ctx.galois_perm(g);
+            let canonical = self.keyswitch_key(sk, level, |s| s.ntt.permute(&perm));
             keys.insert(g, canonical.permuted(&ctx.galois_perm(ctx.galois_inverse(g))));
         }
         GaloisKeys { keys }
@@ -388,14 +388,51 @@ impl KeyGenerator {
         }
     }
 
-    /// Key switching s' → `sk` for ciphertexts up to `level`, with s' in NTT form over every prime.
-    pub(crate) fn keyswitch_key(&mut self, sk: &SecretKey, s_prime: &Poly, level: usize) -> KeySwitchKey {
-        let ctx = self.params.ctx();
-        let levels = self.params.q().len();
+    /// Key switching s' → `sk` for ciphertexts up to `level`, with s' = `s_prime(sk)` in
+    /// NTT form over every prime of the set the key is made in: the key basis of `level`
+    /// where the set has one (`Parameters::key_basis_at`), else this set.
+    pub(crate) fn keyswitch_key(
+        &mut self,
+        sk: &SecretKey,
+        level: usize,
+        s_prime: impl Fn(&SecretKey) -> Poly,
+    ) -> KeySwitchKey {
+        match self.params.key_basis_at(level).cloned() {
+            Some(basis) => {
+                // The same secret, its residues over the basis's primes.
+                let sk_b = SecretKey::from_coeffs(&basis, sk.coeffs.clone());
+                let mut sp = s_prime(&sk_b);
+                let k = keyswitch_key_in(&basis, &mut self.sampler, &sk_b, &sp, level);
+                sp.zeroize();
+                k
+            }
+            None => {
+                let mut sp = s_prime(sk);
+                let k = keyswitch_key_in(&self.params, &mut self.sampler, sk, &sp, level);
+                sp.zeroize();
+                k
+            }
+        }
+    }
+}
+
+/// Key switching s' → `sk` under `params` for ciphertexts up to `level`, with s' in NTT
+/// form over every prime of `params`.
+#[cfg(feature = "secret-key")]
+pub(crate) fn keyswitch_key_in(
+    params: &Parameters,
+    sampler: &mut Sampler,
+    sk: &SecretKey,
+    s_prime: &Poly,
+    level: usize,
+) -> KeySwitchKey {
+    {
+        let ctx = params.ctx();
+        let levels = params.q().len();
         let moduli: Vec<_> = ctx.moduli.iter().collect();
         let tables: Vec<_> = ctx.ntt.iter().collect();
-        let digits = digits_for_level(&self.params, level);
-        let primes = key_primes(&self.params, digits);
+        let digits = digits_for_level(params, level);
+        let primes = key_primes(params, digits);
         let seed = fresh_seed();
         // Computed over every prime (the secret is), then cut to the key's primes.
         let mut stream = Sampler::from_seed(seed);
@@ -403,7 +440,7 @@ impl KeyGenerator {
         let mut a = Vec::with_capacity(digits);
         for d in 0..digits {
             let a_d = stream.uniform(ctx.n, &moduli);
-            let mut b = self.sampler.small_poly(ctx.n, &moduli, false);
+            let mut b = sampler.small_poly(ctx.n, &moduli, false);
             b.ntt(&tables);
             let mut as_ = a_d.clone();
             as_.mul_assign(&sk.ntt, &moduli);
@@ -420,7 +457,7 @@ impl KeyGenerator {
             bs.push(select_limbs(&b, &primes));
             a.push(select_limbs(&a_d, &primes));
         }
-        KeySwitchKey::new(&self.params, bs, a, seed)
+        KeySwitchKey::new(params, bs, a, seed)
     }
 }
 

@@ -16,6 +16,8 @@ use crate::params::{Context, Parameters};
 
 /// The component to key-switch, split into digits and raised to Q·P (NTT form).
 pub struct Decomposed<'a> {
+    /// The set it was raised in (a set, or one of its key bases): keys must match it.
+    params: Parameters,
     level: usize,
     /// Digit j's limbs over every prime but its own, in the order of its converter's
     /// targets (`modup[level][j].to`); the inner product reads its own primes' limbs
@@ -29,6 +31,10 @@ impl Decomposed<'_> {
     /// The level of the decomposed component.
     pub fn level(&self) -> usize {
         self.level
+    }
+    /// The set it was raised in: a key switch takes keys made in this set only.
+    pub fn params(&self) -> &Parameters {
+        &self.params
     }
 }
 
@@ -83,13 +89,15 @@ pub fn decompose<'a>(params: &Parameters, d: &'a Poly, level: usize) -> Decompos
             ext
         })
         .collect();
-    Decomposed { level, digits, source: d }
+    Decomposed { params: params.clone(), level, digits, source: d }
 }
 
 /// The key switch's second half: the inner product Σ_digits raised_digit · key over
 /// Q·P, divided by P with rounding (ModDown), plus an addend per half, then permuted by
 /// `perm` (`out[k] = in[perm[k]]`). Returns both halves over Q, or
-/// `Error::KeyBelowLevel` if the key stops below the component's level.
+/// `Error::KeyBelowLevel` if the key stops below the component's level, or
+/// `Error::ParamsMismatch` unless the key and the decomposition are of `params` (a key
+/// basis's keys are switched with the basis as `params`: `KeySwitchKey::params`).
 ///
 /// Memory traffic is what this order saves (at N = 2^14 a key switch streams ~50 MB,
 /// and on a shared machine its time follows the memory's): the inner product's limbs
@@ -107,6 +115,9 @@ pub fn switch(
     let ctx = params.ctx();
     let n = ctx.n;
     let level = dec.level;
+    if !(dec.params.same(params) && key.params.same(params)) {
+        return Err(Error::ParamsMismatch);
+    }
     if level > key.max_level() {
         return Err(Error::KeyBelowLevel { key_level: key.max_level(), level });
     }

@@ -40,7 +40,7 @@ pub use keys::{AnswerKey, EvaluationKeys, GaloisKeys, KeySwitchKey, PublicKey, R
 pub use keys::{KeyGenerator, SecretKey};
 pub use keyswitch::{Addend, Decomposed};
 pub use packing::{pack, pack_linear, packing_elements, LinearLeaves, LweQuery};
-pub use params::{Parameters, ParametersBuilder, ParamsSpec, Scheme};
+pub use params::{KeyBasisSpec, Parameters, ParametersBuilder, ParamsSpec, Scheme};
 pub use plaintext::{check_scale, Plaintext, PreparedPlaintext};
 pub use security::max_log_qp;
 pub use wire::{read_any_ciphertext, read_any_ciphertext_limited, KeyId};

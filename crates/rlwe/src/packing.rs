@@ -365,6 +365,9 @@ where
         let key = keys
             .get(g)
             .ok_or_else(|| Error::MissingGaloisKey { what: format!("packing (element {g} = 2^{} + 1)", k + 1) })?;
+        if !params.accepts_keys_of(key.params()) {
+            return Err(Error::ParamsMismatch);
+        }
         if key.max_level() < level {
             return Err(Error::KeyBelowLevel { key_level: key.max_level(), level });
         }
@@ -372,8 +375,10 @@ where
     let tables: Vec<_> = ctx.ntt[..=level].iter().collect();
     let galois = |c0: &Poly, c1: &Poly, g: u64| -> Result<(Poly, Poly)> {
         let key = keys.get(g).expect("checked above");
-        let dec = keyswitch::decompose(params, c1, level);
-        keyswitch::switch(params, &dec, key, [Addend::Poly(c0), Addend::Products(&[])], Some(&ctx.galois_perm(g)))
+        // In the key's own set (the set itself, or a key basis: the same limbs up to `level`).
+        let kp = key.params();
+        let dec = keyswitch::decompose(kp, c1, level);
+        keyswitch::switch(kp, &dec, key, [Addend::Poly(c0), Addend::Products(&[])], Some(&ctx.galois_perm(g)))
     };
     // Alg. 2 depth first (`width` values r, r + slots/width, ...: the even half and the odd
     // half, merged), the halves in parallel: a few ciphertexts per thread are alive at a

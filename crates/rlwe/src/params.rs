@@ -31,6 +31,29 @@ pub struct ParamsSpec {
     pub dnum: usize,
     /// log2 of the default encoding scale
     pub log_scale: f64,
+    /// Key bases: keys serving ciphertexts up to a level made with special primes and
+    /// digits of their own (see [`KeyBasisSpec`]); none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_bases: Vec<KeyBasisSpec>,
+}
+
+/// The key-switching split of keys that serve ciphertexts up to `level` only.
+///
+/// Why: a key's bytes are its digits times its primes, and the set's special primes P
+/// are sized for the top level, where the 128-bit bound leaves little room for them, so
+/// the top-level chain is cut into many digits. A key used no higher than `level` sees
+/// only q_0..q_level, which leaves room under the same bound for a larger P of its own
+/// and so fewer digits (often one): the same security, less than half the bytes. Such
+/// a key lives in its own set (the q chain cut at `level`, these special primes, these
+/// digits); ciphertexts at or below `level` are the same polynomials in both sets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyBasisSpec {
+    /// The highest ciphertext level (index of the last q prime) its keys serve.
+    pub level: usize,
+    /// Its special primes.
+    pub p: Vec<u64>,
+    /// Its digits over q_0..q_level.
+    pub dnum: usize,
 }
 
 /// The scheme a parameter set serves. It is part of the set's fingerprint, so an object
@@ -138,7 +161,7 @@ impl ParametersBuilder {
             p.push(pr);
         }
         let log_scale = self.log_scale.unwrap_or(*self.q_bits.get(1).unwrap_or(&self.q_bits[0]) as f64);
-        Ok(ParamsSpec { log_n: self.log_n, q, p, dnum, log_scale })
+        Ok(ParamsSpec { log_n: self.log_n, q, p, dnum, log_scale, key_bases: vec![] })
     }
 
     /// Builds the set, refusing it unless it meets 128-bit security.
@@ -204,6 +227,8 @@ pub struct Context {
     pub automorphisms: Automorphisms,
     /// The scheme the set serves (part of the fingerprint).
     pub scheme: Scheme,
+    /// The sets of `spec.key_bases`, in their order (each a set of its own, without bases).
+    pub key_bases: Vec<Parameters>,
 }
 
 impl Context {
@@ -371,6 +396,7 @@ impl Parameters {
         let moddown = BaseConverter::new(&moduli, p_idx.clone(), (0..levels).collect());
 
         let automorphisms = Automorphisms::new(&ntt[0]);
+        let key_bases = key_bases(spec, enforce, scheme)?;
 
         let fingerprint = fingerprint_of(spec, scheme);
         Ok(Self(Arc::new(Context {
@@ -390,7 +416,48 @@ impl Parameters {
             moddown,
             automorphisms,
             scheme,
+            key_bases,
         })))
+    }
+
+    /// The key bases (`ParamsSpec::key_bases`), each a set of its own.
+    pub fn key_bases(&self) -> &[Parameters] {
+        &self.0.key_bases
+    }
+
+    /// The key basis whose keys serve exactly up to `level`, if the set has one: where
+    /// keys made for that level live (`KeyGenerator`).
+    pub fn key_basis_at(&self, level: usize) -> Option<&Parameters> {
+        self.0.spec.key_bases.iter().position(|b| b.level == level).map(|i| &self.0.key_bases[i])
+    }
+
+    /// Whether `key_params` is this set or one of its key bases: a key made under it
+    /// switches this set's ciphertexts (up to the basis's level).
+    pub fn accepts_keys_of(&self, key_params: &Parameters) -> bool {
+        self.same(key_params) || self.0.key_bases.iter().any(|b| b.same(key_params))
+    }
+
+    /// This set with `bases` added as its key bases: per basis, the highest level it
+    /// serves, the bits of its special primes (drawn distinct from q_0..q_level) and its
+    /// digits. Each basis must itself pass the 128-bit check.
+    pub fn with_key_bases(&self, bases: &[(usize, Vec<u32>, usize)]) -> Result<Self, ParamError> {
+        let spec = self.spec();
+        let n = self.n();
+        let mut out = spec.clone();
+        out.key_bases = bases
+            .iter()
+            .map(|(level, p_bits, dnum)| {
+                let mut taken: Vec<u64> = spec.q.iter().take(level + 1).copied().collect();
+                let mut p = Vec::with_capacity(p_bits.len());
+                for &b in p_bits {
+                    let pr = ntt_primes(b, n, 1, &taken)?[0];
+                    taken.push(pr);
+                    p.push(pr);
+                }
+                Ok(KeyBasisSpec { level: *level, p, dnum: *dnum })
+            })
+            .collect::<Result<_, ParamError>>()?;
+        Self::build(&out, self.0.secure, self.0.scheme)
     }
 
     /// The description a client and a server exchange (`from_spec` rebuilds the set).
@@ -482,7 +549,7 @@ impl Parameters {
     /// (see `SecretKey::under`), as BGV sets that differ only in t are (residue plans).
     pub fn same_ring(&self, other: &Parameters) -> bool {
         let (a, b) = (&self.0.spec, &other.0.spec);
-        a.log_n == b.log_n && a.q == b.q && a.p == b.p && a.dnum == b.dnum
+        a.log_n == b.log_n && a.q == b.q && a.p == b.p && a.dnum == b.dnum && a.key_bases == b.key_bases
     }
 
     /// Galois element for a left rotation by `step` slots (negative: right).
@@ -547,7 +614,51 @@ fn fingerprint_of(spec: &ParamsSpec, scheme: Scheme) -> [u8; 32] {
         h.update(p.to_le_bytes());
     }
     h.update((spec.dnum as u32).to_le_bytes());
+    // Only sets with key bases hash them: every set without keeps its fingerprint.
+    if !spec.key_bases.is_empty() {
+        h.update(b";key-bases;");
+        h.update((spec.key_bases.len() as u32).to_le_bytes());
+        for b in &spec.key_bases {
+            h.update((b.level as u32).to_le_bytes());
+            h.update((b.p.len() as u32).to_le_bytes());
+            for p in &b.p {
+                h.update(p.to_le_bytes());
+            }
+            h.update((b.dnum as u32).to_le_bytes());
+        }
+    }
     h.finalize().into()
+}
+
+/// The sets of `spec.key_bases`: the q chain cut at each basis's level, its own special
+/// primes and digits, each checked as any set is (128-bit bound, primes, P against the
+/// largest digit). Levels strictly increasing, below the top of the chain or at it.
+fn key_bases(spec: &ParamsSpec, enforce: bool, scheme: Scheme) -> Result<Vec<Parameters>, ParamError> {
+    let mut last = None;
+    spec.key_bases
+        .iter()
+        .map(|b| {
+            if b.level >= spec.q.len() || last.is_some_and(|l| b.level <= l) {
+                return Err(ParamError::KeyBasis {
+                    detail: format!(
+                        "level {} (levels must increase and stay below the chain's {} primes)",
+                        b.level,
+                        spec.q.len()
+                    ),
+                });
+            }
+            last = Some(b.level);
+            let sub = ParamsSpec {
+                log_n: spec.log_n,
+                q: spec.q[..=b.level].to_vec(),
+                p: b.p.clone(),
+                dnum: b.dnum,
+                log_scale: spec.log_scale,
+                key_bases: vec![],
+            };
+            Parameters::build(&sub, enforce, scheme)
+        })
+        .collect()
 }
 
 /// Lower-case hexadecimal.

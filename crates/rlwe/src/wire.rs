@@ -56,11 +56,29 @@ impl Parameters {
     pub fn keyswitch_key_bytes(&self) -> usize {
         self.keyswitch_key_bytes_at(self.max_level())
     }
-    /// Bytes of one serialized key-switching key that serves levels up to `level` only.
-    pub fn keyswitch_key_bytes_at(&self, level: usize) -> usize {
-        let digits = crate::keys::digits_for_level(self, level);
-        KEY_META_LEN + digits * self.poly_bytes(key_primes(self, digits).into_iter())
+    /// Bytes of an answer key in a bundle (its degree byte, then a one-digit key for level
+    /// 0, always in the set itself).
+    pub fn answer_key_bytes(&self) -> usize {
+        1 + basis_tag_len(self) + key_record_bytes(self, 0)
     }
+    /// Bytes of one serialized key-switching key that serves levels up to `level` only.
+    /// In a set with key bases, a key for a level that has one is made in it
+    /// (`Parameters::key_basis_at`), and every key record names its basis in one byte.
+    pub fn keyswitch_key_bytes_at(&self, level: usize) -> usize {
+        basis_tag_len(self) + key_record_bytes(self.key_basis_at(level).unwrap_or(self), level)
+    }
+}
+
+/// Bytes of a key record's body in `kp` (the set or a key basis) serving up to `level`.
+fn key_record_bytes(kp: &Parameters, level: usize) -> usize {
+    let digits = crate::keys::digits_for_level(kp, level);
+    KEY_META_LEN + digits * kp.poly_bytes(key_primes(kp, digits).into_iter())
+}
+
+/// The byte naming a key record's basis: only in sets that have key bases (the others'
+/// records are byte for byte what they were).
+fn basis_tag_len(params: &Parameters) -> usize {
+    usize::from(!params.key_bases().is_empty())
 }
 
 /// Bytes of `n` values per prime over `primes`, each in its prime's bits, limb by limb.
@@ -631,16 +649,24 @@ fn read_public_key_body(r: &mut Reader, params: &Parameters) -> Result<PublicKey
 
 /// Bytes of the smallest key record (one digit): what a count of records is bounded by.
 fn min_key_record_len(params: &Parameters) -> usize {
-    params.keyswitch_key_bytes_at(0)
+    let body = params.key_bases().iter().map(|b| key_record_bytes(b, 0)).fold(key_record_bytes(params, 0), usize::min);
+    basis_tag_len(params) + body
 }
 
 fn record_len(params: &Parameters, k: &KeySwitchKey) -> usize {
-    params.keyswitch_key_bytes_at(k.max_level())
+    basis_tag_len(params) + key_record_bytes(&k.params, k.max_level())
 }
 
 /// Writes a key record; `perm`, if given, is applied to each b first. A key that stops
 /// below the top level has fewer digits, each over its own primes (`key_primes`).
 fn write_key(w: &mut Writer, params: &Parameters, element: u64, k: &KeySwitchKey, perm: Option<&[u32]>) {
+    if basis_tag_len(params) == 1 {
+        // 0: the set itself; i: its key basis i − 1.
+        let i = params.key_bases().iter().position(|b| b.same(&k.params)).map_or(0, |i| i + 1);
+        debug_assert!(i > 0 || k.params.same(params), "a key of a foreign set");
+        w.out.push(i as u8);
+    }
+    let params = &k.params;
     let primes = key_primes(params, k.b.len());
     w.out.extend_from_slice(&element.to_le_bytes());
     w.out.extend_from_slice(&(k.b.len() as u16).to_le_bytes());
@@ -654,6 +680,17 @@ fn write_key(w: &mut Writer, params: &Parameters, element: u64, k: &KeySwitchKey
 }
 
 fn read_key(r: &mut Reader, params: &Parameters) -> Result<(u64, KeySwitchKey), WireError> {
+    let params = if basis_tag_len(params) == 1 {
+        match r.u8()? as usize {
+            0 => params,
+            i => params.key_bases().get(i - 1).ok_or_else(|| WireError::OutOfRange {
+                field: "key basis",
+                detail: format!("{i} (these parameters have key bases 1 to {})", params.key_bases().len()),
+            })?,
+        }
+    } else {
+        params
+    };
     let element = r.u64()?;
     let digits = r.u16()? as usize;
     let want = params.q().len().div_ceil(params.ctx().alpha);
@@ -689,6 +726,12 @@ fn read_answer_key(r: &mut Reader, params: &Parameters) -> Result<AnswerKey, Wir
         });
     }
     let (e, key) = read_key(r, params)?;
+    if !key.params.same(params) {
+        return Err(WireError::OutOfRange {
+            field: "answer key",
+            detail: "it must be made in the set itself, not a key basis".into(),
+        });
+    }
     if e != 0 || key.b.len() != 1 {
         return Err(WireError::OutOfRange {
             field: "answer key",

@@ -277,12 +277,28 @@ impl CompiledModel {
                     let Op::Rotate { step, .. } = nodes[i].op else { unreachable!() };
                     vec![eval.rotate(src, step, &keys.galois)?]
                 } else {
-                    let dec = eval.decompose(src)?;
+                    // One decomposition per set the keys were made in: the model's set, or
+                    // a key basis (keys for lower levels may have their own special primes).
+                    let key_of = |n: &model::Node| {
+                        let Op::Rotate { step, .. } = n.op else { unreachable!() };
+                        keys.galois.get(eval.params().galois_element(step))
+                    };
+                    let mut decs = vec![];
+                    for key in nodes[i..end].iter().filter_map(key_of) {
+                        if !decs.iter().any(|d: &ckks::Decomposed| d.params().same(key.params())) {
+                            decs.push(eval.decompose_for(src, key)?);
+                        }
+                    }
                     nodes[i..end]
                         .par_iter()
                         .map(|n| {
                             let Op::Rotate { step, .. } = n.op else { unreachable!() };
-                            eval.rotate_decomposed(src, &dec, step, &keys.galois)
+                            let dec = key_of(n).and_then(|k| decs.iter().find(|d| d.params().same(k.params())));
+                            match dec.or(decs.first()) {
+                                Some(dec) => eval.rotate_decomposed(src, dec, step, &keys.galois),
+                                // No key for any step: each says which it misses.
+                                None => eval.rotate(src, step, &keys.galois),
+                            }
                         })
                         .collect::<Result<_, _>>()?
                 };

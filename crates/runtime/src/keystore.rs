@@ -153,11 +153,17 @@ impl Requirements {
 pub fn estimated_memory(params: &Parameters, wire_len: usize) -> usize {
     let full = params.keyswitch_key_bytes().max(1);
     let framing = wire_len % full;
-    if framing == BUNDLE_FRAMING || wire_len < full {
+    // (Only in sets without key bases: a basis's records have other lengths.)
+    if params.key_bases().is_empty() && (framing == BUNDLE_FRAMING || wire_len < full) {
         return (wire_len / full).saturating_mul(key_memory(params));
     }
-    let min_bits = params.q().iter().chain(params.p()).map(|&q| 64 - q.leading_zeros() as usize).min().unwrap_or(1);
-    wire_len.saturating_mul(256) / min_bits.max(1)
+    wire_len.saturating_mul(256) / min_prime_bits(params).max(1)
+}
+
+/// Bits of the narrowest prime a key of `params` can be over (its key bases' included).
+fn min_prime_bits(params: &Parameters) -> usize {
+    let bases = params.key_bases().iter().flat_map(|b| b.p().iter());
+    params.q().iter().chain(params.p()).chain(bases).map(|&q| 64 - q.leading_zeros() as usize).min().unwrap_or(1)
 }
 
 /// Header, relinearization flag and Galois key count of a bundle.
@@ -175,8 +181,7 @@ fn max_wire_len(params: &Parameters, capacity: usize) -> u64 {
     let full = ((keys as u64 + 1) * params.keyswitch_key_bytes() as u64).saturating_sub(1);
     // Keys made for lower levels take more memory per wire byte (fewer of the small
     // middle primes): never more than this, since every value is at least min_bits wide.
-    let min_bits = params.q().iter().chain(params.p()).map(|&q| 64 - q.leading_zeros() as u64).min().unwrap_or(1);
-    full.max(capacity as u64 * min_bits / 256)
+    full.max(capacity as u64 * min_prime_bits(params) as u64 / 256)
 }
 
 struct Entry {
