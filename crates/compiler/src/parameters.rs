@@ -275,12 +275,13 @@ fn choose_at(
                     }
                 )));
             }
-            let spec = p.spec();
-            let est_ms = bt
-                .b
-                .nodes
-                .iter()
-                .map(|n| crate::report::est_node_ms(&n.op, n.level, spec.log_n, spec.dnum, spec.p.len(), spec.q.len()))
+            let splits = crate::report::KeySplits::new(
+                p,
+                steps.iter().copied().zip(levels.rotation.iter().map(|&l| l as usize)),
+                levels.relinearization.map(|l| l as usize),
+            );
+            let est_ms = crate::report::est_program_ms(bt.b.nodes.iter().map(|n| (&n.op, n.level)), p.log_n(), &splits)
+                .into_iter()
                 .sum();
             Ok(Chosen { choice, depth, note: noise_note, max_err, sum_at, upload_bytes, est_ms })
         }

@@ -99,16 +99,16 @@ pub(crate) fn make_report(
     secs: f64,
 ) -> Report {
     let spec = params.spec();
-    let l_total = spec.q.len();
     let mut layers: Vec<LayerReport> = m
         .layers
         .iter()
         .map(|l| LayerReport { name: l.name.clone(), kind: l.kind.clone(), ..Default::default() })
         .collect();
     let mut prev_level = m.client.input.level;
-    for n in &m.nodes {
+    let splits = KeySplits::new(params, m.client.rotation_key_levels(), m.client.relin_key_level());
+    let node_ms = est_program_ms(m.nodes.iter().map(|n| (&n.op, n.level)), spec.log_n, &splits);
+    for (n, &ms) in m.nodes.iter().zip(&node_ms) {
         let lr = &mut layers[n.layer as usize];
-        let ms = est_node_ms(&n.op, n.level, spec.log_n, spec.dnum, spec.p.len(), l_total);
         lr.est_ms += ms;
         match n.op {
             Op::Rotate { step, .. } => {
@@ -235,19 +235,100 @@ fn key_memory_in(params: &ckks::Parameters, level: usize) -> usize {
 /// (rough): ModUp of each digit, the inner product with the key, ModDown. BGV's report
 /// costs its relinearisations with it too (`quantize`).
 pub(crate) fn est_keyswitch_ms(level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
+    est_modup_ms(level, log_n, dnum, k, l_total) + est_after_modup_ms(level, log_n, dnum, k, l_total)
+}
+
+/// The decomposition's share of a key switch (digits raised to Q·P): what hoisted
+/// rotations of one ciphertext pay once.
+fn est_modup_ms(level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
     let n = (1u64 << log_n) as f64;
     let ntt = n * log_n as f64 * 2.0e-7; // ms per limb NTT (rough, one core)
     let limbs = level as f64 + 1.0;
     let alpha = (l_total as f64 / dnum as f64).ceil();
     let digits = (limbs / alpha).ceil();
-    ntt * (limbs + digits * (limbs + k as f64) + 2.0 * k as f64 + 2.0 * limbs)
-        + n * 1e-6 * digits * (limbs + k as f64) * 2.0
+    ntt * (limbs + digits * (limbs + k as f64))
 }
 
-pub(crate) fn est_node_ms(op: &Op, level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
+/// The rest of a key switch: the inner product with the key and ModDown.
+fn est_after_modup_ms(level: u32, log_n: u32, dnum: usize, k: usize, l_total: usize) -> f64 {
+    let n = (1u64 << log_n) as f64;
+    let ntt = n * log_n as f64 * 2.0e-7;
+    let limbs = level as f64 + 1.0;
+    let alpha = (l_total as f64 / dnum as f64).ceil();
+    let digits = (limbs / alpha).ceil();
+    ntt * (2.0 * k as f64 + 2.0 * limbs) + n * 1e-6 * digits * (limbs + k as f64) * 2.0
+}
+
+/// Estimated ms of each node of a program, with hoisting as the runtime does it: a run of
+/// rotations of one value pays one decomposition per key set among its keys.
+pub(crate) fn est_program_ms<'a>(
+    nodes: impl IntoIterator<Item = (&'a Op, u32)>,
+    log_n: u32,
+    splits: &KeySplits,
+) -> Vec<f64> {
+    let mut prev: Option<(u32, (usize, usize, usize))> = None;
+    let mut raised: Vec<(usize, usize, usize)> = vec![];
+    nodes
+        .into_iter()
+        .map(|(op, level)| {
+            let Op::Rotate { a, .. } = op else {
+                prev = None;
+                return est_node_ms(op, level, log_n, splits);
+            };
+            let split = splits.of(op);
+            let (dnum, k, l_total) = split;
+            if prev.map(|(src, _)| src) != Some(*a) {
+                raised.clear();
+            }
+            prev = Some((*a, split));
+            let rest = est_after_modup_ms(level, log_n, dnum, k, l_total);
+            if raised.contains(&split) {
+                rest
+            } else {
+                raised.push(split);
+                rest + est_modup_ms(level, log_n, dnum, k, l_total)
+            }
+        })
+        .collect()
+}
+
+/// The split each key switch of a program runs in: that of the set its key is made in (a
+/// key basis where the key's level has one, `Parameters::key_basis_at`), as (dnum, special
+/// primes, chain length): the latency model prices a switch by its key's digits.
+pub(crate) struct KeySplits {
+    rotation: std::collections::HashMap<i64, (usize, usize, usize)>,
+    relin: (usize, usize, usize),
+    top: (usize, usize, usize),
+}
+
+impl KeySplits {
+    pub(crate) fn new(
+        params: &ckks::Parameters,
+        rotations: impl IntoIterator<Item = (i64, usize)>,
+        relin: Option<usize>,
+    ) -> Self {
+        let of = |level: usize| {
+            let p = params.key_basis_at(level).unwrap_or(params);
+            (p.dnum(), p.p().len(), p.q().len())
+        };
+        let top = of(params.max_level());
+        Self { rotation: rotations.into_iter().map(|(s, l)| (s, of(l))).collect(), relin: relin.map_or(top, of), top }
+    }
+
+    fn of(&self, op: &Op) -> (usize, usize, usize) {
+        match op {
+            Op::Rotate { step, .. } => self.rotation.get(step).copied().unwrap_or(self.top),
+            Op::MulRelin { .. } | Op::Square { .. } => self.relin,
+            _ => self.top,
+        }
+    }
+}
+
+pub(crate) fn est_node_ms(op: &Op, level: u32, log_n: u32, splits: &KeySplits) -> f64 {
     let n = (1u64 << log_n) as f64;
     let ntt = n * log_n as f64 * 2.0e-7; // ms per limb NTT (rough, one core)
     let limbs = level as f64 + 1.0;
+    let (dnum, k, l_total) = splits.of(op);
     let ks = est_keyswitch_ms(level, log_n, dnum, k, l_total);
     match op {
         Op::Rotate { .. } => ks,
