@@ -765,6 +765,7 @@ def compile(  # noqa: A001 - the natural name for model owners
     merged: bool = False,
     galois_radix: Optional[int] = None,
     one_top_key: bool = False,
+    key_bases: bool = True,
 ) -> Dict[str, Any]:
     """Compiles an ONNX model into the Triton model directory ``<output_dir>/<name>/``
     (``config.pbtxt`` with the client spec, ``1/model.hem``, report, activation plots).
@@ -806,6 +807,8 @@ def compile(  # noqa: A001 - the natural name for model owners
     replicas summed with one Galois key at the top level, where keys cost the most
     (``--one-top-key``: fewer bytes, more rotations there). Under ``key_budget_mb`` without
     ``degree``, a lower activation degree is taken when no key layout fits the automatic one.
+    ``key_bases``: keys for lower levels made with special primes and digits of their own
+    where that makes them smaller (the default; ``False`` is ``--no-key-bases``).
 
     Returns the report as a dict, with ``model_dir`` added. Raises :class:`CompileError`.
     """
@@ -876,6 +879,7 @@ def compile(  # noqa: A001 - the natural name for model owners
         merged=bool(merged),
         galois_radix=int(galois_radix) if galois_radix is not None else None,
         one_top_key=bool(one_top_key),
+        key_bases=bool(key_bases),
     )
     report: Dict[str, Any] = json.loads(report_json)
     report["model_dir"] = model_dir

@@ -313,7 +313,7 @@ fn client_spec_from_model_file(py: Python<'_>, path: PathBuf) -> PyResult<String
     max_degree, margin, maxpool_average, scale_bits, min_log_n, key_budget_bytes, python, use_onnxruntime,
     data=None, data_shape=None, labels=None, progress=None, maxpool_approximate=false, public_features=None,
     circuit_privacy=None, output_dp=None, mask_unused_slots=false, split_at=None, rotations="auto", query="ciphertext",
-    layout="auto", first_layer="auto", answer="auto", merged=false, galois_radix=None, one_top_key=false))]
+    layout="auto", first_layer="auto", answer="auto", merged=false, galois_radix=None, one_top_key=false, key_bases=true))]
 #[allow(clippy::too_many_arguments)]
 fn compile(
     py: Python<'_>,
@@ -350,6 +350,7 @@ fn compile(
     merged: bool,
     galois_radix: Option<u32>,
     one_top_key: bool,
+    key_bases: bool,
 ) -> PyResult<(String, String)> {
     let first_layer: compiler::FirstLayer =
         first_layer.parse().map_err(|e: String| Failure(Kind::Compile, e).into_py(py))?;
@@ -421,6 +422,7 @@ fn compile(
         layout,
         galois_radix,
         one_top_key,
+        key_bases,
         ..Default::default()
     };
     run(py, "compiling", move || {

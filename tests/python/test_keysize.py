@@ -104,6 +104,10 @@ def test_the_sdk_takes_one_top_key_and_a_budget_in_mb(tmp_path):
     r = heinfer.compile(onnx, cal, tmp_path, name="cnn_fits", degree=7, one_top_key=True, galois_radix=2,
                         key_budget_mb=up / 1e6 + 1e-6, reference="interpreter")
     assert r["evaluation_key_bytes"] == up
+    # `key_bases=False` is `--no-key-bases`: every key in the set's own digits, more bytes.
+    own = heinfer.compile(onnx, cal, tmp_path, name="cnn_own", degree=7, one_top_key=True, galois_radix=2,
+                          key_bases=False, reference="interpreter")
+    assert own["evaluation_key_bytes"] > up and not any("of their own" in n for n in own["notes"]), own["notes"]
     # A budget that is not a positive number is refused by name, not by an overflow.
     for bad in (-1, 0, float("nan")):
         with pytest.raises(heinfer.CompileError, match="key_budget_mb"):
