@@ -504,8 +504,21 @@ impl Evaluator {
 
     /// Rotations of one ciphertext by many steps, hoisted.
     pub fn rotate_hoisted(&self, ct: &Ciphertext, steps: &[i64], keys: &GaloisKeys) -> Result<Vec<Ciphertext>> {
-        let dec = self.decompose(ct)?;
-        steps.iter().map(|&s| self.rotate_decomposed(ct, &dec, s, keys)).collect()
+        // One decomposition per set among the keys (this set, or its key bases).
+        let mut decs: Vec<Decomposed> = vec![self.decompose(ct)?];
+        for key in steps.iter().filter_map(|&s| keys.get(self.params.galois_element(s))) {
+            if !decs.iter().any(|d| d.params().same(key.params())) {
+                decs.push(self.decompose_for(ct, key)?);
+            }
+        }
+        steps
+            .iter()
+            .map(|&s| {
+                let key = keys.get(self.params.galois_element(s));
+                let dec = key.and_then(|k| decs.iter().find(|d| d.params().same(k.params()))).unwrap_or(&decs[0]);
+                self.rotate_decomposed(ct, dec, s, keys)
+            })
+            .collect()
     }
 
     /// Every slot becomes the sum of all slots (needs the power-of-two rotation keys).

@@ -339,17 +339,21 @@ impl ThroughputEvaluator {
     /// Brings a degree-2 batch back to degree 1 (one key switch per ciphertext); a
     /// degree-1 batch is returned as it is.
     pub fn relinearize(&self, mut x: Batch, rk: &RelinKey) -> Result<Batch> {
-        if !rk.key().params().same(&self.params) {
+        // The key's own set: this one, or a key basis of it (the same limbs up to its level).
+        let kp = rk.key().params();
+        if !self.params.accepts_keys_of(kp) {
             return Err(Error::ParamsMismatch);
         }
         if x.degree() != 2 {
             return Ok(x);
         }
         let level = x.level;
+        if level > rk.key().max_level() {
+            return Err(Error::KeyBelowLevel { key_level: rk.key().max_level(), level });
+        }
         x.cts.par_iter_mut().try_for_each(|c| -> Result<()> {
-            let dec = keyswitch::decompose(&self.params, &c[2], level);
-            let (c0, c1) =
-                keyswitch::switch(&self.params, &dec, rk.key(), [Addend::Poly(&c[0]), Addend::Poly(&c[1])], None)?;
+            let dec = keyswitch::decompose(kp, &c[2], level);
+            let (c0, c1) = keyswitch::switch(kp, &dec, rk.key(), [Addend::Poly(&c[0]), Addend::Poly(&c[1])], None)?;
             *c = vec![c0, c1];
             Ok(())
         })?;

@@ -50,6 +50,10 @@ fn keys_in_a_basis_rotate_and_multiply_as_well_as_the_sets_own() {
         let r = k.eval.rotate_decomposed(&ct1, &own, st, &low).unwrap();
         assert!(max_err(&k.decrypt(&r), &rotated(st)) < KEYSWITCHED, "step {st}, its own basis");
     }
+    let hoisted = k.eval.rotate_hoisted(&ct1, &[1, -3, 5], &low).unwrap();
+    for (r, st) in hoisted.iter().zip([1, -3, 5]) {
+        assert!(max_err(&k.decrypt(r), &rotated(st)) < KEYSWITCHED, "rotate_hoisted step {st}");
+    }
     // Above a basis key's level: an error, not a panic (its basis has no tables there).
     let top = k.encrypt(&v);
     assert!(matches!(k.eval.rotate(&top, 1, &low), Err(Error::KeyBelowLevel { key_level: 2, level: 4 })));
@@ -133,6 +137,20 @@ fn bases_enter_the_fingerprint_and_each_must_be_secure() {
         plain().with_key_bases(&[(2, vec![50, 50], 1), (1, vec![36, 36], 1)]),
         Err(ParamError::KeyBasis { .. })
     ));
+    // BGV's evaluator switches in the set itself: its sets take no bases.
+    let bgv = Parameters::builder()
+        .log_n(13)
+        .q_bits(&[40, 30, 30, 30, 30])
+        .p_bits(&[40])
+        .dnum(5)
+        .scheme(rlwe_scheme_bgv())
+        .build()
+        .unwrap();
+    assert!(matches!(bgv.with_key_bases(&[(2, vec![50, 50], 1)]), Err(ParamError::KeyBasis { .. })));
     // A P too small for its one digit is refused as for any set.
     assert!(matches!(plain().with_key_bases(&[(2, vec![40], 1)]), Err(ParamError::SpecialPrimesTooSmall { .. })));
+}
+
+fn rlwe_scheme_bgv() -> ckks::params::Scheme {
+    ckks::params::Scheme::Bgv { plaintext_modulus: 65537 }
 }

@@ -634,6 +634,11 @@ fn fingerprint_of(spec: &ParamsSpec, scheme: Scheme) -> [u8; 32] {
 /// primes and digits, each checked as any set is (128-bit bound, primes, P against the
 /// largest digit). Levels strictly increasing, below the top of the chain or at it.
 fn key_bases(spec: &ParamsSpec, enforce: bool, scheme: Scheme) -> Result<Vec<Parameters>, ParamError> {
+    if !spec.key_bases.is_empty() && scheme != Scheme::Ckks {
+        // BGV's evaluator switches every key in the set itself (and its noise bounds
+        // assume the set's P): a basis there would only make keys it refuses.
+        return Err(ParamError::KeyBasis { detail: "only CKKS sets take key bases".into() });
+    }
     let mut last = None;
     spec.key_bases
         .iter()
