@@ -234,21 +234,13 @@ fn choose_at(
             let upload_bytes = key_levels.iter().map(|&l| p.keyswitch_key_bytes_at(l)).sum::<usize>();
             if !p.key_bases().is_empty() {
                 let bases: Vec<String> = p
-                    .spec()
-                    .key_bases
+                    .key_bases()
                     .iter()
                     .map(|b| {
-                        format!(
-                            "level {} in {} digit{} over {} bits of P",
-                            b.level,
-                            b.dnum,
-                            if b.dnum == 1 { "" } else { "s" },
-                            p.key_bases()
-                                .iter()
-                                .find(|k| k.max_level() == b.level)
-                                .map_or(0.0, |k| k.p().iter().map(|&x| (x as f64).log2()).sum::<f64>())
-                                .round()
-                        )
+                        let (level, dnum) = (b.max_level(), b.dnum());
+                        let log_p = b.log_qp() - b.log_q_at(level);
+                        let s = if dnum == 1 { "" } else { "s" };
+                        format!("level {level} in {dnum} digit{s} over {log_p:.0} bits of P")
                     })
                     .collect();
                 noise_note += &format!(
